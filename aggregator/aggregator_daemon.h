@@ -1,0 +1,51 @@
+#ifndef HIPS_AGGREGATOR_AGGREGATOR_DAEMON_H_
+#define HIPS_AGGREGATOR_AGGREGATOR_DAEMON_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "aggregator/aggregator.h"
+#include "aggregator/aggregator_service.h"
+#include "aggregator/hq_client.h"
+#include "aggregator/hq_link.h"
+
+namespace hips {
+
+struct AggregatorDaemonOptions {
+  AggregatorOptions aggregator;
+  std::string host = "127.0.0.1";
+  int port = 0;  // 0: a free port, see AggregatorDaemon::port()
+  std::string hq_address;
+  size_t chunk_bytes = 1 << 20;
+  HqLinkOptions link;
+};
+
+// A whole hips-aggregator: the Aggregator logic, its link to HQ and its gRPC
+// server. Start() returns once the server listens. Thread-safe; Shutdown is
+// idempotent and also run by the destructor.
+class AggregatorDaemon {
+ public:
+  static absl::StatusOr<std::unique_ptr<AggregatorDaemon>> Start(AggregatorDaemonOptions options);
+  ~AggregatorDaemon();
+
+  int port() const { return port_; }
+  Aggregator& aggregator() { return *aggregator_; }
+  void Shutdown();
+
+ private:
+  AggregatorDaemon() = default;
+
+  std::unique_ptr<Aggregator> aggregator_;
+  std::unique_ptr<HqClient> hq_;
+  std::unique_ptr<HqLink> link_;
+  std::unique_ptr<AggregatorService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_AGGREGATOR_AGGREGATOR_DAEMON_H_

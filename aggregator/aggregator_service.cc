@@ -1,0 +1,57 @@
+#include "aggregator/aggregator_service.h"
+
+#include <algorithm>
+#include <functional>
+#include <utility>
+
+#include "services/net/chunked_stream.h"
+#include "services/net/grpc_util.h"
+#include "services/net/proto_convert.h"
+#include "services/net/weights_stream.h"
+
+namespace hips {
+
+grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
+                                             grpc::ServerReader<v1::GradientChunk>* reader,
+                                             v1::PushAck* ack) {
+  v1::GradientHeader header;
+  std::function<absl::StatusOr<int64_t>(const v1::GradientHeader&)> expected =
+      [this](const v1::GradientHeader& h) -> absl::StatusOr<int64_t> {
+    if (absl::Status s = ValidateGradientHeader(h); !s.ok()) return s;
+    std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
+    if (latest == nullptr) {
+      return absl::FailedPreconditionError("this aggregator has no weights from HQ yet");
+    }
+    return latest->layout.num_floats();
+  };
+  absl::StatusOr<std::vector<float>> gradient =
+      ReadChunked<v1::GradientChunk>(reader, &header, expected);
+  if (!gradient.ok()) return ToGrpcStatus(gradient.status());
+  GradientPush push;
+  push.sender = header.sender_id();
+  push.version = header.version();
+  push.samples = header.sample_count();
+  push.loss_sum = header.loss_sum();
+  push.gradient = *std::move(gradient);
+  absl::StatusOr<PushResult> result = aggregator_->AcceptGradient(push);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  ack->set_version(result->version);
+  ack->set_duplicate(result->duplicate);
+  return grpc::Status::OK;
+}
+
+grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
+                                            const v1::PullWeightsRequest* req,
+                                            grpc::ServerWriter<v1::WeightsChunk>* writer) {
+  const absl::Time deadline =
+      std::min(absl::FromChrono(ctx->deadline()), absl::Now() + max_long_poll_);
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
+      aggregator_->WaitForWeights(req->min_version(), deadline);
+  if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker went away mid-stream");
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace hips

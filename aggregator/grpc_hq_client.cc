@@ -1,0 +1,60 @@
+#include <memory>
+#include <utility>
+
+#include "aggregator/hq_client.h"
+#include "hips/v1/hips.grpc.pb.h"
+#include "services/net/chunked_stream.h"
+#include "services/net/grpc_util.h"
+#include "services/net/weights_stream.h"
+
+namespace hips {
+namespace {
+
+class GrpcHqClient final : public HqClient {
+ public:
+  GrpcHqClient(const std::string& address, std::string id, size_t chunk_bytes)
+      : stub_(v1::Hq::NewStub(CreateHipsChannel(address))),
+        id_(std::move(id)),
+        chunk_bytes_(chunk_bytes) {}
+
+  absl::StatusOr<PushResult> PushAggregate(const AggregatePush& a) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    ctx.set_wait_for_ready(true);
+    v1::PushAck ack;
+    std::unique_ptr<grpc::ClientWriter<v1::AggregateChunk>> writer =
+        stub_->PushAggregate(&ctx, &ack);
+    v1::AggregateChunk first;
+    v1::AggregateHeader* h = first.mutable_header();
+    h->set_aggregator_id(a.aggregator);
+    h->set_version(a.version);
+    h->set_total_samples(a.total_samples);
+    h->set_contributor_count(static_cast<int32_t>(a.contributors));
+    h->set_loss_sum(a.loss_sum);
+    h->set_num_floats(static_cast<int64_t>(a.sum.size()));
+    if (WriteChunked(writer.get(), std::move(first), a.sum, chunk_bytes_)) writer->WritesDone();
+    const grpc::Status status = writer->Finish();
+    if (!status.ok()) return FromGrpcStatus(status);
+    return PushResult{ack.version(), ack.duplicate()};
+  }
+
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
+      int64_t min_version, absl::Time deadline) override {
+    return PullWeightsFrom(stub_.get(), id_, min_version, deadline);
+  }
+
+ private:
+  const std::unique_ptr<v1::Hq::Stub> stub_;
+  const std::string id_;
+  const size_t chunk_bytes_;
+};
+
+}  // namespace
+
+std::unique_ptr<HqClient> CreateGrpcHqClient(const std::string& address,
+                                             const std::string& aggregator_id,
+                                             size_t chunk_bytes) {
+  return std::make_unique<GrpcHqClient>(address, aggregator_id, chunk_bytes);
+}
+
+}  // namespace hips

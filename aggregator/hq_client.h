@@ -1,0 +1,34 @@
+#ifndef HIPS_AGGREGATOR_HQ_CLIENT_H_
+#define HIPS_AGGREGATOR_HQ_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/core/payloads.h"
+
+namespace hips {
+
+// What an aggregator needs from HQ. Implementations are thread-safe.
+class HqClient {
+ public:
+  virtual ~HqClient() = default;
+
+  virtual absl::StatusOr<PushResult> PushAggregate(const AggregatePush& aggregate) = 0;
+
+  // Long poll for weights of version >= min_version; DEADLINE_EXCEEDED when
+  // none arrived by `deadline`.
+  virtual absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
+      int64_t min_version, absl::Time deadline) = 0;
+};
+
+// HqClient over gRPC (hips.v1.Hq).
+std::unique_ptr<HqClient> CreateGrpcHqClient(const std::string& address,
+                                             const std::string& aggregator_id,
+                                             size_t chunk_bytes);
+
+}  // namespace hips
+
+#endif  // HIPS_AGGREGATOR_HQ_CLIENT_H_

@@ -1,0 +1,67 @@
+#include "aggregator/hq_link.h"
+
+#include <algorithm>
+#include <optional>
+
+#include "glog/logging.h"
+#include "services/core/retry.h"
+
+namespace hips {
+
+HqLink::HqLink(Aggregator* aggregator, HqClient* hq, HqLinkOptions options)
+    : aggregator_(aggregator), hq_(hq), options_(options) {
+  puller_ = std::thread([this] { PullLoop(); });
+  forwarder_ = std::thread([this] { ForwardLoop(); });
+}
+
+HqLink::~HqLink() { Shutdown(); }
+
+void HqLink::Shutdown() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  aggregator_->Shutdown();
+  if (puller_.joinable()) puller_.join();
+  if (forwarder_.joinable()) forwarder_.join();
+}
+
+void HqLink::PullLoop() {
+  Backoff backoff(options_.min_backoff, options_.max_backoff);
+  while (!stop_.HasBeenNotified()) {
+    std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
+    if (latest != nullptr && latest->training_done) return;  // nothing newer will come
+    const int64_t min_version = latest == nullptr ? 0 : latest->version + 1;
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next =
+        hq_->PullWeights(min_version, absl::Now() + options_.long_poll);
+    if (next.ok()) {
+      backoff.Reset();
+      VLOG(1) << "weights of version " << (*next)->version << " from HQ";
+      aggregator_->PublishWeights(*std::move(next));
+    } else if (absl::IsDeadlineExceeded(next.status())) {
+      continue;  // the long poll simply ran out
+    } else {
+      LOG_EVERY_N(WARNING, 20) << "pulling weights from HQ: " << next.status();
+      if (stop_.WaitForNotificationWithTimeout(backoff.Next())) return;
+    }
+  }
+}
+
+void HqLink::ForwardLoop() {
+  while (true) {
+    std::optional<AggregatePush> aggregate = aggregator_->NextAggregate();
+    if (!aggregate.has_value()) return;
+    Backoff backoff(options_.min_backoff, options_.max_backoff);
+    while (true) {
+      absl::StatusOr<PushResult> result = hq_->PushAggregate(*aggregate);
+      if (result.ok()) break;
+      if (!IsRetryable(result.status())) {
+        LOG(ERROR) << "HQ refused the aggregate of version " << aggregate->version << ": "
+                   << result.status();
+        break;
+      }
+      LOG_EVERY_N(WARNING, 20) << "pushing the aggregate of version " << aggregate->version
+                               << ": " << result.status();
+      if (stop_.WaitForNotificationWithTimeout(backoff.Next())) return;
+    }
+  }
+}
+
+}  // namespace hips

@@ -1,0 +1,76 @@
+#include "hq/eval_loop.h"
+
+#include <utility>
+
+#include "glog/logging.h"
+
+namespace hips {
+
+EvalLoop::EvalLoop(EvaluateFn evaluate, int64_t every)
+    : evaluate_(std::move(evaluate)), every_(every) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+EvalLoop::~EvalLoop() { Shutdown(); }
+
+void EvalLoop::Offer(std::shared_ptr<const WeightsSnapshot> snapshot) {
+  const bool wanted =
+      snapshot->training_done || (every_ > 0 && snapshot->version % every_ == 0);
+  if (!wanted) return;
+  absl::MutexLock lock(&mu_);
+  // The final snapshot is never displaced by an older periodic one.
+  if (pending_ != nullptr && pending_->training_done) return;
+  pending_ = std::move(snapshot);
+}
+
+void EvalLoop::Run() {
+  while (true) {
+    std::shared_ptr<const WeightsSnapshot> snapshot;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return shutdown_ || pending_ != nullptr;
+      };
+      mu_.Await(absl::Condition(&ready));
+      if (shutdown_) return;
+      snapshot = std::move(pending_);
+      pending_ = nullptr;
+    }
+    absl::StatusOr<ClassificationMetrics> metrics = evaluate_(snapshot->weights);
+    if (!metrics.ok()) {
+      LOG(ERROR) << "evaluating version " << snapshot->version << ": " << metrics.status();
+      continue;
+    }
+    LOG(INFO) << "eval version=" << snapshot->version << " accuracy=" << metrics->accuracy
+              << " f1=" << metrics->macro_f1 << (snapshot->training_done ? " (final)" : "");
+    absl::MutexLock lock(&mu_);
+    latest_ = EvalResult{snapshot->version, *metrics};
+    if (snapshot->training_done) final_ = latest_;
+  }
+}
+
+std::optional<EvalResult> EvalLoop::latest() const {
+  absl::MutexLock lock(&mu_);
+  return latest_;
+}
+
+std::optional<EvalResult> EvalLoop::final_result() const {
+  absl::MutexLock lock(&mu_);
+  return final_;
+}
+
+bool EvalLoop::WaitForFinal(absl::Time deadline) const {
+  absl::MutexLock lock(&mu_);
+  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return final_.has_value(); };
+  return mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
+}
+
+void EvalLoop::Shutdown() {
+  {
+    absl::MutexLock lock(&mu_);
+    shutdown_ = true;
+  }
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+}  // namespace hips

@@ -1,0 +1,67 @@
+#ifndef HIPS_HQ_EVAL_LOOP_H_
+#define HIPS_HQ_EVAL_LOOP_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "services/core/classification_metrics.h"
+#include "services/core/payloads.h"
+
+namespace hips {
+
+struct EvalResult {
+  int64_t version = 0;
+  ClassificationMetrics metrics;
+};
+
+// Evaluates published weights on a thread of its own, so that training never
+// waits for evaluation: every `every`-th version and the final one (training
+// done). When evaluation falls behind, only the newest offered snapshot is
+// evaluated; the final one always is. Thread-safe; Shutdown (idempotent, also
+// the destructor) joins the thread.
+class EvalLoop {
+ public:
+  using EvaluateFn =
+      std::function<absl::StatusOr<ClassificationMetrics>(absl::Span<const float> weights)>;
+
+  // `evaluate` is only ever called from the loop's thread. `every` <= 0
+  // evaluates only the final weights.
+  EvalLoop(EvaluateFn evaluate, int64_t every);
+  ~EvalLoop();
+
+  void Offer(std::shared_ptr<const WeightsSnapshot> snapshot);
+
+  std::optional<EvalResult> latest() const;
+  // The evaluation of the final weights, once done.
+  std::optional<EvalResult> final_result() const;
+  // Waits until the final weights were evaluated; false at the deadline.
+  bool WaitForFinal(absl::Time deadline) const;
+
+  void Shutdown();
+
+ private:
+  void Run();
+
+  const EvaluateFn evaluate_;
+  const int64_t every_;
+
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const WeightsSnapshot> pending_ ABSL_GUARDED_BY(mu_);
+  std::optional<EvalResult> latest_ ABSL_GUARDED_BY(mu_);
+  std::optional<EvalResult> final_ ABSL_GUARDED_BY(mu_);
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+
+  std::thread thread_;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_HQ_EVAL_LOOP_H_

@@ -1,0 +1,58 @@
+#ifndef HIPS_HQ_HQ_DAEMON_H_
+#define HIPS_HQ_HQ_DAEMON_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "hq/eval_loop.h"
+#include "hq/hq_service.h"
+#include "hq/parameter_server.h"
+#include "services/data/dataset.h"
+#include "services/models/model.h"
+#include "services/models/optimizer.h"
+
+namespace hips {
+
+struct HqDaemonOptions {
+  ParameterServerOptions server;
+  ModelOptions model;  // input_shape is taken from the data
+  OptimizerOptions optimizer;
+  DataOptions data;
+  uint64_t seed = 1;  // initial weights
+  int64_t eval_every = 100;
+  std::string host = "127.0.0.1";
+  int port = 0;
+  size_t chunk_bytes = 1 << 20;
+  absl::Duration max_long_poll = absl::Seconds(10);
+};
+
+// A whole hips-hq: master weights and optimizer (ParameterServer), test-set
+// evaluation (EvalLoop) and the gRPC server. Start() returns once the server
+// listens. Shutdown is idempotent and also run by the destructor.
+class HqDaemon {
+ public:
+  static absl::StatusOr<std::unique_ptr<HqDaemon>> Start(HqDaemonOptions options);
+  ~HqDaemon();
+
+  int port() const { return port_; }
+  ParameterServer& server() { return *server_; }
+  EvalLoop& eval() { return *eval_; }
+  void Shutdown();
+
+ private:
+  HqDaemon() = default;
+
+  std::shared_ptr<const Dataset> test_data_;
+  std::unique_ptr<EvalLoop> eval_;
+  std::unique_ptr<ParameterServer> server_;
+  std::unique_ptr<HqService> service_;
+  std::unique_ptr<grpc::Server> grpc_server_;
+  int port_ = 0;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_HQ_HQ_DAEMON_H_

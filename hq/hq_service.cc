@@ -1,0 +1,85 @@
+#include "hq/hq_service.h"
+
+#include <algorithm>
+#include <functional>
+#include <utility>
+
+#include "services/net/chunked_stream.h"
+#include "services/net/grpc_util.h"
+#include "services/net/proto_convert.h"
+#include "services/net/weights_stream.h"
+
+namespace hips {
+namespace {
+
+void EvalToProto(const EvalResult& r, v1::EvalResult* out) {
+  out->set_version(r.version);
+  out->set_accuracy(r.metrics.accuracy);
+  out->set_macro_f1(r.metrics.macro_f1);
+  out->set_examples(r.metrics.examples);
+}
+
+}  // namespace
+
+grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
+                                      grpc::ServerReader<v1::AggregateChunk>* reader,
+                                      v1::PushAck* ack) {
+  v1::AggregateHeader header;
+  std::function<absl::StatusOr<int64_t>(const v1::AggregateHeader&)> expected =
+      [this](const v1::AggregateHeader& h) -> absl::StatusOr<int64_t> {
+    if (absl::Status s = ValidateAggregateHeader(h); !s.ok()) return s;
+    return server_->layout().num_floats();
+  };
+  absl::StatusOr<std::vector<float>> sum =
+      ReadChunked<v1::AggregateChunk>(reader, &header, expected);
+  if (!sum.ok()) return ToGrpcStatus(sum.status());
+  AggregatePush push;
+  push.aggregator = header.aggregator_id();
+  push.version = header.version();
+  push.total_samples = header.total_samples();
+  push.contributors = header.contributor_count();
+  push.loss_sum = header.loss_sum();
+  push.sum = *std::move(sum);
+  absl::StatusOr<PushResult> result = server_->AcceptAggregate(push);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  ack->set_version(result->version);
+  ack->set_duplicate(result->duplicate);
+  return grpc::Status::OK;
+}
+
+grpc::Status HqService::PullWeights(grpc::ServerContext* ctx, const v1::PullWeightsRequest* req,
+                                    grpc::ServerWriter<v1::WeightsChunk>* writer) {
+  const absl::Time deadline =
+      std::min(absl::FromChrono(ctx->deadline()), absl::Now() + max_long_poll_);
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
+      server_->WaitForWeights(req->min_version(), deadline);
+  if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the caller went away mid-stream");
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
+                                  v1::StatusReply* reply) {
+  const ParameterServerStatus s = server_->status();
+  reply->set_version(s.version);
+  reply->set_max_versions(s.max_versions);
+  reply->set_mode("sync");
+  reply->set_last_loss(s.last_loss);
+  reply->set_samples_applied(s.samples_applied);
+  reply->set_gradients_applied(s.gradients_applied);
+  reply->set_training_done(s.training_done);
+  int64_t rejected = 0;
+  for (const auto& [reason, count] : s.aggregates_dropped) rejected += count;
+  reply->set_aggregates_rejected(rejected);
+  if (std::optional<EvalResult> latest = eval_->latest()) {
+    EvalToProto(*latest, reply->mutable_latest_eval());
+  }
+  if (std::optional<EvalResult> final_result = eval_->final_result()) {
+    EvalToProto(*final_result, reply->mutable_final_eval());
+  }
+  return grpc::Status::OK;
+}
+
+}  // namespace hips

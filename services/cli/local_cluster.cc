@@ -1,0 +1,185 @@
+#include "services/cli/local_cluster.h"
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+#include "hips/v1/hips.grpc.pb.h"
+#include "services/cli/child_process.h"
+#include "services/net/grpc_util.h"
+
+namespace hips {
+namespace {
+
+constexpr absl::Duration kTick = absl::Milliseconds(50);
+constexpr absl::Duration kStopGrace = absl::Seconds(5);
+
+class Cluster {
+ public:
+  Cluster(const LocalClusterOptions& options, const std::atomic<bool>* interrupted)
+      : options_(options), interrupted_(interrupted) {}
+
+  ~Cluster() {
+    // Workers first, then aggregators, then HQ: nobody waits on a peer that
+    // is already gone.
+    for (auto it = children_.rbegin(); it != children_.rend(); ++it) (*it)->Stop(kStopGrace);
+  }
+
+  absl::StatusOr<RunSummary> Run();
+
+ private:
+  absl::StatusOr<int> Start(const std::string& name, const std::string& binary,
+                            std::vector<std::string> args, bool wait_for_port);
+  // An error naming the first child that died (a worker may end with code 0
+  // once training is done).
+  absl::Status CheckChildren();
+  absl::StatusOr<v1::StatusReply> QueryHq();
+
+  const LocalClusterOptions& options_;
+  const std::atomic<bool>* const interrupted_;
+  std::vector<std::unique_ptr<ChildProcess>> children_;
+  std::unique_ptr<v1::Hq::Stub> hq_;
+};
+
+absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& binary,
+                                   std::vector<std::string> args, bool wait_for_port) {
+  const std::string port_file = absl::StrCat(options_.run_dir, "/", name, ".port");
+  std::remove(port_file.c_str());
+  std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", binary)};
+  if (wait_for_port) argv.push_back(absl::StrCat("--port_file=", port_file));
+  argv.insert(argv.end(), args.begin(), args.end());
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Spawn(name, argv, absl::StrCat(options_.run_dir, "/", name, ".log"));
+  if (!child.ok()) return child.status();
+  children_.push_back(*std::move(child));
+  if (!wait_for_port) return 0;
+  const absl::Time deadline = absl::Now() + options_.start_timeout;
+  while (absl::Now() < deadline) {
+    if (interrupted_->load()) return absl::CancelledError("interrupted");
+    if (absl::Status s = CheckChildren(); !s.ok()) return s;
+    std::ifstream in(port_file);
+    int port = 0;
+    if (in >> port && port > 0) return port;
+    absl::SleepFor(kTick);
+  }
+  return absl::DeadlineExceededError(absl::StrCat(name, " did not start listening within ",
+                                                  absl::FormatDuration(options_.start_timeout)));
+}
+
+absl::Status Cluster::CheckChildren() {
+  for (const auto& c : children_) {
+    if (!c->Exited()) continue;
+    if (c->ExitedCleanly() && absl::StartsWith(c->name(), "worker")) continue;
+    return absl::AbortedError(absl::StrCat(c->name(), " (pid ", c->pid(), ") died: ",
+                                           c->DescribeExit(), "; last lines of ", c->log_path(),
+                                           ":\n", TailOfFile(c->log_path(), 15)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::StatusReply> Cluster::QueryHq() {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  v1::StatusReply reply;
+  const grpc::Status s = hq_->GetStatus(&ctx, v1::StatusRequest(), &reply);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return reply;
+}
+
+absl::StatusOr<RunSummary> Cluster::Run() {
+  const absl::Time start = absl::Now();
+  std::vector<std::string> hq_args = {
+      absl::StrCat("--aggregators=", options_.aggregators),
+      absl::StrCat("--max_versions=", options_.max_versions),
+      absl::StrCat("--eval_every=", options_.eval_every)};
+  hq_args.insert(hq_args.end(), options_.training_args.begin(), options_.training_args.end());
+  absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
+  if (!hq_port.ok()) return hq_port.status();
+  const std::string hq_address = absl::StrCat("127.0.0.1:", *hq_port);
+  hq_ = v1::Hq::NewStub(CreateHipsChannel(hq_address));
+
+  std::vector<std::string> aggregator_addresses;
+  for (int a = 0; a < options_.aggregators; ++a) {
+    int assigned = 0;
+    for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
+    absl::StatusOr<int> port =
+        Start(absl::StrCat("aggregator-", a), "hips-aggregator",
+              {absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address),
+               absl::StrCat("--workers=", assigned)},
+              true);
+    if (!port.ok()) return port.status();
+    aggregator_addresses.push_back(absl::StrCat("127.0.0.1:", *port));
+  }
+  for (int k = 0; k < options_.workers; ++k) {
+    std::vector<std::string> args = {
+        absl::StrCat("--aggregator=", aggregator_addresses[k % options_.aggregators]),
+        absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers),
+        absl::StrCat("--batch_size=", options_.batch_size)};
+    args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
+    absl::StatusOr<int> started = Start(absl::StrCat("worker-", k), "hips-worker", args, false);
+    if (!started.ok()) return started.status();
+  }
+  std::printf("cluster up: hq %s, %d aggregators, %d workers (logs in %s)\n",
+              hq_address.c_str(), options_.aggregators, options_.workers,
+              options_.run_dir.c_str());
+  std::fflush(stdout);
+
+  absl::Time next_report = absl::Now() + options_.progress_every;
+  absl::Time last_time = start;
+  int64_t last_samples = 0;
+  while (true) {
+    if (interrupted_->load()) return absl::CancelledError("interrupted");
+    if (absl::Status s = CheckChildren(); !s.ok()) return s;
+    const absl::Time now = absl::Now();
+    if (now >= next_report) {
+      next_report = now + options_.progress_every;
+      absl::StatusOr<v1::StatusReply> status = QueryHq();
+      if (!status.ok()) {
+        std::printf("HQ status unavailable: %s\n", status.status().ToString().c_str());
+      } else {
+        const double rate = (status->samples_applied() - last_samples) /
+                            std::max(1e-9, absl::ToDoubleSeconds(now - last_time));
+        last_samples = status->samples_applied();
+        last_time = now;
+        std::string eval = "accuracy=n/a";
+        if (status->has_latest_eval()) {
+          eval = absl::StrFormat("accuracy=%.4f f1=%.4f (at version %d)",
+                                 status->latest_eval().accuracy(),
+                                 status->latest_eval().macro_f1(),
+                                 status->latest_eval().version());
+        }
+        std::printf("[%6.1fs] version=%lld/%lld loss=%.4f %s samples/s=%.0f\n",
+                    absl::ToDoubleSeconds(now - start),
+                    static_cast<long long>(status->version()),
+                    static_cast<long long>(status->max_versions()), status->last_loss(),
+                    eval.c_str(), rate);
+        std::fflush(stdout);
+        if (status->training_done() && status->has_final_eval()) {
+          RunSummary summary;
+          summary.version = status->final_eval().version();
+          summary.accuracy = status->final_eval().accuracy();
+          summary.f1 = status->final_eval().macro_f1();
+          summary.samples = status->samples_applied();
+          summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+          return summary;
+        }
+        // Once training is done, look often for the final evaluation.
+        if (status->training_done()) next_report = now + kTick * 4;
+      }
+    }
+    absl::SleepFor(kTick);
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<RunSummary> RunLocalCluster(const LocalClusterOptions& options,
+                                           const std::atomic<bool>* interrupted) {
+  Cluster cluster(options, interrupted);
+  return cluster.Run();
+}
+
+}  // namespace hips

@@ -1,0 +1,43 @@
+#ifndef HIPS_SERVICES_CLI_LOCAL_CLUSTER_H_
+#define HIPS_SERVICES_CLI_LOCAL_CLUSTER_H_
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/cli/run_summary.h"
+
+namespace hips {
+
+struct LocalClusterOptions {
+  int aggregators = 2;
+  int workers = 4;
+  int64_t batch_size = 64;
+  int64_t max_versions = 0;  // > 0
+  int64_t eval_every = 100;
+  // Where hips-hq, hips-aggregator and hips-worker are.
+  std::string bin_dir;
+  // Logs and port files of this run.
+  std::string run_dir;
+  // Model, optimizer, data and seed flags handed to HQ and workers.
+  std::vector<std::string> training_args;
+  absl::Duration progress_every = absl::Seconds(3);
+  absl::Duration start_timeout = absl::Seconds(60);
+};
+
+// Runs a whole cluster as real processes on 127.0.0.1 with free ports: one
+// hips-hq, `aggregators` hips-aggregator, `workers` hips-worker (worker k
+// talks to aggregator k % aggregators). Prints a progress line every
+// `progress_every` and returns once HQ evaluated the final weights. A child
+// that dies fails the run with its name, exit status and the end of its log;
+// every child is stopped before this returns, and setting `*interrupted`
+// (e.g. from a signal) stops the run with CANCELLED.
+absl::StatusOr<RunSummary> RunLocalCluster(const LocalClusterOptions& options,
+                                           const std::atomic<bool>* interrupted);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CLI_LOCAL_CLUSTER_H_

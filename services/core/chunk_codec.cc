@@ -1,0 +1,70 @@
+#include "services/core/chunk_codec.h"
+
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace hips {
+
+absl::Status ValidateChunkBytes(size_t chunk_bytes) {
+  if (chunk_bytes == 0 || chunk_bytes % sizeof(float) != 0 || chunk_bytes > (size_t{64} << 20)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "chunk size must be a positive multiple of 4 bytes up to 64 MiB, got ", chunk_bytes));
+  }
+  return absl::OkStatus();
+}
+
+ChunkSplitter::ChunkSplitter(absl::Span<const float> data, size_t chunk_bytes)
+    : bytes_(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float)),
+      chunk_bytes_(chunk_bytes),
+      num_chunks_((bytes_.size() + chunk_bytes - 1) / chunk_bytes) {}
+
+absl::string_view ChunkSplitter::chunk(size_t i) const {
+  return bytes_.substr(i * chunk_bytes_, chunk_bytes_);
+}
+
+absl::StatusOr<ChunkAssembler> ChunkAssembler::Create(int64_t num_floats,
+                                                      int64_t expected_floats) {
+  if (num_floats != expected_floats) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stream announces ", num_floats, " floats, the model has ", expected_floats));
+  }
+  return ChunkAssembler(num_floats);
+}
+
+absl::Status ChunkAssembler::Append(absl::string_view bytes) {
+  if (bytes.size() % sizeof(float) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("chunk of ", bytes.size(), " bytes is not a whole number of floats"));
+  }
+  const int64_t n = static_cast<int64_t>(bytes.size() / sizeof(float));
+  if (n > static_cast<int64_t>(buffer_.size()) - filled_) {
+    return absl::InvalidArgumentError(absl::StrCat("stream carries more than the announced ",
+                                                   buffer_.size(), " floats"));
+  }
+  if (n > 0) std::memcpy(buffer_.data() + filled_, bytes.data(), bytes.size());
+  filled_ += n;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> ChunkAssembler::Finish() && {
+  if (filled_ != static_cast<int64_t>(buffer_.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stream ended after ", filled_, " of ", buffer_.size(), " announced floats"));
+  }
+  return std::move(buffer_);
+}
+
+absl::Status CheckFinite(absl::Span<const float> values) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("non-finite value ", values[i], " at float ", i));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hips

@@ -1,0 +1,49 @@
+#ifndef HIPS_SERVICES_CORE_GRADIENT_ACCUMULATOR_H_
+#define HIPS_SERVICES_CORE_GRADIENT_ACCUMULATOR_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+
+namespace hips {
+
+// Sums flat gradients of one round: sum += scale · values, plus the sample,
+// loss and contributor totals that travel with them. A worker's mean gradient
+// g_i over n_i samples is added with scale n_i; an aggregator's already
+// weighted sum with scale 1. The round's gradient is then sum / total_samples,
+// which is the gradient of the mean loss over the union of the batches.
+// Not thread-safe: the owner serializes access.
+class GradientAccumulator {
+ public:
+  explicit GradientAccumulator(size_t num_floats) : sum_(num_floats, 0.0f) {}
+
+  // Zeroes every total; keeps the buffer.
+  void Reset();
+
+  // INVALID_ARGUMENT when `values` has the wrong size or `samples` <= 0;
+  // nothing is added then.
+  absl::Status Add(absl::Span<const float> values, float scale, int64_t samples,
+                   double loss_sum, int64_t contributors);
+
+  absl::Span<const float> sum() const { return sum_; }
+  int64_t total_samples() const { return total_samples_; }
+  double loss_sum() const { return loss_sum_; }
+  int64_t contributors() const { return contributors_; }
+  size_t num_floats() const { return sum_.size(); }
+
+  // Writes sum / total_samples into `out` (same size). Precondition:
+  // total_samples() > 0.
+  void MeanInto(absl::Span<float> out) const;
+
+ private:
+  std::vector<float> sum_;
+  int64_t total_samples_ = 0;
+  double loss_sum_ = 0.0;
+  int64_t contributors_ = 0;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CORE_GRADIENT_ACCUMULATOR_H_

@@ -1,0 +1,57 @@
+#include "services/core/model_layout.h"
+
+#include <utility>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace hips {
+
+int64_t TensorSpec::NumElements() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+absl::StatusOr<ModelLayout> ModelLayout::Create(std::vector<TensorSpec> tensors) {
+  ModelLayout layout;
+  absl::flat_hash_set<std::string> names;
+  int64_t total = 0;
+  for (const TensorSpec& t : tensors) {
+    if (t.name.empty()) {
+      return absl::InvalidArgumentError("tensor with an empty name");
+    }
+    if (!names.insert(t.name).second) {
+      return absl::InvalidArgumentError(absl::StrCat("duplicate tensor name '", t.name, "'"));
+    }
+    int64_t n = 1;
+    for (int64_t d : t.shape) {
+      if (d <= 0 || d > kMaxFloats) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", t.name, "' has dimension ", d));
+      }
+      n *= d;
+      if (n > kMaxFloats) {
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' is too large"));
+      }
+    }
+    layout.offsets_.push_back(total);
+    total += n;
+    if (total > kMaxFloats) {
+      return absl::InvalidArgumentError("model is larger than 2^31 floats");
+    }
+  }
+  layout.tensors_ = std::move(tensors);
+  layout.num_floats_ = total;
+  return layout;
+}
+
+std::string ModelLayout::DebugString() const {
+  return absl::StrJoin(tensors_, " ", [](std::string* out, const TensorSpec& t) {
+    absl::StrAppend(out, t.name, "[", absl::StrJoin(t.shape, ","), "]");
+  });
+}
+
+}  // namespace hips

@@ -1,0 +1,60 @@
+#ifndef HIPS_SERVICES_CORE_MODEL_LAYOUT_H_
+#define HIPS_SERVICES_CORE_MODEL_LAYOUT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace hips {
+
+// One float32 tensor of a model: its name and row-major shape.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+
+  int64_t NumElements() const;
+  friend bool operator==(const TensorSpec& a, const TensorSpec& b) {
+    return a.name == b.name && a.shape == b.shape;
+  }
+};
+
+// The order, names and shapes of a model's tensors. A model's flat buffer is
+// its tensors concatenated in this order. Immutable after Create; safe to share
+// between threads.
+class ModelLayout {
+ public:
+  ModelLayout() = default;
+
+  // Refuses empty or duplicate names and non-positive dimensions, and layouts
+  // larger than `kMaxFloats` (INVALID_ARGUMENT).
+  static absl::StatusOr<ModelLayout> Create(std::vector<TensorSpec> tensors);
+
+  // 2^31 floats (8 GiB): far beyond any model hips trains on one host.
+  static constexpr int64_t kMaxFloats = int64_t{1} << 31;
+
+  const std::vector<TensorSpec>& tensors() const { return tensors_; }
+  int64_t num_floats() const { return num_floats_; }
+  // Offset in floats of tensor `i` inside the flat buffer.
+  int64_t offset(size_t i) const { return offsets_[i]; }
+
+  // "name[d0,d1] name2[d0] ..." for error messages.
+  std::string DebugString() const;
+
+  friend bool operator==(const ModelLayout& a, const ModelLayout& b) {
+    return a.tensors_ == b.tensors_;
+  }
+  friend bool operator!=(const ModelLayout& a, const ModelLayout& b) {
+    return !(a == b);
+  }
+
+ private:
+  std::vector<TensorSpec> tensors_;
+  std::vector<int64_t> offsets_;
+  int64_t num_floats_ = 0;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CORE_MODEL_LAYOUT_H_

@@ -1,0 +1,66 @@
+#ifndef HIPS_SERVICES_MODELS_MODEL_H_
+#define HIPS_SERVICES_MODELS_MODEL_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "services/core/classification_metrics.h"
+#include "services/core/model_layout.h"
+#include "services/data/dataset.h"
+
+namespace hips {
+
+// Which network to build. Validated once by ValidateModelOptions.
+struct ModelOptions {
+  // "mlp" (784-256-256-10), "cnn" (two conv blocks, then 128-10) or "fullmlp"
+  // (`fullmlp_layers` Linear layers of width `fullmlp_width`).
+  std::string name = "mlp";
+  int fullmlp_layers = 16;
+  int fullmlp_width = 256;
+  std::vector<int64_t> input_shape = {1, 28, 28};
+  int64_t num_classes = 10;
+};
+
+absl::Status ValidateModelOptions(const ModelOptions& options);
+
+// A LibTorch network behind a torch-free interface, so that callers (worker,
+// HQ, the monolith trainer) compile without LibTorch headers. Parameters are
+// exposed as one flat float buffer in layout() order.
+// Not thread-safe: one thread uses a Model at a time.
+class Model {
+ public:
+  virtual ~Model() = default;
+
+  // Builds the network with weights initialised from `seed` (the same seed
+  // gives the same weights in every process).
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelOptions& options,
+                                                       uint64_t seed);
+
+  virtual const ModelLayout& layout() const = 0;
+
+  // Copies the flat weights out / in. Sizes must equal layout().num_floats().
+  virtual void GetWeights(absl::Span<float> out) const = 0;
+  virtual absl::Status SetWeights(absl::Span<const float> weights) = 0;
+
+  // Forward and backward pass of the mean cross-entropy over a batch of
+  // `labels.size()` examples; writes the mean gradient to `grad_out` and
+  // returns the SUM of the per-example losses.
+  virtual absl::StatusOr<double> ComputeGradient(absl::Span<const float> features,
+                                                 absl::Span<const int64_t> labels,
+                                                 absl::Span<float> grad_out) = 0;
+
+  // Accuracy and macro-F1 of the current weights on `data`.
+  virtual absl::StatusOr<ClassificationMetrics> Evaluate(const Dataset& data) = 0;
+};
+
+// Sets LibTorch's intra-op thread count (a process-wide setting).
+void SetTorchThreads(int threads);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_MODELS_MODEL_H_

@@ -1,0 +1,34 @@
+#ifndef HIPS_SERVICES_NET_GRPC_UTIL_H_
+#define HIPS_SERVICES_NET_GRPC_UTIL_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace hips {
+
+// Per-message limit on every hips channel and server, both directions. gRPC's
+// default receive limit (4 MiB) is below what a 4 MiB chunk plus framing
+// needs, so hips always sets it: the largest chunk (64 MiB) plus headroom for
+// the header and layout.
+inline constexpr int kMaxMessageBytes = (64 << 20) + (1 << 20);
+
+// A plaintext channel to `address` with hips's message limits.
+std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address);
+
+// Applies hips's message limits to a server under construction.
+void ConfigureHipsServer(grpc::ServerBuilder* builder);
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+absl::Status FromGrpcStatus(const grpc::Status& status);
+
+// Writes `port` followed by a newline to `path` atomically (write to a
+// temporary file, then rename), so a reader never sees a partial file.
+absl::Status WritePortFile(const std::string& path, int port);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_NET_GRPC_UTIL_H_

@@ -1,0 +1,25 @@
+#ifndef HIPS_SERVICES_NET_PROTO_CONVERT_H_
+#define HIPS_SERVICES_NET_PROTO_CONVERT_H_
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "hips/v1/hips.pb.h"
+#include "services/core/model_layout.h"
+
+// Conversions between hips.v1 messages and domain types, with the checks that
+// anything a peer sends must pass (INVALID_ARGUMENT with a reason otherwise).
+
+namespace hips {
+
+void LayoutToProto(const ModelLayout& layout, v1::ModelLayout* out);
+absl::StatusOr<ModelLayout> LayoutFromProto(const v1::ModelLayout& proto);
+
+// Longest sender or aggregator id accepted from a peer.
+inline constexpr size_t kMaxIdLength = 128;
+
+absl::Status ValidateGradientHeader(const v1::GradientHeader& h);
+absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_NET_PROTO_CONVERT_H_

@@ -1,0 +1,66 @@
+#include "services/net/weights_stream.h"
+
+#include <functional>
+#include <utility>
+
+#include "hips/v1/hips.grpc.pb.h"
+#include "services/net/chunked_stream.h"
+#include "services/net/grpc_util.h"
+#include "services/net/proto_convert.h"
+
+namespace hips {
+
+bool WriteWeights(grpc::ServerWriter<v1::WeightsChunk>* writer, const WeightsSnapshot& snapshot,
+                  size_t chunk_bytes) {
+  v1::WeightsChunk first;
+  v1::WeightsHeader* h = first.mutable_header();
+  h->set_version(snapshot.version);
+  h->set_num_floats(static_cast<int64_t>(snapshot.weights.size()));
+  h->set_training_done(snapshot.training_done);
+  LayoutToProto(snapshot.layout, h->mutable_layout());
+  return WriteChunked(writer, std::move(first), snapshot.weights, chunk_bytes);
+}
+
+absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
+    grpc::ClientReader<v1::WeightsChunk>* reader) {
+  auto snapshot = std::make_shared<WeightsSnapshot>();
+  v1::WeightsHeader header;
+  std::function<absl::StatusOr<int64_t>(const v1::WeightsHeader&)> expected =
+      [&](const v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
+    if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
+    absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
+    if (!layout.ok()) return layout.status();
+    snapshot->layout = *std::move(layout);
+    return snapshot->layout.num_floats();
+  };
+  absl::StatusOr<std::vector<float>> weights =
+      ReadChunked<v1::WeightsChunk>(reader, &header, expected);
+  // The call's own status explains a broken stream better than its symptoms.
+  const grpc::Status finish = reader->Finish();
+  if (!finish.ok()) return FromGrpcStatus(finish);
+  if (!weights.ok()) return weights.status();
+  snapshot->version = header.version();
+  snapshot->training_done = header.training_done();
+  snapshot->weights = *std::move(weights);
+  return snapshot;
+}
+
+template <typename Stub>
+absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
+    Stub* stub, const std::string& requester, int64_t min_version, absl::Time deadline) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(deadline));
+  ctx.set_wait_for_ready(true);
+  v1::PullWeightsRequest req;
+  req.set_requester_id(requester);
+  req.set_min_version(min_version);
+  std::unique_ptr<grpc::ClientReader<v1::WeightsChunk>> reader = stub->PullWeights(&ctx, req);
+  return ReadWeights(reader.get());
+}
+
+template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
+    v1::Hq::Stub*, const std::string&, int64_t, absl::Time);
+template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
+    v1::Aggregator::Stub*, const std::string&, int64_t, absl::Time);
+
+}  // namespace hips

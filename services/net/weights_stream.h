@@ -1,0 +1,35 @@
+#ifndef HIPS_SERVICES_NET_WEIGHTS_STREAM_H_
+#define HIPS_SERVICES_NET_WEIGHTS_STREAM_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hips/v1/hips.pb.h"
+#include "services/core/payloads.h"
+
+// The PullWeights stream, shared by both tiers that serve it (HQ and
+// aggregator) and both that call it (aggregator and worker).
+
+namespace hips {
+
+// Server side: streams `snapshot` as a header plus chunks.
+bool WriteWeights(grpc::ServerWriter<v1::WeightsChunk>* writer, const WeightsSnapshot& snapshot,
+                  size_t chunk_bytes);
+
+// Client side: reads a whole snapshot, checking the layout and sizes.
+absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
+    grpc::ClientReader<v1::WeightsChunk>* reader);
+
+// Calls PullWeights on `stub` (hips.v1.Hq or hips.v1.Aggregator) as a long
+// poll that ends at `deadline`.
+template <typename Stub>
+absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
+    Stub* stub, const std::string& requester, int64_t min_version, absl::Time deadline);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_NET_WEIGHTS_STREAM_H_

@@ -1,0 +1,73 @@
+#include "services/runtime/process_setup.h"
+
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <cstdio>
+#include <cstdlib>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "glog/logging.h"
+
+namespace hips {
+namespace {
+
+// SIGUSR2 only ever wakes the watcher thread from Stop().
+constexpr int kWakeSignal = SIGUSR2;
+
+sigset_t WatchedSignals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, kWakeSignal);
+  return set;
+}
+
+std::string& ProgramName() {
+  static std::string* name = new std::string("hips");
+  return *name;
+}
+
+}  // namespace
+
+std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
+  ProgramName() = argv[0];
+  absl::SetProgramUsageMessage(usage);
+  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  FLAGS_logtostderr = true;
+  google::InitGoogleLogging(argv[0]);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  return positional;
+}
+
+void ExitWithUsageError(const std::string& message) {
+  std::fprintf(stderr, "%s: %s\n", ProgramName().c_str(), message.c_str());
+  std::exit(2);
+}
+
+TerminationWatcher::TerminationWatcher(std::function<void(int)> on_signal)
+    : on_signal_(std::move(on_signal)) {
+  sigset_t set = WatchedSignals();
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  thread_ = std::thread([this] {
+    sigset_t watched = WatchedSignals();
+    int sig = 0;
+    sigwait(&watched, &sig);
+    if (sig != kWakeSignal) on_signal_(sig);
+  });
+}
+
+TerminationWatcher::~TerminationWatcher() { Stop(); }
+
+void TerminationWatcher::Stop() {
+  std::call_once(stop_once_, [this] {
+    pthread_kill(thread_.native_handle(), kWakeSignal);
+    thread_.join();
+  });
+}
+
+}  // namespace hips

@@ -1,0 +1,48 @@
+#ifndef HIPS_SERVICES_RUNTIME_PROCESS_SETUP_H_
+#define HIPS_SERVICES_RUNTIME_PROCESS_SETUP_H_
+
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+
+// Start-up and shut-down plumbing shared by the hips binaries.
+
+namespace hips {
+
+// Parses absl flags (exiting with a message and code 2 on unknown or
+// malformed flags), sends glog to stderr, raises glibc's trim and mmap
+// thresholds (freshly allocated gRPC read buffers otherwise page-fault on
+// every message: ../shared/notes/grpc-throughput.md), and returns the
+// positional arguments. Call first thing in main.
+std::vector<char*> InitProcess(int argc, char** argv, const char* usage);
+
+// Prints "<program>: <message>" to stderr and exits with code 2: for bad
+// flags and other configuration errors.
+[[noreturn]] void ExitWithUsageError(const std::string& message);
+
+// Blocks SIGINT and SIGTERM in the calling thread and every thread started
+// after it (call before starting any thread), then waits for one of them in a
+// thread of its own and calls `on_signal` once. Stop() (or the destructor)
+// ends the wait and joins the thread. Thread-safe.
+class TerminationWatcher {
+ public:
+  explicit TerminationWatcher(std::function<void(int signal)> on_signal);
+  ~TerminationWatcher();
+  TerminationWatcher(const TerminationWatcher&) = delete;
+  TerminationWatcher& operator=(const TerminationWatcher&) = delete;
+
+  void Stop();
+
+ private:
+  std::function<void(int)> on_signal_;
+  std::thread thread_;
+  std::once_flag stop_once_;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_RUNTIME_PROCESS_SETUP_H_

@@ -1,0 +1,71 @@
+#include "services/runtime/training_flags.h"
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+ABSL_FLAG(std::string, model, "mlp", "Model: mlp (784-256-256-10), cnn or fullmlp.");
+ABSL_FLAG(int, fullmlp_layers, 16, "Linear layers of the fullmlp model.");
+ABSL_FLAG(int, fullmlp_width, 256, "Width of the fullmlp model's hidden layers.");
+ABSL_FLAG(std::string, optimizer, "sgd", "Optimizer at HQ: sgd or adam.");
+ABSL_FLAG(double, lr, 0.05, "Learning rate.");
+ABSL_FLAG(double, momentum, 0.9, "SGD momentum.");
+ABSL_FLAG(bool, nesterov, false, "Nesterov momentum (sgd).");
+ABSL_FLAG(double, weight_decay, 0.0, "L2 weight decay.");
+ABSL_FLAG(std::string, data, "fashion-mnist", "Data set: fashion-mnist or synthetic.");
+ABSL_FLAG(std::string, data_dir, hips::kDefaultFashionMnistDir,
+          "Directory with Fashion-MNIST's gzipped IDX files.");
+ABSL_FLAG(int64_t, synthetic_examples, 8192, "Training examples of the synthetic data set.");
+ABSL_FLAG(int64_t, synthetic_test_examples, 2048, "Test examples of the synthetic data set.");
+ABSL_FLAG(uint64_t, seed, 1, "Seed of the initial weights and of the data order.");
+ABSL_FLAG(int, torch_threads, 1, "LibTorch intra-op threads per process.");
+
+namespace hips {
+
+ModelOptions ModelOptionsFromFlags() {
+  ModelOptions o;
+  o.name = absl::GetFlag(FLAGS_model);
+  o.fullmlp_layers = absl::GetFlag(FLAGS_fullmlp_layers);
+  o.fullmlp_width = absl::GetFlag(FLAGS_fullmlp_width);
+  return o;
+}
+
+OptimizerOptions OptimizerOptionsFromFlags() {
+  OptimizerOptions o;
+  o.name = absl::GetFlag(FLAGS_optimizer);
+  o.learning_rate = absl::GetFlag(FLAGS_lr);
+  o.momentum = absl::GetFlag(FLAGS_momentum);
+  o.nesterov = absl::GetFlag(FLAGS_nesterov);
+  o.weight_decay = absl::GetFlag(FLAGS_weight_decay);
+  return o;
+}
+
+DataOptions DataOptionsFromFlags() {
+  DataOptions o;
+  o.name = absl::GetFlag(FLAGS_data);
+  o.dir = absl::GetFlag(FLAGS_data_dir);
+  o.synthetic_train_examples = absl::GetFlag(FLAGS_synthetic_examples);
+  o.synthetic_test_examples = absl::GetFlag(FLAGS_synthetic_test_examples);
+  return o;
+}
+
+std::vector<std::string> TrainingFlagsAsArgs() {
+  return {
+      absl::StrCat("--model=", absl::GetFlag(FLAGS_model)),
+      absl::StrCat("--fullmlp_layers=", absl::GetFlag(FLAGS_fullmlp_layers)),
+      absl::StrCat("--fullmlp_width=", absl::GetFlag(FLAGS_fullmlp_width)),
+      absl::StrCat("--optimizer=", absl::GetFlag(FLAGS_optimizer)),
+      absl::StrFormat("--lr=%.17g", absl::GetFlag(FLAGS_lr)),
+      absl::StrFormat("--momentum=%.17g", absl::GetFlag(FLAGS_momentum)),
+      absl::StrCat("--nesterov=", absl::GetFlag(FLAGS_nesterov) ? "true" : "false"),
+      absl::StrFormat("--weight_decay=%.17g", absl::GetFlag(FLAGS_weight_decay)),
+      absl::StrCat("--data=", absl::GetFlag(FLAGS_data)),
+      absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir)),
+      absl::StrCat("--synthetic_examples=", absl::GetFlag(FLAGS_synthetic_examples)),
+      absl::StrCat("--synthetic_test_examples=", absl::GetFlag(FLAGS_synthetic_test_examples)),
+      absl::StrCat("--seed=", absl::GetFlag(FLAGS_seed)),
+      absl::StrCat("--torch_threads=", absl::GetFlag(FLAGS_torch_threads)),
+  };
+}
+
+}  // namespace hips

@@ -1,0 +1,66 @@
+#include "services/training/monolith.h"
+
+#include <memory>
+#include <utility>
+
+#include "services/data/shard_sampler.h"
+
+namespace hips {
+
+absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& o, const Dataset& train,
+                                           const Dataset* test) {
+  ModelOptions model_options = o.model;
+  model_options.input_shape = train.example_shape;
+  model_options.num_classes = train.num_classes;
+  absl::StatusOr<std::unique_ptr<Model>> master = Model::Create(model_options, o.seed);
+  if (!master.ok()) return master.status();
+  // The gradient replica is a second instance: the same split of roles as
+  // HQ (optimizer on master weights) and a worker (forward/backward).
+  absl::StatusOr<std::unique_ptr<Model>> replica = Model::Create(model_options, o.seed);
+  if (!replica.ok()) return replica.status();
+  MonolithResult result;
+  result.layout = (*master)->layout();
+  absl::StatusOr<std::unique_ptr<Optimizer>> optimizer =
+      CreateTorchOptimizer(o.optimizer, *std::move(master));
+  if (!optimizer.ok()) return optimizer.status();
+
+  std::vector<ShardSampler> samplers;
+  for (int k = 0; k < o.num_workers; ++k) {
+    absl::StatusOr<ShardSampler> s =
+        ShardSampler::Create(train.num_examples(), k, o.num_workers, o.batch_size, o.seed);
+    if (!s.ok()) return s.status();
+    samplers.push_back(*std::move(s));
+  }
+
+  const int64_t n = result.layout.num_floats();
+  std::vector<float> weights(n), grad(n);
+  std::vector<int64_t> batch;
+  std::vector<float> features;
+  std::vector<int64_t> labels;
+  for (int64_t step = 0; step < o.steps; ++step) {
+    batch.clear();
+    for (ShardSampler& s : samplers) {
+      const std::vector<int64_t> part = s.Batch(step);
+      batch.insert(batch.end(), part.begin(), part.end());
+    }
+    train.Gather(batch, &features, &labels);
+    (*optimizer)->GetWeights(absl::MakeSpan(weights));
+    if (absl::Status s = (*replica)->SetWeights(weights); !s.ok()) return s;
+    absl::StatusOr<double> loss = (*replica)->ComputeGradient(features, labels, absl::MakeSpan(grad));
+    if (!loss.ok()) return loss.status();
+    if (absl::Status s = (*optimizer)->Step(grad); !s.ok()) return s;
+    result.samples += static_cast<int64_t>(batch.size());
+  }
+  result.version = o.steps;
+  (*optimizer)->GetWeights(absl::MakeSpan(weights));
+  result.weights = std::move(weights);
+  if (test != nullptr) {
+    if (absl::Status s = (*replica)->SetWeights(result.weights); !s.ok()) return s;
+    absl::StatusOr<ClassificationMetrics> m = (*replica)->Evaluate(*test);
+    if (!m.ok()) return m.status();
+    result.metrics = *m;
+  }
+  return result;
+}
+
+}  // namespace hips

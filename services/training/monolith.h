@@ -1,0 +1,44 @@
+#ifndef HIPS_SERVICES_TRAINING_MONOLITH_H_
+#define HIPS_SERVICES_TRAINING_MONOLITH_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/core/classification_metrics.h"
+#include "services/core/model_layout.h"
+#include "services/data/dataset.h"
+#include "services/models/model.h"
+#include "services/models/optimizer.h"
+
+namespace hips {
+
+struct MonolithOptions {
+  ModelOptions model;  // input_shape and num_classes are taken from the data
+  OptimizerOptions optimizer;
+  uint64_t seed = 1;
+  // The cluster this run stands in for: step v trains on the union of the
+  // batches that workers 0..num_workers-1 draw at step v.
+  int num_workers = 4;
+  int64_t batch_size = 64;
+  int64_t steps = 0;
+};
+
+struct MonolithResult {
+  int64_t version = 0;  // steps taken
+  int64_t samples = 0;
+  ModelLayout layout;
+  std::vector<float> weights;
+  ClassificationMetrics metrics;  // on `test`, when given
+};
+
+// Single-process SGD, the reference for sync mode: the same model, initial
+// weights, optimizer and per-step data as a hips cluster of `num_workers`
+// workers, but one forward/backward over the union batch per step.
+// `test` may be null (no evaluation).
+absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& options, const Dataset& train,
+                                           const Dataset* test);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_TRAINING_MONOLITH_H_

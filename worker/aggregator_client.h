@@ -1,0 +1,34 @@
+#ifndef HIPS_WORKER_AGGREGATOR_CLIENT_H_
+#define HIPS_WORKER_AGGREGATOR_CLIENT_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "services/core/payloads.h"
+
+namespace hips {
+
+// What a worker needs from its aggregator. Implementations are thread-safe.
+class AggregatorClient {
+ public:
+  virtual ~AggregatorClient() = default;
+
+  virtual absl::StatusOr<PushResult> PushGradient(const GradientPush& gradient) = 0;
+
+  // Long poll for weights of version >= min_version; DEADLINE_EXCEEDED when
+  // none arrived by `deadline`.
+  virtual absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
+      int64_t min_version, absl::Time deadline) = 0;
+};
+
+// AggregatorClient over gRPC (hips.v1.Aggregator).
+std::unique_ptr<AggregatorClient> CreateGrpcAggregatorClient(const std::string& address,
+                                                             const std::string& worker_id,
+                                                             size_t chunk_bytes);
+
+}  // namespace hips
+
+#endif  // HIPS_WORKER_AGGREGATOR_CLIENT_H_

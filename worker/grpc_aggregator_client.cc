@@ -1,0 +1,60 @@
+#include <memory>
+#include <utility>
+
+#include "hips/v1/hips.grpc.pb.h"
+#include "services/net/chunked_stream.h"
+#include "services/net/grpc_util.h"
+#include "services/net/weights_stream.h"
+#include "worker/aggregator_client.h"
+
+namespace hips {
+namespace {
+
+class GrpcAggregatorClient final : public AggregatorClient {
+ public:
+  GrpcAggregatorClient(const std::string& address, std::string id, size_t chunk_bytes)
+      : stub_(v1::Aggregator::NewStub(CreateHipsChannel(address))),
+        id_(std::move(id)),
+        chunk_bytes_(chunk_bytes) {}
+
+  absl::StatusOr<PushResult> PushGradient(const GradientPush& g) override {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    ctx.set_wait_for_ready(true);
+    v1::PushAck ack;
+    std::unique_ptr<grpc::ClientWriter<v1::GradientChunk>> writer = stub_->PushGradient(&ctx, &ack);
+    v1::GradientChunk first;
+    v1::GradientHeader* h = first.mutable_header();
+    h->set_sender_id(g.sender);
+    h->set_version(g.version);
+    h->set_sample_count(g.samples);
+    h->set_loss_sum(g.loss_sum);
+    h->set_num_floats(static_cast<int64_t>(g.gradient.size()));
+    if (WriteChunked(writer.get(), std::move(first), g.gradient, chunk_bytes_)) {
+      writer->WritesDone();
+    }
+    const grpc::Status status = writer->Finish();
+    if (!status.ok()) return FromGrpcStatus(status);
+    return PushResult{ack.version(), ack.duplicate()};
+  }
+
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
+      int64_t min_version, absl::Time deadline) override {
+    return PullWeightsFrom(stub_.get(), id_, min_version, deadline);
+  }
+
+ private:
+  const std::unique_ptr<v1::Aggregator::Stub> stub_;
+  const std::string id_;
+  const size_t chunk_bytes_;
+};
+
+}  // namespace
+
+std::unique_ptr<AggregatorClient> CreateGrpcAggregatorClient(const std::string& address,
+                                                             const std::string& worker_id,
+                                                             size_t chunk_bytes) {
+  return std::make_unique<GrpcAggregatorClient>(address, worker_id, chunk_bytes);
+}
+
+}  // namespace hips

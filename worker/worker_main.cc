@@ -1,0 +1,82 @@
+// hips-worker: the home-model tier. Computes gradients of its data shard on
+// the weights its aggregator relays and pushes them back.
+
+#include <unistd.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "services/runtime/process_setup.h"
+#include "services/runtime/training_flags.h"
+#include "worker/aggregator_client.h"
+#include "worker/worker.h"
+
+ABSL_FLAG(std::string, id, "", "This worker's id (default worker-<index>).");
+ABSL_FLAG(std::string, aggregator, "", "Aggregator address, host:port (required).");
+ABSL_FLAG(int, index, 0, "This worker's shard index in [0, --workers).");
+ABSL_FLAG(int, workers, 1, "Number of workers (shards) in the cluster.");
+ABSL_FLAG(int64_t, batch_size, 64, "Examples per gradient.");
+ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
+
+int main(int argc, char** argv) {
+  std::vector<char*> args = hips::InitProcess(
+      argc, argv, "hips-worker --aggregator=HOST:PORT --index=K --workers=W [model flags]");
+  if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
+  const std::string aggregator = absl::GetFlag(FLAGS_aggregator);
+  if (aggregator.empty()) hips::ExitWithUsageError("--aggregator is required");
+  if (absl::GetFlag(FLAGS_chunk_bytes) <= 0 || absl::GetFlag(FLAGS_chunk_bytes) % 4 != 0) {
+    hips::ExitWithUsageError("--chunk_bytes must be a positive multiple of 4");
+  }
+  // Until the worker exists a signal simply ends the process; afterwards it
+  // stops the worker's loop.
+  std::atomic<hips::Worker*> running{nullptr};
+  hips::TerminationWatcher watcher([&running](int sig) {
+    if (hips::Worker* w = running.load()) {
+      w->Shutdown();
+    } else {
+      _exit(128 + sig);
+    }
+  });
+  hips::SetTorchThreads(absl::GetFlag(FLAGS_torch_threads));
+
+  hips::WorkerOptions options;
+  options.index = absl::GetFlag(FLAGS_index);
+  options.num_workers = absl::GetFlag(FLAGS_workers);
+  options.id = absl::GetFlag(FLAGS_id).empty() ? absl::StrCat("worker-", options.index)
+                                               : absl::GetFlag(FLAGS_id);
+  options.batch_size = absl::GetFlag(FLAGS_batch_size);
+  options.data_seed = absl::GetFlag(FLAGS_seed);
+
+  absl::StatusOr<hips::Dataset> data =
+      hips::LoadData(hips::DataOptionsFromFlags(), hips::Split::kTrain);
+  if (!data.ok()) {
+    LOG(ERROR) << data.status();
+    return 1;
+  }
+  hips::ModelOptions model_options = hips::ModelOptionsFromFlags();
+  model_options.input_shape = data->example_shape;
+  model_options.num_classes = data->num_classes;
+  absl::StatusOr<std::unique_ptr<hips::Model>> model =
+      hips::Model::Create(model_options, absl::GetFlag(FLAGS_seed));
+  if (!model.ok()) hips::ExitWithUsageError(std::string(model.status().message()));
+
+  std::unique_ptr<hips::AggregatorClient> client = hips::CreateGrpcAggregatorClient(
+      aggregator, options.id, static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes)));
+  absl::StatusOr<std::unique_ptr<hips::Worker>> worker =
+      hips::Worker::Create(options, *std::move(model),
+                           std::make_shared<const hips::Dataset>(*std::move(data)), client.get());
+  if (!worker.ok()) hips::ExitWithUsageError(std::string(worker.status().message()));
+
+  running.store(worker->get());
+  LOG(INFO) << options.id << " (shard " << options.index << " of " << options.num_workers
+            << ") training with aggregator " << aggregator;
+  const absl::Status status = (*worker)->Run();
+  watcher.Stop();
+  if (status.ok() || absl::IsCancelled(status)) return 0;
+  LOG(ERROR) << options.id << ": " << status;
+  return 1;
+}

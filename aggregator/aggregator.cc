@@ -60,16 +60,30 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push) 
   return PushResult{push.version, /*duplicate=*/false};
 }
 
-void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot) {
-  const int64_t version = snapshot->version;
-  const bool done = snapshot->training_done;
-  const size_t num_floats = snapshot->weights.size();
-  if (!board_.Publish(std::move(snapshot))) return;
+void Aggregator::RecordRefusal(DropReason reason) {
   absl::MutexLock lock(&mu_);
-  if (round_ == nullptr || round_->accumulator().num_floats() != num_floats) {
-    round_ = std::make_unique<SyncRound>(num_floats, options_.expected_workers);
+  ++counters_.gradients_received;
+  ++counters_.gradients_dropped[std::string(DropReasonName(reason))];
+}
+
+void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot) {
+  {
+    absl::MutexLock lock(&mu_);
+    std::shared_ptr<const WeightsSnapshot> latest = board_.Latest();
+    if (latest != nullptr && (snapshot->version < latest->version ||
+                              (snapshot->version == latest->version &&
+                               (latest->training_done || !snapshot->training_done)))) {
+      return;  // not newer
+    }
+    const size_t num_floats = snapshot->weights.size();
+    if (round_ == nullptr || round_->accumulator().num_floats() != num_floats) {
+      round_ = std::make_unique<SyncRound>(num_floats, options_.expected_workers);
+    }
+    // The round opens before any worker can see its weights, so no gradient
+    // of this version can arrive before its round exists.
+    if (!snapshot->training_done) round_->Open(snapshot->version);
   }
-  if (!done) round_->Open(version);
+  board_.Publish(std::move(snapshot));
 }
 
 std::optional<AggregatePush> Aggregator::NextAggregate() {

@@ -52,8 +52,13 @@ class Aggregator {
   // open round's, INVALID_ARGUMENT for a malformed gradient; both counted.
   absl::StatusOr<PushResult> AcceptGradient(const GradientPush& push);
 
-  // Newer weights from HQ: published to workers, and the round of their
-  // version opens (unless training is done).
+  // Counts a gradient that the adapter refused before it reached
+  // AcceptGradient (malformed stream or header).
+  void RecordRefusal(DropReason reason);
+
+  // Newer weights from HQ: the round of their version opens (unless training
+  // is done) and then they are published to workers. Older or equal
+  // versions are ignored. Called from one thread (the HQ link).
   void PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot);
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(

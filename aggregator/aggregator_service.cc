@@ -26,7 +26,12 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
   };
   absl::StatusOr<std::vector<float>> gradient =
       ReadChunked<v1::GradientChunk>(reader, &header, expected);
-  if (!gradient.ok()) return ToGrpcStatus(gradient.status());
+  if (!gradient.ok()) {
+    aggregator_->RecordRefusal(absl::IsFailedPrecondition(gradient.status())
+                                   ? DropReason::kFutureVersion
+                                   : DropReason::kInvalid);
+    return ToGrpcStatus(gradient.status());
+  }
   GradientPush push;
   push.sender = header.sender_id();
   push.version = header.version();

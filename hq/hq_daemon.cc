@@ -14,6 +14,7 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   if (absl::Status s = ValidateOptimizerOptions(options.optimizer); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
 
+  options.server.optimizer = options.optimizer;
   std::unique_ptr<HqDaemon> d(new HqDaemon);
   absl::StatusOr<Dataset> test = LoadData(options.data, Split::kTest);
   if (!test.ok()) return test.status();

@@ -32,7 +32,10 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
   };
   absl::StatusOr<std::vector<float>> sum =
       ReadChunked<v1::AggregateChunk>(reader, &header, expected);
-  if (!sum.ok()) return ToGrpcStatus(sum.status());
+  if (!sum.ok()) {
+    server_->RecordRefusal(DropReason::kInvalid);
+    return ToGrpcStatus(sum.status());
+  }
   AggregatePush push;
   push.aggregator = header.aggregator_id();
   push.version = header.version();

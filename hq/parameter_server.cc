@@ -91,7 +91,8 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   std::shared_ptr<const WeightsSnapshot> next;
   {
     absl::MutexLock apply_lock(&apply_mu_);
-    if (absl::Status s = optimizer_->Step(mean); !s.ok()) {
+    const double lr = ScheduledLearningRate(options_.optimizer, version, options_.max_versions);
+    if (absl::Status s = optimizer_->Step(mean, lr); !s.ok()) {
       LOG(ERROR) << "optimizer step of version " << version << " failed: " << s;
       return absl::InternalError(absl::StrCat("optimizer step failed: ", s.message()));
     }
@@ -114,6 +115,12 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   board_.Publish(next);
   if (on_publish_) on_publish_(next);
   return PushResult{version, /*duplicate=*/false};
+}
+
+void ParameterServer::RecordRefusal(DropReason reason) {
+  absl::MutexLock lock(&mu_);
+  ++status_.aggregates_received;
+  ++status_.aggregates_dropped[std::string(DropReasonName(reason))];
 }
 
 ParameterServerStatus ParameterServer::status() const {

@@ -25,6 +25,9 @@ struct ParameterServerOptions {
   // Training budget: after this many versions the weights are final. 0 means
   // no budget.
   int64_t max_versions = 0;
+  // Learning rate and its schedule over max_versions (the optimizer's other
+  // settings are baked into the Optimizer).
+  OptimizerOptions optimizer;
 };
 
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
@@ -63,6 +66,10 @@ class ParameterServer {
   // other than the open round's (counted by reason), INVALID_ARGUMENT for a
   // malformed aggregate, INTERNAL if the optimizer failed.
   absl::StatusOr<PushResult> AcceptAggregate(const AggregatePush& aggregate);
+
+  // Counts an aggregate that the adapter refused before it reached
+  // AcceptAggregate (malformed stream or header).
+  void RecordRefusal(DropReason reason);
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(
       int64_t min_version, absl::Time deadline) const {

@@ -26,7 +26,7 @@
 ABSL_FLAG(int, aggregators, 2, "hips local: number of aggregators.");
 ABSL_FLAG(int, workers, 4, "Number of workers (the monolith trains on their union batch).");
 ABSL_FLAG(int64_t, batch_size, 64, "Examples per worker per step.");
-ABSL_FLAG(double, epochs, 5.0, "Training budget in epochs over the training set.");
+ABSL_FLAG(double, epochs, 10.0, "Training budget in epochs over the training set.");
 ABSL_FLAG(int64_t, max_versions, 0, "Training budget in versions; overrides --epochs when > 0.");
 ABSL_FLAG(int64_t, eval_every, 100, "hips local: evaluate every N versions.");
 ABSL_FLAG(std::string, summary_json, "", "Also write the final summary as JSON here.");

@@ -20,9 +20,17 @@ struct OptimizerOptions {
   double beta1 = 0.9;          // adam only
   double beta2 = 0.999;        // adam only
   double epsilon = 1e-8;       // adam only
+  // "constant", or "cosine": learning_rate · ½(1 + cos(π·v / V)) at version v
+  // of a V-version budget (constant when there is no budget).
+  std::string lr_schedule = "cosine";
 };
 
 absl::Status ValidateOptimizerOptions(const OptimizerOptions& options);
+
+// The learning rate of the step from version `version` to version+1 of a run
+// whose budget is `max_versions` (0: no budget).
+double ScheduledLearningRate(const OptimizerOptions& options, int64_t version,
+                             int64_t max_versions);
 
 // Owns a set of weights and the optimizer state for them.
 // Not thread-safe: one thread steps it at a time.
@@ -30,8 +38,9 @@ class Optimizer {
  public:
   virtual ~Optimizer() = default;
 
-  // One update with the mean gradient `grad` (size = num_floats()).
-  virtual absl::Status Step(absl::Span<const float> grad) = 0;
+  // One update with the mean gradient `grad` (size = num_floats()) at
+  // learning rate `learning_rate`.
+  virtual absl::Status Step(absl::Span<const float> grad, double learning_rate) = 0;
   virtual void GetWeights(absl::Span<float> out) const = 0;
   virtual int64_t num_floats() const = 0;
 };

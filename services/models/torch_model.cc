@@ -148,7 +148,10 @@ class TorchOptimizer final : public Optimizer {
   TorchOptimizer(std::unique_ptr<TorchModel> model, std::unique_ptr<torch::optim::Optimizer> optim)
       : model_(std::move(model)), optim_(std::move(optim)) {}
 
-  absl::Status Step(absl::Span<const float> grad) override {
+  absl::Status Step(absl::Span<const float> grad, double learning_rate) override {
+    if (!(learning_rate > 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("learning rate ", learning_rate));
+    }
     const ModelLayout& layout = model_->layout();
     if (static_cast<int64_t>(grad.size()) != layout.num_floats()) {
       return absl::InvalidArgumentError(absl::StrCat("gradient has ", grad.size(),
@@ -161,6 +164,9 @@ class TorchOptimizer final : public Optimizer {
       if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
       std::memcpy(p.mutable_grad().data_ptr<float>(), grad.data() + layout.offset(i),
                   p.numel() * sizeof(float));
+    }
+    for (torch::optim::OptimizerParamGroup& group : optim_->param_groups()) {
+      group.options().set_lr(learning_rate);
     }
     optim_->step();
     return absl::OkStatus();
@@ -175,27 +181,6 @@ class TorchOptimizer final : public Optimizer {
 };
 
 }  // namespace
-
-absl::Status ValidateModelOptions(const ModelOptions& o) {
-  if (o.name != "mlp" && o.name != "cnn" && o.name != "fullmlp") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown model '", o.name, "' (expected mlp, cnn or fullmlp)"));
-  }
-  if (o.input_shape.empty() || o.num_classes < 2) {
-    return absl::InvalidArgumentError("a model needs an input shape and at least 2 classes");
-  }
-  for (int64_t d : o.input_shape) {
-    if (d <= 0) return absl::InvalidArgumentError("input dimensions must be positive");
-  }
-  if (o.name == "cnn" && (o.input_shape.size() != 3 || o.input_shape[1] < 4 ||
-                          o.input_shape[2] < 4)) {
-    return absl::InvalidArgumentError("cnn needs inputs of shape {channels, height>=4, width>=4}");
-  }
-  if (o.name == "fullmlp" && (o.fullmlp_layers < 1 || o.fullmlp_width < 1)) {
-    return absl::InvalidArgumentError("fullmlp needs at least 1 layer of width at least 1");
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options, uint64_t seed) {
   if (absl::Status s = ValidateModelOptions(options); !s.ok()) return s;
@@ -217,22 +202,6 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options
 }
 
 void SetTorchThreads(int threads) { torch::set_num_threads(threads); }
-
-absl::Status ValidateOptimizerOptions(const OptimizerOptions& o) {
-  if (o.name != "sgd" && o.name != "adam") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown optimizer '", o.name, "' (expected sgd or adam)"));
-  }
-  if (!(o.learning_rate > 0) || !(o.momentum >= 0 && o.momentum < 1) || !(o.weight_decay >= 0) ||
-      !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.epsilon > 0)) {
-    return absl::InvalidArgumentError(
-        "optimizer needs lr > 0, momentum/beta in [0, 1), weight decay >= 0, epsilon > 0");
-  }
-  if (o.nesterov && o.momentum == 0) {
-    return absl::InvalidArgumentError("nesterov needs a momentum above 0");
-  }
-  return absl::OkStatus();
-}
 
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateTorchOptimizer(const OptimizerOptions& o,
                                                                 std::unique_ptr<Model> model) {

@@ -10,6 +10,8 @@ ABSL_FLAG(int, fullmlp_width, 256, "Width of the fullmlp model's hidden layers."
 ABSL_FLAG(std::string, optimizer, "sgd", "Optimizer at HQ: sgd or adam.");
 ABSL_FLAG(double, lr, 0.05, "Learning rate.");
 ABSL_FLAG(double, momentum, 0.9, "SGD momentum.");
+ABSL_FLAG(std::string, lr_schedule, "cosine",
+          "Learning-rate schedule over the version budget: cosine or constant.");
 ABSL_FLAG(bool, nesterov, false, "Nesterov momentum (sgd).");
 ABSL_FLAG(double, weight_decay, 0.0, "L2 weight decay.");
 ABSL_FLAG(std::string, data, "fashion-mnist", "Data set: fashion-mnist or synthetic.");
@@ -36,6 +38,7 @@ OptimizerOptions OptimizerOptionsFromFlags() {
   o.learning_rate = absl::GetFlag(FLAGS_lr);
   o.momentum = absl::GetFlag(FLAGS_momentum);
   o.nesterov = absl::GetFlag(FLAGS_nesterov);
+  o.lr_schedule = absl::GetFlag(FLAGS_lr_schedule);
   o.weight_decay = absl::GetFlag(FLAGS_weight_decay);
   return o;
 }
@@ -55,10 +58,11 @@ std::vector<std::string> TrainingFlagsAsArgs() {
       absl::StrCat("--fullmlp_layers=", absl::GetFlag(FLAGS_fullmlp_layers)),
       absl::StrCat("--fullmlp_width=", absl::GetFlag(FLAGS_fullmlp_width)),
       absl::StrCat("--optimizer=", absl::GetFlag(FLAGS_optimizer)),
-      absl::StrFormat("--lr=%.17g", absl::GetFlag(FLAGS_lr)),
-      absl::StrFormat("--momentum=%.17g", absl::GetFlag(FLAGS_momentum)),
+      absl::StrFormat("--lr=%.10g", absl::GetFlag(FLAGS_lr)),
+      absl::StrFormat("--momentum=%.10g", absl::GetFlag(FLAGS_momentum)),
+      absl::StrCat("--lr_schedule=", absl::GetFlag(FLAGS_lr_schedule)),
       absl::StrCat("--nesterov=", absl::GetFlag(FLAGS_nesterov) ? "true" : "false"),
-      absl::StrFormat("--weight_decay=%.17g", absl::GetFlag(FLAGS_weight_decay)),
+      absl::StrFormat("--weight_decay=%.10g", absl::GetFlag(FLAGS_weight_decay)),
       absl::StrCat("--data=", absl::GetFlag(FLAGS_data)),
       absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir)),
       absl::StrCat("--synthetic_examples=", absl::GetFlag(FLAGS_synthetic_examples)),

@@ -48,7 +48,8 @@ absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& o, const Datas
     if (absl::Status s = (*replica)->SetWeights(weights); !s.ok()) return s;
     absl::StatusOr<double> loss = (*replica)->ComputeGradient(features, labels, absl::MakeSpan(grad));
     if (!loss.ok()) return loss.status();
-    if (absl::Status s = (*optimizer)->Step(grad); !s.ok()) return s;
+    const double lr = ScheduledLearningRate(o.optimizer, step, o.steps);
+    if (absl::Status s = (*optimizer)->Step(grad, lr); !s.ok()) return s;
     result.samples += static_cast<int64_t>(batch.size());
   }
   result.version = o.steps;

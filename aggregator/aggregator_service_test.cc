@@ -1,0 +1,130 @@
+// Malformed bytes from a worker, over real gRPC on loopback: every one is
+// refused with a clear status and counted, and none changes the round.
+
+#include "aggregator/aggregator_service.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "services/net/grpc_util.h"
+
+namespace hips {
+namespace {
+
+class AggregatorServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto w = std::make_shared<WeightsSnapshot>();
+    w->version = 0;
+    w->layout = *ModelLayout::Create({{"w", {4}}});
+    w->weights.assign(4, 0.0f);
+    aggregator_.PublishWeights(w);
+    grpc::ServerBuilder builder;
+    ConfigureHipsServer(&builder);
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    stub_ = v1::Aggregator::NewStub(CreateHipsChannel(absl::StrCat("127.0.0.1:", port)));
+  }
+  void TearDown() override {
+    aggregator_.Shutdown();
+    server_->Shutdown();
+  }
+
+  // Sends `messages` as one PushGradient stream.
+  grpc::Status Send(const std::vector<v1::GradientChunk>& messages) {
+    grpc::ClientContext ctx;
+    v1::PushAck ack;
+    auto writer = stub_->PushGradient(&ctx, &ack);
+    for (const auto& m : messages) {
+      if (!writer->Write(m)) break;
+    }
+    writer->WritesDone();
+    return writer->Finish();
+  }
+
+  static v1::GradientChunk Chunk(const std::string& sender, int64_t num_floats,
+                                 std::vector<float> data, int64_t samples = 8) {
+    v1::GradientChunk c;
+    c.mutable_header()->set_sender_id(sender);
+    c.mutable_header()->set_version(0);
+    c.mutable_header()->set_sample_count(samples);
+    c.mutable_header()->set_loss_sum(1.0);
+    c.mutable_header()->set_num_floats(num_floats);
+    c.set_data(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float));
+    return c;
+  }
+
+  Aggregator aggregator_{{"agg-0", 2}};
+  AggregatorService service_{&aggregator_, 1 << 20, absl::Seconds(5)};
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Aggregator::Stub> stub_;
+};
+
+TEST_F(AggregatorServiceTest, MalformedGradientsAreRefusedAndCounted) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<std::vector<v1::GradientChunk>> bad;
+  bad.push_back({});                                        // empty stream
+  bad.push_back({Chunk("w0", 5, {1, 2, 3, 4})});            // wrong float count
+  bad.push_back({Chunk("w0", 4, {1, 2, 3})});               // too few floats
+  bad.push_back({Chunk("w0", 4, {1, 2, 3, 4, 5})});         // too many floats
+  bad.push_back({Chunk("w0", 4, {1, 2, 3, nan})});          // not finite
+  bad.push_back({Chunk("", 4, {1, 2, 3, 4})});              // no sender
+  bad.push_back({Chunk("w0", 4, {1, 2, 3, 4}, 0)});         // no samples
+  bad.push_back({Chunk(std::string(500, 'x'), 4, {1, 2, 3, 4})});  // absurd id
+  v1::GradientChunk ragged = Chunk("w0", 4, {});
+  ragged.set_data(std::string(7, '\x01'));
+  bad.push_back({ragged});                                  // partial float
+  v1::GradientChunk headless;
+  headless.set_data(std::string(16, '\0'));
+  bad.push_back({headless});                                // no header
+  for (size_t i = 0; i < bad.size(); ++i) {
+    const grpc::Status s = Send(bad[i]);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)
+        << "case " << i << ": " << s.error_message();
+    EXPECT_FALSE(s.error_message().empty());
+  }
+  // A valid gradient still goes through and the round holds only it.
+  ASSERT_TRUE(Send({Chunk("w0", 4, {1, 2, 3, 4}, 2)}).ok());
+  ASSERT_TRUE(Send({Chunk("w1", 4, {1, 1, 1, 1}, 1)}).ok());
+  std::optional<AggregatePush> out = aggregator_.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->sum, (std::vector<float>{3, 5, 7, 9}));
+  const AggregatorCounters c = aggregator_.counters();
+  EXPECT_EQ(c.gradients_received, static_cast<int64_t>(bad.size()) + 2);
+  EXPECT_EQ(c.gradients_accepted, 2);
+  EXPECT_EQ(c.gradients_dropped.at("invalid"), static_cast<int64_t>(bad.size()));
+}
+
+TEST_F(AggregatorServiceTest, LongPollReturnsWeightsOrDeadline) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  v1::PullWeightsRequest req;
+  req.set_min_version(1);
+  auto reader = stub_->PullWeights(&ctx, req);
+  v1::WeightsChunk chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+
+  grpc::ClientContext ctx2;
+  req.set_min_version(0);
+  auto reader2 = stub_->PullWeights(&ctx2, req);
+  ASSERT_TRUE(reader2->Read(&chunk));
+  EXPECT_EQ(chunk.header().version(), 0);
+  EXPECT_EQ(chunk.header().num_floats(), 4);
+  EXPECT_EQ(chunk.header().layout().tensors(0).name(), "w");
+  EXPECT_EQ(chunk.data().size(), 16u);
+  EXPECT_FALSE(reader2->Read(&chunk));
+  EXPECT_TRUE(reader2->Finish().ok());
+}
+
+}  // namespace
+}  // namespace hips

@@ -1,0 +1,117 @@
+// `hips local` as a user runs it: real processes on 127.0.0.1, Fashion-MNIST,
+// a reduced budget. Checks the summary's numbers, not just the exit code.
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace hips {
+namespace {
+
+const std::string kBin = HIPS_BIN_DIR;
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+// Runs a shell command line, capturing stdout and stderr together.
+CommandResult Shell(const std::string& command) {
+  CommandResult r;
+  FILE* p = popen(absl::StrCat(command, " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
+  const int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return r;
+}
+
+// The summary is a flat JSON object of numbers.
+std::map<std::string, double> ReadSummary(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  std::map<std::string, double> out;
+  const std::regex pair("\"([a-z0-9_]+)\"\\s*:\\s*([-+0-9.eE]+)");
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), pair);
+       it != std::sregex_iterator(); ++it) {
+    out[(*it)[1]] = std::stod((*it)[2]);
+  }
+  return out;
+}
+
+TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
+  const std::string dir = ::testing::TempDir();
+  const std::string json = absl::StrCat(dir, "/local_summary.json");
+  std::remove(json.c_str());
+  // 2 epochs of 60000 examples at 4 workers x 64 = 469 versions.
+  const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --epochs=2 --progress_seconds=1",
+                                     " --summary_json=", json, " --run_dir=", dir));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::map<std::string, double> s = ReadSummary(json);
+  ASSERT_EQ(s.size(), 5u) << run.output;
+  EXPECT_EQ(s.at("version"), 469);
+  EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
+  EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
+  EXPECT_LE(s.at("accuracy"), 1.0);
+  EXPECT_GE(s.at("f1"), 0.78);
+  EXPECT_LE(s.at("f1"), 1.0);
+  EXPECT_GT(s.at("seconds"), 0);
+  // The last line is the summary line, with the same numbers.
+  const std::regex final_line(
+      "final: version=469 accuracy=0\\.[0-9]{4} f1=0\\.[0-9]{4} samples=120064 seconds=[0-9.]+\n$");
+  EXPECT_TRUE(std::regex_search(run.output, final_line)) << run.output;
+  EXPECT_NE(run.output.find("version="), std::string::npos);  // progress lines
+}
+
+TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
+  const std::string json = absl::StrCat(::testing::TempDir(), "/mono_summary.json");
+  const CommandResult run = Shell(absl::StrCat(kBin, "/hips train --monolith --epochs=2 --summary_json=",
+                                     json));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::map<std::string, double> s = ReadSummary(json);
+  EXPECT_EQ(s.at("version"), 469);
+  EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
+  EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
+}
+
+TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
+  struct Bad {
+    std::string command;
+    std::string message;
+  };
+  const Bad cases[] = {
+      {"/hips local --workers=0", "--workers"},
+      {"/hips local --no_such_flag", "no_such_flag"},
+      {"/hips frobnicate", "unknown command"},
+      {"/hips train", "--monolith"},
+      {"/hips train --monolith --model=nope --max_versions=1", "unknown model"},
+      {"/hips-hq --aggregators=0", "at least 1 aggregator"},
+      {"/hips-hq --optimizer=rmsprop", "unknown optimizer"},
+      {"/hips-aggregator --workers=2", "HQ address"},
+      {"/hips-worker --index=0", "--aggregator"},
+      {"/hips-worker --aggregator=127.0.0.1:1 --index=5 --workers=2", "worker index"},
+  };
+  for (const Bad& b : cases) {
+    const CommandResult run = Shell(kBin + b.command);
+    // 2 for errors hips detects, 1 for those Abseil's flag parser detects.
+    EXPECT_TRUE(run.exit_code == 1 || run.exit_code == 2) << b.command << "\n" << run.output;
+    EXPECT_NE(run.output.find(b.message), std::string::npos) << b.command << "\n" << run.output;
+  }
+}
+
+}  // namespace
+}  // namespace hips

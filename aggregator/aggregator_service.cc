@@ -48,8 +48,7 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
 grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
                                             const v1::PullWeightsRequest* req,
                                             grpc::ServerWriter<v1::WeightsChunk>* writer) {
-  const absl::Time deadline =
-      std::min(absl::FromChrono(ctx->deadline()), absl::Now() + max_long_poll_);
+  const absl::Time deadline = LongPollDeadline(*ctx, max_long_poll_);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
       aggregator_->WaitForWeights(req->min_version(), deadline);
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());

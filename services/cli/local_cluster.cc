@@ -16,6 +16,19 @@ namespace {
 
 constexpr absl::Duration kTick = absl::Milliseconds(50);
 constexpr absl::Duration kStopGrace = absl::Seconds(5);
+constexpr absl::Duration kStatusEvery = absl::Milliseconds(250);
+
+void PrintProgress(const v1::StatusReply& status, double seconds, double samples_per_second) {
+  std::string eval = "accuracy=n/a";
+  if (status.has_latest_eval()) {
+    eval = absl::StrFormat("accuracy=%.4f f1=%.4f (at version %d)", status.latest_eval().accuracy(),
+                           status.latest_eval().macro_f1(), status.latest_eval().version());
+  }
+  std::printf("[%6.1fs] version=%lld/%lld loss=%.4f %s samples/s=%.0f\n", seconds,
+              static_cast<long long>(status.version()),
+              static_cast<long long>(status.max_versions()), status.last_loss(), eval.c_str(),
+              samples_per_second);
+}
 
 class Cluster {
  public:
@@ -127,6 +140,9 @@ absl::StatusOr<RunSummary> Cluster::Run() {
               options_.run_dir.c_str());
   std::fflush(stdout);
 
+  // HQ's status is cheap: read it often (to notice the end at once), print
+  // it every progress_every.
+  absl::Time next_query = absl::Now();
   absl::Time next_report = absl::Now() + options_.progress_every;
   absl::Time last_time = start;
   int64_t last_samples = 0;
@@ -134,40 +150,32 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     if (interrupted_->load()) return absl::CancelledError("interrupted");
     if (absl::Status s = CheckChildren(); !s.ok()) return s;
     const absl::Time now = absl::Now();
-    if (now >= next_report) {
-      next_report = now + options_.progress_every;
+    if (now >= next_query) {
+      next_query = now + kStatusEvery;
       absl::StatusOr<v1::StatusReply> status = QueryHq();
-      if (!status.ok()) {
-        std::printf("HQ status unavailable: %s\n", status.status().ToString().c_str());
-      } else {
-        const double rate = (status->samples_applied() - last_samples) /
-                            std::max(1e-9, absl::ToDoubleSeconds(now - last_time));
-        last_samples = status->samples_applied();
-        last_time = now;
-        std::string eval = "accuracy=n/a";
-        if (status->has_latest_eval()) {
-          eval = absl::StrFormat("accuracy=%.4f f1=%.4f (at version %d)",
-                                 status->latest_eval().accuracy(),
-                                 status->latest_eval().macro_f1(),
-                                 status->latest_eval().version());
+      const bool finished =
+          status.ok() && status->training_done() && status->has_final_eval();
+      if (now >= next_report || finished) {
+        next_report = now + options_.progress_every;
+        if (!status.ok()) {
+          std::printf("HQ status unavailable: %s\n", status.status().ToString().c_str());
+        } else {
+          PrintProgress(*status, absl::ToDoubleSeconds(now - start),
+                        (status->samples_applied() - last_samples) /
+                            std::max(1e-9, absl::ToDoubleSeconds(now - last_time)));
+          last_samples = status->samples_applied();
+          last_time = now;
         }
-        std::printf("[%6.1fs] version=%lld/%lld loss=%.4f %s samples/s=%.0f\n",
-                    absl::ToDoubleSeconds(now - start),
-                    static_cast<long long>(status->version()),
-                    static_cast<long long>(status->max_versions()), status->last_loss(),
-                    eval.c_str(), rate);
         std::fflush(stdout);
-        if (status->training_done() && status->has_final_eval()) {
-          RunSummary summary;
-          summary.version = status->final_eval().version();
-          summary.accuracy = status->final_eval().accuracy();
-          summary.f1 = status->final_eval().macro_f1();
-          summary.samples = status->samples_applied();
-          summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-          return summary;
-        }
-        // Once training is done, look often for the final evaluation.
-        if (status->training_done()) next_report = now + kTick * 4;
+      }
+      if (finished) {
+        RunSummary summary;
+        summary.version = status->final_eval().version();
+        summary.accuracy = status->final_eval().accuracy();
+        summary.f1 = status->final_eval().macro_f1();
+        summary.samples = status->samples_applied();
+        summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+        return summary;
       }
     }
     absl::SleepFor(kTick);

@@ -1,5 +1,6 @@
 #include "services/net/grpc_util.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -22,6 +23,13 @@ std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address) {
 void ConfigureHipsServer(grpc::ServerBuilder* builder) {
   builder->SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder->SetMaxSendMessageSize(kMaxMessageBytes);
+}
+
+absl::Time LongPollDeadline(const grpc::ServerContext& ctx, absl::Duration cap) {
+  const absl::Time capped = absl::Now() + cap;
+  const auto deadline = ctx.deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) return capped;
+  return std::min(absl::FromChrono(deadline), capped);
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {

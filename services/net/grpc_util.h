@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 
 namespace hips {
 
@@ -21,6 +22,10 @@ std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address);
 
 // Applies hips's message limits to a server under construction.
 void ConfigureHipsServer(grpc::ServerBuilder* builder);
+
+// When a server-side long poll must end: the caller's deadline, but no later
+// than `cap` from now (a caller without a deadline gets `cap`).
+absl::Time LongPollDeadline(const grpc::ServerContext& ctx, absl::Duration cap);
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);

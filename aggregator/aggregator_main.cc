@@ -9,7 +9,6 @@
 #include "absl/synchronization/notification.h"
 #include "aggregator/aggregator_daemon.h"
 #include "glog/logging.h"
-#include "services/net/grpc_util.h"
 #include "services/runtime/process_setup.h"
 
 ABSL_FLAG(std::string, id, "agg-0", "This aggregator's id (unique in the cluster).");
@@ -37,20 +36,8 @@ int main(int argc, char** argv) {
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
   absl::StatusOr<std::unique_ptr<hips::AggregatorDaemon>> daemon =
       hips::AggregatorDaemon::Start(options);
-  if (!daemon.ok()) {
-    if (absl::IsInvalidArgument(daemon.status())) {
-      hips::ExitWithUsageError(std::string(daemon.status().message()));
-    }
-    LOG(ERROR) << daemon.status();
-    return 1;
-  }
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    if (absl::Status s = hips::WritePortFile(port_file, (*daemon)->port()); !s.ok()) {
-      LOG(ERROR) << s;
-      return 1;
-    }
-  }
+  if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());
+  hips::WritePortFileOrExit(absl::GetFlag(FLAGS_port_file), (*daemon)->port());
   stop.WaitForNotification();
   LOG(INFO) << "stopping";
   (*daemon)->Shutdown();

@@ -3,7 +3,7 @@
 
 #include "aggregator/hq_client.h"
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/net/chunked_stream.h"
+#include "services/net/push_stream.h"
 #include "services/net/grpc_util.h"
 #include "services/net/weights_stream.h"
 
@@ -18,12 +18,6 @@ class GrpcHqClient final : public HqClient {
         chunk_bytes_(chunk_bytes) {}
 
   absl::StatusOr<PushResult> PushAggregate(const AggregatePush& a) override {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    ctx.set_wait_for_ready(true);
-    v1::PushAck ack;
-    std::unique_ptr<grpc::ClientWriter<v1::AggregateChunk>> writer =
-        stub_->PushAggregate(&ctx, &ack);
     v1::AggregateChunk first;
     v1::AggregateHeader* h = first.mutable_header();
     h->set_aggregator_id(a.aggregator);
@@ -32,10 +26,11 @@ class GrpcHqClient final : public HqClient {
     h->set_contributor_count(static_cast<int32_t>(a.contributors));
     h->set_loss_sum(a.loss_sum);
     h->set_num_floats(static_cast<int64_t>(a.sum.size()));
-    if (WriteChunked(writer.get(), std::move(first), a.sum, chunk_bytes_)) writer->WritesDone();
-    const grpc::Status status = writer->Finish();
-    if (!status.ok()) return FromGrpcStatus(status);
-    return PushResult{ack.version(), ack.duplicate()};
+    return PushChunked(
+        [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
+          return stub_->PushAggregate(ctx, ack);
+        },
+        std::move(first), a.sum, chunk_bytes_);
   }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(

@@ -8,7 +8,6 @@
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
 #include "hq/hq_daemon.h"
-#include "services/net/grpc_util.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
 
@@ -42,20 +41,8 @@ int main(int argc, char** argv) {
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
 
   absl::StatusOr<std::unique_ptr<hips::HqDaemon>> daemon = hips::HqDaemon::Start(options);
-  if (!daemon.ok()) {
-    if (absl::IsInvalidArgument(daemon.status())) {
-      hips::ExitWithUsageError(std::string(daemon.status().message()));
-    }
-    LOG(ERROR) << daemon.status();
-    return 1;
-  }
-  const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    if (absl::Status s = hips::WritePortFile(port_file, (*daemon)->port()); !s.ok()) {
-      LOG(ERROR) << s;
-      return 1;
-    }
-  }
+  if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());
+  hips::WritePortFileOrExit(absl::GetFlag(FLAGS_port_file), (*daemon)->port());
   stop.WaitForNotification();
   LOG(INFO) << "stopping at version " << (*daemon)->server().status().version;
   (*daemon)->Shutdown();

@@ -2,7 +2,7 @@
 #include <utility>
 
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/net/chunked_stream.h"
+#include "services/net/push_stream.h"
 #include "services/net/grpc_util.h"
 #include "services/net/weights_stream.h"
 #include "worker/aggregator_client.h"
@@ -18,11 +18,6 @@ class GrpcAggregatorClient final : public AggregatorClient {
         chunk_bytes_(chunk_bytes) {}
 
   absl::StatusOr<PushResult> PushGradient(const GradientPush& g) override {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-    ctx.set_wait_for_ready(true);
-    v1::PushAck ack;
-    std::unique_ptr<grpc::ClientWriter<v1::GradientChunk>> writer = stub_->PushGradient(&ctx, &ack);
     v1::GradientChunk first;
     v1::GradientHeader* h = first.mutable_header();
     h->set_sender_id(g.sender);
@@ -30,12 +25,11 @@ class GrpcAggregatorClient final : public AggregatorClient {
     h->set_sample_count(g.samples);
     h->set_loss_sum(g.loss_sum);
     h->set_num_floats(static_cast<int64_t>(g.gradient.size()));
-    if (WriteChunked(writer.get(), std::move(first), g.gradient, chunk_bytes_)) {
-      writer->WritesDone();
-    }
-    const grpc::Status status = writer->Finish();
-    if (!status.ok()) return FromGrpcStatus(status);
-    return PushResult{ack.version(), ack.duplicate()};
+    return PushChunked(
+        [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
+          return stub_->PushGradient(ctx, ack);
+        },
+        std::move(first), g.gradient, chunk_bytes_);
   }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(

@@ -10,6 +10,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "glog/logging.h"
+#include "services/net/grpc_util.h"
 
 namespace hips {
 namespace {
@@ -47,6 +48,20 @@ std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
 void ExitWithUsageError(const std::string& message) {
   std::fprintf(stderr, "%s: %s\n", ProgramName().c_str(), message.c_str());
   std::exit(2);
+}
+
+void ExitOnStartFailure(const absl::Status& status) {
+  if (absl::IsInvalidArgument(status)) ExitWithUsageError(std::string(status.message()));
+  LOG(ERROR) << status;
+  std::exit(1);
+}
+
+void WritePortFileOrExit(const std::string& path, int port) {
+  if (path.empty()) return;
+  if (absl::Status s = WritePortFile(path, port); !s.ok()) {
+    LOG(ERROR) << s;
+    std::exit(1);
+  }
 }
 
 TerminationWatcher::TerminationWatcher(std::function<void(int)> on_signal)

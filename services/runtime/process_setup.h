@@ -24,6 +24,14 @@ std::vector<char*> InitProcess(int argc, char** argv, const char* usage);
 // flags and other configuration errors.
 [[noreturn]] void ExitWithUsageError(const std::string& message);
 
+// For a daemon that failed to start: exits with code 2 (INVALID_ARGUMENT, a
+// configuration error) or 1 (anything else), printing the status.
+[[noreturn]] void ExitOnStartFailure(const absl::Status& status);
+
+// Writes the chosen port to `path` (if not empty), exiting with code 1 if it
+// cannot.
+void WritePortFileOrExit(const std::string& path, int port);
+
 // Blocks SIGINT and SIGTERM in the calling thread and every thread started
 // after it (call before starting any thread), then waits for one of them in a
 // thread of its own and calls `on_signal` once. Stop() (or the destructor)

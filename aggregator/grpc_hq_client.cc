@@ -27,21 +27,24 @@ class GrpcHqClient final : public HqClient {
     h->set_loss_sum(a.loss_sum);
     h->set_num_floats(static_cast<int64_t>(a.sum.size()));
     return PushChunked(
-        [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
+        &calls_, [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
           return stub_->PushAggregate(ctx, ack);
         },
         std::move(first), a.sum, chunk_bytes_);
   }
 
+  void CancelCalls() override { calls_.CancelAll(); }
+
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
       int64_t min_version, absl::Time deadline) override {
-    return PullWeightsFrom(stub_.get(), id_, min_version, deadline);
+    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline);
   }
 
  private:
   const std::unique_ptr<v1::Hq::Stub> stub_;
   const std::string id_;
   const size_t chunk_bytes_;
+  CallRegistry calls_;
 };
 
 }  // namespace

@@ -22,6 +22,10 @@ class HqClient {
   // none arrived by `deadline`.
   virtual absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
       int64_t min_version, absl::Time deadline) = 0;
+
+  // Cancels the calls in flight and every later one (they fail with
+  // CANCELLED): for shutting down without waiting out a long poll.
+  virtual void CancelCalls() = 0;
 };
 
 // HqClient over gRPC (hips.v1.Hq).

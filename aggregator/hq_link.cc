@@ -19,6 +19,7 @@ HqLink::~HqLink() { Shutdown(); }
 void HqLink::Shutdown() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   aggregator_->Shutdown();
+  hq_->CancelCalls();
   if (puller_.joinable()) puller_.join();
   if (forwarder_.joinable()) forwarder_.join();
 }

@@ -1,12 +1,15 @@
 // `hips local` as a user runs it: real processes on 127.0.0.1, Fashion-MNIST,
 // a reduced budget. Checks the summary's numbers, not just the exit code.
 
+#include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -86,6 +89,78 @@ TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   EXPECT_EQ(s.at("version"), 469);
   EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
   EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
+}
+
+// Reads /proc/<pid>/cmdline with the NULs turned into spaces.
+std::string CommandLineOf(pid_t pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"));
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (char& c : s) {
+    if (c == '\0') c = ' ';
+  }
+  return s;
+}
+
+TEST(LocalClusterTest, AChildThatDiesFailsTheRunWithItsNameAndStatus) {
+  int out[2];
+  ASSERT_EQ(pipe(out), 0);
+  const std::string hips = kBin + "/hips";
+  const std::string run_dir = absl::StrCat("--run_dir=", ::testing::TempDir());
+  const pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    dup2(out[1], STDOUT_FILENO);
+    dup2(out[1], STDERR_FILENO);
+    close(out[0]);
+    execl(hips.c_str(), hips.c_str(), "local", "--epochs=50", "--progress_seconds=1",
+          run_dir.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(out[1]);
+  FILE* from_hips = fdopen(out[0], "r");
+  std::string output;
+  char line[4096];
+  // If an assertion below fails, hips and (through PR_SET_PDEATHSIG) its
+  // children must not outlive the test.
+  struct Reaper {
+    pid_t pid;
+    ~Reaper() {
+      if (pid > 0 && kill(pid, SIGTERM) == 0) waitpid(pid, nullptr, 0);
+    }
+  } reaper{pid};
+  // Blocks on the pipe until a round was applied: every worker has exec'd.
+  const std::regex progress("version=[1-9][0-9]*/");
+  bool training = false;
+  while (!training && fgets(line, sizeof(line), from_hips) != nullptr) {
+    output += line;
+    training = std::regex_search(line, progress);
+  }
+  ASSERT_TRUE(training) << output;
+
+  // hips forks its children from its main thread.
+  std::ifstream children_file(absl::StrCat("/proc/", pid, "/task/", pid, "/children"));
+  pid_t victim = 0;
+  for (pid_t child; children_file >> child;) {
+    const std::string cmd = CommandLineOf(child);
+    if (cmd.find("hips-worker") != std::string::npos &&
+        cmd.find("--index=1 ") != std::string::npos) {
+      victim = child;
+    }
+  }
+  ASSERT_NE(victim, 0) << "no worker-1 among the children of " << pid;
+  ASSERT_EQ(kill(victim, SIGKILL), 0);
+
+  while (fgets(line, sizeof(line), from_hips) != nullptr) output += line;
+  fclose(from_hips);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  reaper.pid = 0;  // reaped: nothing left to stop
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_NE(output.find(absl::StrCat("worker-1 (pid ", victim, ") died: signal Killed")),
+            std::string::npos)
+      << output;
+  EXPECT_EQ(output.find("final:"), std::string::npos) << output;
 }
 
 TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {

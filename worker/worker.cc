@@ -36,6 +36,7 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
 
 void Worker::Shutdown() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
+  client_->CancelCalls();
 }
 
 absl::Status Worker::Run() {

@@ -77,17 +77,20 @@ std::string ChildProcess::DescribeExit() const {
   return absl::StrCat("wait status ", *wait_status_);
 }
 
-void ChildProcess::Stop(absl::Duration grace) {
-  if (Exited()) return;
-  kill(pid_, SIGTERM);
-  const absl::Time deadline = absl::Now() + grace;
-  while (absl::Now() < deadline) {
-    if (Exited()) return;
+void ChildProcess::Terminate() {
+  if (!Exited()) kill(pid_, SIGTERM);
+}
+
+void ChildProcess::WaitOrKill(absl::Time deadline) {
+  while (!Exited()) {
+    if (absl::Now() >= deadline) {
+      kill(pid_, SIGKILL);
+      int status = 0;
+      if (waitpid(pid_, &status, 0) == pid_) wait_status_ = status;
+      return;
+    }
     absl::SleepFor(absl::Milliseconds(10));
   }
-  kill(pid_, SIGKILL);
-  int status = 0;
-  if (waitpid(pid_, &status, 0) == pid_) wait_status_ = status;
 }
 
 std::string TailOfFile(const std::string& path, int lines) {

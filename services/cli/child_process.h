@@ -35,8 +35,15 @@ class ChildProcess {
   std::string DescribeExit() const;
   bool ExitedCleanly() const;
 
-  // SIGTERM, then SIGKILL if the child is still there after `grace`; reaps it.
-  void Stop(absl::Duration grace);
+  // Sends SIGTERM (unless the child already exited).
+  void Terminate();
+  // Waits for the child to exit until `deadline`, then SIGKILLs and reaps it.
+  void WaitOrKill(absl::Time deadline);
+  // Terminate, then WaitOrKill after `grace`.
+  void Stop(absl::Duration grace) {
+    Terminate();
+    WaitOrKill(absl::Now() + grace);
+  }
 
  private:
   ChildProcess(std::string name, pid_t pid, std::string log_path)

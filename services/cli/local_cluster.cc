@@ -36,9 +36,17 @@ class Cluster {
       : options_(options), interrupted_(interrupted) {}
 
   ~Cluster() {
-    // Workers first, then aggregators, then HQ: nobody waits on a peer that
-    // is already gone.
-    for (auto it = children_.rbegin(); it != children_.rend(); ++it) (*it)->Stop(kStopGrace);
+    // Tier by tier, workers first, then aggregators, then HQ, so that nobody
+    // retries towards a peer that is already gone; within a tier in parallel.
+    for (const char* tier : {"worker", "aggregator", "hq"}) {
+      const absl::Time deadline = absl::Now() + kStopGrace;
+      for (const auto& c : children_) {
+        if (absl::StartsWith(c->name(), tier)) c->Terminate();
+      }
+      for (const auto& c : children_) {
+        if (absl::StartsWith(c->name(), tier)) c->WaitOrKill(deadline);
+      }
+    }
   }
 
   absl::StatusOr<RunSummary> Run();

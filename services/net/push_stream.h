@@ -11,6 +11,7 @@
 #include "absl/types/span.h"
 #include "hips/v1/hips.pb.h"
 #include "services/core/payloads.h"
+#include "services/net/call_registry.h"
 #include "services/net/chunked_stream.h"
 #include "services/net/grpc_util.h"
 
@@ -19,11 +20,13 @@ namespace hips {
 // One push RPC (PushGradient or PushAggregate): `open(&ctx, &ack)` starts the
 // client stream, then `first` (with its header) and the chunks of `data` are
 // written and the call is finished. Waits for a connection up to `timeout`.
+// The call is registered with `calls` for cancellation.
 template <typename Chunk, typename OpenFn>
-absl::StatusOr<PushResult> PushChunked(OpenFn open, Chunk first, absl::Span<const float> data,
-                                       size_t chunk_bytes,
+absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, OpenFn open, Chunk first,
+                                       absl::Span<const float> data, size_t chunk_bytes,
                                        std::chrono::seconds timeout = std::chrono::seconds(60)) {
   grpc::ClientContext ctx;
+  CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);
   ctx.set_wait_for_ready(true);
   v1::PushAck ack;

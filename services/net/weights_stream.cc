@@ -47,8 +47,10 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
 
 template <typename Stub>
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    Stub* stub, const std::string& requester, int64_t min_version, absl::Time deadline) {
+    Stub* stub, CallRegistry* calls, const std::string& requester, int64_t min_version,
+    absl::Time deadline) {
   grpc::ClientContext ctx;
+  CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(absl::ToChronoTime(deadline));
   ctx.set_wait_for_ready(true);
   v1::PullWeightsRequest req;
@@ -59,8 +61,8 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
 }
 
 template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Hq::Stub*, const std::string&, int64_t, absl::Time);
+    v1::Hq::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time);
 template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Aggregator::Stub*, const std::string&, int64_t, absl::Time);
+    v1::Aggregator::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time);
 
 }  // namespace hips

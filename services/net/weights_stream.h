@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "hips/v1/hips.pb.h"
 #include "services/core/payloads.h"
+#include "services/net/call_registry.h"
 
 // The PullWeights stream, shared by both tiers that serve it (HQ and
 // aggregator) and both that call it (aggregator and worker).
@@ -25,10 +26,11 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
     grpc::ClientReader<v1::WeightsChunk>* reader);
 
 // Calls PullWeights on `stub` (hips.v1.Hq or hips.v1.Aggregator) as a long
-// poll that ends at `deadline`.
+// poll that ends at `deadline`, registered with `calls` for cancellation.
 template <typename Stub>
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    Stub* stub, const std::string& requester, int64_t min_version, absl::Time deadline);
+    Stub* stub, CallRegistry* calls, const std::string& requester, int64_t min_version,
+    absl::Time deadline);
 
 }  // namespace hips
 

@@ -24,7 +24,8 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push) 
   ++counters_.gradients_received;
   if (round_ == nullptr) {
     ++counters_.gradients_dropped[std::string(DropReasonName(DropReason::kFutureVersion))];
-    return absl::FailedPreconditionError("this aggregator has no weights from HQ yet");
+    // Not the worker's fault and not final: the worker retries.
+    return absl::UnavailableError("this aggregator has no weights from HQ yet");
   }
   Contribution c;
   c.sender = push.sender;

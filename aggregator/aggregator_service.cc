@@ -20,14 +20,16 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
     if (absl::Status s = ValidateGradientHeader(h); !s.ok()) return s;
     std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
     if (latest == nullptr) {
-      return absl::FailedPreconditionError("this aggregator has no weights from HQ yet");
+      return absl::UnavailableError("this aggregator has no weights from HQ yet");
     }
     return latest->layout.num_floats();
   };
   absl::StatusOr<std::vector<float>> gradient =
       ReadChunked<v1::GradientChunk>(reader, &header, expected);
   if (!gradient.ok()) {
-    aggregator_->RecordRefusal(absl::IsFailedPrecondition(gradient.status())
+    // An upload the worker cancelled is not a refused gradient.
+    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+    aggregator_->RecordRefusal(absl::IsUnavailable(gradient.status())
                                    ? DropReason::kFutureVersion
                                    : DropReason::kInvalid);
     return ToGrpcStatus(gradient.status());

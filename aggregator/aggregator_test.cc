@@ -53,7 +53,7 @@ TEST(AggregatorTest, ForwardsTheSampleWeightedSumOnceEveryWorkerContributed) {
 
 TEST(AggregatorTest, CountsDuplicatesAndRefusalsByReason) {
   Aggregator agg({"agg-0", 2});
-  EXPECT_TRUE(absl::IsFailedPrecondition(agg.AcceptGradient(Push("w0", 0, {1}, 1)).status()));
+  EXPECT_TRUE(absl::IsUnavailable(agg.AcceptGradient(Push("w0", 0, {1}, 1)).status()));
   agg.PublishWeights(Weights(3, 1));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 3, {1}, 1)).ok());
   absl::StatusOr<PushResult> again = agg.AcceptGradient(Push("w0", 3, {1}, 1));

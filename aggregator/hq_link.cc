@@ -17,11 +17,13 @@ HqLink::HqLink(Aggregator* aggregator, HqClient* hq, HqLinkOptions options)
 HqLink::~HqLink() { Shutdown(); }
 
 void HqLink::Shutdown() {
-  if (!stop_.HasBeenNotified()) stop_.Notify();
-  aggregator_->Shutdown();
-  hq_->CancelCalls();
-  if (puller_.joinable()) puller_.join();
-  if (forwarder_.joinable()) forwarder_.join();
+  std::call_once(shutdown_once_, [this] {
+    stop_.Notify();
+    aggregator_->Shutdown();
+    hq_->CancelCalls();
+    puller_.join();
+    forwarder_.join();
+  });
 }
 
 void HqLink::PullLoop() {
@@ -52,7 +54,14 @@ void HqLink::ForwardLoop() {
     Backoff backoff(options_.min_backoff, options_.max_backoff);
     while (true) {
       absl::StatusOr<PushResult> result = hq_->PushAggregate(*aggregate);
-      if (result.ok()) break;
+      if (result.ok()) {
+        // Expected only after a retry; otherwise another aggregator uses
+        // this one's id and this round will not close.
+        LOG_IF(WARNING, result->duplicate)
+            << "HQ already had an aggregate of version " << aggregate->version << " from "
+            << aggregate->aggregator << " (is the id unique?)";
+        break;
+      }
       if (!IsRetryable(result.status())) {
         LOG(ERROR) << "HQ refused the aggregate of version " << aggregate->version << ": "
                    << result.status();

@@ -1,6 +1,7 @@
 #ifndef HIPS_AGGREGATOR_HQ_LINK_H_
 #define HIPS_AGGREGATOR_HQ_LINK_H_
 
+#include <mutex>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -40,6 +41,7 @@ class HqLink {
   HqClient* const hq_;
   const HqLinkOptions options_;
   absl::Notification stop_;
+  std::once_flag shutdown_once_;
   std::thread puller_;
   std::thread forwarder_;
 };

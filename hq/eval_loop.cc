@@ -18,8 +18,10 @@ void EvalLoop::Offer(std::shared_ptr<const WeightsSnapshot> snapshot) {
       snapshot->training_done || (every_ > 0 && snapshot->version % every_ == 0);
   if (!wanted) return;
   absl::MutexLock lock(&mu_);
-  // The final snapshot is never displaced by an older periodic one.
-  if (pending_ != nullptr && pending_->training_done) return;
+  // Offers can arrive out of order (publishing threads race): never replace
+  // a newer pending snapshot or go back behind the last evaluated one.
+  if (pending_ != nullptr && pending_->version >= snapshot->version) return;
+  if (latest_.has_value() && latest_->version >= snapshot->version) return;
   pending_ = std::move(snapshot);
 }
 
@@ -39,6 +41,10 @@ void EvalLoop::Run() {
     absl::StatusOr<ClassificationMetrics> metrics = evaluate_(snapshot->weights);
     if (!metrics.ok()) {
       LOG(ERROR) << "evaluating version " << snapshot->version << ": " << metrics.status();
+      if (snapshot->training_done) {
+        absl::MutexLock lock(&mu_);
+        final_error_ = metrics.status();
+      }
       continue;
     }
     LOG(INFO) << "eval version=" << snapshot->version << " accuracy=" << metrics->accuracy
@@ -59,6 +65,11 @@ std::optional<EvalResult> EvalLoop::final_result() const {
   return final_;
 }
 
+absl::Status EvalLoop::final_error() const {
+  absl::MutexLock lock(&mu_);
+  return final_error_;
+}
+
 bool EvalLoop::WaitForFinal(absl::Time deadline) const {
   absl::MutexLock lock(&mu_);
   auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return final_.has_value(); };
@@ -66,11 +77,13 @@ bool EvalLoop::WaitForFinal(absl::Time deadline) const {
 }
 
 void EvalLoop::Shutdown() {
-  {
-    absl::MutexLock lock(&mu_);
-    shutdown_ = true;
-  }
-  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+  std::call_once(shutdown_once_, [this] {
+    {
+      absl::MutexLock lock(&mu_);
+      shutdown_ = true;
+    }
+    thread_.join();
+  });
 }
 
 }  // namespace hips

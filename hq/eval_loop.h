@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -42,6 +43,8 @@ class EvalLoop {
   std::optional<EvalResult> latest() const;
   // The evaluation of the final weights, once done.
   std::optional<EvalResult> final_result() const;
+  // Why evaluating the final weights failed (OK if it did not).
+  absl::Status final_error() const;
   // Waits until the final weights were evaluated; false at the deadline.
   bool WaitForFinal(absl::Time deadline) const;
 
@@ -57,8 +60,10 @@ class EvalLoop {
   std::shared_ptr<const WeightsSnapshot> pending_ ABSL_GUARDED_BY(mu_);
   std::optional<EvalResult> latest_ ABSL_GUARDED_BY(mu_);
   std::optional<EvalResult> final_ ABSL_GUARDED_BY(mu_);
+  absl::Status final_error_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
+  std::once_flag shutdown_once_;
   std::thread thread_;
 };
 

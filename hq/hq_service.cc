@@ -33,6 +33,8 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
   absl::StatusOr<std::vector<float>> sum =
       ReadChunked<v1::AggregateChunk>(reader, &header, expected);
   if (!sum.ok()) {
+    // An upload the sender cancelled is not a refused aggregate.
+    if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
     server_->RecordRefusal(DropReason::kInvalid);
     return ToGrpcStatus(sum.status());
   }
@@ -80,6 +82,9 @@ grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequ
   }
   if (std::optional<EvalResult> final_result = eval_->final_result()) {
     EvalToProto(*final_result, reply->mutable_final_eval());
+  }
+  if (absl::Status error = eval_->final_error(); !error.ok()) {
+    reply->set_final_eval_error(error.ToString());
   }
   return grpc::Status::OK;
 }

@@ -94,6 +94,12 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     const double lr = ScheduledLearningRate(options_.optimizer, version, options_.max_versions);
     if (absl::Status s = optimizer_->Step(mean, lr); !s.ok()) {
       LOG(ERROR) << "optimizer step of version " << version << " failed: " << s;
+      // Reopen the round: its contributions were not applied, and senders
+      // retry (INTERNAL is retryable) instead of getting duplicate acks.
+      absl::MutexLock lock(&mu_);
+      status_.aggregates_applied -= round_.received();
+      status_.aggregates_dropped["optimizer_failed"] += round_.received();
+      round_.Open(version);
       return absl::InternalError(absl::StrCat("optimizer step failed: ", s.message()));
     }
     next = Snapshot(version + 1);

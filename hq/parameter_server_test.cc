@@ -89,13 +89,18 @@ TEST_F(ParameterServerTest, DuplicatesAndOtherVersionsAreCountedNeverApplied) {
       ps->AcceptAggregate(Aggregate("a1", 1, {1, 1}, 1, 1)).status()));
   ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1)).ok());
   EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.5f)));
-  // A retry of round 0 after it was applied is stale: round 1 is open.
+  // A retry of round 0 after it was applied (its ack was lost) is a
+  // duplicate; a first push for round 0 from anyone else is stale.
+  absl::StatusOr<PushResult> retry = ps->AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1));
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->duplicate);
   EXPECT_TRUE(absl::IsFailedPrecondition(
-      ps->AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1)).status()));
+      ps->AcceptAggregate(Aggregate("a2", 0, {6, 0}, 2, 1)).status()));
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.5f)));
   const ParameterServerStatus s = ps->status();
-  EXPECT_EQ(s.aggregates_received, 5);
+  EXPECT_EQ(s.aggregates_received, 6);
   EXPECT_EQ(s.aggregates_applied, 2);
-  EXPECT_EQ(s.aggregates_duplicate, 1);
+  EXPECT_EQ(s.aggregates_duplicate, 2);
   EXPECT_EQ(s.aggregates_dropped.at("future_version"), 1);
   EXPECT_EQ(s.aggregates_dropped.at("stale_version"), 1);
   EXPECT_EQ(lrs_.size(), 1u);

@@ -35,8 +35,10 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
 }
 
 void Worker::Shutdown() {
-  if (!stop_.HasBeenNotified()) stop_.Notify();
-  client_->CancelCalls();
+  std::call_once(shutdown_once_, [this] {
+    stop_.Notify();
+    client_->CancelCalls();
+  });
 }
 
 absl::Status Worker::Run() {
@@ -93,7 +95,12 @@ absl::Status Worker::PushWithRetry() {
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (true) {
     absl::StatusOr<PushResult> result = client_->PushGradient(push_);
-    if (result.ok()) return absl::OkStatus();
+    if (result.ok()) {
+      LOG_IF(WARNING, result->duplicate)
+          << options_.id << ": the aggregator already had a gradient of version "
+          << push_.version << " from this id (is it unique?)";
+      return absl::OkStatus();
+    }
     if (!IsRetryable(result.status())) return result.status();
     LOG_EVERY_N(WARNING, 20) << options_.id << ": pushing version " << push_.version << ": "
                              << result.status();

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/status.h"
@@ -63,6 +64,7 @@ class Worker {
   ShardSampler sampler_;
   AggregatorClient* const client_;
   absl::Notification stop_;
+  std::once_flag shutdown_once_;
 
   // Reused between steps (only Run's thread touches them).
   GradientPush push_;

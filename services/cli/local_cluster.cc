@@ -17,6 +17,7 @@ namespace {
 constexpr absl::Duration kTick = absl::Milliseconds(50);
 constexpr absl::Duration kStopGrace = absl::Seconds(5);
 constexpr absl::Duration kStatusEvery = absl::Milliseconds(250);
+constexpr absl::Duration kFinalEvalTimeout = absl::Minutes(5);
 
 void PrintProgress(const v1::StatusReply& status, double seconds, double samples_per_second) {
   std::string eval = "accuracy=n/a";
@@ -153,6 +154,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   absl::Time next_query = absl::Now();
   absl::Time next_report = absl::Now() + options_.progress_every;
   absl::Time last_time = start;
+  absl::Time done_at = absl::InfiniteFuture();
   int64_t last_samples = 0;
   while (true) {
     if (interrupted_->load()) return absl::CancelledError("interrupted");
@@ -175,6 +177,18 @@ absl::StatusOr<RunSummary> Cluster::Run() {
           last_time = now;
         }
         std::fflush(stdout);
+      }
+      if (status.ok() && !status->final_eval_error().empty()) {
+        return absl::InternalError(
+            absl::StrCat("HQ could not evaluate the final weights: ", status->final_eval_error()));
+      }
+      if (status.ok() && status->training_done() && done_at == absl::InfiniteFuture()) {
+        done_at = now;
+      }
+      if (!finished && now - done_at > kFinalEvalTimeout) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "no final evaluation ", absl::FormatDuration(kFinalEvalTimeout),
+            " after training ended; see ", options_.run_dir, "/hq.log"));
       }
       if (finished) {
         RunSummary summary;

@@ -1,5 +1,6 @@
 #include "services/core/chunk_codec.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <utility>
@@ -40,19 +41,26 @@ absl::Status ChunkAssembler::Append(absl::string_view bytes) {
         absl::StrCat("chunk of ", bytes.size(), " bytes is not a whole number of floats"));
   }
   const int64_t n = static_cast<int64_t>(bytes.size() / sizeof(float));
-  if (n > static_cast<int64_t>(buffer_.size()) - filled_) {
-    return absl::InvalidArgumentError(absl::StrCat("stream carries more than the announced ",
-                                                   buffer_.size(), " floats"));
+  const int64_t filled = received_floats();
+  if (n > expected_ - filled) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("stream carries more than the announced ", expected_, " floats"));
   }
-  if (n > 0) std::memcpy(buffer_.data() + filled_, bytes.data(), bytes.size());
-  filled_ += n;
+  if (n == 0) return absl::OkStatus();
+  if (buffer_.capacity() < static_cast<size_t>(filled + n)) {
+    // Doubling, capped at the announced size: an honest stream of one chunk
+    // allocates once, a lying header costs nothing until bytes arrive.
+    buffer_.reserve(std::min<int64_t>(expected_, std::max<int64_t>(2 * filled, filled + n)));
+  }
+  buffer_.resize(filled + n);
+  std::memcpy(buffer_.data() + filled, bytes.data(), bytes.size());
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<float>> ChunkAssembler::Finish() && {
-  if (filled_ != static_cast<int64_t>(buffer_.size())) {
+  if (received_floats() != expected_) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "stream ended after ", filled_, " of ", buffer_.size(), " announced floats"));
+        "stream ended after ", received_floats(), " of ", expected_, " announced floats"));
   }
   return std::move(buffer_);
 }

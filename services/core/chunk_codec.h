@@ -40,7 +40,9 @@ class ChunkSplitter {
 
 // Reassembles an announced number of floats from chunks received in order.
 // Refuses, with INVALID_ARGUMENT, chunks whose size is not a whole number of
-// floats, more bytes than announced, and (in Finish) fewer. Not thread-safe.
+// floats, more bytes than announced, and (in Finish) fewer. Memory grows with
+// the bytes that actually arrive, not with what a header announces.
+// Not thread-safe.
 class ChunkAssembler {
  public:
   // `num_floats` is what the header announced; `expected_floats` what the
@@ -51,13 +53,13 @@ class ChunkAssembler {
   // Returns the buffer once every announced float arrived.
   absl::StatusOr<std::vector<float>> Finish() &&;
 
-  int64_t received_floats() const { return filled_; }
+  int64_t received_floats() const { return static_cast<int64_t>(buffer_.size()); }
 
  private:
-  explicit ChunkAssembler(int64_t num_floats) : buffer_(num_floats) {}
+  explicit ChunkAssembler(int64_t num_floats) : expected_(num_floats) {}
 
+  int64_t expected_;
   std::vector<float> buffer_;
-  int64_t filled_ = 0;
 };
 
 // INVALID_ARGUMENT naming the first NaN or infinity, OK otherwise.

@@ -1,6 +1,7 @@
 #include "services/core/gradient_accumulator.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 
@@ -20,12 +21,20 @@ absl::Status GradientAccumulator::Add(absl::Span<const float> values, float scal
     return absl::InvalidArgumentError(absl::StrCat("gradient has ", values.size(),
                                                    " floats, the model has ", sum_.size()));
   }
-  if (samples <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("sample count must be positive, got ", samples));
+  if (samples <= 0 || samples > kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sample count must be in (0, 2^31], got ", samples));
+  }
+  if (!std::isfinite(loss_sum_ + loss_sum)) {
+    return absl::InvalidArgumentError("loss total would not be finite");
   }
   float* __restrict out = sum_.data();
   const float* __restrict in = values.data();
   const size_t n = sum_.size();
+  // Checked first, so a refused contribution leaves the sum untouched.
+  bool finite = true;
+  for (size_t i = 0; i < n; ++i) finite &= std::isfinite(out[i] + scale * in[i]);
+  if (!finite) return absl::InvalidArgumentError("the sum would overflow to infinity");
   for (size_t i = 0; i < n; ++i) out[i] += scale * in[i];
   total_samples_ += samples;
   loss_sum_ += loss_sum;

@@ -17,13 +17,18 @@ namespace hips {
 // Not thread-safe: the owner serializes access.
 class GradientAccumulator {
  public:
+  // Largest sample count of one contribution (keeps totals far from int64
+  // overflow).
+  static constexpr int64_t kMaxSamples = int64_t{1} << 31;
+
   explicit GradientAccumulator(size_t num_floats) : sum_(num_floats, 0.0f) {}
 
   // Zeroes every total; keeps the buffer.
   void Reset();
 
-  // INVALID_ARGUMENT when `values` has the wrong size or `samples` <= 0;
-  // nothing is added then.
+  // INVALID_ARGUMENT when `values` has the wrong size, `samples` is not in
+  // (0, kMaxSamples], or the new sum or loss total would not be finite
+  // (finite inputs can still overflow); nothing is added then.
   absl::Status Add(absl::Span<const float> values, float scale, int64_t samples,
                    double loss_sum, int64_t contributors);
 

@@ -1,5 +1,7 @@
 #include "services/core/sync_round.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "services/core/chunk_codec.h"
 
@@ -23,9 +25,13 @@ SyncRound::SyncRound(size_t num_floats, int expected_contributions)
     : expected_(expected_contributions), accumulator_(num_floats) {}
 
 void SyncRound::Open(int64_t version) {
+  if (version != version_) {
+    previous_version_ = version_;
+    previous_senders_ = std::move(senders_);
+  }
+  senders_.clear();
   version_ = version;
   state_ = State::kOpen;
-  senders_.clear();
   accumulator_.Reset();
 }
 
@@ -36,6 +42,9 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
         "gradient of version ", c.version, " but the newest round here is ", version_));
   }
   if (c.version < version_) {
+    if (c.version == previous_version_ && previous_senders_.contains(c.sender)) {
+      return AddOutcome::kDuplicate;
+    }
     *reason = DropReason::kStaleVersion;
     return absl::FailedPreconditionError(absl::StrCat(
         "stale gradient of version ", c.version, "; the open round is ", version_));

@@ -39,7 +39,8 @@ absl::string_view DropReasonName(DropReason reason);
 //   Idle --Open(v)--> Open(v) --last expected Add--> Closed(v) --Open(v+1)--> ...
 //
 // A round accepts one contribution per sender; a repeat from the same sender
-// for the same version is acknowledged as a duplicate and not summed.
+// for the same version is acknowledged as a duplicate and not summed, also
+// when it arrives after the next round opened (a retry whose ack was lost).
 // Not thread-safe: the owner serializes access.
 class SyncRound {
  public:
@@ -68,6 +69,8 @@ class SyncRound {
   State state_ = State::kIdle;
   int64_t version_ = -1;
   absl::flat_hash_set<std::string> senders_;
+  int64_t previous_version_ = -1;
+  absl::flat_hash_set<std::string> previous_senders_;
   GradientAccumulator accumulator_;
 };
 

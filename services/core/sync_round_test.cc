@@ -36,7 +36,25 @@ TEST(GradientAccumulatorTest, RefusesWrongSizeAndSampleCount) {
   const std::vector<float> three = {1, 2, 3}, two = {1, 2};
   EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(three, 1, 1, 0, 1)));
   EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(two, 1, 0, 0, 1)));
+  EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(two, 1, int64_t{1} << 40, 0, 1)));
   EXPECT_THAT(acc.sum(), ElementsAre(0, 0));
+}
+
+TEST(GradientAccumulatorTest, RefusesFiniteInputsWhoseSumOverflowsAndKeepsTheSum) {
+  GradientAccumulator acc(2);
+  const std::vector<float> big = {3e38f, 1.0f};
+  ASSERT_TRUE(acc.Add(big, 1.0f, 1, 0, 1).ok());
+  // Finite, but 3e38 + 3e38 is not; and 1e37 scaled by 64 samples is not.
+  EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(big, 1.0f, 1, 0, 1)));
+  const std::vector<float> scaled = {0.0f, 1e37f};
+  EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(scaled, 64.0f, 64, 0, 1)));
+  // The loss total overflows too.
+  const std::vector<float> zero = {0.0f, 0.0f};
+  ASSERT_TRUE(acc.Add(zero, 1.0f, 1, 1e308, 1).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(zero, 1.0f, 1, 1e308, 1)));
+  EXPECT_THAT(acc.sum(), ElementsAre(3e38f, 1.0f));
+  EXPECT_EQ(acc.total_samples(), 2);
+  EXPECT_DOUBLE_EQ(acc.loss_sum(), 1e308);
 }
 
 Contribution From(const std::string& sender, int64_t version, const std::vector<float>& v,
@@ -75,6 +93,19 @@ TEST(SyncRoundTest, RepeatFromTheSameSenderIsADuplicateAndNotSummed) {
   ASSERT_EQ(*round.Add(From("w0", 0, a, 1), &reason), SyncRound::AddOutcome::kDuplicate);
   EXPECT_THAT(round.accumulator().sum(), ElementsAre(1, 1));
   EXPECT_EQ(round.received(), 1);
+}
+
+TEST(SyncRoundTest, ARetryOfThePreviousRoundIsADuplicateNotAStaleGradient) {
+  SyncRound round(1, 1);
+  round.Open(3);
+  const std::vector<float> a = {2};
+  DropReason reason;
+  ASSERT_TRUE(round.Add(From("w0", 3, a, 1), &reason).ok());
+  round.Open(4);  // the ack for version 3 was lost; w0 retries it
+  EXPECT_EQ(*round.Add(From("w0", 3, a, 1), &reason), SyncRound::AddOutcome::kDuplicate);
+  EXPECT_TRUE(absl::IsFailedPrecondition(round.Add(From("w1", 3, a, 1), &reason).status()));
+  EXPECT_EQ(reason, DropReason::kStaleVersion);
+  EXPECT_THAT(round.accumulator().sum(), ElementsAre(0));
 }
 
 TEST(SyncRoundTest, RefusesOtherVersionsWithTheirReason) {

@@ -15,6 +15,16 @@
 namespace hips {
 namespace {
 
+// LibTorch reports errors by throwing; hips speaks absl::Status.
+template <typename Fn>
+auto Guarded(const char* what, Fn fn) -> decltype(fn()) {
+  try {
+    return fn();
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat(what, ": ", e.what()));
+  }
+}
+
 int64_t Product(const std::vector<int64_t>& v) {
   int64_t n = 1;
   for (int64_t d : v) n *= d;
@@ -103,35 +113,45 @@ class TorchModel final : public Model {
     // from_blob does not copy; the spans outlive the tensors of this call.
     torch::Tensor x = torch::from_blob(const_cast<float*>(features.data()), shape);
     torch::Tensor y = torch::from_blob(const_cast<int64_t*>(labels.data()), {n}, torch::kInt64);
-    net_->zero_grad();
-    torch::Tensor loss = torch::nn::functional::cross_entropy(net_->forward(x), y);
-    loss.backward();
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const torch::Tensor g = params_[i].grad().contiguous();
-      std::memcpy(grad_out.data() + layout_.offset(i), g.data_ptr<float>(),
-                  g.numel() * sizeof(float));
+    for (int64_t label : labels) {
+      if (label < 0 || label >= options_.num_classes) {
+        return absl::InvalidArgumentError(absl::StrCat("label ", label, " out of range"));
+      }
     }
-    return loss.item<double>() * static_cast<double>(n);
+    return Guarded("forward/backward", [&]() -> absl::StatusOr<double> {
+      net_->zero_grad();
+      torch::Tensor loss = torch::nn::functional::cross_entropy(net_->forward(x), y);
+      loss.backward();
+      for (size_t i = 0; i < params_.size(); ++i) {
+        const torch::Tensor g = params_[i].grad().contiguous();
+        std::memcpy(grad_out.data() + layout_.offset(i), g.data_ptr<float>(),
+                    g.numel() * sizeof(float));
+      }
+      return loss.item<double>() * static_cast<double>(n);
+    });
   }
 
   absl::StatusOr<ClassificationMetrics> Evaluate(const Dataset& data) override {
     if (data.example_shape != options_.input_shape) {
       return absl::InvalidArgumentError("data set examples do not fit the model's input");
     }
-    torch::NoGradGuard no_grad;
-    const int64_t n = data.num_examples();
-    std::vector<int64_t> predictions(n);
-    constexpr int64_t kBatch = 1000;
-    for (int64_t first = 0; first < n; first += kBatch) {
-      const int64_t count = std::min(kBatch, n - first);
-      std::vector<int64_t> shape = {count};
-      shape.insert(shape.end(), options_.input_shape.begin(), options_.input_shape.end());
-      torch::Tensor x = torch::from_blob(
-          const_cast<float*>(data.features.data() + first * data.example_size()), shape);
-      torch::Tensor argmax = net_->forward(x).argmax(1).contiguous();
-      std::memcpy(predictions.data() + first, argmax.data_ptr<int64_t>(), count * sizeof(int64_t));
-    }
-    return ComputeClassificationMetrics(predictions, data.labels, data.num_classes);
+    return Guarded("evaluation", [&]() -> absl::StatusOr<ClassificationMetrics> {
+      torch::NoGradGuard no_grad;
+      const int64_t n = data.num_examples();
+      std::vector<int64_t> predictions(n);
+      constexpr int64_t kBatch = 1000;
+      for (int64_t first = 0; first < n; first += kBatch) {
+        const int64_t count = std::min(kBatch, n - first);
+        std::vector<int64_t> shape = {count};
+        shape.insert(shape.end(), options_.input_shape.begin(), options_.input_shape.end());
+        torch::Tensor x = torch::from_blob(
+            const_cast<float*>(data.features.data() + first * data.example_size()), shape);
+        torch::Tensor argmax = net_->forward(x).argmax(1).contiguous();
+        std::memcpy(predictions.data() + first, argmax.data_ptr<int64_t>(),
+                    count * sizeof(int64_t));
+      }
+      return ComputeClassificationMetrics(predictions, data.labels, data.num_classes);
+    });
   }
 
   std::vector<torch::Tensor>& params() { return params_; }
@@ -165,11 +185,13 @@ class TorchOptimizer final : public Optimizer {
       std::memcpy(p.mutable_grad().data_ptr<float>(), grad.data() + layout.offset(i),
                   p.numel() * sizeof(float));
     }
-    for (torch::optim::OptimizerParamGroup& group : optim_->param_groups()) {
-      group.options().set_lr(learning_rate);
-    }
-    optim_->step();
-    return absl::OkStatus();
+    return Guarded("optimizer step", [&]() -> absl::Status {
+      for (torch::optim::OptimizerParamGroup& group : optim_->param_groups()) {
+        group.options().set_lr(learning_rate);
+      }
+      optim_->step();
+      return absl::OkStatus();
+    });
   }
 
   void GetWeights(absl::Span<float> out) const override { model_->GetWeights(out); }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/gradient_accumulator.h"
 
 namespace hips {
 namespace {
@@ -21,8 +22,9 @@ absl::Status ValidateId(const std::string& id, const char* what) {
 absl::Status ValidateCommon(int64_t version, int64_t samples, double loss_sum,
                             int64_t num_floats) {
   if (version < 0) return absl::InvalidArgumentError(absl::StrCat("negative version ", version));
-  if (samples <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("sample count must be positive, got ", samples));
+  if (samples <= 0 || samples > GradientAccumulator::kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sample count must be in (0, 2^31], got ", samples));
   }
   if (!std::isfinite(loss_sum)) return absl::InvalidArgumentError("loss sum is not finite");
   if (num_floats < 0 || num_floats > ModelLayout::kMaxFloats) {

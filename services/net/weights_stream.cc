@@ -3,6 +3,7 @@
 #include <functional>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/chunked_stream.h"
 #include "services/net/grpc_util.h"
@@ -22,7 +23,7 @@ bool WriteWeights(grpc::ServerWriter<v1::WeightsChunk>* writer, const WeightsSna
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
-    grpc::ClientReader<v1::WeightsChunk>* reader) {
+    grpc::ClientContext* ctx, grpc::ClientReader<v1::WeightsChunk>* reader) {
   auto snapshot = std::make_shared<WeightsSnapshot>();
   v1::WeightsHeader header;
   std::function<absl::StatusOr<int64_t>(const v1::WeightsHeader&)> expected =
@@ -33,12 +34,29 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
     snapshot->layout = *std::move(layout);
     return snapshot->layout.num_floats();
   };
+  // Remembers whether the stream ran dry, i.e. whether the call is over.
+  struct EndTrackingReader {
+    grpc::ClientReader<v1::WeightsChunk>* reader;
+    bool ended = false;
+    bool Read(v1::WeightsChunk* m) {
+      ended = !reader->Read(m);
+      return !ended;
+    }
+  } tracking{reader};
   absl::StatusOr<std::vector<float>> weights =
-      ReadChunked<v1::WeightsChunk>(reader, &header, expected);
-  // The call's own status explains a broken stream better than its symptoms.
+      ReadChunked<v1::WeightsChunk>(&tracking, &header, expected);
+  if (!weights.ok()) {
+    // With messages still unread Finish would wait for them: cancel first.
+    if (!tracking.ended) ctx->TryCancel();
+    const grpc::Status finish = reader->Finish();
+    // A stream that ended early because the call failed is best explained
+    // by the call's own status.
+    if (tracking.ended && !finish.ok()) return FromGrpcStatus(finish);
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed weights stream: ", weights.status().message()));
+  }
   const grpc::Status finish = reader->Finish();
   if (!finish.ok()) return FromGrpcStatus(finish);
-  if (!weights.ok()) return weights.status();
   snapshot->version = header.version();
   snapshot->training_done = header.training_done();
   snapshot->weights = *std::move(weights);
@@ -57,7 +75,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   req.set_requester_id(requester);
   req.set_min_version(min_version);
   std::unique_ptr<grpc::ClientReader<v1::WeightsChunk>> reader = stub->PullWeights(&ctx, req);
-  return ReadWeights(reader.get());
+  return ReadWeights(&ctx, reader.get());
 }
 
 template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(

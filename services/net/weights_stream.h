@@ -21,9 +21,10 @@ namespace hips {
 bool WriteWeights(grpc::ServerWriter<v1::WeightsChunk>* writer, const WeightsSnapshot& snapshot,
                   size_t chunk_bytes);
 
-// Client side: reads a whole snapshot, checking the layout and sizes.
+// Client side: reads a whole snapshot, checking the layout and sizes. A
+// malformed stream cancels the call (`ctx`) and returns why.
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
-    grpc::ClientReader<v1::WeightsChunk>* reader);
+    grpc::ClientContext* ctx, grpc::ClientReader<v1::WeightsChunk>* reader);
 
 // Calls PullWeights on `stub` (hips.v1.Hq or hips.v1.Aggregator) as a long
 // poll that ends at `deadline`, registered with `calls` for cancellation.

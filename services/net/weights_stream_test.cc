@@ -1,0 +1,112 @@
+// PullWeights against a fake HQ over real gRPC on loopback: good streams
+// arrive whole, malformed ones are refused with INVALID_ARGUMENT (not left to
+// run into the deadline).
+
+#include "services/net/weights_stream.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "hips/v1/hips.grpc.pb.h"
+#include "services/net/grpc_util.h"
+#include "services/net/proto_convert.h"
+
+namespace hips {
+namespace {
+
+// Streams whatever `messages` holds for every PullWeights.
+class FakeHq final : public v1::Hq::Service {
+ public:
+  std::vector<v1::WeightsChunk> messages;
+  grpc::Status PullWeights(grpc::ServerContext*, const v1::PullWeightsRequest*,
+                           grpc::ServerWriter<v1::WeightsChunk>* writer) override {
+    for (const v1::WeightsChunk& m : messages) writer->Write(m);
+    return grpc::Status::OK;
+  }
+};
+
+class WeightsStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    ConfigureHipsServer(&builder);
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&hq_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    stub_ = v1::Hq::NewStub(CreateHipsChannel(absl::StrCat("127.0.0.1:", port)));
+  }
+  void TearDown() override { server_->Shutdown(); }
+
+  static v1::WeightsChunk Header(int64_t version, int64_t num_floats) {
+    v1::WeightsChunk c;
+    c.mutable_header()->set_version(version);
+    c.mutable_header()->set_num_floats(num_floats);
+    LayoutToProto(*ModelLayout::Create({{"a", {2, 2}}, {"b", {4}}}),
+                  c.mutable_header()->mutable_layout());
+    return c;
+  }
+  static std::string Floats(std::vector<float> v) {
+    return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  }
+
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull() {
+    return PullWeightsFrom(stub_.get(), &calls_, "test", 0, absl::Now() + absl::Seconds(30));
+  }
+
+  FakeHq hq_;
+  CallRegistry calls_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<v1::Hq::Stub> stub_;
+};
+
+TEST_F(WeightsStreamTest, AWholeSnapshotArrivesWithItsLayout) {
+  hq_.messages.push_back(Header(7, 8));
+  hq_.messages.back().set_data(Floats({1, 2, 3}));
+  hq_.messages.emplace_back().set_data(Floats({4, 5, 6, 7, 8}));
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ((*w)->version, 7);
+  EXPECT_EQ((*w)->layout.DebugString(), "a[2,2] b[4]");
+  EXPECT_EQ((*w)->weights, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
+}
+
+TEST_F(WeightsStreamTest, MalformedStreamsAreRefused) {
+  struct Case {
+    const char* name;
+    std::vector<v1::WeightsChunk> messages;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"too few floats", {Header(1, 8)}});
+  cases.back().messages[0].set_data(Floats({1, 2, 3, 4}));
+  cases.push_back({"more floats than announced, with messages left unread", {Header(1, 8)}});
+  for (int i = 0; i < 20; ++i) cases.back().messages.emplace_back().set_data(Floats({1, 2, 3}));
+  cases.push_back({"count other than the layout's", {Header(1, 9)}});
+  cases.push_back({"negative version", {Header(-1, 8)}});
+  v1::WeightsChunk bad_layout = Header(1, 8);
+  bad_layout.mutable_header()->mutable_layout()->mutable_tensors(0)->set_name("b");
+  cases.push_back({"duplicate tensor names", {bad_layout}});
+  v1::WeightsChunk headless;
+  headless.set_data(Floats({1}));
+  cases.push_back({"no header", {headless}});
+  for (const Case& c : cases) {
+    hq_.messages = c.messages;
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
+    EXPECT_TRUE(absl::IsInvalidArgument(w.status())) << c.name << ": " << w.status();
+  }
+}
+
+TEST_F(WeightsStreamTest, CancelledCallsFailAtOnce) {
+  calls_.CancelAll();
+  const absl::Status s = Pull().status();
+  EXPECT_TRUE(absl::IsCancelled(s)) << s;
+}
+
+}  // namespace
+}  // namespace hips

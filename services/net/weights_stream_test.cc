@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
@@ -19,15 +20,29 @@
 namespace hips {
 namespace {
 
-// Streams whatever `messages` holds for every PullWeights.
+// Streams the messages last set for every PullWeights. A handler of a call
+// the client cancelled may still run while the test sets the next messages,
+// hence the copy under a lock.
 class FakeHq final : public v1::Hq::Service {
  public:
-  std::vector<v1::WeightsChunk> messages;
+  void Set(std::vector<v1::WeightsChunk> messages) {
+    absl::MutexLock lock(&mu_);
+    messages_ = std::move(messages);
+  }
   grpc::Status PullWeights(grpc::ServerContext*, const v1::PullWeightsRequest*,
                            grpc::ServerWriter<v1::WeightsChunk>* writer) override {
+    std::vector<v1::WeightsChunk> messages;
+    {
+      absl::MutexLock lock(&mu_);
+      messages = messages_;
+    }
     for (const v1::WeightsChunk& m : messages) writer->Write(m);
     return grpc::Status::OK;
   }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<v1::WeightsChunk> messages_ ABSL_GUARDED_BY(mu_);
 };
 
 class WeightsStreamTest : public ::testing::Test {
@@ -67,9 +82,10 @@ class WeightsStreamTest : public ::testing::Test {
 };
 
 TEST_F(WeightsStreamTest, AWholeSnapshotArrivesWithItsLayout) {
-  hq_.messages.push_back(Header(7, 8));
-  hq_.messages.back().set_data(Floats({1, 2, 3}));
-  hq_.messages.emplace_back().set_data(Floats({4, 5, 6, 7, 8}));
+  std::vector<v1::WeightsChunk> messages = {Header(7, 8)};
+  messages.back().set_data(Floats({1, 2, 3}));
+  messages.emplace_back().set_data(Floats({4, 5, 6, 7, 8}));
+  hq_.Set(messages);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_EQ((*w)->version, 7);
@@ -96,7 +112,7 @@ TEST_F(WeightsStreamTest, MalformedStreamsAreRefused) {
   headless.set_data(Floats({1}));
   cases.push_back({"no header", {headless}});
   for (const Case& c : cases) {
-    hq_.messages = c.messages;
+    hq_.Set(c.messages);
     absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
     EXPECT_TRUE(absl::IsInvalidArgument(w.status())) << c.name << ": " << w.status();
   }

@@ -48,9 +48,12 @@ absl::Status ChunkAssembler::Append(absl::string_view bytes) {
   }
   if (n == 0) return absl::OkStatus();
   if (buffer_.capacity() < static_cast<size_t>(filled + n)) {
-    // Doubling, capped at the announced size: an honest stream of one chunk
-    // allocates once, a lying header costs nothing until bytes arrive.
-    buffer_.reserve(std::min<int64_t>(expected_, std::max<int64_t>(2 * filled, filled + n)));
+    // The first chunk reserves the whole announced size up to 64 MiB (one
+    // allocation, no copies, for most models); beyond that the buffer
+    // doubles, so a lying header costs memory only as bytes arrive.
+    constexpr int64_t kFirstReserve = int64_t{16} << 20;  // floats
+    buffer_.reserve(std::min<int64_t>(
+        expected_, std::max({2 * filled, filled + n, kFirstReserve})));
   }
   buffer_.resize(filled + n);
   std::memcpy(buffer_.data() + filled, bytes.data(), bytes.size());

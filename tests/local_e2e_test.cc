@@ -61,8 +61,10 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   const std::string json = absl::StrCat(dir, "/local_summary.json");
   std::remove(json.c_str());
   // 2 epochs of 60000 examples at 4 workers x 64 = 469 versions.
+  // --summary-json as the interface spells it (with a space), the rest as
+  // Abseil spells flags.
   const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --epochs=2 --progress_seconds=1",
-                                     " --summary_json=", json, " --run_dir=", dir));
+                                               " --summary-json ", json, " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const std::map<std::string, double> s = ReadSummary(json);
   ASSERT_EQ(s.size(), 5u) << run.output;

@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
@@ -36,6 +37,16 @@ std::string& ProgramName() {
 
 std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
   ProgramName() = argv[0];
+  // Accept --summary-json as well as --summary_json: Abseil names flags with
+  // underscores, people (and the issues' interfaces) often write dashes.
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    if (std::strcmp(arg, "--") == 0) break;  // the rest is positional
+    if (std::strncmp(arg, "--", 2) != 0) continue;
+    for (char* c = arg + 2; *c != '\0' && *c != '='; ++c) {
+      if (*c == '-') *c = '_';
+    }
+  }
   absl::SetProgramUsageMessage(usage);
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;

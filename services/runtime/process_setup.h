@@ -13,8 +13,8 @@
 
 namespace hips {
 
-// Parses absl flags (exiting with a message and code 2 on unknown or
-// malformed flags), sends glog to stderr, raises glibc's trim and mmap
+// Parses absl flags (exiting with a message on unknown or malformed flags;
+// dashes in flag names count as underscores, so --summary-json works), sends glog to stderr, raises glibc's trim and mmap
 // thresholds (freshly allocated gRPC read buffers otherwise page-fault on
 // every message: ../shared/notes/grpc-throughput.md), and returns the
 // positional arguments. Call first thing in main.

@@ -7,11 +7,15 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/core/coalescing_batch.h"
+#include "services/core/consistency.h"
+#include "services/core/deadline_timer.h"
 #include "services/core/payloads.h"
 #include "services/core/sync_round.h"
 #include "services/core/weights_board.h"
@@ -23,42 +27,69 @@ struct AggregatorOptions {
   // Gradients per sync round: the number of workers assigned to this
   // aggregator.
   int expected_workers = 1;
+  // Sync rounds with a deadline (backup workers): once `round_deadline`
+  // passed since a round's first gradient, the round closes with at least
+  // `quorum_workers` (0: all of them, i.e. no early close).
+  int quorum_workers = 0;
+  absl::Duration round_deadline = absl::InfiniteDuration();
+  // Async and ssp: gradients that arrive within this window of the first
+  // are summed into one aggregate, whatever versions they were computed on
+  // (sent at once when every worker of this aggregator is in, or when one
+  // sends a second). Zero: each gradient is sent alone.
+  absl::Duration coalesce_window = absl::ZeroDuration();
+  // Backpressure: a push waits while this many aggregates are queued for HQ
+  // (and not yet being sent). Without it, workers that outpace HQ in async
+  // mode fill the queue with gradients that grow staler while they wait.
+  int max_queued_aggregates = 1;
 };
 
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 
-// Counters of one aggregator, all monotonic.
+// Counters of one aggregator, all monotonic except `gradients_pending`.
+//   received = duplicate + Σ dropped + forwarded + pending
 struct AggregatorCounters {
   int64_t gradients_received = 0;
-  int64_t gradients_accepted = 0;
+  int64_t gradients_accepted = 0;  // summed into a round or batch
   int64_t gradients_duplicate = 0;
   std::map<std::string, int64_t> gradients_dropped;  // by DropReasonName
-  int64_t rounds_closed = 0;
+  // Inside aggregates HQ answered (HQ accounts for them from there on).
+  int64_t gradients_forwarded = 0;
+  // Accepted, not yet answered by HQ.
+  int64_t gradients_pending = 0;
+  int64_t rounds_closed = 0;  // aggregates produced
+  int64_t aggregates_refused = 0;  // by HQ
 };
 
-// The MDC tier's logic, without networking. Workers' gradients for the
-// current version are summed (sample-weighted) in a SyncRound; when every
-// expected worker contributed, the round's sum is queued for HQ
-// (NextAggregate). Weights that HQ publishes (PublishWeights) are served to
-// workers (WaitForWeights) and open the round of their version.
+// The MDC tier's logic, without networking. The mode travels with HQ's
+// weights (PublishWeights):
+//   sync   workers' gradients of the current version are summed
+//          (sample-weighted) in a SyncRound; a closed round's sum is queued
+//          for HQ (NextAggregate);
+//   async  each gradient is queued at once, or summed with the others that
+//          arrive within the coalescing window;
+//   ssp    as async, dropping gradients already staler than the bound.
+// Gradients computed on a version before the newest mode switch are dropped
+// (mode_changed).
 //
-// Thread-safe. Summation runs under the round's lock; nothing here makes an
-// RPC.
+// Thread-safe. Summation runs under the lock; nothing here makes an RPC.
 class Aggregator {
  public:
   explicit Aggregator(AggregatorOptions options);
+  ~Aggregator();
 
-  // A worker's gradient. FAILED_PRECONDITION for a version other than the
-  // open round's, INVALID_ARGUMENT for a malformed gradient; both counted.
-  absl::StatusOr<PushResult> AcceptGradient(const GradientPush& push);
+  // A worker's gradient. FAILED_PRECONDITION for a gradient its mode does
+  // not allow, INVALID_ARGUMENT for a malformed one; both counted. Waits
+  // while the queue towards HQ is full.
+  absl::StatusOr<PushResult> AcceptGradient(const GradientPush& push,
+                                            absl::Time now = absl::Now());
 
   // Counts a gradient that the adapter refused before it reached
   // AcceptGradient (malformed stream or header).
   void RecordRefusal(DropReason reason);
 
-  // Newer weights from HQ: the round of their version opens (unless training
-  // is done) and then they are published to workers. Older or equal
-  // versions are ignored. Called from one thread (the HQ link).
+  // Newer weights from HQ: the round of their version opens (sync) and then
+  // they are published to workers. Older or equal versions are ignored.
+  // Called from one thread (the HQ link).
   void PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot);
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(
@@ -67,9 +98,18 @@ class Aggregator {
   }
   std::shared_ptr<const WeightsSnapshot> LatestWeights() const { return board_.Latest(); }
 
-  // Blocks until a closed round's aggregate is ready and returns it, or
-  // returns nullopt once Shutdown was called.
+  // Blocks until an aggregate is ready and returns it, or returns nullopt
+  // once Shutdown was called. The caller reports what became of it with
+  // ReportForwarded or ReportUndelivered.
   std::optional<AggregatePush> NextAggregate();
+  // HQ answered: `result` is its ack or its refusal (HQ counts those).
+  void ReportForwarded(const AggregatePush& aggregate, const absl::StatusOr<PushResult>& result);
+  // The aggregate never reached HQ (this aggregator is shutting down).
+  void ReportUndelivered(const AggregatePush& aggregate);
+
+  // Closes sync rounds and coalescing batches whose time is up (the deadline
+  // timer calls this; tests may call it with their own clock).
+  void CloseDue(absl::Time now);
 
   // Ends every wait. Idempotent.
   void Shutdown();
@@ -78,6 +118,18 @@ class Aggregator {
   const AggregatorOptions& options() const { return options_; }
 
  private:
+  absl::Time NextDeadline() const;
+  // Queues the closed round's sum for HQ.
+  void EmitRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues the batch's sum for HQ and empties it.
+  void EmitBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Enqueue(const GradientAccumulator& sum, int64_t version,
+               std::map<int64_t, int64_t> versions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts the gradients of the open round and the batch, which will never
+  // be sent, as dropped.
+  void DiscardAll(DropReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status Drop(DropReason reason, absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   // Constant after construction.
   const AggregatorOptions options_;
 
@@ -85,10 +137,24 @@ class Aggregator {
 
   // State below is protected by mu_.
   mutable absl::Mutex mu_;
-  std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);  // created with the first weights
+  // The newest weights' version, mode and size (-1: none yet).
+  int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
+  ModeConfig mode_ ABSL_GUARDED_BY(mu_);
+  int64_t mode_since_ ABSL_GUARDED_BY(mu_) = 0;
+  bool training_done_ ABSL_GUARDED_BY(mu_) = false;
+  size_t num_floats_ ABSL_GUARDED_BY(mu_) = 0;
+  // The newest version HQ is known to be at (from its weights and acks).
+  int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
+  std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);         // sync
+  std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);   // async, ssp
+  RepeatFilter repeats_ ABSL_GUARDED_BY(mu_);
+  int64_t next_sequence_ ABSL_GUARDED_BY(mu_);
   std::deque<AggregatePush> outbox_ ABSL_GUARDED_BY(mu_);
   AggregatorCounters counters_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+
+  // Last: it calls into the members above from its own thread.
+  std::unique_ptr<DeadlineTimer> timer_;
 };
 
 }  // namespace hips

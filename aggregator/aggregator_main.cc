@@ -1,5 +1,6 @@
-// hips-aggregator: the MDC tier. Sums its workers' gradients per round,
-// forwards one aggregate per round to HQ, relays HQ's weights to its workers.
+// hips-aggregator: the MDC tier. Sums its workers' gradients (per sync round,
+// or per coalescing window in async and ssp), forwards the sums to HQ,
+// relays HQ's weights to its workers.
 
 #include <cstdlib>
 #include <string>
@@ -18,6 +19,14 @@ ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here o
 ABSL_FLAG(std::string, hq, "", "HQ address, host:port (required).");
 ABSL_FLAG(int, workers, 1, "Workers that contribute to each sync round of this aggregator.");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
+ABSL_FLAG(int, quorum, 0,
+          "sync: gradients that suffice to close a round at its deadline (0: all workers).");
+ABSL_FLAG(int64_t, round_deadline_ms, 0,
+          "sync: close a round this long after its first gradient if a quorum arrived "
+          "(0: wait for every worker).");
+ABSL_FLAG(int64_t, coalesce_ms, 0,
+          "async/ssp: sum gradients of one version arriving within this window into one "
+          "aggregate (0: forward each gradient alone).");
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
@@ -29,6 +38,15 @@ int main(int argc, char** argv) {
   hips::AggregatorDaemonOptions options;
   options.aggregator.id = absl::GetFlag(FLAGS_id);
   options.aggregator.expected_workers = absl::GetFlag(FLAGS_workers);
+  options.aggregator.quorum_workers = absl::GetFlag(FLAGS_quorum);
+  if (absl::GetFlag(FLAGS_round_deadline_ms) < 0 || absl::GetFlag(FLAGS_coalesce_ms) < 0) {
+    hips::ExitWithUsageError("--round_deadline_ms and --coalesce_ms must be >= 0");
+  }
+  if (absl::GetFlag(FLAGS_round_deadline_ms) > 0) {
+    options.aggregator.round_deadline =
+        absl::Milliseconds(absl::GetFlag(FLAGS_round_deadline_ms));
+  }
+  options.aggregator.coalesce_window = absl::Milliseconds(absl::GetFlag(FLAGS_coalesce_ms));
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
   options.hq_address = absl::GetFlag(FLAGS_hq);

@@ -39,18 +39,21 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
   push.version = header.version();
   push.samples = header.sample_count();
   push.loss_sum = header.loss_sum();
+  push.sequence = header.sequence();
   push.gradient = *std::move(gradient);
   absl::StatusOr<PushResult> result = aggregator_->AcceptGradient(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);
   ack->set_duplicate(result->duplicate);
+  ack->set_newest_version(result->newest_version);
   return grpc::Status::OK;
 }
 
 grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
                                             const v1::PullWeightsRequest* req,
                                             grpc::ServerWriter<v1::WeightsChunk>* writer) {
-  const absl::Time deadline = LongPollDeadline(*ctx, max_long_poll_);
+  const absl::Time deadline =
+      req->no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll_);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
       aggregator_->WaitForWeights(req->min_version(), deadline);
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());

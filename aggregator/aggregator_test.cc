@@ -1,24 +1,42 @@
 #include "aggregator/aggregator.h"
 
+#include <map>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "absl/synchronization/notification.h"
 
 namespace hips {
 namespace {
 
 using ::testing::ElementsAre;
 
-std::shared_ptr<const WeightsSnapshot> Weights(int64_t version, size_t n, bool done = false) {
+std::shared_ptr<const WeightsSnapshot> Weights(int64_t version, size_t n, bool done = false,
+                                               ModeConfig mode = {}, int64_t mode_since = 0) {
   auto s = std::make_shared<WeightsSnapshot>();
   s->version = version;
   s->layout = *ModelLayout::Create({{"w", {static_cast<int64_t>(n)}}});
   s->weights.assign(n, 0.25f);
   s->training_done = done;
+  s->mode = mode;
+  s->mode_since = mode_since;
   return s;
+}
+
+std::shared_ptr<const WeightsSnapshot> AsyncWeights(int64_t version, size_t n,
+                                                    ModeConfig mode = {Mode::kAsync, 0}) {
+  return Weights(version, n, false, mode, 0);
+}
+
+// received = duplicate + dropped + forwarded + pending
+void ExpectAccountingHolds(const AggregatorCounters& c) {
+  int64_t dropped = 0;
+  for (const auto& [reason, n] : c.gradients_dropped) dropped += n;
+  EXPECT_EQ(c.gradients_received,
+            c.gradients_duplicate + dropped + c.gradients_forwarded + c.gradients_pending);
 }
 
 GradientPush Push(const std::string& sender, int64_t version, std::vector<float> g,
@@ -106,6 +124,154 @@ TEST(AggregatorTest, OlderWeightsAreIgnoredAndShutdownEndsWaits) {
   });
   agg.Shutdown();
   waiter.join();
+}
+
+TEST(AggregatorTest, AsyncForwardsEachGradientAloneWithoutAWindow) {
+  Aggregator agg({"agg-0", 2});
+  agg.PublishWeights(AsyncWeights(7, 2));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 7, {1, 2}, 2)).ok());
+  std::optional<AggregatePush> first = agg.NextAggregate();
+  ASSERT_TRUE(first.has_value());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 6, {1, 1}, 3)).ok());
+  std::optional<AggregatePush> second = agg.NextAggregate();
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(first->version, 7);
+  EXPECT_THAT(first->sum, ElementsAre(2, 4));
+  EXPECT_EQ(second->version, 6);
+  EXPECT_EQ(second->contributors, 1);
+  EXPECT_TRUE(second->contributor_versions.empty());
+  EXPECT_THAT(second->sum, ElementsAre(3, 3));
+  EXPECT_GT(second->sequence, first->sequence);
+  EXPECT_EQ(agg.counters().gradients_pending, 2);
+  agg.ReportForwarded(*first, PushResult{7, false, 8});
+  agg.ReportForwarded(*second, absl::FailedPreconditionError("too stale"));
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_forwarded, 2);
+  EXPECT_EQ(c.gradients_pending, 0);
+  EXPECT_EQ(c.aggregates_refused, 1);
+  ExpectAccountingHolds(c);
+}
+
+TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {
+  AggregatorOptions o{"agg-0", 3};
+  o.coalesce_window = absl::Hours(1);  // the test drives the clock
+  Aggregator agg(o);
+  agg.PublishWeights(AsyncWeights(5, 1));
+  const absl::Time t0 = absl::Now();
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1}, 1), t0).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 4, {1}, 2), t0 + absl::Minutes(1)).ok());
+  agg.CloseDue(t0 + absl::Minutes(59));
+  EXPECT_EQ(agg.counters().rounds_closed, 0);
+  agg.CloseDue(t0 + absl::Hours(1));
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 4);  // the oldest
+  EXPECT_EQ(out->contributors, 2);
+  EXPECT_EQ(out->contributor_versions, (std::map<int64_t, int64_t>{{4, 1}, {5, 1}}));
+  EXPECT_THAT(out->sum, ElementsAre(3));
+  // A sender's second gradient sends the batch so far; a full batch (every
+  // worker in) goes at once.
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1}, 1), t0).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {2}, 1), t0).ok());
+  out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(1));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 5, {3}, 1), t0).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w2", 5, {4}, 1), t0).ok());
+  out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(9));
+  EXPECT_EQ(out->contributors, 3);
+  ExpectAccountingHolds(agg.counters());
+}
+
+TEST(AggregatorTest, SspDropsGradientsAlreadyTooStaleForHq) {
+  Aggregator agg({"agg-0", 1});
+  agg.PublishWeights(AsyncWeights(5, 1, {Mode::kSsp, 1}));
+  EXPECT_TRUE(absl::IsFailedPrecondition(agg.AcceptGradient(Push("w0", 3, {1}, 1)).status()));
+  absl::StatusOr<PushResult> ok = agg.AcceptGradient(Push("w0", 4, {1}, 1));
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ok->newest_version, 5);
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  // HQ's ack says it reached version 9 (its weights arrive later): version 7
+  // is too stale now.
+  agg.ReportForwarded(*out, PushResult{4, false, 9});
+  agg.PublishWeights(AsyncWeights(8, 1, {Mode::kSsp, 1}));
+  EXPECT_TRUE(absl::IsFailedPrecondition(agg.AcceptGradient(Push("w0", 7, {1}, 1)).status()));
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("staleness_exceeded"), 2);
+  ExpectAccountingHolds(c);
+}
+
+TEST(AggregatorTest, AModeSwitchDropsWhatWasComputedUnderTheOldMode) {
+  AggregatorOptions o{"agg-0", 2};
+  o.coalesce_window = absl::Hours(1);
+  Aggregator agg(o);
+  agg.PublishWeights(AsyncWeights(5, 1));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1}, 1)).ok());  // waits in the batch
+  agg.PublishWeights(Weights(6, 1, false, {Mode::kSync, 0}, 6));
+  EXPECT_TRUE(absl::IsFailedPrecondition(agg.AcceptGradient(Push("w1", 5, {1}, 1)).status()));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 6, {1}, 1)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 6, {1}, 1)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 6);
+  EXPECT_EQ(out->contributors, 2);
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("mode_changed"), 2);  // the batched one and the late one
+  EXPECT_EQ(c.rounds_closed, 1);
+  ExpectAccountingHolds(c);
+}
+
+TEST(AggregatorTest, ASyncRoundClosesAtItsDeadlineAndDropsTheLateGradient) {
+  AggregatorOptions o{"agg-0", 2};
+  o.quorum_workers = 1;
+  o.round_deadline = absl::Hours(1);
+  Aggregator agg(o);
+  agg.PublishWeights(Weights(0, 1));
+  const absl::Time t0 = absl::Now();
+  ASSERT_TRUE(agg.AcceptGradient(Push("fast", 0, {1}, 2), t0).ok());
+  agg.CloseDue(t0 + absl::Minutes(59));
+  EXPECT_EQ(agg.counters().rounds_closed, 0);
+  agg.CloseDue(t0 + absl::Hours(1));
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->contributors, 1);
+  EXPECT_THAT(out->sum, ElementsAre(2));
+  const absl::Status late =
+      agg.AcceptGradient(Push("slow", 0, {1}, 2), t0 + absl::Hours(2)).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
+  // A gradient of a round HQ moved past (HQ's own deadline) is superseded.
+  agg.PublishWeights(Weights(1, 1));
+  ASSERT_TRUE(agg.AcceptGradient(Push("fast", 1, {1}, 2)).ok());
+  agg.PublishWeights(Weights(2, 1));
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("round_closed"), 1);
+  EXPECT_EQ(c.gradients_dropped.at("superseded"), 1);
+  EXPECT_EQ(c.gradients_pending, 1);  // the aggregate not yet reported
+  ExpectAccountingHolds(c);
+}
+
+TEST(AggregatorTest, PushesWaitWhileTheQueueTowardsHqIsFull) {
+  Aggregator agg({"agg-0", 1});
+  agg.PublishWeights(AsyncWeights(0, 1));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1)).ok());  // queued
+  absl::Notification pushed;
+  std::thread second([&] {
+    EXPECT_TRUE(agg.AcceptGradient(Push("w1", 0, {1}, 1)).ok());
+    pushed.Notify();
+  });
+  EXPECT_FALSE(pushed.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
+  ASSERT_TRUE(agg.NextAggregate().has_value());  // room again
+  pushed.WaitForNotification();
+  second.join();
+  // Shutdown counts what never left as dropped.
+  agg.Shutdown();
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("shutdown"), 1);
+  EXPECT_EQ(c.gradients_pending, 1);  // taken by NextAggregate, not reported
+  ExpectAccountingHolds(c);
 }
 
 }  // namespace

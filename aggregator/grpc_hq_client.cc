@@ -26,6 +26,12 @@ class GrpcHqClient final : public HqClient {
     h->set_contributor_count(static_cast<int32_t>(a.contributors));
     h->set_loss_sum(a.loss_sum);
     h->set_num_floats(static_cast<int64_t>(a.sum.size()));
+    h->set_sequence(a.sequence);
+    for (const auto& [version, count] : a.contributor_versions) {
+      v1::VersionCount* vc = h->add_contributor_versions();
+      vc->set_version(version);
+      vc->set_count(count);
+    }
     return PushChunked(
         &calls_, [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
           return stub_->PushAggregate(ctx, ack);

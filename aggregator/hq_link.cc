@@ -54,22 +54,36 @@ void HqLink::ForwardLoop() {
     Backoff backoff(options_.min_backoff, options_.max_backoff);
     while (true) {
       absl::StatusOr<PushResult> result = hq_->PushAggregate(*aggregate);
-      if (result.ok()) {
-        // Expected only after a retry; otherwise another aggregator uses
-        // this one's id and this round will not close.
-        LOG_IF(WARNING, result->duplicate)
-            << "HQ already had an aggregate of version " << aggregate->version << " from "
-            << aggregate->aggregator << " (is the id unique?)";
-        break;
+      if (stop_.HasBeenNotified()) {
+        // Cancelled by the shutdown, or answered just before it.
+        if (result.ok()) {
+          aggregator_->ReportForwarded(*aggregate, result);
+        } else {
+          aggregator_->ReportUndelivered(*aggregate);
+        }
+        return;
       }
-      if (!IsRetryable(result.status())) {
-        LOG(ERROR) << "HQ refused the aggregate of version " << aggregate->version << ": "
-                   << result.status();
+      if (result.ok() || !IsRetryable(result.status())) {
+        // Either way HQ decided, and counted, what became of it. A
+        // duplicate is expected only after a retry; otherwise another
+        // aggregator uses this one's id.
+        LOG_IF(WARNING, result.ok() && result->duplicate)
+            << "HQ already had aggregate " << aggregate->sequence << " of version "
+            << aggregate->version << " from " << aggregate->aggregator << " (is the id unique?)";
+        // Refusals are part of async, ssp and deadline rounds (HQ counts
+        // them by reason); log a sample.
+        LOG_IF_EVERY_N(WARNING, !result.ok(), 100)
+            << "HQ refused the aggregate of version " << aggregate->version << ": "
+            << result.status() << " (every 100th refusal is logged)";
+        aggregator_->ReportForwarded(*aggregate, result);
         break;
       }
       LOG_EVERY_N(WARNING, 20) << "pushing the aggregate of version " << aggregate->version
                                << ": " << result.status();
-      if (stop_.WaitForNotificationWithTimeout(backoff.Next())) return;
+      if (stop_.WaitForNotificationWithTimeout(backoff.Next())) {
+        aggregator_->ReportUndelivered(*aggregate);
+        return;
+      }
     }
   }
 }

@@ -61,9 +61,11 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   }
   LOG(INFO) << "HQ listening on " << options.host << ":" << d->port_ << ", model "
             << options.model.name << " (" << layout.num_floats() << " floats), "
-            << options.server.expected_aggregators << " aggregators, optimizer "
-            << options.optimizer.name << " lr=" << options.optimizer.learning_rate
-            << ", max versions " << options.server.max_versions;
+            << options.server.expected_aggregators << " aggregators, mode "
+            << DescribeMode(options.server.mode) << ", optimizer " << options.optimizer.name
+            << " lr=" << options.optimizer.learning_rate << ", budget "
+            << options.server.max_versions << " versions / " << options.server.max_samples
+            << " samples (0: none)";
   return d;
 }
 

@@ -1,5 +1,6 @@
-// hips-hq: the NPDC tier. Owns the master weights and the optimizer, applies
-// one update per sync round, broadcasts weights, evaluates on the test set.
+// hips-hq: the NPDC tier. Owns the master weights and the optimizer, turns
+// aggregates into versions (sync, async or ssp), broadcasts weights,
+// evaluates on the test set, serves the admin API (SetMode).
 
 #include <string>
 
@@ -15,7 +16,23 @@ ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one (see --port_file).");
 ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here once listening.");
 ABSL_FLAG(int, aggregators, 1, "Aggregators that contribute to each sync round.");
-ABSL_FLAG(int64_t, max_versions, 0, "Training budget in versions (0: train until stopped).");
+ABSL_FLAG(int64_t, max_versions, 0, "Training budget in versions (0: no version budget).");
+ABSL_FLAG(int64_t, max_samples, 0,
+          "Training budget in applied samples (0: none). The learning-rate schedule runs over "
+          "it when set, else over --max_versions.");
+ABSL_FLAG(std::string, mode, "sync", "Consistency mode at start: sync, async or ssp.");
+ABSL_FLAG(int64_t, staleness, 2, "ssp: largest staleness (in versions) of an applied gradient.");
+ABSL_FLAG(int, quorum, 0,
+          "sync: aggregates that suffice to close a round at its deadline (0: all).");
+ABSL_FLAG(int64_t, round_deadline_ms, 0,
+          "sync: close a round this long after its first aggregate if a quorum arrived "
+          "(0: wait for every aggregator).");
+ABSL_FLAG(int64_t, async_lr_batch, 0,
+          "async/ssp: an update of n samples uses lr*n/N with N this value, so the learning "
+          "rate keeps its per-sample meaning across modes (0: no scaling).");
+ABSL_FLAG(std::string, staleness_lr, "sqrt",
+          "async/ssp: shrink a stale gradient's learning rate: none, inverse (lr/(1+staleness)) "
+          "or sqrt (lr/sqrt(1+staleness)).");
 ABSL_FLAG(int64_t, eval_every, 100, "Evaluate on the test set every N versions (0: final only).");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
 
@@ -30,6 +47,23 @@ int main(int argc, char** argv) {
   hips::HqDaemonOptions options;
   options.server.expected_aggregators = absl::GetFlag(FLAGS_aggregators);
   options.server.max_versions = absl::GetFlag(FLAGS_max_versions);
+  options.server.max_samples = absl::GetFlag(FLAGS_max_samples);
+  absl::StatusOr<hips::ModeConfig> mode =
+      hips::MakeModeConfig(absl::GetFlag(FLAGS_mode), absl::GetFlag(FLAGS_staleness));
+  if (!mode.ok()) hips::ExitWithUsageError(std::string(mode.status().message()));
+  options.server.mode = *mode;
+  options.server.quorum_aggregators = absl::GetFlag(FLAGS_quorum);
+  if (absl::GetFlag(FLAGS_round_deadline_ms) < 0) {
+    hips::ExitWithUsageError("--round_deadline_ms must be >= 0");
+  }
+  if (absl::GetFlag(FLAGS_round_deadline_ms) > 0) {
+    options.server.round_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_round_deadline_ms));
+  }
+  options.server.lr_reference_samples = absl::GetFlag(FLAGS_async_lr_batch);
+  absl::StatusOr<hips::StalenessScaling> scaling =
+      hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr));
+  if (!scaling.ok()) hips::ExitWithUsageError(std::string(scaling.status().message()));
+  options.server.staleness_lr = *scaling;
   options.model = hips::ModelOptionsFromFlags();
   options.optimizer = hips::OptimizerOptionsFromFlags();
   options.data = hips::DataOptionsFromFlags();

@@ -44,17 +44,23 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
   push.total_samples = header.total_samples();
   push.contributors = header.contributor_count();
   push.loss_sum = header.loss_sum();
+  push.sequence = header.sequence();
+  for (const v1::VersionCount& vc : header.contributor_versions()) {
+    push.contributor_versions[vc.version()] += vc.count();
+  }
   push.sum = *std::move(sum);
   absl::StatusOr<PushResult> result = server_->AcceptAggregate(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);
   ack->set_duplicate(result->duplicate);
+  ack->set_newest_version(result->newest_version);
   return grpc::Status::OK;
 }
 
 grpc::Status HqService::PullWeights(grpc::ServerContext* ctx, const v1::PullWeightsRequest* req,
                                     grpc::ServerWriter<v1::WeightsChunk>* writer) {
-  const absl::Time deadline = LongPollDeadline(*ctx, max_long_poll_);
+  const absl::Time deadline =
+      req->no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll_);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
       server_->WaitForWeights(req->min_version(), deadline);
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
@@ -69,14 +75,28 @@ grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequ
   const ParameterServerStatus s = server_->status();
   reply->set_version(s.version);
   reply->set_max_versions(s.max_versions);
-  reply->set_mode("sync");
+  reply->set_max_samples(s.max_samples);
+  reply->set_mode(DescribeMode(s.mode));
+  ModeToProto(s.mode, reply->mutable_mode_config());
+  reply->set_mode_since(s.mode_since);
+  if (s.pending_mode.has_value()) ModeToProto(*s.pending_mode, reply->mutable_pending_mode());
   reply->set_last_loss(s.last_loss);
   reply->set_samples_applied(s.samples_applied);
-  reply->set_gradients_applied(s.gradients_applied);
   reply->set_training_done(s.training_done);
   int64_t rejected = 0;
   for (const auto& [reason, count] : s.aggregates_dropped) rejected += count;
   reply->set_aggregates_rejected(rejected);
+  reply->set_aggregates_received(s.aggregates_received);
+  reply->set_aggregates_applied(s.aggregates_applied);
+  reply->set_gradients_received(s.gradients_received);
+  reply->set_gradients_applied(s.gradients_applied);
+  reply->set_gradients_duplicate(s.gradients_duplicate);
+  reply->set_gradients_pending(s.gradients_pending);
+  for (const auto& [reason, count] : s.gradients_dropped) {
+    (*reply->mutable_gradients_dropped())[reason] = count;
+  }
+  for (int64_t count : s.staleness.counts()) reply->add_staleness_counts(count);
+  reply->set_max_staleness(s.staleness.max());
   if (std::optional<EvalResult> latest = eval_->latest()) {
     EvalToProto(*latest, reply->mutable_latest_eval());
   }
@@ -86,6 +106,17 @@ grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequ
   if (absl::Status error = eval_->final_error(); !error.ok()) {
     reply->set_final_eval_error(error.ToString());
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status HqService::SetMode(grpc::ServerContext* ctx, const v1::SetModeRequest* req,
+                                v1::SetModeReply* reply) {
+  absl::StatusOr<ModeConfig> mode = ModeFromProto(req->mode());
+  if (!mode.ok()) return ToGrpcStatus(mode.status());
+  absl::StatusOr<ModeSwitch> result = server_->SetMode(*mode);
+  if (!result.ok()) return ToGrpcStatus(result.status());
+  reply->set_effective_version(result->effective_version);
+  ModeToProto(result->previous, reply->mutable_previous());
   return grpc::Status::OK;
 }
 

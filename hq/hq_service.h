@@ -23,6 +23,8 @@ class HqService final : public v1::Hq::Service {
                            grpc::ServerWriter<v1::WeightsChunk>* writer) override;
   grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
                          v1::StatusReply* reply) override;
+  grpc::Status SetMode(grpc::ServerContext* ctx, const v1::SetModeRequest* req,
+                       v1::SetModeReply* reply) override;
 
  private:
   ParameterServer* const server_;

@@ -13,114 +13,303 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("HQ needs at least 1 aggregator, got ", o.expected_aggregators));
   }
+  if (o.quorum_aggregators < 0 || o.quorum_aggregators > o.expected_aggregators) {
+    return absl::InvalidArgumentError(absl::StrCat("aggregator quorum must be in [0, ",
+                                                   o.expected_aggregators, "], got ",
+                                                   o.quorum_aggregators));
+  }
+  if (o.round_deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
+  }
   if (o.max_versions < 0) return absl::InvalidArgumentError("max versions must be >= 0");
-  return absl::OkStatus();
+  if (o.max_samples < 0) return absl::InvalidArgumentError("max samples must be >= 0");
+  if (o.lr_reference_samples < 0) {
+    return absl::InvalidArgumentError("the learning-rate reference batch must be >= 0");
+  }
+  return ValidateModeConfig(o.mode);
 }
 
 ParameterServer::ParameterServer(
     ParameterServerOptions options, ModelLayout layout, std::unique_ptr<Optimizer> optimizer,
     std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish)
-    : options_(options),
+    : options_(std::move(options)),
       layout_(std::move(layout)),
       on_publish_(std::move(on_publish)),
       optimizer_(std::move(optimizer)),
-      round_(layout_.num_floats(), options.expected_aggregators) {
-  std::shared_ptr<const WeightsSnapshot> initial;
+      round_(layout_.num_floats(), options_.expected_aggregators,
+             options_.quorum_aggregators == 0 ? options_.expected_aggregators
+                                              : options_.quorum_aggregators,
+             options_.round_deadline) {
+  absl::MutexLock lock(&apply_mu_);
+  mean_.resize(layout_.num_floats());
+  mode_ = options_.mode;
   {
-    absl::MutexLock apply_lock(&apply_mu_);
-    initial = Snapshot(0);
-  }
-  {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock status_lock(&mu_);
     status_.max_versions = options_.max_versions;
-    status_.training_done = initial->training_done;
-    if (!initial->training_done) round_.Open(0);
+    status_.max_samples = options_.max_samples;
+    status_.mode = mode_;
   }
-  board_.Publish(initial);
-  if (on_publish_) on_publish_(initial);
+  Publish(Snapshot());
+  if (options_.round_deadline != absl::InfiniteDuration()) {
+    timer_ = std::make_unique<DeadlineTimer>(
+        [this] {
+          absl::MutexLock lock(&apply_mu_);
+          return mode_.mode == Mode::kSync ? round_.CloseAt() : absl::InfiniteFuture();
+        },
+        [this](absl::Time now) { CloseDueRound(now); });
+  }
 }
 
-std::shared_ptr<const WeightsSnapshot> ParameterServer::Snapshot(int64_t version) {
+ParameterServer::~ParameterServer() { Shutdown(); }
+
+void ParameterServer::Shutdown() {
+  if (timer_ != nullptr) timer_->Stop();
+  board_.Shutdown();
+}
+
+std::shared_ptr<const WeightsSnapshot> ParameterServer::Snapshot() {
   auto snapshot = std::make_shared<WeightsSnapshot>();
-  snapshot->version = version;
+  snapshot->version = version_;
   snapshot->layout = layout_;
   snapshot->weights.resize(layout_.num_floats());
   optimizer_->GetWeights(absl::MakeSpan(snapshot->weights));
-  snapshot->training_done = options_.max_versions > 0 && version >= options_.max_versions;
+  snapshot->training_done = training_done_;
+  snapshot->mode = mode_;
+  snapshot->mode_since = mode_since_;
   return snapshot;
 }
 
-absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush& a) {
-  std::vector<float> mean;
-  double round_loss = 0.0;
-  int64_t round_samples = 0, round_gradients = 0;
-  const int64_t version = a.version;
+void ParameterServer::Publish(std::shared_ptr<const WeightsSnapshot> snapshot) {
+  // The round of a sync version opens before anyone can see its weights, so
+  // no gradient of that version arrives before its round exists.
+  if (!snapshot->training_done && snapshot->mode.mode == Mode::kSync) round_.Open(version_);
+  board_.Publish(snapshot);
+  if (on_publish_) on_publish_(std::move(snapshot));
+}
+
+absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, absl::Status why) {
+  absl::MutexLock lock(&mu_);
+  const std::string name(DropReasonName(reason));
+  ++status_.aggregates_dropped[name];
+  status_.gradients_dropped[name] += a.contributors;
+  return why;
+}
+
+double ParameterServer::ScheduledRate() const {
+  if (options_.max_samples > 0) {
+    return ScheduledLearningRate(options_.optimizer, samples_applied_, options_.max_samples);
+  }
+  return ScheduledLearningRate(options_.optimizer, version_, options_.max_versions);
+}
+
+absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush& a,
+                                                            absl::Time now) {
+  absl::MutexLock lock(&apply_mu_);
   {
-    absl::MutexLock lock(&mu_);
+    absl::MutexLock status_lock(&mu_);
     ++status_.aggregates_received;
-    Contribution c;
-    c.sender = a.aggregator;
-    c.version = a.version;
-    c.samples = a.total_samples;
-    c.loss_sum = a.loss_sum;
-    c.contributors = a.contributors;
-    c.scale = 1.0f;  // already Σ n_i·g_i
-    c.values = a.sum;
-    DropReason reason;
-    absl::StatusOr<SyncRound::AddOutcome> outcome = round_.Add(c, &reason);
-    if (!outcome.ok()) {
-      ++status_.aggregates_dropped[std::string(DropReasonName(reason))];
-      return outcome.status();
-    }
-    if (*outcome == SyncRound::AddOutcome::kDuplicate) {
-      ++status_.aggregates_duplicate;
-      return PushResult{version, /*duplicate=*/true};
-    }
-    ++status_.aggregates_applied;
-    if (round_.state() != SyncRound::State::kClosed) return PushResult{version, false};
-    const GradientAccumulator& acc = round_.accumulator();
-    mean.resize(acc.num_floats());
-    acc.MeanInto(absl::MakeSpan(mean));
-    round_samples = acc.total_samples();
-    round_loss = acc.loss_sum() / static_cast<double>(round_samples);
-    round_gradients = acc.contributors();
+    status_.gradients_received += a.contributors;
+  }
+  PushResult result{a.version, /*duplicate=*/false, version_};
+  auto duplicate = [&]() {
+    absl::MutexLock status_lock(&mu_);
+    ++status_.aggregates_duplicate;
+    status_.gradients_duplicate += a.contributors;
+    result.duplicate = true;
+    return result;
+  };
+  if (repeats_.IsRepeat(a.aggregator, a.sequence)) return duplicate();
+  Contribution c;
+  c.sender = a.aggregator;
+  c.version = a.version;
+  c.samples = a.total_samples;
+  c.loss_sum = a.loss_sum;
+  c.contributors = a.contributors;
+  c.scale = 1.0f;  // already Σ n_i·g_i
+  c.values = a.sum;
+  if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
+    return Drop(a, DropReason::kInvalid, s);
+  }
+  if (training_done_) {
+    return Drop(a, DropReason::kTrainingDone,
+                absl::FailedPreconditionError(
+                    absl::StrCat("training ended at version ", version_)));
+  }
+  if (a.version > version_) {
+    return Drop(a, DropReason::kFutureVersion,
+                absl::FailedPreconditionError(absl::StrCat(
+                    "aggregate of version ", a.version, " but HQ is at version ", version_)));
+  }
+  if (a.version < mode_since_) {
+    return Drop(a, DropReason::kModeChanged,
+                absl::FailedPreconditionError(absl::StrCat(
+                    "aggregate of version ", a.version, " predates the switch to ",
+                    DescribeMode(mode_), " at version ", mode_since_)));
   }
 
-  // This caller closed round `version`; no other round can close until the
-  // next version opens below, so the step runs without the round lock.
-  std::shared_ptr<const WeightsSnapshot> next;
-  {
-    absl::MutexLock apply_lock(&apply_mu_);
-    const double lr = ScheduledLearningRate(options_.optimizer, version, options_.max_versions);
-    if (absl::Status s = optimizer_->Step(mean, lr); !s.ok()) {
-      LOG(ERROR) << "optimizer step of version " << version << " failed: " << s;
-      // Reopen the round: its contributions were not applied, and senders
-      // retry (INTERNAL is retryable) instead of getting duplicate acks.
-      absl::MutexLock lock(&mu_);
-      status_.aggregates_applied -= round_.received();
-      status_.aggregates_dropped["optimizer_failed"] += round_.received();
-      round_.Open(version);
-      return absl::InternalError(absl::StrCat("optimizer step failed: ", s.message()));
+  if (mode_.mode == Mode::kSync) {
+    const bool first = round_.received() == 0;
+    DropReason reason;
+    absl::StatusOr<SyncRound::AddOutcome> outcome = round_.Add(c, &reason, now);
+    if (!outcome.ok()) return Drop(a, reason, outcome.status());
+    if (*outcome == SyncRound::AddOutcome::kDuplicate) return duplicate();
+    repeats_.Record(a.aggregator, a.sequence);
+    {
+      absl::MutexLock status_lock(&mu_);
+      ++status_.aggregates_applied;
+      status_.gradients_pending += a.contributors;
     }
-    next = Snapshot(version + 1);
+    if (round_.state() == SyncRound::State::kClosed) {
+      ApplyRound();
+    } else if (first && timer_ != nullptr) {
+      timer_->Poke();  // the round's deadline now runs
+    }
+    result.newest_version = version_;
+    return result;
+  }
+
+  // a.version is the oldest version of the aggregate's gradients.
+  const int64_t staleness = version_ - a.version;
+  if (mode_.mode == Mode::kSsp && staleness > mode_.staleness) {
+    return Drop(a, DropReason::kStalenessExceeded,
+                absl::FailedPreconditionError(absl::StrCat(
+                    "aggregate of version ", a.version, " is ", staleness,
+                    " versions stale; the bound is ", mode_.staleness)));
+  }
+  std::map<int64_t, int64_t> staleness_counts;
+  int64_t counted = 0;
+  for (const auto& [version, count] : a.contributor_versions) {
+    if (version < a.version || version > version_ || count <= 0) {
+      return Drop(a, DropReason::kInvalid,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "contributor version ", version, " outside [", a.version, ", ", version_,
+                      "] or count ", count, " not positive")));
+    }
+    staleness_counts[version_ - version] += count;
+    counted += count;
+  }
+  if (a.contributor_versions.empty()) {
+    staleness_counts[staleness] = a.contributors;
+    counted = a.contributors;
+  }
+  if (counted != a.contributors) {
+    return Drop(a, DropReason::kInvalid,
+                absl::InvalidArgumentError(absl::StrCat("contributor versions count ", counted,
+                                                        " gradients of ", a.contributors)));
+  }
+  repeats_.Record(a.aggregator, a.sequence);
+  {
+    absl::MutexLock status_lock(&mu_);
+    ++status_.aggregates_applied;
+  }
+  for (size_t i = 0; i < mean_.size(); ++i) {
+    mean_[i] = a.sum[i] / static_cast<float>(a.total_samples);
+  }
+  double lr = ScheduledRate();
+  if (options_.lr_reference_samples > 0) {
+    lr *= static_cast<double>(a.total_samples) / options_.lr_reference_samples;
+  }
+  // With coalescing, the mean of the gradients' factors.
+  double factor = 0;
+  for (const auto& [tau, count] : staleness_counts) {
+    factor += StalenessFactor(options_.staleness_lr, tau) * static_cast<double>(count);
+  }
+  lr *= factor / static_cast<double>(a.contributors);
+  ApplyUpdate(mean_, lr, a.total_samples, a.loss_sum, staleness_counts);
+  result.newest_version = version_;
+  return result;
+}
+
+void ParameterServer::ApplyRound() {
+  const GradientAccumulator& acc = round_.accumulator();
+  acc.MeanInto(absl::MakeSpan(mean_));
+  {
+    absl::MutexLock status_lock(&mu_);
+    status_.gradients_pending -= acc.contributors();
+  }
+  ApplyUpdate(mean_, ScheduledRate(), acc.total_samples(), acc.loss_sum(),
+              {{0, acc.contributors()}});
+}
+
+void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples,
+                                  double loss_sum, const std::map<int64_t, int64_t>& staleness) {
+  int64_t gradients = 0;
+  for (const auto& [tau, count] : staleness) gradients += count;
+  const absl::Status stepped = optimizer_->Step(mean, lr);
+  if (!stepped.ok()) {
+    // The version still advances (with the weights as they are) so that no
+    // tier waits forever on a round that cannot be applied; the gradients
+    // are counted as dropped.
+    LOG(ERROR) << "optimizer step of version " << version_ << " failed: " << stepped;
+    absl::MutexLock status_lock(&mu_);
+    const std::string name(DropReasonName(DropReason::kOptimizerFailed));
+    status_.gradients_dropped[name] += gradients;
+  } else {
+    samples_applied_ += samples;
+  }
+  ++version_;
+  training_done_ = (options_.max_versions > 0 && version_ >= options_.max_versions) ||
+                   (options_.max_samples > 0 && samples_applied_ >= options_.max_samples);
+  if (pending_mode_.has_value() && !training_done_) {
+    LOG(INFO) << "mode switched from " << DescribeMode(mode_) << " to "
+              << DescribeMode(*pending_mode_) << " at version " << version_;
+    mode_ = *pending_mode_;
+    mode_since_ = version_;
+    pending_mode_.reset();
   }
   {
-    absl::MutexLock lock(&mu_);
-    status_.version = next->version;
-    status_.training_done = next->training_done;
-    status_.last_loss = round_loss;
-    status_.samples_applied += round_samples;
-    status_.gradients_applied += round_gradients;
-    // The next round opens before anyone can see its weights, so no
-    // gradient of version+1 can arrive before its round exists.
-    if (!next->training_done) round_.Open(next->version);
+    absl::MutexLock status_lock(&mu_);
+    status_.version = version_;
+    status_.training_done = training_done_;
+    status_.samples_applied = samples_applied_;
+    status_.mode = mode_;
+    status_.mode_since = mode_since_;
+    status_.pending_mode = pending_mode_;
+    if (stepped.ok()) {
+      status_.last_loss = loss_sum / static_cast<double>(samples);
+      status_.gradients_applied += gradients;
+      for (const auto& [tau, count] : staleness) status_.staleness.Record(tau, count);
+    }
   }
-  if (next->training_done) {
-    LOG(INFO) << "training done at version " << next->version;
+  if (training_done_) {
+    LOG(INFO) << "training done at version " << version_ << " after " << samples_applied_
+              << " samples";
   }
-  board_.Publish(next);
-  if (on_publish_) on_publish_(next);
-  return PushResult{version, /*duplicate=*/false};
+  Publish(Snapshot());
+}
+
+void ParameterServer::CloseDueRound(absl::Time now) {
+  absl::MutexLock lock(&apply_mu_);
+  if (mode_.mode != Mode::kSync || training_done_) return;
+  if (round_.CloseIfDue(now)) {
+    VLOG(1) << "round " << round_.version() << " closed at its deadline with "
+            << round_.received() << " of " << round_.expected() << " aggregates";
+    ApplyRound();
+  }
+}
+
+absl::StatusOr<ModeSwitch> ParameterServer::SetMode(const ModeConfig& mode) {
+  if (absl::Status s = ValidateModeConfig(mode); !s.ok()) return s;
+  absl::MutexLock lock(&apply_mu_);
+  if (training_done_) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("training ended at version ", version_, "; no mode to switch"));
+  }
+  ModeSwitch result{mode_, version_ + 1};
+  if (mode == mode_) {
+    pending_mode_.reset();  // cancels a pending switch, if any
+    result.effective_version = mode_since_;
+    LOG(INFO) << "mode " << DescribeMode(mode) << " requested; already in it since version "
+              << mode_since_;
+  } else {
+    pending_mode_ = mode;
+    LOG(INFO) << "mode switch from " << DescribeMode(mode_) << " to " << DescribeMode(mode)
+              << " requested at version " << version_ << "; takes effect at version "
+              << version_ + 1;
+  }
+  absl::MutexLock status_lock(&mu_);
+  status_.pending_mode = pending_mode_;
+  return result;
 }
 
 void ParameterServer::RecordRefusal(DropReason reason) {

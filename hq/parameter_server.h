@@ -5,12 +5,15 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/core/consistency.h"
+#include "services/core/deadline_timer.h"
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
 #include "services/core/sync_round.h"
@@ -22,11 +25,27 @@ namespace hips {
 struct ParameterServerOptions {
   // Aggregates that make up one sync round (the number of aggregators).
   int expected_aggregators = 1;
-  // Training budget: after this many versions the weights are final. 0 means
-  // no budget.
+  // Sync rounds with a deadline: once `round_deadline` passed since a
+  // round's first aggregate, it closes with at least `quorum_aggregators`
+  // (0: all of them, i.e. no early close).
+  int quorum_aggregators = 0;
+  absl::Duration round_deadline = absl::InfiniteDuration();
+  // Training budget: the weights are final after this many versions or
+  // applied samples, whichever comes first. 0 means no such budget. The
+  // learning-rate schedule runs over the sample budget when there is one,
+  // else over the version budget.
   int64_t max_versions = 0;
-  // Learning rate and its schedule over max_versions (the optimizer's other
-  // settings are baked into the Optimizer).
+  int64_t max_samples = 0;
+  // The mode at start (SetMode switches it later).
+  ModeConfig mode;
+  // Async and ssp apply each update of n samples with lr·n/N, N being this
+  // (the global batch of a sync round: the learning rate keeps its meaning
+  // per sample across modes). 0: no scaling.
+  int64_t lr_reference_samples = 0;
+  // Async and ssp: how a gradient's staleness shrinks its learning rate.
+  StalenessScaling staleness_lr = StalenessScaling::kSqrt;
+  // Learning rate and its schedule (the optimizer's other settings are
+  // baked into the Optimizer).
   OptimizerOptions optimizer;
 };
 
@@ -35,41 +54,75 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& option
 struct ParameterServerStatus {
   int64_t version = 0;
   int64_t max_versions = 0;
+  int64_t max_samples = 0;
   bool training_done = false;
-  double last_loss = 0.0;  // mean training loss of the newest applied round
+  double last_loss = 0.0;  // mean training loss of the newest update
   int64_t samples_applied = 0;
-  int64_t gradients_applied = 0;  // worker gradients inside applied aggregates
+  ModeConfig mode;
+  int64_t mode_since = 0;
+  std::optional<ModeConfig> pending_mode;
+  // Aggregates (one per aggregator and round, or per coalesced batch).
   int64_t aggregates_received = 0;
-  int64_t aggregates_applied = 0;
+  int64_t aggregates_applied = 0;  // accepted into an update
   int64_t aggregates_duplicate = 0;
   std::map<std::string, int64_t> aggregates_dropped;  // by DropReasonName
+  // Worker gradients inside those aggregates:
+  // received = applied + duplicate + Σ dropped + pending (in an open round).
+  int64_t gradients_received = 0;
+  int64_t gradients_applied = 0;
+  int64_t gradients_duplicate = 0;
+  std::map<std::string, int64_t> gradients_dropped;  // by DropReasonName
+  int64_t gradients_pending = 0;
+  StalenessHistogram staleness;  // of applied gradients
+};
+
+struct ModeSwitch {
+  ModeConfig previous;
+  // The first version trained in the new mode.
+  int64_t effective_version = 0;
 };
 
 // HQ's logic (the NPDC tier), without networking: owns the master weights
-// through an Optimizer, sums the aggregates of the open sync round and, once
-// every expected aggregator contributed, applies
-//   w_{v+1} = step(w_v, Σ_i n_i·g_i / Σ_i n_i)
-// and publishes version v+1.
+// through an Optimizer and turns aggregates into versions according to the
+// consistency mode (docs/modes.md):
+//   sync   sums the aggregates of the open round; when it closes applies
+//          w_{v+1} = step(w_v, Σ n_i·g_i / Σ n_i);
+//   async  applies every aggregate as it arrives, recording the staleness
+//          τ = version − (the version it was computed on) of every gradient
+//          in it;
+//   ssp    as async, refusing aggregates with a gradient of τ > staleness.
+// Every version's snapshot carries the mode it is trained in; a switch
+// (SetMode) takes effect at the next version, and gradients computed on
+// versions before it are dropped (mode_changed), never applied.
 //
-// Thread-safe. The optimizer step runs outside the round lock (under its own
-// lock); rounds close one at a time, since version v+1 opens only after v is
-// applied.
+// Thread-safe. Aggregates are handled one at a time (an update needs the
+// previous one), status() does not wait for an optimizer step.
 class ParameterServer {
  public:
   // `on_publish` (may be empty) is called with every newly published
-  // snapshot, outside every lock of this class.
+  // snapshot, in version order.
   ParameterServer(ParameterServerOptions options, ModelLayout layout,
                   std::unique_ptr<Optimizer> optimizer,
                   std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish = {});
+  ~ParameterServer();
 
-  // One aggregator's sum for a round. FAILED_PRECONDITION for a version
-  // other than the open round's (counted by reason), INVALID_ARGUMENT for a
-  // malformed aggregate, INTERNAL if the optimizer failed.
-  absl::StatusOr<PushResult> AcceptAggregate(const AggregatePush& aggregate);
+  // One aggregator's sum. FAILED_PRECONDITION for an aggregate its mode
+  // does not allow (counted by reason), INVALID_ARGUMENT for a malformed one.
+  absl::StatusOr<PushResult> AcceptAggregate(const AggregatePush& aggregate,
+                                             absl::Time now = absl::Now());
 
   // Counts an aggregate that the adapter refused before it reached
   // AcceptAggregate (malformed stream or header).
   void RecordRefusal(DropReason reason);
+
+  // Switches the mode when the next version is published. A second request
+  // before then replaces the first. FAILED_PRECONDITION once training is
+  // done.
+  absl::StatusOr<ModeSwitch> SetMode(const ModeConfig& mode);
+
+  // Closes a sync round whose deadline passed with a quorum (the deadline
+  // timer calls this; tests may call it with their own clock).
+  void CloseDueRound(absl::Time now);
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(
       int64_t min_version, absl::Time deadline) const {
@@ -80,12 +133,25 @@ class ParameterServer {
   ParameterServerStatus status() const;
   const ModelLayout& layout() const { return layout_; }
 
-  // Ends every wait for weights. Idempotent.
-  void Shutdown() { board_.Shutdown(); }
+  // Ends every wait for weights and stops the deadline timer. Idempotent.
+  void Shutdown();
 
  private:
-  std::shared_ptr<const WeightsSnapshot> Snapshot(int64_t version)
+  // One update: steps the optimizer with `mean` and publishes the next
+  // version. `staleness` maps each staleness to the number of worker
+  // gradients in the update that had it.
+  void ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples, double loss_sum,
+                   const std::map<int64_t, int64_t>& staleness)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Applies the closed sync round.
+  void ApplyRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // The learning rate of the next update, before per-update scaling.
+  double ScheduledRate() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  std::shared_ptr<const WeightsSnapshot> Snapshot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  void Publish(std::shared_ptr<const WeightsSnapshot> snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  absl::Status Drop(const AggregatePush& a, DropReason reason, absl::Status why)
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction.
   const ParameterServerOptions options_;
@@ -94,13 +160,25 @@ class ParameterServer {
 
   WeightsBoard board_;
 
+  // Serializes every change of the training state.
   absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::unique_ptr<Optimizer> optimizer_ ABSL_GUARDED_BY(apply_mu_);
+  SyncRound round_ ABSL_GUARDED_BY(apply_mu_);
+  RepeatFilter repeats_ ABSL_GUARDED_BY(apply_mu_);
+  int64_t version_ ABSL_GUARDED_BY(apply_mu_) = 0;
+  int64_t samples_applied_ ABSL_GUARDED_BY(apply_mu_) = 0;
+  bool training_done_ ABSL_GUARDED_BY(apply_mu_) = false;
+  ModeConfig mode_ ABSL_GUARDED_BY(apply_mu_);
+  int64_t mode_since_ ABSL_GUARDED_BY(apply_mu_) = 0;
+  std::optional<ModeConfig> pending_mode_ ABSL_GUARDED_BY(apply_mu_);
+  std::vector<float> mean_ ABSL_GUARDED_BY(apply_mu_);  // reused
 
-  // State below is protected by mu_.
+  // What status() reports; written under both locks, read under mu_.
   mutable absl::Mutex mu_;
-  SyncRound round_ ABSL_GUARDED_BY(mu_);
   ParameterServerStatus status_ ABSL_GUARDED_BY(mu_);
+
+  // Last: it calls into the members above from its own thread.
+  std::unique_ptr<DeadlineTimer> timer_;
 };
 
 }  // namespace hips

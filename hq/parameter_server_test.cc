@@ -52,6 +52,10 @@ class ParameterServerTest : public ::testing::Test {
     o.max_versions = max_versions;
     o.optimizer.learning_rate = 0.5;
     o.optimizer.lr_schedule = schedule;
+    return MakeWith(o);
+  }
+  std::unique_ptr<ParameterServer> MakeWith(const ParameterServerOptions& o) {
+    EXPECT_TRUE(ValidateParameterServerOptions(o).ok());
     return std::make_unique<ParameterServer>(
         o, *ModelLayout::Create({{"w", {2}}}),
         std::make_unique<FakeSgd>(std::vector<float>{1, 1}, &lrs_),
@@ -118,6 +122,187 @@ TEST_F(ParameterServerTest, StopsAtTheBudgetWithCosineDecay) {
   // Nothing is applied past the budget.
   EXPECT_FALSE(ps->AcceptAggregate(Aggregate("a0", 2, {1, 1}, 1, 1)).ok());
   EXPECT_EQ(ps->status().version, 2);
+}
+
+ParameterServerOptions AsyncOptions(Mode mode, int64_t staleness = 0) {
+  ParameterServerOptions o;
+  o.staleness_lr = StalenessScaling::kNone;
+  o.expected_aggregators = 2;
+  o.mode = {mode, staleness};
+  o.optimizer.learning_rate = 0.5;
+  o.optimizer.lr_schedule = "constant";
+  return o;
+}
+
+// received = applied + duplicate + dropped + pending, at the gradient level.
+void ExpectAccountingHolds(const ParameterServerStatus& s) {
+  int64_t dropped = 0;
+  for (const auto& [reason, n] : s.gradients_dropped) dropped += n;
+  EXPECT_EQ(s.gradients_received,
+            s.gradients_applied + s.gradients_duplicate + dropped + s.gradients_pending);
+}
+
+TEST_F(ParameterServerTest, AsyncAppliesEveryAggregateAndRecordsItsStaleness) {
+  auto ps = MakeWith(AsyncOptions(Mode::kAsync));
+  // Both computed on version 0: the first is fresh, the second one stale.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 4}, 2, 1)).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 1);
+  absl::StatusOr<PushResult> second = ps->AcceptAggregate(Aggregate("a1", 0, {4, 0}, 4, 2));
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->newest_version, 2);
+  // w = [1,1] - 0.5·[1,2] - 0.5·[1,0].
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.0f)));
+  EXPECT_EQ(ps->LatestWeights()->mode, (ModeConfig{Mode::kAsync, 0}));
+  const ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.gradients_applied, 3);
+  EXPECT_EQ(s.samples_applied, 6);
+  EXPECT_THAT(std::vector<int64_t>(s.staleness.counts().begin(), s.staleness.counts().begin() + 3),
+              ElementsAre(1, 2, 0));
+  EXPECT_EQ(s.staleness.max(), 1);
+  ExpectAccountingHolds(s);
+}
+
+TEST_F(ParameterServerTest, AsyncScalesTheLearningRateBySamplesAndStaleness) {
+  ParameterServerOptions o = AsyncOptions(Mode::kAsync);
+  o.lr_reference_samples = 8;
+  o.staleness_lr = StalenessScaling::kInverse;
+  auto ps = MakeWith(o);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 2}, 2, 1)).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {4, 4}, 4, 1)).ok());
+  // 0.5 · 2/8 at staleness 0; 0.5 · 4/8 / (1 + 1) at staleness 1.
+  EXPECT_THAT(lrs_, ElementsAre(0.125, 0.125));
+}
+
+TEST_F(ParameterServerTest, SspNeverAppliesAGradientStalerThanTheBound) {
+  auto ps = MakeWith(AsyncOptions(Mode::kSsp, 1));
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {1, 1}, 1, 1)).ok());  // τ=0
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {1, 1}, 1, 1)).ok());  // τ=1
+  const absl::Status too_stale = ps->AcceptAggregate(Aggregate("a0", 0, {1, 1}, 1, 1)).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(too_stale)) << too_stale;  // τ=2
+  // A coalesced aggregate is judged by its oldest gradient.
+  AggregatePush mixed = Aggregate("a1", 0, {1, 1}, 2, 2);
+  mixed.contributor_versions = {{0, 1}, {2, 1}};
+  EXPECT_TRUE(absl::IsFailedPrecondition(ps->AcceptAggregate(mixed).status()));
+  mixed.version = 1;
+  mixed.contributor_versions = {{1, 1}, {2, 1}};
+  ASSERT_TRUE(ps->AcceptAggregate(mixed).ok());  // τ = 1 and 0
+  const ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.version, 3);
+  EXPECT_EQ(s.staleness.max(), 1);
+  EXPECT_EQ(s.gradients_dropped.at("staleness_exceeded"), 3);
+  EXPECT_THAT(std::vector<int64_t>(s.staleness.counts().begin(), s.staleness.counts().begin() + 3),
+              ElementsAre(2, 2, 0));
+  ExpectAccountingHolds(s);
+}
+
+TEST_F(ParameterServerTest, ContributorVersionsMustAddUpAndLieInRange) {
+  auto ps = MakeWith(AsyncOptions(Mode::kAsync));
+  AggregatePush bad = Aggregate("a0", 0, {1, 1}, 2, 2);
+  bad.contributor_versions = {{0, 1}};  // one of two
+  EXPECT_TRUE(absl::IsInvalidArgument(ps->AcceptAggregate(bad).status()));
+  bad.contributor_versions = {{0, 1}, {5, 1}};  // a version HQ has not reached
+  EXPECT_TRUE(absl::IsInvalidArgument(ps->AcceptAggregate(bad).status()));
+  EXPECT_EQ(ps->status().gradients_dropped.at("invalid"), 4);
+  EXPECT_TRUE(lrs_.empty());
+}
+
+TEST_F(ParameterServerTest, AModeSwitchTakesEffectAtTheNextVersion) {
+  auto ps = Make(2, 0);
+  absl::StatusOr<ModeSwitch> sw = ps->SetMode({Mode::kAsync, 0});
+  ASSERT_TRUE(sw.ok()) << sw.status();
+  EXPECT_EQ(sw->effective_version, 1);
+  EXPECT_EQ(sw->previous, (ModeConfig{Mode::kSync, 0}));
+  EXPECT_TRUE(ps->status().pending_mode.has_value());
+  // Round 0 is still a sync round: it needs both aggregators.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {1, 1}, 1, 1)).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 0);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {1, 1}, 1, 1)).ok());
+  std::shared_ptr<const WeightsSnapshot> w = ps->LatestWeights();
+  EXPECT_EQ(w->version, 1);
+  EXPECT_EQ(w->mode.mode, Mode::kAsync);
+  EXPECT_EQ(w->mode_since, 1);
+  // A sync-era gradient is never applied under async.
+  const absl::Status old = ps->AcceptAggregate(Aggregate("a2", 0, {1, 1}, 1, 1)).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(old)) << old;
+  EXPECT_EQ(ps->status().gradients_dropped.at("mode_changed"), 1);
+  // Async now: one aggregate, one version.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 1, {1, 1}, 1, 1)).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 2);
+  // And back to sync at version 3.
+  ASSERT_TRUE(ps->SetMode({Mode::kSync, 0}).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 2, {1, 1}, 1, 1)).ok());
+  EXPECT_EQ(ps->LatestWeights()->mode.mode, Mode::kSync);
+  EXPECT_EQ(ps->LatestWeights()->mode_since, 3);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 3, {1, 1}, 1, 1)).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 3);  // waits for a1
+  const ParameterServerStatus s = ps->status();
+  EXPECT_FALSE(s.pending_mode.has_value());
+  EXPECT_EQ(s.gradients_pending, 1);
+  ExpectAccountingHolds(s);
+  // Bad requests are refused.
+  EXPECT_TRUE(absl::IsInvalidArgument(ps->SetMode({Mode::kSsp, -1}).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ps->SetMode({Mode::kAsync, 3}).status()));
+}
+
+TEST_F(ParameterServerTest, ASyncRoundClosesAtItsDeadlineWithAQuorum) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 3;
+  o.quorum_aggregators = 2;
+  o.round_deadline = absl::Hours(1);  // the test drives the clock
+  o.optimizer.learning_rate = 0.5;
+  o.optimizer.lr_schedule = "constant";
+  auto ps = MakeWith(o);
+  const absl::Time t0 = absl::Now();
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 2}, 2, 1), t0).ok());
+  ps->CloseDueRound(t0 + absl::Hours(2));  // past the deadline, but no quorum
+  EXPECT_EQ(ps->LatestWeights()->version, 0);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {2, 2}, 2, 1), t0 + absl::Minutes(1)).ok());
+  ps->CloseDueRound(t0 + absl::Minutes(59));  // quorum, not yet the deadline
+  EXPECT_EQ(ps->LatestWeights()->version, 0);
+  ps->CloseDueRound(t0 + absl::Hours(1));
+  EXPECT_EQ(ps->LatestWeights()->version, 1);
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.5f), FloatEq(0.5f)));
+  // The third aggregate of round 0 is late: counted, never applied.
+  const absl::Status late =
+      ps->AcceptAggregate(Aggregate("a2", 0, {9, 9}, 2, 1), t0 + absl::Hours(1)).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
+  const ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.gradients_applied, 2);
+  EXPECT_EQ(s.gradients_dropped.at("stale_version"), 1);
+  EXPECT_EQ(lrs_.size(), 1u);
+  ExpectAccountingHolds(s);
+}
+
+TEST_F(ParameterServerTest, ASampleBudgetEndsTrainingAndDrivesTheSchedule) {
+  ParameterServerOptions o = AsyncOptions(Mode::kAsync);
+  o.max_samples = 4;
+  o.optimizer.lr_schedule = "cosine";
+  auto ps = MakeWith(o);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {1, 1}, 2, 1)).ok());
+  EXPECT_FALSE(ps->LatestWeights()->training_done);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 1, {1, 1}, 2, 1)).ok());
+  EXPECT_TRUE(ps->LatestWeights()->training_done);
+  // lr at 0 and 2 of 4 samples: 0.5 and 0.25.
+  EXPECT_THAT(lrs_, ElementsAre(0.5, ::testing::DoubleNear(0.25, 1e-12)));
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      ps->AcceptAggregate(Aggregate("a0", 2, {1, 1}, 1, 1)).status()));
+  EXPECT_EQ(ps->status().gradients_dropped.at("training_done"), 1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(ps->SetMode({Mode::kSync, 0}).status()));
+}
+
+TEST_F(ParameterServerTest, RepeatedSequenceNumbersAreDuplicatesInEveryMode) {
+  auto ps = MakeWith(AsyncOptions(Mode::kAsync));
+  AggregatePush a = Aggregate("a0", 0, {1, 1}, 1, 1);
+  a.sequence = 100;
+  ASSERT_TRUE(ps->AcceptAggregate(a).ok());
+  absl::StatusOr<PushResult> retry = ps->AcceptAggregate(a);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->duplicate);
+  a.sequence = 101;
+  ASSERT_TRUE(ps->AcceptAggregate(a).ok());
+  EXPECT_TRUE(ps->AcceptAggregate(a)->duplicate);
+  EXPECT_EQ(lrs_.size(), 2u);
+  EXPECT_EQ(ps->status().gradients_duplicate, 2);
 }
 
 }  // namespace

@@ -41,7 +41,8 @@ CommandResult Shell(const std::string& command) {
   return r;
 }
 
-// The summary is a flat JSON object of numbers.
+// The summary's numbers by key (nested objects' keys flattened: they are
+// unique), plus its "mode" under the key "mode:<name>".
 std::map<std::string, double> ReadSummary(const std::string& path) {
   std::ifstream in(path);
   std::stringstream ss;
@@ -53,6 +54,9 @@ std::map<std::string, double> ReadSummary(const std::string& path) {
        it != std::sregex_iterator(); ++it) {
     out[(*it)[1]] = std::stod((*it)[2]);
   }
+  const std::regex mode("\"mode\"\\s*:\\s*\"([a-z0-9()]+)\"");
+  std::smatch m;
+  if (std::regex_search(text, m, mode)) out[absl::StrCat("mode:", m[1].str())] = 1;
   return out;
 }
 
@@ -67,8 +71,17 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
                                                " --summary-json ", json, " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const std::map<std::string, double> s = ReadSummary(json);
-  ASSERT_EQ(s.size(), 5u) << run.output;
+  for (const char* key : {"version", "accuracy", "f1", "samples", "seconds", "received",
+                          "applied", "duplicate", "pending", "max_staleness", "mode:sync"}) {
+    ASSERT_TRUE(s.count(key)) << key << "\n" << run.output;
+  }
   EXPECT_EQ(s.at("version"), 469);
+  // Every gradient of every round was applied, none stale.
+  EXPECT_EQ(s.at("received"), 469 * 4);
+  EXPECT_EQ(s.at("applied"), 469 * 4);
+  EXPECT_EQ(s.at("duplicate"), 0);
+  EXPECT_EQ(s.at("pending"), 0);
+  EXPECT_EQ(s.at("max_staleness"), 0);
   EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
   EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
   EXPECT_LE(s.at("accuracy"), 1.0);
@@ -131,7 +144,7 @@ TEST(LocalClusterTest, AChildThatDiesFailsTheRunWithItsNameAndStatus) {
     }
   } reaper{pid};
   // Blocks on the pipe until a round was applied: every worker has exec'd.
-  const std::regex progress("version=[1-9][0-9]*/");
+  const std::regex progress("version=[1-9][0-9]* ");
   bool training = false;
   while (!training && fgets(line, sizeof(line), from_hips) != nullptr) {
     output += line;
@@ -181,6 +194,16 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-aggregator --workers=2", "HQ address"},
       {"/hips-worker --index=0", "--aggregator"},
       {"/hips-worker --aggregator=127.0.0.1:1 --index=5 --workers=2", "worker index"},
+      {"/hips local --mode=eventual", "unknown mode"},
+      {"/hips local --mode=ssp --staleness=-1", "staleness"},
+      {"/hips local --slow_workers=7", "--slow_workers"},
+      {"/hips local --staleness_lr=cube", "staleness scaling"},
+      {"/hips mode async", "--hq"},
+      {"/hips mode sometimes --hq=127.0.0.1:1", "unknown mode"},
+      {"/hips-hq --mode=ssp --staleness=-2", "staleness"},
+      {"/hips-hq --aggregators=2 --quorum=3", "quorum"},
+      {"/hips-aggregator --hq=127.0.0.1:1 --workers=2 --quorum=3", "quorum"},
+      {"/hips-worker --aggregator=127.0.0.1:1 --slowdown=0.5", "slowdown"},
   };
   for (const Bad& b : cases) {
     const CommandResult run = Shell(kBin + b.command);

@@ -19,9 +19,10 @@ class AggregatorClient {
   virtual absl::StatusOr<PushResult> PushGradient(const GradientPush& gradient) = 0;
 
   // Long poll for weights of version >= min_version; DEADLINE_EXCEEDED when
-  // none arrived by `deadline`.
+  // none arrived by `deadline`, or at once when `no_wait` and the
+  // aggregator has nothing that new.
   virtual absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline) = 0;
+      int64_t min_version, absl::Time deadline, bool no_wait) = 0;
 
   // Cancels the calls in flight and every later one (they fail with
   // CANCELLED): for shutting down without waiting out a long poll.

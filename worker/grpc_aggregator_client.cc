@@ -25,6 +25,7 @@ class GrpcAggregatorClient final : public AggregatorClient {
     h->set_sample_count(g.samples);
     h->set_loss_sum(g.loss_sum);
     h->set_num_floats(static_cast<int64_t>(g.gradient.size()));
+    h->set_sequence(g.sequence);
     return PushChunked(
         &calls_, [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
           return stub_->PushGradient(ctx, ack);
@@ -35,8 +36,8 @@ class GrpcAggregatorClient final : public AggregatorClient {
   void CancelCalls() override { calls_.CancelAll(); }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline) override {
-    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline);
+      int64_t min_version, absl::Time deadline, bool no_wait) override {
+    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline, no_wait);
   }
 
  private:

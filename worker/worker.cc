@@ -6,14 +6,27 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/retry.h"
+#include "services/core/sync_round.h"
 
 namespace hips {
+
+absl::Status ValidateWorkerOptions(const WorkerOptions& o) {
+  if (o.id.empty()) return absl::InvalidArgumentError("worker id must not be empty");
+  if (!(o.slowdown >= 1.0 && o.slowdown <= 1000.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slowdown must be in [1, 1000], got ", o.slowdown));
+  }
+  if (o.step_delay < absl::ZeroDuration() || o.step_delay > absl::Minutes(10)) {
+    return absl::InvalidArgumentError("step delay must be in [0, 10 min]");
+  }
+  return absl::OkStatus();
+}
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
                                                        std::unique_ptr<Model> model,
                                                        std::shared_ptr<const Dataset> data,
                                                        AggregatorClient* client) {
-  if (options.id.empty()) return absl::InvalidArgumentError("worker id must not be empty");
+  if (absl::Status s = ValidateWorkerOptions(options); !s.ok()) return s;
   absl::StatusOr<ShardSampler> sampler =
       ShardSampler::Create(data->num_examples(), options.index, options.num_workers,
                            options.batch_size, options.data_seed);
@@ -31,6 +44,7 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
       sampler_(std::move(sampler)),
       client_(client) {
   push_.sender = options_.id;
+  push_.sequence = FirstSequenceNumber() - 1;
   push_.gradient.resize(model_->layout().num_floats());
 }
 
@@ -41,46 +55,84 @@ void Worker::Shutdown() {
   });
 }
 
+absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
+  const absl::Time deadline = absl::Now() + options_.long_poll;
+  if (current_ == nullptr) return client_->PullWeights(0, deadline, /*no_wait=*/false);
+  const int64_t next = current_->version + 1;
+  bool may_reuse = false;
+  int64_t min_version = next;
+  switch (current_->mode.mode) {
+    case Mode::kSync:
+      break;
+    case Mode::kAsync:
+      may_reuse = true;
+      break;
+    case Mode::kSsp: {
+      // A gradient on weights older than this is refused for sure.
+      const int64_t freshest_useful = newest_known_ - current_->mode.staleness;
+      may_reuse = current_->version >= freshest_useful;
+      min_version = std::max(next, freshest_useful);
+      break;
+    }
+  }
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights =
+      client_->PullWeights(min_version, deadline, /*no_wait=*/may_reuse);
+  if (may_reuse && absl::IsDeadlineExceeded(weights.status())) return current_;
+  return weights;
+}
+
 absl::Status Worker::Run() {
-  int64_t have = -1;  // newest version this worker computed on
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (!stop_.HasBeenNotified()) {
-    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights =
-        client_->PullWeights(have + 1, absl::Now() + options_.long_poll);
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights = NextWeights();
     if (!weights.ok()) {
-      if (absl::IsDeadlineExceeded(weights.status())) continue;
+      if (absl::IsDeadlineExceeded(weights.status())) continue;  // the long poll ran out
       if (!IsRetryable(weights.status())) return weights.status();
       LOG_EVERY_N(WARNING, 20) << options_.id << ": pulling weights: " << weights.status();
       if (stop_.WaitForNotificationWithTimeout(backoff.Next())) break;
       continue;
     }
     backoff.Reset();
-    const WeightsSnapshot& w = **weights;
-    if (w.layout != model_->layout()) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("the cluster trains a different model: ", w.layout.DebugString()));
+    const std::shared_ptr<const WeightsSnapshot> w = *std::move(weights);
+    if (w != current_) {
+      if (w->layout != model_->layout()) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("the cluster trains a different model: ", w->layout.DebugString()));
+      }
+      if (w->training_done) {
+        LOG(INFO) << options_.id << ": training done at version " << w->version << " after "
+                  << steps_ << " steps (" << refused_ << " gradients refused)";
+        return absl::OkStatus();
+      }
+      if (absl::Status s = model_->SetWeights(w->weights); !s.ok()) return s;
+      if (current_ == nullptr || current_->mode != w->mode) {
+        LOG(INFO) << options_.id << ": mode " << DescribeMode(w->mode) << " at version "
+                  << w->version;
+      }
+      current_ = w;
+      newest_known_ = std::max(newest_known_, w->version);
     }
-    if (w.training_done) {
-      LOG(INFO) << options_.id << ": training done at version " << w.version << " after "
-                << steps_ << " steps";
-      return absl::OkStatus();
-    }
-    if (absl::Status s = ComputeStep(w); !s.ok()) return s;
+    const int64_t step = w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1)
+                                                     : last_step_ + 1;
+    const absl::Time start = absl::Now();
+    if (absl::Status s = ComputeStep(*w, step); !s.ok()) return s;
+    if (!Straggle(absl::Now() - start)) break;
+    last_step_ = step;
+    ++steps_;
     if (absl::Status s = PushWithRetry(); !s.ok()) {
       if (absl::IsCancelled(s)) break;
-      // A refused gradient (e.g. its round closed) is counted by the
-      // aggregator; this worker moves on to newer weights.
-      LOG(WARNING) << options_.id << ": gradient of version " << w.version << " refused: " << s;
+      // The aggregator counted the refusal (e.g. a late gradient of a closed
+      // round, or one too stale for ssp); this worker moves on.
+      ++refused_;
+      LOG_EVERY_N(WARNING, 100) << options_.id << ": gradient of version " << w->version
+                                << " refused: " << s << " (every 100th refusal is logged)";
     }
-    have = w.version;
-    ++steps_;
   }
   return absl::CancelledError("worker shut down");
 }
 
-absl::Status Worker::ComputeStep(const WeightsSnapshot& w) {
-  if (absl::Status s = model_->SetWeights(w.weights); !s.ok()) return s;
-  const std::vector<int64_t> batch = sampler_.Batch(w.version);
+absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
+  const std::vector<int64_t> batch = sampler_.Batch(step);
   data_->Gather(batch, &features_, &labels_);
   absl::StatusOr<double> loss_sum =
       model_->ComputeGradient(features_, labels_, absl::MakeSpan(push_.gradient));
@@ -88,7 +140,14 @@ absl::Status Worker::ComputeStep(const WeightsSnapshot& w) {
   push_.version = w.version;
   push_.samples = static_cast<int64_t>(batch.size());
   push_.loss_sum = *loss_sum;
+  ++push_.sequence;
   return absl::OkStatus();
+}
+
+bool Worker::Straggle(absl::Duration compute_time) {
+  const absl::Duration pause = (options_.slowdown - 1.0) * compute_time + options_.step_delay;
+  if (pause <= absl::ZeroDuration()) return !stop_.HasBeenNotified();
+  return !stop_.WaitForNotificationWithTimeout(pause);
 }
 
 absl::Status Worker::PushWithRetry() {
@@ -97,8 +156,9 @@ absl::Status Worker::PushWithRetry() {
     absl::StatusOr<PushResult> result = client_->PushGradient(push_);
     if (result.ok()) {
       LOG_IF(WARNING, result->duplicate)
-          << options_.id << ": the aggregator already had a gradient of version "
-          << push_.version << " from this id (is it unique?)";
+          << options_.id << ": the aggregator already had push " << push_.sequence
+          << " of version " << push_.version << " (is this worker's id unique?)";
+      newest_known_ = std::max(newest_known_, result->newest_version);
       return absl::OkStatus();
     }
     if (!IsRetryable(result.status())) return result.status();

@@ -22,16 +22,29 @@ struct WorkerOptions {
   int num_workers = 1;  // shards in the cluster
   int64_t batch_size = 64;
   uint64_t data_seed = 1;
+  // Straggler injection (tests and demos): after each gradient, sleep
+  // (slowdown - 1) times the time it took, plus step_delay.
+  double slowdown = 1.0;
+  absl::Duration step_delay = absl::ZeroDuration();
   absl::Duration long_poll = absl::Seconds(2);
   absl::Duration min_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(2);
 };
 
-// The home-model tier: a model replica and one data shard. Sync loop:
-// pull weights of version v -> gradient of the mean loss on this worker's
-// batch of step v -> push it tagged with v -> pull v+1. The batch of step v
-// is a pure function of (data seed, shard, v), so every worker's data order
-// is reproducible (the equality test and the monolith rely on it).
+absl::Status ValidateWorkerOptions(const WorkerOptions& options);
+
+// The home-model tier: a model replica and one data shard. The loop follows
+// the mode that comes with the weights (docs/modes.md):
+//   sync   weights of version v -> gradient on this worker's batch -> push
+//          tagged with v -> wait for v+1;
+//   async  never waits for a round: after each push it takes the newest
+//          weights the aggregator has (the same ones if nothing newer came);
+//   ssp    as async, but it waits for weights no more than `staleness`
+//          versions older than the newest version it has heard of (pushes'
+//          acks report it), since a gradient on older ones would be refused.
+// Step s uses the batch ShardSampler::Batch(s). In sync s is the version, so
+// every worker's data order is reproducible (the equality test and the
+// monolith rely on it); in async and ssp s counts this worker's gradients.
 //
 // Run() is called from one thread; Shutdown() from any.
 class Worker {
@@ -49,13 +62,20 @@ class Worker {
 
   void Shutdown();
 
+  // Gradients computed so far (pushed or refused).
   int64_t steps() const { return steps_; }
+  int64_t refused() const { return refused_; }
 
  private:
   Worker(WorkerOptions options, std::unique_ptr<Model> model,
          std::shared_ptr<const Dataset> data, ShardSampler sampler, AggregatorClient* client);
 
-  absl::Status ComputeStep(const WeightsSnapshot& weights);
+  // The next weights to compute on: newer ones, or `current_` again when the
+  // mode allows it and nothing newer is there. Null after Shutdown.
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> NextWeights();
+  absl::Status ComputeStep(const WeightsSnapshot& weights, int64_t step);
+  // Sleeps as a straggler would; false if the worker was shut down meanwhile.
+  bool Straggle(absl::Duration compute_time);
   absl::Status PushWithRetry();
 
   const WorkerOptions options_;
@@ -66,11 +86,15 @@ class Worker {
   absl::Notification stop_;
   std::once_flag shutdown_once_;
 
-  // Reused between steps (only Run's thread touches them).
+  // Only Run's thread touches the members below.
+  std::shared_ptr<const WeightsSnapshot> current_;  // what the model holds
+  int64_t newest_known_ = -1;  // newest version heard of
+  int64_t last_step_ = -1;
   GradientPush push_;
   std::vector<float> features_;
   std::vector<int64_t> labels_;
   int64_t steps_ = 0;
+  int64_t refused_ = 0;
 };
 
 }  // namespace hips

@@ -21,6 +21,9 @@ ABSL_FLAG(int, index, 0, "This worker's shard index in [0, --workers).");
 ABSL_FLAG(int, workers, 1, "Number of workers (shards) in the cluster.");
 ABSL_FLAG(int64_t, batch_size, 64, "Examples per gradient.");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
+ABSL_FLAG(double, slowdown, 1.0,
+          "Straggler injection: make each step take this many times as long (>= 1).");
+ABSL_FLAG(int64_t, step_delay_ms, 0, "Straggler injection: sleep this long after each step.");
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
@@ -50,6 +53,11 @@ int main(int argc, char** argv) {
                                                : absl::GetFlag(FLAGS_id);
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
   options.data_seed = absl::GetFlag(FLAGS_seed);
+  options.slowdown = absl::GetFlag(FLAGS_slowdown);
+  options.step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_step_delay_ms));
+  if (absl::Status s = hips::ValidateWorkerOptions(options); !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
 
   absl::StatusOr<hips::Dataset> data =
       hips::LoadData(hips::DataOptionsFromFlags(), hips::Split::kTrain);

@@ -1,6 +1,7 @@
 // hips: the operator CLI.
 //   hips local [flags]            a whole cluster as local processes on 127.0.0.1
 //   hips train --monolith [flags] the single-process reference run
+//   hips mode MODE --hq ADDR      switch a running cluster's consistency mode
 
 #include <limits.h>
 #include <stdlib.h>
@@ -17,7 +18,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "glog/logging.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_join.h"
+#include "hips/v1/hips.grpc.pb.h"
 #include "services/cli/local_cluster.h"
+#include "services/core/consistency.h"
+#include "services/net/grpc_util.h"
+#include "services/net/proto_convert.h"
 #include "services/cli/run_summary.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
@@ -34,12 +41,33 @@ ABSL_FLAG(std::string, run_dir, "", "hips local: directory for logs (default: a 
 ABSL_FLAG(std::string, bin_dir, "", "hips local: where the daemons are (default: beside hips).");
 ABSL_FLAG(double, progress_seconds, 3.0, "hips local: seconds between progress lines.");
 ABSL_FLAG(bool, monolith, false, "hips train: run the single-process reference.");
+ABSL_FLAG(std::string, mode, "sync", "hips local: consistency mode at start (sync, async, ssp).");
+ABSL_FLAG(int64_t, staleness, 2, "ssp: largest staleness (in versions) of an applied gradient.");
+ABSL_FLAG(std::string, staleness_lr, "sqrt",
+          "async/ssp: shrink a stale gradient's learning rate: none, inverse or sqrt.");
+ABSL_FLAG(int64_t, async_lr_batch, -1,
+          "async/ssp: an update of n samples uses lr*n/N with N this value (-1: workers * "
+          "batch_size, the global batch of a sync round; 0: no scaling).");
+ABSL_FLAG(int64_t, coalesce_ms, 0,
+          "async/ssp: aggregators sum gradients of one version arriving within this window.");
+ABSL_FLAG(int, backup_workers, 0,
+          "sync: each aggregator closes a round at its deadline with all but this many of its "
+          "workers.");
+ABSL_FLAG(int64_t, round_deadline_ms, 0,
+          "sync: a round closes this long after its first gradient if a quorum arrived (0: "
+          "wait for all; with --backup_workers the default is 20).");
+ABSL_FLAG(std::vector<std::string>, slow_workers, {},
+          "Straggler injection: indices of workers to slow down (comma-separated).");
+ABSL_FLAG(double, slowdown, 10.0, "Straggler injection: factor for --slow_workers.");
+ABSL_FLAG(int64_t, step_delay_ms, 0, "Straggler injection: extra delay per step for --slow_workers.");
+ABSL_FLAG(std::string, hq, "", "hips mode: HQ address, host:port.");
 
 namespace {
 
 constexpr char kUsage[] =
-    "hips local [--workers=4 --aggregators=2 --epochs=5 ...]\n"
+    "hips local [--workers=4 --aggregators=2 --epochs=5 --mode=sync|async|ssp ...]\n"
     "hips train --monolith [--workers=4 --epochs=5 ...]\n"
+    "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT\n"
     "Run 'hips --help' for every flag.";
 
 std::string OwnDirectory() {
@@ -50,15 +78,35 @@ std::string OwnDirectory() {
   return path.substr(0, path.rfind('/'));
 }
 
-int64_t VersionBudget() {
-  if (absl::GetFlag(FLAGS_max_versions) > 0) return absl::GetFlag(FLAGS_max_versions);
+int64_t GlobalBatch() {
+  const int64_t global_batch = absl::GetFlag(FLAGS_workers) * absl::GetFlag(FLAGS_batch_size);
+  if (global_batch <= 0) hips::ExitWithUsageError("--workers and --batch_size must be positive");
+  return global_batch;
+}
+
+// --epochs over the training set, in samples.
+int64_t SampleBudget() {
   const double epochs = absl::GetFlag(FLAGS_epochs);
   if (!(epochs > 0)) hips::ExitWithUsageError("--epochs must be positive");
   absl::StatusOr<int64_t> examples = hips::CountTrainingExamples(hips::DataOptionsFromFlags());
   if (!examples.ok()) hips::ExitWithUsageError(std::string(examples.status().message()));
-  const int64_t global_batch = absl::GetFlag(FLAGS_workers) * absl::GetFlag(FLAGS_batch_size);
-  if (global_batch <= 0) hips::ExitWithUsageError("--workers and --batch_size must be positive");
-  return std::max<int64_t>(1, std::llround(epochs * (*examples) / global_batch));
+  return std::max<int64_t>(1, std::llround(epochs * (*examples)));
+}
+
+// Steps of the global batch: --max_versions, or --epochs rounded up.
+int64_t VersionBudget() {
+  if (absl::GetFlag(FLAGS_max_versions) > 0) return absl::GetFlag(FLAGS_max_versions);
+  const int64_t global_batch = GlobalBatch();
+  return (SampleBudget() + global_batch - 1) / global_batch;
+}
+
+std::string Describe(const hips::RunSummary::Accounting& a) {
+  std::string dropped;
+  for (const auto& [reason, count] : a.dropped) absl::StrAppend(&dropped, " ", reason, "=", count);
+  return absl::StrCat("gradients: received=", a.received, " applied=", a.applied,
+                      " duplicate=", a.duplicate, " pending=", a.pending, " dropped{",
+                      dropped.empty() ? "" : dropped.substr(1), "} max_staleness=",
+                      a.max_staleness, " mode=", a.mode);
 }
 
 int Finish(const hips::RunSummary& summary) {
@@ -68,6 +116,9 @@ int Finish(const hips::RunSummary& summary) {
       std::fprintf(stderr, "hips: %s\n", std::string(s.message()).c_str());
       return 1;
     }
+  }
+  if (summary.accounting.has_value()) {
+    std::printf("%s\n", Describe(*summary.accounting).c_str());
   }
   std::printf("%s\n", hips::FinalLine(summary).c_str());
   std::fflush(stdout);
@@ -85,7 +136,42 @@ int RunLocal() {
     hips::ExitWithUsageError("need --aggregators >= 1 and --workers >= --aggregators");
   }
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
-  options.max_versions = VersionBudget();
+  if (absl::GetFlag(FLAGS_max_versions) > 0) {
+    options.max_versions = absl::GetFlag(FLAGS_max_versions);
+  } else {
+    options.max_samples = SampleBudget();
+  }
+  absl::StatusOr<hips::ModeConfig> mode =
+      hips::MakeModeConfig(absl::GetFlag(FLAGS_mode), absl::GetFlag(FLAGS_staleness));
+  if (!mode.ok()) hips::ExitWithUsageError(std::string(mode.status().message()));
+  if (absl::Status s = hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr)).status();
+      !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
+  const int64_t lr_batch = absl::GetFlag(FLAGS_async_lr_batch) < 0
+                               ? GlobalBatch()
+                               : absl::GetFlag(FLAGS_async_lr_batch);
+  int64_t deadline_ms = absl::GetFlag(FLAGS_round_deadline_ms);
+  options.backup_workers = absl::GetFlag(FLAGS_backup_workers);
+  if (options.backup_workers < 0 || deadline_ms < 0 || absl::GetFlag(FLAGS_coalesce_ms) < 0) {
+    hips::ExitWithUsageError(
+        "--backup_workers, --round_deadline_ms and --coalesce_ms must be >= 0");
+  }
+  if (options.backup_workers > 0 && deadline_ms == 0) deadline_ms = 20;
+  options.hq_args = {absl::StrCat("--mode=", absl::GetFlag(FLAGS_mode)),
+                     absl::StrCat("--staleness=", mode->staleness),
+                     absl::StrCat("--async_lr_batch=", lr_batch),
+                     absl::StrCat("--staleness_lr=", absl::GetFlag(FLAGS_staleness_lr))};
+  options.aggregator_args = {absl::StrCat("--round_deadline_ms=", deadline_ms),
+                             absl::StrCat("--coalesce_ms=", absl::GetFlag(FLAGS_coalesce_ms))};
+  for (const std::string& index : absl::GetFlag(FLAGS_slow_workers)) {
+    int k = -1;
+    if (!absl::SimpleAtoi(index, &k) || k < 0 || k >= options.workers) {
+      hips::ExitWithUsageError(absl::StrCat("--slow_workers: no worker '", index, "'"));
+    }
+    options.worker_args[k] = {absl::StrCat("--slowdown=", absl::GetFlag(FLAGS_slowdown)),
+                              absl::StrCat("--step_delay_ms=", absl::GetFlag(FLAGS_step_delay_ms))};
+  }
   options.eval_every = absl::GetFlag(FLAGS_eval_every);
   options.bin_dir = absl::GetFlag(FLAGS_bin_dir).empty() ? OwnDirectory()
                                                          : absl::GetFlag(FLAGS_bin_dir);
@@ -103,12 +189,23 @@ int RunLocal() {
     hips::ExitWithUsageError("--progress_seconds must be positive");
   }
   options.progress_every = absl::Seconds(absl::GetFlag(FLAGS_progress_seconds));
-  std::printf("hips local: %d workers, %d aggregators, model %s, %lld versions of %lld x %lld "
-              "examples\n",
-              options.workers, options.aggregators, absl::GetFlag(FLAGS_model).c_str(),
-              static_cast<long long>(options.max_versions),
-              static_cast<long long>(options.workers),
-              static_cast<long long>(options.batch_size));
+  std::string budget = options.max_versions > 0
+                           ? absl::StrCat(options.max_versions, " versions")
+                           : absl::StrCat(options.max_samples, " samples");
+  std::string extras;
+  if (options.backup_workers > 0) {
+    absl::StrAppend(&extras, ", ", options.backup_workers, " backup worker(s) per aggregator");
+  }
+  if (deadline_ms > 0) absl::StrAppend(&extras, ", round deadline ", deadline_ms, " ms");
+  if (!options.worker_args.empty()) {
+    absl::StrAppend(&extras, ", stragglers ",
+                    absl::StrJoin(absl::GetFlag(FLAGS_slow_workers), ","));
+  }
+  std::printf("hips local: %d workers x %lld examples, %d aggregators, model %s, mode %s, "
+              "budget %s%s\n",
+              options.workers, static_cast<long long>(options.batch_size), options.aggregators,
+              absl::GetFlag(FLAGS_model).c_str(), hips::DescribeMode(*mode).c_str(),
+              budget.c_str(), extras.c_str());
   std::fflush(stdout);
 
   absl::StatusOr<hips::RunSummary> summary = hips::RunLocalCluster(options, &interrupted);
@@ -158,10 +255,35 @@ int RunMonolith() {
   return Finish(summary);
 }
 
+int SwitchMode(const std::string& name) {
+  absl::StatusOr<hips::ModeConfig> mode =
+      hips::MakeModeConfig(name, absl::GetFlag(FLAGS_staleness));
+  if (!mode.ok()) hips::ExitWithUsageError(std::string(mode.status().message()));
+  const std::string hq = absl::GetFlag(FLAGS_hq);
+  if (hq.empty()) hips::ExitWithUsageError("hips mode needs --hq=HOST:PORT");
+  std::unique_ptr<hips::v1::Hq::Stub> stub = hips::v1::Hq::NewStub(hips::CreateHipsChannel(hq));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  hips::v1::SetModeRequest req;
+  hips::ModeToProto(*mode, req.mutable_mode());
+  hips::v1::SetModeReply reply;
+  const grpc::Status status = stub->SetMode(&ctx, req, &reply);
+  if (!status.ok()) {
+    std::fprintf(stderr, "hips mode: %s\n", hips::FromGrpcStatus(status).ToString().c_str());
+    return 1;
+  }
+  absl::StatusOr<hips::ModeConfig> previous = hips::ModeFromProto(reply.previous());
+  std::printf("mode %s from version %lld (was %s)\n", hips::DescribeMode(*mode).c_str(),
+              static_cast<long long>(reply.effective_version()),
+              previous.ok() ? hips::DescribeMode(*previous).c_str() : "unknown");
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(argc, argv, kUsage);
+  if (args.size() == 3 && std::string(args[1]) == "mode") return SwitchMode(args[2]);
   if (args.size() != 2) hips::ExitWithUsageError(absl::StrCat("usage:\n", kUsage));
   const std::string command = args[1];
   if (command == "local") return RunLocal();

@@ -25,10 +25,24 @@ void PrintProgress(const v1::StatusReply& status, double seconds, double samples
     eval = absl::StrFormat("accuracy=%.4f f1=%.4f (at version %d)", status.latest_eval().accuracy(),
                            status.latest_eval().macro_f1(), status.latest_eval().version());
   }
-  std::printf("[%6.1fs] version=%lld/%lld loss=%.4f %s samples/s=%.0f\n", seconds,
-              static_cast<long long>(status.version()),
-              static_cast<long long>(status.max_versions()), status.last_loss(), eval.c_str(),
-              samples_per_second);
+  int64_t dropped = 0;
+  for (const auto& [reason, count] : status.gradients_dropped()) dropped += count;
+  std::printf("[%6.1fs] version=%lld %s loss=%.4f %s samples=%lld samples/s=%.0f dropped=%lld\n",
+              seconds, static_cast<long long>(status.version()), status.mode().c_str(),
+              status.last_loss(), eval.c_str(), static_cast<long long>(status.samples_applied()),
+              samples_per_second, static_cast<long long>(dropped));
+}
+
+void FillAccounting(const v1::StatusReply& status, RunSummary* summary) {
+  RunSummary::Accounting& a = summary->accounting.emplace();
+  a.mode = status.mode();
+  a.received = status.gradients_received();
+  a.applied = status.gradients_applied();
+  a.duplicate = status.gradients_duplicate();
+  a.pending = status.gradients_pending();
+  for (const auto& [reason, count] : status.gradients_dropped()) a.dropped[reason] = count;
+  a.staleness_counts.assign(status.staleness_counts().begin(), status.staleness_counts().end());
+  a.max_staleness = status.max_staleness();
 }
 
 class Cluster {
@@ -116,8 +130,10 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   std::vector<std::string> hq_args = {
       absl::StrCat("--aggregators=", options_.aggregators),
       absl::StrCat("--max_versions=", options_.max_versions),
+      absl::StrCat("--max_samples=", options_.max_samples),
       absl::StrCat("--eval_every=", options_.eval_every)};
   hq_args.insert(hq_args.end(), options_.training_args.begin(), options_.training_args.end());
+  hq_args.insert(hq_args.end(), options_.hq_args.begin(), options_.hq_args.end());
   absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
   if (!hq_port.ok()) return hq_port.status();
   const std::string hq_address = absl::StrCat("127.0.0.1:", *hq_port);
@@ -127,11 +143,16 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   for (int a = 0; a < options_.aggregators; ++a) {
     int assigned = 0;
     for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
+    std::vector<std::string> args = {absl::StrCat("--id=agg-", a),
+                                     absl::StrCat("--hq=", hq_address),
+                                     absl::StrCat("--workers=", assigned)};
+    if (options_.backup_workers > 0) {
+      args.push_back(
+          absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
+    }
+    args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
     absl::StatusOr<int> port =
-        Start(absl::StrCat("aggregator-", a), "hips-aggregator",
-              {absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address),
-               absl::StrCat("--workers=", assigned)},
-              true);
+        Start(absl::StrCat("aggregator-", a), "hips-aggregator", args, true);
     if (!port.ok()) return port.status();
     aggregator_addresses.push_back(absl::StrCat("127.0.0.1:", *port));
   }
@@ -141,6 +162,9 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers),
         absl::StrCat("--batch_size=", options_.batch_size)};
     args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
+    if (auto it = options_.worker_args.find(k); it != options_.worker_args.end()) {
+      args.insert(args.end(), it->second.begin(), it->second.end());
+    }
     absl::StatusOr<int> started = Start(absl::StrCat("worker-", k), "hips-worker", args, false);
     if (!started.ok()) return started.status();
   }
@@ -197,6 +221,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         summary.f1 = status->final_eval().macro_f1();
         summary.samples = status->samples_applied();
         summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+        FillAccounting(*status, &summary);
         return summary;
       }
     }

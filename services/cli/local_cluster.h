@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -16,8 +17,20 @@ struct LocalClusterOptions {
   int aggregators = 2;
   int workers = 4;
   int64_t batch_size = 64;
-  int64_t max_versions = 0;  // > 0
+  // Training budget (at least one > 0), see hips-hq --max_versions and
+  // --max_samples.
+  int64_t max_versions = 0;
+  int64_t max_samples = 0;
   int64_t eval_every = 100;
+  // Extra flags for HQ (mode, deadlines, learning-rate scaling) and for
+  // every aggregator (deadlines, coalescing).
+  std::vector<std::string> hq_args;
+  std::vector<std::string> aggregator_args;
+  // Sync backup workers: each aggregator closes a round at its deadline with
+  // all but this many of its workers.
+  int backup_workers = 0;
+  // Extra flags for some workers, by index (straggler injection).
+  std::map<int, std::vector<std::string>> worker_args;
   // Where hips-hq, hips-aggregator and hips-worker are.
   std::string bin_dir;
   // Logs and port files of this run.

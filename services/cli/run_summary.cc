@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace hips {
 
@@ -15,8 +16,22 @@ std::string FinalLine(const RunSummary& s) {
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s) {
   std::ofstream out(path, std::ios::trunc);
   out << absl::StrFormat(
-      "{\"version\": %d, \"accuracy\": %.6f, \"f1\": %.6f, \"samples\": %d, \"seconds\": %.3f}\n",
+      "{\"version\": %d, \"accuracy\": %.6f, \"f1\": %.6f, \"samples\": %d, \"seconds\": %.3f",
       s.version, s.accuracy, s.f1, s.samples, s.seconds);
+  if (s.accounting.has_value()) {
+    const RunSummary::Accounting& a = *s.accounting;
+    std::vector<std::string> dropped;
+    for (const auto& [reason, count] : a.dropped) {
+      dropped.push_back(absl::StrFormat("\"%s\": %d", reason, count));
+    }
+    out << absl::StrFormat(
+        ", \"mode\": \"%s\", \"gradients\": {\"received\": %d, \"applied\": %d, "
+        "\"duplicate\": %d, \"pending\": %d, \"dropped\": {%s}}, \"staleness_counts\": [%s], "
+        "\"max_staleness\": %d",
+        a.mode, a.received, a.applied, a.duplicate, a.pending, absl::StrJoin(dropped, ", "),
+        absl::StrJoin(a.staleness_counts, ", "), a.max_staleness);
+  }
+  out << "}\n";
   out.close();
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();

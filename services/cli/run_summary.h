@@ -2,7 +2,10 @@
 #define HIPS_SERVICES_CLI_RUN_SUMMARY_H_
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 
@@ -15,12 +18,27 @@ struct RunSummary {
   double f1 = 0.0;        // macro-F1, fraction in [0, 1]
   int64_t samples = 0;
   double seconds = 0.0;
+  // Worker gradients as HQ accounted for them (hips local only):
+  // received = applied + duplicate + Σ dropped + pending.
+  struct Accounting {
+    std::string mode;  // at the end of the run
+    int64_t received = 0;
+    int64_t applied = 0;
+    int64_t duplicate = 0;
+    int64_t pending = 0;
+    std::map<std::string, int64_t> dropped;  // by reason
+    std::vector<int64_t> staleness_counts;   // of applied gradients
+    int64_t max_staleness = 0;
+  };
+  std::optional<Accounting> accounting;
 };
 
 // "final: version=V accuracy=A f1=F samples=S seconds=T"
 std::string FinalLine(const RunSummary& s);
 
-// The same keys as a JSON object, written to `path`.
+// The same keys as a JSON object, written to `path`; with accounting also
+// "mode", "gradients" {"received", "applied", "duplicate", "pending",
+// "dropped": {reason: n}}, "staleness_counts" and "max_staleness".
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s);
 
 }  // namespace hips

@@ -2,9 +2,11 @@
 #define HIPS_SERVICES_CORE_PAYLOADS_H_
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
+#include "services/core/consistency.h"
 #include "services/core/model_layout.h"
 
 // Domain types of what travels between tiers. The gRPC adapters convert
@@ -18,6 +20,8 @@ struct GradientPush {
   int64_t version = 0;
   int64_t samples = 0;
   double loss_sum = 0.0;
+  // Increases with every new push of this sender; a retry repeats it.
+  int64_t sequence = 0;
   std::vector<float> gradient;
 };
 
@@ -28,12 +32,18 @@ struct AggregatePush {
   int64_t total_samples = 0;
   int64_t contributors = 0;
   double loss_sum = 0.0;
+  int64_t sequence = 0;  // as GradientPush::sequence
+  // Coalesced gradients of several versions: contributors per version
+  // (`version` is the oldest). Empty: all computed on `version`.
+  std::map<int64_t, int64_t> contributor_versions;
   std::vector<float> sum;
 };
 
 struct PushResult {
   int64_t version = 0;
   bool duplicate = false;
+  // The newest version the receiver knows of.
+  int64_t newest_version = 0;
 };
 
 // One published version of the model's weights. Immutable once published and
@@ -43,6 +53,9 @@ struct WeightsSnapshot {
   ModelLayout layout;
   std::vector<float> weights;
   bool training_done = false;
+  // The mode these weights are trained in, and the version it started at.
+  ModeConfig mode;
+  int64_t mode_since = 0;
 };
 
 }  // namespace hips

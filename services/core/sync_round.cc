@@ -1,5 +1,6 @@
 #include "services/core/sync_round.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -17,12 +18,47 @@ absl::string_view DropReasonName(DropReason reason) {
       return "round_closed";
     case DropReason::kInvalid:
       return "invalid";
+    case DropReason::kStalenessExceeded:
+      return "staleness_exceeded";
+    case DropReason::kModeChanged:
+      return "mode_changed";
+    case DropReason::kSuperseded:
+      return "superseded";
+    case DropReason::kTrainingDone:
+      return "training_done";
+    case DropReason::kUnfinished:
+      return "unfinished";
+    case DropReason::kOptimizerFailed:
+      return "optimizer_failed";
+    case DropReason::kShutdown:
+      return "shutdown";
   }
   return "unknown";
 }
 
-SyncRound::SyncRound(size_t num_floats, int expected_contributions)
-    : expected_(expected_contributions), accumulator_(num_floats) {}
+absl::Status ValidateContribution(const Contribution& c, size_t num_floats) {
+  if (c.sender.empty()) return absl::InvalidArgumentError("contribution without a sender id");
+  if (c.contributors <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("contributor count must be positive, got ", c.contributors));
+  }
+  if (c.samples <= 0 || c.samples > GradientAccumulator::kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("sample count must be in (0, 2^31], got ", c.samples));
+  }
+  if (c.values.size() != num_floats) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gradient has ", c.values.size(), " floats, the model has ", num_floats));
+  }
+  return CheckFinite(c.values);
+}
+
+SyncRound::SyncRound(size_t num_floats, int expected_contributions, int quorum,
+                     absl::Duration grace)
+    : expected_(expected_contributions),
+      quorum_(std::clamp(quorum, 1, std::max(1, expected_contributions))),
+      grace_(grace),
+      accumulator_(num_floats) {}
 
 void SyncRound::Open(int64_t version) {
   if (version != version_) {
@@ -32,10 +68,27 @@ void SyncRound::Open(int64_t version) {
   senders_.clear();
   version_ = version;
   state_ = State::kOpen;
+  first_arrival_ = absl::InfiniteFuture();
   accumulator_.Reset();
 }
 
-absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, DropReason* reason) {
+absl::Time SyncRound::CloseAt() const {
+  if (state_ != State::kOpen || grace_ == absl::InfiniteDuration() ||
+      first_arrival_ == absl::InfiniteFuture() || received() < quorum_) {
+    return absl::InfiniteFuture();
+  }
+  return first_arrival_ + grace_;
+}
+
+bool SyncRound::CloseIfDue(absl::Time now) {
+  const absl::Time close_at = CloseAt();  // infinite unless open with a quorum
+  if (close_at == absl::InfiniteFuture() || now < close_at) return false;
+  state_ = State::kClosed;
+  return true;
+}
+
+absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, DropReason* reason,
+                                                     absl::Time now) {
   if (state_ == State::kIdle || c.version > version_) {
     *reason = DropReason::kFutureVersion;
     return absl::FailedPreconditionError(absl::StrCat(
@@ -50,21 +103,14 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
         "stale gradient of version ", c.version, "; the open round is ", version_));
   }
   if (senders_.contains(c.sender)) return AddOutcome::kDuplicate;
+  // A round whose deadline passed closes before a late contribution counts.
+  CloseIfDue(now);
   if (state_ == State::kClosed) {
     *reason = DropReason::kRoundClosed;
-    return absl::FailedPreconditionError(absl::StrCat(
-        "round ", version_, " already closed with ", expected_, " contributions"));
+    return absl::FailedPreconditionError(absl::StrCat("round ", version_, " already closed with ",
+                                                      received(), " contributions"));
   }
-  if (c.sender.empty()) {
-    *reason = DropReason::kInvalid;
-    return absl::InvalidArgumentError("contribution without a sender id");
-  }
-  if (c.contributors <= 0) {
-    *reason = DropReason::kInvalid;
-    return absl::InvalidArgumentError(
-        absl::StrCat("contributor count must be positive, got ", c.contributors));
-  }
-  if (absl::Status s = CheckFinite(c.values); !s.ok()) {
+  if (absl::Status s = ValidateContribution(c, accumulator_.num_floats()); !s.ok()) {
     *reason = DropReason::kInvalid;
     return s;
   }
@@ -74,8 +120,27 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
     return s;
   }
   senders_.insert(c.sender);
-  if (static_cast<int>(senders_.size()) >= expected_) state_ = State::kClosed;
+  if (first_arrival_ == absl::InfiniteFuture()) first_arrival_ = now;
+  if (received() >= expected_) {
+    state_ = State::kClosed;
+  } else {
+    CloseIfDue(now);
+  }
   return AddOutcome::kAccepted;
+}
+
+int64_t FirstSequenceNumber() { return absl::ToUnixMicros(absl::Now()); }
+
+bool RepeatFilter::IsRepeat(const std::string& sender, int64_t sequence) const {
+  if (sequence <= 0) return false;  // an unnumbered push
+  auto it = last_.find(sender);
+  return it != last_.end() && sequence <= it->second;
+}
+
+void RepeatFilter::Record(const std::string& sender, int64_t sequence) {
+  if (sequence <= 0) return;
+  int64_t& last = last_[sender];
+  last = std::max(last, sequence);
 }
 
 }  // namespace hips

@@ -4,9 +4,11 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "services/core/gradient_accumulator.h"
 
@@ -25,39 +27,68 @@ struct Contribution {
   absl::Span<const float> values;
 };
 
-// Why a contribution was refused; the owner counts each.
+// Why a gradient was not applied; every tier counts each (docs/modes.md).
 enum class DropReason {
-  kStaleVersion,    // computed on an older version than the open round
-  kFutureVersion,   // claims a version this tier has not seen yet
-  kRoundClosed,     // round already has every expected contribution
-  kInvalid,         // wrong size, bad sample count, non-finite values
+  kStaleVersion,        // sync: computed on an older version than the open round
+  kFutureVersion,       // claims a version this tier has not seen yet
+  kRoundClosed,         // sync: its round already closed (complete or at its deadline)
+  kInvalid,             // wrong size, bad sample count, non-finite values
+  kStalenessExceeded,   // ssp: staleness above the bound
+  kModeChanged,         // computed under a mode that has since been switched
+  kSuperseded,          // sync: its round was left open when a newer version arrived
+  kTrainingDone,        // arrived after the training budget was reached
+  kUnfinished,          // accepted, but training ended before it was sent on
+  kOptimizerFailed,     // HQ's optimizer step failed
+  kShutdown,            // still waiting in a tier that shut down
 };
 absl::string_view DropReasonName(DropReason reason);
 
-// The sync-mode state machine of one tier for one version at a time:
+// Checks what every tier checks before summing a contribution of a model of
+// `num_floats` floats: sender, counts, size, finite values.
+absl::Status ValidateContribution(const Contribution& c, size_t num_floats);
+
+// The round state machine of one tier for one version:
 //
-//   Idle --Open(v)--> Open(v) --last expected Add--> Closed(v) --Open(v+1)--> ...
+//   Idle --Open(v)--> Open(v) --expected Adds, or quorum and deadline--> Closed(v)
+//        --Open(v+1)--> ...
 //
-// A round accepts one contribution per sender; a repeat from the same sender
-// for the same version is acknowledged as a duplicate and not summed, also
-// when it arrives after the next round opened (a retry whose ack was lost).
-// Not thread-safe: the owner serializes access.
+// It closes when `expected` contributions arrived, or once `grace` has passed
+// since its first contribution and at least `quorum` arrived (a backup-worker
+// round). A round accepts one contribution per sender; a repeat from the same
+// sender for the same version is acknowledged as a duplicate and not summed,
+// also when it arrives after the next round opened (a retry whose ack was
+// lost). Not thread-safe: the owner serializes access.
 class SyncRound {
  public:
   enum class State { kIdle, kOpen, kClosed };
   enum class AddOutcome { kAccepted, kDuplicate };
 
-  SyncRound(size_t num_floats, int expected_contributions);
+  // `quorum` in [1, expected]; an infinite `grace` waits for every expected
+  // contribution.
+  SyncRound(size_t num_floats, int expected_contributions, int quorum,
+            absl::Duration grace = absl::InfiniteDuration());
+  SyncRound(size_t num_floats, int expected_contributions)
+      : SyncRound(num_floats, expected_contributions, expected_contributions) {}
 
   // Starts collecting for `version`, discarding whatever the previous round
   // held. The caller opens versions in increasing order.
   void Open(int64_t version);
 
-  // Adds `c` to the open round. A refusal is FAILED_PRECONDITION (version or
-  // closed-round problems) or INVALID_ARGUMENT (bad payload), with its reason
-  // stored in `*reason`; nothing is summed then.
-  absl::StatusOr<AddOutcome> Add(const Contribution& c, DropReason* reason);
+  // Adds `c` to the open round at time `now`. A refusal is
+  // FAILED_PRECONDITION (version or closed-round problems) or
+  // INVALID_ARGUMENT (bad payload), with its reason stored in `*reason`;
+  // nothing is summed then.
+  absl::StatusOr<AddOutcome> Add(const Contribution& c, DropReason* reason,
+                                 absl::Time now = absl::Now());
 
+  // When an open round that has its quorum closes at the latest;
+  // InfiniteFuture without a quorum or a deadline. (A round that gets its
+  // quorum after the deadline closes in that Add.)
+  absl::Time CloseAt() const;
+  // Closes the round if its deadline passed with a quorum. True if it did.
+  bool CloseIfDue(absl::Time now);
+
+  bool HasSender(const std::string& sender) const { return senders_.contains(sender); }
   State state() const { return state_; }
   int64_t version() const { return version_; }
   int expected() const { return expected_; }
@@ -66,12 +97,35 @@ class SyncRound {
 
  private:
   const int expected_;
+  const int quorum_;
+  const absl::Duration grace_;
   State state_ = State::kIdle;
   int64_t version_ = -1;
+  absl::Time first_arrival_ = absl::InfiniteFuture();
   absl::flat_hash_set<std::string> senders_;
   int64_t previous_version_ = -1;
   absl::flat_hash_set<std::string> previous_senders_;
   GradientAccumulator accumulator_;
+};
+
+// Recognizes repeated pushes: every sender's pushes carry increasing
+// sequence numbers (a retry repeats one), so a push whose sequence is not
+// above the last one recorded for its sender is a repeat. Sequence 0 means
+// "not numbered": such pushes are never taken for repeats (the per-round
+// sender check still applies). Not thread-safe.
+// The sequence number of a sender's first push: the current time in
+// microseconds, so a restarted sender continues above every number its
+// predecessor used (no sender pushes more than once per microsecond).
+int64_t FirstSequenceNumber();
+
+class RepeatFilter {
+ public:
+  bool IsRepeat(const std::string& sender, int64_t sequence) const;
+  // Records an applied (or otherwise final) push.
+  void Record(const std::string& sender, int64_t sequence);
+
+ private:
+  absl::flat_hash_map<std::string, int64_t> last_;
 };
 
 }  // namespace hips

@@ -1,10 +1,13 @@
 #include "services/core/sync_round.h"
 
 #include <limits>
+#include <map>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/core/coalescing_batch.h"
+#include "services/core/consistency.h"
 #include "services/core/gradient_accumulator.h"
 
 namespace hips {
@@ -149,6 +152,103 @@ TEST(SyncRoundTest, RefusesInvalidPayloadsWithoutSummingThem) {
   EXPECT_THAT(round.accumulator().sum(), ElementsAre(0, 0));
   // The refused sender can still contribute a valid gradient.
   EXPECT_TRUE(round.Add(From("w0", 0, ok, 1), &reason).ok());
+}
+
+TEST(SyncRoundTest, ClosesAtItsDeadlineOnlyWithAQuorum) {
+  SyncRound round(1, 3, /*quorum=*/2, absl::Seconds(10));
+  round.Open(0);
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  EXPECT_EQ(round.CloseAt(), absl::InfiniteFuture());  // nothing arrived yet
+  const std::vector<float> a = {1};
+  DropReason reason;
+  ASSERT_TRUE(round.Add(From("w0", 0, a, 1), &reason, t0).ok());
+  EXPECT_EQ(round.CloseAt(), absl::InfiniteFuture());  // no quorum yet
+  EXPECT_FALSE(round.CloseIfDue(t0 + absl::Seconds(20)));
+  // The quorum arrives after the deadline: the round closes right there.
+  ASSERT_TRUE(round.Add(From("w1", 0, a, 1), &reason, t0 + absl::Seconds(20)).ok());
+  EXPECT_EQ(round.state(), SyncRound::State::kClosed);
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      round.Add(From("w2", 0, a, 1), &reason, t0 + absl::Seconds(21)).status()));
+  EXPECT_EQ(reason, DropReason::kRoundClosed);
+  EXPECT_EQ(round.accumulator().contributors(), 2);
+
+  round.Open(1);
+  ASSERT_TRUE(round.Add(From("w0", 1, a, 1), &reason, t0).ok());
+  ASSERT_TRUE(round.Add(From("w1", 1, a, 1), &reason, t0 + absl::Seconds(1)).ok());
+  EXPECT_EQ(round.CloseAt(), t0 + absl::Seconds(10));  // counted from the first
+  EXPECT_FALSE(round.CloseIfDue(t0 + absl::Seconds(9)));
+  EXPECT_TRUE(round.CloseIfDue(t0 + absl::Seconds(10)));
+  EXPECT_FALSE(round.CloseIfDue(t0 + absl::Seconds(11)));  // once
+}
+
+TEST(SyncRoundTest, WithoutADeadlineWaitsForEveryContribution) {
+  SyncRound round(1, 2, /*quorum=*/1);
+  round.Open(0);
+  const std::vector<float> a = {1};
+  DropReason reason;
+  ASSERT_TRUE(round.Add(From("w0", 0, a, 1), &reason).ok());
+  EXPECT_FALSE(round.CloseIfDue(absl::InfiniteFuture() - absl::Seconds(1)));
+  EXPECT_EQ(round.state(), SyncRound::State::kOpen);
+}
+
+TEST(RepeatFilterTest, ASequenceNotAboveTheLastRecordedIsARepeat) {
+  RepeatFilter f;
+  EXPECT_FALSE(f.IsRepeat("w0", 10));
+  f.Record("w0", 10);
+  EXPECT_TRUE(f.IsRepeat("w0", 10));
+  EXPECT_TRUE(f.IsRepeat("w0", 9));
+  EXPECT_FALSE(f.IsRepeat("w0", 11));
+  EXPECT_FALSE(f.IsRepeat("w1", 10));  // per sender
+  // Unnumbered pushes are never repeats.
+  f.Record("w2", 0);
+  EXPECT_FALSE(f.IsRepeat("w2", 0));
+  EXPECT_GT(FirstSequenceNumber(), 1'600'000'000'000'000);  // microseconds since 1970
+}
+
+TEST(CoalescingBatchTest, SumsAnyVersionsAndCountsThem) {
+  CoalescingBatch batch(2, /*capacity=*/2, absl::Seconds(5));
+  EXPECT_TRUE(batch.empty());
+  EXPECT_EQ(batch.CloseAt(), absl::InfiniteFuture());
+  const absl::Time t0 = absl::FromUnixSeconds(50);
+  const std::vector<float> a = {1, 2}, b = {3, 4};
+  Contribution c = From("w0", 7, a, 2);
+  c.scale = 2;
+  ASSERT_TRUE(batch.Add(c, t0).ok());
+  Contribution d = From("w1", 5, b, 1);
+  ASSERT_TRUE(batch.Add(d, t0 + absl::Seconds(1)).ok());
+  EXPECT_TRUE(batch.full());
+  EXPECT_TRUE(batch.HasSender("w1"));
+  EXPECT_EQ(batch.CloseAt(), t0 + absl::Seconds(5));
+  EXPECT_EQ(batch.oldest_version(), 5);
+  EXPECT_EQ(batch.versions(), (std::map<int64_t, int64_t>{{5, 1}, {7, 1}}));
+  EXPECT_THAT(batch.accumulator().sum(), ElementsAre(5, 8));
+  EXPECT_EQ(batch.accumulator().total_samples(), 3);
+  batch.Reset();
+  EXPECT_TRUE(batch.empty());
+  EXPECT_THAT(batch.accumulator().sum(), ElementsAre(0, 0));
+}
+
+TEST(ConsistencyTest, ModesParseValidateAndDescribe) {
+  EXPECT_EQ(*ParseMode("async"), Mode::kAsync);
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseMode("eventual").status()));
+  EXPECT_EQ(*MakeModeConfig("ssp", 3), (ModeConfig{Mode::kSsp, 3}));
+  EXPECT_EQ(*MakeModeConfig("sync", 3), (ModeConfig{Mode::kSync, 0}));  // ignored
+  EXPECT_TRUE(absl::IsInvalidArgument(MakeModeConfig("ssp", -1).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateModeConfig({Mode::kAsync, 1})));
+  EXPECT_EQ(DescribeMode({Mode::kSsp, 2}), "ssp(2)");
+  EXPECT_EQ(DescribeMode({Mode::kSync, 0}), "sync");
+}
+
+TEST(ConsistencyTest, StalenessHistogramKeepsTheExactMaximum) {
+  StalenessHistogram h;
+  h.Record(0, 3);
+  h.Record(2, 1);
+  h.Record(1000, 2);
+  EXPECT_EQ(h.counts()[0], 3);
+  EXPECT_EQ(h.counts()[2], 1);
+  EXPECT_EQ(h.counts().back(), 2);
+  EXPECT_EQ(h.max(), 1000);
+  EXPECT_EQ(h.total(), 6);
 }
 
 }  // namespace

@@ -51,16 +51,70 @@ absl::StatusOr<ModelLayout> LayoutFromProto(const v1::ModelLayout& proto) {
   return ModelLayout::Create(std::move(specs));
 }
 
+void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out) {
+  switch (mode.mode) {
+    case Mode::kSync:
+      out->set_mode(v1::MODE_SYNC);
+      break;
+    case Mode::kAsync:
+      out->set_mode(v1::MODE_ASYNC);
+      break;
+    case Mode::kSsp:
+      out->set_mode(v1::MODE_SSP);
+      break;
+  }
+  out->set_staleness(mode.staleness);
+}
+
+absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto) {
+  ModeConfig mode;
+  switch (proto.mode()) {
+    case v1::MODE_SYNC:
+      mode.mode = Mode::kSync;
+      break;
+    case v1::MODE_ASYNC:
+      mode.mode = Mode::kAsync;
+      break;
+    case v1::MODE_SSP:
+      mode.mode = Mode::kSsp;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown mode ", proto.mode()));
+  }
+  mode.staleness = proto.staleness();
+  if (absl::Status s = ValidateModeConfig(mode); !s.ok()) return s;
+  return mode;
+}
+
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
   if (absl::Status s = ValidateId(h.sender_id(), "sender id"); !s.ok()) return s;
+  if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
   return ValidateCommon(h.version(), h.sample_count(), h.loss_sum(), h.num_floats());
 }
 
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
   if (absl::Status s = ValidateId(h.aggregator_id(), "aggregator id"); !s.ok()) return s;
+  if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
   if (h.contributor_count() <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("contributor count must be positive, got ", h.contributor_count()));
+  }
+  if (h.contributor_versions_size() > 0) {
+    int64_t total = 0;
+    for (const v1::VersionCount& vc : h.contributor_versions()) {
+      if (vc.version() < h.version() || vc.count() <= 0 || vc.count() > h.contributor_count()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("contributor versions must be >= ", h.version(),
+                         " with counts in [1, contributors]; got ", vc.count(), " at version ",
+                         vc.version()));
+      }
+      total += vc.count();
+    }
+    if (total != h.contributor_count()) {
+      return absl::InvalidArgumentError(absl::StrCat("contributor versions count ", total,
+                                                     " gradients, the header ",
+                                                     h.contributor_count()));
+    }
   }
   return ValidateCommon(h.version(), h.total_samples(), h.loss_sum(), h.num_floats());
 }

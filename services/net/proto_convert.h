@@ -4,6 +4,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "hips/v1/hips.pb.h"
+#include "services/core/consistency.h"
 #include "services/core/model_layout.h"
 
 // Conversions between hips.v1 messages and domain types, with the checks that
@@ -16,6 +17,10 @@ absl::StatusOr<ModelLayout> LayoutFromProto(const v1::ModelLayout& proto);
 
 // Longest sender or aggregator id accepted from a peer.
 inline constexpr size_t kMaxIdLength = 128;
+
+void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out);
+// INVALID_ARGUMENT for an unknown mode or a staleness out of range.
+absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto);
 
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h);
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h);

@@ -34,7 +34,7 @@ absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, OpenFn open, Chunk f
   if (WriteChunked(writer.get(), std::move(first), data, chunk_bytes)) writer->WritesDone();
   const grpc::Status status = writer->Finish();
   if (!status.ok()) return FromGrpcStatus(status);
-  return PushResult{ack.version(), ack.duplicate()};
+  return PushResult{ack.version(), ack.duplicate(), ack.newest_version()};
 }
 
 }  // namespace hips

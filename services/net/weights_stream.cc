@@ -18,6 +18,8 @@ bool WriteWeights(grpc::ServerWriter<v1::WeightsChunk>* writer, const WeightsSna
   h->set_version(snapshot.version);
   h->set_num_floats(static_cast<int64_t>(snapshot.weights.size()));
   h->set_training_done(snapshot.training_done);
+  ModeToProto(snapshot.mode, h->mutable_mode());
+  h->set_mode_since(snapshot.mode_since);
   LayoutToProto(snapshot.layout, h->mutable_layout());
   return WriteChunked(writer, std::move(first), snapshot.weights, chunk_bytes);
 }
@@ -29,6 +31,15 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
   std::function<absl::StatusOr<int64_t>(const v1::WeightsHeader&)> expected =
       [&](const v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
     if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
+    if (h.mode_since() < 0 || h.mode_since() > h.version()) {
+      return absl::InvalidArgumentError(absl::StrCat("weights of version ", h.version(),
+                                                     " claim a mode since version ",
+                                                     h.mode_since()));
+    }
+    absl::StatusOr<ModeConfig> mode = ModeFromProto(h.mode());
+    if (!mode.ok()) return mode.status();
+    snapshot->mode = *mode;
+    snapshot->mode_since = h.mode_since();
     absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
     if (!layout.ok()) return layout.status();
     snapshot->layout = *std::move(layout);
@@ -66,7 +77,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
 template <typename Stub>
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     Stub* stub, CallRegistry* calls, const std::string& requester, int64_t min_version,
-    absl::Time deadline) {
+    absl::Time deadline, bool no_wait) {
   grpc::ClientContext ctx;
   CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(absl::ToChronoTime(deadline));
@@ -74,13 +85,14 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   v1::PullWeightsRequest req;
   req.set_requester_id(requester);
   req.set_min_version(min_version);
+  req.set_no_wait(no_wait);
   std::unique_ptr<grpc::ClientReader<v1::WeightsChunk>> reader = stub->PullWeights(&ctx, req);
   return ReadWeights(&ctx, reader.get());
 }
 
 template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Hq::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time);
+    v1::Hq::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool);
 template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Aggregator::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time);
+    v1::Aggregator::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool);
 
 }  // namespace hips

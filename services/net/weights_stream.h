@@ -27,11 +27,12 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
     grpc::ClientContext* ctx, grpc::ClientReader<v1::WeightsChunk>* reader);
 
 // Calls PullWeights on `stub` (hips.v1.Hq or hips.v1.Aggregator) as a long
-// poll that ends at `deadline`, registered with `calls` for cancellation.
+// poll that ends at `deadline` (or, with `no_wait`, answers at once),
+// registered with `calls` for cancellation.
 template <typename Stub>
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     Stub* stub, CallRegistry* calls, const std::string& requester, int64_t min_version,
-    absl::Time deadline);
+    absl::Time deadline, bool no_wait = false);
 
 }  // namespace hips
 

@@ -63,6 +63,9 @@ class WeightsStreamTest : public ::testing::Test {
     v1::WeightsChunk c;
     c.mutable_header()->set_version(version);
     c.mutable_header()->set_num_floats(num_floats);
+    c.mutable_header()->mutable_mode()->set_mode(v1::MODE_SSP);
+    c.mutable_header()->mutable_mode()->set_staleness(3);
+    c.mutable_header()->set_mode_since(std::min<int64_t>(version, 5));
     LayoutToProto(*ModelLayout::Create({{"a", {2, 2}}, {"b", {4}}}),
                   c.mutable_header()->mutable_layout());
     return c;
@@ -89,6 +92,8 @@ TEST_F(WeightsStreamTest, AWholeSnapshotArrivesWithItsLayout) {
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_EQ((*w)->version, 7);
+  EXPECT_EQ((*w)->mode, (ModeConfig{Mode::kSsp, 3}));
+  EXPECT_EQ((*w)->mode_since, 5);
   EXPECT_EQ((*w)->layout.DebugString(), "a[2,2] b[4]");
   EXPECT_EQ((*w)->weights, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
 }
@@ -108,6 +113,15 @@ TEST_F(WeightsStreamTest, MalformedStreamsAreRefused) {
   v1::WeightsChunk bad_layout = Header(1, 8);
   bad_layout.mutable_header()->mutable_layout()->mutable_tensors(0)->set_name("b");
   cases.push_back({"duplicate tensor names", {bad_layout}});
+  v1::WeightsChunk no_mode = Header(1, 8);
+  no_mode.mutable_header()->clear_mode();
+  cases.push_back({"no mode", {no_mode}});
+  v1::WeightsChunk bad_staleness = Header(1, 8);
+  bad_staleness.mutable_header()->mutable_mode()->set_staleness(-1);
+  cases.push_back({"negative staleness", {bad_staleness}});
+  v1::WeightsChunk future_mode = Header(3, 8);
+  future_mode.mutable_header()->set_mode_since(4);
+  cases.push_back({"mode since a later version", {future_mode}});
   v1::WeightsChunk headless;
   headless.set_data(Floats({1}));
   cases.push_back({"no header", {headless}});

@@ -1,0 +1,77 @@
+#ifndef HIPS_SERVICES_CORE_CONSISTENCY_H_
+#define HIPS_SERVICES_CORE_CONSISTENCY_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace hips {
+
+// How HQ turns gradients into versions (docs/modes.md):
+//   sync   one update per round, from every expected contribution (or a
+//          quorum at a deadline);
+//   async  every gradient (or small coalesced batch) applied as it arrives;
+//   ssp    async, but a gradient computed more than `staleness` versions
+//          before the version it would be applied to is refused.
+enum class Mode { kSync, kAsync, kSsp };
+
+struct ModeConfig {
+  Mode mode = Mode::kSync;
+  int64_t staleness = 0;  // ssp only; 0 otherwise
+
+  friend bool operator==(const ModeConfig& a, const ModeConfig& b) {
+    return a.mode == b.mode && a.staleness == b.staleness;
+  }
+  friend bool operator!=(const ModeConfig& a, const ModeConfig& b) { return !(a == b); }
+};
+
+// Largest --staleness accepted (far beyond any useful bound).
+inline constexpr int64_t kMaxStaleness = 1 << 20;
+
+absl::string_view ModeName(Mode mode);          // "sync", "async", "ssp"
+absl::StatusOr<Mode> ParseMode(absl::string_view name);
+// "sync", "async" or "ssp(2)".
+std::string DescribeMode(const ModeConfig& config);
+
+// INVALID_ARGUMENT unless staleness is in [0, kMaxStaleness] for ssp and 0
+// for the other modes.
+absl::Status ValidateModeConfig(const ModeConfig& config);
+
+// {mode, staleness} from a mode name and a --staleness flag: the flag is
+// ignored unless the mode is ssp.
+absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness);
+
+// How async and ssp shrink the learning rate of a stale gradient:
+//   none     lr
+//   inverse  lr / (1 + τ)
+//   sqrt     lr / sqrt(1 + τ)   (the default; docs/modes.md has the runs)
+enum class StalenessScaling { kNone, kInverse, kSqrt };
+absl::string_view StalenessScalingName(StalenessScaling s);
+absl::StatusOr<StalenessScaling> ParseStalenessScaling(absl::string_view name);
+// The factor for a gradient of staleness `tau` (>= 0).
+double StalenessFactor(StalenessScaling s, int64_t tau);
+
+// Staleness of applied gradients: how many gradients were applied t versions
+// after the version they were computed on. Counts for t in [0, kBuckets-1);
+// the last bucket holds everything staler. max() is exact.
+class StalenessHistogram {
+ public:
+  static constexpr int kBuckets = 33;
+
+  void Record(int64_t staleness, int64_t gradients);
+
+  const std::vector<int64_t>& counts() const { return counts_; }
+  int64_t max() const { return max_; }
+  int64_t total() const;
+
+ private:
+  std::vector<int64_t> counts_ = std::vector<int64_t>(kBuckets, 0);
+  int64_t max_ = 0;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CORE_CONSISTENCY_H_

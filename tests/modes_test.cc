@@ -1,0 +1,328 @@
+// The consistency modes end to end, in one process over real gRPC on
+// loopback: HQ, 2 aggregators and 4 workers on Fashion-MNIST. Checks the
+// modes' contracts through exact counters (every gradient accounted for,
+// staleness bounds from HQ's histogram), never through timings.
+
+#include <algorithm>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "aggregator/aggregator_daemon.h"
+#include "gtest/gtest.h"
+#include "hq/hq_daemon.h"
+#include "worker/aggregator_client.h"
+#include "worker/worker.h"
+
+namespace hips {
+namespace {
+
+constexpr int kAggregators = 2;
+constexpr int kWorkers = 4;  // worker k talks to aggregator k % 2
+constexpr int64_t kBatch = 64;
+constexpr uint64_t kSeed = 5;
+
+struct ClusterOptions {
+  ModeConfig mode;
+  int64_t max_samples = 0;
+  // Aggregator quorum and deadline (backup workers).
+  int worker_quorum = 0;
+  absl::Duration round_deadline = absl::InfiniteDuration();
+  // Worker 0's straggler injection.
+  double straggler_slowdown = 1.0;
+  absl::Duration straggler_delay = absl::ZeroDuration();
+  double learning_rate = 0.05;
+};
+
+// Sums of every aggregator's counters.
+AggregatorCounters Total(const std::vector<std::unique_ptr<AggregatorDaemon>>& aggregators) {
+  AggregatorCounters t;
+  for (const auto& a : aggregators) {
+    const AggregatorCounters c = a->aggregator().counters();
+    t.gradients_received += c.gradients_received;
+    t.gradients_duplicate += c.gradients_duplicate;
+    t.gradients_forwarded += c.gradients_forwarded;
+    t.gradients_pending += c.gradients_pending;
+    for (const auto& [reason, n] : c.gradients_dropped) t.gradients_dropped[reason] += n;
+  }
+  return t;
+}
+
+int64_t Sum(const std::map<std::string, int64_t>& by_reason) {
+  int64_t n = 0;
+  for (const auto& [reason, count] : by_reason) n += count;
+  return n;
+}
+
+class ModesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    absl::StatusOr<Dataset> train = LoadData(DataOptions(), Split::kTrain);
+    ASSERT_TRUE(train.ok()) << train.status();
+    train_ = new std::shared_ptr<const Dataset>(std::make_shared<const Dataset>(*std::move(train)));
+  }
+
+  void Start(const ClusterOptions& o) {
+    HqDaemonOptions hq;
+    hq.server.expected_aggregators = kAggregators;
+    hq.server.max_samples = o.max_samples;
+    hq.server.mode = o.mode;
+    hq.server.lr_reference_samples = kWorkers * kBatch;
+    hq.model.name = "mlp";
+    hq.optimizer.learning_rate = o.learning_rate;
+    hq.optimizer.momentum = 0.9;
+    hq.optimizer.lr_schedule = "cosine";
+    hq.data.name = "synthetic";  // HQ's test set is unused here; the test evaluates
+    hq.data.synthetic_test_examples = 16;
+    hq.eval_every = 0;
+    hq.seed = kSeed;
+    absl::StatusOr<std::unique_ptr<HqDaemon>> d = HqDaemon::Start(hq);
+    ASSERT_TRUE(d.ok()) << d.status();
+    hq_ = *std::move(d);
+
+    for (int a = 0; a < kAggregators; ++a) {
+      AggregatorDaemonOptions ao;
+      ao.aggregator.id = absl::StrCat("agg-", a);
+      ao.aggregator.expected_workers = kWorkers / kAggregators;
+      ao.aggregator.quorum_workers = o.worker_quorum;
+      ao.aggregator.round_deadline = o.round_deadline;
+      ao.hq_address = absl::StrCat("127.0.0.1:", hq_->port());
+      absl::StatusOr<std::unique_ptr<AggregatorDaemon>> ad = AggregatorDaemon::Start(ao);
+      ASSERT_TRUE(ad.ok()) << ad.status();
+      aggregators_.push_back(*std::move(ad));
+    }
+    ModelOptions model;
+    model.name = "mlp";
+    model.input_shape = (*train_)->example_shape;
+    for (int k = 0; k < kWorkers; ++k) {
+      WorkerOptions wo;
+      wo.id = absl::StrCat("worker-", k);
+      wo.index = k;
+      wo.num_workers = kWorkers;
+      wo.batch_size = kBatch;
+      wo.data_seed = kSeed;
+      if (k == 0) {
+        wo.slowdown = o.straggler_slowdown;
+        wo.step_delay = o.straggler_delay;
+      }
+      clients_.push_back(CreateGrpcAggregatorClient(
+          absl::StrCat("127.0.0.1:", aggregators_[k % kAggregators]->port()), wo.id, 1 << 20));
+      absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(model, kSeed);
+      ASSERT_TRUE(m.ok()) << m.status();
+      absl::StatusOr<std::unique_ptr<Worker>> w =
+          Worker::Create(wo, *std::move(m), *train_, clients_.back().get());
+      ASSERT_TRUE(w.ok()) << w.status();
+      workers_.push_back(*std::move(w));
+    }
+    for (int k = 0; k < kWorkers; ++k) {
+      threads_.emplace_back([this, k] { results_[k] = workers_[k]->Run(); });
+    }
+  }
+
+  // Waits for the workers to finish and the aggregators to hand everything
+  // to HQ, then checks that every gradient is accounted for at every tier.
+  void FinishAndCheckAccounting() {
+    for (std::thread& t : threads_) t.join();
+    threads_.clear();
+    for (int k = 0; k < kWorkers; ++k) EXPECT_TRUE(results_[k].ok()) << k << ": " << results_[k];
+    // Bounded wait for the last aggregates in flight to be answered.
+    for (int i = 0; i < 200 && Total(aggregators_).gradients_pending > 0; ++i) {
+      absl::SleepFor(absl::Milliseconds(50));
+    }
+    const AggregatorCounters agg = Total(aggregators_);
+    const ParameterServerStatus hq = hq_->server().status();
+    int64_t pushes = 0;
+    for (const auto& w : workers_) pushes += w->steps();
+    EXPECT_EQ(agg.gradients_received, pushes);
+    EXPECT_EQ(agg.gradients_pending, 0);
+    EXPECT_EQ(agg.gradients_received,
+              agg.gradients_duplicate + Sum(agg.gradients_dropped) + agg.gradients_forwarded);
+    EXPECT_EQ(agg.gradients_forwarded, hq.gradients_received);
+    EXPECT_EQ(hq.gradients_received, hq.gradients_applied + hq.gradients_duplicate +
+                                         Sum(hq.gradients_dropped) + hq.gradients_pending);
+    EXPECT_EQ(hq.gradients_duplicate, 0);
+    EXPECT_EQ(hq.staleness.total(), hq.gradients_applied);
+    // Every refusal a worker saw is among the aggregators' drops, which also
+    // hold gradients dropped after they were acknowledged (rounds HQ moved
+    // past, batches cut short by a mode switch or the end of training).
+    int64_t refused = 0;
+    for (const auto& w : workers_) refused += w->refused();
+    int64_t dropped_after_ack = 0;
+    for (const char* reason : {"superseded", "unfinished", "mode_changed"}) {
+      if (agg.gradients_dropped.count(reason)) dropped_after_ack += agg.gradients_dropped.at(reason);
+    }
+    EXPECT_LE(refused, Sum(agg.gradients_dropped));
+    EXPECT_GE(refused, Sum(agg.gradients_dropped) - dropped_after_ack);
+  }
+
+  void TearDown() override {
+    for (auto& w : workers_) w->Shutdown();
+    for (std::thread& t : threads_) t.join();
+    for (auto& a : aggregators_) a->Shutdown();
+    if (hq_ != nullptr) hq_->Shutdown();
+  }
+
+  int64_t Steps(int k) const { return workers_[k]->steps(); }
+  int64_t FastestSlowStepRatio() const {
+    int64_t slowest_fast = Steps(1);
+    for (int k = 2; k < kWorkers; ++k) slowest_fast = std::min(slowest_fast, Steps(k));
+    return slowest_fast / std::max<int64_t>(1, Steps(0));
+  }
+
+  static std::shared_ptr<const Dataset>* train_;
+  std::unique_ptr<HqDaemon> hq_;
+  std::vector<std::unique_ptr<AggregatorDaemon>> aggregators_;
+  std::vector<std::unique_ptr<AggregatorClient>> clients_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  absl::Status results_[kWorkers];
+};
+
+std::shared_ptr<const Dataset>* ModesTest::train_ = nullptr;
+
+constexpr int64_t kStragglerBudget = 24 * kWorkers * kBatch;  // 24 full sync rounds
+
+int64_t Count(const std::map<std::string, int64_t>& by_reason, const std::string& reason) {
+  auto it = by_reason.find(reason);
+  return it == by_reason.end() ? 0 : it->second;
+}
+
+TEST_F(ModesTest, PlainSyncRunsAtTheStragglersPaceWithEveryGradient) {
+  ClusterOptions o{{Mode::kSync, 0}, 10 * kWorkers * kBatch};
+  o.straggler_slowdown = 10;
+  Start(o);
+  FinishAndCheckAccounting();
+  const ParameterServerStatus s = hq_->server().status();
+  EXPECT_EQ(s.version, 10);
+  EXPECT_EQ(s.gradients_applied, 10 * kWorkers);
+  for (int k = 0; k < kWorkers; ++k) EXPECT_EQ(Steps(k), 10) << k;
+  EXPECT_EQ(s.staleness.max(), 0);
+}
+
+TEST_F(ModesTest, SyncWithABackupWorkerLeavesTheStragglerBehindAndCountsItsLateGradients) {
+  // Each aggregator may close a round with 1 of its 2 workers, 100 ms after
+  // the first gradient; worker 0 takes a second more per step.
+  ClusterOptions o{{Mode::kSync, 0}, kStragglerBudget, 1, absl::Milliseconds(100)};
+  o.straggler_delay = absl::Seconds(1);
+  Start(o);
+  FinishAndCheckAccounting();
+  const ParameterServerStatus s = hq_->server().status();
+  const AggregatorCounters agg0 = aggregators_[0]->aggregator().counters();
+  const AggregatorCounters agg1 = aggregators_[1]->aggregator().counters();
+  // Rounds did not wait for worker 0: the fast workers computed several
+  // times as many gradients.
+  EXPECT_GE(FastestSlowStepRatio(), 3) << Steps(0) << " vs " << Steps(1);
+  EXPECT_GT(workers_[0]->refused(), 0);
+  // Every gradient that came too late was refused and counted where it
+  // arrived: exactly the refusals the workers saw.
+  for (const auto& [agg, pair] : {std::make_pair(&agg0, std::make_pair(0, 2)),
+                                  std::make_pair(&agg1, std::make_pair(1, 3))}) {
+    EXPECT_EQ(Count(agg->gradients_dropped, "round_closed") +
+                  Count(agg->gradients_dropped, "stale_version") +
+                  Count(agg->gradients_dropped, "training_done"),
+              workers_[pair.first]->refused() + workers_[pair.second]->refused());
+  }
+  EXPECT_EQ(s.staleness.max(), 0);  // sync never applies a stale gradient
+  EXPECT_TRUE(s.gradients_dropped.empty());
+}
+
+TEST_F(ModesTest, AsyncKeepsTheFastWorkersGoingAndRecordsStaleness) {
+  ClusterOptions o{{Mode::kAsync, 0}, kStragglerBudget};
+  o.straggler_slowdown = 10;
+  Start(o);
+  FinishAndCheckAccounting();
+  const ParameterServerStatus s = hq_->server().status();
+  EXPECT_GE(FastestSlowStepRatio(), 3) << Steps(0) << " vs " << Steps(1);
+  EXPECT_GE(s.samples_applied, kStragglerBudget);
+  // Four workers pushing independently: gradients arrive stale.
+  EXPECT_GE(s.staleness.max(), 1);
+  EXPECT_EQ(Count(s.gradients_dropped, "staleness_exceeded"), 0);
+}
+
+TEST_F(ModesTest, SspNeverAppliesAGradientStalerThanItsBound) {
+  ClusterOptions o{{Mode::kSsp, 2}, kStragglerBudget};
+  o.straggler_slowdown = 10;
+  Start(o);
+  FinishAndCheckAccounting();
+  const ParameterServerStatus s = hq_->server().status();
+  EXPECT_GE(FastestSlowStepRatio(), 3) << Steps(0) << " vs " << Steps(1);
+  EXPECT_LE(s.staleness.max(), 2);
+  for (size_t t = 3; t < s.staleness.counts().size(); ++t) EXPECT_EQ(s.staleness.counts()[t], 0);
+  // The straggler's gradients were too stale; they were refused and counted.
+  const AggregatorCounters agg = Total(aggregators_);
+  EXPECT_GT(Count(agg.gradients_dropped, "staleness_exceeded") +
+                Count(s.gradients_dropped, "staleness_exceeded"),
+            0);
+}
+
+// Accuracy of HQ's current weights on the Fashion-MNIST test set.
+double TestAccuracy(const WeightsSnapshot& w, const Dataset& test) {
+  ModelOptions model;
+  model.name = "mlp";
+  model.input_shape = test.example_shape;
+  absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(model, 1);
+  if (!m.ok() || !(*m)->SetWeights(w.weights).ok()) return -1;
+  absl::StatusOr<ClassificationMetrics> metrics = (*m)->Evaluate(test);
+  return metrics.ok() ? metrics->accuracy : -1;
+}
+
+TEST_F(ModesTest, SwitchingModesAtRuntimeKeepsTrainingAndAccountsForEveryGradient) {
+  absl::StatusOr<Dataset> test = LoadData(DataOptions(), Split::kTest);
+  ASSERT_TRUE(test.ok()) << test.status();
+  constexpr int64_t kBudget = 400 * kWorkers * kBatch;  // 400 sync rounds' worth
+  // A learning rate at which async is stable from the start (at 0.05 with
+  // momentum 0.9, async early in the schedule loses accuracy: docs/modes.md).
+  ClusterOptions o{{Mode::kSync, 0}, kBudget};
+  o.learning_rate = 0.02;
+  Start(o);
+  ParameterServer& ps = hq_->server();
+
+  const ModeConfig phases[] = {{Mode::kAsync, 0}, {Mode::kSsp, 2}, {Mode::kSync, 0}};
+  std::vector<double> accuracy;
+  std::vector<int64_t> switched_at;
+  StalenessHistogram before_last_sync;
+  for (int p = 0; p < 3; ++p) {
+    // Bounded wait for the next quarter of the budget.
+    const int64_t target = kBudget * (p + 1) / 4;
+    for (int i = 0; i < 6000 && ps.status().samples_applied < target; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    ASSERT_GE(ps.status().samples_applied, target) << "training stalled in phase " << p;
+    accuracy.push_back(TestAccuracy(*ps.LatestWeights(), *test));
+    absl::StatusOr<ModeSwitch> sw = ps.SetMode(phases[p]);
+    ASSERT_TRUE(sw.ok()) << sw.status();
+    switched_at.push_back(sw->effective_version);
+    // The switch happens at the next version, on every tier.
+    for (int i = 0; i < 3000 && ps.status().mode != phases[p]; ++i) {
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    const ParameterServerStatus s = ps.status();
+    ASSERT_EQ(s.mode, phases[p]) << "phase " << p;
+    EXPECT_EQ(s.mode_since, sw->effective_version);
+    EXPECT_EQ(ps.LatestWeights()->mode, phases[p]);
+    if (p == 2) before_last_sync = s.staleness;
+  }
+  FinishAndCheckAccounting();
+  const ParameterServerStatus s = ps.status();
+  accuracy.push_back(TestAccuracy(*ps.LatestWeights(), *test));
+  EXPECT_TRUE(s.training_done);
+  EXPECT_EQ(s.mode, (ModeConfig{Mode::kSync, 0}));
+  EXPECT_LT(switched_at[0], switched_at[1]);
+  EXPECT_LT(switched_at[1], switched_at[2]);
+  // Training went on through every switch.
+  for (size_t i = 1; i < accuracy.size(); ++i) {
+    EXPECT_GE(accuracy[i], accuracy[i - 1] - 0.01) << "after switch " << i;
+  }
+  EXPECT_GE(accuracy.back(), accuracy.front() + 0.02);
+  EXPECT_GE(accuracy.back(), 0.8);
+  // Back in sync, no stale gradient was applied.
+  for (size_t t = 1; t < s.staleness.counts().size(); ++t) {
+    EXPECT_EQ(s.staleness.counts()[t], before_last_sync.counts()[t]) << "staleness " << t;
+  }
+  RecordProperty("accuracy_at_switches",
+                 absl::StrCat(accuracy[0], " ", accuracy[1], " ", accuracy[2], " ", accuracy[3]));
+}
+
+}  // namespace
+}  // namespace hips

@@ -106,6 +106,104 @@ TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
 }
 
+// received = applied + duplicate + dropped + pending, from a summary.
+void ExpectGradientsAccountedFor(const std::string& json_path) {
+  std::ifstream in(json_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(text, m, std::regex("\"dropped\": \\{([^}]*)\\}"))) << text;
+  const std::string dropped_text = m[1].str();
+  double dropped = 0;
+  const std::regex count("\"[a-z_]+\": ([0-9]+)");
+  for (auto it = std::sregex_iterator(dropped_text.begin(), dropped_text.end(), count);
+       it != std::sregex_iterator(); ++it) {
+    dropped += std::stod((*it)[1]);
+  }
+  const std::map<std::string, double> s = ReadSummary(json_path);
+  EXPECT_EQ(s.at("received"), s.at("applied") + s.at("duplicate") + dropped + s.at("pending"))
+      << text;
+}
+
+// The acceptance runs: the default budget (10 epochs) in async and
+// in ssp with staleness 2, each to at least 0.87 test accuracy.
+class LocalModeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
+  const std::string dir = ::testing::TempDir();
+  const std::string json = absl::StrCat(dir, "/mode_summary.json");
+  std::remove(json.c_str());
+  const CommandResult run = Shell(absl::StrCat(kBin, "/hips local ", GetParam(),
+                                               " --progress_seconds=10 --summary_json=", json,
+                                               " --run_dir=", dir));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::map<std::string, double> s = ReadSummary(json);
+  EXPECT_GE(s.at("accuracy"), 0.87) << run.output;
+  EXPECT_GE(s.at("samples"), 600000);
+  EXPECT_GE(s.at("applied"), 600000 / 64);
+  ExpectGradientsAccountedFor(json);
+  if (GetParam().find("ssp") != std::string::npos) {
+    EXPECT_EQ(s.count("mode:ssp(2)"), 1u) << run.output;
+    EXPECT_LE(s.at("max_staleness"), 2);
+  } else {
+    EXPECT_EQ(s.count("mode:async"), 1u) << run.output;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, LocalModeTest,
+                         ::testing::Values("--mode=async", "--mode ssp --staleness 2"),
+                         [](const auto& info) {
+                           return info.param.find("ssp") != std::string::npos ? "ssp2" : "async";
+                         });
+
+TEST(LocalClusterTest, HipsModeSwitchesARunningCluster) {
+  const std::string dir = absl::StrCat(::testing::TempDir(), "/switch");
+  ASSERT_EQ(Shell(absl::StrCat("mkdir -p ", dir)).exit_code, 0);
+  const std::string json = absl::StrCat(dir, "/summary.json");
+  FILE* run = popen(absl::StrCat(kBin, "/hips local --epochs=3 --progress_seconds=0.5",
+                                 " --summary_json=", json, " --run_dir=", dir, " 2>&1")
+                        .c_str(),
+                    "r");
+  ASSERT_NE(run, nullptr);
+  std::string output, hq;
+  char line[4096];
+  const std::regex up("cluster up: hq ([0-9.:]+),");
+  // Switch to async once training runs, then to ssp(2) once async shows.
+  int switches = 0;
+  std::smatch m;
+  while (fgets(line, sizeof(line), run) != nullptr) {
+    const std::string text = line;
+    output += text;
+    if (std::regex_search(text, m, up)) hq = m[1].str();
+    if (switches == 0 && text.find(" sync loss=") != std::string::npos && !hq.empty()) {
+      const CommandResult r = Shell(absl::StrCat(kBin, "/hips mode async --hq=", hq));
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      EXPECT_TRUE(std::regex_search(r.output, std::regex("mode async from version [0-9]+ \\(was sync\\)")))
+          << r.output;
+      ++switches;
+    } else if (switches == 1 && text.find(" async loss=") != std::string::npos) {
+      const CommandResult r =
+          Shell(absl::StrCat(kBin, "/hips mode ssp --staleness=2 --hq=", hq));
+      EXPECT_EQ(r.exit_code, 0) << r.output;
+      ++switches;
+    }
+  }
+  const int status = pclose(run);
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+  EXPECT_EQ(switches, 2) << output;
+  const std::map<std::string, double> s = ReadSummary(json);
+  EXPECT_EQ(s.count("mode:ssp(2)"), 1u) << output;
+  EXPECT_GE(s.at("accuracy"), 0.8) << output;
+  ExpectGradientsAccountedFor(json);
+  // HQ logged the version of each switch.
+  std::ifstream log(absl::StrCat(dir, "/hq.log"));
+  const std::string hq_log((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  EXPECT_TRUE(std::regex_search(hq_log, std::regex("mode switched from sync to async at version [0-9]+")))
+      << hq_log.substr(0, 2000);
+  EXPECT_TRUE(std::regex_search(hq_log, std::regex("mode switched from async to ssp\\(2\\) at version [0-9]+")));
+}
+
 // Reads /proc/<pid>/cmdline with the NULs turned into spaces.
 std::string CommandLineOf(pid_t pid) {
   std::ifstream in(absl::StrCat("/proc/", pid, "/cmdline"));

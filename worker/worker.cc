@@ -66,6 +66,15 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
       break;
     case Mode::kAsync:
       may_reuse = true;
+      if (newest_known_ > current_->version) {
+        // Newer weights exist (an ack said so) and are on their way to the
+        // aggregator: wait a moment for them rather than compute a gradient
+        // on weights already known to be stale. Never a round's wait: the
+        // bound is short and the worker goes on with what it has.
+        absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> fresh = client_->PullWeights(
+            newest_known_, absl::Now() + options_.fresh_weights_wait, /*no_wait=*/false);
+        if (!absl::IsDeadlineExceeded(fresh.status())) return fresh;
+      }
       break;
     case Mode::kSsp: {
       // A gradient on weights older than this is refused for sure.

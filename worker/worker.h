@@ -26,6 +26,9 @@ struct WorkerOptions {
   // (slowdown - 1) times the time it took, plus step_delay.
   double slowdown = 1.0;
   absl::Duration step_delay = absl::ZeroDuration();
+  // Async: how long to wait for weights that a push's ack announced before
+  // computing on the older ones again.
+  absl::Duration fresh_weights_wait = absl::Milliseconds(20);
   absl::Duration long_poll = absl::Seconds(2);
   absl::Duration min_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(2);
@@ -38,7 +41,8 @@ absl::Status ValidateWorkerOptions(const WorkerOptions& options);
 //   sync   weights of version v -> gradient on this worker's batch -> push
 //          tagged with v -> wait for v+1;
 //   async  never waits for a round: after each push it takes the newest
-//          weights the aggregator has (the same ones if nothing newer came);
+//          weights the aggregator has (the same ones if nothing newer came),
+//          waiting at most fresh_weights_wait for ones an ack announced;
 //   ssp    as async, but it waits for weights no more than `staleness`
 //          versions older than the newest version it has heard of (pushes'
 //          acks report it), since a gradient on older ones would be refused.

@@ -96,6 +96,9 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
   }
 
   if (mode_.mode == Mode::kSync) {
+    // A round past its deadline closes (and is sent on) before a late
+    // gradient is looked at.
+    if (round_->CloseIfDue(now)) EmitRound();
     const bool first = round_->received() == 0;
     DropReason reason;
     absl::StatusOr<SyncRound::AddOutcome> outcome = round_->Add(c, &reason, now);

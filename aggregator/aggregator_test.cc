@@ -253,6 +253,25 @@ TEST(AggregatorTest, ASyncRoundClosesAtItsDeadlineAndDropsTheLateGradient) {
   ExpectAccountingHolds(c);
 }
 
+TEST(AggregatorTest, ALateGradientFirstClosesTheRoundItMissed) {
+  // The deadline passed but the timer has not run yet (a busy machine): the
+  // late gradient must not leave the round closed and unsent.
+  AggregatorOptions o{"agg-0", 2};
+  o.quorum_workers = 1;
+  o.round_deadline = absl::Hours(1);
+  Aggregator agg(o);
+  agg.PublishWeights(Weights(0, 1));
+  const absl::Time t0 = absl::Now();
+  ASSERT_TRUE(agg.AcceptGradient(Push("fast", 0, {1}, 2), t0).ok());
+  const absl::Status late =
+      agg.AcceptGradient(Push("slow", 0, {1}, 2), t0 + absl::Hours(2)).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->contributors, 1);
+  EXPECT_EQ(agg.counters().gradients_dropped.at("round_closed"), 1);
+}
+
 TEST(AggregatorTest, PushesWaitWhileTheQueueTowardsHqIsFull) {
   Aggregator agg({"agg-0", 1});
   agg.PublishWeights(AsyncWeights(0, 1));

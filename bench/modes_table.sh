@@ -3,18 +3,20 @@
 # without a straggler, on `hips local` (docs/modes.md holds a run's table).
 #
 #   bench/modes_table.sh [--quick] [OUT_DIR]
+#   bench/modes_table.sh --from OUT_DIR   (the table of earlier runs' logs)
 #
 # Runs are sequential (each one uses both cores). Without a straggler the
 # default budget (10 epochs) is used; with worker 0 slowed 10x, 2 epochs.
 # --quick: 1 epoch / 0.5 epoch, for a smoke test.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-quick=0
+quick=0; from=0
 if [[ "${1:-}" == "--quick" ]]; then quick=1; shift; fi
+if [[ "${1:-}" == "--from" ]]; then from=1; shift; fi
 out="${1:-$(mktemp -d /tmp/hips-modes-XXXXXX)}"
 mkdir -p "$out"
 hips="$root/build/bin/hips"
-[[ -x "$hips" ]] || { echo "build first: scripts/build.sh" >&2; exit 1; }
+[[ $from == 1 || -x "$hips" ]] || { echo "build first: scripts/build.sh" >&2; exit 1; }
 
 epochs_clean=10; epochs_straggler=2
 if [[ $quick == 1 ]]; then epochs_clean=1; epochs_straggler=0.5; fi
@@ -42,7 +44,7 @@ summarize() {
       acc = "n/a"; samples = 0
       for (i = 1; i <= NF; ++i) {
         if ($i ~ /^accuracy=/) { acc = substr($i, 10) }
-        if ($i ~ /^samples=/) { samples = substr($i, 9) }
+        if ($i ~ /^samples=/) { samples = substr($i, 9) + 0 }
       }
       for (k = 1; k <= 5; ++k) {
         if (!(k in at) && samples >= budget * k / 5 * 0.999) at[k] = acc "@" t "s"
@@ -66,13 +68,17 @@ echo "|---|---|---|---|---|---|---|---|---|---|"
 for entry in "${configs[@]}"; do
   name="${entry%%|*}"; flags="${entry#*|}"
   file="$out/$(echo "$name" | tr -c 'a-z0-9+\n' '_').log"
-  # shellcheck disable=SC2086
-  "$hips" local $flags --progress_seconds=1 --summary_json="$file.json" --run_dir="$out" > "$file" 2>&1
+  if [[ $from == 1 && ! -f "$file.json" ]]; then continue; fi
+  if [[ $from == 0 ]]; then
+    # shellcheck disable=SC2086
+    "$hips" local $flags --progress_seconds=1 --summary_json="$file.json" --run_dir="$out" \
+      > "$file" 2>&1
+  fi
   samples=$(grep -o '"samples": [0-9]*' "$file.json" | grep -o '[0-9]*$')
   seconds=$(grep -o '"seconds": [0-9.]*' "$file.json" | grep -o '[0-9.]*$')
-  dropped=$(grep -o '^gradients: .*' "$file" | grep -o 'dropped{[^}]*}' || true)
+  dropped=$(grep -o '^gradients: .*' "$file" | grep -o 'dropped{[^}]*}' | sed 's/dropped{//; s/}//')
   rate=$(awk -v s="$samples" -v t="$seconds" 'BEGIN { printf "%.0f", s / t }')
-  echo "| $name$(summarize "$file" "$samples") | $rate | ${dropped:-dropped{}} |"
+  echo "| $name$(summarize "$file" "$samples") | $rate | ${dropped:-0} |"
 done
 echo
 echo "(cells: test accuracy of HQ's latest evaluation @ wall-clock seconds, at each fifth of the samples; logs in $out)"

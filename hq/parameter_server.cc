@@ -148,6 +148,9 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   }
 
   if (mode_.mode == Mode::kSync) {
+    // A round past its deadline is applied before a late aggregate is looked
+    // at (which then belongs to an older version).
+    if (round_.CloseIfDue(now)) ApplyRound();
     const bool first = round_.received() == 0;
     DropReason reason;
     absl::StatusOr<SyncRound::AddOutcome> outcome = round_.Add(c, &reason, now);

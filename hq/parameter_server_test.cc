@@ -273,6 +273,24 @@ TEST_F(ParameterServerTest, ASyncRoundClosesAtItsDeadlineWithAQuorum) {
   ExpectAccountingHolds(s);
 }
 
+TEST_F(ParameterServerTest, ALateAggregateFirstAppliesTheRoundItMissed) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 2;
+  o.quorum_aggregators = 1;
+  o.round_deadline = absl::Hours(1);
+  o.optimizer.learning_rate = 0.5;
+  o.optimizer.lr_schedule = "constant";
+  auto ps = MakeWith(o);
+  const absl::Time t0 = absl::Now();
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 2}, 2, 1), t0).ok());
+  const absl::Status late =
+      ps->AcceptAggregate(Aggregate("a1", 0, {9, 9}, 2, 1), t0 + absl::Hours(2)).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
+  EXPECT_EQ(ps->LatestWeights()->version, 1);
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.5f), FloatEq(0.5f)));
+  ExpectAccountingHolds(ps->status());
+}
+
 TEST_F(ParameterServerTest, ASampleBudgetEndsTrainingAndDrivesTheSchedule) {
   ParameterServerOptions o = AsyncOptions(Mode::kAsync);
   o.max_samples = 4;

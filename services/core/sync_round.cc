@@ -103,8 +103,6 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
         "stale gradient of version ", c.version, "; the open round is ", version_));
   }
   if (senders_.contains(c.sender)) return AddOutcome::kDuplicate;
-  // A round whose deadline passed closes before a late contribution counts.
-  CloseIfDue(now);
   if (state_ == State::kClosed) {
     *reason = DropReason::kRoundClosed;
     return absl::FailedPreconditionError(absl::StrCat("round ", version_, " already closed with ",

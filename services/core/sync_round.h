@@ -77,7 +77,11 @@ class SyncRound {
   // Adds `c` to the open round at time `now`. A refusal is
   // FAILED_PRECONDITION (version or closed-round problems) or
   // INVALID_ARGUMENT (bad payload), with its reason stored in `*reason`;
-  // nothing is summed then.
+  // nothing is summed then. The round closes in Add only through the
+  // contribution Add accepts (the last expected one, or a quorum after the
+  // deadline): the owner, which must send a round on when it closes, calls
+  // CloseIfDue before Add so that a late arrival never closes a round behind
+  // its back.
   absl::StatusOr<AddOutcome> Add(const Contribution& c, DropReason* reason,
                                  absl::Time now = absl::Now());
 

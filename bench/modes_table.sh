@@ -63,22 +63,27 @@ summarize() {
     }' "$1"
 }
 
-echo "| run | 20% | 40% | 60% | 80% | 100% | final accuracy | seconds | samples/s | dropped |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| run | 20% | 40% | 60% | 80% | 100% | final accuracy | seconds | samples/s | refused by aggregators | dropped at HQ |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for entry in "${configs[@]}"; do
   name="${entry%%|*}"; flags="${entry#*|}"
-  file="$out/$(echo "$name" | tr -c 'a-z0-9+\n' '_').log"
+  slug="$(echo "$name" | tr -c 'a-z0-9+\n' '_')"
+  file="$out/$slug.log"
+  mkdir -p "$out/$slug"
   if [[ $from == 1 && ! -f "$file.json" ]]; then continue; fi
   if [[ $from == 0 ]]; then
     # shellcheck disable=SC2086
-    "$hips" local $flags --progress_seconds=1 --summary_json="$file.json" --run_dir="$out" \
+    "$hips" local $flags --progress_seconds=1 --summary_json="$file.json" --run_dir="$out/$slug" \
       > "$file" 2>&1
   fi
   samples=$(grep -o '"samples": [0-9]*' "$file.json" | grep -o '[0-9]*$')
   seconds=$(grep -o '"seconds": [0-9.]*' "$file.json" | grep -o '[0-9.]*$')
   dropped=$(grep -o '^gradients: .*' "$file" | grep -o 'dropped{[^}]*}' | sed 's/dropped{//; s/}//')
   rate=$(awk -v s="$samples" -v t="$seconds" 'BEGIN { printf "%.0f", s / t }')
-  echo "| $name$(summarize "$file" "$samples") | $rate | ${dropped:-0} |"
+  # Each worker logs "(N gradients refused)" when training is done.
+  refused=$(cat "$out/$slug"/worker-*.log 2>/dev/null |
+            grep -o '([0-9]* gradients refused)' | grep -o '[0-9]*' | awk '{ n += $1 } END { print n + 0 }')
+  echo "| $name$(summarize "$file" "$samples") | $rate | $refused | ${dropped:-0} |"
 done
 echo
 echo "(cells: test accuracy of HQ's latest evaluation @ wall-clock seconds, at each fifth of the samples; logs in $out)"

@@ -5,15 +5,11 @@
 
 #include <algorithm>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "aggregator/aggregator_daemon.h"
 #include "gtest/gtest.h"
-#include "hq/hq_daemon.h"
-#include "worker/aggregator_client.h"
-#include "worker/worker.h"
+#include "tests/in_process_cluster.h"
 
 namespace hips {
 namespace {
@@ -35,20 +31,6 @@ struct ClusterOptions {
   double learning_rate = 0.05;
 };
 
-// Sums of every aggregator's counters.
-AggregatorCounters Total(const std::vector<std::unique_ptr<AggregatorDaemon>>& aggregators) {
-  AggregatorCounters t;
-  for (const auto& a : aggregators) {
-    const AggregatorCounters c = a->aggregator().counters();
-    t.gradients_received += c.gradients_received;
-    t.gradients_duplicate += c.gradients_duplicate;
-    t.gradients_forwarded += c.gradients_forwarded;
-    t.gradients_pending += c.gradients_pending;
-    for (const auto& [reason, n] : c.gradients_dropped) t.gradients_dropped[reason] += n;
-  }
-  return t;
-}
-
 int64_t Sum(const std::map<std::string, int64_t>& by_reason) {
   int64_t n = 0;
   for (const auto& [reason, count] : by_reason) n += count;
@@ -64,76 +46,68 @@ class ModesTest : public ::testing::Test {
   }
 
   void Start(const ClusterOptions& o) {
-    HqDaemonOptions hq;
-    hq.server.expected_aggregators = kAggregators;
-    hq.server.max_samples = o.max_samples;
-    hq.server.mode = o.mode;
-    hq.server.lr_reference_samples = kWorkers * kBatch;
-    hq.model.name = "mlp";
-    hq.optimizer.learning_rate = o.learning_rate;
-    hq.optimizer.momentum = 0.9;
-    hq.optimizer.lr_schedule = "cosine";
-    hq.data.name = "synthetic";  // HQ's test set is unused here; the test evaluates
-    hq.data.synthetic_test_examples = 16;
-    hq.eval_every = 0;
-    hq.seed = kSeed;
-    absl::StatusOr<std::unique_ptr<HqDaemon>> d = HqDaemon::Start(hq);
-    ASSERT_TRUE(d.ok()) << d.status();
-    hq_ = *std::move(d);
+    InProcessClusterOptions c;
+    c.aggregators = kAggregators;
+    c.workers = kWorkers;
+    c.hq.server.max_samples = o.max_samples;
+    c.hq.server.mode = o.mode;
+    c.hq.server.lr_reference_samples = kWorkers * kBatch;
+    c.hq.model.name = "mlp";
+    c.hq.optimizer.learning_rate = o.learning_rate;
+    c.hq.optimizer.momentum = 0.9;
+    c.hq.optimizer.lr_schedule = "cosine";
+    c.hq.data.name = "synthetic";  // HQ's test set is unused here; the test evaluates
+    c.hq.data.synthetic_test_examples = 16;
+    c.hq.eval_every = 0;
+    c.hq.seed = kSeed;
+    c.aggregator.quorum_workers = o.worker_quorum;
+    c.aggregator.round_deadline = o.round_deadline;
+    c.worker.batch_size = kBatch;
+    c.worker.data_seed = kSeed;
+    c.customize_worker = [o](int k, WorkerOptions* w) {
+      if (k != 0) return;
+      w->slowdown = o.straggler_slowdown;
+      w->step_delay = o.straggler_delay;
+    };
+    c.model.name = "mlp";
+    absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster =
+        InProcessCluster::Start(c, *train_);
+    ASSERT_TRUE(cluster.ok()) << cluster.status();
+    cluster_ = *std::move(cluster);
+    cluster_->RunWorkers();
+  }
 
+  HqDaemon& hq() { return cluster_->hq(); }
+  AggregatorCounters Counters(int a) { return cluster_->aggregator(a).aggregator().counters(); }
+  Worker& worker(int k) { return cluster_->worker(k); }
+
+  // Sums of every aggregator's counters.
+  AggregatorCounters Total() {
+    AggregatorCounters t;
     for (int a = 0; a < kAggregators; ++a) {
-      AggregatorDaemonOptions ao;
-      ao.aggregator.id = absl::StrCat("agg-", a);
-      ao.aggregator.expected_workers = kWorkers / kAggregators;
-      ao.aggregator.quorum_workers = o.worker_quorum;
-      ao.aggregator.round_deadline = o.round_deadline;
-      ao.hq_address = absl::StrCat("127.0.0.1:", hq_->port());
-      absl::StatusOr<std::unique_ptr<AggregatorDaemon>> ad = AggregatorDaemon::Start(ao);
-      ASSERT_TRUE(ad.ok()) << ad.status();
-      aggregators_.push_back(*std::move(ad));
+      const AggregatorCounters c = Counters(a);
+      t.gradients_received += c.gradients_received;
+      t.gradients_duplicate += c.gradients_duplicate;
+      t.gradients_forwarded += c.gradients_forwarded;
+      t.gradients_pending += c.gradients_pending;
+      for (const auto& [reason, n] : c.gradients_dropped) t.gradients_dropped[reason] += n;
     }
-    ModelOptions model;
-    model.name = "mlp";
-    model.input_shape = (*train_)->example_shape;
-    for (int k = 0; k < kWorkers; ++k) {
-      WorkerOptions wo;
-      wo.id = absl::StrCat("worker-", k);
-      wo.index = k;
-      wo.num_workers = kWorkers;
-      wo.batch_size = kBatch;
-      wo.data_seed = kSeed;
-      if (k == 0) {
-        wo.slowdown = o.straggler_slowdown;
-        wo.step_delay = o.straggler_delay;
-      }
-      clients_.push_back(CreateGrpcAggregatorClient(
-          absl::StrCat("127.0.0.1:", aggregators_[k % kAggregators]->port()), wo.id, 1 << 20));
-      absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(model, kSeed);
-      ASSERT_TRUE(m.ok()) << m.status();
-      absl::StatusOr<std::unique_ptr<Worker>> w =
-          Worker::Create(wo, *std::move(m), *train_, clients_.back().get());
-      ASSERT_TRUE(w.ok()) << w.status();
-      workers_.push_back(*std::move(w));
-    }
-    for (int k = 0; k < kWorkers; ++k) {
-      threads_.emplace_back([this, k] { results_[k] = workers_[k]->Run(); });
-    }
+    return t;
   }
 
   // Waits for the workers to finish and the aggregators to hand everything
   // to HQ, then checks that every gradient is accounted for at every tier.
   void FinishAndCheckAccounting() {
-    for (std::thread& t : threads_) t.join();
-    threads_.clear();
-    for (int k = 0; k < kWorkers; ++k) EXPECT_TRUE(results_[k].ok()) << k << ": " << results_[k];
+    const std::vector<absl::Status> results = cluster_->JoinWorkers();
+    for (int k = 0; k < kWorkers; ++k) EXPECT_TRUE(results[k].ok()) << k << ": " << results[k];
     // Bounded wait for the last aggregates in flight to be answered.
-    for (int i = 0; i < 200 && Total(aggregators_).gradients_pending > 0; ++i) {
+    for (int i = 0; i < 200 && Total().gradients_pending > 0; ++i) {
       absl::SleepFor(absl::Milliseconds(50));
     }
-    const AggregatorCounters agg = Total(aggregators_);
-    const ParameterServerStatus hq = hq_->server().status();
+    const AggregatorCounters agg = Total();
+    const ParameterServerStatus hq = this->hq().server().status();
     int64_t pushes = 0;
-    for (const auto& w : workers_) pushes += w->steps();
+    for (int k = 0; k < kWorkers; ++k) pushes += worker(k).steps();
     EXPECT_EQ(agg.gradients_received, pushes);
     EXPECT_EQ(agg.gradients_pending, 0);
     EXPECT_EQ(agg.gradients_received,
@@ -147,7 +121,7 @@ class ModesTest : public ::testing::Test {
     // hold gradients dropped after they were acknowledged (rounds HQ moved
     // past, batches cut short by a mode switch or the end of training).
     int64_t refused = 0;
-    for (const auto& w : workers_) refused += w->refused();
+    for (int k = 0; k < kWorkers; ++k) refused += worker(k).refused();
     int64_t dropped_after_ack = 0;
     for (const char* reason : {"superseded", "unfinished", "mode_changed"}) {
       if (agg.gradients_dropped.count(reason)) dropped_after_ack += agg.gradients_dropped.at(reason);
@@ -156,27 +130,15 @@ class ModesTest : public ::testing::Test {
     EXPECT_GE(refused, Sum(agg.gradients_dropped) - dropped_after_ack);
   }
 
-  void TearDown() override {
-    for (auto& w : workers_) w->Shutdown();
-    for (std::thread& t : threads_) t.join();
-    for (auto& a : aggregators_) a->Shutdown();
-    if (hq_ != nullptr) hq_->Shutdown();
-  }
-
-  int64_t Steps(int k) const { return workers_[k]->steps(); }
-  int64_t FastestSlowStepRatio() const {
+  int64_t Steps(int k) { return worker(k).steps(); }
+  int64_t FastestSlowStepRatio() {
     int64_t slowest_fast = Steps(1);
     for (int k = 2; k < kWorkers; ++k) slowest_fast = std::min(slowest_fast, Steps(k));
     return slowest_fast / std::max<int64_t>(1, Steps(0));
   }
 
   static std::shared_ptr<const Dataset>* train_;
-  std::unique_ptr<HqDaemon> hq_;
-  std::vector<std::unique_ptr<AggregatorDaemon>> aggregators_;
-  std::vector<std::unique_ptr<AggregatorClient>> clients_;
-  std::vector<std::unique_ptr<Worker>> workers_;
-  std::vector<std::thread> threads_;
-  absl::Status results_[kWorkers];
+  std::unique_ptr<InProcessCluster> cluster_;
 };
 
 std::shared_ptr<const Dataset>* ModesTest::train_ = nullptr;
@@ -193,7 +155,7 @@ TEST_F(ModesTest, PlainSyncRunsAtTheStragglersPaceWithEveryGradient) {
   o.straggler_slowdown = 10;
   Start(o);
   FinishAndCheckAccounting();
-  const ParameterServerStatus s = hq_->server().status();
+  const ParameterServerStatus s = hq().server().status();
   EXPECT_EQ(s.version, 10);
   EXPECT_EQ(s.gradients_applied, 10 * kWorkers);
   for (int k = 0; k < kWorkers; ++k) EXPECT_EQ(Steps(k), 10) << k;
@@ -207,13 +169,13 @@ TEST_F(ModesTest, SyncWithABackupWorkerLeavesTheStragglerBehindAndCountsItsLateG
   o.straggler_delay = absl::Seconds(1);
   Start(o);
   FinishAndCheckAccounting();
-  const ParameterServerStatus s = hq_->server().status();
-  const AggregatorCounters agg0 = aggregators_[0]->aggregator().counters();
-  const AggregatorCounters agg1 = aggregators_[1]->aggregator().counters();
+  const ParameterServerStatus s = hq().server().status();
+  const AggregatorCounters agg0 = Counters(0);
+  const AggregatorCounters agg1 = Counters(1);
   // Rounds did not wait for worker 0: the fast workers computed several
   // times as many gradients.
   EXPECT_GE(FastestSlowStepRatio(), 3) << Steps(0) << " vs " << Steps(1);
-  EXPECT_GT(workers_[0]->refused(), 0);
+  EXPECT_GT(worker(0).refused(), 0);
   // Every gradient that came too late was refused and counted where it
   // arrived: exactly the refusals the workers saw.
   for (const auto& [agg, pair] : {std::make_pair(&agg0, std::make_pair(0, 2)),
@@ -221,7 +183,7 @@ TEST_F(ModesTest, SyncWithABackupWorkerLeavesTheStragglerBehindAndCountsItsLateG
     EXPECT_EQ(Count(agg->gradients_dropped, "round_closed") +
                   Count(agg->gradients_dropped, "stale_version") +
                   Count(agg->gradients_dropped, "training_done"),
-              workers_[pair.first]->refused() + workers_[pair.second]->refused());
+              worker(pair.first).refused() + worker(pair.second).refused());
   }
   EXPECT_EQ(s.staleness.max(), 0);  // sync never applies a stale gradient
   EXPECT_TRUE(s.gradients_dropped.empty());
@@ -232,7 +194,7 @@ TEST_F(ModesTest, AsyncKeepsTheFastWorkersGoingAndRecordsStaleness) {
   o.straggler_slowdown = 10;
   Start(o);
   FinishAndCheckAccounting();
-  const ParameterServerStatus s = hq_->server().status();
+  const ParameterServerStatus s = hq().server().status();
   EXPECT_GE(FastestSlowStepRatio(), 3) << Steps(0) << " vs " << Steps(1);
   EXPECT_GE(s.samples_applied, kStragglerBudget);
   // Four workers pushing independently: gradients arrive stale.
@@ -245,12 +207,12 @@ TEST_F(ModesTest, SspNeverAppliesAGradientStalerThanItsBound) {
   o.straggler_slowdown = 10;
   Start(o);
   FinishAndCheckAccounting();
-  const ParameterServerStatus s = hq_->server().status();
+  const ParameterServerStatus s = hq().server().status();
   EXPECT_GE(FastestSlowStepRatio(), 3) << Steps(0) << " vs " << Steps(1);
   EXPECT_LE(s.staleness.max(), 2);
   for (size_t t = 3; t < s.staleness.counts().size(); ++t) EXPECT_EQ(s.staleness.counts()[t], 0);
   // The straggler's gradients were too stale; they were refused and counted.
-  const AggregatorCounters agg = Total(aggregators_);
+  const AggregatorCounters agg = Total();
   EXPECT_GT(Count(agg.gradients_dropped, "staleness_exceeded") +
                 Count(s.gradients_dropped, "staleness_exceeded"),
             0);
@@ -276,7 +238,7 @@ TEST_F(ModesTest, SwitchingModesAtRuntimeKeepsTrainingAndAccountsForEveryGradien
   ClusterOptions o{{Mode::kSync, 0}, kBudget};
   o.learning_rate = 0.02;
   Start(o);
-  ParameterServer& ps = hq_->server();
+  ParameterServer& ps = hq().server();
 
   const ModeConfig phases[] = {{Mode::kAsync, 0}, {Mode::kSsp, 2}, {Mode::kSync, 0}};
   std::vector<double> accuracy;

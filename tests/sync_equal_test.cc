@@ -5,17 +5,13 @@
 
 #include <cmath>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "aggregator/aggregator_daemon.h"
 #include "gtest/gtest.h"
-#include "hq/hq_daemon.h"
 #include "services/training/monolith.h"
-#include "worker/aggregator_client.h"
-#include "worker/worker.h"
+#include "tests/in_process_cluster.h"
 
 namespace hips {
 namespace {
@@ -89,79 +85,48 @@ TEST_P(SyncEqualsMonolithTest, TwentySyncRoundsEqualSingleProcessSgd) {
   ModelOptions model;
   model.name = "mlp";
 
-  HqDaemonOptions hq_options;
-  hq_options.server.expected_aggregators = kAggregators;
-  hq_options.server.max_versions = kRounds;
-  hq_options.model = model;
-  hq_options.optimizer = GetParam().optimizer;
-  hq_options.data.name = "synthetic";  // HQ's test set only; training data is the workers'
-  hq_options.data.synthetic_test_examples = 16;
-  hq_options.eval_every = 0;
-  hq_options.seed = kSeed;
-  absl::StatusOr<std::unique_ptr<HqDaemon>> hq = HqDaemon::Start(hq_options);
-  ASSERT_TRUE(hq.ok()) << hq.status();
-  const std::vector<float> initial = (*hq)->server().LatestWeights()->weights;
-
-  std::vector<std::unique_ptr<AggregatorDaemon>> aggregators;
-  for (int a = 0; a < kAggregators; ++a) {
-    AggregatorDaemonOptions o;
-    o.aggregator.id = absl::StrCat("agg-", a);
-    o.aggregator.expected_workers = kWorkersPerAggregator;
-    o.hq_address = absl::StrCat("127.0.0.1:", (*hq)->port());
-    o.chunk_bytes = 64 << 10;  // several chunks per tensor stream
-    absl::StatusOr<std::unique_ptr<AggregatorDaemon>> d = AggregatorDaemon::Start(o);
-    ASSERT_TRUE(d.ok()) << d.status();
-    aggregators.push_back(*std::move(d));
-  }
-
-  std::vector<std::unique_ptr<AggregatorClient>> clients;
-  std::vector<std::unique_ptr<Worker>> workers;
-  ModelOptions worker_model = model;
-  worker_model.input_shape = train.example_shape;
-  for (int k = 0; k < kWorkers; ++k) {
-    WorkerOptions o;
-    o.id = absl::StrCat("worker-", k);
-    o.index = k;
-    o.num_workers = kWorkers;
-    o.batch_size = kBatch;
-    o.data_seed = kSeed;
-    clients.push_back(CreateGrpcAggregatorClient(
-        absl::StrCat("127.0.0.1:", aggregators[k % kAggregators]->port()), o.id, 64 << 10));
-    // A different init seed: the workers' weights must come from HQ.
-    absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(worker_model, 1000 + k);
-    ASSERT_TRUE(m.ok()) << m.status();
-    absl::StatusOr<std::unique_ptr<Worker>> w =
-        Worker::Create(o, *std::move(m), *train_, clients.back().get());
-    ASSERT_TRUE(w.ok()) << w.status();
-    workers.push_back(*std::move(w));
-  }
-  std::vector<absl::Status> results(kWorkers);
-  std::vector<std::thread> threads;
-  for (int k = 0; k < kWorkers; ++k) {
-    threads.emplace_back([&, k] { results[k] = workers[k]->Run(); });
-  }
-  for (std::thread& t : threads) t.join();
+  InProcessClusterOptions o;
+  o.aggregators = kAggregators;
+  o.workers = kWorkers;
+  o.hq.server.max_versions = kRounds;
+  o.hq.model = model;
+  o.hq.optimizer = GetParam().optimizer;
+  o.hq.data.name = "synthetic";  // HQ's test set only; training data is the workers'
+  o.hq.data.synthetic_test_examples = 16;
+  o.hq.eval_every = 0;
+  o.hq.seed = kSeed;
+  o.worker.batch_size = kBatch;
+  o.worker.data_seed = kSeed;
+  o.model = model;  // a different init seed: the workers' weights must come from HQ
+  o.chunk_bytes = 64 << 10;  // several chunks per tensor stream
+  absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster =
+      InProcessCluster::Start(o, *train_);
+  ASSERT_TRUE(cluster.ok()) << cluster.status();
+  InProcessCluster& c = **cluster;
+  const std::vector<float> initial = c.hq().server().LatestWeights()->weights;
+  c.RunWorkers();
+  const std::vector<absl::Status> results = c.JoinWorkers();
   for (int k = 0; k < kWorkers; ++k) {
     EXPECT_TRUE(results[k].ok()) << "worker " << k << ": " << results[k];
-    EXPECT_EQ(workers[k]->steps(), kRounds);
+    EXPECT_EQ(c.worker(k).steps(), kRounds);
   }
 
-  std::shared_ptr<const WeightsSnapshot> final_weights = (*hq)->server().LatestWeights();
+  std::shared_ptr<const WeightsSnapshot> final_weights = c.hq().server().LatestWeights();
   ASSERT_EQ(final_weights->version, kRounds);
   EXPECT_TRUE(final_weights->training_done);
 
   // Exact accounting at every tier.
-  const ParameterServerStatus status = (*hq)->server().status();
+  const ParameterServerStatus status = c.hq().server().status();
   EXPECT_EQ(status.samples_applied, kRounds * kWorkers * kBatch);
   EXPECT_EQ(status.gradients_applied, kRounds * kWorkers);
   EXPECT_EQ(status.aggregates_applied, kRounds * kAggregators);
   EXPECT_EQ(status.aggregates_received, kRounds * kAggregators);
   EXPECT_TRUE(status.aggregates_dropped.empty());
-  for (const auto& a : aggregators) {
-    const AggregatorCounters c = a->aggregator().counters();
-    EXPECT_EQ(c.gradients_received, kRounds * kWorkersPerAggregator);
-    EXPECT_EQ(c.gradients_accepted, kRounds * kWorkersPerAggregator);
-    EXPECT_EQ(c.rounds_closed, kRounds);
+  for (int a = 0; a < kAggregators; ++a) {
+    const AggregatorCounters counters = c.aggregator(a).aggregator().counters();
+    EXPECT_EQ(counters.gradients_received, kRounds * kWorkersPerAggregator);
+    EXPECT_EQ(counters.gradients_accepted, kRounds * kWorkersPerAggregator);
+    EXPECT_EQ(counters.rounds_closed, kRounds);
   }
 
   MonolithOptions mono;

@@ -1,0 +1,68 @@
+#ifndef HIPS_TESTS_IN_PROCESS_CLUSTER_H_
+#define HIPS_TESTS_IN_PROCESS_CLUSTER_H_
+
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "aggregator/aggregator_daemon.h"
+#include "hq/hq_daemon.h"
+#include "services/data/dataset.h"
+#include "worker/aggregator_client.h"
+#include "worker/worker.h"
+
+namespace hips {
+
+struct InProcessClusterOptions {
+  int aggregators = 2;
+  int workers = 4;  // worker k talks to aggregator k % aggregators
+  // HQ's options; expected_aggregators is filled in.
+  HqDaemonOptions hq;
+  // Every aggregator's options; id and expected_workers are filled in.
+  AggregatorOptions aggregator;
+  // Every worker's options; id, index and num_workers are filled in, then
+  // `customize_worker` (if set) may change worker k's.
+  WorkerOptions worker;
+  std::function<void(int k, WorkerOptions*)> customize_worker;
+  // The workers' model (input shape from the data); worker k's initial
+  // weights use seed init_seed + k (HQ's weights replace them).
+  ModelOptions model;
+  uint64_t init_seed = 1000;
+  size_t chunk_bytes = 1 << 20;
+};
+
+// HQ, aggregators and workers in one process, talking real gRPC on loopback
+// (free ports). Workers run on threads of their own from RunWorkers on; the
+// destructor stops everything.
+class InProcessCluster {
+ public:
+  static absl::StatusOr<std::unique_ptr<InProcessCluster>> Start(
+      InProcessClusterOptions options, std::shared_ptr<const Dataset> train);
+  ~InProcessCluster();
+
+  void RunWorkers();
+  // Waits for every worker's Run and returns what each returned.
+  std::vector<absl::Status> JoinWorkers();
+
+  HqDaemon& hq() { return *hq_; }
+  int num_aggregators() const { return static_cast<int>(aggregators_.size()); }
+  AggregatorDaemon& aggregator(int i) { return *aggregators_[i]; }
+  int num_workers() const { return static_cast<int>(workers_.size()); }
+  Worker& worker(int k) { return *workers_[k]; }
+
+ private:
+  InProcessCluster() = default;
+
+  std::unique_ptr<HqDaemon> hq_;
+  std::vector<std::unique_ptr<AggregatorDaemon>> aggregators_;
+  std::vector<std::unique_ptr<AggregatorClient>> clients_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::thread> threads_;
+  std::vector<absl::Status> results_;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_TESTS_IN_PROCESS_CLUSTER_H_

@@ -30,6 +30,9 @@ ABSL_FLAG(int64_t, round_deadline_ms, 0,
 ABSL_FLAG(int64_t, async_lr_batch, 0,
           "async/ssp: an update of n samples uses lr*n/N with N this value, so the learning "
           "rate keeps its per-sample meaning across modes (0: no scaling).");
+ABSL_FLAG(double, async_momentum, 0.5,
+          "async/ssp with SGD: momentum of their updates when below --momentum (asynchrony "
+          "adds momentum of its own); the rate is scaled to keep lr/(1-momentum). -1: off.");
 ABSL_FLAG(std::string, staleness_lr, "sqrt",
           "async/ssp: shrink a stale gradient's learning rate: none, inverse (lr/(1+staleness)) "
           "or sqrt (lr/sqrt(1+staleness)).");
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
       hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr));
   if (!scaling.ok()) hips::ExitWithUsageError(std::string(scaling.status().message()));
   options.server.staleness_lr = *scaling;
+  options.server.async_momentum = absl::GetFlag(FLAGS_async_momentum);
   options.model = hips::ModelOptionsFromFlags();
   options.optimizer = hips::OptimizerOptionsFromFlags();
   options.data = hips::DataOptionsFromFlags();

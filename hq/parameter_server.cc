@@ -1,5 +1,6 @@
 #include "hq/parameter_server.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -23,6 +24,7 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   }
   if (o.max_versions < 0) return absl::InvalidArgumentError("max versions must be >= 0");
   if (o.max_samples < 0) return absl::InvalidArgumentError("max samples must be >= 0");
+  if (o.async_momentum >= 1) return absl::InvalidArgumentError("async momentum must be < 1");
   if (o.lr_reference_samples < 0) {
     return absl::InvalidArgumentError("the learning-rate reference batch must be >= 0");
   }
@@ -42,6 +44,7 @@ ParameterServer::ParameterServer(
              options_.round_deadline) {
   absl::MutexLock lock(&apply_mu_);
   mean_.resize(layout_.num_floats());
+  momentum_ = options_.optimizer.momentum;
   mode_ = options_.mode;
   {
     absl::MutexLock status_lock(&mu_);
@@ -93,6 +96,23 @@ absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, ab
   ++status_.aggregates_dropped[name];
   status_.gradients_dropped[name] += a.contributors;
   return why;
+}
+
+double ParameterServer::UseMomentumOf(Mode mode) {
+  const double base = options_.optimizer.momentum;
+  double wanted = base;
+  if (mode != Mode::kSync && options_.optimizer.name == "sgd" && options_.async_momentum >= 0) {
+    wanted = std::min(base, options_.async_momentum);
+  }
+  if (wanted != momentum_) {
+    if (absl::Status s = optimizer_->SetMomentum(wanted); !s.ok()) {
+      LOG_FIRST_N(WARNING, 1) << "keeping momentum " << momentum_ << ": " << s;
+      wanted = momentum_;
+    } else {
+      momentum_ = wanted;
+    }
+  }
+  return base < 1 ? (1.0 - momentum_) / (1.0 - base) : 1.0;
 }
 
 double ParameterServer::ScheduledRate() const {
@@ -208,7 +228,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   for (size_t i = 0; i < mean_.size(); ++i) {
     mean_[i] = a.sum[i] / static_cast<float>(a.total_samples);
   }
-  double lr = ScheduledRate();
+  double lr = ScheduledRate() * UseMomentumOf(mode_.mode);
   if (options_.lr_reference_samples > 0) {
     lr *= static_cast<double>(a.total_samples) / options_.lr_reference_samples;
   }
@@ -230,8 +250,8 @@ void ParameterServer::ApplyRound() {
     absl::MutexLock status_lock(&mu_);
     status_.gradients_pending -= acc.contributors();
   }
-  ApplyUpdate(mean_, ScheduledRate(), acc.total_samples(), acc.loss_sum(),
-              {{0, acc.contributors()}});
+  ApplyUpdate(mean_, ScheduledRate() * UseMomentumOf(Mode::kSync), acc.total_samples(),
+              acc.loss_sum(), {{0, acc.contributors()}});
 }
 
 void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples,

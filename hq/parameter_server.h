@@ -44,6 +44,11 @@ struct ParameterServerOptions {
   int64_t lr_reference_samples = 0;
   // Async and ssp: how a gradient's staleness shrinks its learning rate.
   StalenessScaling staleness_lr = StalenessScaling::kSqrt;
+  // Async and ssp (SGD only): the momentum of their updates, when below the
+  // optimizer's (< 0: the optimizer's). Asynchrony itself acts like extra
+  // momentum; the learning rate is scaled by (1 - this) / (1 - momentum) so
+  // the long-run step lr / (1 - momentum) stays the same (docs/modes.md).
+  double async_momentum = -1;
   // Learning rate and its schedule (the optimizer's other settings are
   // baked into the Optimizer).
   OptimizerOptions optimizer;
@@ -172,6 +177,10 @@ class ParameterServer {
   int64_t mode_since_ ABSL_GUARDED_BY(apply_mu_) = 0;
   std::optional<ModeConfig> pending_mode_ ABSL_GUARDED_BY(apply_mu_);
   std::vector<float> mean_ ABSL_GUARDED_BY(apply_mu_);  // reused
+  double momentum_ ABSL_GUARDED_BY(apply_mu_);  // what the optimizer uses now
+  // Sets the optimizer's momentum for an update in `mode`; returns the
+  // learning-rate factor that keeps lr / (1 - momentum).
+  double UseMomentumOf(Mode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
 
   // What status() reports; written under both locks, read under mu_.
   mutable absl::Mutex mu_;

@@ -21,6 +21,11 @@ class FakeSgd final : public Optimizer {
     for (size_t i = 0; i < w_.size(); ++i) w_[i] -= static_cast<float>(lr) * g[i];
     return absl::OkStatus();
   }
+  absl::Status SetMomentum(double momentum) override {
+    momenta.push_back(momentum);
+    return absl::OkStatus();
+  }
+  std::vector<double> momenta;  // every SetMomentum
   void GetWeights(absl::Span<float> out) const override {
     std::copy(w_.begin(), w_.end(), out.begin());
   }
@@ -171,6 +176,27 @@ TEST_F(ParameterServerTest, AsyncScalesTheLearningRateBySamplesAndStaleness) {
   ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {4, 4}, 4, 1)).ok());
   // 0.5 · 2/8 at staleness 0; 0.5 · 4/8 / (1 + 1) at staleness 1.
   EXPECT_THAT(lrs_, ElementsAre(0.125, 0.125));
+}
+
+TEST_F(ParameterServerTest, AsyncUpdatesUseTheAsyncMomentumAndKeepTheLongRunStep) {
+  ParameterServerOptions o = AsyncOptions(Mode::kAsync);
+  o.optimizer.momentum = 0.9;
+  o.async_momentum = 0.5;
+  auto sgd = std::make_unique<FakeSgd>(std::vector<float>{1, 1}, &lrs_);
+  FakeSgd* fake = sgd.get();
+  ParameterServer ps(o, *ModelLayout::Create({{"w", {2}}}), std::move(sgd));
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 0, {1, 1}, 1, 1)).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 1, {1, 1}, 1, 1)).ok());
+  // Back in sync the optimizer's own momentum and rate return.
+  ASSERT_TRUE(ps.SetMode({Mode::kSync, 0}).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 2, {1, 1}, 1, 1)).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 3, {1, 1}, 1, 1)).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 3, {1, 1}, 1, 1)).ok());
+  EXPECT_THAT(fake->momenta, ElementsAre(0.5, 0.9));
+  // lr · (1 - 0.5) / (1 - 0.9) = 5 lr in async; lr in sync.
+  EXPECT_THAT(lrs_, ElementsAre(::testing::DoubleNear(2.5, 1e-12),
+                                ::testing::DoubleNear(2.5, 1e-12),
+                                ::testing::DoubleNear(2.5, 1e-12), 0.5));
 }
 
 TEST_F(ParameterServerTest, SspNeverAppliesAGradientStalerThanTheBound) {

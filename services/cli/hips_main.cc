@@ -43,6 +43,9 @@ ABSL_FLAG(double, progress_seconds, 3.0, "hips local: seconds between progress l
 ABSL_FLAG(bool, monolith, false, "hips train: run the single-process reference.");
 ABSL_FLAG(std::string, mode, "sync", "hips local: consistency mode at start (sync, async, ssp).");
 ABSL_FLAG(int64_t, staleness, 2, "ssp: largest staleness (in versions) of an applied gradient.");
+ABSL_FLAG(double, async_momentum, 0.5,
+          "async/ssp with SGD: momentum of their updates when below --momentum; the rate is "
+          "scaled to keep lr/(1-momentum) (-1: off).");
 ABSL_FLAG(std::string, staleness_lr, "sqrt",
           "async/ssp: shrink a stale gradient's learning rate: none, inverse or sqrt.");
 ABSL_FLAG(int64_t, async_lr_batch, -1,
@@ -161,7 +164,8 @@ int RunLocal() {
   options.hq_args = {absl::StrCat("--mode=", absl::GetFlag(FLAGS_mode)),
                      absl::StrCat("--staleness=", mode->staleness),
                      absl::StrCat("--async_lr_batch=", lr_batch),
-                     absl::StrCat("--staleness_lr=", absl::GetFlag(FLAGS_staleness_lr))};
+                     absl::StrCat("--staleness_lr=", absl::GetFlag(FLAGS_staleness_lr)),
+                     absl::StrCat("--async_momentum=", absl::GetFlag(FLAGS_async_momentum))};
   options.aggregator_args = {absl::StrCat("--round_deadline_ms=", deadline_ms),
                              absl::StrCat("--coalesce_ms=", absl::GetFlag(FLAGS_coalesce_ms))};
   for (const std::string& index : absl::GetFlag(FLAGS_slow_workers)) {

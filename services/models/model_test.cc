@@ -129,6 +129,32 @@ TEST(TorchOptimizerTest, SgdWithMomentumAndWeightDecayMatchesHandComputedSteps) 
   EXPECT_TRUE(absl::IsInvalidArgument((*opt)->Step(std::vector<float>(n + 1), 0.1)));
 }
 
+TEST(TorchOptimizerTest, SetMomentumChangesTheNextStepsAndKeepsTheBuffer) {
+  std::unique_ptr<Model> m = Make("fullmlp", {2}, 1, 1);
+  const int64_t n = m->layout().num_floats();
+  std::vector<float> w0(n), w(n);
+  m->GetWeights(absl::MakeSpan(w0));
+  OptimizerOptions o;
+  o.learning_rate = 0.1;
+  o.momentum = 0.9;
+  absl::StatusOr<std::unique_ptr<Optimizer>> opt = CreateTorchOptimizer(o, std::move(m));
+  ASSERT_TRUE(opt.ok()) << opt.status();
+  std::vector<float> g(n, 1.0f);
+  ASSERT_TRUE((*opt)->Step(g, 0.1).ok());  // buf = 1
+  ASSERT_TRUE((*opt)->SetMomentum(0.5).ok());
+  ASSERT_TRUE((*opt)->Step(g, 0.1).ok());  // buf = 0.5·1 + 1
+  (*opt)->GetWeights(absl::MakeSpan(w));
+  for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(w[i], w0[i] - 0.1 - 0.15, 1e-6) << i;
+  EXPECT_TRUE(absl::IsInvalidArgument((*opt)->SetMomentum(1.0)));
+
+  OptimizerOptions adam;
+  adam.name = "adam";
+  absl::StatusOr<std::unique_ptr<Optimizer>> a =
+      CreateTorchOptimizer(adam, Make("fullmlp", {2}, 1, 1));
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(absl::IsUnimplemented((*a)->SetMomentum(0.5)));
+}
+
 TEST(LearningRateScheduleTest, CosineDecaysToZeroOverTheBudget) {
   OptimizerOptions o;
   o.learning_rate = 0.2;

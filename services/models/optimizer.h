@@ -41,6 +41,9 @@ class Optimizer {
   // One update with the mean gradient `grad` (size = num_floats()) at
   // learning rate `learning_rate`.
   virtual absl::Status Step(absl::Span<const float> grad, double learning_rate) = 0;
+  // SGD: the momentum of the following steps (the momentum buffer is kept).
+  // UNIMPLEMENTED for optimizers without momentum.
+  virtual absl::Status SetMomentum(double momentum) = 0;
   virtual void GetWeights(absl::Span<float> out) const = 0;
   virtual int64_t num_floats() const = 0;
 };

@@ -194,6 +194,21 @@ class TorchOptimizer final : public Optimizer {
     });
   }
 
+  absl::Status SetMomentum(double momentum) override {
+    if (!(momentum >= 0 && momentum < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("momentum ", momentum));
+    }
+    for (torch::optim::OptimizerParamGroup& group : optim_->param_groups()) {
+      auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&group.options());
+      if (sgd == nullptr) return absl::UnimplementedError("this optimizer has no momentum");
+      if (sgd->nesterov() && momentum == 0) {
+        return absl::InvalidArgumentError("nesterov needs a positive momentum");
+      }
+      sgd->momentum(momentum);
+    }
+    return absl::OkStatus();
+  }
+
   void GetWeights(absl::Span<float> out) const override { model_->GetWeights(out); }
   int64_t num_floats() const override { return model_->layout().num_floats(); }
 

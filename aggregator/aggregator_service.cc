@@ -63,4 +63,22 @@ grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
   return grpc::Status::OK;
 }
 
+grpc::Status AggregatorService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
+                                         v1::AggregatorStatus* reply) {
+  const AggregatorCounters c = aggregator_->counters();
+  reply->set_aggregator_id(aggregator_->options().id);
+  std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
+  reply->set_version(latest == nullptr ? -1 : latest->version);
+  reply->set_gradients_received(c.gradients_received);
+  reply->set_gradients_duplicate(c.gradients_duplicate);
+  for (const auto& [reason, n] : c.gradients_dropped) {
+    (*reply->mutable_gradients_dropped())[reason] = n;
+  }
+  reply->set_gradients_forwarded(c.gradients_forwarded);
+  reply->set_gradients_pending(c.gradients_pending);
+  reply->set_aggregates_sent(c.rounds_closed);
+  reply->set_aggregates_refused(c.aggregates_refused);
+  return grpc::Status::OK;
+}
+
 }  // namespace hips

@@ -60,6 +60,52 @@ std::map<std::string, double> ReadSummary(const std::string& path) {
   return out;
 }
 
+// received = applied + duplicate + dropped + pending, from a summary.
+void ExpectGradientsAccountedFor(const std::string& json_path) {
+  std::ifstream in(json_path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  const std::string text = ss.str();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(text, m, std::regex("\"dropped\": \\{([^}]*)\\}"))) << text;
+  const std::string dropped_text = m[1].str();
+  double dropped = 0;
+  const std::regex count("\"[a-z_]+\": ([0-9]+)");
+  for (auto it = std::sregex_iterator(dropped_text.begin(), dropped_text.end(), count);
+       it != std::sregex_iterator(); ++it) {
+    dropped += std::stod((*it)[1]);
+  }
+  const std::map<std::string, double> s = ReadSummary(json_path);
+  EXPECT_EQ(s.at("received"), s.at("applied") + s.at("duplicate") + dropped + s.at("pending"))
+      << text;
+  // Every aggregator's side, and what they handed to HQ.
+  const std::regex aggregator(
+      "\\{\"id\": \"(agg-[0-9]+)\", \"gradients_received\": ([0-9]+), \"gradients_duplicate\": "
+      "([0-9]+), \"gradients_forwarded\": ([0-9]+), \"gradients_pending\": ([0-9]+), "
+      "\"gradients_dropped\": \\{([^}]*)\\}\\}");
+  double forwarded = 0, pending = 0;
+  int aggregators = 0;
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), aggregator);
+       it != std::sregex_iterator(); ++it, ++aggregators) {
+    const std::string agg_dropped_text = (*it)[6].str();
+    double agg_dropped = 0;
+    for (auto d = std::sregex_iterator(agg_dropped_text.begin(), agg_dropped_text.end(), count);
+         d != std::sregex_iterator(); ++d) {
+      agg_dropped += std::stod((*d)[1]);
+    }
+    EXPECT_EQ(std::stod((*it)[2]), std::stod((*it)[3]) + agg_dropped + std::stod((*it)[4]) +
+                                       std::stod((*it)[5]))
+        << (*it)[1] << " in " << text;
+    forwarded += std::stod((*it)[4]);
+    pending += std::stod((*it)[5]);
+  }
+  EXPECT_EQ(aggregators, 2) << text;
+  // HQ counts an aggregate when it arrives, its aggregator when HQ's answer
+  // does: one may be in between.
+  EXPECT_LE(forwarded, s.at("received")) << text;
+  EXPECT_LE(s.at("received"), forwarded + pending) << text;
+}
+
 TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   const std::string dir = ::testing::TempDir();
   const std::string json = absl::StrCat(dir, "/local_summary.json");
@@ -82,6 +128,7 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   EXPECT_EQ(s.at("duplicate"), 0);
   EXPECT_EQ(s.at("pending"), 0);
   EXPECT_EQ(s.at("max_staleness"), 0);
+  ExpectGradientsAccountedFor(json);
   EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
   EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
   EXPECT_LE(s.at("accuracy"), 1.0);
@@ -104,26 +151,6 @@ TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   EXPECT_EQ(s.at("version"), 469);
   EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
   EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
-}
-
-// received = applied + duplicate + dropped + pending, from a summary.
-void ExpectGradientsAccountedFor(const std::string& json_path) {
-  std::ifstream in(json_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(text, m, std::regex("\"dropped\": \\{([^}]*)\\}"))) << text;
-  const std::string dropped_text = m[1].str();
-  double dropped = 0;
-  const std::regex count("\"[a-z_]+\": ([0-9]+)");
-  for (auto it = std::sregex_iterator(dropped_text.begin(), dropped_text.end(), count);
-       it != std::sregex_iterator(); ++it) {
-    dropped += std::stod((*it)[1]);
-  }
-  const std::map<std::string, double> s = ReadSummary(json_path);
-  EXPECT_EQ(s.at("received"), s.at("applied") + s.at("duplicate") + dropped + s.at("pending"))
-      << text;
 }
 
 // The acceptance runs: the default budget (10 epochs) in async and

@@ -106,10 +106,20 @@ int64_t VersionBudget() {
 std::string Describe(const hips::RunSummary::Accounting& a) {
   std::string dropped;
   for (const auto& [reason, count] : a.dropped) absl::StrAppend(&dropped, " ", reason, "=", count);
-  return absl::StrCat("gradients: received=", a.received, " applied=", a.applied,
-                      " duplicate=", a.duplicate, " pending=", a.pending, " dropped{",
-                      dropped.empty() ? "" : dropped.substr(1), "} max_staleness=",
-                      a.max_staleness, " mode=", a.mode);
+  std::string out = absl::StrCat("gradients: received=", a.received, " applied=", a.applied,
+                                 " duplicate=", a.duplicate, " pending=", a.pending, " dropped{",
+                                 dropped.empty() ? "" : dropped.substr(1), "} max_staleness=",
+                                 a.max_staleness, " mode=", a.mode);
+  for (const hips::RunSummary::Accounting::Aggregator& g : a.aggregators) {
+    std::string agg_dropped;
+    for (const auto& [reason, count] : g.dropped) {
+      absl::StrAppend(&agg_dropped, " ", reason, "=", count);
+    }
+    absl::StrAppend(&out, "\n  ", g.id, ": received=", g.received, " duplicate=", g.duplicate,
+                    " forwarded=", g.forwarded, " pending=", g.pending, " dropped{",
+                    agg_dropped.empty() ? "" : agg_dropped.substr(1), "}");
+  }
+  return out;
 }
 
 int Finish(const hips::RunSummary& summary) {

@@ -77,7 +77,11 @@ class Cluster {
   const LocalClusterOptions& options_;
   const std::atomic<bool>* const interrupted_;
   std::vector<std::unique_ptr<ChildProcess>> children_;
+  // Each aggregator's counters (what it could not answer is left out).
+  void AddAggregatorAccounting(RunSummary* summary);
+
   std::unique_ptr<v1::Hq::Stub> hq_;
+  std::vector<std::unique_ptr<v1::Aggregator::Stub>> aggregators_;
 };
 
 absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& binary,
@@ -125,6 +129,22 @@ absl::StatusOr<v1::StatusReply> Cluster::QueryHq() {
   return reply;
 }
 
+void Cluster::AddAggregatorAccounting(RunSummary* summary) {
+  for (const auto& stub : aggregators_) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    v1::AggregatorStatus s;
+    if (!stub->GetStatus(&ctx, v1::StatusRequest(), &s).ok()) continue;
+    RunSummary::Accounting::Aggregator& a = summary->accounting->aggregators.emplace_back();
+    a.id = s.aggregator_id();
+    a.received = s.gradients_received();
+    a.duplicate = s.gradients_duplicate();
+    a.forwarded = s.gradients_forwarded();
+    a.pending = s.gradients_pending();
+    for (const auto& [reason, n] : s.gradients_dropped()) a.dropped[reason] = n;
+  }
+}
+
 absl::StatusOr<RunSummary> Cluster::Run() {
   const absl::Time start = absl::Now();
   std::vector<std::string> hq_args = {
@@ -155,6 +175,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         Start(absl::StrCat("aggregator-", a), "hips-aggregator", args, true);
     if (!port.ok()) return port.status();
     aggregator_addresses.push_back(absl::StrCat("127.0.0.1:", *port));
+    aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(aggregator_addresses.back())));
   }
   for (int k = 0; k < options_.workers; ++k) {
     std::vector<std::string> args = {
@@ -222,6 +243,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         summary.samples = status->samples_applied();
         summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
         FillAccounting(*status, &summary);
+        AddAggregatorAccounting(&summary);
         return summary;
       }
     }

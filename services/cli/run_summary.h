@@ -29,6 +29,17 @@ struct RunSummary {
     std::map<std::string, int64_t> dropped;  // by reason
     std::vector<int64_t> staleness_counts;   // of applied gradients
     int64_t max_staleness = 0;
+    // Each aggregator's side: received = duplicate + Σ dropped + forwarded +
+    // pending.
+    struct Aggregator {
+      std::string id;
+      int64_t received = 0;
+      int64_t duplicate = 0;
+      int64_t forwarded = 0;
+      int64_t pending = 0;
+      std::map<std::string, int64_t> dropped;
+    };
+    std::vector<Aggregator> aggregators;
   };
   std::optional<Accounting> accounting;
 };
@@ -38,7 +49,9 @@ std::string FinalLine(const RunSummary& s);
 
 // The same keys as a JSON object, written to `path`; with accounting also
 // "mode", "gradients" {"received", "applied", "duplicate", "pending",
-// "dropped": {reason: n}}, "staleness_counts" and "max_staleness".
+// "dropped": {reason: n}}, "staleness_counts", "max_staleness" and
+// "aggregators": [{"id", "gradients_received", "gradients_duplicate",
+// "gradients_forwarded", "gradients_pending", "gradients_dropped": {...}}].
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s);
 
 }  // namespace hips

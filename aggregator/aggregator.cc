@@ -25,6 +25,7 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
   if (o.max_queued_aggregates < 1) {
     return absl::InvalidArgumentError("at least 1 aggregate must be allowed to queue");
   }
+  if (o.lease <= absl::ZeroDuration()) return absl::InvalidArgumentError("the lease must be positive");
   if (o.coalesce_window < absl::ZeroDuration() || o.coalesce_window > absl::Seconds(10)) {
     return absl::InvalidArgumentError("the coalescing window must be in [0, 10s]");
   }
@@ -32,12 +33,11 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
 }
 
 Aggregator::Aggregator(AggregatorOptions options)
-    : options_(std::move(options)), next_sequence_(FirstSequenceNumber()) {
-  if (options_.round_deadline != absl::InfiniteDuration() ||
-      options_.coalesce_window > absl::ZeroDuration()) {
-    timer_ = std::make_unique<DeadlineTimer>([this] { return NextDeadline(); },
-                                             [this](absl::Time now) { CloseDue(now); });
-  }
+    : options_(std::move(options)),
+      members_(options_.lease, options_.expected_workers),
+      next_sequence_(FirstSequenceNumber()) {
+  timer_ = std::make_unique<DeadlineTimer>([this] { return NextDeadline(); },
+                                           [this](absl::Time now) { CloseDue(now); });
 }
 
 Aggregator::~Aggregator() { Shutdown(); }
@@ -62,12 +62,38 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
     return Drop(DropReason::kFutureVersion,
                 absl::UnavailableError("this aggregator has no weights from HQ yet"));
   }
-  PushResult result{push.version, /*duplicate=*/false, known_version_};
-  if (repeats_.IsRepeat(push.sender, push.sequence)) {
+  const bool joined = members_.Touch(push.sender, now);
+  // A repeat of a push this aggregator already has: the same answer, once
+  // there is one.
+  if (auto it = ticket_of_.find({push.sender, push.sequence});
+      push.sequence > 0 && it != ticket_of_.end()) {
     ++counters_.gradients_duplicate;
-    result.duplicate = true;
+    std::shared_ptr<Ticket> ticket = tickets_.at(it->second);
+    if (!options_.ack_after_hq) return PushResult{push.version, /*duplicate=*/true, known_version_};
+    return AwaitTicket(ticket, /*duplicate=*/true);
+  }
+  if (auto it = answered_.find(push.sender);
+      push.sequence > 0 && it != answered_.end() && it->second.first == push.sequence) {
+    ++counters_.gradients_duplicate;
+    absl::StatusOr<PushResult> result = it->second.second;
+    if (result.ok()) result->duplicate = true;
     return result;
   }
+  if (repeats_.IsRepeat(push.sender, push.sequence)) {
+    ++counters_.gradients_duplicate;
+    return PushResult{push.version, /*duplicate=*/true, known_version_};
+  }
+  if (joined) LOG(INFO) << push.sender << " joined (first heard of through a push)";
+  absl::StatusOr<std::shared_ptr<Ticket>> ticket = Admit(push, now);
+  if (!ticket.ok()) return ticket.status();
+  if (!options_.ack_after_hq && !(*ticket)->done) {
+    return PushResult{push.version, /*duplicate=*/false, known_version_};
+  }
+  return AwaitTicket(*ticket, /*duplicate=*/false);
+}
+
+absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const GradientPush& push,
+                                                                      absl::Time now) {
   Contribution c;
   c.sender = push.sender;
   c.version = push.version;
@@ -94,6 +120,33 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
                     "gradient of version ", push.version, " predates the switch to ",
                     DescribeMode(mode_), " at version ", mode_since_)));
   }
+  ContributorRef ref{push.sender, push.sequence, push.version, push.step};
+
+  if (push.retry) {
+    // Its first attempt may have reached HQ through another aggregator: it
+    // goes on alone, so that HQ can tell. In sync it counts for the round.
+    if (mode_.mode == Mode::kSync && push.version == round_->version()) {
+      if (round_->CloseIfDue(now)) EmitRound();
+      Contribution mark;
+      mark.sender = push.sender;
+      mark.members = {push.sender};
+      mark.version = push.version;
+      mark.contributors = 0;
+      DropReason ignored;
+      (void)round_->Add(mark, &ignored, now);
+    }
+    GradientAccumulator alone(num_floats_);
+    if (absl::Status s = alone.Add(c.values, c.scale, c.samples, c.loss_sum, 1); !s.ok()) {
+      return Drop(DropReason::kInvalid, s);
+    }
+    repeats_.Record(push.sender, push.sequence);
+    std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
+    Enqueue(alone, push.version, {}, {ref});
+    outbox_.back().single = true;
+    ++counters_.gradients_sent_alone;
+    MaybeCompleteRound();
+    return ticket;
+  }
 
   if (mode_.mode == Mode::kSync) {
     // A round past its deadline closes (and is sent on) before a late
@@ -104,19 +157,24 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
     absl::StatusOr<SyncRound::AddOutcome> outcome = round_->Add(c, &reason, now);
     if (!outcome.ok()) return Drop(reason, outcome.status());
     if (*outcome == SyncRound::AddOutcome::kDuplicate) {
+      // This worker's gradient of this version is in already (a retry, or
+      // the worker restarted and computed it again): not summed twice.
       ++counters_.gradients_duplicate;
-      result.duplicate = true;
-      return result;
+      auto settled = std::make_shared<Ticket>();
+      settled->done = true;
+      settled->result = PushResult{push.version, /*duplicate=*/true, known_version_};
+      return settled;
     }
     repeats_.Record(push.sender, push.sequence);
-    ++counters_.gradients_accepted;
-    ++counters_.gradients_pending;
+    std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
+    round_refs_.push_back(ref);
     if (round_->state() == SyncRound::State::kClosed) {
       EmitRound();
-    } else if (first && timer_ != nullptr) {
-      timer_->Poke();  // the round's deadline now runs
+    } else {
+      MaybeCompleteRound();
+      if (first && round_->state() == SyncRound::State::kOpen) timer_->Poke();
     }
-    return result;
+    return ticket;
   }
 
   // HQ is at least at known_version_, so a gradient this stale is refused
@@ -133,18 +191,92 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
   const bool first = batch_->empty();
   if (absl::Status s = batch_->Add(c, now); !s.ok()) return Drop(DropReason::kInvalid, s);
   repeats_.Record(push.sender, push.sequence);
-  ++counters_.gradients_accepted;
-  ++counters_.gradients_pending;
+  std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
+  batch_refs_.push_back(ref);
   if (batch_->full() || options_.coalesce_window == absl::ZeroDuration()) {
     EmitBatch();
-  } else if (first && timer_ != nullptr) {
+  } else if (first) {
     timer_->Poke();  // the batch's window now runs
   }
+  return ticket;
+}
+
+std::shared_ptr<Aggregator::Ticket> Aggregator::NewTicket(const GradientPush& push,
+                                                          ContributorRef* ref) {
+  ++counters_.gradients_accepted;
+  ++counters_.gradients_pending;
+  auto ticket = std::make_shared<Ticket>();
+  ref->ticket = next_ticket_++;
+  tickets_[ref->ticket] = ticket;
+  if (push.sequence > 0) ticket_of_[{push.sender, push.sequence}] = ref->ticket;
+  return ticket;
+}
+
+absl::StatusOr<PushResult> Aggregator::AwaitTicket(const std::shared_ptr<Ticket>& ticket,
+                                                   bool duplicate) {
+  auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ticket->done || shutdown_; };
+  mu_.Await(absl::Condition(&settled));
+  if (!ticket->done) return absl::UnavailableError("this aggregator is shutting down");
+  absl::StatusOr<PushResult> result = ticket->result;
+  if (result.ok() && duplicate) result->duplicate = true;
   return result;
 }
 
+void Aggregator::Settle(const ContributorRef& ref, const absl::StatusOr<PushResult>& result) {
+  auto it = tickets_.find(ref.ticket);
+  if (it == tickets_.end()) return;
+  it->second->done = true;
+  it->second->result = result;
+  if (result.ok()) it->second->result->version = ref.version;
+  if (ref.sequence > 0) {
+    answered_[ref.worker] = {ref.sequence, it->second->result};
+    ticket_of_.erase({ref.worker, ref.sequence});
+  }
+  tickets_.erase(it);
+}
+
+HeartbeatAnswer Aggregator::Heartbeat(const std::string& worker, int64_t incarnation,
+                                      bool leaving, absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  if (leaving) {
+    if (members_.IsLive(worker)) LOG(INFO) << worker << " left";
+    members_.Leave(worker);
+    MaybeCompleteRound();
+  } else if (members_.Touch(worker, now, incarnation)) {
+    LOG(INFO) << worker << " joined (incarnation " << incarnation << ")";
+    timer_->Poke();  // its lease may be the next to run out
+  }
+  HeartbeatAnswer answer;
+  answer.lease = options_.lease;
+  answer.version = known_version_;
+  if (auto it = data_positions_.find(worker); it != data_positions_.end()) {
+    answer.data_positions[worker] = it->second;
+  }
+  return answer;
+}
+
+void Aggregator::EndForming() {
+  absl::MutexLock lock(&mu_);
+  if (!members_.forming()) return;
+  LOG(INFO) << "joining a cluster that is already training: rounds need only live workers";
+  members_.EndForming();
+  MaybeCompleteRound();
+}
+
+void Aggregator::SetDataPositions(std::map<std::string, int64_t> positions) {
+  absl::MutexLock lock(&mu_);
+  data_positions_ = std::move(positions);
+}
+
+void Aggregator::MaybeCompleteRound() {
+  if (round_ == nullptr || round_->state() != SyncRound::State::kOpen) return;
+  if (!members_.Covers(round_->covered())) return;
+  round_->Close();
+  EmitRound();
+}
+
 void Aggregator::Enqueue(const GradientAccumulator& acc, int64_t version,
-                         std::map<int64_t, int64_t> versions) {
+                         std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs) {
   AggregatePush out;
   out.aggregator = options_.id;
   out.version = version;
@@ -153,33 +285,48 @@ void Aggregator::Enqueue(const GradientAccumulator& acc, int64_t version,
   out.loss_sum = acc.loss_sum();
   out.sequence = next_sequence_++;
   out.contributor_versions = std::move(versions);
-  out.sum.assign(acc.sum().begin(), acc.sum().end());
+  out.contributor_list = std::move(refs);
+  // An empty round (its gradients all went on alone) only says this
+  // aggregator is done with `version`.
+  if (out.contributors > 0) out.sum.assign(acc.sum().begin(), acc.sum().end());
   outbox_.push_back(std::move(out));
   ++counters_.rounds_closed;
 }
 
-void Aggregator::EmitRound() { Enqueue(round_->accumulator(), round_->version(), {}); }
+void Aggregator::EmitRound() {
+  Enqueue(round_->accumulator(), round_->version(), {}, std::move(round_refs_));
+  round_refs_.clear();
+}
 
 void Aggregator::EmitBatch() {
   if (batch_->empty()) return;
   // One version: the plain form of an aggregate.
   std::map<int64_t, int64_t> versions;
   if (batch_->versions().size() > 1) versions = batch_->versions();
-  Enqueue(batch_->accumulator(), batch_->oldest_version(), std::move(versions));
+  Enqueue(batch_->accumulator(), batch_->oldest_version(), std::move(versions),
+          std::move(batch_refs_));
+  batch_refs_.clear();
   batch_->Reset();
 }
 
 void Aggregator::DiscardAll(DropReason reason) {
-  int64_t n = 0;
+  std::vector<ContributorRef> refs;
   if (round_ != nullptr && round_->state() == SyncRound::State::kOpen) {
-    n += round_->accumulator().contributors();
+    refs = std::move(round_refs_);
   }
-  if (batch_ != nullptr) {
-    n += batch_->accumulator().contributors();
-    batch_->Reset();
-  }
-  if (n == 0) return;
-  counters_.gradients_dropped[std::string(DropReasonName(reason))] += n;
+  round_refs_.clear();
+  if (batch_ != nullptr) batch_->Reset();
+  refs.insert(refs.end(), batch_refs_.begin(), batch_refs_.end());
+  batch_refs_.clear();
+  if (refs.empty()) return;
+  const std::string name(DropReasonName(reason));
+  const absl::Status why = reason == DropReason::kShutdown
+                               ? absl::UnavailableError("this aggregator is shutting down")
+                               : absl::FailedPreconditionError(absl::StrCat(
+                                     "dropped before it was sent on (", name, ")"));
+  for (const ContributorRef& ref : refs) Settle(ref, why);
+  const int64_t n = static_cast<int64_t>(refs.size());
+  counters_.gradients_dropped[name] += n;
   counters_.gradients_pending -= n;
 }
 
@@ -192,11 +339,22 @@ void Aggregator::RecordRefusal(DropReason reason) {
 void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot) {
   {
     absl::MutexLock lock(&mu_);
-    if (version_ >= 0 && (snapshot->version < version_ ||
-                          (snapshot->version == version_ &&
-                           (training_done_ || !snapshot->training_done)))) {
+    const bool hq_restarted = version_ >= 0 && snapshot->incarnation != incarnation_;
+    if (version_ >= 0 && !hq_restarted &&
+        (snapshot->version < version_ ||
+         (snapshot->version == version_ && (training_done_ || !snapshot->training_done)))) {
       return;  // not newer
     }
+    if (hq_restarted) {
+      // HQ restarted (from a checkpoint, possibly older than what is here):
+      // its versions start a new line, and nothing summed for the old one
+      // can be applied.
+      LOG(WARNING) << "HQ restarted: incarnation " << snapshot->incarnation << " at version "
+                   << snapshot->version << " (was at version " << version_ << ")";
+      DiscardAll(DropReason::kHqRestarted);
+      known_version_ = -1;
+    }
+    incarnation_ = snapshot->incarnation;
     const size_t num_floats = snapshot->weights.size();
     if (round_ == nullptr || num_floats != num_floats_) {
       // HQ trains another model now: what was summed for the old one is void.
@@ -204,7 +362,8 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
       num_floats_ = num_floats;
       const int quorum =
           options_.quorum_workers == 0 ? options_.expected_workers : options_.quorum_workers;
-      round_ = std::make_unique<SyncRound>(num_floats, options_.expected_workers, quorum,
+      // Complete when every live worker is in (MaybeCompleteRound).
+      round_ = std::make_unique<SyncRound>(num_floats, /*expected_contributions=*/0, quorum,
                                            options_.round_deadline);
       batch_ = std::make_unique<CoalescingBatch>(num_floats, options_.expected_workers,
                                                  options_.coalesce_window);
@@ -241,13 +400,19 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
 
 absl::Time Aggregator::NextDeadline() const {
   absl::MutexLock lock(&mu_);
-  if (round_ == nullptr) return absl::InfiniteFuture();
-  return std::min(round_->CloseAt(), batch_->CloseAt());
+  const absl::Time expiry = members_.NextExpiry();
+  if (round_ == nullptr) return expiry;
+  return std::min({round_->CloseAt(), batch_->CloseAt(), expiry});
 }
 
 void Aggregator::CloseDue(absl::Time now) {
   absl::MutexLock lock(&mu_);
-  if (shutdown_ || round_ == nullptr) return;
+  if (shutdown_) return;
+  for (const std::string& worker : members_.Expire(now)) {
+    LOG(WARNING) << worker << "'s lease expired; rounds go on without it";
+  }
+  if (round_ == nullptr) return;
+  MaybeCompleteRound();
   if (round_->CloseIfDue(now)) {
     VLOG(1) << "round " << round_->version() << " closed at its deadline with "
             << round_->received() << " of " << round_->expected() << " gradients";
@@ -277,6 +442,7 @@ void Aggregator::ReportForwarded(const AggregatePush& a, const absl::StatusOr<Pu
   } else {
     ++counters_.aggregates_refused;
   }
+  for (const ContributorRef& ref : a.contributor_list) Settle(ref, result);
 }
 
 void Aggregator::ReportUndelivered(const AggregatePush& a) {
@@ -284,6 +450,9 @@ void Aggregator::ReportUndelivered(const AggregatePush& a) {
   counters_.gradients_pending -= a.contributors;
   counters_.gradients_dropped[std::string(DropReasonName(DropReason::kShutdown))] +=
       a.contributors;
+  for (const ContributorRef& ref : a.contributor_list) {
+    Settle(ref, absl::UnavailableError("this aggregator shut down before HQ answered"));
+  }
 }
 
 void Aggregator::Shutdown() {
@@ -294,6 +463,9 @@ void Aggregator::Shutdown() {
       shutdown_ = true;
       DiscardAll(DropReason::kShutdown);
       for (const AggregatePush& a : outbox_) {
+        for (const ContributorRef& ref : a.contributor_list) {
+          Settle(ref, absl::UnavailableError("this aggregator is shutting down"));
+        }
         counters_.gradients_pending -= a.contributors;
         counters_.gradients_dropped[std::string(DropReasonName(DropReason::kShutdown))] +=
             a.contributors;
@@ -306,7 +478,10 @@ void Aggregator::Shutdown() {
 
 AggregatorCounters Aggregator::counters() const {
   absl::MutexLock lock(&mu_);
-  return counters_;
+  AggregatorCounters c = counters_;
+  c.live_workers = members_.Live();
+  c.forming = members_.forming();
+  return c;
 }
 
 }  // namespace hips

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
@@ -16,6 +17,7 @@
 #include "services/core/coalescing_batch.h"
 #include "services/core/consistency.h"
 #include "services/core/deadline_timer.h"
+#include "services/core/membership.h"
 #include "services/core/payloads.h"
 #include "services/core/sync_round.h"
 #include "services/core/weights_board.h"
@@ -41,6 +43,14 @@ struct AggregatorOptions {
   // (and not yet being sent). Without it, workers that outpace HQ in async
   // mode fill the queue with gradients that grow staler while they wait.
   int max_queued_aggregates = 1;
+  // Workers hold a lease of this length, renewed by their heartbeats (and
+  // pushes). A sync round never waits for a worker whose lease expired.
+  absl::Duration lease = absl::Seconds(2);
+  // Acknowledge a push only once HQ answered the aggregate that carries it
+  // (end to end: what lets a worker that got no answer push again without
+  // losing or doubling a gradient). false acknowledges on acceptance; the
+  // unit tests of the round logic use it, having no HQ.
+  bool ack_after_hq = true;
 };
 
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
@@ -58,7 +68,12 @@ struct AggregatorCounters {
   int64_t gradients_pending = 0;
   int64_t rounds_closed = 0;  // aggregates produced
   int64_t aggregates_refused = 0;  // by HQ
+  // Retried gradients (first attempt's outcome unknown) sent on alone.
+  int64_t gradients_sent_alone = 0;
+  std::vector<std::string> live_workers;
+  bool forming = false;
 };
+
 
 // The MDC tier's logic, without networking. The mode travels with HQ's
 // weights (PublishWeights):
@@ -71,6 +86,15 @@ struct AggregatorCounters {
 // Gradients computed on a version before the newest mode switch are dropped
 // (mode_changed).
 //
+// Membership (docs/faults.md): workers hold leases; a sync round is complete
+// when every live worker's gradient is in, so a dead or paused worker holds
+// a round up for at most one lease. A push is acknowledged end to end: the
+// call returns once HQ answered the aggregate that carries the gradient (or
+// the gradient was dropped here), so a worker that got no answer knows it
+// must push again. A retried push whose first attempt may have reached HQ
+// through another aggregator is sent on alone, and HQ applies it only if it
+// has not seen it.
+//
 // Thread-safe. Summation runs under the lock; nothing here makes an RPC.
 class Aggregator {
  public:
@@ -78,10 +102,22 @@ class Aggregator {
   ~Aggregator();
 
   // A worker's gradient. FAILED_PRECONDITION for a gradient its mode does
-  // not allow, INVALID_ARGUMENT for a malformed one; both counted. Waits
-  // while the queue towards HQ is full.
+  // not allow, INVALID_ARGUMENT for a malformed one; both counted, here or
+  // at HQ. Waits while the queue towards HQ is full, then until HQ answered
+  // the aggregate the gradient went into (UNAVAILABLE if this aggregator
+  // shuts down first: the worker pushes it again, elsewhere if need be).
   absl::StatusOr<PushResult> AcceptGradient(const GradientPush& push,
                                             absl::Time now = absl::Now());
+
+  // A worker's heartbeat (`leaving`: it moves to another aggregator).
+  HeartbeatAnswer Heartbeat(const std::string& worker, int64_t incarnation, bool leaving,
+                            absl::Time now = absl::Now());
+  // The cluster was already training when this aggregator first reached HQ
+  // (it restarted): its rounds need only the workers that are live, not the
+  // --workers it expects at start.
+  void EndForming();
+  // Where each worker's data order continues, as far as HQ knows.
+  void SetDataPositions(std::map<std::string, int64_t> positions);
 
   // Counts a gradient that the adapter refused before it reached
   // AcceptGradient (malformed stream or header).
@@ -92,9 +128,11 @@ class Aggregator {
   // Called from one thread (the HQ link).
   void PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot);
 
+  // `incarnation`: the HQ incarnation of the caller's weights (0: none);
+  // weights of another one are returned at once, whatever their version.
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(
-      int64_t min_version, absl::Time deadline) const {
-    return board_.WaitFor(min_version, deadline);
+      int64_t min_version, absl::Time deadline, int64_t incarnation = 0) const {
+    return board_.WaitFor(min_version, deadline, incarnation);
   }
   std::shared_ptr<const WeightsSnapshot> LatestWeights() const { return board_.Latest(); }
 
@@ -107,8 +145,9 @@ class Aggregator {
   // The aggregate never reached HQ (this aggregator is shutting down).
   void ReportUndelivered(const AggregatePush& aggregate);
 
-  // Closes sync rounds and coalescing batches whose time is up (the deadline
-  // timer calls this; tests may call it with their own clock).
+  // Expires leases and closes sync rounds and coalescing batches whose time
+  // is up (the deadline timer calls this; tests may call it with their own
+  // clock).
   void CloseDue(absl::Time now);
 
   // Ends every wait. Idempotent.
@@ -118,13 +157,36 @@ class Aggregator {
   const AggregatorOptions& options() const { return options_; }
 
  private:
+  // A push's fate, shared by its attempts: set once HQ answered the
+  // aggregate carrying it, or it was dropped here.
+  struct Ticket {
+    bool done = false;
+    absl::StatusOr<PushResult> result = absl::UnknownError("pending");
+  };
+  using PushKey = std::pair<std::string, int64_t>;  // (worker, sequence)
+
   absl::Time NextDeadline() const;
+  // Accepts a validated gradient into the round, the batch, or (a retry)
+  // an aggregate of its own; returns its ticket, or the refusal.
+  absl::StatusOr<std::shared_ptr<Ticket>> Admit(const GradientPush& push, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Waits for `ticket` and returns its result.
+  absl::StatusOr<PushResult> AwaitTicket(const std::shared_ptr<Ticket>& ticket, bool duplicate)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Settle(const ContributorRef& ref, const absl::StatusOr<PushResult>& result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts an accepted push and gives it a ticket (ref->ticket).
+  std::shared_ptr<Ticket> NewTicket(const GradientPush& push, ContributorRef* ref)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Closes the open sync round if every live worker is in it.
+  void MaybeCompleteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the closed round's sum for HQ.
   void EmitRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the batch's sum for HQ and empties it.
   void EmitBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void Enqueue(const GradientAccumulator& sum, int64_t version,
-               std::map<int64_t, int64_t> versions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+               std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts the gradients of the open round and the batch, which will never
   // be sent, as dropped.
   void DiscardAll(DropReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -141,6 +203,7 @@ class Aggregator {
   int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
   ModeConfig mode_ ABSL_GUARDED_BY(mu_);
   int64_t mode_since_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;  // HQ's
   bool training_done_ ABSL_GUARDED_BY(mu_) = false;
   size_t num_floats_ ABSL_GUARDED_BY(mu_) = 0;
   // The newest version HQ is known to be at (from its weights and acks).
@@ -148,6 +211,18 @@ class Aggregator {
   std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);         // sync
   std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);   // async, ssp
   RepeatFilter repeats_ ABSL_GUARDED_BY(mu_);
+  Membership members_ ABSL_GUARDED_BY(mu_);
+  // Pushes accepted and not yet answered, and each worker's newest answer
+  // (a late retry of it gets the same answer).
+  std::map<int64_t, std::shared_ptr<Ticket>> tickets_ ABSL_GUARDED_BY(mu_);
+  int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
+  // Numbered pushes with a ticket (a retry of one waits for the same).
+  std::map<PushKey, int64_t> ticket_of_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::pair<int64_t, absl::StatusOr<PushResult>>> answered_
+      ABSL_GUARDED_BY(mu_);
+  std::vector<ContributorRef> round_refs_ ABSL_GUARDED_BY(mu_);  // summed in round_
+  std::vector<ContributorRef> batch_refs_ ABSL_GUARDED_BY(mu_);  // summed in batch_
+  std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(mu_);
   int64_t next_sequence_ ABSL_GUARDED_BY(mu_);
   std::deque<AggregatePush> outbox_ ABSL_GUARDED_BY(mu_);
   AggregatorCounters counters_ ABSL_GUARDED_BY(mu_);

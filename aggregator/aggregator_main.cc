@@ -28,6 +28,10 @@ ABSL_FLAG(int64_t, coalesce_ms, 0,
           "async/ssp: sum gradients of one version arriving within this window into one "
           "aggregate (0: forward each gradient alone).");
 
+ABSL_FLAG(int64_t, lease_ms, 2000,
+          "Workers' lease: a sync round stops waiting for a worker that has not been heard "
+          "from for this long.");
+
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv, "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID]");
@@ -47,6 +51,8 @@ int main(int argc, char** argv) {
         absl::Milliseconds(absl::GetFlag(FLAGS_round_deadline_ms));
   }
   options.aggregator.coalesce_window = absl::Milliseconds(absl::GetFlag(FLAGS_coalesce_ms));
+  if (absl::GetFlag(FLAGS_lease_ms) <= 0) hips::ExitWithUsageError("--lease_ms must be positive");
+  options.aggregator.lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
   options.hq_address = absl::GetFlag(FLAGS_hq);

@@ -40,6 +40,8 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
   push.samples = header.sample_count();
   push.loss_sum = header.loss_sum();
   push.sequence = header.sequence();
+  push.retry = header.retry();
+  push.step = header.step();
   push.gradient = *std::move(gradient);
   absl::StatusOr<PushResult> result = aggregator_->AcceptGradient(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -55,7 +57,7 @@ grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
   const absl::Time deadline =
       req->no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll_);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
-      aggregator_->WaitForWeights(req->min_version(), deadline);
+      aggregator_->WaitForWeights(req->min_version(), deadline, req->incarnation());
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
   if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker went away mid-stream");
@@ -78,6 +80,17 @@ grpc::Status AggregatorService::GetStatus(grpc::ServerContext* ctx, const v1::St
   reply->set_gradients_pending(c.gradients_pending);
   reply->set_aggregates_sent(c.rounds_closed);
   reply->set_aggregates_refused(c.aggregates_refused);
+  for (const std::string& w : c.live_workers) reply->add_live_workers(w);
+  reply->set_forming(c.forming);
+  return grpc::Status::OK;
+}
+
+grpc::Status AggregatorService::Heartbeat(grpc::ServerContext* ctx,
+                                          const v1::HeartbeatRequest* req,
+                                          v1::HeartbeatReply* reply) {
+  absl::StatusOr<HeartbeatRequestData> hb = HeartbeatFromProto(*req);
+  if (!hb.ok()) return ToGrpcStatus(hb.status());
+  AnswerToProto(aggregator_->Heartbeat(hb->member, hb->incarnation, hb->leaving), reply);
   return grpc::Status::OK;
 }
 

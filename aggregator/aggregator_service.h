@@ -20,6 +20,8 @@ class AggregatorService final : public v1::Aggregator::Service {
                             v1::PushAck* ack) override;
   grpc::Status PullWeights(grpc::ServerContext* ctx, const v1::PullWeightsRequest* req,
                            grpc::ServerWriter<v1::WeightsChunk>* writer) override;
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                         v1::HeartbeatReply* reply) override;
   grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
                          v1::AggregatorStatus* reply) override;
 

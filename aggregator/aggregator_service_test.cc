@@ -17,6 +17,16 @@
 namespace hips {
 namespace {
 
+// Options of an aggregator that acknowledges on acceptance: these tests
+// play HQ themselves (NextAggregate), after the pushes returned.
+AggregatorOptions Local(int workers) {
+  AggregatorOptions o;
+  o.id = "agg-0";
+  o.expected_workers = workers;
+  o.ack_after_hq = false;
+  return o;
+}
+
 class AggregatorServiceTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -63,7 +73,7 @@ class AggregatorServiceTest : public ::testing::Test {
     return c;
   }
 
-  Aggregator aggregator_{{"agg-0", 2}};
+  Aggregator aggregator_{Local(2)};
   AggregatorService service_{&aggregator_, 1 << 20, absl::Seconds(5)};
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Aggregator::Stub> stub_;

@@ -12,6 +12,16 @@
 namespace hips {
 namespace {
 
+// Options of an aggregator that acknowledges on acceptance: these tests
+// play HQ themselves (NextAggregate), after the pushes returned.
+AggregatorOptions Local(int workers) {
+  AggregatorOptions o;
+  o.id = "agg-0";
+  o.expected_workers = workers;
+  o.ack_after_hq = false;
+  return o;
+}
+
 using ::testing::ElementsAre;
 
 std::shared_ptr<const WeightsSnapshot> Weights(int64_t version, size_t n, bool done = false,
@@ -51,7 +61,7 @@ GradientPush Push(const std::string& sender, int64_t version, std::vector<float>
 }
 
 TEST(AggregatorTest, ForwardsTheSampleWeightedSumOnceEveryWorkerContributed) {
-  Aggregator agg({"agg-0", 2});
+  Aggregator agg(Local(2));
   agg.PublishWeights(Weights(0, 3));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1, 2, 3}, 2)).ok());
   ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {4, 5, 6}, 3)).ok());
@@ -70,7 +80,7 @@ TEST(AggregatorTest, ForwardsTheSampleWeightedSumOnceEveryWorkerContributed) {
 }
 
 TEST(AggregatorTest, CountsDuplicatesAndRefusalsByReason) {
-  Aggregator agg({"agg-0", 2});
+  Aggregator agg(Local(2));
   EXPECT_TRUE(absl::IsUnavailable(agg.AcceptGradient(Push("w0", 0, {1}, 1)).status()));
   agg.PublishWeights(Weights(3, 1));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 3, {1}, 1)).ok());
@@ -94,7 +104,7 @@ TEST(AggregatorTest, CountsDuplicatesAndRefusalsByReason) {
 }
 
 TEST(AggregatorTest, NewerWeightsOpenTheirRoundBeforeWorkersCanSeeThem) {
-  Aggregator agg({"agg-0", 1});
+  Aggregator agg(Local(1));
   agg.PublishWeights(Weights(0, 1));
   // A worker waiting for version 1 must be able to push for version 1 as
   // soon as it has the weights.
@@ -112,7 +122,7 @@ TEST(AggregatorTest, NewerWeightsOpenTheirRoundBeforeWorkersCanSeeThem) {
 }
 
 TEST(AggregatorTest, OlderWeightsAreIgnoredAndShutdownEndsWaits) {
-  Aggregator agg({"agg-0", 1});
+  Aggregator agg(Local(1));
   agg.PublishWeights(Weights(5, 1));
   agg.PublishWeights(Weights(4, 1));
   EXPECT_EQ(agg.LatestWeights()->version, 5);
@@ -127,7 +137,7 @@ TEST(AggregatorTest, OlderWeightsAreIgnoredAndShutdownEndsWaits) {
 }
 
 TEST(AggregatorTest, AsyncForwardsEachGradientAloneWithoutAWindow) {
-  Aggregator agg({"agg-0", 2});
+  Aggregator agg(Local(2));
   agg.PublishWeights(AsyncWeights(7, 2));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 7, {1, 2}, 2)).ok());
   std::optional<AggregatePush> first = agg.NextAggregate();
@@ -153,7 +163,7 @@ TEST(AggregatorTest, AsyncForwardsEachGradientAloneWithoutAWindow) {
 }
 
 TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {
-  AggregatorOptions o{"agg-0", 3};
+  AggregatorOptions o = Local(3);
   o.coalesce_window = absl::Hours(1);  // the test drives the clock
   Aggregator agg(o);
   agg.PublishWeights(AsyncWeights(5, 1));
@@ -186,7 +196,7 @@ TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {
 }
 
 TEST(AggregatorTest, SspDropsGradientsAlreadyTooStaleForHq) {
-  Aggregator agg({"agg-0", 1});
+  Aggregator agg(Local(1));
   agg.PublishWeights(AsyncWeights(5, 1, {Mode::kSsp, 1}));
   EXPECT_TRUE(absl::IsFailedPrecondition(agg.AcceptGradient(Push("w0", 3, {1}, 1)).status()));
   absl::StatusOr<PushResult> ok = agg.AcceptGradient(Push("w0", 4, {1}, 1));
@@ -205,7 +215,7 @@ TEST(AggregatorTest, SspDropsGradientsAlreadyTooStaleForHq) {
 }
 
 TEST(AggregatorTest, AModeSwitchDropsWhatWasComputedUnderTheOldMode) {
-  AggregatorOptions o{"agg-0", 2};
+  AggregatorOptions o = Local(2);
   o.coalesce_window = absl::Hours(1);
   Aggregator agg(o);
   agg.PublishWeights(AsyncWeights(5, 1));
@@ -225,7 +235,7 @@ TEST(AggregatorTest, AModeSwitchDropsWhatWasComputedUnderTheOldMode) {
 }
 
 TEST(AggregatorTest, ASyncRoundClosesAtItsDeadlineAndDropsTheLateGradient) {
-  AggregatorOptions o{"agg-0", 2};
+  AggregatorOptions o = Local(2);
   o.quorum_workers = 1;
   o.round_deadline = absl::Hours(1);
   Aggregator agg(o);
@@ -256,7 +266,7 @@ TEST(AggregatorTest, ASyncRoundClosesAtItsDeadlineAndDropsTheLateGradient) {
 TEST(AggregatorTest, ALateGradientFirstClosesTheRoundItMissed) {
   // The deadline passed but the timer has not run yet (a busy machine): the
   // late gradient must not leave the round closed and unsent.
-  AggregatorOptions o{"agg-0", 2};
+  AggregatorOptions o = Local(2);
   o.quorum_workers = 1;
   o.round_deadline = absl::Hours(1);
   Aggregator agg(o);
@@ -273,7 +283,7 @@ TEST(AggregatorTest, ALateGradientFirstClosesTheRoundItMissed) {
 }
 
 TEST(AggregatorTest, PushesWaitWhileTheQueueTowardsHqIsFull) {
-  Aggregator agg({"agg-0", 1});
+  Aggregator agg(Local(1));
   agg.PublishWeights(AsyncWeights(0, 1));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1)).ok());  // queued
   absl::Notification pushed;

@@ -5,6 +5,7 @@
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/push_stream.h"
 #include "services/net/grpc_util.h"
+#include "services/net/heartbeat_call.h"
 #include "services/net/weights_stream.h"
 
 namespace hips {
@@ -32,6 +33,14 @@ class GrpcHqClient final : public HqClient {
       vc->set_version(version);
       vc->set_count(count);
     }
+    for (const ContributorRef& ref : a.contributor_list) {
+      v1::Contributor* c = h->add_contributors();
+      c->set_worker_id(ref.worker);
+      c->set_sequence(ref.sequence);
+      c->set_version(ref.version);
+      c->set_step(ref.step);
+    }
+    h->set_single(a.single);
     return PushChunked(
         &calls_, [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
           return stub_->PushAggregate(ctx, ack);
@@ -42,8 +51,14 @@ class GrpcHqClient final : public HqClient {
   void CancelCalls() override { calls_.CancelAll(); }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline) override {
-    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline);
+      int64_t min_version, absl::Time deadline, int64_t incarnation) override {
+    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline, /*no_wait=*/false,
+                           incarnation);
+  }
+
+  absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
+                                            absl::Time deadline) override {
+    return CallHeartbeat(stub_.get(), &calls_, heartbeat, deadline);
   }
 
  private:

@@ -5,13 +5,18 @@
 
 #include "glog/logging.h"
 #include "services/core/retry.h"
+#include "services/core/sync_round.h"
 
 namespace hips {
 
 HqLink::HqLink(Aggregator* aggregator, HqClient* hq, HqLinkOptions options)
-    : aggregator_(aggregator), hq_(hq), options_(options) {
+    : aggregator_(aggregator),
+      hq_(hq),
+      options_(options),
+      incarnation_(FirstSequenceNumber()) {
   puller_ = std::thread([this] { PullLoop(); });
   forwarder_ = std::thread([this] { ForwardLoop(); });
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
 }
 
 HqLink::~HqLink() { Shutdown(); }
@@ -23,6 +28,7 @@ void HqLink::Shutdown() {
     hq_->CancelCalls();
     puller_.join();
     forwarder_.join();
+    heartbeat_.join();
   });
 }
 
@@ -32,8 +38,8 @@ void HqLink::PullLoop() {
     std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
     if (latest != nullptr && latest->training_done) return;  // nothing newer will come
     const int64_t min_version = latest == nullptr ? 0 : latest->version + 1;
-    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next =
-        hq_->PullWeights(min_version, absl::Now() + options_.long_poll);
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next = hq_->PullWeights(
+        min_version, absl::Now() + options_.long_poll, latest == nullptr ? 0 : latest->incarnation);
     if (next.ok()) {
       backoff.Reset();
       VLOG(1) << "weights of version " << (*next)->version << " from HQ";
@@ -44,6 +50,31 @@ void HqLink::PullLoop() {
       LOG_EVERY_N(WARNING, 20) << "pulling weights from HQ: " << next.status();
       if (stop_.WaitForNotificationWithTimeout(backoff.Next())) return;
     }
+  }
+}
+
+void HqLink::HeartbeatLoop() {
+  absl::Duration lease = absl::Seconds(2);
+  bool first_answer = true;
+  while (true) {
+    const AggregatorCounters c = aggregator_->counters();
+    HeartbeatRequestData hb;
+    hb.member = aggregator_->options().id;
+    hb.incarnation = incarnation_;
+    hb.live_workers = c.live_workers;
+    hb.forming = c.forming;
+    absl::StatusOr<HeartbeatAnswer> answer = hq_->Heartbeat(hb, absl::Now() + lease / 2);
+    if (answer.ok()) {
+      lease = answer->lease;
+      // Joining a cluster that already trains (this aggregator restarted):
+      // its workers may have moved elsewhere, so it does not wait for them.
+      if (first_answer && answer->version > 0) aggregator_->EndForming();
+      first_answer = false;
+      aggregator_->SetDataPositions(std::move(answer->data_positions));
+    } else if (!stop_.HasBeenNotified()) {
+      LOG_EVERY_N(WARNING, 10) << "heartbeat to HQ: " << answer.status();
+    }
+    if (stop_.WaitForNotificationWithTimeout(lease / options_.heartbeats_per_lease)) return;
   }
 }
 

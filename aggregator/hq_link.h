@@ -16,13 +16,17 @@ struct HqLinkOptions {
   absl::Duration long_poll = absl::Seconds(2);
   absl::Duration min_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(2);
+  // Heartbeats per lease (HQ says how long the lease is).
+  int heartbeats_per_lease = 4;
 };
 
-// Connects an Aggregator to HQ with two threads: one long-polls HQ for newer
-// weights and publishes them, the other forwards closed rounds' aggregates,
-// retrying UNAVAILABLE (and other transient errors) with backoff. Both
-// threads start in the constructor and are joined by Shutdown (idempotent,
-// also called by the destructor). `aggregator` and `hq` must outlive it.
+// Connects an Aggregator to HQ with three threads: one long-polls HQ for
+// newer weights and publishes them, one forwards closed rounds' aggregates,
+// retrying UNAVAILABLE (and other transient errors) with backoff and jitter,
+// and one heartbeats (holding this aggregator's lease at HQ and reporting its
+// live workers). They start in the constructor and are joined by Shutdown
+// (idempotent, also called by the destructor). `aggregator` and `hq` must
+// outlive it.
 class HqLink {
  public:
   HqLink(Aggregator* aggregator, HqClient* hq, HqLinkOptions options = {});
@@ -36,6 +40,7 @@ class HqLink {
  private:
   void PullLoop();
   void ForwardLoop();
+  void HeartbeatLoop();
 
   Aggregator* const aggregator_;
   HqClient* const hq_;
@@ -44,6 +49,8 @@ class HqLink {
   std::once_flag shutdown_once_;
   std::thread puller_;
   std::thread forwarder_;
+  std::thread heartbeat_;
+  const int64_t incarnation_;
 };
 
 }  // namespace hips

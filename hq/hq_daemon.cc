@@ -1,10 +1,14 @@
 #include "hq/hq_daemon.h"
 
+#include <functional>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/chunk_codec.h"
+#include "services/models/checkpoint_codec.h"
 #include "services/net/grpc_util.h"
 
 namespace hips {
@@ -42,10 +46,45 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
       },
       options.eval_every);
 
+  std::optional<Checkpoint> resume_from;
+  std::function<void(Checkpoint)> on_checkpoint;
+  if (!options.checkpoint_dir.empty()) {
+    CheckpointStoreOptions store_options{options.checkpoint_dir, options.checkpoint_keep};
+    if (absl::Status s = ValidateCheckpointStoreOptions(store_options); !s.ok()) return s;
+    CheckpointStore store(store_options, EncodeCheckpoint, DecodeCheckpoint);
+    if (options.resume) {
+      std::vector<std::string> rejected;
+      absl::StatusOr<Checkpoint> newest = store.LoadNewest(&rejected);
+      for (const std::string& path : rejected) {
+        LOG(WARNING) << "skipped the damaged checkpoint " << path;
+      }
+      if (newest.ok()) {
+        resume_from = *std::move(newest);
+      } else if (!absl::IsNotFound(newest.status()) || !rejected.empty()) {
+        // Checkpoints exist but none is usable: starting over silently
+        // would throw the run away.
+        return absl::DataLossError(absl::StrCat("no usable checkpoint in ",
+                                                options.checkpoint_dir, ": ",
+                                                newest.status().message()));
+      }
+    }
+    d->checkpointer_ = std::make_unique<Checkpointer>(std::move(store));
+    Checkpointer* checkpointer = d->checkpointer_.get();
+    on_checkpoint = [checkpointer](Checkpoint c) { checkpointer->Offer(std::move(c)); };
+  }
+
   EvalLoop* eval = d->eval_.get();
   d->server_ = std::make_unique<ParameterServer>(
       options.server, layout, *std::move(optimizer),
-      [eval](std::shared_ptr<const WeightsSnapshot> s) { eval->Offer(std::move(s)); });
+      [eval](std::shared_ptr<const WeightsSnapshot> s) { eval->Offer(std::move(s)); },
+      std::move(on_checkpoint));
+  if (resume_from.has_value()) {
+    if (absl::Status s = d->server_->Restore(*resume_from); !s.ok()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "cannot resume from the checkpoint of version ", resume_from->version, " in ",
+          options.checkpoint_dir, ": ", s.message()));
+    }
+  }
 
   d->service_ = std::make_unique<HqService>(d->server_.get(), d->eval_.get(), options.chunk_bytes,
                                             options.max_long_poll);
@@ -72,6 +111,14 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
 HqDaemon::~HqDaemon() { Shutdown(); }
 
 void HqDaemon::Shutdown() {
+  if (server_ != nullptr && checkpointer_ != nullptr && !shut_down_) {
+    // The state as it is now, so a restart loses nothing that was applied.
+    if (absl::StatusOr<Checkpoint> last = server_->Capture(); last.ok()) {
+      checkpointer_->Offer(*std::move(last));
+    }
+    checkpointer_->Flush();
+  }
+  shut_down_ = true;
   if (server_ != nullptr) server_->Shutdown();
   if (grpc_server_ != nullptr) {
     grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

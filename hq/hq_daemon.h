@@ -7,6 +7,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "hq/checkpointer.h"
 #include "hq/eval_loop.h"
 #include "hq/hq_service.h"
 #include "hq/parameter_server.h"
@@ -27,6 +28,11 @@ struct HqDaemonOptions {
   int port = 0;
   size_t chunk_bytes = 1 << 20;
   absl::Duration max_long_poll = absl::Seconds(10);
+  // Checkpoints (docs/faults.md): none when empty. On start HQ resumes
+  // from the newest valid checkpoint there, when `resume` and there is one.
+  std::string checkpoint_dir;
+  int checkpoint_keep = 3;
+  bool resume = true;
 };
 
 // A whole hips-hq: master weights and optimizer (ParameterServer), test-set
@@ -46,11 +52,13 @@ class HqDaemon {
   HqDaemon() = default;
 
   std::shared_ptr<const Dataset> test_data_;
+  std::unique_ptr<Checkpointer> checkpointer_;  // outlives server_, which feeds it
   std::unique_ptr<EvalLoop> eval_;
   std::unique_ptr<ParameterServer> server_;
   std::unique_ptr<HqService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
+  bool shut_down_ = false;
 };
 
 }  // namespace hips

@@ -39,6 +39,18 @@ ABSL_FLAG(std::string, staleness_lr, "sqrt",
 ABSL_FLAG(int64_t, eval_every, 100, "Evaluate on the test set every N versions (0: final only).");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
 
+ABSL_FLAG(int64_t, lease_ms, 2000,
+          "Aggregators' lease: a sync round stops waiting for an aggregator that has not been "
+          "heard from for this long.");
+
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "Write checkpoints here and, on start, resume from the newest valid one (empty: no "
+          "checkpoints).");
+ABSL_FLAG(int64_t, checkpoint_every_versions, 100, "Checkpoint every N versions (0: not by count).");
+ABSL_FLAG(double, checkpoint_every_s, 30, "Checkpoint at least this often, in seconds (0: not by time).");
+ABSL_FLAG(int, checkpoint_keep, 3, "Checkpoints kept (the newest).");
+ABSL_FLAG(bool, resume, true, "Resume from the newest valid checkpoint in --checkpoint_dir.");
+
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv, "hips-hq --aggregators=A [--max_versions=V] [--port=P] [model flags]");
@@ -63,6 +75,17 @@ int main(int argc, char** argv) {
     options.server.round_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_round_deadline_ms));
   }
   options.server.lr_reference_samples = absl::GetFlag(FLAGS_async_lr_batch);
+  if (absl::GetFlag(FLAGS_lease_ms) <= 0) hips::ExitWithUsageError("--lease_ms must be positive");
+  options.server.lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
+  if (absl::GetFlag(FLAGS_checkpoint_every_versions) < 0 ||
+      !(absl::GetFlag(FLAGS_checkpoint_every_s) >= 0)) {
+    hips::ExitWithUsageError("--checkpoint_every_versions and --checkpoint_every_s must be >= 0");
+  }
+  options.server.checkpoint_every_versions = absl::GetFlag(FLAGS_checkpoint_every_versions);
+  options.server.checkpoint_every = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_every_s));
+  options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
+  options.resume = absl::GetFlag(FLAGS_resume);
   absl::StatusOr<hips::StalenessScaling> scaling =
       hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr));
   if (!scaling.ok()) hips::ExitWithUsageError(std::string(scaling.status().message()));

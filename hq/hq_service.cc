@@ -28,6 +28,7 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
   std::function<absl::StatusOr<int64_t>(const v1::AggregateHeader&)> expected =
       [this](const v1::AggregateHeader& h) -> absl::StatusOr<int64_t> {
     if (absl::Status s = ValidateAggregateHeader(h); !s.ok()) return s;
+    if (h.contributor_count() == 0) return 0;  // an empty round: no sum
     return server_->layout().num_floats();
   };
   absl::StatusOr<std::vector<float>> sum =
@@ -48,6 +49,10 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
   for (const v1::VersionCount& vc : header.contributor_versions()) {
     push.contributor_versions[vc.version()] += vc.count();
   }
+  for (const v1::Contributor& c : header.contributors()) {
+    push.contributor_list.push_back({c.worker_id(), c.sequence(), c.version(), c.step()});
+  }
+  push.single = header.single();
   push.sum = *std::move(sum);
   absl::StatusOr<PushResult> result = server_->AcceptAggregate(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
@@ -62,7 +67,7 @@ grpc::Status HqService::PullWeights(grpc::ServerContext* ctx, const v1::PullWeig
   const absl::Time deadline =
       req->no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll_);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
-      server_->WaitForWeights(req->min_version(), deadline);
+      server_->WaitForWeights(req->min_version(), deadline, req->incarnation());
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
   if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the caller went away mid-stream");
@@ -97,6 +102,13 @@ grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequ
   }
   for (int64_t count : s.staleness.counts()) reply->add_staleness_counts(count);
   reply->set_max_staleness(s.staleness.max());
+  reply->set_max_round_contributors(s.max_round_contributors);
+  for (const std::string& a : s.live_aggregators) reply->add_live_aggregators(a);
+  for (const std::string& w : s.live_workers) reply->add_live_workers(w);
+  reply->set_incarnation(s.incarnation);
+  reply->set_resumed_from(s.resumed_from);
+  reply->set_checkpoints_taken(s.checkpoints_taken);
+  reply->set_last_checkpoint_version(s.last_checkpoint_version);
   if (std::optional<EvalResult> latest = eval_->latest()) {
     EvalToProto(*latest, reply->mutable_latest_eval());
   }
@@ -106,6 +118,14 @@ grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequ
   if (absl::Status error = eval_->final_error(); !error.ok()) {
     reply->set_final_eval_error(error.ToString());
   }
+  return grpc::Status::OK;
+}
+
+grpc::Status HqService::Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                                  v1::HeartbeatReply* reply) {
+  absl::StatusOr<HeartbeatRequestData> hb = HeartbeatFromProto(*req);
+  if (!hb.ok()) return ToGrpcStatus(hb.status());
+  AnswerToProto(server_->Heartbeat(*hb), reply);
   return grpc::Status::OK;
 }
 

@@ -21,6 +21,8 @@ class HqService final : public v1::Hq::Service {
                              v1::PushAck* ack) override;
   grpc::Status PullWeights(grpc::ServerContext* ctx, const v1::PullWeightsRequest* req,
                            grpc::ServerWriter<v1::WeightsChunk>* writer) override;
+  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
+                         v1::HeartbeatReply* reply) override;
   grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
                          v1::StatusReply* reply) override;
   grpc::Status SetMode(grpc::ServerContext* ctx, const v1::SetModeRequest* req,

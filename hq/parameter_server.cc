@@ -1,9 +1,12 @@
 #include "hq/parameter_server.h"
 
 #include <algorithm>
+#include <cstring>
+#include <set>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 
@@ -22,6 +25,7 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   if (o.round_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
   }
+  if (o.lease <= absl::ZeroDuration()) return absl::InvalidArgumentError("the lease must be positive");
   if (o.max_versions < 0) return absl::InvalidArgumentError("max versions must be >= 0");
   if (o.max_samples < 0) return absl::InvalidArgumentError("max samples must be >= 0");
   if (o.async_momentum >= 1) return absl::InvalidArgumentError("async momentum must be < 1");
@@ -33,16 +37,22 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
 
 ParameterServer::ParameterServer(
     ParameterServerOptions options, ModelLayout layout, std::unique_ptr<Optimizer> optimizer,
-    std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish)
+    std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish,
+    std::function<void(Checkpoint)> on_checkpoint)
     : options_(std::move(options)),
       layout_(std::move(layout)),
       on_publish_(std::move(on_publish)),
+      on_checkpoint_(std::move(on_checkpoint)),
       optimizer_(std::move(optimizer)),
-      round_(layout_.num_floats(), options_.expected_aggregators,
+      // Complete when every live aggregator is in (MaybeApplyRound).
+      round_(layout_.num_floats(), /*expected_contributions=*/0,
              options_.quorum_aggregators == 0 ? options_.expected_aggregators
                                               : options_.quorum_aggregators,
-             options_.round_deadline) {
+             options_.round_deadline),
+      members_(options_.lease, options_.expected_aggregators),
+      incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
+  last_checkpoint_time_ = absl::Now();
   mean_.resize(layout_.num_floats());
   momentum_ = options_.optimizer.momentum;
   mode_ = options_.mode;
@@ -51,16 +61,18 @@ ParameterServer::ParameterServer(
     status_.max_versions = options_.max_versions;
     status_.max_samples = options_.max_samples;
     status_.mode = mode_;
+    status_.incarnation = incarnation_;
+    status_.forming = members_.forming();
   }
   Publish(Snapshot());
-  if (options_.round_deadline != absl::InfiniteDuration()) {
-    timer_ = std::make_unique<DeadlineTimer>(
-        [this] {
-          absl::MutexLock lock(&apply_mu_);
-          return mode_.mode == Mode::kSync ? round_.CloseAt() : absl::InfiniteFuture();
-        },
-        [this](absl::Time now) { CloseDueRound(now); });
-  }
+  timer_ = std::make_unique<DeadlineTimer>([this] { return NextDeadline(); },
+                                           [this](absl::Time now) { CloseDueRound(now); });
+}
+
+absl::Time ParameterServer::NextDeadline() {
+  absl::MutexLock lock(&apply_mu_);
+  const absl::Time expiry = members_.NextExpiry();
+  return mode_.mode == Mode::kSync ? std::min(round_.CloseAt(), expiry) : expiry;
 }
 
 ParameterServer::~ParameterServer() { Shutdown(); }
@@ -79,6 +91,7 @@ std::shared_ptr<const WeightsSnapshot> ParameterServer::Snapshot() {
   snapshot->training_done = training_done_;
   snapshot->mode = mode_;
   snapshot->mode_since = mode_since_;
+  snapshot->incarnation = incarnation_;
   return snapshot;
 }
 
@@ -130,6 +143,11 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     ++status_.aggregates_received;
     status_.gradients_received += a.contributors;
   }
+  if (members_.Touch(a.aggregator, now)) {
+    LOG(INFO) << a.aggregator << " joined (first heard of through an aggregate)";
+    if (timer_ != nullptr) timer_->Poke();
+    PublishMembership();
+  }
   PushResult result{a.version, /*duplicate=*/false, version_};
   auto duplicate = [&]() {
     absl::MutexLock status_lock(&mu_);
@@ -139,6 +157,32 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     return result;
   };
   if (repeats_.IsRepeat(a.aggregator, a.sequence)) return duplicate();
+  if (a.contributors == 0) {
+    // An aggregator's sync round whose gradients all came on alone.
+    repeats_.Record(a.aggregator, a.sequence);
+    {
+      absl::MutexLock status_lock(&mu_);
+      ++status_.aggregates_applied;
+    }
+    SenderDone(a);
+    result.newest_version = version_;
+    return result;
+  }
+  // Each worker gradient is applied at most once, whichever aggregator it
+  // came through (a retry after a failover may reach HQ twice).
+  size_t repeated = 0;
+  for (const ContributorRef& c : a.contributor_list) {
+    repeated += worker_repeats_.IsRepeat(c.worker, c.sequence);
+  }
+  if (repeated > 0) {
+    repeats_.Record(a.aggregator, a.sequence);
+    SenderDone(a);
+    if (repeated == a.contributor_list.size()) return duplicate();
+    return Drop(a, DropReason::kRepeatedContributor,
+                absl::FailedPreconditionError(absl::StrCat(
+                    repeated, " of the ", a.contributor_list.size(), " gradients in aggregate ",
+                    a.sequence, " from ", a.aggregator, " were already applied")));
+  }
   Contribution c;
   c.sender = a.aggregator;
   c.version = a.version;
@@ -147,6 +191,8 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   c.contributors = a.contributors;
   c.scale = 1.0f;  // already Σ n_i·g_i
   c.values = a.sum;
+  c.completes_sender = !a.single;
+  for (const ContributorRef& ref : a.contributor_list) c.members.push_back(ref.worker);
   if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
     return Drop(a, DropReason::kInvalid, s);
   }
@@ -174,9 +220,16 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     const bool first = round_.received() == 0;
     DropReason reason;
     absl::StatusOr<SyncRound::AddOutcome> outcome = round_.Add(c, &reason, now);
-    if (!outcome.ok()) return Drop(a, reason, outcome.status());
-    if (*outcome == SyncRound::AddOutcome::kDuplicate) return duplicate();
+    if (!outcome.ok()) {
+      MaybeApplyRound();  // a refused aggregate may still end its sender's part
+      return Drop(a, reason, outcome.status());
+    }
+    if (*outcome == SyncRound::AddOutcome::kDuplicate) {
+      MaybeApplyRound();
+      return duplicate();
+    }
     repeats_.Record(a.aggregator, a.sequence);
+    RecordContributors(a);
     {
       absl::MutexLock status_lock(&mu_);
       ++status_.aggregates_applied;
@@ -184,8 +237,11 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     }
     if (round_.state() == SyncRound::State::kClosed) {
       ApplyRound();
-    } else if (first && timer_ != nullptr) {
-      timer_->Poke();  // the round's deadline now runs
+    } else {
+      MaybeApplyRound();
+      if (first && round_.state() == SyncRound::State::kOpen && timer_ != nullptr) {
+        timer_->Poke();  // the round's deadline now runs
+      }
     }
     result.newest_version = version_;
     return result;
@@ -221,6 +277,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
                                                         " gradients of ", a.contributors)));
   }
   repeats_.Record(a.aggregator, a.sequence);
+  RecordContributors(a);
   {
     absl::MutexLock status_lock(&mu_);
     ++status_.aggregates_applied;
@@ -243,12 +300,78 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   return result;
 }
 
+void ParameterServer::RecordContributors(const AggregatePush& a) {
+  for (const ContributorRef& c : a.contributor_list) {
+    worker_repeats_.Record(c.worker, c.sequence);
+    int64_t& position = data_positions_[c.worker];
+    position = std::max(position, c.step + 1);
+  }
+}
+
+void ParameterServer::SenderDone(const AggregatePush& a) {
+  if (mode_.mode != Mode::kSync || a.single || training_done_) return;
+  round_.MarkSenderDone(a.aggregator, a.version);
+  MaybeApplyRound();
+}
+
+bool ParameterServer::RoundComplete() const {
+  if (round_.state() != SyncRound::State::kOpen || members_.forming()) return false;
+  for (const std::string& aggregator : members_.Live()) {
+    auto it = reports_.find(aggregator);
+    const bool has_workers =
+        it == reports_.end() || it->second.forming || !it->second.live_workers.empty();
+    if (has_workers && !round_.HasSender(aggregator)) return false;
+  }
+  return true;
+}
+
+void ParameterServer::MaybeApplyRound() {
+  if (mode_.mode != Mode::kSync || training_done_ || !RoundComplete()) return;
+  if (round_.accumulator().contributors() == 0) {
+    // Everyone it waits for is done, but nothing arrived to apply (every
+    // aggregate was refused): the same version is trained again.
+    if (!round_.senders().empty()) round_.Open(version_);
+    return;
+  }
+  round_.Close();
+  ApplyRound();
+}
+
+HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb, absl::Time now) {
+  absl::MutexLock lock(&apply_mu_);
+  if (hb.leaving) {
+    if (members_.IsLive(hb.member)) LOG(INFO) << hb.member << " left";
+    members_.Leave(hb.member);
+    reports_.erase(hb.member);
+  } else {
+    if (members_.Touch(hb.member, now, hb.incarnation)) {
+      LOG(INFO) << hb.member << " joined (incarnation " << hb.incarnation << ") with "
+                << hb.live_workers.size() << " live workers";
+      if (timer_ != nullptr) timer_->Poke();
+    }
+    reports_[hb.member] = Report{hb.live_workers, hb.forming};
+  }
+  PublishMembership();
+  MaybeApplyRound();
+  HeartbeatAnswer answer;
+  answer.lease = options_.lease;
+  answer.version = version_;
+  for (const std::string& w : hb.live_workers) {
+    if (auto it = data_positions_.find(w); it != data_positions_.end()) {
+      answer.data_positions[w] = it->second;
+    }
+  }
+  return answer;
+}
+
 void ParameterServer::ApplyRound() {
   const GradientAccumulator& acc = round_.accumulator();
   acc.MeanInto(absl::MakeSpan(mean_));
   {
     absl::MutexLock status_lock(&mu_);
     status_.gradients_pending -= acc.contributors();
+    status_.max_round_contributors =
+        std::max<int64_t>(status_.max_round_contributors, acc.contributors());
   }
   ApplyUpdate(mean_, ScheduledRate() * UseMomentumOf(Mode::kSync), acc.total_samples(),
               acc.loss_sum(), {{0, acc.contributors()}});
@@ -299,11 +422,122 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
               << " samples";
   }
   Publish(Snapshot());
+  MaybeCheckpoint();
+}
+
+namespace {
+constexpr char kWorkerKey[] = "worker:";
+constexpr char kAggregatorKey[] = "aggregator:";
+}  // namespace
+
+absl::StatusOr<Checkpoint> ParameterServer::Capture() {
+  absl::MutexLock lock(&apply_mu_);
+  return CaptureLocked();
+}
+
+absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
+  Checkpoint c;
+  c.version = version_;
+  c.samples_applied = samples_applied_;
+  c.training_done = training_done_;
+  c.mode = mode_;
+  c.mode_since = mode_since_;
+  c.layout = layout_;
+  c.weights.resize(layout_.num_floats());
+  optimizer_->GetWeights(absl::MakeSpan(c.weights));
+  absl::StatusOr<OptimizerState> state = optimizer_->ExportState();
+  if (!state.ok()) return state.status();
+  c.optimizer = *std::move(state);
+  c.data_positions = data_positions_;
+  for (const auto& [worker, sequence] : worker_repeats_.last()) {
+    c.sequences[absl::StrCat(kWorkerKey, worker)] = sequence;
+  }
+  for (const auto& [aggregator, sequence] : repeats_.last()) {
+    c.sequences[absl::StrCat(kAggregatorKey, aggregator)] = sequence;
+  }
+  c.created_unix_micros = absl::ToUnixMicros(absl::Now());
+  return c;
+}
+
+void ParameterServer::MaybeCheckpoint() {
+  if (!on_checkpoint_ || version_ == last_checkpoint_version_) return;
+  const absl::Time now = absl::Now();
+  const bool due =
+      training_done_ ||
+      (options_.checkpoint_every_versions > 0 &&
+       version_ - std::max<int64_t>(0, last_checkpoint_version_) >=
+           options_.checkpoint_every_versions) ||
+      (options_.checkpoint_every > absl::ZeroDuration() &&
+       now - last_checkpoint_time_ >= options_.checkpoint_every);
+  if (!due) return;
+  absl::StatusOr<Checkpoint> c = CaptureLocked();
+  if (!c.ok()) {
+    LOG_FIRST_N(ERROR, 1) << "cannot checkpoint: " << c.status();
+    return;
+  }
+  last_checkpoint_version_ = version_;
+  last_checkpoint_time_ = now;
+  on_checkpoint_(*std::move(c));
+  absl::MutexLock status_lock(&mu_);
+  ++status_.checkpoints_taken;
+  status_.last_checkpoint_version = version_;
+}
+
+absl::Status ParameterServer::Restore(const Checkpoint& c) {
+  absl::MutexLock lock(&apply_mu_);
+  if (c.layout != layout_ || static_cast<int64_t>(c.weights.size()) != layout_.num_floats()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the checkpoint holds another model: ", c.layout.DebugString()));
+  }
+  if (c.version < 0 || c.samples_applied < 0 || c.mode_since < 0 || c.mode_since > c.version) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint of version ", c.version,
+                                                   " with inconsistent counters"));
+  }
+  if (absl::Status s = ValidateModeConfig(c.mode); !s.ok()) return s;
+  if (absl::Status s = optimizer_->ImportState(c.optimizer); !s.ok()) return s;
+  if (absl::Status s = optimizer_->SetWeights(c.weights); !s.ok()) return s;
+  version_ = c.version;
+  samples_applied_ = c.samples_applied;
+  training_done_ = c.training_done;
+  mode_ = c.mode;
+  mode_since_ = c.mode_since;
+  data_positions_ = c.data_positions;
+  for (const auto& [key, sequence] : c.sequences) {
+    if (absl::StartsWith(key, kWorkerKey)) {
+      worker_repeats_.Record(key.substr(strlen(kWorkerKey)), sequence);
+    } else if (absl::StartsWith(key, kAggregatorKey)) {
+      repeats_.Record(key.substr(strlen(kAggregatorKey)), sequence);
+    }
+  }
+  // The aggregators that trained before are not waited for at start: any
+  // of them may be gone.
+  members_.EndForming();
+  last_checkpoint_version_ = version_;
+  {
+    absl::MutexLock status_lock(&mu_);
+    status_.version = version_;
+    status_.samples_applied = samples_applied_;
+    status_.training_done = training_done_;
+    status_.mode = mode_;
+    status_.mode_since = mode_since_;
+    status_.resumed_from = version_;
+    status_.forming = false;
+  }
+  LOG(INFO) << "resumed from the checkpoint of version " << version_ << " (" << samples_applied_
+            << " samples applied, mode " << DescribeMode(mode_) << ")";
+  Publish(Snapshot());
+  return absl::OkStatus();
 }
 
 void ParameterServer::CloseDueRound(absl::Time now) {
   absl::MutexLock lock(&apply_mu_);
+  for (const std::string& aggregator : members_.Expire(now)) {
+    LOG(WARNING) << aggregator << "'s lease expired; rounds go on without it";
+    reports_.erase(aggregator);
+    PublishMembership();
+  }
   if (mode_.mode != Mode::kSync || training_done_) return;
+  MaybeApplyRound();
   if (round_.CloseIfDue(now)) {
     VLOG(1) << "round " << round_.version() << " closed at its deadline with "
             << round_.received() << " of " << round_.expected() << " aggregates";
@@ -339,6 +573,20 @@ void ParameterServer::RecordRefusal(DropReason reason) {
   absl::MutexLock lock(&mu_);
   ++status_.aggregates_received;
   ++status_.aggregates_dropped[std::string(DropReasonName(reason))];
+}
+
+void ParameterServer::PublishMembership() {
+  std::vector<std::string> aggregators = members_.Live();
+  std::set<std::string> workers;
+  for (const std::string& aggregator : aggregators) {
+    if (auto it = reports_.find(aggregator); it != reports_.end()) {
+      workers.insert(it->second.live_workers.begin(), it->second.live_workers.end());
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  status_.live_aggregators = std::move(aggregators);
+  status_.live_workers.assign(workers.begin(), workers.end());
+  status_.forming = members_.forming();
 }
 
 ParameterServerStatus ParameterServer::status() const {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
@@ -14,10 +15,12 @@
 #include "absl/time/time.h"
 #include "services/core/consistency.h"
 #include "services/core/deadline_timer.h"
+#include "services/core/membership.h"
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
 #include "services/core/sync_round.h"
 #include "services/core/weights_board.h"
+#include "hq/checkpoint.h"
 #include "services/models/optimizer.h"
 
 namespace hips {
@@ -27,7 +30,7 @@ struct ParameterServerOptions {
   int expected_aggregators = 1;
   // Sync rounds with a deadline: once `round_deadline` passed since a
   // round's first aggregate, it closes with at least `quorum_aggregators`
-  // (0: all of them, i.e. no early close).
+  // (0: all live ones, i.e. no early close).
   int quorum_aggregators = 0;
   absl::Duration round_deadline = absl::InfiniteDuration();
   // Training budget: the weights are final after this many versions or
@@ -52,6 +55,17 @@ struct ParameterServerOptions {
   // Learning rate and its schedule (the optimizer's other settings are
   // baked into the Optimizer).
   OptimizerOptions optimizer;
+  // Aggregators hold a lease of this length, renewed by heartbeats and
+  // pushes; a sync round never waits for one whose lease expired, nor for
+  // one that reports no live workers.
+  absl::Duration lease = absl::Seconds(2);
+  // Identifies this run of HQ in its weights (0: the start time in µs).
+  int64_t incarnation = 0;
+  // Checkpoints (when the owner takes them, see ParameterServer's
+  // on_checkpoint): every this many versions and/or this long since the
+  // last one (0: not on that account), and always with the final weights.
+  int64_t checkpoint_every_versions = 0;
+  absl::Duration checkpoint_every = absl::ZeroDuration();
 };
 
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
@@ -79,6 +93,18 @@ struct ParameterServerStatus {
   std::map<std::string, int64_t> gradients_dropped;  // by DropReasonName
   int64_t gradients_pending = 0;
   StalenessHistogram staleness;  // of applied gradients
+  // The largest number of worker gradients in one applied sync version.
+  int64_t max_round_contributors = 0;
+  // Membership: aggregators holding a lease, the workers they report, and
+  // whether HQ still waits for its --aggregators to join at start.
+  std::vector<std::string> live_aggregators;
+  std::vector<std::string> live_workers;
+  bool forming = false;
+  int64_t incarnation = 0;
+  // The version this HQ resumed from (-1: it started fresh).
+  int64_t resumed_from = -1;
+  int64_t checkpoints_taken = 0;
+  int64_t last_checkpoint_version = -1;
 };
 
 struct ModeSwitch {
@@ -105,10 +131,21 @@ struct ModeSwitch {
 class ParameterServer {
  public:
   // `on_publish` (may be empty) is called with every newly published
-  // snapshot, in version order.
+  // snapshot, in version order. `on_checkpoint` (may be empty) gets a
+  // checkpoint whenever one is due (options); both run under the lock that
+  // serializes training, so they must only hand the data on.
   ParameterServer(ParameterServerOptions options, ModelLayout layout,
                   std::unique_ptr<Optimizer> optimizer,
-                  std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish = {});
+                  std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish = {},
+                  std::function<void(Checkpoint)> on_checkpoint = {});
+
+  // Continues from `checkpoint`: weights, optimizer state, version, samples,
+  // mode, every sender's newest sequence and every worker's data position.
+  // Call before any aggregate arrives. INVALID_ARGUMENT (nothing changed)
+  // when it does not fit this model or optimizer.
+  absl::Status Restore(const Checkpoint& checkpoint);
+  // The current state as a checkpoint (also handed to on_checkpoint).
+  absl::StatusOr<Checkpoint> Capture();
   ~ParameterServer();
 
   // One aggregator's sum. FAILED_PRECONDITION for an aggregate its mode
@@ -120,18 +157,23 @@ class ParameterServer {
   // AcceptAggregate (malformed stream or header).
   void RecordRefusal(DropReason reason);
 
+  // An aggregator's heartbeat: renews its lease and records the workers it
+  // holds leases for.
+  HeartbeatAnswer Heartbeat(const HeartbeatRequestData& heartbeat, absl::Time now = absl::Now());
+
   // Switches the mode when the next version is published. A second request
   // before then replaces the first. FAILED_PRECONDITION once training is
   // done.
   absl::StatusOr<ModeSwitch> SetMode(const ModeConfig& mode);
 
-  // Closes a sync round whose deadline passed with a quorum (the deadline
-  // timer calls this; tests may call it with their own clock).
+  // Expires aggregators' leases and closes a sync round that is then
+  // complete or whose deadline passed with a quorum (the deadline timer
+  // calls this; tests may call it with their own clock).
   void CloseDueRound(absl::Time now);
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(
-      int64_t min_version, absl::Time deadline) const {
-    return board_.WaitFor(min_version, deadline);
+      int64_t min_version, absl::Time deadline, int64_t incarnation = 0) const {
+    return board_.WaitFor(min_version, deadline, incarnation);
   }
   std::shared_ptr<const WeightsSnapshot> LatestWeights() const { return board_.Latest(); }
 
@@ -157,11 +199,29 @@ class ParameterServer {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   absl::Status Drop(const AggregatePush& a, DropReason reason, absl::Status why)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Whether the open sync round has every aggregate it waits for: one from
+  // each live aggregator that has live workers (or is still forming).
+  bool RoundComplete() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Applies the open sync round if it is complete.
+  void MaybeApplyRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Sync: an aggregator's part of the round is over without a sum (its
+  // aggregate was empty, a duplicate, or refused).
+  void SenderDone(const AggregatePush& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  void RecordContributors(const AggregatePush& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  absl::Time NextDeadline() ABSL_LOCKS_EXCLUDED(apply_mu_);
+  absl::StatusOr<Checkpoint> CaptureLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Hands a checkpoint to on_checkpoint if one is due.
+  void MaybeCheckpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  int64_t last_checkpoint_version_ ABSL_GUARDED_BY(apply_mu_) = -1;
+  absl::Time last_checkpoint_time_ ABSL_GUARDED_BY(apply_mu_);
+  // Copies the membership into what status() reports.
+  void PublishMembership() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
 
   // Constant after construction.
   const ParameterServerOptions options_;
   const ModelLayout layout_;
   const std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish_;
+  const std::function<void(Checkpoint)> on_checkpoint_;
 
   WeightsBoard board_;
 
@@ -169,7 +229,17 @@ class ParameterServer {
   absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::unique_ptr<Optimizer> optimizer_ ABSL_GUARDED_BY(apply_mu_);
   SyncRound round_ ABSL_GUARDED_BY(apply_mu_);
-  RepeatFilter repeats_ ABSL_GUARDED_BY(apply_mu_);
+  RepeatFilter repeats_ ABSL_GUARDED_BY(apply_mu_);         // per aggregator
+  RepeatFilter worker_repeats_ ABSL_GUARDED_BY(apply_mu_);  // per worker
+  Membership members_ ABSL_GUARDED_BY(apply_mu_);
+  struct Report {
+    std::vector<std::string> live_workers;
+    bool forming = false;
+  };
+  std::map<std::string, Report> reports_ ABSL_GUARDED_BY(apply_mu_);
+  // Worker -> where its data order continues (newest step accepted + 1).
+  std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(apply_mu_);
+  const int64_t incarnation_;
   int64_t version_ ABSL_GUARDED_BY(apply_mu_) = 0;
   int64_t samples_applied_ ABSL_GUARDED_BY(apply_mu_) = 0;
   bool training_done_ ABSL_GUARDED_BY(apply_mu_) = false;

@@ -21,8 +21,15 @@ class AggregatorClient {
   // Long poll for weights of version >= min_version; DEADLINE_EXCEEDED when
   // none arrived by `deadline`, or at once when `no_wait` and the
   // aggregator has nothing that new.
+  // Weights of another HQ incarnation than `incarnation` (0: none yet) are
+  // returned at once, whatever their version.
   virtual absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline, bool no_wait) = 0;
+      int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) = 0;
+  virtual absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
+                                                    absl::Time deadline) = 0;
+  // Cancels the calls in flight (they fail with CANCELLED); later calls go
+  // ahead. For failing over from an aggregator that stopped answering.
+  virtual void CancelInFlight() = 0;
 
   // Cancels the calls in flight and every later one (they fail with
   // CANCELLED): for shutting down without waiting out a long poll.

@@ -4,6 +4,7 @@
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/push_stream.h"
 #include "services/net/grpc_util.h"
+#include "services/net/heartbeat_call.h"
 #include "services/net/weights_stream.h"
 #include "worker/aggregator_client.h"
 
@@ -26,6 +27,8 @@ class GrpcAggregatorClient final : public AggregatorClient {
     h->set_loss_sum(g.loss_sum);
     h->set_num_floats(static_cast<int64_t>(g.gradient.size()));
     h->set_sequence(g.sequence);
+    h->set_retry(g.retry);
+    h->set_step(g.step);
     return PushChunked(
         &calls_, [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
           return stub_->PushGradient(ctx, ack);
@@ -34,10 +37,17 @@ class GrpcAggregatorClient final : public AggregatorClient {
   }
 
   void CancelCalls() override { calls_.CancelAll(); }
+  void CancelInFlight() override { calls_.CancelInFlight(); }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline, bool no_wait) override {
-    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline, no_wait);
+      int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) override {
+    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline, no_wait,
+                           incarnation);
+  }
+
+  absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
+                                            absl::Time deadline) override {
+    return CallHeartbeat(stub_.get(), &calls_, heartbeat, deadline);
   }
 
  private:

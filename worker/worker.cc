@@ -19,45 +19,125 @@ absl::Status ValidateWorkerOptions(const WorkerOptions& o) {
   if (o.step_delay < absl::ZeroDuration() || o.step_delay > absl::Minutes(10)) {
     return absl::InvalidArgumentError("step delay must be in [0, 10 min]");
   }
+  if (o.lease <= absl::ZeroDuration() || o.heartbeats_per_lease < 2) {
+    return absl::InvalidArgumentError("the lease must be positive, with >= 2 heartbeats in it");
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
                                                        std::unique_ptr<Model> model,
                                                        std::shared_ptr<const Dataset> data,
-                                                       AggregatorClient* client) {
+                                                       std::vector<AggregatorClient*> clients) {
   if (absl::Status s = ValidateWorkerOptions(options); !s.ok()) return s;
+  if (clients.empty()) return absl::InvalidArgumentError("a worker needs an aggregator");
   absl::StatusOr<ShardSampler> sampler =
       ShardSampler::Create(data->num_examples(), options.index, options.num_workers,
                            options.batch_size, options.data_seed);
   if (!sampler.ok()) return sampler.status();
   return std::unique_ptr<Worker>(new Worker(std::move(options), std::move(model), std::move(data),
-                                            *std::move(sampler), client));
+                                            *std::move(sampler), std::move(clients)));
 }
 
 Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
                std::shared_ptr<const Dataset> data, ShardSampler sampler,
-               AggregatorClient* client)
+               std::vector<AggregatorClient*> clients)
     : options_(std::move(options)),
       model_(std::move(model)),
       data_(std::move(data)),
       sampler_(std::move(sampler)),
-      client_(client) {
+      clients_(std::move(clients)),
+      incarnation_(FirstSequenceNumber()),
+      lease_micros_(absl::ToInt64Microseconds(options_.lease)) {
   push_.sender = options_.id;
-  push_.sequence = FirstSequenceNumber() - 1;
+  push_.sequence = incarnation_ - 1;
   push_.gradient.resize(model_->layout().num_floats());
+}
+
+Worker::~Worker() {
+  Shutdown();
+  if (heartbeat_.joinable()) heartbeat_.join();
 }
 
 void Worker::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     stop_.Notify();
-    client_->CancelCalls();
+    for (AggregatorClient* c : clients_) c->CancelCalls();
   });
+}
+
+absl::StatusOr<HeartbeatAnswer> Worker::Join() {
+  HeartbeatRequestData hb;
+  hb.member = options_.id;
+  hb.incarnation = incarnation_;
+  absl::StatusOr<HeartbeatAnswer> answer =
+      client()->Heartbeat(hb, absl::Now() + absl::Microseconds(lease_micros_.load()) / 2);
+  if (answer.ok()) lease_micros_.store(absl::ToInt64Microseconds(answer->lease));
+  return answer;
+}
+
+void Worker::HeartbeatLoop() {
+  int watched = active_.load();
+  absl::Time last_answer = absl::Now();
+  absl::Time next_probe = absl::Now();
+  while (true) {
+    const absl::Duration lease = absl::Microseconds(lease_micros_.load());
+    if (stop_.WaitForNotificationWithTimeout(lease / options_.heartbeats_per_lease)) return;
+    const absl::Time now = absl::Now();
+    if (active_.load() != watched) {  // Run moved to another aggregator
+      watched = active_.load();
+      last_answer = now;
+      next_probe = now + 2 * lease;
+    }
+    if (Join().ok()) {
+      last_answer = now;
+    } else if (now - last_answer > lease && !failover_.load()) {
+      LOG(WARNING) << options_.id << ": aggregator " << watched << " has not answered for "
+                   << absl::FormatDuration(now - last_answer) << "; failing over";
+      failover_.store(true);
+      clients_[watched]->CancelInFlight();
+    }
+    if (options_.return_to_preferred && watched != 0 && now >= next_probe &&
+        !move_back_.load()) {
+      next_probe = now + 2 * lease;
+      // A probe that does not join: `leaving` is a no-op for a non-member.
+      HeartbeatRequestData probe;
+      probe.member = options_.id;
+      probe.incarnation = incarnation_;
+      probe.leaving = true;
+      if (clients_[0]->Heartbeat(probe, now + lease / 2).ok()) move_back_.store(true);
+    }
+  }
+}
+
+void Worker::MaybeSwitch() {
+  const int from = active_.load();
+  int to = from;
+  if (failover_.load()) {
+    to = (from + 1) % static_cast<int>(clients_.size());
+  } else if (move_back_.load()) {
+    to = 0;
+    // Leave at once, so that the old aggregator's rounds do not wait a
+    // lease for this worker.
+    HeartbeatRequestData bye;
+    bye.member = options_.id;
+    bye.incarnation = incarnation_;
+    bye.leaving = true;
+    (void)clients_[from]->Heartbeat(bye, absl::Now() + absl::Milliseconds(500));
+  }
+  failover_.store(false);
+  move_back_.store(false);
+  if (to == from) return;
+  LOG(WARNING) << options_.id << ": moving from aggregator " << from << " to aggregator " << to;
+  active_.store(to);
+  switches_.fetch_add(1);
+  (void)Join();
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
   const absl::Time deadline = absl::Now() + options_.long_poll;
-  if (current_ == nullptr) return client_->PullWeights(0, deadline, /*no_wait=*/false);
+  if (current_ == nullptr) return client()->PullWeights(0, deadline, /*no_wait=*/false, 0);
+  const int64_t incarnation = current_->incarnation;
   const int64_t next = current_->version + 1;
   bool may_reuse = false;
   int64_t min_version = next;
@@ -71,8 +151,9 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
         // aggregator: wait a moment for them rather than compute a gradient
         // on weights already known to be stale. Never a round's wait: the
         // bound is short and the worker goes on with what it has.
-        absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> fresh = client_->PullWeights(
-            newest_known_, absl::Now() + options_.fresh_weights_wait, /*no_wait=*/false);
+        absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> fresh =
+            client()->PullWeights(newest_known_, absl::Now() + options_.fresh_weights_wait,
+                                  /*no_wait=*/false, incarnation);
         if (!absl::IsDeadlineExceeded(fresh.status())) return fresh;
       }
       break;
@@ -85,14 +166,34 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
     }
   }
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights =
-      client_->PullWeights(min_version, deadline, /*no_wait=*/may_reuse);
+      client()->PullWeights(min_version, deadline, /*no_wait=*/may_reuse, incarnation);
   if (may_reuse && absl::IsDeadlineExceeded(weights.status())) return current_;
   return weights;
 }
 
 absl::Status Worker::Run() {
+  if (absl::StatusOr<HeartbeatAnswer> joined = Join(); joined.ok()) {
+    if (auto it = joined->data_positions.find(options_.id); it != joined->data_positions.end()) {
+      // A restarted worker: its data order continues where HQ last saw it.
+      last_step_ = std::max(last_step_, it->second - 1);
+      LOG(INFO) << options_.id << ": continuing at data step " << it->second;
+    }
+  }
+  heartbeat_ = std::thread([this] { HeartbeatLoop(); });
+  absl::Status status = Loop();
+  // Leave at once rather than hold up rounds for a lease.
+  HeartbeatRequestData bye;
+  bye.member = options_.id;
+  bye.incarnation = incarnation_;
+  bye.leaving = true;
+  (void)client()->Heartbeat(bye, absl::Now() + absl::Milliseconds(500));
+  return status;
+}
+
+absl::Status Worker::Loop() {
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (!stop_.HasBeenNotified()) {
+    MaybeSwitch();
     absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights = NextWeights();
     if (!weights.ok()) {
       if (absl::IsDeadlineExceeded(weights.status())) continue;  // the long poll ran out
@@ -114,6 +215,10 @@ absl::Status Worker::Run() {
         return absl::OkStatus();
       }
       if (absl::Status s = model_->SetWeights(w->weights); !s.ok()) return s;
+      if (current_ != nullptr && current_->incarnation != w->incarnation) {
+        LOG(WARNING) << options_.id << ": HQ restarted; continuing from version " << w->version;
+        newest_known_ = -1;
+      }
       if (current_ == nullptr || current_->mode != w->mode) {
         LOG(INFO) << options_.id << ": mode " << DescribeMode(w->mode) << " at version "
                   << w->version;
@@ -149,6 +254,8 @@ absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
   push_.version = w.version;
   push_.samples = static_cast<int64_t>(batch.size());
   push_.loss_sum = *loss_sum;
+  push_.step = step;
+  push_.retry = false;
   ++push_.sequence;
   return absl::OkStatus();
 }
@@ -162,7 +269,8 @@ bool Worker::Straggle(absl::Duration compute_time) {
 absl::Status Worker::PushWithRetry() {
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (true) {
-    absl::StatusOr<PushResult> result = client_->PushGradient(push_);
+    absl::StatusOr<PushResult> result = client()->PushGradient(push_);
+    if (stop_.HasBeenNotified()) return absl::CancelledError("worker shut down");
     if (result.ok()) {
       LOG_IF(WARNING, result->duplicate)
           << options_.id << ": the aggregator already had push " << push_.sequence
@@ -171,11 +279,15 @@ absl::Status Worker::PushWithRetry() {
       return absl::OkStatus();
     }
     if (!IsRetryable(result.status())) return result.status();
+    // The outcome is unknown: the gradient may have reached HQ. Every
+    // further attempt says so, and goes wherever the worker is now.
+    push_.retry = true;
     LOG_EVERY_N(WARNING, 20) << options_.id << ": pushing version " << push_.version << ": "
                              << result.status();
-    if (stop_.WaitForNotificationWithTimeout(backoff.Next())) {
+    if (!failover_.load() && stop_.WaitForNotificationWithTimeout(backoff.Next())) {
       return absl::CancelledError("worker shut down");
     }
+    MaybeSwitch();
   }
 }
 

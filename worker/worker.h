@@ -2,9 +2,12 @@
 #define HIPS_WORKER_WORKER_H_
 
 #include <cstdint>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
@@ -32,6 +35,15 @@ struct WorkerOptions {
   absl::Duration long_poll = absl::Seconds(2);
   absl::Duration min_backoff = absl::Milliseconds(50);
   absl::Duration max_backoff = absl::Seconds(2);
+  // Heartbeats per lease (the aggregator says how long its lease is; until
+  // then `lease` is assumed). An aggregator that has not answered for a
+  // lease is given up for the next one in the list.
+  absl::Duration lease = absl::Seconds(2);
+  int heartbeats_per_lease = 4;
+  // After failing over, move back to the first aggregator of the list once
+  // it answers again (checked every 2 leases), so a restarted aggregator
+  // gets its workers back and the load stays balanced.
+  bool return_to_preferred = true;
 };
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& options);
@@ -48,16 +60,31 @@ absl::Status ValidateWorkerOptions(const WorkerOptions& options);
 //          acks report it), since a gradient on older ones would be refused.
 // Step s uses the batch ShardSampler::Batch(s). In sync s is the version, so
 // every worker's data order is reproducible (the equality test and the
-// monolith rely on it); in async and ssp s counts this worker's gradients.
+// monolith rely on it); in async and ssp s counts this worker's gradients
+// (a restarted worker continues where HQ says its data order was).
+//
+// Faults (docs/faults.md): a heartbeat thread holds the worker's lease at its
+// aggregator. An aggregator that has not answered for a lease is given up:
+// the push in flight is cancelled and sent again, marked as a retry, to the
+// next aggregator of the list (HQ applies a retried gradient at most once).
 //
 // Run() is called from one thread; Shutdown() from any.
 class Worker {
  public:
-  // `client` must outlive the worker.
+  // `clients` (aggregators in order of preference, at least one) must
+  // outlive the worker.
   static absl::StatusOr<std::unique_ptr<Worker>> Create(WorkerOptions options,
                                                         std::unique_ptr<Model> model,
                                                         std::shared_ptr<const Dataset> data,
-                                                        AggregatorClient* client);
+                                                        std::vector<AggregatorClient*> clients);
+  static absl::StatusOr<std::unique_ptr<Worker>> Create(WorkerOptions options,
+                                                        std::unique_ptr<Model> model,
+                                                        std::shared_ptr<const Dataset> data,
+                                                        AggregatorClient* client) {
+    return Create(std::move(options), std::move(model), std::move(data),
+                  std::vector<AggregatorClient*>{client});
+  }
+  ~Worker();
 
   // Trains until the weights say training is done (OK) or Shutdown
   // (CANCELLED). Retries transient errors with backoff; returns other errors
@@ -69,26 +96,44 @@ class Worker {
   // Gradients computed so far (pushed or refused).
   int64_t steps() const { return steps_; }
   int64_t refused() const { return refused_; }
+  // Times this worker moved to another aggregator.
+  int64_t switches() const { return switches_.load(); }
 
  private:
   Worker(WorkerOptions options, std::unique_ptr<Model> model,
-         std::shared_ptr<const Dataset> data, ShardSampler sampler, AggregatorClient* client);
+         std::shared_ptr<const Dataset> data, ShardSampler sampler,
+         std::vector<AggregatorClient*> clients);
 
   // The next weights to compute on: newer ones, or `current_` again when the
   // mode allows it and nothing newer is there. Null after Shutdown.
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> NextWeights();
+  absl::Status Loop();
   absl::Status ComputeStep(const WeightsSnapshot& weights, int64_t step);
   // Sleeps as a straggler would; false if the worker was shut down meanwhile.
   bool Straggle(absl::Duration compute_time);
   absl::Status PushWithRetry();
+  AggregatorClient* client() const { return clients_[active_.load()]; }
+  // Joins the current aggregator; returns its answer.
+  absl::StatusOr<HeartbeatAnswer> Join();
+  // Moves to another aggregator when the heartbeat thread asked for it.
+  void MaybeSwitch();
+  void HeartbeatLoop();
 
   const WorkerOptions options_;
   std::unique_ptr<Model> model_;
   const std::shared_ptr<const Dataset> data_;
   ShardSampler sampler_;
-  AggregatorClient* const client_;
+  const std::vector<AggregatorClient*> clients_;
+  const int64_t incarnation_;
   absl::Notification stop_;
   std::once_flag shutdown_once_;
+  // Shared with the heartbeat thread.
+  std::atomic<int> active_{0};             // index into clients_
+  std::atomic<bool> failover_{false};      // the current one stopped answering
+  std::atomic<bool> move_back_{false};     // the preferred one answers again
+  std::atomic<int64_t> lease_micros_;
+  std::atomic<int64_t> switches_{0};
+  std::thread heartbeat_;
 
   // Only Run's thread touches the members below.
   std::shared_ptr<const WeightsSnapshot> current_;  // what the model holds

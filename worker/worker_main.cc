@@ -6,6 +6,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
@@ -16,7 +17,9 @@
 #include "worker/worker.h"
 
 ABSL_FLAG(std::string, id, "", "This worker's id (default worker-<index>).");
-ABSL_FLAG(std::string, aggregator, "", "Aggregator address, host:port (required).");
+ABSL_FLAG(std::vector<std::string>, aggregator, {},
+          "Aggregator addresses, host:port, comma-separated (required): the first is this "
+          "worker's own, the others are where it fails over to (docs/faults.md).");
 ABSL_FLAG(int, index, 0, "This worker's shard index in [0, --workers).");
 ABSL_FLAG(int, workers, 1, "Number of workers (shards) in the cluster.");
 ABSL_FLAG(int64_t, batch_size, 64, "Examples per gradient.");
@@ -29,8 +32,11 @@ int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv, "hips-worker --aggregator=HOST:PORT --index=K --workers=W [model flags]");
   if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
-  const std::string aggregator = absl::GetFlag(FLAGS_aggregator);
-  if (aggregator.empty()) hips::ExitWithUsageError("--aggregator is required");
+  const std::vector<std::string> aggregators = absl::GetFlag(FLAGS_aggregator);
+  if (aggregators.empty()) hips::ExitWithUsageError("--aggregator is required");
+  for (const std::string& a : aggregators) {
+    if (a.empty()) hips::ExitWithUsageError("--aggregator has an empty address");
+  }
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0 || absl::GetFlag(FLAGS_chunk_bytes) % 4 != 0) {
     hips::ExitWithUsageError("--chunk_bytes must be a positive multiple of 4");
   }
@@ -72,16 +78,24 @@ int main(int argc, char** argv) {
       hips::Model::Create(model_options, absl::GetFlag(FLAGS_seed));
   if (!model.ok()) hips::ExitWithUsageError(std::string(model.status().message()));
 
-  std::unique_ptr<hips::AggregatorClient> client = hips::CreateGrpcAggregatorClient(
-      aggregator, options.id, static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes)));
+  std::vector<std::unique_ptr<hips::AggregatorClient>> clients;
+  std::vector<hips::AggregatorClient*> client_ptrs;
+  for (const std::string& a : aggregators) {
+    clients.push_back(hips::CreateGrpcAggregatorClient(
+        a, options.id, static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes))));
+    client_ptrs.push_back(clients.back().get());
+  }
   absl::StatusOr<std::unique_ptr<hips::Worker>> worker =
       hips::Worker::Create(options, *std::move(model),
-                           std::make_shared<const hips::Dataset>(*std::move(data)), client.get());
+                           std::make_shared<const hips::Dataset>(*std::move(data)), client_ptrs);
   if (!worker.ok()) hips::ExitWithUsageError(std::string(worker.status().message()));
 
   running.store(worker->get());
   LOG(INFO) << options.id << " (shard " << options.index << " of " << options.num_workers
-            << ") training with aggregator " << aggregator;
+            << ") training with aggregator " << aggregators[0]
+            << (aggregators.size() > 1 ? absl::StrCat(" (", aggregators.size() - 1,
+                                                      " to fail over to)")
+                                       : "");
   const absl::Status status = (*worker)->Run();
   watcher.Stop();
   if (status.ok() || absl::IsCancelled(status)) return 0;

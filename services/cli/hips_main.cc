@@ -64,6 +64,15 @@ ABSL_FLAG(std::vector<std::string>, slow_workers, {},
 ABSL_FLAG(double, slowdown, 10.0, "Straggler injection: factor for --slow_workers.");
 ABSL_FLAG(int64_t, step_delay_ms, 0, "Straggler injection: extra delay per step for --slow_workers.");
 ABSL_FLAG(std::string, hq, "", "hips mode: HQ address, host:port.");
+ABSL_FLAG(bool, supervise, true,
+          "hips local: restart a child that dies (same flags and port; HQ resumes from its "
+          "newest checkpoint). false: a death fails the run.");
+ABSL_FLAG(int, max_restarts, 10, "hips local: restarts per child before the run fails.");
+ABSL_FLAG(int64_t, lease_ms, 2000,
+          "hips local: members' lease; a sync round stops waiting for a worker or aggregator "
+          "not heard from for this long.");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "hips local: HQ's checkpoints (default: <run_dir>/checkpoints).");
 
 namespace {
 
@@ -187,6 +196,12 @@ int RunLocal() {
                               absl::StrCat("--step_delay_ms=", absl::GetFlag(FLAGS_step_delay_ms))};
   }
   options.eval_every = absl::GetFlag(FLAGS_eval_every);
+  if (absl::GetFlag(FLAGS_max_restarts) < 0 || absl::GetFlag(FLAGS_lease_ms) <= 0) {
+    hips::ExitWithUsageError("--max_restarts must be >= 0 and --lease_ms positive");
+  }
+  options.max_restarts = absl::GetFlag(FLAGS_supervise) ? absl::GetFlag(FLAGS_max_restarts) : 0;
+  options.lease_ms = absl::GetFlag(FLAGS_lease_ms);
+  options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.bin_dir = absl::GetFlag(FLAGS_bin_dir).empty() ? OwnDirectory()
                                                          : absl::GetFlag(FLAGS_bin_dir);
   options.run_dir = absl::GetFlag(FLAGS_run_dir);

@@ -2,11 +2,13 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/cli/child_process.h"
 #include "services/net/grpc_util.h"
@@ -67,22 +69,42 @@ class Cluster {
   absl::StatusOr<RunSummary> Run();
 
  private:
+  // How to start a child again.
+  struct Spec {
+    std::string binary;
+    std::vector<std::string> args;
+    int port = 0;  // servers: the port it listens on (kept across restarts)
+    int restarts = 0;
+  };
+
   absl::StatusOr<int> Start(const std::string& name, const std::string& binary,
                             std::vector<std::string> args, bool wait_for_port);
-  // An error naming the first child that died (a worker may end with code 0
-  // once training is done).
+  absl::Status Spawn(const std::string& name, const std::vector<std::string>& argv);
+  // Restarts children that died (a worker may end with code 0 once training
+  // is done); an error naming one that died once too often.
   absl::Status CheckChildren();
   absl::StatusOr<v1::StatusReply> QueryHq();
 
   const LocalClusterOptions& options_;
   const std::atomic<bool>* const interrupted_;
   std::vector<std::unique_ptr<ChildProcess>> children_;
+  std::map<std::string, Spec> specs_;
+  std::map<std::string, int64_t> restarts_;
   // Each aggregator's counters (what it could not answer is left out).
   void AddAggregatorAccounting(RunSummary* summary);
 
   std::unique_ptr<v1::Hq::Stub> hq_;
   std::vector<std::unique_ptr<v1::Aggregator::Stub>> aggregators_;
 };
+
+absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::string>& argv) {
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Spawn(name, argv, absl::StrCat(options_.run_dir, "/", name, ".log"));
+  if (!child.ok()) return child.status();
+  std::ofstream(absl::StrCat(options_.run_dir, "/", name, ".pid")) << (*child)->pid() << "\n";
+  children_.push_back(*std::move(child));
+  return absl::OkStatus();
+}
 
 absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& binary,
                                    std::vector<std::string> args, bool wait_for_port) {
@@ -91,10 +113,8 @@ absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& b
   std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", binary)};
   if (wait_for_port) argv.push_back(absl::StrCat("--port_file=", port_file));
   argv.insert(argv.end(), args.begin(), args.end());
-  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
-      ChildProcess::Spawn(name, argv, absl::StrCat(options_.run_dir, "/", name, ".log"));
-  if (!child.ok()) return child.status();
-  children_.push_back(*std::move(child));
+  specs_[name] = Spec{binary, args};
+  if (absl::Status s = Spawn(name, argv); !s.ok()) return s;
   if (!wait_for_port) return 0;
   const absl::Time deadline = absl::Now() + options_.start_timeout;
   while (absl::Now() < deadline) {
@@ -102,7 +122,10 @@ absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& b
     if (absl::Status s = CheckChildren(); !s.ok()) return s;
     std::ifstream in(port_file);
     int port = 0;
-    if (in >> port && port > 0) return port;
+    if (in >> port && port > 0) {
+      specs_[name].port = port;
+      return port;
+    }
     absl::SleepFor(kTick);
   }
   return absl::DeadlineExceededError(absl::StrCat(name, " did not start listening within ",
@@ -110,19 +133,44 @@ absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& b
 }
 
 absl::Status Cluster::CheckChildren() {
-  for (const auto& c : children_) {
-    if (!c->Exited()) continue;
-    if (c->ExitedCleanly() && absl::StartsWith(c->name(), "worker")) continue;
-    return absl::AbortedError(absl::StrCat(c->name(), " (pid ", c->pid(), ") died: ",
-                                           c->DescribeExit(), "; last lines of ", c->log_path(),
-                                           ":\n", TailOfFile(c->log_path(), 15)));
+  for (size_t i = 0; i < children_.size(); ++i) {
+    ChildProcess& c = *children_[i];
+    if (!c.Exited()) continue;
+    if (c.ExitedCleanly() && absl::StartsWith(c.name(), "worker")) continue;
+    Spec& spec = specs_[c.name()];
+    if (spec.restarts >= options_.max_restarts) {
+      return absl::AbortedError(absl::StrCat(
+          c.name(), " (pid ", c.pid(), ") died: ", c.DescribeExit(),
+          spec.restarts > 0 ? absl::StrCat(" after ", spec.restarts, " restarts") : "",
+          "; last lines of ", c.log_path(), ":\n", TailOfFile(c.log_path(), 15)));
+    }
+    // The same flags, and for a server the same port, so that its peers
+    // find it again.
+    std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", spec.binary)};
+    if (spec.port > 0) argv.push_back(absl::StrCat("--port=", spec.port));
+    argv.insert(argv.end(), spec.args.begin(), spec.args.end());
+    const std::string name = c.name();
+    const std::string how = c.DescribeExit();
+    const pid_t old_pid = c.pid();
+    children_.erase(children_.begin() + static_cast<std::ptrdiff_t>(i));
+    if (absl::Status s = Spawn(name, argv); !s.ok()) return s;
+    ++spec.restarts;
+    ++restarts_[name];
+    std::printf("supervisor: %s (pid %d) died (%s); restarted as pid %d (restart %d)\n",
+                name.c_str(), static_cast<int>(old_pid), how.c_str(),
+                static_cast<int>(children_.back()->pid()), spec.restarts);
+    std::fflush(stdout);
+    --i;
   }
   return absl::OkStatus();
 }
 
 absl::StatusOr<v1::StatusReply> Cluster::QueryHq() {
   grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  // Waits for a (re)connection: after HQ restarted, the channel's backoff
+  // would otherwise fail queries for a while.
+  ctx.set_wait_for_ready(true);
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
   v1::StatusReply reply;
   const grpc::Status s = hq_->GetStatus(&ctx, v1::StatusRequest(), &reply);
   if (!s.ok()) return FromGrpcStatus(s);
@@ -147,8 +195,13 @@ void Cluster::AddAggregatorAccounting(RunSummary* summary) {
 
 absl::StatusOr<RunSummary> Cluster::Run() {
   const absl::Time start = absl::Now();
+  const std::string checkpoint_dir = options_.checkpoint_dir.empty()
+                                         ? absl::StrCat(options_.run_dir, "/checkpoints")
+                                         : options_.checkpoint_dir;
   std::vector<std::string> hq_args = {
       absl::StrCat("--aggregators=", options_.aggregators),
+      absl::StrCat("--checkpoint_dir=", checkpoint_dir),
+      absl::StrCat("--lease_ms=", options_.lease_ms),
       absl::StrCat("--max_versions=", options_.max_versions),
       absl::StrCat("--max_samples=", options_.max_samples),
       absl::StrCat("--eval_every=", options_.eval_every)};
@@ -165,7 +218,8 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
     std::vector<std::string> args = {absl::StrCat("--id=agg-", a),
                                      absl::StrCat("--hq=", hq_address),
-                                     absl::StrCat("--workers=", assigned)};
+                                     absl::StrCat("--workers=", assigned),
+                                     absl::StrCat("--lease_ms=", options_.lease_ms)};
     if (options_.backup_workers > 0) {
       args.push_back(
           absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
@@ -178,8 +232,13 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(aggregator_addresses.back())));
   }
   for (int k = 0; k < options_.workers; ++k) {
+    // Its own aggregator first, then the others to fail over to.
+    std::vector<std::string> order;
+    for (int i = 0; i < options_.aggregators; ++i) {
+      order.push_back(aggregator_addresses[(k + i) % options_.aggregators]);
+    }
     std::vector<std::string> args = {
-        absl::StrCat("--aggregator=", aggregator_addresses[k % options_.aggregators]),
+        absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
         absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers),
         absl::StrCat("--batch_size=", options_.batch_size)};
     args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
@@ -244,6 +303,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
         FillAccounting(*status, &summary);
         AddAggregatorAccounting(&summary);
+        summary.restarts = restarts_;
         return summary;
       }
     }

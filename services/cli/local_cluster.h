@@ -39,15 +39,25 @@ struct LocalClusterOptions {
   std::vector<std::string> training_args;
   absl::Duration progress_every = absl::Seconds(3);
   absl::Duration start_timeout = absl::Seconds(60);
+  // Supervision: a child that dies is started again with the same flags and
+  // port (HQ resumes from its newest checkpoint), at most this many times
+  // per child; 0 turns supervision off (a death fails the run).
+  int max_restarts = 10;
+  // HQ's checkpoints (default: <run_dir>/checkpoints).
+  std::string checkpoint_dir;
+  // Sync rounds stop waiting for a member not heard from for this long.
+  int64_t lease_ms = 2000;
 };
 
 // Runs a whole cluster as real processes on 127.0.0.1 with free ports: one
 // hips-hq, `aggregators` hips-aggregator, `workers` hips-worker (worker k
-// talks to aggregator k % aggregators). Prints a progress line every
-// `progress_every` and returns once HQ evaluated the final weights. A child
-// that dies fails the run with its name, exit status and the end of its log;
-// every child is stopped before this returns, and setting `*interrupted`
-// (e.g. from a signal) stops the run with CANCELLED.
+// talks to aggregator k % aggregators and fails over to the others). Prints
+// a progress line every `progress_every` and returns once HQ evaluated the
+// final weights. A child that dies is restarted (see max_restarts); one that
+// dies too often fails the run with its name, exit status and the end of its
+// log. Each child's pid is in <run_dir>/<name>.pid. Every child is stopped
+// before this returns, and setting `*interrupted` (e.g. from a signal) stops
+// the run with CANCELLED.
 absl::StatusOr<RunSummary> RunLocalCluster(const LocalClusterOptions& options,
                                            const std::atomic<bool>* interrupted);
 

@@ -41,6 +41,7 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s) {
           g.id, g.received, g.duplicate, g.forwarded, g.pending, by_reason(g.dropped)));
     }
     out << ", \"aggregators\": [" << absl::StrJoin(aggregators, ", ") << "]";
+    out << ", \"restarts\": {" << by_reason(s.restarts) << "}";
   }
   out << "}\n";
   out.close();

@@ -42,6 +42,9 @@ struct RunSummary {
     std::vector<Aggregator> aggregators;
   };
   std::optional<Accounting> accounting;
+  // hips local: children restarted after they died, by name. Counters are
+  // per process: a restarted child (HQ from its checkpoint) counts afresh.
+  std::map<std::string, int64_t> restarts;
 };
 
 // "final: version=V accuracy=A f1=F samples=S seconds=T"
@@ -51,7 +54,8 @@ std::string FinalLine(const RunSummary& s);
 // "mode", "gradients" {"received", "applied", "duplicate", "pending",
 // "dropped": {reason: n}}, "staleness_counts", "max_staleness" and
 // "aggregators": [{"id", "gradients_received", "gradients_duplicate",
-// "gradients_forwarded", "gradients_pending", "gradients_dropped": {...}}].
+// "gradients_forwarded", "gradients_pending", "gradients_dropped": {...}}],
+// and "restarts": {name: n}.
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s);
 
 }  // namespace hips

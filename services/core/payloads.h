@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "services/core/consistency.h"
 #include "services/core/model_layout.h"
 
@@ -22,7 +23,23 @@ struct GradientPush {
   double loss_sum = 0.0;
   // Increases with every new push of this sender; a retry repeats it.
   int64_t sequence = 0;
+  // A repeat whose first attempt's outcome is unknown (it may have been
+  // applied through another aggregator): forwarded alone, deduplicated at HQ.
+  bool retry = false;
+  // Where in the sender's data order it was computed.
+  int64_t step = 0;
   std::vector<float> gradient;
+};
+
+// One worker gradient inside an aggregate (HQ applies each (worker,
+// sequence) at most once).
+struct ContributorRef {
+  std::string worker;
+  int64_t sequence = 0;
+  int64_t version = 0;
+  int64_t step = 0;
+  // The receiving aggregator's own handle for the push (not sent on).
+  int64_t ticket = 0;
 };
 
 // An aggregator's sample-weighted sum Σ n_i·g_i of one round.
@@ -36,6 +53,13 @@ struct AggregatePush {
   // Coalesced gradients of several versions: contributors per version
   // (`version` is the oldest). Empty: all computed on `version`.
   std::map<int64_t, int64_t> contributor_versions;
+  // Every worker gradient in the sum; empty only in an aggregate with no
+  // contributors (an aggregator's sync round whose gradients all went on
+  // alone: it only says the aggregator is done with `version`).
+  std::vector<ContributorRef> contributor_list;
+  // A retried worker gradient sent on alone: it does not end the
+  // aggregator's part of a sync round.
+  bool single = false;
   std::vector<float> sum;
 };
 
@@ -44,6 +68,24 @@ struct PushResult {
   bool duplicate = false;
   // The newest version the receiver knows of.
   int64_t newest_version = 0;
+};
+
+// A member's heartbeat: worker -> aggregator, aggregator -> HQ.
+struct HeartbeatRequestData {
+  std::string member;
+  int64_t incarnation = 0;  // the member's start time (µs)
+  bool leaving = false;     // leave at once (also a probe that does not join)
+  // Aggregator -> HQ: its live workers, and whether it is still forming.
+  std::vector<std::string> live_workers;
+  bool forming = false;
+};
+
+// What a heartbeat tells a member.
+struct HeartbeatAnswer {
+  absl::Duration lease = absl::Seconds(2);
+  int64_t version = -1;  // the newest version the server knows of
+  // Where a worker's data order continues (the newest step HQ applied + 1).
+  std::map<std::string, int64_t> data_positions;
 };
 
 // One published version of the model's weights. Immutable once published and
@@ -56,6 +98,8 @@ struct WeightsSnapshot {
   // The mode these weights are trained in, and the version it started at.
   ModeConfig mode;
   int64_t mode_since = 0;
+  // HQ's run (its start time, µs): versions compare within one incarnation.
+  int64_t incarnation = 0;
 };
 
 }  // namespace hips

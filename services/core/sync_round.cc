@@ -32,6 +32,10 @@ absl::string_view DropReasonName(DropReason reason) {
       return "optimizer_failed";
     case DropReason::kShutdown:
       return "shutdown";
+    case DropReason::kRepeatedContributor:
+      return "repeated_contributor";
+    case DropReason::kHqRestarted:
+      return "hq_restarted";
   }
   return "unknown";
 }
@@ -56,16 +60,18 @@ absl::Status ValidateContribution(const Contribution& c, size_t num_floats) {
 SyncRound::SyncRound(size_t num_floats, int expected_contributions, int quorum,
                      absl::Duration grace)
     : expected_(expected_contributions),
-      quorum_(std::clamp(quorum, 1, std::max(1, expected_contributions))),
+      quorum_(expected_contributions > 0 ? std::clamp(quorum, 1, expected_contributions)
+                                         : std::max(1, quorum)),
       grace_(grace),
       accumulator_(num_floats) {}
 
 void SyncRound::Open(int64_t version) {
   if (version != version_) {
     previous_version_ = version_;
-    previous_senders_ = std::move(senders_);
+    previous_covered_ = std::move(covered_);
   }
   senders_.clear();
+  covered_.clear();
   version_ = version;
   state_ = State::kOpen;
   first_arrival_ = absl::InfiniteFuture();
@@ -78,6 +84,14 @@ absl::Time SyncRound::CloseAt() const {
     return absl::InfiniteFuture();
   }
   return first_arrival_ + grace_;
+}
+
+void SyncRound::Close() {
+  if (state_ == State::kOpen) state_ = State::kClosed;
+}
+
+void SyncRound::MarkSenderDone(const std::string& sender, int64_t version) {
+  if (version == version_ && state_ != State::kIdle) senders_.insert(sender);
 }
 
 bool SyncRound::CloseIfDue(absl::Time now) {
@@ -94,15 +108,38 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
     return absl::FailedPreconditionError(absl::StrCat(
         "gradient of version ", c.version, " but the newest round here is ", version_));
   }
+  if (c.contributors == 0 && c.version == version_) {
+    // Nothing to sum: the sender is done, its members' gradients went on
+    // alone.
+    if (c.completes_sender) senders_.insert(c.sender);
+    covered_.insert(c.members.begin(), c.members.end());
+    return AddOutcome::kAccepted;
+  }
+  const std::vector<std::string> own = {c.sender};
+  const std::vector<std::string>& members = c.members.empty() ? own : c.members;
   if (c.version < version_) {
-    if (c.version == previous_version_ && previous_senders_.contains(c.sender)) {
+    if (c.version == previous_version_ &&
+        std::all_of(members.begin(), members.end(),
+                    [&](const std::string& m) { return previous_covered_.contains(m); })) {
       return AddOutcome::kDuplicate;
     }
     *reason = DropReason::kStaleVersion;
     return absl::FailedPreconditionError(absl::StrCat(
         "stale gradient of version ", c.version, "; the open round is ", version_));
   }
-  if (senders_.contains(c.sender)) return AddOutcome::kDuplicate;
+  const size_t repeated = static_cast<size_t>(std::count_if(
+      members.begin(), members.end(), [&](const std::string& m) { return covered_.contains(m); }));
+  if (repeated == members.size()) {
+    if (c.completes_sender) senders_.insert(c.sender);
+    return AddOutcome::kDuplicate;
+  }
+  if (repeated > 0) {
+    if (c.completes_sender) senders_.insert(c.sender);
+    *reason = DropReason::kRepeatedContributor;
+    return absl::FailedPreconditionError(absl::StrCat(
+        repeated, " of the ", members.size(), " gradients from ", c.sender,
+        " are already in round ", version_));
+  }
   if (state_ == State::kClosed) {
     *reason = DropReason::kRoundClosed;
     return absl::FailedPreconditionError(absl::StrCat("round ", version_, " already closed with ",
@@ -117,9 +154,10 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
     *reason = DropReason::kInvalid;
     return s;
   }
-  senders_.insert(c.sender);
+  if (c.completes_sender) senders_.insert(c.sender);
+  covered_.insert(members.begin(), members.end());
   if (first_arrival_ == absl::InfiniteFuture()) first_arrival_ = now;
-  if (received() >= expected_) {
+  if (expected_ > 0 && received() >= expected_) {
     state_ = State::kClosed;
   } else {
     CloseIfDue(now);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -17,9 +18,19 @@ namespace hips {
 // One contribution to a round: a worker's gradient or an aggregator's sum.
 struct Contribution {
   std::string sender;
+  // The worker gradients inside (an aggregate's contributors); empty means
+  // just the sender's own. A round holds each worker's gradient once.
+  std::vector<std::string> members;
+  // False for a retried worker gradient that an aggregator forwards alone:
+  // it covers its worker but does not end the aggregator's part of the
+  // round (its regular aggregate still comes).
+  bool completes_sender = true;
   int64_t version = 0;
   int64_t samples = 0;
   double loss_sum = 0.0;
+  // 0: nothing to sum, the contribution only records that `members` are
+  // covered (their gradients went on alone) and, with completes_sender,
+  // that the sender is done.
   int64_t contributors = 1;
   // Factor applied to `values` before summing (n_i for a worker's mean
   // gradient, 1 for an already weighted sum).
@@ -40,6 +51,9 @@ enum class DropReason {
   kUnfinished,          // accepted, but training ended before it was sent on
   kOptimizerFailed,     // HQ's optimizer step failed
   kShutdown,            // still waiting in a tier that shut down
+  kRepeatedContributor, // an aggregate with a worker gradient already applied (the
+                        // gradient was retried through another aggregator)
+  kHqRestarted,         // computed on weights of HQ's previous incarnation
 };
 absl::string_view DropReasonName(DropReason reason);
 
@@ -49,22 +63,23 @@ absl::Status ValidateContribution(const Contribution& c, size_t num_floats);
 
 // The round state machine of one tier for one version:
 //
-//   Idle --Open(v)--> Open(v) --expected Adds, or quorum and deadline--> Closed(v)
+//   Idle --Open(v)--> Open(v) --complete, or quorum and deadline--> Closed(v)
 //        --Open(v+1)--> ...
 //
-// It closes when `expected` contributions arrived, or once `grace` has passed
-// since its first contribution and at least `quorum` arrived (a backup-worker
-// round). A round accepts one contribution per sender; a repeat from the same
-// sender for the same version is acknowledged as a duplicate and not summed,
-// also when it arrives after the next round opened (a retry whose ack was
-// lost). Not thread-safe: the owner serializes access.
+// It closes when `expected` senders are done (expected > 0; with 0
+// the owner decides when it is complete, from its membership, and calls
+// Close), or once `grace` has passed since its first contribution and at
+// least `quorum` arrived (a backup-worker round). A round holds each worker's
+// gradient once; a repeat for the same version is acknowledged as a
+// duplicate and not summed, also when it arrives after the next round opened
+// (a retry whose ack was lost). Not thread-safe: the owner serializes access.
 class SyncRound {
  public:
   enum class State { kIdle, kOpen, kClosed };
   enum class AddOutcome { kAccepted, kDuplicate };
 
-  // `quorum` in [1, expected]; an infinite `grace` waits for every expected
-  // contribution.
+  // `quorum` >= 1 (and <= expected if expected > 0); an infinite `grace`
+  // waits for the round to be complete.
   SyncRound(size_t num_floats, int expected_contributions, int quorum,
             absl::Duration grace = absl::InfiniteDuration());
   SyncRound(size_t num_floats, int expected_contributions)
@@ -85,6 +100,13 @@ class SyncRound {
   absl::StatusOr<AddOutcome> Add(const Contribution& c, DropReason* reason,
                                  absl::Time now = absl::Now());
 
+  // Closes an open round (the owner found it complete).
+  void Close();
+  // Records that `sender` is done with round `version` without adding a
+  // gradient (its aggregate was a duplicate or refused). No-op for another
+  // version.
+  void MarkSenderDone(const std::string& sender, int64_t version);
+
   // When an open round that has its quorum closes at the latest;
   // InfiniteFuture without a quorum or a deadline. (A round that gets its
   // quorum after the deadline closes in that Add.)
@@ -93,9 +115,13 @@ class SyncRound {
   bool CloseIfDue(absl::Time now);
 
   bool HasSender(const std::string& sender) const { return senders_.contains(sender); }
+  // Senders done with this round, and the workers whose gradients it holds.
+  const absl::flat_hash_set<std::string>& senders() const { return senders_; }
+  const absl::flat_hash_set<std::string>& covered() const { return covered_; }
   State state() const { return state_; }
   int64_t version() const { return version_; }
   int expected() const { return expected_; }
+  // Senders done with the round (what `expected` and `quorum` count).
   int received() const { return static_cast<int>(senders_.size()); }
   const GradientAccumulator& accumulator() const { return accumulator_; }
 
@@ -107,8 +133,9 @@ class SyncRound {
   int64_t version_ = -1;
   absl::Time first_arrival_ = absl::InfiniteFuture();
   absl::flat_hash_set<std::string> senders_;
+  absl::flat_hash_set<std::string> covered_;
   int64_t previous_version_ = -1;
-  absl::flat_hash_set<std::string> previous_senders_;
+  absl::flat_hash_set<std::string> previous_covered_;
   GradientAccumulator accumulator_;
 };
 
@@ -127,6 +154,8 @@ class RepeatFilter {
   bool IsRepeat(const std::string& sender, int64_t sequence) const;
   // Records an applied (or otherwise final) push.
   void Record(const std::string& sender, int64_t sequence);
+  // Every sender's newest recorded sequence (for checkpoints).
+  const absl::flat_hash_map<std::string, int64_t>& last() const { return last_; }
 
  private:
   absl::flat_hash_map<std::string, int64_t> last_;

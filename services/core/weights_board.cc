@@ -8,7 +8,8 @@ namespace hips {
 
 bool WeightsBoard::Publish(std::shared_ptr<const WeightsSnapshot> snapshot) {
   absl::MutexLock lock(&mu_);
-  if (latest_ != nullptr && snapshot->version <= latest_->version &&
+  if (latest_ != nullptr && snapshot->incarnation == latest_->incarnation &&
+      snapshot->version <= latest_->version &&
       !(snapshot->version == latest_->version && snapshot->training_done &&
         !latest_->training_done)) {
     return false;
@@ -23,11 +24,13 @@ std::shared_ptr<const WeightsSnapshot> WeightsBoard::Latest() const {
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WeightsBoard::WaitFor(
-    int64_t min_version, absl::Time deadline) const {
+    int64_t min_version, absl::Time deadline, int64_t incarnation) const {
   absl::MutexLock lock(&mu_);
   auto ready = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-    return shutdown_ || (latest_ != nullptr &&
-                         (latest_->version >= min_version || latest_->training_done));
+    return shutdown_ ||
+           (latest_ != nullptr &&
+            (latest_->version >= min_version || latest_->training_done ||
+             (incarnation != 0 && latest_->incarnation != incarnation)));
   };
   if (!mu_.AwaitWithDeadline(absl::Condition(&ready), deadline)) {
     return absl::DeadlineExceededError(

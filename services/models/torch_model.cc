@@ -1,12 +1,18 @@
-// The only translation unit that includes LibTorch: the model zoo and the
-// torch::optim wrapper behind the torch-free Model and Optimizer interfaces
-// (LibTorch headers cost ~17 s of compile time per translation unit here).
+// The model zoo and the torch::optim wrapper behind the torch-free Model and
+// Optimizer interfaces. One of the two translation units that include LibTorch
+// (with torch_checkpoint.cc): its headers cost ~17 s of compile time per
+// translation unit here.
 
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cstring>
+#include <map>
 #include <mutex>
+#include <string>
+#include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "services/models/model.h"
@@ -155,6 +161,7 @@ class TorchModel final : public Model {
   }
 
   std::vector<torch::Tensor>& params() { return params_; }
+  const std::vector<torch::Tensor>& params() const { return params_; }
 
  private:
   const ModelOptions options_;
@@ -163,10 +170,38 @@ class TorchModel final : public Model {
   std::vector<torch::Tensor> params_;
 };
 
+// torch::optim keeps its per-parameter state under the address of the
+// parameter's TensorImpl (torch/optim/serialize.h does the same lookup).
+std::string StateKey(const torch::Tensor& param) {
+  return c10::guts::to_string(param.unsafeGetTensorImpl());
+}
+
+// The buffers each optimizer keeps per parameter (OptimizerState keys).
+std::vector<std::string> BufferNames(const std::string& optimizer) {
+  if (optimizer == "sgd") return {"momentum_buffer"};
+  return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+}
+
+void ExportBuffer(const std::string& tensor, const char* buffer, const torch::Tensor& values,
+                  OptimizerState* state) {
+  if (!values.defined()) return;
+  const torch::Tensor t = values.to(torch::kFloat).contiguous();
+  const float* data = t.data_ptr<float>();
+  state->buffers[absl::StrCat(tensor, "/", buffer)].assign(data, data + t.numel());
+}
+
+// A buffer of `param`'s shape holding a copy of `values` (sizes checked by
+// the caller).
+torch::Tensor ImportBuffer(const std::vector<float>& values, const torch::Tensor& param) {
+  return torch::from_blob(const_cast<float*>(values.data()), param.sizes(), torch::kFloat)
+      .clone();
+}
+
 class TorchOptimizer final : public Optimizer {
  public:
-  TorchOptimizer(std::unique_ptr<TorchModel> model, std::unique_ptr<torch::optim::Optimizer> optim)
-      : model_(std::move(model)), optim_(std::move(optim)) {}
+  TorchOptimizer(std::string name, std::unique_ptr<TorchModel> model,
+                 std::unique_ptr<torch::optim::Optimizer> optim)
+      : name_(std::move(name)), model_(std::move(model)), optim_(std::move(optim)) {}
 
   absl::Status Step(absl::Span<const float> grad, double learning_rate) override {
     if (!(learning_rate > 0)) {
@@ -212,7 +247,135 @@ class TorchOptimizer final : public Optimizer {
   void GetWeights(absl::Span<float> out) const override { model_->GetWeights(out); }
   int64_t num_floats() const override { return model_->layout().num_floats(); }
 
+  // The parameters keep their TensorImpls (the weights are copied into
+  // them), so the optimizer state stays attached to them.
+  absl::Status SetWeights(absl::Span<const float> weights) override {
+    return model_->SetWeights(weights);
+  }
+
+  absl::StatusOr<OptimizerState> ExportState() const override {
+    return Guarded("exporting the optimizer state", [&]() -> absl::StatusOr<OptimizerState> {
+      OptimizerState state;
+      state.name = name_;
+      const std::vector<torch::Tensor>& params = model_->params();
+      for (size_t i = 0; i < params.size(); ++i) {
+        const auto it = optim_->state().find(StateKey(params[i]));
+        if (it == optim_->state().end()) continue;
+        const std::string& tensor = model_->layout().tensors()[i].name;
+        const torch::optim::OptimizerParamState* param_state = it->second.get();
+        if (auto* sgd = dynamic_cast<const torch::optim::SGDParamState*>(param_state)) {
+          ExportBuffer(tensor, "momentum_buffer", sgd->momentum_buffer(), &state);
+        } else if (auto* adam = dynamic_cast<const torch::optim::AdamParamState*>(param_state)) {
+          state.steps[tensor] = adam->step();
+          ExportBuffer(tensor, "exp_avg", adam->exp_avg(), &state);
+          ExportBuffer(tensor, "exp_avg_sq", adam->exp_avg_sq(), &state);
+          ExportBuffer(tensor, "max_exp_avg_sq", adam->max_exp_avg_sq(), &state);
+        } else {
+          return absl::InternalError(absl::StrCat("unexpected optimizer state for ", tensor));
+        }
+      }
+      return state;
+    });
+  }
+
+  absl::Status ImportState(const OptimizerState& state) override {
+    if (absl::Status s = CheckImport(state); !s.ok()) return s;
+    return Guarded("importing the optimizer state", [&]() -> absl::Status {
+      // Built aside and swapped in, so that a failure leaves the old state.
+      std::remove_reference_t<decltype(optim_->state())> fresh;
+      const std::vector<torch::Tensor>& params = model_->params();
+      for (size_t i = 0; i < params.size(); ++i) {
+        const std::string& tensor = model_->layout().tensors()[i].name;
+        const auto buffer = [&](const char* name) -> const std::vector<float>* {
+          const auto it = state.buffers.find(absl::StrCat(tensor, "/", name));
+          return it == state.buffers.end() ? nullptr : &it->second;
+        };
+        if (name_ == "sgd") {
+          const std::vector<float>* momentum = buffer("momentum_buffer");
+          if (momentum == nullptr) continue;
+          auto param_state = std::make_unique<torch::optim::SGDParamState>();
+          param_state->momentum_buffer(ImportBuffer(*momentum, params[i]));
+          fresh[StateKey(params[i])] = std::move(param_state);
+        } else {
+          const auto step = state.steps.find(tensor);
+          if (step == state.steps.end()) continue;
+          auto param_state = std::make_unique<torch::optim::AdamParamState>();
+          param_state->step(step->second);
+          param_state->exp_avg(ImportBuffer(*buffer("exp_avg"), params[i]));
+          param_state->exp_avg_sq(ImportBuffer(*buffer("exp_avg_sq"), params[i]));
+          if (const std::vector<float>* max = buffer("max_exp_avg_sq")) {
+            param_state->max_exp_avg_sq(ImportBuffer(*max, params[i]));
+          }
+          fresh[StateKey(params[i])] = std::move(param_state);
+        }
+      }
+      optim_->state() = std::move(fresh);
+      return absl::OkStatus();
+    });
+  }
+
  private:
+  // Everything ImportState needs to hold, checked before it changes anything.
+  absl::Status CheckImport(const OptimizerState& state) const {
+    if (state.name != name_) {
+      return absl::InvalidArgumentError(absl::StrCat("optimizer state of '", state.name,
+                                                     "' given to a '", name_, "' optimizer"));
+    }
+    const ModelLayout& layout = model_->layout();
+    std::map<std::string, int64_t> sizes;  // tensor name -> floats
+    for (const TensorSpec& spec : layout.tensors()) sizes[spec.name] = spec.NumElements();
+    const std::vector<std::string> allowed = BufferNames(name_);
+    for (const auto& [key, values] : state.buffers) {
+      const size_t slash = key.rfind('/');
+      const std::string tensor = key.substr(0, slash == std::string::npos ? 0 : slash);
+      const std::string buffer = slash == std::string::npos ? key : key.substr(slash + 1);
+      const auto size = sizes.find(tensor);
+      if (size == sizes.end()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "optimizer buffer '", key, "' names no tensor of ", layout.DebugString()));
+      }
+      if (std::find(allowed.begin(), allowed.end(), buffer) == allowed.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer buffer '", key, "': '", name_, "' keeps no '", buffer, "'"));
+      }
+      if (static_cast<int64_t>(values.size()) != size->second) {
+        return absl::InvalidArgumentError(absl::StrCat("optimizer buffer '", key, "' has ",
+                                                       values.size(), " floats, the tensor ",
+                                                       size->second));
+      }
+    }
+    if (name_ == "sgd") {
+      if (!state.steps.empty()) return absl::InvalidArgumentError("sgd keeps no step counts");
+      return absl::OkStatus();
+    }
+    // Adam's state of a tensor is all or nothing: a step count with both
+    // moments (and optionally the amsgrad maximum).
+    for (const auto& [tensor, step] : state.steps) {
+      if (sizes.count(tensor) == 0) {
+        return absl::InvalidArgumentError(absl::StrCat("adam step count of unknown tensor '",
+                                                       tensor, "'"));
+      }
+      if (step < 0) {
+        return absl::InvalidArgumentError(absl::StrCat("adam step count ", step, " of ", tensor));
+      }
+      for (const char* moment : {"exp_avg", "exp_avg_sq"}) {
+        if (state.buffers.count(absl::StrCat(tensor, "/", moment)) == 0) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("adam state of ", tensor, " lacks its ", moment));
+        }
+      }
+    }
+    for (const auto& [key, values] : state.buffers) {
+      const std::string tensor = key.substr(0, key.rfind('/'));
+      if (state.steps.count(tensor) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("adam buffer '", key, "' without a step count for ", tensor));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  const std::string name_;
   std::unique_ptr<TorchModel> model_;
   std::unique_ptr<torch::optim::Optimizer> optim_;
 };
@@ -262,7 +425,7 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateTorchOptimizer(const OptimizerO
                                    .weight_decay(o.weight_decay));
   }
   return std::unique_ptr<Optimizer>(
-      new TorchOptimizer(std::move(torch_model), std::move(optim)));
+      new TorchOptimizer(o.name, std::move(torch_model), std::move(optim)));
 }
 
 }  // namespace hips

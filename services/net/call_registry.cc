@@ -21,4 +21,9 @@ void CallRegistry::CancelAll() {
   for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
 }
 
+void CallRegistry::CancelInFlight() {
+  absl::MutexLock lock(&mu_);
+  for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
+}
+
 }  // namespace hips

@@ -29,6 +29,8 @@ class CallRegistry {
 
   // Cancels every registered call and every later one. Idempotent.
   void CancelAll();
+  // Cancels the calls registered now; later ones go ahead.
+  void CancelInFlight();
 
  private:
   absl::Mutex mu_;

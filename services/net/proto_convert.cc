@@ -89,15 +89,38 @@ absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto) {
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
   if (absl::Status s = ValidateId(h.sender_id(), "sender id"); !s.ok()) return s;
   if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
+  if (h.step() < 0) return absl::InvalidArgumentError("negative step");
   return ValidateCommon(h.version(), h.sample_count(), h.loss_sum(), h.num_floats());
 }
 
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
   if (absl::Status s = ValidateId(h.aggregator_id(), "aggregator id"); !s.ok()) return s;
   if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
-  if (h.contributor_count() <= 0) {
+  if (h.contributor_count() == 0) {
+    // An aggregator's empty sync round: no sum, no contributors.
+    if (h.version() < 0 || h.total_samples() != 0 || h.num_floats() != 0 ||
+        h.contributors_size() != 0 || h.contributor_versions_size() != 0) {
+      return absl::InvalidArgumentError(
+          "an aggregate without contributors must have no samples, floats or versions");
+    }
+    return absl::OkStatus();
+  }
+  if (h.contributor_count() < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("contributor count must be positive, got ", h.contributor_count()));
+        absl::StrCat("contributor count must not be negative, got ", h.contributor_count()));
+  }
+  if (h.contributors_size() != 0 && h.contributors_size() != h.contributor_count()) {
+    return absl::InvalidArgumentError(absl::StrCat("the aggregate lists ", h.contributors_size(),
+                                                   " contributors, the header counts ",
+                                                   h.contributor_count()));
+  }
+  for (const v1::Contributor& c : h.contributors()) {
+    if (absl::Status s = ValidateId(c.worker_id(), "contributor id"); !s.ok()) return s;
+    if (c.sequence() < 0 || c.step() < 0 || c.version() < h.version()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "contributor ", c.worker_id(), " has a negative sequence or step, or a version below ",
+          h.version()));
+    }
   }
   if (h.contributor_versions_size() > 0) {
     int64_t total = 0;
@@ -117,6 +140,53 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
     }
   }
   return ValidateCommon(h.version(), h.total_samples(), h.loss_sum(), h.num_floats());
+}
+
+}  // namespace hips
+
+namespace hips {
+
+absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatRequest& req) {
+  if (absl::Status s = ValidateId(req.member_id(), "member id"); !s.ok()) return s;
+  if (req.live_workers_size() > kMaxReportedWorkers) {
+    return absl::InvalidArgumentError(absl::StrCat("more than ", kMaxReportedWorkers,
+                                                   " live workers reported"));
+  }
+  HeartbeatRequestData hb;
+  hb.member = req.member_id();
+  hb.incarnation = req.incarnation();
+  hb.leaving = req.leaving();
+  hb.forming = req.forming();
+  for (const std::string& w : req.live_workers()) {
+    if (absl::Status s = ValidateId(w, "worker id"); !s.ok()) return s;
+    hb.live_workers.push_back(w);
+  }
+  return hb;
+}
+
+void HeartbeatToProto(const HeartbeatRequestData& hb, v1::HeartbeatRequest* out) {
+  out->set_member_id(hb.member);
+  out->set_incarnation(hb.incarnation);
+  out->set_leaving(hb.leaving);
+  out->set_forming(hb.forming);
+  for (const std::string& w : hb.live_workers) out->add_live_workers(w);
+}
+
+void AnswerToProto(const HeartbeatAnswer& a, v1::HeartbeatReply* out) {
+  out->set_lease_ms(absl::ToInt64Milliseconds(a.lease));
+  out->set_version(a.version);
+  for (const auto& [id, pos] : a.data_positions) (*out->mutable_data_positions())[id] = pos;
+}
+
+absl::StatusOr<HeartbeatAnswer> AnswerFromProto(const v1::HeartbeatReply& reply) {
+  if (reply.lease_ms() <= 0 || reply.lease_ms() > 3600 * 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("lease of ", reply.lease_ms(), " ms"));
+  }
+  HeartbeatAnswer a;
+  a.lease = absl::Milliseconds(reply.lease_ms());
+  a.version = reply.version();
+  for (const auto& [id, pos] : reply.data_positions()) a.data_positions[id] = pos;
+  return a;
 }
 
 }  // namespace hips

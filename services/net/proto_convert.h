@@ -6,6 +6,7 @@
 #include "hips/v1/hips.pb.h"
 #include "services/core/consistency.h"
 #include "services/core/model_layout.h"
+#include "services/core/payloads.h"
 
 // Conversions between hips.v1 messages and domain types, with the checks that
 // anything a peer sends must pass (INVALID_ARGUMENT with a reason otherwise).
@@ -24,6 +25,14 @@ absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto);
 
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h);
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h);
+
+// Most workers one aggregator may report.
+inline constexpr int kMaxReportedWorkers = 4096;
+
+absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatRequest& req);
+void HeartbeatToProto(const HeartbeatRequestData& hb, v1::HeartbeatRequest* out);
+void AnswerToProto(const HeartbeatAnswer& answer, v1::HeartbeatReply* out);
+absl::StatusOr<HeartbeatAnswer> AnswerFromProto(const v1::HeartbeatReply& reply);
 
 }  // namespace hips
 

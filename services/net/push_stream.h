@@ -24,7 +24,7 @@ namespace hips {
 template <typename Chunk, typename OpenFn>
 absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, OpenFn open, Chunk first,
                                        absl::Span<const float> data, size_t chunk_bytes,
-                                       std::chrono::seconds timeout = std::chrono::seconds(60)) {
+                                       std::chrono::seconds timeout = std::chrono::seconds(300)) {
   grpc::ClientContext ctx;
   CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(std::chrono::system_clock::now() + timeout);

@@ -20,6 +20,7 @@ bool WriteWeights(grpc::ServerWriter<v1::WeightsChunk>* writer, const WeightsSna
   h->set_training_done(snapshot.training_done);
   ModeToProto(snapshot.mode, h->mutable_mode());
   h->set_mode_since(snapshot.mode_since);
+  h->set_incarnation(snapshot.incarnation);
   LayoutToProto(snapshot.layout, h->mutable_layout());
   return WriteChunked(writer, std::move(first), snapshot.weights, chunk_bytes);
 }
@@ -70,6 +71,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
   if (!finish.ok()) return FromGrpcStatus(finish);
   snapshot->version = header.version();
   snapshot->training_done = header.training_done();
+  snapshot->incarnation = header.incarnation();
   snapshot->weights = *std::move(weights);
   return snapshot;
 }
@@ -77,7 +79,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
 template <typename Stub>
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     Stub* stub, CallRegistry* calls, const std::string& requester, int64_t min_version,
-    absl::Time deadline, bool no_wait) {
+    absl::Time deadline, bool no_wait, int64_t incarnation) {
   grpc::ClientContext ctx;
   CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(absl::ToChronoTime(deadline));
@@ -86,13 +88,16 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   req.set_requester_id(requester);
   req.set_min_version(min_version);
   req.set_no_wait(no_wait);
+  req.set_incarnation(incarnation);
   std::unique_ptr<grpc::ClientReader<v1::WeightsChunk>> reader = stub->PullWeights(&ctx, req);
   return ReadWeights(&ctx, reader.get());
 }
 
 template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Hq::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool);
+    v1::Hq::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool,
+    int64_t);
 template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Aggregator::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool);
+    v1::Aggregator::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool,
+    int64_t);
 
 }  // namespace hips

@@ -27,12 +27,14 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
     grpc::ClientContext* ctx, grpc::ClientReader<v1::WeightsChunk>* reader);
 
 // Calls PullWeights on `stub` (hips.v1.Hq or hips.v1.Aggregator) as a long
-// poll that ends at `deadline` (or, with `no_wait`, answers at once),
+// poll that ends at `deadline` (or, with `no_wait`, answers at once; or at
+// once when the server's weights are of another HQ incarnation than
+// `incarnation`, 0 meaning none yet),
 // registered with `calls` for cancellation.
 template <typename Stub>
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     Stub* stub, CallRegistry* calls, const std::string& requester, int64_t min_version,
-    absl::Time deadline, bool no_wait = false);
+    absl::Time deadline, bool no_wait = false, int64_t incarnation = 0);
 
 }  // namespace hips
 

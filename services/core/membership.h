@@ -1,0 +1,67 @@
+#ifndef HIPS_SERVICES_CORE_MEMBERSHIP_H_
+#define HIPS_SERVICES_CORE_MEMBERSHIP_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/time/time.h"
+
+namespace hips {
+
+// The members of one tier (an aggregator's workers, HQ's aggregators) and
+// their leases. A member joins with its first heartbeat (or push), renews its
+// lease with every later one, and is live until the lease runs out or it
+// leaves. A restarted member rejoins under the same id.
+//
+// Forming: a tier starts out waiting for the `expected` members its flags
+// name, so the first rounds of a fresh cluster contain everyone (the sync
+// equality tests rely on it). It is formed once that many distinct members
+// have joined, or at once when it joins a cluster that is already training
+// (EndForming). After that only live members count: a sync round needs a
+// contribution from every live member, never from one whose lease expired.
+//
+// Not thread-safe: the owner serializes access.
+class Membership {
+ public:
+  Membership(absl::Duration lease, int expected);
+
+  // A heartbeat (or any traffic) from `id` at `now`. `incarnation` (0:
+  // unknown) changing means the member restarted. True if it (re)joined.
+  bool Touch(const std::string& id, absl::Time now, int64_t incarnation = 0);
+  // The member leaves at once (a worker moving to another aggregator).
+  void Leave(const std::string& id);
+  // Drops members whose lease ran out by `now`; returns their ids.
+  std::vector<std::string> Expire(absl::Time now);
+  // When the next lease runs out (InfiniteFuture with no live member).
+  absl::Time NextExpiry() const;
+
+  void EndForming() { forming_ = false; }
+  bool forming() const { return forming_; }
+  bool IsLive(const std::string& id) const { return live_.contains(id); }
+  // Live members, sorted.
+  std::vector<std::string> Live() const;
+  int live_count() const { return static_cast<int>(live_.size()); }
+  absl::Duration lease() const { return lease_; }
+
+  // Whether a round that has contributions from `covered` needs nobody
+  // else: formed, something covered, and every live member in it.
+  bool Covers(const absl::flat_hash_set<std::string>& covered) const;
+
+ private:
+  struct Lease {
+    absl::Time expires;
+    int64_t incarnation = 0;
+  };
+  const absl::Duration lease_;
+  const int expected_;
+  bool forming_;
+  absl::flat_hash_map<std::string, Lease> live_;
+  absl::flat_hash_set<std::string> ever_joined_;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CORE_MEMBERSHIP_H_

@@ -1,0 +1,389 @@
+// Faults on real processes on loopback (docs/faults.md): members killed with
+// -9, paused with SIGSTOP, restarted; HQ restarted from its checkpoints, one
+// of them damaged; and a chaos run of `hips local`. Lines starting with
+// "measured:" are the costs docs/faults.md reports.
+
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <iterator>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+#include "tests/process_cluster.h"
+
+namespace hips {
+namespace {
+
+const std::string kBin = HIPS_BIN_DIR;
+constexpr int64_t kLeaseMs = 1000;
+const absl::Duration kLease = absl::Milliseconds(kLeaseMs);
+
+std::string NewRunDir(const std::string& name) {
+  std::string tmpl = absl::StrCat(::testing::TempDir(), "/hips-", name, "-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) return ::testing::TempDir();
+  return tmpl;
+}
+
+std::set<std::string> Live(const v1::AggregatorStatus& s) {
+  return {s.live_workers().begin(), s.live_workers().end()};
+}
+
+int64_t Sum(const google::protobuf::Map<std::string, int64_t>& m) {
+  int64_t total = 0;
+  for (const auto& [reason, n] : m) total += n;
+  return total;
+}
+
+void ExpectHqAccounting(const v1::StatusReply& s) {
+  EXPECT_EQ(s.gradients_received(), s.gradients_applied() + s.gradients_duplicate() +
+                                        Sum(s.gradients_dropped()) + s.gradients_pending())
+      << s.DebugString();
+}
+
+void ExpectAggregatorAccounting(const v1::AggregatorStatus& s) {
+  EXPECT_EQ(s.gradients_received(), s.gradients_duplicate() + Sum(s.gradients_dropped()) +
+                                        s.gradients_forwarded() + s.gradients_pending())
+      << s.DebugString();
+}
+
+class FaultsTest : public ::testing::Test {
+ protected:
+  ProcessClusterOptions Options(const std::string& name) {
+    ProcessClusterOptions o;
+    o.bin_dir = kBin;
+    o.run_dir = NewRunDir(name);
+    o.lease_ms = kLeaseMs;
+    // Long enough to outlast the test, which stops the cluster itself.
+    o.hq_args = {"--max_versions=100000", "--eval_every=0"};
+    return o;
+  }
+
+  // Waits until HQ reached `version` (bounded).
+  static void ReachVersion(ProcessCluster& c, int64_t version) {
+    ASSERT_TRUE(ProcessCluster::WaitFor([&] { return c.Version() >= version; },
+                                        absl::Seconds(90)))
+        << "HQ stuck at version " << c.Version() << "; see " << c.run_dir();
+  }
+};
+
+TEST_F(FaultsTest, AKilledWorkerHoldsASyncRoundUpForAtMostALeaseAndRejoinsWhenRestarted) {
+  ProcessCluster c(Options("worker-kill"));
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 20);
+  c.Kill("worker-1");
+  const absl::Time killed = absl::Now();
+  const int64_t at_kill = c.Version();
+  // The round worker-1 would have been part of closes without it, once its
+  // lease expired.
+  ReachVersion(c, at_kill + 2);
+  const absl::Duration stall = absl::Now() - killed;
+  std::printf("measured: worker kill -9 -> round closed after %.2f s (lease %.1f s)\n",
+              absl::ToDoubleSeconds(stall), absl::ToDoubleSeconds(kLease));
+  EXPECT_LE(stall, 2 * kLease);
+  ReachVersion(c, at_kill + 20);  // training goes on with three workers
+  ASSERT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        return s.ok() && !Live(*s).count("worker-1");
+      },
+      3 * kLease));
+
+  // Restarted under the same id, it rejoins and gets the current weights:
+  // every round has all four workers again.
+  ASSERT_TRUE(c.Restart("worker-1").ok());
+  ASSERT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        return s.ok() && Live(*s).count("worker-1");
+      },
+      absl::Seconds(30)));
+  ReachVersion(c, c.Version() + 2);
+  absl::StatusOr<v1::StatusReply> before = c.HqStatus();
+  ASSERT_TRUE(before.ok());
+  ReachVersion(c, before->version() + 20);
+  absl::StatusOr<v1::StatusReply> after = c.HqStatus();
+  ASSERT_TRUE(after.ok());
+  EXPECT_EQ(after->gradients_applied() - before->gradients_applied(),
+            4 * (after->version() - before->version()));
+  EXPECT_EQ(after->max_round_contributors(), 4);
+  EXPECT_EQ(after->max_staleness(), 0);
+  ExpectHqAccounting(*after);
+}
+
+TEST_F(FaultsTest, WorkersOfAKilledAggregatorFailOverAndNoVersionCountsAWorkerTwice) {
+  ProcessCluster c(Options("aggregator-kill"));
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 20);
+  c.Kill("aggregator-0");
+  const absl::Time killed = absl::Now();
+  const int64_t at_kill = c.Version();
+  // worker-0 and worker-2 belonged to aggregator-0.
+  ASSERT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        return s.ok() && Live(*s).count("worker-0") && Live(*s).count("worker-2");
+      },
+      absl::Seconds(10)));
+  const absl::Duration failover = absl::Now() - killed;
+  std::printf("measured: aggregator kill -9 -> its workers at the other aggregator after %.2f s\n",
+              absl::ToDoubleSeconds(failover));
+  EXPECT_LE(failover, 2 * kLease);
+  ReachVersion(c, at_kill + 30);
+  std::printf("measured: aggregator kill -9 -> 30 more versions after %.2f s\n",
+              absl::ToDoubleSeconds(absl::Now() - killed));
+  // HQ stopped waiting for aggregator-0 once its lease expired.
+  absl::StatusOr<v1::StatusReply> s = c.HqStatus();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(std::vector<std::string>(s->live_aggregators().begin(), s->live_aggregators().end()),
+            std::vector<std::string>{"agg-1"});
+  EXPECT_LE(s->max_round_contributors(), 4);
+  EXPECT_EQ(s->max_staleness(), 0);
+  ExpectHqAccounting(*s);
+  // Every round since has all four workers, through one aggregator.
+  const int64_t v0 = s->version();
+  const int64_t applied0 = s->gradients_applied();
+  ReachVersion(c, v0 + 20);
+  s = c.HqStatus();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->gradients_applied() - applied0, 4 * (s->version() - v0));
+  absl::StatusOr<v1::AggregatorStatus> agg = c.AggregatorStatus(1);
+  ASSERT_TRUE(agg.ok());
+  ExpectAggregatorAccounting(*agg);
+}
+
+std::vector<int64_t> CheckpointVersions(const std::string& dir) {
+  std::vector<int64_t> versions;
+  const std::regex name("checkpoint-([0-9]+)\\.pt");
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    std::smatch m;
+    const std::string file = entry.path().filename().string();
+    if (std::regex_match(file, m, name)) versions.push_back(std::stoll(m[1]));
+  }
+  std::sort(versions.rbegin(), versions.rend());
+  return versions;
+}
+
+TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
+  ProcessClusterOptions o = Options("hq-kill");
+  const std::string dir = absl::StrCat(o.run_dir, "/checkpoints");
+  o.hq_args.insert(o.hq_args.end(), {absl::StrCat("--checkpoint_dir=", dir),
+                                     "--checkpoint_every_versions=20", "--checkpoint_every_s=0"});
+  ProcessCluster c(o);
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 70);
+  const int64_t at_kill = c.Version();
+  c.Kill("hq");
+  const absl::Time killed = absl::Now();
+  std::vector<int64_t> versions = CheckpointVersions(dir);
+  ASSERT_GE(versions.size(), 2u);
+  const int64_t newest = versions[0];
+  ASSERT_TRUE(c.Restart("hq").ok());
+  absl::StatusOr<v1::StatusReply> s = c.HqStatus();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->resumed_from(), newest);
+  ReachVersion(c, newest + 10);  // the tree follows HQ back and goes on
+  std::printf("measured: HQ kill -9 at version %lld, resumed from %lld (%lld versions lost), "
+              "10 versions later after %.2f s\n",
+              static_cast<long long>(at_kill), static_cast<long long>(newest),
+              static_cast<long long>(at_kill - newest),
+              absl::ToDoubleSeconds(absl::Now() - killed));
+  EXPECT_EQ(c.HqStatus()->max_staleness(), 0);
+
+  // Again, with the newest checkpoint damaged on disk: HQ says so and
+  // takes the one before.
+  ReachVersion(c, newest + 45);
+  c.Kill("hq");
+  versions = CheckpointVersions(dir);
+  ASSERT_GE(versions.size(), 2u);
+  const std::string damaged = absl::StrCat(dir, "/checkpoint-",
+                                           std::string(12 - std::to_string(versions[0]).size(), '0'),
+                                           versions[0], ".pt");
+  {
+    std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f.good()) << damaged;
+    f.seekg(0, std::ios::end);
+    const std::streamoff size = f.tellg();
+    f.seekp(size / 2);
+    f.put('\x5a');
+    f.seekp(size / 2 + 1);
+    f.put('\xa5');
+  }
+  ASSERT_TRUE(c.Restart("hq").ok());
+  s = c.HqStatus();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_EQ(s->resumed_from(), versions[1]);
+  std::ifstream log(c.LogOf("hq"));
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_TRUE(absl::StrContains(text.str(), absl::StrCat("skipped the damaged checkpoint ",
+                                                         damaged)))
+      << "see " << c.LogOf("hq");
+  ReachVersion(c, versions[1] + 10);
+  ExpectHqAccounting(*c.HqStatus());
+}
+
+class PausedWorkerTest : public FaultsTest,
+                         public ::testing::WithParamInterface<std::vector<std::string>> {};
+
+TEST_P(PausedWorkerTest, APausedWorkerLosesItsLeaseAndItsStaleGradientsAreNeverMisapplied) {
+  ProcessClusterOptions o = Options("pause");
+  o.hq_args.insert(o.hq_args.end(), GetParam().begin(), GetParam().end());
+  ProcessCluster c(o);
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 20);
+  c.Stop("worker-1");
+  const int64_t at_stop = c.Version();
+  ASSERT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        return s.ok() && !Live(*s).count("worker-1");
+      },
+      3 * kLease));
+  ReachVersion(c, at_stop + 20);  // the cluster goes on without it
+  c.Continue("worker-1");
+  ASSERT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        return s.ok() && Live(*s).count("worker-1");
+      },
+      absl::Seconds(10)));
+  ReachVersion(c, c.Version() + 20);
+  absl::StatusOr<v1::StatusReply> s = c.HqStatus();
+  ASSERT_TRUE(s.ok());
+  // Sync applies nothing stale; ssp nothing beyond its bound.
+  EXPECT_LE(s->max_staleness(), s->mode_config().mode() == v1::MODE_SSP
+                                    ? s->mode_config().staleness()
+                                    : 0);
+  EXPECT_LE(s->max_round_contributors(), 4);
+  ExpectHqAccounting(*s);
+  for (int a = 0; a < 2; ++a) {
+    absl::StatusOr<v1::AggregatorStatus> agg = c.AggregatorStatus(a);
+    ASSERT_TRUE(agg.ok());
+    ExpectAggregatorAccounting(*agg);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, PausedWorkerTest,
+                         ::testing::Values(std::vector<std::string>{"--mode=sync"},
+                                           std::vector<std::string>{"--mode=ssp",
+                                                                    "--staleness=2"}),
+                         [](const auto& info) { return info.index == 0 ? "sync" : "ssp2"; });
+
+// Runs `hips local` with `flags` into `run_dir`, calling `during(run_dir)`
+// once training has begun; returns the summary JSON's text ("" on failure,
+// with the reason in the test output).
+std::string RunHipsLocal(const std::string& run_dir, std::vector<std::string> flags,
+                         const std::function<void(const std::string&)>& during) {
+  std::vector<std::string> argv = {kBin + "/hips", "local", absl::StrCat("--run_dir=", run_dir),
+                                   absl::StrCat("--summary_json=", run_dir, "/summary.json"),
+                                   "--progress_seconds=1"};
+  argv.insert(argv.end(), flags.begin(), flags.end());
+  const std::string out = absl::StrCat(run_dir, "/hips.out");
+  absl::StatusOr<std::unique_ptr<ChildProcess>> hips = ChildProcess::Spawn("hips", argv, out);
+  if (!hips.ok()) {
+    ADD_FAILURE() << hips.status();
+    return "";
+  }
+  if (during) {
+    const bool training = ProcessCluster::WaitFor(
+        [&] {
+          std::ifstream in(out);
+          std::stringstream text;
+          text << in.rdbuf();
+          return std::regex_search(text.str(), std::regex("version=[1-9][0-9]* ")) ||
+                 (*hips)->Exited();
+        },
+        absl::Seconds(120));
+    if (!training) ADD_FAILURE() << "no progress; see " << out;
+    during(run_dir);
+  }
+  const bool done = ProcessCluster::WaitFor([&] { return (*hips)->Exited(); }, absl::Minutes(8));
+  if (!done || !(*hips)->ExitedCleanly()) {
+    ADD_FAILURE() << "hips local did not finish cleanly; last lines of " << out << ":\n"
+                  << TailOfFile(out, 30);
+    return "";
+  }
+  std::ifstream in(absl::StrCat(run_dir, "/summary.json"));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+double JsonNumber(const std::string& json, const std::string& key) {
+  std::smatch m;
+  if (!std::regex_search(json, m, std::regex(absl::StrCat("\"", key, "\": ([-0-9.eE]+)")))) {
+    return -1;
+  }
+  return std::stod(m[1]);
+}
+
+// A process `hips local` started and still runs: its pid file names it and
+// its command line is the daemon's (never a recycled pid).
+pid_t DaemonPid(const std::string& run_dir, const std::string& name, const std::string& binary) {
+  std::ifstream pid_file(absl::StrCat(run_dir, "/", name, ".pid"));
+  pid_t pid = 0;
+  if (!(pid_file >> pid) || pid <= 0) return 0;
+  std::ifstream cmdline(absl::StrCat("/proc/", pid, "/cmdline"));
+  std::string cmd((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+  return absl::StrContains(cmd, binary) ? pid : 0;
+}
+
+TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
+  const std::vector<std::string> flags = {"--epochs=4"};
+  const std::string clean = RunHipsLocal(NewRunDir("clean"), flags, nullptr);
+  ASSERT_FALSE(clean.empty());
+  const double clean_accuracy = JsonNumber(clean, "accuracy");
+
+  // Fixed seed: which workers die, and when. One aggregator dies too.
+  std::mt19937 rng(20261121);
+  int kills = 0;
+  const std::string chaos = RunHipsLocal(
+      NewRunDir("chaos"), flags, [&](const std::string& run_dir) {
+        for (int round = 0; round < 5; ++round) {
+          absl::SleepFor(absl::Milliseconds(1500 + rng() % 1500));
+          const bool aggregator = round == 2;
+          const std::string name = aggregator ? absl::StrCat("aggregator-", rng() % 2)
+                                              : absl::StrCat("worker-", rng() % 4);
+          const pid_t pid =
+              DaemonPid(run_dir, name, aggregator ? "hips-aggregator" : "hips-worker");
+          if (pid > 0 && kill(pid, SIGKILL) == 0) {
+            ++kills;
+            std::printf("chaos: killed %s (pid %d)\n", name.c_str(), static_cast<int>(pid));
+          }
+        }
+      });
+  ASSERT_FALSE(chaos.empty());
+  const double chaos_accuracy = JsonNumber(chaos, "accuracy");
+  std::printf("measured: chaos (%d kills) accuracy %.4f vs clean %.4f; clean %.1f s, chaos %.1f s\n",
+              kills, chaos_accuracy, clean_accuracy, JsonNumber(clean, "seconds"),
+              JsonNumber(chaos, "seconds"));
+  EXPECT_GE(kills, 4);
+  EXPECT_GE(chaos_accuracy, 0.87);
+  EXPECT_NEAR(chaos_accuracy, clean_accuracy, 0.01);
+  // Every kill was a restart.
+  const std::regex restart("\"(worker|aggregator)-[0-9]+\": ([0-9]+)");
+  int restarts = 0;
+  for (auto it = std::sregex_iterator(chaos.begin(), chaos.end(), restart);
+       it != std::sregex_iterator(); ++it) {
+    restarts += std::stoi((*it)[2]);
+  }
+  EXPECT_EQ(restarts, kills) << chaos;
+}
+
+}  // namespace
+}  // namespace hips

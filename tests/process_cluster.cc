@@ -1,0 +1,170 @@
+#include "tests/process_cluster.h"
+
+#include <signal.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/net/grpc_util.h"
+
+namespace hips {
+
+ProcessCluster::ProcessCluster(ProcessClusterOptions options) : options_(std::move(options)) {}
+
+ProcessCluster::~ProcessCluster() {
+  // Workers first, then aggregators, then HQ (as hips local does).
+  for (const char* tier : {"worker", "aggregator", "hq"}) {
+    for (auto& [name, c] : children_) {
+      if (name.rfind(tier, 0) == 0) {
+        kill(c->pid(), SIGCONT);  // a stopped child cannot handle SIGTERM
+        c->Stop(absl::Seconds(5));
+      }
+    }
+  }
+}
+
+absl::StatusOr<int> ProcessCluster::Launch(const std::string& name, bool wait_for_port) {
+  Spec& spec = specs_.at(name);
+  const std::string port_file = absl::StrCat(options_.run_dir, "/", name, ".port");
+  std::remove(port_file.c_str());
+  std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", spec.binary)};
+  if (wait_for_port) {
+    argv.push_back(absl::StrCat("--port_file=", port_file));
+    if (spec.port > 0) argv.push_back(absl::StrCat("--port=", spec.port));
+  }
+  argv.insert(argv.end(), spec.args.begin(), spec.args.end());
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Spawn(name, argv, LogOf(name));
+  if (!child.ok()) return child.status();
+  children_[name] = *std::move(child);
+  if (!wait_for_port) return 0;
+  const absl::Time deadline = absl::Now() + absl::Seconds(60);
+  while (absl::Now() < deadline) {
+    if (children_[name]->Exited()) {
+      return absl::AbortedError(absl::StrCat(name, " died at start: ",
+                                             children_[name]->DescribeExit(), "\n",
+                                             TailOfFile(LogOf(name), 10)));
+    }
+    std::ifstream in(port_file);
+    int port = 0;
+    if (in >> port && port > 0) {
+      spec.port = port;
+      return port;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  return absl::DeadlineExceededError(absl::StrCat(name, " did not start listening"));
+}
+
+std::string ProcessCluster::LogOf(const std::string& name) const {
+  return absl::StrCat(options_.run_dir, "/", name, ".log");
+}
+
+absl::Status ProcessCluster::Start() {
+  const std::string lease = absl::StrCat("--lease_ms=", options_.lease_ms);
+  specs_["hq"].binary = "hips-hq";
+  specs_["hq"].args = {absl::StrCat("--aggregators=", options_.aggregators), lease};
+  specs_["hq"].args.insert(specs_["hq"].args.end(), options_.hq_args.begin(),
+                           options_.hq_args.end());
+  absl::StatusOr<int> hq_port = Launch("hq", true);
+  if (!hq_port.ok()) return hq_port.status();
+  hq_address_ = absl::StrCat("127.0.0.1:", *hq_port);
+  hq_ = v1::Hq::NewStub(CreateHipsChannel(hq_address_));
+  std::vector<std::string> addresses;
+  for (int a = 0; a < options_.aggregators; ++a) {
+    int assigned = 0;
+    for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
+    const std::string name = absl::StrCat("aggregator-", a);
+    specs_[name].binary = "hips-aggregator";
+    specs_[name].args = {absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address_),
+                         absl::StrCat("--workers=", assigned), lease};
+    specs_[name].args.insert(specs_[name].args.end(), options_.aggregator_args.begin(),
+                             options_.aggregator_args.end());
+    absl::StatusOr<int> port = Launch(name, true);
+    if (!port.ok()) return port.status();
+    addresses.push_back(absl::StrCat("127.0.0.1:", *port));
+    aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(addresses.back())));
+  }
+  for (int k = 0; k < options_.workers; ++k) {
+    std::vector<std::string> order;
+    for (int i = 0; i < options_.aggregators; ++i) {
+      order.push_back(addresses[(k + i) % options_.aggregators]);
+    }
+    const std::string name = absl::StrCat("worker-", k);
+    specs_[name].binary = "hips-worker";
+    specs_[name].args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
+                         absl::StrCat("--index=", k),
+                         absl::StrCat("--workers=", options_.workers)};
+    specs_[name].args.insert(specs_[name].args.end(), options_.worker_args.begin(),
+                             options_.worker_args.end());
+    if (absl::StatusOr<int> started = Launch(name, false); !started.ok()) {
+      return started.status();
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ProcessCluster::Kill(const std::string& name) {
+  ChildProcess& c = child(name);
+  if (c.pid() > 0) kill(c.pid(), SIGKILL);
+  c.WaitOrKill(absl::Now() + absl::Seconds(5));
+}
+
+void ProcessCluster::Stop(const std::string& name) {
+  if (child(name).pid() > 0) kill(child(name).pid(), SIGSTOP);
+}
+
+void ProcessCluster::Continue(const std::string& name) {
+  if (child(name).pid() > 0) kill(child(name).pid(), SIGCONT);
+}
+
+absl::Status ProcessCluster::Restart(const std::string& name) {
+  const bool server = name.rfind("worker", 0) != 0;
+  return Launch(name, server).status();
+}
+
+absl::StatusOr<v1::StatusReply> ProcessCluster::HqStatus() {
+  // The first call after HQ restarted may still go to the dead connection
+  // (UNAVAILABLE: broken pipe); a real client retries, so does this one.
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (true) {
+    grpc::ClientContext ctx;
+    ctx.set_wait_for_ready(true);
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    v1::StatusReply reply;
+    const grpc::Status s = hq_->GetStatus(&ctx, v1::StatusRequest(), &reply);
+    if (s.ok()) return reply;
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() >= deadline) {
+      return FromGrpcStatus(s);
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+absl::StatusOr<v1::AggregatorStatus> ProcessCluster::AggregatorStatus(int a) {
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  v1::AggregatorStatus reply;
+  const grpc::Status s = aggregators_[a]->GetStatus(&ctx, v1::StatusRequest(), &reply);
+  if (!s.ok()) return FromGrpcStatus(s);
+  return reply;
+}
+
+bool ProcessCluster::WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (condition()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+}
+
+int64_t ProcessCluster::Version() {
+  absl::StatusOr<v1::StatusReply> s = HqStatus();
+  return s.ok() ? s->version() : -1;
+}
+
+}  // namespace hips

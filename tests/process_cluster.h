@@ -1,0 +1,80 @@
+#ifndef HIPS_TESTS_PROCESS_CLUSTER_H_
+#define HIPS_TESTS_PROCESS_CLUSTER_H_
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "hips/v1/hips.grpc.pb.h"
+#include "services/cli/child_process.h"
+
+namespace hips {
+
+// A cluster of the real daemons (hips-hq, hips-aggregator, hips-worker) on
+// 127.0.0.1 with free ports, started and controlled one process at a time
+// by a fault test: kill -9, SIGSTOP/SIGCONT, restart on the same port. Every
+// process is a child of the test and dies with it (PR_SET_PDEATHSIG).
+struct ProcessClusterOptions {
+  int aggregators = 2;
+  int workers = 4;
+  int64_t lease_ms = 1000;
+  std::string bin_dir;
+  std::string run_dir;  // logs, port files, checkpoints
+  // Extra flags: for HQ, every aggregator, every worker.
+  std::vector<std::string> hq_args;
+  std::vector<std::string> aggregator_args;
+  std::vector<std::string> worker_args;
+};
+
+class ProcessCluster {
+ public:
+  explicit ProcessCluster(ProcessClusterOptions options);
+  ~ProcessCluster();  // stops everything
+
+  // Starts HQ, the aggregators and the workers; returns once every server
+  // listens (workers are started, not waited for).
+  absl::Status Start();
+
+  // Children by name: "hq", "aggregator-<a>", "worker-<k>".
+  ChildProcess& child(const std::string& name) { return *children_.at(name); }
+  void Kill(const std::string& name);  // kill -9, reaped
+  void Stop(const std::string& name);  // SIGSTOP
+  void Continue(const std::string& name);  // SIGCONT
+  // Starts a dead child again with the same flags (and port, for a server).
+  absl::Status Restart(const std::string& name);
+
+  absl::StatusOr<v1::StatusReply> HqStatus();
+  absl::StatusOr<v1::AggregatorStatus> AggregatorStatus(int a);
+
+  // Polls `condition` every 20 ms until it holds (true) or `timeout` passed
+  // (false).
+  static bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
+  // HQ's version, or -1 when it does not answer.
+  int64_t Version();
+
+  const std::string& run_dir() const { return options_.run_dir; }
+  std::string LogOf(const std::string& name) const;
+
+ private:
+  struct Spec {
+    std::string binary;
+    std::vector<std::string> args;
+    int port = 0;
+  };
+  absl::StatusOr<int> Launch(const std::string& name, bool wait_for_port);
+
+  const ProcessClusterOptions options_;
+  std::map<std::string, Spec> specs_;
+  std::map<std::string, std::unique_ptr<ChildProcess>> children_;
+  std::string hq_address_;
+  std::unique_ptr<v1::Hq::Stub> hq_;
+  std::vector<std::unique_ptr<v1::Aggregator::Stub>> aggregators_;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_TESTS_PROCESS_CLUSTER_H_

@@ -303,5 +303,102 @@ TEST(AggregatorTest, PushesWaitWhileTheQueueTowardsHqIsFull) {
   ExpectAccountingHolds(c);
 }
 
+GradientPush Numbered(const std::string& sender, int64_t version, int64_t sequence,
+                      bool retry = false) {
+  GradientPush p = Push(sender, version, {1}, 1);
+  p.sequence = sequence;
+  p.retry = retry;
+  return p;
+}
+
+TEST(AggregatorTest, ARoundStopsWaitingForAWorkerWhoseLeaseExpired) {
+  Aggregator agg(Local(2));  // leases of 2 s
+  agg.PublishWeights(Weights(0, 1));
+  const absl::Time t0 = absl::Now();
+  agg.Heartbeat("w0", 1, false, t0);
+  agg.Heartbeat("w1", 2, false, t0);
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1), t0).ok());
+  agg.Heartbeat("w0", 1, false, t0 + absl::Seconds(1.5));
+  agg.CloseDue(t0 + absl::Seconds(1.9));
+  EXPECT_EQ(agg.counters().rounds_closed, 0);  // w1 may still come
+  agg.CloseDue(t0 + absl::Seconds(2));         // w1's lease ran out
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->contributors, 1);
+  EXPECT_EQ(agg.counters().live_workers, std::vector<std::string>{"w0"});
+  // w1 rejoins: the next round waits for it again, until it leaves.
+  agg.PublishWeights(Weights(1, 1));
+  agg.Heartbeat("w1", 3, false, t0 + absl::Seconds(2.5));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 1, {1}, 1), t0 + absl::Seconds(2.5)).ok());
+  EXPECT_EQ(agg.counters().rounds_closed, 1);
+  agg.Heartbeat("w1", 3, /*leaving=*/true, t0 + absl::Seconds(2.6));
+  EXPECT_EQ(agg.counters().rounds_closed, 2);
+}
+
+TEST(AggregatorTest, ARetriedPushGoesOnAloneAndCountsForItsRound) {
+  Aggregator agg(Local(2));
+  agg.PublishWeights(Weights(0, 1));
+  ASSERT_TRUE(agg.AcceptGradient(Numbered("w0", 0, 100)).ok());
+  // w1's first attempt may have reached HQ through another aggregator.
+  ASSERT_TRUE(agg.AcceptGradient(Numbered("w1", 0, 200, /*retry=*/true)).ok());
+  std::optional<AggregatePush> single = agg.NextAggregate();
+  ASSERT_TRUE(single.has_value());
+  EXPECT_TRUE(single->single);
+  EXPECT_EQ(single->contributors, 1);
+  ASSERT_EQ(single->contributor_list.size(), 1u);
+  EXPECT_EQ(single->contributor_list[0].worker, "w1");
+  EXPECT_EQ(single->contributor_list[0].sequence, 200);
+  // The round is complete (w1 counted) and carries w0 alone.
+  std::optional<AggregatePush> round = agg.NextAggregate();
+  ASSERT_TRUE(round.has_value());
+  EXPECT_FALSE(round->single);
+  EXPECT_EQ(round->contributors, 1);
+  ASSERT_EQ(round->contributor_list.size(), 1u);
+  EXPECT_EQ(round->contributor_list[0].worker, "w0");
+  EXPECT_EQ(agg.counters().gradients_sent_alone, 1);
+}
+
+TEST(AggregatorTest, APushIsAcknowledgedOnlyOnceHqAnsweredAndARetryGetsTheSameAnswer) {
+  AggregatorOptions o;
+  o.id = "agg-0";
+  o.expected_workers = 1;  // ack_after_hq by default
+  Aggregator agg(o);
+  agg.PublishWeights(AsyncWeights(0, 1));
+  absl::StatusOr<PushResult> first, retry;
+  std::thread a([&] { first = agg.AcceptGradient(Numbered("w0", 0, 7)); });
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  // The worker's stream broke; it pushes again, and waits for the same fate.
+  std::thread b([&] { retry = agg.AcceptGradient(Numbered("w0", 0, 7, /*retry=*/true)); });
+  absl::SleepFor(absl::Milliseconds(100));
+  EXPECT_EQ(agg.counters().gradients_pending, 1);
+  agg.ReportForwarded(*out, PushResult{0, false, 9});
+  a.join();
+  b.join();
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_FALSE(first->duplicate);
+  EXPECT_EQ(first->newest_version, 9);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  EXPECT_TRUE(retry->duplicate);
+  // HQ's refusal is the worker's refusal; a shutdown answers UNAVAILABLE.
+  std::thread c([&] { first = agg.AcceptGradient(Numbered("w0", 0, 8)); });
+  out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  agg.ReportForwarded(*out, absl::FailedPreconditionError("staleness_exceeded"));
+  c.join();
+  EXPECT_TRUE(absl::IsFailedPrecondition(first.status()));
+  std::thread d([&] { first = agg.AcceptGradient(Numbered("w0", 0, 9)); });
+  out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  agg.Shutdown();
+  d.join();
+  EXPECT_TRUE(absl::IsUnavailable(first.status())) << first.status();
+  const AggregatorCounters counters = agg.counters();
+  EXPECT_EQ(counters.gradients_received, 4);
+  EXPECT_EQ(counters.gradients_duplicate, 1);
+  EXPECT_EQ(counters.gradients_forwarded, 2);
+  EXPECT_EQ(counters.gradients_pending, 1);  // taken by NextAggregate, not reported
+}
+
 }  // namespace
 }  // namespace hips

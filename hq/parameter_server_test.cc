@@ -30,6 +30,19 @@ class FakeSgd final : public Optimizer {
     std::copy(w_.begin(), w_.end(), out.begin());
   }
   int64_t num_floats() const override { return static_cast<int64_t>(w_.size()); }
+  absl::Status SetWeights(absl::Span<const float> w) override {
+    w_.assign(w.begin(), w.end());
+    return absl::OkStatus();
+  }
+  absl::StatusOr<OptimizerState> ExportState() const override {
+    OptimizerState s;
+    s.name = "fake";
+    return s;
+  }
+  absl::Status ImportState(const OptimizerState& s) override {
+    if (s.name != "fake") return absl::InvalidArgumentError("not a fake optimizer's state");
+    return absl::OkStatus();
+  }
 
  private:
   std::vector<float> w_;
@@ -46,6 +59,27 @@ AggregatePush Aggregate(const std::string& id, int64_t version, std::vector<floa
   a.loss_sum = 0.5 * samples;
   a.sum = std::move(sum);
   return a;
+}
+
+// An aggregate that lists its workers' gradients: (worker, sequence) pairs,
+// one sample each.
+AggregatePush Listed(const std::string& id, int64_t version, int64_t sequence,
+                     std::vector<std::pair<std::string, int64_t>> workers) {
+  const int64_t n = static_cast<int64_t>(workers.size());
+  AggregatePush a = Aggregate(id, version, {static_cast<float>(n), 0}, n, n);
+  a.sequence = sequence;
+  for (const auto& [worker, seq] : workers) {
+    a.contributor_list.push_back({worker, seq, version, /*step=*/version});
+  }
+  return a;
+}
+
+HeartbeatRequestData Beat(const std::string& aggregator, std::vector<std::string> workers) {
+  HeartbeatRequestData hb;
+  hb.member = aggregator;
+  hb.incarnation = 1;
+  hb.live_workers = std::move(workers);
+  return hb;
 }
 
 class ParameterServerTest : public ::testing::Test {
@@ -347,6 +381,96 @@ TEST_F(ParameterServerTest, RepeatedSequenceNumbersAreDuplicatesInEveryMode) {
   EXPECT_TRUE(ps->AcceptAggregate(a)->duplicate);
   EXPECT_EQ(lrs_.size(), 2u);
   EXPECT_EQ(ps->status().gradients_duplicate, 2);
+}
+
+TEST_F(ParameterServerTest, AWorkerGradientIsAppliedOnceWhicheverAggregatorItCameThrough) {
+  auto ps = Make(2, 0);
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 10}, {"w2", 20}})).ok());
+  // w2 failed over to a1 without an answer and pushed again: a retry sent on
+  // alone, acknowledged and not applied.
+  AggregatePush single = Listed("a1", 0, 1, {{"w2", 20}});
+  single.single = true;
+  absl::StatusOr<PushResult> r = ps->AcceptAggregate(single);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->duplicate);
+  EXPECT_EQ(ps->LatestWeights()->version, 0);  // a single does not end a1's part
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a1", 0, 2, {{"w1", 30}, {"w3", 40}})).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 1);
+  // An aggregate repeating a gradient that is already in is refused whole
+  // (the other gradient in it is counted as dropped) and ends its sender's
+  // part of the round.
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 1, 3, {{"w0", 11}, {"w2", 21}})).ok());
+  r = ps->AcceptAggregate(Listed("a1", 1, 4, {{"w1", 31}, {"w2", 21}}));
+  EXPECT_TRUE(absl::IsFailedPrecondition(r.status())) << r.status();
+  EXPECT_EQ(ps->LatestWeights()->version, 2);
+  const ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.gradients_applied, 6);
+  EXPECT_EQ(s.gradients_duplicate, 1);
+  EXPECT_EQ(s.gradients_dropped.at("repeated_contributor"), 2);
+  EXPECT_EQ(s.max_round_contributors, 4);
+  EXPECT_EQ(s.gradients_received,
+            s.gradients_applied + s.gradients_duplicate + 2 + s.gradients_pending);
+}
+
+TEST_F(ParameterServerTest, ASyncRoundWaitsOnlyForLiveAggregatorsThatHaveWorkers) {
+  auto ps = Make(2, 0);  // leases of 2 s
+  const absl::Time t0 = absl::Now();
+  ps->Heartbeat(Beat("a0", {"w0"}), t0);
+  ps->Heartbeat(Beat("a1", {"w1"}), t0);
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 1}}), t0).ok());
+  ps->Heartbeat(Beat("a0", {"w0"}), t0 + absl::Seconds(1.5));
+  ps->CloseDueRound(t0 + absl::Seconds(1.9));
+  EXPECT_EQ(ps->LatestWeights()->version, 0);  // a1 may still come
+  ps->CloseDueRound(t0 + absl::Seconds(2));   // a1's lease ran out
+  EXPECT_EQ(ps->LatestWeights()->version, 1);
+  EXPECT_EQ(ps->status().live_aggregators, std::vector<std::string>{"a0"});
+  // a1 is back, but its workers moved to a0: it is not waited for.
+  ps->Heartbeat(Beat("a1", {}), t0 + absl::Seconds(2.5));
+  ps->Heartbeat(Beat("a0", {"w0", "w1"}), t0 + absl::Seconds(2.5));
+  ASSERT_TRUE(
+      ps->AcceptAggregate(Listed("a0", 1, 2, {{"w0", 2}, {"w1", 3}}), t0 + absl::Seconds(2.5))
+          .ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 2);
+  EXPECT_EQ(ps->status().live_workers, (std::vector<std::string>{"w0", "w1"}));
+}
+
+TEST_F(ParameterServerTest, ARestoredCheckpointContinuesTheRunAndRemembersWhatWasApplied) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 1;
+  o.mode = {Mode::kAsync, 0};
+  o.optimizer.learning_rate = 0.5;
+  o.optimizer.lr_schedule = "constant";
+  auto ps = MakeWith(o);
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 5, {{"w0", 50}})).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 1, 6, {{"w0", 51}})).ok());
+  absl::StatusOr<Checkpoint> c = ps->Capture();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->version, 2);
+  EXPECT_EQ(c->data_positions.at("w0"), 2);  // steps 0 and 1 applied
+
+  auto resumed = MakeWith(o);
+  ASSERT_TRUE(resumed->Restore(*c).ok());
+  EXPECT_EQ(resumed->LatestWeights()->version, 2);
+  EXPECT_EQ(resumed->LatestWeights()->weights, ps->LatestWeights()->weights);
+  EXPECT_EQ(resumed->status().resumed_from, 2);
+  // What was applied before the restart is recognized after it.
+  absl::StatusOr<PushResult> again = resumed->AcceptAggregate(Listed("a0", 1, 6, {{"w0", 51}}));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  again = resumed->AcceptAggregate(Listed("a1", 1, 1, {{"w0", 51}}));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->duplicate);
+  // A restarted worker learns where its data order continues.
+  EXPECT_EQ(resumed->Heartbeat(Beat("a0", {"w0"})).data_positions.at("w0"), 2);
+  // Both go on identically.
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 2, 7, {{"w0", 52}})).ok());
+  ASSERT_TRUE(resumed->AcceptAggregate(Listed("a0", 2, 7, {{"w0", 52}})).ok());
+  EXPECT_EQ(resumed->LatestWeights()->weights, ps->LatestWeights()->weights);
+  // Another model's checkpoint is refused.
+  Checkpoint other = *c;
+  other.layout = *ModelLayout::Create({{"w", {3}}});
+  other.weights = {1, 2, 3};
+  EXPECT_TRUE(absl::IsInvalidArgument(MakeWith(o)->Restore(other)));
 }
 
 }  // namespace

@@ -405,12 +405,7 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
   }
   {
     absl::MutexLock status_lock(&mu_);
-    status_.version = version_;
-    status_.training_done = training_done_;
-    status_.samples_applied = samples_applied_;
-    status_.mode = mode_;
-    status_.mode_since = mode_since_;
-    status_.pending_mode = pending_mode_;
+    CopyTrainingState();
     if (stepped.ok()) {
       status_.last_loss = loss_sum / static_cast<double>(samples);
       status_.gradients_applied += gradients;
@@ -515,11 +510,7 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
   last_checkpoint_version_ = version_;
   {
     absl::MutexLock status_lock(&mu_);
-    status_.version = version_;
-    status_.samples_applied = samples_applied_;
-    status_.training_done = training_done_;
-    status_.mode = mode_;
-    status_.mode_since = mode_since_;
+    CopyTrainingState();
     status_.resumed_from = version_;
     status_.forming = false;
   }
@@ -573,6 +564,15 @@ void ParameterServer::RecordRefusal(DropReason reason) {
   absl::MutexLock lock(&mu_);
   ++status_.aggregates_received;
   ++status_.aggregates_dropped[std::string(DropReasonName(reason))];
+}
+
+void ParameterServer::CopyTrainingState() {
+  status_.version = version_;
+  status_.training_done = training_done_;
+  status_.samples_applied = samples_applied_;
+  status_.mode = mode_;
+  status_.mode_since = mode_since_;
+  status_.pending_mode = pending_mode_;
 }
 
 void ParameterServer::PublishMembership() {

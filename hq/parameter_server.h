@@ -214,6 +214,8 @@ class ParameterServer {
   void MaybeCheckpoint() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   int64_t last_checkpoint_version_ ABSL_GUARDED_BY(apply_mu_) = -1;
   absl::Time last_checkpoint_time_ ABSL_GUARDED_BY(apply_mu_);
+  // Copies version, samples, mode and the like into what status() reports.
+  void CopyTrainingState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_, mu_);
   // Copies the membership into what status() reports.
   void PublishMembership() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
 

@@ -265,10 +265,17 @@ TEST_P(PausedWorkerTest, APausedWorkerLosesItsLeaseAndItsStaleGradientsAreNeverM
   ReachVersion(c, c.Version() + 20);
   absl::StatusOr<v1::StatusReply> s = c.HqStatus();
   ASSERT_TRUE(s.ok());
-  // Sync applies nothing stale; ssp nothing beyond its bound.
-  EXPECT_LE(s->max_staleness(), s->mode_config().mode() == v1::MODE_SSP
-                                    ? s->mode_config().staleness()
-                                    : 0);
+  // Sync applies nothing stale, ssp nothing beyond its bound; async applies
+  // what comes, and records every applied gradient's staleness.
+  if (s->mode_config().mode() == v1::MODE_SYNC) {
+    EXPECT_EQ(s->max_staleness(), 0);
+  }
+  if (s->mode_config().mode() == v1::MODE_SSP) {
+    EXPECT_LE(s->max_staleness(), s->mode_config().staleness());
+  }
+  int64_t recorded = 0;
+  for (int64_t n : s->staleness_counts()) recorded += n;
+  EXPECT_EQ(recorded, s->gradients_applied());
   EXPECT_LE(s->max_round_contributors(), 4);
   ExpectHqAccounting(*s);
   for (int a = 0; a < 2; ++a) {
@@ -278,11 +285,17 @@ TEST_P(PausedWorkerTest, APausedWorkerLosesItsLeaseAndItsStaleGradientsAreNeverM
   }
 }
 
+std::string ModeName(const ::testing::TestParamInfo<std::vector<std::string>>& info) {
+  static const char* const kNames[] = {"sync", "ssp2", "async"};
+  return kNames[info.index];
+}
+
 INSTANTIATE_TEST_SUITE_P(Modes, PausedWorkerTest,
                          ::testing::Values(std::vector<std::string>{"--mode=sync"},
                                            std::vector<std::string>{"--mode=ssp",
-                                                                    "--staleness=2"}),
-                         [](const auto& info) { return info.index == 0 ? "sync" : "ssp2"; });
+                                                                    "--staleness=2"},
+                                           std::vector<std::string>{"--mode=async"}),
+                         ModeName);
 
 // Runs `hips local` with `flags` into `run_dir`, calling `during(run_dir)`
 // once training has begun; returns the summary JSON's text ("" on failure,

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -22,6 +23,13 @@ namespace hips {
 namespace {
 
 const std::string kBin = HIPS_BIN_DIR;
+
+// A directory of its own for one `hips local` run (its logs and checkpoints).
+std::string NewRunDir(const std::string& name) {
+  std::string tmpl = absl::StrCat(::testing::TempDir(), "/hips-", name, "-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) return ::testing::TempDir();
+  return tmpl;
+}
 
 struct CommandResult {
   int exit_code = -1;
@@ -107,7 +115,7 @@ void ExpectGradientsAccountedFor(const std::string& json_path) {
 }
 
 TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
-  const std::string dir = ::testing::TempDir();
+  const std::string dir = NewRunDir("local");
   const std::string json = absl::StrCat(dir, "/local_summary.json");
   std::remove(json.c_str());
   // 2 epochs of 60000 examples at 4 workers x 64 = 469 versions.
@@ -158,7 +166,7 @@ TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
 class LocalModeTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
-  const std::string dir = ::testing::TempDir();
+  const std::string dir = NewRunDir("local");
   const std::string json = absl::StrCat(dir, "/mode_summary.json");
   std::remove(json.c_str());
   const CommandResult run = Shell(absl::StrCat(kBin, "/hips local ", GetParam(),
@@ -185,7 +193,7 @@ INSTANTIATE_TEST_SUITE_P(Modes, LocalModeTest,
                          });
 
 TEST(LocalClusterTest, HipsModeSwitchesARunningCluster) {
-  const std::string dir = absl::StrCat(::testing::TempDir(), "/switch");
+  const std::string dir = NewRunDir("switch");
   ASSERT_EQ(Shell(absl::StrCat("mkdir -p ", dir)).exit_code, 0);
   const std::string json = absl::StrCat(dir, "/summary.json");
   FILE* run = popen(absl::StrCat(kBin, "/hips local --epochs=3 --progress_seconds=0.5",
@@ -245,7 +253,7 @@ TEST(LocalClusterTest, WithoutSupervisionAChildThatDiesFailsTheRun) {
   int out[2];
   ASSERT_EQ(pipe(out), 0);
   const std::string hips = kBin + "/hips";
-  const std::string run_dir = absl::StrCat("--run_dir=", ::testing::TempDir());
+  const std::string run_dir = absl::StrCat("--run_dir=", NewRunDir("unsupervised"));
   const pid_t pid = fork();
   ASSERT_GE(pid, 0);
   if (pid == 0) {
@@ -301,6 +309,18 @@ TEST(LocalClusterTest, WithoutSupervisionAChildThatDiesFailsTheRun) {
             std::string::npos)
       << output;
   EXPECT_EQ(output.find("final:"), std::string::npos) << output;
+}
+
+TEST(CommandLineTest, AnEarlierRunsCheckpointsAreContinuedOnlyWhenAsked) {
+  const std::string dir = NewRunDir("earlier");
+  std::filesystem::create_directories(absl::StrCat(dir, "/checkpoints"));
+  std::ofstream(absl::StrCat(dir, "/checkpoints/checkpoint-000000000042.pt")) << "x";
+  const CommandResult run =
+      Shell(absl::StrCat(kBin, "/hips local --epochs=1 --run_dir=", dir));
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("holds checkpoints of an earlier run: pass --resume"),
+            std::string::npos)
+      << run.output;
 }
 
 TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {

@@ -73,6 +73,9 @@ ABSL_FLAG(int64_t, lease_ms, 2000,
           "not heard from for this long.");
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "hips local: HQ's checkpoints (default: <run_dir>/checkpoints).");
+ABSL_FLAG(bool, resume, false,
+          "hips local: continue the run whose checkpoints are in the checkpoint directory "
+          "(without it, a directory holding checkpoints is refused).");
 
 namespace {
 
@@ -202,6 +205,7 @@ int RunLocal() {
   options.max_restarts = absl::GetFlag(FLAGS_supervise) ? absl::GetFlag(FLAGS_max_restarts) : 0;
   options.lease_ms = absl::GetFlag(FLAGS_lease_ms);
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  options.resume = absl::GetFlag(FLAGS_resume);
   options.bin_dir = absl::GetFlag(FLAGS_bin_dir).empty() ? OwnDirectory()
                                                          : absl::GetFlag(FLAGS_bin_dir);
   options.run_dir = absl::GetFlag(FLAGS_run_dir);

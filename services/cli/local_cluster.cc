@@ -1,6 +1,7 @@
 #include "services/cli/local_cluster.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -45,6 +46,15 @@ void FillAccounting(const v1::StatusReply& status, RunSummary* summary) {
   for (const auto& [reason, count] : status.gradients_dropped()) a.dropped[reason] = count;
   a.staleness_counts.assign(status.staleness_counts().begin(), status.staleness_counts().end());
   a.max_staleness = status.max_staleness();
+}
+
+bool HasCheckpoints(const std::string& dir) {
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, "checkpoint-") && absl::EndsWith(name, ".pt")) return true;
+  }
+  return false;
 }
 
 class Cluster {
@@ -198,9 +208,16 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   const std::string checkpoint_dir = options_.checkpoint_dir.empty()
                                          ? absl::StrCat(options_.run_dir, "/checkpoints")
                                          : options_.checkpoint_dir;
+  if (!options_.resume && HasCheckpoints(checkpoint_dir)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        checkpoint_dir, " holds checkpoints of an earlier run: pass --resume to continue it, "
+        "or use another --run_dir or --checkpoint_dir"));
+  }
+  // --resume: the first HQ continues an earlier run only when asked (see
+  // above); a restarted one always continues this run.
   std::vector<std::string> hq_args = {
       absl::StrCat("--aggregators=", options_.aggregators),
-      absl::StrCat("--checkpoint_dir=", checkpoint_dir),
+      absl::StrCat("--checkpoint_dir=", checkpoint_dir), "--resume=true",
       absl::StrCat("--lease_ms=", options_.lease_ms),
       absl::StrCat("--max_versions=", options_.max_versions),
       absl::StrCat("--max_samples=", options_.max_samples),

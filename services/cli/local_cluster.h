@@ -43,8 +43,11 @@ struct LocalClusterOptions {
   // port (HQ resumes from its newest checkpoint), at most this many times
   // per child; 0 turns supervision off (a death fails the run).
   int max_restarts = 10;
-  // HQ's checkpoints (default: <run_dir>/checkpoints).
+  // HQ's checkpoints (default: <run_dir>/checkpoints). A directory that
+  // already holds checkpoints (an earlier run's) is continued only with
+  // `resume`; otherwise the run refuses to start rather than mix two runs.
   std::string checkpoint_dir;
+  bool resume = false;
   // Sync rounds stop waiting for a member not heard from for this long.
   int64_t lease_ms = 2000;
 };

@@ -17,8 +17,24 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
 
   std::unique_ptr<AggregatorDaemon> d(new AggregatorDaemon);
   d->aggregator_ = std::make_unique<Aggregator>(options.aggregator);
+  if (options.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+        MetricsServer::Start(options.host, options.metrics_port);
+    if (!metrics.ok()) return metrics.status();
+    d->metrics_ = *std::move(metrics);
+    d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
+    Aggregator* aggregator = d->aggregator_.get();
+    d->metrics_->AddCollector([aggregator](MetricFamilies* out) {
+      std::shared_ptr<const WeightsSnapshot> latest = aggregator->LatestWeights();
+      CollectAggregatorMetrics(aggregator->counters(), latest == nullptr ? -1 : latest->version,
+                               out);
+    });
+    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port()
+              << "/metrics";
+  }
   d->service_ = std::make_unique<AggregatorService>(d->aggregator_.get(), options.chunk_bytes,
-                                                    options.link.long_poll * 4);
+                                                    options.link.long_poll * 4,
+                                                    d->rpc_metrics_.get());
   grpc::ServerBuilder builder;
   ConfigureHipsServer(&builder);
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
@@ -46,6 +62,36 @@ void AggregatorDaemon::Shutdown() {
   if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() +
                                             std::chrono::seconds(2));
   if (link_ != nullptr) link_->Shutdown();
+}
+
+void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version,
+                              MetricFamilies* out) {
+  out->Gauge("hips_version", "Newest version of the weights this aggregator has", version);
+  out->Counter("hips_gradients_received_total", "Worker gradients received", c.gradients_received);
+  out->Counter("hips_gradients_accepted_total", "Worker gradients summed or sent on",
+               c.gradients_accepted);
+  out->Counter("hips_gradients_duplicate_total", "Worker gradients received again",
+               c.gradients_duplicate);
+  // Every reason, 0 included: a rate over a series that does not exist yet
+  // is no data, not zero.
+  for (DropReason reason : AllDropReasons()) {
+    const std::string name(DropReasonName(reason));
+    auto it = c.gradients_dropped.find(name);
+    out->Counter("hips_gradients_dropped_total", "Worker gradients dropped, by reason",
+                 it == c.gradients_dropped.end() ? 0 : it->second, {{"reason", name}});
+  }
+  out->Counter("hips_gradients_forwarded_total", "Worker gradients inside aggregates HQ answered",
+               c.gradients_forwarded);
+  out->Gauge("hips_gradients_pending", "Worker gradients accepted and not yet answered by HQ",
+             c.gradients_pending);
+  out->Counter("hips_gradients_sent_alone_total",
+               "Retried worker gradients sent on alone (deduplicated at HQ)",
+               c.gradients_sent_alone);
+  out->Counter("hips_aggregates_sent_total", "Aggregates produced", c.rounds_closed);
+  out->Counter("hips_aggregates_refused_total", "Aggregates HQ refused", c.aggregates_refused);
+  out->Gauge("hips_live_members", "Members holding a lease, by tier",
+             static_cast<double>(c.live_workers.size()), {{"tier", "worker"}});
+  out->Gauge("hips_forming", "1 while waiting for its --workers to join at start", c.forming);
 }
 
 }  // namespace hips

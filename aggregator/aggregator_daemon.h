@@ -11,6 +11,8 @@
 #include "aggregator/aggregator_service.h"
 #include "aggregator/hq_client.h"
 #include "aggregator/hq_link.h"
+#include "services/metrics/metrics_server.h"
+#include "services/metrics/rpc_metrics.h"
 
 namespace hips {
 
@@ -21,10 +23,12 @@ struct AggregatorDaemonOptions {
   std::string hq_address;
   size_t chunk_bytes = 1 << 20;
   HqLinkOptions link;
+  // /metrics on `host`: this port, 0 a free one (metrics_port()), -1 none.
+  int metrics_port = -1;
 };
 
-// A whole hips-aggregator: the Aggregator logic, its link to HQ and its gRPC
-// server. Start() returns once the server listens. Thread-safe; Shutdown is
+// A whole hips-aggregator: the Aggregator logic, its link to HQ, its gRPC
+// server and its /metrics (CollectAggregatorMetrics). Start() returns once the server listens. Thread-safe; Shutdown is
 // idempotent and also run by the destructor.
 class AggregatorDaemon {
  public:
@@ -32,6 +36,7 @@ class AggregatorDaemon {
   ~AggregatorDaemon();
 
   int port() const { return port_; }
+  int metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
   Aggregator& aggregator() { return *aggregator_; }
   void Shutdown();
 
@@ -39,12 +44,19 @@ class AggregatorDaemon {
   AggregatorDaemon() = default;
 
   std::unique_ptr<Aggregator> aggregator_;
+  // Reads aggregator_ at scrape time: destroyed before it.
+  std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<HqClient> hq_;
   std::unique_ptr<HqLink> link_;
   std::unique_ptr<AggregatorService> service_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };
+
+// An aggregator's metrics at scrape time (docs/observability.md).
+void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version,
+                              MetricFamilies* out);
 
 }  // namespace hips
 

@@ -32,6 +32,11 @@ ABSL_FLAG(int64_t, lease_ms, 2000,
           "Workers' lease: a sync round stops waiting for a worker that has not been heard "
           "from for this long.");
 
+ABSL_FLAG(int, metrics_port, 0,
+          "Serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port (logged, "
+          "see --metrics_port_file), -1 serves none.");
+ABSL_FLAG(std::string, metrics_port_file, "", "If set, the metrics port is written here.");
+
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv, "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID]");
@@ -56,12 +61,16 @@ int main(int argc, char** argv) {
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
   options.hq_address = absl::GetFlag(FLAGS_hq);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0) hips::ExitWithUsageError("--chunk_bytes must be positive");
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
   absl::StatusOr<std::unique_ptr<hips::AggregatorDaemon>> daemon =
       hips::AggregatorDaemon::Start(options);
   if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());
   hips::WritePortFileOrExit(absl::GetFlag(FLAGS_port_file), (*daemon)->port());
+  if ((*daemon)->metrics_port() > 0) {
+    hips::WritePortFileOrExit(absl::GetFlag(FLAGS_metrics_port_file), (*daemon)->metrics_port());
+  }
   stop.WaitForNotification();
   LOG(INFO) << "stopping";
   (*daemon)->Shutdown();

@@ -14,6 +14,7 @@ namespace hips {
 grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
                                              grpc::ServerReader<v1::GradientChunk>* reader,
                                              v1::PushAck* ack) {
+  RpcTimer timer(rpc_metrics_, "PushGradient");
   v1::GradientHeader header;
   std::function<absl::StatusOr<int64_t>(const v1::GradientHeader&)> expected =
       [this](const v1::GradientHeader& h) -> absl::StatusOr<int64_t> {
@@ -43,6 +44,7 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
   push.retry = header.retry();
   push.step = header.step();
   push.gradient = *std::move(gradient);
+  timer.Received(static_cast<int64_t>(push.gradient.size() * sizeof(float)));
   absl::StatusOr<PushResult> result = aggregator_->AcceptGradient(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);
@@ -59,6 +61,9 @@ grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
       aggregator_->WaitForWeights(req->min_version(), deadline, req->incarnation());
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  // Timed from here: a long poll's wait is not the cost of sending weights.
+  RpcTimer timer(rpc_metrics_, "PullWeights");
+  timer.Sent(static_cast<int64_t>((*snapshot)->weights.size() * sizeof(float)));
   if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker went away mid-stream");
   }

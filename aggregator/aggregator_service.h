@@ -3,6 +3,7 @@
 
 #include "absl/time/time.h"
 #include "aggregator/aggregator.h"
+#include "services/metrics/rpc_metrics.h"
 #include "hips/v1/hips.grpc.pb.h"
 
 namespace hips {
@@ -12,8 +13,13 @@ namespace hips {
 // Thread-safe; `aggregator` must outlive it.
 class AggregatorService final : public v1::Aggregator::Service {
  public:
-  AggregatorService(Aggregator* aggregator, size_t chunk_bytes, absl::Duration max_long_poll)
-      : aggregator_(aggregator), chunk_bytes_(chunk_bytes), max_long_poll_(max_long_poll) {}
+  // `rpc_metrics` may be null.
+  AggregatorService(Aggregator* aggregator, size_t chunk_bytes, absl::Duration max_long_poll,
+                    RpcMetrics* rpc_metrics = nullptr)
+      : aggregator_(aggregator),
+        chunk_bytes_(chunk_bytes),
+        max_long_poll_(max_long_poll),
+        rpc_metrics_(rpc_metrics) {}
 
   grpc::Status PushGradient(grpc::ServerContext* ctx,
                             grpc::ServerReader<v1::GradientChunk>* reader,
@@ -29,6 +35,7 @@ class AggregatorService final : public v1::Aggregator::Service {
   Aggregator* const aggregator_;
   const size_t chunk_bytes_;
   const absl::Duration max_long_poll_;
+  RpcMetrics* const rpc_metrics_;
 };
 
 }  // namespace hips

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/chunk_codec.h"
+#include "hq/hq_metrics.h"
 #include "services/models/checkpoint_codec.h"
 #include "services/net/grpc_util.h"
 
@@ -73,10 +74,33 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
     on_checkpoint = [checkpointer](Checkpoint c) { checkpointer->Offer(std::move(c)); };
   }
 
+  // Round latency: the time between consecutive versions (on_publish runs
+  // under the lock that serializes updates, so `last` needs no lock).
+  prometheus::Histogram* round_seconds = nullptr;
+  if (options.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+        MetricsServer::Start(options.host, options.metrics_port);
+    if (!metrics.ok()) return metrics.status();
+    d->metrics_ = *std::move(metrics);
+    d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
+    round_seconds = &prometheus::BuildHistogram()
+                         .Name("hips_round_duration_seconds")
+                         .Help("Time from one published version to the next")
+                         .Register(d->metrics_->registry())
+                         .Add({}, LatencyBuckets());
+  }
   EvalLoop* eval = d->eval_.get();
+  auto last = std::make_shared<absl::Time>(absl::InfinitePast());
   d->server_ = std::make_unique<ParameterServer>(
       options.server, layout, *std::move(optimizer),
-      [eval](std::shared_ptr<const WeightsSnapshot> s) { eval->Offer(std::move(s)); },
+      [eval, round_seconds, last](std::shared_ptr<const WeightsSnapshot> s) {
+        const absl::Time now = absl::Now();
+        if (round_seconds != nullptr && *last != absl::InfinitePast()) {
+          round_seconds->Observe(absl::ToDoubleSeconds(now - *last));
+        }
+        *last = now;
+        eval->Offer(std::move(s));
+      },
       std::move(on_checkpoint));
   if (resume_from.has_value()) {
     if (absl::Status s = d->server_->Restore(*resume_from); !s.ok()) {
@@ -86,8 +110,17 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
     }
   }
 
+  if (d->metrics_ != nullptr) {
+    ParameterServer* server = d->server_.get();
+    const Checkpointer* checkpointer = d->checkpointer_.get();
+    d->metrics_->AddCollector([server, eval, checkpointer](MetricFamilies* out) {
+      CollectHqMetrics(server->status(), *eval, checkpointer, out);
+    });
+    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port()
+              << "/metrics";
+  }
   d->service_ = std::make_unique<HqService>(d->server_.get(), d->eval_.get(), options.chunk_bytes,
-                                            options.max_long_poll);
+                                            options.max_long_poll, d->rpc_metrics_.get());
   grpc::ServerBuilder builder;
   ConfigureHipsServer(&builder);
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),

@@ -11,6 +11,8 @@
 #include "hq/eval_loop.h"
 #include "hq/hq_service.h"
 #include "hq/parameter_server.h"
+#include "services/metrics/metrics_server.h"
+#include "services/metrics/rpc_metrics.h"
 #include "services/data/dataset.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
@@ -33,6 +35,8 @@ struct HqDaemonOptions {
   std::string checkpoint_dir;
   int checkpoint_keep = 3;
   bool resume = true;
+  // /metrics on `host`: this port, 0 a free one (metrics_port()), -1 none.
+  int metrics_port = -1;
 };
 
 // A whole hips-hq: master weights and optimizer (ParameterServer), test-set
@@ -44,6 +48,7 @@ class HqDaemon {
   ~HqDaemon();
 
   int port() const { return port_; }
+  int metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
   ParameterServer& server() { return *server_; }
   EvalLoop& eval() { return *eval_; }
   void Shutdown();
@@ -55,6 +60,9 @@ class HqDaemon {
   std::unique_ptr<Checkpointer> checkpointer_;  // outlives server_, which feeds it
   std::unique_ptr<EvalLoop> eval_;
   std::unique_ptr<ParameterServer> server_;
+  // Read the members above at scrape time: destroyed before them.
+  std::unique_ptr<MetricsServer> metrics_;
+  std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<HqService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;

@@ -50,6 +50,10 @@ ABSL_FLAG(int64_t, checkpoint_every_versions, 100, "Checkpoint every N versions 
 ABSL_FLAG(double, checkpoint_every_s, 30, "Checkpoint at least this often, in seconds (0: not by time).");
 ABSL_FLAG(int, checkpoint_keep, 3, "Checkpoints kept (the newest).");
 ABSL_FLAG(bool, resume, true, "Resume from the newest valid checkpoint in --checkpoint_dir.");
+ABSL_FLAG(int, metrics_port, 0,
+          "Serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port (logged, "
+          "see --metrics_port_file), -1 serves none.");
+ABSL_FLAG(std::string, metrics_port_file, "", "If set, the metrics port is written here.");
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
@@ -86,6 +90,7 @@ int main(int argc, char** argv) {
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
   options.resume = absl::GetFlag(FLAGS_resume);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   absl::StatusOr<hips::StalenessScaling> scaling =
       hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr));
   if (!scaling.ok()) hips::ExitWithUsageError(std::string(scaling.status().message()));
@@ -104,6 +109,9 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::unique_ptr<hips::HqDaemon>> daemon = hips::HqDaemon::Start(options);
   if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());
   hips::WritePortFileOrExit(absl::GetFlag(FLAGS_port_file), (*daemon)->port());
+  if ((*daemon)->metrics_port() > 0) {
+    hips::WritePortFileOrExit(absl::GetFlag(FLAGS_metrics_port_file), (*daemon)->metrics_port());
+  }
   stop.WaitForNotification();
   LOG(INFO) << "stopping at version " << (*daemon)->server().status().version;
   (*daemon)->Shutdown();

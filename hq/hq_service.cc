@@ -24,6 +24,7 @@ void EvalToProto(const EvalResult& r, v1::EvalResult* out) {
 grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
                                       grpc::ServerReader<v1::AggregateChunk>* reader,
                                       v1::PushAck* ack) {
+  RpcTimer timer(rpc_metrics_, "PushAggregate");
   v1::AggregateHeader header;
   std::function<absl::StatusOr<int64_t>(const v1::AggregateHeader&)> expected =
       [this](const v1::AggregateHeader& h) -> absl::StatusOr<int64_t> {
@@ -54,6 +55,7 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
   }
   push.single = header.single();
   push.sum = *std::move(sum);
+  timer.Received(static_cast<int64_t>(push.sum.size() * sizeof(float)));
   absl::StatusOr<PushResult> result = server_->AcceptAggregate(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);
@@ -69,6 +71,9 @@ grpc::Status HqService::PullWeights(grpc::ServerContext* ctx, const v1::PullWeig
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
       server_->WaitForWeights(req->min_version(), deadline, req->incarnation());
   if (!snapshot.ok()) return ToGrpcStatus(snapshot.status());
+  // Timed from here: a long poll's wait is not the cost of sending weights.
+  RpcTimer timer(rpc_metrics_, "PullWeights");
+  timer.Sent(static_cast<int64_t>((*snapshot)->weights.size() * sizeof(float)));
   if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the caller went away mid-stream");
   }

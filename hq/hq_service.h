@@ -5,6 +5,7 @@
 #include "hips/v1/hips.grpc.pb.h"
 #include "hq/eval_loop.h"
 #include "hq/parameter_server.h"
+#include "services/metrics/rpc_metrics.h"
 
 namespace hips {
 
@@ -12,9 +13,14 @@ namespace hips {
 // EvalLoop must outlive it.
 class HqService final : public v1::Hq::Service {
  public:
+  // `rpc_metrics` may be null.
   HqService(ParameterServer* server, const EvalLoop* eval, size_t chunk_bytes,
-            absl::Duration max_long_poll)
-      : server_(server), eval_(eval), chunk_bytes_(chunk_bytes), max_long_poll_(max_long_poll) {}
+            absl::Duration max_long_poll, RpcMetrics* rpc_metrics = nullptr)
+      : server_(server),
+        eval_(eval),
+        chunk_bytes_(chunk_bytes),
+        max_long_poll_(max_long_poll),
+        rpc_metrics_(rpc_metrics) {}
 
   grpc::Status PushAggregate(grpc::ServerContext* ctx,
                              grpc::ServerReader<v1::AggregateChunk>* reader,
@@ -33,6 +39,7 @@ class HqService final : public v1::Hq::Service {
   const EvalLoop* const eval_;
   const size_t chunk_bytes_;
   const absl::Duration max_long_poll_;
+  RpcMetrics* const rpc_metrics_;
 };
 
 }  // namespace hips

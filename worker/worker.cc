@@ -211,7 +211,7 @@ absl::Status Worker::Loop() {
       }
       if (w->training_done) {
         LOG(INFO) << options_.id << ": training done at version " << w->version << " after "
-                  << steps_ << " steps (" << refused_ << " gradients refused)";
+                  << steps_.load() << " steps (" << refused_.load() << " gradients refused)";
         return absl::OkStatus();
       }
       if (absl::Status s = model_->SetWeights(w->weights); !s.ok()) return s;
@@ -224,6 +224,7 @@ absl::Status Worker::Loop() {
                   << w->version;
       }
       current_ = w;
+      version_.store(w->version);
       newest_known_ = std::max(newest_known_, w->version);
     }
     const int64_t step = w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1)
@@ -254,6 +255,7 @@ absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
   push_.version = w.version;
   push_.samples = static_cast<int64_t>(batch.size());
   push_.loss_sum = *loss_sum;
+  last_loss_.store(*loss_sum / static_cast<double>(batch.size()));
   push_.step = step;
   push_.retry = false;
   ++push_.sequence;
@@ -267,9 +269,11 @@ bool Worker::Straggle(absl::Duration compute_time) {
 }
 
 absl::Status Worker::PushWithRetry() {
+  RpcTimer timer(rpc_metrics_, "PushGradient");
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (true) {
     absl::StatusOr<PushResult> result = client()->PushGradient(push_);
+    timer.Sent(static_cast<int64_t>(push_.gradient.size() * sizeof(float)));
     if (stop_.HasBeenNotified()) return absl::CancelledError("worker shut down");
     if (result.ok()) {
       LOG_IF(WARNING, result->duplicate)
@@ -289,6 +293,15 @@ absl::Status Worker::PushWithRetry() {
     }
     MaybeSwitch();
   }
+}
+
+void CollectWorkerMetrics(const Worker& w, MetricFamilies* out) {
+  out->Counter("hips_worker_steps_total", "Gradients computed (pushed or refused)", w.steps());
+  out->Counter("hips_worker_refused_total", "Gradients refused (dropped at a tier)",
+               w.refused());
+  out->Counter("hips_worker_failovers_total", "Moves to another aggregator", w.switches());
+  out->Gauge("hips_version", "Version of the weights the worker computes on", w.version());
+  out->Gauge("hips_training_loss", "Mean loss of the worker's newest batch", w.last_loss());
 }
 
 }  // namespace hips

@@ -15,6 +15,8 @@
 #include "services/data/dataset.h"
 #include "services/data/shard_sampler.h"
 #include "services/models/model.h"
+#include "services/metrics/metrics_server.h"
+#include "services/metrics/rpc_metrics.h"
 #include "worker/aggregator_client.h"
 
 namespace hips {
@@ -93,11 +95,20 @@ class Worker {
 
   void Shutdown();
 
+  // Where pushes are timed (client side, end to end); call before Run. May
+  // be null.
+  void set_rpc_metrics(RpcMetrics* metrics) { rpc_metrics_ = metrics; }
+
+  // Counters, readable from any thread while Run runs.
   // Gradients computed so far (pushed or refused).
-  int64_t steps() const { return steps_; }
-  int64_t refused() const { return refused_; }
+  int64_t steps() const { return steps_.load(); }
+  int64_t refused() const { return refused_.load(); }
   // Times this worker moved to another aggregator.
   int64_t switches() const { return switches_.load(); }
+  // The version of the weights it computes on (-1 before the first).
+  int64_t version() const { return version_.load(); }
+  // Mean loss of its newest batch.
+  double last_loss() const { return last_loss_.load(); }
 
  private:
   Worker(WorkerOptions options, std::unique_ptr<Model> model,
@@ -142,9 +153,15 @@ class Worker {
   GradientPush push_;
   std::vector<float> features_;
   std::vector<int64_t> labels_;
-  int64_t steps_ = 0;
-  int64_t refused_ = 0;
+  std::atomic<int64_t> steps_{0};
+  std::atomic<int64_t> refused_{0};
+  std::atomic<int64_t> version_{-1};
+  std::atomic<double> last_loss_{0};
+  RpcMetrics* rpc_metrics_ = nullptr;
 };
+
+// A worker's metrics at scrape time (docs/observability.md).
+void CollectWorkerMetrics(const Worker& worker, MetricFamilies* out);
 
 }  // namespace hips
 

@@ -14,6 +14,8 @@
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
 #include "worker/aggregator_client.h"
+#include "services/metrics/metrics_server.h"
+#include "services/metrics/rpc_metrics.h"
 #include "worker/worker.h"
 
 ABSL_FLAG(std::string, id, "", "This worker's id (default worker-<index>).");
@@ -27,6 +29,12 @@ ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.")
 ABSL_FLAG(double, slowdown, 1.0,
           "Straggler injection: make each step take this many times as long (>= 1).");
 ABSL_FLAG(int64_t, step_delay_ms, 0, "Straggler injection: sleep this long after each step.");
+
+ABSL_FLAG(std::string, metrics_host, "127.0.0.1", "Address the metrics server listens on.");
+ABSL_FLAG(int, metrics_port, 0,
+          "Serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port (logged, "
+          "see --metrics_port_file), -1 serves none.");
+ABSL_FLAG(std::string, metrics_port_file, "", "If set, the metrics port is written here.");
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
@@ -90,6 +98,21 @@ int main(int argc, char** argv) {
                            std::make_shared<const hips::Dataset>(*std::move(data)), client_ptrs);
   if (!worker.ok()) hips::ExitWithUsageError(std::string(worker.status().message()));
 
+  std::unique_ptr<hips::MetricsServer> metrics;
+  std::unique_ptr<hips::RpcMetrics> rpc_metrics;
+  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
+    absl::StatusOr<std::unique_ptr<hips::MetricsServer>> started = hips::MetricsServer::Start(
+        absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
+    if (!started.ok()) hips::ExitOnStartFailure(started.status());
+    metrics = *std::move(started);
+    rpc_metrics = std::make_unique<hips::RpcMetrics>(&metrics->registry());
+    (*worker)->set_rpc_metrics(rpc_metrics.get());
+    hips::Worker* w = worker->get();
+    metrics->AddCollector([w](hips::MetricFamilies* out) { hips::CollectWorkerMetrics(*w, out); });
+    hips::WritePortFileOrExit(absl::GetFlag(FLAGS_metrics_port_file), metrics->port());
+    LOG(INFO) << "metrics on http://" << absl::GetFlag(FLAGS_metrics_host) << ":"
+              << metrics->port() << "/metrics";
+  }
   running.store(worker->get());
   LOG(INFO) << options.id << " (shard " << options.index << " of " << options.num_workers
             << ") training with aggregator " << aggregators[0]
@@ -98,6 +121,7 @@ int main(int argc, char** argv) {
                                        : "");
   const absl::Status status = (*worker)->Run();
   watcher.Stop();
+  metrics.reset();  // its collector reads the worker
   if (status.ok() || absl::IsCancelled(status)) return 0;
   LOG(ERROR) << options.id << ": " << status;
   return 1;

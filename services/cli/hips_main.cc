@@ -73,6 +73,9 @@ ABSL_FLAG(int64_t, lease_ms, 2000,
           "not heard from for this long.");
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "hips local: HQ's checkpoints (default: <run_dir>/checkpoints).");
+ABSL_FLAG(std::string, metrics_targets, "",
+          "hips local: write the /metrics addresses of every process here, as a Prometheus "
+          "file_sd JSON list (deploy/prometheus).");
 ABSL_FLAG(bool, resume, false,
           "hips local: continue the run whose checkpoints are in the checkpoint directory "
           "(without it, a directory holding checkpoints is refused).");
@@ -206,6 +209,7 @@ int RunLocal() {
   options.lease_ms = absl::GetFlag(FLAGS_lease_ms);
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.resume = absl::GetFlag(FLAGS_resume);
+  options.metrics_targets = absl::GetFlag(FLAGS_metrics_targets);
   options.bin_dir = absl::GetFlag(FLAGS_bin_dir).empty() ? OwnDirectory()
                                                          : absl::GetFlag(FLAGS_bin_dir);
   options.run_dir = absl::GetFlag(FLAGS_run_dir);

@@ -84,8 +84,16 @@ class Cluster {
     std::string binary;
     std::vector<std::string> args;
     int port = 0;  // servers: the port it listens on (kept across restarts)
+    int metrics_port = 0;  // its /metrics port, once known (kept across restarts)
     int restarts = 0;
   };
+
+  std::string MetricsPortFile(const std::string& name) const {
+    return absl::StrCat(options_.run_dir, "/", name, ".metrics_port");
+  }
+  // Waits (bounded) until every child wrote its metrics port, then writes
+  // the Prometheus file_sd targets if asked to.
+  absl::Status WriteMetricsTargets();
 
   absl::StatusOr<int> Start(const std::string& name, const std::string& binary,
                             std::vector<std::string> args, bool wait_for_port);
@@ -122,6 +130,8 @@ absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& b
   std::remove(port_file.c_str());
   std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", binary)};
   if (wait_for_port) argv.push_back(absl::StrCat("--port_file=", port_file));
+  args.push_back(absl::StrCat("--metrics_port_file=", MetricsPortFile(name)));
+  std::remove(MetricsPortFile(name).c_str());
   argv.insert(argv.end(), args.begin(), args.end());
   specs_[name] = Spec{binary, args};
   if (absl::Status s = Spawn(name, argv); !s.ok()) return s;
@@ -142,6 +152,48 @@ absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& b
                                                   absl::FormatDuration(options_.start_timeout)));
 }
 
+absl::Status Cluster::WriteMetricsTargets() {
+  const absl::Time deadline = absl::Now() + options_.start_timeout;
+  for (auto& [name, spec] : specs_) {
+    while (spec.metrics_port <= 0) {
+      if (interrupted_->load()) return absl::CancelledError("interrupted");
+      if (absl::Status s = CheckChildren(); !s.ok()) return s;
+      std::ifstream in(MetricsPortFile(name));
+      if (in >> spec.metrics_port && spec.metrics_port > 0) break;
+      spec.metrics_port = 0;
+      if (absl::Now() > deadline) {
+        return absl::DeadlineExceededError(absl::StrCat(name, " did not report a metrics port"));
+      }
+      absl::SleepFor(kTick);
+    }
+  }
+  if (options_.metrics_targets.empty()) return absl::OkStatus();
+  // Prometheus file_sd: one group per process, labelled with its tier and
+  // name, so dashboards can tell the tiers apart.
+  std::vector<std::string> groups;
+  for (const auto& [name, spec] : specs_) {
+    const std::string tier = name == "hq" ? "hq" : name.substr(0, name.find('-'));
+    groups.push_back(absl::StrFormat(
+        "  {\"targets\": [\"127.0.0.1:%d\"], \"labels\": {\"job\": \"hips\", \"tier\": "
+        "\"%s\", \"name\": \"%s\"}}",
+        spec.metrics_port, tier, name));
+  }
+  const std::string tmp = absl::StrCat(options_.metrics_targets, ".tmp");
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << "[\n" << absl::StrJoin(groups, ",\n") << "\n]\n";
+    if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
+  }
+  // Prometheus re-reads the file when it changes: never show it half written.
+  if (std::rename(tmp.c_str(), options_.metrics_targets.c_str()) != 0) {
+    return absl::InternalError(absl::StrCat("cannot write ", options_.metrics_targets));
+  }
+  std::printf("metrics targets: %s (%zu processes)\n", options_.metrics_targets.c_str(),
+              groups.size());
+  std::fflush(stdout);
+  return absl::OkStatus();
+}
+
 absl::Status Cluster::CheckChildren() {
   for (size_t i = 0; i < children_.size(); ++i) {
     ChildProcess& c = *children_[i];
@@ -159,6 +211,12 @@ absl::Status Cluster::CheckChildren() {
     std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", spec.binary)};
     if (spec.port > 0) argv.push_back(absl::StrCat("--port=", spec.port));
     argv.insert(argv.end(), spec.args.begin(), spec.args.end());
+    if (spec.metrics_port == 0) {
+      std::ifstream in(MetricsPortFile(c.name()));
+      in >> spec.metrics_port;
+    }
+    // Last, so it wins over an earlier --metrics_port: scrapers keep finding it.
+    if (spec.metrics_port > 0) argv.push_back(absl::StrCat("--metrics_port=", spec.metrics_port));
     const std::string name = c.name();
     const std::string how = c.DescribeExit();
     const pid_t old_pid = c.pid();
@@ -269,6 +327,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
               hq_address.c_str(), options_.aggregators, options_.workers,
               options_.run_dir.c_str());
   std::fflush(stdout);
+  if (absl::Status s = WriteMetricsTargets(); !s.ok()) return s;
 
   // HQ's status is cheap: read it often (to notice the end at once), print
   // it every progress_every.

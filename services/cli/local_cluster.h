@@ -48,6 +48,9 @@ struct LocalClusterOptions {
   // `resume`; otherwise the run refuses to start rather than mix two runs.
   std::string checkpoint_dir;
   bool resume = false;
+  // If set, the scrape targets of every process, as a Prometheus file_sd
+  // JSON list with labels job, tier and name (rewritten atomically).
+  std::string metrics_targets;
   // Sync rounds stop waiting for a member not heard from for this long.
   int64_t lease_ms = 2000;
 };

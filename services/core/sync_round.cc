@@ -40,6 +40,18 @@ absl::string_view DropReasonName(DropReason reason) {
   return "unknown";
 }
 
+const std::vector<DropReason>& AllDropReasons() {
+  static const std::vector<DropReason>* const kAll = new std::vector<DropReason>{
+      DropReason::kStaleVersion,     DropReason::kFutureVersion,
+      DropReason::kRoundClosed,      DropReason::kInvalid,
+      DropReason::kStalenessExceeded, DropReason::kModeChanged,
+      DropReason::kSuperseded,       DropReason::kTrainingDone,
+      DropReason::kUnfinished,       DropReason::kOptimizerFailed,
+      DropReason::kShutdown,         DropReason::kRepeatedContributor,
+      DropReason::kHqRestarted};
+  return *kAll;
+}
+
 absl::Status ValidateContribution(const Contribution& c, size_t num_floats) {
   if (c.sender.empty()) return absl::InvalidArgumentError("contribution without a sender id");
   if (c.contributors <= 0) {

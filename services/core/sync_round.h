@@ -56,6 +56,8 @@ enum class DropReason {
   kHqRestarted,         // computed on weights of HQ's previous incarnation
 };
 absl::string_view DropReasonName(DropReason reason);
+// Every DropReason, in declaration order (metrics report each, 0 included).
+const std::vector<DropReason>& AllDropReasons();
 
 // Checks what every tier checks before summing a contribution of a model of
 // `num_floats` floats: sender, counts, size, finite values.

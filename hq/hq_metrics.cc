@@ -1,0 +1,90 @@
+#include "hq/hq_metrics.h"
+
+#include <algorithm>
+#include <optional>
+#include <vector>
+
+namespace hips {
+
+void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
+                      const Checkpointer* checkpointer, MetricFamilies* out) {
+  out->Gauge("hips_version", "Newest published version of the weights", s.version);
+  out->Counter("hips_versions_total",
+               "Versions published by this HQ process (optimizer updates; in sync, rounds)",
+               s.version - std::max<int64_t>(0, s.resumed_from));
+  out->Counter("hips_samples_applied_total", "Training examples in applied updates",
+               s.samples_applied);
+  out->Gauge("hips_training_done", "1 once the training budget is reached", s.training_done);
+  out->Gauge("hips_training_loss", "Mean training loss of the newest update", s.last_loss);
+  for (const char* mode : {"sync", "async", "ssp"}) {
+    out->Gauge("hips_mode", "1 for the consistency mode HQ trains in",
+               ModeName(s.mode.mode) == mode ? 1 : 0, {{"mode", mode}});
+  }
+  out->Gauge("hips_ssp_staleness_bound", "ssp: the largest staleness applied (versions)",
+             s.mode.staleness);
+  out->Counter("hips_gradients_received_total", "Worker gradients received (inside aggregates)",
+               s.gradients_received);
+  out->Counter("hips_gradients_applied_total", "Worker gradients applied", s.gradients_applied);
+  out->Counter("hips_gradients_duplicate_total",
+               "Worker gradients received again and not applied again", s.gradients_duplicate);
+  // Every reason, 0 included: a rate over a series that does not exist yet
+  // is no data, not zero.
+  for (DropReason reason : AllDropReasons()) {
+    const std::string name(DropReasonName(reason));
+    auto it = s.gradients_dropped.find(name);
+    out->Counter("hips_gradients_dropped_total", "Worker gradients dropped, by reason",
+                 it == s.gradients_dropped.end() ? 0 : it->second, {{"reason", name}});
+  }
+  out->Gauge("hips_gradients_pending", "Worker gradients in an open sync round",
+             s.gradients_pending);
+  out->Counter("hips_aggregates_received_total", "Aggregates received", s.aggregates_received);
+  out->Counter("hips_aggregates_applied_total", "Aggregates accepted into an update",
+               s.aggregates_applied);
+  // Staleness: bucket t holds gradients applied t versions after the version
+  // they were computed on; the last bucket also holds everything staler.
+  const std::vector<int64_t>& counts = s.staleness.counts();
+  std::vector<double> bounds;
+  std::vector<int64_t> within;
+  double sum = 0;
+  for (size_t t = 0; t + 1 < counts.size(); ++t) {
+    bounds.push_back(static_cast<double>(t));
+    within.push_back(counts[t]);
+    sum += static_cast<double>(t) * static_cast<double>(counts[t]);
+  }
+  const int64_t beyond = counts.empty() ? 0 : counts.back();
+  sum += static_cast<double>(counts.size() - 1) * static_cast<double>(beyond);
+  out->Histogram("hips_gradient_staleness_versions",
+                 "Staleness of applied gradients (versions between computed-on and applied-at)",
+                 bounds, within, beyond, sum);
+  out->Gauge("hips_max_staleness_versions", "Largest staleness of an applied gradient",
+             s.staleness.max());
+  out->Gauge("hips_max_round_contributors",
+             "Most worker gradients applied in one sync version", s.max_round_contributors);
+  out->Gauge("hips_live_members", "Members holding a lease, by tier",
+             static_cast<double>(s.live_aggregators.size()), {{"tier", "aggregator"}});
+  out->Gauge("hips_live_members", "Members holding a lease, by tier",
+             static_cast<double>(s.live_workers.size()), {{"tier", "worker"}});
+  out->Gauge("hips_forming", "1 while HQ waits for its --aggregators to join at start",
+             s.forming);
+  if (std::optional<EvalResult> e = eval.latest()) {
+    out->Gauge("hips_eval_accuracy", "Test-set accuracy of the newest evaluated version (0-1)",
+               e->metrics.accuracy);
+    out->Gauge("hips_eval_f1", "Test-set macro-F1 of the newest evaluated version (0-1)",
+               e->metrics.macro_f1);
+    out->Gauge("hips_eval_version", "Version of the newest evaluation", e->version);
+  }
+  out->Gauge("hips_resumed_from_version",
+             "Version this HQ resumed from (its checkpoint); -1: started fresh", s.resumed_from);
+  out->Counter("hips_checkpoints_taken_total", "Checkpoints handed to the writer",
+               s.checkpoints_taken);
+  if (checkpointer != nullptr) {
+    const Checkpointer::Stats c = checkpointer->stats();
+    out->Counter("hips_checkpoints_written_total", "Checkpoints on disk (fsynced)", c.written);
+    out->Counter("hips_checkpoint_failures_total", "Checkpoints that could not be written",
+                 c.failed);
+    out->Gauge("hips_last_checkpoint_version", "Version of the newest checkpoint on disk",
+               c.last_version);
+  }
+}
+
+}  // namespace hips

@@ -89,8 +89,8 @@ void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version,
                c.gradients_sent_alone);
   out->Counter("hips_aggregates_sent_total", "Aggregates produced", c.rounds_closed);
   out->Counter("hips_aggregates_refused_total", "Aggregates HQ refused", c.aggregates_refused);
-  out->Gauge("hips_live_members", "Members holding a lease, by tier",
-             static_cast<double>(c.live_workers.size()), {{"tier", "worker"}});
+  out->Gauge("hips_live_members", "Members holding a lease here, by kind",
+             static_cast<double>(c.live_workers.size()), {{"kind", "worker"}});
   out->Gauge("hips_forming", "1 while waiting for its --workers to join at start", c.forming);
 }
 

@@ -60,10 +60,10 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
              s.staleness.max());
   out->Gauge("hips_max_round_contributors",
              "Most worker gradients applied in one sync version", s.max_round_contributors);
-  out->Gauge("hips_live_members", "Members holding a lease, by tier",
-             static_cast<double>(s.live_aggregators.size()), {{"tier", "aggregator"}});
-  out->Gauge("hips_live_members", "Members holding a lease, by tier",
-             static_cast<double>(s.live_workers.size()), {{"tier", "worker"}});
+  out->Gauge("hips_live_members", "Members holding a lease here, by kind",
+             static_cast<double>(s.live_aggregators.size()), {{"kind", "aggregator"}});
+  out->Gauge("hips_live_members", "Members holding a lease here, by kind",
+             static_cast<double>(s.live_workers.size()), {{"kind", "worker"}});
   out->Gauge("hips_forming", "1 while HQ waits for its --aggregators to join at start",
              s.forming);
   if (std::optional<EvalResult> e = eval.latest()) {

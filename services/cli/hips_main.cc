@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -220,6 +221,15 @@ int RunLocal() {
       return 1;
     }
     options.run_dir = tmpl;
+  }
+  {
+    std::error_code error;
+    std::filesystem::create_directories(options.run_dir, error);
+    if (error) {
+      std::fprintf(stderr, "hips: cannot create %s: %s\n", options.run_dir.c_str(),
+                   error.message().c_str());
+      return 1;
+    }
   }
   options.training_args = hips::TrainingFlagsAsArgs();
   if (!(absl::GetFlag(FLAGS_progress_seconds) > 0)) {

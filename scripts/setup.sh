@@ -9,7 +9,7 @@ packages=(
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev
   libtorch-dev libopenblas0-pthread
   python3-torch
-  prometheus-cpp-dev prometheus
+  prometheus-cpp-dev prometheus chromium fonts-dejavu-core
   dataset-fashion-mnist
   zlib1g-dev
 )

@@ -79,6 +79,8 @@ def main():
     parser.add_argument("--bin", required=True)
     parser.add_argument("--deploy", required=True)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--screenshot", default="",
+                        help="save the console page as PNG here (headless Chromium)")
     args = parser.parse_args()
     args.bin = os.path.abspath(args.bin)
     args.deploy = os.path.abspath(args.deploy)
@@ -159,6 +161,33 @@ def main():
         rules_loaded = get_json(base + "/api/v1/rules")["data"]["groups"]
         check(sum(len(g["rules"]) for g in rules_loaded) == len(rule_exprs),
               "Prometheus loaded %s" % rules_loaded)
+        # The console page (no Grafana needed): rendered by Prometheus, one
+        # row per process, with numbers filled in.
+        with urllib.request.urlopen(base + "/consoles/hips.html", timeout=10) as r:
+            page = r.read().decode()
+        check("<h1>hips cluster</h1>" in page, "console page: no title")
+        for name in ["hq", "aggregator-0", "aggregator-1"] + ["worker-%d" % k for k in range(4)]:
+            check('<td class="name">%s</td>' % name in page, "console page: no row for " + name)
+        check(re.search(r"<th class=\"name\">version</th><td>[1-9][0-9]*</td>", page),
+              "console page: no version")
+        check("error executing template" not in page, "console page: template error")
+        if args.screenshot:
+            chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+            check(chromium is not None, "chromium is not installed (scripts/setup.sh installs it)")
+            if chromium:
+                if os.path.exists(args.screenshot):
+                    os.remove(args.screenshot)
+                r = subprocess.run(
+                    [chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                     "--user-data-dir=" + os.path.join(tmp, "chromium"),
+                     "--window-size=1000,900", "--screenshot=" + args.screenshot,
+                     base + "/consoles/hips.html"],
+                    capture_output=True, text=True, timeout=120)
+                ok = os.path.exists(args.screenshot) and os.path.getsize(args.screenshot) > 10000
+                check(ok, "no screenshot: %s %s" % (r.stdout[-500:], r.stderr[-500:]))
+                with open(args.screenshot, "rb") as f:
+                    check(f.read(8) == b"\x89PNG\r\n\x1a\n", "the screenshot is not a PNG")
+                print("console screenshot: " + args.screenshot, flush=True)
         # A value Prometheus scraped equals what HQ reports: versions only grow.
         version = float(query(base, 'hips_version{tier="hq"}')["data"]["result"][0]["value"][1])
         check(version > 0, "hips_version %s" % version)

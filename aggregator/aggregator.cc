@@ -63,6 +63,10 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
                 absl::UnavailableError("this aggregator has no weights from HQ yet"));
   }
   const bool joined = members_.Touch(push.sender, now);
+  MemberInfo& stats = worker_stats_[push.sender];
+  stats.last_version = push.version;
+  ++stats.gradients;
+  stats.samples += push.samples;
   // A repeat of a push this aggregator already has: the same answer, once
   // there is one.
   if (auto it = ticket_of_.find({push.sender, push.sequence});
@@ -480,6 +484,12 @@ AggregatorCounters Aggregator::counters() const {
   absl::MutexLock lock(&mu_);
   AggregatorCounters c = counters_;
   c.live_workers = members_.Live();
+  for (const std::string& id : c.live_workers) {
+    MemberInfo& info = c.workers.emplace_back();
+    if (auto it = worker_stats_.find(id); it != worker_stats_.end()) info = it->second;
+    info.id = id;
+    info.last_seen = members_.LastSeen(id);
+  }
   c.forming = members_.forming();
   return c;
 }

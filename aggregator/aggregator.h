@@ -71,6 +71,7 @@ struct AggregatorCounters {
   // Retried gradients (first attempt's outcome unknown) sent on alone.
   int64_t gradients_sent_alone = 0;
   std::vector<std::string> live_workers;
+  std::vector<MemberInfo> workers;  // the live ones, in id order
   bool forming = false;
 };
 
@@ -223,6 +224,8 @@ class Aggregator {
   std::vector<ContributorRef> round_refs_ ABSL_GUARDED_BY(mu_);  // summed in round_
   std::vector<ContributorRef> batch_refs_ ABSL_GUARDED_BY(mu_);  // summed in batch_
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(mu_);
+  // Per worker: its newest gradient's version, gradients and samples seen.
+  std::map<std::string, MemberInfo> worker_stats_ ABSL_GUARDED_BY(mu_);
   int64_t next_sequence_ ABSL_GUARDED_BY(mu_);
   std::deque<AggregatePush> outbox_ ABSL_GUARDED_BY(mu_);
   AggregatorCounters counters_ ABSL_GUARDED_BY(mu_);

@@ -46,6 +46,7 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
         absl::StrCat("cannot listen on ", options.host, ":", options.port));
   }
   d->hq_ = CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes);
+  options.link.address = absl::StrCat(options.host, ":", d->port_);
   d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
   LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.host << ":"
             << d->port_ << ", " << options.aggregator.expected_workers << " workers, HQ at "

@@ -86,6 +86,8 @@ grpc::Status AggregatorService::GetStatus(grpc::ServerContext* ctx, const v1::St
   reply->set_aggregates_sent(c.rounds_closed);
   reply->set_aggregates_refused(c.aggregates_refused);
   for (const std::string& w : c.live_workers) reply->add_live_workers(w);
+  const absl::Time now = absl::Now();
+  for (const MemberInfo& m : c.workers) MemberToProto(m, now, reply->add_workers());
   reply->set_forming(c.forming);
   return grpc::Status::OK;
 }

@@ -63,6 +63,7 @@ void HqLink::HeartbeatLoop() {
     hb.incarnation = incarnation_;
     hb.live_workers = c.live_workers;
     hb.forming = c.forming;
+    hb.address = options_.address;
     absl::StatusOr<HeartbeatAnswer> answer = hq_->Heartbeat(hb, absl::Now() + lease / 2);
     if (answer.ok()) {
       lease = answer->lease;

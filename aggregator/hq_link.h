@@ -18,6 +18,8 @@ struct HqLinkOptions {
   absl::Duration max_backoff = absl::Seconds(2);
   // Heartbeats per lease (HQ says how long the lease is).
   int heartbeats_per_lease = 4;
+  // Where this aggregator serves its workers (host:port), told to HQ.
+  std::string address;
 };
 
 // Connects an Aggregator to HQ with three threads: one long-polls HQ for

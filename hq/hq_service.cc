@@ -110,6 +110,8 @@ grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequ
   reply->set_max_round_contributors(s.max_round_contributors);
   for (const std::string& a : s.live_aggregators) reply->add_live_aggregators(a);
   for (const std::string& w : s.live_workers) reply->add_live_workers(w);
+  const absl::Time now = absl::Now();
+  for (const MemberInfo& m : s.aggregators) MemberToProto(m, now, reply->add_aggregators());
   reply->set_incarnation(s.incarnation);
   reply->set_resumed_from(s.resumed_from);
   reply->set_checkpoints_taken(s.checkpoints_taken);

@@ -349,7 +349,7 @@ HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb, absl:
                 << hb.live_workers.size() << " live workers";
       if (timer_ != nullptr) timer_->Poke();
     }
-    reports_[hb.member] = Report{hb.live_workers, hb.forming};
+    reports_[hb.member] = Report{hb.live_workers, hb.forming, hb.address};
   }
   PublishMembership();
   MaybeApplyRound();
@@ -578,12 +578,20 @@ void ParameterServer::CopyTrainingState() {
 void ParameterServer::PublishMembership() {
   std::vector<std::string> aggregators = members_.Live();
   std::set<std::string> workers;
+  std::vector<MemberInfo> infos;
   for (const std::string& aggregator : aggregators) {
+    MemberInfo& info = infos.emplace_back();
+    info.id = aggregator;
+    info.last_seen = members_.LastSeen(aggregator);
     if (auto it = reports_.find(aggregator); it != reports_.end()) {
       workers.insert(it->second.live_workers.begin(), it->second.live_workers.end());
+      info.address = it->second.address;
+      info.live_workers = it->second.live_workers;
+      info.forming = it->second.forming;
     }
   }
   absl::MutexLock lock(&mu_);
+  status_.aggregators = std::move(infos);
   status_.live_aggregators = std::move(aggregators);
   status_.live_workers.assign(workers.begin(), workers.end());
   status_.forming = members_.forming();

@@ -99,6 +99,7 @@ struct ParameterServerStatus {
   // whether HQ still waits for its --aggregators to join at start.
   std::vector<std::string> live_aggregators;
   std::vector<std::string> live_workers;
+  std::vector<MemberInfo> aggregators;  // the live ones, in id order
   bool forming = false;
   int64_t incarnation = 0;
   // The version this HQ resumed from (-1: it started fresh).
@@ -237,6 +238,7 @@ class ParameterServer {
   struct Report {
     std::vector<std::string> live_workers;
     bool forming = false;
+    std::string address;
   };
   std::map<std::string, Report> reports_ ABSL_GUARDED_BY(apply_mu_);
   // Worker -> where its data order continues (newest step accepted + 1).

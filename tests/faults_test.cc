@@ -297,6 +297,55 @@ INSTANTIATE_TEST_SUITE_P(Modes, PausedWorkerTest,
                                            std::vector<std::string>{"--mode=async"}),
                          ModeName);
 
+double JsonNumber(const std::string& json, const std::string& key) {
+  std::smatch m;
+  if (!std::regex_search(json, m, std::regex(absl::StrCat("\"", key, "\": ([-0-9.eE]+)")))) {
+    return -1;
+  }
+  return std::stod(m[1]);
+}
+
+// Runs a command line, returning its stdout.
+std::string Output(const std::string& command) {
+  std::string out;
+  FILE* p = popen(command.c_str(), "r");
+  if (p == nullptr) return out;
+  char buf[4096];
+  for (size_t n; (n = fread(buf, 1, sizeof(buf), p)) > 0;) out.append(buf, n);
+  pclose(p);
+  return out;
+}
+
+TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
+  ProcessCluster c(Options("status"));
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 20);
+  const std::string status = kBin + "/hips status --hq=" + c.hq_address();
+  std::string json = Output(status + " --json");
+  EXPECT_EQ(JsonNumber(json, "live_aggregators"), 2) << json;
+  EXPECT_EQ(JsonNumber(json, "live_workers"), 4) << json;
+  EXPECT_GE(JsonNumber(json, "version"), 20) << json;
+  EXPECT_GT(JsonNumber(json, "samples_per_s"), 0) << json;
+  for (const char* id : {"agg-0", "agg-1", "worker-0", "worker-1", "worker-2", "worker-3"}) {
+    EXPECT_TRUE(absl::StrContains(json, absl::StrCat("\"id\": \"", id, "\""))) << id << json;
+  }
+  // After aggregator-0 dies, its workers are listed under agg-1, and agg-0
+  // is gone once its lease at HQ expired.
+  c.Kill("aggregator-0");
+  ASSERT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        absl::StatusOr<v1::StatusReply> s = c.HqStatus();
+        return s.ok() && s->live_aggregators_size() == 1 && s->live_workers_size() == 4;
+      },
+      absl::Seconds(15)));
+  const std::string table = Output(status);
+  const std::regex agg1_then_workers(
+      "agg-1 +aggregator[^\n]*\n( +worker-[0-3] +worker[^\n]*\n){4}");
+  EXPECT_TRUE(std::regex_search(table, agg1_then_workers)) << table;
+  EXPECT_FALSE(absl::StrContains(table, "agg-0")) << table;
+  EXPECT_TRUE(absl::StrContains(table, "1 live aggregators, 4 live workers")) << table;
+}
+
 // Runs `hips local` with `flags` into `run_dir`, calling `during(run_dir)`
 // once training has begun; returns the summary JSON's text ("" on failure,
 // with the reason in the test output).
@@ -337,13 +386,6 @@ std::string RunHipsLocal(const std::string& run_dir, std::vector<std::string> fl
   return text.str();
 }
 
-double JsonNumber(const std::string& json, const std::string& key) {
-  std::smatch m;
-  if (!std::regex_search(json, m, std::regex(absl::StrCat("\"", key, "\": ([-0-9.eE]+)")))) {
-    return -1;
-  }
-  return std::stod(m[1]);
-}
 
 // A process `hips local` started and still runs: its pid file names it and
 // its command line is the daemon's (never a recycled pid).

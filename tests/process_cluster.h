@@ -57,6 +57,7 @@ class ProcessCluster {
   int64_t Version();
 
   const std::string& run_dir() const { return options_.run_dir; }
+  const std::string& hq_address() const { return hq_address_; }
   std::string LogOf(const std::string& name) const;
 
  private:

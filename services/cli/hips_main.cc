@@ -2,6 +2,7 @@
 //   hips local [flags]            a whole cluster as local processes on 127.0.0.1
 //   hips train --monolith [flags] the single-process reference run
 //   hips mode MODE --hq ADDR      switch a running cluster's consistency mode
+//   hips status --hq ADDR [--json] the live tree: versions, staleness, samples/s, last seen
 
 #include <limits.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "hips/v1/hips.grpc.pb.h"
+#include "services/cli/cluster_status.h"
 #include "services/cli/local_cluster.h"
 #include "services/core/consistency.h"
 #include "services/net/grpc_util.h"
@@ -64,7 +66,8 @@ ABSL_FLAG(std::vector<std::string>, slow_workers, {},
           "Straggler injection: indices of workers to slow down (comma-separated).");
 ABSL_FLAG(double, slowdown, 10.0, "Straggler injection: factor for --slow_workers.");
 ABSL_FLAG(int64_t, step_delay_ms, 0, "Straggler injection: extra delay per step for --slow_workers.");
-ABSL_FLAG(std::string, hq, "", "hips mode: HQ address, host:port.");
+ABSL_FLAG(std::string, hq, "", "hips mode, hips status: HQ address, host:port.");
+ABSL_FLAG(bool, json, false, "hips status: print JSON instead of a table.");
 ABSL_FLAG(bool, supervise, true,
           "hips local: restart a child that dies (same flags and port; HQ resumes from its "
           "newest checkpoint). false: a death fails the run.");
@@ -87,6 +90,7 @@ constexpr char kUsage[] =
     "hips local [--workers=4 --aggregators=2 --epochs=5 --mode=sync|async|ssp ...]\n"
     "hips train --monolith [--workers=4 --epochs=5 ...]\n"
     "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT\n"
+    "hips status --hq=HOST:PORT [--json]\n"
     "Run 'hips --help' for every flag.";
 
 std::string OwnDirectory() {
@@ -302,6 +306,22 @@ int RunMonolith() {
   return Finish(summary);
 }
 
+int ShowStatus() {
+  const std::string hq = absl::GetFlag(FLAGS_hq);
+  if (hq.empty()) hips::ExitWithUsageError("hips status needs --hq=HOST:PORT");
+  hips::ClusterStatusOptions options;
+  options.hq = hq;
+  absl::StatusOr<std::string> out = absl::GetFlag(FLAGS_json)
+                                        ? hips::ClusterStatusJson(options)
+                                        : hips::ClusterStatusTable(options);
+  if (!out.ok()) {
+    std::fprintf(stderr, "hips status: %s\n", out.status().ToString().c_str());
+    return 1;
+  }
+  std::fputs(out->c_str(), stdout);
+  return 0;
+}
+
 int SwitchMode(const std::string& name) {
   absl::StatusOr<hips::ModeConfig> mode =
       hips::MakeModeConfig(name, absl::GetFlag(FLAGS_staleness));
@@ -334,6 +354,7 @@ int main(int argc, char** argv) {
   if (args.size() != 2) hips::ExitWithUsageError(absl::StrCat("usage:\n", kUsage));
   const std::string command = args[1];
   if (command == "local") return RunLocal();
+  if (command == "status") return ShowStatus();
   if (command == "train") {
     if (!absl::GetFlag(FLAGS_monolith)) {
       hips::ExitWithUsageError("hips train needs --monolith (distributed training is 'hips local')");

@@ -13,6 +13,7 @@ bool Membership::Touch(const std::string& id, absl::Time now, int64_t incarnatio
   const bool restarted =
       !joined && incarnation != 0 && lease.incarnation != 0 && incarnation != lease.incarnation;
   lease.expires = std::max(lease.expires, now + lease_);
+  lease.last_seen = std::max(lease.last_seen, now);
   if (incarnation != 0) lease.incarnation = incarnation;
   if (joined) {
     ever_joined_.insert(id);
@@ -45,6 +46,11 @@ std::vector<std::string> Membership::Live() const {
   for (const auto& [id, lease] : live_) ids.push_back(id);
   std::sort(ids.begin(), ids.end());
   return ids;
+}
+
+absl::Time Membership::LastSeen(const std::string& id) const {
+  auto it = live_.find(id);
+  return it == live_.end() ? absl::InfinitePast() : it->second.last_seen;
 }
 
 bool Membership::Covers(const absl::flat_hash_set<std::string>& covered) const {

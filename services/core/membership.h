@@ -43,6 +43,8 @@ class Membership {
   bool IsLive(const std::string& id) const { return live_.contains(id); }
   // Live members, sorted.
   std::vector<std::string> Live() const;
+  // When a live member was last heard from (InfinitePast if it is not live).
+  absl::Time LastSeen(const std::string& id) const;
   int live_count() const { return static_cast<int>(live_.size()); }
   absl::Duration lease() const { return lease_; }
 
@@ -53,6 +55,7 @@ class Membership {
  private:
   struct Lease {
     absl::Time expires;
+    absl::Time last_seen;
     int64_t incarnation = 0;
   };
   const absl::Duration lease_;

@@ -78,6 +78,19 @@ struct HeartbeatRequestData {
   // Aggregator -> HQ: its live workers, and whether it is still forming.
   std::vector<std::string> live_workers;
   bool forming = false;
+  std::string address;  // aggregator -> HQ: where it serves its workers
+};
+
+// A member as the server it holds its lease at sees it (hips status).
+struct MemberInfo {
+  std::string id;
+  std::string address;  // aggregators
+  absl::Time last_seen;
+  std::vector<std::string> live_workers;  // aggregators
+  bool forming = false;                   // aggregators
+  int64_t last_version = -1;              // workers: of their newest gradient
+  int64_t gradients = 0;                  // workers
+  int64_t samples = 0;                    // workers
 };
 
 // What a heartbeat tells a member.

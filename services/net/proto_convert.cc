@@ -1,5 +1,6 @@
 #include "services/net/proto_convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -157,6 +158,8 @@ absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatReque
   hb.incarnation = req.incarnation();
   hb.leaving = req.leaving();
   hb.forming = req.forming();
+  if (req.address().size() > 256) return absl::InvalidArgumentError("address too long");
+  hb.address = req.address();
   for (const std::string& w : req.live_workers()) {
     if (absl::Status s = ValidateId(w, "worker id"); !s.ok()) return s;
     hb.live_workers.push_back(w);
@@ -169,7 +172,19 @@ void HeartbeatToProto(const HeartbeatRequestData& hb, v1::HeartbeatRequest* out)
   out->set_incarnation(hb.incarnation);
   out->set_leaving(hb.leaving);
   out->set_forming(hb.forming);
+  out->set_address(hb.address);
   for (const std::string& w : hb.live_workers) out->add_live_workers(w);
+}
+
+void MemberToProto(const MemberInfo& m, absl::Time now, v1::MemberStatus* out) {
+  out->set_id(m.id);
+  out->set_address(m.address);
+  out->set_last_seen_ms(std::max<int64_t>(0, absl::ToInt64Milliseconds(now - m.last_seen)));
+  for (const std::string& w : m.live_workers) out->add_live_workers(w);
+  out->set_forming(m.forming);
+  out->set_last_version(m.last_version);
+  out->set_gradients(m.gradients);
+  out->set_samples(m.samples);
 }
 
 void AnswerToProto(const HeartbeatAnswer& a, v1::HeartbeatReply* out) {

@@ -33,6 +33,8 @@ absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatReque
 void HeartbeatToProto(const HeartbeatRequestData& hb, v1::HeartbeatRequest* out);
 void AnswerToProto(const HeartbeatAnswer& answer, v1::HeartbeatReply* out);
 absl::StatusOr<HeartbeatAnswer> AnswerFromProto(const v1::HeartbeatReply& reply);
+// `now` turns last_seen into an age.
+void MemberToProto(const MemberInfo& member, absl::Time now, v1::MemberStatus* out);
 
 }  // namespace hips
 

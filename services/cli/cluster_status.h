@@ -1,0 +1,35 @@
+#ifndef HIPS_SERVICES_CLI_CLUSTER_STATUS_H_
+#define HIPS_SERVICES_CLI_CLUSTER_STATUS_H_
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+
+namespace hips {
+
+// `hips status`: the live tree of a running cluster. HQ's GetStatus names the
+// aggregators holding a lease and where they serve; each aggregator's
+// GetStatus names its workers. Rates (samples/s) come from two snapshots
+// `interval` apart. Staleness is how many versions HQ is ahead of a member's
+// weights (aggregators) or newest gradient (workers).
+struct ClusterStatusOptions {
+  std::string hq;  // host:port
+  absl::Duration interval = absl::Seconds(1);
+  absl::Duration rpc_timeout = absl::Seconds(5);
+};
+
+// The tree as a terminal table, or as JSON:
+// {"hq": {"address", "version", "mode", "max_staleness", "samples_per_s",
+//  "training_done", "incarnation", "live_aggregators", "live_workers"},
+//  "aggregators": [{"id", "address", "version", "staleness", "samples_per_s",
+//   "last_seen_s", "forming", "reachable", "workers": [{"id", "version",
+//   "staleness", "samples_per_s", "last_seen_s", "gradients"}]}]}
+// UNAVAILABLE (or HQ's error) when HQ does not answer; an aggregator that
+// does not answer is listed with "reachable": false.
+absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& options);
+absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& options);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CLI_CLUSTER_STATUS_H_

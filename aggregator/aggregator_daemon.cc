@@ -73,14 +73,8 @@ void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version,
                c.gradients_accepted);
   out->Counter("hips_gradients_duplicate_total", "Worker gradients received again",
                c.gradients_duplicate);
-  // Every reason, 0 included: a rate over a series that does not exist yet
-  // is no data, not zero.
-  for (DropReason reason : AllDropReasons()) {
-    const std::string name(DropReasonName(reason));
-    auto it = c.gradients_dropped.find(name);
-    out->Counter("hips_gradients_dropped_total", "Worker gradients dropped, by reason",
-                 it == c.gradients_dropped.end() ? 0 : it->second, {{"reason", name}});
-  }
+  out->Counters("hips_gradients_dropped_total", "Worker gradients dropped, by reason", "reason",
+                AllDropReasonNames(), c.gradients_dropped);
   out->Counter("hips_gradients_forwarded_total", "Worker gradients inside aggregates HQ answered",
                c.gradients_forwarded);
   out->Gauge("hips_gradients_pending", "Worker gradients accepted and not yet answered by HQ",

@@ -27,14 +27,8 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
   out->Counter("hips_gradients_applied_total", "Worker gradients applied", s.gradients_applied);
   out->Counter("hips_gradients_duplicate_total",
                "Worker gradients received again and not applied again", s.gradients_duplicate);
-  // Every reason, 0 included: a rate over a series that does not exist yet
-  // is no data, not zero.
-  for (DropReason reason : AllDropReasons()) {
-    const std::string name(DropReasonName(reason));
-    auto it = s.gradients_dropped.find(name);
-    out->Counter("hips_gradients_dropped_total", "Worker gradients dropped, by reason",
-                 it == s.gradients_dropped.end() ? 0 : it->second, {{"reason", name}});
-  }
+  out->Counters("hips_gradients_dropped_total", "Worker gradients dropped, by reason", "reason",
+                AllDropReasonNames(), s.gradients_dropped);
   out->Gauge("hips_gradients_pending", "Worker gradients in an open sync round",
              s.gradients_pending);
   out->Counter("hips_aggregates_received_total", "Aggregates received", s.aggregates_received);

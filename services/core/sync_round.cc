@@ -52,6 +52,12 @@ const std::vector<DropReason>& AllDropReasons() {
   return *kAll;
 }
 
+std::vector<std::string> AllDropReasonNames() {
+  std::vector<std::string> names;
+  for (DropReason reason : AllDropReasons()) names.emplace_back(DropReasonName(reason));
+  return names;
+}
+
 absl::Status ValidateContribution(const Contribution& c, size_t num_floats) {
   if (c.sender.empty()) return absl::InvalidArgumentError("contribution without a sender id");
   if (c.contributors <= 0) {

@@ -58,6 +58,8 @@ enum class DropReason {
 absl::string_view DropReasonName(DropReason reason);
 // Every DropReason, in declaration order (metrics report each, 0 included).
 const std::vector<DropReason>& AllDropReasons();
+// Their names.
+std::vector<std::string> AllDropReasonNames();
 
 // Checks what every tier checks before summing a contribution of a model of
 // `num_floats` floats: sender, counts, size, finite values.

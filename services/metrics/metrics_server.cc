@@ -46,6 +46,16 @@ void MetricFamilies::Gauge(absl::string_view name, absl::string_view help, doubl
   Add(name, help, prometheus::MetricType::Gauge, labels).gauge.value = value;
 }
 
+void MetricFamilies::Counters(absl::string_view name, absl::string_view help,
+                              const std::string& label, const std::vector<std::string>& keys,
+                              const std::map<std::string, int64_t>& counts) {
+  for (const std::string& key : keys) {
+    auto it = counts.find(key);
+    Counter(name, help, it == counts.end() ? 0 : static_cast<double>(it->second),
+            {{label, key}});
+  }
+}
+
 void MetricFamilies::Histogram(absl::string_view name, absl::string_view help,
                                const std::vector<double>& upper_bounds,
                                const std::vector<int64_t>& counts, int64_t overflow,

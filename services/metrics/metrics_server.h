@@ -31,6 +31,11 @@ class MetricFamilies {
                const Labels& labels = {});
   void Gauge(absl::string_view name, absl::string_view help, double value,
              const Labels& labels = {});
+  // One counter per value of `label` in `keys`, 0 where `counts` has none:
+  // a rate over a series that does not exist yet is no data, not zero.
+  void Counters(absl::string_view name, absl::string_view help, const std::string& label,
+                const std::vector<std::string>& keys,
+                const std::map<std::string, int64_t>& counts);
   // A histogram from per-bucket counts: counts[i] observations were at most
   // upper_bounds[i] (and above the previous bound); `overflow` were above the
   // last bound. `sum` is the sum of all observations.

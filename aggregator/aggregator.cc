@@ -106,7 +106,9 @@ absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const Grad
   c.contributors = 1;
   c.scale = static_cast<float>(push.samples);
   c.values = push.gradient;
-  if (absl::Status s = ValidateContribution(c, num_floats_); !s.ok()) {
+  // Every gradient goes into an accumulator (round, batch or alone), whose
+  // Add checks the values in the read it makes anyway.
+  if (absl::Status s = ValidateContribution(c, num_floats_, /*check_values=*/false); !s.ok()) {
     return Drop(DropReason::kInvalid, s);
   }
   if (training_done_) {

@@ -65,6 +65,13 @@ class ChunkAssembler {
 // INVALID_ARGUMENT naming the first NaN or infinity, OK otherwise.
 absl::Status CheckFinite(absl::Span<const float> values);
 
+// The largest |x| of `values` as its IEEE bit pattern without the sign
+// (0 for none). Integer max, so the loop vectorizes: for finite floats the
+// bit patterns order like the magnitudes, and any NaN or infinity gives a
+// result >= kNonFiniteBits.
+inline constexpr uint32_t kNonFiniteBits = 0x7f800000u;
+uint32_t MaxAbsBits(absl::Span<const float> values);
+
 }  // namespace hips
 
 #endif  // HIPS_SERVICES_CORE_CHUNK_CODEC_H_

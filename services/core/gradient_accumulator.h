@@ -44,6 +44,8 @@ class GradientAccumulator {
 
  private:
   std::vector<float> sum_;
+  // An upper bound on max |sum_[i]| (decides whether an Add can overflow).
+  double bound_ = 0;
   int64_t total_samples_ = 0;
   double loss_sum_ = 0.0;
   int64_t contributors_ = 0;

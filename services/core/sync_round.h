@@ -63,7 +63,11 @@ std::vector<std::string> AllDropReasonNames();
 
 // Checks what every tier checks before summing a contribution of a model of
 // `num_floats` floats: sender, counts, size, finite values.
-absl::Status ValidateContribution(const Contribution& c, size_t num_floats);
+// `check_values` false skips the finiteness of the values, for a caller
+// that adds them to a GradientAccumulator next (its Add checks them in the
+// same read it needs anyway).
+absl::Status ValidateContribution(const Contribution& c, size_t num_floats,
+                                  bool check_values = true);
 
 // The round state machine of one tier for one version:
 //

@@ -1,11 +1,14 @@
 #include "services/core/sync_round.h"
 
+#include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/core/chunk_codec.h"
 #include "services/core/coalescing_batch.h"
 #include "services/core/consistency.h"
 #include "services/core/gradient_accumulator.h"
@@ -58,6 +61,52 @@ TEST(GradientAccumulatorTest, RefusesFiniteInputsWhoseSumOverflowsAndKeepsTheSum
   EXPECT_THAT(acc.sum(), ElementsAre(3e38f, 1.0f));
   EXPECT_EQ(acc.total_samples(), 2);
   EXPECT_DOUBLE_EQ(acc.loss_sum(), 1e308);
+}
+
+TEST(GradientAccumulatorTest, RefusesNonFiniteInputsAndKeepsTheSum) {
+  GradientAccumulator acc(3);
+  const std::vector<float> ok = {1, -2, 3};
+  ASSERT_TRUE(acc.Add(ok, 2.0f, 2, 0, 1).ok());
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    const std::vector<float> v = {0, bad, 0};
+    const absl::Status s = acc.Add(v, 1.0f, 1, 0, 1);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+    EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("at float 1"));
+  }
+  EXPECT_THAT(acc.sum(), ElementsAre(2, -4, 6));
+}
+
+TEST(GradientAccumulatorTest, TheFastPathAndTheCheckedPathSumTheSame) {
+  // Large magnitudes take the checked path (they could overflow), small ones
+  // the fused one; both give the exact float sums, and a refused add in
+  // between leaves the sum as it was.
+  GradientAccumulator acc(2);
+  const std::vector<float> huge = {1e38f, -1e38f}, small = {0.5f, 0.25f};
+  ASSERT_TRUE(acc.Add(small, 4.0f, 4, 0, 1).ok());  // fused
+  ASSERT_TRUE(acc.Add(huge, 2.0f, 2, 0, 1).ok());   // checked: 2e38 is near the range
+  EXPECT_FALSE(acc.Add(huge, 2.0f, 2, 0, 1).ok());  // 4e38 overflows: refused
+  ASSERT_TRUE(acc.Add(small, 4.0f, 4, 0, 1).ok());
+  EXPECT_THAT(acc.sum(), ElementsAre(2.0f + 2e38f + 2.0f, 1.0f - 2e38f + 1.0f));
+  acc.Reset();
+  ASSERT_TRUE(acc.Add(small, 1.0f, 1, 0, 1).ok());  // the bound was reset too
+  EXPECT_THAT(acc.sum(), ElementsAre(0.5f, 0.25f));
+}
+
+TEST(ChunkCodecTest, MaxAbsBitsOrdersMagnitudesAndFlagsNonFinite) {
+  auto max_abs = [](std::vector<float> v) {
+    const uint32_t bits = MaxAbsBits(v);
+    float f;
+    std::memcpy(&f, &bits, sizeof(f));
+    return f;
+  };
+  EXPECT_EQ(max_abs({}), 0.0f);
+  EXPECT_EQ(max_abs({1.5f, -7.25f, 3.0f}), 7.25f);
+  EXPECT_EQ(max_abs({-0.0f, 1e-40f}), 1e-40f);  // denormals order too
+  EXPECT_GE(MaxAbsBits(std::vector<float>{1, std::nanf("")}), kNonFiniteBits);
+  EXPECT_GE(MaxAbsBits(std::vector<float>{-std::numeric_limits<float>::infinity()}),
+            kNonFiniteBits);
+  EXPECT_LT(MaxAbsBits(std::vector<float>{std::numeric_limits<float>::max()}), kNonFiniteBits);
 }
 
 Contribution From(const std::string& sender, int64_t version, const std::vector<float>& v,

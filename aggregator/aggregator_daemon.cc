@@ -13,7 +13,7 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
     AggregatorDaemonOptions options) {
   if (absl::Status s = ValidateAggregatorOptions(options.aggregator); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
-  if (options.hq_address.empty()) return absl::InvalidArgumentError("no HQ address given");
+  if (options.hq_address.empty() && options.make_hq_client == nullptr) return absl::InvalidArgumentError("no HQ address given");
 
   std::unique_ptr<AggregatorDaemon> d(new AggregatorDaemon);
   d->aggregator_ = std::make_unique<Aggregator>(options.aggregator);
@@ -45,7 +45,10 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.host, ":", options.port));
   }
-  d->hq_ = CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes);
+  d->hq_ = options.make_hq_client != nullptr
+               ? options.make_hq_client()
+               : CreateGrpcHqClient(options.hq_address, options.aggregator.id,
+                                    options.chunk_bytes);
   options.link.address = absl::StrCat(options.host, ":", d->port_);
   d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
   LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.host << ":"

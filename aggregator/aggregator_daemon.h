@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -21,6 +22,9 @@ struct AggregatorDaemonOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: a free port, see AggregatorDaemon::port()
   std::string hq_address;
+  // Talks to HQ through the client this makes instead of gRPC to hq_address
+  // when set (the benchmarks measure one hop with an HQ that answers at once).
+  std::function<std::unique_ptr<HqClient>()> make_hq_client;
   size_t chunk_bytes = 1 << 20;
   HqLinkOptions link;
   // /metrics on `host`: this port, 0 a free one (metrics_port()), -1 none.

@@ -17,6 +17,11 @@ std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address) {
   // backoff of up to two minutes.
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  // A connection of its own: channels with equal arguments would otherwise
+  // share one through gRPC's global subchannel pool (the benchmarks run many
+  // simulated workers in one process, each of which must be a peer of its
+  // own, as separate processes are).
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
 }
 

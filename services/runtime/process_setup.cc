@@ -51,8 +51,13 @@ std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
   std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
-  mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  // HIPS_DEFAULT_MALLOC=1 keeps glibc's defaults, to measure what this buys
+  // (docs/performance.md).
+  const char* keep_default = std::getenv("HIPS_DEFAULT_MALLOC");
+  if (keep_default == nullptr || std::strcmp(keep_default, "1") != 0) {
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_MMAP_THRESHOLD, 16 << 20);
+  }
   return positional;
 }
 

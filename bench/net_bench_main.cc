@@ -1,0 +1,175 @@
+// hips-bench-net: the network benchmarks' C++ side (bench/run drives it and
+// computes the ratios). Torch-free. Each role prints one JSON object:
+//
+//   --role=tcp      the raw-TCP reference: K floats between two processes
+//                   {"bytes", "tcp_seconds": [...]}
+//   --role=push     the raw-TCP reference, then a worker pushing K floats to
+//                   a real aggregator (its gRPC service and summation) in a
+//                   forked process whose HQ answers at once
+//                   {"bytes", "tcp_seconds": [...], "push_seconds": [...]}
+//   --role=workers  --workers synthetic workers (threads, a connection
+//                   each) training against --aggregator in sync rounds
+//                   {"workers": [{"id", "floats", "round_seconds",
+//                   "push_seconds"}, ...]}
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "aggregator/aggregator_daemon.h"
+#include "bench/sink_hq_client.h"
+#include "bench/synthetic_worker.h"
+#include "bench/tcp_transfer.h"
+#include "services/runtime/process_setup.h"
+#include "worker/aggregator_client.h"
+
+ABSL_FLAG(std::string, role, "", "tcp, push or workers.");
+ABSL_FLAG(int64_t, floats, 10'000'000, "Floats per transfer or gradient (K; tcp and push).");
+ABSL_FLAG(int, repeats, 10, "Timed transfers, pushes or rounds.");
+ABSL_FLAG(int, warmup, 2, "Untimed pushes or rounds first.");
+ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed chunk.");
+ABSL_FLAG(std::string, aggregator, "", "workers: the aggregator's address.");
+ABSL_FLAG(int, workers, 1, "workers: how many (one thread and connection each).");
+ABSL_FLAG(std::string, id_prefix, "bench-worker-", "workers: ids are this plus an index.");
+
+namespace hips::bench {
+namespace {
+
+std::string JsonList(const std::vector<double>& values) {
+  return absl::StrCat("[", absl::StrJoin(values, ", "), "]");
+}
+
+std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
+  return absl::StrCat("{\"id\": \"", id, "\", \"floats\": ", r.floats,
+                      ", \"round_seconds\": ", JsonList(r.round_seconds),
+                      ", \"push_seconds\": ", JsonList(r.push_seconds), "}");
+}
+
+[[noreturn]] void Fail(const absl::Status& status) {
+  std::fprintf(stderr, "hips-bench-net: %s\n", status.ToString().c_str());
+  std::exit(1);
+}
+
+// The forked sink aggregator: serves until `stop_fd` reaches end of file.
+[[noreturn]] void ServeSinkAggregator(int64_t floats, int port_fd, int stop_fd) {
+  AggregatorDaemonOptions options;
+  options.aggregator.id = "agg-bench";
+  options.aggregator.lease = absl::Seconds(60);
+  options.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
+  options.make_hq_client = [floats] { return CreateSinkHqClient(floats); };
+  absl::StatusOr<std::unique_ptr<AggregatorDaemon>> daemon =
+      AggregatorDaemon::Start(std::move(options));
+  if (!daemon.ok()) Fail(daemon.status());
+  const int port = (*daemon)->port();
+  if (write(port_fd, &port, sizeof(port)) != sizeof(port)) _exit(1);
+  char c;
+  while (read(stop_fd, &c, 1) != 0 && errno == EINTR) {
+  }
+  (*daemon)->Shutdown();
+  _exit(0);
+}
+
+std::vector<double> TcpSecondsOrDie(int64_t bytes, int repeats) {
+  absl::StatusOr<std::vector<double>> tcp = TimeTcpTransfers(bytes, repeats);
+  if (!tcp.ok()) Fail(tcp.status());
+  return *std::move(tcp);
+}
+
+int Push() {
+  const int64_t floats = absl::GetFlag(FLAGS_floats);
+  const int repeats = absl::GetFlag(FLAGS_repeats);
+  const std::vector<double> tcp = TcpSecondsOrDie(floats * 4, repeats);
+
+  int port_pipe[2], stop_pipe[2];
+  if (pipe(port_pipe) != 0 || pipe(stop_pipe) != 0) Fail(absl::InternalError("pipe"));
+  const pid_t child = fork();
+  if (child < 0) Fail(absl::InternalError("fork"));
+  if (child == 0) {
+    close(stop_pipe[1]);
+    ServeSinkAggregator(floats, port_pipe[1], stop_pipe[0]);
+  }
+  close(stop_pipe[0]);
+  int port = 0;
+  if (read(port_pipe[0], &port, sizeof(port)) != sizeof(port)) {
+    Fail(absl::InternalError("the aggregator process did not start"));
+  }
+  absl::StatusOr<SyntheticWorkerResult> result;
+  {
+    std::unique_ptr<AggregatorClient> client = CreateGrpcAggregatorClient(
+        absl::StrCat("127.0.0.1:", port), "bench-worker", absl::GetFlag(FLAGS_chunk_bytes));
+    SyntheticWorkerOptions options;
+    options.id = "bench-worker";
+    options.rounds = repeats;
+    options.warmup = absl::GetFlag(FLAGS_warmup);
+    options.wait_for_next_version = false;
+    result = RunSyntheticWorker(client.get(), options);
+  }
+  close(stop_pipe[1]);
+  int wstatus = 0;
+  while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!result.ok()) Fail(result.status());
+  std::printf("{\"bytes\": %lld, \"tcp_seconds\": %s, \"push_seconds\": %s}\n",
+              static_cast<long long>(floats * 4), JsonList(tcp).c_str(),
+              JsonList(result->push_seconds).c_str());
+  return 0;
+}
+
+int Workers() {
+  const int n = absl::GetFlag(FLAGS_workers);
+  const std::string address = absl::GetFlag(FLAGS_aggregator);
+  if (address.empty() || n <= 0) ExitWithUsageError("--aggregator and --workers >= 1 needed");
+  std::vector<std::string> ids(n);
+  std::vector<absl::StatusOr<SyntheticWorkerResult>> results(n);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < n; ++i) {
+    ids[i] = absl::StrCat(absl::GetFlag(FLAGS_id_prefix), i);
+    threads.emplace_back([&, i] {
+      std::unique_ptr<AggregatorClient> client =
+          CreateGrpcAggregatorClient(address, ids[i], absl::GetFlag(FLAGS_chunk_bytes));
+      SyntheticWorkerOptions options;
+      options.id = ids[i];
+      options.rounds = absl::GetFlag(FLAGS_repeats);
+      options.warmup = absl::GetFlag(FLAGS_warmup);
+      results[i] = RunSyntheticWorker(client.get(), options);
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  std::vector<std::string> json;
+  for (int i = 0; i < n; ++i) {
+    if (!results[i].ok()) Fail(results[i].status());
+    json.push_back(WorkerJson(ids[i], *results[i]));
+  }
+  std::printf("{\"workers\": [%s]}\n", absl::StrJoin(json, ", ").c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace hips::bench
+
+int main(int argc, char** argv) {
+  hips::InitProcess(argc, argv, "hips-bench-net --role=tcp|push|workers [flags]");
+  const std::string role = absl::GetFlag(FLAGS_role);
+  if (role == "tcp") {
+    const int64_t bytes = absl::GetFlag(FLAGS_floats) * 4;
+    std::printf("{\"bytes\": %lld, \"tcp_seconds\": %s}\n", static_cast<long long>(bytes),
+                hips::bench::JsonList(
+                    hips::bench::TcpSecondsOrDie(bytes, absl::GetFlag(FLAGS_repeats)))
+                    .c_str());
+    return 0;
+  }
+  if (role == "push") return hips::bench::Push();
+  if (role == "workers") return hips::bench::Workers();
+  hips::ExitWithUsageError("--role must be tcp, push or workers");
+}

@@ -14,10 +14,13 @@
 namespace hips {
 
 // Parses absl flags (exiting with a message on unknown or malformed flags;
-// dashes in flag names count as underscores, so --summary-json works), sends glog to stderr, raises glibc's trim and mmap
-// thresholds (freshly allocated gRPC read buffers otherwise page-fault on
-// every message: ../shared/notes/grpc-throughput.md), and returns the
-// positional arguments. Call first thing in main.
+// dashes in flag names count as underscores, so --summary-json works),
+// sends glog to stderr, tunes glibc's allocator so that big freed buffers
+// are reused instead of returned to the kernel (raised trim and mmap
+// thresholds, no mmap: fresh pages fault on every first touch;
+// docs/performance.md; HIPS_DEFAULT_MALLOC=1 in the environment keeps
+// glibc's defaults, for measuring), and returns the positional arguments.
+// Call first thing in main.
 std::vector<char*> InitProcess(int argc, char** argv, const char* usage);
 
 // Prints "<program>: <message>" to stderr and exits with code 2: for bad

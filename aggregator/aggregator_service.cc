@@ -11,8 +11,24 @@
 
 namespace hips {
 
-grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
-                                             grpc::ServerReader<v1::GradientChunk>* reader,
+AggregatorService::AggregatorService(Aggregator* aggregator, size_t chunk_bytes,
+                                     absl::Duration max_long_poll, RpcMetrics* rpc_metrics)
+    : aggregator_(aggregator),
+      encoded_(chunk_bytes),
+      max_long_poll_(max_long_poll),
+      rpc_metrics_(rpc_metrics) {
+  using namespace std::placeholders;  // NOLINT: _1, _2, _3
+  AddPush(method::kAggregatorPushGradient,
+          std::bind(&AggregatorService::PushGradient, this, _1, _2, _3));
+  AddPull<v1::PullWeightsRequest>(method::kAggregatorPullWeights,
+                                  std::bind(&AggregatorService::PullWeights, this, _1, _2, _3));
+  AddUnary<v1::StatusRequest, v1::AggregatorStatus>(
+      method::kAggregatorGetStatus, std::bind(&AggregatorService::GetStatus, this, _1, _2, _3));
+  AddUnary<v1::HeartbeatRequest, v1::HeartbeatReply>(
+      method::kAggregatorHeartbeat, std::bind(&AggregatorService::Heartbeat, this, _1, _2, _3));
+}
+
+grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReader* reader,
                                              v1::PushAck* ack) {
   RpcTimer timer(rpc_metrics_, "PushGradient");
   v1::GradientHeader header;
@@ -26,7 +42,7 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
     return latest->layout.num_floats();
   };
   absl::StatusOr<std::vector<float>> gradient =
-      ReadChunked<v1::GradientChunk>(reader, &header, expected);
+      ReadChunked(reader, &header, expected);
   if (!gradient.ok()) {
     // An upload the worker cancelled is not a refused gradient.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -55,7 +71,7 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx,
 
 grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
                                             const v1::PullWeightsRequest* req,
-                                            grpc::ServerWriter<v1::WeightsChunk>* writer) {
+                                            ChunkWriter* writer) {
   const absl::Time deadline =
       req->no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll_);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
@@ -64,7 +80,7 @@ grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
   // Timed from here: a long poll's wait is not the cost of sending weights.
   RpcTimer timer(rpc_metrics_, "PullWeights");
   timer.Sent(static_cast<int64_t>((*snapshot)->weights.size() * sizeof(float)));
-  if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
+  if (!WriteWeights(writer, *encoded_.Get(*snapshot))) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the worker went away mid-stream");
   }
   return grpc::Status::OK;

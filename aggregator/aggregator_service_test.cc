@@ -12,6 +12,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
 
 namespace hips {

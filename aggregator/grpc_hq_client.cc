@@ -4,6 +4,7 @@
 #include "aggregator/hq_client.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/push_stream.h"
+#include "services/net/raw_service.h"
 #include "services/net/grpc_util.h"
 #include "services/net/heartbeat_call.h"
 #include "services/net/weights_stream.h"
@@ -14,13 +15,16 @@ namespace {
 class GrpcHqClient final : public HqClient {
  public:
   GrpcHqClient(const std::string& address, std::string id, size_t chunk_bytes)
-      : stub_(v1::Hq::NewStub(CreateHipsChannel(address))),
+      : channel_(CreateHipsChannel(address)),
+        stub_(v1::Hq::NewStub(channel_)),
+        push_(method::kHqPushAggregate, grpc::internal::RpcMethod::CLIENT_STREAMING, channel_),
+        pull_(method::kHqPullWeights, grpc::internal::RpcMethod::SERVER_STREAMING, channel_),
         id_(std::move(id)),
         chunk_bytes_(chunk_bytes) {}
 
   absl::StatusOr<PushResult> PushAggregate(const AggregatePush& a) override {
-    v1::AggregateChunk first;
-    v1::AggregateHeader* h = first.mutable_header();
+    v1::AggregateHeader header;
+    v1::AggregateHeader* h = &header;
     h->set_aggregator_id(a.aggregator);
     h->set_version(a.version);
     h->set_total_samples(a.total_samples);
@@ -41,19 +45,15 @@ class GrpcHqClient final : public HqClient {
       c->set_step(ref.step);
     }
     h->set_single(a.single);
-    return PushChunked(
-        &calls_, [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
-          return stub_->PushAggregate(ctx, ack);
-        },
-        std::move(first), a.sum, chunk_bytes_);
+    return PushChunked(&calls_, channel_.get(), push_, header, a.sum, chunk_bytes_);
   }
 
   void CancelCalls() override { calls_.CancelAll(); }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
       int64_t min_version, absl::Time deadline, int64_t incarnation) override {
-    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline, /*no_wait=*/false,
-                           incarnation);
+    return PullWeightsFrom(channel_.get(), pull_, &calls_, id_, min_version, deadline,
+                           /*no_wait=*/false, incarnation);
   }
 
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
@@ -62,7 +62,10 @@ class GrpcHqClient final : public HqClient {
   }
 
  private:
-  const std::unique_ptr<v1::Hq::Stub> stub_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::Hq::Stub> stub_;  // the small calls
+  const grpc::internal::RpcMethod push_;
+  const grpc::internal::RpcMethod pull_;
   const std::string id_;
   const size_t chunk_bytes_;
   CallRegistry calls_;

@@ -21,8 +21,26 @@ void EvalToProto(const EvalResult& r, v1::EvalResult* out) {
 
 }  // namespace
 
-grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
-                                      grpc::ServerReader<v1::AggregateChunk>* reader,
+HqService::HqService(ParameterServer* server, const EvalLoop* eval, size_t chunk_bytes,
+                     absl::Duration max_long_poll, RpcMetrics* rpc_metrics)
+    : server_(server),
+      eval_(eval),
+      encoded_(chunk_bytes),
+      max_long_poll_(max_long_poll),
+      rpc_metrics_(rpc_metrics) {
+  using namespace std::placeholders;  // NOLINT: _1, _2, _3
+  AddPush(method::kHqPushAggregate, std::bind(&HqService::PushAggregate, this, _1, _2, _3));
+  AddPull<v1::PullWeightsRequest>(method::kHqPullWeights,
+                                  std::bind(&HqService::PullWeights, this, _1, _2, _3));
+  AddUnary<v1::StatusRequest, v1::StatusReply>(
+      method::kHqGetStatus, std::bind(&HqService::GetStatus, this, _1, _2, _3));
+  AddUnary<v1::SetModeRequest, v1::SetModeReply>(
+      method::kHqSetMode, std::bind(&HqService::SetMode, this, _1, _2, _3));
+  AddUnary<v1::HeartbeatRequest, v1::HeartbeatReply>(
+      method::kHqHeartbeat, std::bind(&HqService::Heartbeat, this, _1, _2, _3));
+}
+
+grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx, PushReader* reader,
                                       v1::PushAck* ack) {
   RpcTimer timer(rpc_metrics_, "PushAggregate");
   v1::AggregateHeader header;
@@ -33,7 +51,7 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
     return server_->layout().num_floats();
   };
   absl::StatusOr<std::vector<float>> sum =
-      ReadChunked<v1::AggregateChunk>(reader, &header, expected);
+      ReadChunked(reader, &header, expected);
   if (!sum.ok()) {
     // An upload the sender cancelled is not a refused aggregate.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -65,7 +83,7 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx,
 }
 
 grpc::Status HqService::PullWeights(grpc::ServerContext* ctx, const v1::PullWeightsRequest* req,
-                                    grpc::ServerWriter<v1::WeightsChunk>* writer) {
+                                    ChunkWriter* writer) {
   const absl::Time deadline =
       req->no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll_);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> snapshot =
@@ -74,7 +92,7 @@ grpc::Status HqService::PullWeights(grpc::ServerContext* ctx, const v1::PullWeig
   // Timed from here: a long poll's wait is not the cost of sending weights.
   RpcTimer timer(rpc_metrics_, "PullWeights");
   timer.Sent(static_cast<int64_t>((*snapshot)->weights.size() * sizeof(float)));
-  if (!WriteWeights(writer, **snapshot, chunk_bytes_)) {
+  if (!WriteWeights(writer, *encoded_.Get(*snapshot))) {
     return grpc::Status(grpc::StatusCode::UNAVAILABLE, "the caller went away mid-stream");
   }
   return grpc::Status::OK;

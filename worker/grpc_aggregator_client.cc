@@ -3,6 +3,7 @@
 
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/push_stream.h"
+#include "services/net/raw_service.h"
 #include "services/net/grpc_util.h"
 #include "services/net/heartbeat_call.h"
 #include "services/net/weights_stream.h"
@@ -14,13 +15,18 @@ namespace {
 class GrpcAggregatorClient final : public AggregatorClient {
  public:
   GrpcAggregatorClient(const std::string& address, std::string id, size_t chunk_bytes)
-      : stub_(v1::Aggregator::NewStub(CreateHipsChannel(address))),
+      : channel_(CreateHipsChannel(address)),
+        stub_(v1::Aggregator::NewStub(channel_)),
+        push_(method::kAggregatorPushGradient, grpc::internal::RpcMethod::CLIENT_STREAMING,
+              channel_),
+        pull_(method::kAggregatorPullWeights, grpc::internal::RpcMethod::SERVER_STREAMING,
+              channel_),
         id_(std::move(id)),
         chunk_bytes_(chunk_bytes) {}
 
   absl::StatusOr<PushResult> PushGradient(const GradientPush& g) override {
-    v1::GradientChunk first;
-    v1::GradientHeader* h = first.mutable_header();
+    v1::GradientHeader header;
+    v1::GradientHeader* h = &header;
     h->set_sender_id(g.sender);
     h->set_version(g.version);
     h->set_sample_count(g.samples);
@@ -29,11 +35,7 @@ class GrpcAggregatorClient final : public AggregatorClient {
     h->set_sequence(g.sequence);
     h->set_retry(g.retry);
     h->set_step(g.step);
-    return PushChunked(
-        &calls_, [this](grpc::ClientContext* ctx, v1::PushAck* ack) {
-          return stub_->PushGradient(ctx, ack);
-        },
-        std::move(first), g.gradient, chunk_bytes_);
+    return PushChunked(&calls_, channel_.get(), push_, header, g.gradient, chunk_bytes_);
   }
 
   void CancelCalls() override { calls_.CancelAll(); }
@@ -41,7 +43,7 @@ class GrpcAggregatorClient final : public AggregatorClient {
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
       int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) override {
-    return PullWeightsFrom(stub_.get(), &calls_, id_, min_version, deadline, no_wait,
+    return PullWeightsFrom(channel_.get(), pull_, &calls_, id_, min_version, deadline, no_wait,
                            incarnation);
   }
 
@@ -51,7 +53,10 @@ class GrpcAggregatorClient final : public AggregatorClient {
   }
 
  private:
-  const std::unique_ptr<v1::Aggregator::Stub> stub_;
+  const std::shared_ptr<grpc::Channel> channel_;
+  const std::unique_ptr<v1::Aggregator::Stub> stub_;  // the small calls
+  const grpc::internal::RpcMethod push_;
+  const grpc::internal::RpcMethod pull_;
   const std::string id_;
   const size_t chunk_bytes_;
   CallRegistry calls_;

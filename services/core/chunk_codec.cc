@@ -36,11 +36,17 @@ absl::StatusOr<ChunkAssembler> ChunkAssembler::Create(int64_t num_floats,
 }
 
 absl::Status ChunkAssembler::Append(absl::string_view bytes) {
-  if (bytes.size() % sizeof(float) != 0) {
+  return Append(absl::MakeConstSpan(&bytes, 1));
+}
+
+absl::Status ChunkAssembler::Append(absl::Span<const absl::string_view> pieces) {
+  size_t bytes = 0;
+  for (absl::string_view piece : pieces) bytes += piece.size();
+  if (bytes % sizeof(float) != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("chunk of ", bytes.size(), " bytes is not a whole number of floats"));
+        absl::StrCat("chunk of ", bytes, " bytes is not a whole number of floats"));
   }
-  const int64_t n = static_cast<int64_t>(bytes.size() / sizeof(float));
+  const int64_t n = static_cast<int64_t>(bytes / sizeof(float));
   const int64_t filled = received_floats();
   if (n > expected_ - filled) {
     return absl::InvalidArgumentError(
@@ -56,7 +62,11 @@ absl::Status ChunkAssembler::Append(absl::string_view bytes) {
         expected_, std::max({2 * filled, filled + n, kFirstReserve})));
   }
   buffer_.resize(filled + n);
-  std::memcpy(buffer_.data() + filled, bytes.data(), bytes.size());
+  char* out = reinterpret_cast<char*>(buffer_.data() + filled);
+  for (absl::string_view piece : pieces) {
+    std::memcpy(out, piece.data(), piece.size());
+    out += piece.size();
+  }
   return absl::OkStatus();
 }
 

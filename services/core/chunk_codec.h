@@ -50,6 +50,8 @@ class ChunkAssembler {
   static absl::StatusOr<ChunkAssembler> Create(int64_t num_floats, int64_t expected_floats);
 
   absl::Status Append(absl::string_view bytes);
+  // One chunk given as consecutive pieces (a float may straddle two).
+  absl::Status Append(absl::Span<const absl::string_view> pieces);
   // Returns the buffer once every announced float arrived.
   absl::StatusOr<std::vector<float>> Finish() &&;
 

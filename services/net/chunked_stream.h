@@ -1,61 +1,76 @@
 #ifndef HIPS_SERVICES_NET_CHUNKED_STREAM_H_
 #define HIPS_SERVICES_NET_CHUNKED_STREAM_H_
 
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/support/sync_stream.h>
+
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "absl/types/span.h"
 #include "services/core/chunk_codec.h"
+#include "services/net/raw_chunks.h"
 
 // Streams of hips.v1 *Chunk messages (GradientChunk, AggregateChunk,
-// WeightsChunk): the first message carries `header`, every message may carry
-// a `data` slice of the flat float buffer, in order. Works with any gRPC
-// reader or writer (client or server side).
+// WeightsChunk) as raw grpc::ByteBuffers (raw_chunks.h): the first message
+// carries `header`, every message may carry a `data` slice of the flat float
+// buffer, in order. Works with any gRPC reader or writer of ByteBuffers
+// (client or server side).
 
 namespace hips {
 
-// Writes `first` (whose header the caller filled in) followed by the chunks
-// of `data`; the first chunk rides in `first`. Returns false when the stream
-// broke (the RPC's final status tells why).
-template <typename Chunk, typename Writer>
-bool WriteChunked(Writer* writer, Chunk first, absl::Span<const float> data,
-                  size_t chunk_bytes) {
-  ChunkSplitter split(data, chunk_bytes);
-  if (split.num_chunks() == 0) return writer->Write(first);
-  for (size_t i = 0; i < split.num_chunks(); ++i) {
-    Chunk msg;
-    if (i == 0) msg = std::move(first);
-    const absl::string_view bytes = split.chunk(i);
-    msg.set_data(bytes.data(), bytes.size());
-    if (!writer->Write(msg)) return false;
+// Writes the serialized `header` with the first of `chunks` (slices of the
+// flat buffer, e.g. from ReferenceChunks), then the others. Returns false
+// when the stream broke (the RPC's final status tells why).
+template <typename Writer>
+bool WriteChunked(Writer* writer, const std::string& header,
+                  const std::vector<grpc::Slice>& chunks) {
+  if (chunks.empty()) return writer->Write(EncodeChunk(&header, nullptr));
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    if (!writer->Write(EncodeChunk(i == 0 ? &header : nullptr, &chunks[i]))) return false;
   }
   return true;
 }
 
-// Reads a chunked stream. `expected_floats` is called once with the header
-// and returns how many floats the receiver expects (or an error refusing the
-// header). The returned buffer has exactly that many floats.
-template <typename Chunk, typename Header, typename Reader>
+// Reads a chunked stream's first message and parses its header.
+template <typename Header, typename Reader>
+absl::Status ReadChunkHeader(Reader* reader, ReceivedChunk* first, Header* header) {
+  grpc::ByteBuffer message;
+  if (!reader->Read(&message)) return absl::InvalidArgumentError("stream ended before its header");
+  if (absl::Status s = DecodeChunk(message, first); !s.ok()) return s;
+  if (!first->has_header) return absl::InvalidArgumentError("first message carries no header");
+  if (!header->ParseFromString(first->header)) {
+    return absl::InvalidArgumentError("unparsable header");
+  }
+  return absl::OkStatus();
+}
+
+// Reads a chunked stream into one buffer (one copy, out of the received
+// slices). `expected_floats` is called once with the header and returns how
+// many floats the receiver expects (or an error refusing the header). The
+// returned buffer has exactly that many floats.
+template <typename Header, typename Reader>
 absl::StatusOr<std::vector<float>> ReadChunked(
     Reader* reader, Header* header,
     const std::function<absl::StatusOr<int64_t>(const Header&)>& expected_floats) {
-  Chunk msg;
-  if (!reader->Read(&msg)) return absl::InvalidArgumentError("stream ended before its header");
-  if (!msg.has_header()) return absl::InvalidArgumentError("first message carries no header");
-  *header = msg.header();
+  ReceivedChunk chunk;
+  if (absl::Status s = ReadChunkHeader(reader, &chunk, header); !s.ok()) return s;
   absl::StatusOr<int64_t> expected = expected_floats(*header);
   if (!expected.ok()) return expected.status();
   absl::StatusOr<ChunkAssembler> assembler =
       ChunkAssembler::Create(header->num_floats(), *expected);
   if (!assembler.ok()) return assembler.status();
-  do {
-    if (absl::Status s = assembler->Append(msg.data()); !s.ok()) return s;
-  } while (reader->Read(&msg));
+  grpc::ByteBuffer message;
+  while (true) {
+    if (absl::Status s = assembler->Append(chunk.data); !s.ok()) return s;
+    if (!reader->Read(&message)) break;
+    if (absl::Status s = DecodeChunk(message, &chunk); !s.ok()) return s;
+  }
   return std::move(*assembler).Finish();
 }
 

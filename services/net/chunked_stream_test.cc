@@ -2,117 +2,197 @@
 
 #include <cstring>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "absl/strings/escaping.h"
 #include "gtest/gtest.h"
 #include "hips/v1/hips.pb.h"
+#include "services/net/raw_chunks.h"
 
 namespace hips {
 namespace {
 
+std::string Flatten(const grpc::ByteBuffer& b) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(b.Dump(&slices).ok());
+  std::string out;
+  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  return out;
+}
+
+// `bytes` as a ByteBuffer cut into slices of `piece` bytes, as gRPC's reads
+// may cut a message anywhere (also inside a float or a varint).
+grpc::ByteBuffer Sliced(const std::string& bytes, size_t piece) {
+  std::vector<grpc::Slice> slices;
+  for (size_t at = 0; at < bytes.size(); at += piece) {
+    slices.emplace_back(bytes.substr(at, piece));
+  }
+  return grpc::ByteBuffer(slices.data(), slices.size());
+}
+
 // In-memory stand-ins for a gRPC writer and reader of one stream.
 struct FakeWriter {
-  std::vector<v1::GradientChunk> messages;
-  bool Write(const v1::GradientChunk& m) {
-    messages.push_back(m);
+  std::vector<std::string> messages;  // wire bytes
+  bool Write(const grpc::ByteBuffer& m) {
+    messages.push_back(Flatten(m));
     return true;
   }
 };
 
 struct FakeReader {
-  std::vector<v1::GradientChunk> messages;
+  std::vector<std::string> messages;
+  size_t piece = 1 << 20;
   size_t next = 0;
-  bool Read(v1::GradientChunk* m) {
+  bool Read(grpc::ByteBuffer* m) {
     if (next == messages.size()) return false;
-    *m = messages[next++];
+    *m = Sliced(messages[next++], piece);
     return true;
   }
+  void Add(const v1::GradientChunk& m) { messages.push_back(m.SerializeAsString()); }
 };
 
 std::function<absl::StatusOr<int64_t>(const v1::GradientHeader&)> Expect(int64_t n) {
   return [n](const v1::GradientHeader&) -> absl::StatusOr<int64_t> { return n; };
 }
 
-v1::GradientChunk Header(int64_t num_floats) {
-  v1::GradientChunk first;
-  first.mutable_header()->set_sender_id("w0");
-  first.mutable_header()->set_num_floats(num_floats);
-  return first;
+v1::GradientHeader Header(int64_t num_floats) {
+  v1::GradientHeader h;
+  h.set_sender_id("w0");
+  h.set_num_floats(num_floats);
+  return h;
 }
 
-class ChunkedStreamTest : public ::testing::TestWithParam<size_t> {};
+v1::GradientChunk HeaderChunk(int64_t num_floats) {
+  v1::GradientChunk c;
+  *c.mutable_header() = Header(num_floats);
+  return c;
+}
+
+std::vector<float> Data(size_t n) {
+  std::vector<float> data(n);
+  for (size_t i = 0; i < n; ++i) data[i] = static_cast<float>(i % 1000) - 0.125f;
+  return data;
+}
 
 constexpr size_t kChunkBytes = 256 << 10;
 constexpr size_t kChunkFloats = kChunkBytes / 4;
 
-TEST_P(ChunkedStreamTest, RoundTripThroughProtobufMessages) {
-  const size_t n = GetParam();
-  std::vector<float> data(n);
-  for (size_t i = 0; i < n; ++i) data[i] = static_cast<float>(i % 1000) - 0.125f;
-  FakeWriter writer;
-  ASSERT_TRUE(WriteChunked(&writer, Header(n), data, kChunkBytes));
-  EXPECT_EQ(writer.messages.size(), std::max<size_t>(1, (n + kChunkFloats - 1) / kChunkFloats));
-  EXPECT_TRUE(writer.messages[0].has_header());
-  for (size_t i = 1; i < writer.messages.size(); ++i) EXPECT_FALSE(writer.messages[i].has_header());
+class ChunkedStreamTest : public ::testing::TestWithParam<size_t> {};
 
-  // Serialize and parse each message, as the wire would.
-  FakeReader reader;
-  for (const v1::GradientChunk& m : writer.messages) {
-    v1::GradientChunk parsed;
-    ASSERT_TRUE(parsed.ParseFromString(m.SerializeAsString()));
-    reader.messages.push_back(parsed);
+TEST_P(ChunkedStreamTest, RawMessagesAreProtobufMessagesAndRoundTrip) {
+  const size_t n = GetParam();
+  const std::vector<float> data = Data(n);
+  FakeWriter writer;
+  SliceRelease release;
+  {
+    const std::vector<grpc::Slice> chunks = ReferenceChunks(data, kChunkBytes, release.owner());
+    ASSERT_TRUE(WriteChunked(&writer, Header(n).SerializeAsString(), chunks));
   }
-  v1::GradientHeader header;
-  absl::StatusOr<std::vector<float>> back =
-      ReadChunked<v1::GradientChunk>(&reader, &header, Expect(n));
-  ASSERT_TRUE(back.ok()) << back.status();
-  EXPECT_EQ(header.sender_id(), "w0");
-  ASSERT_EQ(back->size(), n);
-  EXPECT_EQ(0, std::memcmp(back->data(), data.data(), n * sizeof(float)));
+  // Every slice (and so every reference to `data`) is gone.
+  EXPECT_TRUE(release.Wait(absl::Seconds(5)));
+  EXPECT_EQ(writer.messages.size(), std::max<size_t>(1, (n + kChunkFloats - 1) / kChunkFloats));
+
+  // A protobuf peer parses what the raw writer wrote.
+  std::string via_protobuf;
+  for (size_t i = 0; i < writer.messages.size(); ++i) {
+    v1::GradientChunk parsed;
+    ASSERT_TRUE(parsed.ParseFromString(writer.messages[i]));
+    EXPECT_EQ(parsed.has_header(), i == 0);
+    via_protobuf += parsed.data();
+  }
+  ASSERT_EQ(via_protobuf.size(), n * sizeof(float));
+  EXPECT_EQ(0, std::memcmp(via_protobuf.data(), data.data(), via_protobuf.size()));
+
+  // The raw reader reads it back, however the messages are sliced.
+  for (size_t piece : {size_t{1} << 20, size_t{4093}, size_t{7}}) {
+    if (piece == 7 && n > 20000) continue;  // byte-sized slices: small cases only
+    FakeReader reader{writer.messages, piece};
+    v1::GradientHeader header;
+    absl::StatusOr<std::vector<float>> back = ReadChunked(&reader, &header, Expect(n));
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(header.sender_id(), "w0");
+    ASSERT_EQ(back->size(), n);
+    EXPECT_EQ(0, std::memcmp(back->data(), data.data(), n * sizeof(float)));
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Sizes, ChunkedStreamTest,
                          ::testing::Values(0, 1, 12347, kChunkFloats, kChunkFloats + 1,
                                            3 * (1 << 20) + 5));
 
+TEST(ChunkedStreamTest, ReadsWhatAProtobufPeerWrites) {
+  // Header after the data, an unknown field of every wire type in between.
+  v1::GradientChunk first = HeaderChunk(3);
+  first.set_data(std::string(reinterpret_cast<const char*>(Data(2).data()), 8));
+  std::string bytes = first.SerializeAsString();
+  bytes += std::string("\x18\x96\x01", 3);           // field 3, varint
+  bytes += std::string("\x21", 1) + std::string(8, 'a');  // field 4, fixed64
+  bytes += std::string("\x2d", 1) + std::string(4, 'b');  // field 5, fixed32
+  bytes += std::string("\x32\x02zz", 4);             // field 6, length-delimited
+  v1::GradientChunk second;
+  const float third = Data(3)[2];
+  second.set_data(std::string(reinterpret_cast<const char*>(&third), 4));
+  FakeReader reader{{bytes, second.SerializeAsString()}, 3};
+  v1::GradientHeader header;
+  absl::StatusOr<std::vector<float>> back = ReadChunked(&reader, &header, Expect(3));
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(*back, Data(3));
+}
+
 TEST(ChunkedStreamErrorsTest, RefusesStreamsWithoutHeaderOrWithWrongSizes) {
   v1::GradientHeader header;
   FakeReader empty;
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      ReadChunked<v1::GradientChunk>(&empty, &header, Expect(1)).status()));
+  EXPECT_TRUE(absl::IsInvalidArgument(ReadChunked(&empty, &header, Expect(1)).status()));
 
   FakeReader headless;
-  headless.messages.emplace_back().set_data(std::string(4, 'x'));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      ReadChunked<v1::GradientChunk>(&headless, &header, Expect(1)).status()));
+  v1::GradientChunk data_only;
+  data_only.set_data(std::string(4, 'x'));
+  headless.Add(data_only);
+  EXPECT_TRUE(absl::IsInvalidArgument(ReadChunked(&headless, &header, Expect(1)).status()));
 
   FakeReader wrong_count;
-  wrong_count.messages.push_back(Header(3));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      ReadChunked<v1::GradientChunk>(&wrong_count, &header, Expect(4)).status()));
+  wrong_count.Add(HeaderChunk(3));
+  EXPECT_TRUE(absl::IsInvalidArgument(ReadChunked(&wrong_count, &header, Expect(4)).status()));
 
   FakeReader ragged;
-  ragged.messages.push_back(Header(2));
-  ragged.messages.back().set_data(std::string(5, 'x'));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      ReadChunked<v1::GradientChunk>(&ragged, &header, Expect(2)).status()));
+  v1::GradientChunk ragged_chunk = HeaderChunk(2);
+  ragged_chunk.set_data(std::string(5, 'x'));
+  ragged.Add(ragged_chunk);
+  EXPECT_TRUE(absl::IsInvalidArgument(ReadChunked(&ragged, &header, Expect(2)).status()));
 
   FakeReader truncated;
-  truncated.messages.push_back(Header(2));
-  truncated.messages.back().set_data(std::string(4, 'x'));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      ReadChunked<v1::GradientChunk>(&truncated, &header, Expect(2)).status()));
+  v1::GradientChunk short_chunk = HeaderChunk(2);
+  short_chunk.set_data(std::string(4, 'x'));
+  truncated.Add(short_chunk);
+  EXPECT_TRUE(absl::IsInvalidArgument(ReadChunked(&truncated, &header, Expect(2)).status()));
 
   FakeReader refused;
-  refused.messages.push_back(Header(2));
-  auto refuse = [](const v1::GradientHeader&) -> absl::StatusOr<int64_t> {
+  refused.Add(HeaderChunk(2));
+  std::function<absl::StatusOr<int64_t>(const v1::GradientHeader&)> refuse =
+      [](const v1::GradientHeader&) -> absl::StatusOr<int64_t> {
     return absl::FailedPreconditionError("no weights yet");
   };
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      ReadChunked<v1::GradientChunk>(&refused, &header,
-                                     std::function<absl::StatusOr<int64_t>(
-                                         const v1::GradientHeader&)>(refuse))
-          .status()));
+  EXPECT_TRUE(absl::IsFailedPrecondition(ReadChunked(&refused, &header, refuse).status()));
+}
+
+TEST(ChunkedStreamErrorsTest, RefusesBytesThatAreNotAChunkMessage) {
+  const std::string header = HeaderChunk(1).SerializeAsString();
+  const std::vector<std::string> bad = {
+      std::string("\x0a\x08", 2) + "abcd",    // data shorter than its length
+      std::string("\x08\x01", 2) + header,    // data field as a varint
+      std::string("\x12\x05", 2) + "ab",      // header shorter than its length
+      std::string("\x0b", 1),                 // a group (wire type 3)
+      std::string("\x0a\x04", 2) + "abcd" + std::string("\x0a\x04", 2) + "abcd" + header,
+      std::string("\x12\x03", 2) + "\xff\xff\xff",  // header bytes that do not parse
+      std::string("\x80", 1),                 // truncated varint key
+  };
+  for (const std::string& bytes : bad) {
+    FakeReader reader{{bytes}};
+    v1::GradientHeader h;
+    EXPECT_TRUE(absl::IsInvalidArgument(ReadChunked(&reader, &h, Expect(1)).status()))
+        << absl::CEscape(bytes);
+  }
 }
 
 }  // namespace

@@ -2,9 +2,12 @@
 #define HIPS_SERVICES_NET_PUSH_STREAM_H_
 
 #include <grpcpp/grpcpp.h>
+#include <grpcpp/impl/codegen/proto_utils.h>
+#include <grpcpp/support/sync_stream.h>
 
 #include <chrono>
 #include <memory>
+#include <string>
 #include <utility>
 
 #include "absl/status/statusor.h"
@@ -17,22 +20,33 @@
 
 namespace hips {
 
-// One push RPC (PushGradient or PushAggregate): `open(&ctx, &ack)` starts the
-// client stream, then `first` (with its header) and the chunks of `data` are
-// written and the call is finished. Waits for a connection up to `timeout`.
-// The call is registered with `calls` for cancellation.
-template <typename Chunk, typename OpenFn>
-absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, OpenFn open, Chunk first,
-                                       absl::Span<const float> data, size_t chunk_bytes,
+// One push RPC (PushGradient or PushAggregate, `method` of `channel`): the
+// header, then the chunks of `data` straight from its memory (no copy), then
+// the call is finished. Waits for a connection up to `timeout`. The call is
+// registered with `calls` for cancellation. Returns only once gRPC released
+// `data`, so the caller may reuse it at once.
+template <typename Header>
+absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, grpc::ChannelInterface* channel,
+                                       const grpc::internal::RpcMethod& method,
+                                       const Header& header, absl::Span<const float> data,
+                                       size_t chunk_bytes,
                                        std::chrono::seconds timeout = std::chrono::seconds(300)) {
-  grpc::ClientContext ctx;
-  CallRegistry::Guard guard(calls, &ctx);
-  ctx.set_deadline(std::chrono::system_clock::now() + timeout);
-  ctx.set_wait_for_ready(true);
+  SliceRelease release;
+  grpc::Status status;
   v1::PushAck ack;
-  std::unique_ptr<grpc::ClientWriter<Chunk>> writer = open(&ctx, &ack);
-  if (WriteChunked(writer.get(), std::move(first), data, chunk_bytes)) writer->WritesDone();
-  const grpc::Status status = writer->Finish();
+  {
+    grpc::ClientContext ctx;
+    CallRegistry::Guard guard(calls, &ctx);
+    ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+    ctx.set_wait_for_ready(true);
+    const std::vector<grpc::Slice> chunks = ReferenceChunks(data, chunk_bytes, release.owner());
+    std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
+        grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel, method, &ctx,
+                                                                      &ack));
+    if (WriteChunked(writer.get(), header.SerializeAsString(), chunks)) writer->WritesDone();
+    status = writer->Finish();
+  }
+  WaitForRelease(&release);
   if (!status.ok()) return FromGrpcStatus(status);
   return PushResult{ack.version(), ack.duplicate(), ack.newest_version()};
 }

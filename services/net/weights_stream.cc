@@ -4,29 +4,47 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "hips/v1/hips.grpc.pb.h"
 #include "services/net/chunked_stream.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
 
 namespace hips {
 
-bool WriteWeights(grpc::ServerWriter<v1::WeightsChunk>* writer, const WeightsSnapshot& snapshot,
-                  size_t chunk_bytes) {
-  v1::WeightsChunk first;
-  v1::WeightsHeader* h = first.mutable_header();
-  h->set_version(snapshot.version);
-  h->set_num_floats(static_cast<int64_t>(snapshot.weights.size()));
-  h->set_training_done(snapshot.training_done);
-  ModeToProto(snapshot.mode, h->mutable_mode());
-  h->set_mode_since(snapshot.mode_since);
-  h->set_incarnation(snapshot.incarnation);
-  LayoutToProto(snapshot.layout, h->mutable_layout());
-  return WriteChunked(writer, std::move(first), snapshot.weights, chunk_bytes);
+EncodedWeights EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot,
+                             size_t chunk_bytes) {
+  v1::WeightsHeader h;
+  h.set_version(snapshot->version);
+  h.set_num_floats(static_cast<int64_t>(snapshot->weights.size()));
+  h.set_training_done(snapshot->training_done);
+  ModeToProto(snapshot->mode, h.mutable_mode());
+  h.set_mode_since(snapshot->mode_since);
+  h.set_incarnation(snapshot->incarnation);
+  LayoutToProto(snapshot->layout, h.mutable_layout());
+  EncodedWeights out;
+  out.header = h.SerializeAsString();
+  const absl::Span<const float> weights = snapshot->weights;
+  out.chunks = ReferenceChunks(weights, chunk_bytes, std::move(snapshot));
+  return out;
+}
+
+std::shared_ptr<const EncodedWeights> WeightsEncodingCache::Get(
+    const std::shared_ptr<const WeightsSnapshot>& snapshot) {
+  absl::MutexLock lock(&mu_);
+  if (snapshot_ != snapshot.get()) {
+    // The previous encoding's slices keep its snapshot alive: the address
+    // cannot be reused while encoded_ holds it.
+    encoded_ = std::make_shared<const EncodedWeights>(EncodeWeights(snapshot, chunk_bytes_));
+    snapshot_ = snapshot.get();
+  }
+  return encoded_;
+}
+
+bool WriteWeights(grpc::ServerWriter<grpc::ByteBuffer>* writer, const EncodedWeights& weights) {
+  return WriteChunked(writer, weights.header, weights.chunks);
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
-    grpc::ClientContext* ctx, grpc::ClientReader<v1::WeightsChunk>* reader) {
+    grpc::ClientContext* ctx, grpc::ClientReader<grpc::ByteBuffer>* reader) {
   auto snapshot = std::make_shared<WeightsSnapshot>();
   v1::WeightsHeader header;
   std::function<absl::StatusOr<int64_t>(const v1::WeightsHeader&)> expected =
@@ -48,15 +66,15 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
   };
   // Remembers whether the stream ran dry, i.e. whether the call is over.
   struct EndTrackingReader {
-    grpc::ClientReader<v1::WeightsChunk>* reader;
+    grpc::ClientReader<grpc::ByteBuffer>* reader;
     bool ended = false;
-    bool Read(v1::WeightsChunk* m) {
+    bool Read(grpc::ByteBuffer* m) {
       ended = !reader->Read(m);
       return !ended;
     }
   } tracking{reader};
   absl::StatusOr<std::vector<float>> weights =
-      ReadChunked<v1::WeightsChunk>(&tracking, &header, expected);
+      ReadChunked(&tracking, &header, expected);
   if (!weights.ok()) {
     // With messages still unread Finish would wait for them: cancel first.
     if (!tracking.ended) ctx->TryCancel();
@@ -76,10 +94,10 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
   return snapshot;
 }
 
-template <typename Stub>
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    Stub* stub, CallRegistry* calls, const std::string& requester, int64_t min_version,
-    absl::Time deadline, bool no_wait, int64_t incarnation) {
+    grpc::ChannelInterface* channel, const grpc::internal::RpcMethod& method, CallRegistry* calls,
+    const std::string& requester, int64_t min_version, absl::Time deadline, bool no_wait,
+    int64_t incarnation) {
   grpc::ClientContext ctx;
   CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(absl::ToChronoTime(deadline));
@@ -89,15 +107,9 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   req.set_min_version(min_version);
   req.set_no_wait(no_wait);
   req.set_incarnation(incarnation);
-  std::unique_ptr<grpc::ClientReader<v1::WeightsChunk>> reader = stub->PullWeights(&ctx, req);
+  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
+      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel, method, &ctx, req));
   return ReadWeights(&ctx, reader.get());
 }
-
-template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Hq::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool,
-    int64_t);
-template absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    v1::Aggregator::Stub*, CallRegistry*, const std::string&, int64_t, absl::Time, bool,
-    int64_t);
 
 }  // namespace hips

@@ -16,6 +16,7 @@
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
+#include "services/net/raw_service.h"
 
 namespace hips {
 namespace {
@@ -55,7 +56,7 @@ class WeightsStreamTest : public ::testing::Test {
     builder.RegisterService(&hq_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
-    stub_ = v1::Hq::NewStub(CreateHipsChannel(absl::StrCat("127.0.0.1:", port)));
+    channel_ = CreateHipsChannel(absl::StrCat("127.0.0.1:", port));
   }
   void TearDown() override { server_->Shutdown(); }
 
@@ -75,13 +76,17 @@ class WeightsStreamTest : public ::testing::Test {
   }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull() {
-    return PullWeightsFrom(stub_.get(), &calls_, "test", 0, absl::Now() + absl::Seconds(30));
+    // The raw client against a server built on the generated protobuf stubs.
+    const grpc::internal::RpcMethod pull(method::kHqPullWeights,
+                                         grpc::internal::RpcMethod::SERVER_STREAMING);
+    return PullWeightsFrom(channel_.get(), pull, &calls_, "test", 0,
+                           absl::Now() + absl::Seconds(30));
   }
 
   FakeHq hq_;
   CallRegistry calls_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::Hq::Stub> stub_;
+  std::shared_ptr<grpc::Channel> channel_;
 };
 
 TEST_F(WeightsStreamTest, AWholeSnapshotArrivesWithItsLayout) {

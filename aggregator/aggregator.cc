@@ -105,7 +105,7 @@ absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const Grad
   c.loss_sum = push.loss_sum;
   c.contributors = 1;
   c.scale = static_cast<float>(push.samples);
-  c.values = push.gradient;
+  c.values = push.values();
   // Every gradient goes into an accumulator (round, batch or alone), whose
   // Add checks the values in the read it makes anyway.
   if (absl::Status s = ValidateContribution(c, num_floats_, /*check_values=*/false); !s.ok()) {
@@ -147,7 +147,7 @@ absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const Grad
     }
     repeats_.Record(push.sender, push.sequence);
     std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
-    Enqueue(alone, push.version, {}, {ref});
+    Enqueue(&alone, push.version, {}, {ref});
     outbox_.back().single = true;
     ++counters_.gradients_sent_alone;
     MaybeCompleteRound();
@@ -281,26 +281,27 @@ void Aggregator::MaybeCompleteRound() {
   EmitRound();
 }
 
-void Aggregator::Enqueue(const GradientAccumulator& acc, int64_t version,
+void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
                          std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs) {
   AggregatePush out;
   out.aggregator = options_.id;
   out.version = version;
-  out.total_samples = acc.total_samples();
-  out.contributors = acc.contributors();
-  out.loss_sum = acc.loss_sum();
+  out.total_samples = acc->total_samples();
+  out.contributors = acc->contributors();
+  out.loss_sum = acc->loss_sum();
   out.sequence = next_sequence_++;
   out.contributor_versions = std::move(versions);
   out.contributor_list = std::move(refs);
   // An empty round (its gradients all went on alone) only says this
   // aggregator is done with `version`.
-  if (out.contributors > 0) out.sum.assign(acc.sum().begin(), acc.sum().end());
+  // The sum moves into the aggregate (no copy): its accumulator is done.
+  if (out.contributors > 0) out.sum = acc->TakeSum();
   outbox_.push_back(std::move(out));
   ++counters_.rounds_closed;
 }
 
 void Aggregator::EmitRound() {
-  Enqueue(round_->accumulator(), round_->version(), {}, std::move(round_refs_));
+  Enqueue(round_->mutable_accumulator(), round_->version(), {}, std::move(round_refs_));
   round_refs_.clear();
 }
 
@@ -309,7 +310,7 @@ void Aggregator::EmitBatch() {
   // One version: the plain form of an aggregate.
   std::map<int64_t, int64_t> versions;
   if (batch_->versions().size() > 1) versions = batch_->versions();
-  Enqueue(batch_->accumulator(), batch_->oldest_version(), std::move(versions),
+  Enqueue(batch_->mutable_accumulator(), batch_->oldest_version(), std::move(versions),
           std::move(batch_refs_));
   batch_refs_.clear();
   batch_->Reset();

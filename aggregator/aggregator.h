@@ -185,7 +185,9 @@ class Aggregator {
   void EmitRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the batch's sum for HQ and empties it.
   void EmitBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Enqueue(const GradientAccumulator& sum, int64_t version,
+  // Queues `sum`'s aggregate, taking its buffer (the accumulator is then
+  // empty).
+  void Enqueue(GradientAccumulator* sum, int64_t version,
                std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts the gradients of the open round and the batch, which will never

@@ -41,8 +41,7 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReade
     }
     return latest->layout.num_floats();
   };
-  absl::StatusOr<std::vector<float>> gradient =
-      ReadChunked(reader, &header, expected);
+  absl::StatusOr<ReceivedFloats> gradient = ReadChunkedInPlace(reader, &header, expected);
   if (!gradient.ok()) {
     // An upload the worker cancelled is not a refused gradient.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -59,8 +58,8 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReade
   push.sequence = header.sequence();
   push.retry = header.retry();
   push.step = header.step();
-  push.gradient = *std::move(gradient);
-  timer.Received(static_cast<int64_t>(push.gradient.size() * sizeof(float)));
+  push.received = *std::move(gradient);
+  timer.Received(static_cast<int64_t>(push.received.pieces.bytes()));
   absl::StatusOr<PushResult> result = aggregator_->AcceptGradient(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);

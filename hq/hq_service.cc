@@ -50,8 +50,7 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx, PushReader* read
     if (h.contributor_count() == 0) return 0;  // an empty round: no sum
     return server_->layout().num_floats();
   };
-  absl::StatusOr<std::vector<float>> sum =
-      ReadChunked(reader, &header, expected);
+  absl::StatusOr<ReceivedFloats> sum = ReadChunkedInPlace(reader, &header, expected);
   if (!sum.ok()) {
     // An upload the sender cancelled is not a refused aggregate.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -72,8 +71,8 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx, PushReader* read
     push.contributor_list.push_back({c.worker_id(), c.sequence(), c.version(), c.step()});
   }
   push.single = header.single();
-  push.sum = *std::move(sum);
-  timer.Received(static_cast<int64_t>(push.sum.size() * sizeof(float)));
+  push.received = *std::move(sum);
+  timer.Received(static_cast<int64_t>(push.received.pieces.bytes()));
   absl::StatusOr<PushResult> result = server_->AcceptAggregate(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);

@@ -190,7 +190,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   c.loss_sum = a.loss_sum;
   c.contributors = a.contributors;
   c.scale = 1.0f;  // already Σ n_i·g_i
-  c.values = a.sum;
+  c.values = a.values();
   c.completes_sender = !a.single;
   for (const ContributorRef& ref : a.contributor_list) c.members.push_back(ref.worker);
   if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
@@ -282,9 +282,12 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     absl::MutexLock status_lock(&mu_);
     ++status_.aggregates_applied;
   }
-  for (size_t i = 0; i < mean_.size(); ++i) {
-    mean_[i] = a.sum[i] / static_cast<float>(a.total_samples);
-  }
+  // Validated above: exactly mean_.size() floats.
+  const float samples = static_cast<float>(a.total_samples);
+  float* mean = mean_.data();
+  a.values().ForEachRun([mean, samples](size_t first, const char* bytes, size_t n) {
+    for (size_t i = 0; i < n; ++i) mean[first + i] = LoadFloat(bytes + i * sizeof(float)) / samples;
+  });
   double lr = ScheduledRate() * UseMomentumOf(mode_.mode);
   if (options_.lr_reference_samples > 0) {
     lr *= static_cast<double>(a.total_samples) / options_.lr_reference_samples;

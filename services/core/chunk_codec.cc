@@ -26,12 +26,17 @@ absl::string_view ChunkSplitter::chunk(size_t i) const {
   return bytes_.substr(i * chunk_bytes_, chunk_bytes_);
 }
 
-absl::StatusOr<ChunkAssembler> ChunkAssembler::Create(int64_t num_floats,
-                                                      int64_t expected_floats) {
+absl::Status CheckAnnouncedFloats(int64_t num_floats, int64_t expected_floats) {
   if (num_floats != expected_floats) {
     return absl::InvalidArgumentError(absl::StrCat(
         "stream announces ", num_floats, " floats, the model has ", expected_floats));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ChunkAssembler> ChunkAssembler::Create(int64_t num_floats,
+                                                      int64_t expected_floats) {
+  if (absl::Status s = CheckAnnouncedFloats(num_floats, expected_floats); !s.ok()) return s;
   return ChunkAssembler(num_floats);
 }
 
@@ -78,26 +83,34 @@ absl::StatusOr<std::vector<float>> ChunkAssembler::Finish() && {
   return std::move(buffer_);
 }
 
-uint32_t MaxAbsBits(absl::Span<const float> values) {
+uint32_t MaxAbsBits(const FloatPieces& values) {
   uint32_t max = 0;
-  for (const float v : values) {
-    uint32_t bits;
-    std::memcpy(&bits, &v, sizeof(bits));
-    max = std::max(max, bits & 0x7fffffffu);
-  }
+  values.ForEachRun([&max](size_t, const char* bytes, size_t n) {
+    uint32_t run_max = 0;
+    for (size_t i = 0; i < n; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, bytes + i * sizeof(bits), sizeof(bits));
+      run_max = std::max(run_max, bits & 0x7fffffffu);
+    }
+    max = std::max(max, run_max);
+  });
   return max;
 }
 
-absl::Status CheckFinite(absl::Span<const float> values) {
+absl::Status CheckFinite(const FloatPieces& values) {
   if (MaxAbsBits(values) < kNonFiniteBits) return absl::OkStatus();
   // Only a refusal pays for finding the culprit.
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("non-finite value ", values[i], " at float ", i));
+  absl::Status status;
+  values.ForEachRun([&status](size_t first, const char* bytes, size_t n) {
+    for (size_t i = 0; i < n && status.ok(); ++i) {
+      const float v = LoadFloat(bytes + i * sizeof(float));
+      if (!std::isfinite(v)) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("non-finite value ", v, " at float ", first + i));
+      }
     }
-  }
-  return absl::OkStatus();
+  });
+  return status;
 }
 
 }  // namespace hips

@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
+#include "services/core/float_pieces.h"
 
 namespace hips {
 
@@ -38,6 +39,10 @@ class ChunkSplitter {
   size_t num_chunks_;
 };
 
+// INVALID_ARGUMENT unless a stream's announced float count equals what the
+// receiver's layout says.
+absl::Status CheckAnnouncedFloats(int64_t num_floats, int64_t expected_floats);
+
 // Reassembles an announced number of floats from chunks received in order.
 // Refuses, with INVALID_ARGUMENT, chunks whose size is not a whole number of
 // floats, more bytes than announced, and (in Finish) fewer. Memory grows with
@@ -65,14 +70,14 @@ class ChunkAssembler {
 };
 
 // INVALID_ARGUMENT naming the first NaN or infinity, OK otherwise.
-absl::Status CheckFinite(absl::Span<const float> values);
+absl::Status CheckFinite(const FloatPieces& values);
 
 // The largest |x| of `values` as its IEEE bit pattern without the sign
 // (0 for none). Integer max, so the loop vectorizes: for finite floats the
 // bit patterns order like the magnitudes, and any NaN or infinity gives a
 // result >= kNonFiniteBits.
 inline constexpr uint32_t kNonFiniteBits = 0x7f800000u;
-uint32_t MaxAbsBits(absl::Span<const float> values);
+uint32_t MaxAbsBits(const FloatPieces& values);
 
 }  // namespace hips
 

@@ -40,6 +40,7 @@ class CoalescingBatch {
   const std::map<int64_t, int64_t>& versions() const { return versions_; }
   int64_t oldest_version() const { return versions_.begin()->first; }  // not empty()
   const GradientAccumulator& accumulator() const { return accumulator_; }
+  GradientAccumulator* mutable_accumulator() { return &accumulator_; }
 
  private:
   const int capacity_;

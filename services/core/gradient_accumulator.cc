@@ -1,10 +1,10 @@
 #include "services/core/gradient_accumulator.h"
 
-#include <cstring>
-#include <limits>
-
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "services/core/chunk_codec.h"
@@ -12,19 +12,38 @@
 namespace hips {
 
 void GradientAccumulator::Reset() {
-  std::fill(sum_.begin(), sum_.end(), 0.0f);
+  empty_ = true;
   bound_ = 0;
   total_samples_ = 0;
   loss_sum_ = 0.0;
   contributors_ = 0;
 }
 
-absl::Status GradientAccumulator::Add(absl::Span<const float> values, float scale,
-                                      int64_t samples, double loss_sum,
-                                      int64_t contributors) {
-  if (values.size() != sum_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("gradient has ", values.size(),
-                                                   " floats, the model has ", sum_.size()));
+void GradientAccumulator::Materialize() const {
+  if (!empty_) return;
+  sum_.assign(num_floats_, 0.0f);
+  empty_ = false;
+}
+
+absl::Span<const float> GradientAccumulator::sum() const {
+  Materialize();
+  return sum_;
+}
+
+std::vector<float> GradientAccumulator::TakeSum() {
+  Materialize();
+  std::vector<float> out = std::move(sum_);
+  sum_ = std::vector<float>();
+  Reset();
+  return out;
+}
+
+absl::Status GradientAccumulator::Add(const FloatPieces& values, float scale, int64_t samples,
+                                      double loss_sum, int64_t contributors) {
+  if (values.bytes() != num_floats_ * sizeof(float)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("gradient has ", values.bytes() / static_cast<double>(sizeof(float)),
+                     " floats, the model has ", num_floats_));
   }
   if (samples <= 0 || samples > kMaxSamples) {
     return absl::InvalidArgumentError(
@@ -33,9 +52,6 @@ absl::Status GradientAccumulator::Add(absl::Span<const float> values, float scal
   if (!std::isfinite(loss_sum_ + loss_sum)) {
     return absl::InvalidArgumentError("loss total would not be finite");
   }
-  float* __restrict out = sum_.data();
-  const float* __restrict in = values.data();
-  const size_t n = sum_.size();
   // One read of the input for finiteness and its largest magnitude. With
   // bound_ >= max |sum|, |sum + scale·in| <= bound_ + scale·max|in|: when that
   // is safely below FLT_MAX nothing can overflow, and the sum is updated in
@@ -45,17 +61,53 @@ absl::Status GradientAccumulator::Add(absl::Span<const float> values, float scal
   float max_in;
   std::memcpy(&max_in, &max_bits, sizeof(max_in));
   const double bound = bound_ + static_cast<double>(scale) * static_cast<double>(max_in);
-  if (bound * (1 + 1e-6) < static_cast<double>(std::numeric_limits<float>::max())) {
-    for (size_t i = 0; i < n; ++i) out[i] += scale * in[i];
+  const bool safe = bound * (1 + 1e-6) < static_cast<double>(std::numeric_limits<float>::max());
+  if (empty_) {
+    // The first contribution: the sum is scale·in, written, not added. (An
+    // empty sum is 0, so only scale·in itself can overflow: bound says.)
+    if (!safe) {
+      absl::Status finite;
+      values.ForEachRun([&](size_t, const char* in, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+          if (!std::isfinite(scale * LoadFloat(in + i * sizeof(float)))) {
+            finite = absl::InvalidArgumentError("the sum would overflow to infinity");
+          }
+        }
+      });
+      if (!finite.ok()) return finite;
+    }
+    sum_.resize(num_floats_);
+    float* __restrict out = sum_.data();
+    values.ForEachRun([out, scale](size_t first, const char* in, size_t n) {
+      float* __restrict o = out + first;
+      for (size_t i = 0; i < n; ++i) o[i] = scale * LoadFloat(in + i * sizeof(float));
+    });
+    empty_ = false;
+    bound_ = bound;
+  } else if (safe) {
+    float* __restrict out = sum_.data();
+    values.ForEachRun([out, scale](size_t first, const char* in, size_t n) {
+      float* __restrict o = out + first;
+      for (size_t i = 0; i < n; ++i) o[i] += scale * LoadFloat(in + i * sizeof(float));
+    });
     bound_ = bound;
   } else {
     // Near the float range: check first, so a refused contribution leaves
     // the sum untouched.
+    float* __restrict out = sum_.data();
     bool finite = true;
-    for (size_t i = 0; i < n; ++i) finite &= std::isfinite(out[i] + scale * in[i]);
+    values.ForEachRun([out, scale, &finite](size_t first, const char* in, size_t n) {
+      const float* o = out + first;
+      for (size_t i = 0; i < n; ++i) {
+        finite &= std::isfinite(o[i] + scale * LoadFloat(in + i * sizeof(float)));
+      }
+    });
     if (!finite) return absl::InvalidArgumentError("the sum would overflow to infinity");
-    for (size_t i = 0; i < n; ++i) out[i] += scale * in[i];
-    uint32_t sum_bits = MaxAbsBits(sum_);
+    values.ForEachRun([out, scale](size_t first, const char* in, size_t n) {
+      float* __restrict o = out + first;
+      for (size_t i = 0; i < n; ++i) o[i] += scale * LoadFloat(in + i * sizeof(float));
+    });
+    const uint32_t sum_bits = MaxAbsBits(sum_);
     float max_sum;
     std::memcpy(&max_sum, &sum_bits, sizeof(max_sum));
     bound_ = max_sum;
@@ -67,8 +119,9 @@ absl::Status GradientAccumulator::Add(absl::Span<const float> values, float scal
 }
 
 void GradientAccumulator::MeanInto(absl::Span<float> out) const {
+  Materialize();
   const float inv = 1.0f / static_cast<float>(total_samples_);
-  for (size_t i = 0; i < sum_.size(); ++i) out[i] = sum_[i] * inv;
+  for (size_t i = 0; i < num_floats_; ++i) out[i] = sum_[i] * inv;
 }
 
 }  // namespace hips

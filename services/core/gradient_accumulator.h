@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "services/core/float_pieces.h"
 
 namespace hips {
 
@@ -21,29 +22,39 @@ class GradientAccumulator {
   // overflow).
   static constexpr int64_t kMaxSamples = int64_t{1} << 31;
 
-  explicit GradientAccumulator(size_t num_floats) : sum_(num_floats, 0.0f) {}
+  explicit GradientAccumulator(size_t num_floats) : num_floats_(num_floats) {}
 
-  // Zeroes every total; keeps the buffer.
+  // Zeroes every total; keeps the buffer (the next Add overwrites it).
   void Reset();
 
   // INVALID_ARGUMENT when `values` has the wrong size, `samples` is not in
   // (0, kMaxSamples], or the new sum or loss total would not be finite
-  // (finite inputs can still overflow); nothing is added then.
-  absl::Status Add(absl::Span<const float> values, float scale, int64_t samples,
-                   double loss_sum, int64_t contributors);
+  // (finite inputs can still overflow); nothing is added then. `values` may
+  // be the pieces a stream arrived in: they are read in place.
+  absl::Status Add(const FloatPieces& values, float scale, int64_t samples, double loss_sum,
+                   int64_t contributors);
 
-  absl::Span<const float> sum() const { return sum_; }
+  absl::Span<const float> sum() const;
+  // Moves the sum out (the accumulator is then Reset, with no buffer).
+  std::vector<float> TakeSum();
   int64_t total_samples() const { return total_samples_; }
   double loss_sum() const { return loss_sum_; }
   int64_t contributors() const { return contributors_; }
-  size_t num_floats() const { return sum_.size(); }
+  size_t num_floats() const { return num_floats_; }
 
   // Writes sum / total_samples into `out` (same size). Precondition:
   // total_samples() > 0.
   void MeanInto(absl::Span<float> out) const;
 
  private:
-  std::vector<float> sum_;
+  // Writes zeros if nothing was added since the last Reset.
+  void Materialize() const;
+
+  size_t num_floats_;
+  // Holds the sum only once something was added (`empty_` false): the first
+  // Add after a Reset writes instead of adding, so no pass zeroes it.
+  mutable std::vector<float> sum_;
+  mutable bool empty_ = true;
   // An upper bound on max |sum_[i]| (decides whether an Add can overflow).
   double bound_ = 0;
   int64_t total_samples_ = 0;

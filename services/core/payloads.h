@@ -3,17 +3,26 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/time/time.h"
 #include "services/core/consistency.h"
+#include "services/core/float_pieces.h"
 #include "services/core/model_layout.h"
 
 // Domain types of what travels between tiers. The gRPC adapters convert
 // between these and the hips.v1 protobuf messages; logic never sees protobuf.
 
 namespace hips {
+
+// Floats as they arrived from the network, read in place (no copy into one
+// buffer): the pieces of a stream, and what keeps them alive.
+struct ReceivedFloats {
+  FloatPieces pieces;
+  std::shared_ptr<const void> owner;
+};
 
 // A worker's mean gradient over `samples` examples, computed on `version`.
 struct GradientPush {
@@ -28,7 +37,11 @@ struct GradientPush {
   bool retry = false;
   // Where in the sender's data order it was computed.
   int64_t step = 0;
+  // The gradient: the sender's buffer, or on the receiving side (with
+  // `gradient` empty) the stream's pieces.
   std::vector<float> gradient;
+  ReceivedFloats received;
+  FloatPieces values() const { return gradient.empty() ? received.pieces : gradient; }
 };
 
 // One worker gradient inside an aggregate (HQ applies each (worker,
@@ -60,7 +73,11 @@ struct AggregatePush {
   // A retried worker gradient sent on alone: it does not end the
   // aggregator's part of a sync round.
   bool single = false;
+  // The sum: the sender's buffer, or on the receiving side (with `sum`
+  // empty) the stream's pieces.
   std::vector<float> sum;
+  ReceivedFloats received;
+  FloatPieces values() const { return sum.empty() ? received.pieces : sum; }
 };
 
 struct PushResult {

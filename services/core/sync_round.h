@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "services/core/float_pieces.h"
 #include "services/core/gradient_accumulator.h"
 
 namespace hips {
@@ -35,7 +36,8 @@ struct Contribution {
   // Factor applied to `values` before summing (n_i for a worker's mean
   // gradient, 1 for an already weighted sum).
   float scale = 1.0f;
-  absl::Span<const float> values;
+  // The values, e.g. straight out of the slices a stream arrived in.
+  FloatPieces values;
 };
 
 // Why a gradient was not applied; every tier counts each (docs/modes.md).
@@ -132,6 +134,7 @@ class SyncRound {
   // Senders done with the round (what `expected` and `quorum` count).
   int received() const { return static_cast<int>(senders_.size()); }
   const GradientAccumulator& accumulator() const { return accumulator_; }
+  GradientAccumulator* mutable_accumulator() { return &accumulator_; }
 
  private:
   const int expected_;

@@ -5,6 +5,8 @@
 #include <grpcpp/support/sync_stream.h>
 
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <functional>
 #include <string>
 #include <utility>
@@ -14,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/chunk_codec.h"
+#include "services/core/payloads.h"
 #include "services/net/raw_chunks.h"
 
 // Streams of hips.v1 *Chunk messages (GradientChunk, AggregateChunk,
@@ -72,6 +75,46 @@ absl::StatusOr<std::vector<float>> ReadChunked(
     if (absl::Status s = DecodeChunk(message, &chunk); !s.ok()) return s;
   }
   return std::move(*assembler).Finish();
+}
+
+// Reads a chunked stream without copying its floats: the returned pieces
+// point into the slices gRPC received, which the returned owner keeps alive.
+// Checks as ReadChunked.
+template <typename Header, typename Reader>
+absl::StatusOr<ReceivedFloats> ReadChunkedInPlace(
+    Reader* reader, Header* header,
+    const std::function<absl::StatusOr<int64_t>(const Header&)>& expected_floats) {
+  // A deque: chunks never move once their data views exist (a small slice's
+  // bytes may live inside the slice object itself).
+  auto chunks = std::make_shared<std::deque<ReceivedChunk>>(1);
+  if (absl::Status s = ReadChunkHeader(reader, &chunks->back(), header); !s.ok()) return s;
+  absl::StatusOr<int64_t> expected = expected_floats(*header);
+  if (!expected.ok()) return expected.status();
+  if (absl::Status s = CheckAnnouncedFloats(header->num_floats(), *expected); !s.ok()) return s;
+  ReceivedFloats out;
+  int64_t received = 0;
+  grpc::ByteBuffer message;
+  while (true) {
+    const ReceivedChunk& chunk = chunks->back();
+    if (chunk.data_bytes % sizeof(float) != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "chunk of ", chunk.data_bytes, " bytes is not a whole number of floats"));
+    }
+    received += static_cast<int64_t>(chunk.data_bytes / sizeof(float));
+    if (received > *expected) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("stream carries more than the announced ", *expected, " floats"));
+    }
+    for (absl::string_view piece : chunk.data) out.pieces.Append(piece);
+    if (!reader->Read(&message)) break;
+    if (absl::Status s = DecodeChunk(message, &chunks->emplace_back()); !s.ok()) return s;
+  }
+  if (received != *expected) {
+    return absl::InvalidArgumentError(absl::StrCat("stream ended after ", received, " of ",
+                                                   *expected, " announced floats"));
+  }
+  out.owner = std::move(chunks);
+  return out;
 }
 
 }  // namespace hips

@@ -1,0 +1,115 @@
+#include "services/core/float_pieces.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "services/core/chunk_codec.h"
+#include "services/core/gradient_accumulator.h"
+
+namespace hips {
+namespace {
+
+std::vector<float> Values(size_t n, float shift) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>(i % 97) * 0.25f - shift;
+  return v;
+}
+
+// `floats` as pieces cut at the given byte offsets (inside floats too), and
+// starting one byte into a buffer so that no piece is aligned.
+struct Cut {
+  std::string storage;
+  FloatPieces pieces;
+  Cut(const std::vector<float>& floats, std::vector<size_t> cuts) {
+    storage.assign(1, 'x');
+    storage.append(reinterpret_cast<const char*>(floats.data()), floats.size() * sizeof(float));
+    cuts.push_back(floats.size() * sizeof(float));
+    size_t at = 0;
+    for (size_t cut : cuts) {
+      pieces.Append(absl::string_view(storage).substr(1 + at, cut - at));
+      at = cut;
+    }
+  }
+};
+
+TEST(FloatPiecesTest, RunsCoverEveryFloatOnceWhereverThePiecesAreCut) {
+  const std::vector<float> floats = Values(10, 3.0f);
+  for (size_t a = 0; a <= 40; ++a) {
+    for (size_t b = a; b <= 40; b += 3) {
+      Cut cut(floats, {a, b});
+      ASSERT_EQ(cut.pieces.size(), 10u);
+      EXPECT_EQ(cut.pieces.ToVector(), floats) << a << " " << b;
+      std::vector<int> seen(10, 0);
+      cut.pieces.ForEachRun([&](size_t first, const char*, size_t n) {
+        for (size_t i = first; i < first + n; ++i) ++seen[i];
+      });
+      EXPECT_EQ(seen, std::vector<int>(10, 1));
+    }
+  }
+}
+
+TEST(FloatPiecesTest, MaxAbsBitsAndCheckFiniteSeeFloatsThatStraddlePieces) {
+  std::vector<float> floats = Values(8, 1.0f);
+  floats[5] = -1e30f;
+  Cut cut(floats, {21, 22});  // float 5 is bytes 20..23
+  float max;
+  const uint32_t bits = MaxAbsBits(cut.pieces);
+  std::memcpy(&max, &bits, sizeof(max));
+  EXPECT_EQ(max, 1e30f);
+  EXPECT_TRUE(CheckFinite(cut.pieces).ok());
+
+  floats[5] = std::numeric_limits<float>::quiet_NaN();
+  Cut bad(floats, {21, 22});
+  EXPECT_GE(MaxAbsBits(bad.pieces), kNonFiniteBits);
+  const absl::Status s = CheckFinite(bad.pieces);
+  EXPECT_TRUE(absl::IsInvalidArgument(s));
+  EXPECT_NE(s.message().find("at float 5"), absl::string_view::npos) << s;
+}
+
+TEST(GradientAccumulatorPiecesTest, SumsOutOfPiecesExactlyAsOutOfOneBuffer) {
+  const size_t n = 1001;
+  const std::vector<float> a = Values(n, 5.0f), b = Values(n, -2.5f);
+  GradientAccumulator whole(n), pieces(n);
+  ASSERT_TRUE(whole.Add(a, 3.0f, 3, 1.0, 1).ok());
+  ASSERT_TRUE(whole.Add(b, 2.0f, 2, 1.0, 1).ok());
+  Cut ca(a, {1, 7, 400, 401, 2001}), cb(b, {3, 4000});
+  ASSERT_TRUE(pieces.Add(ca.pieces, 3.0f, 3, 1.0, 1).ok());
+  ASSERT_TRUE(pieces.Add(cb.pieces, 2.0f, 2, 1.0, 1).ok());
+  ASSERT_EQ(pieces.sum().size(), n);
+  for (size_t i = 0; i < n; ++i) {
+    EXPECT_EQ(pieces.sum()[i], 3.0f * a[i] + 2.0f * b[i]);
+    EXPECT_EQ(pieces.sum()[i], whole.sum()[i]);
+  }
+}
+
+TEST(GradientAccumulatorPiecesTest, ResetAndTakeSumStartAFreshSum) {
+  GradientAccumulator acc(4);
+  EXPECT_EQ(std::vector<float>(acc.sum().begin(), acc.sum().end()), std::vector<float>(4, 0.0f));
+  ASSERT_TRUE(acc.Add(std::vector<float>{1, 2, 3, 4}, 2.0f, 2, 0.0, 1).ok());
+  acc.Reset();
+  EXPECT_EQ(std::vector<float>(acc.sum().begin(), acc.sum().end()), std::vector<float>(4, 0.0f));
+  ASSERT_TRUE(acc.Add(std::vector<float>{1, 2, 3, 4}, 1.0f, 1, 0.0, 1).ok());
+  ASSERT_TRUE(acc.Add(std::vector<float>{1, 1, 1, 1}, 1.0f, 1, 0.0, 1).ok());
+  EXPECT_EQ(acc.TakeSum(), (std::vector<float>{2, 3, 4, 5}));
+  EXPECT_EQ(acc.contributors(), 0);
+  EXPECT_EQ(acc.total_samples(), 0);
+  ASSERT_TRUE(acc.Add(std::vector<float>{1, 2, 3, 4}, 1.0f, 1, 0.0, 1).ok());
+  EXPECT_EQ(acc.TakeSum(), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(acc.TakeSum(), std::vector<float>(4, 0.0f));
+}
+
+TEST(GradientAccumulatorPiecesTest, AFirstContributionThatOverflowsIsRefusedAndLeavesNoSum) {
+  GradientAccumulator acc(2);
+  const float big = std::numeric_limits<float>::max() / 2;
+  EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(std::vector<float>{big, 1}, 4.0f, 4, 0.0, 1)));
+  EXPECT_EQ(acc.contributors(), 0);
+  EXPECT_EQ(std::vector<float>(acc.sum().begin(), acc.sum().end()), std::vector<float>(2, 0.0f));
+  ASSERT_TRUE(acc.Add(std::vector<float>{big, 1}, 1.0f, 1, 0.0, 1).ok());
+  EXPECT_EQ(acc.sum()[0], big);
+}
+
+}  // namespace
+}  // namespace hips

@@ -3,6 +3,7 @@
 // (with torch_checkpoint.cc): its headers cost ~17 s of compile time per
 // translation unit here.
 
+#include <dlfcn.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -401,7 +402,17 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options
   return std::unique_ptr<Model>(new TorchModel(options, std::move(net), *std::move(layout)));
 }
 
-void SetTorchThreads(int threads) { torch::set_num_threads(threads); }
+void SetTorchThreads(int threads) {
+  torch::set_num_threads(threads);
+  // LibTorch on Debian runs its matrix products on OpenBLAS, whose own
+  // thread pool ignores the setting above and busy-waits (sched_yield) for
+  // work: with several hips processes on few cores that spinning took more
+  // CPU than the products (docs/performance.md).
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) {
+    set(threads);
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Optimizer>> CreateTorchOptimizer(const OptimizerOptions& o,
                                                                 std::unique_ptr<Model> model) {

@@ -22,6 +22,7 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
   if (o.round_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
   }
+  if (absl::Status s = ValidateCompressionOptions(o.compression); !s.ok()) return s;
   if (o.max_queued_aggregates < 1) {
     return absl::InvalidArgumentError("at least 1 aggregate must be allowed to queue");
   }
@@ -295,7 +296,13 @@ void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
   // An empty round (its gradients all went on alone) only says this
   // aggregator is done with `version`.
   // The sum moves into the aggregate (no copy): its accumulator is done.
-  if (out.contributors > 0) out.sum = acc->TakeSum();
+  if (out.contributors > 0) {
+    out.sum = acc->TakeSum();
+    if (compressor_ != nullptr) {
+      out.encoded.encoding = compressor_->options().encoding;
+      out.encoded.nonzeros = compressor_->Encode(out.sum, &out.encoded.bytes);
+    }
+  }
   outbox_.push_back(std::move(out));
   ++counters_.rounds_closed;
 }
@@ -374,6 +381,9 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
                                            options_.round_deadline);
       batch_ = std::make_unique<CoalescingBatch>(num_floats, options_.expected_workers,
                                                  options_.coalesce_window);
+      compressor_ = options_.compression.encoding == Encoding::kFp32
+                        ? nullptr
+                        : std::make_unique<Compressor>(options_.compression, num_floats);
     }
     const bool mode_changed =
         snapshot->mode != mode_ || snapshot->mode_since != mode_since_;

@@ -15,6 +15,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/core/coalescing_batch.h"
+#include "services/core/compression.h"
 #include "services/core/consistency.h"
 #include "services/core/deadline_timer.h"
 #include "services/core/membership.h"
@@ -51,6 +52,8 @@ struct AggregatorOptions {
   // losing or doubling a gradient). false acknowledges on acceptance; the
   // unit tests of the round logic use it, having no HQ.
   bool ack_after_hq = true;
+  // How aggregates travel to HQ (docs/performance.md).
+  CompressionOptions compression;
 };
 
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
@@ -209,6 +212,9 @@ class Aggregator {
   int64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;  // HQ's
   bool training_done_ ABSL_GUARDED_BY(mu_) = false;
   size_t num_floats_ ABSL_GUARDED_BY(mu_) = 0;
+  // Encodes aggregates on a compressed hop (with its error-feedback state);
+  // null for fp32.
+  std::unique_ptr<Compressor> compressor_ ABSL_GUARDED_BY(mu_);
   // The newest version HQ is known to be at (from its weights and acks).
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
   std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);         // sync

@@ -10,6 +10,7 @@
 #include "absl/synchronization/notification.h"
 #include "aggregator/aggregator_daemon.h"
 #include "glog/logging.h"
+#include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 
 ABSL_FLAG(std::string, id, "agg-0", "This aggregator's id (unique in the cluster).");
@@ -58,6 +59,9 @@ int main(int argc, char** argv) {
   options.aggregator.coalesce_window = absl::Milliseconds(absl::GetFlag(FLAGS_coalesce_ms));
   if (absl::GetFlag(FLAGS_lease_ms) <= 0) hips::ExitWithUsageError("--lease_ms must be positive");
   options.aggregator.lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
+  absl::StatusOr<hips::CompressionOptions> compression = hips::CompressionOptionsFromFlags();
+  if (!compression.ok()) hips::ExitWithUsageError(std::string(compression.status().message()));
+  options.aggregator.compression = *compression;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
   options.hq_address = absl::GetFlag(FLAGS_hq);

@@ -32,16 +32,16 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReade
                                              v1::PushAck* ack) {
   RpcTimer timer(rpc_metrics_, "PushGradient");
   v1::GradientHeader header;
-  std::function<absl::StatusOr<int64_t>(const v1::GradientHeader&)> expected =
-      [this](const v1::GradientHeader& h) -> absl::StatusOr<int64_t> {
+  std::function<absl::StatusOr<PayloadShape>(const v1::GradientHeader&)> expected =
+      [this](const v1::GradientHeader& h) -> absl::StatusOr<PayloadShape> {
     if (absl::Status s = ValidateGradientHeader(h); !s.ok()) return s;
     std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
     if (latest == nullptr) {
       return absl::UnavailableError("this aggregator has no weights from HQ yet");
     }
-    return latest->layout.num_floats();
+    return AnnouncedPayload(h, latest->layout.num_floats());
   };
-  absl::StatusOr<ReceivedFloats> gradient = ReadChunkedInPlace(reader, &header, expected);
+  absl::StatusOr<ReceivedValues> gradient = ReadChunkedInPlace(reader, &header, expected);
   if (!gradient.ok()) {
     // An upload the worker cancelled is not a refused gradient.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -59,7 +59,8 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReade
   push.retry = header.retry();
   push.step = header.step();
   push.received = *std::move(gradient);
-  timer.Received(static_cast<int64_t>(push.received.pieces.bytes()));
+  SetPayloadEncoding(header, &push.received.values);
+  timer.Received(static_cast<int64_t>(push.received.values.bytes.bytes()));
   absl::StatusOr<PushResult> result = aggregator_->AcceptGradient(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);

@@ -3,6 +3,7 @@
 
 #include "aggregator/hq_client.h"
 #include "hips/v1/hips.grpc.pb.h"
+#include "services/net/proto_convert.h"
 #include "services/net/push_stream.h"
 #include "services/net/raw_service.h"
 #include "services/net/grpc_util.h"
@@ -45,7 +46,10 @@ class GrpcHqClient final : public HqClient {
       c->set_step(ref.step);
     }
     h->set_single(a.single);
-    return PushChunked(&calls_, channel_.get(), push_, header, a.sum, chunk_bytes_);
+    h->set_encoding(EncodingToProto(a.encoded.encoding));
+    h->set_nonzeros(a.encoded.nonzeros);
+    return PushChunked(&calls_, channel_.get(), push_, header, PayloadOf(a.sum, a.encoded),
+                       ElementBytes(a.encoded.encoding), chunk_bytes_);
   }
 
   void CancelCalls() override { calls_.CancelAll(); }

@@ -44,13 +44,13 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx, PushReader* read
                                       v1::PushAck* ack) {
   RpcTimer timer(rpc_metrics_, "PushAggregate");
   v1::AggregateHeader header;
-  std::function<absl::StatusOr<int64_t>(const v1::AggregateHeader&)> expected =
-      [this](const v1::AggregateHeader& h) -> absl::StatusOr<int64_t> {
+  std::function<absl::StatusOr<PayloadShape>(const v1::AggregateHeader&)> expected =
+      [this](const v1::AggregateHeader& h) -> absl::StatusOr<PayloadShape> {
     if (absl::Status s = ValidateAggregateHeader(h); !s.ok()) return s;
-    if (h.contributor_count() == 0) return 0;  // an empty round: no sum
-    return server_->layout().num_floats();
+    // An empty round has no sum.
+    return AnnouncedPayload(h, h.contributor_count() == 0 ? 0 : server_->layout().num_floats());
   };
-  absl::StatusOr<ReceivedFloats> sum = ReadChunkedInPlace(reader, &header, expected);
+  absl::StatusOr<ReceivedValues> sum = ReadChunkedInPlace(reader, &header, expected);
   if (!sum.ok()) {
     // An upload the sender cancelled is not a refused aggregate.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -72,7 +72,8 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx, PushReader* read
   }
   push.single = header.single();
   push.received = *std::move(sum);
-  timer.Received(static_cast<int64_t>(push.received.pieces.bytes()));
+  SetPayloadEncoding(header, &push.received.values);
+  timer.Received(static_cast<int64_t>(push.received.values.bytes.bytes()));
   absl::StatusOr<PushResult> result = server_->AcceptAggregate(push);
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);

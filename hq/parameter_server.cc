@@ -282,12 +282,18 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     absl::MutexLock status_lock(&mu_);
     ++status_.aggregates_applied;
   }
-  // Validated above: exactly mean_.size() floats.
+  // Validated above: mean_.size() floats, finite.
   const float samples = static_cast<float>(a.total_samples);
   float* mean = mean_.data();
-  a.values().ForEachRun([mean, samples](size_t first, const char* bytes, size_t n) {
-    for (size_t i = 0; i < n; ++i) mean[first + i] = LoadFloat(bytes + i * sizeof(float)) / samples;
-  });
+  const EncodedValues values = a.values();
+  if (values.encoding == Encoding::kFp32) {
+    values.bytes.ForEachRun([mean, samples](size_t first, const char* bytes, size_t n) {
+      for (size_t i = 0; i < n; ++i) mean[first + i] = LoadFloat(bytes + 4 * i) / samples;
+    });
+  } else {
+    DecodeInto(values, mean);
+    for (float& m : mean_) m /= samples;
+  }
   double lr = ScheduledRate() * UseMomentumOf(mode_.mode);
   if (options_.lr_reference_samples > 0) {
     lr *= static_cast<double>(a.total_samples) / options_.lr_reference_samples;

@@ -2,6 +2,7 @@
 #include <utility>
 
 #include "hips/v1/hips.grpc.pb.h"
+#include "services/net/proto_convert.h"
 #include "services/net/push_stream.h"
 #include "services/net/raw_service.h"
 #include "services/net/grpc_util.h"
@@ -35,7 +36,10 @@ class GrpcAggregatorClient final : public AggregatorClient {
     h->set_sequence(g.sequence);
     h->set_retry(g.retry);
     h->set_step(g.step);
-    return PushChunked(&calls_, channel_.get(), push_, header, g.gradient, chunk_bytes_);
+    h->set_encoding(EncodingToProto(g.encoded.encoding));
+    h->set_nonzeros(g.encoded.nonzeros);
+    return PushChunked(&calls_, channel_.get(), push_, header, PayloadOf(g.gradient, g.encoded),
+                       ElementBytes(g.encoded.encoding), chunk_bytes_);
   }
 
   void CancelCalls() override { calls_.CancelAll(); }

@@ -22,7 +22,7 @@ absl::Status ValidateWorkerOptions(const WorkerOptions& o) {
   if (o.lease <= absl::ZeroDuration() || o.heartbeats_per_lease < 2) {
     return absl::InvalidArgumentError("the lease must be positive, with >= 2 heartbeats in it");
   }
-  return absl::OkStatus();
+  return ValidateCompressionOptions(o.compression);
 }
 
 absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
@@ -52,6 +52,9 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
   push_.sender = options_.id;
   push_.sequence = incarnation_ - 1;
   push_.gradient.resize(model_->layout().num_floats());
+  if (options_.compression.encoding != Encoding::kFp32) {
+    compressor_ = std::make_unique<Compressor>(options_.compression, push_.gradient.size());
+  }
 }
 
 Worker::~Worker() {
@@ -259,6 +262,12 @@ absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
   push_.step = step;
   push_.retry = false;
   ++push_.sequence;
+  if (compressor_ != nullptr) {
+    // Once per gradient (its retries resend the same bytes): the error
+    // feedback carries what this one does not send into the next.
+    push_.encoded.encoding = compressor_->options().encoding;
+    push_.encoded.nonzeros = compressor_->Encode(push_.gradient, &push_.encoded.bytes);
+  }
   return absl::OkStatus();
 }
 
@@ -273,7 +282,9 @@ absl::Status Worker::PushWithRetry() {
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (true) {
     absl::StatusOr<PushResult> result = client()->PushGradient(push_);
-    timer.Sent(static_cast<int64_t>(push_.gradient.size() * sizeof(float)));
+    timer.Sent(push_.encoded.encoding == Encoding::kFp32
+                   ? static_cast<int64_t>(push_.gradient.size() * sizeof(float))
+                   : static_cast<int64_t>(push_.encoded.bytes.size()));
     if (stop_.HasBeenNotified()) return absl::CancelledError("worker shut down");
     if (result.ok()) {
       LOG_IF(WARNING, result->duplicate)

@@ -46,6 +46,8 @@ struct WorkerOptions {
   // it answers again (checked every 2 leases), so a restarted aggregator
   // gets its workers back and the load stays balanced.
   bool return_to_preferred = true;
+  // How gradients travel to the aggregator (docs/performance.md).
+  CompressionOptions compression;
 };
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& options);
@@ -151,6 +153,8 @@ class Worker {
   int64_t newest_known_ = -1;  // newest version heard of
   int64_t last_step_ = -1;
   GradientPush push_;
+  // Encodes push_ on a compressed hop; null for fp32.
+  std::unique_ptr<Compressor> compressor_;
   std::vector<float> features_;
   std::vector<int64_t> labels_;
   std::atomic<int64_t> steps_{0};

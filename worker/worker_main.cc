@@ -11,6 +11,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
 #include "worker/aggregator_client.h"
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
   options.data_seed = absl::GetFlag(FLAGS_seed);
   options.slowdown = absl::GetFlag(FLAGS_slowdown);
   options.step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_step_delay_ms));
+  absl::StatusOr<hips::CompressionOptions> compression = hips::CompressionOptionsFromFlags();
+  if (!compression.ok()) hips::ExitWithUsageError(std::string(compression.status().message()));
+  options.compression = *compression;
   if (absl::Status s = hips::ValidateWorkerOptions(options); !s.ok()) {
     hips::ExitWithUsageError(std::string(s.message()));
   }

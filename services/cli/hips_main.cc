@@ -29,6 +29,7 @@
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
 #include "services/cli/run_summary.h"
+#include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
 #include "services/training/monolith.h"
@@ -236,6 +237,10 @@ int RunLocal() {
     }
   }
   options.training_args = hips::TrainingFlagsAsArgs();
+  if (absl::Status s = hips::CompressionOptionsFromFlags().status(); !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
+  options.push_args = hips::CompressionFlagsAsArgs();
   if (!(absl::GetFlag(FLAGS_progress_seconds) > 0)) {
     hips::ExitWithUsageError("--progress_seconds must be positive");
   }

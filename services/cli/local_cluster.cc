@@ -300,6 +300,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
           absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
     }
     args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
+    args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
     absl::StatusOr<int> port =
         Start(absl::StrCat("aggregator-", a), "hips-aggregator", args, true);
     if (!port.ok()) return port.status();
@@ -317,6 +318,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers),
         absl::StrCat("--batch_size=", options_.batch_size)};
     args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
+    args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
     if (auto it = options_.worker_args.find(k); it != options_.worker_args.end()) {
       args.insert(args.end(), it->second.begin(), it->second.end());
     }

@@ -26,6 +26,9 @@ struct LocalClusterOptions {
   // every aggregator (deadlines, coalescing).
   std::vector<std::string> hq_args;
   std::vector<std::string> aggregator_args;
+  // Flags for every sender of gradients, workers and aggregators (how
+  // their pushes travel: --compression ...).
+  std::vector<std::string> push_args;
   // Sync backup workers: each aggregator closes a round at its deadline with
   // all but this many of its workers.
   int backup_workers = 0;

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -46,27 +47,33 @@ class FloatPieces {
   // between two pieces comes as a run of 1 from a local copy.
   template <typename Fn>
   void ForEachRun(Fn fn) const {
+    ForEachRunOf<sizeof(float)>(std::move(fn));
+  }
+
+  // The same for elements of kSize bytes (an encoded payload's, say).
+  template <size_t kSize, typename Fn>
+  void ForEachRunOf(Fn fn) const {
     size_t index = 0;
-    char carry[sizeof(float)];
+    char carry[kSize];
     size_t carried = 0;
     for (absl::string_view piece : pieces_) {
       const char* p = piece.data();
       size_t len = piece.size();
       if (carried > 0) {
-        const size_t take = std::min(sizeof(float) - carried, len);
+        const size_t take = std::min(kSize - carried, len);
         std::memcpy(carry + carried, p, take);
         carried += take;
         p += take;
         len -= take;
-        if (carried < sizeof(float)) continue;
+        if (carried < kSize) continue;
         fn(index++, static_cast<const char*>(carry), size_t{1});
         carried = 0;
       }
-      const size_t n = len / sizeof(float);
+      const size_t n = len / kSize;
       if (n > 0) fn(index, p, n);
       index += n;
-      carried = len - n * sizeof(float);
-      std::memcpy(carry, p + n * sizeof(float), carried);
+      carried = len - n * kSize;
+      std::memcpy(carry, p + n * kSize, carried);
     }
   }
 

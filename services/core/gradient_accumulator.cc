@@ -38,12 +38,11 @@ std::vector<float> GradientAccumulator::TakeSum() {
   return out;
 }
 
-absl::Status GradientAccumulator::Add(const FloatPieces& values, float scale, int64_t samples,
+absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, int64_t samples,
                                       double loss_sum, int64_t contributors) {
-  if (values.bytes() != num_floats_ * sizeof(float)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gradient has ", values.bytes() / static_cast<double>(sizeof(float)),
-                     " floats, the model has ", num_floats_));
+  if (values.num_floats != static_cast<int64_t>(num_floats_)) {
+    return absl::InvalidArgumentError(absl::StrCat("gradient has ", values.num_floats,
+                                                   " floats, the model has ", num_floats_));
   }
   if (samples <= 0 || samples > kMaxSamples) {
     return absl::InvalidArgumentError(
@@ -52,6 +51,60 @@ absl::Status GradientAccumulator::Add(const FloatPieces& values, float scale, in
   if (!std::isfinite(loss_sum_ + loss_sum)) {
     return absl::InvalidArgumentError("loss total would not be finite");
   }
+  absl::Status added;
+  switch (values.encoding) {
+    case Encoding::kFp32:
+      if (values.bytes.bytes() != num_floats_ * sizeof(float)) return CheckEncodedValues(values);
+      added = AddDense(values.bytes, scale);
+      break;
+    case Encoding::kFp16:
+    case Encoding::kBf16:
+      if (absl::Status s = CheckEncodedValues(values); !s.ok()) return s;
+      decoded_.resize(num_floats_);
+      DecodeInto(values, decoded_.data());
+      added = AddDense(decoded_, scale);
+      break;
+    case Encoding::kTopK:
+      added = AddSparse(values, scale);
+      break;
+  }
+  if (!added.ok()) return added;
+  total_samples_ += samples;
+  loss_sum_ += loss_sum;
+  contributors_ += contributors;
+  return absl::OkStatus();
+}
+
+absl::Status GradientAccumulator::AddSparse(const EncodedValues& values, float scale) {
+  if (absl::Status s = CheckEncodedValues(values); !s.ok()) return s;
+  Materialize();
+  float* out = sum_.data();
+  // The same bound as the dense path; near the float range, check first.
+  float max_in = 0;
+  values.bytes.ForEachRunOf<8>([&max_in](size_t, const char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) max_in = std::max(max_in, std::fabs(LoadFloat(p + 8 * i + 4)));
+  });
+  const double bound = bound_ + static_cast<double>(scale) * static_cast<double>(max_in);
+  auto for_each = [&values](auto fn) {
+    values.bytes.ForEachRunOf<8>([&fn](size_t, const char* p, size_t n) {
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t index;
+        std::memcpy(&index, p + 8 * i, sizeof(index));
+        fn(index, LoadFloat(p + 8 * i + 4));
+      }
+    });
+  };
+  if (bound * (1 + 1e-6) >= static_cast<double>(std::numeric_limits<float>::max())) {
+    bool finite = true;
+    for_each([&](uint32_t i, float v) { finite &= std::isfinite(out[i] + scale * v); });
+    if (!finite) return absl::InvalidArgumentError("the sum would overflow to infinity");
+  }
+  for_each([&](uint32_t i, float v) { out[i] += scale * v; });
+  bound_ = bound;
+  return absl::OkStatus();
+}
+
+absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scale) {
   // One read of the input for finiteness and its largest magnitude. With
   // bound_ >= max |sum|, |sum + scale·in| <= bound_ + scale·max|in|: when that
   // is safely below FLT_MAX nothing can overflow, and the sum is updated in
@@ -112,9 +165,6 @@ absl::Status GradientAccumulator::Add(const FloatPieces& values, float scale, in
     std::memcpy(&max_sum, &sum_bits, sizeof(max_sum));
     bound_ = max_sum;
   }
-  total_samples_ += samples;
-  loss_sum_ += loss_sum;
-  contributors_ += contributors;
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "services/core/compression.h"
 #include "services/core/float_pieces.h"
 
 namespace hips {
@@ -30,8 +31,9 @@ class GradientAccumulator {
   // INVALID_ARGUMENT when `values` has the wrong size, `samples` is not in
   // (0, kMaxSamples], or the new sum or loss total would not be finite
   // (finite inputs can still overflow); nothing is added then. `values` may
-  // be the pieces a stream arrived in: they are read in place.
-  absl::Status Add(const FloatPieces& values, float scale, int64_t samples, double loss_sum,
+  // be the pieces a stream arrived in: they are read in place. Encoded
+  // values are summed as the dense floats they stand for.
+  absl::Status Add(const EncodedValues& values, float scale, int64_t samples, double loss_sum,
                    int64_t contributors);
 
   absl::Span<const float> sum() const;
@@ -49,12 +51,15 @@ class GradientAccumulator {
  private:
   // Writes zeros if nothing was added since the last Reset.
   void Materialize() const;
+  absl::Status AddDense(const FloatPieces& values, float scale);
+  absl::Status AddSparse(const EncodedValues& values, float scale);
 
   size_t num_floats_;
   // Holds the sum only once something was added (`empty_` false): the first
   // Add after a Reset writes instead of adding, so no pass zeroes it.
   mutable std::vector<float> sum_;
   mutable bool empty_ = true;
+  std::vector<float> decoded_;  // fp16 and bf16 inputs, decoded
   // An upper bound on max |sum_[i]| (decides whether an Add can overflow).
   double bound_ = 0;
   int64_t total_samples_ = 0;

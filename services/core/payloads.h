@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/time/time.h"
+#include "services/core/compression.h"
 #include "services/core/consistency.h"
 #include "services/core/float_pieces.h"
 #include "services/core/model_layout.h"
@@ -17,12 +18,36 @@
 
 namespace hips {
 
-// Floats as they arrived from the network, read in place (no copy into one
-// buffer): the pieces of a stream, and what keeps them alive.
-struct ReceivedFloats {
-  FloatPieces pieces;
+// Values as they arrived from the network, read in place (no copy into one
+// buffer): the pieces of a stream in the sender's encoding, and what keeps
+// them alive.
+struct ReceivedValues {
+  EncodedValues values;
   std::shared_ptr<const void> owner;
 };
+
+// How a sender's dense values travel on a compressed hop (Encoding other
+// than fp32): the encoded bytes, and the entries of a top-k encoding.
+struct EncodedPayload {
+  Encoding encoding = Encoding::kFp32;
+  std::string bytes;
+  int64_t nonzeros = 0;
+};
+
+// The values a push stands for: `received` on the receiving side (when
+// `dense` is empty), else `dense` as `encoded` says it travels.
+inline EncodedValues PushValues(const std::vector<float>& dense, const EncodedPayload& encoded,
+                                const ReceivedValues& received) {
+  if (dense.empty()) return received.values;
+  if (encoded.encoding == Encoding::kFp32) return EncodedValues(dense);
+  EncodedValues v;
+  v.encoding = encoded.encoding;
+  v.bytes = FloatPieces();
+  v.bytes.Append(encoded.bytes);
+  v.num_floats = static_cast<int64_t>(dense.size());
+  v.nonzeros = encoded.nonzeros;
+  return v;
+}
 
 // A worker's mean gradient over `samples` examples, computed on `version`.
 struct GradientPush {
@@ -37,11 +62,13 @@ struct GradientPush {
   bool retry = false;
   // Where in the sender's data order it was computed.
   int64_t step = 0;
-  // The gradient: the sender's buffer, or on the receiving side (with
-  // `gradient` empty) the stream's pieces.
+  // The gradient: the sender's dense buffer (and, on a compressed hop, its
+  // encoding), or on the receiving side (with `gradient` empty) the
+  // stream's pieces.
   std::vector<float> gradient;
-  ReceivedFloats received;
-  FloatPieces values() const { return gradient.empty() ? received.pieces : gradient; }
+  EncodedPayload encoded;
+  ReceivedValues received;
+  EncodedValues values() const { return PushValues(gradient, encoded, received); }
 };
 
 // One worker gradient inside an aggregate (HQ applies each (worker,
@@ -73,11 +100,13 @@ struct AggregatePush {
   // A retried worker gradient sent on alone: it does not end the
   // aggregator's part of a sync round.
   bool single = false;
-  // The sum: the sender's buffer, or on the receiving side (with `sum`
-  // empty) the stream's pieces.
+  // The sum: the sender's dense buffer (and, on a compressed hop, its
+  // encoding), or on the receiving side (with `sum` empty) the stream's
+  // pieces.
   std::vector<float> sum;
-  ReceivedFloats received;
-  FloatPieces values() const { return sum.empty() ? received.pieces : sum; }
+  EncodedPayload encoded;
+  ReceivedValues received;
+  EncodedValues values() const { return PushValues(sum, encoded, received); }
 };
 
 struct PushResult {

@@ -68,11 +68,18 @@ absl::Status ValidateContribution(const Contribution& c, size_t num_floats, bool
     return absl::InvalidArgumentError(
         absl::StrCat("sample count must be in (0, 2^31], got ", c.samples));
   }
-  if (c.values.size() != num_floats) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gradient has ", c.values.size(), " floats, the model has ", num_floats));
+  if (c.values.num_floats != static_cast<int64_t>(num_floats)) {
+    return absl::InvalidArgumentError(absl::StrCat("gradient has ", c.values.num_floats,
+                                                   " floats, the model has ", num_floats));
   }
-  return check_values ? CheckFinite(c.values) : absl::OkStatus();
+  if (check_values) return CheckEncodedValues(c.values);
+  // The accumulator checks the values as it reads them; the size it needs.
+  const int64_t bytes = PayloadBytes(c.values.encoding, c.values.num_floats, c.values.nonzeros);
+  if (static_cast<int64_t>(c.values.bytes.bytes()) != bytes ||
+      (c.values.encoding == Encoding::kTopK && c.values.nonzeros > c.values.num_floats)) {
+    return CheckEncodedValues(c.values);  // says what is wrong
+  }
+  return absl::OkStatus();
 }
 
 SyncRound::SyncRound(size_t num_floats, int expected_contributions, int quorum,

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "services/core/compression.h"
 #include "services/core/float_pieces.h"
 #include "services/core/gradient_accumulator.h"
 
@@ -36,8 +37,9 @@ struct Contribution {
   // Factor applied to `values` before summing (n_i for a worker's mean
   // gradient, 1 for an already weighted sum).
   float scale = 1.0f;
-  // The values, e.g. straight out of the slices a stream arrived in.
-  FloatPieces values;
+  // The values as they arrived (straight out of a stream's slices, in the
+  // sender's encoding).
+  EncodedValues values;
 };
 
 // Why a gradient was not applied; every tier counts each (docs/modes.md).

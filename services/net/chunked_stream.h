@@ -77,41 +77,41 @@ absl::StatusOr<std::vector<float>> ReadChunked(
   return std::move(*assembler).Finish();
 }
 
-// Reads a chunked stream without copying its floats: the returned pieces
+// Reads a chunked stream without copying its payload: the returned pieces
 // point into the slices gRPC received, which the returned owner keeps alive.
-// Checks as ReadChunked.
+// `expected` is called once with the header; checks as ReadChunked.
 template <typename Header, typename Reader>
-absl::StatusOr<ReceivedFloats> ReadChunkedInPlace(
+absl::StatusOr<ReceivedValues> ReadChunkedInPlace(
     Reader* reader, Header* header,
-    const std::function<absl::StatusOr<int64_t>(const Header&)>& expected_floats) {
+    const std::function<absl::StatusOr<PayloadShape>(const Header&)>& expected) {
   // A deque: chunks never move once their data views exist (a small slice's
   // bytes may live inside the slice object itself).
   auto chunks = std::make_shared<std::deque<ReceivedChunk>>(1);
   if (absl::Status s = ReadChunkHeader(reader, &chunks->back(), header); !s.ok()) return s;
-  absl::StatusOr<int64_t> expected = expected_floats(*header);
-  if (!expected.ok()) return expected.status();
-  if (absl::Status s = CheckAnnouncedFloats(header->num_floats(), *expected); !s.ok()) return s;
-  ReceivedFloats out;
+  absl::StatusOr<PayloadShape> shape = expected(*header);
+  if (!shape.ok()) return shape.status();
+  ReceivedValues out;
   int64_t received = 0;
   grpc::ByteBuffer message;
   while (true) {
     const ReceivedChunk& chunk = chunks->back();
-    if (chunk.data_bytes % sizeof(float) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "chunk of ", chunk.data_bytes, " bytes is not a whole number of floats"));
+    if (chunk.data_bytes % shape->element_bytes != 0) {
+      return absl::InvalidArgumentError(absl::StrCat("chunk of ", chunk.data_bytes,
+                                                     " bytes is not a whole number of ",
+                                                     shape->element_bytes, "-byte elements"));
     }
-    received += static_cast<int64_t>(chunk.data_bytes / sizeof(float));
-    if (received > *expected) {
+    received += static_cast<int64_t>(chunk.data_bytes);
+    if (received > shape->bytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("stream carries more than the announced ", *expected, " floats"));
+          absl::StrCat("stream carries more than the announced ", shape->bytes, " bytes"));
     }
-    for (absl::string_view piece : chunk.data) out.pieces.Append(piece);
+    for (absl::string_view piece : chunk.data) out.values.bytes.Append(piece);
     if (!reader->Read(&message)) break;
     if (absl::Status s = DecodeChunk(message, &chunks->emplace_back()); !s.ok()) return s;
   }
-  if (received != *expected) {
+  if (received != shape->bytes) {
     return absl::InvalidArgumentError(absl::StrCat("stream ended after ", received, " of ",
-                                                   *expected, " announced floats"));
+                                                   shape->bytes, " announced bytes"));
   }
   out.owner = std::move(chunks);
   return out;

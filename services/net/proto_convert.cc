@@ -87,8 +87,52 @@ absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto) {
   return mode;
 }
 
+v1::Encoding EncodingToProto(Encoding encoding) {
+  switch (encoding) {
+    case Encoding::kFp32:
+      return v1::ENCODING_FP32;
+    case Encoding::kFp16:
+      return v1::ENCODING_FP16;
+    case Encoding::kBf16:
+      return v1::ENCODING_BF16;
+    case Encoding::kTopK:
+      return v1::ENCODING_TOPK;
+  }
+  return v1::ENCODING_FP32;
+}
+
+absl::StatusOr<Encoding> EncodingFromProto(v1::Encoding encoding, int64_t num_floats,
+                                           int64_t nonzeros) {
+  Encoding e;
+  switch (encoding) {
+    case v1::ENCODING_FP32:
+      e = Encoding::kFp32;
+      break;
+    case v1::ENCODING_FP16:
+      e = Encoding::kFp16;
+      break;
+    case v1::ENCODING_BF16:
+      e = Encoding::kBf16;
+      break;
+    case v1::ENCODING_TOPK:
+      e = Encoding::kTopK;
+      break;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat("unknown encoding ", encoding));
+  }
+  if (e == Encoding::kTopK ? (nonzeros < 0 || nonzeros > num_floats) : nonzeros != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(EncodingName(e), " payload with ", nonzeros,
+                                                   " nonzeros of ", num_floats, " floats"));
+  }
+  return e;
+}
+
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
   if (absl::Status s = ValidateId(h.sender_id(), "sender id"); !s.ok()) return s;
+  if (absl::StatusOr<Encoding> e = EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
+      !e.ok()) {
+    return e.status();
+  }
   if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
   if (h.step() < 0) return absl::InvalidArgumentError("negative step");
   return ValidateCommon(h.version(), h.sample_count(), h.loss_sum(), h.num_floats());
@@ -96,6 +140,10 @@ absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
 
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
   if (absl::Status s = ValidateId(h.aggregator_id(), "aggregator id"); !s.ok()) return s;
+  if (absl::StatusOr<Encoding> e = EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
+      !e.ok()) {
+    return e.status();
+  }
   if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
   if (h.contributor_count() == 0) {
     // An aggregator's empty sync round: no sum, no contributors.

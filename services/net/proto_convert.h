@@ -3,7 +3,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "hips/v1/hips.pb.h"
+#include "services/core/compression.h"
 #include "services/core/consistency.h"
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
@@ -22,6 +24,33 @@ inline constexpr size_t kMaxIdLength = 128;
 void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out);
 // INVALID_ARGUMENT for an unknown mode or a staleness out of range.
 absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto);
+
+v1::Encoding EncodingToProto(Encoding encoding);
+// INVALID_ARGUMENT for an encoding this build does not know, or top-k
+// entries outside [0, num_floats] (nonzeros must be 0 for the others).
+absl::StatusOr<Encoding> EncodingFromProto(v1::Encoding encoding, int64_t num_floats,
+                                           int64_t nonzeros);
+
+// The payload a validated GradientHeader or AggregateHeader announces for a
+// model of `model_floats` floats (INVALID_ARGUMENT if its size differs).
+template <typename Header>
+absl::StatusOr<PayloadShape> AnnouncedPayload(const Header& h, int64_t model_floats) {
+  if (h.num_floats() != model_floats) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "stream announces ", h.num_floats(), " floats, the model has ", model_floats));
+  }
+  absl::StatusOr<Encoding> e = EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
+  if (!e.ok()) return e.status();
+  return PayloadShape{PayloadBytes(*e, h.num_floats(), h.nonzeros()), ElementBytes(*e)};
+}
+
+// Says how the received payload of `h` is encoded.
+template <typename Header>
+void SetPayloadEncoding(const Header& h, EncodedValues* values) {
+  values->encoding = *EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
+  values->num_floats = h.num_floats();
+  values->nonzeros = h.nonzeros();
+}
 
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h);
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h);

@@ -20,16 +20,25 @@
 
 namespace hips {
 
+// What a push sends: the dense floats' bytes, or their encoding on a
+// compressed hop.
+inline absl::string_view PayloadOf(const std::vector<float>& dense, const EncodedPayload& encoded) {
+  if (encoded.encoding != Encoding::kFp32) return encoded.bytes;
+  return absl::string_view(reinterpret_cast<const char*>(dense.data()),
+                           dense.size() * sizeof(float));
+}
+
 // One push RPC (PushGradient or PushAggregate, `method` of `channel`): the
-// header, then the chunks of `data` straight from its memory (no copy), then
-// the call is finished. Waits for a connection up to `timeout`. The call is
-// registered with `calls` for cancellation. Returns only once gRPC released
-// `data`, so the caller may reuse it at once.
+// header, then the chunks of `payload` (elements of `element_bytes`)
+// straight from its memory (no copy), then the call is finished. Waits for a
+// connection up to `timeout`. The call is registered with `calls` for
+// cancellation. Returns only once gRPC released `payload`, so the caller may
+// reuse it at once.
 template <typename Header>
 absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, grpc::ChannelInterface* channel,
                                        const grpc::internal::RpcMethod& method,
-                                       const Header& header, absl::Span<const float> data,
-                                       size_t chunk_bytes,
+                                       const Header& header, absl::string_view payload,
+                                       size_t element_bytes, size_t chunk_bytes,
                                        std::chrono::seconds timeout = std::chrono::seconds(300)) {
   SliceRelease release;
   grpc::Status status;
@@ -39,7 +48,8 @@ absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, grpc::ChannelInterfa
     CallRegistry::Guard guard(calls, &ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
     ctx.set_wait_for_ready(true);
-    const std::vector<grpc::Slice> chunks = ReferenceChunks(data, chunk_bytes, release.owner());
+    const std::vector<grpc::Slice> chunks =
+        ReferenceChunks(payload, element_bytes, chunk_bytes, release.owner());
     std::unique_ptr<grpc::ClientWriter<grpc::ByteBuffer>> writer(
         grpc::internal::ClientWriterFactory<grpc::ByteBuffer>::Create(channel, method, &ctx,
                                                                       &ack));

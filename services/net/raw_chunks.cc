@@ -89,9 +89,17 @@ absl::Status Malformed(absl::string_view why) {
 
 std::vector<grpc::Slice> ReferenceChunks(absl::Span<const float> data, size_t chunk_bytes,
                                          std::shared_ptr<const void> owner) {
+  return ReferenceChunks(absl::string_view(reinterpret_cast<const char*>(data.data()),
+                                           data.size() * sizeof(float)),
+                         sizeof(float), chunk_bytes, std::move(owner));
+}
+
+std::vector<grpc::Slice> ReferenceChunks(absl::string_view payload, size_t element_bytes,
+                                         size_t chunk_bytes, std::shared_ptr<const void> owner) {
   std::vector<grpc::Slice> slices;
-  const size_t total = data.size() * sizeof(float);
-  char* bytes = const_cast<char*>(reinterpret_cast<const char*>(data.data()));
+  chunk_bytes = std::max(element_bytes, chunk_bytes - chunk_bytes % element_bytes);
+  const size_t total = payload.size();
+  char* bytes = const_cast<char*>(payload.data());
   for (size_t at = 0; at < total; at += chunk_bytes) {
     // gRPC never writes through a slice it was given to send.
     slices.emplace_back(bytes + at, std::min(chunk_bytes, total - at), &ReleaseOwner,

@@ -31,6 +31,10 @@ namespace hips {
 // Zero floats give zero slices.
 std::vector<grpc::Slice> ReferenceChunks(absl::Span<const float> data, size_t chunk_bytes,
                                          std::shared_ptr<const void> owner);
+// The same for a payload of `element_bytes`-sized elements: chunks are
+// `chunk_bytes` rounded down to whole elements (at least one).
+std::vector<grpc::Slice> ReferenceChunks(absl::string_view payload, size_t element_bytes,
+                                         size_t chunk_bytes, std::shared_ptr<const void> owner);
 
 // One chunk message: `header` a serialized header message (null: no header
 // field), `data` the chunk's bytes (null: no data field).

@@ -1,0 +1,276 @@
+#include "services/core/compression.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/core/chunk_codec.h"
+
+namespace hips {
+namespace {
+
+uint32_t Bits(float f) {
+  uint32_t x;
+  std::memcpy(&x, &f, sizeof(x));
+  return x;
+}
+
+float FromBits(uint32_t x) {
+  float f;
+  std::memcpy(&f, &x, sizeof(f));
+  return f;
+}
+
+// Rounds x >> shift to nearest, ties to even.
+uint32_t ShiftRoundEven(uint32_t x, int shift) {
+  const uint32_t result = x >> shift;
+  const uint32_t rest = x & ((uint32_t{1} << shift) - 1);
+  const uint32_t half = uint32_t{1} << (shift - 1);
+  return result + ((rest > half || (rest == half && (result & 1))) ? 1 : 0);
+}
+
+uint16_t Load16(const char* p) {
+  uint16_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+uint32_t Load32(const char* p) {
+  uint32_t v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+// |x| with NaN as the largest (a strict weak order for selecting top-k).
+float Magnitude(float x) { return std::isnan(x) ? INFINITY : std::fabs(x); }
+
+template <typename Fn>
+void ForEachHalf(const FloatPieces& bytes, Fn fn) {
+  bytes.ForEachRunOf<2>([&fn](size_t first, const char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) fn(first + i, Load16(p + 2 * i));
+  });
+}
+
+template <typename Fn>
+void ForEachEntry(const FloatPieces& bytes, Fn fn) {
+  bytes.ForEachRunOf<8>([&fn](size_t first, const char* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) fn(first + i, Load32(p + 8 * i), LoadFloat(p + 8 * i + 4));
+  });
+}
+
+}  // namespace
+
+absl::string_view EncodingName(Encoding e) {
+  switch (e) {
+    case Encoding::kFp32:
+      return "fp32";
+    case Encoding::kFp16:
+      return "fp16";
+    case Encoding::kBf16:
+      return "bf16";
+    case Encoding::kTopK:
+      return "topk";
+  }
+  return "unknown";
+}
+
+absl::StatusOr<Encoding> ParseEncoding(absl::string_view name) {
+  for (Encoding e : {Encoding::kFp32, Encoding::kFp16, Encoding::kBf16, Encoding::kTopK}) {
+    if (name == EncodingName(e)) return e;
+  }
+  if (name == "none") return Encoding::kFp32;
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown compression \"", name, "\" (none, fp16, bf16 or topk)"));
+}
+
+size_t ElementBytes(Encoding e) {
+  switch (e) {
+    case Encoding::kFp32:
+      return 4;
+    case Encoding::kFp16:
+    case Encoding::kBf16:
+      return 2;
+    case Encoding::kTopK:
+      return 8;
+  }
+  return 4;
+}
+
+int64_t PayloadBytes(Encoding e, int64_t num_floats, int64_t nonzeros) {
+  const int64_t elements = e == Encoding::kTopK ? nonzeros : num_floats;
+  return elements * static_cast<int64_t>(ElementBytes(e));
+}
+
+uint16_t FloatToHalf(float f) {
+  const uint32_t x = Bits(f);
+  const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
+  const uint32_t abs = x & 0x7fffffff;
+  if (abs >= 0x7f800000) return sign | (abs > 0x7f800000 ? 0x7e00 : 0x7c00);  // NaN, inf
+  if (abs >= 0x477ff000) return sign | 0x7bff;  // would round to inf: saturate at 65504
+  if (abs >= 0x38800000) {                      // a normal half
+    return sign | static_cast<uint16_t>(ShiftRoundEven(abs - 0x38000000, 13));
+  }
+  if (abs < 0x33000000) return sign;  // below half the smallest subnormal: 0
+  // A subnormal half: round(|f| / 2^-24).
+  const uint32_t mantissa = (abs & 0x7fffff) | 0x800000;
+  const int shift = 126 - static_cast<int>(abs >> 23);
+  return sign | static_cast<uint16_t>(ShiftRoundEven(mantissa, shift));
+}
+
+float HalfToFloat(uint16_t h) {
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  const uint32_t exponent = (h >> 10) & 0x1f;
+  const uint32_t mantissa = h & 0x3ff;
+  if (exponent == 0) {
+    const float magnitude = static_cast<float>(mantissa) * 5.9604644775390625e-8f;  // 2^-24
+    return sign != 0 ? -magnitude : magnitude;
+  }
+  if (exponent == 31) return FromBits(sign | 0x7f800000 | (mantissa << 13));
+  return FromBits(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+uint16_t FloatToBfloat16(float f) {
+  const uint32_t x = Bits(f);
+  if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // NaN
+  if ((x & 0x7fffffff) == 0x7f800000) return static_cast<uint16_t>(x >> 16);        // inf
+  const uint32_t rounded = (x + 0x7fff + ((x >> 16) & 1)) >> 16;
+  // A finite float just below FLT_MAX rounds to inf: saturate.
+  if ((rounded & 0x7f80) == 0x7f80) return static_cast<uint16_t>((x >> 16 & 0x8000) | 0x7f7f);
+  return static_cast<uint16_t>(rounded);
+}
+
+float Bfloat16ToFloat(uint16_t h) { return FromBits(static_cast<uint32_t>(h) << 16); }
+
+absl::Status CheckEncodedValues(const EncodedValues& v) {
+  if (v.num_floats < 0 || v.nonzeros < 0 ||
+      (v.encoding == Encoding::kTopK && v.nonzeros > v.num_floats)) {
+    return absl::InvalidArgumentError(absl::StrCat("bad counts: ", v.num_floats, " floats, ",
+                                                   v.nonzeros, " nonzeros"));
+  }
+  const int64_t expected = PayloadBytes(v.encoding, v.num_floats, v.nonzeros);
+  if (static_cast<int64_t>(v.bytes.bytes()) != expected) {
+    return absl::InvalidArgumentError(absl::StrCat(EncodingName(v.encoding), " payload has ",
+                                                   v.bytes.bytes(), " bytes, expected ",
+                                                   expected));
+  }
+  absl::Status status;
+  switch (v.encoding) {
+    case Encoding::kFp32:
+      return CheckFinite(v.bytes);
+    case Encoding::kFp16:
+    case Encoding::kBf16: {
+      const uint16_t mask = v.encoding == Encoding::kFp16 ? 0x7c00 : 0x7f80;
+      ForEachHalf(v.bytes, [&](size_t i, uint16_t h) {
+        if ((h & mask) == mask && status.ok()) {
+          status = absl::InvalidArgumentError(absl::StrCat("non-finite value at float ", i));
+        }
+      });
+      return status;
+    }
+    case Encoding::kTopK: {
+      int64_t previous = -1;
+      ForEachEntry(v.bytes, [&](size_t, uint32_t index, float value) {
+        if (!status.ok()) return;
+        if (static_cast<int64_t>(index) <= previous || index >= v.num_floats) {
+          status = absl::InvalidArgumentError(absl::StrCat(
+              "top-k index ", index, " out of order or range (", v.num_floats, " floats)"));
+        } else if (!std::isfinite(value)) {
+          status = absl::InvalidArgumentError(absl::StrCat("non-finite value at float ", index));
+        }
+        previous = index;
+      });
+      return status;
+    }
+  }
+  return status;
+}
+
+void DecodeInto(const EncodedValues& v, float* out) {
+  switch (v.encoding) {
+    case Encoding::kFp32:
+      v.bytes.CopyTo(out);
+      return;
+    case Encoding::kFp16:
+      ForEachHalf(v.bytes, [out](size_t i, uint16_t h) { out[i] = HalfToFloat(h); });
+      return;
+    case Encoding::kBf16:
+      ForEachHalf(v.bytes, [out](size_t i, uint16_t h) { out[i] = Bfloat16ToFloat(h); });
+      return;
+    case Encoding::kTopK:
+      std::fill(out, out + v.num_floats, 0.0f);
+      ForEachEntry(v.bytes, [out](size_t, uint32_t index, float value) { out[index] = value; });
+      return;
+  }
+}
+
+absl::Status ValidateCompressionOptions(const CompressionOptions& o) {
+  if (!(o.topk_ratio > 0 && o.topk_ratio <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("top-k ratio must be in (0, 1], got ", o.topk_ratio));
+  }
+  return absl::OkStatus();
+}
+
+Compressor::Compressor(CompressionOptions options, size_t num_floats)
+    : options_(std::move(options)) {
+  if (options_.error_feedback && options_.encoding != Encoding::kFp32) {
+    residual_.assign(num_floats, 0.0f);
+  }
+}
+
+int64_t Compressor::Encode(absl::Span<const float> values, std::string* out) {
+  const size_t n = values.size();
+  // What is to be sent: the values plus what earlier encodings held back.
+  absl::Span<const float> send = values;
+  if (!residual_.empty()) {
+    work_.resize(n);
+    for (size_t i = 0; i < n; ++i) work_[i] = values[i] + residual_[i];
+    send = work_;
+  }
+  out->clear();
+  switch (options_.encoding) {
+    case Encoding::kFp32:
+      out->assign(reinterpret_cast<const char*>(send.data()), n * sizeof(float));
+      return 0;
+    case Encoding::kFp16:
+    case Encoding::kBf16: {
+      const bool half = options_.encoding == Encoding::kFp16;
+      out->resize(2 * n);
+      char* p = out->data();
+      for (size_t i = 0; i < n; ++i) {
+        const uint16_t h = half ? FloatToHalf(send[i]) : FloatToBfloat16(send[i]);
+        std::memcpy(p + 2 * i, &h, sizeof(h));
+        if (!residual_.empty()) residual_[i] = send[i] - (half ? HalfToFloat(h) : Bfloat16ToFloat(h));
+      }
+      return 0;
+    }
+    case Encoding::kTopK: {
+      const size_t k = std::min(
+          n, std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_ratio * n))));
+      if (n == 0) return 0;
+      order_.resize(n);
+      for (size_t i = 0; i < n; ++i) order_[i] = static_cast<uint32_t>(i);
+      std::nth_element(order_.begin(), order_.begin() + (k - 1), order_.end(),
+                       [&send](uint32_t a, uint32_t b) {
+                         const float fa = Magnitude(send[a]), fb = Magnitude(send[b]);
+                         return fa > fb || (fa == fb && a < b);
+                       });
+      std::sort(order_.begin(), order_.begin() + k);
+      out->resize(8 * k);
+      char* p = out->data();
+      if (!residual_.empty()) std::copy(send.begin(), send.end(), residual_.begin());
+      for (size_t j = 0; j < k; ++j) {
+        const uint32_t index = order_[j];
+        std::memcpy(p + 8 * j, &index, sizeof(index));
+        std::memcpy(p + 8 * j + 4, &send[index], sizeof(float));
+        if (!residual_.empty()) residual_[index] = 0.0f;
+      }
+      return static_cast<int64_t>(k);
+    }
+  }
+  return 0;
+}
+
+}  // namespace hips

@@ -55,6 +55,7 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
   };
   mu_.Await(absl::Condition(&has_room));
   ++counters_.gradients_received;
+  counters_.gradient_bytes_received += static_cast<int64_t>(push.values().bytes.bytes());
   if (shutdown_) {
     return Drop(DropReason::kShutdown, absl::UnavailableError("this aggregator is shutting down"));
   }
@@ -454,6 +455,7 @@ void Aggregator::ReportForwarded(const AggregatePush& a, const absl::StatusOr<Pu
   absl::MutexLock lock(&mu_);
   counters_.gradients_pending -= a.contributors;
   counters_.gradients_forwarded += a.contributors;
+  counters_.aggregate_bytes_sent += static_cast<int64_t>(a.values().bytes.bytes());
   if (result.ok()) {
     known_version_ = std::max(known_version_, result->newest_version);
   } else {

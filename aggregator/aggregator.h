@@ -73,6 +73,11 @@ struct AggregatorCounters {
   int64_t aggregates_refused = 0;  // by HQ
   // Retried gradients (first attempt's outcome unknown) sent on alone.
   int64_t gradients_sent_alone = 0;
+  // Payload bytes as they travelled (encoded on a compressed hop): of the
+  // gradients that reached the round logic, and of the aggregates sent to
+  // HQ (and answered).
+  int64_t gradient_bytes_received = 0;
+  int64_t aggregate_bytes_sent = 0;
   std::vector<std::string> live_workers;
   std::vector<MemberInfo> workers;  // the live ones, in id order
   bool forming = false;

@@ -86,6 +86,12 @@ void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version,
                "Retried worker gradients sent on alone (deduplicated at HQ)",
                c.gradients_sent_alone);
   out->Counter("hips_aggregates_sent_total", "Aggregates produced", c.rounds_closed);
+  out->Counter("hips_gradient_bytes_received_total",
+               "Payload bytes of worker gradients as they travelled (encoded if compressed)",
+               c.gradient_bytes_received);
+  out->Counter("hips_aggregate_bytes_sent_total",
+               "Payload bytes of aggregates sent to HQ (encoded if compressed)",
+               c.aggregate_bytes_sent);
   out->Counter("hips_aggregates_refused_total", "Aggregates HQ refused", c.aggregates_refused);
   out->Gauge("hips_live_members", "Members holding a lease here, by kind",
              static_cast<double>(c.live_workers.size()), {{"kind", "worker"}});

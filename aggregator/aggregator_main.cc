@@ -11,6 +11,7 @@
 #include "aggregator/aggregator_daemon.h"
 #include "glog/logging.h"
 #include "services/runtime/compression_flags.h"
+#include "services/core/parallel.h"
 #include "services/runtime/process_setup.h"
 
 ABSL_FLAG(std::string, id, "agg-0", "This aggregator's id (unique in the cluster).");
@@ -20,6 +21,8 @@ ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here o
 ABSL_FLAG(std::string, hq, "", "HQ address, host:port (required).");
 ABSL_FLAG(int, workers, 1, "Workers that contribute to each sync round of this aggregator.");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
+ABSL_FLAG(int, sum_threads, 2,
+          "Threads that sum a tensor of 1M floats or more (docs/performance.md).");
 ABSL_FLAG(int, quorum, 0,
           "sync: gradients that suffice to close a round at its deadline (0: all workers).");
 ABSL_FLAG(int64_t, round_deadline_ms, 0,
@@ -42,6 +45,8 @@ int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv, "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID]");
   if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
+  if (absl::GetFlag(FLAGS_sum_threads) < 1) hips::ExitWithUsageError("--sum_threads must be >= 1");
+  hips::SetSummationThreads(absl::GetFlag(FLAGS_sum_threads));
   absl::Notification stop;
   hips::TerminationWatcher watcher([&stop](int) { stop.Notify(); });
 

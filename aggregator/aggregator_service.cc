@@ -101,6 +101,8 @@ grpc::Status AggregatorService::GetStatus(grpc::ServerContext* ctx, const v1::St
   reply->set_gradients_pending(c.gradients_pending);
   reply->set_aggregates_sent(c.rounds_closed);
   reply->set_aggregates_refused(c.aggregates_refused);
+  reply->set_gradient_bytes_received(c.gradient_bytes_received);
+  reply->set_aggregate_bytes_sent(c.aggregate_bytes_sent);
   for (const std::string& w : c.live_workers) reply->add_live_workers(w);
   const absl::Time now = absl::Now();
   for (const MemberInfo& m : c.workers) MemberToProto(m, now, reply->add_workers());

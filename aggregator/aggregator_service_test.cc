@@ -115,6 +115,45 @@ TEST_F(AggregatorServiceTest, MalformedGradientsAreRefusedAndCounted) {
   EXPECT_EQ(c.gradients_dropped.at("invalid"), static_cast<int64_t>(bad.size()));
 }
 
+TEST_F(AggregatorServiceTest, CompressedGradientsAreSummedAsTheirDenseFloats) {
+  // fp16 from w0 (split across two chunks inside a value), top-k from w1.
+  const std::vector<float> halves = {0.5f, -1.0f, 2.0f, 0.25f};
+  std::string half_bytes;
+  for (float f : halves) {
+    const uint16_t h = FloatToHalf(f);
+    half_bytes.append(reinterpret_cast<const char*>(&h), 2);
+  }
+  v1::GradientChunk first = Chunk("w0", 4, {}, 2);
+  first.mutable_header()->set_encoding(v1::ENCODING_FP16);
+  first.set_data(half_bytes.substr(0, 4));
+  v1::GradientChunk second;
+  second.set_data(half_bytes.substr(4));
+  ASSERT_TRUE(Send({first, second}).ok());
+
+  v1::GradientChunk sparse = Chunk("w1", 4, {}, 1);
+  sparse.mutable_header()->set_encoding(v1::ENCODING_TOPK);
+  sparse.mutable_header()->set_nonzeros(1);
+  const uint32_t index = 3;
+  const float value = 4.0f;
+  std::string entry(reinterpret_cast<const char*>(&index), 4);
+  entry.append(reinterpret_cast<const char*>(&value), 4);
+  sparse.set_data(entry);
+  // A chunk that cuts a top-k entry in two, and a count that does not match.
+  v1::GradientChunk cut = sparse;
+  cut.set_data(entry.substr(0, 6));
+  EXPECT_EQ(Send({cut}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::GradientChunk miscounted = sparse;
+  miscounted.mutable_header()->set_nonzeros(5);
+  EXPECT_EQ(Send({miscounted}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(Send({sparse}).ok());
+
+  std::optional<AggregatePush> out = aggregator_.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->sum, (std::vector<float>{1, -2, 4, 0.5f + 4}));
+  EXPECT_EQ(out->total_samples, 3);
+  EXPECT_EQ(aggregator_.counters().gradients_dropped.at("invalid"), 2);
+}
+
 TEST_F(AggregatorServiceTest, LongPollReturnsWeightsOrDeadline) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));

@@ -31,6 +31,7 @@
 #include "bench/sink_hq_client.h"
 #include "bench/synthetic_worker.h"
 #include "bench/tcp_transfer.h"
+#include "services/core/parallel.h"
 #include "services/runtime/process_setup.h"
 #include "worker/aggregator_client.h"
 
@@ -63,6 +64,7 @@ std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
 
 // The forked sink aggregator: serves until `stop_fd` reaches end of file.
 [[noreturn]] void ServeSinkAggregator(int64_t floats, int port_fd, int stop_fd) {
+  SetSummationThreads(2);  // as hips-aggregator --sum_threads
   AggregatorDaemonOptions options;
   options.aggregator.id = "agg-bench";
   options.aggregator.lease = absl::Seconds(60);

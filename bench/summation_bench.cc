@@ -13,10 +13,12 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "services/core/gradient_accumulator.h"
+#include "services/core/parallel.h"
 #include "services/core/sync_round.h"
 
 ABSL_FLAG(int64_t, floats, 10'000'000, "Floats per gradient (K).");
 ABSL_FLAG(int, repeats, 10, "Timed repetitions; the best one counts.");
+ABSL_FLAG(int, threads, 1, "Summation threads (as hips-aggregator --sum_threads).");
 
 namespace {
 
@@ -39,6 +41,7 @@ double BestGigabytesPerSecond(int64_t floats, int repeats, Fn fn) {
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
+  hips::SetSummationThreads(absl::GetFlag(FLAGS_threads));
   const int64_t k = absl::GetFlag(FLAGS_floats);
   const int repeats = absl::GetFlag(FLAGS_repeats);
   if (k <= 0 || repeats <= 0) {
@@ -78,7 +81,8 @@ int main(int argc, char** argv) {
   if (sum[k / 2] < 0) std::fprintf(stderr, "impossible\n");
   std::printf(
       "{\"name\": \"summation_vs_memory\", \"value\": %.3f, \"reference\": %.3f, "
-      "\"ratio\": %.3f, \"unit\": \"GB/s\", \"floats\": %lld}\n",
-      value, reference, value / reference, static_cast<long long>(k));
+      "\"ratio\": %.3f, \"unit\": \"GB/s\", \"floats\": %lld, \"threads\": %d}\n",
+      value, reference, value / reference, static_cast<long long>(k),
+      hips::SummationThreads());
   return 0;
 }

@@ -9,6 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
 #include "hq/hq_daemon.h"
+#include "services/core/parallel.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
 
@@ -38,6 +39,8 @@ ABSL_FLAG(std::string, staleness_lr, "sqrt",
           "or sqrt (lr/sqrt(1+staleness)).");
 ABSL_FLAG(int64_t, eval_every, 100, "Evaluate on the test set every N versions (0: final only).");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
+ABSL_FLAG(int, sum_threads, 2,
+          "Threads that sum a tensor of 1M floats or more (docs/performance.md).");
 
 ABSL_FLAG(int64_t, lease_ms, 2000,
           "Aggregators' lease: a sync round stops waiting for an aggregator that has not been "
@@ -59,6 +62,8 @@ int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv, "hips-hq --aggregators=A [--max_versions=V] [--port=P] [model flags]");
   if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
+  if (absl::GetFlag(FLAGS_sum_threads) < 1) hips::ExitWithUsageError("--sum_threads must be >= 1");
+  hips::SetSummationThreads(absl::GetFlag(FLAGS_sum_threads));
   absl::Notification stop;
   hips::TerminationWatcher watcher([&stop](int) { stop.Notify(); });
   hips::SetTorchThreads(absl::GetFlag(FLAGS_torch_threads));

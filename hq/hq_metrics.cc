@@ -32,6 +32,9 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
   out->Gauge("hips_gradients_pending", "Worker gradients in an open sync round",
              s.gradients_pending);
   out->Counter("hips_aggregates_received_total", "Aggregates received", s.aggregates_received);
+  out->Counter("hips_aggregate_bytes_received_total",
+               "Payload bytes of aggregates as they travelled (encoded if compressed)",
+               s.aggregate_bytes_received);
   out->Counter("hips_aggregates_applied_total", "Aggregates accepted into an update",
                s.aggregates_applied);
   // Staleness: bucket t holds gradients applied t versions after the version

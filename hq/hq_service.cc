@@ -115,6 +115,7 @@ grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequ
   for (const auto& [reason, count] : s.aggregates_dropped) rejected += count;
   reply->set_aggregates_rejected(rejected);
   reply->set_aggregates_received(s.aggregates_received);
+  reply->set_aggregate_bytes_received(s.aggregate_bytes_received);
   reply->set_aggregates_applied(s.aggregates_applied);
   reply->set_gradients_received(s.gradients_received);
   reply->set_gradients_applied(s.gradients_applied);

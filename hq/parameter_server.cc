@@ -141,6 +141,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   {
     absl::MutexLock status_lock(&mu_);
     ++status_.aggregates_received;
+    status_.aggregate_bytes_received += static_cast<int64_t>(a.values().bytes.bytes());
     status_.gradients_received += a.contributors;
   }
   if (members_.Touch(a.aggregator, now)) {
@@ -412,6 +413,9 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
     mode_since_ = version_;
     pending_mode_.reset();
   }
+  // Weights first, then the status: whoever sees the status of a version
+  // finds weights at least that new.
+  Publish(Snapshot());
   {
     absl::MutexLock status_lock(&mu_);
     CopyTrainingState();
@@ -425,7 +429,6 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
     LOG(INFO) << "training done at version " << version_ << " after " << samples_applied_
               << " samples";
   }
-  Publish(Snapshot());
   MaybeCheckpoint();
 }
 

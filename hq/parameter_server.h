@@ -82,6 +82,7 @@ struct ParameterServerStatus {
   std::optional<ModeConfig> pending_mode;
   // Aggregates (one per aggregator and round, or per coalesced batch).
   int64_t aggregates_received = 0;
+  int64_t aggregate_bytes_received = 0;  // payload, as it travelled
   int64_t aggregates_applied = 0;  // accepted into an update
   int64_t aggregates_duplicate = 0;
   std::map<std::string, int64_t> aggregates_dropped;  // by DropReasonName

@@ -46,6 +46,7 @@ void FillAccounting(const v1::StatusReply& status, RunSummary* summary) {
   for (const auto& [reason, count] : status.gradients_dropped()) a.dropped[reason] = count;
   a.staleness_counts.assign(status.staleness_counts().begin(), status.staleness_counts().end());
   a.max_staleness = status.max_staleness();
+  a.aggregator_to_hq_bytes = status.aggregate_bytes_received();
 }
 
 bool HasCheckpoints(const std::string& dir) {
@@ -258,6 +259,7 @@ void Cluster::AddAggregatorAccounting(RunSummary* summary) {
     a.forwarded = s.gradients_forwarded();
     a.pending = s.gradients_pending();
     for (const auto& [reason, n] : s.gradients_dropped()) a.dropped[reason] = n;
+    summary->accounting->worker_to_aggregator_bytes += s.gradient_bytes_received();
   }
 }
 

@@ -41,6 +41,8 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s) {
           g.id, g.received, g.duplicate, g.forwarded, g.pending, by_reason(g.dropped)));
     }
     out << ", \"aggregators\": [" << absl::StrJoin(aggregators, ", ") << "]";
+    out << absl::StrFormat(", \"bytes\": {\"worker_to_aggregator\": %d, \"aggregator_to_hq\": %d}",
+                           a.worker_to_aggregator_bytes, a.aggregator_to_hq_bytes);
     out << ", \"restarts\": {" << by_reason(s.restarts) << "}";
   }
   out << "}\n";

@@ -29,6 +29,10 @@ struct RunSummary {
     std::map<std::string, int64_t> dropped;  // by reason
     std::vector<int64_t> staleness_counts;   // of applied gradients
     int64_t max_staleness = 0;
+    // Payload bytes of the gradient hops, as they travelled (encoded on a
+    // compressed hop): into the aggregators, and into HQ.
+    int64_t worker_to_aggregator_bytes = 0;
+    int64_t aggregator_to_hq_bytes = 0;
     // Each aggregator's side: received = duplicate + Σ dropped + forwarded +
     // pending.
     struct Aggregator {

@@ -43,8 +43,11 @@ uint32_t Load32(const char* p) {
   return v;
 }
 
-// |x| with NaN as the largest (a strict weak order for selecting top-k).
-float Magnitude(float x) { return std::isnan(x) ? INFINITY : std::fabs(x); }
+// |x| as its bit pattern (ordered like |x|), NaN as the largest.
+uint32_t MagnitudeBits(float x) {
+  const uint32_t bits = Bits(x) & 0x7fffffff;
+  return bits > 0x7f800000 ? 0x7fffffff : bits;
+}
 
 template <typename Fn>
 void ForEachHalf(const FloatPieces& bytes, Fn fn) {
@@ -250,22 +253,41 @@ int64_t Compressor::Encode(absl::Span<const float> values, std::string* out) {
       const size_t k = std::min(
           n, std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_ratio * n))));
       if (n == 0) return 0;
-      order_.resize(n);
-      for (size_t i = 0; i < n; ++i) order_[i] = static_cast<uint32_t>(i);
-      std::nth_element(order_.begin(), order_.begin() + (k - 1), order_.end(),
-                       [&send](uint32_t a, uint32_t b) {
-                         const float fa = Magnitude(send[a]), fb = Magnitude(send[b]);
-                         return fa > fb || (fa == fb && a < b);
-                       });
-      std::sort(order_.begin(), order_.begin() + k);
+      // The k-th largest magnitude by radix selection on the bit patterns
+      // (which order like the magnitudes): a histogram of the top 11 bits
+      // finds its bucket, and only that bucket is searched. Then one scan in
+      // index order takes what is above it, and what equals it while ties
+      // last (lowest indices first).
+      magnitudes_.resize(n);
+      for (size_t i = 0; i < n; ++i) magnitudes_[i] = MagnitudeBits(send[i]);
+      std::vector<size_t> histogram(size_t{1} << 11, 0);
+      for (size_t i = 0; i < n; ++i) ++histogram[magnitudes_[i] >> 20];
+      size_t bucket = histogram.size() - 1, larger = 0;
+      while (larger + histogram[bucket] < k) larger += histogram[bucket--];
+      scratch_.clear();
+      for (size_t i = 0; i < n; ++i) {
+        if ((magnitudes_[i] >> 20) == bucket) scratch_.push_back(magnitudes_[i]);
+      }
+      const size_t need = k - larger;  // from this bucket, in [1, its size]
+      std::nth_element(scratch_.begin(), scratch_.begin() + (scratch_.size() - need),
+                       scratch_.end());
+      const uint32_t threshold = scratch_[scratch_.size() - need];
+      size_t above = 0;
+      for (size_t i = 0; i < n; ++i) above += magnitudes_[i] > threshold;
+      size_t ties = k - above;
       out->resize(8 * k);
       char* p = out->data();
       if (!residual_.empty()) std::copy(send.begin(), send.end(), residual_.begin());
-      for (size_t j = 0; j < k; ++j) {
-        const uint32_t index = order_[j];
+      size_t j = 0;
+      for (size_t i = 0; i < n && j < k; ++i) {
+        const uint32_t m = magnitudes_[i];
+        if (m < threshold || (m == threshold && ties == 0)) continue;
+        if (m == threshold) --ties;
+        const uint32_t index = static_cast<uint32_t>(i);
         std::memcpy(p + 8 * j, &index, sizeof(index));
-        std::memcpy(p + 8 * j + 4, &send[index], sizeof(float));
-        if (!residual_.empty()) residual_[index] = 0.0f;
+        std::memcpy(p + 8 * j + 4, &send[i], sizeof(float));
+        if (!residual_.empty()) residual_[i] = 0.0f;
+        ++j;
       }
       return static_cast<int64_t>(k);
     }

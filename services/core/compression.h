@@ -97,7 +97,8 @@ class Compressor {
   const CompressionOptions options_;
   std::vector<float> residual_;  // empty without error feedback
   std::vector<float> work_;
-  std::vector<uint32_t> order_;
+  std::vector<uint32_t> magnitudes_;
+  std::vector<uint32_t> scratch_;
 };
 
 }  // namespace hips

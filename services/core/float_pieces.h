@@ -77,6 +77,15 @@ class FloatPieces {
     }
   }
 
+  // ForEachRun restricted to floats [begin, end).
+  template <typename Fn>
+  void ForEachRunIn(size_t begin, size_t end, Fn fn) const {
+    ForEachRun([&](size_t first, const char* bytes, size_t n) {
+      const size_t lo = std::max(first, begin), hi = std::min(first + n, end);
+      if (lo < hi) fn(lo, bytes + (lo - first) * sizeof(float), hi - lo);
+    });
+  }
+
   // Copies the floats into `out` (size() floats).
   void CopyTo(float* out) const {
     ForEachRun([out](size_t first, const char* bytes, size_t n) {

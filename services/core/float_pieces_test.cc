@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "services/core/chunk_codec.h"
 #include "services/core/gradient_accumulator.h"
+#include "services/core/parallel.h"
 
 namespace hips {
 namespace {
@@ -83,6 +84,24 @@ TEST(GradientAccumulatorPiecesTest, SumsOutOfPiecesExactlyAsOutOfOneBuffer) {
     EXPECT_EQ(pieces.sum()[i], 3.0f * a[i] + 2.0f * b[i]);
     EXPECT_EQ(pieces.sum()[i], whole.sum()[i]);
   }
+}
+
+TEST(GradientAccumulatorPiecesTest, TwoThreadsSumExactlyAsOne) {
+  const size_t n = (size_t{3} << 20) + 7;  // above the parallel threshold
+  const std::vector<float> a = Values(n, 5.0f), b = Values(n, -2.5f);
+  Cut cb(b, {5, 4 * 1000003 + 2, 4 * (n / 2) + 1});
+  std::vector<float> sums[2];
+  for (int threads : {1, 2}) {
+    SetSummationThreads(threads);
+    GradientAccumulator acc(n);
+    ASSERT_TRUE(acc.Add(a, 3.0f, 3, 0.0, 1).ok());
+    ASSERT_TRUE(acc.Add(cb.pieces, 2.0f, 2, 0.0, 1).ok());
+    sums[threads - 1] = acc.TakeSum();
+  }
+  SetSummationThreads(1);
+  ASSERT_EQ(sums[0].size(), n);
+  EXPECT_TRUE(sums[0] == sums[1]);
+  EXPECT_EQ(sums[1][n - 1], 3.0f * a[n - 1] + 2.0f * b[n - 1]);
 }
 
 TEST(GradientAccumulatorPiecesTest, ResetAndTakeSumStartAFreshSum) {

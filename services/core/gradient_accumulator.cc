@@ -1,6 +1,7 @@
 #include "services/core/gradient_accumulator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -8,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/chunk_codec.h"
+#include "services/core/parallel.h"
 
 namespace hips {
 
@@ -109,7 +111,21 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
   // bound_ >= max |sum|, |sum + scale·in| <= bound_ + scale·max|in|: when that
   // is safely below FLT_MAX nothing can overflow, and the sum is updated in
   // one fused pass (the common case, about memory speed).
-  const uint32_t max_bits = MaxAbsBits(values);
+  std::atomic<uint32_t> max_bits_seen{0};
+  ParallelRanges(num_floats_, [&values, &max_bits_seen](size_t begin, size_t end) {
+    uint32_t max = 0;
+    values.ForEachRunIn(begin, end, [&max](size_t, const char* in, size_t n) {
+      for (size_t i = 0; i < n; ++i) {
+        uint32_t bits;
+        std::memcpy(&bits, in + i * sizeof(bits), sizeof(bits));
+        max = std::max(max, bits & 0x7fffffffu);
+      }
+    });
+    uint32_t seen = max_bits_seen.load();
+    while (max > seen && !max_bits_seen.compare_exchange_weak(seen, max)) {
+    }
+  });
+  const uint32_t max_bits = max_bits_seen.load();
   if (max_bits >= kNonFiniteBits) return CheckFinite(values);
   float max_in;
   std::memcpy(&max_in, &max_bits, sizeof(max_in));
@@ -131,17 +147,21 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
     }
     sum_.resize(num_floats_);
     float* __restrict out = sum_.data();
-    values.ForEachRun([out, scale](size_t first, const char* in, size_t n) {
-      float* __restrict o = out + first;
-      for (size_t i = 0; i < n; ++i) o[i] = scale * LoadFloat(in + i * sizeof(float));
+    ParallelRanges(num_floats_, [&values, out, scale](size_t begin, size_t end) {
+      values.ForEachRunIn(begin, end, [out, scale](size_t first, const char* in, size_t n) {
+        float* __restrict o = out + first;
+        for (size_t i = 0; i < n; ++i) o[i] = scale * LoadFloat(in + i * sizeof(float));
+      });
     });
     empty_ = false;
     bound_ = bound;
   } else if (safe) {
     float* __restrict out = sum_.data();
-    values.ForEachRun([out, scale](size_t first, const char* in, size_t n) {
-      float* __restrict o = out + first;
-      for (size_t i = 0; i < n; ++i) o[i] += scale * LoadFloat(in + i * sizeof(float));
+    ParallelRanges(num_floats_, [&values, out, scale](size_t begin, size_t end) {
+      values.ForEachRunIn(begin, end, [out, scale](size_t first, const char* in, size_t n) {
+        float* __restrict o = out + first;
+        for (size_t i = 0; i < n; ++i) o[i] += scale * LoadFloat(in + i * sizeof(float));
+      });
     });
     bound_ = bound;
   } else {

@@ -39,6 +39,9 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
   ConfigureHipsServer(&builder);
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
                            grpc::InsecureServerCredentials(), &d->port_);
+  if (!options.unix_socket.empty()) {
+    if (absl::Status s = AddUnixListener(&builder, options.unix_socket); !s.ok()) return s;
+  }
   builder.RegisterService(d->service_.get());
   d->server_ = builder.BuildAndStart();
   if (d->server_ == nullptr || d->port_ == 0) {

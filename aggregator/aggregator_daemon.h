@@ -22,6 +22,8 @@ struct AggregatorDaemonOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: a free port, see AggregatorDaemon::port()
   std::string hq_address;
+  // Also serve workers on this Unix socket when set (same-host peers).
+  std::string unix_socket;
   // Talks to HQ through the client this makes instead of gRPC to hq_address
   // when set (the benchmarks measure one hop with an HQ that answers at once).
   std::function<std::unique_ptr<HqClient>()> make_hq_client;

@@ -18,6 +18,8 @@ ABSL_FLAG(std::string, id, "agg-0", "This aggregator's id (unique in the cluster
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one (see --port_file).");
 ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here once listening.");
+ABSL_FLAG(std::string, unix_socket, "",
+          "Also listen on this Unix socket; peers on this host connect to unix:PATH.");
 ABSL_FLAG(std::string, hq, "", "HQ address, host:port (required).");
 ABSL_FLAG(int, workers, 1, "Workers that contribute to each sync round of this aggregator.");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
@@ -69,6 +71,7 @@ int main(int argc, char** argv) {
   options.aggregator.compression = *compression;
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
+  options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   options.hq_address = absl::GetFlag(FLAGS_hq);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0) hips::ExitWithUsageError("--chunk_bytes must be positive");

@@ -36,12 +36,14 @@ class Cluster:
     """with Cluster(build, hq_flags, aggregators, workers_per_aggregator) as c:
     c.run_workers(...) -> the synthetic workers' results."""
 
-    def __init__(self, build, hq_flags, aggregators, workers_per_aggregator, agg_flags=()):
+    def __init__(self, build, hq_flags, aggregators, workers_per_aggregator, agg_flags=(),
+                 unix_sockets=False):
         self.build = build
         self.hq_flags = list(hq_flags)
         self.aggregators = aggregators
         self.per_aggregator = workers_per_aggregator
         self.agg_flags = list(agg_flags)
+        self.unix_sockets = unix_sockets
         self.procs = []
         self.tmp = None
 
@@ -60,18 +62,25 @@ class Cluster:
         self.tmp = tempfile.TemporaryDirectory(prefix="hips-bench-cluster-")
         bin_dir = os.path.join(self.build, "bin")
         common = ["--metrics_port=-1", "--lease_ms=60000"]
+
+        def socket(name):  # (data path) flags and address of a daemon's Unix socket
+            path = os.path.join(self.tmp.name, name + ".sock")
+            return (["--unix_socket=" + path] if self.unix_sockets else []), "unix:" + path
+
+        hq_socket, hq_unix = socket("hq")
         _, hq_port = self._start("hq", [os.path.join(bin_dir, "hips-hq"),
                                         "--aggregators=%d" % self.aggregators] + common +
-                                 self.hq_flags)
-        self.hq_address = "127.0.0.1:%d" % hq_port
+                                 self.hq_flags + hq_socket)
+        self.hq_address = hq_unix if self.unix_sockets else "127.0.0.1:%d" % hq_port
         self.agg_procs, self.agg_addresses = [], []
         for a in range(self.aggregators):
+            agg_socket, agg_unix = socket("agg-%d" % a)
             proc, port = self._start("agg-%d" % a, [
                 os.path.join(bin_dir, "hips-aggregator"), "--id=agg-%d" % a,
                 "--hq=" + self.hq_address, "--workers=%d" % self.per_aggregator] + common +
-                self.agg_flags)
+                self.agg_flags + agg_socket)
             self.agg_procs.append(proc)
-            self.agg_addresses.append("127.0.0.1:%d" % port)
+            self.agg_addresses.append(agg_unix if self.unix_sockets else "127.0.0.1:%d" % port)
         return self
 
     def aggregator_rss(self):

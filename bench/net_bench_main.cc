@@ -43,6 +43,8 @@ ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed chunk.");
 ABSL_FLAG(std::string, aggregator, "", "workers: the aggregator's address.");
 ABSL_FLAG(int, workers, 1, "workers: how many (one thread and connection each).");
 ABSL_FLAG(std::string, id_prefix, "bench-worker-", "workers: ids are this plus an index.");
+ABSL_FLAG(std::string, unix_socket, "",
+          "push: the aggregator also listens on this Unix socket and the worker uses it.");
 
 namespace hips::bench {
 namespace {
@@ -70,6 +72,7 @@ std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
   options.aggregator.lease = absl::Seconds(60);
   options.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
   options.make_hq_client = [floats] { return CreateSinkHqClient(floats); };
+  options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   absl::StatusOr<std::unique_ptr<AggregatorDaemon>> daemon =
       AggregatorDaemon::Start(std::move(options));
   if (!daemon.ok()) Fail(daemon.status());
@@ -108,8 +111,11 @@ int Push() {
   }
   absl::StatusOr<SyntheticWorkerResult> result;
   {
+    const std::string address = absl::GetFlag(FLAGS_unix_socket).empty()
+                                    ? absl::StrCat("127.0.0.1:", port)
+                                    : absl::StrCat("unix:", absl::GetFlag(FLAGS_unix_socket));
     std::unique_ptr<AggregatorClient> client = CreateGrpcAggregatorClient(
-        absl::StrCat("127.0.0.1:", port), "bench-worker", absl::GetFlag(FLAGS_chunk_bytes));
+        address, "bench-worker", absl::GetFlag(FLAGS_chunk_bytes));
     SyntheticWorkerOptions options;
     options.id = "bench-worker";
     options.rounds = repeats;

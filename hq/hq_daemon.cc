@@ -125,6 +125,9 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   ConfigureHipsServer(&builder);
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
                            grpc::InsecureServerCredentials(), &d->port_);
+  if (!options.unix_socket.empty()) {
+    if (absl::Status s = AddUnixListener(&builder, options.unix_socket); !s.ok()) return s;
+  }
   builder.RegisterService(d->service_.get());
   d->grpc_server_ = builder.BuildAndStart();
   if (d->grpc_server_ == nullptr || d->port_ == 0) {

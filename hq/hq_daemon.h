@@ -28,6 +28,8 @@ struct HqDaemonOptions {
   int64_t eval_every = 100;
   std::string host = "127.0.0.1";
   int port = 0;
+  // Also serve on this Unix socket when set (same-host peers).
+  std::string unix_socket;
   size_t chunk_bytes = 1 << 20;
   absl::Duration max_long_poll = absl::Seconds(10);
   // Checkpoints (docs/faults.md): none when empty. On start HQ resumes

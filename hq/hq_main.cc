@@ -16,6 +16,8 @@
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
 ABSL_FLAG(int, port, 0, "Port to listen on; 0 picks a free one (see --port_file).");
 ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here once listening.");
+ABSL_FLAG(std::string, unix_socket, "",
+          "Also listen on this Unix socket; peers on this host connect to unix:PATH.");
 ABSL_FLAG(int, aggregators, 1, "Aggregators that contribute to each sync round.");
 ABSL_FLAG(int64_t, max_versions, 0, "Training budget in versions (0: no version budget).");
 ABSL_FLAG(int64_t, max_samples, 0,
@@ -108,6 +110,7 @@ int main(int argc, char** argv) {
   options.eval_every = absl::GetFlag(FLAGS_eval_every);
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
+  options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0) hips::ExitWithUsageError("--chunk_bytes must be positive");
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
 

@@ -138,6 +138,9 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   EXPECT_EQ(s.at("max_staleness"), 0);
   ExpectGradientsAccountedFor(json);
   EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
+  // Uncompressed hops: every gradient and aggregate is 269,322 float32.
+  EXPECT_EQ(s.at("worker_to_aggregator"), 469.0 * 4 * 269322 * 4);
+  EXPECT_EQ(s.at("aggregator_to_hq"), 469.0 * 2 * 269322 * 4);
   EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
   EXPECT_LE(s.at("accuracy"), 1.0);
   EXPECT_GE(s.at("f1"), 0.78);
@@ -323,6 +326,46 @@ TEST(CommandLineTest, AnEarlierRunsCheckpointsAreContinuedOnlyWhenAsked) {
       << run.output;
 }
 
+// Compressed gradient hops (docs/performance.md): the payload bytes of each
+// hop are exactly what the encoding says, every gradient is accounted for,
+// and the model still learns. Top-k also runs the tiers over Unix sockets.
+struct CompressionCase {
+  std::string flags;
+  double bytes_per_gradient;  // for the 269,322-float mlp
+};
+
+class CompressedHopsTest : public ::testing::TestWithParam<CompressionCase> {};
+
+TEST_P(CompressedHopsTest, CarryTheBytesTheirEncodingSaysAndStillTrain) {
+  const std::string dir = NewRunDir("compressed");
+  const std::string json = absl::StrCat(dir, "/summary.json");
+  const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --max_versions=100 ",
+                                               GetParam().flags, " --summary_json=", json,
+                                               " --run_dir=", dir));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const std::map<std::string, double> s = ReadSummary(json);
+  EXPECT_EQ(s.at("version"), 100);
+  EXPECT_EQ(s.at("received"), 100 * 4);
+  EXPECT_EQ(s.at("applied"), 100 * 4);
+  ExpectGradientsAccountedFor(json);
+  EXPECT_EQ(s.at("worker_to_aggregator"), 100 * 4 * GetParam().bytes_per_gradient);
+  EXPECT_EQ(s.at("aggregator_to_hq"), 100 * 2 * GetParam().bytes_per_gradient);
+  EXPECT_GE(s.at("accuracy"), 0.6) << run.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Encodings, CompressedHopsTest,
+    ::testing::Values(
+        // ceil(1% of 269,322) = 2,694 entries of 8 bytes.
+        CompressionCase{"--compression=topk --topk_ratio=0.01 --unix_sockets", 2694.0 * 8},
+        CompressionCase{"--compression=fp16", 269322.0 * 2},
+        CompressionCase{"--compression=bf16", 269322.0 * 2}),
+    [](const ::testing::TestParamInfo<CompressionCase>& info) {
+      return std::string(info.param.flags.find("topk") != std::string::npos   ? "topk"
+                         : info.param.flags.find("fp16") != std::string::npos ? "fp16"
+                                                                              : "bf16");
+    });
+
 TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
   struct Bad {
     std::string command;
@@ -349,6 +392,11 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-hq --aggregators=2 --quorum=3", "quorum"},
       {"/hips-aggregator --hq=127.0.0.1:1 --workers=2 --quorum=3", "quorum"},
       {"/hips-worker --aggregator=127.0.0.1:1 --slowdown=0.5", "slowdown"},
+      {"/hips local --compression=zip", "unknown compression"},
+      {"/hips-worker --aggregator=127.0.0.1:1 --compression=topk --topk_ratio=2", "top-k ratio"},
+      {"/hips-aggregator --hq=127.0.0.1:1 --compression=fp8", "unknown compression"},
+      {"/hips-aggregator --hq=127.0.0.1:1 --unix_socket=/tmp/" + std::string(200, 'x'),
+       "Unix socket path"},
   };
   for (const Bad& b : cases) {
     const CommandResult run = Shell(kBin + b.command);

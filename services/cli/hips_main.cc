@@ -73,6 +73,8 @@ ABSL_FLAG(bool, supervise, true,
           "hips local: restart a child that dies (same flags and port; HQ resumes from its "
           "newest checkpoint). false: a death fails the run.");
 ABSL_FLAG(int, max_restarts, 10, "hips local: restarts per child before the run fails.");
+ABSL_FLAG(bool, unix_sockets, false,
+          "hips local: tensors between the tiers over Unix sockets in the run dir, not TCP.");
 ABSL_FLAG(int64_t, lease_ms, 2000,
           "hips local: members' lease; a sync round stops waiting for a worker or aggregator "
           "not heard from for this long.");
@@ -241,6 +243,7 @@ int RunLocal() {
     hips::ExitWithUsageError(std::string(s.message()));
   }
   options.push_args = hips::CompressionFlagsAsArgs();
+  options.unix_sockets = absl::GetFlag(FLAGS_unix_sockets);
   if (!(absl::GetFlag(FLAGS_progress_seconds) > 0)) {
     hips::ExitWithUsageError("--progress_seconds must be positive");
   }

@@ -284,17 +284,24 @@ absl::StatusOr<RunSummary> Cluster::Run() {
       absl::StrCat("--eval_every=", options_.eval_every)};
   hq_args.insert(hq_args.end(), options_.training_args.begin(), options_.training_args.end());
   hq_args.insert(hq_args.end(), options_.hq_args.begin(), options_.hq_args.end());
+  // Where the data path reaches a daemon: its Unix socket, or its TCP port.
+  auto socket_of = [this](const std::string& name) {
+    return absl::StrCat(options_.run_dir, "/", name, ".sock");
+  };
+  if (options_.unix_sockets) hq_args.push_back(absl::StrCat("--unix_socket=", socket_of("hq")));
   absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
   if (!hq_port.ok()) return hq_port.status();
   const std::string hq_address = absl::StrCat("127.0.0.1:", *hq_port);
   hq_ = v1::Hq::NewStub(CreateHipsChannel(hq_address));
+  const std::string hq_data_address =
+      options_.unix_sockets ? absl::StrCat("unix:", socket_of("hq")) : hq_address;
 
   std::vector<std::string> aggregator_addresses;
   for (int a = 0; a < options_.aggregators; ++a) {
     int assigned = 0;
     for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
     std::vector<std::string> args = {absl::StrCat("--id=agg-", a),
-                                     absl::StrCat("--hq=", hq_address),
+                                     absl::StrCat("--hq=", hq_data_address),
                                      absl::StrCat("--workers=", assigned),
                                      absl::StrCat("--lease_ms=", options_.lease_ms)};
     if (options_.backup_workers > 0) {
@@ -303,11 +310,14 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     }
     args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
     args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
-    absl::StatusOr<int> port =
-        Start(absl::StrCat("aggregator-", a), "hips-aggregator", args, true);
+    const std::string name = absl::StrCat("aggregator-", a);
+    if (options_.unix_sockets) args.push_back(absl::StrCat("--unix_socket=", socket_of(name)));
+    absl::StatusOr<int> port = Start(name, "hips-aggregator", args, true);
     if (!port.ok()) return port.status();
-    aggregator_addresses.push_back(absl::StrCat("127.0.0.1:", *port));
-    aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(aggregator_addresses.back())));
+    const std::string tcp_address = absl::StrCat("127.0.0.1:", *port);
+    aggregator_addresses.push_back(
+        options_.unix_sockets ? absl::StrCat("unix:", socket_of(name)) : tcp_address);
+    aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(tcp_address)));
   }
   for (int k = 0; k < options_.workers; ++k) {
     // Its own aggregator first, then the others to fail over to.

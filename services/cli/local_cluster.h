@@ -29,6 +29,9 @@ struct LocalClusterOptions {
   // Flags for every sender of gradients, workers and aggregators (how
   // their pushes travel: --compression ...).
   std::vector<std::string> push_args;
+  // Tensors between the tiers over Unix sockets in run_dir instead of
+  // loopback TCP (status and metrics stay on TCP).
+  bool unix_sockets = false;
   // Sync backup workers: each aggregator closes a round at its deadline with
   // all but this many of its workers.
   int backup_workers = 0;

@@ -1,5 +1,9 @@
 #include "services/net/grpc_util.h"
 
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
@@ -28,6 +32,23 @@ std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address) {
 void ConfigureHipsServer(grpc::ServerBuilder* builder) {
   builder->SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder->SetMaxSendMessageSize(kMaxMessageBytes);
+}
+
+absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& path) {
+  constexpr size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
+  if (path.empty() || path.size() > kMaxPath) {
+    return absl::InvalidArgumentError(absl::StrCat("a Unix socket path must have 1 to ", kMaxPath,
+                                                   " characters: ", path));
+  }
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return absl::InvalidArgumentError(absl::StrCat(path, " exists and is not a socket"));
+    }
+    unlink(path.c_str());  // left by an earlier run
+  }
+  builder->AddListeningPort(absl::StrCat("unix:", path), grpc::InsecureServerCredentials());
+  return absl::OkStatus();
 }
 
 absl::Time LongPollDeadline(const grpc::ServerContext& ctx, absl::Duration cap) {

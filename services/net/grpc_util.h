@@ -23,6 +23,12 @@ std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address);
 // Applies hips's message limits to a server under construction.
 void ConfigureHipsServer(grpc::ServerBuilder* builder);
 
+// Also listens on the Unix socket `path` (peers on the same host connect to
+// "unix:<path>": docs/performance.md). A stale socket file there is removed
+// first; INVALID_ARGUMENT for a path too long for a socket address or a
+// file there that is not a socket.
+absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& path);
+
 // When a server-side long poll must end: the caller's deadline, but no later
 // than `cap` from now (a caller without a deadline gets `cap`).
 absl::Time LongPollDeadline(const grpc::ServerContext& ctx, absl::Duration cap);

@@ -24,7 +24,7 @@ ABSL_FLAG(std::string, hq, "", "HQ address, host:port (required).");
 ABSL_FLAG(int, workers, 1, "Workers that contribute to each sync round of this aggregator.");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
 ABSL_FLAG(int, sum_threads, 2,
-          "Threads that sum a tensor of 1M floats or more (docs/performance.md).");
+          "Threads that sum a tensor of 4M floats or more (docs/performance.md).");
 ABSL_FLAG(int, quorum, 0,
           "sync: gradients that suffice to close a round at its deadline (0: all workers).");
 ABSL_FLAG(int64_t, round_deadline_ms, 0,

@@ -42,7 +42,7 @@ ABSL_FLAG(std::string, staleness_lr, "sqrt",
 ABSL_FLAG(int64_t, eval_every, 100, "Evaluate on the test set every N versions (0: final only).");
 ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed tensor chunk.");
 ABSL_FLAG(int, sum_threads, 2,
-          "Threads that sum a tensor of 1M floats or more (docs/performance.md).");
+          "Threads that sum a tensor of 4M floats or more (docs/performance.md).");
 
 ABSL_FLAG(int64_t, lease_ms, 2000,
           "Aggregators' lease: a sync round stops waiting for an aggregator that has not been "

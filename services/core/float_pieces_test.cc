@@ -87,7 +87,7 @@ TEST(GradientAccumulatorPiecesTest, SumsOutOfPiecesExactlyAsOutOfOneBuffer) {
 }
 
 TEST(GradientAccumulatorPiecesTest, TwoThreadsSumExactlyAsOne) {
-  const size_t n = (size_t{3} << 20) + 7;  // above the parallel threshold
+  const size_t n = kParallelFloats + (size_t{1} << 20) + 7;  // above the parallel threshold
   const std::vector<float> a = Values(n, 5.0f), b = Values(n, -2.5f);
   Cut cb(b, {5, 4 * 1000003 + 2, 4 * (n / 2) + 1});
   std::vector<float> sums[2];

@@ -17,7 +17,7 @@ namespace hips {
 // caller's thread alone: starting a thread costs more than they take.
 void SetSummationThreads(int threads);
 int SummationThreads();
-inline constexpr size_t kParallelFloats = size_t{1} << 20;
+inline constexpr size_t kParallelFloats = size_t{1} << 22;
 
 // Calls fn(begin, end) for contiguous ranges covering [0, n), concurrently.
 template <typename Fn>

@@ -299,6 +299,10 @@ void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
   // The sum moves into the aggregate (no copy): its accumulator is done.
   if (out.contributors > 0) {
     out.sum = acc->TakeSum();
+    if (!spare_sums_.empty()) {
+      acc->GiveBuffer(std::move(spare_sums_.back()));
+      spare_sums_.pop_back();
+    }
     if (compressor_ != nullptr) {
       out.encoded.encoding = compressor_->options().encoding;
       out.encoded.nonzeros = compressor_->Encode(out.sum, &out.encoded.bytes);
@@ -462,6 +466,14 @@ void Aggregator::ReportForwarded(const AggregatePush& a, const absl::StatusOr<Pu
     ++counters_.aggregates_refused;
   }
   for (const ContributorRef& ref : a.contributor_list) Settle(ref, result);
+}
+
+void Aggregator::RecycleSum(std::vector<float> sum) {
+  absl::MutexLock lock(&mu_);
+  constexpr size_t kMaxSpares = 2;
+  if (sum.size() == num_floats_ && spare_sums_.size() < kMaxSpares) {
+    spare_sums_.push_back(std::move(sum));
+  }
 }
 
 void Aggregator::ReportUndelivered(const AggregatePush& a) {

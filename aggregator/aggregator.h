@@ -153,6 +153,9 @@ class Aggregator {
   void ReportForwarded(const AggregatePush& aggregate, const absl::StatusOr<PushResult>& result);
   // The aggregate never reached HQ (this aggregator is shutting down).
   void ReportUndelivered(const AggregatePush& aggregate);
+  // Hands back a forwarded aggregate's sum buffer: the next round's sum is
+  // written into it instead of a fresh, zero-filled one.
+  void RecycleSum(std::vector<float> sum);
 
   // Expires leases and closes sync rounds and coalescing batches whose time
   // is up (the deadline timer calls this; tests may call it with their own
@@ -220,6 +223,7 @@ class Aggregator {
   // Encodes aggregates on a compressed hop (with its error-feedback state);
   // null for fp32.
   std::unique_ptr<Compressor> compressor_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::vector<float>> spare_sums_ ABSL_GUARDED_BY(mu_);  // of num_floats_
   // The newest version HQ is known to be at (from its weights and acks).
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
   std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);         // sync

@@ -108,6 +108,7 @@ void HqLink::ForwardLoop() {
             << "HQ refused the aggregate of version " << aggregate->version << ": "
             << result.status() << " (every 100th refusal is logged)";
         aggregator_->ReportForwarded(*aggregate, result);
+        aggregator_->RecycleSum(std::move(aggregate->sum));
         break;
       }
       LOG_EVERY_N(WARNING, 20) << "pushing the aggregate of version " << aggregate->version

@@ -282,6 +282,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   {
     absl::MutexLock status_lock(&mu_);
     ++status_.aggregates_applied;
+    status_.gradients_pending += a.contributors;  // until ApplyUpdate counts them applied
   }
   // Validated above: mean_.size() floats, finite.
   const float samples = static_cast<float>(a.total_samples);
@@ -379,7 +380,6 @@ void ParameterServer::ApplyRound() {
   acc.MeanInto(absl::MakeSpan(mean_));
   {
     absl::MutexLock status_lock(&mu_);
-    status_.gradients_pending -= acc.contributors();
     status_.max_round_contributors =
         std::max<int64_t>(status_.max_round_contributors, acc.contributors());
   }
@@ -400,6 +400,7 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
     absl::MutexLock status_lock(&mu_);
     const std::string name(DropReasonName(DropReason::kOptimizerFailed));
     status_.gradients_dropped[name] += gradients;
+    status_.gradients_pending -= gradients;
   } else {
     samples_applied_ += samples;
   }
@@ -421,6 +422,8 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
     CopyTrainingState();
     if (stepped.ok()) {
       status_.last_loss = loss_sum / static_cast<double>(samples);
+      // Pending until now, so that a status read mid-update still adds up.
+      status_.gradients_pending -= gradients;
       status_.gradients_applied += gradients;
       for (const auto& [tau, count] : staleness) status_.staleness.Record(tau, count);
     }

@@ -201,6 +201,34 @@ TEST_F(ParameterServerTest, AsyncAppliesEveryAggregateAndRecordsItsStaleness) {
   ExpectAccountingHolds(s);
 }
 
+TEST_F(ParameterServerTest, AStatusReadWhileAnUpdateIsPublishedAddsUp) {
+  // The publish callback runs in the middle of an update (weights out,
+  // counters not yet): a status read there must still account for every
+  // gradient (it did not: the applied ones were nowhere for a moment).
+  for (Mode mode : {Mode::kSync, Mode::kAsync}) {
+    ParameterServerOptions o = AsyncOptions(mode);
+    ParameterServer* server = nullptr;
+    int checked = 0;
+    ParameterServer ps(o, *ModelLayout::Create({{"w", {2}}}),
+                       std::make_unique<FakeSgd>(std::vector<float>{1, 1}, &lrs_),
+                       [&](std::shared_ptr<const WeightsSnapshot>) {
+                         if (server == nullptr) return;
+                         ExpectAccountingHolds(server->status());
+                         ++checked;
+                       });
+    server = &ps;
+    for (int64_t v = 0; v < 3; ++v) {
+      ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", v, {2, 4}, 2, 1)).ok());
+      if (mode == Mode::kSync) {
+        ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", v, {1, 1}, 1, 2)).ok());
+      }
+    }
+    EXPECT_GE(checked, 3) << DescribeMode({mode, 0});
+    ExpectAccountingHolds(ps.status());
+    EXPECT_EQ(ps.status().gradients_pending, 0);
+  }
+}
+
 TEST_F(ParameterServerTest, AsyncScalesTheLearningRateBySamplesAndStaleness) {
   ParameterServerOptions o = AsyncOptions(Mode::kAsync);
   o.lr_reference_samples = 8;

@@ -39,6 +39,10 @@ struct PayloadShape {
   size_t element_bytes = sizeof(float);
 };
 
+// EncodedValues::max_abs_bits when nobody computed it (a real value has the
+// sign bit clear, so it never equals this).
+inline constexpr uint32_t kUnknownMaxBits = 0xffffffffu;
+
 // A gradient's (or sum's) values as they travel: `bytes` in `encoding`,
 // standing for `num_floats` dense floats. Views only, like FloatPieces.
 struct EncodedValues {
@@ -55,6 +59,10 @@ struct EncodedValues {
   FloatPieces bytes;
   int64_t num_floats = 0;
   int64_t nonzeros = 0;  // kTopK only
+  // kFp32: MaxAbsBits of the values (chunk_codec.h) if the receiver already
+  // computed it while the chunks arrived, overlapped with the transfer;
+  // kUnknownMaxBits otherwise.
+  uint32_t max_abs_bits = kUnknownMaxBits;
 };
 
 // INVALID_ARGUMENT unless the payload has the size its encoding and counts

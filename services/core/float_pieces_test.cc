@@ -118,6 +118,16 @@ TEST(GradientAccumulatorPiecesTest, ResetAndTakeSumStartAFreshSum) {
   ASSERT_TRUE(acc.Add(std::vector<float>{1, 2, 3, 4}, 1.0f, 1, 0.0, 1).ok());
   EXPECT_EQ(acc.TakeSum(), (std::vector<float>{1, 2, 3, 4}));
   EXPECT_EQ(acc.TakeSum(), std::vector<float>(4, 0.0f));
+  // A recycled buffer's old contents never leak into the next sum.
+  acc.GiveBuffer(std::vector<float>(4, 9.0f));
+  EXPECT_EQ(std::vector<float>(acc.sum().begin(), acc.sum().end()), std::vector<float>(4, 0.0f));
+  acc.TakeSum();
+  acc.GiveBuffer(std::vector<float>(4, 9.0f));
+  ASSERT_TRUE(acc.Add(std::vector<float>{1, 2, 3, 4}, 2.0f, 2, 0.0, 1).ok());
+  EXPECT_EQ(acc.TakeSum(), (std::vector<float>{2, 4, 6, 8}));
+  acc.GiveBuffer(std::vector<float>(3, 9.0f));  // wrong size: ignored
+  ASSERT_TRUE(acc.Add(std::vector<float>{1, 1, 1, 1}, 1.0f, 1, 0.0, 1).ok());
+  EXPECT_EQ(acc.TakeSum(), std::vector<float>(4, 1.0f));
 }
 
 TEST(GradientAccumulatorPiecesTest, AFirstContributionThatOverflowsIsRefusedAndLeavesNoSum) {

@@ -40,6 +40,12 @@ std::vector<float> GradientAccumulator::TakeSum() {
   return out;
 }
 
+void GradientAccumulator::GiveBuffer(std::vector<float> buffer) {
+  if (empty_ && sum_.size() != num_floats_ && buffer.size() == num_floats_) {
+    sum_ = std::move(buffer);
+  }
+}
+
 absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, int64_t samples,
                                       double loss_sum, int64_t contributors) {
   if (values.num_floats != static_cast<int64_t>(num_floats_)) {
@@ -57,14 +63,14 @@ absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, 
   switch (values.encoding) {
     case Encoding::kFp32:
       if (values.bytes.bytes() != num_floats_ * sizeof(float)) return CheckEncodedValues(values);
-      added = AddDense(values.bytes, scale);
+      added = AddDense(values.bytes, scale, values.max_abs_bits);
       break;
     case Encoding::kFp16:
     case Encoding::kBf16:
       if (absl::Status s = CheckEncodedValues(values); !s.ok()) return s;
       decoded_.resize(num_floats_);
       DecodeInto(values, decoded_.data());
-      added = AddDense(decoded_, scale);
+      added = AddDense(decoded_, scale, kUnknownMaxBits);
       break;
     case Encoding::kTopK:
       added = AddSparse(values, scale);
@@ -106,26 +112,31 @@ absl::Status GradientAccumulator::AddSparse(const EncodedValues& values, float s
   return absl::OkStatus();
 }
 
-absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scale) {
+absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scale,
+                                           uint32_t known_max_bits) {
   // One read of the input for finiteness and its largest magnitude. With
   // bound_ >= max |sum|, |sum + scale·in| <= bound_ + scale·max|in|: when that
   // is safely below FLT_MAX nothing can overflow, and the sum is updated in
   // one fused pass (the common case, about memory speed).
-  std::atomic<uint32_t> max_bits_seen{0};
-  ParallelRanges(num_floats_, [&values, &max_bits_seen](size_t begin, size_t end) {
-    uint32_t max = 0;
-    values.ForEachRunIn(begin, end, [&max](size_t, const char* in, size_t n) {
-      for (size_t i = 0; i < n; ++i) {
-        uint32_t bits;
-        std::memcpy(&bits, in + i * sizeof(bits), sizeof(bits));
-        max = std::max(max, bits & 0x7fffffffu);
+  // (Skipped when the receiver already found it while the chunks arrived.)
+  uint32_t max_bits = known_max_bits;
+  if (max_bits == kUnknownMaxBits) {
+    std::atomic<uint32_t> max_bits_seen{0};
+    ParallelRanges(num_floats_, [&values, &max_bits_seen](size_t begin, size_t end) {
+      uint32_t max = 0;
+      values.ForEachRunIn(begin, end, [&max](size_t, const char* in, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+          uint32_t bits;
+          std::memcpy(&bits, in + i * sizeof(bits), sizeof(bits));
+          max = std::max(max, bits & 0x7fffffffu);
+        }
+      });
+      uint32_t seen = max_bits_seen.load();
+      while (max > seen && !max_bits_seen.compare_exchange_weak(seen, max)) {
       }
     });
-    uint32_t seen = max_bits_seen.load();
-    while (max > seen && !max_bits_seen.compare_exchange_weak(seen, max)) {
-    }
-  });
-  const uint32_t max_bits = max_bits_seen.load();
+    max_bits = max_bits_seen.load();
+  }
   if (max_bits >= kNonFiniteBits) return CheckFinite(values);
   float max_in;
   std::memcpy(&max_in, &max_bits, sizeof(max_in));

@@ -39,6 +39,9 @@ class GradientAccumulator {
   absl::Span<const float> sum() const;
   // Moves the sum out (the accumulator is then Reset, with no buffer).
   std::vector<float> TakeSum();
+  // A buffer of num_floats() floats for the next sum (after TakeSum), so
+  // that it need not be allocated and zero-filled; ignored otherwise.
+  void GiveBuffer(std::vector<float> buffer);
   int64_t total_samples() const { return total_samples_; }
   double loss_sum() const { return loss_sum_; }
   int64_t contributors() const { return contributors_; }
@@ -51,7 +54,8 @@ class GradientAccumulator {
  private:
   // Writes zeros if nothing was added since the last Reset.
   void Materialize() const;
-  absl::Status AddDense(const FloatPieces& values, float scale);
+  // `max_bits`: MaxAbsBits(values) if known, else kUnknownMaxBits.
+  absl::Status AddDense(const FloatPieces& values, float scale, uint32_t max_bits);
   absl::Status AddSparse(const EncodedValues& values, float scale);
 
   size_t num_floats_;

@@ -92,6 +92,7 @@ absl::StatusOr<ReceivedValues> ReadChunkedInPlace(
   if (!shape.ok()) return shape.status();
   ReceivedValues out;
   int64_t received = 0;
+  uint32_t max_bits = 0;
   grpc::ByteBuffer message;
   while (true) {
     const ReceivedChunk& chunk = chunks->back();
@@ -105,7 +106,16 @@ absl::StatusOr<ReceivedValues> ReadChunkedInPlace(
       return absl::InvalidArgumentError(
           absl::StrCat("stream carries more than the announced ", shape->bytes, " bytes"));
     }
-    for (absl::string_view piece : chunk.data) out.values.bytes.Append(piece);
+    FloatPieces chunk_values;
+    for (absl::string_view piece : chunk.data) {
+      out.values.bytes.Append(piece);
+      chunk_values.Append(piece);
+    }
+    // float32 payloads: the largest magnitude (and so finiteness) is found
+    // chunk by chunk while the next chunks arrive, not after the stream.
+    if (shape->element_bytes == sizeof(float)) {
+      max_bits = std::max(max_bits, MaxAbsBits(chunk_values));
+    }
     if (!reader->Read(&message)) break;
     if (absl::Status s = DecodeChunk(message, &chunks->emplace_back()); !s.ok()) return s;
   }
@@ -113,6 +123,7 @@ absl::StatusOr<ReceivedValues> ReadChunkedInPlace(
     return absl::InvalidArgumentError(absl::StrCat("stream ended after ", received, " of ",
                                                    shape->bytes, " announced bytes"));
   }
+  if (shape->element_bytes == sizeof(float)) out.values.max_abs_bits = max_bits;
   out.owner = std::move(chunks);
   return out;
 }

@@ -1,5 +1,6 @@
 #include "services/net/chunked_stream.h"
 
+#include <cmath>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -138,6 +139,46 @@ TEST(ChunkedStreamTest, ReadsWhatAProtobufPeerWrites) {
   absl::StatusOr<std::vector<float>> back = ReadChunked(&reader, &header, Expect(3));
   ASSERT_TRUE(back.ok()) << back.status();
   EXPECT_EQ(*back, Data(3));
+}
+
+TEST(ChunkedStreamTest, InPlaceReadKeepsTheSlicesAndFindsTheLargestMagnitudeOnTheWay) {
+  std::vector<float> data = Data(70001);
+  data[54321] = -12345.5f;
+  FakeWriter writer;
+  {
+    SliceRelease release;
+    const std::vector<grpc::Slice> chunks = ReferenceChunks(data, 4096 * 4, release.owner());
+    ASSERT_TRUE(WriteChunked(&writer, Header(data.size()).SerializeAsString(), chunks));
+  }
+  FakeReader reader{writer.messages, 1001};  // slices cut inside floats
+  v1::GradientHeader header;
+  std::function<absl::StatusOr<PayloadShape>(const v1::GradientHeader&)> shape =
+      [](const v1::GradientHeader& h) -> absl::StatusOr<PayloadShape> {
+    return PayloadShape{h.num_floats() * 4, 4};
+  };
+  absl::StatusOr<ReceivedValues> in = ReadChunkedInPlace(&reader, &header, shape);
+  ASSERT_TRUE(in.ok()) << in.status();
+  EXPECT_GT(in->values.bytes.pieces().size(), writer.messages.size());  // many slices, no copy
+  EXPECT_EQ(in->values.bytes.ToVector(), data);
+  EXPECT_EQ(in->values.max_abs_bits, MaxAbsBits(data));
+  float max;
+  std::memcpy(&max, &in->values.max_abs_bits, sizeof(max));
+  EXPECT_EQ(max, 12345.5f);
+
+  // A NaN anywhere is known before anyone sums the values.
+  data[777] = std::nanf("");
+  FakeWriter bad_writer;
+  {
+    SliceRelease release;
+    ASSERT_TRUE(WriteChunked(&bad_writer, Header(data.size()).SerializeAsString(),
+                             ReferenceChunks(data, 4096 * 4, release.owner())));
+  }
+  FakeReader bad{bad_writer.messages, 999};
+  absl::StatusOr<ReceivedValues> nan = ReadChunkedInPlace(&bad, &header, shape);
+  ASSERT_TRUE(nan.ok());
+  EXPECT_GE(nan->values.max_abs_bits, kNonFiniteBits);
+  nan->values.num_floats = static_cast<int64_t>(data.size());
+  EXPECT_TRUE(absl::IsInvalidArgument(CheckEncodedValues(nan->values)));
 }
 
 TEST(ChunkedStreamErrorsTest, RefusesStreamsWithoutHeaderOrWithWrongSizes) {

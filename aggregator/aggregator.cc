@@ -149,8 +149,7 @@ absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const Grad
     }
     repeats_.Record(push.sender, push.sequence);
     std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
-    Enqueue(&alone, push.version, {}, {ref});
-    outbox_.back().single = true;
+    Enqueue(&alone, push.version, {}, {ref}, /*single=*/true);
     ++counters_.gradients_sent_alone;
     MaybeCompleteRound();
     return ticket;
@@ -284,7 +283,8 @@ void Aggregator::MaybeCompleteRound() {
 }
 
 void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
-                         std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs) {
+                         std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs,
+                         bool single) {
   AggregatePush out;
   out.aggregator = options_.id;
   out.version = version;
@@ -295,19 +295,23 @@ void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
   out.contributor_versions = std::move(versions);
   out.contributor_list = std::move(refs);
   // An empty round (its gradients all went on alone) only says this
-  // aggregator is done with `version`.
-  // The sum moves into the aggregate (no copy): its accumulator is done.
+  // aggregator is done with `version`. Otherwise the sum moves into the
+  // aggregate (no copy): its accumulator is done.
   if (out.contributors > 0) {
     out.sum = acc->TakeSum();
-    if (!spare_sums_.empty()) {
+    if (!single && !spare_sums_.empty()) {  // (a single's accumulator is temporary)
       acc->GiveBuffer(std::move(spare_sums_.back()));
       spare_sums_.pop_back();
     }
-    if (compressor_ != nullptr) {
+    // A retried gradient sent alone goes uncompressed: HQ applies it only if
+    // it has not seen it, and the error-feedback residual (other gradients'
+    // unsent parts) must not ride on something that may be dropped.
+    if (compressor_ != nullptr && !single) {
       out.encoded.encoding = compressor_->options().encoding;
       out.encoded.nonzeros = compressor_->Encode(out.sum, &out.encoded.bytes);
     }
   }
+  out.single = single;
   outbox_.push_back(std::move(out));
   ++counters_.rounds_closed;
 }

@@ -199,7 +199,8 @@ class Aggregator {
   // Queues `sum`'s aggregate, taking its buffer (the accumulator is then
   // empty).
   void Enqueue(GradientAccumulator* sum, int64_t version,
-               std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs)
+               std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs,
+               bool single = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts the gradients of the open round and the batch, which will never
   // be sent, as dropped.

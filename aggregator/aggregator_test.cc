@@ -335,6 +335,35 @@ TEST(AggregatorTest, ARoundStopsWaitingForAWorkerWhoseLeaseExpired) {
   EXPECT_EQ(agg.counters().rounds_closed, 2);
 }
 
+TEST(AggregatorTest, CompressesItsAggregatesButNotARetryGoingOnAlone) {
+  AggregatorOptions o = Local(2);
+  o.compression.encoding = Encoding::kTopK;
+  o.compression.topk_ratio = 0.25;  // 1 of 4 floats
+  Aggregator agg(o);
+  agg.PublishWeights(Weights(0, 4));
+  GradientPush w0 = Push("w0", 0, {1, -3, 0, 0}, 1);
+  w0.sequence = 100;
+  GradientPush w1 = Push("w1", 0, {0, 0, 2, 0}, 1);
+  w1.sequence = 200;
+  w1.retry = true;
+  ASSERT_TRUE(agg.AcceptGradient(w0).ok());
+  ASSERT_TRUE(agg.AcceptGradient(w1).ok());
+  std::optional<AggregatePush> single = agg.NextAggregate();
+  ASSERT_TRUE(single.has_value());
+  EXPECT_TRUE(single->single);
+  EXPECT_EQ(single->encoded.encoding, Encoding::kFp32);
+  EXPECT_THAT(single->sum, ElementsAre(0, 0, 2, 0));
+  std::optional<AggregatePush> round = agg.NextAggregate();
+  ASSERT_TRUE(round.has_value());
+  EXPECT_EQ(round->encoded.encoding, Encoding::kTopK);
+  EXPECT_EQ(round->encoded.nonzeros, 1);
+  std::vector<float> dense(4);
+  const EncodedValues v = round->values();
+  ASSERT_TRUE(CheckEncodedValues(v).ok());
+  DecodeInto(v, dense.data());
+  EXPECT_THAT(dense, ElementsAre(0, -3, 0, 0));  // the rest waits in the residual
+}
+
 TEST(AggregatorTest, ARetriedPushGoesOnAloneAndCountsForItsRound) {
   Aggregator agg(Local(2));
   agg.PublishWeights(Weights(0, 1));

@@ -91,6 +91,9 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
   }
   if (joined) LOG(INFO) << push.sender << " joined (first heard of through a push)";
   absl::StatusOr<std::shared_ptr<Ticket>> ticket = Admit(push, now);
+  if (std::vector<float>* left = push.received.values.adoptable; left != nullptr) {
+    KeepSpare(std::move(*left));
+  }
   if (!ticket.ok()) return ticket.status();
   if (!options_.ack_after_hq && !(*ticket)->done) {
     return PushResult{push.version, /*duplicate=*/false, known_version_};
@@ -106,7 +109,8 @@ absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const Grad
   c.samples = push.samples;
   c.loss_sum = push.loss_sum;
   c.contributors = 1;
-  c.scale = static_cast<float>(push.samples);
+  // (Values read with ReadChunkedScaled carry their sample count already.)
+  c.scale = push.received.scaled ? 1.0f : static_cast<float>(push.samples);
   c.values = push.values();
   // Every gradient goes into an accumulator (round, batch or alone), whose
   // Add checks the values in the read it makes anyway.
@@ -474,10 +478,24 @@ void Aggregator::ReportForwarded(const AggregatePush& a, const absl::StatusOr<Pu
 
 void Aggregator::RecycleSum(std::vector<float> sum) {
   absl::MutexLock lock(&mu_);
-  constexpr size_t kMaxSpares = 2;
-  if (sum.size() == num_floats_ && spare_sums_.size() < kMaxSpares) {
-    spare_sums_.push_back(std::move(sum));
+  KeepSpare(std::move(sum));
+}
+
+void Aggregator::KeepSpare(std::vector<float> buffer) {
+  // Enough for a round's sum, one on its way to HQ and pushes in flight;
+  // beyond that a buffer is freed.
+  constexpr size_t kMaxSpares = 4;
+  if (buffer.size() == num_floats_ && spare_sums_.size() < kMaxSpares) {
+    spare_sums_.push_back(std::move(buffer));
   }
+}
+
+std::vector<float> Aggregator::SpareBuffer() {
+  absl::MutexLock lock(&mu_);
+  if (spare_sums_.empty()) return {};
+  std::vector<float> spare = std::move(spare_sums_.back());
+  spare_sums_.pop_back();
+  return spare;
 }
 
 void Aggregator::ReportUndelivered(const AggregatePush& a) {

@@ -115,6 +115,9 @@ class Aggregator {
   // at HQ. Waits while the queue towards HQ is full, then until HQ answered
   // the aggregate the gradient went into (UNAVAILABLE if this aggregator
   // shuts down first: the worker pushes it again, elsewhere if need be).
+  // A push whose values are adoptable (read into a buffer from
+  // SpareBuffer) may have its buffer taken over as a sum; whatever buffer
+  // it is left with is kept for later pushes.
   absl::StatusOr<PushResult> AcceptGradient(const GradientPush& push,
                                             absl::Time now = absl::Now());
 
@@ -156,6 +159,9 @@ class Aggregator {
   // Hands back a forwarded aggregate's sum buffer: the next round's sum is
   // written into it instead of a fresh, zero-filled one.
   void RecycleSum(std::vector<float> sum);
+  // A buffer of the model's size to read a push into (ReadChunkedScaled), if
+  // one is spare; else an empty vector.
+  std::vector<float> SpareBuffer();
 
   // Expires leases and closes sync rounds and coalescing batches whose time
   // is up (the deadline timer calls this; tests may call it with their own
@@ -182,6 +188,9 @@ class Aggregator {
   // an aggregate of its own; returns its ticket, or the refusal.
   absl::StatusOr<std::shared_ptr<Ticket>> Admit(const GradientPush& push, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Keeps a buffer of the model's size for a later sum or push (a few at
+  // most).
+  void KeepSpare(std::vector<float> buffer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits for `ticket` and returns its result.
   absl::StatusOr<PushResult> AwaitTicket(const std::shared_ptr<Ticket>& ticket, bool duplicate)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -41,7 +41,13 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReade
     }
     return AnnouncedPayload(h, latest->layout.num_floats());
   };
-  absl::StatusOr<ReceivedValues> gradient = ReadChunkedInPlace(reader, &header, expected);
+  // A float32 gradient is multiplied by its sample count into a spare
+  // buffer while its chunks arrive (hot in cache); the buffer may become the
+  // round's sum (docs/performance.md, step 9).
+  std::vector<float> buffer = aggregator_->SpareBuffer();
+  absl::StatusOr<ReceivedValues> gradient = ReadChunkedScaled<v1::GradientHeader>(
+      reader, &header, expected,
+      [](const v1::GradientHeader& h) { return static_cast<float>(h.sample_count()); }, &buffer);
   if (!gradient.ok()) {
     // An upload the worker cancelled is not a refused gradient.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -60,6 +66,7 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReade
   push.step = header.step();
   push.received = *std::move(gradient);
   SetPayloadEncoding(header, &push.received.values);
+  if (push.received.scaled) push.received.values.adoptable = &buffer;
   timer.Received(static_cast<int64_t>(push.received.values.bytes.bytes()));
   absl::StatusOr<PushResult> result = aggregator_->AcceptGradient(push);
   if (!result.ok()) return ToGrpcStatus(result.status());

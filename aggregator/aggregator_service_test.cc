@@ -88,6 +88,7 @@ TEST_F(AggregatorServiceTest, MalformedGradientsAreRefusedAndCounted) {
   bad.push_back({Chunk("w0", 4, {1, 2, 3})});               // too few floats
   bad.push_back({Chunk("w0", 4, {1, 2, 3, 4, 5})});         // too many floats
   bad.push_back({Chunk("w0", 4, {1, 2, 3, nan})});          // not finite
+  bad.push_back({Chunk("w0", 4, {1, 3e38f, 3, 4}, 2)});     // x2 samples overflows
   bad.push_back({Chunk("", 4, {1, 2, 3, 4})});              // no sender
   bad.push_back({Chunk("w0", 4, {1, 2, 3, 4}, 0)});         // no samples
   bad.push_back({Chunk(std::string(500, 'x'), 4, {1, 2, 3, 4})});  // absurd id

@@ -12,6 +12,7 @@
 //                   {"workers": [{"id", "floats", "round_seconds",
 //                   "push_seconds"}, ...]}
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -85,6 +86,13 @@ std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
   _exit(0);
 }
 
+double CpuSeconds(int who) {
+  rusage usage{};
+  getrusage(who, &usage);
+  auto seconds = [](const timeval& t) { return t.tv_sec + t.tv_usec / 1e6; };
+  return seconds(usage.ru_utime) + seconds(usage.ru_stime);
+}
+
 std::vector<double> TcpSecondsOrDie(int64_t bytes, int repeats) {
   absl::StatusOr<std::vector<double>> tcp = TimeTcpTransfers(bytes, repeats);
   if (!tcp.ok()) Fail(tcp.status());
@@ -110,6 +118,8 @@ int Push() {
     Fail(absl::InternalError("the aggregator process did not start"));
   }
   absl::StatusOr<SyntheticWorkerResult> result;
+  const double worker_cpu_before = CpuSeconds(RUSAGE_SELF);
+  const double children_cpu_before = CpuSeconds(RUSAGE_CHILDREN);
   {
     const std::string address = absl::GetFlag(FLAGS_unix_socket).empty()
                                     ? absl::StrCat("127.0.0.1:", port)
@@ -125,12 +135,19 @@ int Push() {
   }
   close(stop_pipe[1]);
   int wstatus = 0;
+  const double worker_cpu = CpuSeconds(RUSAGE_SELF) - worker_cpu_before;
   while (waitpid(child, &wstatus, 0) < 0 && errno == EINTR) {
   }
+  const double aggregator_cpu = CpuSeconds(RUSAGE_CHILDREN) - children_cpu_before;
   if (!result.ok()) Fail(result.status());
-  std::printf("{\"bytes\": %lld, \"tcp_seconds\": %s, \"push_seconds\": %s}\n",
-              static_cast<long long>(floats * 4), JsonList(tcp).c_str(),
-              JsonList(result->push_seconds).c_str());
+  // CPU seconds of both sides over all pushes (warm-up and start-up
+  // included): on 2 cores, CPU per byte matters as much as goodput.
+  std::printf(
+      "{\"bytes\": %lld, \"tcp_seconds\": %s, \"push_seconds\": %s, "
+      "\"worker_cpu_seconds\": %.3f, \"aggregator_cpu_seconds\": %.3f, \"pushes\": %d}\n",
+      static_cast<long long>(floats * 4), JsonList(tcp).c_str(),
+      JsonList(result->push_seconds).c_str(), worker_cpu, aggregator_cpu,
+      repeats + absl::GetFlag(FLAGS_warmup));
   return 0;
 }
 

@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/float_kernels.h"
 
 namespace hips {
 
@@ -86,13 +87,7 @@ absl::StatusOr<std::vector<float>> ChunkAssembler::Finish() && {
 uint32_t MaxAbsBits(const FloatPieces& values) {
   uint32_t max = 0;
   values.ForEachRun([&max](size_t, const char* bytes, size_t n) {
-    uint32_t run_max = 0;
-    for (size_t i = 0; i < n; ++i) {
-      uint32_t bits;
-      std::memcpy(&bits, bytes + i * sizeof(bits), sizeof(bits));
-      run_max = std::max(run_max, bits & 0x7fffffffu);
-    }
-    max = std::max(max, run_max);
+    max = std::max(max, MaxAbsBitsOfRun(bytes, n));
   });
   return max;
 }

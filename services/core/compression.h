@@ -63,6 +63,11 @@ struct EncodedValues {
   // computed it while the chunks arrived, overlapped with the transfer;
   // kUnknownMaxBits otherwise.
   uint32_t max_abs_bits = kUnknownMaxBits;
+  // kFp32 only: the buffer that holds exactly these floats, when its owner
+  // lets a GradientAccumulator take it over instead of copying out of it
+  // (the first Add to a sum swaps it with the sum's own buffer, so the
+  // owner is left with that one, or an empty vector). Null: copy.
+  std::vector<float>* adoptable = nullptr;
 };
 
 // INVALID_ARGUMENT unless the payload has the size its encoding and counts

@@ -1,17 +1,26 @@
 #include "services/core/float_pieces.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "services/core/chunk_codec.h"
+#include "services/core/float_kernels.h"
 #include "services/core/gradient_accumulator.h"
 #include "services/core/parallel.h"
 
 namespace hips {
 namespace {
+
+uint32_t Bits(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  return bits;
+}
 
 std::vector<float> Values(size_t n, float shift) {
   std::vector<float> v(n);
@@ -138,6 +147,84 @@ TEST(GradientAccumulatorPiecesTest, AFirstContributionThatOverflowsIsRefusedAndL
   EXPECT_EQ(std::vector<float>(acc.sum().begin(), acc.sum().end()), std::vector<float>(2, 0.0f));
   ASSERT_TRUE(acc.Add(std::vector<float>{big, 1}, 1.0f, 1, 0.0, 1).ok());
   EXPECT_EQ(acc.sum()[0], big);
+}
+
+// The kernels against the plain scalar loop, for every length around the
+// unrolled block and an input that starts off alignment.
+TEST(FloatKernelsTest, AgreeWithTheScalarLoopBitForBit) {
+  for (size_t n : {0, 1, 3, 15, 16, 17, 31, 33, 100, 1001}) {
+    std::vector<float> in = Values(n, 7.5f);
+    if (n > 4) in[n / 3] = -1e30f;
+    Cut cut(in, {});  // one piece, one byte past alignment
+    const char* bytes = cut.pieces.pieces().empty() ? nullptr : cut.pieces.pieces()[0].data();
+    uint32_t max = 0;
+    for (float v : in) max = std::max(max, Bits(v) & 0x7fffffffu);
+    EXPECT_EQ(n == 0 ? 0u : MaxAbsBitsOfRun(bytes, n), max) << n;
+
+    const float scale = 3.0f;
+    std::vector<float> scaled(n), added(n, 0.5f), expect_scaled(n), expect_added(n);
+    uint32_t scaled_max = 0;
+    for (size_t i = 0; i < n; ++i) {
+      expect_scaled[i] = scale * in[i];
+      expect_added[i] = 0.5f + scale * in[i];
+      scaled_max = std::max(scaled_max, Bits(expect_scaled[i]) & 0x7fffffffu);
+    }
+    if (n == 0) continue;
+    ScaleRun(scaled.data(), bytes, n, scale);
+    EXPECT_EQ(scaled, expect_scaled) << n;
+    AddScaledRun(added.data(), bytes, n, scale);
+    EXPECT_EQ(added, expect_added) << n;
+    std::vector<float> fused(n);
+    EXPECT_EQ(ScaleRunWithMaxBits(fused.data(), bytes, n, scale), scaled_max) << n;
+    EXPECT_EQ(fused, expect_scaled) << n;
+  }
+  // Non-finite values rank above every finite one, so sums can tell.
+  std::vector<float> odd = {1.0f, -std::numeric_limits<float>::infinity(), 2.0f};
+  EXPECT_EQ(MaxAbsBitsOfRun(reinterpret_cast<const char*>(odd.data()), 3), kNonFiniteBits);
+  odd[1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_GT(MaxAbsBitsOfRun(reinterpret_cast<const char*>(odd.data()), 3), kNonFiniteBits);
+  // A product that overflows shows as infinity in the fused pass's maximum.
+  std::vector<float> out(3);
+  odd[1] = std::numeric_limits<float>::max() / 2;
+  EXPECT_EQ(ScaleRunWithMaxBits(out.data(), reinterpret_cast<const char*>(odd.data()), 3, 4.0f),
+            kNonFiniteBits);
+}
+
+TEST(GradientAccumulatorPiecesTest, TakesOverAnAdoptableBufferInsteadOfCopyingIt) {
+  const size_t n = 5;
+  std::vector<float> mine = {2, 4, 6, 8, 10};  // already scaled
+  const float* data = mine.data();
+  GradientAccumulator acc(n);
+  acc.GiveBuffer(std::vector<float>(n, 9.0f));
+  EncodedValues values(mine);
+  values.adoptable = &mine;
+  ASSERT_TRUE(acc.Add(values, 1.0f, 2, 0.5, 1).ok());
+  EXPECT_EQ(acc.sum().data(), data);  // the very buffer, no copy
+  EXPECT_EQ(mine, std::vector<float>(n, 9.0f));  // the owner got the spare back
+  EXPECT_EQ(acc.total_samples(), 2);
+  // Later contributions add as usual, to the last bit.
+  std::vector<float> next = {1, 1, 1, 1, 1};
+  EncodedValues more(next);
+  more.adoptable = &next;
+  ASSERT_TRUE(acc.Add(more, 1.0f, 1, 0.0, 1).ok());
+  EXPECT_EQ(next, std::vector<float>(n, 1.0f));  // not taken: the sum had started
+  EXPECT_EQ(acc.TakeSum(), (std::vector<float>{3, 5, 7, 9, 11}));
+
+  // Not with a scale other than 1 (the values would have to be multiplied),
+  // and not when the values are not finite: then nothing changes hands.
+  std::vector<float> raw = {1, 2, 3, 4, 5};
+  EncodedValues scaled(raw);
+  scaled.adoptable = &raw;
+  ASSERT_TRUE(acc.Add(scaled, 2.0f, 2, 0.0, 1).ok());
+  EXPECT_EQ(raw, (std::vector<float>{1, 2, 3, 4, 5}));
+  EXPECT_EQ(acc.TakeSum(), (std::vector<float>{2, 4, 6, 8, 10}));
+  std::vector<float> bad = {1, std::numeric_limits<float>::infinity(), 3, 4, 5};
+  EncodedValues bad_values(bad);
+  bad_values.adoptable = &bad;
+  EXPECT_TRUE(absl::IsInvalidArgument(acc.Add(bad_values, 1.0f, 1, 0.0, 1)));
+  EXPECT_EQ(bad.size(), n);
+  EXPECT_EQ(acc.contributors(), 0);
+  EXPECT_EQ(std::vector<float>(acc.sum().begin(), acc.sum().end()), std::vector<float>(n, 0.0f));
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/chunk_codec.h"
+#include "services/core/float_kernels.h"
 #include "services/core/parallel.h"
 
 namespace hips {
@@ -63,7 +64,8 @@ absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, 
   switch (values.encoding) {
     case Encoding::kFp32:
       if (values.bytes.bytes() != num_floats_ * sizeof(float)) return CheckEncodedValues(values);
-      added = AddDense(values.bytes, scale, values.max_abs_bits);
+      added = CanAdopt(values, scale) ? Adopt(values)
+                                       : AddDense(values.bytes, scale, values.max_abs_bits);
       break;
     case Encoding::kFp16:
     case Encoding::kBf16:
@@ -80,6 +82,26 @@ absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, 
   total_samples_ += samples;
   loss_sum_ += loss_sum;
   contributors_ += contributors;
+  return absl::OkStatus();
+}
+
+bool GradientAccumulator::CanAdopt(const EncodedValues& values, float scale) const {
+  return empty_ && scale == 1.0f && values.adoptable != nullptr &&
+         values.adoptable->size() == num_floats_ && values.bytes.pieces().size() == 1 &&
+         values.bytes.pieces()[0].data() == reinterpret_cast<const char*>(values.adoptable->data());
+}
+
+absl::Status GradientAccumulator::Adopt(const EncodedValues& values) {
+  // The first contribution is the sum: take its buffer (the sum's own goes
+  // back to the owner). Only the values themselves can be non-finite.
+  uint32_t max_bits = values.max_abs_bits;
+  if (max_bits == kUnknownMaxBits) max_bits = MaxAbsBits(values.bytes);
+  if (max_bits >= kNonFiniteBits) return CheckFinite(values.bytes);
+  float max_in;
+  std::memcpy(&max_in, &max_bits, sizeof(max_in));
+  std::swap(sum_, *values.adoptable);
+  empty_ = false;
+  bound_ = max_in;
   return absl::OkStatus();
 }
 
@@ -125,11 +147,7 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
     ParallelRanges(num_floats_, [&values, &max_bits_seen](size_t begin, size_t end) {
       uint32_t max = 0;
       values.ForEachRunIn(begin, end, [&max](size_t, const char* in, size_t n) {
-        for (size_t i = 0; i < n; ++i) {
-          uint32_t bits;
-          std::memcpy(&bits, in + i * sizeof(bits), sizeof(bits));
-          max = std::max(max, bits & 0x7fffffffu);
-        }
+        max = std::max(max, MaxAbsBitsOfRun(in, n));
       });
       uint32_t seen = max_bits_seen.load();
       while (max > seen && !max_bits_seen.compare_exchange_weak(seen, max)) {
@@ -160,8 +178,7 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
     float* __restrict out = sum_.data();
     ParallelRanges(num_floats_, [&values, out, scale](size_t begin, size_t end) {
       values.ForEachRunIn(begin, end, [out, scale](size_t first, const char* in, size_t n) {
-        float* __restrict o = out + first;
-        for (size_t i = 0; i < n; ++i) o[i] = scale * LoadFloat(in + i * sizeof(float));
+        ScaleRun(out + first, in, n, scale);
       });
     });
     empty_ = false;
@@ -170,8 +187,7 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
     float* __restrict out = sum_.data();
     ParallelRanges(num_floats_, [&values, out, scale](size_t begin, size_t end) {
       values.ForEachRunIn(begin, end, [out, scale](size_t first, const char* in, size_t n) {
-        float* __restrict o = out + first;
-        for (size_t i = 0; i < n; ++i) o[i] += scale * LoadFloat(in + i * sizeof(float));
+        AddScaledRun(out + first, in, n, scale);
       });
     });
     bound_ = bound;
@@ -188,8 +204,7 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
     });
     if (!finite) return absl::InvalidArgumentError("the sum would overflow to infinity");
     values.ForEachRun([out, scale](size_t first, const char* in, size_t n) {
-      float* __restrict o = out + first;
-      for (size_t i = 0; i < n; ++i) o[i] += scale * LoadFloat(in + i * sizeof(float));
+      AddScaledRun(out + first, in, n, scale);
     });
     const uint32_t sum_bits = MaxAbsBits(sum_);
     float max_sum;

@@ -32,7 +32,8 @@ class GradientAccumulator {
   // (0, kMaxSamples], or the new sum or loss total would not be finite
   // (finite inputs can still overflow); nothing is added then. `values` may
   // be the pieces a stream arrived in: they are read in place. Encoded
-  // values are summed as the dense floats they stand for.
+  // values are summed as the dense floats they stand for. The first Add
+  // after a Reset takes over values.adoptable when scale is 1.
   absl::Status Add(const EncodedValues& values, float scale, int64_t samples, double loss_sum,
                    int64_t contributors);
 
@@ -57,6 +58,10 @@ class GradientAccumulator {
   // `max_bits`: MaxAbsBits(values) if known, else kUnknownMaxBits.
   absl::Status AddDense(const FloatPieces& values, float scale, uint32_t max_bits);
   absl::Status AddSparse(const EncodedValues& values, float scale);
+  // The first float32 contribution with scale 1 whose owner lets its buffer
+  // be taken (EncodedValues::adoptable) becomes the sum without a copy.
+  bool CanAdopt(const EncodedValues& values, float scale) const;
+  absl::Status Adopt(const EncodedValues& values);
 
   size_t num_floats_;
   // Holds the sum only once something was added (`empty_` false): the first

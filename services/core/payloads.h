@@ -24,6 +24,10 @@ namespace hips {
 struct ReceivedValues {
   EncodedValues values;
   std::shared_ptr<const void> owner;
+  // The values are already multiplied by the contribution's scale (a
+  // worker's sample count): ReadChunkedScaled wrote them into a buffer of
+  // the receiver's while the chunks arrived.
+  bool scaled = false;
 };
 
 // How a sender's dense values travel on a compressed hop (Encoding other

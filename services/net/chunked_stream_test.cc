@@ -181,6 +181,60 @@ TEST(ChunkedStreamTest, InPlaceReadKeepsTheSlicesAndFindsTheLargestMagnitudeOnTh
   EXPECT_TRUE(absl::IsInvalidArgument(CheckEncodedValues(nan->values)));
 }
 
+TEST(ChunkedStreamTest, ScaledReadWritesScaledValuesIntoTheGivenBufferAndKeepsNoSlices) {
+  std::vector<float> data = Data(70001);
+  data[54321] = -12345.5f;
+  FakeWriter writer;
+  {
+    SliceRelease release;
+    ASSERT_TRUE(WriteChunked(&writer, Header(data.size()).SerializeAsString(),
+                             ReferenceChunks(data, 4096 * 4, release.owner())));
+  }
+  std::function<absl::StatusOr<PayloadShape>(const v1::GradientHeader&)> shape =
+      [](const v1::GradientHeader& h) -> absl::StatusOr<PayloadShape> {
+    return PayloadShape{h.num_floats() * 4, 4};
+  };
+  std::function<float(const v1::GradientHeader&)> three = [](const v1::GradientHeader&) {
+    return 3.0f;
+  };
+  std::vector<float> buffer(data.size(), 7.0f);  // a spare: reused, not reallocated
+  const float* spare = buffer.data();
+  FakeReader reader{writer.messages, 1001};  // slices cut inside floats
+  v1::GradientHeader header;
+  absl::StatusOr<ReceivedValues> in = ReadChunkedScaled(&reader, &header, shape, three, &buffer);
+  ASSERT_TRUE(in.ok()) << in.status();
+  EXPECT_TRUE(in->scaled);
+  EXPECT_EQ(in->owner, nullptr);  // no slices held
+  EXPECT_EQ(buffer.data(), spare);
+  ASSERT_EQ(in->values.bytes.pieces().size(), 1u);
+  EXPECT_EQ(in->values.bytes.pieces()[0].data(), reinterpret_cast<const char*>(spare));
+  for (size_t i = 0; i < data.size(); ++i) ASSERT_EQ(buffer[i], 3.0f * data[i]) << i;
+  float max;
+  std::memcpy(&max, &in->values.max_abs_bits, sizeof(max));
+  EXPECT_EQ(max, 3.0f * 12345.5f);
+
+  // A stream cut short is an error, whatever the buffer holds by then.
+  FakeWriter short_writer;
+  short_writer.messages.assign(writer.messages.begin(), writer.messages.end() - 1);
+  FakeReader cut{short_writer.messages, 4096};
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      ReadChunkedScaled(&cut, &header, shape, three, &buffer).status()));
+
+  // A compressed payload (2-byte elements here) is read in place as before.
+  std::function<absl::StatusOr<PayloadShape>(const v1::GradientHeader&)> halves =
+      [](const v1::GradientHeader& h) -> absl::StatusOr<PayloadShape> {
+    return PayloadShape{h.num_floats() * 4, 2};
+  };
+  FakeReader again{writer.messages, 1001};
+  std::vector<float> untouched;
+  absl::StatusOr<ReceivedValues> raw = ReadChunkedScaled(&again, &header, halves, three, &untouched);
+  ASSERT_TRUE(raw.ok()) << raw.status();
+  EXPECT_FALSE(raw->scaled);
+  EXPECT_NE(raw->owner, nullptr);
+  EXPECT_TRUE(untouched.empty());
+  EXPECT_EQ(raw->values.bytes.ToVector(), data);
+}
+
 TEST(ChunkedStreamErrorsTest, RefusesStreamsWithoutHeaderOrWithWrongSizes) {
   v1::GradientHeader header;
   FakeReader empty;

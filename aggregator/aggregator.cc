@@ -92,7 +92,7 @@ absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, 
   if (joined) LOG(INFO) << push.sender << " joined (first heard of through a push)";
   absl::StatusOr<std::shared_ptr<Ticket>> ticket = Admit(push, now);
   if (std::vector<float>* left = push.received.values.adoptable; left != nullptr) {
-    KeepSpare(std::move(*left));
+    if (left->size() == num_floats_) spares_.Give(std::move(*left));
   }
   if (!ticket.ok()) return ticket.status();
   if (!options_.ack_after_hq && !(*ticket)->done) {
@@ -303,9 +303,10 @@ void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
   // aggregate (no copy): its accumulator is done.
   if (out.contributors > 0) {
     out.sum = acc->TakeSum();
-    if (!single && !spare_sums_.empty()) {  // (a single's accumulator is temporary)
-      acc->GiveBuffer(std::move(spare_sums_.back()));
-      spare_sums_.pop_back();
+    if (!single) {  // (a single's accumulator is temporary)
+      if (std::vector<float> spare = spares_.TakeIfKept(num_floats_); !spare.empty()) {
+        acc->GiveBuffer(std::move(spare));
+      }
     }
     // A retried gradient sent alone goes uncompressed: HQ applies it only if
     // it has not seen it, and the error-feedback residual (other gradients'
@@ -478,24 +479,12 @@ void Aggregator::ReportForwarded(const AggregatePush& a, const absl::StatusOr<Pu
 
 void Aggregator::RecycleSum(std::vector<float> sum) {
   absl::MutexLock lock(&mu_);
-  KeepSpare(std::move(sum));
-}
-
-void Aggregator::KeepSpare(std::vector<float> buffer) {
-  // Enough for a round's sum, one on its way to HQ and pushes in flight;
-  // beyond that a buffer is freed.
-  constexpr size_t kMaxSpares = 4;
-  if (buffer.size() == num_floats_ && spare_sums_.size() < kMaxSpares) {
-    spare_sums_.push_back(std::move(buffer));
-  }
+  if (sum.size() == num_floats_) spares_.Give(std::move(sum));
 }
 
 std::vector<float> Aggregator::SpareBuffer() {
   absl::MutexLock lock(&mu_);
-  if (spare_sums_.empty()) return {};
-  std::vector<float> spare = std::move(spare_sums_.back());
-  spare_sums_.pop_back();
-  return spare;
+  return spares_.TakeIfKept(num_floats_);
 }
 
 void Aggregator::ReportUndelivered(const AggregatePush& a) {

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/core/buffer_pool.h"
 #include "services/core/coalescing_batch.h"
 #include "services/core/compression.h"
 #include "services/core/consistency.h"
@@ -188,9 +189,6 @@ class Aggregator {
   // an aggregate of its own; returns its ticket, or the refusal.
   absl::StatusOr<std::shared_ptr<Ticket>> Admit(const GradientPush& push, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Keeps a buffer of the model's size for a later sum or push (a few at
-  // most).
-  void KeepSpare(std::vector<float> buffer) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Waits for `ticket` and returns its result.
   absl::StatusOr<PushResult> AwaitTicket(const std::shared_ptr<Ticket>& ticket, bool duplicate)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -233,7 +231,9 @@ class Aggregator {
   // Encodes aggregates on a compressed hop (with its error-feedback state);
   // null for fp32.
   std::unique_ptr<Compressor> compressor_ ABSL_GUARDED_BY(mu_);
-  std::vector<std::vector<float>> spare_sums_ ABSL_GUARDED_BY(mu_);  // of num_floats_
+  // Model-sized buffers for sums and pushes: enough for a round's sum, one
+  // on its way to HQ and pushes in flight; beyond that a buffer is freed.
+  BufferPool spares_{4};
   // The newest version HQ is known to be at (from its weights and acks).
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
   std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);         // sync

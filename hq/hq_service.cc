@@ -50,7 +50,12 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx, PushReader* read
     // An empty round has no sum.
     return AnnouncedPayload(h, h.contributor_count() == 0 ? 0 : server_->layout().num_floats());
   };
-  absl::StatusOr<ReceivedValues> sum = ReadChunkedInPlace(reader, &header, expected);
+  // A float32 sum is copied into a spare buffer while its chunks arrive
+  // (hot in cache); the first of a round becomes the round's sum.
+  const size_t num_floats = static_cast<size_t>(server_->layout().num_floats());
+  std::vector<float> buffer = spares_.TakeIfKept(num_floats);
+  absl::StatusOr<ReceivedValues> sum = ReadChunkedScaled<v1::AggregateHeader>(
+      reader, &header, expected, [](const v1::AggregateHeader&) { return 1.0f; }, &buffer);
   if (!sum.ok()) {
     // An upload the sender cancelled is not a refused aggregate.
     if (ctx->IsCancelled()) return grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
@@ -74,7 +79,11 @@ grpc::Status HqService::PushAggregate(grpc::ServerContext* ctx, PushReader* read
   push.received = *std::move(sum);
   SetPayloadEncoding(header, &push.received.values);
   timer.Received(static_cast<int64_t>(push.received.values.bytes.bytes()));
+  if (push.received.scaled) push.received.values.adoptable = &buffer;
   absl::StatusOr<PushResult> result = server_->AcceptAggregate(push);
+  // Whichever buffer this call holds now (its own, or the one a round's sum
+  // gave up for it) serves a later call.
+  if (buffer.size() == num_floats) spares_.Give(std::move(buffer));
   if (!result.ok()) return ToGrpcStatus(result.status());
   ack->set_version(result->version);
   ack->set_duplicate(result->duplicate);

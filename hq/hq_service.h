@@ -5,6 +5,7 @@
 #include "hips/v1/hips.pb.h"
 #include "hq/eval_loop.h"
 #include "hq/parameter_server.h"
+#include "services/core/buffer_pool.h"
 #include "services/metrics/rpc_metrics.h"
 #include "services/net/raw_service.h"
 #include "services/net/weights_stream.h"
@@ -33,6 +34,9 @@ class HqService final : public RawService {
   ParameterServer* const server_;
   const EvalLoop* const eval_;
   WeightsEncodingCache encoded_;
+  // Buffers the aggregates are read into (a round's sum, one or two in
+  // flight).
+  BufferPool spares_{3};
   const absl::Duration max_long_poll_;
   RpcMetrics* const rpc_metrics_;
 };

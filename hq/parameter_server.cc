@@ -9,6 +9,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "services/core/buffer_pool.h"
 
 namespace hips {
 
@@ -53,7 +54,13 @@ ParameterServer::ParameterServer(
       incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
   last_checkpoint_time_ = absl::Now();
-  mean_.resize(layout_.num_floats());
+  // The mean gradient is written straight into the optimizer's own gradient
+  // buffer where it has one.
+  mean_ = optimizer_->GradientBuffer();
+  if (mean_.empty()) {
+    own_mean_.resize(layout_.num_floats());
+    mean_ = absl::MakeSpan(own_mean_);
+  }
   momentum_ = options_.optimizer.momentum;
   mode_ = options_.mode;
   {
@@ -83,10 +90,11 @@ void ParameterServer::Shutdown() {
 }
 
 std::shared_ptr<const WeightsSnapshot> ParameterServer::Snapshot() {
-  auto snapshot = std::make_shared<WeightsSnapshot>();
+  // A recycled buffer: GetWeights overwrites it whole.
+  std::shared_ptr<WeightsSnapshot> snapshot = NewRecycledSnapshot();
   snapshot->version = version_;
   snapshot->layout = layout_;
-  snapshot->weights.resize(layout_.num_floats());
+  snapshot->weights = WeightsBuffers().Take(layout_.num_floats());
   optimizer_->GetWeights(absl::MakeSpan(snapshot->weights));
   snapshot->training_done = training_done_;
   snapshot->mode = mode_;
@@ -377,7 +385,7 @@ HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb, absl:
 
 void ParameterServer::ApplyRound() {
   const GradientAccumulator& acc = round_.accumulator();
-  acc.MeanInto(absl::MakeSpan(mean_));
+  acc.MeanInto(mean_);
   {
     absl::MutexLock status_lock(&mu_);
     status_.max_round_contributors =

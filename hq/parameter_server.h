@@ -251,7 +251,10 @@ class ParameterServer {
   ModeConfig mode_ ABSL_GUARDED_BY(apply_mu_);
   int64_t mode_since_ ABSL_GUARDED_BY(apply_mu_) = 0;
   std::optional<ModeConfig> pending_mode_ ABSL_GUARDED_BY(apply_mu_);
-  std::vector<float> mean_ ABSL_GUARDED_BY(apply_mu_);  // reused
+  // The mean gradient of an update: the optimizer's GradientBuffer(), or
+  // own_mean_ if it has none.
+  absl::Span<float> mean_ ABSL_GUARDED_BY(apply_mu_);
+  std::vector<float> own_mean_;
   double momentum_ ABSL_GUARDED_BY(apply_mu_);  // what the optimizer uses now
   // Sets the optimizer's momentum for an update in `mode`; returns the
   // learning-rate factor that keeps lr / (1 - momentum).

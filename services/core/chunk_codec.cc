@@ -36,9 +36,12 @@ absl::Status CheckAnnouncedFloats(int64_t num_floats, int64_t expected_floats) {
 }
 
 absl::StatusOr<ChunkAssembler> ChunkAssembler::Create(int64_t num_floats,
-                                                      int64_t expected_floats) {
+                                                      int64_t expected_floats,
+                                                      std::vector<float> spare) {
   if (absl::Status s = CheckAnnouncedFloats(num_floats, expected_floats); !s.ok()) return s;
-  return ChunkAssembler(num_floats);
+  ChunkAssembler assembler(num_floats);
+  if (static_cast<int64_t>(spare.size()) == num_floats) assembler.buffer_ = std::move(spare);
+  return assembler;
 }
 
 absl::Status ChunkAssembler::Append(absl::string_view bytes) {
@@ -59,7 +62,8 @@ absl::Status ChunkAssembler::Append(absl::Span<const absl::string_view> pieces) 
         absl::StrCat("stream carries more than the announced ", expected_, " floats"));
   }
   if (n == 0) return absl::OkStatus();
-  if (buffer_.capacity() < static_cast<size_t>(filled + n)) {
+  if (buffer_.size() < static_cast<size_t>(filled + n) &&
+      buffer_.capacity() < static_cast<size_t>(filled + n)) {
     // The first chunk reserves the whole announced size up to 64 MiB (one
     // allocation, no copies, for most models); beyond that the buffer
     // doubles, so a lying header costs memory only as bytes arrive.
@@ -67,7 +71,9 @@ absl::Status ChunkAssembler::Append(absl::Span<const absl::string_view> pieces) 
     buffer_.reserve(std::min<int64_t>(
         expected_, std::max({2 * filled, filled + n, kFirstReserve})));
   }
-  buffer_.resize(filled + n);
+  // (A spare buffer is already whole: no resize, so no zero-fill.)
+  if (buffer_.size() < static_cast<size_t>(filled + n)) buffer_.resize(filled + n);
+  filled_ = filled + n;
   char* out = reinterpret_cast<char*>(buffer_.data() + filled);
   for (absl::string_view piece : pieces) {
     std::memcpy(out, piece.data(), piece.size());
@@ -81,6 +87,7 @@ absl::StatusOr<std::vector<float>> ChunkAssembler::Finish() && {
     return absl::InvalidArgumentError(absl::StrCat(
         "stream ended after ", received_floats(), " of ", expected_, " announced floats"));
   }
+  buffer_.resize(filled_);
   return std::move(buffer_);
 }
 

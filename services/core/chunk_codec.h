@@ -52,7 +52,10 @@ class ChunkAssembler {
  public:
   // `num_floats` is what the header announced; `expected_floats` what the
   // receiver's layout says. They must match.
-  static absl::StatusOr<ChunkAssembler> Create(int64_t num_floats, int64_t expected_floats);
+  // A `spare` buffer of exactly num_floats floats is filled in place (no
+  // allocation, no zero-fill); any other is dropped.
+  static absl::StatusOr<ChunkAssembler> Create(int64_t num_floats, int64_t expected_floats,
+                                               std::vector<float> spare = {});
 
   absl::Status Append(absl::string_view bytes);
   // One chunk given as consecutive pieces (a float may straddle two).
@@ -60,13 +63,14 @@ class ChunkAssembler {
   // Returns the buffer once every announced float arrived.
   absl::StatusOr<std::vector<float>> Finish() &&;
 
-  int64_t received_floats() const { return static_cast<int64_t>(buffer_.size()); }
+  int64_t received_floats() const { return filled_; }
 
  private:
   explicit ChunkAssembler(int64_t num_floats) : expected_(num_floats) {}
 
   int64_t expected_;
-  std::vector<float> buffer_;
+  int64_t filled_ = 0;
+  std::vector<float> buffer_;  // filled up to filled_ (a spare is whole from the start)
 };
 
 // INVALID_ARGUMENT naming the first NaN or infinity, OK otherwise.

@@ -1,6 +1,7 @@
 #include "services/core/chunk_codec.h"
 
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -87,6 +88,33 @@ TEST(ChunkAssemblerTest, RefusesFewerThanAnnounced) {
   ASSERT_TRUE(a.ok());
   ASSERT_TRUE(a->Append(std::string(8, '\0')).ok());
   EXPECT_TRUE(absl::IsInvalidArgument(std::move(*a).Finish().status()));
+}
+
+TEST(ChunkAssemblerTest, FillsASpareOfTheRightSizeInPlaceAndChecksItAsAnyOther) {
+  const std::vector<float> data = Ramp(6);
+  const std::string bytes(reinterpret_cast<const char*>(data.data()), 24);
+  std::vector<float> spare(6, 9.0f);
+  const float* where = spare.data();
+  absl::StatusOr<ChunkAssembler> a = ChunkAssembler::Create(6, 6, std::move(spare));
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->received_floats(), 0);
+  ASSERT_TRUE(a->Append(bytes.substr(0, 8)).ok());
+  EXPECT_EQ(a->received_floats(), 2);
+  ASSERT_TRUE(a->Append(bytes.substr(8)).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(a->Append(bytes.substr(0, 4))));  // one too many
+  absl::StatusOr<std::vector<float>> out = std::move(*a).Finish();
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->data(), where);
+  EXPECT_EQ(*out, data);
+
+  // The spare's old contents never pass for data; a wrong-sized one is dropped.
+  absl::StatusOr<ChunkAssembler> short_one =
+      ChunkAssembler::Create(6, 6, std::vector<float>(6, 9.0f));
+  ASSERT_TRUE(short_one->Append(bytes.substr(0, 8)).ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(std::move(*short_one).Finish().status()));
+  absl::StatusOr<ChunkAssembler> other = ChunkAssembler::Create(6, 6, std::vector<float>(5));
+  ASSERT_TRUE(other->Append(bytes).ok());
+  EXPECT_EQ(*std::move(*other).Finish(), data);
 }
 
 TEST(ChunkCodecTest, ValidatesChunkSize) {

@@ -70,6 +70,12 @@ class Optimizer {
   virtual void GetWeights(absl::Span<float> out) const = 0;
   virtual int64_t num_floats() const = 0;
 
+  // Where Step reads its gradient from: whoever computes the mean gradient
+  // may write it here and pass this span to Step, which then copies nothing
+  // (docs/performance.md, step 10). Empty if the optimizer has no such
+  // buffer. Its contents are only meaningful until the next Step.
+  virtual absl::Span<float> GradientBuffer() { return {}; }
+
   // Replaces the weights (size = num_floats()); the optimizer state is kept.
   // INVALID_ARGUMENT on a wrong size. UNIMPLEMENTED unless overridden, as are
   // ExportState and ImportState (optimizers that cannot be checkpointed).

@@ -214,12 +214,18 @@ class TorchOptimizer final : public Optimizer {
                                                      " floats, the model has ",
                                                      layout.num_floats()));
     }
+    absl::Span<float> flat = GradientBuffer();
+    // Given anything but GradientBuffer() itself, the gradient is copied in.
+    if (grad.data() != flat.data()) std::copy(grad.begin(), grad.end(), flat.begin());
+    // Each parameter's grad is its slice of the flat buffer. (Re-pointed if
+    // anything replaced it, so the optimizer never reads a stale tensor.)
     std::vector<torch::Tensor>& params = model_->params();
     for (size_t i = 0; i < params.size(); ++i) {
       torch::Tensor& p = params[i];
-      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-      std::memcpy(p.mutable_grad().data_ptr<float>(), grad.data() + layout.offset(i),
-                  p.numel() * sizeof(float));
+      float* slice = flat.data() + layout.offset(i);
+      if (!p.grad().defined() || p.grad().data_ptr<float>() != slice) {
+        p.mutable_grad() = flat_grad_.narrow(0, layout.offset(i), p.numel()).view(p.sizes());
+      }
     }
     return Guarded("optimizer step", [&]() -> absl::Status {
       for (torch::optim::OptimizerParamGroup& group : optim_->param_groups()) {
@@ -247,6 +253,11 @@ class TorchOptimizer final : public Optimizer {
 
   void GetWeights(absl::Span<float> out) const override { model_->GetWeights(out); }
   int64_t num_floats() const override { return model_->layout().num_floats(); }
+
+  absl::Span<float> GradientBuffer() override {
+    if (!flat_grad_.defined()) flat_grad_ = torch::empty({num_floats()}, torch::kFloat);
+    return absl::MakeSpan(flat_grad_.data_ptr<float>(), static_cast<size_t>(num_floats()));
+  }
 
   // The parameters keep their TensorImpls (the weights are copied into
   // them), so the optimizer state stays attached to them.
@@ -379,6 +390,8 @@ class TorchOptimizer final : public Optimizer {
   const std::string name_;
   std::unique_ptr<TorchModel> model_;
   std::unique_ptr<torch::optim::Optimizer> optim_;
+  // Every parameter's gradient, in layout order; the grads are views of it.
+  torch::Tensor flat_grad_;
 };
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "services/core/buffer_pool.h"
 #include "services/core/chunk_codec.h"
 #include "services/core/float_kernels.h"
 #include "services/core/payloads.h"
@@ -58,17 +59,22 @@ absl::Status ReadChunkHeader(Reader* reader, ReceivedChunk* first, Header* heade
 // Reads a chunked stream into one buffer (one copy, out of the received
 // slices). `expected_floats` is called once with the header and returns how
 // many floats the receiver expects (or an error refusing the header). The
-// returned buffer has exactly that many floats.
+// returned buffer has exactly that many floats. With `spares`, a kept
+// buffer of that size is filled instead of a new one.
 template <typename Header, typename Reader>
 absl::StatusOr<std::vector<float>> ReadChunked(
     Reader* reader, Header* header,
-    const std::function<absl::StatusOr<int64_t>(const Header&)>& expected_floats) {
+    const std::function<absl::StatusOr<int64_t>(const Header&)>& expected_floats,
+    BufferPool* spares = nullptr) {
   ReceivedChunk chunk;
   if (absl::Status s = ReadChunkHeader(reader, &chunk, header); !s.ok()) return s;
   absl::StatusOr<int64_t> expected = expected_floats(*header);
   if (!expected.ok()) return expected.status();
-  absl::StatusOr<ChunkAssembler> assembler =
-      ChunkAssembler::Create(header->num_floats(), *expected);
+  absl::StatusOr<ChunkAssembler> assembler = ChunkAssembler::Create(
+      header->num_floats(), *expected,
+      spares == nullptr || header->num_floats() != *expected
+          ? std::vector<float>()
+          : spares->TakeIfKept(static_cast<size_t>(*expected)));
   if (!assembler.ok()) return assembler.status();
   grpc::ByteBuffer message;
   while (true) {

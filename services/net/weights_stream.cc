@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "services/core/buffer_pool.h"
 #include "services/net/chunked_stream.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
@@ -45,7 +46,9 @@ bool WriteWeights(grpc::ServerWriter<grpc::ByteBuffer>* writer, const EncodedWei
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
     grpc::ClientContext* ctx, grpc::ClientReader<grpc::ByteBuffer>* reader) {
-  auto snapshot = std::make_shared<WeightsSnapshot>();
+  // Its buffer comes from (and goes back to) the weights pool: a tier that
+  // receives every version fills the same few buffers.
+  std::shared_ptr<WeightsSnapshot> snapshot = NewRecycledSnapshot();
   v1::WeightsHeader header;
   std::function<absl::StatusOr<int64_t>(const v1::WeightsHeader&)> expected =
       [&](const v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
@@ -74,7 +77,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
     }
   } tracking{reader};
   absl::StatusOr<std::vector<float>> weights =
-      ReadChunked(&tracking, &header, expected);
+      ReadChunked(&tracking, &header, expected, &WeightsBuffers());
   if (!weights.ok()) {
     // With messages still unread Finish would wait for them: cancel first.
     if (!tracking.ended) ctx->TryCancel();

@@ -15,7 +15,10 @@ namespace hips {
 ProcessCluster::ProcessCluster(ProcessClusterOptions options) : options_(std::move(options)) {}
 
 ProcessCluster::~ProcessCluster() {
-  // Workers first, then aggregators, then HQ (as hips local does).
+  // Our own connections first (a server shutting down waits for its clients
+  // to close), then workers, aggregators and HQ (as hips local does).
+  aggregators_.clear();
+  hq_.reset();
   for (const char* tier : {"worker", "aggregator", "hq"}) {
     for (auto& [name, c] : children_) {
       if (name.rfind(tier, 0) == 0) {

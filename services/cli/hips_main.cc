@@ -32,7 +32,9 @@
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
+#ifdef HIPS_WITH_MONOLITH
 #include "services/training/monolith.h"
+#endif
 
 ABSL_FLAG(int, aggregators, 2, "hips local: number of aggregators.");
 ABSL_FLAG(int, workers, 4, "Number of workers (the monolith trains on their union batch).");
@@ -119,12 +121,14 @@ int64_t SampleBudget() {
   return std::max<int64_t>(1, std::llround(epochs * (*examples)));
 }
 
+#ifdef HIPS_WITH_MONOLITH
 // Steps of the global batch: --max_versions, or --epochs rounded up.
 int64_t VersionBudget() {
   if (absl::GetFlag(FLAGS_max_versions) > 0) return absl::GetFlag(FLAGS_max_versions);
   const int64_t global_batch = GlobalBatch();
   return (SampleBudget() + global_batch - 1) / global_batch;
 }
+#endif
 
 std::string Describe(const hips::RunSummary::Accounting& a) {
   std::string dropped;
@@ -239,6 +243,9 @@ int RunLocal() {
     }
   }
   options.training_args = hips::TrainingFlagsAsArgs();
+  if (absl::GetFlag(FLAGS_data) == "fashion-mnist") {
+    options.unpack_data_from = absl::GetFlag(FLAGS_data_dir);
+  }
   if (absl::Status s = hips::CompressionOptionsFromFlags().status(); !s.ok()) {
     hips::ExitWithUsageError(std::string(s.message()));
   }
@@ -275,6 +282,7 @@ int RunLocal() {
   return Finish(*summary);
 }
 
+#ifdef HIPS_WITH_MONOLITH
 int RunMonolith() {
   const absl::Time start = absl::Now();
   hips::SetTorchThreads(absl::GetFlag(FLAGS_torch_threads));
@@ -313,6 +321,16 @@ int RunMonolith() {
   summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return Finish(summary);
 }
+#else
+// This binary does not link LibTorch: the monolith is hips-train beside it,
+// the same program built with it, given the same arguments.
+int RunMonolith(char** argv) {
+  const std::string train = absl::StrCat(OwnDirectory(), "/hips-train");
+  execv(train.c_str(), argv);
+  std::fprintf(stderr, "hips train: cannot run %s: %s\n", train.c_str(), std::strerror(errno));
+  return 1;
+}
+#endif
 
 int ShowStatus() {
   const std::string hq = absl::GetFlag(FLAGS_hq);
@@ -367,7 +385,11 @@ int main(int argc, char** argv) {
     if (!absl::GetFlag(FLAGS_monolith)) {
       hips::ExitWithUsageError("hips train needs --monolith (distributed training is 'hips local')");
     }
+#ifdef HIPS_WITH_MONOLITH
     return RunMonolith();
+#else
+    return RunMonolith(argv);
+#endif
   }
   hips::ExitWithUsageError(absl::StrCat("unknown command '", command, "'\nusage:\n", kUsage));
 }

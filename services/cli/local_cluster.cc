@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <memory>
 
@@ -12,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/cli/child_process.h"
+#include "services/data/dataset.h"
 #include "services/net/grpc_util.h"
 
 namespace hips {
@@ -64,6 +66,11 @@ class Cluster {
       : options_(options), interrupted_(interrupted) {}
 
   ~Cluster() {
+    // Our own connections go first: a server shutting down waits (up to its
+    // grace) for its clients to close, and this process would not notice
+    // its peer's goodbye while it waits for the children.
+    aggregators_.clear();
+    hq_.reset();
     // Tier by tier, workers first, then aggregators, then HQ, so that nobody
     // retries towards a peer that is already gone; within a tier in parallel.
     for (const char* tier : {"worker", "aggregator", "hq"}) {
@@ -74,6 +81,11 @@ class Cluster {
       for (const auto& c : children_) {
         if (absl::StartsWith(c->name(), tier)) c->WaitOrKill(deadline);
       }
+    }
+    // The unpacked data set was for this run's workers only.
+    if (!options_.unpack_data_from.empty()) {
+      std::error_code ignored;
+      std::filesystem::remove_all(absl::StrCat(options_.run_dir, "/data"), ignored);
     }
   }
 
@@ -289,6 +301,13 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     return absl::StrCat(options_.run_dir, "/", name, ".sock");
   };
   if (options_.unix_sockets) hq_args.push_back(absl::StrCat("--unix_socket=", socket_of("hq")));
+  // The workers' data is unpacked while HQ starts (HQ reads only the small
+  // test set).
+  std::future<absl::StatusOr<std::string>> unpacked;
+  if (!options_.unpack_data_from.empty()) {
+    unpacked = std::async(std::launch::async, UnpackFashionMnist, options_.unpack_data_from,
+                          absl::StrCat(options_.run_dir, "/data"));
+  }
   absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
   if (!hq_port.ok()) return hq_port.status();
   const std::string hq_address = absl::StrCat("127.0.0.1:", *hq_port);
@@ -319,6 +338,16 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         options_.unix_sockets ? absl::StrCat("unix:", socket_of(name)) : tcp_address);
     aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(tcp_address)));
   }
+  std::vector<std::string> data_args;
+  if (unpacked.valid()) {
+    absl::StatusOr<std::string> dir = unpacked.get();
+    if (dir.ok()) {
+      data_args.push_back(absl::StrCat("--data_dir=", *dir));
+    } else {
+      std::fprintf(stderr, "hips local: workers read the gzipped data themselves: %s\n",
+                   dir.status().ToString().c_str());
+    }
+  }
   for (int k = 0; k < options_.workers; ++k) {
     // Its own aggregator first, then the others to fail over to.
     std::vector<std::string> order;
@@ -330,6 +359,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers),
         absl::StrCat("--batch_size=", options_.batch_size)};
     args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
+    args.insert(args.end(), data_args.begin(), data_args.end());  // (the last --data_dir wins)
     args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
     if (auto it = options_.worker_args.find(k); it != options_.worker_args.end()) {
       args.insert(args.end(), it->second.begin(), it->second.end());

@@ -43,6 +43,11 @@ struct LocalClusterOptions {
   std::string run_dir;
   // Model, optimizer, data and seed flags handed to HQ and workers.
   std::vector<std::string> training_args;
+  // Fashion-MNIST's directory when the run trains on it: the cluster
+  // unpacks it into <run_dir>/data while HQ starts and points the workers
+  // there, so that each does not inflate the gzipped files itself. Empty:
+  // the workers read what training_args say.
+  std::string unpack_data_from;
   absl::Duration progress_every = absl::Seconds(3);
   absl::Duration start_timeout = absl::Seconds(60);
   // Supervision: a child that dies is started again with the same flags and

@@ -3,6 +3,8 @@
 #include <zlib.h>
 
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <random>
 #include <utility>
 
@@ -27,6 +29,18 @@ absl::StatusOr<std::string> ReadMaybeGzipped(const std::string& path) {
     return absl::DataLossError(absl::StrCat("cannot read ", path, ": ", msg));
   }
   return out;
+}
+
+constexpr const char* kFashionMnistFiles[] = {
+    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte"};
+
+// `dir`/`name` if that file exists (unpacked), else `dir`/`name`.gz.
+std::string FashionMnistFile(const std::string& dir, const std::string& name) {
+  std::string unpacked = absl::StrCat(dir, "/", name);
+  std::error_code error;
+  if (std::filesystem::is_regular_file(unpacked, error)) return unpacked;
+  return absl::StrCat(unpacked, ".gz");
 }
 
 uint32_t BigEndian32(const std::string& s, size_t at) {
@@ -119,9 +133,37 @@ absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
 absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split) {
   const std::string prefix = split == Split::kTrain ? "train" : "t10k";
   // Mean and standard deviation of Fashion-MNIST's training pixels in [0, 1].
-  return LoadIdxDataset(absl::StrCat(dir, "/", prefix, "-images-idx3-ubyte.gz"),
-                        absl::StrCat(dir, "/", prefix, "-labels-idx1-ubyte.gz"), 0.2860f,
-                        0.3530f);
+  return LoadIdxDataset(FashionMnistFile(dir, absl::StrCat(prefix, "-images-idx3-ubyte")),
+                        FashionMnistFile(dir, absl::StrCat(prefix, "-labels-idx1-ubyte")),
+                        0.2860f, 0.3530f);
+}
+
+absl::StatusOr<std::string> UnpackFashionMnist(const std::string& dir, const std::string& into) {
+  std::error_code error;
+  std::filesystem::create_directories(into, error);
+  if (error) {
+    return absl::UnavailableError(absl::StrCat("cannot create ", into, ": ", error.message()));
+  }
+  for (const char* name : kFashionMnistFiles) {
+    const std::string source = FashionMnistFile(dir, name);
+    absl::StatusOr<std::string> bytes = ReadMaybeGzipped(source);
+    if (!bytes.ok()) return bytes.status();
+    const std::string target = absl::StrCat(into, "/", name);
+    const std::string tmp = absl::StrCat(target, ".tmp");
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      out.write(bytes->data(), static_cast<std::streamsize>(bytes->size()));
+      if (!out.flush()) {
+        std::filesystem::remove(tmp, error);
+        return absl::UnavailableError(absl::StrCat("cannot write ", tmp));
+      }
+    }
+    std::filesystem::rename(tmp, target, error);
+    if (error) {
+      return absl::UnavailableError(absl::StrCat("cannot rename ", tmp, ": ", error.message()));
+    }
+  }
+  return into;
 }
 
 Dataset MakeSyntheticDataset(int64_t num_examples, std::vector<int64_t> example_shape,
@@ -177,7 +219,7 @@ absl::StatusOr<int64_t> CountTrainingExamples(const DataOptions& o) {
   if (o.name != "fashion-mnist") {
     return absl::InvalidArgumentError(absl::StrCat("unknown data set '", o.name, "'"));
   }
-  const std::string path = absl::StrCat(o.dir, "/train-labels-idx1-ubyte.gz");
+  const std::string path = FashionMnistFile(o.dir, "train-labels-idx1-ubyte");
   absl::StatusOr<std::string> labels = ReadMaybeGzipped(path);
   if (!labels.ok()) return labels.status();
   absl::StatusOr<std::vector<int64_t>> dims = IdxDims(*labels, 1, path);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -30,6 +31,31 @@ TEST(FashionMnistTest, LoadsBothSplitsFromTheDebianPackage) {
   // Normalized pixels: black maps to -mean/std.
   EXPECT_NEAR(train->features[0], -0.2860f / 0.3530f, 1e-6);
   EXPECT_EQ(CountTrainingExamples(DataOptions()).value(), 60000);
+}
+
+TEST(FashionMnistTest, AnUnpackedCopyLoadsTheSameExamples) {
+  const std::string into = absl::StrCat(::testing::TempDir(), "/hips-unpacked-fashion-mnist");
+  absl::StatusOr<std::string> dir = UnpackFashionMnist(kDefaultFashionMnistDir, into);
+  ASSERT_TRUE(dir.ok()) << dir.status();
+  EXPECT_EQ(*dir, into);
+  for (const char* name : {"train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}) {
+    EXPECT_TRUE(std::filesystem::is_regular_file(absl::StrCat(into, "/", name))) << name;
+    EXPECT_FALSE(std::filesystem::exists(absl::StrCat(into, "/", name, ".tmp"))) << name;
+  }
+  for (Split split : {Split::kTrain, Split::kTest}) {
+    absl::StatusOr<Dataset> packed = LoadFashionMnist(kDefaultFashionMnistDir, split);
+    absl::StatusOr<Dataset> unpacked = LoadFashionMnist(into, split);
+    ASSERT_TRUE(packed.ok() && unpacked.ok());
+    EXPECT_TRUE(packed->features == unpacked->features);
+    EXPECT_EQ(packed->labels, unpacked->labels);
+  }
+  DataOptions o;
+  o.dir = into;
+  EXPECT_EQ(CountTrainingExamples(o).value(), 60000);
+  // Nothing to unpack from: NOT_FOUND naming the file.
+  absl::StatusOr<std::string> missing = UnpackFashionMnist("/nonexistent", into);
+  EXPECT_TRUE(absl::IsNotFound(missing.status())) << missing.status();
+  std::filesystem::remove_all(into);
 }
 
 class CorruptIdxTest : public ::testing::Test {

@@ -14,6 +14,10 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
                s.version - std::max<int64_t>(0, s.resumed_from));
   out->Counter("hips_samples_applied_total", "Training examples in applied updates",
                s.samples_applied);
+  out->Counter("hips_update_seconds_total",
+               "Time spent in updates: mean gradient, optimizer step, publishing the weights "
+               "(divide by hips_versions_total for the time per update)",
+               s.update_seconds);
   out->Gauge("hips_training_done", "1 once the training budget is reached", s.training_done);
   out->Gauge("hips_training_loss", "Mean training loss of the newest update", s.last_loss);
   for (const char* mode : {"sync", "async", "ssp"}) {

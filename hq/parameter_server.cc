@@ -292,6 +292,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     ++status_.aggregates_applied;
     status_.gradients_pending += a.contributors;  // until ApplyUpdate counts them applied
   }
+  const absl::Time started = absl::Now();
   // Validated above: mean_.size() floats, finite.
   const float samples = static_cast<float>(a.total_samples);
   float* mean = mean_.data();
@@ -314,7 +315,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     factor += StalenessFactor(options_.staleness_lr, tau) * static_cast<double>(count);
   }
   lr *= factor / static_cast<double>(a.contributors);
-  ApplyUpdate(mean_, lr, a.total_samples, a.loss_sum, staleness_counts);
+  ApplyUpdate(mean_, lr, a.total_samples, a.loss_sum, staleness_counts, started);
   result.newest_version = version_;
   return result;
 }
@@ -384,6 +385,7 @@ HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb, absl:
 }
 
 void ParameterServer::ApplyRound() {
+  const absl::Time started = absl::Now();
   const GradientAccumulator& acc = round_.accumulator();
   acc.MeanInto(mean_);
   {
@@ -392,11 +394,12 @@ void ParameterServer::ApplyRound() {
         std::max<int64_t>(status_.max_round_contributors, acc.contributors());
   }
   ApplyUpdate(mean_, ScheduledRate() * UseMomentumOf(Mode::kSync), acc.total_samples(),
-              acc.loss_sum(), {{0, acc.contributors()}});
+              acc.loss_sum(), {{0, acc.contributors()}}, started);
 }
 
 void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples,
-                                  double loss_sum, const std::map<int64_t, int64_t>& staleness) {
+                                  double loss_sum, const std::map<int64_t, int64_t>& staleness,
+                                  absl::Time started) {
   int64_t gradients = 0;
   for (const auto& [tau, count] : staleness) gradients += count;
   const absl::Status stepped = optimizer_->Step(mean, lr);
@@ -427,6 +430,7 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
   Publish(Snapshot());
   {
     absl::MutexLock status_lock(&mu_);
+    status_.update_seconds += absl::ToDoubleSeconds(absl::Now() - started);
     CopyTrainingState();
     if (stepped.ok()) {
       status_.last_loss = loss_sum / static_cast<double>(samples);

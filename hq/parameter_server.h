@@ -107,6 +107,9 @@ struct ParameterServerStatus {
   int64_t resumed_from = -1;
   int64_t checkpoints_taken = 0;
   int64_t last_checkpoint_version = -1;
+  // Time spent in updates: the mean gradient, the optimizer step and
+  // publishing the new weights (on a sync round's critical path).
+  double update_seconds = 0.0;
 };
 
 struct ModeSwitch {
@@ -188,9 +191,10 @@ class ParameterServer {
  private:
   // One update: steps the optimizer with `mean` and publishes the next
   // version. `staleness` maps each staleness to the number of worker
-  // gradients in the update that had it.
+  // gradients in the update that had it; `started` is when the update began
+  // (before its mean was computed), for the update time in the status.
   void ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples, double loss_sum,
-                   const std::map<int64_t, int64_t>& staleness)
+                   const std::map<int64_t, int64_t>& staleness, absl::Time started)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   // Applies the closed sync round.
   void ApplyRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);

@@ -18,9 +18,16 @@ class FakeSgd final : public Optimizer {
   FakeSgd(std::vector<float> w, std::vector<double>* lrs) : w_(std::move(w)), lrs_(lrs) {}
   absl::Status Step(absl::Span<const float> g, double lr) override {
     lrs_->push_back(lr);
+    steps_from_own_buffer += !own_gradient.empty() && g.data() == own_gradient.data();
+    absl::SleepFor(step_time);
     for (size_t i = 0; i < w_.size(); ++i) w_[i] -= static_cast<float>(lr) * g[i];
     return absl::OkStatus();
   }
+  // With a buffer of its own here, HQ writes the mean gradient into it.
+  absl::Span<float> GradientBuffer() override { return absl::MakeSpan(own_gradient); }
+  std::vector<float> own_gradient;
+  int steps_from_own_buffer = 0;
+  absl::Duration step_time = absl::ZeroDuration();
   absl::Status SetMomentum(double momentum) override {
     momenta.push_back(momentum);
     return absl::OkStatus();
@@ -438,6 +445,32 @@ TEST_F(ParameterServerTest, AWorkerGradientIsAppliedOnceWhicheverAggregatorItCam
   EXPECT_EQ(s.max_round_contributors, 4);
   EXPECT_EQ(s.gradients_received,
             s.gradients_applied + s.gradients_duplicate + 2 + s.gradients_pending);
+}
+
+TEST_F(ParameterServerTest, TheMeanGoesStraightIntoTheOptimizersBufferAndUpdatesAreTimed) {
+  for (Mode mode : {Mode::kSync, Mode::kAsync}) {
+    for (bool own : {false, true}) {
+      auto sgd = std::make_unique<FakeSgd>(std::vector<float>{1, 1}, &lrs_);
+      FakeSgd* fake = sgd.get();
+      if (own) fake->own_gradient.assign(2, 0.0f);
+      fake->step_time = absl::Milliseconds(20);
+      ParameterServer ps(AsyncOptions(mode), *ModelLayout::Create({{"w", {2}}}), std::move(sgd),
+                         nullptr);
+      ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 0, {2, 4}, 2, 1)).ok());
+      if (mode == Mode::kSync) {
+        ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1)).ok());
+      }
+      ASSERT_EQ(ps.LatestWeights()->version, 1);
+      EXPECT_EQ(fake->steps_from_own_buffer, own ? 1 : 0);
+      // w - 0.5 · mean: sync (8, 4) / 4, async (2, 4) / 2; the same whether
+      // the mean went into the optimizer's buffer or HQ's own.
+      EXPECT_EQ(ps.LatestWeights()->weights, mode == Mode::kSync
+                                                 ? (std::vector<float>{0.0f, 0.5f})
+                                                 : (std::vector<float>{0.5f, 0.0f}));
+      // The update is counted, at least its (slept) optimizer step.
+      EXPECT_GE(ps.status().update_seconds, 0.02);
+    }
+  }
 }
 
 TEST_F(ParameterServerTest, ASyncRoundWaitsOnlyForLiveAggregatorsThatHaveWorkers) {

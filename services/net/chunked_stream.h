@@ -163,8 +163,8 @@ absl::StatusOr<ReceivedValues> ReadChunkedInPlace(
 // each value multiplied by scale(header), chunk by chunk while the chunk is
 // still in cache, and each chunk's slices are released at once. The
 // returned values view `*dense`, carry their largest magnitude (after
-// scaling) and are marked `scaled`. Compressed payloads stay in place as
-// with ReadChunkedInPlace (`*dense` untouched).
+// scaling) and are marked `scaled`. Compressed and empty payloads stay in
+// place as with ReadChunkedInPlace (`*dense` untouched).
 template <typename Header, typename Reader>
 absl::StatusOr<ReceivedValues> ReadChunkedScaled(
     Reader* reader, Header* header,
@@ -174,8 +174,9 @@ absl::StatusOr<ReceivedValues> ReadChunkedScaled(
   if (absl::Status s = ReadChunkHeader(reader, &chunk, header); !s.ok()) return s;
   absl::StatusOr<PayloadShape> shape = expected(*header);
   if (!shape.ok()) return shape.status();
-  if (shape->element_bytes != sizeof(float)) {
-    // Compressed: read in place, starting from the chunk already decoded.
+  if (shape->element_bytes != sizeof(float) || shape->bytes == 0) {
+    // Compressed (or empty: an aggregate of no gradients): read in place,
+    // starting from the chunk already decoded; `*dense` stays as it was.
     auto chunks = std::make_shared<std::deque<ReceivedChunk>>();
     chunks->push_back(std::move(chunk));
     ReceivedValues out;

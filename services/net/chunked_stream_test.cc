@@ -233,6 +233,15 @@ TEST(ChunkedStreamTest, ScaledReadWritesScaledValuesIntoTheGivenBufferAndKeepsNo
   EXPECT_NE(raw->owner, nullptr);
   EXPECT_TRUE(untouched.empty());
   EXPECT_EQ(raw->values.bytes.ToVector(), data);
+
+  // An empty payload (an aggregate of no gradients) leaves the spare alone.
+  FakeWriter empty_writer;
+  ASSERT_TRUE(WriteChunked(&empty_writer, Header(0).SerializeAsString(), {}));
+  FakeReader empty{empty_writer.messages, 1001};
+  absl::StatusOr<ReceivedValues> none = ReadChunkedScaled(&empty, &header, shape, three, &buffer);
+  ASSERT_TRUE(none.ok()) << none.status();
+  EXPECT_EQ(none->values.bytes.bytes(), 0u);
+  EXPECT_EQ(buffer.size(), data.size());
 }
 
 TEST(ChunkedStreamErrorsTest, RefusesStreamsWithoutHeaderOrWithWrongSizes) {

@@ -393,6 +393,8 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-aggregator --hq=127.0.0.1:1 --workers=2 --quorum=3", "quorum"},
       {"/hips-worker --aggregator=127.0.0.1:1 --slowdown=0.5", "slowdown"},
       {"/hips local --compression=zip", "unknown compression"},
+      // A child that cannot start fails the run at once, not after restarts.
+      {"/hips local --data_dir=/nonexistent --max_versions=5", "hq could not start (exit code 1)"},
       {"/hips-worker --aggregator=127.0.0.1:1 --compression=topk --topk_ratio=2", "top-k ratio"},
       {"/hips-aggregator --hq=127.0.0.1:1 --compression=fp8", "unknown compression"},
       {"/hips-aggregator --hq=127.0.0.1:1 --unix_socket=/tmp/" + std::string(200, 'x'),

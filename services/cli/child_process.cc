@@ -68,6 +68,10 @@ bool ChildProcess::ExitedCleanly() const {
   return wait_status_.has_value() && WIFEXITED(*wait_status_) && WEXITSTATUS(*wait_status_) == 0;
 }
 
+bool ChildProcess::ExitedWithError() const {
+  return wait_status_.has_value() && WIFEXITED(*wait_status_) && WEXITSTATUS(*wait_status_) != 0;
+}
+
 std::string ChildProcess::DescribeExit() const {
   if (!wait_status_.has_value()) return "still running";
   if (WIFEXITED(*wait_status_)) return absl::StrCat("exit code ", WEXITSTATUS(*wait_status_));

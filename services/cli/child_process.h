@@ -34,6 +34,8 @@ class ChildProcess {
   // "exit code N" or "signal NAME"; only after Exited().
   std::string DescribeExit() const;
   bool ExitedCleanly() const;
+  // Exited by itself with a non-zero code (not killed by a signal).
+  bool ExitedWithError() const;
 
   // Sends SIGTERM (unless the child already exited).
   void Terminate();

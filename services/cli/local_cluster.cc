@@ -213,6 +213,19 @@ absl::Status Cluster::CheckChildren() {
     if (!c.Exited()) continue;
     if (c.ExitedCleanly() && absl::StartsWith(c.name(), "worker")) continue;
     Spec& spec = specs_[c.name()];
+    if (spec.metrics_port == 0) {
+      std::ifstream in(MetricsPortFile(c.name()));
+      in >> spec.metrics_port;
+    }
+    // A child that gave up before it ever came up (it writes its metrics
+    // port once it serves) could not start: a wrong flag or a missing file,
+    // which would fail every restart the same way. (One killed by a signal
+    // is restarted as usual.)
+    if (spec.metrics_port <= 0 && c.ExitedWithError()) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          c.name(), " could not start (", c.DescribeExit(), "); last lines of ", c.log_path(),
+          ":\n", TailOfFile(c.log_path(), 15)));
+    }
     if (spec.restarts >= options_.max_restarts) {
       return absl::AbortedError(absl::StrCat(
           c.name(), " (pid ", c.pid(), ") died: ", c.DescribeExit(),
@@ -224,10 +237,6 @@ absl::Status Cluster::CheckChildren() {
     std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", spec.binary)};
     if (spec.port > 0) argv.push_back(absl::StrCat("--port=", spec.port));
     argv.insert(argv.end(), spec.args.begin(), spec.args.end());
-    if (spec.metrics_port == 0) {
-      std::ifstream in(MetricsPortFile(c.name()));
-      in >> spec.metrics_port;
-    }
     // Last, so it wins over an earlier --metrics_port: scrapers keep finding it.
     if (spec.metrics_port > 0) argv.push_back(absl::StrCat("--metrics_port=", spec.metrics_port));
     const std::string name = c.name();

@@ -157,8 +157,9 @@ class Aggregator {
   void ReportForwarded(const AggregatePush& aggregate, const absl::StatusOr<PushResult>& result);
   // The aggregate never reached HQ (this aggregator is shutting down).
   void ReportUndelivered(const AggregatePush& aggregate);
-  // Hands back a forwarded aggregate's sum buffer: the next round's sum is
-  // written into it instead of a fresh, zero-filled one.
+  // Hands back a buffer of the model's size (a forwarded aggregate's sum, a
+  // push's spare): the next sum or push is written into it instead of a
+  // fresh, zero-filled one. Others are freed.
   void RecycleSum(std::vector<float> sum);
   // A buffer of the model's size to read a push into (ReadChunkedScaled), if
   // one is spare; else an empty vector.

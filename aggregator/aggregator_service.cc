@@ -4,6 +4,7 @@
 #include <functional>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "services/net/chunked_stream.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
@@ -45,6 +46,10 @@ grpc::Status AggregatorService::PushGradient(grpc::ServerContext* ctx, PushReade
   // buffer while its chunks arrive (hot in cache); the buffer may become the
   // round's sum (docs/performance.md, step 9).
   std::vector<float> buffer = aggregator_->SpareBuffer();
+  // Whatever buffer this call ends up holding (its own if the push was
+  // compressed, refused or a repeat; nothing if a round's sum took it over
+  // and the aggregator kept the one it gave back) serves a later push.
+  absl::Cleanup give_back = [this, &buffer] { aggregator_->RecycleSum(std::move(buffer)); };
   absl::StatusOr<ReceivedValues> gradient = ReadChunkedScaled<v1::GradientHeader>(
       reader, &header, expected,
       [](const v1::GradientHeader& h) { return static_cast<float>(h.sample_count()); }, &buffer);

@@ -155,6 +155,32 @@ TEST_F(AggregatorServiceTest, CompressedGradientsAreSummedAsTheirDenseFloats) {
   EXPECT_EQ(aggregator_.counters().gradients_dropped.at("invalid"), 2);
 }
 
+TEST_F(AggregatorServiceTest, APushIsReadIntoASpareThatBecomesTheSumOrGoesBack) {
+  // The first float32 push of a round is read into the spare, which becomes
+  // the round's sum: the aggregate carries that very buffer.
+  std::vector<float> spare(4, 7.0f);
+  const float* spare_data = spare.data();
+  aggregator_.RecycleSum(std::move(spare));
+  ASSERT_TRUE(Send({Chunk("w1", 4, {1, 2, 3, 4}, 2)}).ok());
+  v1::GradientChunk half = Chunk("w0", 4, {}, 1);
+  half.mutable_header()->set_encoding(v1::ENCODING_BF16);
+  half.set_data(std::string(8, '\0'));
+  ASSERT_TRUE(Send({half}).ok());
+  std::optional<AggregatePush> out = aggregator_.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->sum, (std::vector<float>{2, 4, 6, 8}));
+  EXPECT_EQ(out->sum.data(), spare_data);
+  EXPECT_TRUE(aggregator_.SpareBuffer().empty());
+
+  // A refused push and a compressed one hand their spare back.
+  aggregator_.RecycleSum(std::move(out->sum));
+  EXPECT_EQ(Send({Chunk("w0", 5, {1, 2, 3, 4, 5})}).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  half.mutable_header()->set_version(1);
+  EXPECT_EQ(Send({half}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);  // no v1 yet
+  EXPECT_EQ(aggregator_.SpareBuffer().data(), spare_data);
+}
+
 TEST_F(AggregatorServiceTest, LongPollReturnsWeightsOrDeadline) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));

@@ -69,7 +69,9 @@ bool ChildProcess::ExitedCleanly() const {
 }
 
 bool ChildProcess::ExitedWithError() const {
-  return wait_status_.has_value() && WIFEXITED(*wait_status_) && WEXITSTATUS(*wait_status_) != 0;
+  if (!wait_status_.has_value() || !WIFEXITED(*wait_status_)) return false;
+  const int code = WEXITSTATUS(*wait_status_);
+  return code != 0 && code < 128;
 }
 
 std::string ChildProcess::DescribeExit() const {

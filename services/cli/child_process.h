@@ -34,7 +34,8 @@ class ChildProcess {
   // "exit code N" or "signal NAME"; only after Exited().
   std::string DescribeExit() const;
   bool ExitedCleanly() const;
-  // Exited by itself with a non-zero code (not killed by a signal).
+  // Exited by itself with an error code in 1..127: not killed by a signal,
+  // nor exiting with 128+N as a process does on its way out after signal N.
   bool ExitedWithError() const;
 
   // Sends SIGTERM (unless the child already exited).

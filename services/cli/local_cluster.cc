@@ -1,6 +1,10 @@
 #include "services/cli/local_cluster.h"
 
+#include <stdlib.h>
+
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -82,10 +86,11 @@ class Cluster {
         if (absl::StartsWith(c->name(), tier)) c->WaitOrKill(deadline);
       }
     }
-    // The unpacked data set was for this run's workers only.
-    if (!options_.unpack_data_from.empty()) {
+    // The unpacked data set was for this run's workers only (in a
+    // directory the cluster made: nothing of the user's is removed).
+    if (!unpacked_dir_.empty()) {
       std::error_code ignored;
-      std::filesystem::remove_all(absl::StrCat(options_.run_dir, "/data"), ignored);
+      std::filesystem::remove_all(unpacked_dir_, ignored);
     }
   }
 
@@ -126,6 +131,8 @@ class Cluster {
 
   std::unique_ptr<v1::Hq::Stub> hq_;
   std::vector<std::unique_ptr<v1::Aggregator::Stub>> aggregators_;
+  // Where the workers' data was unpacked (a directory of this run's own).
+  std::string unpacked_dir_;
 };
 
 absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::string>& argv) {
@@ -314,8 +321,15 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   // test set).
   std::future<absl::StatusOr<std::string>> unpacked;
   if (!options_.unpack_data_from.empty()) {
-    unpacked = std::async(std::launch::async, UnpackFashionMnist, options_.unpack_data_from,
-                          absl::StrCat(options_.run_dir, "/data"));
+    std::string dir = absl::StrCat(options_.run_dir, "/unpacked-data-XXXXXX");
+    if (mkdtemp(dir.data()) != nullptr) {
+      unpacked_dir_ = dir;
+      unpacked = std::async(std::launch::async, UnpackFashionMnist, options_.unpack_data_from,
+                            unpacked_dir_);
+    } else {
+      std::fprintf(stderr, "hips local: workers read the gzipped data themselves: %s: %s\n",
+                   dir.c_str(), std::strerror(errno));
+    }
   }
   absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
   if (!hq_port.ok()) return hq_port.status();

@@ -44,9 +44,10 @@ struct LocalClusterOptions {
   // Model, optimizer, data and seed flags handed to HQ and workers.
   std::vector<std::string> training_args;
   // Fashion-MNIST's directory when the run trains on it: the cluster
-  // unpacks it into <run_dir>/data while HQ starts and points the workers
-  // there, so that each does not inflate the gzipped files itself. Empty:
-  // the workers read what training_args say.
+  // unpacks it into a directory of its own in run_dir while HQ starts
+  // (removed at the end) and points the workers there, so that each does
+  // not inflate the gzipped files itself. Empty: the workers read what
+  // training_args say.
   std::string unpack_data_from;
   absl::Duration progress_every = absl::Seconds(3);
   absl::Duration start_timeout = absl::Seconds(60);

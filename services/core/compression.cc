@@ -11,12 +11,6 @@
 namespace hips {
 namespace {
 
-uint32_t Bits(float f) {
-  uint32_t x;
-  std::memcpy(&x, &f, sizeof(x));
-  return x;
-}
-
 float FromBits(uint32_t x) {
   float f;
   std::memcpy(&f, &x, sizeof(f));
@@ -45,7 +39,7 @@ uint32_t Load32(const char* p) {
 
 // |x| as its bit pattern (ordered like |x|), NaN as the largest.
 uint32_t MagnitudeBits(float x) {
-  const uint32_t bits = Bits(x) & 0x7fffffff;
+  const uint32_t bits = FloatBits(x) & 0x7fffffff;
   return bits > 0x7f800000 ? 0x7fffffff : bits;
 }
 
@@ -107,7 +101,7 @@ int64_t PayloadBytes(Encoding e, int64_t num_floats, int64_t nonzeros) {
 }
 
 uint16_t FloatToHalf(float f) {
-  const uint32_t x = Bits(f);
+  const uint32_t x = FloatBits(f);
   const uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
   const uint32_t abs = x & 0x7fffffff;
   if (abs >= 0x7f800000) return sign | (abs > 0x7f800000 ? 0x7e00 : 0x7c00);  // NaN, inf
@@ -135,7 +129,7 @@ float HalfToFloat(uint16_t h) {
 }
 
 uint16_t FloatToBfloat16(float f) {
-  const uint32_t x = Bits(f);
+  const uint32_t x = FloatBits(f);
   if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // NaN
   if ((x & 0x7fffffff) == 0x7f800000) return static_cast<uint16_t>(x >> 16);        // inf
   const uint32_t rounded = (x + 0x7fff + ((x >> 16) & 1)) >> 16;

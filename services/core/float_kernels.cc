@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "services/core/float_pieces.h"
+
 namespace hips {
 namespace {
 
@@ -15,18 +17,6 @@ inline uint32_t LoadBits(const char* p) {
   uint32_t bits;
   std::memcpy(&bits, p, sizeof(bits));
   return bits;
-}
-
-inline uint32_t Bits(float v) {
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof(bits));
-  return bits;
-}
-
-inline float LoadValue(const char* p) {
-  float v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
 }
 
 }  // namespace
@@ -53,12 +43,12 @@ HIPS_FLOAT_KERNEL uint32_t MaxAbsBitsOfRun(const char* in, size_t n) {
 
 HIPS_FLOAT_KERNEL void ScaleRun(float* __restrict out, const char* __restrict in, size_t n,
                                 float scale) {
-  for (size_t i = 0; i < n; ++i) out[i] = scale * LoadValue(in + i * sizeof(float));
+  for (size_t i = 0; i < n; ++i) out[i] = scale * LoadFloat(in + i * sizeof(float));
 }
 
 HIPS_FLOAT_KERNEL void AddScaledRun(float* __restrict out, const char* __restrict in, size_t n,
                                     float scale) {
-  for (size_t i = 0; i < n; ++i) out[i] += scale * LoadValue(in + i * sizeof(float));
+  for (size_t i = 0; i < n; ++i) out[i] += scale * LoadFloat(in + i * sizeof(float));
 }
 
 HIPS_FLOAT_KERNEL uint32_t ScaleRunWithMaxBits(float* __restrict out, const char* __restrict in,
@@ -67,17 +57,17 @@ HIPS_FLOAT_KERNEL uint32_t ScaleRunWithMaxBits(float* __restrict out, const char
   size_t i = 0;
   for (; i + kLanes <= n; i += kLanes) {
     for (size_t l = 0; l < kLanes; ++l) {
-      const float v = scale * LoadValue(in + (i + l) * sizeof(float));
+      const float v = scale * LoadFloat(in + (i + l) * sizeof(float));
       out[i + l] = v;
-      lanes[l] = std::max(lanes[l], Bits(v) & kMagnitudeMask);
+      lanes[l] = std::max(lanes[l], FloatBits(v) & kMagnitudeMask);
     }
   }
   uint32_t max = 0;
   for (size_t l = 0; l < kLanes; ++l) max = std::max(max, lanes[l]);
   for (; i < n; ++i) {
-    const float v = scale * LoadValue(in + i * sizeof(float));
+    const float v = scale * LoadFloat(in + i * sizeof(float));
     out[i] = v;
-    max = std::max(max, Bits(v) & kMagnitudeMask);
+    max = std::max(max, FloatBits(v) & kMagnitudeMask);
   }
   return max;
 }

@@ -109,6 +109,13 @@ inline float LoadFloat(const char* bytes) {
   return v;
 }
 
+// A float's IEEE bit pattern.
+inline uint32_t FloatBits(float v) {
+  uint32_t bits;
+  std::memcpy(&bits, &v, sizeof(bits));
+  return bits;
+}
+
 }  // namespace hips
 
 #endif  // HIPS_SERVICES_CORE_FLOAT_PIECES_H_

@@ -16,12 +16,6 @@
 namespace hips {
 namespace {
 
-uint32_t Bits(float v) {
-  uint32_t bits;
-  std::memcpy(&bits, &v, sizeof(bits));
-  return bits;
-}
-
 std::vector<float> Values(size_t n, float shift) {
   std::vector<float> v(n);
   for (size_t i = 0; i < n; ++i) v[i] = static_cast<float>(i % 97) * 0.25f - shift;
@@ -158,7 +152,7 @@ TEST(FloatKernelsTest, AgreeWithTheScalarLoopBitForBit) {
     Cut cut(in, {});  // one piece, one byte past alignment
     const char* bytes = cut.pieces.pieces().empty() ? nullptr : cut.pieces.pieces()[0].data();
     uint32_t max = 0;
-    for (float v : in) max = std::max(max, Bits(v) & 0x7fffffffu);
+    for (float v : in) max = std::max(max, FloatBits(v) & 0x7fffffffu);
     EXPECT_EQ(n == 0 ? 0u : MaxAbsBitsOfRun(bytes, n), max) << n;
 
     const float scale = 3.0f;
@@ -167,7 +161,7 @@ TEST(FloatKernelsTest, AgreeWithTheScalarLoopBitForBit) {
     for (size_t i = 0; i < n; ++i) {
       expect_scaled[i] = scale * in[i];
       expect_added[i] = 0.5f + scale * in[i];
-      scaled_max = std::max(scaled_max, Bits(expect_scaled[i]) & 0x7fffffffu);
+      scaled_max = std::max(scaled_max, FloatBits(expect_scaled[i]) & 0x7fffffffu);
     }
     if (n == 0) continue;
     ScaleRun(scaled.data(), bytes, n, scale);

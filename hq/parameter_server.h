@@ -20,7 +20,7 @@
 #include "services/core/payloads.h"
 #include "services/core/sync_round.h"
 #include "services/core/weights_board.h"
-#include "hq/checkpoint.h"
+#include "services/models/checkpoint.h"
 #include "services/models/optimizer.h"
 
 namespace hips {

@@ -5,7 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "hq/checkpoint.h"
+#include "services/models/checkpoint.h"
 
 namespace hips {
 

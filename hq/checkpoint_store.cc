@@ -1,9 +1,8 @@
-#include "hq/checkpoint.h"
+#include "hq/checkpoint_store.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -29,52 +28,6 @@ constexpr absl::string_view kPrefix = "checkpoint-";
 constexpr absl::string_view kSuffix = ".pt";
 constexpr absl::string_view kTemporarySuffix = ".pt.tmp";
 constexpr size_t kVersionDigits = 12;
-
-// Feeds the canonical encoding straight into the CRC, so that the checksum of
-// a large model copies nothing.
-class ChecksumWriter {
- public:
-  void Bytes(const void* data, size_t n) {
-    crc_ = crc32_z(crc_, static_cast<const Bytef*>(data), n);
-  }
-  void Int(int64_t v) {
-    unsigned char b[8];
-    for (int i = 0; i < 8; ++i)
-      b[i] = static_cast<unsigned char>(static_cast<uint64_t>(v) >> (8 * i));
-    Bytes(b, sizeof(b));
-  }
-  void String(absl::string_view s) {
-    Int(static_cast<int64_t>(s.size()));
-    Bytes(s.data(), s.size());
-  }
-  // Little-endian IEEE bits, whatever the host's byte order.
-  void Floats(const std::vector<float>& values) {
-    Int(static_cast<int64_t>(values.size()));
-    unsigned char buffer[4096];
-    size_t used = 0;
-    for (float f : values) {
-      uint32_t bits;
-      std::memcpy(&bits, &f, sizeof(bits));
-      for (int i = 0; i < 4; ++i) buffer[used++] = static_cast<unsigned char>(bits >> (8 * i));
-      if (used == sizeof(buffer)) {
-        Bytes(buffer, used);
-        used = 0;
-      }
-    }
-    Bytes(buffer, used);
-  }
-  void Ints(const std::map<std::string, int64_t>& values) {
-    Int(static_cast<int64_t>(values.size()));
-    for (const auto& [key, value] : values) {
-      String(key);
-      Int(value);
-    }
-  }
-  uint32_t value() const { return static_cast<uint32_t>(crc_); }
-
- private:
-  uLong crc_ = crc32_z(0, nullptr, 0);
-};
 
 // The version in a checkpoint file name, nullopt for any other name.
 std::optional<int64_t> ParseVersion(absl::string_view name) {
@@ -158,34 +111,6 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 }
 
 }  // namespace
-
-uint32_t ChecksumOf(const Checkpoint& c) {
-  ChecksumWriter w;
-  w.Int(c.version);
-  w.Int(c.samples_applied);
-  w.Int(c.training_done ? 1 : 0);
-  w.String(ModeName(c.mode.mode));
-  w.Int(c.mode.staleness);
-  w.Int(c.mode_since);
-  w.Int(static_cast<int64_t>(c.layout.tensors().size()));
-  for (const TensorSpec& spec : c.layout.tensors()) {
-    w.String(spec.name);
-    w.Int(static_cast<int64_t>(spec.shape.size()));
-    for (int64_t d : spec.shape) w.Int(d);
-  }
-  w.Floats(c.weights);
-  w.String(c.optimizer.name);
-  w.Int(static_cast<int64_t>(c.optimizer.buffers.size()));
-  for (const auto& [key, values] : c.optimizer.buffers) {
-    w.String(key);
-    w.Floats(values);
-  }
-  w.Ints(c.optimizer.steps);
-  w.Ints(c.data_positions);
-  w.Ints(c.sequences);
-  w.Int(c.created_unix_micros);
-  return w.value();
-}
 
 absl::Status ValidateCheckpointStoreOptions(const CheckpointStoreOptions& o) {
   if (o.dir.empty()) return absl::InvalidArgumentError("the checkpoint directory is empty");

@@ -1,0 +1,56 @@
+#ifndef HIPS_SERVICES_MODELS_CHECKPOINT_H_
+#define HIPS_SERVICES_MODELS_CHECKPOINT_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "services/core/consistency.h"
+#include "services/core/model_layout.h"
+#include "services/models/optimizer.h"
+
+// What a checkpoint holds, and its checksum: the part of the checkpoint
+// format that is not LibTorch's (services/models/checkpoint_codec.h turns it
+// into a file; hq/checkpoint_store.h keeps the files).
+
+namespace hips {
+
+// Everything HQ needs to continue a run where it stopped: the training state,
+// the master weights with their optimizer state, and where every worker's data
+// and every sender's pushes had got to.
+struct Checkpoint {
+  int64_t version = 0;
+  int64_t samples_applied = 0;
+  bool training_done = false;
+  ModeConfig mode;
+  int64_t mode_since = 0;  // the first version trained in `mode`
+  ModelLayout layout;
+  std::vector<float> weights;  // flat, in layout order
+  OptimizerState optimizer;
+  std::map<std::string, int64_t> data_positions;  // worker id -> next data step
+  std::map<std::string, int64_t> sequences;       // sender id -> last applied push sequence
+  int64_t created_unix_micros = 0;
+};
+
+// CRC-32 (zlib's) of a canonical byte encoding of every field of `checkpoint`
+// in declaration order: 64-bit little-endian integers (bools and sizes too),
+// the mode by name, length-prefixed strings and float lists (little-endian
+// IEEE bits), counted maps in key order. The same checkpoint gives the same checksum in every
+// process and build; changing any field changes it (up to CRC-32 collisions).
+uint32_t ChecksumOf(const Checkpoint& checkpoint);
+
+// How a checkpoint becomes bytes and back. The store does not care about the
+// format; HQ passes EncodeCheckpoint / DecodeCheckpoint
+// (checkpoint_codec.h), tests a fake. A decoder returns an
+// error (DATA_LOSS for damaged bytes) for anything it cannot fully trust,
+// including a checksum mismatch.
+using CheckpointEncoder = std::function<absl::StatusOr<std::string>(const Checkpoint&)>;
+using CheckpointDecoder = std::function<absl::StatusOr<Checkpoint>(absl::string_view)>;
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_MODELS_CHECKPOINT_H_

@@ -10,7 +10,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/cli/child_process.h"
+#include "cli/child_process.h"
 
 namespace hips {
 

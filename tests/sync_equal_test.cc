@@ -10,7 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "gtest/gtest.h"
-#include "services/training/monolith.h"
+#include "cli/monolith.h"
 #include "tests/in_process_cluster.h"
 
 namespace hips {

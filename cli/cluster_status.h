@@ -1,5 +1,5 @@
-#ifndef HIPS_SERVICES_CLI_CLUSTER_STATUS_H_
-#define HIPS_SERVICES_CLI_CLUSTER_STATUS_H_
+#ifndef HIPS_CLI_CLUSTER_STATUS_H_
+#define HIPS_CLI_CLUSTER_STATUS_H_
 
 #include <string>
 
@@ -32,4 +32,4 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
 
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_CLI_CLUSTER_STATUS_H_
+#endif  // HIPS_CLI_CLUSTER_STATUS_H_

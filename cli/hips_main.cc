@@ -23,17 +23,17 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/cli/cluster_status.h"
-#include "services/cli/local_cluster.h"
+#include "cli/cluster_status.h"
+#include "cli/local_cluster.h"
 #include "services/core/consistency.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
-#include "services/cli/run_summary.h"
+#include "cli/run_summary.h"
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
 #ifdef HIPS_WITH_MONOLITH
-#include "services/training/monolith.h"
+#include "cli/monolith.h"
 #endif
 
 ABSL_FLAG(int, aggregators, 2, "hips local: number of aggregators.");

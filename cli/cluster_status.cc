@@ -1,4 +1,4 @@
-#include "services/cli/cluster_status.h"
+#include "cli/cluster_status.h"
 
 #include <map>
 #include <memory>

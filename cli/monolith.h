@@ -1,5 +1,5 @@
-#ifndef HIPS_SERVICES_TRAINING_MONOLITH_H_
-#define HIPS_SERVICES_TRAINING_MONOLITH_H_
+#ifndef HIPS_CLI_MONOLITH_H_
+#define HIPS_CLI_MONOLITH_H_
 
 #include <cstdint>
 #include <vector>
@@ -41,4 +41,4 @@ absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& options, const
 
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_TRAINING_MONOLITH_H_
+#endif  // HIPS_CLI_MONOLITH_H_

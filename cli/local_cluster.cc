@@ -1,4 +1,4 @@
-#include "services/cli/local_cluster.h"
+#include "cli/local_cluster.h"
 
 #include <stdlib.h>
 
@@ -16,7 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/cli/child_process.h"
+#include "cli/child_process.h"
 #include "services/data/dataset.h"
 #include "services/net/grpc_util.h"
 

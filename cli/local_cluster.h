@@ -1,5 +1,5 @@
-#ifndef HIPS_SERVICES_CLI_LOCAL_CLUSTER_H_
-#define HIPS_SERVICES_CLI_LOCAL_CLUSTER_H_
+#ifndef HIPS_CLI_LOCAL_CLUSTER_H_
+#define HIPS_CLI_LOCAL_CLUSTER_H_
 
 #include <atomic>
 #include <cstdint>
@@ -9,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "services/cli/run_summary.h"
+#include "cli/run_summary.h"
 
 namespace hips {
 
@@ -81,4 +81,4 @@ absl::StatusOr<RunSummary> RunLocalCluster(const LocalClusterOptions& options,
 
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_CLI_LOCAL_CLUSTER_H_
+#endif  // HIPS_CLI_LOCAL_CLUSTER_H_

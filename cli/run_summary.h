@@ -1,5 +1,5 @@
-#ifndef HIPS_SERVICES_CLI_RUN_SUMMARY_H_
-#define HIPS_SERVICES_CLI_RUN_SUMMARY_H_
+#ifndef HIPS_CLI_RUN_SUMMARY_H_
+#define HIPS_CLI_RUN_SUMMARY_H_
 
 #include <cstdint>
 #include <map>
@@ -64,4 +64,4 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s);
 
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_CLI_RUN_SUMMARY_H_
+#endif  // HIPS_CLI_RUN_SUMMARY_H_

@@ -1,5 +1,5 @@
-#ifndef HIPS_SERVICES_CLI_CHILD_PROCESS_H_
-#define HIPS_SERVICES_CLI_CHILD_PROCESS_H_
+#ifndef HIPS_CLI_CHILD_PROCESS_H_
+#define HIPS_CLI_CHILD_PROCESS_H_
 
 #include <sys/types.h>
 
@@ -63,4 +63,4 @@ std::string TailOfFile(const std::string& path, int lines);
 
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_CLI_CHILD_PROCESS_H_
+#endif  // HIPS_CLI_CHILD_PROCESS_H_

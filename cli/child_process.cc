@@ -1,4 +1,4 @@
-#include "services/cli/child_process.h"
+#include "cli/child_process.h"
 
 #include <fcntl.h>
 #include <signal.h>

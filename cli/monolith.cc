@@ -1,4 +1,4 @@
-#include "services/training/monolith.h"
+#include "cli/monolith.h"
 
 #include <memory>
 #include <utility>

@@ -1,4 +1,4 @@
-#include "services/cli/run_summary.h"
+#include "cli/run_summary.h"
 
 #include <fstream>
 

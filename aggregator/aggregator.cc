@@ -532,4 +532,13 @@ AggregatorCounters Aggregator::counters() const {
   return c;
 }
 
+AggregatorStatus Aggregator::status() const {
+  AggregatorStatus s;
+  s.id = options_.id;
+  std::shared_ptr<const WeightsSnapshot> latest = LatestWeights();
+  s.version = latest == nullptr ? -1 : latest->version;
+  s.counters = counters();
+  return s;
+}
+
 }  // namespace hips

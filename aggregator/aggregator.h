@@ -22,6 +22,7 @@
 #include "services/core/membership.h"
 #include "services/core/payloads.h"
 #include "services/core/sync_round.h"
+#include "services/core/tier_status.h"
 #include "services/core/weights_board.h"
 
 namespace hips {
@@ -59,30 +60,6 @@ struct AggregatorOptions {
 
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 
-// Counters of one aggregator, all monotonic except `gradients_pending`.
-//   received = duplicate + Σ dropped + forwarded + pending
-struct AggregatorCounters {
-  int64_t gradients_received = 0;
-  int64_t gradients_accepted = 0;  // summed into a round or batch
-  int64_t gradients_duplicate = 0;
-  std::map<std::string, int64_t> gradients_dropped;  // by DropReasonName
-  // Inside aggregates HQ answered (HQ accounts for them from there on).
-  int64_t gradients_forwarded = 0;
-  // Accepted, not yet answered by HQ.
-  int64_t gradients_pending = 0;
-  int64_t rounds_closed = 0;  // aggregates produced
-  int64_t aggregates_refused = 0;  // by HQ
-  // Retried gradients (first attempt's outcome unknown) sent on alone.
-  int64_t gradients_sent_alone = 0;
-  // Payload bytes as they travelled (encoded on a compressed hop): of the
-  // gradients that reached the round logic, and of the aggregates sent to
-  // HQ (and answered).
-  int64_t gradient_bytes_received = 0;
-  int64_t aggregate_bytes_sent = 0;
-  std::vector<std::string> live_workers;
-  std::vector<MemberInfo> workers;  // the live ones, in id order
-  bool forming = false;
-};
 
 
 // The MDC tier's logic, without networking. The mode travels with HQ's
@@ -174,6 +151,8 @@ class Aggregator {
   void Shutdown();
 
   AggregatorCounters counters() const;
+  // Its id, newest weights' version and counters (GetStatus).
+  AggregatorStatus status() const;
   const AggregatorOptions& options() const { return options_; }
 
  private:

@@ -45,7 +45,14 @@ ABSL_FLAG(std::string, metrics_port_file, "", "If set, the metrics port is writt
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
-      argc, argv, "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID]");
+      argc, argv,
+      {"hips-aggregator",
+       "the MDC tier of hips",
+       {{"", "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID] [flags]",
+         "Sums its workers' gradients (sample-weighted) and forwards one aggregate per round "
+         "to HQ;\nrelays HQ's weights to its workers.",
+         {},
+         {"*"}}}});
   if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
   if (absl::GetFlag(FLAGS_sum_threads) < 1) hips::ExitWithUsageError("--sum_threads must be >= 1");
   hips::SetSummationThreads(absl::GetFlag(FLAGS_sum_threads));

@@ -100,25 +100,7 @@ grpc::Status AggregatorService::PullWeights(grpc::ServerContext* ctx,
 
 grpc::Status AggregatorService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
                                          v1::AggregatorStatus* reply) {
-  const AggregatorCounters c = aggregator_->counters();
-  reply->set_aggregator_id(aggregator_->options().id);
-  std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
-  reply->set_version(latest == nullptr ? -1 : latest->version);
-  reply->set_gradients_received(c.gradients_received);
-  reply->set_gradients_duplicate(c.gradients_duplicate);
-  for (const auto& [reason, n] : c.gradients_dropped) {
-    (*reply->mutable_gradients_dropped())[reason] = n;
-  }
-  reply->set_gradients_forwarded(c.gradients_forwarded);
-  reply->set_gradients_pending(c.gradients_pending);
-  reply->set_aggregates_sent(c.rounds_closed);
-  reply->set_aggregates_refused(c.aggregates_refused);
-  reply->set_gradient_bytes_received(c.gradient_bytes_received);
-  reply->set_aggregate_bytes_sent(c.aggregate_bytes_sent);
-  for (const std::string& w : c.live_workers) reply->add_live_workers(w);
-  const absl::Time now = absl::Now();
-  for (const MemberInfo& m : c.workers) MemberToProto(m, now, reply->add_workers());
-  reply->set_forming(c.forming);
+  AggregatorStatusToProto(aggregator_->status(), absl::Now(), reply);
   return grpc::Status::OK;
 }
 

@@ -184,7 +184,13 @@ int Workers() {
 }  // namespace hips::bench
 
 int main(int argc, char** argv) {
-  hips::InitProcess(argc, argv, "hips-bench-net --role=tcp|push|workers [flags]");
+  hips::InitProcess(argc, argv,
+                    {"hips-bench-net",
+                     "what bench/run measures the network with",
+                     {{"", "hips-bench-net --role=tcp|push|workers [flags]",
+                       "One side of a benchmark of bench/run (bench/README.md).",
+                       {},
+                       {"*"}}}});
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "tcp") {
     const int64_t bytes = absl::GetFlag(FLAGS_floats) * 4;

@@ -1,5 +1,6 @@
 #include "cli/cluster_status.h"
 
+#include <cmath>
 #include <map>
 #include <memory>
 #include <vector>
@@ -7,53 +8,32 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "hips/v1/hips.grpc.pb.h"
-#include "services/net/grpc_util.h"
+#include "cli/status_client.h"
+#include "nlohmann/json.hpp"
 
 namespace hips {
 namespace {
 
 struct Snapshot {
   absl::Time at;
-  v1::StatusReply hq;
+  HqStatus hq;
   // By aggregator id; absent when it did not answer.
-  std::map<std::string, v1::AggregatorStatus> aggregators;
+  std::map<std::string, AggregatorStatus> aggregators;
 };
 
-class Prober {
- public:
-  explicit Prober(const ClusterStatusOptions& options)
-      : options_(options), hq_(v1::Hq::NewStub(CreateHipsChannel(options.hq))) {}
-
-  absl::StatusOr<Snapshot> Take() {
-    Snapshot s;
-    s.at = absl::Now();
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-    const grpc::Status status = hq_->GetStatus(&ctx, v1::StatusRequest(), &s.hq);
-    if (!status.ok()) {
-      absl::Status why = FromGrpcStatus(status);
-      return absl::Status(why.code(), absl::StrCat("HQ at ", options_.hq, ": ", why.message()));
-    }
-    for (const v1::MemberStatus& a : s.hq.aggregators()) {
-      if (a.address().empty()) continue;
-      auto [it, added] = stubs_.try_emplace(a.address());
-      if (added) it->second = v1::Aggregator::NewStub(CreateHipsChannel(a.address()));
-      grpc::ClientContext actx;
-      actx.set_deadline(absl::ToChronoTime(absl::Now() + options_.rpc_timeout));
-      v1::AggregatorStatus reply;
-      if (it->second->GetStatus(&actx, v1::StatusRequest(), &reply).ok()) {
-        s.aggregators[a.id()] = reply;
-      }
-    }
-    return s;
+absl::StatusOr<Snapshot> Take(StatusClient* client, absl::Duration timeout) {
+  Snapshot s;
+  s.at = absl::Now();
+  absl::StatusOr<HqStatus> hq = client->Hq(timeout);
+  if (!hq.ok()) return hq.status();
+  s.hq = *std::move(hq);
+  for (const MemberInfo& a : s.hq.server.aggregators) {
+    if (a.address.empty()) continue;
+    absl::StatusOr<AggregatorStatus> status = client->Aggregator(a.address, timeout);
+    if (status.ok()) s.aggregators[a.id] = *std::move(status);
   }
-
- private:
-  const ClusterStatusOptions& options_;
-  std::unique_ptr<v1::Hq::Stub> hq_;
-  std::map<std::string, std::unique_ptr<v1::Aggregator::Stub>> stubs_;
-};
+  return s;
+}
 
 // One row of the tree, with its rates.
 struct Row {
@@ -78,63 +58,70 @@ struct Tree {
 };
 
 absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
-  Prober prober(options);
-  absl::StatusOr<Snapshot> first = prober.Take();
+  StatusClient client(options.hq);
+  absl::StatusOr<Snapshot> first = Take(&client, options.rpc_timeout);
   if (!first.ok()) return first.status();
   absl::SleepFor(options.interval);
-  absl::StatusOr<Snapshot> second = prober.Take();
+  absl::StatusOr<Snapshot> second = Take(&client, options.rpc_timeout);
   if (!second.ok()) return second.status();
   const double seconds = std::max(1e-3, absl::ToDoubleSeconds(second->at - first->at));
   // Workers' samples in the first snapshot, wherever they were.
   std::map<std::string, int64_t> samples_before;
   for (const auto& [id, a] : first->aggregators) {
-    for (const v1::MemberStatus& w : a.workers()) samples_before[w.id()] += w.samples();
+    for (const MemberInfo& w : a.counters.workers) samples_before[w.id] += w.samples;
   }
-  const v1::StatusReply& hq = second->hq;
+  const ParameterServerStatus& hq = second->hq.server;
+  const absl::Time now = second->at;
   Tree tree;
   tree.hq.tier = "hq";
   tree.hq.id = "hq";
   tree.hq.address = options.hq;
-  tree.hq.version = hq.version();
-  tree.hq.mode = hq.mode();
+  tree.hq.version = hq.version;
+  tree.hq.mode = DescribeMode(hq.mode);
   tree.hq.samples_per_s =
-      static_cast<double>(hq.samples_applied() - first->hq.samples_applied()) / seconds;
-  tree.max_staleness = hq.max_staleness();
-  tree.training_done = hq.training_done();
-  tree.incarnation = hq.incarnation();
-  tree.live_aggregators = hq.live_aggregators_size();
-  tree.live_workers = hq.live_workers_size();
-  for (const v1::MemberStatus& m : hq.aggregators()) {
+      static_cast<double>(hq.samples_applied - first->hq.server.samples_applied) / seconds;
+  tree.max_staleness = hq.staleness.max();
+  tree.training_done = hq.training_done;
+  tree.incarnation = hq.incarnation;
+  tree.live_aggregators = static_cast<int>(hq.live_aggregators.size());
+  tree.live_workers = static_cast<int>(hq.live_workers.size());
+  for (const MemberInfo& m : hq.aggregators) {
     Row& agg = tree.hq.children.emplace_back();
     agg.tier = "aggregator";
-    agg.id = m.id();
-    agg.address = m.address();
-    agg.last_seen_s = static_cast<double>(m.last_seen_ms()) / 1000.0;
-    agg.forming = m.forming();
-    auto it = second->aggregators.find(m.id());
+    agg.id = m.id;
+    agg.address = m.address;
+    agg.last_seen_s = absl::ToDoubleSeconds(now - m.last_seen);
+    agg.forming = m.forming;
+    auto it = second->aggregators.find(m.id);
     if (it == second->aggregators.end()) {
       agg.reachable = false;
       continue;
     }
-    const v1::AggregatorStatus& a = it->second;
-    agg.version = a.version();
-    agg.staleness = hq.version() - a.version();
-    for (const v1::MemberStatus& w : a.workers()) {
+    const AggregatorStatus& a = it->second;
+    agg.version = a.version;
+    agg.staleness = hq.version - a.version;
+    for (const MemberInfo& w : a.counters.workers) {
       Row& worker = agg.children.emplace_back();
       worker.tier = "worker";
-      worker.id = w.id();
-      worker.version = w.last_version();
-      worker.staleness = w.last_version() < 0 ? -1 : hq.version() - w.last_version();
-      worker.last_seen_s = static_cast<double>(w.last_seen_ms()) / 1000.0;
-      worker.gradients = w.gradients();
-      auto before = samples_before.find(w.id());
+      worker.id = w.id;
+      worker.version = w.last_version;
+      worker.staleness = w.last_version < 0 ? -1 : hq.version - w.last_version;
+      worker.last_seen_s = absl::ToDoubleSeconds(now - w.last_seen);
+      worker.gradients = w.gradients;
+      auto before = samples_before.find(w.id);
       // A worker that just arrived here is counted from its first gradient.
-      const int64_t then = before == samples_before.end() ? w.samples() : before->second;
-      worker.samples_per_s = static_cast<double>(w.samples() - then) / seconds;
+      const int64_t then = before == samples_before.end() ? w.samples : before->second;
+      worker.samples_per_s = static_cast<double>(w.samples - then) / seconds;
       agg.samples_per_s += worker.samples_per_s;
     }
   }
   return tree;
+}
+
+// Rounded to `digits` decimals, so the JSON shows what is meaningful.
+double Rounded(double v, int digits) {
+  const double scale = std::pow(10.0, digits);
+  return std::round(v * scale) / scale;
 }
 
 std::string Cell(int64_t v) { return v < 0 ? "-" : absl::StrCat(v); }
@@ -188,30 +175,41 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
   absl::StatusOr<Tree> tree = Build(options);
   if (!tree.ok()) return tree.status();
   const Row& hq = tree->hq;
-  std::vector<std::string> aggregators;
+  nlohmann::json aggregators = nlohmann::json::array();
   for (const Row& a : hq.children) {
-    std::vector<std::string> workers;
+    nlohmann::json workers = nlohmann::json::array();
     for (const Row& w : a.children) {
-      workers.push_back(absl::StrFormat(
-          "{\"id\": \"%s\", \"version\": %d, \"staleness\": %d, \"samples_per_s\": %.1f, "
-          "\"last_seen_s\": %.3f, \"gradients\": %d}",
-          w.id, w.version, w.staleness, w.samples_per_s, w.last_seen_s, w.gradients));
+      workers.push_back({{"id", w.id},
+                         {"version", w.version},
+                         {"staleness", w.staleness},
+                         {"samples_per_s", Rounded(w.samples_per_s, 1)},
+                         {"last_seen_s", Rounded(w.last_seen_s, 3)},
+                         {"gradients", w.gradients}});
     }
-    aggregators.push_back(absl::StrFormat(
-        "{\"id\": \"%s\", \"address\": \"%s\", \"version\": %d, \"staleness\": %d, "
-        "\"samples_per_s\": %.1f, \"last_seen_s\": %.3f, \"forming\": %s, \"reachable\": %s, "
-        "\"workers\": [%s]}",
-        a.id, a.address, a.version, a.staleness, a.samples_per_s, a.last_seen_s,
-        a.forming ? "true" : "false", a.reachable ? "true" : "false",
-        absl::StrJoin(workers, ", ")));
+    aggregators.push_back({{"id", a.id},
+                           {"address", a.address},
+                           {"version", a.version},
+                           {"staleness", a.staleness},
+                           {"samples_per_s", Rounded(a.samples_per_s, 1)},
+                           {"last_seen_s", Rounded(a.last_seen_s, 3)},
+                           {"forming", a.forming},
+                           {"reachable", a.reachable},
+                           {"workers", std::move(workers)}});
   }
-  return absl::StrFormat(
-      "{\"hq\": {\"address\": \"%s\", \"version\": %d, \"mode\": \"%s\", \"max_staleness\": %d, "
-      "\"samples_per_s\": %.1f, \"training_done\": %s, \"incarnation\": %d, "
-      "\"live_aggregators\": %d, \"live_workers\": %d}, \"aggregators\": [%s]}\n",
-      hq.address, hq.version, hq.mode, tree->max_staleness, hq.samples_per_s,
-      tree->training_done ? "true" : "false", tree->incarnation, tree->live_aggregators,
-      tree->live_workers, absl::StrJoin(aggregators, ", "));
+  const nlohmann::json out = {
+      {"hq",
+       {{"address", hq.address},
+        {"version", hq.version},
+        {"mode", hq.mode},
+        {"max_staleness", tree->max_staleness},
+        {"samples_per_s", Rounded(hq.samples_per_s, 1)},
+        {"training_done", tree->training_done},
+        {"incarnation", tree->incarnation},
+        {"live_aggregators", tree->live_aggregators},
+        {"live_workers", tree->live_workers}}},
+      {"aggregators", std::move(aggregators)}};
+  // Ids come from peers: replace bytes that are not UTF-8 rather than fail.
+  return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 }  // namespace hips

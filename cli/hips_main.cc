@@ -91,12 +91,42 @@ ABSL_FLAG(bool, resume, false,
 
 namespace {
 
-constexpr char kUsage[] =
-    "hips local [--workers=4 --aggregators=2 --epochs=5 --mode=sync|async|ssp ...]\n"
-    "hips train --monolith [--workers=4 --epochs=5 ...]\n"
-    "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT\n"
-    "hips status --hq=HOST:PORT [--json]\n"
-    "Run 'hips --help' for every flag.";
+// The subcommands and the flags each takes (hips SUBCOMMAND --help).
+hips::ProgramHelp Help() {
+  const std::vector<std::string> training = {"services/runtime/training_flags.cc"};
+  std::vector<std::string> local_files = training;
+  local_files.push_back("services/runtime/compression_flags.cc");
+  return {
+      "hips",
+      "the operator CLI of hips, a hierarchical parameter server",
+      {{"local",
+        "hips local [--workers=4 --aggregators=2 --epochs=10 --mode=sync|async|ssp ...]",
+        "Starts a whole cluster (HQ, aggregators, workers) as processes on 127.0.0.1, trains\n"
+        "to the budget and prints the final accuracy.",
+        {"aggregators", "workers", "batch_size", "epochs", "max_versions", "eval_every",
+         "summary_json", "run_dir", "bin_dir", "progress_seconds", "mode", "staleness",
+         "async_momentum", "staleness_lr", "async_lr_batch", "coalesce_ms", "backup_workers",
+         "round_deadline_ms", "slow_workers", "slowdown", "step_delay_ms", "supervise",
+         "max_restarts", "unix_sockets", "lease_ms", "checkpoint_dir", "metrics_targets",
+         "resume"},
+        local_files},
+       {"train",
+        "hips train --monolith [--workers=4 --batch_size=64 --epochs=10 ...]",
+        "The single-process reference: the same model, data, seed and hyperparameters, each\n"
+        "step on the union of the batches the workers would draw.",
+        {"monolith", "workers", "batch_size", "epochs", "max_versions", "summary_json"},
+        training},
+       {"mode",
+        "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT",
+        "Switches a running cluster's consistency mode at its next version.",
+        {"hq", "staleness"},
+        {}},
+       {"status",
+        "hips status --hq=HOST:PORT [--json]",
+        "Prints the live tree: versions, staleness, samples/s and last seen of every member.",
+        {"hq", "json"},
+        {}}}};
+}
 
 std::string OwnDirectory() {
   char buf[PATH_MAX];
@@ -375,10 +405,21 @@ int SwitchMode(const std::string& name) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::vector<char*> args = hips::InitProcess(argc, argv, kUsage);
-  if (args.size() == 3 && std::string(args[1]) == "mode") return SwitchMode(args[2]);
-  if (args.size() != 2) hips::ExitWithUsageError(absl::StrCat("usage:\n", kUsage));
+  const hips::ProgramHelp help = Help();
+  std::vector<char*> args = hips::InitProcess(argc, argv, help);
+  if (args.size() < 2) {
+    hips::ExitWithUsageError(absl::StrCat("no subcommand\n", hips::HelpText(help, "")));
+  }
   const std::string command = args[1];
+  if (command == "mode") {
+    if (args.size() != 3) {
+      hips::ExitWithUsageError("hips mode takes one mode: sync, async or ssp");
+    }
+    return SwitchMode(args[2]);
+  }
+  if (args.size() > 2) {
+    hips::ExitWithUsageError(absl::StrCat("unexpected argument '", args[2], "' after ", command));
+  }
   if (command == "local") return RunLocal();
   if (command == "status") return ShowStatus();
   if (command == "train") {
@@ -391,5 +432,5 @@ int main(int argc, char** argv) {
     return RunMonolith(argv);
 #endif
   }
-  hips::ExitWithUsageError(absl::StrCat("unknown command '", command, "'\nusage:\n", kUsage));
+  hips::ExitWithUnknownCommand(help, command);
 }

@@ -15,10 +15,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "hips/v1/hips.grpc.pb.h"
 #include "cli/child_process.h"
+#include "cli/status_client.h"
+#include "nlohmann/json.hpp"
 #include "services/data/dataset.h"
-#include "services/net/grpc_util.h"
 
 namespace hips {
 namespace {
@@ -28,31 +28,33 @@ constexpr absl::Duration kStopGrace = absl::Seconds(5);
 constexpr absl::Duration kStatusEvery = absl::Milliseconds(250);
 constexpr absl::Duration kFinalEvalTimeout = absl::Minutes(5);
 
-void PrintProgress(const v1::StatusReply& status, double seconds, double samples_per_second) {
+void PrintProgress(const HqStatus& status, double seconds, double samples_per_second) {
+  const ParameterServerStatus& s = status.server;
   std::string eval = "accuracy=n/a";
-  if (status.has_latest_eval()) {
-    eval = absl::StrFormat("accuracy=%.4f f1=%.4f (at version %d)", status.latest_eval().accuracy(),
-                           status.latest_eval().macro_f1(), status.latest_eval().version());
+  if (status.latest_eval.has_value()) {
+    eval = absl::StrFormat("accuracy=%.4f f1=%.4f (at version %d)",
+                           status.latest_eval->metrics.accuracy,
+                           status.latest_eval->metrics.macro_f1, status.latest_eval->version);
   }
   int64_t dropped = 0;
-  for (const auto& [reason, count] : status.gradients_dropped()) dropped += count;
+  for (const auto& [reason, count] : s.gradients_dropped) dropped += count;
   std::printf("[%6.1fs] version=%lld %s loss=%.4f %s samples=%lld samples/s=%.0f dropped=%lld\n",
-              seconds, static_cast<long long>(status.version()), status.mode().c_str(),
-              status.last_loss(), eval.c_str(), static_cast<long long>(status.samples_applied()),
+              seconds, static_cast<long long>(s.version), DescribeMode(s.mode).c_str(),
+              s.last_loss, eval.c_str(), static_cast<long long>(s.samples_applied),
               samples_per_second, static_cast<long long>(dropped));
 }
 
-void FillAccounting(const v1::StatusReply& status, RunSummary* summary) {
+void FillAccounting(const ParameterServerStatus& s, RunSummary* summary) {
   RunSummary::Accounting& a = summary->accounting.emplace();
-  a.mode = status.mode();
-  a.received = status.gradients_received();
-  a.applied = status.gradients_applied();
-  a.duplicate = status.gradients_duplicate();
-  a.pending = status.gradients_pending();
-  for (const auto& [reason, count] : status.gradients_dropped()) a.dropped[reason] = count;
-  a.staleness_counts.assign(status.staleness_counts().begin(), status.staleness_counts().end());
-  a.max_staleness = status.max_staleness();
-  a.aggregator_to_hq_bytes = status.aggregate_bytes_received();
+  a.mode = DescribeMode(s.mode);
+  a.received = s.gradients_received;
+  a.applied = s.gradients_applied;
+  a.duplicate = s.gradients_duplicate;
+  a.pending = s.gradients_pending;
+  a.dropped = s.gradients_dropped;
+  a.staleness_counts = s.staleness.counts();
+  a.max_staleness = s.staleness.max();
+  a.aggregator_to_hq_bytes = s.aggregate_bytes_received;
 }
 
 bool HasCheckpoints(const std::string& dir) {
@@ -73,8 +75,7 @@ class Cluster {
     // Our own connections go first: a server shutting down waits (up to its
     // grace) for its clients to close, and this process would not notice
     // its peer's goodbye while it waits for the children.
-    aggregators_.clear();
-    hq_.reset();
+    status_.reset();
     // Tier by tier, workers first, then aggregators, then HQ, so that nobody
     // retries towards a peer that is already gone; within a tier in parallel.
     for (const char* tier : {"worker", "aggregator", "hq"}) {
@@ -119,7 +120,6 @@ class Cluster {
   // Restarts children that died (a worker may end with code 0 once training
   // is done); an error naming one that died once too often.
   absl::Status CheckChildren();
-  absl::StatusOr<v1::StatusReply> QueryHq();
 
   const LocalClusterOptions& options_;
   const std::atomic<bool>* const interrupted_;
@@ -129,8 +129,8 @@ class Cluster {
   // Each aggregator's counters (what it could not answer is left out).
   void AddAggregatorAccounting(RunSummary* summary);
 
-  std::unique_ptr<v1::Hq::Stub> hq_;
-  std::vector<std::unique_ptr<v1::Aggregator::Stub>> aggregators_;
+  std::unique_ptr<StatusClient> status_;
+  std::vector<std::string> aggregator_addresses_;  // host:port, for their status
   // Where the workers' data was unpacked (a directory of this run's own).
   std::string unpacked_dir_;
 };
@@ -190,18 +190,17 @@ absl::Status Cluster::WriteMetricsTargets() {
   if (options_.metrics_targets.empty()) return absl::OkStatus();
   // Prometheus file_sd: one group per process, labelled with its tier and
   // name, so dashboards can tell the tiers apart.
-  std::vector<std::string> groups;
+  nlohmann::json groups = nlohmann::json::array();
   for (const auto& [name, spec] : specs_) {
     const std::string tier = name == "hq" ? "hq" : name.substr(0, name.find('-'));
-    groups.push_back(absl::StrFormat(
-        "  {\"targets\": [\"127.0.0.1:%d\"], \"labels\": {\"job\": \"hips\", \"tier\": "
-        "\"%s\", \"name\": \"%s\"}}",
-        spec.metrics_port, tier, name));
+    groups.push_back(
+        {{"targets", {absl::StrCat("127.0.0.1:", spec.metrics_port)}},
+         {"labels", {{"job", "hips"}, {"tier", tier}, {"name", name}}}});
   }
   const std::string tmp = absl::StrCat(options_.metrics_targets, ".tmp");
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << "[\n" << absl::StrJoin(groups, ",\n") << "\n]\n";
+    out << groups.dump(2) << "\n";
     if (!out) return absl::InternalError(absl::StrCat("cannot write ", tmp));
   }
   // Prometheus re-reads the file when it changes: never show it half written.
@@ -262,32 +261,19 @@ absl::Status Cluster::CheckChildren() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<v1::StatusReply> Cluster::QueryHq() {
-  grpc::ClientContext ctx;
-  // Waits for a (re)connection: after HQ restarted, the channel's backoff
-  // would otherwise fail queries for a while.
-  ctx.set_wait_for_ready(true);
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  v1::StatusReply reply;
-  const grpc::Status s = hq_->GetStatus(&ctx, v1::StatusRequest(), &reply);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return reply;
-}
-
 void Cluster::AddAggregatorAccounting(RunSummary* summary) {
-  for (const auto& stub : aggregators_) {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
-    v1::AggregatorStatus s;
-    if (!stub->GetStatus(&ctx, v1::StatusRequest(), &s).ok()) continue;
+  for (const std::string& address : aggregator_addresses_) {
+    absl::StatusOr<AggregatorStatus> s = status_->Aggregator(address, absl::Seconds(5));
+    if (!s.ok()) continue;
+    const AggregatorCounters& c = s->counters;
     RunSummary::Accounting::Aggregator& a = summary->accounting->aggregators.emplace_back();
-    a.id = s.aggregator_id();
-    a.received = s.gradients_received();
-    a.duplicate = s.gradients_duplicate();
-    a.forwarded = s.gradients_forwarded();
-    a.pending = s.gradients_pending();
-    for (const auto& [reason, n] : s.gradients_dropped()) a.dropped[reason] = n;
-    summary->accounting->worker_to_aggregator_bytes += s.gradient_bytes_received();
+    a.id = s->id;
+    a.received = c.gradients_received;
+    a.duplicate = c.gradients_duplicate;
+    a.forwarded = c.gradients_forwarded;
+    a.pending = c.gradients_pending;
+    a.dropped = c.gradients_dropped;
+    summary->accounting->worker_to_aggregator_bytes += c.gradient_bytes_received;
   }
 }
 
@@ -334,7 +320,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
   if (!hq_port.ok()) return hq_port.status();
   const std::string hq_address = absl::StrCat("127.0.0.1:", *hq_port);
-  hq_ = v1::Hq::NewStub(CreateHipsChannel(hq_address));
+  status_ = std::make_unique<StatusClient>(hq_address);
   const std::string hq_data_address =
       options_.unix_sockets ? absl::StrCat("unix:", socket_of("hq")) : hq_address;
 
@@ -359,7 +345,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     const std::string tcp_address = absl::StrCat("127.0.0.1:", *port);
     aggregator_addresses.push_back(
         options_.unix_sockets ? absl::StrCat("unix:", socket_of(name)) : tcp_address);
-    aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(tcp_address)));
+    aggregator_addresses_.push_back(tcp_address);
   }
   std::vector<std::string> data_args;
   if (unpacked.valid()) {
@@ -409,27 +395,29 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     const absl::Time now = absl::Now();
     if (now >= next_query) {
       next_query = now + kStatusEvery;
-      absl::StatusOr<v1::StatusReply> status = QueryHq();
+      // Waits for a (re)connection: after HQ restarted, the channel's
+      // backoff would otherwise fail queries for a while.
+      absl::StatusOr<HqStatus> status = status_->Hq(absl::Seconds(2), /*wait_for_ready=*/true);
       const bool finished =
-          status.ok() && status->training_done() && status->has_final_eval();
+          status.ok() && status->server.training_done && status->final_eval.has_value();
       if (now >= next_report || finished) {
         next_report = now + options_.progress_every;
         if (!status.ok()) {
           std::printf("HQ status unavailable: %s\n", status.status().ToString().c_str());
         } else {
           PrintProgress(*status, absl::ToDoubleSeconds(now - start),
-                        (status->samples_applied() - last_samples) /
+                        (status->server.samples_applied - last_samples) /
                             std::max(1e-9, absl::ToDoubleSeconds(now - last_time)));
-          last_samples = status->samples_applied();
+          last_samples = status->server.samples_applied;
           last_time = now;
         }
         std::fflush(stdout);
       }
-      if (status.ok() && !status->final_eval_error().empty()) {
+      if (status.ok() && !status->final_eval_error.empty()) {
         return absl::InternalError(
-            absl::StrCat("HQ could not evaluate the final weights: ", status->final_eval_error()));
+            absl::StrCat("HQ could not evaluate the final weights: ", status->final_eval_error));
       }
-      if (status.ok() && status->training_done() && done_at == absl::InfiniteFuture()) {
+      if (status.ok() && status->server.training_done && done_at == absl::InfiniteFuture()) {
         done_at = now;
       }
       if (!finished && now - done_at > kFinalEvalTimeout) {
@@ -439,12 +427,12 @@ absl::StatusOr<RunSummary> Cluster::Run() {
       }
       if (finished) {
         RunSummary summary;
-        summary.version = status->final_eval().version();
-        summary.accuracy = status->final_eval().accuracy();
-        summary.f1 = status->final_eval().macro_f1();
-        summary.samples = status->samples_applied();
+        summary.version = status->final_eval->version;
+        summary.accuracy = status->final_eval->metrics.accuracy;
+        summary.f1 = status->final_eval->metrics.macro_f1;
+        summary.samples = status->server.samples_applied;
         summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-        FillAccounting(*status, &summary);
+        FillAccounting(status->server, &summary);
         AddAggregatorAccounting(&summary);
         summary.restarts = restarts_;
         return summary;

@@ -1,10 +1,11 @@
 #include "cli/run_summary.h"
 
+#include <cmath>
 #include <fstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 
 namespace hips {
 
@@ -13,39 +14,51 @@ std::string FinalLine(const RunSummary& s) {
                          s.version, s.accuracy, s.f1, s.samples, s.seconds);
 }
 
+namespace {
+
+// Rounded to `digits` decimals, so the JSON shows what is meaningful.
+double Rounded(double v, int digits) {
+  const double scale = std::pow(10.0, digits);
+  return std::round(v * scale) / scale;
+}
+
+}  // namespace
+
+nlohmann::json SummaryJson(const RunSummary& s) {
+  nlohmann::json out = {{"version", s.version},
+                        {"accuracy", Rounded(s.accuracy, 6)},
+                        {"f1", Rounded(s.f1, 6)},
+                        {"samples", s.samples},
+                        {"seconds", Rounded(s.seconds, 3)}};
+  if (!s.accounting.has_value()) return out;
+  const RunSummary::Accounting& a = *s.accounting;
+  out["mode"] = a.mode;
+  out["gradients"] = {{"received", a.received},
+                      {"applied", a.applied},
+                      {"duplicate", a.duplicate},
+                      {"pending", a.pending},
+                      {"dropped", a.dropped}};
+  out["staleness_counts"] = a.staleness_counts;
+  out["max_staleness"] = a.max_staleness;
+  nlohmann::json aggregators = nlohmann::json::array();
+  for (const RunSummary::Accounting::Aggregator& g : a.aggregators) {
+    aggregators.push_back({{"id", g.id},
+                           {"gradients_received", g.received},
+                           {"gradients_duplicate", g.duplicate},
+                           {"gradients_forwarded", g.forwarded},
+                           {"gradients_pending", g.pending},
+                           {"gradients_dropped", g.dropped}});
+  }
+  out["aggregators"] = std::move(aggregators);
+  out["bytes"] = {{"worker_to_aggregator", a.worker_to_aggregator_bytes},
+                  {"aggregator_to_hq", a.aggregator_to_hq_bytes}};
+  out["restarts"] = s.restarts;
+  return out;
+}
+
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s) {
   std::ofstream out(path, std::ios::trunc);
-  out << absl::StrFormat(
-      "{\"version\": %d, \"accuracy\": %.6f, \"f1\": %.6f, \"samples\": %d, \"seconds\": %.3f",
-      s.version, s.accuracy, s.f1, s.samples, s.seconds);
-  auto by_reason = [](const std::map<std::string, int64_t>& counts) {
-    std::vector<std::string> out;
-    for (const auto& [reason, count] : counts) {
-      out.push_back(absl::StrFormat("\"%s\": %d", reason, count));
-    }
-    return absl::StrJoin(out, ", ");
-  };
-  if (s.accounting.has_value()) {
-    const RunSummary::Accounting& a = *s.accounting;
-    out << absl::StrFormat(
-        ", \"mode\": \"%s\", \"gradients\": {\"received\": %d, \"applied\": %d, "
-        "\"duplicate\": %d, \"pending\": %d, \"dropped\": {%s}}, \"staleness_counts\": [%s], "
-        "\"max_staleness\": %d",
-        a.mode, a.received, a.applied, a.duplicate, a.pending, by_reason(a.dropped),
-        absl::StrJoin(a.staleness_counts, ", "), a.max_staleness);
-    std::vector<std::string> aggregators;
-    for (const RunSummary::Accounting::Aggregator& g : a.aggregators) {
-      aggregators.push_back(absl::StrFormat(
-          "{\"id\": \"%s\", \"gradients_received\": %d, \"gradients_duplicate\": %d, "
-          "\"gradients_forwarded\": %d, \"gradients_pending\": %d, \"gradients_dropped\": {%s}}",
-          g.id, g.received, g.duplicate, g.forwarded, g.pending, by_reason(g.dropped)));
-    }
-    out << ", \"aggregators\": [" << absl::StrJoin(aggregators, ", ") << "]";
-    out << absl::StrFormat(", \"bytes\": {\"worker_to_aggregator\": %d, \"aggregator_to_hq\": %d}",
-                           a.worker_to_aggregator_bytes, a.aggregator_to_hq_bytes);
-    out << ", \"restarts\": {" << by_reason(s.restarts) << "}";
-  }
-  out << "}\n";
+  out << SummaryJson(s).dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   out.close();
   if (!out) return absl::InternalError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();

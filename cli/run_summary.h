@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "nlohmann/json.hpp"
 
 namespace hips {
 
@@ -54,12 +55,14 @@ struct RunSummary {
 // "final: version=V accuracy=A f1=F samples=S seconds=T"
 std::string FinalLine(const RunSummary& s);
 
-// The same keys as a JSON object, written to `path`; with accounting also
-// "mode", "gradients" {"received", "applied", "duplicate", "pending",
-// "dropped": {reason: n}}, "staleness_counts", "max_staleness" and
+// The same keys as a JSON object (WriteSummaryJson writes it to `path`); with
+// accounting also "mode", "gradients" {"received", "applied", "duplicate",
+// "pending", "dropped": {reason: n}}, "staleness_counts", "max_staleness",
 // "aggregators": [{"id", "gradients_received", "gradients_duplicate",
 // "gradients_forwarded", "gradients_pending", "gradients_dropped": {...}}],
-// and "restarts": {name: n}.
+// "bytes" {"worker_to_aggregator", "aggregator_to_hq"} and "restarts":
+// {name: n}.
+nlohmann::json SummaryJson(const RunSummary& s);
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s);
 
 }  // namespace hips

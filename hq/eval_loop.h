@@ -15,13 +15,10 @@
 #include "absl/types/span.h"
 #include "services/core/classification_metrics.h"
 #include "services/core/payloads.h"
+#include "services/core/tier_status.h"
 
 namespace hips {
 
-struct EvalResult {
-  int64_t version = 0;
-  ClassificationMetrics metrics;
-};
 
 // Evaluates published weights on a thread of its own, so that training never
 // waits for evaluation: every `every`-th version and the final one (training

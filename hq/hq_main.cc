@@ -62,7 +62,14 @@ ABSL_FLAG(std::string, metrics_port_file, "", "If set, the metrics port is writt
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
-      argc, argv, "hips-hq --aggregators=A [--max_versions=V] [--port=P] [model flags]");
+      argc, argv,
+      {"hips-hq",
+       "the NPDC tier of hips",
+       {{"", "hips-hq --aggregators=A [--max_versions=V] [--port=P] [model flags]",
+         "Owns the master weights and the optimizer: applies the aggregators' sums, publishes\n"
+         "each version, checkpoints and evaluates on the test set.",
+         {},
+         {"*"}}}});
   if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
   if (absl::GetFlag(FLAGS_sum_threads) < 1) hips::ExitWithUsageError("--sum_threads must be >= 1");
   hips::SetSummationThreads(absl::GetFlag(FLAGS_sum_threads));

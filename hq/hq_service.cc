@@ -10,17 +10,6 @@
 #include "services/net/weights_stream.h"
 
 namespace hips {
-namespace {
-
-void EvalToProto(const EvalResult& r, v1::EvalResult* out) {
-  out->set_version(r.version);
-  out->set_accuracy(r.metrics.accuracy);
-  out->set_macro_f1(r.metrics.macro_f1);
-  out->set_examples(r.metrics.examples);
-}
-
-}  // namespace
-
 HqService::HqService(ParameterServer* server, const EvalLoop* eval, size_t chunk_bytes,
                      absl::Duration max_long_poll, RpcMetrics* rpc_metrics)
     : server_(server),
@@ -109,50 +98,14 @@ grpc::Status HqService::PullWeights(grpc::ServerContext* ctx, const v1::PullWeig
 
 grpc::Status HqService::GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
                                   v1::StatusReply* reply) {
-  const ParameterServerStatus s = server_->status();
-  reply->set_version(s.version);
-  reply->set_max_versions(s.max_versions);
-  reply->set_max_samples(s.max_samples);
-  reply->set_mode(DescribeMode(s.mode));
-  ModeToProto(s.mode, reply->mutable_mode_config());
-  reply->set_mode_since(s.mode_since);
-  if (s.pending_mode.has_value()) ModeToProto(*s.pending_mode, reply->mutable_pending_mode());
-  reply->set_last_loss(s.last_loss);
-  reply->set_samples_applied(s.samples_applied);
-  reply->set_training_done(s.training_done);
-  int64_t rejected = 0;
-  for (const auto& [reason, count] : s.aggregates_dropped) rejected += count;
-  reply->set_aggregates_rejected(rejected);
-  reply->set_aggregates_received(s.aggregates_received);
-  reply->set_aggregate_bytes_received(s.aggregate_bytes_received);
-  reply->set_aggregates_applied(s.aggregates_applied);
-  reply->set_gradients_received(s.gradients_received);
-  reply->set_gradients_applied(s.gradients_applied);
-  reply->set_gradients_duplicate(s.gradients_duplicate);
-  reply->set_gradients_pending(s.gradients_pending);
-  for (const auto& [reason, count] : s.gradients_dropped) {
-    (*reply->mutable_gradients_dropped())[reason] = count;
-  }
-  for (int64_t count : s.staleness.counts()) reply->add_staleness_counts(count);
-  reply->set_max_staleness(s.staleness.max());
-  reply->set_max_round_contributors(s.max_round_contributors);
-  for (const std::string& a : s.live_aggregators) reply->add_live_aggregators(a);
-  for (const std::string& w : s.live_workers) reply->add_live_workers(w);
-  const absl::Time now = absl::Now();
-  for (const MemberInfo& m : s.aggregators) MemberToProto(m, now, reply->add_aggregators());
-  reply->set_incarnation(s.incarnation);
-  reply->set_resumed_from(s.resumed_from);
-  reply->set_checkpoints_taken(s.checkpoints_taken);
-  reply->set_last_checkpoint_version(s.last_checkpoint_version);
-  if (std::optional<EvalResult> latest = eval_->latest()) {
-    EvalToProto(*latest, reply->mutable_latest_eval());
-  }
-  if (std::optional<EvalResult> final_result = eval_->final_result()) {
-    EvalToProto(*final_result, reply->mutable_final_eval());
-  }
+  HqStatus status;
+  status.server = server_->status();
+  status.latest_eval = eval_->latest();
+  status.final_eval = eval_->final_result();
   if (absl::Status error = eval_->final_error(); !error.ok()) {
-    reply->set_final_eval_error(error.ToString());
+    status.final_eval_error = error.ToString();
   }
+  HqStatusToProto(status, absl::Now(), reply);
   return grpc::Status::OK;
 }
 

@@ -19,6 +19,7 @@
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
 #include "services/core/sync_round.h"
+#include "services/core/tier_status.h"
 #include "services/core/weights_board.h"
 #include "services/models/checkpoint.h"
 #include "services/models/optimizer.h"
@@ -70,47 +71,6 @@ struct ParameterServerOptions {
 
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
 
-struct ParameterServerStatus {
-  int64_t version = 0;
-  int64_t max_versions = 0;
-  int64_t max_samples = 0;
-  bool training_done = false;
-  double last_loss = 0.0;  // mean training loss of the newest update
-  int64_t samples_applied = 0;
-  ModeConfig mode;
-  int64_t mode_since = 0;
-  std::optional<ModeConfig> pending_mode;
-  // Aggregates (one per aggregator and round, or per coalesced batch).
-  int64_t aggregates_received = 0;
-  int64_t aggregate_bytes_received = 0;  // payload, as it travelled
-  int64_t aggregates_applied = 0;  // accepted into an update
-  int64_t aggregates_duplicate = 0;
-  std::map<std::string, int64_t> aggregates_dropped;  // by DropReasonName
-  // Worker gradients inside those aggregates:
-  // received = applied + duplicate + Σ dropped + pending (in an open round).
-  int64_t gradients_received = 0;
-  int64_t gradients_applied = 0;
-  int64_t gradients_duplicate = 0;
-  std::map<std::string, int64_t> gradients_dropped;  // by DropReasonName
-  int64_t gradients_pending = 0;
-  StalenessHistogram staleness;  // of applied gradients
-  // The largest number of worker gradients in one applied sync version.
-  int64_t max_round_contributors = 0;
-  // Membership: aggregators holding a lease, the workers they report, and
-  // whether HQ still waits for its --aggregators to join at start.
-  std::vector<std::string> live_aggregators;
-  std::vector<std::string> live_workers;
-  std::vector<MemberInfo> aggregators;  // the live ones, in id order
-  bool forming = false;
-  int64_t incarnation = 0;
-  // The version this HQ resumed from (-1: it started fresh).
-  int64_t resumed_from = -1;
-  int64_t checkpoints_taken = 0;
-  int64_t last_checkpoint_version = -1;
-  // Time spent in updates: the mean gradient, the optimizer step and
-  // publishing the new weights (on a sync round's critical path).
-  double update_seconds = 0.0;
-};
 
 struct ModeSwitch {
   ModeConfig previous;

@@ -11,7 +11,7 @@ packages=(
   python3-torch python3-matplotlib
   prometheus-cpp-dev prometheus chromium fonts-dejavu-core
   dataset-fashion-mnist
-  zlib1g-dev
+  zlib1g-dev nlohmann-json3-dev
 )
 
 missing=()

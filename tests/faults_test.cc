@@ -12,8 +12,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
-#include <iterator>
 #include <fstream>
+#include <iterator>
+#include <map>
 #include <random>
 #include <regex>
 #include <set>
@@ -24,6 +25,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/process_cluster.h"
 
 namespace hips {
@@ -39,26 +41,27 @@ std::string NewRunDir(const std::string& name) {
   return tmpl;
 }
 
-std::set<std::string> Live(const v1::AggregatorStatus& s) {
-  return {s.live_workers().begin(), s.live_workers().end()};
+std::set<std::string> Live(const AggregatorStatus& s) {
+  return {s.counters.live_workers.begin(), s.counters.live_workers.end()};
 }
 
-int64_t Sum(const google::protobuf::Map<std::string, int64_t>& m) {
+int64_t Sum(const std::map<std::string, int64_t>& m) {
   int64_t total = 0;
   for (const auto& [reason, n] : m) total += n;
   return total;
 }
 
-void ExpectHqAccounting(const v1::StatusReply& s) {
-  EXPECT_EQ(s.gradients_received(), s.gradients_applied() + s.gradients_duplicate() +
-                                        Sum(s.gradients_dropped()) + s.gradients_pending())
-      << s.DebugString();
+void ExpectHqAccounting(const HqStatus& status) {
+  const ParameterServerStatus& s = status.server;
+  EXPECT_EQ(s.gradients_received, s.gradients_applied + s.gradients_duplicate +
+                                      Sum(s.gradients_dropped) + s.gradients_pending);
 }
 
-void ExpectAggregatorAccounting(const v1::AggregatorStatus& s) {
-  EXPECT_EQ(s.gradients_received(), s.gradients_duplicate() + Sum(s.gradients_dropped()) +
-                                        s.gradients_forwarded() + s.gradients_pending())
-      << s.DebugString();
+void ExpectAggregatorAccounting(const AggregatorStatus& status) {
+  const AggregatorCounters& s = status.counters;
+  EXPECT_EQ(s.gradients_received, s.gradients_duplicate + Sum(s.gradients_dropped) +
+                                      s.gradients_forwarded + s.gradients_pending)
+      << status.id;
 }
 
 class FaultsTest : public ::testing::Test {
@@ -98,7 +101,7 @@ TEST_F(FaultsTest, AKilledWorkerHoldsASyncRoundUpForAtMostALeaseAndRejoinsWhenRe
   ReachVersion(c, at_kill + 20);  // training goes on with three workers
   ASSERT_TRUE(ProcessCluster::WaitFor(
       [&] {
-        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && !Live(*s).count("worker-1");
       },
       3 * kLease));
@@ -108,20 +111,20 @@ TEST_F(FaultsTest, AKilledWorkerHoldsASyncRoundUpForAtMostALeaseAndRejoinsWhenRe
   ASSERT_TRUE(c.Restart("worker-1").ok());
   ASSERT_TRUE(ProcessCluster::WaitFor(
       [&] {
-        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && Live(*s).count("worker-1");
       },
       absl::Seconds(30)));
   ReachVersion(c, c.Version() + 2);
-  absl::StatusOr<v1::StatusReply> before = c.HqStatus();
+  absl::StatusOr<HqStatus> before = c.QueryHq();
   ASSERT_TRUE(before.ok());
-  ReachVersion(c, before->version() + 20);
-  absl::StatusOr<v1::StatusReply> after = c.HqStatus();
+  ReachVersion(c, before->server.version + 20);
+  absl::StatusOr<HqStatus> after = c.QueryHq();
   ASSERT_TRUE(after.ok());
-  EXPECT_EQ(after->gradients_applied() - before->gradients_applied(),
-            4 * (after->version() - before->version()));
-  EXPECT_EQ(after->max_round_contributors(), 4);
-  EXPECT_EQ(after->max_staleness(), 0);
+  EXPECT_EQ(after->server.gradients_applied - before->server.gradients_applied,
+            4 * (after->server.version - before->server.version));
+  EXPECT_EQ(after->server.max_round_contributors, 4);
+  EXPECT_EQ(after->server.staleness.max(), 0);
   ExpectHqAccounting(*after);
 }
 
@@ -135,7 +138,7 @@ TEST_F(FaultsTest, WorkersOfAKilledAggregatorFailOverAndNoVersionCountsAWorkerTw
   // worker-0 and worker-2 belonged to aggregator-0.
   ASSERT_TRUE(ProcessCluster::WaitFor(
       [&] {
-        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && Live(*s).count("worker-0") && Live(*s).count("worker-2");
       },
       absl::Seconds(10)));
@@ -147,21 +150,21 @@ TEST_F(FaultsTest, WorkersOfAKilledAggregatorFailOverAndNoVersionCountsAWorkerTw
   std::printf("measured: aggregator kill -9 -> 30 more versions after %.2f s\n",
               absl::ToDoubleSeconds(absl::Now() - killed));
   // HQ stopped waiting for aggregator-0 once its lease expired.
-  absl::StatusOr<v1::StatusReply> s = c.HqStatus();
+  absl::StatusOr<HqStatus> s = c.QueryHq();
   ASSERT_TRUE(s.ok());
-  EXPECT_EQ(std::vector<std::string>(s->live_aggregators().begin(), s->live_aggregators().end()),
+  EXPECT_EQ(s->server.live_aggregators,
             std::vector<std::string>{"agg-1"});
-  EXPECT_LE(s->max_round_contributors(), 4);
-  EXPECT_EQ(s->max_staleness(), 0);
+  EXPECT_LE(s->server.max_round_contributors, 4);
+  EXPECT_EQ(s->server.staleness.max(), 0);
   ExpectHqAccounting(*s);
   // Every round since has all four workers, through one aggregator.
-  const int64_t v0 = s->version();
-  const int64_t applied0 = s->gradients_applied();
+  const int64_t v0 = s->server.version;
+  const int64_t applied0 = s->server.gradients_applied;
   ReachVersion(c, v0 + 20);
-  s = c.HqStatus();
+  s = c.QueryHq();
   ASSERT_TRUE(s.ok());
-  EXPECT_EQ(s->gradients_applied() - applied0, 4 * (s->version() - v0));
-  absl::StatusOr<v1::AggregatorStatus> agg = c.AggregatorStatus(1);
+  EXPECT_EQ(s->server.gradients_applied - applied0, 4 * (s->server.version - v0));
+  absl::StatusOr<AggregatorStatus> agg = c.QueryAggregator(1);
   ASSERT_TRUE(agg.ok());
   ExpectAggregatorAccounting(*agg);
 }
@@ -193,16 +196,16 @@ TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
   ASSERT_GE(versions.size(), 2u);
   const int64_t newest = versions[0];
   ASSERT_TRUE(c.Restart("hq").ok());
-  absl::StatusOr<v1::StatusReply> s = c.HqStatus();
+  absl::StatusOr<HqStatus> s = c.QueryHq();
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->resumed_from(), newest);
+  EXPECT_EQ(s->server.resumed_from, newest);
   ReachVersion(c, newest + 10);  // the tree follows HQ back and goes on
   std::printf("measured: HQ kill -9 at version %lld, resumed from %lld (%lld versions lost), "
               "10 versions later after %.2f s\n",
               static_cast<long long>(at_kill), static_cast<long long>(newest),
               static_cast<long long>(at_kill - newest),
               absl::ToDoubleSeconds(absl::Now() - killed));
-  EXPECT_EQ(c.HqStatus()->max_staleness(), 0);
+  EXPECT_EQ(c.QueryHq()->server.staleness.max(), 0);
 
   // Again, with the newest checkpoint damaged on disk: HQ says so and
   // takes the one before.
@@ -224,9 +227,9 @@ TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
     f.put('\xa5');
   }
   ASSERT_TRUE(c.Restart("hq").ok());
-  s = c.HqStatus();
+  s = c.QueryHq();
   ASSERT_TRUE(s.ok()) << s.status();
-  EXPECT_EQ(s->resumed_from(), versions[1]);
+  EXPECT_EQ(s->server.resumed_from, versions[1]);
   std::ifstream log(c.LogOf("hq"));
   std::stringstream text;
   text << log.rdbuf();
@@ -234,7 +237,7 @@ TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
                                                          damaged)))
       << "see " << c.LogOf("hq");
   ReachVersion(c, versions[1] + 10);
-  ExpectHqAccounting(*c.HqStatus());
+  ExpectHqAccounting(*c.QueryHq());
 }
 
 class PausedWorkerTest : public FaultsTest,
@@ -250,7 +253,7 @@ TEST_P(PausedWorkerTest, APausedWorkerLosesItsLeaseAndItsStaleGradientsAreNeverM
   const int64_t at_stop = c.Version();
   ASSERT_TRUE(ProcessCluster::WaitFor(
       [&] {
-        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && !Live(*s).count("worker-1");
       },
       3 * kLease));
@@ -258,28 +261,28 @@ TEST_P(PausedWorkerTest, APausedWorkerLosesItsLeaseAndItsStaleGradientsAreNeverM
   c.Continue("worker-1");
   ASSERT_TRUE(ProcessCluster::WaitFor(
       [&] {
-        absl::StatusOr<v1::AggregatorStatus> s = c.AggregatorStatus(1);
+        absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && Live(*s).count("worker-1");
       },
       absl::Seconds(10)));
   ReachVersion(c, c.Version() + 20);
-  absl::StatusOr<v1::StatusReply> s = c.HqStatus();
+  absl::StatusOr<HqStatus> s = c.QueryHq();
   ASSERT_TRUE(s.ok());
   // Sync applies nothing stale, ssp nothing beyond its bound; async applies
   // what comes, and records every applied gradient's staleness.
-  if (s->mode_config().mode() == v1::MODE_SYNC) {
-    EXPECT_EQ(s->max_staleness(), 0);
+  if (s->server.mode.mode == Mode::kSync) {
+    EXPECT_EQ(s->server.staleness.max(), 0);
   }
-  if (s->mode_config().mode() == v1::MODE_SSP) {
-    EXPECT_LE(s->max_staleness(), s->mode_config().staleness());
+  if (s->server.mode.mode == Mode::kSsp) {
+    EXPECT_LE(s->server.staleness.max(), s->server.mode.staleness);
   }
   int64_t recorded = 0;
-  for (int64_t n : s->staleness_counts()) recorded += n;
-  EXPECT_EQ(recorded, s->gradients_applied());
-  EXPECT_LE(s->max_round_contributors(), 4);
+  for (int64_t n : s->server.staleness.counts()) recorded += n;
+  EXPECT_EQ(recorded, s->server.gradients_applied);
+  EXPECT_LE(s->server.max_round_contributors, 4);
   ExpectHqAccounting(*s);
   for (int a = 0; a < 2; ++a) {
-    absl::StatusOr<v1::AggregatorStatus> agg = c.AggregatorStatus(a);
+    absl::StatusOr<AggregatorStatus> agg = c.QueryAggregator(a);
     ASSERT_TRUE(agg.ok());
     ExpectAggregatorAccounting(*agg);
   }
@@ -297,14 +300,6 @@ INSTANTIATE_TEST_SUITE_P(Modes, PausedWorkerTest,
                                            std::vector<std::string>{"--mode=async"}),
                          ModeName);
 
-double JsonNumber(const std::string& json, const std::string& key) {
-  std::smatch m;
-  if (!std::regex_search(json, m, std::regex(absl::StrCat("\"", key, "\": ([-0-9.eE]+)")))) {
-    return -1;
-  }
-  return std::stod(m[1]);
-}
-
 // Runs a command line, returning its stdout.
 std::string Output(const std::string& command) {
   std::string out;
@@ -321,21 +316,30 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
   ASSERT_TRUE(c.Start().ok());
   ReachVersion(c, 20);
   const std::string status = kBin + "/hips status --hq=" + c.hq_address();
-  std::string json = Output(status + " --json");
-  EXPECT_EQ(JsonNumber(json, "live_aggregators"), 2) << json;
-  EXPECT_EQ(JsonNumber(json, "live_workers"), 4) << json;
-  EXPECT_GE(JsonNumber(json, "version"), 20) << json;
-  EXPECT_GT(JsonNumber(json, "samples_per_s"), 0) << json;
-  for (const char* id : {"agg-0", "agg-1", "worker-0", "worker-1", "worker-2", "worker-3"}) {
-    EXPECT_TRUE(absl::StrContains(json, absl::StrCat("\"id\": \"", id, "\""))) << id << json;
+  const std::string text = Output(status + " --json");
+  const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
+  ASSERT_TRUE(json.is_object()) << text;
+  const nlohmann::json& hq = json["hq"];
+  EXPECT_EQ(hq["live_aggregators"], 2) << text;
+  EXPECT_EQ(hq["live_workers"], 4) << text;
+  EXPECT_GE(hq["version"].get<int64_t>(), 20) << text;
+  EXPECT_GT(hq["samples_per_s"].get<double>(), 0) << text;
+  std::set<std::string> ids;
+  for (const nlohmann::json& a : json["aggregators"]) {
+    EXPECT_TRUE(a["reachable"].get<bool>()) << text;
+    ids.insert(a["id"].get<std::string>());
+    for (const nlohmann::json& w : a["workers"]) ids.insert(w["id"].get<std::string>());
   }
+  EXPECT_EQ(ids, (std::set<std::string>{"agg-0", "agg-1", "worker-0", "worker-1", "worker-2",
+                                        "worker-3"}))
+      << text;
   // After aggregator-0 dies, its workers are listed under agg-1, and agg-0
   // is gone once its lease at HQ expired.
   c.Kill("aggregator-0");
   ASSERT_TRUE(ProcessCluster::WaitFor(
       [&] {
-        absl::StatusOr<v1::StatusReply> s = c.HqStatus();
-        return s.ok() && s->live_aggregators_size() == 1 && s->live_workers_size() == 4;
+        absl::StatusOr<HqStatus> s = c.QueryHq();
+        return s.ok() && s->server.live_aggregators.size() == 1 && s->server.live_workers.size() == 4;
       },
       absl::Seconds(15)));
   const std::string table = Output(status);
@@ -347,9 +351,9 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
 }
 
 // Runs `hips local` with `flags` into `run_dir`, calling `during(run_dir)`
-// once training has begun; returns the summary JSON's text ("" on failure,
-// with the reason in the test output).
-std::string RunHipsLocal(const std::string& run_dir, std::vector<std::string> flags,
+// once training has begun; returns the summary JSON (null on failure, with
+// the reason in the test output).
+nlohmann::json RunHipsLocal(const std::string& run_dir, std::vector<std::string> flags,
                          const std::function<void(const std::string&)>& during) {
   std::vector<std::string> argv = {kBin + "/hips", "local", absl::StrCat("--run_dir=", run_dir),
                                    absl::StrCat("--summary_json=", run_dir, "/summary.json"),
@@ -359,7 +363,7 @@ std::string RunHipsLocal(const std::string& run_dir, std::vector<std::string> fl
   absl::StatusOr<std::unique_ptr<ChildProcess>> hips = ChildProcess::Spawn("hips", argv, out);
   if (!hips.ok()) {
     ADD_FAILURE() << hips.status();
-    return "";
+    return nullptr;
   }
   if (during) {
     const bool training = ProcessCluster::WaitFor(
@@ -378,12 +382,12 @@ std::string RunHipsLocal(const std::string& run_dir, std::vector<std::string> fl
   if (!done || !(*hips)->ExitedCleanly()) {
     ADD_FAILURE() << "hips local did not finish cleanly; last lines of " << out << ":\n"
                   << TailOfFile(out, 30);
-    return "";
+    return nullptr;
   }
   std::ifstream in(absl::StrCat(run_dir, "/summary.json"));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
+  nlohmann::json summary = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  if (!summary.is_object()) ADD_FAILURE() << run_dir << "/summary.json is not a JSON object";
+  return summary.is_object() ? summary : nullptr;
 }
 
 
@@ -400,14 +404,14 @@ pid_t DaemonPid(const std::string& run_dir, const std::string& name, const std::
 
 TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
   const std::vector<std::string> flags = {"--epochs=4"};
-  const std::string clean = RunHipsLocal(NewRunDir("clean"), flags, nullptr);
-  ASSERT_FALSE(clean.empty());
-  const double clean_accuracy = JsonNumber(clean, "accuracy");
+  const nlohmann::json clean = RunHipsLocal(NewRunDir("clean"), flags, nullptr);
+  ASSERT_FALSE(clean.is_null());
+  const double clean_accuracy = clean["accuracy"].get<double>();
 
   // Fixed seed: which workers die, and when. One aggregator dies too.
   std::mt19937 rng(20261121);
   int kills = 0;
-  const std::string chaos = RunHipsLocal(
+  const nlohmann::json chaos = RunHipsLocal(
       NewRunDir("chaos"), flags, [&](const std::string& run_dir) {
         for (int round = 0; round < 5; ++round) {
           absl::SleepFor(absl::Milliseconds(1500 + rng() % 1500));
@@ -422,22 +426,18 @@ TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
           }
         }
       });
-  ASSERT_FALSE(chaos.empty());
-  const double chaos_accuracy = JsonNumber(chaos, "accuracy");
+  ASSERT_FALSE(chaos.is_null());
+  const double chaos_accuracy = chaos["accuracy"].get<double>();
   std::printf("measured: chaos (%d kills) accuracy %.4f vs clean %.4f; clean %.1f s, chaos %.1f s\n",
-              kills, chaos_accuracy, clean_accuracy, JsonNumber(clean, "seconds"),
-              JsonNumber(chaos, "seconds"));
+              kills, chaos_accuracy, clean_accuracy, clean["seconds"].get<double>(),
+              chaos["seconds"].get<double>());
   EXPECT_GE(kills, 4);
   EXPECT_GE(chaos_accuracy, 0.87);
   EXPECT_NEAR(chaos_accuracy, clean_accuracy, 0.01);
   // Every kill was a restart.
-  const std::regex restart("\"(worker|aggregator)-[0-9]+\": ([0-9]+)");
   int restarts = 0;
-  for (auto it = std::sregex_iterator(chaos.begin(), chaos.end(), restart);
-       it != std::sregex_iterator(); ++it) {
-    restarts += std::stoi((*it)[2]);
-  }
-  EXPECT_EQ(restarts, kills) << chaos;
+  for (const auto& [name, n] : chaos["restarts"].items()) restarts += n.get<int>();
+  EXPECT_EQ(restarts, kills) << chaos.dump();
 }
 
 }  // namespace

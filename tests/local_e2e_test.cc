@@ -15,9 +15,11 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 
 namespace hips {
 namespace {
@@ -49,69 +51,43 @@ CommandResult Shell(const std::string& command) {
   return r;
 }
 
-// The summary's numbers by key (nested objects' keys flattened: they are
-// unique), plus its "mode" under the key "mode:<name>".
-std::map<std::string, double> ReadSummary(const std::string& path) {
+// The summary JSON a run wrote (null if it is missing or not JSON).
+nlohmann::json ReadSummary(const std::string& path) {
   std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  std::map<std::string, double> out;
-  const std::regex pair("\"([a-z0-9_]+)\"\\s*:\\s*([-+0-9.eE]+)");
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), pair);
-       it != std::sregex_iterator(); ++it) {
-    out[(*it)[1]] = std::stod((*it)[2]);
-  }
-  const std::regex mode("\"mode\"\\s*:\\s*\"([a-z0-9()]+)\"");
-  std::smatch m;
-  if (std::regex_search(text, m, mode)) out[absl::StrCat("mode:", m[1].str())] = 1;
-  return out;
+  nlohmann::json summary = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  return summary.is_object() ? summary : nlohmann::json();
 }
 
-// received = applied + duplicate + dropped + pending, from a summary.
-void ExpectGradientsAccountedFor(const std::string& json_path) {
-  std::ifstream in(json_path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  std::smatch m;
-  ASSERT_TRUE(std::regex_search(text, m, std::regex("\"dropped\": \\{([^}]*)\\}"))) << text;
-  const std::string dropped_text = m[1].str();
-  double dropped = 0;
-  const std::regex count("\"[a-z_]+\": ([0-9]+)");
-  for (auto it = std::sregex_iterator(dropped_text.begin(), dropped_text.end(), count);
-       it != std::sregex_iterator(); ++it) {
-    dropped += std::stod((*it)[1]);
-  }
-  const std::map<std::string, double> s = ReadSummary(json_path);
-  EXPECT_EQ(s.at("received"), s.at("applied") + s.at("duplicate") + dropped + s.at("pending"))
-      << text;
+int64_t SumOf(const nlohmann::json& counts) {
+  int64_t total = 0;
+  for (const auto& [key, n] : counts.items()) total += n.get<int64_t>();
+  return total;
+}
+
+// received = applied + duplicate + dropped + pending, at HQ and at every
+// aggregator, from a summary.
+void ExpectGradientsAccountedFor(const nlohmann::json& s) {
+  ASSERT_TRUE(s.is_object());
+  const nlohmann::json& g = s["gradients"];
+  EXPECT_EQ(g["received"].get<int64_t>(), g["applied"].get<int64_t>() +
+                                              g["duplicate"].get<int64_t>() +
+                                              SumOf(g["dropped"]) + g["pending"].get<int64_t>())
+      << s.dump();
   // Every aggregator's side, and what they handed to HQ.
-  const std::regex aggregator(
-      "\\{\"id\": \"(agg-[0-9]+)\", \"gradients_received\": ([0-9]+), \"gradients_duplicate\": "
-      "([0-9]+), \"gradients_forwarded\": ([0-9]+), \"gradients_pending\": ([0-9]+), "
-      "\"gradients_dropped\": \\{([^}]*)\\}\\}");
-  double forwarded = 0, pending = 0;
-  int aggregators = 0;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), aggregator);
-       it != std::sregex_iterator(); ++it, ++aggregators) {
-    const std::string agg_dropped_text = (*it)[6].str();
-    double agg_dropped = 0;
-    for (auto d = std::sregex_iterator(agg_dropped_text.begin(), agg_dropped_text.end(), count);
-         d != std::sregex_iterator(); ++d) {
-      agg_dropped += std::stod((*d)[1]);
-    }
-    EXPECT_EQ(std::stod((*it)[2]), std::stod((*it)[3]) + agg_dropped + std::stod((*it)[4]) +
-                                       std::stod((*it)[5]))
-        << (*it)[1] << " in " << text;
-    forwarded += std::stod((*it)[4]);
-    pending += std::stod((*it)[5]);
+  int64_t forwarded = 0, pending = 0;
+  ASSERT_EQ(s["aggregators"].size(), 2u) << s.dump();
+  for (const nlohmann::json& a : s["aggregators"]) {
+    EXPECT_EQ(a["gradients_received"].get<int64_t>(),
+              a["gradients_duplicate"].get<int64_t>() + SumOf(a["gradients_dropped"]) +
+                  a["gradients_forwarded"].get<int64_t>() + a["gradients_pending"].get<int64_t>())
+        << a.dump();
+    forwarded += a["gradients_forwarded"].get<int64_t>();
+    pending += a["gradients_pending"].get<int64_t>();
   }
-  EXPECT_EQ(aggregators, 2) << text;
   // HQ counts an aggregate when it arrives, its aggregator when HQ's answer
   // does: one may be in between.
-  EXPECT_LE(forwarded, s.at("received")) << text;
-  EXPECT_LE(s.at("received"), forwarded + pending) << text;
+  EXPECT_LE(forwarded, g["received"].get<int64_t>()) << s.dump();
+  EXPECT_LE(g["received"].get<int64_t>(), forwarded + pending) << s.dump();
 }
 
 TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
@@ -124,28 +100,33 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --epochs=2 --progress_seconds=1",
                                                " --summary-json ", json, " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  const std::map<std::string, double> s = ReadSummary(json);
-  for (const char* key : {"version", "accuracy", "f1", "samples", "seconds", "received",
-                          "applied", "duplicate", "pending", "max_staleness", "mode:sync"}) {
-    ASSERT_TRUE(s.count(key)) << key << "\n" << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  for (const char* key : {"version", "accuracy", "f1", "samples", "seconds", "mode",
+                          "gradients", "staleness_counts", "max_staleness", "aggregators",
+                          "bytes", "restarts"}) {
+    ASSERT_TRUE(s.contains(key)) << key << "\n" << s.dump();
   }
-  EXPECT_EQ(s.at("version"), 469);
+  EXPECT_EQ(s["mode"], "sync");
+  EXPECT_EQ(s["version"], 469);
   // Every gradient of every round was applied, none stale.
-  EXPECT_EQ(s.at("received"), 469 * 4);
-  EXPECT_EQ(s.at("applied"), 469 * 4);
-  EXPECT_EQ(s.at("duplicate"), 0);
-  EXPECT_EQ(s.at("pending"), 0);
-  EXPECT_EQ(s.at("max_staleness"), 0);
-  ExpectGradientsAccountedFor(json);
-  EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
+  const nlohmann::json& g = s["gradients"];
+  EXPECT_EQ(g["received"], 469 * 4);
+  EXPECT_EQ(g["applied"], 469 * 4);
+  EXPECT_EQ(g["duplicate"], 0);
+  EXPECT_EQ(g["pending"], 0);
+  EXPECT_EQ(SumOf(g["dropped"]), 0);
+  EXPECT_EQ(s["max_staleness"], 0);
+  ExpectGradientsAccountedFor(s);
+  EXPECT_EQ(s["samples"], 469 * 4 * 64);
   // Uncompressed hops: every gradient and aggregate is 269,322 float32.
-  EXPECT_EQ(s.at("worker_to_aggregator"), 469.0 * 4 * 269322 * 4);
-  EXPECT_EQ(s.at("aggregator_to_hq"), 469.0 * 2 * 269322 * 4);
-  EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
-  EXPECT_LE(s.at("accuracy"), 1.0);
-  EXPECT_GE(s.at("f1"), 0.78);
-  EXPECT_LE(s.at("f1"), 1.0);
-  EXPECT_GT(s.at("seconds"), 0);
+  EXPECT_EQ(s["bytes"]["worker_to_aggregator"], int64_t{469} * 4 * 269322 * 4);
+  EXPECT_EQ(s["bytes"]["aggregator_to_hq"], int64_t{469} * 2 * 269322 * 4);
+  EXPECT_GE(s["accuracy"].get<double>(), 0.80) << run.output;
+  EXPECT_LE(s["accuracy"].get<double>(), 1.0);
+  EXPECT_GE(s["f1"].get<double>(), 0.78);
+  EXPECT_LE(s["f1"].get<double>(), 1.0);
+  EXPECT_GT(s["seconds"].get<double>(), 0);
   // The last line is the summary line, with the same numbers.
   const std::regex final_line(
       "final: version=469 accuracy=0\\.[0-9]{4} f1=0\\.[0-9]{4} samples=120064 seconds=[0-9.]+\n$");
@@ -158,10 +139,12 @@ TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   const CommandResult run = Shell(absl::StrCat(kBin, "/hips train --monolith --epochs=2 --summary_json=",
                                      json));
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  const std::map<std::string, double> s = ReadSummary(json);
-  EXPECT_EQ(s.at("version"), 469);
-  EXPECT_EQ(s.at("samples"), 469 * 4 * 64);
-  EXPECT_GE(s.at("accuracy"), 0.80) << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  EXPECT_EQ(s["version"], 469);
+  EXPECT_EQ(s["samples"], 469 * 4 * 64);
+  EXPECT_GE(s["accuracy"].get<double>(), 0.80) << run.output;
+  EXPECT_FALSE(s.contains("gradients"));  // no cluster, no accounting
 }
 
 // The acceptance runs: the default budget (10 epochs) in async and
@@ -176,16 +159,17 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
                                                " --progress_seconds=10 --summary_json=", json,
                                                " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  const std::map<std::string, double> s = ReadSummary(json);
-  EXPECT_GE(s.at("accuracy"), 0.87) << run.output;
-  EXPECT_GE(s.at("samples"), 600000);
-  EXPECT_GE(s.at("applied"), 600000 / 64);
-  ExpectGradientsAccountedFor(json);
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  EXPECT_GE(s["accuracy"].get<double>(), 0.87) << run.output;
+  EXPECT_GE(s["samples"].get<int64_t>(), 600000);
+  EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / 64);
+  ExpectGradientsAccountedFor(s);
   if (GetParam().find("ssp") != std::string::npos) {
-    EXPECT_EQ(s.count("mode:ssp(2)"), 1u) << run.output;
-    EXPECT_LE(s.at("max_staleness"), 2);
+    EXPECT_EQ(s["mode"], "ssp(2)") << run.output;
+    EXPECT_LE(s["max_staleness"].get<int64_t>(), 2);
   } else {
-    EXPECT_EQ(s.count("mode:async"), 1u) << run.output;
+    EXPECT_EQ(s["mode"], "async") << run.output;
   }
 }
 
@@ -230,10 +214,11 @@ TEST(LocalClusterTest, HipsModeSwitchesARunningCluster) {
   const int status = pclose(run);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
   EXPECT_EQ(switches, 2) << output;
-  const std::map<std::string, double> s = ReadSummary(json);
-  EXPECT_EQ(s.count("mode:ssp(2)"), 1u) << output;
-  EXPECT_GE(s.at("accuracy"), 0.8) << output;
-  ExpectGradientsAccountedFor(json);
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << output;
+  EXPECT_EQ(s["mode"], "ssp(2)") << output;
+  EXPECT_GE(s["accuracy"].get<double>(), 0.8) << output;
+  ExpectGradientsAccountedFor(s);
   // HQ logged the version of each switch.
   std::ifstream log(absl::StrCat(dir, "/hq.log"));
   const std::string hq_log((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
@@ -343,14 +328,16 @@ TEST_P(CompressedHopsTest, CarryTheBytesTheirEncodingSaysAndStillTrain) {
                                                GetParam().flags, " --summary_json=", json,
                                                " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  const std::map<std::string, double> s = ReadSummary(json);
-  EXPECT_EQ(s.at("version"), 100);
-  EXPECT_EQ(s.at("received"), 100 * 4);
-  EXPECT_EQ(s.at("applied"), 100 * 4);
-  ExpectGradientsAccountedFor(json);
-  EXPECT_EQ(s.at("worker_to_aggregator"), 100 * 4 * GetParam().bytes_per_gradient);
-  EXPECT_EQ(s.at("aggregator_to_hq"), 100 * 2 * GetParam().bytes_per_gradient);
-  EXPECT_GE(s.at("accuracy"), 0.6) << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  EXPECT_EQ(s["version"], 100);
+  EXPECT_EQ(s["gradients"]["received"], 100 * 4);
+  EXPECT_EQ(s["gradients"]["applied"], 100 * 4);
+  ExpectGradientsAccountedFor(s);
+  EXPECT_EQ(s["bytes"]["worker_to_aggregator"].get<double>(),
+            100 * 4 * GetParam().bytes_per_gradient);
+  EXPECT_EQ(s["bytes"]["aggregator_to_hq"].get<double>(), 100 * 2 * GetParam().bytes_per_gradient);
+  EXPECT_GE(s["accuracy"].get<double>(), 0.6) << run.output;
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -374,7 +361,10 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
   const Bad cases[] = {
       {"/hips local --workers=0", "--workers"},
       {"/hips local --no_such_flag", "no_such_flag"},
-      {"/hips frobnicate", "unknown command"},
+      {"/hips frobnicate", "unknown subcommand 'frobnicate'; the subcommands are local, train, mode, status"},
+      {"/hips", "no subcommand"},
+      {"/hips status extra --hq=127.0.0.1:1", "unexpected argument 'extra'"},
+      {"/hips mode --hq=127.0.0.1:1", "one mode"},
       {"/hips train", "--monolith"},
       {"/hips train --monolith --model=nope --max_versions=1", "unknown model"},
       {"/hips-hq --aggregators=0", "at least 1 aggregator"},
@@ -405,6 +395,63 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
     // 2 for errors hips detects, 1 for those Abseil's flag parser detects.
     EXPECT_TRUE(run.exit_code == 1 || run.exit_code == 2) << b.command << "\n" << run.output;
     EXPECT_NE(run.output.find(b.message), std::string::npos) << b.command << "\n" << run.output;
+  }
+}
+
+// --help exits 0 and shows the flags of what was asked about, and only
+// those: the program's subcommands, a subcommand's own flags, a daemon's.
+TEST(CommandLineTest, HelpShowsTheFlagsOfWhatWasAskedAbout) {
+  struct Help {
+    std::string command;
+    std::vector<std::string> text;       // in the output
+    std::vector<std::string> flags;      // listed
+    std::vector<std::string> not_flags;  // not listed
+  };
+  const Help cases[] = {
+      {"/hips --help",
+       {"hips local", "hips train --monolith", "hips mode", "hips status", "SUBCOMMAND --help"},
+       {},
+       {"workers", "flagfile"}},
+      {"/hips -h", {"hips local", "hips status"}, {}, {"workers"}},
+      {"/hips local --help",
+       {"usage: hips local", "--workers (default: 4)"},
+       {"workers", "mode", "model", "lr", "compression", "summary_json", "resume"},
+       {"json", "hq", "monolith", "flagfile", "helpfull"}},
+      {"/hips --epochs=3 local --help", {"usage: hips local"}, {"aggregators"}, {"json"}},
+      {"/hips train --help",
+       {"usage: hips train --monolith"},
+       {"monolith", "model", "lr"},
+       {"aggregators", "json", "compression"}},
+      {"/hips mode --help", {"usage: hips mode"}, {"hq", "staleness"}, {"workers", "lr"}},
+      {"/hips status --help", {"usage: hips status"}, {"hq", "json"}, {"workers", "model"}},
+      {"/hips-hq --help",
+       {"usage: hips-hq"},
+       {"aggregators", "checkpoint_dir", "model", "metrics_port"},
+       {"flagfile", "json", "aggregator"}},
+      {"/hips-aggregator --help",
+       {"usage: hips-aggregator"},
+       {"hq", "workers", "compression", "coalesce_ms"},
+       {"flagfile", "model"}},
+      {"/hips-worker --helpfull",
+       {"usage: hips-worker"},
+       {"aggregator", "index", "batch_size", "model"},
+       {"flagfile", "checkpoint_dir"}},
+  };
+  for (const Help& h : cases) {
+    const CommandResult run = Shell(kBin + h.command);
+    EXPECT_EQ(run.exit_code, 0) << h.command << "\n" << run.output;
+    for (const std::string& text : h.text) {
+      EXPECT_NE(run.output.find(text), std::string::npos) << h.command << ": " << text << "\n"
+                                                          << run.output;
+    }
+    for (const std::string& flag : h.flags) {
+      EXPECT_NE(run.output.find(absl::StrCat("\n  --", flag, " (default: ")), std::string::npos)
+          << h.command << ": --" << flag << "\n" << run.output;
+    }
+    for (const std::string& flag : h.not_flags) {
+      EXPECT_EQ(run.output.find(absl::StrCat("\n  --", flag, " (default: ")), std::string::npos)
+          << h.command << ": --" << flag << "\n" << run.output;
+    }
   }
 }
 

@@ -8,7 +8,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "services/net/grpc_util.h"
 
 namespace hips {
 
@@ -17,8 +16,7 @@ ProcessCluster::ProcessCluster(ProcessClusterOptions options) : options_(std::mo
 ProcessCluster::~ProcessCluster() {
   // Our own connections first (a server shutting down waits for its clients
   // to close), then workers, aggregators and HQ (as hips local does).
-  aggregators_.clear();
-  hq_.reset();
+  status_.reset();
   for (const char* tier : {"worker", "aggregator", "hq"}) {
     for (auto& [name, c] : children_) {
       if (name.rfind(tier, 0) == 0) {
@@ -75,7 +73,7 @@ absl::Status ProcessCluster::Start() {
   absl::StatusOr<int> hq_port = Launch("hq", true);
   if (!hq_port.ok()) return hq_port.status();
   hq_address_ = absl::StrCat("127.0.0.1:", *hq_port);
-  hq_ = v1::Hq::NewStub(CreateHipsChannel(hq_address_));
+  status_ = std::make_unique<StatusClient>(hq_address_);
   std::vector<std::string> addresses;
   for (int a = 0; a < options_.aggregators; ++a) {
     int assigned = 0;
@@ -89,7 +87,7 @@ absl::Status ProcessCluster::Start() {
     absl::StatusOr<int> port = Launch(name, true);
     if (!port.ok()) return port.status();
     addresses.push_back(absl::StrCat("127.0.0.1:", *port));
-    aggregators_.push_back(v1::Aggregator::NewStub(CreateHipsChannel(addresses.back())));
+    aggregator_addresses_.push_back(addresses.back());
   }
   for (int k = 0; k < options_.workers; ++k) {
     std::vector<std::string> order;
@@ -129,31 +127,19 @@ absl::Status ProcessCluster::Restart(const std::string& name) {
   return Launch(name, server).status();
 }
 
-absl::StatusOr<v1::StatusReply> ProcessCluster::HqStatus() {
+absl::StatusOr<HqStatus> ProcessCluster::QueryHq() {
   // The first call after HQ restarted may still go to the dead connection
   // (UNAVAILABLE: broken pipe); a real client retries, so does this one.
   const absl::Time deadline = absl::Now() + absl::Seconds(10);
   while (true) {
-    grpc::ClientContext ctx;
-    ctx.set_wait_for_ready(true);
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-    v1::StatusReply reply;
-    const grpc::Status s = hq_->GetStatus(&ctx, v1::StatusRequest(), &reply);
-    if (s.ok()) return reply;
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE || absl::Now() >= deadline) {
-      return FromGrpcStatus(s);
-    }
+    absl::StatusOr<HqStatus> s = status_->Hq(absl::Seconds(2), /*wait_for_ready=*/true);
+    if (s.ok() || !absl::IsUnavailable(s.status()) || absl::Now() >= deadline) return s;
     absl::SleepFor(absl::Milliseconds(50));
   }
 }
 
-absl::StatusOr<v1::AggregatorStatus> ProcessCluster::AggregatorStatus(int a) {
-  grpc::ClientContext ctx;
-  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  v1::AggregatorStatus reply;
-  const grpc::Status s = aggregators_[a]->GetStatus(&ctx, v1::StatusRequest(), &reply);
-  if (!s.ok()) return FromGrpcStatus(s);
-  return reply;
+absl::StatusOr<AggregatorStatus> ProcessCluster::QueryAggregator(int a) {
+  return status_->Aggregator(aggregator_addresses_[a], absl::Seconds(2));
 }
 
 bool ProcessCluster::WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
@@ -166,8 +152,8 @@ bool ProcessCluster::WaitFor(const std::function<bool()>& condition, absl::Durat
 }
 
 int64_t ProcessCluster::Version() {
-  absl::StatusOr<v1::StatusReply> s = HqStatus();
-  return s.ok() ? s->version() : -1;
+  absl::StatusOr<HqStatus> s = QueryHq();
+  return s.ok() ? s->server.version : -1;
 }
 
 }  // namespace hips

@@ -9,8 +9,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "hips/v1/hips.grpc.pb.h"
 #include "cli/child_process.h"
+#include "cli/status_client.h"
+#include "services/core/tier_status.h"
 
 namespace hips {
 
@@ -47,8 +48,9 @@ class ProcessCluster {
   // Starts a dead child again with the same flags (and port, for a server).
   absl::Status Restart(const std::string& name);
 
-  absl::StatusOr<v1::StatusReply> HqStatus();
-  absl::StatusOr<v1::AggregatorStatus> AggregatorStatus(int a);
+  // HQ's status, retrying while HQ is unreachable (bounded).
+  absl::StatusOr<HqStatus> QueryHq();
+  absl::StatusOr<AggregatorStatus> QueryAggregator(int a);
 
   // Polls `condition` every 20 ms until it holds (true) or `timeout` passed
   // (false).
@@ -72,8 +74,8 @@ class ProcessCluster {
   std::map<std::string, Spec> specs_;
   std::map<std::string, std::unique_ptr<ChildProcess>> children_;
   std::string hq_address_;
-  std::unique_ptr<v1::Hq::Stub> hq_;
-  std::vector<std::unique_ptr<v1::Aggregator::Stub>> aggregators_;
+  std::unique_ptr<StatusClient> status_;
+  std::vector<std::string> aggregator_addresses_;
 };
 
 }  // namespace hips

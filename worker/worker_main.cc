@@ -39,7 +39,14 @@ ABSL_FLAG(std::string, metrics_port_file, "", "If set, the metrics port is writt
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
-      argc, argv, "hips-worker --aggregator=HOST:PORT --index=K --workers=W [model flags]");
+      argc, argv,
+      {"hips-worker",
+       "the home-model tier of hips",
+       {{"", "hips-worker --aggregator=HOST:PORT[,HOST:PORT...] --index=K --workers=W [model flags]",
+         "Computes gradients of its shard of the training data on the weights its aggregator\n"
+         "relays, and pushes them back.",
+         {},
+         {"*"}}}});
   if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
   const std::vector<std::string> aggregators = absl::GetFlag(FLAGS_aggregator);
   if (aggregators.empty()) hips::ExitWithUsageError("--aggregator is required");

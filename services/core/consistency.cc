@@ -88,6 +88,21 @@ double StalenessFactor(StalenessScaling s, int64_t tau) {
   return 1.0;
 }
 
+absl::StatusOr<StalenessHistogram> StalenessHistogram::FromCounts(
+    const std::vector<int64_t>& counts, int64_t max) {
+  if (counts.size() > static_cast<size_t>(kBuckets)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(counts.size(), " staleness buckets; at most ", kBuckets));
+  }
+  if (max < 0 || std::any_of(counts.begin(), counts.end(), [](int64_t c) { return c < 0; })) {
+    return absl::InvalidArgumentError("negative staleness count or maximum");
+  }
+  StalenessHistogram h;
+  std::copy(counts.begin(), counts.end(), h.counts_.begin());
+  h.max_ = max;
+  return h;
+}
+
 void StalenessHistogram::Record(int64_t staleness, int64_t gradients) {
   const int64_t bucket = std::clamp<int64_t>(staleness, 0, kBuckets - 1);
   counts_[bucket] += gradients;

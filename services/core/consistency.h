@@ -61,6 +61,12 @@ class StalenessHistogram {
  public:
   static constexpr int kBuckets = 33;
 
+  // A histogram with these bucket counts (at most kBuckets; missing ones
+  // are 0) and this maximum, as a status reports it. INVALID_ARGUMENT for
+  // more buckets, a negative count or maximum.
+  static absl::StatusOr<StalenessHistogram> FromCounts(const std::vector<int64_t>& counts,
+                                                       int64_t max);
+
   void Record(int64_t staleness, int64_t gradients);
 
   const std::vector<int64_t>& counts() const { return counts_; }

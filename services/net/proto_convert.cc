@@ -235,6 +235,186 @@ void MemberToProto(const MemberInfo& m, absl::Time now, v1::MemberStatus* out) {
   out->set_samples(m.samples);
 }
 
+MemberInfo MemberFromProto(const v1::MemberStatus& p, absl::Time now) {
+  MemberInfo m;
+  m.id = p.id();
+  m.address = p.address();
+  m.last_seen = now - absl::Milliseconds(p.last_seen_ms());
+  m.live_workers.assign(p.live_workers().begin(), p.live_workers().end());
+  m.forming = p.forming();
+  m.last_version = p.last_version();
+  m.gradients = p.gradients();
+  m.samples = p.samples();
+  return m;
+}
+
+namespace {
+
+void EvalToProto(const EvalResult& r, v1::EvalResult* out) {
+  out->set_version(r.version);
+  out->set_accuracy(r.metrics.accuracy);
+  out->set_macro_f1(r.metrics.macro_f1);
+  out->set_examples(r.metrics.examples);
+}
+
+EvalResult EvalFromProto(const v1::EvalResult& p) {
+  EvalResult r;
+  r.version = p.version();
+  r.metrics.accuracy = p.accuracy();
+  r.metrics.macro_f1 = p.macro_f1();
+  r.metrics.examples = p.examples();
+  return r;
+}
+
+template <typename Map>
+std::map<std::string, int64_t> CountsOf(const Map& proto) {
+  return std::map<std::string, int64_t>(proto.begin(), proto.end());
+}
+
+}  // namespace
+
+void HqStatusToProto(const HqStatus& status, absl::Time now, v1::StatusReply* out) {
+  const ParameterServerStatus& s = status.server;
+  out->set_version(s.version);
+  out->set_max_versions(s.max_versions);
+  out->set_max_samples(s.max_samples);
+  out->set_mode(DescribeMode(s.mode));
+  ModeToProto(s.mode, out->mutable_mode_config());
+  out->set_mode_since(s.mode_since);
+  if (s.pending_mode.has_value()) ModeToProto(*s.pending_mode, out->mutable_pending_mode());
+  out->set_last_loss(s.last_loss);
+  out->set_samples_applied(s.samples_applied);
+  out->set_training_done(s.training_done);
+  int64_t rejected = 0;
+  for (const auto& [reason, count] : s.aggregates_dropped) {
+    rejected += count;
+    (*out->mutable_aggregates_dropped())[reason] = count;
+  }
+  out->set_aggregates_rejected(rejected);
+  out->set_aggregates_received(s.aggregates_received);
+  out->set_aggregate_bytes_received(s.aggregate_bytes_received);
+  out->set_aggregates_applied(s.aggregates_applied);
+  out->set_aggregates_duplicate(s.aggregates_duplicate);
+  out->set_gradients_received(s.gradients_received);
+  out->set_gradients_applied(s.gradients_applied);
+  out->set_gradients_duplicate(s.gradients_duplicate);
+  out->set_gradients_pending(s.gradients_pending);
+  for (const auto& [reason, count] : s.gradients_dropped) {
+    (*out->mutable_gradients_dropped())[reason] = count;
+  }
+  for (int64_t count : s.staleness.counts()) out->add_staleness_counts(count);
+  out->set_max_staleness(s.staleness.max());
+  out->set_max_round_contributors(s.max_round_contributors);
+  for (const std::string& a : s.live_aggregators) out->add_live_aggregators(a);
+  for (const std::string& w : s.live_workers) out->add_live_workers(w);
+  for (const MemberInfo& m : s.aggregators) MemberToProto(m, now, out->add_aggregators());
+  out->set_forming(s.forming);
+  out->set_incarnation(s.incarnation);
+  out->set_resumed_from(s.resumed_from);
+  out->set_checkpoints_taken(s.checkpoints_taken);
+  out->set_last_checkpoint_version(s.last_checkpoint_version);
+  out->set_update_seconds(s.update_seconds);
+  if (status.latest_eval.has_value()) EvalToProto(*status.latest_eval, out->mutable_latest_eval());
+  if (status.final_eval.has_value()) EvalToProto(*status.final_eval, out->mutable_final_eval());
+  out->set_final_eval_error(status.final_eval_error);
+}
+
+absl::StatusOr<HqStatus> HqStatusFromProto(const v1::StatusReply& p, absl::Time now) {
+  HqStatus status;
+  ParameterServerStatus& s = status.server;
+  s.version = p.version();
+  s.max_versions = p.max_versions();
+  s.max_samples = p.max_samples();
+  absl::StatusOr<ModeConfig> mode = ModeFromProto(p.mode_config());
+  if (!mode.ok()) return mode.status();
+  s.mode = *mode;
+  s.mode_since = p.mode_since();
+  if (p.has_pending_mode()) {
+    absl::StatusOr<ModeConfig> pending = ModeFromProto(p.pending_mode());
+    if (!pending.ok()) return pending.status();
+    s.pending_mode = *pending;
+  }
+  s.last_loss = p.last_loss();
+  s.samples_applied = p.samples_applied();
+  s.training_done = p.training_done();
+  s.aggregates_dropped = CountsOf(p.aggregates_dropped());
+  s.aggregates_received = p.aggregates_received();
+  s.aggregate_bytes_received = p.aggregate_bytes_received();
+  s.aggregates_applied = p.aggregates_applied();
+  s.aggregates_duplicate = p.aggregates_duplicate();
+  s.gradients_received = p.gradients_received();
+  s.gradients_applied = p.gradients_applied();
+  s.gradients_duplicate = p.gradients_duplicate();
+  s.gradients_pending = p.gradients_pending();
+  s.gradients_dropped = CountsOf(p.gradients_dropped());
+  absl::StatusOr<StalenessHistogram> staleness = StalenessHistogram::FromCounts(
+      std::vector<int64_t>(p.staleness_counts().begin(), p.staleness_counts().end()),
+      p.max_staleness());
+  if (!staleness.ok()) return staleness.status();
+  s.staleness = *std::move(staleness);
+  s.max_round_contributors = p.max_round_contributors();
+  s.live_aggregators.assign(p.live_aggregators().begin(), p.live_aggregators().end());
+  s.live_workers.assign(p.live_workers().begin(), p.live_workers().end());
+  for (const v1::MemberStatus& m : p.aggregators()) {
+    s.aggregators.push_back(MemberFromProto(m, now));
+  }
+  s.forming = p.forming();
+  s.incarnation = p.incarnation();
+  s.resumed_from = p.resumed_from();
+  s.checkpoints_taken = p.checkpoints_taken();
+  s.last_checkpoint_version = p.last_checkpoint_version();
+  s.update_seconds = p.update_seconds();
+  if (p.has_latest_eval()) status.latest_eval = EvalFromProto(p.latest_eval());
+  if (p.has_final_eval()) status.final_eval = EvalFromProto(p.final_eval());
+  status.final_eval_error = p.final_eval_error();
+  return status;
+}
+
+void AggregatorStatusToProto(const AggregatorStatus& status, absl::Time now,
+                             v1::AggregatorStatus* out) {
+  const AggregatorCounters& c = status.counters;
+  out->set_aggregator_id(status.id);
+  out->set_version(status.version);
+  out->set_gradients_received(c.gradients_received);
+  out->set_gradients_accepted(c.gradients_accepted);
+  out->set_gradients_duplicate(c.gradients_duplicate);
+  for (const auto& [reason, n] : c.gradients_dropped) {
+    (*out->mutable_gradients_dropped())[reason] = n;
+  }
+  out->set_gradients_forwarded(c.gradients_forwarded);
+  out->set_gradients_pending(c.gradients_pending);
+  out->set_aggregates_sent(c.rounds_closed);
+  out->set_aggregates_refused(c.aggregates_refused);
+  out->set_gradients_sent_alone(c.gradients_sent_alone);
+  out->set_gradient_bytes_received(c.gradient_bytes_received);
+  out->set_aggregate_bytes_sent(c.aggregate_bytes_sent);
+  for (const std::string& w : c.live_workers) out->add_live_workers(w);
+  for (const MemberInfo& m : c.workers) MemberToProto(m, now, out->add_workers());
+  out->set_forming(c.forming);
+}
+
+AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& p, absl::Time now) {
+  AggregatorStatus status;
+  status.id = p.aggregator_id();
+  status.version = p.version();
+  AggregatorCounters& c = status.counters;
+  c.gradients_received = p.gradients_received();
+  c.gradients_accepted = p.gradients_accepted();
+  c.gradients_duplicate = p.gradients_duplicate();
+  c.gradients_dropped = CountsOf(p.gradients_dropped());
+  c.gradients_forwarded = p.gradients_forwarded();
+  c.gradients_pending = p.gradients_pending();
+  c.rounds_closed = p.aggregates_sent();
+  c.aggregates_refused = p.aggregates_refused();
+  c.gradients_sent_alone = p.gradients_sent_alone();
+  c.gradient_bytes_received = p.gradient_bytes_received();
+  c.aggregate_bytes_sent = p.aggregate_bytes_sent();
+  c.live_workers.assign(p.live_workers().begin(), p.live_workers().end());
+  for (const v1::MemberStatus& m : p.workers()) c.workers.push_back(MemberFromProto(m, now));
+  c.forming = p.forming();
+  return status;
+}
+
 void AnswerToProto(const HeartbeatAnswer& a, v1::HeartbeatReply* out) {
   out->set_lease_ms(absl::ToInt64Milliseconds(a.lease));
   out->set_version(a.version);

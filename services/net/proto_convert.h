@@ -9,6 +9,7 @@
 #include "services/core/consistency.h"
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
+#include "services/core/tier_status.h"
 
 // Conversions between hips.v1 messages and domain types, with the checks that
 // anything a peer sends must pass (INVALID_ARGUMENT with a reason otherwise).
@@ -62,8 +63,17 @@ absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatReque
 void HeartbeatToProto(const HeartbeatRequestData& hb, v1::HeartbeatRequest* out);
 void AnswerToProto(const HeartbeatAnswer& answer, v1::HeartbeatReply* out);
 absl::StatusOr<HeartbeatAnswer> AnswerFromProto(const v1::HeartbeatReply& reply);
-// `now` turns last_seen into an age.
+// `now` turns last_seen into an age, and back.
 void MemberToProto(const MemberInfo& member, absl::Time now, v1::MemberStatus* out);
+MemberInfo MemberFromProto(const v1::MemberStatus& proto, absl::Time now);
+
+// GetStatus replies. FromProto: INVALID_ARGUMENT for a mode or staleness
+// histogram that is not one (a peer of another build).
+void HqStatusToProto(const HqStatus& status, absl::Time now, v1::StatusReply* out);
+absl::StatusOr<HqStatus> HqStatusFromProto(const v1::StatusReply& proto, absl::Time now);
+void AggregatorStatusToProto(const AggregatorStatus& status, absl::Time now,
+                             v1::AggregatorStatus* out);
+AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& proto, absl::Time now);
 
 }  // namespace hips
 

@@ -4,12 +4,21 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
+#include <string>
+#include <vector>
 
 #include "absl/flags/parse.h"
+#include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "glog/logging.h"
 #include "services/net/grpc_util.h"
 
@@ -33,9 +42,87 @@ std::string& ProgramName() {
   return *name;
 }
 
+bool IsHelpFlag(const char* arg) {
+  for (const char* help : {"--help", "-help", "-h", "--helpfull", "--helpshort", "--help=true"}) {
+    if (std::strcmp(arg, help) == 0) return true;
+  }
+  return false;
+}
+
+const CommandHelp* FindCommand(const ProgramHelp& help, const std::string& name) {
+  for (const CommandHelp& c : help.commands) {
+    if (c.name == name) return &c;
+  }
+  return nullptr;
+}
+
+// The flags `command` takes, by name.
+std::vector<const absl::CommandLineFlag*> FlagsOf(const CommandHelp& command) {
+  std::map<std::string, const absl::CommandLineFlag*> chosen;
+  for (const auto& [name, flag] : absl::GetAllFlags()) {
+    const std::string file = flag->Filename();
+    const bool abseil = absl::StrContains(file, "absl/");
+    bool wanted = std::find(command.flags.begin(), command.flags.end(), name) != command.flags.end();
+    for (const std::string& suffix : command.flag_files) {
+      wanted = wanted || (suffix == "*" ? !abseil : absl::EndsWith(file, suffix));
+    }
+    if (wanted) chosen[std::string(name)] = flag;
+  }
+  std::vector<const absl::CommandLineFlag*> out;
+  for (const auto& [name, flag] : chosen) out.push_back(flag);
+  return out;
+}
+
+// `text` wrapped at word boundaries into lines of at most `width`
+// characters (longer words stay whole), each after `indent`.
+std::string Wrapped(absl::string_view text, size_t indent, size_t width) {
+  std::string out, line;
+  for (absl::string_view word : absl::StrSplit(text, ' ', absl::SkipEmpty())) {
+    if (!line.empty() && indent + line.size() + 1 + word.size() > width) {
+      absl::StrAppend(&out, std::string(indent, ' '), line, "\n");
+      line.clear();
+    }
+    absl::StrAppend(&line, line.empty() ? "" : " ", word);
+  }
+  if (!line.empty()) absl::StrAppend(&out, std::string(indent, ' '), line, "\n");
+  return out;
+}
+
+std::string CommandList(const ProgramHelp& help) {
+  std::string out;
+  for (const CommandHelp& c : help.commands) absl::StrAppend(&out, "  ", c.usage, "\n");
+  return out;
+}
+
 }  // namespace
 
-std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
+std::string HelpText(const ProgramHelp& help, const std::string& command) {
+  const CommandHelp* c = FindCommand(help, command);
+  if (c == nullptr) {
+    // A program with subcommands, asked about itself (or an unknown one).
+    return absl::StrCat(help.name, ": ", help.summary, "\n\nusage:\n", CommandList(help),
+                        "\nRun '", help.name, " SUBCOMMAND --help' for a subcommand's flags.\n");
+  }
+  std::string out = absl::StrCat("usage: ", c->usage, "\n\n", c->summary, "\n\nflags:\n");
+  for (const absl::CommandLineFlag* flag : FlagsOf(*c)) {
+    absl::StrAppend(&out, "  --", flag->Name(), " (default: ",
+                    flag->DefaultValue().empty() ? "\"\"" : flag->DefaultValue(), ")\n",
+                    Wrapped(flag->Help(), 6, 80));
+  }
+  absl::StrAppend(&out, "\nFlag names take dashes or underscores; values follow '=' or a space.\n");
+  return out;
+}
+
+void ExitWithUnknownCommand(const ProgramHelp& help, const std::string& command) {
+  std::vector<std::string> names;
+  for (const CommandHelp& c : help.commands) names.push_back(c.name);
+  std::fprintf(stderr, "%s: unknown subcommand '%s'; the subcommands are %s\nusage:\n%s",
+               help.name.c_str(), command.c_str(), absl::StrJoin(names, ", ").c_str(),
+               CommandList(help).c_str());
+  std::exit(2);
+}
+
+std::vector<char*> InitProcess(int argc, char** argv, const ProgramHelp& help) {
   ProgramName() = argv[0];
   // Accept --summary-json as well as --summary_json: Abseil names flags with
   // underscores, people (and the issues' interfaces) often write dashes.
@@ -47,8 +134,30 @@ std::vector<char*> InitProcess(int argc, char** argv, const char* usage) {
       if (*c == '-') *c = '_';
     }
   }
-  absl::SetProgramUsageMessage(usage);
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  // Help is ours, per subcommand: Abseil's --help would list every flag of
+  // every subcommand and exit 1. The help flags are taken out before the
+  // others are parsed (a flag's value may follow it after a space).
+  bool wants_help = false;
+  static std::vector<char*>* args = new std::vector<char*>();
+  bool positional_only = false;  // after "--"
+  for (int i = 0; i < argc; ++i) {
+    if (i > 0 && !positional_only && IsHelpFlag(argv[i])) {
+      wants_help = true;
+      continue;
+    }
+    positional_only = positional_only || std::strcmp(argv[i], "--") == 0;
+    args->push_back(argv[i]);
+  }
+  absl::SetProgramUsageMessage(CommandList(help));
+  std::vector<char*> positional =
+      absl::ParseCommandLine(static_cast<int>(args->size()), args->data());
+  if (wants_help) {
+    const std::string command = help.commands.size() == 1 && help.commands[0].name.empty()
+                                    ? ""
+                                    : (positional.size() > 1 ? positional[1] : "-");
+    std::fputs(HelpText(help, command).c_str(), stdout);
+    std::exit(0);
+  }
   FLAGS_logtostderr = true;
   google::InitGoogleLogging(argv[0]);
   // HIPS_DEFAULT_MALLOC=1 keeps glibc's defaults, to measure what this buys

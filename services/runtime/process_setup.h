@@ -13,6 +13,27 @@
 
 namespace hips {
 
+// What --help shows for one command: a daemon (empty `name`), or a
+// subcommand of `hips` ("local").
+struct CommandHelp {
+  std::string name;
+  std::string usage;    // usage line(s), starting with the program's name
+  std::string summary;  // what it does, in a line or two
+  // The flags it takes: these names, and every flag defined in a source file
+  // whose path ends with one of `flag_files` ("*": every flag the program
+  // defines itself, Abseil's own excluded).
+  std::vector<std::string> flags;
+  std::vector<std::string> flag_files;
+};
+
+// A program's commands: one with an empty name for a daemon, the
+// subcommands for `hips`.
+struct ProgramHelp {
+  std::string name;     // "hips"
+  std::string summary;  // what the program is
+  std::vector<CommandHelp> commands;
+};
+
 // Parses absl flags (exiting with a message on unknown or malformed flags;
 // dashes in flag names count as underscores, so --summary-json works),
 // sends glog to stderr, tunes glibc's allocator so that big freed buffers
@@ -20,8 +41,17 @@ namespace hips {
 // thresholds, no mmap: fresh pages fault on every first touch;
 // docs/performance.md; HIPS_DEFAULT_MALLOC=1 in the environment keeps
 // glibc's defaults, for measuring), and returns the positional arguments.
-// Call first thing in main.
-std::vector<char*> InitProcess(int argc, char** argv, const char* usage);
+// --help (or -h, --helpfull, --helpshort) prints the help of the subcommand
+// named by the first positional argument (or of the program) to stdout and
+// exits 0. Call first thing in main.
+std::vector<char*> InitProcess(int argc, char** argv, const ProgramHelp& help);
+
+// The help text InitProcess prints for `command` (empty: the program's).
+std::string HelpText(const ProgramHelp& help, const std::string& command);
+
+// For a subcommand `help` does not know: prints the subcommands to stderr
+// and exits with code 2.
+[[noreturn]] void ExitWithUnknownCommand(const ProgramHelp& help, const std::string& command);
 
 // Prints "<program>: <message>" to stderr and exits with code 2: for bad
 // flags and other configuration errors.

@@ -8,25 +8,27 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/core/clock.h"
 
 namespace hips {
 
-// A thread that calls `on_due(now)` once the time `next_deadline()` returns
-// has passed, then asks again. Both callbacks run on the timer's thread,
-// without any lock of the timer held. Whoever moves the deadline earlier
-// calls Poke() so the timer re-reads it. Stop() (idempotent, also run by the
-// destructor) ends the thread.
-class DeadlineTimer {
+// The system clock's Timer (clock.h): a thread that calls `on_due(now)` once
+// the time `next_deadline()` returns has passed, then asks again. Both
+// callbacks run on the timer's thread, without any lock of the timer held.
+// Whoever moves the deadline earlier calls Poke() so the timer re-reads it.
+// Stop() (idempotent, also run by the destructor) ends the thread.
+// Thread-safe.
+class DeadlineTimer final : public Timer {
  public:
   DeadlineTimer(std::function<absl::Time()> next_deadline,
                 std::function<void(absl::Time)> on_due);
-  ~DeadlineTimer();
+  ~DeadlineTimer() override;
 
   DeadlineTimer(const DeadlineTimer&) = delete;
   DeadlineTimer& operator=(const DeadlineTimer&) = delete;
 
-  void Poke();
-  void Stop();
+  void Poke() override;
+  void Stop() override;
 
  private:
   void Loop();

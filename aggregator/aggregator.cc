@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "glog/logging.h"
 
 namespace hips {
@@ -35,81 +36,133 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
 
 Aggregator::Aggregator(AggregatorOptions options)
     : options_(std::move(options)),
+      clock_(options_.clock),
+      board_(clock_),
       members_(options_.lease, options_.expected_workers),
       next_sequence_(FirstSequenceNumber()) {
-  timer_ = std::make_unique<DeadlineTimer>([this] { return NextDeadline(); },
-                                           [this](absl::Time now) { CloseDue(now); });
+  timer_ = clock_->NewTimer([this] { return NextDeadline(); },
+                            [this](absl::Time now) { CloseDue(now); });
 }
 
 Aggregator::~Aggregator() { Shutdown(); }
+
+void Aggregator::Run(Completions completions) {
+  for (auto& [done, answer] : completions) done(std::move(answer));
+}
 
 absl::Status Aggregator::Drop(DropReason reason, absl::Status why) {
   ++counters_.gradients_dropped[std::string(DropReasonName(reason))];
   return why;
 }
 
-absl::StatusOr<PushResult> Aggregator::AcceptGradient(const GradientPush& push, absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  auto has_room = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return shutdown_ || static_cast<int>(outbox_.size()) < options_.max_queued_aggregates;
-  };
-  mu_.Await(absl::Condition(&has_room));
+VersionState Aggregator::Versions() const {
+  return VersionState{version_, mode_, mode_since_, training_done_};
+}
+
+void Aggregator::AcceptGradient(GradientPush push, PushCallback done) {
+  Completions completions;
+  {
+    absl::MutexLock lock(&mu_);
+    // Backpressure: while this many aggregates wait for HQ, a push waits too
+    // (without it, workers that outpace HQ in async mode fill the queue
+    // with gradients that grow staler while they wait).
+    if (!shutdown_ && static_cast<int>(outbox_.size()) >= options_.max_queued_aggregates) {
+      parked_.emplace_back(std::move(push), std::move(done));
+      return;
+    }
+    Take(push, std::move(done), &completions);
+  }
+  Run(std::move(completions));
+}
+
+absl::StatusOr<PushResult> Aggregator::AcceptGradient(GradientPush push) {
+  absl::Notification answered;
+  absl::StatusOr<PushResult> result;
+  AcceptGradient(std::move(push), [&](absl::StatusOr<PushResult> answer) {
+    result = std::move(answer);
+    answered.Notify();
+  });
+  answered.WaitForNotification();
+  return result;
+}
+
+void Aggregator::TakeParked(Completions* completions) {
+  while (!parked_.empty() &&
+         (shutdown_ || static_cast<int>(outbox_.size()) < options_.max_queued_aggregates)) {
+    auto [push, done] = std::move(parked_.front());
+    parked_.pop_front();
+    Take(push, std::move(done), completions);
+  }
+}
+
+void Aggregator::Take(GradientPush& push, PushCallback done, Completions* completions) {
   ++counters_.gradients_received;
   counters_.gradient_bytes_received += static_cast<int64_t>(push.values().bytes.bytes());
+  auto answer = [&](absl::StatusOr<PushResult> a) {
+    completions->emplace_back(std::move(done), std::move(a));
+  };
   if (shutdown_) {
-    return Drop(DropReason::kShutdown, absl::UnavailableError("this aggregator is shutting down"));
+    return answer(
+        Drop(DropReason::kShutdown, absl::UnavailableError("this aggregator is shutting down")));
   }
   if (version_ < 0) {
     // Not the worker's fault and not final: the worker retries.
-    return Drop(DropReason::kFutureVersion,
-                absl::UnavailableError("this aggregator has no weights from HQ yet"));
+    return answer(Drop(DropReason::kFutureVersion,
+                       absl::UnavailableError("this aggregator has no weights from HQ yet")));
   }
+  const absl::Time now = clock_->Now();
   const bool joined = members_.Touch(push.sender, now);
   MemberInfo& stats = worker_stats_[push.sender];
   stats.last_version = push.version;
   ++stats.gradients;
   stats.samples += push.samples;
-  // A repeat of a push this aggregator already has: the same answer, once
-  // there is one.
-  if (auto it = ticket_of_.find({push.sender, push.sequence});
-      push.sequence > 0 && it != ticket_of_.end()) {
-    ++counters_.gradients_duplicate;
-    std::shared_ptr<Ticket> ticket = tickets_.at(it->second);
-    if (!options_.ack_after_hq) return PushResult{push.version, /*duplicate=*/true, known_version_};
-    return AwaitTicket(ticket, /*duplicate=*/true);
-  }
-  if (auto it = answered_.find(push.sender);
-      push.sequence > 0 && it != answered_.end() && it->second.first == push.sequence) {
-    ++counters_.gradients_duplicate;
-    absl::StatusOr<PushResult> result = it->second.second;
-    if (result.ok()) result->duplicate = true;
-    return result;
-  }
-  if (repeats_.IsRepeat(push.sender, push.sequence)) {
-    ++counters_.gradients_duplicate;
-    return PushResult{push.version, /*duplicate=*/true, known_version_};
+  // A repeat of a push taken in before gets the first attempt's answer.
+  switch (ledger_.Look(push.sender, push.sequence)) {
+    case PushLedger::Seen::kPending:
+      ++counters_.gradients_duplicate;
+      if (!options_.ack_after_hq) {
+        return answer(PushResult{push.version, /*duplicate=*/true, known_version_});
+      }
+      ledger_.Wait(ledger_.TicketOf(push.sender, push.sequence),
+                   [done = std::move(done)](absl::StatusOr<PushResult> a) {
+                     if (a.ok()) a->duplicate = true;
+                     done(std::move(a));
+                   });
+      return;
+    case PushLedger::Seen::kAnswered: {
+      ++counters_.gradients_duplicate;
+      absl::StatusOr<PushResult> first = ledger_.Answered(push.sender);
+      if (first.ok()) first->duplicate = true;
+      return answer(std::move(first));
+    }
+    case PushLedger::Seen::kSuperseded:
+      ++counters_.gradients_duplicate;
+      return answer(PushResult{push.version, /*duplicate=*/true, known_version_});
+    case PushLedger::Seen::kNew:
+      break;
   }
   if (joined) LOG(INFO) << push.sender << " joined (first heard of through a push)";
-  absl::StatusOr<std::shared_ptr<Ticket>> ticket = Admit(push, now);
+  absl::StatusOr<Admitted> admitted = Admit(push, now);
   if (std::vector<float>* left = push.received.values.adoptable; left != nullptr) {
     if (left->size() == num_floats_) spares_.Give(std::move(*left));
   }
-  if (!ticket.ok()) return ticket.status();
-  if (!options_.ack_after_hq && !(*ticket)->done) {
-    return PushResult{push.version, /*duplicate=*/false, known_version_};
+  if (!admitted.ok()) return answer(admitted.status());
+  if (admitted->answer.has_value()) return answer(*admitted->answer);
+  if (!options_.ack_after_hq) {
+    return answer(PushResult{push.version, /*duplicate=*/false, known_version_});
   }
-  return AwaitTicket(*ticket, /*duplicate=*/false);
+  ledger_.Wait(admitted->ticket, std::move(done));
 }
 
-absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const GradientPush& push,
-                                                                      absl::Time now) {
+absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
+                                                       absl::Time now) {
   Contribution c;
   c.sender = push.sender;
   c.version = push.version;
   c.samples = push.samples;
   c.loss_sum = push.loss_sum;
   c.contributors = 1;
-  // (Values read with ReadChunkedScaled carry their sample count already.)
+  // (Values read by a PushReceiver carry their sample count already.)
   c.scale = push.received.scaled ? 1.0f : static_cast<float>(push.samples);
   c.values = push.values();
   // Every gradient goes into an accumulator (round, batch or alone), whose
@@ -117,143 +170,115 @@ absl::StatusOr<std::shared_ptr<Aggregator::Ticket>> Aggregator::Admit(const Grad
   if (absl::Status s = ValidateContribution(c, num_floats_, /*check_values=*/false); !s.ok()) {
     return Drop(DropReason::kInvalid, s);
   }
-  if (training_done_) {
-    return Drop(DropReason::kTrainingDone,
-                absl::FailedPreconditionError(absl::StrCat("training ended at version ", version_)));
+  if (std::optional<Refusal> r = CheckVersion(Versions(), push.version, "gradient")) {
+    return Drop(r->reason, r->status);
   }
-  if (push.version > version_) {
-    return Drop(DropReason::kFutureVersion,
-                absl::FailedPreconditionError(absl::StrCat(
-                    "gradient of version ", push.version, " but the newest here is ", version_)));
-  }
-  if (push.version < mode_since_) {
-    return Drop(DropReason::kModeChanged,
-                absl::FailedPreconditionError(absl::StrCat(
-                    "gradient of version ", push.version, " predates the switch to ",
-                    DescribeMode(mode_), " at version ", mode_since_)));
-  }
-  ContributorRef ref{push.sender, push.sequence, push.version, push.step};
+  if (push.retry) return AdmitRetry(push, c, now);
+  if (mode_.mode == Mode::kSync) return AdmitSync(push, c, now);
+  return AdmitAsync(push, c, now);
+}
 
-  if (push.retry) {
-    // Its first attempt may have reached HQ through another aggregator: it
-    // goes on alone, so that HQ can tell. In sync it counts for the round.
-    if (mode_.mode == Mode::kSync && push.version == round_->version()) {
-      if (round_->CloseIfDue(now)) EmitRound();
-      Contribution mark;
-      mark.sender = push.sender;
-      mark.members = {push.sender};
-      mark.version = push.version;
-      mark.contributors = 0;
-      DropReason ignored;
-      (void)round_->Add(mark, &ignored, now);
-    }
-    GradientAccumulator alone(num_floats_);
-    if (absl::Status s = alone.Add(c.values, c.scale, c.samples, c.loss_sum, 1); !s.ok()) {
-      return Drop(DropReason::kInvalid, s);
-    }
-    repeats_.Record(push.sender, push.sequence);
-    std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
-    Enqueue(&alone, push.version, {}, {ref}, /*single=*/true);
-    ++counters_.gradients_sent_alone;
-    MaybeCompleteRound();
-    return ticket;
-  }
-
-  if (mode_.mode == Mode::kSync) {
-    // A round past its deadline closes (and is sent on) before a late
-    // gradient is looked at.
+absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitRetry(const GradientPush& push,
+                                                            const Contribution& c,
+                                                            absl::Time now) {
+  // Its first attempt may have reached HQ through another aggregator: it
+  // goes on alone, so that HQ can tell. In sync it counts for the round.
+  if (mode_.mode == Mode::kSync && push.version == round_->version()) {
     if (round_->CloseIfDue(now)) EmitRound();
-    const bool first = round_->received() == 0;
-    DropReason reason;
-    absl::StatusOr<SyncRound::AddOutcome> outcome = round_->Add(c, &reason, now);
-    if (!outcome.ok()) return Drop(reason, outcome.status());
-    if (*outcome == SyncRound::AddOutcome::kDuplicate) {
-      // This worker's gradient of this version is in already (a retry, or
-      // the worker restarted and computed it again): not summed twice.
-      ++counters_.gradients_duplicate;
-      auto settled = std::make_shared<Ticket>();
-      settled->done = true;
-      settled->result = PushResult{push.version, /*duplicate=*/true, known_version_};
-      return settled;
-    }
-    repeats_.Record(push.sender, push.sequence);
-    std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
-    round_refs_.push_back(ref);
-    if (round_->state() == SyncRound::State::kClosed) {
-      EmitRound();
-    } else {
-      MaybeCompleteRound();
-      if (first && round_->state() == SyncRound::State::kOpen) timer_->Poke();
-    }
-    return ticket;
+    Contribution mark;
+    mark.sender = push.sender;
+    mark.members = {push.sender};
+    mark.version = push.version;
+    mark.contributors = 0;
+    DropReason ignored;
+    (void)round_->Add(mark, &ignored, now);
   }
+  GradientAccumulator alone(num_floats_);
+  if (absl::Status s = alone.Add(c.values, c.scale, c.samples, c.loss_sum, 1); !s.ok()) {
+    return Drop(DropReason::kInvalid, s);
+  }
+  const ContributorRef ref = Open(push);
+  Enqueue(&alone, push.version, {}, {ref}, /*single=*/true);
+  ++counters_.gradients_sent_alone;
+  MaybeCompleteRound();
+  return Admitted{ref.ticket, std::nullopt};
+}
 
+absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitSync(const GradientPush& push,
+                                                           const Contribution& c,
+                                                           absl::Time now) {
+  // A round past its deadline closes (and is sent on) before a late
+  // gradient is looked at.
+  if (round_->CloseIfDue(now)) EmitRound();
+  const bool first = round_->received() == 0;
+  DropReason reason;
+  absl::StatusOr<SyncRound::AddOutcome> outcome = round_->Add(c, &reason, now);
+  if (!outcome.ok()) return Drop(reason, outcome.status());
+  if (*outcome == SyncRound::AddOutcome::kDuplicate) {
+    // This worker's gradient of this version is in already (a retry, or
+    // the worker restarted and computed it again): not summed twice.
+    ++counters_.gradients_duplicate;
+    return Admitted{0, PushResult{push.version, /*duplicate=*/true, known_version_}};
+  }
+  const ContributorRef ref = Open(push);
+  round_refs_.push_back(ref);
+  if (round_->state() == SyncRound::State::kClosed) {
+    EmitRound();
+  } else {
+    MaybeCompleteRound();
+    if (first && round_->state() == SyncRound::State::kOpen) timer_->Poke();
+  }
+  return Admitted{ref.ticket, std::nullopt};
+}
+
+absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitAsync(const GradientPush& push,
+                                                            const Contribution& c,
+                                                            absl::Time now) {
   // HQ is at least at known_version_, so a gradient this stale is refused
   // there for sure: drop it here and save the hop.
-  const int64_t staleness = known_version_ - push.version;
-  if (mode_.mode == Mode::kSsp && staleness > mode_.staleness) {
-    return Drop(DropReason::kStalenessExceeded,
-                absl::FailedPreconditionError(absl::StrCat(
-                    "gradient of version ", push.version, " is at least ", staleness,
-                    " versions stale; the bound is ", mode_.staleness)));
+  if (std::optional<Refusal> r =
+          CheckStaleness(mode_, push.version, known_version_ - push.version, "gradient")) {
+    return Drop(r->reason, r->status);
   }
   // A second gradient of a sender: send the batch so far, start another.
   if (batch_->HasSender(push.sender)) EmitBatch();
   const bool first = batch_->empty();
   if (absl::Status s = batch_->Add(c, now); !s.ok()) return Drop(DropReason::kInvalid, s);
-  repeats_.Record(push.sender, push.sequence);
-  std::shared_ptr<Ticket> ticket = NewTicket(push, &ref);
+  const ContributorRef ref = Open(push);
   batch_refs_.push_back(ref);
   if (batch_->full() || options_.coalesce_window == absl::ZeroDuration()) {
     EmitBatch();
   } else if (first) {
     timer_->Poke();  // the batch's window now runs
   }
-  return ticket;
+  return Admitted{ref.ticket, std::nullopt};
 }
 
-std::shared_ptr<Aggregator::Ticket> Aggregator::NewTicket(const GradientPush& push,
-                                                          ContributorRef* ref) {
+ContributorRef Aggregator::Open(const GradientPush& push) {
   ++counters_.gradients_accepted;
   ++counters_.gradients_pending;
-  auto ticket = std::make_shared<Ticket>();
-  ref->ticket = next_ticket_++;
-  tickets_[ref->ticket] = ticket;
-  if (push.sequence > 0) ticket_of_[{push.sender, push.sequence}] = ref->ticket;
-  return ticket;
+  ContributorRef ref{push.sender, push.sequence, push.version, push.step};
+  ref.ticket = ledger_.Open(push.sender, push.sequence);
+  return ref;
 }
 
-absl::StatusOr<PushResult> Aggregator::AwaitTicket(const std::shared_ptr<Ticket>& ticket,
-                                                   bool duplicate) {
-  auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return ticket->done || shutdown_; };
-  mu_.Await(absl::Condition(&settled));
-  if (!ticket->done) return absl::UnavailableError("this aggregator is shutting down");
-  absl::StatusOr<PushResult> result = ticket->result;
-  if (result.ok() && duplicate) result->duplicate = true;
-  return result;
-}
-
-void Aggregator::Settle(const ContributorRef& ref, const absl::StatusOr<PushResult>& result) {
-  auto it = tickets_.find(ref.ticket);
-  if (it == tickets_.end()) return;
-  it->second->done = true;
-  it->second->result = result;
-  if (result.ok()) it->second->result->version = ref.version;
-  if (ref.sequence > 0) {
-    answered_[ref.worker] = {ref.sequence, it->second->result};
-    ticket_of_.erase({ref.worker, ref.sequence});
+void Aggregator::Settle(const ContributorRef& ref, const absl::StatusOr<PushResult>& result,
+                        Completions* completions) {
+  absl::StatusOr<PushResult> own = result;
+  if (own.ok()) own->version = ref.version;
+  for (PushCallback& done : ledger_.Settle(ref.ticket, own)) {
+    completions->emplace_back(std::move(done), own);
   }
-  tickets_.erase(it);
 }
 
 HeartbeatAnswer Aggregator::Heartbeat(const std::string& worker, int64_t incarnation,
-                                      bool leaving, absl::Time now) {
+                                      bool leaving) {
   absl::MutexLock lock(&mu_);
   if (leaving) {
     if (members_.IsLive(worker)) LOG(INFO) << worker << " left";
     members_.Leave(worker);
     MaybeCompleteRound();
-  } else if (members_.Touch(worker, now, incarnation)) {
+  } else if (members_.Touch(worker, clock_->Now(), incarnation)) {
     LOG(INFO) << worker << " joined (incarnation " << incarnation << ")";
     timer_->Poke();  // its lease may be the next to run out
   }
@@ -308,17 +333,21 @@ void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
         acc->GiveBuffer(std::move(spare));
       }
     }
-    // A retried gradient sent alone goes uncompressed: HQ applies it only if
-    // it has not seen it, and the error-feedback residual (other gradients'
-    // unsent parts) must not ride on something that may be dropped.
-    if (compressor_ != nullptr && !single) {
-      out.encoded.encoding = compressor_->options().encoding;
-      out.encoded.nonzeros = compressor_->Encode(out.sum, &out.encoded.bytes);
-    }
   }
   out.single = single;
   outbox_.push_back(std::move(out));
   ++counters_.rounds_closed;
+}
+
+void Aggregator::Encode(AggregatePush* a) {
+  // A retried gradient sent alone goes uncompressed: HQ applies it only if it
+  // has not seen it, and the error-feedback residual (other gradients'
+  // unsent parts) must not ride on something that may be dropped.
+  if (a->single || a->contributors == 0) return;
+  absl::MutexLock lock(&encode_mu_);
+  if (compressor_ == nullptr || compressor_->num_floats() != a->sum.size()) return;
+  a->encoded.encoding = compressor_->options().encoding;
+  a->encoded.nonzeros = compressor_->Encode(a->sum, &a->encoded.bytes);
 }
 
 void Aggregator::EmitRound() {
@@ -337,7 +366,7 @@ void Aggregator::EmitBatch() {
   batch_->Reset();
 }
 
-void Aggregator::DiscardAll(DropReason reason) {
+void Aggregator::DiscardAll(DropReason reason, Completions* completions) {
   std::vector<ContributorRef> refs;
   if (round_ != nullptr && round_->state() == SyncRound::State::kOpen) {
     refs = std::move(round_refs_);
@@ -352,7 +381,7 @@ void Aggregator::DiscardAll(DropReason reason) {
                                ? absl::UnavailableError("this aggregator is shutting down")
                                : absl::FailedPreconditionError(absl::StrCat(
                                      "dropped before it was sent on (", name, ")"));
-  for (const ContributorRef& ref : refs) Settle(ref, why);
+  for (const ContributorRef& ref : refs) Settle(ref, why, completions);
   const int64_t n = static_cast<int64_t>(refs.size());
   counters_.gradients_dropped[name] += n;
   counters_.gradients_pending -= n;
@@ -365,6 +394,7 @@ void Aggregator::RecordRefusal(DropReason reason) {
 }
 
 void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot) {
+  Completions completions;
   {
     absl::MutexLock lock(&mu_);
     const bool hq_restarted = version_ >= 0 && snapshot->incarnation != incarnation_;
@@ -379,14 +409,14 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
       // can be applied.
       LOG(WARNING) << "HQ restarted: incarnation " << snapshot->incarnation << " at version "
                    << snapshot->version << " (was at version " << version_ << ")";
-      DiscardAll(DropReason::kHqRestarted);
+      DiscardAll(DropReason::kHqRestarted, &completions);
       known_version_ = -1;
     }
     incarnation_ = snapshot->incarnation;
     const size_t num_floats = snapshot->weights.size();
     if (round_ == nullptr || num_floats != num_floats_) {
       // HQ trains another model now: what was summed for the old one is void.
-      DiscardAll(DropReason::kInvalid);
+      DiscardAll(DropReason::kInvalid, &completions);
       num_floats_ = num_floats;
       const int quorum =
           options_.quorum_workers == 0 ? options_.expected_workers : options_.quorum_workers;
@@ -395,6 +425,7 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
                                            options_.round_deadline);
       batch_ = std::make_unique<CoalescingBatch>(num_floats, options_.expected_workers,
                                                  options_.coalesce_window);
+      absl::MutexLock encode_lock(&encode_mu_);
       compressor_ = options_.compression.encoding == Encoding::kFp32
                         ? nullptr
                         : std::make_unique<Compressor>(options_.compression, num_floats);
@@ -402,16 +433,16 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
     const bool mode_changed =
         snapshot->mode != mode_ || snapshot->mode_since != mode_since_;
     if (snapshot->training_done) {
-      DiscardAll(DropReason::kUnfinished);
+      DiscardAll(DropReason::kUnfinished, &completions);
     } else if (mode_changed) {
-      DiscardAll(DropReason::kModeChanged);
+      DiscardAll(DropReason::kModeChanged, &completions);
       if (version_ >= 0) {
         LOG(INFO) << "mode " << DescribeMode(snapshot->mode) << " from version "
                   << snapshot->mode_since;
       }
     } else if (mode_.mode == Mode::kSync) {
       // HQ moved on without this round (it closed at HQ's deadline).
-      DiscardAll(DropReason::kSuperseded);
+      DiscardAll(DropReason::kSuperseded, &completions);
     }
     version_ = snapshot->version;
     mode_ = snapshot->mode;
@@ -426,6 +457,7 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
       round_->Open(-1);  // nothing can join it: versions are >= 0
     }
   }
+  Run(std::move(completions));
   board_.Publish(std::move(snapshot));
 }
 
@@ -446,35 +478,46 @@ void Aggregator::CloseDue(absl::Time now) {
   MaybeCompleteRound();
   if (round_->CloseIfDue(now)) {
     VLOG(1) << "round " << round_->version() << " closed at its deadline with "
-            << round_->received() << " of " << round_->expected() << " gradients";
+            << round_->received() << " gradients";
     EmitRound();
   }
   if (now >= batch_->CloseAt()) EmitBatch();
 }
 
 std::optional<AggregatePush> Aggregator::NextAggregate() {
-  absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return shutdown_ || !outbox_.empty();
-  };
-  mu_.Await(absl::Condition(&ready));
-  if (shutdown_) return std::nullopt;
-  AggregatePush out = std::move(outbox_.front());
-  outbox_.pop_front();
+  std::optional<AggregatePush> out;
+  Completions completions;
+  {
+    absl::MutexLock lock(&mu_);
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return shutdown_ || !outbox_.empty();
+    };
+    mu_.Await(absl::Condition(&ready));
+    if (shutdown_) return std::nullopt;
+    out = std::move(outbox_.front());
+    outbox_.pop_front();
+    TakeParked(&completions);  // there is room again
+  }
+  Run(std::move(completions));
+  Encode(&*out);
   return out;
 }
 
 void Aggregator::ReportForwarded(const AggregatePush& a, const absl::StatusOr<PushResult>& result) {
-  absl::MutexLock lock(&mu_);
-  counters_.gradients_pending -= a.contributors;
-  counters_.gradients_forwarded += a.contributors;
-  counters_.aggregate_bytes_sent += static_cast<int64_t>(a.values().bytes.bytes());
-  if (result.ok()) {
-    known_version_ = std::max(known_version_, result->newest_version);
-  } else {
-    ++counters_.aggregates_refused;
+  Completions completions;
+  {
+    absl::MutexLock lock(&mu_);
+    counters_.gradients_pending -= a.contributors;
+    counters_.gradients_forwarded += a.contributors;
+    counters_.aggregate_bytes_sent += static_cast<int64_t>(a.values().bytes.bytes());
+    if (result.ok()) {
+      known_version_ = std::max(known_version_, result->newest_version);
+    } else {
+      ++counters_.aggregates_refused;
+    }
+    for (const ContributorRef& ref : a.contributor_list) Settle(ref, result, &completions);
   }
-  for (const ContributorRef& ref : a.contributor_list) Settle(ref, result);
+  Run(std::move(completions));
 }
 
 void Aggregator::RecycleSum(std::vector<float> sum) {
@@ -488,33 +531,43 @@ std::vector<float> Aggregator::SpareBuffer() {
 }
 
 void Aggregator::ReportUndelivered(const AggregatePush& a) {
-  absl::MutexLock lock(&mu_);
-  counters_.gradients_pending -= a.contributors;
-  counters_.gradients_dropped[std::string(DropReasonName(DropReason::kShutdown))] +=
-      a.contributors;
-  for (const ContributorRef& ref : a.contributor_list) {
-    Settle(ref, absl::UnavailableError("this aggregator shut down before HQ answered"));
+  Completions completions;
+  {
+    absl::MutexLock lock(&mu_);
+    counters_.gradients_pending -= a.contributors;
+    counters_.gradients_dropped[std::string(DropReasonName(DropReason::kShutdown))] +=
+        a.contributors;
+    for (const ContributorRef& ref : a.contributor_list) {
+      Settle(ref, absl::UnavailableError("this aggregator shut down before HQ answered"),
+             &completions);
+    }
   }
+  Run(std::move(completions));
 }
 
 void Aggregator::Shutdown() {
   board_.Shutdown();
+  Completions completions;
   {
     absl::MutexLock lock(&mu_);
     if (!shutdown_) {
       shutdown_ = true;
-      DiscardAll(DropReason::kShutdown);
+      TakeParked(&completions);  // each counted, and answered UNAVAILABLE
+      DiscardAll(DropReason::kShutdown, &completions);
+      const absl::Status down = absl::UnavailableError("this aggregator is shutting down");
       for (const AggregatePush& a : outbox_) {
-        for (const ContributorRef& ref : a.contributor_list) {
-          Settle(ref, absl::UnavailableError("this aggregator is shutting down"));
-        }
+        for (const ContributorRef& ref : a.contributor_list) Settle(ref, down, &completions);
         counters_.gradients_pending -= a.contributors;
         counters_.gradients_dropped[std::string(DropReasonName(DropReason::kShutdown))] +=
             a.contributors;
       }
       outbox_.clear();
+      // The pushes of an aggregate on its way to HQ are answered now too:
+      // nothing waits for a report that may never come.
+      for (PushCallback& done : ledger_.SettleAll(down)) completions.emplace_back(std::move(done), down);
     }
   }
+  Run(std::move(completions));
   if (timer_ != nullptr) timer_->Stop();
 }
 

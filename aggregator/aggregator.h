@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -14,13 +15,15 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "services/core/admission.h"
 #include "services/core/buffer_pool.h"
+#include "services/core/clock.h"
 #include "services/core/coalescing_batch.h"
 #include "services/core/compression.h"
 #include "services/core/consistency.h"
-#include "services/core/deadline_timer.h"
 #include "services/core/membership.h"
 #include "services/core/payloads.h"
+#include "services/core/push_ledger.h"
 #include "services/core/sync_round.h"
 #include "services/core/tier_status.h"
 #include "services/core/weights_board.h"
@@ -52,10 +55,13 @@ struct AggregatorOptions {
   // Acknowledge a push only once HQ answered the aggregate that carries it
   // (end to end: what lets a worker that got no answer push again without
   // losing or doubling a gradient). false acknowledges on acceptance; the
-  // unit tests of the round logic use it, having no HQ.
+  // unit tests of the round logic use it, playing HQ themselves.
   bool ack_after_hq = true;
   // How aggregates travel to HQ (docs/performance.md).
   CompressionOptions compression;
+  // Where time comes from (leases, round deadlines, the coalescing window,
+  // long polls); must outlive the aggregator.
+  Clock* clock = SystemClock();
 };
 
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
@@ -75,33 +81,45 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 //
 // Membership (docs/faults.md): workers hold leases; a sync round is complete
 // when every live worker's gradient is in, so a dead or paused worker holds
-// a round up for at most one lease. A push is acknowledged end to end: the
-// call returns once HQ answered the aggregate that carries the gradient (or
+// a round up for at most one lease. A push is acknowledged end to end: its
+// answer comes once HQ answered the aggregate that carries the gradient (or
 // the gradient was dropped here), so a worker that got no answer knows it
 // must push again. A retried push whose first attempt may have reached HQ
 // through another aggregator is sent on alone, and HQ applies it only if it
-// has not seen it.
+// has not seen it. The PushLedger answers repeats of a push as its first
+// attempt.
 //
-// Thread-safe. Summation runs under the lock; nothing here makes an RPC.
+// Thread-safe. Pushes are answered through callbacks, never with a thread
+// waiting: a server hands over a push and is called back. Summation runs
+// under the lock (it is the round's state); encoding an aggregate for a
+// compressed hop does not (NextAggregate encodes on the forwarding
+// thread). Nothing here makes an RPC; no callback runs under the lock.
 class Aggregator {
  public:
+  using PushCallback = std::function<void(absl::StatusOr<PushResult>)>;
+
   explicit Aggregator(AggregatorOptions options);
   ~Aggregator();
 
-  // A worker's gradient. FAILED_PRECONDITION for a gradient its mode does
-  // not allow, INVALID_ARGUMENT for a malformed one; both counted, here or
-  // at HQ. Waits while the queue towards HQ is full, then until HQ answered
-  // the aggregate the gradient went into (UNAVAILABLE if this aggregator
-  // shuts down first: the worker pushes it again, elsewhere if need be).
-  // A push whose values are adoptable (read into a buffer from
-  // SpareBuffer) may have its buffer taken over as a sum; whatever buffer
-  // it is left with is kept for later pushes.
-  absl::StatusOr<PushResult> AcceptGradient(const GradientPush& push,
-                                            absl::Time now = absl::Now());
+  // A worker's gradient. `done` is called exactly once with its answer:
+  // FAILED_PRECONDITION for a gradient its mode does not allow,
+  // INVALID_ARGUMENT for a malformed one (both counted, here or at HQ), HQ's
+  // answer for the aggregate the gradient went into, UNAVAILABLE if this
+  // aggregator shuts down first (the worker pushes it again, elsewhere if
+  // need be). It may be called before AcceptGradient returns (a refusal, a
+  // repeat) or later, from the thread that settles the push (the forwarder
+  // reporting HQ's answer, the deadline timer, Shutdown). While the queue
+  // towards HQ is full, the push waits here (parked, holding no thread) and
+  // is taken in when there is room. A push whose values are adoptable (read
+  // into a buffer from SpareBuffer) may have its buffer taken over as a sum;
+  // whatever buffer it is left with is kept for later pushes. The buffer
+  // must live until `done` is called.
+  void AcceptGradient(GradientPush push, PushCallback done);
+  // The same, waiting for the answer (tests, in-process callers).
+  absl::StatusOr<PushResult> AcceptGradient(GradientPush push);
 
   // A worker's heartbeat (`leaving`: it moves to another aggregator).
-  HeartbeatAnswer Heartbeat(const std::string& worker, int64_t incarnation, bool leaving,
-                            absl::Time now = absl::Now());
+  HeartbeatAnswer Heartbeat(const std::string& worker, int64_t incarnation, bool leaving);
   // The cluster was already training when this aggregator first reached HQ
   // (it restarted): its rounds need only the workers that are live, not the
   // --workers it expects at start.
@@ -118,6 +136,8 @@ class Aggregator {
   // Called from one thread (the HQ link).
   void PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot);
 
+  // The weights workers pull (WaitAsync: a long poll).
+  const WeightsBoard& weights() const { return board_; }
   // `incarnation`: the HQ incarnation of the caller's weights (0: none);
   // weights of another one are returned at once, whatever their version.
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(
@@ -126,9 +146,9 @@ class Aggregator {
   }
   std::shared_ptr<const WeightsSnapshot> LatestWeights() const { return board_.Latest(); }
 
-  // Blocks until an aggregate is ready and returns it, or returns nullopt
-  // once Shutdown was called. The caller reports what became of it with
-  // ReportForwarded or ReportUndelivered.
+  // Blocks until an aggregate is ready and returns it (encoded for the hop
+  // to HQ), or returns nullopt once Shutdown was called. The caller reports
+  // what became of it with ReportForwarded or ReportUndelivered.
   std::optional<AggregatePush> NextAggregate();
   // HQ answered: `result` is its ack or its refusal (HQ counts those).
   void ReportForwarded(const AggregatePush& aggregate, const absl::StatusOr<PushResult>& result);
@@ -138,16 +158,11 @@ class Aggregator {
   // push's spare): the next sum or push is written into it instead of a
   // fresh, zero-filled one. Others are freed.
   void RecycleSum(std::vector<float> sum);
-  // A buffer of the model's size to read a push into (ReadChunkedScaled), if
-  // one is spare; else an empty vector.
+  // A buffer of the model's size to read a push into (PushReceiver), if one
+  // is spare; else an empty vector.
   std::vector<float> SpareBuffer();
 
-  // Expires leases and closes sync rounds and coalescing batches whose time
-  // is up (the deadline timer calls this; tests may call it with their own
-  // clock).
-  void CloseDue(absl::Time now);
-
-  // Ends every wait. Idempotent.
+  // Ends every wait and answers every push still here. Idempotent.
   void Shutdown();
 
   AggregatorCounters counters() const;
@@ -156,27 +171,42 @@ class Aggregator {
   const AggregatorOptions& options() const { return options_; }
 
  private:
-  // A push's fate, shared by its attempts: set once HQ answered the
-  // aggregate carrying it, or it was dropped here.
-  struct Ticket {
-    bool done = false;
-    absl::StatusOr<PushResult> result = absl::UnknownError("pending");
+  // Answers to give once the lock is released.
+  using Completions = std::vector<std::pair<PushCallback, absl::StatusOr<PushResult>>>;
+  // Where an admitted gradient went: an open push of the ledger (its answer
+  // comes when HQ answers), or an answer right away (a duplicate in its
+  // round).
+  struct Admitted {
+    int64_t ticket = 0;
+    std::optional<PushResult> answer;
   };
-  using PushKey = std::pair<std::string, int64_t>;  // (worker, sequence)
 
   absl::Time NextDeadline() const;
-  // Accepts a validated gradient into the round, the batch, or (a retry)
-  // an aggregate of its own; returns its ticket, or the refusal.
-  absl::StatusOr<std::shared_ptr<Ticket>> Admit(const GradientPush& push, absl::Time now)
+  // The deadline timer: expires leases, closes sync rounds and coalescing
+  // batches whose time is up.
+  void CloseDue(absl::Time now);
+  // Takes a push in (the queue has room), answering it or leaving its
+  // callback with the ledger.
+  void Take(GradientPush& push, PushCallback done, Completions* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Waits for `ticket` and returns its result.
-  absl::StatusOr<PushResult> AwaitTicket(const std::shared_ptr<Ticket>& ticket, bool duplicate)
+  // Takes in parked pushes while the queue has room.
+  void TakeParked(Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Checks a new gradient and hands it to the mode's admission.
+  absl::StatusOr<Admitted> Admit(const GradientPush& push, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void Settle(const ContributorRef& ref, const absl::StatusOr<PushResult>& result)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Counts an accepted push and gives it a ticket (ref->ticket).
-  std::shared_ptr<Ticket> NewTicket(const GradientPush& push, ContributorRef* ref)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A retry goes on alone (and counts for its sync round).
+  absl::StatusOr<Admitted> AdmitRetry(const GradientPush& push, const Contribution& c,
+                                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Admitted> AdmitSync(const GradientPush& push, const Contribution& c,
+                                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Admitted> AdmitAsync(const GradientPush& push, const Contribution& c,
+                                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Settles one gradient of an aggregate with `result` (its version set to
+  // the gradient's own).
+  void Settle(const ContributorRef& ref, const absl::StatusOr<PushResult>& result,
+              Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts an accepted push and opens it in the ledger.
+  ContributorRef Open(const GradientPush& push) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Closes the open sync round if every live worker is in it.
   void MaybeCompleteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the closed round's sum for HQ.
@@ -189,15 +219,31 @@ class Aggregator {
                std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs,
                bool single = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Encodes `aggregate` for a compressed hop (not a retried gradient going
+  // on alone).
+  void Encode(AggregatePush* aggregate) ABSL_LOCKS_EXCLUDED(mu_);
   // Counts the gradients of the open round and the batch, which will never
   // be sent, as dropped.
-  void DiscardAll(DropReason reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void DiscardAll(DropReason reason, Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Drop(DropReason reason, absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  VersionState Versions() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static void Run(Completions completions);
 
   // Constant after construction.
   const AggregatorOptions options_;
+  Clock* const clock_;
 
   WeightsBoard board_;
+
+  // Encodes aggregates on a compressed hop, with its error-feedback state
+  // (null for fp32). Only the forwarding thread encodes.
+  absl::Mutex encode_mu_ ABSL_ACQUIRED_AFTER(mu_);
+  std::unique_ptr<Compressor> compressor_ ABSL_GUARDED_BY(encode_mu_);
+
+  // Model-sized buffers for sums and pushes: enough for a round's sum, one
+  // on its way to HQ and pushes in flight; beyond that a buffer is freed.
+  // (Thread-safe itself.)
+  BufferPool spares_{4};
 
   // State below is protected by mu_.
   mutable absl::Mutex mu_;
@@ -208,26 +254,16 @@ class Aggregator {
   int64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;  // HQ's
   bool training_done_ ABSL_GUARDED_BY(mu_) = false;
   size_t num_floats_ ABSL_GUARDED_BY(mu_) = 0;
-  // Encodes aggregates on a compressed hop (with its error-feedback state);
-  // null for fp32.
-  std::unique_ptr<Compressor> compressor_ ABSL_GUARDED_BY(mu_);
-  // Model-sized buffers for sums and pushes: enough for a round's sum, one
-  // on its way to HQ and pushes in flight; beyond that a buffer is freed.
-  BufferPool spares_{4};
   // The newest version HQ is known to be at (from its weights and acks).
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
   std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);         // sync
   std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);   // async, ssp
-  RepeatFilter repeats_ ABSL_GUARDED_BY(mu_);
   Membership members_ ABSL_GUARDED_BY(mu_);
-  // Pushes accepted and not yet answered, and each worker's newest answer
-  // (a late retry of it gets the same answer).
-  std::map<int64_t, std::shared_ptr<Ticket>> tickets_ ABSL_GUARDED_BY(mu_);
-  int64_t next_ticket_ ABSL_GUARDED_BY(mu_) = 1;
-  // Numbered pushes with a ticket (a retry of one waits for the same).
-  std::map<PushKey, int64_t> ticket_of_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::pair<int64_t, absl::StatusOr<PushResult>>> answered_
-      ABSL_GUARDED_BY(mu_);
+  // Every push taken in, the ones waiting for HQ's answer, and each
+  // worker's newest answer.
+  PushLedger ledger_ ABSL_GUARDED_BY(mu_);
+  // Pushes waiting for room in the queue towards HQ, oldest first.
+  std::deque<std::pair<GradientPush, PushCallback>> parked_ ABSL_GUARDED_BY(mu_);
   std::vector<ContributorRef> round_refs_ ABSL_GUARDED_BY(mu_);  // summed in round_
   std::vector<ContributorRef> batch_refs_ ABSL_GUARDED_BY(mu_);  // summed in batch_
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(mu_);
@@ -239,7 +275,7 @@ class Aggregator {
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
   // Last: it calls into the members above from its own thread.
-  std::unique_ptr<DeadlineTimer> timer_;
+  std::unique_ptr<Timer> timer_;
 };
 
 }  // namespace hips

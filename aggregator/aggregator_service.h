@@ -1,31 +1,43 @@
 #ifndef HIPS_AGGREGATOR_AGGREGATOR_SERVICE_H_
 #define HIPS_AGGREGATOR_AGGREGATOR_SERVICE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/time/time.h"
 #include "aggregator/aggregator.h"
-#include "hips/v1/hips.pb.h"
+#include "hips/v1/hips.grpc.pb.h"
 #include "services/metrics/rpc_metrics.h"
-#include "services/net/raw_service.h"
 #include "services/net/weights_stream.h"
 
 namespace hips {
 
+// hips.v1.Aggregator on gRPC's callback API: the bulk methods read and write
+// raw ByteBuffers (no protobuf copies of tensors), the small ones keep their
+// protobuf types. On the wire nothing differs from the generated service.
+using AggregatorServiceBase = v1::Aggregator::WithRawCallbackMethod_PushGradient<
+    v1::Aggregator::WithRawCallbackMethod_PullWeights<v1::Aggregator::WithCallbackMethod_GetStatus<
+        v1::Aggregator::WithCallbackMethod_Heartbeat<v1::Aggregator::Service>>>>;
+
 // The thin gRPC adapter of hips.v1.Aggregator: decodes and checks what
-// workers send, hands domain types to Aggregator, and maps its statuses.
-// Thread-safe; `aggregator` must outlive it.
-class AggregatorService final : public RawService {
+// workers send, hands domain types to Aggregator, and maps its statuses. No
+// call holds a thread while it waits (for HQ's answer to a push, or for
+// newer weights). Thread-safe; `aggregator` and `rpc_metrics` (may be null)
+// must outlive it.
+class AggregatorService final : public AggregatorServiceBase {
  public:
-  // `rpc_metrics` may be null.
   AggregatorService(Aggregator* aggregator, size_t chunk_bytes, absl::Duration max_long_poll,
                     RpcMetrics* rpc_metrics = nullptr);
 
-  grpc::Status PushGradient(grpc::ServerContext* ctx, PushReader* reader, v1::PushAck* ack);
-  grpc::Status PullWeights(grpc::ServerContext* ctx, const v1::PullWeightsRequest* req,
-                           ChunkWriter* writer);
-  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
-                         v1::HeartbeatReply* reply);
-  grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
-                         v1::AggregatorStatus* reply);
+  grpc::ServerReadReactor<grpc::ByteBuffer>* PushGradient(grpc::CallbackServerContext* ctx,
+                                                          grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* PullWeights(grpc::CallbackServerContext* ctx,
+                                                          const grpc::ByteBuffer* request) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatReply* reply) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                      const v1::StatusRequest* req,
+                                      v1::AggregatorStatus* reply) override;
 
  private:
   Aggregator* const aggregator_;

@@ -3,24 +3,41 @@
 #include <map>
 #include <memory>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "absl/synchronization/notification.h"
+#include "services/core/clock.h"
 
 namespace hips {
 namespace {
 
 // Options of an aggregator that acknowledges on acceptance: these tests
-// play HQ themselves (NextAggregate), after the pushes returned.
-AggregatorOptions Local(int workers) {
+// play HQ themselves (NextAggregate), after the pushes returned. Time is
+// the test's: `clock` (null: the system clock, for tests that do not
+// depend on it).
+AggregatorOptions Local(int workers, Clock* clock = nullptr) {
   AggregatorOptions o;
   o.id = "agg-0";
   o.expected_workers = workers;
   o.ack_after_hq = false;
+  if (clock != nullptr) o.clock = clock;
   return o;
 }
+
+// The answer a push got, if any yet.
+struct Answer {
+  int calls = 0;
+  absl::StatusOr<PushResult> result = absl::UnknownError("no answer yet");
+  Aggregator::PushCallback callback() {
+    return [this](absl::StatusOr<PushResult> r) {
+      ++calls;
+      result = std::move(r);
+    };
+  }
+};
 
 using ::testing::ElementsAre;
 
@@ -163,16 +180,18 @@ TEST(AggregatorTest, AsyncForwardsEachGradientAloneWithoutAWindow) {
 }
 
 TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {
-  AggregatorOptions o = Local(3);
-  o.coalesce_window = absl::Hours(1);  // the test drives the clock
+  SimulatedClock clock;
+  AggregatorOptions o = Local(3, &clock);
+  o.coalesce_window = absl::Hours(1);
   Aggregator agg(o);
   agg.PublishWeights(AsyncWeights(5, 1));
-  const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1}, 1), t0).ok());
-  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 4, {1}, 2), t0 + absl::Minutes(1)).ok());
-  agg.CloseDue(t0 + absl::Minutes(59));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1}, 1)).ok());
+  clock.AdvanceBy(absl::Minutes(1));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 4, {1}, 2)).ok());
+  clock.AdvanceBy(absl::Minutes(58));
   EXPECT_EQ(agg.counters().rounds_closed, 0);
-  agg.CloseDue(t0 + absl::Hours(1));
+  clock.AdvanceBy(absl::Minutes(1));  // an hour after the first
+  EXPECT_EQ(agg.counters().rounds_closed, 1);
   std::optional<AggregatePush> out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   EXPECT_EQ(out->version, 4);  // the oldest
@@ -181,13 +200,13 @@ TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {
   EXPECT_THAT(out->sum, ElementsAre(3));
   // A sender's second gradient sends the batch so far; a full batch (every
   // worker in) goes at once.
-  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1}, 1), t0).ok());
-  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {2}, 1), t0).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1}, 1)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {2}, 1)).ok());
   out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   EXPECT_THAT(out->sum, ElementsAre(1));
-  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 5, {3}, 1), t0).ok());
-  ASSERT_TRUE(agg.AcceptGradient(Push("w2", 5, {4}, 1), t0).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 5, {3}, 1)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w2", 5, {4}, 1)).ok());
   out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   EXPECT_THAT(out->sum, ElementsAre(9));
@@ -235,22 +254,23 @@ TEST(AggregatorTest, AModeSwitchDropsWhatWasComputedUnderTheOldMode) {
 }
 
 TEST(AggregatorTest, ASyncRoundClosesAtItsDeadlineAndDropsTheLateGradient) {
-  AggregatorOptions o = Local(2);
+  SimulatedClock clock;
+  AggregatorOptions o = Local(2, &clock);
   o.quorum_workers = 1;
   o.round_deadline = absl::Hours(1);
   Aggregator agg(o);
   agg.PublishWeights(Weights(0, 1));
-  const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(agg.AcceptGradient(Push("fast", 0, {1}, 2), t0).ok());
-  agg.CloseDue(t0 + absl::Minutes(59));
+  ASSERT_TRUE(agg.AcceptGradient(Push("fast", 0, {1}, 2)).ok());
+  clock.AdvanceBy(absl::Minutes(59));
   EXPECT_EQ(agg.counters().rounds_closed, 0);
-  agg.CloseDue(t0 + absl::Hours(1));
+  clock.AdvanceBy(absl::Minutes(1));
+  EXPECT_EQ(agg.counters().rounds_closed, 1);
   std::optional<AggregatePush> out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   EXPECT_EQ(out->contributors, 1);
   EXPECT_THAT(out->sum, ElementsAre(2));
-  const absl::Status late =
-      agg.AcceptGradient(Push("slow", 0, {1}, 2), t0 + absl::Hours(2)).status();
+  clock.AdvanceBy(absl::Hours(1));
+  const absl::Status late = agg.AcceptGradient(Push("slow", 0, {1}, 2)).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
   // A gradient of a round HQ moved past (HQ's own deadline) is superseded.
   agg.PublishWeights(Weights(1, 1));
@@ -266,15 +286,15 @@ TEST(AggregatorTest, ASyncRoundClosesAtItsDeadlineAndDropsTheLateGradient) {
 TEST(AggregatorTest, ALateGradientFirstClosesTheRoundItMissed) {
   // The deadline passed but the timer has not run yet (a busy machine): the
   // late gradient must not leave the round closed and unsent.
-  AggregatorOptions o = Local(2);
+  SimulatedClock clock;
+  AggregatorOptions o = Local(2, &clock);
   o.quorum_workers = 1;
   o.round_deadline = absl::Hours(1);
   Aggregator agg(o);
   agg.PublishWeights(Weights(0, 1));
-  const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(agg.AcceptGradient(Push("fast", 0, {1}, 2), t0).ok());
-  const absl::Status late =
-      agg.AcceptGradient(Push("slow", 0, {1}, 2), t0 + absl::Hours(2)).status();
+  ASSERT_TRUE(agg.AcceptGradient(Push("fast", 0, {1}, 2)).ok());
+  clock.Jump(absl::Hours(2));
+  const absl::Status late = agg.AcceptGradient(Push("slow", 0, {1}, 2)).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
   std::optional<AggregatePush> out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
@@ -286,19 +306,24 @@ TEST(AggregatorTest, PushesWaitWhileTheQueueTowardsHqIsFull) {
   Aggregator agg(Local(1));
   agg.PublishWeights(AsyncWeights(0, 1));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1)).ok());  // queued
-  absl::Notification pushed;
-  std::thread second([&] {
-    EXPECT_TRUE(agg.AcceptGradient(Push("w1", 0, {1}, 1)).ok());
-    pushed.Notify();
-  });
-  EXPECT_FALSE(pushed.WaitForNotificationWithTimeout(absl::Milliseconds(100)));
-  ASSERT_TRUE(agg.NextAggregate().has_value());  // room again
-  pushed.WaitForNotification();
-  second.join();
-  // Shutdown counts what never left as dropped.
+  Answer second;
+  agg.AcceptGradient(Push("w1", 0, {1}, 1), second.callback());
+  EXPECT_EQ(second.calls, 0);  // parked: not even counted yet
+  EXPECT_EQ(agg.counters().gradients_received, 1);
+  ASSERT_TRUE(agg.NextAggregate().has_value());  // room again: taken in
+  ASSERT_EQ(second.calls, 1);
+  EXPECT_TRUE(second.result.ok()) << second.result.status();
+  EXPECT_EQ(agg.counters().gradients_received, 2);
+  // A push parked at shutdown is counted and answered UNAVAILABLE.
+  Answer third;
+  agg.AcceptGradient(Push("w2", 0, {1}, 1), third.callback());
+  EXPECT_EQ(third.calls, 0);
   agg.Shutdown();
+  ASSERT_EQ(third.calls, 1);
+  EXPECT_TRUE(absl::IsUnavailable(third.result.status()));
+  // Shutdown counts what never left as dropped.
   const AggregatorCounters c = agg.counters();
-  EXPECT_EQ(c.gradients_dropped.at("shutdown"), 1);
+  EXPECT_EQ(c.gradients_dropped.at("shutdown"), 2);  // the queued one and the parked one
   EXPECT_EQ(c.gradients_pending, 1);  // taken by NextAggregate, not reported
   ExpectAccountingHolds(c);
 }
@@ -312,26 +337,30 @@ GradientPush Numbered(const std::string& sender, int64_t version, int64_t sequen
 }
 
 TEST(AggregatorTest, ARoundStopsWaitingForAWorkerWhoseLeaseExpired) {
-  Aggregator agg(Local(2));  // leases of 2 s
+  SimulatedClock clock;
+  Aggregator agg(Local(2, &clock));  // leases of 2 s
   agg.PublishWeights(Weights(0, 1));
-  const absl::Time t0 = absl::Now();
-  agg.Heartbeat("w0", 1, false, t0);
-  agg.Heartbeat("w1", 2, false, t0);
-  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1), t0).ok());
-  agg.Heartbeat("w0", 1, false, t0 + absl::Seconds(1.5));
-  agg.CloseDue(t0 + absl::Seconds(1.9));
+  agg.Heartbeat("w0", 1, false);
+  agg.Heartbeat("w1", 2, false);
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1)).ok());
+  clock.AdvanceBy(absl::Seconds(1.5));
+  agg.Heartbeat("w0", 1, false);
+  clock.AdvanceBy(absl::Seconds(0.4));
   EXPECT_EQ(agg.counters().rounds_closed, 0);  // w1 may still come
-  agg.CloseDue(t0 + absl::Seconds(2));         // w1's lease ran out
+  clock.AdvanceBy(absl::Seconds(0.1));         // w1's lease ran out
+  EXPECT_EQ(agg.counters().rounds_closed, 1);
   std::optional<AggregatePush> out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   EXPECT_EQ(out->contributors, 1);
   EXPECT_EQ(agg.counters().live_workers, std::vector<std::string>{"w0"});
   // w1 rejoins: the next round waits for it again, until it leaves.
   agg.PublishWeights(Weights(1, 1));
-  agg.Heartbeat("w1", 3, false, t0 + absl::Seconds(2.5));
-  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 1, {1}, 1), t0 + absl::Seconds(2.5)).ok());
+  clock.AdvanceBy(absl::Seconds(0.5));
+  agg.Heartbeat("w1", 3, false);
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 1, {1}, 1)).ok());
   EXPECT_EQ(agg.counters().rounds_closed, 1);
-  agg.Heartbeat("w1", 3, /*leaving=*/true, t0 + absl::Seconds(2.6));
+  clock.AdvanceBy(absl::Seconds(0.1));
+  agg.Heartbeat("w1", 3, /*leaving=*/true);
   EXPECT_EQ(agg.counters().rounds_closed, 2);
 }
 
@@ -393,38 +422,44 @@ TEST(AggregatorTest, APushIsAcknowledgedOnlyOnceHqAnsweredAndARetryGetsTheSameAn
   o.expected_workers = 1;  // ack_after_hq by default
   Aggregator agg(o);
   agg.PublishWeights(AsyncWeights(0, 1));
-  absl::StatusOr<PushResult> first, retry;
-  std::thread a([&] { first = agg.AcceptGradient(Numbered("w0", 0, 7)); });
+  Answer first, retry;
+  agg.AcceptGradient(Numbered("w0", 0, 7), first.callback());
   std::optional<AggregatePush> out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   // The worker's stream broke; it pushes again, and waits for the same fate.
-  std::thread b([&] { retry = agg.AcceptGradient(Numbered("w0", 0, 7, /*retry=*/true)); });
-  absl::SleepFor(absl::Milliseconds(100));
+  agg.AcceptGradient(Numbered("w0", 0, 7, /*retry=*/true), retry.callback());
+  EXPECT_EQ(first.calls + retry.calls, 0);  // no answer before HQ's
   EXPECT_EQ(agg.counters().gradients_pending, 1);
   agg.ReportForwarded(*out, PushResult{0, false, 9});
-  a.join();
-  b.join();
-  ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_FALSE(first->duplicate);
-  EXPECT_EQ(first->newest_version, 9);
-  ASSERT_TRUE(retry.ok()) << retry.status();
-  EXPECT_TRUE(retry->duplicate);
+  ASSERT_EQ(first.calls, 1);
+  ASSERT_EQ(retry.calls, 1);
+  ASSERT_TRUE(first.result.ok()) << first.result.status();
+  EXPECT_FALSE(first.result->duplicate);
+  EXPECT_EQ(first.result->newest_version, 9);
+  ASSERT_TRUE(retry.result.ok()) << retry.result.status();
+  EXPECT_TRUE(retry.result->duplicate);
+  // A retry that comes after the answer gets it too.
+  absl::StatusOr<PushResult> late = agg.AcceptGradient(Numbered("w0", 0, 7, /*retry=*/true));
+  ASSERT_TRUE(late.ok()) << late.status();
+  EXPECT_TRUE(late->duplicate);
+  EXPECT_EQ(late->newest_version, 9);
   // HQ's refusal is the worker's refusal; a shutdown answers UNAVAILABLE.
-  std::thread c([&] { first = agg.AcceptGradient(Numbered("w0", 0, 8)); });
+  Answer refused, cut;
+  agg.AcceptGradient(Numbered("w0", 0, 8), refused.callback());
   out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   agg.ReportForwarded(*out, absl::FailedPreconditionError("staleness_exceeded"));
-  c.join();
-  EXPECT_TRUE(absl::IsFailedPrecondition(first.status()));
-  std::thread d([&] { first = agg.AcceptGradient(Numbered("w0", 0, 9)); });
+  ASSERT_EQ(refused.calls, 1);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.result.status()));
+  agg.AcceptGradient(Numbered("w0", 0, 9), cut.callback());
   out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   agg.Shutdown();
-  d.join();
-  EXPECT_TRUE(absl::IsUnavailable(first.status())) << first.status();
+  ASSERT_EQ(cut.calls, 1);
+  EXPECT_TRUE(absl::IsUnavailable(cut.result.status())) << cut.result.status();
   const AggregatorCounters counters = agg.counters();
-  EXPECT_EQ(counters.gradients_received, 4);
-  EXPECT_EQ(counters.gradients_duplicate, 1);
+  EXPECT_EQ(counters.gradients_received, 5);
+  EXPECT_EQ(counters.gradients_duplicate, 2);
   EXPECT_EQ(counters.gradients_forwarded, 2);
   EXPECT_EQ(counters.gradients_pending, 1);  // taken by NextAggregate, not reported
 }

@@ -1,34 +1,48 @@
 #ifndef HIPS_HQ_HQ_SERVICE_H_
 #define HIPS_HQ_HQ_SERVICE_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include "absl/time/time.h"
-#include "hips/v1/hips.pb.h"
+#include "hips/v1/hips.grpc.pb.h"
 #include "hq/eval_loop.h"
 #include "hq/parameter_server.h"
 #include "services/core/buffer_pool.h"
 #include "services/metrics/rpc_metrics.h"
-#include "services/net/raw_service.h"
 #include "services/net/weights_stream.h"
 
 namespace hips {
 
-// The thin gRPC adapter of hips.v1.Hq. Thread-safe; the ParameterServer and
-// EvalLoop must outlive it.
-class HqService final : public RawService {
+// hips.v1.Hq on gRPC's callback API: the bulk methods read and write raw
+// ByteBuffers (no protobuf copies of tensors), the small ones keep their
+// protobuf types. On the wire nothing differs from the generated service.
+using HqServiceBase = v1::Hq::WithRawCallbackMethod_PushAggregate<
+    v1::Hq::WithRawCallbackMethod_PullWeights<v1::Hq::WithCallbackMethod_GetStatus<
+        v1::Hq::WithCallbackMethod_SetMode<v1::Hq::WithCallbackMethod_Heartbeat<v1::Hq::Service>>>>>;
+
+// The thin gRPC adapter of hips.v1.Hq. A push is applied on the thread that
+// read its last chunk (an update needs the previous one; the parameter
+// server serializes them); long polls for weights hold no thread.
+// Thread-safe; the ParameterServer, EvalLoop and `rpc_metrics` (may be
+// null) must outlive it.
+class HqService final : public HqServiceBase {
  public:
-  // `rpc_metrics` may be null.
   HqService(ParameterServer* server, const EvalLoop* eval, size_t chunk_bytes,
             absl::Duration max_long_poll, RpcMetrics* rpc_metrics = nullptr);
 
-  grpc::Status PushAggregate(grpc::ServerContext* ctx, PushReader* reader, v1::PushAck* ack);
-  grpc::Status PullWeights(grpc::ServerContext* ctx, const v1::PullWeightsRequest* req,
-                           ChunkWriter* writer);
-  grpc::Status Heartbeat(grpc::ServerContext* ctx, const v1::HeartbeatRequest* req,
-                         v1::HeartbeatReply* reply);
-  grpc::Status GetStatus(grpc::ServerContext* ctx, const v1::StatusRequest* req,
-                         v1::StatusReply* reply);
-  grpc::Status SetMode(grpc::ServerContext* ctx, const v1::SetModeRequest* req,
-                       v1::SetModeReply* reply);
+  grpc::ServerReadReactor<grpc::ByteBuffer>* PushAggregate(grpc::CallbackServerContext* ctx,
+                                                           grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* PullWeights(grpc::CallbackServerContext* ctx,
+                                                          const grpc::ByteBuffer* request) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* ctx,
+                                      const v1::HeartbeatRequest* req,
+                                      v1::HeartbeatReply* reply) override;
+  grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                      const v1::StatusRequest* req,
+                                      v1::StatusReply* reply) override;
+  grpc::ServerUnaryReactor* SetMode(grpc::CallbackServerContext* ctx,
+                                    const v1::SetModeRequest* req,
+                                    v1::SetModeReply* reply) override;
 
  private:
   ParameterServer* const server_;

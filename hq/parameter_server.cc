@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/buffer_pool.h"
+#include "services/core/float_pieces.h"
 
 namespace hips {
 
@@ -44,6 +45,8 @@ ParameterServer::ParameterServer(
       layout_(std::move(layout)),
       on_publish_(std::move(on_publish)),
       on_checkpoint_(std::move(on_checkpoint)),
+      clock_(options_.clock),
+      board_(clock_),
       optimizer_(std::move(optimizer)),
       // Complete when every live aggregator is in (MaybeApplyRound).
       round_(layout_.num_floats(), /*expected_contributions=*/0,
@@ -53,7 +56,7 @@ ParameterServer::ParameterServer(
       members_(options_.lease, options_.expected_aggregators),
       incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
-  last_checkpoint_time_ = absl::Now();
+  last_checkpoint_time_ = clock_->Now();
   // The mean gradient is written straight into the optimizer's own gradient
   // buffer where it has one.
   mean_ = optimizer_->GradientBuffer();
@@ -72,8 +75,8 @@ ParameterServer::ParameterServer(
     status_.forming = members_.forming();
   }
   Publish(Snapshot());
-  timer_ = std::make_unique<DeadlineTimer>([this] { return NextDeadline(); },
-                                           [this](absl::Time now) { CloseDueRound(now); });
+  timer_ = clock_->NewTimer([this] { return NextDeadline(); },
+                            [this](absl::Time now) { CloseDueRound(now); });
 }
 
 absl::Time ParameterServer::NextDeadline() {
@@ -143,13 +146,41 @@ double ParameterServer::ScheduledRate() const {
   return ScheduledLearningRate(options_.optimizer, version_, options_.max_versions);
 }
 
-absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush& a,
-                                                            absl::Time now) {
+absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush& a) {
+  const int64_t wire_bytes = static_cast<int64_t>(a.values().bytes.bytes());
+  // A dense compressed sum (fp16, bf16) is decoded before the lock that
+  // serializes updates, into a buffer of its own: the update then reads
+  // float32, and the first of a sync round becomes the round's sum without
+  // a copy (docs/performance.md).
+  std::vector<float> decoded;
+  AggregatePush as_floats;
+  const AggregatePush* in = &a;
+  const EncodedValues values = a.values();
+  if ((values.encoding == Encoding::kFp16 || values.encoding == Encoding::kBf16) &&
+      a.contributors > 0 && values.num_floats == layout_.num_floats() &&
+      CheckEncodedValues(values).ok()) {
+    decoded = decode_spares_.Take(static_cast<size_t>(values.num_floats));
+    DecodeInto(values, decoded.data());
+    as_floats = a;
+    as_floats.received.values = EncodedValues(absl::MakeConstSpan(decoded));
+    as_floats.received.values.adoptable = &decoded;
+    in = &as_floats;
+  }
+  absl::StatusOr<PushResult> result = Accept(*in, wire_bytes);
+  // Whatever buffer is left (its own, or the one a round's sum gave up).
+  if (decoded.size() == static_cast<size_t>(layout_.num_floats())) {
+    decode_spares_.Give(std::move(decoded));
+  }
+  return result;
+}
+
+absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64_t wire_bytes) {
   absl::MutexLock lock(&apply_mu_);
+  const absl::Time now = clock_->Now();
   {
     absl::MutexLock status_lock(&mu_);
     ++status_.aggregates_received;
-    status_.aggregate_bytes_received += static_cast<int64_t>(a.values().bytes.bytes());
+    status_.aggregate_bytes_received += wire_bytes;
     status_.gradients_received += a.contributors;
   }
   if (members_.Touch(a.aggregator, now)) {
@@ -157,36 +188,27 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     if (timer_ != nullptr) timer_->Poke();
     PublishMembership();
   }
-  PushResult result{a.version, /*duplicate=*/false, version_};
-  auto duplicate = [&]() {
-    absl::MutexLock status_lock(&mu_);
-    ++status_.aggregates_duplicate;
-    status_.gradients_duplicate += a.contributors;
-    result.duplicate = true;
-    return result;
-  };
-  if (repeats_.IsRepeat(a.aggregator, a.sequence)) return duplicate();
+  if (ledger_.Look(a.aggregator, a.sequence) != PushLedger::Seen::kNew) return Duplicate(a);
   if (a.contributors == 0) {
     // An aggregator's sync round whose gradients all came on alone.
-    repeats_.Record(a.aggregator, a.sequence);
+    ledger_.Record(a.aggregator, a.sequence);
     {
       absl::MutexLock status_lock(&mu_);
       ++status_.aggregates_applied;
     }
     SenderDone(a);
-    result.newest_version = version_;
-    return result;
+    return PushResult{a.version, /*duplicate=*/false, version_};
   }
   // Each worker gradient is applied at most once, whichever aggregator it
   // came through (a retry after a failover may reach HQ twice).
   size_t repeated = 0;
   for (const ContributorRef& c : a.contributor_list) {
-    repeated += worker_repeats_.IsRepeat(c.worker, c.sequence);
+    repeated += worker_ledger_.Look(c.worker, c.sequence) != PushLedger::Seen::kNew;
   }
   if (repeated > 0) {
-    repeats_.Record(a.aggregator, a.sequence);
+    ledger_.Record(a.aggregator, a.sequence);
     SenderDone(a);
-    if (repeated == a.contributor_list.size()) return duplicate();
+    if (repeated == a.contributor_list.size()) return Duplicate(a);
     return Drop(a, DropReason::kRepeatedContributor,
                 absl::FailedPreconditionError(absl::StrCat(
                     repeated, " of the ", a.contributor_list.size(), " gradients in aggregate ",
@@ -205,64 +227,63 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
     return Drop(a, DropReason::kInvalid, s);
   }
-  if (training_done_) {
-    return Drop(a, DropReason::kTrainingDone,
-                absl::FailedPreconditionError(
-                    absl::StrCat("training ended at version ", version_)));
+  if (std::optional<Refusal> r = CheckVersion(
+          VersionState{version_, mode_, mode_since_, training_done_}, a.version, "aggregate")) {
+    return Drop(a, r->reason, r->status);
   }
-  if (a.version > version_) {
-    return Drop(a, DropReason::kFutureVersion,
-                absl::FailedPreconditionError(absl::StrCat(
-                    "aggregate of version ", a.version, " but HQ is at version ", version_)));
-  }
-  if (a.version < mode_since_) {
-    return Drop(a, DropReason::kModeChanged,
-                absl::FailedPreconditionError(absl::StrCat(
-                    "aggregate of version ", a.version, " predates the switch to ",
-                    DescribeMode(mode_), " at version ", mode_since_)));
-  }
+  return mode_.mode == Mode::kSync ? AcceptSync(a, c, now) : AcceptAsync(a, c);
+}
 
-  if (mode_.mode == Mode::kSync) {
-    // A round past its deadline is applied before a late aggregate is looked
-    // at (which then belongs to an older version).
-    if (round_.CloseIfDue(now)) ApplyRound();
-    const bool first = round_.received() == 0;
-    DropReason reason;
-    absl::StatusOr<SyncRound::AddOutcome> outcome = round_.Add(c, &reason, now);
-    if (!outcome.ok()) {
-      MaybeApplyRound();  // a refused aggregate may still end its sender's part
-      return Drop(a, reason, outcome.status());
-    }
-    if (*outcome == SyncRound::AddOutcome::kDuplicate) {
-      MaybeApplyRound();
-      return duplicate();
-    }
-    repeats_.Record(a.aggregator, a.sequence);
-    RecordContributors(a);
-    {
-      absl::MutexLock status_lock(&mu_);
-      ++status_.aggregates_applied;
-      status_.gradients_pending += a.contributors;
-    }
-    if (round_.state() == SyncRound::State::kClosed) {
-      ApplyRound();
-    } else {
-      MaybeApplyRound();
-      if (first && round_.state() == SyncRound::State::kOpen && timer_ != nullptr) {
-        timer_->Poke();  // the round's deadline now runs
-      }
-    }
-    result.newest_version = version_;
-    return result;
-  }
+PushResult ParameterServer::Duplicate(const AggregatePush& a) {
+  absl::MutexLock status_lock(&mu_);
+  ++status_.aggregates_duplicate;
+  status_.gradients_duplicate += a.contributors;
+  return PushResult{a.version, /*duplicate=*/true, version_};
+}
 
+void ParameterServer::Taken(const AggregatePush& a) {
+  ledger_.Record(a.aggregator, a.sequence);
+  RecordContributors(a);
+  absl::MutexLock status_lock(&mu_);
+  ++status_.aggregates_applied;
+  // Pending until ApplyUpdate counts them applied.
+  status_.gradients_pending += a.contributors;
+}
+
+absl::StatusOr<PushResult> ParameterServer::AcceptSync(const AggregatePush& a,
+                                                      const Contribution& c, absl::Time now) {
+  // A round past its deadline is applied before a late aggregate is looked
+  // at (which then belongs to an older version).
+  if (round_.CloseIfDue(now)) ApplyRound();
+  const bool first = round_.received() == 0;
+  DropReason reason;
+  absl::StatusOr<SyncRound::AddOutcome> outcome = round_.Add(c, &reason, now);
+  if (!outcome.ok()) {
+    MaybeApplyRound();  // a refused aggregate may still end its sender's part
+    return Drop(a, reason, outcome.status());
+  }
+  if (*outcome == SyncRound::AddOutcome::kDuplicate) {
+    MaybeApplyRound();
+    return Duplicate(a);
+  }
+  Taken(a);
+  if (round_.state() == SyncRound::State::kClosed) {
+    ApplyRound();
+  } else {
+    MaybeApplyRound();
+    if (first && round_.state() == SyncRound::State::kOpen && timer_ != nullptr) {
+      timer_->Poke();  // the round's deadline now runs
+    }
+  }
+  return PushResult{a.version, /*duplicate=*/false, version_};
+}
+
+absl::StatusOr<PushResult> ParameterServer::AcceptAsync(const AggregatePush& a,
+                                                       const Contribution& c) {
   // a.version is the oldest version of the aggregate's gradients.
-  const int64_t staleness = version_ - a.version;
-  if (mode_.mode == Mode::kSsp && staleness > mode_.staleness) {
-    return Drop(a, DropReason::kStalenessExceeded,
-                absl::FailedPreconditionError(absl::StrCat(
-                    "aggregate of version ", a.version, " is ", staleness,
-                    " versions stale; the bound is ", mode_.staleness)));
+  if (std::optional<Refusal> r =
+          CheckStaleness(mode_, a.version, version_ - a.version, "aggregate")) {
+    return Drop(a, r->reason, r->status);
   }
   std::map<int64_t, int64_t> staleness_counts;
   int64_t counted = 0;
@@ -277,7 +298,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
     counted += count;
   }
   if (a.contributor_versions.empty()) {
-    staleness_counts[staleness] = a.contributors;
+    staleness_counts[version_ - a.version] = a.contributors;
     counted = a.contributors;
   }
   if (counted != a.contributors) {
@@ -285,18 +306,12 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
                 absl::InvalidArgumentError(absl::StrCat("contributor versions count ", counted,
                                                         " gradients of ", a.contributors)));
   }
-  repeats_.Record(a.aggregator, a.sequence);
-  RecordContributors(a);
-  {
-    absl::MutexLock status_lock(&mu_);
-    ++status_.aggregates_applied;
-    status_.gradients_pending += a.contributors;  // until ApplyUpdate counts them applied
-  }
-  const absl::Time started = absl::Now();
+  Taken(a);
+  const absl::Time started = clock_->Now();
   // Validated above: mean_.size() floats, finite.
   const float samples = static_cast<float>(a.total_samples);
   float* mean = mean_.data();
-  const EncodedValues values = a.values();
+  const EncodedValues values = c.values;
   if (values.encoding == Encoding::kFp32) {
     values.bytes.ForEachRun([mean, samples](size_t first, const char* bytes, size_t n) {
       for (size_t i = 0; i < n; ++i) mean[first + i] = LoadFloat(bytes + 4 * i) / samples;
@@ -316,13 +331,12 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   }
   lr *= factor / static_cast<double>(a.contributors);
   ApplyUpdate(mean_, lr, a.total_samples, a.loss_sum, staleness_counts, started);
-  result.newest_version = version_;
-  return result;
+  return PushResult{a.version, /*duplicate=*/false, version_};
 }
 
 void ParameterServer::RecordContributors(const AggregatePush& a) {
   for (const ContributorRef& c : a.contributor_list) {
-    worker_repeats_.Record(c.worker, c.sequence);
+    worker_ledger_.Record(c.worker, c.sequence);
     int64_t& position = data_positions_[c.worker];
     position = std::max(position, c.step + 1);
   }
@@ -357,8 +371,9 @@ void ParameterServer::MaybeApplyRound() {
   ApplyRound();
 }
 
-HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb, absl::Time now) {
+HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb) {
   absl::MutexLock lock(&apply_mu_);
+  const absl::Time now = clock_->Now();
   if (hb.leaving) {
     if (members_.IsLive(hb.member)) LOG(INFO) << hb.member << " left";
     members_.Leave(hb.member);
@@ -385,7 +400,7 @@ HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb, absl:
 }
 
 void ParameterServer::ApplyRound() {
-  const absl::Time started = absl::Now();
+  const absl::Time started = clock_->Now();
   const GradientAccumulator& acc = round_.accumulator();
   acc.MeanInto(mean_);
   {
@@ -430,7 +445,7 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
   Publish(Snapshot());
   {
     absl::MutexLock status_lock(&mu_);
-    status_.update_seconds += absl::ToDoubleSeconds(absl::Now() - started);
+    status_.update_seconds += absl::ToDoubleSeconds(clock_->Now() - started);
     CopyTrainingState();
     if (stepped.ok()) {
       status_.last_loss = loss_sum / static_cast<double>(samples);
@@ -471,10 +486,10 @@ absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
   if (!state.ok()) return state.status();
   c.optimizer = *std::move(state);
   c.data_positions = data_positions_;
-  for (const auto& [worker, sequence] : worker_repeats_.last()) {
+  for (const auto& [worker, sequence] : worker_ledger_.newest()) {
     c.sequences[absl::StrCat(kWorkerKey, worker)] = sequence;
   }
-  for (const auto& [aggregator, sequence] : repeats_.last()) {
+  for (const auto& [aggregator, sequence] : ledger_.newest()) {
     c.sequences[absl::StrCat(kAggregatorKey, aggregator)] = sequence;
   }
   c.created_unix_micros = absl::ToUnixMicros(absl::Now());
@@ -483,7 +498,7 @@ absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
 
 void ParameterServer::MaybeCheckpoint() {
   if (!on_checkpoint_ || version_ == last_checkpoint_version_) return;
-  const absl::Time now = absl::Now();
+  const absl::Time now = clock_->Now();
   const bool due =
       training_done_ ||
       (options_.checkpoint_every_versions > 0 &&
@@ -526,9 +541,9 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
   data_positions_ = c.data_positions;
   for (const auto& [key, sequence] : c.sequences) {
     if (absl::StartsWith(key, kWorkerKey)) {
-      worker_repeats_.Record(key.substr(strlen(kWorkerKey)), sequence);
+      worker_ledger_.Record(key.substr(strlen(kWorkerKey)), sequence);
     } else if (absl::StartsWith(key, kAggregatorKey)) {
-      repeats_.Record(key.substr(strlen(kAggregatorKey)), sequence);
+      ledger_.Record(key.substr(strlen(kAggregatorKey)), sequence);
     }
   }
   // The aggregators that trained before are not waited for at start: any

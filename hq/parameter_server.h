@@ -14,10 +14,13 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "services/core/consistency.h"
-#include "services/core/deadline_timer.h"
+#include "services/core/admission.h"
+#include "services/core/buffer_pool.h"
+#include "services/core/clock.h"
 #include "services/core/membership.h"
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
+#include "services/core/push_ledger.h"
 #include "services/core/sync_round.h"
 #include "services/core/tier_status.h"
 #include "services/core/weights_board.h"
@@ -67,6 +70,9 @@ struct ParameterServerOptions {
   // last one (0: not on that account), and always with the final weights.
   int64_t checkpoint_every_versions = 0;
   absl::Duration checkpoint_every = absl::ZeroDuration();
+  // Where time comes from (leases, round deadlines, long polls, checkpoint
+  // intervals); must outlive the server.
+  Clock* clock = SystemClock();
 };
 
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
@@ -114,9 +120,13 @@ class ParameterServer {
   ~ParameterServer();
 
   // One aggregator's sum. FAILED_PRECONDITION for an aggregate its mode
-  // does not allow (counted by reason), INVALID_ARGUMENT for a malformed one.
-  absl::StatusOr<PushResult> AcceptAggregate(const AggregatePush& aggregate,
-                                             absl::Time now = absl::Now());
+  // does not allow (counted by reason), INVALID_ARGUMENT for a malformed
+  // one. A repeat of an aggregate (or of a worker gradient inside it) that
+  // HQ already took in is answered as a duplicate, never applied twice.
+  // Applies the update at once when the aggregate completes a sync round or
+  // in async and ssp; returns after it. A float32 sum whose values are
+  // adoptable may have its buffer taken over as a round's sum.
+  absl::StatusOr<PushResult> AcceptAggregate(const AggregatePush& aggregate);
 
   // Counts an aggregate that the adapter refused before it reached
   // AcceptAggregate (malformed stream or header).
@@ -124,23 +134,20 @@ class ParameterServer {
 
   // An aggregator's heartbeat: renews its lease and records the workers it
   // holds leases for.
-  HeartbeatAnswer Heartbeat(const HeartbeatRequestData& heartbeat, absl::Time now = absl::Now());
+  HeartbeatAnswer Heartbeat(const HeartbeatRequestData& heartbeat);
 
   // Switches the mode when the next version is published. A second request
   // before then replaces the first. FAILED_PRECONDITION once training is
   // done.
   absl::StatusOr<ModeSwitch> SetMode(const ModeConfig& mode);
 
-  // Expires aggregators' leases and closes a sync round that is then
-  // complete or whose deadline passed with a quorum (the deadline timer
-  // calls this; tests may call it with their own clock).
-  void CloseDueRound(absl::Time now);
-
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WaitForWeights(
       int64_t min_version, absl::Time deadline, int64_t incarnation = 0) const {
     return board_.WaitFor(min_version, deadline, incarnation);
   }
   std::shared_ptr<const WeightsSnapshot> LatestWeights() const { return board_.Latest(); }
+  // The weights aggregators pull (WaitAsync: a long poll).
+  const WeightsBoard& weights() const { return board_; }
 
   ParameterServerStatus status() const;
   const ModelLayout& layout() const { return layout_; }
@@ -156,6 +163,22 @@ class ParameterServer {
   void ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples, double loss_sum,
                    const std::map<int64_t, int64_t>& staleness, absl::Time started)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // AcceptAggregate with the values as HQ sums them; `wire_bytes` is the
+  // payload as it travelled.
+  absl::StatusOr<PushResult> Accept(const AggregatePush& aggregate, int64_t wire_bytes)
+      ABSL_LOCKS_EXCLUDED(apply_mu_);
+  absl::StatusOr<PushResult> AcceptSync(const AggregatePush& aggregate, const Contribution& c,
+                                        absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  absl::StatusOr<PushResult> AcceptAsync(const AggregatePush& aggregate, const Contribution& c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Counts a repeat.
+  PushResult Duplicate(const AggregatePush& aggregate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Records an aggregate taken into an update (its gradients pending until
+  // the update is applied).
+  void Taken(const AggregatePush& aggregate) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Expires aggregators' leases and closes a sync round that is then
+  // complete or whose deadline passed with a quorum (the deadline timer).
+  void CloseDueRound(absl::Time now) ABSL_LOCKS_EXCLUDED(apply_mu_);
   // Applies the closed sync round.
   void ApplyRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   // The learning rate of the next update, before per-update scaling.
@@ -190,15 +213,20 @@ class ParameterServer {
   const ModelLayout layout_;
   const std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish_;
   const std::function<void(Checkpoint)> on_checkpoint_;
+  Clock* const clock_;
 
   WeightsBoard board_;
+  // Buffers compressed sums are decoded into (outside apply_mu_).
+  BufferPool decode_spares_{2};
 
   // Serializes every change of the training state.
   absl::Mutex apply_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::unique_ptr<Optimizer> optimizer_ ABSL_GUARDED_BY(apply_mu_);
   SyncRound round_ ABSL_GUARDED_BY(apply_mu_);
-  RepeatFilter repeats_ ABSL_GUARDED_BY(apply_mu_);         // per aggregator
-  RepeatFilter worker_repeats_ ABSL_GUARDED_BY(apply_mu_);  // per worker
+  // Aggregates taken in, by aggregator, and the worker gradients inside
+  // them, by worker: each applied at most once.
+  PushLedger ledger_ ABSL_GUARDED_BY(apply_mu_);
+  PushLedger worker_ledger_ ABSL_GUARDED_BY(apply_mu_);
   Membership members_ ABSL_GUARDED_BY(apply_mu_);
   struct Report {
     std::vector<std::string> live_workers;
@@ -229,7 +257,7 @@ class ParameterServer {
   ParameterServerStatus status_ ABSL_GUARDED_BY(mu_);
 
   // Last: it calls into the members above from its own thread.
-  std::unique_ptr<DeadlineTimer> timer_;
+  std::unique_ptr<Timer> timer_;
 };
 
 }  // namespace hips

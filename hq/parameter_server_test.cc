@@ -5,6 +5,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "services/core/clock.h"
 
 namespace hips {
 namespace {
@@ -19,7 +20,9 @@ class FakeSgd final : public Optimizer {
   absl::Status Step(absl::Span<const float> g, double lr) override {
     lrs_->push_back(lr);
     steps_from_own_buffer += !own_gradient.empty() && g.data() == own_gradient.data();
-    absl::SleepFor(step_time);
+    // The step takes this long on the test's clock (without firing its
+    // timers: the step runs under the server's lock).
+    if (clock != nullptr) clock->Jump(step_time);
     for (size_t i = 0; i < w_.size(); ++i) w_[i] -= static_cast<float>(lr) * g[i];
     return absl::OkStatus();
   }
@@ -28,6 +31,7 @@ class FakeSgd final : public Optimizer {
   std::vector<float> own_gradient;
   int steps_from_own_buffer = 0;
   absl::Duration step_time = absl::ZeroDuration();
+  SimulatedClock* clock = nullptr;
   absl::Status SetMomentum(double momentum) override {
     momenta.push_back(momentum);
     return absl::OkStatus();
@@ -100,13 +104,16 @@ class ParameterServerTest : public ::testing::Test {
     o.optimizer.lr_schedule = schedule;
     return MakeWith(o);
   }
-  std::unique_ptr<ParameterServer> MakeWith(const ParameterServerOptions& o) {
+  std::unique_ptr<ParameterServer> MakeWith(ParameterServerOptions o) {
     EXPECT_TRUE(ValidateParameterServerOptions(o).ok());
+    o.clock = &clock_;
     return std::make_unique<ParameterServer>(
         o, *ModelLayout::Create({{"w", {2}}}),
         std::make_unique<FakeSgd>(std::vector<float>{1, 1}, &lrs_),
         [this](std::shared_ptr<const WeightsSnapshot> s) { published_.push_back(s->version); });
   }
+  // Time is the test's (leases, deadlines, update times).
+  SimulatedClock clock_;
   std::vector<double> lrs_;
   std::vector<int64_t> published_;
 };
@@ -347,24 +354,31 @@ TEST_F(ParameterServerTest, ASyncRoundClosesAtItsDeadlineWithAQuorum) {
   o.optimizer.learning_rate = 0.5;
   o.optimizer.lr_schedule = "constant";
   auto ps = MakeWith(o);
-  const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 2}, 2, 1), t0).ok());
-  ps->CloseDueRound(t0 + absl::Hours(2));  // past the deadline, but no quorum
+  // Round 0: past its deadline without a quorum it stays open; the
+  // aggregate that brings the quorum then closes it at once.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 2}, 2, 1)).ok());
+  clock_.AdvanceBy(absl::Hours(2));
   EXPECT_EQ(ps->LatestWeights()->version, 0);
-  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {2, 2}, 2, 1), t0 + absl::Minutes(1)).ok());
-  ps->CloseDueRound(t0 + absl::Minutes(59));  // quorum, not yet the deadline
-  EXPECT_EQ(ps->LatestWeights()->version, 0);
-  ps->CloseDueRound(t0 + absl::Hours(1));
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {2, 2}, 2, 1)).ok());
   EXPECT_EQ(ps->LatestWeights()->version, 1);
   EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.5f), FloatEq(0.5f)));
-  // The third aggregate of round 0 is late: counted, never applied.
-  const absl::Status late =
-      ps->AcceptAggregate(Aggregate("a2", 0, {9, 9}, 2, 1), t0 + absl::Hours(1)).status();
+  // Round 1: a quorum within the hour waits for the deadline, an hour after
+  // the round's first aggregate.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 1, {2, 2}, 2, 1)).ok());
+  clock_.AdvanceBy(absl::Minutes(30));
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 1, {2, 2}, 2, 1)).ok());
+  clock_.AdvanceBy(absl::Minutes(29));
+  EXPECT_EQ(ps->LatestWeights()->version, 1);
+  clock_.AdvanceBy(absl::Minutes(1));
+  EXPECT_EQ(ps->LatestWeights()->version, 2);
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.0f)));
+  // The third aggregate of round 1 is late: counted, never applied.
+  const absl::Status late = ps->AcceptAggregate(Aggregate("a2", 1, {9, 9}, 2, 1)).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
   const ParameterServerStatus s = ps->status();
-  EXPECT_EQ(s.gradients_applied, 2);
+  EXPECT_EQ(s.gradients_applied, 4);
   EXPECT_EQ(s.gradients_dropped.at("stale_version"), 1);
-  EXPECT_EQ(lrs_.size(), 1u);
+  EXPECT_EQ(lrs_.size(), 2u);
   ExpectAccountingHolds(s);
 }
 
@@ -376,10 +390,10 @@ TEST_F(ParameterServerTest, ALateAggregateFirstAppliesTheRoundItMissed) {
   o.optimizer.learning_rate = 0.5;
   o.optimizer.lr_schedule = "constant";
   auto ps = MakeWith(o);
-  const absl::Time t0 = absl::Now();
-  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 2}, 2, 1), t0).ok());
-  const absl::Status late =
-      ps->AcceptAggregate(Aggregate("a1", 0, {9, 9}, 2, 1), t0 + absl::Hours(2)).status();
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 2}, 2, 1)).ok());
+  // The deadline passed but the timer has not run yet (a busy machine).
+  clock_.Jump(absl::Hours(2));
+  const absl::Status late = ps->AcceptAggregate(Aggregate("a1", 0, {9, 9}, 2, 1)).status();
   EXPECT_TRUE(absl::IsFailedPrecondition(late)) << late;
   EXPECT_EQ(ps->LatestWeights()->version, 1);
   EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.5f), FloatEq(0.5f)));
@@ -454,8 +468,10 @@ TEST_F(ParameterServerTest, TheMeanGoesStraightIntoTheOptimizersBufferAndUpdates
       FakeSgd* fake = sgd.get();
       if (own) fake->own_gradient.assign(2, 0.0f);
       fake->step_time = absl::Milliseconds(20);
-      ParameterServer ps(AsyncOptions(mode), *ModelLayout::Create({{"w", {2}}}), std::move(sgd),
-                         nullptr);
+      fake->clock = &clock_;
+      ParameterServerOptions o = AsyncOptions(mode);
+      o.clock = &clock_;
+      ParameterServer ps(o, *ModelLayout::Create({{"w", {2}}}), std::move(sgd), nullptr);
       ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 0, {2, 4}, 2, 1)).ok());
       if (mode == Mode::kSync) {
         ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1)).ok());
@@ -467,30 +483,29 @@ TEST_F(ParameterServerTest, TheMeanGoesStraightIntoTheOptimizersBufferAndUpdates
       EXPECT_EQ(ps.LatestWeights()->weights, mode == Mode::kSync
                                                  ? (std::vector<float>{0.0f, 0.5f})
                                                  : (std::vector<float>{0.5f, 0.0f}));
-      // The update is counted, at least its (slept) optimizer step.
-      EXPECT_GE(ps.status().update_seconds, 0.02);
+      // The update is counted: its optimizer step took 20 ms.
+      EXPECT_EQ(ps.status().update_seconds, 0.02);
     }
   }
 }
 
 TEST_F(ParameterServerTest, ASyncRoundWaitsOnlyForLiveAggregatorsThatHaveWorkers) {
   auto ps = Make(2, 0);  // leases of 2 s
-  const absl::Time t0 = absl::Now();
-  ps->Heartbeat(Beat("a0", {"w0"}), t0);
-  ps->Heartbeat(Beat("a1", {"w1"}), t0);
-  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 1}}), t0).ok());
-  ps->Heartbeat(Beat("a0", {"w0"}), t0 + absl::Seconds(1.5));
-  ps->CloseDueRound(t0 + absl::Seconds(1.9));
+  ps->Heartbeat(Beat("a0", {"w0"}));
+  ps->Heartbeat(Beat("a1", {"w1"}));
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 1}})).ok());
+  clock_.AdvanceBy(absl::Seconds(1.5));
+  ps->Heartbeat(Beat("a0", {"w0"}));
+  clock_.AdvanceBy(absl::Seconds(0.4));
   EXPECT_EQ(ps->LatestWeights()->version, 0);  // a1 may still come
-  ps->CloseDueRound(t0 + absl::Seconds(2));   // a1's lease ran out
+  clock_.AdvanceBy(absl::Seconds(0.1));        // a1's lease ran out
   EXPECT_EQ(ps->LatestWeights()->version, 1);
   EXPECT_EQ(ps->status().live_aggregators, std::vector<std::string>{"a0"});
   // a1 is back, but its workers moved to a0: it is not waited for.
-  ps->Heartbeat(Beat("a1", {}), t0 + absl::Seconds(2.5));
-  ps->Heartbeat(Beat("a0", {"w0", "w1"}), t0 + absl::Seconds(2.5));
-  ASSERT_TRUE(
-      ps->AcceptAggregate(Listed("a0", 1, 2, {{"w0", 2}, {"w1", 3}}), t0 + absl::Seconds(2.5))
-          .ok());
+  clock_.AdvanceBy(absl::Seconds(0.5));
+  ps->Heartbeat(Beat("a1", {}));
+  ps->Heartbeat(Beat("a0", {"w0", "w1"}));
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 1, 2, {{"w0", 2}, {"w1", 3}})).ok());
   EXPECT_EQ(ps->LatestWeights()->version, 2);
   EXPECT_EQ(ps->status().live_workers, (std::vector<std::string>{"w0", "w1"}));
 }

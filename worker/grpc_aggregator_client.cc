@@ -4,7 +4,7 @@
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/proto_convert.h"
 #include "services/net/push_stream.h"
-#include "services/net/raw_service.h"
+#include "services/net/methods.h"
 #include "services/net/grpc_util.h"
 #include "services/net/heartbeat_call.h"
 #include "services/net/weights_stream.h"
@@ -18,28 +18,14 @@ class GrpcAggregatorClient final : public AggregatorClient {
   GrpcAggregatorClient(const std::string& address, std::string id, size_t chunk_bytes)
       : channel_(CreateHipsChannel(address)),
         stub_(v1::Aggregator::NewStub(channel_)),
-        push_(method::kAggregatorPushGradient, grpc::internal::RpcMethod::CLIENT_STREAMING,
-              channel_),
-        pull_(method::kAggregatorPullWeights, grpc::internal::RpcMethod::SERVER_STREAMING,
-              channel_),
+        generic_(channel_),
         id_(std::move(id)),
         chunk_bytes_(chunk_bytes) {}
 
   absl::StatusOr<PushResult> PushGradient(const GradientPush& g) override {
-    v1::GradientHeader header;
-    v1::GradientHeader* h = &header;
-    h->set_sender_id(g.sender);
-    h->set_version(g.version);
-    h->set_sample_count(g.samples);
-    h->set_loss_sum(g.loss_sum);
-    h->set_num_floats(static_cast<int64_t>(g.gradient.size()));
-    h->set_sequence(g.sequence);
-    h->set_retry(g.retry);
-    h->set_step(g.step);
-    h->set_encoding(EncodingToProto(g.encoded.encoding));
-    h->set_nonzeros(g.encoded.nonzeros);
-    return PushChunked(&calls_, channel_.get(), push_, header, PayloadOf(g.gradient, g.encoded),
-                       ElementBytes(g.encoded.encoding), chunk_bytes_);
+    return PushChunked(&calls_, &generic_, method::kAggregatorPushGradient, GradientHeaderOf(g),
+                       PayloadOf(g.gradient, g.encoded), ElementBytes(g.encoded.encoding),
+                       chunk_bytes_);
   }
 
   void CancelCalls() override { calls_.CancelAll(); }
@@ -47,8 +33,8 @@ class GrpcAggregatorClient final : public AggregatorClient {
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
       int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) override {
-    return PullWeightsFrom(channel_.get(), pull_, &calls_, id_, min_version, deadline, no_wait,
-                           incarnation);
+    return PullWeightsFrom(&generic_, method::kAggregatorPullWeights, &calls_, id_, min_version,
+                           deadline, no_wait, incarnation);
   }
 
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
@@ -59,8 +45,7 @@ class GrpcAggregatorClient final : public AggregatorClient {
  private:
   const std::shared_ptr<grpc::Channel> channel_;
   const std::unique_ptr<v1::Aggregator::Stub> stub_;  // the small calls
-  const grpc::internal::RpcMethod push_;
-  const grpc::internal::RpcMethod pull_;
+  grpc::GenericStub generic_;                         // the bulk ones
   const std::string id_;
   const size_t chunk_bytes_;
   CallRegistry calls_;

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/retry.h"
+#include "services/core/push_ledger.h"
 #include "services/core/sync_round.h"
 
 namespace hips {

@@ -101,6 +101,12 @@ std::unique_ptr<Timer> SimulatedClock::NewTimer(std::function<absl::Time()> next
   });
 }
 
+void SimulatedClock::Jump(absl::Duration d) {
+  CHECK_GE(d, absl::ZeroDuration()) << "a simulated clock does not go back";
+  absl::MutexLock lock(&mu_);
+  now_ += d;
+}
+
 void SimulatedClock::AdvanceBy(absl::Duration d) {
   CHECK_GE(d, absl::ZeroDuration()) << "a simulated clock does not go back";
   std::vector<std::shared_ptr<SimulatedTimer>> timers;

@@ -212,7 +212,7 @@ absl::Status ValidateCompressionOptions(const CompressionOptions& o) {
 }
 
 Compressor::Compressor(CompressionOptions options, size_t num_floats)
-    : options_(std::move(options)) {
+    : options_(std::move(options)), num_floats_(num_floats) {
   if (options_.error_feedback && options_.encoding != Encoding::kFp32) {
     residual_.assign(num_floats, 0.0f);
   }

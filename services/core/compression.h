@@ -102,12 +102,14 @@ class Compressor {
   Compressor(CompressionOptions options, size_t num_floats);
 
   const CompressionOptions& options() const { return options_; }
+  size_t num_floats() const { return num_floats_; }
   // Encodes `values` (num_floats of them) into `out`; returns the number of
   // entries (top-k) or 0.
   int64_t Encode(absl::Span<const float> values, std::string* out);
 
  private:
   const CompressionOptions options_;
+  const size_t num_floats_;
   std::vector<float> residual_;  // empty without error feedback
   std::vector<float> work_;
   std::vector<uint32_t> magnitudes_;

@@ -192,18 +192,4 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
   return AddOutcome::kAccepted;
 }
 
-int64_t FirstSequenceNumber() { return absl::ToUnixMicros(absl::Now()); }
-
-bool RepeatFilter::IsRepeat(const std::string& sender, int64_t sequence) const {
-  if (sequence <= 0) return false;  // an unnumbered push
-  auto it = last_.find(sender);
-  return it != last_.end() && sequence <= it->second;
-}
-
-void RepeatFilter::Record(const std::string& sender, int64_t sequence) {
-  if (sequence <= 0) return;
-  int64_t& last = last_[sender];
-  last = std::max(last, sequence);
-}
-
 }  // namespace hips

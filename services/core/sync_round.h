@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -150,28 +149,6 @@ class SyncRound {
   int64_t previous_version_ = -1;
   absl::flat_hash_set<std::string> previous_covered_;
   GradientAccumulator accumulator_;
-};
-
-// Recognizes repeated pushes: every sender's pushes carry increasing
-// sequence numbers (a retry repeats one), so a push whose sequence is not
-// above the last one recorded for its sender is a repeat. Sequence 0 means
-// "not numbered": such pushes are never taken for repeats (the per-round
-// sender check still applies). Not thread-safe.
-// The sequence number of a sender's first push: the current time in
-// microseconds, so a restarted sender continues above every number its
-// predecessor used (no sender pushes more than once per microsecond).
-int64_t FirstSequenceNumber();
-
-class RepeatFilter {
- public:
-  bool IsRepeat(const std::string& sender, int64_t sequence) const;
-  // Records an applied (or otherwise final) push.
-  void Record(const std::string& sender, int64_t sequence);
-  // Every sender's newest recorded sequence (for checkpoints).
-  const absl::flat_hash_map<std::string, int64_t>& last() const { return last_; }
-
- private:
-  absl::flat_hash_map<std::string, int64_t> last_;
 };
 
 }  // namespace hips

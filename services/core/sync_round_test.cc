@@ -240,19 +240,6 @@ TEST(SyncRoundTest, WithoutADeadlineWaitsForEveryContribution) {
   EXPECT_EQ(round.state(), SyncRound::State::kOpen);
 }
 
-TEST(RepeatFilterTest, ASequenceNotAboveTheLastRecordedIsARepeat) {
-  RepeatFilter f;
-  EXPECT_FALSE(f.IsRepeat("w0", 10));
-  f.Record("w0", 10);
-  EXPECT_TRUE(f.IsRepeat("w0", 10));
-  EXPECT_TRUE(f.IsRepeat("w0", 9));
-  EXPECT_FALSE(f.IsRepeat("w0", 11));
-  EXPECT_FALSE(f.IsRepeat("w1", 10));  // per sender
-  // Unnumbered pushes are never repeats.
-  f.Record("w2", 0);
-  EXPECT_FALSE(f.IsRepeat("w2", 0));
-  EXPECT_GT(FirstSequenceNumber(), 1'600'000'000'000'000);  // microseconds since 1970
-}
 
 TEST(CoalescingBatchTest, SumsAnyVersionsAndCountsThem) {
   CoalescingBatch batch(2, /*capacity=*/2, absl::Seconds(5));

@@ -51,7 +51,7 @@ absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& pa
   return absl::OkStatus();
 }
 
-absl::Time LongPollDeadline(const grpc::ServerContext& ctx, absl::Duration cap) {
+absl::Time LongPollDeadline(const grpc::ServerContextBase& ctx, absl::Duration cap) {
   const absl::Time capped = absl::Now() + cap;
   const auto deadline = ctx.deadline();
   if (deadline == std::chrono::system_clock::time_point::max()) return capped;
@@ -62,6 +62,12 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
   return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()));
+}
+
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
 }
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {

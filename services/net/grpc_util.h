@@ -31,9 +31,11 @@ absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& pa
 
 // When a server-side long poll must end: the caller's deadline, but no later
 // than `cap` from now (a caller without a deadline gets `cap`).
-absl::Time LongPollDeadline(const grpc::ServerContext& ctx, absl::Duration cap);
+absl::Time LongPollDeadline(const grpc::ServerContextBase& ctx, absl::Duration cap);
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
+// Finishes a callback unary call with `status` (its reply already written).
+grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const grpc::Status& status);
 absl::Status FromGrpcStatus(const grpc::Status& status);
 
 // Writes `port` followed by a newline to `path` atomically (write to a

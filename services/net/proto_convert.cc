@@ -191,9 +191,78 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
   return ValidateCommon(h.version(), h.total_samples(), h.loss_sum(), h.num_floats());
 }
 
-}  // namespace hips
+v1::GradientHeader GradientHeaderOf(const GradientPush& g) {
+  v1::GradientHeader h;
+  h.set_sender_id(g.sender);
+  h.set_version(g.version);
+  h.set_sample_count(g.samples);
+  h.set_loss_sum(g.loss_sum);
+  h.set_num_floats(static_cast<int64_t>(g.gradient.size()));
+  h.set_sequence(g.sequence);
+  h.set_retry(g.retry);
+  h.set_step(g.step);
+  h.set_encoding(EncodingToProto(g.encoded.encoding));
+  h.set_nonzeros(g.encoded.nonzeros);
+  return h;
+}
 
-namespace hips {
+GradientPush GradientPushOf(const v1::GradientHeader& h) {
+  GradientPush push;
+  push.sender = h.sender_id();
+  push.version = h.version();
+  push.samples = h.sample_count();
+  push.loss_sum = h.loss_sum();
+  push.sequence = h.sequence();
+  push.retry = h.retry();
+  push.step = h.step();
+  return push;
+}
+
+v1::AggregateHeader AggregateHeaderOf(const AggregatePush& a) {
+  v1::AggregateHeader h;
+  h.set_aggregator_id(a.aggregator);
+  h.set_version(a.version);
+  h.set_total_samples(a.total_samples);
+  h.set_contributor_count(static_cast<int32_t>(a.contributors));
+  h.set_loss_sum(a.loss_sum);
+  h.set_num_floats(static_cast<int64_t>(a.sum.size()));
+  h.set_sequence(a.sequence);
+  for (const auto& [version, count] : a.contributor_versions) {
+    v1::VersionCount* vc = h.add_contributor_versions();
+    vc->set_version(version);
+    vc->set_count(count);
+  }
+  for (const ContributorRef& ref : a.contributor_list) {
+    v1::Contributor* c = h.add_contributors();
+    c->set_worker_id(ref.worker);
+    c->set_sequence(ref.sequence);
+    c->set_version(ref.version);
+    c->set_step(ref.step);
+  }
+  h.set_single(a.single);
+  h.set_encoding(EncodingToProto(a.encoded.encoding));
+  h.set_nonzeros(a.encoded.nonzeros);
+  return h;
+}
+
+AggregatePush AggregatePushOf(const v1::AggregateHeader& h) {
+  AggregatePush a;
+  a.aggregator = h.aggregator_id();
+  a.version = h.version();
+  a.total_samples = h.total_samples();
+  a.contributors = h.contributor_count();
+  a.loss_sum = h.loss_sum();
+  a.sequence = h.sequence();
+  for (const v1::VersionCount& vc : h.contributor_versions()) {
+    a.contributor_versions[vc.version()] += vc.count();
+  }
+  for (const v1::Contributor& c : h.contributors()) {
+    a.contributor_list.push_back({c.worker_id(), c.sequence(), c.version(), c.step()});
+  }
+  a.single = h.single();
+  return a;
+}
+
 
 absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatRequest& req) {
   if (absl::Status s = ValidateId(req.member_id(), "member id"); !s.ok()) return s;

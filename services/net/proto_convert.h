@@ -56,6 +56,14 @@ void SetPayloadEncoding(const Header& h, EncodedValues* values) {
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h);
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h);
 
+// A push's header as its sender writes it (num_floats from the dense
+// values, the encoding from `encoded`), and the push's fields back from a
+// validated header (its values arrive separately).
+v1::GradientHeader GradientHeaderOf(const GradientPush& push);
+GradientPush GradientPushOf(const v1::GradientHeader& header);
+v1::AggregateHeader AggregateHeaderOf(const AggregatePush& aggregate);
+AggregatePush AggregatePushOf(const v1::AggregateHeader& header);
+
 // Most workers one aggregator may report.
 inline constexpr int kMaxReportedWorkers = 4096;
 

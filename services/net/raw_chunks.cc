@@ -130,6 +130,26 @@ grpc::ByteBuffer EncodeChunk(const std::string* header, const grpc::Slice* data)
   return grpc::ByteBuffer(slices, n);
 }
 
+grpc::ByteBuffer ChunkedPayload::Message(size_t i) const {
+  return EncodeChunk(i == 0 ? &header : nullptr, chunks.empty() ? nullptr : &chunks[i]);
+}
+
+grpc::ByteBuffer SerializeMessage(const google::protobuf::MessageLite& message) {
+  grpc::Slice slice(message.SerializeAsString());
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+bool ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite* message) {
+  std::vector<grpc::Slice> slices;
+  if (!buffer.Dump(&slices).ok()) return false;
+  std::string bytes;
+  bytes.reserve(buffer.Length());
+  for (const grpc::Slice& s : slices) {
+    bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  }
+  return message->ParseFromString(bytes);
+}
+
 absl::Status DecodeChunk(const grpc::ByteBuffer& message, ReceivedChunk* out) {
   *out = ReceivedChunk();
   if (!message.Dump(&out->slices).ok()) return Malformed("unreadable byte buffer");

@@ -1,6 +1,7 @@
 #ifndef HIPS_SERVICES_NET_RAW_CHUNKS_H_
 #define HIPS_SERVICES_NET_RAW_CHUNKS_H_
 
+#include <google/protobuf/message_lite.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cstdint>
@@ -39,6 +40,25 @@ std::vector<grpc::Slice> ReferenceChunks(absl::string_view payload, size_t eleme
 // One chunk message: `header` a serialized header message (null: no header
 // field), `data` the chunk's bytes (null: no data field).
 grpc::ByteBuffer EncodeChunk(const std::string* header, const grpc::Slice* data);
+
+// A whole chunked stream to send: the serialized header, which rides on the
+// first message, and the payload's slices (from ReferenceChunks, pointing
+// at the sender's buffer). A stream of no payload is one message with the
+// header only.
+struct ChunkedPayload {
+  std::string header;
+  std::vector<grpc::Slice> chunks;
+
+  size_t messages() const { return chunks.empty() ? 1 : chunks.size(); }
+  // Message i of messages().
+  grpc::ByteBuffer Message(size_t i) const;
+};
+
+// A small message (a request, an ack) as a ByteBuffer, and back: for the
+// methods whose bulk messages are raw ByteBuffers. Parse returns false for
+// bytes that are not such a message.
+grpc::ByteBuffer SerializeMessage(const google::protobuf::MessageLite& message);
+bool ParseMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite* message);
 
 // A chunk message as received. `data` views point into `slices`, which the
 // struct keeps alive.

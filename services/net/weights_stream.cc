@@ -1,17 +1,19 @@
 #include "services/net/weights_stream.h"
 
-#include <functional>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "hips/v1/hips.pb.h"
 #include "services/core/buffer_pool.h"
-#include "services/net/chunked_stream.h"
+#include "services/net/blocking_call.h"
+#include "services/net/chunk_receiver.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
 
 namespace hips {
 
-EncodedWeights EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot,
+ChunkedPayload EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot,
                              size_t chunk_bytes) {
   v1::WeightsHeader h;
   h.set_version(snapshot->version);
@@ -21,84 +23,143 @@ EncodedWeights EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot,
   h.set_mode_since(snapshot->mode_since);
   h.set_incarnation(snapshot->incarnation);
   LayoutToProto(snapshot->layout, h.mutable_layout());
-  EncodedWeights out;
+  ChunkedPayload out;
   out.header = h.SerializeAsString();
   const absl::Span<const float> weights = snapshot->weights;
   out.chunks = ReferenceChunks(weights, chunk_bytes, std::move(snapshot));
   return out;
 }
 
-std::shared_ptr<const EncodedWeights> WeightsEncodingCache::Get(
+std::shared_ptr<const ChunkedPayload> WeightsEncodingCache::Get(
     const std::shared_ptr<const WeightsSnapshot>& snapshot) {
   absl::MutexLock lock(&mu_);
   if (snapshot_ != snapshot.get()) {
     // The previous encoding's slices keep its snapshot alive: the address
     // cannot be reused while encoded_ holds it.
-    encoded_ = std::make_shared<const EncodedWeights>(EncodeWeights(snapshot, chunk_bytes_));
+    encoded_ = std::make_shared<const ChunkedPayload>(EncodeWeights(snapshot, chunk_bytes_));
     snapshot_ = snapshot.get();
   }
   return encoded_;
 }
 
-bool WriteWeights(grpc::ServerWriter<grpc::ByteBuffer>* writer, const EncodedWeights& weights) {
-  return WriteChunked(writer, weights.header, weights.chunks);
-}
+namespace {
 
-absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> ReadWeights(
-    grpc::ClientContext* ctx, grpc::ClientReader<grpc::ByteBuffer>* reader) {
-  // Its buffer comes from (and goes back to) the weights pool: a tier that
-  // receives every version fills the same few buffers.
-  std::shared_ptr<WeightsSnapshot> snapshot = NewRecycledSnapshot();
-  v1::WeightsHeader header;
-  std::function<absl::StatusOr<int64_t>(const v1::WeightsHeader&)> expected =
-      [&](const v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
-    if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
-    if (h.mode_since() < 0 || h.mode_since() > h.version()) {
-      return absl::InvalidArgumentError(absl::StrCat("weights of version ", h.version(),
-                                                     " claim a mode since version ",
-                                                     h.mode_since()));
+// One PullWeights call: waits on the board (no thread held), then writes
+// the snapshot's messages one at a time. Reactions may run concurrently
+// (the board answers from a publishing thread); the lock orders them.
+class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
+ public:
+  PullWeightsReactor(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
+                     const WeightsBoard& board, WeightsEncodingCache* cache,
+                     absl::Duration max_long_poll, RpcMetrics* metrics)
+      : board_(board), cache_(cache), metrics_(metrics) {
+    v1::PullWeightsRequest req;
+    if (!ParseMessage(*request, &req)) {
+      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                              "unparsable PullWeights request"));
+      return;
     }
-    absl::StatusOr<ModeConfig> mode = ModeFromProto(h.mode());
-    if (!mode.ok()) return mode.status();
-    snapshot->mode = *mode;
-    snapshot->mode_since = h.mode_since();
-    absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
-    if (!layout.ok()) return layout.status();
-    snapshot->layout = *std::move(layout);
-    return snapshot->layout.num_floats();
-  };
-  // Remembers whether the stream ran dry, i.e. whether the call is over.
-  struct EndTrackingReader {
-    grpc::ClientReader<grpc::ByteBuffer>* reader;
-    bool ended = false;
-    bool Read(grpc::ByteBuffer* m) {
-      ended = !reader->Read(m);
-      return !ended;
-    }
-  } tracking{reader};
-  absl::StatusOr<std::vector<float>> weights =
-      ReadChunked(&tracking, &header, expected, &WeightsBuffers());
-  if (!weights.ok()) {
-    // With messages still unread Finish would wait for them: cancel first.
-    if (!tracking.ended) ctx->TryCancel();
-    const grpc::Status finish = reader->Finish();
-    // A stream that ended early because the call failed is best explained
-    // by the call's own status.
-    if (tracking.ended && !finish.ok()) return FromGrpcStatus(finish);
-    return absl::InvalidArgumentError(
-        absl::StrCat("malformed weights stream: ", weights.status().message()));
+    const absl::Time deadline =
+        req.no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll);
+    const int64_t id = board_.WaitAsync(
+        req.min_version(), deadline, req.incarnation(),
+        [this](absl::StatusOr<WeightsBoard::Snapshot> weights) { OnWeights(std::move(weights)); });
+    absl::MutexLock lock(&mu_);
+    wait_ = id;
   }
-  const grpc::Status finish = reader->Finish();
-  if (!finish.ok()) return FromGrpcStatus(finish);
-  snapshot->version = header.version();
-  snapshot->training_done = header.training_done();
-  snapshot->incarnation = header.incarnation();
-  snapshot->weights = *std::move(weights);
-  return snapshot;
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      FinishOnce(grpc::Status(grpc::StatusCode::UNAVAILABLE, "the caller went away mid-stream"));
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnCancel() override {
+    int64_t wait;
+    {
+      absl::MutexLock lock(&mu_);
+      wait = wait_;
+    }
+    // Still waiting: nobody else will finish the call.
+    if (wait != 0 && board_.CancelWait(wait)) {
+      FinishOnce(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    }
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void OnWeights(absl::StatusOr<WeightsBoard::Snapshot> weights) {
+    if (!weights.ok()) {
+      FinishOnce(ToGrpcStatus(weights.status()));
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      // Timed from here: a long poll's wait is not the cost of sending.
+      timer_.emplace(metrics_, "PullWeights");
+      timer_->Sent(static_cast<int64_t>((*weights)->weights.size() * sizeof(float)));
+      encoded_ = cache_->Get(*weights);
+    }
+    WriteNext();
+  }
+
+  // gRPC is called without the lock held (a reaction may run on the
+  // calling thread). One write is in flight at a time: the next starts from
+  // the previous one's OnWriteDone.
+  void WriteNext() {
+    const grpc::ByteBuffer* message = nullptr;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (next_ == encoded_->messages()) {
+        finished_ = true;
+      } else {
+        // Kept until its write is done (it holds the slices it sends).
+        message_ = encoded_->Message(next_++);
+        message = &message_;
+      }
+    }
+    if (message == nullptr) {
+      Finish(grpc::Status::OK);
+    } else {
+      StartWrite(message);
+    }
+  }
+
+  void FinishOnce(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    Finish(status);
+  }
+
+  const WeightsBoard& board_;
+  WeightsEncodingCache* const cache_;
+  RpcMetrics* const metrics_;
+  absl::Mutex mu_;
+  int64_t wait_ ABSL_GUARDED_BY(mu_) = 0;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<const ChunkedPayload> encoded_ ABSL_GUARDED_BY(mu_);
+  size_t next_ ABSL_GUARDED_BY(mu_) = 0;
+  grpc::ByteBuffer message_ ABSL_GUARDED_BY(mu_);
+  std::optional<RpcTimer> timer_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+grpc::ServerWriteReactor<grpc::ByteBuffer>* ServePullWeights(
+    grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request, const WeightsBoard& board,
+    WeightsEncodingCache* cache, absl::Duration max_long_poll, RpcMetrics* metrics) {
+  return new PullWeightsReactor(ctx, request, board, cache, max_long_poll, metrics);
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
-    grpc::ChannelInterface* channel, const grpc::internal::RpcMethod& method, CallRegistry* calls,
+    grpc::GenericStub* stub, const std::string& method, CallRegistry* calls,
     const std::string& requester, int64_t min_version, absl::Time deadline, bool no_wait,
     int64_t incarnation) {
   grpc::ClientContext ctx;
@@ -110,9 +171,55 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   req.set_min_version(min_version);
   req.set_no_wait(no_wait);
   req.set_incarnation(incarnation);
-  std::unique_ptr<grpc::ClientReader<grpc::ByteBuffer>> reader(
-      grpc::internal::ClientReaderFactory<grpc::ByteBuffer>::Create(channel, method, &ctx, req));
-  return ReadWeights(&ctx, reader.get());
+  // Its buffer comes from (and goes back to) the weights pool: a tier that
+  // receives every version fills the same few buffers.
+  std::shared_ptr<WeightsSnapshot> snapshot = NewRecycledSnapshot();
+  AssemblingReceiver<v1::WeightsHeader> receiver(
+      [&](const v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
+        if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
+        if (h.mode_since() < 0 || h.mode_since() > h.version()) {
+          return absl::InvalidArgumentError(absl::StrCat("weights of version ", h.version(),
+                                                         " claim a mode since version ",
+                                                         h.mode_since()));
+        }
+        absl::StatusOr<ModeConfig> mode = ModeFromProto(h.mode());
+        if (!mode.ok()) return mode.status();
+        snapshot->mode = *mode;
+        snapshot->mode_since = h.mode_since();
+        absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
+        if (!layout.ok()) return layout.status();
+        snapshot->layout = *std::move(layout);
+        return snapshot->layout.num_floats();
+      },
+      &WeightsBuffers());
+  absl::Status malformed;
+  grpc::Status finish;
+  {
+    BlockingCall call(stub, &ctx, method);
+    if (call.Write(SerializeMessage(req)) && call.WritesDone()) {
+      grpc::ByteBuffer message;
+      while (malformed.ok() && call.Read(&message)) malformed = receiver.Add(message);
+      // With messages still unread Finish would wait for them: cancel first.
+      if (!malformed.ok()) ctx.TryCancel();
+    }
+    finish = call.Finish();
+  }
+  if (!malformed.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed weights stream: ", malformed.message()));
+  }
+  if (!finish.ok()) return FromGrpcStatus(finish);
+  absl::StatusOr<std::vector<float>> weights = receiver.Finish();
+  if (!weights.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("malformed weights stream: ", weights.status().message()));
+  }
+  const v1::WeightsHeader& header = receiver.header();
+  snapshot->version = header.version();
+  snapshot->training_done = header.training_done();
+  snapshot->incarnation = header.incarnation();
+  snapshot->weights = *std::move(weights);
+  return snapshot;
 }
 
 }  // namespace hips

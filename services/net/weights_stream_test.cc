@@ -1,22 +1,27 @@
-// PullWeights against a fake HQ over real gRPC on loopback: good streams
-// arrive whole, malformed ones are refused with INVALID_ARGUMENT (not left to
-// run into the deadline).
+// PullWeights over real gRPC on loopback. The client against a fake HQ: good
+// streams arrive whole, malformed ones are refused with INVALID_ARGUMENT (not
+// left to run into the deadline). The server (ServePullWeights) against the
+// client: a long poll answered by a publish, by its deadline, or ended by the
+// caller.
 
 #include "services/net/weights_stream.h"
 
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
-#include "services/net/raw_service.h"
+#include "services/net/methods.h"
 
 namespace hips {
 namespace {
@@ -77,9 +82,8 @@ class WeightsStreamTest : public ::testing::Test {
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull() {
     // The raw client against a server built on the generated protobuf stubs.
-    const grpc::internal::RpcMethod pull(method::kHqPullWeights,
-                                         grpc::internal::RpcMethod::SERVER_STREAMING);
-    return PullWeightsFrom(channel_.get(), pull, &calls_, "test", 0,
+    grpc::GenericStub stub(channel_);
+    return PullWeightsFrom(&stub, method::kHqPullWeights, &calls_, "test", 0,
                            absl::Now() + absl::Seconds(30));
   }
 
@@ -130,6 +134,7 @@ TEST_F(WeightsStreamTest, MalformedStreamsAreRefused) {
   v1::WeightsChunk headless;
   headless.set_data(Floats({1}));
   cases.push_back({"no header", {headless}});
+  cases.push_back({"no message at all", {}});
   for (const Case& c : cases) {
     hq_.Set(c.messages);
     absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
@@ -141,6 +146,99 @@ TEST_F(WeightsStreamTest, CancelledCallsFailAtOnce) {
   calls_.CancelAll();
   const absl::Status s = Pull().status();
   EXPECT_TRUE(absl::IsCancelled(s)) << s;
+}
+
+// A server of PullWeights alone, from a board.
+class BoardHq final : public v1::Hq::WithRawCallbackMethod_PullWeights<v1::Hq::Service> {
+ public:
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* PullWeights(grpc::CallbackServerContext* ctx,
+                                                          const grpc::ByteBuffer* request) override {
+    return ServePullWeights(ctx, request, board, &cache, absl::Seconds(30), nullptr);
+  }
+
+  WeightsBoard board;
+  WeightsEncodingCache cache{12};  // three floats per chunk
+};
+
+class ServePullWeightsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    grpc::ServerBuilder builder;
+    ConfigureHipsServer(&builder);
+    int port = 0;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&hq_);
+    server_ = builder.BuildAndStart();
+    ASSERT_NE(port, 0);
+    stub_ = std::make_unique<grpc::GenericStub>(CreateHipsChannel(absl::StrCat("127.0.0.1:", port)));
+  }
+  void TearDown() override {
+    hq_.board.Shutdown();
+    server_->Shutdown();
+  }
+
+  static std::shared_ptr<const WeightsSnapshot> Snapshot(int64_t version) {
+    auto s = std::make_shared<WeightsSnapshot>();
+    s->version = version;
+    s->layout = *ModelLayout::Create({{"w", {8}}});
+    for (int i = 0; i < 8; ++i) s->weights.push_back(static_cast<float>(version * 10 + i));
+    s->incarnation = 1;
+    return s;
+  }
+
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull(int64_t min_version,
+                                                             absl::Duration timeout,
+                                                             bool no_wait = false) {
+    return PullWeightsFrom(stub_.get(), method::kHqPullWeights, &calls_, "test", min_version,
+                           absl::Now() + timeout, no_wait);
+  }
+
+  BoardHq hq_;
+  CallRegistry calls_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::GenericStub> stub_;
+};
+
+TEST_F(ServePullWeightsTest, ALongPollIsAnsweredByThePublishItWaitsFor) {
+  hq_.board.Publish(Snapshot(1));
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> now = Pull(1, absl::Seconds(30));
+  ASSERT_TRUE(now.ok()) << now.status();
+  EXPECT_EQ((*now)->weights, Snapshot(1)->weights);
+
+  // Four callers wait for version 2; one publish answers them all.
+  std::vector<absl::StatusOr<std::shared_ptr<const WeightsSnapshot>>> got(4);
+  std::vector<std::thread> callers;
+  for (auto& g : got) callers.emplace_back([&] { g = Pull(2, absl::Seconds(60)); });
+  hq_.board.Publish(Snapshot(2));
+  for (std::thread& t : callers) t.join();
+  for (const auto& g : got) {
+    ASSERT_TRUE(g.ok()) << g.status();
+    EXPECT_EQ((*g)->version, 2);
+    EXPECT_EQ((*g)->weights, Snapshot(2)->weights);
+    EXPECT_EQ((*g)->layout.DebugString(), "w[8]");
+  }
+}
+
+TEST_F(ServePullWeightsTest, ALongPollEndsAtItsDeadlineOrAtOnceWithoutWaiting) {
+  hq_.board.Publish(Snapshot(1));
+  const absl::Status late = Pull(2, absl::Milliseconds(200)).status();
+  EXPECT_TRUE(absl::IsDeadlineExceeded(late)) << late;
+  const absl::Status at_once = Pull(2, absl::Seconds(60), /*no_wait=*/true).status();
+  EXPECT_TRUE(absl::IsDeadlineExceeded(at_once)) << at_once;
+}
+
+TEST_F(ServePullWeightsTest, ACallerThatGivesUpEndsItsLongPoll) {
+  absl::Notification started;
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> got;
+  std::thread caller([&] {
+    started.Notify();
+    got = Pull(5, absl::Seconds(60));
+  });
+  started.WaitForNotification();
+  // Cancels the call in flight, or the call as soon as it registers.
+  calls_.CancelAll();
+  caller.join();
+  EXPECT_TRUE(absl::IsCancelled(got.status())) << got.status();
 }
 
 }  // namespace

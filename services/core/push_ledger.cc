@@ -1,0 +1,74 @@
+#include "services/core/push_ledger.h"
+
+#include <algorithm>
+
+#include "absl/time/clock.h"
+
+namespace hips {
+
+int64_t FirstSequenceNumber() { return absl::ToUnixMicros(absl::Now()); }
+
+PushLedger::Seen PushLedger::Look(const std::string& sender, int64_t sequence) const {
+  if (sequence <= 0) return Seen::kNew;  // unnumbered
+  if (ticket_of_.count({sender, sequence}) > 0) return Seen::kPending;
+  if (auto it = answered_.find(sender); it != answered_.end() && it->second.first == sequence) {
+    return Seen::kAnswered;
+  }
+  if (auto it = newest_.find(sender); it != newest_.end() && sequence <= it->second) {
+    return Seen::kSuperseded;
+  }
+  return Seen::kNew;
+}
+
+PushLedger::Answer PushLedger::Answered(const std::string& sender) const {
+  auto it = answered_.find(sender);
+  if (it == answered_.end()) return absl::NotFoundError("no settled push of " + sender);
+  return it->second.second;
+}
+
+void PushLedger::Record(const std::string& sender, int64_t sequence) {
+  if (sequence <= 0) return;
+  int64_t& newest = newest_[sender];
+  newest = std::max(newest, sequence);
+}
+
+int64_t PushLedger::Open(const std::string& sender, int64_t sequence) {
+  Record(sender, sequence);
+  const int64_t ticket = next_ticket_++;
+  open_[ticket] = OpenPush{sender, sequence, {}};
+  if (sequence > 0) ticket_of_[{sender, sequence}] = ticket;
+  return ticket;
+}
+
+int64_t PushLedger::TicketOf(const std::string& sender, int64_t sequence) const {
+  auto it = ticket_of_.find({sender, sequence});
+  return it == ticket_of_.end() ? 0 : it->second;
+}
+
+void PushLedger::Wait(int64_t ticket, Callback done) {
+  auto it = open_.find(ticket);
+  if (it != open_.end()) it->second.waiting.push_back(std::move(done));
+}
+
+std::vector<PushLedger::Callback> PushLedger::Settle(int64_t ticket, const Answer& answer) {
+  auto it = open_.find(ticket);
+  if (it == open_.end()) return {};
+  OpenPush push = std::move(it->second);
+  open_.erase(it);
+  if (push.sequence > 0) {
+    ticket_of_.erase({push.sender, push.sequence});
+    answered_[push.sender] = {push.sequence, answer};
+  }
+  return std::move(push.waiting);
+}
+
+std::vector<PushLedger::Callback> PushLedger::SettleAll(const Answer& answer) {
+  std::vector<Callback> all;
+  while (!open_.empty()) {
+    std::vector<Callback> waiting = Settle(open_.begin()->first, answer);
+    for (Callback& c : waiting) all.push_back(std::move(c));
+  }
+  return all;
+}
+
+}  // namespace hips

@@ -1,0 +1,93 @@
+#ifndef HIPS_SERVICES_CORE_PUSH_LEDGER_H_
+#define HIPS_SERVICES_CORE_PUSH_LEDGER_H_
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "services/core/payloads.h"
+
+namespace hips {
+
+// The sequence number of a sender's first push: the current time in
+// microseconds, so a restarted sender continues above every number its
+// predecessor used (no sender pushes more than once per microsecond).
+int64_t FirstSequenceNumber();
+
+// The exactly-once bookkeeping of one tier (docs/faults.md). Every sender
+// numbers its pushes with increasing sequence numbers and a retry repeats
+// one (0 means unnumbered: never taken for a repeat). Per sender the ledger
+// keeps the newest sequence taken in, the pushes taken in whose outcome is
+// not known yet, and the outcome of its newest settled push, so that a push
+// seen before is answered as its first attempt was, never counted twice:
+//
+//   Look(sender, seq)  kNew         take it in: Open (an outcome to come) or
+//                                   Record (settled at once)
+//                      kPending     its first attempt awaits its outcome:
+//                                   Wait for the same one
+//                      kAnswered    the sender's newest settled push: the
+//                                   same answer (Answered)
+//                      kSuperseded  older than what the sender pushed since:
+//                                   a duplicate
+//
+// An aggregator opens each push and settles it when HQ answers the
+// aggregate carrying it; HQ records each aggregate (per aggregator) and each
+// worker gradient inside (per worker) as it applies them. Not thread-safe:
+// the owner serializes access; callbacks are handed back, never called here,
+// so the owner can call them without its locks held.
+class PushLedger {
+ public:
+  using Answer = absl::StatusOr<PushResult>;
+  using Callback = std::function<void(Answer)>;
+
+  enum class Seen { kNew, kPending, kAnswered, kSuperseded };
+  Seen Look(const std::string& sender, int64_t sequence) const;
+  // The answer of the sender's newest settled push (Look said kAnswered).
+  Answer Answered(const std::string& sender) const;
+
+  // Takes in a push whose outcome comes later; returns its ticket (also for
+  // an unnumbered push, which is then only known by its ticket).
+  int64_t Open(const std::string& sender, int64_t sequence);
+  // `done` is handed back by Settle of the ticket (a push Look found
+  // kPending: TicketOf).
+  void Wait(int64_t ticket, Callback done);
+  // The ticket of a pending numbered push.
+  int64_t TicketOf(const std::string& sender, int64_t sequence) const;
+  // The outcome of an open push: it becomes its sender's newest answer (if
+  // numbered). Returns the callbacks waiting for it, each to be called with
+  // `answer`; none for an unknown ticket.
+  std::vector<Callback> Settle(int64_t ticket, const Answer& answer);
+  // Settles every open push with `answer` (a shutdown): the callbacks and
+  // answers to call.
+  std::vector<Callback> SettleAll(const Answer& answer);
+
+  // Takes in a push that is settled at once (no answer kept).
+  void Record(const std::string& sender, int64_t sequence);
+
+  int64_t open() const { return static_cast<int64_t>(open_.size()); }
+  // Per sender, the newest sequence taken in (for checkpoints; Record
+  // restores them).
+  const absl::flat_hash_map<std::string, int64_t>& newest() const { return newest_; }
+
+ private:
+  struct OpenPush {
+    std::string sender;
+    int64_t sequence = 0;
+    std::vector<Callback> waiting;
+  };
+
+  absl::flat_hash_map<std::string, int64_t> newest_;
+  std::map<int64_t, OpenPush> open_;  // by ticket
+  std::map<std::pair<std::string, int64_t>, int64_t> ticket_of_;  // numbered open pushes
+  absl::flat_hash_map<std::string, std::pair<int64_t, Answer>> answered_;
+  int64_t next_ticket_ = 1;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CORE_PUSH_LEDGER_H_

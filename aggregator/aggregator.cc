@@ -471,16 +471,13 @@ absl::Time Aggregator::NextDeadline() const {
 void Aggregator::CloseDue(absl::Time now) {
   absl::MutexLock lock(&mu_);
   if (shutdown_) return;
-  for (const std::string& worker : members_.Expire(now)) {
-    LOG(WARNING) << worker << "'s lease expired; rounds go on without it";
-  }
+  members_.Expire(now);
   if (round_ == nullptr) return;
-  MaybeCompleteRound();
-  if (round_->CloseIfDue(now)) {
-    VLOG(1) << "round " << round_->version() << " closed at its deadline with "
-            << round_->received() << " gradients";
-    EmitRound();
-  }
+  // (The lambdas run here, with mu_ held.)
+  CloseRoundIfDue(
+      round_.get(), now, "gradients",
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { MaybeCompleteRound(); },
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { EmitRound(); });
   if (now >= batch_->CloseAt()) EmitBatch();
 }
 

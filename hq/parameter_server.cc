@@ -564,18 +564,15 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
 
 void ParameterServer::CloseDueRound(absl::Time now) {
   absl::MutexLock lock(&apply_mu_);
-  for (const std::string& aggregator : members_.Expire(now)) {
-    LOG(WARNING) << aggregator << "'s lease expired; rounds go on without it";
-    reports_.erase(aggregator);
-    PublishMembership();
-  }
+  const std::vector<std::string> expired = members_.Expire(now);
+  for (const std::string& aggregator : expired) reports_.erase(aggregator);
+  if (!expired.empty()) PublishMembership();
   if (mode_.mode != Mode::kSync || training_done_) return;
-  MaybeApplyRound();
-  if (round_.CloseIfDue(now)) {
-    VLOG(1) << "round " << round_.version() << " closed at its deadline with "
-            << round_.received() << " of " << round_.expected() << " aggregates";
-    ApplyRound();
-  }
+  // (The lambdas run here, with apply_mu_ held.)
+  CloseRoundIfDue(
+      &round_, now, "aggregates",
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) { MaybeApplyRound(); },
+      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) { ApplyRound(); });
 }
 
 absl::StatusOr<ModeSwitch> ParameterServer::SetMode(const ModeConfig& mode) {

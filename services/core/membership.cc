@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "glog/logging.h"
+
 namespace hips {
 
 Membership::Membership(absl::Duration lease, int expected)
@@ -29,8 +31,11 @@ std::vector<std::string> Membership::Expire(absl::Time now) {
   for (const auto& [id, lease] : live_) {
     if (lease.expires <= now) expired.push_back(id);
   }
-  for (const std::string& id : expired) live_.erase(id);
   std::sort(expired.begin(), expired.end());
+  for (const std::string& id : expired) {
+    live_.erase(id);
+    LOG(WARNING) << id << "'s lease expired; rounds go on without it";
+  }
   return expired;
 }
 

@@ -33,7 +33,8 @@ class Membership {
   bool Touch(const std::string& id, absl::Time now, int64_t incarnation = 0);
   // The member leaves at once (a worker moving to another aggregator).
   void Leave(const std::string& id);
-  // Drops members whose lease ran out by `now`; returns their ids.
+  // Drops members whose lease ran out by `now` (and logs each); returns
+  // their ids.
   std::vector<std::string> Expire(absl::Time now);
   // When the next lease runs out (InfiniteFuture with no live member).
   absl::Time NextExpiry() const;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/core/chunk_codec.h"
+#include "glog/logging.h"
 
 namespace hips {
 
@@ -190,6 +191,15 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
     CloseIfDue(now);
   }
   return AddOutcome::kAccepted;
+}
+
+void CloseRoundIfDue(SyncRound* round, absl::Time now, absl::string_view what,
+                     const std::function<void()>& complete, const std::function<void()>& closed) {
+  complete();
+  if (!round->CloseIfDue(now)) return;
+  VLOG(1) << "round " << round->version() << " closed at its deadline with "
+          << round->received() << " " << what;
+  closed();
 }
 
 }  // namespace hips

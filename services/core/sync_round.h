@@ -2,6 +2,7 @@
 #define HIPS_SERVICES_CORE_SYNC_ROUND_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -150,6 +151,14 @@ class SyncRound {
   absl::flat_hash_set<std::string> previous_covered_;
   GradientAccumulator accumulator_;
 };
+
+// The deadline timer's pass over one tier's open round at `now` (both tiers
+// run it): `complete` first (it closes and sends on a round that has
+// everyone it waits for), then, if the round is still open and its deadline
+// passed with a quorum, the round is closed and `closed` sends it on.
+// `what` names the contributions in the log ("gradients", "aggregates").
+void CloseRoundIfDue(SyncRound* round, absl::Time now, absl::string_view what,
+                     const std::function<void()>& complete, const std::function<void()>& closed);
 
 }  // namespace hips
 

@@ -27,22 +27,19 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     c->aggregators_.push_back(*std::move(d));
   }
 
-  ModelOptions model = o.model;
-  model.input_shape = train->example_shape;
-  model.num_classes = train->num_classes;
   for (int k = 0; k < o.workers; ++k) {
-    WorkerOptions wo = o.worker;
-    wo.id = absl::StrCat("worker-", k);
-    wo.index = k;
-    wo.num_workers = o.workers;
-    if (o.customize_worker) o.customize_worker(k, &wo);
-    c->clients_.push_back(CreateGrpcAggregatorClient(
-        absl::StrCat("127.0.0.1:", c->aggregators_[k % o.aggregators]->port()), wo.id,
-        o.chunk_bytes));
-    absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(model, o.init_seed + k);
-    if (!m.ok()) return m.status();
-    absl::StatusOr<std::unique_ptr<Worker>> w =
-        Worker::Create(wo, *std::move(m), train, c->clients_.back().get());
+    WorkerDaemonOptions wo;
+    wo.worker = o.worker;
+    wo.worker.id = absl::StrCat("worker-", k);
+    wo.worker.index = k;
+    wo.worker.num_workers = o.workers;
+    if (o.customize_worker) o.customize_worker(k, &wo.worker);
+    wo.aggregators = {absl::StrCat("127.0.0.1:", c->aggregators_[k % o.aggregators]->port())};
+    wo.chunk_bytes = o.chunk_bytes;
+    wo.model = o.model;
+    wo.model_seed = o.init_seed + k;
+    wo.train = train;
+    absl::StatusOr<std::unique_ptr<WorkerDaemon>> w = WorkerDaemon::Start(std::move(wo));
     if (!w.ok()) return w.status();
     c->workers_.push_back(*std::move(w));
   }

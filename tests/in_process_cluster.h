@@ -10,8 +10,7 @@
 #include "aggregator/aggregator_daemon.h"
 #include "hq/hq_daemon.h"
 #include "services/data/dataset.h"
-#include "worker/aggregator_client.h"
-#include "worker/worker.h"
+#include "worker/worker_daemon.h"
 
 namespace hips {
 
@@ -50,15 +49,14 @@ class InProcessCluster {
   int num_aggregators() const { return static_cast<int>(aggregators_.size()); }
   AggregatorDaemon& aggregator(int i) { return *aggregators_[i]; }
   int num_workers() const { return static_cast<int>(workers_.size()); }
-  Worker& worker(int k) { return *workers_[k]; }
+  Worker& worker(int k) { return workers_[k]->worker(); }
 
  private:
   InProcessCluster() = default;
 
   std::unique_ptr<HqDaemon> hq_;
   std::vector<std::unique_ptr<AggregatorDaemon>> aggregators_;
-  std::vector<std::unique_ptr<AggregatorClient>> clients_;
-  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<WorkerDaemon>> workers_;
   std::vector<std::thread> threads_;
   std::vector<absl::Status> results_;
 };

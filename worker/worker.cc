@@ -66,8 +66,13 @@ Worker::~Worker() {
 void Worker::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     stop_.Notify();
+    StopHeartbeats();
     for (AggregatorClient* c : clients_) c->CancelCalls();
   });
+}
+
+void Worker::StopHeartbeats() {
+  std::call_once(heartbeat_stop_once_, [this] { heartbeat_stop_.Notify(); });
 }
 
 absl::StatusOr<HeartbeatAnswer> Worker::Join() {
@@ -86,7 +91,9 @@ void Worker::HeartbeatLoop() {
   absl::Time next_probe = absl::Now();
   while (true) {
     const absl::Duration lease = absl::Microseconds(lease_micros_.load());
-    if (stop_.WaitForNotificationWithTimeout(lease / options_.heartbeats_per_lease)) return;
+    if (heartbeat_stop_.WaitForNotificationWithTimeout(lease / options_.heartbeats_per_lease)) {
+      return;
+    }
     const absl::Time now = absl::Now();
     if (active_.load() != watched) {  // Run moved to another aggregator
       watched = active_.load();
@@ -185,6 +192,9 @@ absl::Status Worker::Run() {
   }
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   absl::Status status = Loop();
+  // No heartbeat after the goodbye: it would join the aggregator again.
+  StopHeartbeats();
+  heartbeat_.join();
   // Leave at once rather than hold up rounds for a lease.
   HeartbeatRequestData bye;
   bye.member = options_.id;

@@ -139,6 +139,10 @@ class Worker {
   const std::vector<AggregatorClient*> clients_;
   const int64_t incarnation_;
   absl::Notification stop_;
+  // Ends the heartbeat thread (when Run ends, or at Shutdown).
+  absl::Notification heartbeat_stop_;
+  std::once_flag heartbeat_stop_once_;
+  void StopHeartbeats();
   std::once_flag shutdown_once_;
   // Shared with the heartbeat thread.
   std::atomic<int> active_{0};             // index into clients_

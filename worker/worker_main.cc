@@ -14,10 +14,7 @@
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
-#include "worker/aggregator_client.h"
-#include "services/metrics/metrics_server.h"
-#include "services/metrics/rpc_metrics.h"
-#include "worker/worker.h"
+#include "worker/worker_daemon.h"
 
 ABSL_FLAG(std::string, id, "", "This worker's id (default worker-<index>).");
 ABSL_FLAG(std::vector<std::string>, aggregator, {},
@@ -56,84 +53,54 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0 || absl::GetFlag(FLAGS_chunk_bytes) % 4 != 0) {
     hips::ExitWithUsageError("--chunk_bytes must be a positive multiple of 4");
   }
-  // Until the worker exists a signal simply ends the process; afterwards it
+  // Until the daemon exists a signal simply ends the process; afterwards it
   // stops the worker's loop.
-  std::atomic<hips::Worker*> running{nullptr};
+  std::atomic<hips::WorkerDaemon*> running{nullptr};
   hips::TerminationWatcher watcher([&running](int sig) {
-    if (hips::Worker* w = running.load()) {
-      w->Shutdown();
+    if (hips::WorkerDaemon* d = running.load()) {
+      d->Shutdown();
     } else {
       _exit(128 + sig);
     }
   });
   hips::SetTorchThreads(absl::GetFlag(FLAGS_torch_threads));
 
-  hips::WorkerOptions options;
-  options.index = absl::GetFlag(FLAGS_index);
-  options.num_workers = absl::GetFlag(FLAGS_workers);
-  options.id = absl::GetFlag(FLAGS_id).empty() ? absl::StrCat("worker-", options.index)
-                                               : absl::GetFlag(FLAGS_id);
-  options.batch_size = absl::GetFlag(FLAGS_batch_size);
-  options.data_seed = absl::GetFlag(FLAGS_seed);
-  options.slowdown = absl::GetFlag(FLAGS_slowdown);
-  options.step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_step_delay_ms));
+  hips::WorkerDaemonOptions options;
+  options.aggregators = aggregators;
+  options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
+  hips::WorkerOptions& worker = options.worker;
+  worker.index = absl::GetFlag(FLAGS_index);
+  worker.num_workers = absl::GetFlag(FLAGS_workers);
+  worker.id = absl::GetFlag(FLAGS_id).empty() ? absl::StrCat("worker-", worker.index)
+                                              : absl::GetFlag(FLAGS_id);
+  worker.batch_size = absl::GetFlag(FLAGS_batch_size);
+  worker.data_seed = absl::GetFlag(FLAGS_seed);
+  worker.slowdown = absl::GetFlag(FLAGS_slowdown);
+  worker.step_delay = absl::Milliseconds(absl::GetFlag(FLAGS_step_delay_ms));
   absl::StatusOr<hips::CompressionOptions> compression = hips::CompressionOptionsFromFlags();
   if (!compression.ok()) hips::ExitWithUsageError(std::string(compression.status().message()));
-  options.compression = *compression;
-  if (absl::Status s = hips::ValidateWorkerOptions(options); !s.ok()) {
+  worker.compression = *compression;
+  if (absl::Status s = hips::ValidateWorkerOptions(worker); !s.ok()) {
     hips::ExitWithUsageError(std::string(s.message()));
   }
+  options.data = hips::DataOptionsFromFlags();
+  options.model = hips::ModelOptionsFromFlags();
+  options.model_seed = absl::GetFlag(FLAGS_seed);
+  options.metrics_host = absl::GetFlag(FLAGS_metrics_host);
+  options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
 
-  absl::StatusOr<hips::Dataset> data =
-      hips::LoadData(hips::DataOptionsFromFlags(), hips::Split::kTrain);
-  if (!data.ok()) {
-    LOG(ERROR) << data.status();
-    return 1;
+  absl::StatusOr<std::unique_ptr<hips::WorkerDaemon>> daemon =
+      hips::WorkerDaemon::Start(std::move(options));
+  if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());
+  if ((*daemon)->metrics_port() >= 0) {
+    hips::WritePortFileOrExit(absl::GetFlag(FLAGS_metrics_port_file), (*daemon)->metrics_port());
   }
-  hips::ModelOptions model_options = hips::ModelOptionsFromFlags();
-  model_options.input_shape = data->example_shape;
-  model_options.num_classes = data->num_classes;
-  absl::StatusOr<std::unique_ptr<hips::Model>> model =
-      hips::Model::Create(model_options, absl::GetFlag(FLAGS_seed));
-  if (!model.ok()) hips::ExitWithUsageError(std::string(model.status().message()));
-
-  std::vector<std::unique_ptr<hips::AggregatorClient>> clients;
-  std::vector<hips::AggregatorClient*> client_ptrs;
-  for (const std::string& a : aggregators) {
-    clients.push_back(hips::CreateGrpcAggregatorClient(
-        a, options.id, static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes))));
-    client_ptrs.push_back(clients.back().get());
-  }
-  absl::StatusOr<std::unique_ptr<hips::Worker>> worker =
-      hips::Worker::Create(options, *std::move(model),
-                           std::make_shared<const hips::Dataset>(*std::move(data)), client_ptrs);
-  if (!worker.ok()) hips::ExitWithUsageError(std::string(worker.status().message()));
-
-  std::unique_ptr<hips::MetricsServer> metrics;
-  std::unique_ptr<hips::RpcMetrics> rpc_metrics;
-  if (absl::GetFlag(FLAGS_metrics_port) >= 0) {
-    absl::StatusOr<std::unique_ptr<hips::MetricsServer>> started = hips::MetricsServer::Start(
-        absl::GetFlag(FLAGS_metrics_host), absl::GetFlag(FLAGS_metrics_port));
-    if (!started.ok()) hips::ExitOnStartFailure(started.status());
-    metrics = *std::move(started);
-    rpc_metrics = std::make_unique<hips::RpcMetrics>(&metrics->registry());
-    (*worker)->set_rpc_metrics(rpc_metrics.get());
-    hips::Worker* w = worker->get();
-    metrics->AddCollector([w](hips::MetricFamilies* out) { hips::CollectWorkerMetrics(*w, out); });
-    hips::WritePortFileOrExit(absl::GetFlag(FLAGS_metrics_port_file), metrics->port());
-    LOG(INFO) << "metrics on http://" << absl::GetFlag(FLAGS_metrics_host) << ":"
-              << metrics->port() << "/metrics";
-  }
-  running.store(worker->get());
-  LOG(INFO) << options.id << " (shard " << options.index << " of " << options.num_workers
-            << ") training with aggregator " << aggregators[0]
-            << (aggregators.size() > 1 ? absl::StrCat(" (", aggregators.size() - 1,
-                                                      " to fail over to)")
-                                       : "");
-  const absl::Status status = (*worker)->Run();
+  running.store(daemon->get());
+  const absl::Status status = (*daemon)->Run();
   watcher.Stop();
-  metrics.reset();  // its collector reads the worker
+  running.store(nullptr);
+  daemon->reset();
   if (status.ok() || absl::IsCancelled(status)) return 0;
-  LOG(ERROR) << options.id << ": " << status;
+  LOG(ERROR) << worker.id << ": " << status;
   return 1;
 }

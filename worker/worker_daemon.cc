@@ -1,0 +1,74 @@
+#include "worker/worker_daemon.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "services/core/chunk_codec.h"
+
+namespace hips {
+
+absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOptions options) {
+  if (absl::Status s = ValidateWorkerOptions(options.worker); !s.ok()) return s;
+  if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
+  if (options.aggregators.empty()) {
+    return absl::InvalidArgumentError("a worker needs an aggregator address");
+  }
+  for (const std::string& a : options.aggregators) {
+    if (a.empty()) return absl::InvalidArgumentError("an empty aggregator address");
+  }
+  std::shared_ptr<const Dataset> train = options.train;
+  if (train == nullptr) {
+    absl::StatusOr<Dataset> loaded = LoadData(options.data, Split::kTrain);
+    if (!loaded.ok()) return loaded.status();
+    train = std::make_shared<const Dataset>(*std::move(loaded));
+  }
+  options.model.input_shape = train->example_shape;
+  options.model.num_classes = train->num_classes;
+  absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(options.model, options.model_seed);
+  if (!model.ok()) return model.status();
+
+  std::unique_ptr<WorkerDaemon> d(new WorkerDaemon);
+  std::vector<AggregatorClient*> clients;
+  for (const std::string& a : options.aggregators) {
+    d->clients_.push_back(CreateGrpcAggregatorClient(a, options.worker.id, options.chunk_bytes));
+    clients.push_back(d->clients_.back().get());
+  }
+  absl::StatusOr<std::unique_ptr<Worker>> worker =
+      Worker::Create(options.worker, *std::move(model), std::move(train), std::move(clients));
+  if (!worker.ok()) return worker.status();
+  d->worker_ = *std::move(worker);
+
+  if (options.metrics_port >= 0) {
+    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
+        MetricsServer::Start(options.metrics_host, options.metrics_port);
+    if (!metrics.ok()) return metrics.status();
+    d->metrics_ = *std::move(metrics);
+    d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
+    d->worker_->set_rpc_metrics(d->rpc_metrics_.get());
+    Worker* w = d->worker_.get();
+    d->metrics_->AddCollector([w](MetricFamilies* out) { CollectWorkerMetrics(*w, out); });
+    LOG(INFO) << "metrics on http://" << options.metrics_host << ":" << d->metrics_->port()
+              << "/metrics";
+  }
+  LOG(INFO) << options.worker.id << " (shard " << options.worker.index << " of "
+            << options.worker.num_workers << ") training with aggregator "
+            << options.aggregators[0]
+            << (options.aggregators.size() > 1
+                    ? absl::StrCat(" (", options.aggregators.size() - 1, " to fail over to)")
+                    : "");
+  return d;
+}
+
+WorkerDaemon::~WorkerDaemon() {
+  Shutdown();
+  metrics_.reset();  // its collector reads the worker
+}
+
+absl::Status WorkerDaemon::Run() { return worker_->Run(); }
+
+void WorkerDaemon::Shutdown() {
+  if (worker_ != nullptr) worker_->Shutdown();
+}
+
+}  // namespace hips

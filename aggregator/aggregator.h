@@ -68,7 +68,8 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 
 
 
-// The MDC tier's logic, without networking. The mode travels with HQ's
+// The aggregator tier's logic (an MDC, a mini data center in the story:
+// docs/architecture.md), without networking. The mode travels with HQ's
 // weights (PublishWeights):
 //   sync   workers' gradients of the current version are summed
 //          (sample-weighted) in a SyncRound; a closed round's sum is queued

@@ -34,8 +34,9 @@ struct AggregatorDaemonOptions {
 };
 
 // A whole hips-aggregator: the Aggregator logic, its link to HQ, its gRPC
-// server and its /metrics (CollectAggregatorMetrics). Start() returns once the server listens. Thread-safe; Shutdown is
-// idempotent and also run by the destructor.
+// server and its /metrics (CollectAggregatorMetrics). Start() returns once
+// the server listens. Thread-safe; Shutdown is idempotent and also run by
+// the destructor.
 class AggregatorDaemon {
  public:
   static absl::StatusOr<std::unique_ptr<AggregatorDaemon>> Start(AggregatorDaemonOptions options);

@@ -1,4 +1,4 @@
-// hips-aggregator: the MDC tier. Sums its workers' gradients (per sync round,
+// hips-aggregator: the aggregator tier (MDC). Sums its workers' gradients (per sync round,
 // or per coalescing window in async and ssp), forwards the sums to HQ,
 // relays HQ's weights to its workers.
 
@@ -47,7 +47,7 @@ int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv,
       {"hips-aggregator",
-       "the MDC tier of hips",
+       "the aggregator tier of hips",
        {{"", "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID] [flags]",
          "Sums its workers' gradients (sample-weighted) and forwards one aggregate per round "
          "to HQ;\nrelays HQ's weights to its workers.",

@@ -5,11 +5,13 @@
 #include "aggregator/hq_link.h"
 
 #include <atomic>
+#include <thread>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "aggregator/testing/fake_hq_client.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 
@@ -156,6 +158,82 @@ TEST(HqLinkTest, ShutdownEndsACallInFlightAndCountsWhatNeverReachedHq) {
   EXPECT_EQ(c.gradients_pending, 0);
   link.reset();  // a second shutdown (the destructor's) is a no-op
 }
+
+// Workers on threads of their own push, heartbeat and read the status all
+// at once, while the link forwards to an HQ that publishes a new version for
+// every aggregate (one aggregator: each completes its sync round). Every
+// gradient is answered once, summed once, and the counters add up. The
+// ThreadSanitizer run (scripts/sanitizers.sh) runs this against an
+// instrumented Abseil.
+class ConcurrentWorkersTest : public ::testing::TestWithParam<Mode> {};
+
+TEST_P(ConcurrentWorkersTest, EveryGradientIsAnsweredAndSummedOnce) {
+  constexpr int kWorkers = 4;
+  constexpr int kRounds = 25;
+  const ModeConfig mode{GetParam(), 0};
+  FakeHqClient hq;
+  hq.Publish(ZeroWeights(3, 0, mode));
+  absl::Mutex mu;
+  int64_t version = 0;
+  hq.SetPushHandler([&](const AggregatePush& a) -> absl::StatusOr<PushResult> {
+    absl::MutexLock lock(&mu);
+    hq.Publish(ZeroWeights(3, ++version, mode));
+    return PushResult{a.version, false, version};
+  });
+  Aggregator agg(Options(kWorkers));
+  HqLink link(&agg, &hq, Fast());
+  ASSERT_TRUE(agg.WaitForWeights(0, absl::Now() + kWait).ok());
+  std::vector<std::thread> workers;
+  std::atomic<int> failures{0};
+  for (int k = 0; k < kWorkers; ++k) {
+    workers.emplace_back([&, k] {
+      const std::string id = absl::StrCat("w", k);
+      int64_t at = 0;
+      for (int i = 0; i < kRounds; ++i) {
+        agg.Heartbeat(id, 1, false);
+        (void)agg.status();
+        absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w =
+            agg.WaitForWeights(at, absl::Now() + kWait);
+        if (!w.ok()) {
+          ++failures;
+          return;
+        }
+        at = (*w)->version + (mode.mode == Mode::kSync ? 1 : 0);
+        GradientPush p = Push(id, (*w)->version, 1000 * (k + 1) + i + 1);
+        p.gradient = {1, static_cast<float>(k), 0};
+        if (!agg.AcceptGradient(std::move(p)).ok()) ++failures;
+      }
+    });
+  }
+  for (std::thread& t : workers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_TRUE(hq.WaitForPushes(1, kWait));
+  // Every gradient reached HQ in exactly one aggregate: samples (2 each)
+  // and sums add up to what the workers sent.
+  int64_t samples = 0, contributors = 0;
+  float ones = 0, ks = 0;
+  for (const AggregatePush& a : hq.pushes()) {
+    samples += a.total_samples;
+    contributors += a.contributors;
+    if (a.contributors == 0) continue;
+    ones += a.sum[0];
+    ks += a.sum[1];
+  }
+  EXPECT_EQ(contributors, kWorkers * kRounds);
+  EXPECT_EQ(samples, 2 * kWorkers * kRounds);
+  EXPECT_EQ(ones, 2.0f * kWorkers * kRounds);
+  EXPECT_EQ(ks, 2.0f * kRounds * (0 + 1 + 2 + 3));
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_received, kWorkers * kRounds);
+  EXPECT_EQ(c.gradients_forwarded, kWorkers * kRounds);
+  EXPECT_EQ(c.gradients_pending, 0);
+  EXPECT_EQ(c.gradients_duplicate, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Modes, ConcurrentWorkersTest, ::testing::Values(Mode::kSync, Mode::kAsync),
+                         [](const ::testing::TestParamInfo<Mode>& info) {
+                           return std::string(ModeName(info.param));
+                         });
 
 }  // namespace
 }  // namespace hips

@@ -45,7 +45,8 @@ void PrintProgress(const HqStatus& status, double seconds, double samples_per_se
 }
 
 void FillAccounting(const ParameterServerStatus& s, RunSummary* summary) {
-  RunSummary::Accounting& a = summary->accounting.emplace();
+  summary->accounting = RunSummary::Accounting();
+  RunSummary::Accounting& a = *summary->accounting;
   a.mode = DescribeMode(s.mode);
   a.received = s.gradients_received;
   a.applied = s.gradients_applied;

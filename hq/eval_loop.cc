@@ -70,12 +70,6 @@ absl::Status EvalLoop::final_error() const {
   return final_error_;
 }
 
-bool EvalLoop::WaitForFinal(absl::Time deadline) const {
-  absl::MutexLock lock(&mu_);
-  auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return final_.has_value(); };
-  return mu_.AwaitWithDeadline(absl::Condition(&ready), deadline);
-}
-
 void EvalLoop::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     {

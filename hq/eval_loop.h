@@ -42,8 +42,6 @@ class EvalLoop {
   std::optional<EvalResult> final_result() const;
   // Why evaluating the final weights failed (OK if it did not).
   absl::Status final_error() const;
-  // Waits until the final weights were evaluated; false at the deadline.
-  bool WaitForFinal(absl::Time deadline) const;
 
   void Shutdown();
 

@@ -147,19 +147,20 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
 HqDaemon::~HqDaemon() { Shutdown(); }
 
 void HqDaemon::Shutdown() {
-  if (server_ != nullptr && checkpointer_ != nullptr && !shut_down_) {
-    // The state as it is now, so a restart loses nothing that was applied.
-    if (absl::StatusOr<Checkpoint> last = server_->Capture(); last.ok()) {
-      checkpointer_->Offer(*std::move(last));
+  std::call_once(shutdown_once_, [this] {
+    if (server_ != nullptr && checkpointer_ != nullptr) {
+      // The state as it is now, so a restart loses nothing that was applied.
+      if (absl::StatusOr<Checkpoint> last = server_->Capture(); last.ok()) {
+        checkpointer_->Offer(*std::move(last));
+      }
+      checkpointer_->Flush();
     }
-    checkpointer_->Flush();
-  }
-  shut_down_ = true;
-  if (server_ != nullptr) server_->Shutdown();
-  if (grpc_server_ != nullptr) {
-    grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
-  }
-  if (eval_ != nullptr) eval_->Shutdown();
+    if (server_ != nullptr) server_->Shutdown();
+    if (grpc_server_ != nullptr) {
+      grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    }
+    if (eval_ != nullptr) eval_->Shutdown();
+  });
 }
 
 }  // namespace hips

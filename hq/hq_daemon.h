@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -43,7 +44,9 @@ struct HqDaemonOptions {
 
 // A whole hips-hq: master weights and optimizer (ParameterServer), test-set
 // evaluation (EvalLoop) and the gRPC server. Start() returns once the server
-// listens. Shutdown is idempotent and also run by the destructor.
+// listens. Thread-safe: Shutdown may come from any thread (a signal); it
+// runs once (a last checkpoint, then the server stops) and is also run by
+// the destructor.
 class HqDaemon {
  public:
   static absl::StatusOr<std::unique_ptr<HqDaemon>> Start(HqDaemonOptions options);
@@ -68,7 +71,7 @@ class HqDaemon {
   std::unique_ptr<HqService> service_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
-  bool shut_down_ = false;
+  std::once_flag shutdown_once_;
 };
 
 }  // namespace hips

@@ -1,4 +1,4 @@
-// hips-hq: the NPDC tier. Owns the master weights and the optimizer, turns
+// hips-hq: the HQ tier (NPDC). Owns the master weights and the optimizer, turns
 // aggregates into versions (sync, async or ssp), broadcasts weights,
 // evaluates on the test set, serves the admin API (SetMode).
 
@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv,
       {"hips-hq",
-       "the NPDC tier of hips",
+       "the HQ tier of hips",
        {{"", "hips-hq --aggregators=A [--max_versions=V] [--port=P] [model flags]",
          "Owns the master weights and the optimizer: applies the aggregators' sums, publishes\n"
          "each version, checkpoints and evaluates on the test set.",

@@ -116,6 +116,7 @@ void ParameterServer::Publish(std::shared_ptr<const WeightsSnapshot> snapshot) {
 
 absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, absl::Status why) {
   absl::MutexLock lock(&mu_);
+  CountArrival(a);
   const std::string name(DropReasonName(reason));
   ++status_.aggregates_dropped[name];
   status_.gradients_dropped[name] += a.contributors;
@@ -177,12 +178,9 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
 absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64_t wire_bytes) {
   absl::MutexLock lock(&apply_mu_);
   const absl::Time now = clock_->Now();
-  {
-    absl::MutexLock status_lock(&mu_);
-    ++status_.aggregates_received;
-    status_.aggregate_bytes_received += wire_bytes;
-    status_.gradients_received += a.contributors;
-  }
+  // Counted received together with its outcome (CountArrival), so that a
+  // status read in between still adds up.
+  arriving_bytes_ = wire_bytes;
   if (members_.Touch(a.aggregator, now)) {
     LOG(INFO) << a.aggregator << " joined (first heard of through an aggregate)";
     if (timer_ != nullptr) timer_->Poke();
@@ -194,6 +192,7 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
     ledger_.Record(a.aggregator, a.sequence);
     {
       absl::MutexLock status_lock(&mu_);
+      CountArrival(a);
       ++status_.aggregates_applied;
     }
     SenderDone(a);
@@ -234,8 +233,15 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   return mode_.mode == Mode::kSync ? AcceptSync(a, c, now) : AcceptAsync(a, c);
 }
 
+void ParameterServer::CountArrival(const AggregatePush& a) {
+  ++status_.aggregates_received;
+  status_.aggregate_bytes_received += arriving_bytes_;
+  status_.gradients_received += a.contributors;
+}
+
 PushResult ParameterServer::Duplicate(const AggregatePush& a) {
   absl::MutexLock status_lock(&mu_);
+  CountArrival(a);
   ++status_.aggregates_duplicate;
   status_.gradients_duplicate += a.contributors;
   return PushResult{a.version, /*duplicate=*/true, version_};
@@ -245,6 +251,7 @@ void ParameterServer::Taken(const AggregatePush& a) {
   ledger_.Record(a.aggregator, a.sequence);
   RecordContributors(a);
   absl::MutexLock status_lock(&mu_);
+  CountArrival(a);
   ++status_.aggregates_applied;
   // Pending until ApplyUpdate counts them applied.
   status_.gradients_pending += a.contributors;

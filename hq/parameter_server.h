@@ -84,7 +84,8 @@ struct ModeSwitch {
   int64_t effective_version = 0;
 };
 
-// HQ's logic (the NPDC tier), without networking: owns the master weights
+// HQ's logic (the NPDC, North Pole data center, in the story:
+// docs/architecture.md), without networking: owns the master weights
 // through an Optimizer and turns aggregates into versions according to the
 // consistency mode (docs/modes.md):
 //   sync   sums the aggregates of the open round; when it closes applies
@@ -187,7 +188,10 @@ class ParameterServer {
   void Publish(std::shared_ptr<const WeightsSnapshot> snapshot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   absl::Status Drop(const AggregatePush& a, DropReason reason, absl::Status why)
-      ABSL_LOCKS_EXCLUDED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts the aggregate being accepted as received (with its outcome).
+  void CountArrival(const AggregatePush& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_, mu_);
+  int64_t arriving_bytes_ ABSL_GUARDED_BY(apply_mu_) = 0;
   // Whether the open sync round has every aggregate it waits for: one from
   // each live aggregator that has live workers (or is still forming).
   bool RoundComplete() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);

@@ -1,8 +1,11 @@
 #include "hq/parameter_server.h"
 
+#include <atomic>
 #include <memory>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/core/clock.h"
@@ -547,6 +550,41 @@ TEST_F(ParameterServerTest, ARestoredCheckpointContinuesTheRunAndRemembersWhatWa
   other.layout = *ModelLayout::Create({{"w", {3}}});
   other.weights = {1, 2, 3};
   EXPECT_TRUE(absl::IsInvalidArgument(MakeWith(o)->Restore(other)));
+}
+
+// Aggregators on threads of their own push at once while others read the
+// status and heartbeat: each aggregate is applied once, in some order, and
+// the status adds up (the ThreadSanitizer run checks the locking).
+TEST_F(ParameterServerTest, ConcurrentAggregatesAreEachAppliedOnce) {
+  constexpr int kAggregators = 4;
+  constexpr int kPushes = 50;
+  auto ps = MakeWith(AsyncOptions(Mode::kAsync));
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int a = 0; a < kAggregators; ++a) {
+    threads.emplace_back([&, a] {
+      const std::string id = absl::StrCat("a", a);
+      for (int i = 0; i < kPushes; ++i) {
+        ps->Heartbeat(Beat(id, {absl::StrCat("w", a)}));
+        AggregatePush push = Aggregate(id, ps->LatestWeights()->version, {1, 1}, 2, 1);
+        push.sequence = i + 1;
+        push.contributor_list = {{absl::StrCat("w", a), i + 1, push.version, i}};
+        if (!ps->AcceptAggregate(push).ok()) ++failures;
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    for (int i = 0; i < kAggregators * kPushes; ++i) ExpectAccountingHolds(ps->status());
+  });
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  const ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.version, kAggregators * kPushes);
+  EXPECT_EQ(s.gradients_applied, kAggregators * kPushes);
+  EXPECT_EQ(s.samples_applied, 2 * kAggregators * kPushes);
+  EXPECT_EQ(s.staleness.total(), kAggregators * kPushes);
+  EXPECT_EQ(lrs_.size(), static_cast<size_t>(kAggregators * kPushes));
+  ExpectAccountingHolds(s);
 }
 
 }  // namespace

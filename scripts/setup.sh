@@ -12,6 +12,7 @@ packages=(
   prometheus-cpp-dev prometheus chromium fonts-dejavu-core
   dataset-fashion-mnist
   zlib1g-dev nlohmann-json3-dev
+  clang-15 curl
 )
 
 missing=()

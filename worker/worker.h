@@ -52,7 +52,8 @@ struct WorkerOptions {
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& options);
 
-// The home-model tier: a model replica and one data shard. The loop follows
+// The worker tier (the story's "home models", docs/architecture.md): a
+// model replica and one data shard. The loop follows
 // the mode that comes with the weights (docs/modes.md):
 //   sync   weights of version v -> gradient on this worker's batch -> push
 //          tagged with v -> wait for v+1;

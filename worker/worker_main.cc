@@ -1,4 +1,4 @@
-// hips-worker: the home-model tier. Computes gradients of its data shard on
+// hips-worker: the worker tier ("home model"). Computes gradients of its data shard on
 // the weights its aggregator relays and pushes them back.
 
 #include <unistd.h>
@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
       argc, argv,
       {"hips-worker",
-       "the home-model tier of hips",
+       "the worker tier of hips",
        {{"", "hips-worker --aggregator=HOST:PORT[,HOST:PORT...] --index=K --workers=W [model flags]",
          "Computes gradients of its shard of the training data on the weights its aggregator\n"
          "relays, and pushes them back.",

@@ -121,7 +121,8 @@ TEST_P(ChunkedStreamTest, RawMessagesAreProtobufMessagesAndRoundTrip) {
     via_protobuf += parsed.data();
   }
   ASSERT_EQ(via_protobuf.size(), n * sizeof(float));
-  EXPECT_EQ(0, std::memcmp(via_protobuf.data(), data.data(), via_protobuf.size()));
+  EXPECT_EQ(via_protobuf, std::string(reinterpret_cast<const char*>(data.data()),
+                                      data.size() * sizeof(float)));
 
   // The raw reader reads it back, however the messages are sliced.
   for (size_t piece : {size_t{1} << 20, size_t{4093}, size_t{7}}) {
@@ -130,8 +131,7 @@ TEST_P(ChunkedStreamTest, RawMessagesAreProtobufMessagesAndRoundTrip) {
     absl::StatusOr<std::vector<float>> back = Assemble(messages, piece, Expect(n), &header);
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ(header.sender_id(), "w0");
-    ASSERT_EQ(back->size(), n);
-    EXPECT_EQ(0, std::memcmp(back->data(), data.data(), n * sizeof(float)));
+    EXPECT_EQ(*back, data);
   }
 }
 

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# The concurrency and memory checks (docs/concurrency.md), each in a build
+# directory of its own beside build/:
+#   build-asan   clang-15 with -Werror=thread-safety, AddressSanitizer and
+#                UndefinedBehaviorSanitizer: every target builds (so every
+#                thread-safety annotation is checked), the unit tests and the
+#                in-process cluster tests run.
+#   build-tsan   ThreadSanitizer on the logic (no gRPC, no LibTorch: Debian
+#                builds them uninstrumented) against Abseil 20220623.1 built
+#                from Debian's source package with -fsanitize=thread; its
+#                tests run, the concurrent ones three times.
+# Idempotent: a second run rebuilds only what changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+bash scripts/setup.sh
+
+# Abseil as Debian ships it (the orig tarball of bookworm's abseil source
+# package), built once with ThreadSanitizer into build-tsan/absl.
+ABSL_VERSION=20220623.1
+ABSL_SHA256=abfe2897f3a30edaa74bc34365afe3c2a3cd012091a97dc7e008f7016adcd5fe
+ABSL_URL=http://deb.debian.org/debian/pool/main/a/abseil/abseil_${ABSL_VERSION}.orig.tar.gz
+TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
+ABSL_PREFIX=$ROOT/$TSAN_DIR/absl
+if [ ! -f "$ABSL_PREFIX/lib/cmake/absl/abslConfig.cmake" ]; then
+  mkdir -p "$TSAN_DIR/absl-src"
+  tarball="$TSAN_DIR/abseil_${ABSL_VERSION}.orig.tar.gz"
+  if [ ! -f "$tarball" ]; then
+    curl -fsSL --retry 3 -o "$tarball.part" "$ABSL_URL"
+    mv "$tarball.part" "$tarball"
+  fi
+  echo "$ABSL_SHA256  $tarball" | sha256sum -c --quiet
+  tar -xzf "$tarball" -C "$TSAN_DIR/absl-src" --strip-components=1
+  cmake -S "$TSAN_DIR/absl-src" -B "$TSAN_DIR/absl-build" -G Ninja \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-15 -DCMAKE_CXX_COMPILER=clang++-15 \
+    -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
+    -DCMAKE_CXX_STANDARD=17 -DABSL_PROPAGATE_CXX_STD=ON -DBUILD_TESTING=OFF \
+    -DCMAKE_INSTALL_PREFIX="$ABSL_PREFIX" >/dev/null
+  cmake --build "$TSAN_DIR/absl-build"
+  cmake --install "$TSAN_DIR/absl-build" >/dev/null
+fi
+
+echo "== ThreadSanitizer: the logic and its tests"
+if [ ! -f "$TSAN_DIR/hips/build.ninja" ]; then
+  cmake -S . -B "$TSAN_DIR/hips" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_COMPILER=clang++-15 -DHIPS_LOGIC_ONLY=ON -DHIPS_SANITIZE=thread \
+    -DCMAKE_PREFIX_PATH="$ABSL_PREFIX"
+fi
+cmake --build "$TSAN_DIR/hips"
+export TSAN_OPTIONS="suppressions=$ROOT/tests/tsan_suppressions.txt halt_on_error=1 second_deadlock_stack=1"
+(cd "$TSAN_DIR/hips" && ctest --output-on-failure --timeout 600 -j2)
+for t in aggregator_test hq_test worker_test core_test checkpoint_test; do
+  "$TSAN_DIR/hips/tests/$t" --gtest_repeat=3 --gtest_brief=1 >/dev/null
+done
+
+echo "== clang-15: -Werror=thread-safety, AddressSanitizer, UndefinedBehaviorSanitizer"
+ASAN_DIR=${ASAN_BUILD_DIR:-build-asan}
+if [ ! -f "$ASAN_DIR/build.ninja" ]; then
+  cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 \
+    -DCMAKE_CXX_COMPILER=clang++-15 -DHIPS_THREAD_SAFETY=ON -DHIPS_SANITIZE=address,undefined
+fi
+cmake --build "$ASAN_DIR"
+export ASAN_OPTIONS="detect_leaks=1 strict_string_checks=1 check_initialization_order=1"
+export UBSAN_OPTIONS="print_stacktrace=1"
+# The unit tests and the in-process clusters; not the clusters of separate
+# processes (local_e2e, faults, Prometheus) nor the benchmarks.
+(cd "$ASAN_DIR" && ctest --output-on-failure --timeout 900 -j2 -LE bench \
+  -E '^(local_e2e_test|faults_test|prometheus_test)')
+echo "sanitizers: all passed"

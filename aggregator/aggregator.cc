@@ -27,7 +27,8 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
   if (o.max_queued_aggregates < 1) {
     return absl::InvalidArgumentError("at least 1 aggregate must be allowed to queue");
   }
-  if (o.lease <= absl::ZeroDuration()) return absl::InvalidArgumentError("the lease must be positive");
+  if (o.lease <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("the lease must be positive");
   if (o.coalesce_window < absl::ZeroDuration() || o.coalesce_window > absl::Seconds(10)) {
     return absl::InvalidArgumentError("the coalescing window must be in [0, 10s]");
   }
@@ -154,8 +155,7 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
   ledger_.Wait(admitted->ticket, std::move(done));
 }
 
-absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
-                                                       absl::Time now) {
+absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push, absl::Time now) {
   Contribution c;
   c.sender = push.sender;
   c.version = push.version;
@@ -179,8 +179,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
 }
 
 absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitRetry(const GradientPush& push,
-                                                            const Contribution& c,
-                                                            absl::Time now) {
+                                                            const Contribution& c, absl::Time now) {
   // Its first attempt may have reached HQ through another aggregator: it
   // goes on alone, so that HQ can tell. In sync it counts for the round.
   if (mode_.mode == Mode::kSync && push.version == round_->version()) {
@@ -205,8 +204,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitRetry(const GradientPush& 
 }
 
 absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitSync(const GradientPush& push,
-                                                           const Contribution& c,
-                                                           absl::Time now) {
+                                                           const Contribution& c, absl::Time now) {
   // A round past its deadline closes (and is sent on) before a late
   // gradient is looked at.
   if (round_->CloseIfDue(now)) EmitRound();
@@ -232,8 +230,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitSync(const GradientPush& p
 }
 
 absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitAsync(const GradientPush& push,
-                                                            const Contribution& c,
-                                                            absl::Time now) {
+                                                            const Contribution& c, absl::Time now) {
   // HQ is at least at known_version_, so a gradient this stale is refused
   // there for sure: drop it here and save the hop.
   if (std::optional<Refusal> r =
@@ -379,8 +376,8 @@ void Aggregator::DiscardAll(DropReason reason, Completions* completions) {
   const std::string name(DropReasonName(reason));
   const absl::Status why = reason == DropReason::kShutdown
                                ? absl::UnavailableError("this aggregator is shutting down")
-                               : absl::FailedPreconditionError(absl::StrCat(
-                                     "dropped before it was sent on (", name, ")"));
+                               : absl::FailedPreconditionError(
+                                     absl::StrCat("dropped before it was sent on (", name, ")"));
   for (const ContributorRef& ref : refs) Settle(ref, why, completions);
   const int64_t n = static_cast<int64_t>(refs.size());
   counters_.gradients_dropped[name] += n;
@@ -430,8 +427,7 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
                         ? nullptr
                         : std::make_unique<Compressor>(options_.compression, num_floats);
     }
-    const bool mode_changed =
-        snapshot->mode != mode_ || snapshot->mode_since != mode_since_;
+    const bool mode_changed = snapshot->mode != mode_ || snapshot->mode_since != mode_since_;
     if (snapshot->training_done) {
       DiscardAll(DropReason::kUnfinished, &completions);
     } else if (mode_changed) {
@@ -486,9 +482,8 @@ std::optional<AggregatePush> Aggregator::NextAggregate() {
   Completions completions;
   {
     absl::MutexLock lock(&mu_);
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-      return shutdown_ || !outbox_.empty();
-    };
+    auto ready = [this]()
+                     ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutdown_ || !outbox_.empty(); };
     mu_.Await(absl::Condition(&ready));
     if (shutdown_) return std::nullopt;
     out = std::move(outbox_.front());
@@ -561,7 +556,8 @@ void Aggregator::Shutdown() {
       outbox_.clear();
       // The pushes of an aggregate on its way to HQ are answered now too:
       // nothing waits for a report that may never come.
-      for (PushCallback& done : ledger_.SettleAll(down)) completions.emplace_back(std::move(done), down);
+      for (PushCallback& done : ledger_.SettleAll(down))
+        completions.emplace_back(std::move(done), down);
     }
   }
   Run(std::move(completions));

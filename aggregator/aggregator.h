@@ -66,8 +66,6 @@ struct AggregatorOptions {
 
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 
-
-
 // The aggregator tier's logic (an MDC, a mini data center in the story:
 // docs/architecture.md), without networking. The mode travels with HQ's
 // weights (PublishWeights):
@@ -216,9 +214,8 @@ class Aggregator {
   void EmitBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `sum`'s aggregate, taking its buffer (the accumulator is then
   // empty).
-  void Enqueue(GradientAccumulator* sum, int64_t version,
-               std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs,
-               bool single = false)
+  void Enqueue(GradientAccumulator* sum, int64_t version, std::map<int64_t, int64_t> versions,
+               std::vector<ContributorRef> refs, bool single = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Encodes `aggregate` for a compressed hop (not a retried gradient going
   // on alone).
@@ -257,8 +254,8 @@ class Aggregator {
   size_t num_floats_ ABSL_GUARDED_BY(mu_) = 0;
   // The newest version HQ is known to be at (from its weights and acks).
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
-  std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);         // sync
-  std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);   // async, ssp
+  std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);        // sync
+  std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);  // async, ssp
   Membership members_ ABSL_GUARDED_BY(mu_);
   // Every push taken in, the ones waiting for HQ's answer, and each
   // worker's newest answer.

@@ -13,7 +13,8 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
     AggregatorDaemonOptions options) {
   if (absl::Status s = ValidateAggregatorOptions(options.aggregator); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
-  if (options.hq_address.empty() && options.make_hq_client == nullptr) return absl::InvalidArgumentError("no HQ address given");
+  if (options.hq_address.empty() && options.make_hq_client == nullptr)
+    return absl::InvalidArgumentError("no HQ address given");
 
   std::unique_ptr<AggregatorDaemon> d(new AggregatorDaemon);
   d->aggregator_ = std::make_unique<Aggregator>(options.aggregator);
@@ -29,12 +30,10 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
       CollectAggregatorMetrics(aggregator->counters(), latest == nullptr ? -1 : latest->version,
                                out);
     });
-    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port()
-              << "/metrics";
+    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port() << "/metrics";
   }
-  d->service_ = std::make_unique<AggregatorService>(d->aggregator_.get(), options.chunk_bytes,
-                                                    options.link.long_poll * 4,
-                                                    d->rpc_metrics_.get());
+  d->service_ = std::make_unique<AggregatorService>(
+      d->aggregator_.get(), options.chunk_bytes, options.link.long_poll * 4, d->rpc_metrics_.get());
   grpc::ServerBuilder builder;
   ConfigureHipsServer(&builder);
   builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
@@ -50,8 +49,7 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
   }
   d->hq_ = options.make_hq_client != nullptr
                ? options.make_hq_client()
-               : CreateGrpcHqClient(options.hq_address, options.aggregator.id,
-                                    options.chunk_bytes);
+               : CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes);
   options.link.address = absl::StrCat(options.host, ":", d->port_);
   d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
   LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.host << ":"
@@ -66,13 +64,12 @@ void AggregatorDaemon::Shutdown() {
   // Ending the aggregator's waits first lets in-flight long polls return, so
   // the server's shutdown does not wait on them.
   if (aggregator_ != nullptr) aggregator_->Shutdown();
-  if (server_ != nullptr) server_->Shutdown(std::chrono::system_clock::now() +
-                                            std::chrono::seconds(2));
+  if (server_ != nullptr)
+    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
   if (link_ != nullptr) link_->Shutdown();
 }
 
-void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version,
-                              MetricFamilies* out) {
+void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version, MetricFamilies* out) {
   out->Gauge("hips_version", "Newest version of the weights this aggregator has", version);
   out->Counter("hips_gradients_received_total", "Worker gradients received", c.gradients_received);
   out->Counter("hips_gradients_accepted_total", "Worker gradients summed or sent on",

@@ -62,8 +62,7 @@ class AggregatorDaemon {
 };
 
 // An aggregator's metrics at scrape time (docs/observability.md).
-void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version,
-                              MetricFamilies* out);
+void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version, MetricFamilies* out);
 
 }  // namespace hips
 

@@ -10,8 +10,8 @@
 #include "absl/synchronization/notification.h"
 #include "aggregator/aggregator_daemon.h"
 #include "glog/logging.h"
-#include "services/runtime/compression_flags.h"
 #include "services/core/parallel.h"
+#include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 
 ABSL_FLAG(std::string, id, "agg-0", "This aggregator's id (unique in the cluster).");
@@ -48,7 +48,8 @@ int main(int argc, char** argv) {
       argc, argv,
       {"hips-aggregator",
        "the aggregator tier of hips",
-       {{"", "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID] [flags]",
+       {{"",
+         "hips-aggregator --hq=HOST:PORT --workers=N [--port=P] [--id=ID] [flags]",
          "Sums its workers' gradients (sample-weighted) and forwards one aggregate per round "
          "to HQ;\nrelays HQ's weights to its workers.",
          {},
@@ -67,8 +68,7 @@ int main(int argc, char** argv) {
     hips::ExitWithUsageError("--round_deadline_ms and --coalesce_ms must be >= 0");
   }
   if (absl::GetFlag(FLAGS_round_deadline_ms) > 0) {
-    options.aggregator.round_deadline =
-        absl::Milliseconds(absl::GetFlag(FLAGS_round_deadline_ms));
+    options.aggregator.round_deadline = absl::Milliseconds(absl::GetFlag(FLAGS_round_deadline_ms));
   }
   options.aggregator.coalesce_window = absl::Milliseconds(absl::GetFlag(FLAGS_coalesce_ms));
   if (absl::GetFlag(FLAGS_lease_ms) <= 0) hips::ExitWithUsageError("--lease_ms must be positive");
@@ -81,7 +81,8 @@ int main(int argc, char** argv) {
   options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   options.hq_address = absl::GetFlag(FLAGS_hq);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  if (absl::GetFlag(FLAGS_chunk_bytes) <= 0) hips::ExitWithUsageError("--chunk_bytes must be positive");
+  if (absl::GetFlag(FLAGS_chunk_bytes) <= 0)
+    hips::ExitWithUsageError("--chunk_bytes must be positive");
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
   absl::StatusOr<std::unique_ptr<hips::AggregatorDaemon>> daemon =
       hips::AggregatorDaemon::Start(options);

@@ -38,9 +38,7 @@ class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
     return AnnouncedPayload(h, latest->layout.num_floats());
   }
 
-  float Scale(const v1::GradientHeader& h) override {
-    return static_cast<float>(h.sample_count());
-  }
+  float Scale(const v1::GradientHeader& h) override { return static_cast<float>(h.sample_count()); }
 
   void Accept(const v1::GradientHeader& h, ReceivedValues values) override {
     GradientPush push = GradientPushOf(h);
@@ -80,15 +78,15 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* AggregatorService::PullWeights(
 }
 
 grpc::ServerUnaryReactor* AggregatorService::GetStatus(grpc::CallbackServerContext* ctx,
-                                                      const v1::StatusRequest* req,
-                                                      v1::AggregatorStatus* reply) {
+                                                       const v1::StatusRequest* req,
+                                                       v1::AggregatorStatus* reply) {
   AggregatorStatusToProto(aggregator_->status(), absl::Now(), reply);
   return Answer(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* AggregatorService::Heartbeat(grpc::CallbackServerContext* ctx,
-                                                      const v1::HeartbeatRequest* req,
-                                                      v1::HeartbeatReply* reply) {
+                                                       const v1::HeartbeatRequest* req,
+                                                       v1::HeartbeatReply* reply) {
   absl::StatusOr<HeartbeatRequestData> hb = HeartbeatFromProto(*req);
   if (!hb.ok()) return Answer(ctx, ToGrpcStatus(hb.status()));
   AnswerToProto(aggregator_->Heartbeat(hb->member, hb->incarnation, hb->leaving), reply);

@@ -83,21 +83,21 @@ class AggregatorServiceTest : public ::testing::Test {
 TEST_F(AggregatorServiceTest, MalformedGradientsAreRefusedAndCounted) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   std::vector<std::vector<v1::GradientChunk>> bad;
-  bad.push_back({});                                        // empty stream
-  bad.push_back({Chunk("w0", 5, {1, 2, 3, 4})});            // wrong float count
-  bad.push_back({Chunk("w0", 4, {1, 2, 3})});               // too few floats
-  bad.push_back({Chunk("w0", 4, {1, 2, 3, 4, 5})});         // too many floats
-  bad.push_back({Chunk("w0", 4, {1, 2, 3, nan})});          // not finite
-  bad.push_back({Chunk("w0", 4, {1, 3e38f, 3, 4}, 2)});     // x2 samples overflows
-  bad.push_back({Chunk("", 4, {1, 2, 3, 4})});              // no sender
-  bad.push_back({Chunk("w0", 4, {1, 2, 3, 4}, 0)});         // no samples
+  bad.push_back({});                                               // empty stream
+  bad.push_back({Chunk("w0", 5, {1, 2, 3, 4})});                   // wrong float count
+  bad.push_back({Chunk("w0", 4, {1, 2, 3})});                      // too few floats
+  bad.push_back({Chunk("w0", 4, {1, 2, 3, 4, 5})});                // too many floats
+  bad.push_back({Chunk("w0", 4, {1, 2, 3, nan})});                 // not finite
+  bad.push_back({Chunk("w0", 4, {1, 3e38f, 3, 4}, 2)});            // x2 samples overflows
+  bad.push_back({Chunk("", 4, {1, 2, 3, 4})});                     // no sender
+  bad.push_back({Chunk("w0", 4, {1, 2, 3, 4}, 0)});                // no samples
   bad.push_back({Chunk(std::string(500, 'x'), 4, {1, 2, 3, 4})});  // absurd id
   v1::GradientChunk ragged = Chunk("w0", 4, {});
   ragged.set_data(std::string(7, '\x01'));
-  bad.push_back({ragged});                                  // partial float
+  bad.push_back({ragged});  // partial float
   v1::GradientChunk headless;
   headless.set_data(std::string(16, '\0'));
-  bad.push_back({headless});                                // no header
+  bad.push_back({headless});  // no header
   for (size_t i = 0; i < bad.size(); ++i) {
     const grpc::Status s = Send(bad[i]);
     EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT)

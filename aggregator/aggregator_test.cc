@@ -6,9 +6,9 @@
 #include <utility>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "absl/synchronization/notification.h"
 #include "services/core/clock.h"
 
 namespace hips {
@@ -145,8 +145,8 @@ TEST(AggregatorTest, OlderWeightsAreIgnoredAndShutdownEndsWaits) {
   EXPECT_EQ(agg.LatestWeights()->version, 5);
   EXPECT_TRUE(absl::IsDeadlineExceeded(agg.WaitForWeights(6, absl::Now()).status()));
   std::thread waiter([&agg] {
-    EXPECT_TRUE(absl::IsUnavailable(
-        agg.WaitForWeights(6, absl::Now() + absl::Seconds(60)).status()));
+    EXPECT_TRUE(
+        absl::IsUnavailable(agg.WaitForWeights(6, absl::Now() + absl::Seconds(60)).status()));
     EXPECT_FALSE(agg.NextAggregate().has_value());
   });
   agg.Shutdown();
@@ -324,7 +324,7 @@ TEST(AggregatorTest, PushesWaitWhileTheQueueTowardsHqIsFull) {
   // Shutdown counts what never left as dropped.
   const AggregatorCounters c = agg.counters();
   EXPECT_EQ(c.gradients_dropped.at("shutdown"), 2);  // the queued one and the parked one
-  EXPECT_EQ(c.gradients_pending, 1);  // taken by NextAggregate, not reported
+  EXPECT_EQ(c.gradients_pending, 1);                 // taken by NextAggregate, not reported
   ExpectAccountingHolds(c);
 }
 

@@ -3,11 +3,11 @@
 
 #include "aggregator/hq_client.h"
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/net/proto_convert.h"
-#include "services/net/push_stream.h"
-#include "services/net/methods.h"
 #include "services/net/grpc_util.h"
 #include "services/net/heartbeat_call.h"
+#include "services/net/methods.h"
+#include "services/net/proto_convert.h"
+#include "services/net/push_stream.h"
 #include "services/net/weights_stream.h"
 
 namespace hips {
@@ -24,16 +24,16 @@ class GrpcHqClient final : public HqClient {
 
   absl::StatusOr<PushResult> PushAggregate(const AggregatePush& a) override {
     return PushChunked(&calls_, &generic_, method::kHqPushAggregate, AggregateHeaderOf(a),
-                       PayloadOf(a.sum, a.encoded), ElementBytes(a.encoded.encoding),
-                       chunk_bytes_);
+                       PayloadOf(a.sum, a.encoded), ElementBytes(a.encoded.encoding), chunk_bytes_);
   }
 
   void CancelCalls() override { calls_.CancelAll(); }
 
-  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline, int64_t incarnation) override {
-    return PullWeightsFrom(&generic_, method::kHqPullWeights, &calls_, id_, min_version,
-                           deadline, /*no_wait=*/false, incarnation);
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(int64_t min_version,
+                                                                     absl::Time deadline,
+                                                                     int64_t incarnation) override {
+    return PullWeightsFrom(&generic_, method::kHqPullWeights, &calls_, id_, min_version, deadline,
+                           /*no_wait=*/false, incarnation);
   }
 
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
@@ -53,8 +53,7 @@ class GrpcHqClient final : public HqClient {
 }  // namespace
 
 std::unique_ptr<HqClient> CreateGrpcHqClient(const std::string& address,
-                                             const std::string& aggregator_id,
-                                             size_t chunk_bytes) {
+                                             const std::string& aggregator_id, size_t chunk_bytes) {
   return std::make_unique<GrpcHqClient>(address, aggregator_id, chunk_bytes);
 }
 

@@ -33,8 +33,7 @@ class HqClient {
 
 // HqClient over gRPC (hips.v1.Hq).
 std::unique_ptr<HqClient> CreateGrpcHqClient(const std::string& address,
-                                             const std::string& aggregator_id,
-                                             size_t chunk_bytes);
+                                             const std::string& aggregator_id, size_t chunk_bytes);
 
 }  // namespace hips
 

@@ -4,17 +4,14 @@
 #include <optional>
 
 #include "glog/logging.h"
-#include "services/core/retry.h"
 #include "services/core/push_ledger.h"
+#include "services/core/retry.h"
 #include "services/core/sync_round.h"
 
 namespace hips {
 
 HqLink::HqLink(Aggregator* aggregator, HqClient* hq, HqLinkOptions options)
-    : aggregator_(aggregator),
-      hq_(hq),
-      options_(options),
-      incarnation_(FirstSequenceNumber()) {
+    : aggregator_(aggregator), hq_(hq), options_(options), incarnation_(FirstSequenceNumber()) {
   puller_ = std::thread([this] { PullLoop(); });
   forwarder_ = std::thread([this] { ForwardLoop(); });
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
@@ -112,8 +109,8 @@ void HqLink::ForwardLoop() {
         aggregator_->RecycleSum(std::move(aggregate->sum));
         break;
       }
-      LOG_EVERY_N(WARNING, 20) << "pushing the aggregate of version " << aggregate->version
-                               << ": " << result.status();
+      LOG_EVERY_N(WARNING, 20) << "pushing the aggregate of version " << aggregate->version << ": "
+                               << result.status();
       if (stop_.WaitForNotificationWithTimeout(backoff.Next())) {
         aggregator_->ReportUndelivered(*aggregate);
         return;

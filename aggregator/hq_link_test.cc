@@ -5,14 +5,14 @@
 #include "aggregator/hq_link.h"
 
 #include <atomic>
-#include <thread>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
-#include "aggregator/testing/fake_hq_client.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "aggregator/testing/fake_hq_client.h"
 #include "gtest/gtest.h"
 
 namespace hips {

@@ -129,8 +129,8 @@ int Push() {
     const std::string address = absl::GetFlag(FLAGS_unix_socket).empty()
                                     ? absl::StrCat("127.0.0.1:", port)
                                     : absl::StrCat("unix:", absl::GetFlag(FLAGS_unix_socket));
-    std::unique_ptr<AggregatorClient> client = CreateGrpcAggregatorClient(
-        address, "bench-worker", absl::GetFlag(FLAGS_chunk_bytes));
+    std::unique_ptr<AggregatorClient> client =
+        CreateGrpcAggregatorClient(address, "bench-worker", absl::GetFlag(FLAGS_chunk_bytes));
     SyntheticWorkerOptions options;
     options.id = "bench-worker";
     options.rounds = repeats;
@@ -192,17 +192,18 @@ int main(int argc, char** argv) {
   hips::InitProcess(argc, argv,
                     {"hips-bench-net",
                      "what bench/run measures the network with",
-                     {{"", "hips-bench-net --role=tcp|push|workers [flags]",
+                     {{"",
+                       "hips-bench-net --role=tcp|push|workers [flags]",
                        "One side of a benchmark of bench/run (bench/README.md).",
                        {},
                        {"*"}}}});
   const std::string role = absl::GetFlag(FLAGS_role);
   if (role == "tcp") {
     const int64_t bytes = absl::GetFlag(FLAGS_floats) * 4;
-    std::printf("{\"bytes\": %lld, \"tcp_seconds\": %s}\n", static_cast<long long>(bytes),
-                hips::bench::JsonList(
-                    hips::bench::TcpSecondsOrDie(bytes, absl::GetFlag(FLAGS_repeats)))
-                    .c_str());
+    std::printf(
+        "{\"bytes\": %lld, \"tcp_seconds\": %s}\n", static_cast<long long>(bytes),
+        hips::bench::JsonList(hips::bench::TcpSecondsOrDie(bytes, absl::GetFlag(FLAGS_repeats)))
+            .c_str());
     return 0;
   }
   if (role == "push") return hips::bench::Push();

@@ -82,7 +82,6 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"name\": \"summation_vs_memory\", \"value\": %.3f, \"reference\": %.3f, "
       "\"ratio\": %.3f, \"unit\": \"GB/s\", \"floats\": %lld, \"threads\": %d}\n",
-      value, reference, value / reference, static_cast<long long>(k),
-      hips::SummationThreads());
+      value, reference, value / reference, static_cast<long long>(k), hips::SummationThreads());
   return 0;
 }

@@ -28,7 +28,8 @@ absl::StatusOr<SyntheticWorkerResult> RunSyntheticWorker(AggregatorClient* clien
                                          w.status().message()));
       }
       const absl::Time now = absl::Now();
-      if (r > options.warmup) result.round_seconds.push_back(absl::ToDoubleSeconds(now - last_arrival));
+      if (r > options.warmup)
+        result.round_seconds.push_back(absl::ToDoubleSeconds(now - last_arrival));
       last_arrival = now;
       push.version = (*w)->version;
       incarnation = (*w)->incarnation;
@@ -42,10 +43,11 @@ absl::StatusOr<SyntheticWorkerResult> RunSyntheticWorker(AggregatorClient* clien
     const absl::Time start = absl::Now();
     absl::StatusOr<PushResult> ack = client->PushGradient(push);
     if (!ack.ok()) {
-      return absl::Status(ack.status().code(), absl::StrCat(options.id, ": pushing round ", r,
-                                                            ": ", ack.status().message()));
+      return absl::Status(ack.status().code(), absl::StrCat(options.id, ": pushing round ", r, ": ",
+                                                            ack.status().message()));
     }
-    if (r >= options.warmup) result.push_seconds.push_back(absl::ToDoubleSeconds(absl::Now() - start));
+    if (r >= options.warmup)
+      result.push_seconds.push_back(absl::ToDoubleSeconds(absl::Now() - start));
   }
   return result;
 }

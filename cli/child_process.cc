@@ -49,7 +49,8 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Spawn(std::string na
     _exit(127);
   }
   close(log_fd);
-  return std::unique_ptr<ChildProcess>(new ChildProcess(std::move(name), child, std::move(log_path)));
+  return std::unique_ptr<ChildProcess>(
+      new ChildProcess(std::move(name), child, std::move(log_path)));
 }
 
 ChildProcess::~ChildProcess() {

@@ -165,9 +165,8 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
     while (!line.empty() && line.back() == ' ') line.pop_back();
     absl::StrAppend(&out, line, "\n");
   }
-  absl::StrAppend(&out, tree->training_done ? "training done; " : "",
-                  tree->live_aggregators, " live aggregators, ", tree->live_workers,
-                  " live workers\n");
+  absl::StrAppend(&out, tree->training_done ? "training done; " : "", tree->live_aggregators,
+                  " live aggregators, ", tree->live_workers, " live workers\n");
   return out;
 }
 
@@ -196,18 +195,17 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                            {"reachable", a.reachable},
                            {"workers", std::move(workers)}});
   }
-  const nlohmann::json out = {
-      {"hq",
-       {{"address", hq.address},
-        {"version", hq.version},
-        {"mode", hq.mode},
-        {"max_staleness", tree->max_staleness},
-        {"samples_per_s", Rounded(hq.samples_per_s, 1)},
-        {"training_done", tree->training_done},
-        {"incarnation", tree->incarnation},
-        {"live_aggregators", tree->live_aggregators},
-        {"live_workers", tree->live_workers}}},
-      {"aggregators", std::move(aggregators)}};
+  const nlohmann::json out = {{"hq",
+                               {{"address", hq.address},
+                                {"version", hq.version},
+                                {"mode", hq.mode},
+                                {"max_staleness", tree->max_staleness},
+                                {"samples_per_s", Rounded(hq.samples_per_s, 1)},
+                                {"training_done", tree->training_done},
+                                {"incarnation", tree->incarnation},
+                                {"live_aggregators", tree->live_aggregators},
+                                {"live_workers", tree->live_workers}}},
+                              {"aggregators", std::move(aggregators)}};
   // Ids come from peers: replace bytes that are not UTF-8 rather than fail.
   return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }

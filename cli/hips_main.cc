@@ -17,18 +17,18 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
-#include "glog/logging.h"
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "hips/v1/hips.grpc.pb.h"
+#include "absl/time/clock.h"
 #include "cli/cluster_status.h"
 #include "cli/local_cluster.h"
+#include "cli/run_summary.h"
+#include "glog/logging.h"
+#include "hips/v1/hips.grpc.pb.h"
 #include "services/core/consistency.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
-#include "cli/run_summary.h"
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
@@ -68,7 +68,8 @@ ABSL_FLAG(int64_t, round_deadline_ms, 0,
 ABSL_FLAG(std::vector<std::string>, slow_workers, {},
           "Straggler injection: indices of workers to slow down (comma-separated).");
 ABSL_FLAG(double, slowdown, 10.0, "Straggler injection: factor for --slow_workers.");
-ABSL_FLAG(int64_t, step_delay_ms, 0, "Straggler injection: extra delay per step for --slow_workers.");
+ABSL_FLAG(int64_t, step_delay_ms, 0,
+          "Straggler injection: extra delay per step for --slow_workers.");
 ABSL_FLAG(std::string, hq, "", "hips mode, hips status: HQ address, host:port.");
 ABSL_FLAG(bool, json, false, "hips status: print JSON instead of a table.");
 ABSL_FLAG(bool, supervise, true,
@@ -96,36 +97,57 @@ hips::ProgramHelp Help() {
   const std::vector<std::string> training = {"services/runtime/training_flags.cc"};
   std::vector<std::string> local_files = training;
   local_files.push_back("services/runtime/compression_flags.cc");
-  return {
-      "hips",
-      "the operator CLI of hips, a hierarchical parameter server",
-      {{"local",
-        "hips local [--workers=4 --aggregators=2 --epochs=10 --mode=sync|async|ssp ...]",
-        "Starts a whole cluster (HQ, aggregators, workers) as processes on 127.0.0.1, trains\n"
-        "to the budget and prints the final accuracy.",
-        {"aggregators", "workers", "batch_size", "epochs", "max_versions", "eval_every",
-         "summary_json", "run_dir", "bin_dir", "progress_seconds", "mode", "staleness",
-         "async_momentum", "staleness_lr", "async_lr_batch", "coalesce_ms", "backup_workers",
-         "round_deadline_ms", "slow_workers", "slowdown", "step_delay_ms", "supervise",
-         "max_restarts", "unix_sockets", "lease_ms", "checkpoint_dir", "metrics_targets",
-         "resume"},
-        local_files},
-       {"train",
-        "hips train --monolith [--workers=4 --batch_size=64 --epochs=10 ...]",
-        "The single-process reference: the same model, data, seed and hyperparameters, each\n"
-        "step on the union of the batches the workers would draw.",
-        {"monolith", "workers", "batch_size", "epochs", "max_versions", "summary_json"},
-        training},
-       {"mode",
-        "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT",
-        "Switches a running cluster's consistency mode at its next version.",
-        {"hq", "staleness"},
-        {}},
-       {"status",
-        "hips status --hq=HOST:PORT [--json]",
-        "Prints the live tree: versions, staleness, samples/s and last seen of every member.",
-        {"hq", "json"},
-        {}}}};
+  return {"hips",
+          "the operator CLI of hips, a hierarchical parameter server",
+          {{"local",
+            "hips local [--workers=4 --aggregators=2 --epochs=10 --mode=sync|async|ssp ...]",
+            "Starts a whole cluster (HQ, aggregators, workers) as processes on 127.0.0.1, trains\n"
+            "to the budget and prints the final accuracy.",
+            {"aggregators",
+             "workers",
+             "batch_size",
+             "epochs",
+             "max_versions",
+             "eval_every",
+             "summary_json",
+             "run_dir",
+             "bin_dir",
+             "progress_seconds",
+             "mode",
+             "staleness",
+             "async_momentum",
+             "staleness_lr",
+             "async_lr_batch",
+             "coalesce_ms",
+             "backup_workers",
+             "round_deadline_ms",
+             "slow_workers",
+             "slowdown",
+             "step_delay_ms",
+             "supervise",
+             "max_restarts",
+             "unix_sockets",
+             "lease_ms",
+             "checkpoint_dir",
+             "metrics_targets",
+             "resume"},
+            local_files},
+           {"train",
+            "hips train --monolith [--workers=4 --batch_size=64 --epochs=10 ...]",
+            "The single-process reference: the same model, data, seed and hyperparameters, each\n"
+            "step on the union of the batches the workers would draw.",
+            {"monolith", "workers", "batch_size", "epochs", "max_versions", "summary_json"},
+            training},
+           {"mode",
+            "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT",
+            "Switches a running cluster's consistency mode at its next version.",
+            {"hq", "staleness"},
+            {}},
+           {"status",
+            "hips status --hq=HOST:PORT [--json]",
+            "Prints the live tree: versions, staleness, samples/s and last seen of every member.",
+            {"hq", "json"},
+            {}}}};
 }
 
 std::string OwnDirectory() {
@@ -165,8 +187,8 @@ std::string Describe(const hips::RunSummary::Accounting& a) {
   for (const auto& [reason, count] : a.dropped) absl::StrAppend(&dropped, " ", reason, "=", count);
   std::string out = absl::StrCat("gradients: received=", a.received, " applied=", a.applied,
                                  " duplicate=", a.duplicate, " pending=", a.pending, " dropped{",
-                                 dropped.empty() ? "" : dropped.substr(1), "} max_staleness=",
-                                 a.max_staleness, " mode=", a.mode);
+                                 dropped.empty() ? "" : dropped.substr(1),
+                                 "} max_staleness=", a.max_staleness, " mode=", a.mode);
   for (const hips::RunSummary::Accounting::Aggregator& g : a.aggregators) {
     std::string agg_dropped;
     for (const auto& [reason, count] : g.dropped) {
@@ -218,9 +240,8 @@ int RunLocal() {
       !s.ok()) {
     hips::ExitWithUsageError(std::string(s.message()));
   }
-  const int64_t lr_batch = absl::GetFlag(FLAGS_async_lr_batch) < 0
-                               ? GlobalBatch()
-                               : absl::GetFlag(FLAGS_async_lr_batch);
+  const int64_t lr_batch =
+      absl::GetFlag(FLAGS_async_lr_batch) < 0 ? GlobalBatch() : absl::GetFlag(FLAGS_async_lr_batch);
   int64_t deadline_ms = absl::GetFlag(FLAGS_round_deadline_ms);
   options.backup_workers = absl::GetFlag(FLAGS_backup_workers);
   if (options.backup_workers < 0 || deadline_ms < 0 || absl::GetFlag(FLAGS_coalesce_ms) < 0) {
@@ -252,8 +273,8 @@ int RunLocal() {
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.resume = absl::GetFlag(FLAGS_resume);
   options.metrics_targets = absl::GetFlag(FLAGS_metrics_targets);
-  options.bin_dir = absl::GetFlag(FLAGS_bin_dir).empty() ? OwnDirectory()
-                                                         : absl::GetFlag(FLAGS_bin_dir);
+  options.bin_dir =
+      absl::GetFlag(FLAGS_bin_dir).empty() ? OwnDirectory() : absl::GetFlag(FLAGS_bin_dir);
   options.run_dir = absl::GetFlag(FLAGS_run_dir);
   if (options.run_dir.empty()) {
     char tmpl[] = "/tmp/hips-local-XXXXXX";
@@ -285,9 +306,8 @@ int RunLocal() {
     hips::ExitWithUsageError("--progress_seconds must be positive");
   }
   options.progress_every = absl::Seconds(absl::GetFlag(FLAGS_progress_seconds));
-  std::string budget = options.max_versions > 0
-                           ? absl::StrCat(options.max_versions, " versions")
-                           : absl::StrCat(options.max_samples, " samples");
+  std::string budget = options.max_versions > 0 ? absl::StrCat(options.max_versions, " versions")
+                                                : absl::StrCat(options.max_samples, " samples");
   std::string extras;
   if (options.backup_workers > 0) {
     absl::StrAppend(&extras, ", ", options.backup_workers, " backup worker(s) per aggregator");
@@ -297,11 +317,12 @@ int RunLocal() {
     absl::StrAppend(&extras, ", stragglers ",
                     absl::StrJoin(absl::GetFlag(FLAGS_slow_workers), ","));
   }
-  std::printf("hips local: %d workers x %lld examples, %d aggregators, model %s, mode %s, "
-              "budget %s%s\n",
-              options.workers, static_cast<long long>(options.batch_size), options.aggregators,
-              absl::GetFlag(FLAGS_model).c_str(), hips::DescribeMode(*mode).c_str(),
-              budget.c_str(), extras.c_str());
+  std::printf(
+      "hips local: %d workers x %lld examples, %d aggregators, model %s, mode %s, "
+      "budget %s%s\n",
+      options.workers, static_cast<long long>(options.batch_size), options.aggregators,
+      absl::GetFlag(FLAGS_model).c_str(), hips::DescribeMode(*mode).c_str(), budget.c_str(),
+      extras.c_str());
   std::fflush(stdout);
 
   absl::StatusOr<hips::RunSummary> summary = hips::RunLocalCluster(options, &interrupted);
@@ -367,9 +388,8 @@ int ShowStatus() {
   if (hq.empty()) hips::ExitWithUsageError("hips status needs --hq=HOST:PORT");
   hips::ClusterStatusOptions options;
   options.hq = hq;
-  absl::StatusOr<std::string> out = absl::GetFlag(FLAGS_json)
-                                        ? hips::ClusterStatusJson(options)
-                                        : hips::ClusterStatusTable(options);
+  absl::StatusOr<std::string> out = absl::GetFlag(FLAGS_json) ? hips::ClusterStatusJson(options)
+                                                              : hips::ClusterStatusTable(options);
   if (!out.ok()) {
     std::fprintf(stderr, "hips status: %s\n", out.status().ToString().c_str());
     return 1;
@@ -424,7 +444,8 @@ int main(int argc, char** argv) {
   if (command == "status") return ShowStatus();
   if (command == "train") {
     if (!absl::GetFlag(FLAGS_monolith)) {
-      hips::ExitWithUsageError("hips train needs --monolith (distributed training is 'hips local')");
+      hips::ExitWithUsageError(
+          "hips train needs --monolith (distributed training is 'hips local')");
     }
 #ifdef HIPS_WITH_MONOLITH
     return RunMonolith();

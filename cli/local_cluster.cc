@@ -11,8 +11,8 @@
 #include <map>
 #include <memory>
 
-#include "absl/strings/str_cat.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/child_process.h"
@@ -39,9 +39,9 @@ void PrintProgress(const HqStatus& status, double seconds, double samples_per_se
   int64_t dropped = 0;
   for (const auto& [reason, count] : s.gradients_dropped) dropped += count;
   std::printf("[%6.1fs] version=%lld %s loss=%.4f %s samples=%lld samples/s=%.0f dropped=%lld\n",
-              seconds, static_cast<long long>(s.version), DescribeMode(s.mode).c_str(),
-              s.last_loss, eval.c_str(), static_cast<long long>(s.samples_applied),
-              samples_per_second, static_cast<long long>(dropped));
+              seconds, static_cast<long long>(s.version), DescribeMode(s.mode).c_str(), s.last_loss,
+              eval.c_str(), static_cast<long long>(s.samples_applied), samples_per_second,
+              static_cast<long long>(dropped));
 }
 
 void FillAccounting(const ParameterServerStatus& s, RunSummary* summary) {
@@ -103,7 +103,7 @@ class Cluster {
   struct Spec {
     std::string binary;
     std::vector<std::string> args;
-    int port = 0;  // servers: the port it listens on (kept across restarts)
+    int port = 0;          // servers: the port it listens on (kept across restarts)
     int metrics_port = 0;  // its /metrics port, once known (kept across restarts)
     int restarts = 0;
   };
@@ -194,9 +194,8 @@ absl::Status Cluster::WriteMetricsTargets() {
   nlohmann::json groups = nlohmann::json::array();
   for (const auto& [name, spec] : specs_) {
     const std::string tier = name == "hq" ? "hq" : name.substr(0, name.find('-'));
-    groups.push_back(
-        {{"targets", {absl::StrCat("127.0.0.1:", spec.metrics_port)}},
-         {"labels", {{"job", "hips"}, {"tier", tier}, {"name", name}}}});
+    groups.push_back({{"targets", {absl::StrCat("127.0.0.1:", spec.metrics_port)}},
+                      {"labels", {{"job", "hips"}, {"tier", tier}, {"name", name}}}});
   }
   const std::string tmp = absl::StrCat(options_.metrics_targets, ".tmp");
   {
@@ -229,15 +228,15 @@ absl::Status Cluster::CheckChildren() {
     // which would fail every restart the same way. (One killed by a signal
     // is restarted as usual.)
     if (spec.metrics_port <= 0 && c.ExitedWithError()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          c.name(), " could not start (", c.DescribeExit(), "); last lines of ", c.log_path(),
-          ":\n", TailOfFile(c.log_path(), 15)));
+      return absl::FailedPreconditionError(
+          absl::StrCat(c.name(), " could not start (", c.DescribeExit(), "); last lines of ",
+                       c.log_path(), ":\n", TailOfFile(c.log_path(), 15)));
     }
     if (spec.restarts >= options_.max_restarts) {
-      return absl::AbortedError(absl::StrCat(
-          c.name(), " (pid ", c.pid(), ") died: ", c.DescribeExit(),
-          spec.restarts > 0 ? absl::StrCat(" after ", spec.restarts, " restarts") : "",
-          "; last lines of ", c.log_path(), ":\n", TailOfFile(c.log_path(), 15)));
+      return absl::AbortedError(
+          absl::StrCat(c.name(), " (pid ", c.pid(), ") died: ", c.DescribeExit(),
+                       spec.restarts > 0 ? absl::StrCat(" after ", spec.restarts, " restarts") : "",
+                       "; last lines of ", c.log_path(), ":\n", TailOfFile(c.log_path(), 15)));
     }
     // The same flags, and for a server the same port, so that its peers
     // find it again.
@@ -284,19 +283,20 @@ absl::StatusOr<RunSummary> Cluster::Run() {
                                          ? absl::StrCat(options_.run_dir, "/checkpoints")
                                          : options_.checkpoint_dir;
   if (!options_.resume && HasCheckpoints(checkpoint_dir)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        checkpoint_dir, " holds checkpoints of an earlier run: pass --resume to continue it, "
-        "or use another --run_dir or --checkpoint_dir"));
+    return absl::FailedPreconditionError(
+        absl::StrCat(checkpoint_dir,
+                     " holds checkpoints of an earlier run: pass --resume to continue it, "
+                     "or use another --run_dir or --checkpoint_dir"));
   }
   // --resume: the first HQ continues an earlier run only when asked (see
   // above); a restarted one always continues this run.
-  std::vector<std::string> hq_args = {
-      absl::StrCat("--aggregators=", options_.aggregators),
-      absl::StrCat("--checkpoint_dir=", checkpoint_dir), "--resume=true",
-      absl::StrCat("--lease_ms=", options_.lease_ms),
-      absl::StrCat("--max_versions=", options_.max_versions),
-      absl::StrCat("--max_samples=", options_.max_samples),
-      absl::StrCat("--eval_every=", options_.eval_every)};
+  std::vector<std::string> hq_args = {absl::StrCat("--aggregators=", options_.aggregators),
+                                      absl::StrCat("--checkpoint_dir=", checkpoint_dir),
+                                      "--resume=true",
+                                      absl::StrCat("--lease_ms=", options_.lease_ms),
+                                      absl::StrCat("--max_versions=", options_.max_versions),
+                                      absl::StrCat("--max_samples=", options_.max_samples),
+                                      absl::StrCat("--eval_every=", options_.eval_every)};
   hq_args.insert(hq_args.end(), options_.training_args.begin(), options_.training_args.end());
   hq_args.insert(hq_args.end(), options_.hq_args.begin(), options_.hq_args.end());
   // Where the data path reaches a daemon: its Unix socket, or its TCP port.
@@ -329,13 +329,11 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   for (int a = 0; a < options_.aggregators; ++a) {
     int assigned = 0;
     for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
-    std::vector<std::string> args = {absl::StrCat("--id=agg-", a),
-                                     absl::StrCat("--hq=", hq_data_address),
-                                     absl::StrCat("--workers=", assigned),
-                                     absl::StrCat("--lease_ms=", options_.lease_ms)};
+    std::vector<std::string> args = {
+        absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_data_address),
+        absl::StrCat("--workers=", assigned), absl::StrCat("--lease_ms=", options_.lease_ms)};
     if (options_.backup_workers > 0) {
-      args.push_back(
-          absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
+      args.push_back(absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
     }
     args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
     args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
@@ -344,8 +342,8 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     absl::StatusOr<int> port = Start(name, "hips-aggregator", args, true);
     if (!port.ok()) return port.status();
     const std::string tcp_address = absl::StrCat("127.0.0.1:", *port);
-    aggregator_addresses.push_back(
-        options_.unix_sockets ? absl::StrCat("unix:", socket_of(name)) : tcp_address);
+    aggregator_addresses.push_back(options_.unix_sockets ? absl::StrCat("unix:", socket_of(name))
+                                                         : tcp_address);
     aggregator_addresses_.push_back(tcp_address);
   }
   std::vector<std::string> data_args;
@@ -364,10 +362,10 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     for (int i = 0; i < options_.aggregators; ++i) {
       order.push_back(aggregator_addresses[(k + i) % options_.aggregators]);
     }
-    std::vector<std::string> args = {
-        absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
-        absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers),
-        absl::StrCat("--batch_size=", options_.batch_size)};
+    std::vector<std::string> args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
+                                     absl::StrCat("--index=", k),
+                                     absl::StrCat("--workers=", options_.workers),
+                                     absl::StrCat("--batch_size=", options_.batch_size)};
     args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
     args.insert(args.end(), data_args.begin(), data_args.end());  // (the last --data_dir wins)
     args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
@@ -377,9 +375,8 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     absl::StatusOr<int> started = Start(absl::StrCat("worker-", k), "hips-worker", args, false);
     if (!started.ok()) return started.status();
   }
-  std::printf("cluster up: hq %s, %d aggregators, %d workers (logs in %s)\n",
-              hq_address.c_str(), options_.aggregators, options_.workers,
-              options_.run_dir.c_str());
+  std::printf("cluster up: hq %s, %d aggregators, %d workers (logs in %s)\n", hq_address.c_str(),
+              options_.aggregators, options_.workers, options_.run_dir.c_str());
   std::fflush(stdout);
   if (absl::Status s = WriteMetricsTargets(); !s.ok()) return s;
 
@@ -422,9 +419,9 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         done_at = now;
       }
       if (!finished && now - done_at > kFinalEvalTimeout) {
-        return absl::DeadlineExceededError(absl::StrCat(
-            "no final evaluation ", absl::FormatDuration(kFinalEvalTimeout),
-            " after training ended; see ", options_.run_dir, "/hq.log"));
+        return absl::DeadlineExceededError(
+            absl::StrCat("no final evaluation ", absl::FormatDuration(kFinalEvalTimeout),
+                         " after training ended; see ", options_.run_dir, "/hq.log"));
       }
       if (finished) {
         RunSummary summary;

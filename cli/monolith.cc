@@ -46,7 +46,8 @@ absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& o, const Datas
     train.Gather(batch, &features, &labels);
     (*optimizer)->GetWeights(absl::MakeSpan(weights));
     if (absl::Status s = (*replica)->SetWeights(weights); !s.ok()) return s;
-    absl::StatusOr<double> loss = (*replica)->ComputeGradient(features, labels, absl::MakeSpan(grad));
+    absl::StatusOr<double> loss =
+        (*replica)->ComputeGradient(features, labels, absl::MakeSpan(grad));
     if (!loss.ok()) return loss.status();
     const double lr = ScheduledLearningRate(o.optimizer, step, o.steps);
     if (absl::Status s = (*optimizer)->Step(grad, lr); !s.ok()) return s;

@@ -25,8 +25,7 @@ class StatusClient {
   // HQ's address.
   absl::StatusOr<HqStatus> Hq(absl::Duration timeout, bool wait_for_ready = false);
   // The status of the aggregator serving at `address` (host:port).
-  absl::StatusOr<AggregatorStatus> Aggregator(const std::string& address,
-                                              absl::Duration timeout);
+  absl::StatusOr<AggregatorStatus> Aggregator(const std::string& address, absl::Duration timeout);
 
   const std::string& hq_address() const { return hq_address_; }
 

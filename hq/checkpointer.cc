@@ -26,9 +26,8 @@ void Checkpointer::Offer(Checkpoint checkpoint) {
 
 void Checkpointer::Flush() {
   absl::MutexLock lock(&mu_);
-  auto idle = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    return !waiting_.has_value() && !writing_;
-  };
+  auto idle = [this]()
+                  ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !waiting_.has_value() && !writing_; };
   mu_.Await(absl::Condition(&idle));
 }
 
@@ -42,9 +41,8 @@ void Checkpointer::Loop() {
     Checkpoint next;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stop_ || waiting_.has_value();
-      };
+      auto ready = [this]()
+                       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || waiting_.has_value(); };
       mu_.Await(absl::Condition(&ready));
       if (!waiting_.has_value()) return;  // stopping, nothing left to write
       next = std::move(*waiting_);

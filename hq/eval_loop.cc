@@ -14,8 +14,7 @@ EvalLoop::EvalLoop(EvaluateFn evaluate, int64_t every)
 EvalLoop::~EvalLoop() { Shutdown(); }
 
 void EvalLoop::Offer(std::shared_ptr<const WeightsSnapshot> snapshot) {
-  const bool wanted =
-      snapshot->training_done || (every_ > 0 && snapshot->version % every_ == 0);
+  const bool wanted = snapshot->training_done || (every_ > 0 && snapshot->version % every_ == 0);
   if (!wanted) return;
   absl::MutexLock lock(&mu_);
   // Offers can arrive out of order (publishing threads race): never replace

@@ -19,7 +19,6 @@
 
 namespace hips {
 
-
 // Evaluates published weights on a thread of its own, so that training never
 // waits for evaluation: every `every`-th version and the final one (training
 // done). When evaluation falls behind, only the newest offered snapshot is

@@ -7,8 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "services/core/chunk_codec.h"
 #include "hq/hq_metrics.h"
+#include "services/core/chunk_codec.h"
 #include "services/models/checkpoint_codec.h"
 #include "services/net/grpc_util.h"
 
@@ -40,8 +40,8 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   std::shared_ptr<Model> eval_model = *std::move(replica);
   std::shared_ptr<const Dataset> test_data = d->test_data_;
   d->eval_ = std::make_unique<EvalLoop>(
-      [eval_model, test_data](absl::Span<const float> weights)
-          -> absl::StatusOr<ClassificationMetrics> {
+      [eval_model,
+       test_data](absl::Span<const float> weights) -> absl::StatusOr<ClassificationMetrics> {
         if (absl::Status s = eval_model->SetWeights(weights); !s.ok()) return s;
         return eval_model->Evaluate(*test_data);
       },
@@ -64,9 +64,8 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
       } else if (!absl::IsNotFound(newest.status()) || !rejected.empty()) {
         // Checkpoints exist but none is usable: starting over silently
         // would throw the run away.
-        return absl::DataLossError(absl::StrCat("no usable checkpoint in ",
-                                                options.checkpoint_dir, ": ",
-                                                newest.status().message()));
+        return absl::DataLossError(absl::StrCat("no usable checkpoint in ", options.checkpoint_dir,
+                                                ": ", newest.status().message()));
       }
     }
     d->checkpointer_ = std::make_unique<Checkpointer>(std::move(store));
@@ -104,9 +103,9 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
       std::move(on_checkpoint));
   if (resume_from.has_value()) {
     if (absl::Status s = d->server_->Restore(*resume_from); !s.ok()) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot resume from the checkpoint of version ", resume_from->version, " in ",
-          options.checkpoint_dir, ": ", s.message()));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot resume from the checkpoint of version ", resume_from->version,
+                       " in ", options.checkpoint_dir, ": ", s.message()));
     }
   }
 
@@ -116,8 +115,7 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
     d->metrics_->AddCollector([server, eval, checkpointer](MetricFamilies* out) {
       CollectHqMetrics(server->status(), *eval, checkpointer, out);
     });
-    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port()
-              << "/metrics";
+    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port() << "/metrics";
   }
   d->service_ = std::make_unique<HqService>(d->server_.get(), d->eval_.get(), options.chunk_bytes,
                                             options.max_long_poll, d->rpc_metrics_.get());

@@ -12,9 +12,9 @@
 #include "hq/eval_loop.h"
 #include "hq/hq_service.h"
 #include "hq/parameter_server.h"
+#include "services/data/dataset.h"
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/rpc_metrics.h"
-#include "services/data/dataset.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
 

@@ -51,8 +51,10 @@ ABSL_FLAG(int64_t, lease_ms, 2000,
 ABSL_FLAG(std::string, checkpoint_dir, "",
           "Write checkpoints here and, on start, resume from the newest valid one (empty: no "
           "checkpoints).");
-ABSL_FLAG(int64_t, checkpoint_every_versions, 100, "Checkpoint every N versions (0: not by count).");
-ABSL_FLAG(double, checkpoint_every_s, 30, "Checkpoint at least this often, in seconds (0: not by time).");
+ABSL_FLAG(int64_t, checkpoint_every_versions, 100,
+          "Checkpoint every N versions (0: not by count).");
+ABSL_FLAG(double, checkpoint_every_s, 30,
+          "Checkpoint at least this often, in seconds (0: not by time).");
 ABSL_FLAG(int, checkpoint_keep, 3, "Checkpoints kept (the newest).");
 ABSL_FLAG(bool, resume, true, "Resume from the newest valid checkpoint in --checkpoint_dir.");
 ABSL_FLAG(int, metrics_port, 0,
@@ -65,7 +67,8 @@ int main(int argc, char** argv) {
       argc, argv,
       {"hips-hq",
        "the HQ tier of hips",
-       {{"", "hips-hq --aggregators=A [--max_versions=V] [--port=P] [model flags]",
+       {{"",
+         "hips-hq --aggregators=A [--max_versions=V] [--port=P] [model flags]",
          "Owns the master weights and the optimizer: applies the aggregators' sums, publishes\n"
          "each version, checkpoints and evaluates on the test set.",
          {},
@@ -118,7 +121,8 @@ int main(int argc, char** argv) {
   options.host = absl::GetFlag(FLAGS_host);
   options.port = absl::GetFlag(FLAGS_port);
   options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
-  if (absl::GetFlag(FLAGS_chunk_bytes) <= 0) hips::ExitWithUsageError("--chunk_bytes must be positive");
+  if (absl::GetFlag(FLAGS_chunk_bytes) <= 0)
+    hips::ExitWithUsageError("--chunk_bytes must be positive");
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
 
   absl::StatusOr<std::unique_ptr<hips::HqDaemon>> daemon = hips::HqDaemon::Start(options);

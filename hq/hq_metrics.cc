@@ -59,14 +59,13 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
                  bounds, within, beyond, sum);
   out->Gauge("hips_max_staleness_versions", "Largest staleness of an applied gradient",
              s.staleness.max());
-  out->Gauge("hips_max_round_contributors",
-             "Most worker gradients applied in one sync version", s.max_round_contributors);
+  out->Gauge("hips_max_round_contributors", "Most worker gradients applied in one sync version",
+             s.max_round_contributors);
   out->Gauge("hips_live_members", "Members holding a lease here, by kind",
              static_cast<double>(s.live_aggregators.size()), {{"kind", "aggregator"}});
   out->Gauge("hips_live_members", "Members holding a lease here, by kind",
              static_cast<double>(s.live_workers.size()), {{"kind", "worker"}});
-  out->Gauge("hips_forming", "1 while HQ waits for its --aggregators to join at start",
-             s.forming);
+  out->Gauge("hips_forming", "1 while HQ waits for its --aggregators to join at start", s.forming);
   if (std::optional<EvalResult> e = eval.latest()) {
     out->Gauge("hips_eval_accuracy", "Test-set accuracy of the newest evaluated version (0-1)",
                e->metrics.accuracy);

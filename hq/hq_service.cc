@@ -77,8 +77,8 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* HqService::PullWeights(
 }
 
 grpc::ServerUnaryReactor* HqService::GetStatus(grpc::CallbackServerContext* ctx,
-                                              const v1::StatusRequest* req,
-                                              v1::StatusReply* reply) {
+                                               const v1::StatusRequest* req,
+                                               v1::StatusReply* reply) {
   HqStatus status;
   status.server = server_->status();
   status.latest_eval = eval_->latest();
@@ -91,8 +91,8 @@ grpc::ServerUnaryReactor* HqService::GetStatus(grpc::CallbackServerContext* ctx,
 }
 
 grpc::ServerUnaryReactor* HqService::Heartbeat(grpc::CallbackServerContext* ctx,
-                                              const v1::HeartbeatRequest* req,
-                                              v1::HeartbeatReply* reply) {
+                                               const v1::HeartbeatRequest* req,
+                                               v1::HeartbeatReply* reply) {
   absl::StatusOr<HeartbeatRequestData> hb = HeartbeatFromProto(*req);
   if (!hb.ok()) return Answer(ctx, ToGrpcStatus(hb.status()));
   AnswerToProto(server_->Heartbeat(*hb), reply);
@@ -100,8 +100,8 @@ grpc::ServerUnaryReactor* HqService::Heartbeat(grpc::CallbackServerContext* ctx,
 }
 
 grpc::ServerUnaryReactor* HqService::SetMode(grpc::CallbackServerContext* ctx,
-                                            const v1::SetModeRequest* req,
-                                            v1::SetModeReply* reply) {
+                                             const v1::SetModeRequest* req,
+                                             v1::SetModeReply* reply) {
   absl::StatusOr<ModeConfig> mode = ModeFromProto(req->mode());
   if (!mode.ok()) return Answer(ctx, ToGrpcStatus(mode.status()));
   absl::StatusOr<ModeSwitch> result = server_->SetMode(*mode);

@@ -16,9 +16,10 @@ namespace hips {
 // hips.v1.Hq on gRPC's callback API: the bulk methods read and write raw
 // ByteBuffers (no protobuf copies of tensors), the small ones keep their
 // protobuf types. On the wire nothing differs from the generated service.
-using HqServiceBase = v1::Hq::WithRawCallbackMethod_PushAggregate<
-    v1::Hq::WithRawCallbackMethod_PullWeights<v1::Hq::WithCallbackMethod_GetStatus<
-        v1::Hq::WithCallbackMethod_SetMode<v1::Hq::WithCallbackMethod_Heartbeat<v1::Hq::Service>>>>>;
+using HqServiceBase =
+    v1::Hq::WithRawCallbackMethod_PushAggregate<v1::Hq::WithRawCallbackMethod_PullWeights<
+        v1::Hq::WithCallbackMethod_GetStatus<v1::Hq::WithCallbackMethod_SetMode<
+            v1::Hq::WithCallbackMethod_Heartbeat<v1::Hq::Service>>>>>;
 
 // The thin gRPC adapter of hips.v1.Hq. A push is applied on the thread that
 // read its last chunk (an update needs the previous one; the parameter
@@ -40,8 +41,7 @@ class HqService final : public HqServiceBase {
   grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
                                       const v1::StatusRequest* req,
                                       v1::StatusReply* reply) override;
-  grpc::ServerUnaryReactor* SetMode(grpc::CallbackServerContext* ctx,
-                                    const v1::SetModeRequest* req,
+  grpc::ServerUnaryReactor* SetMode(grpc::CallbackServerContext* ctx, const v1::SetModeRequest* req,
                                     v1::SetModeReply* reply) override;
 
  private:

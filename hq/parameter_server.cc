@@ -27,7 +27,8 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   if (o.round_deadline <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
   }
-  if (o.lease <= absl::ZeroDuration()) return absl::InvalidArgumentError("the lease must be positive");
+  if (o.lease <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("the lease must be positive");
   if (o.max_versions < 0) return absl::InvalidArgumentError("max versions must be >= 0");
   if (o.max_samples < 0) return absl::InvalidArgumentError("max samples must be >= 0");
   if (o.async_momentum >= 1) return absl::InvalidArgumentError("async momentum must be < 1");
@@ -258,7 +259,7 @@ void ParameterServer::Taken(const AggregatePush& a) {
 }
 
 absl::StatusOr<PushResult> ParameterServer::AcceptSync(const AggregatePush& a,
-                                                      const Contribution& c, absl::Time now) {
+                                                       const Contribution& c, absl::Time now) {
   // A round past its deadline is applied before a late aggregate is looked
   // at (which then belongs to an older version).
   if (round_.CloseIfDue(now)) ApplyRound();
@@ -286,7 +287,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptSync(const AggregatePush& a,
 }
 
 absl::StatusOr<PushResult> ParameterServer::AcceptAsync(const AggregatePush& a,
-                                                       const Contribution& c) {
+                                                        const Contribution& c) {
   // a.version is the oldest version of the aggregate's gradients.
   if (std::optional<Refusal> r =
           CheckStaleness(mode_, a.version, version_ - a.version, "aggregate")) {
@@ -297,9 +298,9 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAsync(const AggregatePush& a,
   for (const auto& [version, count] : a.contributor_versions) {
     if (version < a.version || version > version_ || count <= 0) {
       return Drop(a, DropReason::kInvalid,
-                  absl::InvalidArgumentError(absl::StrCat(
-                      "contributor version ", version, " outside [", a.version, ", ", version_,
-                      "] or count ", count, " not positive")));
+                  absl::InvalidArgumentError(absl::StrCat("contributor version ", version,
+                                                          " outside [", a.version, ", ", version_,
+                                                          "] or count ", count, " not positive")));
     }
     staleness_counts[version_ - version] += count;
     counted += count;
@@ -506,13 +507,12 @@ absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
 void ParameterServer::MaybeCheckpoint() {
   if (!on_checkpoint_ || version_ == last_checkpoint_version_) return;
   const absl::Time now = clock_->Now();
-  const bool due =
-      training_done_ ||
-      (options_.checkpoint_every_versions > 0 &&
-       version_ - std::max<int64_t>(0, last_checkpoint_version_) >=
-           options_.checkpoint_every_versions) ||
-      (options_.checkpoint_every > absl::ZeroDuration() &&
-       now - last_checkpoint_time_ >= options_.checkpoint_every);
+  const bool due = training_done_ ||
+                   (options_.checkpoint_every_versions > 0 &&
+                    version_ - std::max<int64_t>(0, last_checkpoint_version_) >=
+                        options_.checkpoint_every_versions) ||
+                   (options_.checkpoint_every > absl::ZeroDuration() &&
+                    now - last_checkpoint_time_ >= options_.checkpoint_every);
   if (!due) return;
   absl::StatusOr<Checkpoint> c = CaptureLocked();
   if (!c.ok()) {
@@ -534,8 +534,8 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
         absl::StrCat("the checkpoint holds another model: ", c.layout.DebugString()));
   }
   if (c.version < 0 || c.samples_applied < 0 || c.mode_since < 0 || c.mode_since > c.version) {
-    return absl::InvalidArgumentError(absl::StrCat("checkpoint of version ", c.version,
-                                                   " with inconsistent counters"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("checkpoint of version ", c.version, " with inconsistent counters"));
   }
   if (absl::Status s = ValidateModeConfig(c.mode); !s.ok()) return s;
   if (absl::Status s = optimizer_->ImportState(c.optimizer); !s.ok()) return s;

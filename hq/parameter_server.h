@@ -13,10 +13,10 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "services/core/consistency.h"
 #include "services/core/admission.h"
 #include "services/core/buffer_pool.h"
 #include "services/core/clock.h"
+#include "services/core/consistency.h"
 #include "services/core/membership.h"
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
@@ -76,7 +76,6 @@ struct ParameterServerOptions {
 };
 
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
-
 
 struct ModeSwitch {
   ModeConfig previous;

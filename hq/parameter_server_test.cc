@@ -145,8 +145,8 @@ TEST_F(ParameterServerTest, DuplicatesAndOtherVersionsAreCountedNeverApplied) {
   absl::StatusOr<PushResult> dup = ps->AcceptAggregate(Aggregate("a0", 0, {100, 100}, 2, 1));
   ASSERT_TRUE(dup.ok());
   EXPECT_TRUE(dup->duplicate);
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      ps->AcceptAggregate(Aggregate("a1", 1, {1, 1}, 1, 1)).status()));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(ps->AcceptAggregate(Aggregate("a1", 1, {1, 1}, 1, 1)).status()));
   ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1)).ok());
   EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.5f)));
   // A retry of round 0 after it was applied (its ack was lost) is a
@@ -154,8 +154,8 @@ TEST_F(ParameterServerTest, DuplicatesAndOtherVersionsAreCountedNeverApplied) {
   absl::StatusOr<PushResult> retry = ps->AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1));
   ASSERT_TRUE(retry.ok());
   EXPECT_TRUE(retry->duplicate);
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      ps->AcceptAggregate(Aggregate("a2", 0, {6, 0}, 2, 1)).status()));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(ps->AcceptAggregate(Aggregate("a2", 0, {6, 0}, 2, 1)).status()));
   EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.5f)));
   const ParameterServerStatus s = ps->status();
   EXPECT_EQ(s.aggregates_received, 6);
@@ -273,9 +273,9 @@ TEST_F(ParameterServerTest, AsyncUpdatesUseTheAsyncMomentumAndKeepTheLongRunStep
   ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 3, {1, 1}, 1, 1)).ok());
   EXPECT_THAT(fake->momenta, ElementsAre(0.5, 0.9));
   // lr · (1 - 0.5) / (1 - 0.9) = 5 lr in async; lr in sync.
-  EXPECT_THAT(lrs_, ElementsAre(::testing::DoubleNear(2.5, 1e-12),
-                                ::testing::DoubleNear(2.5, 1e-12),
-                                ::testing::DoubleNear(2.5, 1e-12), 0.5));
+  EXPECT_THAT(lrs_,
+              ElementsAre(::testing::DoubleNear(2.5, 1e-12), ::testing::DoubleNear(2.5, 1e-12),
+                          ::testing::DoubleNear(2.5, 1e-12), 0.5));
 }
 
 TEST_F(ParameterServerTest, SspNeverAppliesAGradientStalerThanTheBound) {
@@ -414,8 +414,8 @@ TEST_F(ParameterServerTest, ASampleBudgetEndsTrainingAndDrivesTheSchedule) {
   EXPECT_TRUE(ps->LatestWeights()->training_done);
   // lr at 0 and 2 of 4 samples: 0.5 and 0.25.
   EXPECT_THAT(lrs_, ElementsAre(0.5, ::testing::DoubleNear(0.25, 1e-12)));
-  EXPECT_TRUE(absl::IsFailedPrecondition(
-      ps->AcceptAggregate(Aggregate("a0", 2, {1, 1}, 1, 1)).status()));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(ps->AcceptAggregate(Aggregate("a0", 2, {1, 1}, 1, 1)).status()));
   EXPECT_EQ(ps->status().gradients_dropped.at("training_done"), 1);
   EXPECT_TRUE(absl::IsFailedPrecondition(ps->SetMode({Mode::kSync, 0}).status()));
 }

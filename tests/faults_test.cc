@@ -11,8 +11,8 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <map>
 #include <random>
@@ -78,8 +78,7 @@ class FaultsTest : public ::testing::Test {
 
   // Waits until HQ reached `version` (bounded).
   static void ReachVersion(ProcessCluster& c, int64_t version) {
-    ASSERT_TRUE(ProcessCluster::WaitFor([&] { return c.Version() >= version; },
-                                        absl::Seconds(90)))
+    ASSERT_TRUE(ProcessCluster::WaitFor([&] { return c.Version() >= version; }, absl::Seconds(90)))
         << "HQ stuck at version " << c.Version() << "; see " << c.run_dir();
   }
 };
@@ -152,8 +151,7 @@ TEST_F(FaultsTest, WorkersOfAKilledAggregatorFailOverAndNoVersionCountsAWorkerTw
   // HQ stopped waiting for aggregator-0 once its lease expired.
   absl::StatusOr<HqStatus> s = c.QueryHq();
   ASSERT_TRUE(s.ok());
-  EXPECT_EQ(s->server.live_aggregators,
-            std::vector<std::string>{"agg-1"});
+  EXPECT_EQ(s->server.live_aggregators, std::vector<std::string>{"agg-1"});
   EXPECT_LE(s->server.max_round_contributors, 4);
   EXPECT_EQ(s->server.staleness.max(), 0);
   ExpectHqAccounting(*s);
@@ -200,11 +198,11 @@ TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
   ASSERT_TRUE(s.ok()) << s.status();
   EXPECT_EQ(s->server.resumed_from, newest);
   ReachVersion(c, newest + 10);  // the tree follows HQ back and goes on
-  std::printf("measured: HQ kill -9 at version %lld, resumed from %lld (%lld versions lost), "
-              "10 versions later after %.2f s\n",
-              static_cast<long long>(at_kill), static_cast<long long>(newest),
-              static_cast<long long>(at_kill - newest),
-              absl::ToDoubleSeconds(absl::Now() - killed));
+  std::printf(
+      "measured: HQ kill -9 at version %lld, resumed from %lld (%lld versions lost), "
+      "10 versions later after %.2f s\n",
+      static_cast<long long>(at_kill), static_cast<long long>(newest),
+      static_cast<long long>(at_kill - newest), absl::ToDoubleSeconds(absl::Now() - killed));
   EXPECT_EQ(c.QueryHq()->server.staleness.max(), 0);
 
   // Again, with the newest checkpoint damaged on disk: HQ says so and
@@ -213,9 +211,9 @@ TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
   c.Kill("hq");
   versions = CheckpointVersions(dir);
   ASSERT_GE(versions.size(), 2u);
-  const std::string damaged = absl::StrCat(dir, "/checkpoint-",
-                                           std::string(12 - std::to_string(versions[0]).size(), '0'),
-                                           versions[0], ".pt");
+  const std::string damaged =
+      absl::StrCat(dir, "/checkpoint-", std::string(12 - std::to_string(versions[0]).size(), '0'),
+                   versions[0], ".pt");
   {
     std::fstream f(damaged, std::ios::in | std::ios::out | std::ios::binary);
     ASSERT_TRUE(f.good()) << damaged;
@@ -233,8 +231,8 @@ TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
   std::ifstream log(c.LogOf("hq"));
   std::stringstream text;
   text << log.rdbuf();
-  EXPECT_TRUE(absl::StrContains(text.str(), absl::StrCat("skipped the damaged checkpoint ",
-                                                         damaged)))
+  EXPECT_TRUE(
+      absl::StrContains(text.str(), absl::StrCat("skipped the damaged checkpoint ", damaged)))
       << "see " << c.LogOf("hq");
   ReachVersion(c, versions[1] + 10);
   ExpectHqAccounting(*c.QueryHq());
@@ -295,8 +293,7 @@ std::string ModeName(const ::testing::TestParamInfo<std::vector<std::string>>& i
 
 INSTANTIATE_TEST_SUITE_P(Modes, PausedWorkerTest,
                          ::testing::Values(std::vector<std::string>{"--mode=sync"},
-                                           std::vector<std::string>{"--mode=ssp",
-                                                                    "--staleness=2"},
+                                           std::vector<std::string>{"--mode=ssp", "--staleness=2"},
                                            std::vector<std::string>{"--mode=async"}),
                          ModeName);
 
@@ -339,7 +336,8 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
   ASSERT_TRUE(ProcessCluster::WaitFor(
       [&] {
         absl::StatusOr<HqStatus> s = c.QueryHq();
-        return s.ok() && s->server.live_aggregators.size() == 1 && s->server.live_workers.size() == 4;
+        return s.ok() && s->server.live_aggregators.size() == 1 &&
+               s->server.live_workers.size() == 4;
       },
       absl::Seconds(15)));
   const std::string table = Output(status);
@@ -354,7 +352,7 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
 // once training has begun; returns the summary JSON (null on failure, with
 // the reason in the test output).
 nlohmann::json RunHipsLocal(const std::string& run_dir, std::vector<std::string> flags,
-                         const std::function<void(const std::string&)>& during) {
+                            const std::function<void(const std::string&)>& during) {
   std::vector<std::string> argv = {kBin + "/hips", "local", absl::StrCat("--run_dir=", run_dir),
                                    absl::StrCat("--summary_json=", run_dir, "/summary.json"),
                                    "--progress_seconds=1"};
@@ -390,7 +388,6 @@ nlohmann::json RunHipsLocal(const std::string& run_dir, std::vector<std::string>
   return summary.is_object() ? summary : nullptr;
 }
 
-
 // A process `hips local` started and still runs: its pid file names it and
 // its command line is the daemon's (never a recycled pid).
 pid_t DaemonPid(const std::string& run_dir, const std::string& name, const std::string& binary) {
@@ -411,8 +408,8 @@ TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
   // Fixed seed: which workers die, and when. One aggregator dies too.
   std::mt19937 rng(20261121);
   int kills = 0;
-  const nlohmann::json chaos = RunHipsLocal(
-      NewRunDir("chaos"), flags, [&](const std::string& run_dir) {
+  const nlohmann::json chaos =
+      RunHipsLocal(NewRunDir("chaos"), flags, [&](const std::string& run_dir) {
         for (int round = 0; round < 5; ++round) {
           absl::SleepFor(absl::Milliseconds(1500 + rng() % 1500));
           const bool aggregator = round == 2;
@@ -428,9 +425,10 @@ TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
       });
   ASSERT_FALSE(chaos.is_null());
   const double chaos_accuracy = chaos["accuracy"].get<double>();
-  std::printf("measured: chaos (%d kills) accuracy %.4f vs clean %.4f; clean %.1f s, chaos %.1f s\n",
-              kills, chaos_accuracy, clean_accuracy, clean["seconds"].get<double>(),
-              chaos["seconds"].get<double>());
+  std::printf(
+      "measured: chaos (%d kills) accuracy %.4f vs clean %.4f; clean %.1f s, chaos %.1f s\n", kills,
+      chaos_accuracy, clean_accuracy, clean["seconds"].get<double>(),
+      chaos["seconds"].get<double>());
   EXPECT_GE(kills, 4);
   EXPECT_GE(chaos_accuracy, 0.87);
   EXPECT_NEAR(chaos_accuracy, clean_accuracy, 0.01);

@@ -70,8 +70,8 @@ void ExpectGradientsAccountedFor(const nlohmann::json& s) {
   ASSERT_TRUE(s.is_object());
   const nlohmann::json& g = s["gradients"];
   EXPECT_EQ(g["received"].get<int64_t>(), g["applied"].get<int64_t>() +
-                                              g["duplicate"].get<int64_t>() +
-                                              SumOf(g["dropped"]) + g["pending"].get<int64_t>())
+                                              g["duplicate"].get<int64_t>() + SumOf(g["dropped"]) +
+                                              g["pending"].get<int64_t>())
       << s.dump();
   // Every aggregator's side, and what they handed to HQ.
   int64_t forwarded = 0, pending = 0;
@@ -102,9 +102,9 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const nlohmann::json s = ReadSummary(json);
   ASSERT_TRUE(s.is_object()) << run.output;
-  for (const char* key : {"version", "accuracy", "f1", "samples", "seconds", "mode",
-                          "gradients", "staleness_counts", "max_staleness", "aggregators",
-                          "bytes", "restarts"}) {
+  for (const char* key :
+       {"version", "accuracy", "f1", "samples", "seconds", "mode", "gradients", "staleness_counts",
+        "max_staleness", "aggregators", "bytes", "restarts"}) {
     ASSERT_TRUE(s.contains(key)) << key << "\n" << s.dump();
   }
   EXPECT_EQ(s["mode"], "sync");
@@ -136,8 +136,8 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
 
 TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   const std::string json = absl::StrCat(::testing::TempDir(), "/mono_summary.json");
-  const CommandResult run = Shell(absl::StrCat(kBin, "/hips train --monolith --epochs=2 --summary_json=",
-                                     json));
+  const CommandResult run =
+      Shell(absl::StrCat(kBin, "/hips train --monolith --epochs=2 --summary_json=", json));
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const nlohmann::json s = ReadSummary(json);
   ASSERT_TRUE(s.is_object()) << run.output;
@@ -155,9 +155,9 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
   const std::string dir = NewRunDir("local");
   const std::string json = absl::StrCat(dir, "/mode_summary.json");
   std::remove(json.c_str());
-  const CommandResult run = Shell(absl::StrCat(kBin, "/hips local ", GetParam(),
-                                               " --progress_seconds=10 --summary_json=", json,
-                                               " --run_dir=", dir));
+  const CommandResult run =
+      Shell(absl::StrCat(kBin, "/hips local ", GetParam(),
+                         " --progress_seconds=10 --summary_json=", json, " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const nlohmann::json s = ReadSummary(json);
   ASSERT_TRUE(s.is_object()) << run.output;
@@ -201,12 +201,12 @@ TEST(LocalClusterTest, HipsModeSwitchesARunningCluster) {
     if (switches == 0 && text.find(" sync loss=") != std::string::npos && !hq.empty()) {
       const CommandResult r = Shell(absl::StrCat(kBin, "/hips mode async --hq=", hq));
       EXPECT_EQ(r.exit_code, 0) << r.output;
-      EXPECT_TRUE(std::regex_search(r.output, std::regex("mode async from version [0-9]+ \\(was sync\\)")))
+      EXPECT_TRUE(
+          std::regex_search(r.output, std::regex("mode async from version [0-9]+ \\(was sync\\)")))
           << r.output;
       ++switches;
     } else if (switches == 1 && text.find(" async loss=") != std::string::npos) {
-      const CommandResult r =
-          Shell(absl::StrCat(kBin, "/hips mode ssp --staleness=2 --hq=", hq));
+      const CommandResult r = Shell(absl::StrCat(kBin, "/hips mode ssp --staleness=2 --hq=", hq));
       EXPECT_EQ(r.exit_code, 0) << r.output;
       ++switches;
     }
@@ -222,9 +222,11 @@ TEST(LocalClusterTest, HipsModeSwitchesARunningCluster) {
   // HQ logged the version of each switch.
   std::ifstream log(absl::StrCat(dir, "/hq.log"));
   const std::string hq_log((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
-  EXPECT_TRUE(std::regex_search(hq_log, std::regex("mode switched from sync to async at version [0-9]+")))
+  EXPECT_TRUE(
+      std::regex_search(hq_log, std::regex("mode switched from sync to async at version [0-9]+")))
       << hq_log.substr(0, 2000);
-  EXPECT_TRUE(std::regex_search(hq_log, std::regex("mode switched from async to ssp\\(2\\) at version [0-9]+")));
+  EXPECT_TRUE(std::regex_search(
+      hq_log, std::regex("mode switched from async to ssp\\(2\\) at version [0-9]+")));
 }
 
 // Reads /proc/<pid>/cmdline with the NULs turned into spaces.
@@ -303,8 +305,7 @@ TEST(CommandLineTest, AnEarlierRunsCheckpointsAreContinuedOnlyWhenAsked) {
   const std::string dir = NewRunDir("earlier");
   std::filesystem::create_directories(absl::StrCat(dir, "/checkpoints"));
   std::ofstream(absl::StrCat(dir, "/checkpoints/checkpoint-000000000042.pt")) << "x";
-  const CommandResult run =
-      Shell(absl::StrCat(kBin, "/hips local --epochs=1 --run_dir=", dir));
+  const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --epochs=1 --run_dir=", dir));
   EXPECT_EQ(run.exit_code, 1) << run.output;
   EXPECT_NE(run.output.find("holds checkpoints of an earlier run: pass --resume"),
             std::string::npos)
@@ -324,9 +325,9 @@ class CompressedHopsTest : public ::testing::TestWithParam<CompressionCase> {};
 TEST_P(CompressedHopsTest, CarryTheBytesTheirEncodingSaysAndStillTrain) {
   const std::string dir = NewRunDir("compressed");
   const std::string json = absl::StrCat(dir, "/summary.json");
-  const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --max_versions=100 ",
-                                               GetParam().flags, " --summary_json=", json,
-                                               " --run_dir=", dir));
+  const CommandResult run =
+      Shell(absl::StrCat(kBin, "/hips local --max_versions=100 ", GetParam().flags,
+                         " --summary_json=", json, " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
   const nlohmann::json s = ReadSummary(json);
   ASSERT_TRUE(s.is_object()) << run.output;
@@ -361,7 +362,8 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
   const Bad cases[] = {
       {"/hips local --workers=0", "--workers"},
       {"/hips local --no_such_flag", "no_such_flag"},
-      {"/hips frobnicate", "unknown subcommand 'frobnicate'; the subcommands are local, train, mode, status"},
+      {"/hips frobnicate",
+       "unknown subcommand 'frobnicate'; the subcommands are local, train, mode, status"},
       {"/hips", "no subcommand"},
       {"/hips status extra --hq=127.0.0.1:1", "unexpected argument 'extra'"},
       {"/hips mode --hq=127.0.0.1:1", "one mode"},
@@ -446,11 +448,13 @@ TEST(CommandLineTest, HelpShowsTheFlagsOfWhatWasAskedAbout) {
     }
     for (const std::string& flag : h.flags) {
       EXPECT_NE(run.output.find(absl::StrCat("\n  --", flag, " (default: ")), std::string::npos)
-          << h.command << ": --" << flag << "\n" << run.output;
+          << h.command << ": --" << flag << "\n"
+          << run.output;
     }
     for (const std::string& flag : h.not_flags) {
       EXPECT_EQ(run.output.find(absl::StrCat("\n  --", flag, " (default: ")), std::string::npos)
-          << h.command << ": --" << flag << "\n" << run.output;
+          << h.command << ": --" << flag << "\n"
+          << run.output;
     }
   }
 }

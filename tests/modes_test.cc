@@ -70,8 +70,7 @@ class ModesTest : public ::testing::Test {
       w->step_delay = o.straggler_delay;
     };
     c.model.name = "mlp";
-    absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster =
-        InProcessCluster::Start(c, *train_);
+    absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster = InProcessCluster::Start(c, *train_);
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = *std::move(cluster);
     cluster_->RunWorkers();
@@ -172,8 +171,8 @@ TEST_F(ModesTest, SyncWithABackupWorkerLeavesTheStragglerBehindAndCountsItsLateG
   EXPECT_GT(worker(0).refused(), 0);
   // Every gradient that came too late was refused and counted where it
   // arrived: exactly the refusals the workers saw.
-  for (const auto& [agg, pair] : {std::make_pair(&agg0, std::make_pair(0, 2)),
-                                  std::make_pair(&agg1, std::make_pair(1, 3))}) {
+  for (const auto& [agg, pair] :
+       {std::make_pair(&agg0, std::make_pair(0, 2)), std::make_pair(&agg1, std::make_pair(1, 3))}) {
     EXPECT_EQ(Count(agg->gradients_dropped, "round_closed") +
                   Count(agg->gradients_dropped, "stale_version") +
                   Count(agg->gradients_dropped, "training_done"),

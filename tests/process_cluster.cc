@@ -45,9 +45,9 @@ absl::StatusOr<int> ProcessCluster::Launch(const std::string& name, bool wait_fo
   const absl::Time deadline = absl::Now() + absl::Seconds(60);
   while (absl::Now() < deadline) {
     if (children_[name]->Exited()) {
-      return absl::AbortedError(absl::StrCat(name, " died at start: ",
-                                             children_[name]->DescribeExit(), "\n",
-                                             TailOfFile(LogOf(name), 10)));
+      return absl::AbortedError(absl::StrCat(name,
+                                             " died at start: ", children_[name]->DescribeExit(),
+                                             "\n", TailOfFile(LogOf(name), 10)));
     }
     std::ifstream in(port_file);
     int port = 0;
@@ -97,8 +97,7 @@ absl::Status ProcessCluster::Start() {
     const std::string name = absl::StrCat("worker-", k);
     specs_[name].binary = "hips-worker";
     specs_[name].args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
-                         absl::StrCat("--index=", k),
-                         absl::StrCat("--workers=", options_.workers)};
+                         absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers)};
     specs_[name].args.insert(specs_[name].args.end(), options_.worker_args.begin(),
                              options_.worker_args.end());
     if (absl::StatusOr<int> started = Launch(name, false); !started.ok()) {

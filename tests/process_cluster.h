@@ -42,8 +42,8 @@ class ProcessCluster {
 
   // Children by name: "hq", "aggregator-<a>", "worker-<k>".
   ChildProcess& child(const std::string& name) { return *children_.at(name); }
-  void Kill(const std::string& name);  // kill -9, reaped
-  void Stop(const std::string& name);  // SIGSTOP
+  void Kill(const std::string& name);      // kill -9, reaped
+  void Stop(const std::string& name);      // SIGSTOP
   void Continue(const std::string& name);  // SIGCONT
   // Starts a dead child again with the same flags (and port, for a server).
   absl::Status Restart(const std::string& name);

@@ -9,8 +9,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "gtest/gtest.h"
 #include "cli/monolith.h"
+#include "gtest/gtest.h"
 #include "tests/in_process_cluster.h"
 
 namespace hips {
@@ -97,10 +97,9 @@ TEST_P(SyncEqualsMonolithTest, TwentySyncRoundsEqualSingleProcessSgd) {
   o.hq.seed = kSeed;
   o.worker.batch_size = kBatch;
   o.worker.data_seed = kSeed;
-  o.model = model;  // a different init seed: the workers' weights must come from HQ
+  o.model = model;           // a different init seed: the workers' weights must come from HQ
   o.chunk_bytes = 64 << 10;  // several chunks per tensor stream
-  absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster =
-      InProcessCluster::Start(o, *train_);
+  absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster = InProcessCluster::Start(o, *train_);
   ASSERT_TRUE(cluster.ok()) << cluster.status();
   InProcessCluster& c = **cluster;
   const std::vector<float> initial = c.hq().server().LatestWeights()->weights;
@@ -151,7 +150,8 @@ TEST_P(SyncEqualsMonolithTest, TwentySyncRoundsEqualSingleProcessSgd) {
     EXPECT_LE(error, 1e-5) << layout.tensors()[t].name;
     // Training moved every tensor far more than the tolerance.
     EXPECT_GT(RelativeError(init, want), 1e-3) << layout.tensors()[t].name;
-    RecordProperty(absl::StrCat("rel_error_", layout.tensors()[t].name), absl::StrFormat("%.3g", error));
+    RecordProperty(absl::StrCat("rel_error_", layout.tensors()[t].name),
+                   absl::StrFormat("%.3g", error));
   }
 }
 

@@ -2,11 +2,11 @@
 #include <utility>
 
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/net/proto_convert.h"
-#include "services/net/push_stream.h"
-#include "services/net/methods.h"
 #include "services/net/grpc_util.h"
 #include "services/net/heartbeat_call.h"
+#include "services/net/methods.h"
+#include "services/net/proto_convert.h"
+#include "services/net/push_stream.h"
 #include "services/net/weights_stream.h"
 #include "worker/aggregator_client.h"
 
@@ -31,8 +31,10 @@ class GrpcAggregatorClient final : public AggregatorClient {
   void CancelCalls() override { calls_.CancelAll(); }
   void CancelInFlight() override { calls_.CancelInFlight(); }
 
-  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) override {
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(int64_t min_version,
+                                                                     absl::Time deadline,
+                                                                     bool no_wait,
+                                                                     int64_t incarnation) override {
     return PullWeightsFrom(&generic_, method::kAggregatorPullWeights, &calls_, id_, min_version,
                            deadline, no_wait, incarnation);
   }

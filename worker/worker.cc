@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "services/core/retry.h"
 #include "services/core/push_ledger.h"
+#include "services/core/retry.h"
 #include "services/core/sync_round.h"
 
 namespace hips {
@@ -108,8 +108,7 @@ void Worker::HeartbeatLoop() {
       failover_.store(true);
       clients_[watched]->CancelInFlight();
     }
-    if (options_.return_to_preferred && watched != 0 && now >= next_probe &&
-        !move_back_.load()) {
+    if (options_.return_to_preferred && watched != 0 && now >= next_probe && !move_back_.load()) {
       next_probe = now + 2 * lease;
       // A probe that does not join: `leaving` is a no-op for a non-member.
       HeartbeatRequestData probe;
@@ -241,8 +240,8 @@ absl::Status Worker::Loop() {
       version_.store(w->version);
       newest_known_ = std::max(newest_known_, w->version);
     }
-    const int64_t step = w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1)
-                                                     : last_step_ + 1;
+    const int64_t step =
+        w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1) : last_step_ + 1;
     const absl::Time start = absl::Now();
     if (absl::Status s = ComputeStep(*w, step); !s.ok()) return s;
     if (!Straggle(absl::Now() - start)) break;
@@ -299,8 +298,8 @@ absl::Status Worker::PushWithRetry() {
     if (stop_.HasBeenNotified()) return absl::CancelledError("worker shut down");
     if (result.ok()) {
       LOG_IF(WARNING, result->duplicate)
-          << options_.id << ": the aggregator already had push " << push_.sequence
-          << " of version " << push_.version << " (is this worker's id unique?)";
+          << options_.id << ": the aggregator already had push " << push_.sequence << " of version "
+          << push_.version << " (is this worker's id unique?)";
       newest_known_ = std::max(newest_known_, result->newest_version);
       return absl::OkStatus();
     }
@@ -319,8 +318,7 @@ absl::Status Worker::PushWithRetry() {
 
 void CollectWorkerMetrics(const Worker& w, MetricFamilies* out) {
   out->Counter("hips_worker_steps_total", "Gradients computed (pushed or refused)", w.steps());
-  out->Counter("hips_worker_refused_total", "Gradients refused (dropped at a tier)",
-               w.refused());
+  out->Counter("hips_worker_refused_total", "Gradients refused (dropped at a tier)", w.refused());
   out->Counter("hips_worker_failovers_total", "Moves to another aggregator", w.switches());
   out->Gauge("hips_version", "Version of the weights the worker computes on", w.version());
   out->Gauge("hips_training_loss", "Mean loss of the worker's newest batch", w.last_loss());

@@ -1,8 +1,8 @@
 #ifndef HIPS_WORKER_WORKER_H_
 #define HIPS_WORKER_WORKER_H_
 
-#include <cstdint>
 #include <atomic>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -14,9 +14,9 @@
 #include "absl/time/time.h"
 #include "services/data/dataset.h"
 #include "services/data/shard_sampler.h"
-#include "services/models/model.h"
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/rpc_metrics.h"
+#include "services/models/model.h"
 #include "worker/aggregator_client.h"
 
 namespace hips {
@@ -114,9 +114,8 @@ class Worker {
   double last_loss() const { return last_loss_.load(); }
 
  private:
-  Worker(WorkerOptions options, std::unique_ptr<Model> model,
-         std::shared_ptr<const Dataset> data, ShardSampler sampler,
-         std::vector<AggregatorClient*> clients);
+  Worker(WorkerOptions options, std::unique_ptr<Model> model, std::shared_ptr<const Dataset> data,
+         ShardSampler sampler, std::vector<AggregatorClient*> clients);
 
   // The next weights to compute on: newer ones, or `current_` again when the
   // mode allows it and nothing newer is there. Null after Shutdown.
@@ -146,16 +145,16 @@ class Worker {
   void StopHeartbeats();
   std::once_flag shutdown_once_;
   // Shared with the heartbeat thread.
-  std::atomic<int> active_{0};             // index into clients_
-  std::atomic<bool> failover_{false};      // the current one stopped answering
-  std::atomic<bool> move_back_{false};     // the preferred one answers again
+  std::atomic<int> active_{0};          // index into clients_
+  std::atomic<bool> failover_{false};   // the current one stopped answering
+  std::atomic<bool> move_back_{false};  // the preferred one answers again
   std::atomic<int64_t> lease_micros_;
   std::atomic<int64_t> switches_{0};
   std::thread heartbeat_;
 
   // Only Run's thread touches the members below.
   std::shared_ptr<const WeightsSnapshot> current_;  // what the model holds
-  int64_t newest_known_ = -1;  // newest version heard of
+  int64_t newest_known_ = -1;                       // newest version heard of
   int64_t last_step_ = -1;
   GradientPush push_;
   // Encodes push_ on a compressed hop; null for fp32.

@@ -52,8 +52,7 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
               << "/metrics";
   }
   LOG(INFO) << options.worker.id << " (shard " << options.worker.index << " of "
-            << options.worker.num_workers << ") training with aggregator "
-            << options.aggregators[0]
+            << options.worker.num_workers << ") training with aggregator " << options.aggregators[0]
             << (options.aggregators.size() > 1
                     ? absl::StrCat(" (", options.aggregators.size() - 1, " to fail over to)")
                     : "");

@@ -22,7 +22,7 @@ struct WorkerDaemonOptions {
   // ones it fails over to.
   std::vector<std::string> aggregators;
   size_t chunk_bytes = 1 << 20;
-  ModelOptions model;  // input_shape and num_classes are taken from the data
+  ModelOptions model;       // input_shape and num_classes are taken from the data
   uint64_t model_seed = 1;  // initial weights (HQ's replace them)
   // The training data: `train` when set (processes that run several workers
   // share one copy), else loaded as `data` says.

@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
       argc, argv,
       {"hips-worker",
        "the worker tier of hips",
-       {{"", "hips-worker --aggregator=HOST:PORT[,HOST:PORT...] --index=K --workers=W [model flags]",
+       {{"",
+         "hips-worker --aggregator=HOST:PORT[,HOST:PORT...] --index=K --workers=W [model flags]",
          "Computes gradients of its shard of the training data on the weights its aggregator\n"
          "relays, and pushes them back.",
          {},

@@ -53,8 +53,8 @@ class WorkerTest : public ::testing::Test {
   }
 
   void Start() {
-    absl::StatusOr<std::unique_ptr<Worker>> w = Worker::Create(
-        options_, std::make_unique<FakeModel>(kFloats), data_, {&first_, &second_});
+    absl::StatusOr<std::unique_ptr<Worker>> w =
+        Worker::Create(options_, std::make_unique<FakeModel>(kFloats), data_, {&first_, &second_});
     ASSERT_TRUE(w.ok()) << w.status();
     worker_ = *std::move(w);
     runner_ = std::thread([this] {

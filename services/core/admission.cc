@@ -7,9 +7,8 @@ namespace hips {
 std::optional<Refusal> CheckVersion(const VersionState& tier, int64_t version,
                                     absl::string_view what) {
   if (tier.training_done) {
-    return Refusal{DropReason::kTrainingDone,
-                   absl::FailedPreconditionError(
-                       absl::StrCat("training ended at version ", tier.version))};
+    return Refusal{DropReason::kTrainingDone, absl::FailedPreconditionError(absl::StrCat(
+                                                  "training ended at version ", tier.version))};
   }
   if (version > tier.version) {
     return Refusal{DropReason::kFutureVersion,
@@ -18,15 +17,15 @@ std::optional<Refusal> CheckVersion(const VersionState& tier, int64_t version,
   }
   if (version < tier.mode_since) {
     return Refusal{DropReason::kModeChanged,
-                   absl::FailedPreconditionError(absl::StrCat(
-                       what, " of version ", version, " predates the switch to ",
-                       DescribeMode(tier.mode), " at version ", tier.mode_since))};
+                   absl::FailedPreconditionError(
+                       absl::StrCat(what, " of version ", version, " predates the switch to ",
+                                    DescribeMode(tier.mode), " at version ", tier.mode_since))};
   }
   return std::nullopt;
 }
 
-std::optional<Refusal> CheckStaleness(const ModeConfig& mode, int64_t version,
-                                      int64_t staleness, absl::string_view what) {
+std::optional<Refusal> CheckStaleness(const ModeConfig& mode, int64_t version, int64_t staleness,
+                                      absl::string_view what) {
   if (mode.mode != Mode::kSsp || staleness <= mode.staleness) return std::nullopt;
   return Refusal{DropReason::kStalenessExceeded,
                  absl::FailedPreconditionError(

@@ -38,8 +38,8 @@ std::optional<Refusal> CheckVersion(const VersionState& tier, int64_t version,
 // Ssp: refuses a contribution computed `staleness` versions before the
 // newest version the tier knows of when that is beyond the mode's bound;
 // nullopt otherwise (and in the other modes).
-std::optional<Refusal> CheckStaleness(const ModeConfig& mode, int64_t version,
-                                      int64_t staleness, absl::string_view what);
+std::optional<Refusal> CheckStaleness(const ModeConfig& mode, int64_t version, int64_t staleness,
+                                      absl::string_view what);
 
 }  // namespace hips
 

@@ -29,14 +29,13 @@ absl::string_view ChunkSplitter::chunk(size_t i) const {
 
 absl::Status CheckAnnouncedFloats(int64_t num_floats, int64_t expected_floats) {
   if (num_floats != expected_floats) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stream announces ", num_floats, " floats, the model has ", expected_floats));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stream announces ", num_floats, " floats, the model has ", expected_floats));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ChunkAssembler> ChunkAssembler::Create(int64_t num_floats,
-                                                      int64_t expected_floats,
+absl::StatusOr<ChunkAssembler> ChunkAssembler::Create(int64_t num_floats, int64_t expected_floats,
                                                       std::vector<float> spare) {
   if (absl::Status s = CheckAnnouncedFloats(num_floats, expected_floats); !s.ok()) return s;
   ChunkAssembler assembler(num_floats);
@@ -68,8 +67,8 @@ absl::Status ChunkAssembler::Append(absl::Span<const absl::string_view> pieces) 
     // allocation, no copies, for most models); beyond that the buffer
     // doubles, so a lying header costs memory only as bytes arrive.
     constexpr int64_t kFirstReserve = int64_t{16} << 20;  // floats
-    buffer_.reserve(std::min<int64_t>(
-        expected_, std::max({2 * filled, filled + n, kFirstReserve})));
+    buffer_.reserve(
+        std::min<int64_t>(expected_, std::max({2 * filled, filled + n, kFirstReserve})));
   }
   // (A spare buffer is already whole: no resize, so no zero-fill.)
   if (buffer_.size() < static_cast<size_t>(filled + n)) buffer_.resize(filled + n);
@@ -84,8 +83,8 @@ absl::Status ChunkAssembler::Append(absl::Span<const absl::string_view> pieces) 
 
 absl::StatusOr<std::vector<float>> ChunkAssembler::Finish() && {
   if (received_floats() != expected_) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stream ended after ", received_floats(), " of ", expected_, " announced floats"));
+    return absl::InvalidArgumentError(absl::StrCat("stream ended after ", received_floats(), " of ",
+                                                   expected_, " announced floats"));
   }
   buffer_.resize(filled_);
   return std::move(buffer_);

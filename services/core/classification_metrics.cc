@@ -8,19 +8,17 @@
 namespace hips {
 
 absl::StatusOr<ClassificationMetrics> ComputeClassificationMetrics(
-    absl::Span<const int64_t> predictions, absl::Span<const int64_t> labels,
-    int64_t num_classes) {
+    absl::Span<const int64_t> predictions, absl::Span<const int64_t> labels, int64_t num_classes) {
   if (predictions.size() != labels.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(predictions.size(), " predictions for ",
-                                                   labels.size(), " labels"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(predictions.size(), " predictions for ", labels.size(), " labels"));
   }
   std::vector<int64_t> tp(num_classes), fp(num_classes), fn(num_classes);
   int64_t correct = 0;
   for (size_t i = 0; i < labels.size(); ++i) {
     const int64_t p = predictions[i], y = labels[i];
     if (p < 0 || p >= num_classes || y < 0 || y >= num_classes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("class out of [0, ", num_classes, ") at ", i));
+      return absl::InvalidArgumentError(absl::StrCat("class out of [0, ", num_classes, ") at ", i));
     }
     if (p == y) {
       ++correct;

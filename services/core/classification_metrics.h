@@ -19,8 +19,7 @@ struct ClassificationMetrics {
 // the predictions has no F1 and is left out of the mean. INVALID_ARGUMENT when
 // the spans differ in size or hold a class outside [0, num_classes).
 absl::StatusOr<ClassificationMetrics> ComputeClassificationMetrics(
-    absl::Span<const int64_t> predictions, absl::Span<const int64_t> labels,
-    int64_t num_classes);
+    absl::Span<const int64_t> predictions, absl::Span<const int64_t> labels, int64_t num_classes);
 
 }  // namespace hips
 

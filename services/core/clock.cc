@@ -31,8 +31,7 @@ Clock* SystemClock() {
 
 class SimulatedClock::SimulatedTimer {
  public:
-  SimulatedTimer(std::function<absl::Time()> next_deadline,
-                 std::function<void(absl::Time)> on_due)
+  SimulatedTimer(std::function<absl::Time()> next_deadline, std::function<void(absl::Time)> on_due)
       : next_deadline_(std::move(next_deadline)), on_due_(std::move(on_due)) {}
 
   void FireIfDue(absl::Time now) {

@@ -12,12 +12,11 @@ TEST(SimulatedClockTest, MovesOnlyWhenAdvancedAndFiresDueTimersOnTheCallersThrea
   const absl::Time t0 = clock.Now();
   absl::Time deadline = t0 + absl::Seconds(10);
   std::vector<absl::Time> fired;
-  std::unique_ptr<Timer> timer = clock.NewTimer(
-      [&] { return deadline; },
-      [&](absl::Time now) {
-        fired.push_back(now);
-        deadline = absl::InfiniteFuture();
-      });
+  std::unique_ptr<Timer> timer = clock.NewTimer([&] { return deadline; },
+                                                [&](absl::Time now) {
+                                                  fired.push_back(now);
+                                                  deadline = absl::InfiniteFuture();
+                                                });
   EXPECT_EQ(clock.Now(), t0);
   clock.AdvanceBy(absl::Seconds(9));
   EXPECT_TRUE(fired.empty());
@@ -42,12 +41,12 @@ TEST(SimulatedClockTest, ATimerThatStaysDueFiresUntilItsDeadlineMoves) {
   std::vector<absl::Time> deadlines = {t0 + absl::Seconds(1), t0 + absl::Seconds(2),
                                        t0 + absl::Seconds(3)};
   int fired = 0;
-  std::unique_ptr<Timer> timer = clock.NewTimer(
-      [&] { return deadlines.empty() ? absl::InfiniteFuture() : deadlines.front(); },
-      [&](absl::Time) {
-        ++fired;
-        deadlines.erase(deadlines.begin());
-      });
+  std::unique_ptr<Timer> timer =
+      clock.NewTimer([&] { return deadlines.empty() ? absl::InfiniteFuture() : deadlines.front(); },
+                     [&](absl::Time) {
+                       ++fired;
+                       deadlines.erase(deadlines.begin());
+                     });
   clock.AdvanceBy(absl::Seconds(5));
   EXPECT_EQ(fired, 3);
 }

@@ -131,7 +131,7 @@ float HalfToFloat(uint16_t h) {
 uint16_t FloatToBfloat16(float f) {
   const uint32_t x = FloatBits(f);
   if ((x & 0x7fffffff) > 0x7f800000) return static_cast<uint16_t>((x >> 16) | 0x40);  // NaN
-  if ((x & 0x7fffffff) == 0x7f800000) return static_cast<uint16_t>(x >> 16);        // inf
+  if ((x & 0x7fffffff) == 0x7f800000) return static_cast<uint16_t>(x >> 16);          // inf
   const uint32_t rounded = (x + 0x7fff + ((x >> 16) & 1)) >> 16;
   // A finite float just below FLT_MAX rounds to inf: saturate.
   if ((rounded & 0x7f80) == 0x7f80) return static_cast<uint16_t>((x >> 16 & 0x8000) | 0x7f7f);
@@ -143,14 +143,13 @@ float Bfloat16ToFloat(uint16_t h) { return FromBits(static_cast<uint32_t>(h) << 
 absl::Status CheckEncodedValues(const EncodedValues& v) {
   if (v.num_floats < 0 || v.nonzeros < 0 ||
       (v.encoding == Encoding::kTopK && v.nonzeros > v.num_floats)) {
-    return absl::InvalidArgumentError(absl::StrCat("bad counts: ", v.num_floats, " floats, ",
-                                                   v.nonzeros, " nonzeros"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("bad counts: ", v.num_floats, " floats, ", v.nonzeros, " nonzeros"));
   }
   const int64_t expected = PayloadBytes(v.encoding, v.num_floats, v.nonzeros);
   if (static_cast<int64_t>(v.bytes.bytes()) != expected) {
     return absl::InvalidArgumentError(absl::StrCat(EncodingName(v.encoding), " payload has ",
-                                                   v.bytes.bytes(), " bytes, expected ",
-                                                   expected));
+                                                   v.bytes.bytes(), " bytes, expected ", expected));
   }
   absl::Status status;
   switch (v.encoding) {
@@ -240,13 +239,14 @@ int64_t Compressor::Encode(absl::Span<const float> values, std::string* out) {
       for (size_t i = 0; i < n; ++i) {
         const uint16_t h = half ? FloatToHalf(send[i]) : FloatToBfloat16(send[i]);
         std::memcpy(p + 2 * i, &h, sizeof(h));
-        if (!residual_.empty()) residual_[i] = send[i] - (half ? HalfToFloat(h) : Bfloat16ToFloat(h));
+        if (!residual_.empty())
+          residual_[i] = send[i] - (half ? HalfToFloat(h) : Bfloat16ToFloat(h));
       }
       return 0;
     }
     case Encoding::kTopK: {
-      const size_t k = std::min(
-          n, std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_ratio * n))));
+      const size_t k =
+          std::min(n, std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_ratio * n))));
       if (n == 0) return 0;
       // The k-th largest magnitude by radix selection on the bit patterns
       // (which order like the magnitudes): a histogram of the top 11 bits

@@ -36,7 +36,7 @@ TEST(HalfTest, KnownValuesRoundToNearestEvenAndSaturate) {
   EXPECT_EQ(FloatToHalf(1.0f), 0x3c00);
   EXPECT_EQ(FloatToHalf(-2.0f), 0xc000);
   EXPECT_EQ(FloatToHalf(65504.0f), 0x7bff);
-  EXPECT_EQ(FloatToHalf(1e6f), 0x7bff);    // saturated, not infinity
+  EXPECT_EQ(FloatToHalf(1e6f), 0x7bff);  // saturated, not infinity
   EXPECT_EQ(FloatToHalf(-1e6f), 0xfbff);
   EXPECT_EQ(FloatToHalf(0.0f), 0x0000);
   EXPECT_EQ(FloatToHalf(-0.0f), 0x8000);
@@ -108,7 +108,8 @@ TEST(CompressorTest, TopKBreaksTiesByLowerIndexAndMatchesAFullSort) {
   std::stable_sort(order.begin(), order.end(),
                    [&g](size_t a, size_t b) { return std::fabs(g[a]) > std::fabs(g[b]); });
   std::vector<std::pair<uint32_t, float>> expected;
-  for (int64_t j = 0; j < k; ++j) expected.push_back({static_cast<uint32_t>(order[j]), g[order[j]]});
+  for (int64_t j = 0; j < k; ++j)
+    expected.push_back({static_cast<uint32_t>(order[j]), g[order[j]]});
   std::sort(expected.begin(), expected.end());
   EXPECT_EQ(bytes, TopK(expected));
 }
@@ -161,8 +162,8 @@ TEST(EncodedValuesTest, MalformedPayloadsAreRefused) {
         TopK({{1, 1}, {2, std::numeric_limits<float>::infinity()}})}) {
     EXPECT_TRUE(absl::IsInvalidArgument(CheckEncodedValues(Encoded(Encoding::kTopK, bytes, 9, 2))));
   }
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      CheckEncodedValues(Encoded(Encoding::kTopK, TopK({{1, 1}}), 9, 2))));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(CheckEncodedValues(Encoded(Encoding::kTopK, TopK({{1, 1}}), 9, 2))));
   EXPECT_TRUE(CheckEncodedValues(Encoded(Encoding::kTopK, TopK({{1, 1}, {8, 2}}), 9, 2)).ok());
 }
 
@@ -178,10 +179,10 @@ TEST(GradientAccumulatorEncodedTest, SumsEncodedInputsAsTheDenseFloatsTheyStandF
   GradientAccumulator acc(4);
   ASSERT_TRUE(acc.Add(dense, 2.0f, 2, 0.0, 1).ok());
   ASSERT_TRUE(acc.Add(Encoded(Encoding::kFp16, half_bytes, 4), 4.0f, 4, 0.0, 1).ok());
-  ASSERT_TRUE(acc.Add(Encoded(Encoding::kTopK, TopK({{0, 8}, {3, -1}}), 4, 2), 1.0f, 1, 0.0, 1)
-                  .ok());
-  const std::vector<float> expected = {2 * 1 + 4 * 0.25f + 8, 2 * -2 + 4 * 0.5f,
-                                       2 * 3 + 4 * -1.0f, 2 * 0.5f + 4 * 2 - 1};
+  ASSERT_TRUE(
+      acc.Add(Encoded(Encoding::kTopK, TopK({{0, 8}, {3, -1}}), 4, 2), 1.0f, 1, 0.0, 1).ok());
+  const std::vector<float> expected = {2 * 1 + 4 * 0.25f + 8, 2 * -2 + 4 * 0.5f, 2 * 3 + 4 * -1.0f,
+                                       2 * 0.5f + 4 * 2 - 1};
   EXPECT_EQ(std::vector<float>(acc.sum().begin(), acc.sum().end()), expected);
   EXPECT_EQ(acc.total_samples(), 7);
   EXPECT_EQ(acc.contributors(), 3);

@@ -31,7 +31,7 @@ struct ModeConfig {
 // Largest --staleness accepted (far beyond any useful bound).
 inline constexpr int64_t kMaxStaleness = 1 << 20;
 
-absl::string_view ModeName(Mode mode);          // "sync", "async", "ssp"
+absl::string_view ModeName(Mode mode);  // "sync", "async", "ssp"
 absl::StatusOr<Mode> ParseMode(absl::string_view name);
 // "sync", "async" or "ssp(2)".
 std::string DescribeMode(const ModeConfig& config);

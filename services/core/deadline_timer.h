@@ -20,8 +20,7 @@ namespace hips {
 // Thread-safe.
 class DeadlineTimer final : public Timer {
  public:
-  DeadlineTimer(std::function<absl::Time()> next_deadline,
-                std::function<void(absl::Time)> on_due);
+  DeadlineTimer(std::function<absl::Time()> next_deadline, std::function<void(absl::Time)> on_due);
   ~DeadlineTimer() override;
 
   DeadlineTimer(const DeadlineTimer&) = delete;

@@ -193,7 +193,7 @@ TEST(GradientAccumulatorPiecesTest, TakesOverAnAdoptableBufferInsteadOfCopyingIt
   EncodedValues values(mine);
   values.adoptable = &mine;
   ASSERT_TRUE(acc.Add(values, 1.0f, 2, 0.5, 1).ok());
-  EXPECT_EQ(acc.sum().data(), data);  // the very buffer, no copy
+  EXPECT_EQ(acc.sum().data(), data);             // the very buffer, no copy
   EXPECT_EQ(mine, std::vector<float>(n, 9.0f));  // the owner got the spare back
   EXPECT_EQ(acc.total_samples(), 2);
   // Later contributions add as usual, to the last bit.

@@ -50,8 +50,8 @@ void GradientAccumulator::GiveBuffer(std::vector<float> buffer) {
 absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, int64_t samples,
                                       double loss_sum, int64_t contributors) {
   if (values.num_floats != static_cast<int64_t>(num_floats_)) {
-    return absl::InvalidArgumentError(absl::StrCat("gradient has ", values.num_floats,
-                                                   " floats, the model has ", num_floats_));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gradient has ", values.num_floats, " floats, the model has ", num_floats_));
   }
   if (samples <= 0 || samples > kMaxSamples) {
     return absl::InvalidArgumentError(
@@ -65,7 +65,7 @@ absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, 
     case Encoding::kFp32:
       if (values.bytes.bytes() != num_floats_ * sizeof(float)) return CheckEncodedValues(values);
       added = CanAdopt(values, scale) ? Adopt(values)
-                                       : AddDense(values.bytes, scale, values.max_abs_bits);
+                                      : AddDense(values.bytes, scale, values.max_abs_bits);
       break;
     case Encoding::kFp16:
     case Encoding::kBf16:

@@ -43,8 +43,8 @@ TEST(MembershipTest, FormingWaitsForTheExpectedMembersThenOnlyLiveOnesCount) {
   EXPECT_TRUE(m.Covers({"w0", "w1"}));
   m.Expire(t0 + absl::Seconds(2));
   m.Touch("w0", t0 + absl::Seconds(2));
-  EXPECT_TRUE(m.Covers({"w0"}));  // w1's lease ran out
-  EXPECT_FALSE(m.Covers({}));     // nothing to close a round with
+  EXPECT_TRUE(m.Covers({"w0"}));         // w1's lease ran out
+  EXPECT_FALSE(m.Covers({}));            // nothing to close a round with
   m.Touch("w2", t0 + absl::Seconds(2));  // a worker that failed over to here
   EXPECT_FALSE(m.Covers({"w0"}));
   EXPECT_TRUE(m.Covers({"w0", "w2"}));

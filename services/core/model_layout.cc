@@ -29,8 +29,7 @@ absl::StatusOr<ModelLayout> ModelLayout::Create(std::vector<TensorSpec> tensors)
     int64_t n = 1;
     for (int64_t d : t.shape) {
       if (d <= 0 || d > kMaxFloats) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("tensor '", t.name, "' has dimension ", d));
+        return absl::InvalidArgumentError(absl::StrCat("tensor '", t.name, "' has dimension ", d));
       }
       n *= d;
       if (n > kMaxFloats) {

@@ -45,9 +45,7 @@ class ModelLayout {
   friend bool operator==(const ModelLayout& a, const ModelLayout& b) {
     return a.tensors_ == b.tensors_;
   }
-  friend bool operator!=(const ModelLayout& a, const ModelLayout& b) {
-    return !(a == b);
-  }
+  friend bool operator!=(const ModelLayout& a, const ModelLayout& b) { return !(a == b); }
 
  private:
   std::vector<TensorSpec> tensors_;

@@ -82,7 +82,7 @@ class PushLedger {
   };
 
   absl::flat_hash_map<std::string, int64_t> newest_;
-  std::map<int64_t, OpenPush> open_;  // by ticket
+  std::map<int64_t, OpenPush> open_;                              // by ticket
   std::map<std::pair<std::string, int64_t>, int64_t> ticket_of_;  // numbered open pushes
   absl::flat_hash_map<std::string, std::pair<int64_t, Answer>> answered_;
   int64_t next_ticket_ = 1;

@@ -4,8 +4,8 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/core/chunk_codec.h"
 #include "glog/logging.h"
+#include "services/core/chunk_codec.h"
 
 namespace hips {
 
@@ -42,14 +42,14 @@ absl::string_view DropReasonName(DropReason reason) {
 }
 
 const std::vector<DropReason>& AllDropReasons() {
-  static const std::vector<DropReason>* const kAll = new std::vector<DropReason>{
-      DropReason::kStaleVersion,     DropReason::kFutureVersion,
-      DropReason::kRoundClosed,      DropReason::kInvalid,
-      DropReason::kStalenessExceeded, DropReason::kModeChanged,
-      DropReason::kSuperseded,       DropReason::kTrainingDone,
-      DropReason::kUnfinished,       DropReason::kOptimizerFailed,
-      DropReason::kShutdown,         DropReason::kRepeatedContributor,
-      DropReason::kHqRestarted};
+  static const std::vector<DropReason>* const kAll =
+      new std::vector<DropReason>{DropReason::kStaleVersion,      DropReason::kFutureVersion,
+                                  DropReason::kRoundClosed,       DropReason::kInvalid,
+                                  DropReason::kStalenessExceeded, DropReason::kModeChanged,
+                                  DropReason::kSuperseded,        DropReason::kTrainingDone,
+                                  DropReason::kUnfinished,        DropReason::kOptimizerFailed,
+                                  DropReason::kShutdown,          DropReason::kRepeatedContributor,
+                                  DropReason::kHqRestarted};
   return *kAll;
 }
 
@@ -70,8 +70,8 @@ absl::Status ValidateContribution(const Contribution& c, size_t num_floats, bool
         absl::StrCat("sample count must be in (0, 2^31], got ", c.samples));
   }
   if (c.values.num_floats != static_cast<int64_t>(num_floats)) {
-    return absl::InvalidArgumentError(absl::StrCat("gradient has ", c.values.num_floats,
-                                                   " floats, the model has ", num_floats));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gradient has ", c.values.num_floats, " floats, the model has ", num_floats));
   }
   if (check_values) return CheckEncodedValues(c.values);
   // The accumulator checks the values as it reads them; the size it needs.
@@ -131,8 +131,8 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
                                                      absl::Time now) {
   if (state_ == State::kIdle || c.version > version_) {
     *reason = DropReason::kFutureVersion;
-    return absl::FailedPreconditionError(absl::StrCat(
-        "gradient of version ", c.version, " but the newest round here is ", version_));
+    return absl::FailedPreconditionError(absl::StrCat("gradient of version ", c.version,
+                                                      " but the newest round here is ", version_));
   }
   if (c.contributors == 0 && c.version == version_) {
     // Nothing to sum: the sender is done, its members' gradients went on
@@ -150,8 +150,8 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
       return AddOutcome::kDuplicate;
     }
     *reason = DropReason::kStaleVersion;
-    return absl::FailedPreconditionError(absl::StrCat(
-        "stale gradient of version ", c.version, "; the open round is ", version_));
+    return absl::FailedPreconditionError(
+        absl::StrCat("stale gradient of version ", c.version, "; the open round is ", version_));
   }
   const size_t repeated = static_cast<size_t>(std::count_if(
       members.begin(), members.end(), [&](const std::string& m) { return covered_.contains(m); }));
@@ -162,14 +162,14 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
   if (repeated > 0) {
     if (c.completes_sender) senders_.insert(c.sender);
     *reason = DropReason::kRepeatedContributor;
-    return absl::FailedPreconditionError(absl::StrCat(
-        repeated, " of the ", members.size(), " gradients from ", c.sender,
-        " are already in round ", version_));
+    return absl::FailedPreconditionError(absl::StrCat(repeated, " of the ", members.size(),
+                                                      " gradients from ", c.sender,
+                                                      " are already in round ", version_));
   }
   if (state_ == State::kClosed) {
     *reason = DropReason::kRoundClosed;
-    return absl::FailedPreconditionError(absl::StrCat("round ", version_, " already closed with ",
-                                                      received(), " contributions"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("round ", version_, " already closed with ", received(), " contributions"));
   }
   // The accumulator checks the values as it adds them.
   if (absl::Status s = ValidateContribution(c, accumulator_.num_floats(), /*check_values=*/false);
@@ -197,8 +197,8 @@ void CloseRoundIfDue(SyncRound* round, absl::Time now, absl::string_view what,
                      const std::function<void()>& complete, const std::function<void()>& closed) {
   complete();
   if (!round->CloseIfDue(now)) return;
-  VLOG(1) << "round " << round->version() << " closed at its deadline with "
-          << round->received() << " " << what;
+  VLOG(1) << "round " << round->version() << " closed at its deadline with " << round->received()
+          << " " << what;
   closed();
 }
 

@@ -240,7 +240,6 @@ TEST(SyncRoundTest, WithoutADeadlineWaitsForEveryContribution) {
   EXPECT_EQ(round.state(), SyncRound::State::kOpen);
 }
 
-
 TEST(CoalescingBatchTest, SumsAnyVersionsAndCountsThem) {
   CoalescingBatch batch(2, /*capacity=*/2, absl::Seconds(5));
   EXPECT_TRUE(batch.empty());

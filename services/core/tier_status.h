@@ -37,7 +37,7 @@ struct ParameterServerStatus {
   // Aggregates (one per aggregator and round, or per coalesced batch).
   int64_t aggregates_received = 0;
   int64_t aggregate_bytes_received = 0;  // payload, as it travelled
-  int64_t aggregates_applied = 0;  // accepted into an update
+  int64_t aggregates_applied = 0;        // accepted into an update
   int64_t aggregates_duplicate = 0;
   std::map<std::string, int64_t> aggregates_dropped;  // by DropReasonName
   // Worker gradients inside those aggregates:
@@ -87,7 +87,7 @@ struct AggregatorCounters {
   int64_t gradients_forwarded = 0;
   // Accepted, not yet answered by HQ.
   int64_t gradients_pending = 0;
-  int64_t rounds_closed = 0;  // aggregates produced
+  int64_t rounds_closed = 0;       // aggregates produced
   int64_t aggregates_refused = 0;  // by HQ
   // Retried gradients (first attempt's outcome unknown) sent on alone.
   int64_t gradients_sent_alone = 0;

@@ -16,9 +16,8 @@ WeightsBoard::WeightsBoard(Clock* clock) : clock_(clock) {
 WeightsBoard::~WeightsBoard() { Shutdown(); }
 
 bool WeightsBoard::Satisfies(int64_t min_version, int64_t incarnation) const {
-  return latest_ != nullptr &&
-         (latest_->version >= min_version || latest_->training_done ||
-          (incarnation != 0 && latest_->incarnation != incarnation));
+  return latest_ != nullptr && (latest_->version >= min_version || latest_->training_done ||
+                                (incarnation != 0 && latest_->incarnation != incarnation));
 }
 
 bool WeightsBoard::Publish(Snapshot snapshot) {

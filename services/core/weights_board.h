@@ -69,8 +69,7 @@ class WeightsBoard {
     int64_t incarnation;
     Callback done;
   };
-  bool Satisfies(int64_t min_version, int64_t incarnation) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Satisfies(int64_t min_version, int64_t incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time NextDeadline() const;
   absl::Time NextDeadlineLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireWaits(absl::Time now);

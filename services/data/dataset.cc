@@ -31,9 +31,8 @@ absl::StatusOr<std::string> ReadMaybeGzipped(const std::string& path) {
   return out;
 }
 
-constexpr const char* kFashionMnistFiles[] = {
-    "train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
-    "t10k-labels-idx1-ubyte"};
+constexpr const char* kFashionMnistFiles[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                                              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
 
 // `dir`/`name` if that file exists (unpacked), else `dir`/`name`.gz.
 std::string FashionMnistFile(const std::string& dir, const std::string& name) {
@@ -92,8 +91,7 @@ void Dataset::Gather(absl::Span<const int64_t> indices, std::vector<float>* out_
 }
 
 absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
-                                       const std::string& labels_path, float mean,
-                                       float stddev) {
+                                       const std::string& labels_path, float mean, float stddev) {
   absl::StatusOr<std::string> images = ReadMaybeGzipped(images_path);
   if (!images.ok()) return images.status();
   absl::StatusOr<std::string> labels = ReadMaybeGzipped(labels_path);
@@ -134,8 +132,8 @@ absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split) {
   const std::string prefix = split == Split::kTrain ? "train" : "t10k";
   // Mean and standard deviation of Fashion-MNIST's training pixels in [0, 1].
   return LoadIdxDataset(FashionMnistFile(dir, absl::StrCat(prefix, "-images-idx3-ubyte")),
-                        FashionMnistFile(dir, absl::StrCat(prefix, "-labels-idx1-ubyte")),
-                        0.2860f, 0.3530f);
+                        FashionMnistFile(dir, absl::StrCat(prefix, "-labels-idx1-ubyte")), 0.2860f,
+                        0.3530f);
 }
 
 absl::StatusOr<std::string> UnpackFashionMnist(const std::string& dir, const std::string& into) {

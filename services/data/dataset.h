@@ -37,8 +37,7 @@ inline constexpr char kDefaultFashionMnistDir[] = "/usr/share/datasets/fashion-m
 // uint8 labels of rank 1. Pixels become (p/255 - mean) / std. Errors name the
 // file and what is wrong with it (NOT_FOUND, DATA_LOSS, INVALID_ARGUMENT).
 absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
-                                       const std::string& labels_path, float mean,
-                                       float stddev);
+                                       const std::string& labels_path, float mean, float stddev);
 
 // Fashion-MNIST's train (60000) or test (10000) split from `dir`: each file
 // unpacked (e.g. train-images-idx3-ubyte) if it is there, else gzipped

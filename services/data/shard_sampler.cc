@@ -29,9 +29,8 @@ absl::StatusOr<ShardSampler> ShardSampler::Create(int64_t num_examples, int work
   std::vector<int64_t> shard;
   for (int64_t i = worker_index; i < num_examples; i += num_workers) shard.push_back(i);
   if (batch_size <= 0 || batch_size > static_cast<int64_t>(shard.size())) {
-    return absl::InvalidArgumentError(absl::StrCat("batch size ", batch_size,
-                                                   " does not fit a shard of ", shard.size(),
-                                                   " examples"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "batch size ", batch_size, " does not fit a shard of ", shard.size(), " examples"));
   }
   return ShardSampler(std::move(shard), worker_index, batch_size, seed);
 }
@@ -46,8 +45,8 @@ std::vector<int64_t> ShardSampler::Batch(int64_t step) {
     order_ = shard_;
     // Fisher-Yates with an explicit draw, so the order is the same with every
     // standard library.
-    std::mt19937_64 rng(Mix(seed_ ^ Mix(static_cast<uint64_t>(worker_index_) ^
-                                        Mix(static_cast<uint64_t>(epoch)))));
+    std::mt19937_64 rng(
+        Mix(seed_ ^ Mix(static_cast<uint64_t>(worker_index_) ^ Mix(static_cast<uint64_t>(epoch)))));
     for (size_t i = order_.size() - 1; i > 0; --i) {
       std::swap(order_[i], order_[rng() % (i + 1)]);
     }

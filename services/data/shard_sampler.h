@@ -20,8 +20,7 @@ class ShardSampler {
   // INVALID_ARGUMENT unless 0 <= worker_index < num_workers and
   // 0 < batch_size <= the shard's size.
   static absl::StatusOr<ShardSampler> Create(int64_t num_examples, int worker_index,
-                                             int num_workers, int64_t batch_size,
-                                             uint64_t seed);
+                                             int num_workers, int64_t batch_size, uint64_t seed);
 
   // Example indices of the batch for step `step` >= 0.
   std::vector<int64_t> Batch(int64_t step);

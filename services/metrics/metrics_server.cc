@@ -19,8 +19,7 @@
 namespace hips {
 
 prometheus::ClientMetric& MetricFamilies::Add(absl::string_view name, absl::string_view help,
-                                              prometheus::MetricType type,
-                                              const Labels& labels) {
+                                              prometheus::MetricType type, const Labels& labels) {
   prometheus::MetricFamily* family = nullptr;
   for (prometheus::MetricFamily& f : families_) {
     if (f.name == name) family = &f;
@@ -51,15 +50,13 @@ void MetricFamilies::Counters(absl::string_view name, absl::string_view help,
                               const std::map<std::string, int64_t>& counts) {
   for (const std::string& key : keys) {
     auto it = counts.find(key);
-    Counter(name, help, it == counts.end() ? 0 : static_cast<double>(it->second),
-            {{label, key}});
+    Counter(name, help, it == counts.end() ? 0 : static_cast<double>(it->second), {{label, key}});
   }
 }
 
 void MetricFamilies::Histogram(absl::string_view name, absl::string_view help,
                                const std::vector<double>& upper_bounds,
-                               const std::vector<int64_t>& counts, int64_t overflow,
-                               double sum) {
+                               const std::vector<int64_t>& counts, int64_t overflow, double sum) {
   prometheus::ClientMetric& m = Add(name, help, prometheus::MetricType::Histogram, {});
   uint64_t cumulative = 0;
   for (size_t i = 0; i < upper_bounds.size() && i < counts.size(); ++i) {
@@ -81,13 +78,15 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(const std::s
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   if (inet_pton(AF_INET, host.c_str(), &addr.sin_addr) != 1) {
-    return absl::InvalidArgumentError(absl::StrCat("metrics host ", host, " is not an IPv4 address"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("metrics host ", host, " is not an IPv4 address"));
   }
   std::unique_ptr<MetricsServer> s(new MetricsServer);
   s->listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const int one = 1;
   setsockopt(s->listen_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  if (s->listen_fd_ < 0 || bind(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+  if (s->listen_fd_ < 0 ||
+      bind(s->listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(s->listen_fd_, 16) != 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot serve metrics on ", host, ":", port, ": ", strerror(errno)));
@@ -145,8 +144,7 @@ void WriteAll(int fd, const std::string& data) {
 
 std::string Response(const char* status, const char* type, const std::string& body) {
   return absl::StrCat("HTTP/1.1 ", status, "\r\nContent-Type: ", type,
-                      "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n",
-                      body);
+                      "\r\nContent-Length: ", body.size(), "\r\nConnection: close\r\n\r\n", body);
 }
 
 }  // namespace
@@ -189,9 +187,9 @@ void MetricsServer::Serve() {
 }
 
 const std::vector<double>& LatencyBuckets() {
-  static const std::vector<double>* const kBuckets = new std::vector<double>{
-      0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-      0.05,   0.1,     0.25,   0.5,   1,      2.5,    5,    10,    30};
+  static const std::vector<double>* const kBuckets =
+      new std::vector<double>{0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                              0.1,    0.25,    0.5,    1,     2.5,    5,     10,   30};
   return *kBuckets;
 }
 

@@ -6,13 +6,12 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include <thread>
-
-#include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "prometheus/metric_family.h"
 #include "prometheus/registry.h"
@@ -34,8 +33,7 @@ class MetricFamilies {
   // One counter per value of `label` in `keys`, 0 where `counts` has none:
   // a rate over a series that does not exist yet is no data, not zero.
   void Counters(absl::string_view name, absl::string_view help, const std::string& label,
-                const std::vector<std::string>& keys,
-                const std::map<std::string, int64_t>& counts);
+                const std::vector<std::string>& keys, const std::map<std::string, int64_t>& counts);
   // A histogram from per-bucket counts: counts[i] observations were at most
   // upper_bounds[i] (and above the previous bound); `overflow` were above the
   // last bound. `sum` is the sum of all observations.

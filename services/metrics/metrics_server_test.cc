@@ -69,7 +69,8 @@ TEST(MetricsServerTest, ServesCollectedFamiliesAndRegistryMetricsOnAFreePort) {
   EXPECT_THAT(text, HasSubstr("hips_gradient_staleness_versions_sum 9"));
   EXPECT_THAT(text, HasSubstr("hips_received_bytes_total{rpc=\"PushGradient\"} 8000"));
   EXPECT_THAT(text, HasSubstr("hips_rpc_duration_seconds_count{rpc=\"PushGradient\"} 2"));
-  EXPECT_THAT(text, HasSubstr("hips_rpc_duration_seconds_bucket{rpc=\"PushGradient\",le=\"0.005\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("hips_rpc_duration_seconds_bucket{rpc=\"PushGradient\",le=\"0.005\"} 1"));
   EXPECT_EQ(scrapes, 1);
 }
 

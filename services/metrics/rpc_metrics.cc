@@ -18,8 +18,8 @@ RpcMetrics::RpcMetrics(prometheus::Registry* registry)
                 .Help("Tensor payload bytes sent, by RPC")
                 .Register(*registry)) {}
 
-void RpcMetrics::Observe(const std::string& rpc, absl::Duration duration,
-                         int64_t bytes_received, int64_t bytes_sent) {
+void RpcMetrics::Observe(const std::string& rpc, absl::Duration duration, int64_t bytes_received,
+                         int64_t bytes_sent) {
   Method* m;
   {
     absl::MutexLock lock(&mu_);

@@ -38,8 +38,7 @@ class Model {
 
   // Builds the network with weights initialised from `seed` (the same seed
   // gives the same weights in every process).
-  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelOptions& options,
-                                                       uint64_t seed);
+  static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelOptions& options, uint64_t seed);
 
   virtual const ModelLayout& layout() const = 0;
 

@@ -59,8 +59,8 @@ TEST(ModelTest, RefusesBadOptionsAndSizes) {
   EXPECT_TRUE(absl::IsInvalidArgument(m->SetWeights(wrong)));
   std::vector<float> grad(m->layout().num_floats());
   const std::vector<int64_t> labels = {1};
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      m->ComputeGradient(wrong, labels, absl::MakeSpan(grad)).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(m->ComputeGradient(wrong, labels, absl::MakeSpan(grad)).status()));
 }
 
 // Central differences of the summed loss against the analytic gradient.

@@ -17,12 +17,12 @@ namespace hips {
 struct OptimizerOptions {
   std::string name = "sgd";  // "sgd" (with momentum, weight decay) or "adam"
   double learning_rate = 0.05;
-  double momentum = 0.9;       // sgd only
-  bool nesterov = false;       // sgd only
-  double weight_decay = 0.0;   // both
-  double beta1 = 0.9;          // adam only
-  double beta2 = 0.999;        // adam only
-  double epsilon = 1e-8;       // adam only
+  double momentum = 0.9;      // sgd only
+  bool nesterov = false;      // sgd only
+  double weight_decay = 0.0;  // both
+  double beta1 = 0.9;         // adam only
+  double beta2 = 0.999;       // adam only
+  double epsilon = 1e-8;      // adam only
   // "constant", or "cosine": learning_rate · ½(1 + cos(π·v / V)) at version v
   // of a V-version budget (constant when there is no budget).
   std::string lr_schedule = "cosine";

@@ -21,8 +21,8 @@ absl::Status ValidateModelOptions(const ModelOptions& o) {
   for (int64_t d : o.input_shape) {
     if (d <= 0) return absl::InvalidArgumentError("input dimensions must be positive");
   }
-  if (o.name == "cnn" && (o.input_shape.size() != 3 || o.input_shape[1] < 4 ||
-                          o.input_shape[2] < 4)) {
+  if (o.name == "cnn" &&
+      (o.input_shape.size() != 3 || o.input_shape[1] < 4 || o.input_shape[2] < 4)) {
     return absl::InvalidArgumentError("cnn needs inputs of shape {channels, height>=4, width>=4}");
   }
   if (o.name == "fullmlp" && (o.fullmlp_layers < 1 || o.fullmlp_width < 1)) {

@@ -77,7 +77,9 @@ torch::nn::Sequential BuildNetwork(const ModelOptions& o) {
 class TorchModel final : public Model {
  public:
   TorchModel(ModelOptions options, torch::nn::Sequential net, ModelLayout layout)
-      : options_(std::move(options)), net_(std::move(net)), layout_(std::move(layout)),
+      : options_(std::move(options)),
+        net_(std::move(net)),
+        layout_(std::move(layout)),
         params_(net_->parameters()) {}
 
   const ModelLayout& layout() const override { return layout_; }
@@ -109,8 +111,8 @@ class TorchModel final : public Model {
     const int64_t n = static_cast<int64_t>(labels.size());
     const int64_t example = Product(options_.input_shape);
     if (n == 0 || static_cast<int64_t>(features.size()) != n * example) {
-      return absl::InvalidArgumentError(absl::StrCat("batch of ", n, " labels and ",
-                                                     features.size(), " feature floats"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("batch of ", n, " labels and ", features.size(), " feature floats"));
     }
     if (static_cast<int64_t>(grad_out.size()) != layout_.num_floats()) {
       return absl::InvalidArgumentError("gradient buffer has the wrong size");
@@ -194,8 +196,7 @@ void ExportBuffer(const std::string& tensor, const char* buffer, const torch::Te
 // A buffer of `param`'s shape holding a copy of `values` (sizes checked by
 // the caller).
 torch::Tensor ImportBuffer(const std::vector<float>& values, const torch::Tensor& param) {
-  return torch::from_blob(const_cast<float*>(values.data()), param.sizes(), torch::kFloat)
-      .clone();
+  return torch::from_blob(const_cast<float*>(values.data()), param.sizes(), torch::kFloat).clone();
 }
 
 class TorchOptimizer final : public Optimizer {
@@ -210,9 +211,8 @@ class TorchOptimizer final : public Optimizer {
     }
     const ModelLayout& layout = model_->layout();
     if (static_cast<int64_t>(grad.size()) != layout.num_floats()) {
-      return absl::InvalidArgumentError(absl::StrCat("gradient has ", grad.size(),
-                                                     " floats, the model has ",
-                                                     layout.num_floats()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gradient has ", grad.size(), " floats, the model has ", layout.num_floats()));
     }
     absl::Span<float> flat = GradientBuffer();
     // Given anything but GradientBuffer() itself, the gradient is copied in.
@@ -330,8 +330,8 @@ class TorchOptimizer final : public Optimizer {
   // Everything ImportState needs to hold, checked before it changes anything.
   absl::Status CheckImport(const OptimizerState& state) const {
     if (state.name != name_) {
-      return absl::InvalidArgumentError(absl::StrCat("optimizer state of '", state.name,
-                                                     "' given to a '", name_, "' optimizer"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("optimizer state of '", state.name, "' given to a '", name_, "' optimizer"));
     }
     const ModelLayout& layout = model_->layout();
     std::map<std::string, int64_t> sizes;  // tensor name -> floats
@@ -343,8 +343,8 @@ class TorchOptimizer final : public Optimizer {
       const std::string buffer = slash == std::string::npos ? key : key.substr(slash + 1);
       const auto size = sizes.find(tensor);
       if (size == sizes.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "optimizer buffer '", key, "' names no tensor of ", layout.DebugString()));
+        return absl::InvalidArgumentError(
+            absl::StrCat("optimizer buffer '", key, "' names no tensor of ", layout.DebugString()));
       }
       if (std::find(allowed.begin(), allowed.end(), buffer) == allowed.end()) {
         return absl::InvalidArgumentError(
@@ -364,8 +364,8 @@ class TorchOptimizer final : public Optimizer {
     // moments (and optionally the amsgrad maximum).
     for (const auto& [tensor, step] : state.steps) {
       if (sizes.count(tensor) == 0) {
-        return absl::InvalidArgumentError(absl::StrCat("adam step count of unknown tensor '",
-                                                       tensor, "'"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("adam step count of unknown tensor '", tensor, "'"));
       }
       if (step < 0) {
         return absl::InvalidArgumentError(absl::StrCat("adam step count ", step, " of ", tensor));
@@ -436,17 +436,17 @@ absl::StatusOr<std::unique_ptr<Optimizer>> CreateTorchOptimizer(const OptimizerO
   std::unique_ptr<TorchModel> torch_model(raw);
   std::unique_ptr<torch::optim::Optimizer> optim;
   if (o.name == "sgd") {
-    optim = std::make_unique<torch::optim::SGD>(
-        torch_model->params(), torch::optim::SGDOptions(o.learning_rate)
-                                   .momentum(o.momentum)
-                                   .nesterov(o.nesterov)
-                                   .weight_decay(o.weight_decay));
+    optim = std::make_unique<torch::optim::SGD>(torch_model->params(),
+                                                torch::optim::SGDOptions(o.learning_rate)
+                                                    .momentum(o.momentum)
+                                                    .nesterov(o.nesterov)
+                                                    .weight_decay(o.weight_decay));
   } else {
-    optim = std::make_unique<torch::optim::Adam>(
-        torch_model->params(), torch::optim::AdamOptions(o.learning_rate)
-                                   .betas({o.beta1, o.beta2})
-                                   .eps(o.epsilon)
-                                   .weight_decay(o.weight_decay));
+    optim = std::make_unique<torch::optim::Adam>(torch_model->params(),
+                                                 torch::optim::AdamOptions(o.learning_rate)
+                                                     .betas({o.beta1, o.beta2})
+                                                     .eps(o.epsilon)
+                                                     .weight_decay(o.weight_decay));
   }
   return std::unique_ptr<Optimizer>(
       new TorchOptimizer(o.name, std::move(torch_model), std::move(optim)));

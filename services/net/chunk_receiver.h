@@ -74,8 +74,8 @@ class ChunkStream {
   absl::Status Complete(const PayloadShape& shape) const {
     if (!started_) return absl::InvalidArgumentError("stream ended before its header");
     if (received_ != shape.bytes) {
-      return absl::InvalidArgumentError(absl::StrCat("stream ended after ", received_, " of ",
-                                                     shape.bytes, " announced bytes"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("stream ended after ", received_, " of ", shape.bytes, " announced bytes"));
     }
     return absl::OkStatus();
   }
@@ -193,11 +193,11 @@ class AssemblingReceiver {
       const Header& header = stream_.header();
       absl::StatusOr<int64_t> expected = expected_floats_(header);
       if (!expected.ok()) return expected.status();
-      absl::StatusOr<ChunkAssembler> assembler = ChunkAssembler::Create(
-          header.num_floats(), *expected,
-          spares_ == nullptr || header.num_floats() != *expected
-              ? std::vector<float>()
-              : spares_->TakeIfKept(static_cast<size_t>(*expected)));
+      absl::StatusOr<ChunkAssembler> assembler =
+          ChunkAssembler::Create(header.num_floats(), *expected,
+                                 spares_ == nullptr || header.num_floats() != *expected
+                                     ? std::vector<float>()
+                                     : spares_->TakeIfKept(static_cast<size_t>(*expected)));
       if (!assembler.ok()) return assembler.status();
       assembler_ = *std::move(assembler);
     }
@@ -205,7 +205,8 @@ class AssemblingReceiver {
   }
 
   absl::StatusOr<std::vector<float>> Finish() {
-    if (!assembler_.has_value()) return absl::InvalidArgumentError("stream ended before its header");
+    if (!assembler_.has_value())
+      return absl::InvalidArgumentError("stream ended before its header");
     return std::move(*assembler_).Finish();
   }
 

@@ -18,7 +18,8 @@ std::string Flatten(const grpc::ByteBuffer& b) {
   std::vector<grpc::Slice> slices;
   EXPECT_TRUE(b.Dump(&slices).ok());
   std::string out;
-  for (const grpc::Slice& s : slices) out.append(reinterpret_cast<const char*>(s.begin()), s.size());
+  for (const grpc::Slice& s : slices)
+    out.append(reinterpret_cast<const char*>(s.begin()), s.size());
   return out;
 }
 
@@ -121,8 +122,8 @@ TEST_P(ChunkedStreamTest, RawMessagesAreProtobufMessagesAndRoundTrip) {
     via_protobuf += parsed.data();
   }
   ASSERT_EQ(via_protobuf.size(), n * sizeof(float));
-  EXPECT_EQ(via_protobuf, std::string(reinterpret_cast<const char*>(data.data()),
-                                      data.size() * sizeof(float)));
+  EXPECT_EQ(via_protobuf,
+            std::string(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float)));
 
   // The raw reader reads it back, however the messages are sliced.
   for (size_t piece : {size_t{1} << 20, size_t{4093}, size_t{7}}) {
@@ -144,10 +145,10 @@ TEST(ChunkedStreamTest, ReadsWhatAProtobufPeerWrites) {
   v1::GradientChunk first = HeaderChunk(3);
   first.set_data(std::string(reinterpret_cast<const char*>(Data(2).data()), 8));
   std::string bytes = first.SerializeAsString();
-  bytes += std::string("\x18\x96\x01", 3);           // field 3, varint
+  bytes += std::string("\x18\x96\x01", 3);                // field 3, varint
   bytes += std::string("\x21", 1) + std::string(8, 'a');  // field 4, fixed64
   bytes += std::string("\x2d", 1) + std::string(4, 'b');  // field 5, fixed32
-  bytes += std::string("\x32\x02zz", 4);             // field 6, length-delimited
+  bytes += std::string("\x32\x02zz", 4);                  // field 6, length-delimited
   v1::GradientChunk second;
   const float third = Data(3)[2];
   second.set_data(std::string(reinterpret_cast<const char*>(&third), 4));
@@ -256,8 +257,8 @@ TEST(ChunkedStreamErrorsTest, RefusesStreamsWithoutHeaderOrWithWrongSizes) {
 
   v1::GradientChunk data_only;
   data_only.set_data(std::string(4, 'x'));
-  EXPECT_TRUE(absl::IsInvalidArgument(
-      Assemble({data_only.SerializeAsString()}, 4096, Expect(1)).status()));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(Assemble({data_only.SerializeAsString()}, 4096, Expect(1)).status()));
 
   EXPECT_TRUE(absl::IsInvalidArgument(
       Assemble({HeaderChunk(3).SerializeAsString()}, 4096, Expect(4)).status()));
@@ -283,13 +284,13 @@ TEST(ChunkedStreamErrorsTest, RefusesStreamsWithoutHeaderOrWithWrongSizes) {
 TEST(ChunkedStreamErrorsTest, RefusesBytesThatAreNotAChunkMessage) {
   const std::string header = HeaderChunk(1).SerializeAsString();
   const std::vector<std::string> bad = {
-      std::string("\x0a\x08", 2) + "abcd",    // data shorter than its length
-      std::string("\x08\x01", 2) + header,    // data field as a varint
-      std::string("\x12\x05", 2) + "ab",      // header shorter than its length
-      std::string("\x0b", 1),                 // a group (wire type 3)
+      std::string("\x0a\x08", 2) + "abcd",  // data shorter than its length
+      std::string("\x08\x01", 2) + header,  // data field as a varint
+      std::string("\x12\x05", 2) + "ab",    // header shorter than its length
+      std::string("\x0b", 1),               // a group (wire type 3)
       std::string("\x0a\x04", 2) + "abcd" + std::string("\x0a\x04", 2) + "abcd" + header,
       std::string("\x12\x03", 2) + "\xff\xff\xff",  // header bytes that do not parse
-      std::string("\x80", 1),                 // truncated varint key
+      std::string("\x80", 1),                       // truncated varint key
   };
   for (const std::string& bytes : bad) {
     EXPECT_TRUE(absl::IsInvalidArgument(Assemble({bytes}, 4096, Expect(1)).status()))

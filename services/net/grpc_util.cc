@@ -37,8 +37,8 @@ void ConfigureHipsServer(grpc::ServerBuilder* builder) {
 absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& path) {
   constexpr size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
   if (path.empty() || path.size() > kMaxPath) {
-    return absl::InvalidArgumentError(absl::StrCat("a Unix socket path must have 1 to ", kMaxPath,
-                                                   " characters: ", path));
+    return absl::InvalidArgumentError(
+        absl::StrCat("a Unix socket path must have 1 to ", kMaxPath, " characters: ", path));
   }
   struct stat st;
   if (lstat(path.c_str(), &st) == 0) {
@@ -60,8 +60,7 @@ absl::Time LongPollDeadline(const grpc::ServerContextBase& ctx, absl::Duration c
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
-                      std::string(status.message()));
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
 }
 
 grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const grpc::Status& status) {
@@ -72,8 +71,7 @@ grpc::ServerUnaryReactor* Answer(grpc::CallbackServerContext* ctx, const grpc::S
 
 absl::Status FromGrpcStatus(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), status.error_message());
 }
 
 absl::Status WritePortFile(const std::string& path, int port) {

@@ -20,8 +20,7 @@ absl::Status ValidateId(const std::string& id, const char* what) {
   return absl::OkStatus();
 }
 
-absl::Status ValidateCommon(int64_t version, int64_t samples, double loss_sum,
-                            int64_t num_floats) {
+absl::Status ValidateCommon(int64_t version, int64_t samples, double loss_sum, int64_t num_floats) {
   if (version < 0) return absl::InvalidArgumentError(absl::StrCat("negative version ", version));
   if (samples <= 0 || samples > GradientAccumulator::kMaxSamples) {
     return absl::InvalidArgumentError(
@@ -166,26 +165,24 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
   for (const v1::Contributor& c : h.contributors()) {
     if (absl::Status s = ValidateId(c.worker_id(), "contributor id"); !s.ok()) return s;
     if (c.sequence() < 0 || c.step() < 0 || c.version() < h.version()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "contributor ", c.worker_id(), " has a negative sequence or step, or a version below ",
-          h.version()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("contributor ", c.worker_id(),
+                       " has a negative sequence or step, or a version below ", h.version()));
     }
   }
   if (h.contributor_versions_size() > 0) {
     int64_t total = 0;
     for (const v1::VersionCount& vc : h.contributor_versions()) {
       if (vc.version() < h.version() || vc.count() <= 0 || vc.count() > h.contributor_count()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("contributor versions must be >= ", h.version(),
-                         " with counts in [1, contributors]; got ", vc.count(), " at version ",
-                         vc.version()));
+        return absl::InvalidArgumentError(absl::StrCat(
+            "contributor versions must be >= ", h.version(),
+            " with counts in [1, contributors]; got ", vc.count(), " at version ", vc.version()));
       }
       total += vc.count();
     }
     if (total != h.contributor_count()) {
-      return absl::InvalidArgumentError(absl::StrCat("contributor versions count ", total,
-                                                     " gradients, the header ",
-                                                     h.contributor_count()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "contributor versions count ", total, " gradients, the header ", h.contributor_count()));
     }
   }
   return ValidateCommon(h.version(), h.total_samples(), h.loss_sum(), h.num_floats());
@@ -263,12 +260,11 @@ AggregatePush AggregatePushOf(const v1::AggregateHeader& h) {
   return a;
 }
 
-
 absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatRequest& req) {
   if (absl::Status s = ValidateId(req.member_id(), "member id"); !s.ok()) return s;
   if (req.live_workers_size() > kMaxReportedWorkers) {
-    return absl::InvalidArgumentError(absl::StrCat("more than ", kMaxReportedWorkers,
-                                                   " live workers reported"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("more than ", kMaxReportedWorkers, " live workers reported"));
   }
   HeartbeatRequestData hb;
   hb.member = req.member_id();

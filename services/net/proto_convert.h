@@ -37,8 +37,8 @@ absl::StatusOr<Encoding> EncodingFromProto(v1::Encoding encoding, int64_t num_fl
 template <typename Header>
 absl::StatusOr<PayloadShape> AnnouncedPayload(const Header& h, int64_t model_floats) {
   if (h.num_floats() != model_floats) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "stream announces ", h.num_floats(), " floats, the model has ", model_floats));
+    return absl::InvalidArgumentError(
+        absl::StrCat("stream announces ", h.num_floats(), " floats, the model has ", model_floats));
   }
   absl::StatusOr<Encoding> e = EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
   if (!e.ok()) return e.status();

@@ -258,8 +258,9 @@ TEST(ProtoConvertTest, HeartbeatAnswersRoundTripAndLeasesAreBounded) {
 }
 
 TEST(ProtoConvertTest, ModesRoundTripAndUnknownOrOutOfRangeAreRefused) {
-  for (const ModeConfig& mode : {ModeConfig{Mode::kSync, 0}, ModeConfig{Mode::kAsync, 0},
-                                 ModeConfig{Mode::kSsp, 0}, ModeConfig{Mode::kSsp, kMaxStaleness}}) {
+  for (const ModeConfig& mode :
+       {ModeConfig{Mode::kSync, 0}, ModeConfig{Mode::kAsync, 0}, ModeConfig{Mode::kSsp, 0},
+        ModeConfig{Mode::kSsp, kMaxStaleness}}) {
     v1::ModeConfig proto;
     ModeToProto(mode, &proto);
     absl::StatusOr<ModeConfig> out = ModeFromProto(proto);

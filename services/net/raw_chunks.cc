@@ -89,9 +89,9 @@ absl::Status Malformed(absl::string_view why) {
 
 std::vector<grpc::Slice> ReferenceChunks(absl::Span<const float> data, size_t chunk_bytes,
                                          std::shared_ptr<const void> owner) {
-  return ReferenceChunks(absl::string_view(reinterpret_cast<const char*>(data.data()),
-                                           data.size() * sizeof(float)),
-                         sizeof(float), chunk_bytes, std::move(owner));
+  return ReferenceChunks(
+      absl::string_view(reinterpret_cast<const char*>(data.data()), data.size() * sizeof(float)),
+      sizeof(float), chunk_bytes, std::move(owner));
 }
 
 std::vector<grpc::Slice> ReferenceChunks(absl::string_view payload, size_t element_bytes,
@@ -192,7 +192,8 @@ absl::Status DecodeChunk(const grpc::ByteBuffer& message, ReceivedChunk* out) {
     } else if (field == kHeaderField) {
       // A repeated message field merges; hips senders write it once.
       out->has_header = true;
-      complete = cursor.Take(length, [out](absl::string_view v) { out->header.append(v.data(), v.size()); });
+      complete = cursor.Take(
+          length, [out](absl::string_view v) { out->header.append(v.data(), v.size()); });
     } else {
       complete = cursor.Take(length, [](absl::string_view) {});
     }
@@ -207,9 +208,7 @@ struct SliceRelease::State {
 
 SliceRelease::SliceRelease() : state_(std::make_shared<State>()) {
   std::shared_ptr<State> state = state_;
-  owner_ = std::shared_ptr<const void>(nullptr, [state](const void*) {
-    state->released.Notify();
-  });
+  owner_ = std::shared_ptr<const void>(nullptr, [state](const void*) { state->released.Notify(); });
 }
 
 bool SliceRelease::Wait(absl::Duration timeout) {

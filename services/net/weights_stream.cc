@@ -13,8 +13,7 @@
 
 namespace hips {
 
-ChunkedPayload EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot,
-                             size_t chunk_bytes) {
+ChunkedPayload EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot, size_t chunk_bytes) {
   v1::WeightsHeader h;
   h.set_version(snapshot->version);
   h.set_num_floats(static_cast<int64_t>(snapshot->weights.size()));
@@ -55,12 +54,11 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
       : board_(board), cache_(cache), metrics_(metrics) {
     v1::PullWeightsRequest req;
     if (!ParseMessage(*request, &req)) {
-      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                              "unparsable PullWeights request"));
+      FinishOnce(
+          grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable PullWeights request"));
       return;
     }
-    const absl::Time deadline =
-        req.no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll);
+    const absl::Time deadline = req.no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll);
     const int64_t id = board_.WaitAsync(
         req.min_version(), deadline, req.incarnation(),
         [this](absl::StatusOr<WeightsBoard::Snapshot> weights) { OnWeights(std::move(weights)); });
@@ -178,9 +176,8 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
       [&](const v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
         if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
         if (h.mode_since() < 0 || h.mode_since() > h.version()) {
-          return absl::InvalidArgumentError(absl::StrCat("weights of version ", h.version(),
-                                                         " claim a mode since version ",
-                                                         h.mode_since()));
+          return absl::InvalidArgumentError(absl::StrCat(
+              "weights of version ", h.version(), " claim a mode since version ", h.mode_since()));
         }
         absl::StatusOr<ModeConfig> mode = ModeFromProto(h.mode());
         if (!mode.ok()) return mode.status();

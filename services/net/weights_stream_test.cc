@@ -20,8 +20,8 @@
 #include "gtest/gtest.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
-#include "services/net/proto_convert.h"
 #include "services/net/methods.h"
+#include "services/net/proto_convert.h"
 
 namespace hips {
 namespace {
@@ -151,8 +151,8 @@ TEST_F(WeightsStreamTest, CancelledCallsFailAtOnce) {
 // A server of PullWeights alone, from a board.
 class BoardHq final : public v1::Hq::WithRawCallbackMethod_PullWeights<v1::Hq::Service> {
  public:
-  grpc::ServerWriteReactor<grpc::ByteBuffer>* PullWeights(grpc::CallbackServerContext* ctx,
-                                                          const grpc::ByteBuffer* request) override {
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* PullWeights(
+      grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) override {
     return ServePullWeights(ctx, request, board, &cache, absl::Seconds(30), nullptr);
   }
 
@@ -170,7 +170,8 @@ class ServePullWeightsTest : public ::testing::Test {
     builder.RegisterService(&hq_);
     server_ = builder.BuildAndStart();
     ASSERT_NE(port, 0);
-    stub_ = std::make_unique<grpc::GenericStub>(CreateHipsChannel(absl::StrCat("127.0.0.1:", port)));
+    stub_ =
+        std::make_unique<grpc::GenericStub>(CreateHipsChannel(absl::StrCat("127.0.0.1:", port)));
   }
   void TearDown() override {
     hq_.board.Shutdown();
@@ -187,8 +188,8 @@ class ServePullWeightsTest : public ::testing::Test {
   }
 
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull(int64_t min_version,
-                                                             absl::Duration timeout,
-                                                             bool no_wait = false) {
+                                                              absl::Duration timeout,
+                                                              bool no_wait = false) {
     return PullWeightsFrom(stub_.get(), method::kHqPullWeights, &calls_, "test", min_version,
                            absl::Now() + timeout, no_wait);
   }

@@ -23,9 +23,10 @@ absl::StatusOr<CompressionOptions> CompressionOptionsFromFlags() {
 }
 
 std::vector<std::string> CompressionFlagsAsArgs() {
-  return {absl::StrCat("--compression=", absl::GetFlag(FLAGS_compression)),
-          absl::StrCat("--topk_ratio=", absl::GetFlag(FLAGS_topk_ratio)),
-          absl::StrCat("--error_feedback=", absl::GetFlag(FLAGS_error_feedback) ? "true" : "false")};
+  return {
+      absl::StrCat("--compression=", absl::GetFlag(FLAGS_compression)),
+      absl::StrCat("--topk_ratio=", absl::GetFlag(FLAGS_topk_ratio)),
+      absl::StrCat("--error_feedback=", absl::GetFlag(FLAGS_error_feedback) ? "true" : "false")};
 }
 
 }  // namespace hips

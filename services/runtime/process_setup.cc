@@ -62,7 +62,8 @@ std::vector<const absl::CommandLineFlag*> FlagsOf(const CommandHelp& command) {
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     const std::string file = flag->Filename();
     const bool abseil = absl::StrContains(file, "absl/");
-    bool wanted = std::find(command.flags.begin(), command.flags.end(), name) != command.flags.end();
+    bool wanted =
+        std::find(command.flags.begin(), command.flags.end(), name) != command.flags.end();
     for (const std::string& suffix : command.flag_files) {
       wanted = wanted || (suffix == "*" ? !abseil : absl::EndsWith(file, suffix));
     }
@@ -100,14 +101,14 @@ std::string HelpText(const ProgramHelp& help, const std::string& command) {
   const CommandHelp* c = FindCommand(help, command);
   if (c == nullptr) {
     // A program with subcommands, asked about itself (or an unknown one).
-    return absl::StrCat(help.name, ": ", help.summary, "\n\nusage:\n", CommandList(help),
-                        "\nRun '", help.name, " SUBCOMMAND --help' for a subcommand's flags.\n");
+    return absl::StrCat(help.name, ": ", help.summary, "\n\nusage:\n", CommandList(help), "\nRun '",
+                        help.name, " SUBCOMMAND --help' for a subcommand's flags.\n");
   }
   std::string out = absl::StrCat("usage: ", c->usage, "\n\n", c->summary, "\n\nflags:\n");
   for (const absl::CommandLineFlag* flag : FlagsOf(*c)) {
-    absl::StrAppend(&out, "  --", flag->Name(), " (default: ",
-                    flag->DefaultValue().empty() ? "\"\"" : flag->DefaultValue(), ")\n",
-                    Wrapped(flag->Help(), 6, 80));
+    absl::StrAppend(&out, "  --", flag->Name(),
+                    " (default: ", flag->DefaultValue().empty() ? "\"\"" : flag->DefaultValue(),
+                    ")\n", Wrapped(flag->Help(), 6, 80));
   }
   absl::StrAppend(&out, "\nFlag names take dashes or underscores; values follow '=' or a space.\n");
   return out;

@@ -44,8 +44,10 @@ class FakeAggregatorClient final : public AggregatorClient {
   bool WaitForHeartbeats(size_t n, absl::Duration timeout) const;
 
   absl::StatusOr<PushResult> PushGradient(const GradientPush& gradient) override;
-  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) override;
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(int64_t min_version,
+                                                                     absl::Time deadline,
+                                                                     bool no_wait,
+                                                                     int64_t incarnation) override;
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
                                             absl::Time deadline) override;
   void CancelInFlight() override {}  // its calls never hang but in a long poll

@@ -51,18 +51,23 @@ class FakeHq final : public v1::Hq::Service {
   std::vector<v1::WeightsChunk> messages_ ABSL_GUARDED_BY(mu_);
 };
 
+// `service` on a free port of 127.0.0.1; a channel to it.
+std::unique_ptr<grpc::Server> Serve(grpc::Service* service,
+                                    std::shared_ptr<grpc::Channel>* channel) {
+  grpc::ServerBuilder builder;
+  ConfigureHipsServer(&builder);
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(service);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  EXPECT_NE(port, 0);
+  *channel = CreateHipsChannel(absl::StrCat("127.0.0.1:", port));
+  return server;
+}
+
 class WeightsStreamTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    grpc::ServerBuilder builder;
-    ConfigureHipsServer(&builder);
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&hq_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(port, 0);
-    channel_ = CreateHipsChannel(absl::StrCat("127.0.0.1:", port));
-  }
+  void SetUp() override { server_ = Serve(&hq_, &channel_); }
   void TearDown() override { server_->Shutdown(); }
 
   static v1::WeightsChunk Header(int64_t version, int64_t num_floats) {
@@ -163,15 +168,9 @@ class BoardHq final : public v1::Hq::WithRawCallbackMethod_PullWeights<v1::Hq::S
 class ServePullWeightsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    grpc::ServerBuilder builder;
-    ConfigureHipsServer(&builder);
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(&hq_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(port, 0);
-    stub_ =
-        std::make_unique<grpc::GenericStub>(CreateHipsChannel(absl::StrCat("127.0.0.1:", port)));
+    std::shared_ptr<grpc::Channel> channel;
+    server_ = Serve(&hq_, &channel);
+    stub_ = std::make_unique<grpc::GenericStub>(channel);
   }
   void TearDown() override {
     hq_.board.Shutdown();

@@ -74,7 +74,7 @@ std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
   options.chunk_bytes = absl::GetFlag(FLAGS_chunk_bytes);
   // An HQ that answers at once: the hop below it is what is measured.
   options.make_hq_client = [floats]() -> std::unique_ptr<HqClient> {
-    auto hq = std::make_unique<FakeHqClient>();
+    auto hq = std::make_unique<FakeHqClient>(/*keep_pushes=*/false);
     hq->Publish(ZeroWeights(floats, 0, {Mode::kAsync, 0}));
     return hq;
   };

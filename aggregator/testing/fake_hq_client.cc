@@ -19,6 +19,11 @@ std::vector<AggregatePush> FakeHqClient::pushes() const {
   return pushes_;
 }
 
+size_t FakeHqClient::push_count() const {
+  absl::MutexLock lock(&mu_);
+  return push_count_;
+}
+
 std::vector<HeartbeatRequestData> FakeHqClient::heartbeats() const {
   absl::MutexLock lock(&mu_);
   return heartbeats_;
@@ -26,7 +31,7 @@ std::vector<HeartbeatRequestData> FakeHqClient::heartbeats() const {
 
 bool FakeHqClient::WaitForPushes(size_t n, absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
-  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return pushes_.size() >= n; };
+  auto enough = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return push_count_ >= n; };
   return mu_.AwaitWithTimeout(absl::Condition(&enough), timeout);
 }
 
@@ -46,7 +51,8 @@ absl::StatusOr<PushResult> FakeHqClient::PushAggregate(const AggregatePush& aggr
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_) return absl::CancelledError("cancelled");
-    pushes_.push_back(aggregate);
+    ++push_count_;
+    if (keep_pushes_) pushes_.push_back(aggregate);
     handler = push_handler_;
   }
   if (handler) return handler(aggregate);

@@ -26,17 +26,21 @@ class FakeHqClient final : public HqClient {
   using HeartbeatHandler =
       std::function<absl::StatusOr<HeartbeatAnswer>(const HeartbeatRequestData&)>;
 
-  FakeHqClient() = default;
+  // `keep_pushes` false: pushes are counted, not kept (a benchmark's
+  // aggregates would pile up, 40 MB each).
+  explicit FakeHqClient(bool keep_pushes = true) : keep_pushes_(keep_pushes) {}
 
   void Publish(std::shared_ptr<const WeightsSnapshot> snapshot) { board_.Publish(snapshot); }
   // Handlers run on the calling thread, without the fake's lock.
   void SetPushHandler(PushHandler handler);
   void SetHeartbeatHandler(HeartbeatHandler handler);
 
-  // What was pushed and heartbeat so far (sums included), in order.
+  // What was pushed (sums included; nothing without keep_pushes) and
+  // heartbeat so far, in order; how many pushes there were.
   std::vector<AggregatePush> pushes() const;
+  size_t push_count() const;
   std::vector<HeartbeatRequestData> heartbeats() const;
-  // Wait until that many pushes (heartbeats) were recorded; false if
+  // Wait until that many pushes (heartbeats) arrived; false if
   // `timeout` passed first.
   bool WaitForPushes(size_t n, absl::Duration timeout) const;
   bool WaitForHeartbeats(size_t n, absl::Duration timeout) const;
@@ -53,8 +57,10 @@ class FakeHqClient final : public HqClient {
   void CancelCalls() override;
 
  private:
+  const bool keep_pushes_;
   WeightsBoard board_;
   mutable absl::Mutex mu_;
+  size_t push_count_ ABSL_GUARDED_BY(mu_) = 0;
   PushHandler push_handler_ ABSL_GUARDED_BY(mu_);
   HeartbeatHandler heartbeat_handler_ ABSL_GUARDED_BY(mu_);
   std::vector<AggregatePush> pushes_ ABSL_GUARDED_BY(mu_);

@@ -7,14 +7,24 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
+#include "services/core/gradient_accumulator.h"
+#include "services/core/ids.h"
 
 namespace hips {
 
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
-  if (o.id.empty()) return absl::InvalidArgumentError("aggregator id must not be empty");
+  if (absl::Status s = ValidateMemberId(o.id, "the aggregator id (--id)"); !s.ok()) return s;
   if (o.expected_workers < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("an aggregator needs at least 1 worker, got ", o.expected_workers));
+  }
+  if (o.max_workers != 0 && o.max_workers < o.expected_workers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max workers must be at least the ", o.expected_workers, " expected, got ", o.max_workers));
+  }
+  if (o.max_batch_samples < 1 || o.max_batch_samples > GradientAccumulator::kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max batch samples must be in [1, 2^31], got ", o.max_batch_samples));
   }
   if (o.quorum_workers < 0 || o.quorum_workers > o.expected_workers) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -39,7 +49,8 @@ Aggregator::Aggregator(AggregatorOptions options)
     : options_(std::move(options)),
       clock_(options_.clock),
       board_(clock_),
-      members_(options_.lease, options_.expected_workers),
+      members_(options_.lease, options_.expected_workers,
+               options_.max_workers > 0 ? options_.max_workers : 2 * options_.expected_workers),
       next_sequence_(FirstSequenceNumber()) {
   timer_ = clock_->NewTimer([this] { return NextDeadline(); },
                             [this](absl::Time now) { CloseDue(now); });
@@ -66,8 +77,10 @@ void Aggregator::AcceptGradient(GradientPush push, PushCallback done) {
     absl::MutexLock lock(&mu_);
     // Backpressure: while this many aggregates wait for HQ, a push waits too
     // (without it, workers that outpace HQ in async mode fill the queue
-    // with gradients that grow staler while they wait).
-    if (!shutdown_ && static_cast<int>(outbox_.size()) >= options_.max_queued_aggregates) {
+    // with gradients that grow staler while they wait). A worker that
+    // would not be let in is refused at once (Take), never held.
+    if (!shutdown_ && static_cast<int>(outbox_.size()) >= options_.max_queued_aggregates &&
+        members_.HasRoom(push.sender)) {
       parked_.emplace_back(std::move(push), std::move(done));
       return;
     }
@@ -110,6 +123,9 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
     // Not the worker's fault and not final: the worker retries.
     return answer(Drop(DropReason::kFutureVersion,
                        absl::UnavailableError("this aggregator has no weights from HQ yet")));
+  }
+  if (!members_.HasRoom(push.sender)) {
+    return answer(Drop(DropReason::kMembershipFull, Full(push.sender)));
   }
   const absl::Time now = clock_->Now();
   const bool joined = members_.Touch(push.sender, now);
@@ -268,9 +284,19 @@ void Aggregator::Settle(const ContributorRef& ref, const absl::StatusOr<PushResu
   }
 }
 
-HeartbeatAnswer Aggregator::Heartbeat(const std::string& worker, int64_t incarnation,
-                                      bool leaving) {
+absl::Status Aggregator::Full(const std::string& worker) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "aggregator ", options_.id, " is full: ", members_.live_count(), " live workers of at most ",
+      members_.max_members(), " (--max_workers); ", worker, " was not let in"));
+}
+
+absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
+                                                      int64_t incarnation, bool leaving) {
   absl::MutexLock lock(&mu_);
+  if (!leaving && !members_.HasRoom(worker)) {
+    LOG_EVERY_N(WARNING, 100) << Full(worker) << " (every 100th is logged)";
+    return Full(worker);
+  }
   if (leaving) {
     if (members_.IsLive(worker)) LOG(INFO) << worker << " left";
     members_.Leave(worker);

@@ -35,6 +35,14 @@ struct AggregatorOptions {
   // Gradients per sync round: the number of workers assigned to this
   // aggregator.
   int expected_workers = 1;
+  // At most this many workers live here at once (0: twice
+  // expected_workers, room for the workers of a failed peer aggregator); a
+  // worker beyond them is refused with RESOURCE_EXHAUSTED and tries its next
+  // aggregator (docs/security.md).
+  int max_workers = 0;
+  // The most samples one worker gradient may stand for (its weight in the
+  // sum): a push claiming more is refused (INVALID_ARGUMENT).
+  int64_t max_batch_samples = 1 << 16;
   // Sync rounds with a deadline (backup workers): once `round_deadline`
   // passed since a round's first gradient, the round closes with at least
   // `quorum_workers` (0: all of them, i.e. no early close).
@@ -118,7 +126,9 @@ class Aggregator {
   absl::StatusOr<PushResult> AcceptGradient(GradientPush push);
 
   // A worker's heartbeat (`leaving`: it moves to another aggregator).
-  HeartbeatAnswer Heartbeat(const std::string& worker, int64_t incarnation, bool leaving);
+  // RESOURCE_EXHAUSTED for a worker that would join beyond max_workers.
+  absl::StatusOr<HeartbeatAnswer> Heartbeat(const std::string& worker, int64_t incarnation,
+                                            bool leaving);
   // The cluster was already training when this aggregator first reached HQ
   // (it restarted): its rounds need only the workers that are live, not the
   // --workers it expects at start.
@@ -224,6 +234,8 @@ class Aggregator {
   // be sent, as dropped.
   void DiscardAll(DropReason reason, Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Drop(DropReason reason, absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The refusal of a worker that would join beyond max_workers.
+  absl::Status Full(const std::string& worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   VersionState Versions() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Completions completions);
 

@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "aggregator/grpc_hq_client.h"
 #include "glog/logging.h"
 #include "services/core/chunk_codec.h"
 #include "services/net/grpc_util.h"
@@ -15,12 +16,23 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
   if (options.hq_address.empty() && options.make_hq_client == nullptr)
     return absl::InvalidArgumentError("no HQ address given");
+  if (absl::Status s = CheckServerSecurity(options.host, options.security, /*needs_admin=*/false);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_credentials =
+      ServerCredentials(options.security);
+  if (!server_credentials.ok()) return server_credentials.status();
+  absl::StatusOr<ClientCredentials> hq_credentials =
+      MakeClientCredentials(ClusterClient(options.security));
+  if (!hq_credentials.ok()) return hq_credentials.status();
 
   std::unique_ptr<AggregatorDaemon> d(new AggregatorDaemon);
+  d->authorizer_ = std::make_unique<Authorizer>(options.security);
   d->aggregator_ = std::make_unique<Aggregator>(options.aggregator);
   if (options.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-        MetricsServer::Start(options.host, options.metrics_port);
+        MetricsServer::Start(options.metrics_address, options.metrics_port);
     if (!metrics.ok()) return metrics.status();
     d->metrics_ = *std::move(metrics);
     d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
@@ -30,16 +42,34 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
       CollectAggregatorMetrics(aggregator->counters(), latest == nullptr ? -1 : latest->version,
                                out);
     });
-    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port() << "/metrics";
+    LOG(INFO) << "metrics on http://" << options.metrics_address << ":" << d->metrics_->port()
+              << "/metrics";
   }
-  d->service_ = std::make_unique<AggregatorService>(
-      d->aggregator_.get(), options.chunk_bytes, options.link.long_poll * 4, d->rpc_metrics_.get());
+  ServeLimits limits = options.limits;
+  if (limits.max_streams == 0) {
+    const AggregatorOptions& a = options.aggregator;
+    limits.max_streams = 4 * (a.max_workers > 0 ? a.max_workers : 2 * a.expected_workers) + 8;
+  }
+  d->service_ = std::make_unique<AggregatorService>(d->aggregator_.get(), d->authorizer_.get(),
+                                                    options.chunk_bytes, options.link.long_poll * 4,
+                                                    d->rpc_metrics_.get(), limits);
+  if (d->metrics_ != nullptr) {
+    const AggregatorService* service = d->service_.get();
+    d->metrics_->AddCollector([service](MetricFamilies* out) {
+      out->Counters("hips_calls_refused_total",
+                    "Calls refused before they were served (credentials, identity), by reason",
+                    "reason", AllRefusalReasons(), service->refusals());
+    });
+  }
   grpc::ServerBuilder builder;
   ConfigureHipsServer(&builder);
-  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
-                           grpc::InsecureServerCredentials(), &d->port_);
+  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), *server_credentials,
+                           &d->port_);
   if (!options.unix_socket.empty()) {
-    if (absl::Status s = AddUnixListener(&builder, options.unix_socket); !s.ok()) return s;
+    if (absl::Status s = AddUnixListener(&builder, options.unix_socket, *server_credentials);
+        !s.ok()) {
+      return s;
+    }
   }
   builder.RegisterService(d->service_.get());
   d->server_ = builder.BuildAndStart();
@@ -49,7 +79,8 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
   }
   d->hq_ = options.make_hq_client != nullptr
                ? options.make_hq_client()
-               : CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes);
+               : CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes,
+                                    *std::move(hq_credentials));
   options.link.address = absl::StrCat(options.host, ":", d->port_);
   d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
   LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.host << ":"

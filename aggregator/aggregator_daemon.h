@@ -14,6 +14,8 @@
 #include "aggregator/hq_link.h"
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/rpc_metrics.h"
+#include "services/net/security.h"
+#include "services/net/server_gate.h"
 
 namespace hips {
 
@@ -22,6 +24,13 @@ struct AggregatorDaemonOptions {
   std::string host = "127.0.0.1";
   int port = 0;  // 0: a free port, see AggregatorDaemon::port()
   std::string hq_address;
+  // TLS and tokens, served and presented to HQ (docs/security.md). The
+  // default (none) only serves loopback, and only with `insecure`.
+  SecurityOptions security;
+  // Streams served at once (max_streams 0: four per member it may have,
+  // plus 8) and how long a push may deliver nothing before it is cancelled
+  // (docs/security.md, "Limits").
+  ServeLimits limits{0, absl::Seconds(30)};
   // Also serve workers on this Unix socket when set (same-host peers).
   std::string unix_socket;
   // Talks to HQ through the client this makes instead of gRPC to hq_address
@@ -29,7 +38,9 @@ struct AggregatorDaemonOptions {
   std::function<std::unique_ptr<HqClient>()> make_hq_client;
   size_t chunk_bytes = 1 << 20;
   HqLinkOptions link;
-  // /metrics on `host`: this port, 0 a free one (metrics_port()), -1 none.
+  // /metrics on `metrics_address` (unauthenticated: loopback by default):
+  // this port, 0 a free one (metrics_port()), -1 none.
+  std::string metrics_address = "127.0.0.1";
   int metrics_port = -1;
 };
 
@@ -50,6 +61,7 @@ class AggregatorDaemon {
  private:
   AggregatorDaemon() = default;
 
+  std::unique_ptr<Authorizer> authorizer_;  // read by service_: outlives it
   std::unique_ptr<Aggregator> aggregator_;
   // Reads aggregator_ at scrape time: destroyed before it.
   std::unique_ptr<MetricsServer> metrics_;

@@ -3,9 +3,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
 #include "services/net/push_reactor.h"
+#include "services/net/server_gate.h"
 
 namespace hips {
 namespace {
@@ -17,10 +19,13 @@ namespace {
 class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
  public:
   GradientPushReactor(grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response,
-                      Aggregator* aggregator, RpcMetrics* metrics)
+                      Aggregator* aggregator, ServerGate* gate, RpcMetrics* metrics)
       : PushReactor(ctx, response, metrics, "PushGradient", aggregator->SpareBuffer()),
-        aggregator_(aggregator) {
-    Start();
+        aggregator_(aggregator),
+        gate_(gate) {
+    StreamGuard::Slot slot;
+    const absl::Status admitted = gate->AdmitStream(ctx, Access::kData, /*push=*/true, &slot);
+    Start(admitted, std::move(slot));
   }
 
   // Whatever buffer this call ends up holding (its own if the push was
@@ -31,6 +36,13 @@ class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
  private:
   absl::StatusOr<PayloadShape> Expected(const v1::GradientHeader& h) override {
     if (absl::Status s = ValidateGradientHeader(h); !s.ok()) return s;
+    if (h.sample_count() > aggregator_->options().max_batch_samples) {
+      return absl::InvalidArgumentError(absl::StrCat("sample_count ", h.sample_count(),
+                                                     " exceeds --max_batch_samples ",
+                                                     aggregator_->options().max_batch_samples));
+    }
+    // A worker pushes under its own id only (mTLS).
+    if (absl::Status s = gate_->Identify(*context(), h.sender_id()); !s.ok()) return s;
     std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
     if (latest == nullptr) {
       return absl::UnavailableError("this aggregator has no weights from HQ yet");
@@ -50,46 +62,70 @@ class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
   }
 
   void Refused(const absl::Status& why) override {
-    aggregator_->RecordRefusal(absl::IsUnavailable(why) ? DropReason::kFutureVersion
-                                                        : DropReason::kInvalid);
+    aggregator_->RecordRefusal(absl::IsPermissionDenied(why) ? DropReason::kForbidden
+                               : absl::IsUnavailable(why)    ? DropReason::kFutureVersion
+                                                             : DropReason::kInvalid);
   }
 
   Aggregator* const aggregator_;
+  ServerGate* const gate_;
 };
 
 }  // namespace
 
-AggregatorService::AggregatorService(Aggregator* aggregator, size_t chunk_bytes,
-                                     absl::Duration max_long_poll, RpcMetrics* rpc_metrics)
+AggregatorService::AggregatorService(Aggregator* aggregator, const Authorizer* authorizer,
+                                     size_t chunk_bytes, absl::Duration max_long_poll,
+                                     RpcMetrics* rpc_metrics, const ServeLimits& limits)
     : aggregator_(aggregator),
+      gate_(authorizer, limits),
       encoded_(chunk_bytes),
       max_long_poll_(max_long_poll),
       rpc_metrics_(rpc_metrics) {}
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* AggregatorService::PushGradient(
     grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response) {
-  return new GradientPushReactor(ctx, response, aggregator_, rpc_metrics_);
+  return new GradientPushReactor(ctx, response, aggregator_, &gate_, rpc_metrics_);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* AggregatorService::PullWeights(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
-  return ServePullWeights(ctx, request, aggregator_->weights(), &encoded_, max_long_poll_,
-                          rpc_metrics_);
+  StreamGuard::Slot slot;
+  const absl::Status admitted = gate_.AdmitStream(ctx, Access::kData, /*push=*/false, &slot);
+  return ServePullWeights(
+      ctx, request, aggregator_->weights(), &encoded_, max_long_poll_, rpc_metrics_, admitted,
+      [this, ctx](const std::string& requester) { return gate_.Identify(*ctx, requester); },
+      std::move(slot));
 }
 
 grpc::ServerUnaryReactor* AggregatorService::GetStatus(grpc::CallbackServerContext* ctx,
                                                        const v1::StatusRequest* req,
                                                        v1::AggregatorStatus* reply) {
-  AggregatorStatusToProto(aggregator_->status(), absl::Now(), reply);
+  if (absl::Status s = gate_.Admit(*ctx, Access::kStatus); !s.ok()) {
+    return Answer(ctx, ToGrpcStatus(s));
+  }
+  AggregatorStatus status = aggregator_->status();
+  status.calls_refused = gate_.refusals();
+  AggregatorStatusToProto(status, absl::Now(), reply);
   return Answer(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* AggregatorService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                        const v1::HeartbeatRequest* req,
                                                        v1::HeartbeatReply* reply) {
+  if (absl::Status s = gate_.Admit(*ctx, Access::kData); !s.ok()) {
+    return Answer(ctx, ToGrpcStatus(s));
+  }
   absl::StatusOr<HeartbeatRequestData> hb = HeartbeatFromProto(*req);
   if (!hb.ok()) return Answer(ctx, ToGrpcStatus(hb.status()));
-  AnswerToProto(aggregator_->Heartbeat(hb->member, hb->incarnation, hb->leaving), reply);
+  if (absl::Status s = gate_.Identify(*ctx, hb->member); !s.ok()) {
+    return Answer(ctx, ToGrpcStatus(s));
+  }
+  absl::StatusOr<HeartbeatAnswer> answer =
+      aggregator_->Heartbeat(hb->member, hb->incarnation, hb->leaving);
+  if (!answer.ok()) {  // a full aggregator
+    return Answer(ctx, ToGrpcStatus(gate_.Counted(answer.status())));
+  }
+  AnswerToProto(*answer, reply);
   return Answer(ctx, grpc::Status::OK);
 }
 

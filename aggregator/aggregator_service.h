@@ -3,10 +3,16 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+#include <map>
+#include <string>
+
 #include "absl/time/time.h"
 #include "aggregator/aggregator.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/metrics/rpc_metrics.h"
+#include "services/net/security.h"
+#include "services/net/server_gate.h"
 #include "services/net/weights_stream.h"
 
 namespace hips {
@@ -18,15 +24,21 @@ using AggregatorServiceBase = v1::Aggregator::WithRawCallbackMethod_PushGradient
     v1::Aggregator::WithRawCallbackMethod_PullWeights<v1::Aggregator::WithCallbackMethod_GetStatus<
         v1::Aggregator::WithCallbackMethod_Heartbeat<v1::Aggregator::Service>>>>;
 
-// The thin gRPC adapter of hips.v1.Aggregator: decodes and checks what
+// The thin gRPC adapter of hips.v1.Aggregator: checks every call's
+// credentials (`authorizer`: docs/security.md), decodes and checks what
 // workers send, hands domain types to Aggregator, and maps its statuses. No
 // call holds a thread while it waits (for HQ's answer to a push, or for
-// newer weights). Thread-safe; `aggregator` and `rpc_metrics` (may be null)
-// must outlive it.
+// newer weights). Thread-safe; `aggregator`, `authorizer` and `rpc_metrics`
+// (may be null) must outlive it.
 class AggregatorService final : public AggregatorServiceBase {
  public:
-  AggregatorService(Aggregator* aggregator, size_t chunk_bytes, absl::Duration max_long_poll,
-                    RpcMetrics* rpc_metrics = nullptr);
+  AggregatorService(Aggregator* aggregator, const Authorizer* authorizer, size_t chunk_bytes,
+                    absl::Duration max_long_poll, RpcMetrics* rpc_metrics = nullptr,
+                    const ServeLimits& limits = {});
+
+  // Calls refused before they were served, by reason.
+  std::map<std::string, int64_t> refusals() const { return gate_.refusals(); }
+  const StreamGuard& streams() const { return gate_.streams(); }
 
   grpc::ServerReadReactor<grpc::ByteBuffer>* PushGradient(grpc::CallbackServerContext* ctx,
                                                           grpc::ByteBuffer* response) override;
@@ -41,6 +53,7 @@ class AggregatorService final : public AggregatorServiceBase {
 
  private:
   Aggregator* const aggregator_;
+  ServerGate gate_;
   WeightsEncodingCache encoded_;
   const absl::Duration max_long_poll_;
   RpcMetrics* const rpc_metrics_;

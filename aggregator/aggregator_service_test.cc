@@ -75,7 +75,8 @@ class AggregatorServiceTest : public ::testing::Test {
   }
 
   Aggregator aggregator_{Local(2)};
-  AggregatorService service_{&aggregator_, 1 << 20, absl::Seconds(5)};
+  Authorizer open_{SecurityOptions{}};  // security is tested in tests/security_test.cc
+  AggregatorService service_{&aggregator_, &open_, 1 << 20, absl::Seconds(5)};
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::Aggregator::Stub> stub_;
 };
@@ -185,6 +186,7 @@ TEST_F(AggregatorServiceTest, LongPollReturnsWeightsOrDeadline) {
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
   v1::PullWeightsRequest req;
+  req.set_requester_id("w0");
   req.set_min_version(1);
   auto reader = stub_->PullWeights(&ctx, req);
   v1::WeightsChunk chunk;

@@ -303,7 +303,9 @@ TEST(AggregatorTest, ALateGradientFirstClosesTheRoundItMissed) {
 }
 
 TEST(AggregatorTest, PushesWaitWhileTheQueueTowardsHqIsFull) {
-  Aggregator agg(Local(1));
+  AggregatorOptions o = Local(1);
+  o.max_workers = 3;  // w0, w1 and w2 have room
+  Aggregator agg(o);
   agg.PublishWeights(AsyncWeights(0, 1));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1)).ok());  // queued
   Answer second;
@@ -340,11 +342,11 @@ TEST(AggregatorTest, ARoundStopsWaitingForAWorkerWhoseLeaseExpired) {
   SimulatedClock clock;
   Aggregator agg(Local(2, &clock));  // leases of 2 s
   agg.PublishWeights(Weights(0, 1));
-  agg.Heartbeat("w0", 1, false);
-  agg.Heartbeat("w1", 2, false);
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
+  ASSERT_TRUE(agg.Heartbeat("w1", 2, false).ok());
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1)).ok());
   clock.AdvanceBy(absl::Seconds(1.5));
-  agg.Heartbeat("w0", 1, false);
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
   clock.AdvanceBy(absl::Seconds(0.4));
   EXPECT_EQ(agg.counters().rounds_closed, 0);  // w1 may still come
   clock.AdvanceBy(absl::Seconds(0.1));         // w1's lease ran out
@@ -356,12 +358,45 @@ TEST(AggregatorTest, ARoundStopsWaitingForAWorkerWhoseLeaseExpired) {
   // w1 rejoins: the next round waits for it again, until it leaves.
   agg.PublishWeights(Weights(1, 1));
   clock.AdvanceBy(absl::Seconds(0.5));
-  agg.Heartbeat("w1", 3, false);
+  ASSERT_TRUE(agg.Heartbeat("w1", 3, false).ok());
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 1, {1}, 1)).ok());
   EXPECT_EQ(agg.counters().rounds_closed, 1);
   clock.AdvanceBy(absl::Seconds(0.1));
-  agg.Heartbeat("w1", 3, /*leaving=*/true);
+  ASSERT_TRUE(agg.Heartbeat("w1", 3, /*leaving=*/true).ok());
   EXPECT_EQ(agg.counters().rounds_closed, 2);
+}
+
+TEST(AggregatorTest, AWorkerBeyondMaxWorkersIsRefusedUntilThereIsRoom) {
+  SimulatedClock clock;
+  AggregatorOptions o = Local(1, &clock);
+  o.max_workers = 2;
+  Aggregator agg(o);
+  agg.PublishWeights(AsyncWeights(0, 1));
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {1}, 1)).ok());  // joins by pushing
+  const absl::StatusOr<HeartbeatAnswer> third = agg.Heartbeat("w2", 1, false);
+  EXPECT_TRUE(absl::IsResourceExhausted(third.status())) << third.status();
+  EXPECT_NE(third.status().message().find("--max_workers"), std::string::npos);
+  const absl::Status push = agg.AcceptGradient(Push("w2", 0, {1}, 1)).status();
+  EXPECT_TRUE(absl::IsResourceExhausted(push)) << push;
+  AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.live_workers, (std::vector<std::string>{"w0", "w1"}));
+  EXPECT_EQ(c.gradients_dropped.at("membership_full"), 1);
+  ExpectAccountingHolds(c);
+  // Once a worker left, the next one gets in.
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, /*leaving=*/true).ok());
+  ASSERT_TRUE(agg.Heartbeat("w2", 1, false).ok());
+  EXPECT_EQ(agg.counters().live_workers, (std::vector<std::string>{"w1", "w2"}));
+}
+
+TEST(AggregatorTest, MaxWorkersDefaultsToTwiceTheExpectedAndCannotBeBelowThem) {
+  Aggregator agg(Local(2));
+  agg.PublishWeights(AsyncWeights(0, 1));
+  for (const char* w : {"w0", "w1", "w2", "w3"}) ASSERT_TRUE(agg.Heartbeat(w, 1, false).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(agg.Heartbeat("w4", 1, false).status()));
+  AggregatorOptions o = Local(2);
+  o.max_workers = 1;
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateAggregatorOptions(o)));
 }
 
 TEST(AggregatorTest, CompressesItsAggregatesButNotARetryGoingOnAlone) {

@@ -31,10 +31,6 @@ class HqClient {
   virtual void CancelCalls() = 0;
 };
 
-// HqClient over gRPC (hips.v1.Hq).
-std::unique_ptr<HqClient> CreateGrpcHqClient(const std::string& address,
-                                             const std::string& aggregator_id, size_t chunk_bytes);
-
 }  // namespace hips
 
 #endif  // HIPS_AGGREGATOR_HQ_CLIENT_H_

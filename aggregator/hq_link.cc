@@ -30,6 +30,15 @@ void HqLink::Shutdown() {
   });
 }
 
+void HqLink::CheckCredentials(const absl::Status& status) {
+  if (!absl::IsUnauthenticated(status) && !absl::IsPermissionDenied(status)) return;
+  std::call_once(refused_once_, [&] {
+    LOG(ERROR) << "HQ refuses this aggregator's credentials: " << status
+               << " (check --token_file, or the certificate's common name against --id)";
+    if (options_.on_refused) options_.on_refused(status);
+  });
+}
+
 void HqLink::PullLoop() {
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (!stop_.HasBeenNotified()) {
@@ -45,6 +54,7 @@ void HqLink::PullLoop() {
     } else if (absl::IsDeadlineExceeded(next.status())) {
       continue;  // the long poll simply ran out
     } else {
+      CheckCredentials(next.status());
       LOG_EVERY_N(WARNING, 20) << "pulling weights from HQ: " << next.status();
       if (stop_.WaitForNotificationWithTimeout(backoff.Next())) return;
     }
@@ -71,6 +81,7 @@ void HqLink::HeartbeatLoop() {
       first_answer = false;
       aggregator_->SetDataPositions(std::move(answer->data_positions));
     } else if (!stop_.HasBeenNotified()) {
+      CheckCredentials(answer.status());
       LOG_EVERY_N(WARNING, 10) << "heartbeat to HQ: " << answer.status();
     }
     if (stop_.WaitForNotificationWithTimeout(lease / options_.heartbeats_per_lease)) return;
@@ -93,6 +104,7 @@ void HqLink::ForwardLoop() {
         }
         return;
       }
+      if (!result.ok()) CheckCredentials(result.status());
       if (result.ok() || !IsRetryable(result.status())) {
         // Either way HQ decided, and counted, what became of it. A
         // duplicate is expected only after a retry; otherwise another

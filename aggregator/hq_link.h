@@ -1,9 +1,11 @@
 #ifndef HIPS_AGGREGATOR_HQ_LINK_H_
 #define HIPS_AGGREGATOR_HQ_LINK_H_
 
+#include <functional>
 #include <mutex>
 #include <thread>
 
+#include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "aggregator/aggregator.h"
@@ -20,6 +22,11 @@ struct HqLinkOptions {
   int heartbeats_per_lease = 4;
   // Where this aggregator serves its workers (host:port), told to HQ.
   std::string address;
+  // Called once (from one of the link's threads) when HQ refuses this
+  // aggregator's credentials (UNAUTHENTICATED or PERMISSION_DENIED): no
+  // retry can succeed, so the daemon stops (docs/security.md). Empty: only
+  // logged.
+  std::function<void(const absl::Status&)> on_refused;
 };
 
 // Connects an Aggregator to HQ with three threads: one long-polls HQ for
@@ -43,12 +50,15 @@ class HqLink {
   void PullLoop();
   void ForwardLoop();
   void HeartbeatLoop();
+  // Reports a refusal of this aggregator's credentials (once).
+  void CheckCredentials(const absl::Status& status);
 
   Aggregator* const aggregator_;
   HqClient* const hq_;
   const HqLinkOptions options_;
   absl::Notification stop_;
   std::once_flag shutdown_once_;
+  std::once_flag refused_once_;
   std::thread puller_;
   std::thread forwarder_;
   std::thread heartbeat_;

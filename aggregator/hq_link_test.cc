@@ -118,7 +118,7 @@ TEST(HqLinkTest, HeartbeatsReportTheLiveWorkersAndCarryHqsAnswerBack) {
     return answer;
   });
   Aggregator agg(Options(2));  // forming: waits for 2 workers at start
-  agg.Heartbeat("w0", 1, false);
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
   ASSERT_TRUE(agg.counters().forming);
   HqLink link(&agg, &hq, Fast());
   ASSERT_TRUE(hq.WaitForHeartbeats(3, kWait));
@@ -129,7 +129,7 @@ TEST(HqLinkTest, HeartbeatsReportTheLiveWorkersAndCarryHqsAnswerBack) {
   EXPECT_EQ(first.address, "127.0.0.1:7001");
   EXPECT_FALSE(hq.heartbeats()[2].forming);  // it stopped waiting after HQ's answer
   EXPECT_FALSE(agg.counters().forming);
-  EXPECT_EQ(agg.Heartbeat("w0", 1, false).data_positions.at("w0"), 12);
+  EXPECT_EQ(agg.Heartbeat("w0", 1, false)->data_positions.at("w0"), 12);
 }
 
 TEST(HqLinkTest, ShutdownEndsACallInFlightAndCountsWhatNeverReachedHq) {
@@ -190,7 +190,7 @@ TEST_P(ConcurrentWorkersTest, EveryGradientIsAnsweredAndSummedOnce) {
       const std::string id = absl::StrCat("w", k);
       int64_t at = 0;
       for (int i = 0; i < kRounds; ++i) {
-        agg.Heartbeat(id, 1, false);
+        ASSERT_TRUE(agg.Heartbeat(id, 1, false).ok());
         (void)agg.status();
         absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w =
             agg.WaitForWeights(at, absl::Now() + kWait);

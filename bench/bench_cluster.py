@@ -4,6 +4,7 @@ daemons and synthetic workers (hips-bench-net --role=workers), all on
 ever signalled, by their pid."""
 import json
 import os
+import secrets
 import signal
 import subprocess
 import tempfile
@@ -58,10 +59,21 @@ class Cluster:
             return proc, int(_wait_for_file(argv[-1].split("=", 1)[1], proc, 120))
         return proc, None
 
+    def _token(self, name):
+        """A fresh random token in a file only this user may read."""
+        path = os.path.join(self.tmp.name, name)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_hex(32) + "\n")
+        return path
+
     def __enter__(self):
         self.tmp = tempfile.TemporaryDirectory(prefix="hips-bench-cluster-")
         bin_dir = os.path.join(self.build, "bin")
-        common = ["--metrics_port=-1", "--lease_ms=60000"]
+        # Fresh tokens, as hips local makes them (docs/security.md).
+        self.token_flags = ["--token_file=" + self._token("cluster.token")]
+        admin_flags = ["--admin_token_file=" + self._token("admin.token")]
+        common = ["--metrics_port=-1", "--lease_ms=60000"] + self.token_flags
 
         def socket(name):  # (data path) flags and address of a daemon's Unix socket
             path = os.path.join(self.tmp.name, name + ".sock")
@@ -70,6 +82,7 @@ class Cluster:
         hq_socket, hq_unix = socket("hq")
         _, hq_port = self._start("hq", [os.path.join(bin_dir, "hips-hq"),
                                         "--aggregators=%d" % self.aggregators] + common +
+                                 admin_flags +
                                  self.hq_flags + hq_socket)
         self.hq_address = hq_unix if self.unix_sockets else "127.0.0.1:%d" % hq_port
         self.agg_procs, self.agg_addresses = [], []
@@ -103,7 +116,7 @@ class Cluster:
                 argv = [os.path.join(self.build, "bench", "hips-bench-net"), "--role=workers",
                         "--aggregator=" + address, "--workers=%d" % n,
                         "--id_prefix=w-%d-%d-" % (a, i), "--repeats=%d" % rounds,
-                        "--warmup=%d" % warmup]
+                        "--warmup=%d" % warmup] + self.token_flags
                 with open(out, "w") as f:
                     proc = subprocess.Popen(argv, stdout=f,
                                             stderr=open(out + ".log", "w"))

@@ -7,6 +7,8 @@
 //                   a real aggregator (its gRPC service and summation) in a
 //                   forked process whose HQ answers at once
 //                   {"bytes", "tcp_seconds": [...], "push_seconds": [...]}
+//                   With --tls_cert, --tls_key and --tls_ca both sides
+//                   speak mutual TLS (the same certificate).
 //   --role=workers  --workers synthetic workers (threads, a connection
 //                   each) training against --aggregator in sync rounds
 //                   {"workers": [{"id", "floats", "round_seconds",
@@ -34,7 +36,8 @@
 #include "bench/tcp_transfer.h"
 #include "services/core/parallel.h"
 #include "services/runtime/process_setup.h"
-#include "worker/aggregator_client.h"
+#include "services/runtime/security_flags.h"
+#include "worker/grpc_aggregator_client.h"
 
 ABSL_FLAG(std::string, role, "", "tcp, push or workers.");
 ABSL_FLAG(int64_t, floats, 10'000'000, "Floats per transfer or gradient (K; tcp and push).");
@@ -65,6 +68,23 @@ std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
   std::exit(1);
 }
 
+// The security flags; the push role's two sides share a token of their own
+// unless --token_file gives one.
+SecurityOptions SecurityOrDie(bool own_token) {
+  absl::StatusOr<SecurityOptions> security = SecurityOptionsFromFlags();
+  if (!security.ok()) Fail(security.status());
+  if (own_token && security->cluster_token.empty()) {
+    security->cluster_token = "hips-bench-net-push-token";
+  }
+  return *std::move(security);
+}
+
+ClientCredentials ClientCredentialsOrDie(const SecurityOptions& security) {
+  absl::StatusOr<ClientCredentials> credentials = MakeClientCredentials(ClusterClient(security));
+  if (!credentials.ok()) Fail(credentials.status());
+  return *std::move(credentials);
+}
+
 // The forked sink aggregator: serves until `stop_fd` reaches end of file.
 [[noreturn]] void ServeSinkAggregator(int64_t floats, int port_fd, int stop_fd) {
   SetSummationThreads(2);  // as hips-aggregator --sum_threads
@@ -79,6 +99,7 @@ std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
     return hq;
   };
   options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
+  options.security = SecurityOrDie(/*own_token=*/true);
   absl::StatusOr<std::unique_ptr<AggregatorDaemon>> daemon =
       AggregatorDaemon::Start(std::move(options));
   if (!daemon.ok()) Fail(daemon.status());
@@ -130,7 +151,8 @@ int Push() {
                                     ? absl::StrCat("127.0.0.1:", port)
                                     : absl::StrCat("unix:", absl::GetFlag(FLAGS_unix_socket));
     std::unique_ptr<AggregatorClient> client =
-        CreateGrpcAggregatorClient(address, "bench-worker", absl::GetFlag(FLAGS_chunk_bytes));
+        CreateGrpcAggregatorClient(address, "bench-worker", absl::GetFlag(FLAGS_chunk_bytes),
+                                   ClientCredentialsOrDie(SecurityOrDie(/*own_token=*/true)));
     SyntheticWorkerOptions options;
     options.id = "bench-worker";
     options.rounds = repeats;
@@ -160,14 +182,15 @@ int Workers() {
   const int n = absl::GetFlag(FLAGS_workers);
   const std::string address = absl::GetFlag(FLAGS_aggregator);
   if (address.empty() || n <= 0) ExitWithUsageError("--aggregator and --workers >= 1 needed");
+  const ClientCredentials credentials = ClientCredentialsOrDie(SecurityOrDie(/*own_token=*/false));
   std::vector<std::string> ids(n);
   std::vector<absl::StatusOr<SyntheticWorkerResult>> results(n);
   std::vector<std::thread> threads;
   for (int i = 0; i < n; ++i) {
     ids[i] = absl::StrCat(absl::GetFlag(FLAGS_id_prefix), i);
     threads.emplace_back([&, i] {
-      std::unique_ptr<AggregatorClient> client =
-          CreateGrpcAggregatorClient(address, ids[i], absl::GetFlag(FLAGS_chunk_bytes));
+      std::unique_ptr<AggregatorClient> client = CreateGrpcAggregatorClient(
+          address, ids[i], absl::GetFlag(FLAGS_chunk_bytes), credentials);
       SyntheticWorkerOptions options;
       options.id = ids[i];
       options.rounds = absl::GetFlag(FLAGS_repeats);

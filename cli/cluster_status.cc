@@ -45,6 +45,9 @@ struct Row {
   int64_t gradients = -1;
   bool forming = false;
   bool reachable = true;
+  // Calls the process refused before serving them, by reason
+  // (docs/security.md).
+  std::map<std::string, int64_t> calls_refused;
   std::vector<Row> children;
 };
 
@@ -58,7 +61,7 @@ struct Tree {
 };
 
 absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
-  StatusClient client(options.hq);
+  StatusClient client(options.hq, options.credentials);
   absl::StatusOr<Snapshot> first = Take(&client, options.rpc_timeout);
   if (!first.ok()) return first.status();
   absl::SleepFor(options.interval);
@@ -83,6 +86,7 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
   tree.max_staleness = hq.staleness.max();
   tree.training_done = hq.training_done;
   tree.incarnation = hq.incarnation;
+  tree.hq.calls_refused = second->hq.calls_refused;
   tree.live_aggregators = static_cast<int>(hq.live_aggregators.size());
   tree.live_workers = static_cast<int>(hq.live_workers.size());
   for (const MemberInfo& m : hq.aggregators) {
@@ -100,6 +104,7 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
     const AggregatorStatus& a = it->second;
     agg.version = a.version;
     agg.staleness = hq.version - a.version;
+    agg.calls_refused = a.calls_refused;
     for (const MemberInfo& w : a.counters.workers) {
       Row& worker = agg.children.emplace_back();
       worker.tier = "worker";
@@ -193,6 +198,7 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                            {"last_seen_s", Rounded(a.last_seen_s, 3)},
                            {"forming", a.forming},
                            {"reachable", a.reachable},
+                           {"calls_refused", a.calls_refused},
                            {"workers", std::move(workers)}});
   }
   const nlohmann::json out = {{"hq",
@@ -204,7 +210,8 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                                 {"training_done", tree->training_done},
                                 {"incarnation", tree->incarnation},
                                 {"live_aggregators", tree->live_aggregators},
-                                {"live_workers", tree->live_workers}}},
+                                {"live_workers", tree->live_workers},
+                                {"calls_refused", hq.calls_refused}}},
                               {"aggregators", std::move(aggregators)}};
   // Ids come from peers: replace bytes that are not UTF-8 rather than fail.
   return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

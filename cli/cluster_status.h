@@ -5,6 +5,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/net/security.h"
 
 namespace hips {
 
@@ -14,7 +15,8 @@ namespace hips {
 // `interval` apart. Staleness is how many versions HQ is ahead of a member's
 // weights (aggregators) or newest gradient (workers).
 struct ClusterStatusOptions {
-  std::string hq;  // host:port
+  std::string hq;                 // host:port
+  ClientCredentials credentials;  // docs/security.md
   absl::Duration interval = absl::Seconds(1);
   absl::Duration rpc_timeout = absl::Seconds(5);
 };

@@ -23,6 +23,7 @@
 #include "absl/time/clock.h"
 #include "cli/cluster_status.h"
 #include "cli/local_cluster.h"
+#include "cli/run_credentials.h"
 #include "cli/run_summary.h"
 #include "glog/logging.h"
 #include "hips/v1/hips.grpc.pb.h"
@@ -31,6 +32,7 @@
 #include "services/net/proto_convert.h"
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
+#include "services/runtime/security_flags.h"
 #include "services/runtime/training_flags.h"
 #ifdef HIPS_WITH_MONOLITH
 #include "cli/monolith.h"
@@ -76,6 +78,9 @@ ABSL_FLAG(bool, supervise, true,
           "hips local: restart a child that dies (same flags and port; HQ resumes from its "
           "newest checkpoint). false: a death fails the run.");
 ABSL_FLAG(int, max_restarts, 10, "hips local: restarts per child before the run fails.");
+ABSL_FLAG(bool, tls, false,
+          "hips local: every channel with mutual TLS (a throwaway CA and a certificate per "
+          "process, made with openssl in the run dir).");
 ABSL_FLAG(bool, unix_sockets, false,
           "hips local: tensors between the tiers over Unix sockets in the run dir, not TCP.");
 ABSL_FLAG(int64_t, lease_ms, 2000,
@@ -97,57 +102,39 @@ hips::ProgramHelp Help() {
   const std::vector<std::string> training = {"services/runtime/training_flags.cc"};
   std::vector<std::string> local_files = training;
   local_files.push_back("services/runtime/compression_flags.cc");
-  return {"hips",
-          "the operator CLI of hips, a hierarchical parameter server",
-          {{"local",
-            "hips local [--workers=4 --aggregators=2 --epochs=10 --mode=sync|async|ssp ...]",
-            "Starts a whole cluster (HQ, aggregators, workers) as processes on 127.0.0.1, trains\n"
-            "to the budget and prints the final accuracy.",
-            {"aggregators",
-             "workers",
-             "batch_size",
-             "epochs",
-             "max_versions",
-             "eval_every",
-             "summary_json",
-             "run_dir",
-             "bin_dir",
-             "progress_seconds",
-             "mode",
-             "staleness",
-             "async_momentum",
-             "staleness_lr",
-             "async_lr_batch",
-             "coalesce_ms",
-             "backup_workers",
-             "round_deadline_ms",
-             "slow_workers",
-             "slowdown",
-             "step_delay_ms",
-             "supervise",
-             "max_restarts",
-             "unix_sockets",
-             "lease_ms",
-             "checkpoint_dir",
-             "metrics_targets",
-             "resume"},
-            local_files},
-           {"train",
-            "hips train --monolith [--workers=4 --batch_size=64 --epochs=10 ...]",
-            "The single-process reference: the same model, data, seed and hyperparameters, each\n"
-            "step on the union of the batches the workers would draw.",
-            {"monolith", "workers", "batch_size", "epochs", "max_versions", "summary_json"},
-            training},
-           {"mode",
-            "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT",
-            "Switches a running cluster's consistency mode at its next version.",
-            {"hq", "staleness"},
-            {}},
-           {"status",
-            "hips status --hq=HOST:PORT [--json]",
-            "Prints the live tree: versions, staleness, samples/s and last seen of every member.",
-            {"hq", "json"},
-            {}}}};
+  return {
+      "hips",
+      "the operator CLI of hips, a hierarchical parameter server",
+      {{"local",
+        "hips local [--workers=4 --aggregators=2 --epochs=10 --mode=sync|async|ssp ...]",
+        "Starts a whole cluster (HQ, aggregators, workers) as processes on 127.0.0.1, trains\n"
+        "to the budget and prints the final accuracy.",
+        {"aggregators",   "workers",        "batch_size",        "epochs",       "max_versions",
+         "eval_every",    "summary_json",   "run_dir",           "bin_dir",      "progress_seconds",
+         "mode",          "staleness",      "async_momentum",    "staleness_lr", "async_lr_batch",
+         "coalesce_ms",   "backup_workers", "round_deadline_ms", "slow_workers", "slowdown",
+         "step_delay_ms", "supervise",      "max_restarts",      "unix_sockets", "tls",
+         "lease_ms",      "checkpoint_dir", "metrics_targets",   "resume"},
+        local_files},
+       {"train",
+        "hips train --monolith [--workers=4 --batch_size=64 --epochs=10 ...]",
+        "The single-process reference: the same model, data, seed and hyperparameters, each\n"
+        "step on the union of the batches the workers would draw.",
+        {"monolith", "workers", "batch_size", "epochs", "max_versions", "summary_json"},
+        training},
+       {"mode",
+        "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT "
+        "(--run_dir=DIR | --admin_token_file=F)",
+        "Switches a running cluster's consistency mode at its next version. An admin call:\n"
+        "it presents the admin token of the hips local run in --run_dir, or the flags'.",
+        {"hq", "staleness", "run_dir"},
+        {"services/runtime/security_flags.cc"}},
+       {"status",
+        "hips status --hq=HOST:PORT (--run_dir=DIR | --token_file=F) [--json]",
+        "Prints the live tree: versions, staleness, samples/s and last seen of every member.\n"
+        "It presents the cluster token of the hips local run in --run_dir, or the flags'.",
+        {"hq", "json", "run_dir"},
+        {"services/runtime/security_flags.cc"}}}};
 }
 
 std::string OwnDirectory() {
@@ -302,6 +289,7 @@ int RunLocal() {
   }
   options.push_args = hips::CompressionFlagsAsArgs();
   options.unix_sockets = absl::GetFlag(FLAGS_unix_sockets);
+  options.tls = absl::GetFlag(FLAGS_tls);
   if (!(absl::GetFlag(FLAGS_progress_seconds) > 0)) {
     hips::ExitWithUsageError("--progress_seconds must be positive");
   }
@@ -383,11 +371,24 @@ int RunMonolith(char** argv) {
 }
 #endif
 
+// What hips status and hips mode present: the security flags, or the files
+// of the hips local run in --run_dir. Exits with a usage error if neither
+// names a token.
+hips::ClientCredentials OperatorCredentialsOrExit(bool admin) {
+  absl::StatusOr<hips::SecurityOptions> flags = hips::SecurityOptionsFromFlags();
+  if (!flags.ok()) hips::ExitWithUsageError(std::string(flags.status().message()));
+  absl::StatusOr<hips::ClientCredentials> credentials =
+      hips::OperatorCredentials(*flags, absl::GetFlag(FLAGS_run_dir), admin);
+  if (!credentials.ok()) hips::ExitWithUsageError(std::string(credentials.status().message()));
+  return *std::move(credentials);
+}
+
 int ShowStatus() {
   const std::string hq = absl::GetFlag(FLAGS_hq);
   if (hq.empty()) hips::ExitWithUsageError("hips status needs --hq=HOST:PORT");
   hips::ClusterStatusOptions options;
   options.hq = hq;
+  options.credentials = OperatorCredentialsOrExit(/*admin=*/false);
   absl::StatusOr<std::string> out = absl::GetFlag(FLAGS_json) ? hips::ClusterStatusJson(options)
                                                               : hips::ClusterStatusTable(options);
   if (!out.ok()) {
@@ -404,9 +405,12 @@ int SwitchMode(const std::string& name) {
   if (!mode.ok()) hips::ExitWithUsageError(std::string(mode.status().message()));
   const std::string hq = absl::GetFlag(FLAGS_hq);
   if (hq.empty()) hips::ExitWithUsageError("hips mode needs --hq=HOST:PORT");
-  std::unique_ptr<hips::v1::Hq::Stub> stub = hips::v1::Hq::NewStub(hips::CreateHipsChannel(hq));
+  const hips::ClientCredentials credentials = OperatorCredentialsOrExit(/*admin=*/true);
+  std::unique_ptr<hips::v1::Hq::Stub> stub =
+      hips::v1::Hq::NewStub(hips::CreateHipsChannel(hq, credentials));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  hips::Authenticate(&ctx, credentials.token);
   hips::v1::SetModeRequest req;
   hips::ModeToProto(*mode, req.mutable_mode());
   hips::v1::SetModeReply reply;

@@ -16,6 +16,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/child_process.h"
+#include "cli/run_credentials.h"
 #include "cli/status_client.h"
 #include "nlohmann/json.hpp"
 #include "services/data/dataset.h"
@@ -288,15 +289,31 @@ absl::StatusOr<RunSummary> Cluster::Run() {
                      " holds checkpoints of an earlier run: pass --resume to continue it, "
                      "or use another --run_dir or --checkpoint_dir"));
   }
+  // Fresh credentials for this run: tokens always, certificates with --tls.
+  std::vector<std::string> names = {"hq"};
+  for (int a = 0; a < options_.aggregators; ++a) names.push_back(absl::StrCat("agg-", a));
+  for (int k = 0; k < options_.workers; ++k) names.push_back(absl::StrCat("worker-", k));
+  if (absl::Status s = WriteRunCredentials(options_.run_dir, options_.tls, names); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<ClientCredentials> credentials =
+      OperatorCredentials(SecurityOptions(), options_.run_dir, /*admin=*/false);
+  if (!credentials.ok()) return credentials.status();
   // --resume: the first HQ continues an earlier run only when asked (see
   // above); a restarted one always continues this run.
-  std::vector<std::string> hq_args = {absl::StrCat("--aggregators=", options_.aggregators),
-                                      absl::StrCat("--checkpoint_dir=", checkpoint_dir),
-                                      "--resume=true",
-                                      absl::StrCat("--lease_ms=", options_.lease_ms),
-                                      absl::StrCat("--max_versions=", options_.max_versions),
-                                      absl::StrCat("--max_samples=", options_.max_samples),
-                                      absl::StrCat("--eval_every=", options_.eval_every)};
+  std::vector<std::string> hq_args = {
+      absl::StrCat("--aggregators=", options_.aggregators),
+      absl::StrCat("--checkpoint_dir=", checkpoint_dir),
+      "--resume=true",
+      absl::StrCat("--lease_ms=", options_.lease_ms),
+      absl::StrCat("--max_versions=", options_.max_versions),
+      absl::StrCat("--max_samples=", options_.max_samples),
+      absl::StrCat("--eval_every=", options_.eval_every),
+      absl::StrCat("--max_workers=", options_.workers),
+      absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, options_.batch_size))};
+  for (std::string& arg : RunSecurityArgs(options_.run_dir, "hq", options_.tls, /*admin=*/true)) {
+    hq_args.push_back(std::move(arg));
+  }
   hq_args.insert(hq_args.end(), options_.training_args.begin(), options_.training_args.end());
   hq_args.insert(hq_args.end(), options_.hq_args.begin(), options_.hq_args.end());
   // Where the data path reaches a daemon: its Unix socket, or its TCP port.
@@ -321,7 +338,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
   if (!hq_port.ok()) return hq_port.status();
   const std::string hq_address = absl::StrCat("127.0.0.1:", *hq_port);
-  status_ = std::make_unique<StatusClient>(hq_address);
+  status_ = std::make_unique<StatusClient>(hq_address, *credentials);
   const std::string hq_data_address =
       options_.unix_sockets ? absl::StrCat("unix:", socket_of("hq")) : hq_address;
 
@@ -331,9 +348,16 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
     std::vector<std::string> args = {
         absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_data_address),
-        absl::StrCat("--workers=", assigned), absl::StrCat("--lease_ms=", options_.lease_ms)};
+        absl::StrCat("--workers=", assigned), absl::StrCat("--lease_ms=", options_.lease_ms),
+        // Failover may bring every worker of the run here.
+        absl::StrCat("--max_workers=", std::max(assigned, options_.workers)),
+        absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, options_.batch_size))};
     if (options_.backup_workers > 0) {
       args.push_back(absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
+    }
+    for (std::string& arg : RunSecurityArgs(options_.run_dir, absl::StrCat("agg-", a), options_.tls,
+                                            /*admin=*/false)) {
+      args.push_back(std::move(arg));
     }
     args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
     args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
@@ -366,6 +390,10 @@ absl::StatusOr<RunSummary> Cluster::Run() {
                                      absl::StrCat("--index=", k),
                                      absl::StrCat("--workers=", options_.workers),
                                      absl::StrCat("--batch_size=", options_.batch_size)};
+    for (std::string& arg : RunSecurityArgs(options_.run_dir, absl::StrCat("worker-", k),
+                                            options_.tls, /*admin=*/false)) {
+      args.push_back(std::move(arg));
+    }
     args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
     args.insert(args.end(), data_args.begin(), data_args.end());  // (the last --data_dir wins)
     args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
@@ -375,8 +403,12 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     absl::StatusOr<int> started = Start(absl::StrCat("worker-", k), "hips-worker", args, false);
     if (!started.ok()) return started.status();
   }
-  std::printf("cluster up: hq %s, %d aggregators, %d workers (logs in %s)\n", hq_address.c_str(),
-              options_.aggregators, options_.workers, options_.run_dir.c_str());
+  std::printf(
+      "cluster up: hq %s, %d aggregators, %d workers%s (logs and credentials in %s: "
+      "hips status --hq=%s --run_dir=%s)\n",
+      hq_address.c_str(), options_.aggregators, options_.workers,
+      options_.tls ? ", mutual TLS" : "", options_.run_dir.c_str(), hq_address.c_str(),
+      options_.run_dir.c_str());
   std::fflush(stdout);
   if (absl::Status s = WriteMetricsTargets(); !s.ok()) return s;
 

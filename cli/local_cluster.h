@@ -32,6 +32,10 @@ struct LocalClusterOptions {
   // Tensors between the tiers over Unix sockets in run_dir instead of
   // loopback TCP (status and metrics stay on TCP).
   bool unix_sockets = false;
+  // Every channel with mutual TLS: a throwaway CA and a certificate per
+  // process in <run_dir>/tls. Fresh cluster and admin tokens are made for
+  // every run either way (docs/security.md).
+  bool tls = false;
   // Sync backup workers: each aggregator closes a round at its deadline with
   // all but this many of its workers.
   int backup_workers = 0;

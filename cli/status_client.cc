@@ -14,9 +14,11 @@ struct StatusClient::Channels {
   std::map<std::string, std::unique_ptr<v1::Aggregator::Stub>> aggregators;
 };
 
-StatusClient::StatusClient(std::string hq_address)
-    : hq_address_(std::move(hq_address)), channels_(std::make_unique<Channels>()) {
-  channels_->hq = v1::Hq::NewStub(CreateHipsChannel(hq_address_));
+StatusClient::StatusClient(std::string hq_address, ClientCredentials credentials)
+    : hq_address_(std::move(hq_address)),
+      credentials_(std::move(credentials)),
+      channels_(std::make_unique<Channels>()) {
+  channels_->hq = v1::Hq::NewStub(CreateHipsChannel(hq_address_, credentials_));
 }
 
 StatusClient::~StatusClient() = default;
@@ -25,6 +27,7 @@ absl::StatusOr<HqStatus> StatusClient::Hq(absl::Duration timeout, bool wait_for_
   grpc::ClientContext ctx;
   ctx.set_wait_for_ready(wait_for_ready);
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  Authenticate(&ctx, credentials_.token);
   v1::StatusReply reply;
   const grpc::Status status = channels_->hq->GetStatus(&ctx, v1::StatusRequest(), &reply);
   absl::StatusOr<HqStatus> out =
@@ -39,9 +42,10 @@ absl::StatusOr<HqStatus> StatusClient::Hq(absl::Duration timeout, bool wait_for_
 absl::StatusOr<AggregatorStatus> StatusClient::Aggregator(const std::string& address,
                                                           absl::Duration timeout) {
   auto [it, added] = channels_->aggregators.try_emplace(address);
-  if (added) it->second = v1::Aggregator::NewStub(CreateHipsChannel(address));
+  if (added) it->second = v1::Aggregator::NewStub(CreateHipsChannel(address, credentials_));
   grpc::ClientContext ctx;
   ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  Authenticate(&ctx, credentials_.token);
   v1::AggregatorStatus reply;
   const grpc::Status status = it->second->GetStatus(&ctx, v1::StatusRequest(), &reply);
   if (!status.ok()) {

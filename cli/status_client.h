@@ -8,6 +8,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/core/tier_status.h"
+#include "services/net/security.h"
 
 namespace hips {
 
@@ -17,7 +18,8 @@ namespace hips {
 // thread-safe.
 class StatusClient {
  public:
-  explicit StatusClient(std::string hq_address);
+  // Calls are secured and authenticated with `credentials`.
+  StatusClient(std::string hq_address, ClientCredentials credentials);
   ~StatusClient();
 
   // HQ's status. With `wait_for_ready`, waits (up to `timeout`) for a
@@ -33,6 +35,7 @@ class StatusClient {
   struct Channels;
 
   const std::string hq_address_;
+  const ClientCredentials credentials_;
   std::unique_ptr<Channels> channels_;
 };
 

@@ -18,9 +18,17 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   if (absl::Status s = ValidateParameterServerOptions(options.server); !s.ok()) return s;
   if (absl::Status s = ValidateOptimizerOptions(options.optimizer); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
+  if (absl::Status s = CheckServerSecurity(options.host, options.security, /*needs_admin=*/true);
+      !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_credentials =
+      ServerCredentials(options.security);
+  if (!server_credentials.ok()) return server_credentials.status();
 
   options.server.optimizer = options.optimizer;
   std::unique_ptr<HqDaemon> d(new HqDaemon);
+  d->authorizer_ = std::make_unique<Authorizer>(options.security);
   absl::StatusOr<Dataset> test = LoadData(options.data, Split::kTest);
   if (!test.ok()) return test.status();
   d->test_data_ = std::make_shared<const Dataset>(*std::move(test));
@@ -78,7 +86,7 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   prometheus::Histogram* round_seconds = nullptr;
   if (options.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-        MetricsServer::Start(options.host, options.metrics_port);
+        MetricsServer::Start(options.metrics_address, options.metrics_port);
     if (!metrics.ok()) return metrics.status();
     d->metrics_ = *std::move(metrics);
     d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
@@ -115,16 +123,35 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
     d->metrics_->AddCollector([server, eval, checkpointer](MetricFamilies* out) {
       CollectHqMetrics(server->status(), *eval, checkpointer, out);
     });
-    LOG(INFO) << "metrics on http://" << options.host << ":" << d->metrics_->port() << "/metrics";
+    LOG(INFO) << "metrics on http://" << options.metrics_address << ":" << d->metrics_->port()
+              << "/metrics";
   }
-  d->service_ = std::make_unique<HqService>(d->server_.get(), d->eval_.get(), options.chunk_bytes,
-                                            options.max_long_poll, d->rpc_metrics_.get());
+  ServeLimits limits = options.limits;
+  if (limits.max_streams == 0) {
+    const ParameterServerOptions& s = options.server;
+    limits.max_streams =
+        4 * (s.max_aggregators > 0 ? s.max_aggregators : s.expected_aggregators) + 8;
+  }
+  d->service_ = std::make_unique<HqService>(d->server_.get(), d->eval_.get(), d->authorizer_.get(),
+                                            options.chunk_bytes, options.max_long_poll,
+                                            d->rpc_metrics_.get(), limits);
+  if (d->metrics_ != nullptr) {
+    const HqService* service = d->service_.get();
+    d->metrics_->AddCollector([service](MetricFamilies* out) {
+      out->Counters("hips_calls_refused_total",
+                    "Calls refused before they were served (credentials, identity), by reason",
+                    "reason", AllRefusalReasons(), service->refusals());
+    });
+  }
   grpc::ServerBuilder builder;
   ConfigureHipsServer(&builder);
-  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port),
-                           grpc::InsecureServerCredentials(), &d->port_);
+  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), *server_credentials,
+                           &d->port_);
   if (!options.unix_socket.empty()) {
-    if (absl::Status s = AddUnixListener(&builder, options.unix_socket); !s.ok()) return s;
+    if (absl::Status s = AddUnixListener(&builder, options.unix_socket, *server_credentials);
+        !s.ok()) {
+      return s;
+    }
   }
   builder.RegisterService(d->service_.get());
   d->grpc_server_ = builder.BuildAndStart();

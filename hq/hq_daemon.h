@@ -17,6 +17,8 @@
 #include "services/metrics/rpc_metrics.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
+#include "services/net/security.h"
+#include "services/net/server_gate.h"
 
 namespace hips {
 
@@ -38,7 +40,16 @@ struct HqDaemonOptions {
   std::string checkpoint_dir;
   int checkpoint_keep = 3;
   bool resume = true;
-  // /metrics on `host`: this port, 0 a free one (metrics_port()), -1 none.
+  // TLS and tokens (docs/security.md). The default (none) only serves
+  // loopback, and only with `insecure`.
+  SecurityOptions security;
+  // Streams served at once (max_streams 0: four per member it may have,
+  // plus 8) and how long a push may deliver nothing before it is cancelled
+  // (docs/security.md, "Limits").
+  ServeLimits limits{0, absl::Seconds(30)};
+  // /metrics on `metrics_address` (unauthenticated: loopback by default):
+  // this port, 0 a free one (metrics_port()), -1 none.
+  std::string metrics_address = "127.0.0.1";
   int metrics_port = -1;
 };
 
@@ -61,6 +72,7 @@ class HqDaemon {
  private:
   HqDaemon() = default;
 
+  std::unique_ptr<Authorizer> authorizer_;  // read by service_: outlives it
   std::shared_ptr<const Dataset> test_data_;
   std::unique_ptr<Checkpointer> checkpointer_;  // outlives server_, which feeds it
   std::unique_ptr<EvalLoop> eval_;

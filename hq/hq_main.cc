@@ -11,6 +11,8 @@
 #include "hq/hq_daemon.h"
 #include "services/core/parallel.h"
 #include "services/runtime/process_setup.h"
+#include "services/runtime/security_flags.h"
+#include "services/runtime/serve_flags.h"
 #include "services/runtime/training_flags.h"
 
 ABSL_FLAG(std::string, host, "127.0.0.1", "Address to listen on.");
@@ -19,6 +21,15 @@ ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here o
 ABSL_FLAG(std::string, unix_socket, "",
           "Also listen on this Unix socket; peers on this host connect to unix:PATH.");
 ABSL_FLAG(int, aggregators, 1, "Aggregators that contribute to each sync round.");
+ABSL_FLAG(int, max_workers, 0,
+          "The most workers the cluster has: an aggregate listing more contributors is refused "
+          "(0: no bound but the protocol's, 65536).");
+ABSL_FLAG(int64_t, max_batch_samples, 1 << 16,
+          "The most samples one worker gradient may stand for; an aggregate of n gradients "
+          "claiming more than n times this is refused.");
+ABSL_FLAG(int, max_aggregators, 0,
+          "At most this many aggregators live at once; more are refused with "
+          "RESOURCE_EXHAUSTED (0: --aggregators).");
 ABSL_FLAG(int64_t, max_versions, 0, "Training budget in versions (0: no version budget).");
 ABSL_FLAG(int64_t, max_samples, 0,
           "Training budget in applied samples (0: none). The learning-rate schedule runs over "
@@ -57,6 +68,9 @@ ABSL_FLAG(double, checkpoint_every_s, 30,
           "Checkpoint at least this often, in seconds (0: not by time).");
 ABSL_FLAG(int, checkpoint_keep, 3, "Checkpoints kept (the newest).");
 ABSL_FLAG(bool, resume, true, "Resume from the newest valid checkpoint in --checkpoint_dir.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1",
+          "Address /metrics listens on (unauthenticated: keep it on loopback unless the "
+          "network is yours).");
 ABSL_FLAG(int, metrics_port, 0,
           "Serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port (logged, "
           "see --metrics_port_file), -1 serves none.");
@@ -82,6 +96,9 @@ int main(int argc, char** argv) {
 
   hips::HqDaemonOptions options;
   options.server.expected_aggregators = absl::GetFlag(FLAGS_aggregators);
+  options.server.max_aggregators = absl::GetFlag(FLAGS_max_aggregators);
+  options.server.max_workers = absl::GetFlag(FLAGS_max_workers);
+  options.server.max_batch_samples = absl::GetFlag(FLAGS_max_batch_samples);
   options.server.max_versions = absl::GetFlag(FLAGS_max_versions);
   options.server.max_samples = absl::GetFlag(FLAGS_max_samples);
   absl::StatusOr<hips::ModeConfig> mode =
@@ -108,6 +125,13 @@ int main(int argc, char** argv) {
   options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
   options.resume = absl::GetFlag(FLAGS_resume);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  absl::StatusOr<hips::SecurityOptions> security = hips::SecurityOptionsFromFlags();
+  if (!security.ok()) hips::ExitWithUsageError(std::string(security.status().message()));
+  options.security = *std::move(security);
+  absl::StatusOr<hips::ServeLimits> limits = hips::ServeLimitsFromFlags();
+  if (!limits.ok()) hips::ExitWithUsageError(std::string(limits.status().message()));
+  options.limits = *limits;
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   absl::StatusOr<hips::StalenessScaling> scaling =
       hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr));
   if (!scaling.ok()) hips::ExitWithUsageError(std::string(scaling.status().message()));

@@ -3,9 +3,11 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
 #include "services/net/push_reactor.h"
+#include "services/net/server_gate.h"
 
 namespace hips {
 namespace {
@@ -16,12 +18,16 @@ namespace {
 class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
  public:
   AggregatePushReactor(grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response,
-                       ParameterServer* server, BufferPool* spares, RpcMetrics* metrics)
+                       ParameterServer* server, BufferPool* spares, ServerGate* gate,
+                       RpcMetrics* metrics)
       : PushReactor(ctx, response, metrics, "PushAggregate",
                     spares->TakeIfKept(static_cast<size_t>(server->layout().num_floats()))),
         server_(server),
-        spares_(spares) {
-    Start();
+        spares_(spares),
+        gate_(gate) {
+    StreamGuard::Slot slot;
+    const absl::Status admitted = gate->AdmitStream(ctx, Access::kData, /*push=*/true, &slot);
+    Start(admitted, std::move(slot));
   }
 
   // Whichever buffer this call holds now (its own, or the one a round's sum
@@ -35,6 +41,20 @@ class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
  private:
   absl::StatusOr<PayloadShape> Expected(const v1::AggregateHeader& h) override {
     if (absl::Status s = ValidateAggregateHeader(h); !s.ok()) return s;
+    const ParameterServerOptions& limits = server_->options();
+    if (limits.max_workers > 0 && h.contributor_count() > limits.max_workers) {
+      return absl::InvalidArgumentError(absl::StrCat("contributor_count ", h.contributor_count(),
+                                                     " exceeds --max_workers ",
+                                                     limits.max_workers));
+    }
+    // (The validator bounds both factors: no overflow.)
+    if (h.total_samples() > h.contributor_count() * limits.max_batch_samples) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "total_samples ", h.total_samples(), " exceeds contributor_count ", h.contributor_count(),
+          " times --max_batch_samples ", limits.max_batch_samples));
+    }
+    // An aggregator pushes under its own id only (mTLS).
+    if (absl::Status s = gate_->Identify(*context(), h.aggregator_id()); !s.ok()) return s;
     // An empty round has no sum.
     return AnnouncedPayload(h, h.contributor_count() == 0 ? 0 : server_->layout().num_floats());
   }
@@ -49,36 +69,49 @@ class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
     Reply(server_->AcceptAggregate(push));
   }
 
-  void Refused(const absl::Status&) override { server_->RecordRefusal(DropReason::kInvalid); }
+  void Refused(const absl::Status& why) override {
+    server_->RecordRefusal(absl::IsPermissionDenied(why) ? DropReason::kForbidden
+                                                         : DropReason::kInvalid);
+  }
 
   ParameterServer* const server_;
   BufferPool* const spares_;
+  ServerGate* const gate_;
 };
 
 }  // namespace
 
-HqService::HqService(ParameterServer* server, const EvalLoop* eval, size_t chunk_bytes,
-                     absl::Duration max_long_poll, RpcMetrics* rpc_metrics)
+HqService::HqService(ParameterServer* server, const EvalLoop* eval, const Authorizer* authorizer,
+                     size_t chunk_bytes, absl::Duration max_long_poll, RpcMetrics* rpc_metrics,
+                     const ServeLimits& limits)
     : server_(server),
       eval_(eval),
+      gate_(authorizer, limits),
       encoded_(chunk_bytes),
       max_long_poll_(max_long_poll),
       rpc_metrics_(rpc_metrics) {}
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* HqService::PushAggregate(
     grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response) {
-  return new AggregatePushReactor(ctx, response, server_, &spares_, rpc_metrics_);
+  return new AggregatePushReactor(ctx, response, server_, &spares_, &gate_, rpc_metrics_);
 }
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* HqService::PullWeights(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) {
-  return ServePullWeights(ctx, request, server_->weights(), &encoded_, max_long_poll_,
-                          rpc_metrics_);
+  StreamGuard::Slot slot;
+  const absl::Status admitted = gate_.AdmitStream(ctx, Access::kData, /*push=*/false, &slot);
+  return ServePullWeights(
+      ctx, request, server_->weights(), &encoded_, max_long_poll_, rpc_metrics_, admitted,
+      [this, ctx](const std::string& requester) { return gate_.Identify(*ctx, requester); },
+      std::move(slot));
 }
 
 grpc::ServerUnaryReactor* HqService::GetStatus(grpc::CallbackServerContext* ctx,
                                                const v1::StatusRequest* req,
                                                v1::StatusReply* reply) {
+  if (absl::Status s = gate_.Admit(*ctx, Access::kStatus); !s.ok()) {
+    return Answer(ctx, ToGrpcStatus(s));
+  }
   HqStatus status;
   status.server = server_->status();
   status.latest_eval = eval_->latest();
@@ -86,6 +119,7 @@ grpc::ServerUnaryReactor* HqService::GetStatus(grpc::CallbackServerContext* ctx,
   if (absl::Status error = eval_->final_error(); !error.ok()) {
     status.final_eval_error = error.ToString();
   }
+  status.calls_refused = gate_.refusals();
   HqStatusToProto(status, absl::Now(), reply);
   return Answer(ctx, grpc::Status::OK);
 }
@@ -93,15 +127,26 @@ grpc::ServerUnaryReactor* HqService::GetStatus(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* HqService::Heartbeat(grpc::CallbackServerContext* ctx,
                                                const v1::HeartbeatRequest* req,
                                                v1::HeartbeatReply* reply) {
+  if (absl::Status s = gate_.Admit(*ctx, Access::kData); !s.ok())
+    return Answer(ctx, ToGrpcStatus(s));
   absl::StatusOr<HeartbeatRequestData> hb = HeartbeatFromProto(*req);
   if (!hb.ok()) return Answer(ctx, ToGrpcStatus(hb.status()));
-  AnswerToProto(server_->Heartbeat(*hb), reply);
+  if (absl::Status s = gate_.Identify(*ctx, hb->member); !s.ok()) {
+    return Answer(ctx, ToGrpcStatus(s));
+  }
+  absl::StatusOr<HeartbeatAnswer> answer = server_->Heartbeat(*hb);
+  if (!answer.ok()) {  // a full HQ
+    return Answer(ctx, ToGrpcStatus(gate_.Counted(answer.status())));
+  }
+  AnswerToProto(*answer, reply);
   return Answer(ctx, grpc::Status::OK);
 }
 
 grpc::ServerUnaryReactor* HqService::SetMode(grpc::CallbackServerContext* ctx,
                                              const v1::SetModeRequest* req,
                                              v1::SetModeReply* reply) {
+  if (absl::Status s = gate_.Admit(*ctx, Access::kAdmin); !s.ok())
+    return Answer(ctx, ToGrpcStatus(s));
   absl::StatusOr<ModeConfig> mode = ModeFromProto(req->mode());
   if (!mode.ok()) return Answer(ctx, ToGrpcStatus(mode.status()));
   absl::StatusOr<ModeSwitch> result = server_->SetMode(*mode);

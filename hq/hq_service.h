@@ -3,12 +3,18 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <cstdint>
+#include <map>
+#include <string>
+
 #include "absl/time/time.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "hq/eval_loop.h"
 #include "hq/parameter_server.h"
 #include "services/core/buffer_pool.h"
 #include "services/metrics/rpc_metrics.h"
+#include "services/net/security.h"
+#include "services/net/server_gate.h"
 #include "services/net/weights_stream.h"
 
 namespace hips {
@@ -21,15 +27,21 @@ using HqServiceBase =
         v1::Hq::WithCallbackMethod_GetStatus<v1::Hq::WithCallbackMethod_SetMode<
             v1::Hq::WithCallbackMethod_Heartbeat<v1::Hq::Service>>>>>;
 
-// The thin gRPC adapter of hips.v1.Hq. A push is applied on the thread that
-// read its last chunk (an update needs the previous one; the parameter
-// server serializes them); long polls for weights hold no thread.
-// Thread-safe; the ParameterServer, EvalLoop and `rpc_metrics` (may be
-// null) must outlive it.
+// The thin gRPC adapter of hips.v1.Hq: checks every call's credentials
+// (`authorizer`: docs/security.md) and what aggregators send. A push is
+// applied on the thread that read its last chunk (an update needs the
+// previous one; the parameter server serializes them); long polls for
+// weights hold no thread. Thread-safe; the ParameterServer, EvalLoop,
+// `authorizer` and `rpc_metrics` (may be null) must outlive it.
 class HqService final : public HqServiceBase {
  public:
-  HqService(ParameterServer* server, const EvalLoop* eval, size_t chunk_bytes,
-            absl::Duration max_long_poll, RpcMetrics* rpc_metrics = nullptr);
+  HqService(ParameterServer* server, const EvalLoop* eval, const Authorizer* authorizer,
+            size_t chunk_bytes, absl::Duration max_long_poll, RpcMetrics* rpc_metrics = nullptr,
+            const ServeLimits& limits = {});
+
+  // Calls refused before they were served, by reason.
+  std::map<std::string, int64_t> refusals() const { return gate_.refusals(); }
+  const StreamGuard& streams() const { return gate_.streams(); }
 
   grpc::ServerReadReactor<grpc::ByteBuffer>* PushAggregate(grpc::CallbackServerContext* ctx,
                                                            grpc::ByteBuffer* response) override;
@@ -47,6 +59,7 @@ class HqService final : public HqServiceBase {
  private:
   ParameterServer* const server_;
   const EvalLoop* const eval_;
+  ServerGate gate_;
   WeightsEncodingCache encoded_;
   // Buffers the aggregates are read into (a round's sum, one or two in
   // flight).

@@ -11,6 +11,7 @@
 #include "glog/logging.h"
 #include "services/core/buffer_pool.h"
 #include "services/core/float_pieces.h"
+#include "services/core/gradient_accumulator.h"
 
 namespace hips {
 
@@ -18,6 +19,16 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   if (o.expected_aggregators < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("HQ needs at least 1 aggregator, got ", o.expected_aggregators));
+  }
+  if (o.max_aggregators != 0 && o.max_aggregators < o.expected_aggregators) {
+    return absl::InvalidArgumentError(absl::StrCat("max aggregators must be at least the ",
+                                                   o.expected_aggregators, " expected, got ",
+                                                   o.max_aggregators));
+  }
+  if (o.max_workers < 0) return absl::InvalidArgumentError("max workers must be >= 0");
+  if (o.max_batch_samples < 1 || o.max_batch_samples > GradientAccumulator::kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max batch samples must be in [1, 2^31], got ", o.max_batch_samples));
   }
   if (o.quorum_aggregators < 0 || o.quorum_aggregators > o.expected_aggregators) {
     return absl::InvalidArgumentError(absl::StrCat("aggregator quorum must be in [0, ",
@@ -54,7 +65,9 @@ ParameterServer::ParameterServer(
              options_.quorum_aggregators == 0 ? options_.expected_aggregators
                                               : options_.quorum_aggregators,
              options_.round_deadline),
-      members_(options_.lease, options_.expected_aggregators),
+      members_(
+          options_.lease, options_.expected_aggregators,
+          options_.max_aggregators > 0 ? options_.max_aggregators : options_.expected_aggregators),
       incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
   last_checkpoint_time_ = clock_->Now();
@@ -182,6 +195,9 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   // Counted received together with its outcome (CountArrival), so that a
   // status read in between still adds up.
   arriving_bytes_ = wire_bytes;
+  if (!members_.HasRoom(a.aggregator)) {
+    return Drop(a, DropReason::kMembershipFull, Full(a.aggregator));
+  }
   if (members_.Touch(a.aggregator, now)) {
     LOG(INFO) << a.aggregator << " joined (first heard of through an aggregate)";
     if (timer_ != nullptr) timer_->Poke();
@@ -379,9 +395,19 @@ void ParameterServer::MaybeApplyRound() {
   ApplyRound();
 }
 
-HeartbeatAnswer ParameterServer::Heartbeat(const HeartbeatRequestData& hb) {
+absl::Status ParameterServer::Full(const std::string& aggregator) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "HQ is full: ", members_.live_count(), " live aggregators of at most ",
+      members_.max_members(), " (--max_aggregators); ", aggregator, " was not let in"));
+}
+
+absl::StatusOr<HeartbeatAnswer> ParameterServer::Heartbeat(const HeartbeatRequestData& hb) {
   absl::MutexLock lock(&apply_mu_);
   const absl::Time now = clock_->Now();
+  if (!hb.leaving && !members_.HasRoom(hb.member)) {
+    LOG_EVERY_N(WARNING, 100) << Full(hb.member) << " (every 100th is logged)";
+    return Full(hb.member);
+  }
   if (hb.leaving) {
     if (members_.IsLive(hb.member)) LOG(INFO) << hb.member << " left";
     members_.Leave(hb.member);

@@ -32,6 +32,16 @@ namespace hips {
 struct ParameterServerOptions {
   // Aggregates that make up one sync round (the number of aggregators).
   int expected_aggregators = 1;
+  // At most this many aggregators live at once (0: expected_aggregators); an
+  // aggregator beyond them is refused with RESOURCE_EXHAUSTED, and its
+  // aggregates are not taken into rounds (docs/security.md).
+  int max_aggregators = 0;
+  // The most workers the cluster has (0: the protocol's bound): an
+  // aggregate listing more contributors is refused.
+  int max_workers = 0;
+  // The most samples one worker gradient may stand for: an aggregate of n
+  // contributors claiming more than n times this is refused.
+  int64_t max_batch_samples = 1 << 16;
   // Sync rounds with a deadline: once `round_deadline` passed since a
   // round's first aggregate, it closes with at least `quorum_aggregators`
   // (0: all live ones, i.e. no early close).
@@ -117,6 +127,7 @@ class ParameterServer {
   absl::Status Restore(const Checkpoint& checkpoint);
   // The current state as a checkpoint (also handed to on_checkpoint).
   absl::StatusOr<Checkpoint> Capture();
+  const ParameterServerOptions& options() const { return options_; }
   ~ParameterServer();
 
   // One aggregator's sum. FAILED_PRECONDITION for an aggregate its mode
@@ -133,8 +144,9 @@ class ParameterServer {
   void RecordRefusal(DropReason reason);
 
   // An aggregator's heartbeat: renews its lease and records the workers it
-  // holds leases for.
-  HeartbeatAnswer Heartbeat(const HeartbeatRequestData& heartbeat);
+  // holds leases for. RESOURCE_EXHAUSTED for an aggregator that would join
+  // beyond max_aggregators.
+  absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat);
 
   // Switches the mode when the next version is published. A second request
   // before then replaces the first. FAILED_PRECONDITION once training is
@@ -188,6 +200,8 @@ class ParameterServer {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   absl::Status Drop(const AggregatePush& a, DropReason reason, absl::Status why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // The refusal of an aggregator that would join beyond max_aggregators.
+  absl::Status Full(const std::string& aggregator) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   // Counts the aggregate being accepted as received (with its outcome).
   void CountArrival(const AggregatePush& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_, mu_);
   int64_t arriving_bytes_ ABSL_GUARDED_BY(apply_mu_) = 0;

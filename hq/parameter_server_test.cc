@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hq/testing/fake_sgd.h"
 #include "services/core/clock.h"
 
 namespace hips {
@@ -15,53 +16,6 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::FloatEq;
-
-// Plain SGD on a flat buffer: w -= lr · g. Records every learning rate used.
-class FakeSgd final : public Optimizer {
- public:
-  FakeSgd(std::vector<float> w, std::vector<double>* lrs) : w_(std::move(w)), lrs_(lrs) {}
-  absl::Status Step(absl::Span<const float> g, double lr) override {
-    lrs_->push_back(lr);
-    steps_from_own_buffer += !own_gradient.empty() && g.data() == own_gradient.data();
-    // The step takes this long on the test's clock (without firing its
-    // timers: the step runs under the server's lock).
-    if (clock != nullptr) clock->Jump(step_time);
-    for (size_t i = 0; i < w_.size(); ++i) w_[i] -= static_cast<float>(lr) * g[i];
-    return absl::OkStatus();
-  }
-  // With a buffer of its own here, HQ writes the mean gradient into it.
-  absl::Span<float> GradientBuffer() override { return absl::MakeSpan(own_gradient); }
-  std::vector<float> own_gradient;
-  int steps_from_own_buffer = 0;
-  absl::Duration step_time = absl::ZeroDuration();
-  SimulatedClock* clock = nullptr;
-  absl::Status SetMomentum(double momentum) override {
-    momenta.push_back(momentum);
-    return absl::OkStatus();
-  }
-  std::vector<double> momenta;  // every SetMomentum
-  void GetWeights(absl::Span<float> out) const override {
-    std::copy(w_.begin(), w_.end(), out.begin());
-  }
-  int64_t num_floats() const override { return static_cast<int64_t>(w_.size()); }
-  absl::Status SetWeights(absl::Span<const float> w) override {
-    w_.assign(w.begin(), w.end());
-    return absl::OkStatus();
-  }
-  absl::StatusOr<OptimizerState> ExportState() const override {
-    OptimizerState s;
-    s.name = "fake";
-    return s;
-  }
-  absl::Status ImportState(const OptimizerState& s) override {
-    if (s.name != "fake") return absl::InvalidArgumentError("not a fake optimizer's state");
-    return absl::OkStatus();
-  }
-
- private:
-  std::vector<float> w_;
-  std::vector<double>* lrs_;
-};
 
 AggregatePush Aggregate(const std::string& id, int64_t version, std::vector<float> sum,
                         int64_t samples, int64_t contributors) {
@@ -108,6 +62,8 @@ class ParameterServerTest : public ::testing::Test {
     return MakeWith(o);
   }
   std::unique_ptr<ParameterServer> MakeWith(ParameterServerOptions o) {
+    // Room for the aggregator ids the tests make up.
+    if (o.max_aggregators == 0) o.max_aggregators = std::max(o.expected_aggregators, 8);
     EXPECT_TRUE(ValidateParameterServerOptions(o).ok());
     o.clock = &clock_;
     return std::make_unique<ParameterServer>(
@@ -494,11 +450,11 @@ TEST_F(ParameterServerTest, TheMeanGoesStraightIntoTheOptimizersBufferAndUpdates
 
 TEST_F(ParameterServerTest, ASyncRoundWaitsOnlyForLiveAggregatorsThatHaveWorkers) {
   auto ps = Make(2, 0);  // leases of 2 s
-  ps->Heartbeat(Beat("a0", {"w0"}));
-  ps->Heartbeat(Beat("a1", {"w1"}));
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0"})).ok());
+  ASSERT_TRUE(ps->Heartbeat(Beat("a1", {"w1"})).ok());
   ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 1}})).ok());
   clock_.AdvanceBy(absl::Seconds(1.5));
-  ps->Heartbeat(Beat("a0", {"w0"}));
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0"})).ok());
   clock_.AdvanceBy(absl::Seconds(0.4));
   EXPECT_EQ(ps->LatestWeights()->version, 0);  // a1 may still come
   clock_.AdvanceBy(absl::Seconds(0.1));        // a1's lease ran out
@@ -506,11 +462,45 @@ TEST_F(ParameterServerTest, ASyncRoundWaitsOnlyForLiveAggregatorsThatHaveWorkers
   EXPECT_EQ(ps->status().live_aggregators, std::vector<std::string>{"a0"});
   // a1 is back, but its workers moved to a0: it is not waited for.
   clock_.AdvanceBy(absl::Seconds(0.5));
-  ps->Heartbeat(Beat("a1", {}));
-  ps->Heartbeat(Beat("a0", {"w0", "w1"}));
+  ASSERT_TRUE(ps->Heartbeat(Beat("a1", {})).ok());
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0", "w1"})).ok());
   ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 1, 2, {{"w0", 2}, {"w1", 3}})).ok());
   EXPECT_EQ(ps->LatestWeights()->version, 2);
   EXPECT_EQ(ps->status().live_workers, (std::vector<std::string>{"w0", "w1"}));
+}
+
+TEST_F(ParameterServerTest, AnAggregatorBeyondMaxAggregatorsIsNotTakenIntoRounds) {
+  ParameterServerOptions limited;
+  limited.expected_aggregators = 2;
+  limited.max_aggregators = 2;
+  limited.optimizer.learning_rate = 0.5;
+  auto ps = MakeWith(limited);
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0"})).ok());
+  ASSERT_TRUE(ps->Heartbeat(Beat("a1", {"w1"})).ok());
+  const absl::StatusOr<HeartbeatAnswer> third = ps->Heartbeat(Beat("a2", {"w2"}));
+  EXPECT_TRUE(absl::IsResourceExhausted(third.status())) << third.status();
+  EXPECT_NE(third.status().message().find("--max_aggregators"), std::string::npos);
+  const absl::Status push = ps->AcceptAggregate(Aggregate("a2", 0, {50, 50}, 1, 1)).status();
+  EXPECT_TRUE(absl::IsResourceExhausted(push)) << push;
+  ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.live_aggregators, (std::vector<std::string>{"a0", "a1"}));
+  EXPECT_EQ(s.aggregates_dropped.at("membership_full"), 1);
+  EXPECT_EQ(s.gradients_dropped.at("membership_full"), 1);
+  // The round is a0's and a1's alone.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 4}, 2, 1)).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {6, 0}, 2, 1)).ok());
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.5f)));
+  ParameterServerOptions o;
+  o.expected_aggregators = 2;
+  o.max_aggregators = 1;
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateParameterServerOptions(o)));
+  // By default, at most the expected aggregators.
+  o.max_aggregators = 0;
+  ParameterServer defaults(o, *ModelLayout::Create({{"w", {2}}}),
+                           std::make_unique<FakeSgd>(std::vector<float>{1, 1}));
+  ASSERT_TRUE(defaults.Heartbeat(Beat("a0", {})).ok());
+  ASSERT_TRUE(defaults.Heartbeat(Beat("a1", {})).ok());
+  EXPECT_TRUE(absl::IsResourceExhausted(defaults.Heartbeat(Beat("a2", {})).status()));
 }
 
 TEST_F(ParameterServerTest, ARestoredCheckpointContinuesTheRunAndRemembersWhatWasApplied) {
@@ -540,7 +530,7 @@ TEST_F(ParameterServerTest, ARestoredCheckpointContinuesTheRunAndRemembersWhatWa
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->duplicate);
   // A restarted worker learns where its data order continues.
-  EXPECT_EQ(resumed->Heartbeat(Beat("a0", {"w0"})).data_positions.at("w0"), 2);
+  EXPECT_EQ(resumed->Heartbeat(Beat("a0", {"w0"}))->data_positions.at("w0"), 2);
   // Both go on identically.
   ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 2, 7, {{"w0", 52}})).ok());
   ASSERT_TRUE(resumed->AcceptAggregate(Listed("a0", 2, 7, {{"w0", 52}})).ok());
@@ -565,7 +555,7 @@ TEST_F(ParameterServerTest, ConcurrentAggregatesAreEachAppliedOnce) {
     threads.emplace_back([&, a] {
       const std::string id = absl::StrCat("a", a);
       for (int i = 0; i < kPushes; ++i) {
-        ps->Heartbeat(Beat(id, {absl::StrCat("w", a)}));
+        ASSERT_TRUE(ps->Heartbeat(Beat(id, {absl::StrCat("w", a)})).ok());
         AggregatePush push = Aggregate(id, ps->LatestWeights()->version, {1, 1}, 2, 1);
         push.sequence = i + 1;
         push.contributor_list = {{absl::StrCat("w", a), i + 1, push.version, i}};

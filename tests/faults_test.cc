@@ -312,7 +312,8 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
   ProcessCluster c(Options("status"));
   ASSERT_TRUE(c.Start().ok());
   ReachVersion(c, 20);
-  const std::string status = kBin + "/hips status --hq=" + c.hq_address();
+  const std::string status =
+      kBin + "/hips status --hq=" + c.hq_address() + " --run_dir=" + c.run_dir();
   const std::string text = Output(status + " --json");
   const nlohmann::json json = nlohmann::json::parse(text, nullptr, /*allow_exceptions=*/false);
   ASSERT_TRUE(json.is_object()) << text;

@@ -14,10 +14,14 @@
 
 namespace hips {
 
+// A cluster token and an admin token for tests (what `hips local` would
+// draw at random).
+SecurityOptions TestSecurity();
+
 struct InProcessClusterOptions {
   int aggregators = 2;
   int workers = 4;  // worker k talks to aggregator k % aggregators
-  // HQ's options; expected_aggregators is filled in.
+  // HQ's options; expected_aggregators and security are filled in.
   HqDaemonOptions hq;
   // Every aggregator's options; id and expected_workers are filled in.
   AggregatorOptions aggregator;
@@ -30,6 +34,9 @@ struct InProcessClusterOptions {
   ModelOptions model;
   uint64_t init_seed = 1000;
   size_t chunk_bytes = 1 << 20;
+  // Every process's security (docs/security.md): the tokens below by
+  // default, as `hips local` hands out.
+  SecurityOptions security = TestSecurity();
 };
 
 // HQ, aggregators and workers in one process, talking real gRPC on loopback

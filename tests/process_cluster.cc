@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "cli/run_credentials.h"
 
 namespace hips {
 
@@ -65,15 +66,28 @@ std::string ProcessCluster::LogOf(const std::string& name) const {
 }
 
 absl::Status ProcessCluster::Start() {
+  std::vector<std::string> names = {"hq"};
+  for (int a = 0; a < options_.aggregators; ++a) names.push_back(absl::StrCat("agg-", a));
+  for (int k = 0; k < options_.workers; ++k) names.push_back(absl::StrCat("worker-", k));
+  if (absl::Status s = WriteRunCredentials(options_.run_dir, options_.tls, names); !s.ok()) {
+    return s;
+  }
+  absl::StatusOr<ClientCredentials> credentials =
+      OperatorCredentials(SecurityOptions(), options_.run_dir, /*admin=*/false);
+  if (!credentials.ok()) return credentials.status();
+  auto security = [this](const std::string& id, bool admin) {
+    return RunSecurityArgs(options_.run_dir, id, options_.tls, admin);
+  };
   const std::string lease = absl::StrCat("--lease_ms=", options_.lease_ms);
   specs_["hq"].binary = "hips-hq";
   specs_["hq"].args = {absl::StrCat("--aggregators=", options_.aggregators), lease};
+  for (std::string& arg : security("hq", true)) specs_["hq"].args.push_back(std::move(arg));
   specs_["hq"].args.insert(specs_["hq"].args.end(), options_.hq_args.begin(),
                            options_.hq_args.end());
   absl::StatusOr<int> hq_port = Launch("hq", true);
   if (!hq_port.ok()) return hq_port.status();
   hq_address_ = absl::StrCat("127.0.0.1:", *hq_port);
-  status_ = std::make_unique<StatusClient>(hq_address_);
+  status_ = std::make_unique<StatusClient>(hq_address_, *credentials);
   std::vector<std::string> addresses;
   for (int a = 0; a < options_.aggregators; ++a) {
     int assigned = 0;
@@ -82,6 +96,9 @@ absl::Status ProcessCluster::Start() {
     specs_[name].binary = "hips-aggregator";
     specs_[name].args = {absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address_),
                          absl::StrCat("--workers=", assigned), lease};
+    for (std::string& arg : security(absl::StrCat("agg-", a), false)) {
+      specs_[name].args.push_back(std::move(arg));
+    }
     specs_[name].args.insert(specs_[name].args.end(), options_.aggregator_args.begin(),
                              options_.aggregator_args.end());
     absl::StatusOr<int> port = Launch(name, true);
@@ -98,6 +115,9 @@ absl::Status ProcessCluster::Start() {
     specs_[name].binary = "hips-worker";
     specs_[name].args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
                          absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers)};
+    for (std::string& arg : security(absl::StrCat("worker-", k), false)) {
+      specs_[name].args.push_back(std::move(arg));
+    }
     specs_[name].args.insert(specs_[name].args.end(), options_.worker_args.begin(),
                              options_.worker_args.end());
     if (absl::StatusOr<int> started = Launch(name, false); !started.ok()) {

@@ -24,7 +24,10 @@ struct ProcessClusterOptions {
   int workers = 4;
   int64_t lease_ms = 1000;
   std::string bin_dir;
-  std::string run_dir;  // logs, port files, checkpoints
+  std::string run_dir;  // logs, port files, checkpoints, credentials
+  // Mutual TLS on every channel (fresh tokens are made either way, as hips
+  // local does).
+  bool tls = false;
   // Extra flags: for HQ, every aggregator, every worker.
   std::vector<std::string> hq_args;
   std::vector<std::string> aggregator_args;
@@ -60,6 +63,7 @@ class ProcessCluster {
 
   const std::string& run_dir() const { return options_.run_dir; }
   const std::string& hq_address() const { return hq_address_; }
+  const std::string& aggregator_address(int a) const { return aggregator_addresses_.at(a); }
   std::string LogOf(const std::string& name) const;
 
  private:

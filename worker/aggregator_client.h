@@ -36,11 +36,6 @@ class AggregatorClient {
   virtual void CancelCalls() = 0;
 };
 
-// AggregatorClient over gRPC (hips.v1.Aggregator).
-std::unique_ptr<AggregatorClient> CreateGrpcAggregatorClient(const std::string& address,
-                                                             const std::string& worker_id,
-                                                             size_t chunk_bytes);
-
 }  // namespace hips
 
 #endif  // HIPS_WORKER_AGGREGATOR_CLIENT_H_

@@ -1,3 +1,5 @@
+#include "worker/grpc_aggregator_client.h"
+
 #include <memory>
 #include <utility>
 
@@ -8,24 +10,25 @@
 #include "services/net/proto_convert.h"
 #include "services/net/push_stream.h"
 #include "services/net/weights_stream.h"
-#include "worker/aggregator_client.h"
 
 namespace hips {
 namespace {
 
 class GrpcAggregatorClient final : public AggregatorClient {
  public:
-  GrpcAggregatorClient(const std::string& address, std::string id, size_t chunk_bytes)
-      : channel_(CreateHipsChannel(address)),
+  GrpcAggregatorClient(const std::string& address, std::string id, size_t chunk_bytes,
+                       ClientCredentials credentials)
+      : channel_(CreateHipsChannel(address, credentials)),
+        token_(std::move(credentials.token)),
         stub_(v1::Aggregator::NewStub(channel_)),
         generic_(channel_),
         id_(std::move(id)),
         chunk_bytes_(chunk_bytes) {}
 
   absl::StatusOr<PushResult> PushGradient(const GradientPush& g) override {
-    return PushChunked(&calls_, &generic_, method::kAggregatorPushGradient, GradientHeaderOf(g),
-                       PayloadOf(g.gradient, g.encoded), ElementBytes(g.encoded.encoding),
-                       chunk_bytes_);
+    return PushChunked(&calls_, token_, &generic_, method::kAggregatorPushGradient,
+                       GradientHeaderOf(g), PayloadOf(g.gradient, g.encoded),
+                       ElementBytes(g.encoded.encoding), chunk_bytes_);
   }
 
   void CancelCalls() override { calls_.CancelAll(); }
@@ -35,17 +38,18 @@ class GrpcAggregatorClient final : public AggregatorClient {
                                                                      absl::Time deadline,
                                                                      bool no_wait,
                                                                      int64_t incarnation) override {
-    return PullWeightsFrom(&generic_, method::kAggregatorPullWeights, &calls_, id_, min_version,
-                           deadline, no_wait, incarnation);
+    return PullWeightsFrom(&generic_, method::kAggregatorPullWeights, &calls_, token_, id_,
+                           min_version, deadline, no_wait, incarnation);
   }
 
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
                                             absl::Time deadline) override {
-    return CallHeartbeat(stub_.get(), &calls_, heartbeat, deadline);
+    return CallHeartbeat(stub_.get(), &calls_, token_, heartbeat, deadline);
   }
 
  private:
   const std::shared_ptr<grpc::Channel> channel_;
+  const std::string token_;
   const std::unique_ptr<v1::Aggregator::Stub> stub_;  // the small calls
   grpc::GenericStub generic_;                         // the bulk ones
   const std::string id_;
@@ -57,8 +61,10 @@ class GrpcAggregatorClient final : public AggregatorClient {
 
 std::unique_ptr<AggregatorClient> CreateGrpcAggregatorClient(const std::string& address,
                                                              const std::string& worker_id,
-                                                             size_t chunk_bytes) {
-  return std::make_unique<GrpcAggregatorClient>(address, worker_id, chunk_bytes);
+                                                             size_t chunk_bytes,
+                                                             ClientCredentials credentials) {
+  return std::make_unique<GrpcAggregatorClient>(address, worker_id, chunk_bytes,
+                                                std::move(credentials));
 }
 
 }  // namespace hips

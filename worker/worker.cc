@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "services/core/ids.h"
 #include "services/core/push_ledger.h"
 #include "services/core/retry.h"
 #include "services/core/sync_round.h"
@@ -12,7 +13,7 @@
 namespace hips {
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& o) {
-  if (o.id.empty()) return absl::InvalidArgumentError("worker id must not be empty");
+  if (absl::Status s = ValidateMemberId(o.id, "the worker id (--id)"); !s.ok()) return s;
   if (!(o.slowdown >= 1.0 && o.slowdown <= 1000.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("slowdown must be in [1, 1000], got ", o.slowdown));

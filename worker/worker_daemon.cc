@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/chunk_codec.h"
+#include "worker/grpc_aggregator_client.h"
 
 namespace hips {
 
@@ -28,10 +29,15 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
   absl::StatusOr<std::unique_ptr<Model>> model = Model::Create(options.model, options.model_seed);
   if (!model.ok()) return model.status();
 
+  absl::StatusOr<ClientCredentials> credentials =
+      MakeClientCredentials(ClusterClient(options.security));
+  if (!credentials.ok()) return credentials.status();
+
   std::unique_ptr<WorkerDaemon> d(new WorkerDaemon);
   std::vector<AggregatorClient*> clients;
   for (const std::string& a : options.aggregators) {
-    d->clients_.push_back(CreateGrpcAggregatorClient(a, options.worker.id, options.chunk_bytes));
+    d->clients_.push_back(
+        CreateGrpcAggregatorClient(a, options.worker.id, options.chunk_bytes, *credentials));
     clients.push_back(d->clients_.back().get());
   }
   absl::StatusOr<std::unique_ptr<Worker>> worker =
@@ -41,14 +47,14 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
 
   if (options.metrics_port >= 0) {
     absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-        MetricsServer::Start(options.metrics_host, options.metrics_port);
+        MetricsServer::Start(options.metrics_address, options.metrics_port);
     if (!metrics.ok()) return metrics.status();
     d->metrics_ = *std::move(metrics);
     d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
     d->worker_->set_rpc_metrics(d->rpc_metrics_.get());
     Worker* w = d->worker_.get();
     d->metrics_->AddCollector([w](MetricFamilies* out) { CollectWorkerMetrics(*w, out); });
-    LOG(INFO) << "metrics on http://" << options.metrics_host << ":" << d->metrics_->port()
+    LOG(INFO) << "metrics on http://" << options.metrics_address << ":" << d->metrics_->port()
               << "/metrics";
   }
   LOG(INFO) << options.worker.id << " (shard " << options.worker.index << " of "

@@ -11,6 +11,7 @@
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/rpc_metrics.h"
 #include "services/models/model.h"
+#include "services/net/security.h"
 #include "worker/aggregator_client.h"
 #include "worker/worker.h"
 
@@ -28,9 +29,11 @@ struct WorkerDaemonOptions {
   // share one copy), else loaded as `data` says.
   DataOptions data;
   std::shared_ptr<const Dataset> train;
-  // /metrics on `metrics_host`: this port, 0 a free one (metrics_port()),
-  // -1 none.
-  std::string metrics_host = "127.0.0.1";
+  // TLS and the cluster token it presents (docs/security.md).
+  SecurityOptions security;
+  // /metrics on `metrics_address` (unauthenticated: loopback by default):
+  // this port, 0 a free one (metrics_port()), -1 none.
+  std::string metrics_address = "127.0.0.1";
   int metrics_port = -1;
 };
 

@@ -13,6 +13,7 @@
 #include "glog/logging.h"
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
+#include "services/runtime/security_flags.h"
 #include "services/runtime/training_flags.h"
 #include "worker/worker_daemon.h"
 
@@ -28,7 +29,9 @@ ABSL_FLAG(double, slowdown, 1.0,
           "Straggler injection: make each step take this many times as long (>= 1).");
 ABSL_FLAG(int64_t, step_delay_ms, 0, "Straggler injection: sleep this long after each step.");
 
-ABSL_FLAG(std::string, metrics_host, "127.0.0.1", "Address the metrics server listens on.");
+ABSL_FLAG(std::string, metrics_address, "127.0.0.1",
+          "Address /metrics listens on (unauthenticated: keep it on loopback unless the "
+          "network is yours).");
 ABSL_FLAG(int, metrics_port, 0,
           "Serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port (logged, "
           "see --metrics_port_file), -1 serves none.");
@@ -87,7 +90,10 @@ int main(int argc, char** argv) {
   options.data = hips::DataOptionsFromFlags();
   options.model = hips::ModelOptionsFromFlags();
   options.model_seed = absl::GetFlag(FLAGS_seed);
-  options.metrics_host = absl::GetFlag(FLAGS_metrics_host);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  absl::StatusOr<hips::SecurityOptions> security = hips::SecurityOptionsFromFlags();
+  if (!security.ok()) hips::ExitWithUsageError(std::string(security.status().message()));
+  options.security = *std::move(security);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
 
   absl::StatusOr<std::unique_ptr<hips::WorkerDaemon>> daemon =

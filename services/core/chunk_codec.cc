@@ -29,8 +29,8 @@ absl::string_view ChunkSplitter::chunk(size_t i) const {
 
 absl::Status CheckAnnouncedFloats(int64_t num_floats, int64_t expected_floats) {
   if (num_floats != expected_floats) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stream announces ", num_floats, " floats, the model has ", expected_floats));
+    return absl::InvalidArgumentError(absl::StrCat("num_floats: the stream announces ", num_floats,
+                                                   " floats, the model has ", expected_floats));
   }
   return absl::OkStatus();
 }
@@ -52,13 +52,13 @@ absl::Status ChunkAssembler::Append(absl::Span<const absl::string_view> pieces) 
   for (absl::string_view piece : pieces) bytes += piece.size();
   if (bytes % sizeof(float) != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("chunk of ", bytes, " bytes is not a whole number of floats"));
+        absl::StrCat("data: a chunk of ", bytes, " bytes is not a whole number of floats"));
   }
   const int64_t n = static_cast<int64_t>(bytes / sizeof(float));
   const int64_t filled = received_floats();
   if (n > expected_ - filled) {
     return absl::InvalidArgumentError(
-        absl::StrCat("stream carries more than the announced ", expected_, " floats"));
+        absl::StrCat("data: the stream carries more than the announced ", expected_, " floats"));
   }
   if (n == 0) return absl::OkStatus();
   if (buffer_.size() < static_cast<size_t>(filled + n) &&
@@ -83,8 +83,9 @@ absl::Status ChunkAssembler::Append(absl::Span<const absl::string_view> pieces) 
 
 absl::StatusOr<std::vector<float>> ChunkAssembler::Finish() && {
   if (received_floats() != expected_) {
-    return absl::InvalidArgumentError(absl::StrCat("stream ended after ", received_floats(), " of ",
-                                                   expected_, " announced floats"));
+    return absl::InvalidArgumentError(absl::StrCat("data: the stream ended after ",
+                                                   received_floats(), " of ", expected_,
+                                                   " announced floats"));
   }
   buffer_.resize(filled_);
   return std::move(buffer_);
@@ -107,7 +108,7 @@ absl::Status CheckFinite(const FloatPieces& values) {
       const float v = LoadFloat(bytes + i * sizeof(float));
       if (!std::isfinite(v)) {
         status = absl::InvalidArgumentError(
-            absl::StrCat("non-finite value ", v, " at float ", first + i));
+            absl::StrCat("data: non-finite value ", v, " at float ", first + i));
       }
     }
   });

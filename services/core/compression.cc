@@ -143,13 +143,14 @@ float Bfloat16ToFloat(uint16_t h) { return FromBits(static_cast<uint32_t>(h) << 
 absl::Status CheckEncodedValues(const EncodedValues& v) {
   if (v.num_floats < 0 || v.nonzeros < 0 ||
       (v.encoding == Encoding::kTopK && v.nonzeros > v.num_floats)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("bad counts: ", v.num_floats, " floats, ", v.nonzeros, " nonzeros"));
+    return absl::InvalidArgumentError(absl::StrCat("num_floats and nonzeros: ", v.num_floats,
+                                                   " floats, ", v.nonzeros, " nonzeros"));
   }
   const int64_t expected = PayloadBytes(v.encoding, v.num_floats, v.nonzeros);
   if (static_cast<int64_t>(v.bytes.bytes()) != expected) {
-    return absl::InvalidArgumentError(absl::StrCat(EncodingName(v.encoding), " payload has ",
-                                                   v.bytes.bytes(), " bytes, expected ", expected));
+    return absl::InvalidArgumentError(absl::StrCat("data: the ", EncodingName(v.encoding),
+                                                   " payload has ", v.bytes.bytes(),
+                                                   " bytes, expected ", expected));
   }
   absl::Status status;
   switch (v.encoding) {
@@ -161,7 +162,7 @@ absl::Status CheckEncodedValues(const EncodedValues& v) {
       const uint16_t mask = v.encoding == Encoding::kFp16 ? 0x7c00 : 0x7f80;
       ForEachHalf(v.bytes, [&](size_t i, uint16_t h) {
         if ((h & mask) == mask && status.ok()) {
-          status = absl::InvalidArgumentError(absl::StrCat("non-finite value at float ", i));
+          status = absl::InvalidArgumentError(absl::StrCat("data: non-finite value at float ", i));
         }
       });
       return status;
@@ -172,9 +173,10 @@ absl::Status CheckEncodedValues(const EncodedValues& v) {
         if (!status.ok()) return;
         if (static_cast<int64_t>(index) <= previous || index >= v.num_floats) {
           status = absl::InvalidArgumentError(absl::StrCat(
-              "top-k index ", index, " out of order or range (", v.num_floats, " floats)"));
+              "data: top-k index ", index, " out of order or range (", v.num_floats, " floats)"));
         } else if (!std::isfinite(value)) {
-          status = absl::InvalidArgumentError(absl::StrCat("non-finite value at float ", index));
+          status =
+              absl::InvalidArgumentError(absl::StrCat("data: non-finite value at float ", index));
         }
         previous = index;
       });

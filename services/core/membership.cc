@@ -6,8 +6,12 @@
 
 namespace hips {
 
-Membership::Membership(absl::Duration lease, int expected)
-    : lease_(lease), expected_(expected), forming_(expected > 0) {}
+Membership::Membership(absl::Duration lease, int expected, int max_members)
+    : lease_(lease), expected_(expected), max_members_(max_members), forming_(expected > 0) {}
+
+bool Membership::HasRoom(const std::string& id) const {
+  return max_members_ <= 0 || live_.contains(id) || static_cast<int>(live_.size()) < max_members_;
+}
 
 bool Membership::Touch(const std::string& id, absl::Time now, int64_t incarnation) {
   auto [it, joined] = live_.try_emplace(id);

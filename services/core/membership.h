@@ -23,14 +23,21 @@ namespace hips {
 // (EndForming). After that only live members count: a sync round needs a
 // contribution from every live member, never from one whose lease expired.
 //
+// At most `max_members` (0: no limit) are live at once: whoever would join
+// beyond them is refused (HasRoom) until a lease runs out or a member
+// leaves, so a server's per-member state stays bounded (docs/security.md).
+//
 // Not thread-safe: the owner serializes access.
 class Membership {
  public:
-  Membership(absl::Duration lease, int expected);
+  Membership(absl::Duration lease, int expected, int max_members = 0);
 
   // A heartbeat (or any traffic) from `id` at `now`. `incarnation` (0:
   // unknown) changing means the member restarted. True if it (re)joined.
   bool Touch(const std::string& id, absl::Time now, int64_t incarnation = 0);
+  // Whether `id` is live, or may join without exceeding max_members.
+  bool HasRoom(const std::string& id) const;
+  int max_members() const { return max_members_; }
   // The member leaves at once (a worker moving to another aggregator).
   void Leave(const std::string& id);
   // Drops members whose lease ran out by `now` (and logs each); returns
@@ -61,6 +68,7 @@ class Membership {
   };
   const absl::Duration lease_;
   const int expected_;
+  const int max_members_;
   bool forming_;
   absl::flat_hash_map<std::string, Lease> live_;
   absl::flat_hash_set<std::string> ever_joined_;

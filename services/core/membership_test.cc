@@ -55,6 +55,27 @@ TEST(MembershipTest, FormingWaitsForTheExpectedMembersThenOnlyLiveOnesCount) {
   EXPECT_TRUE(restarted.Covers({"w0"}));
 }
 
+TEST(MembershipTest, HasRoomForAtMostMaxMembersAtOnce) {
+  const absl::Time t0 = absl::FromUnixSeconds(1000);
+  Membership m(absl::Seconds(2), /*expected=*/1, /*max_members=*/2);
+  EXPECT_EQ(m.max_members(), 2);
+  EXPECT_TRUE(m.HasRoom("w0"));
+  m.Touch("w0", t0);
+  m.Touch("w1", t0 + absl::Seconds(1));
+  EXPECT_TRUE(m.HasRoom("w0"));   // members always have room
+  EXPECT_FALSE(m.HasRoom("w2"));  // a third would exceed the limit
+  m.Leave("w0");
+  EXPECT_TRUE(m.HasRoom("w2"));
+  m.Touch("w2", t0 + absl::Seconds(1));
+  EXPECT_FALSE(m.HasRoom("w0"));
+  m.Expire(t0 + absl::Seconds(3));  // both leases ran out
+  EXPECT_TRUE(m.HasRoom("w0"));
+  // No limit.
+  Membership open(absl::Seconds(2), 1);
+  for (int i = 0; i < 100; ++i) open.Touch(std::to_string(i), t0);
+  EXPECT_TRUE(open.HasRoom("another"));
+}
+
 TEST(SyncRoundMembersTest, AnAggregateHoldsEachWorkerOnceAndMarksItsSenderDone) {
   SyncRound round(1, /*expected_contributions=*/0, /*quorum=*/1);
   round.Open(4);

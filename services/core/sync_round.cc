@@ -37,6 +37,10 @@ absl::string_view DropReasonName(DropReason reason) {
       return "repeated_contributor";
     case DropReason::kHqRestarted:
       return "hq_restarted";
+    case DropReason::kForbidden:
+      return "forbidden";
+    case DropReason::kMembershipFull:
+      return "membership_full";
   }
   return "unknown";
 }
@@ -49,7 +53,8 @@ const std::vector<DropReason>& AllDropReasons() {
                                   DropReason::kSuperseded,        DropReason::kTrainingDone,
                                   DropReason::kUnfinished,        DropReason::kOptimizerFailed,
                                   DropReason::kShutdown,          DropReason::kRepeatedContributor,
-                                  DropReason::kHqRestarted};
+                                  DropReason::kHqRestarted,       DropReason::kForbidden,
+                                  DropReason::kMembershipFull};
   return *kAll;
 }
 

@@ -58,6 +58,8 @@ enum class DropReason {
   kRepeatedContributor,  // an aggregate with a worker gradient already applied (the
                          // gradient was retried through another aggregator)
   kHqRestarted,          // computed on weights of HQ's previous incarnation
+  kForbidden,            // pushed under another member's id (mTLS: docs/security.md)
+  kMembershipFull,       // a new member beyond --max_workers / --max_aggregators
 };
 absl::string_view DropReasonName(DropReason reason);
 // Every DropReason, in declaration order (metrics report each, 0 included).

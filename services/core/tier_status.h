@@ -69,6 +69,9 @@ struct ParameterServerStatus {
 // GetStatus of HQ: the parameter server's state and the evaluations.
 struct HqStatus {
   ParameterServerStatus server;
+  // Calls refused before they were served (credentials, identity, a full
+  // membership), by reason (docs/security.md).
+  std::map<std::string, int64_t> calls_refused;
   std::optional<EvalResult> latest_eval;
   // The evaluation of the final weights, once done.
   std::optional<EvalResult> final_eval;
@@ -106,6 +109,8 @@ struct AggregatorStatus {
   std::string id;
   int64_t version = -1;  // of the newest weights it has (-1: none yet)
   AggregatorCounters counters;
+  // Calls refused before they were served, by reason (docs/security.md).
+  std::map<std::string, int64_t> calls_refused;
 };
 
 }  // namespace hips

@@ -149,6 +149,16 @@ std::string Response(const char* status, const char* type, const std::string& bo
 
 }  // namespace
 
+MetricsRoute RouteMetricsRequest(absl::string_view request) {
+  const absl::string_view line = request.substr(0, request.find("\r\n"));
+  if (absl::StartsWith(line, "GET /metrics ") || absl::StartsWith(line, "GET /metrics?")) {
+    return MetricsRoute::kMetrics;
+  }
+  if (absl::StartsWith(line, "GET / ")) return MetricsRoute::kIndex;
+  if (absl::StartsWith(line, "GET ")) return MetricsRoute::kNotFound;
+  return MetricsRoute::kBadRequest;
+}
+
 void MetricsServer::Serve() {
   while (true) {
     pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_[0], POLLIN, 0}};
@@ -171,16 +181,19 @@ void MetricsServer::Serve() {
       if (n <= 0) break;
       request.append(buf, static_cast<size_t>(n));
     }
-    const size_t line_end = request.find("\r\n");
-    const std::string line = request.substr(0, line_end);
-    if (absl::StartsWith(line, "GET /metrics ") || absl::StartsWith(line, "GET /metrics?")) {
-      WriteAll(fd, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", Scrape()));
-    } else if (absl::StartsWith(line, "GET / ")) {
-      WriteAll(fd, Response("200 OK", "text/plain", "hips: metrics at /metrics\n"));
-    } else if (absl::StartsWith(line, "GET ")) {
-      WriteAll(fd, Response("404 Not Found", "text/plain", "not found; try /metrics\n"));
-    } else {
-      WriteAll(fd, Response("400 Bad Request", "text/plain", "only GET is served\n"));
+    switch (RouteMetricsRequest(request)) {
+      case MetricsRoute::kMetrics:
+        WriteAll(fd, Response("200 OK", "text/plain; version=0.0.4; charset=utf-8", Scrape()));
+        break;
+      case MetricsRoute::kIndex:
+        WriteAll(fd, Response("200 OK", "text/plain", "hips: metrics at /metrics\n"));
+        break;
+      case MetricsRoute::kNotFound:
+        WriteAll(fd, Response("404 Not Found", "text/plain", "not found; try /metrics\n"));
+        break;
+      case MetricsRoute::kBadRequest:
+        WriteAll(fd, Response("400 Bad Request", "text/plain", "only GET is served\n"));
+        break;
     }
     close(fd);
   }

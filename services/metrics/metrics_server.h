@@ -89,6 +89,12 @@ class MetricsServer {
   std::vector<std::function<void(MetricFamilies*)>> collectors_ ABSL_GUARDED_BY(mu_);
 };
 
+// What a request to the metrics port asks for, from its request line (the
+// bytes up to the first CRLF, or all of them): GET /metrics (with or
+// without a query), GET / (an index), another GET, or anything else.
+enum class MetricsRoute { kMetrics, kIndex, kNotFound, kBadRequest };
+MetricsRoute RouteMetricsRequest(absl::string_view request);
+
 // Latency buckets in seconds, from 100 µs to 30 s (roughly ×2.5 apart).
 const std::vector<double>& LatencyBuckets();
 

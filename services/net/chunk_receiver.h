@@ -45,9 +45,10 @@ class ChunkStream {
     if (absl::Status s = DecodeChunk(message, chunk); !s.ok()) return s;
     if (started_) return absl::OkStatus();
     started_ = true;
-    if (!chunk->has_header) return absl::InvalidArgumentError("first message carries no header");
+    if (!chunk->has_header)
+      return absl::InvalidArgumentError("header: the first message carries none");
     if (!header_.ParseFromString(chunk->header)) {
-      return absl::InvalidArgumentError("unparsable header");
+      return absl::InvalidArgumentError("header: unparsable");
     }
     return absl::OkStatus();
   }
@@ -57,13 +58,13 @@ class ChunkStream {
   absl::StatusOr<int64_t> Account(const ReceivedChunk& chunk, const PayloadShape& shape) {
     const int64_t bytes = static_cast<int64_t>(chunk.data_bytes);
     if (bytes % static_cast<int64_t>(shape.element_bytes) != 0) {
-      return absl::InvalidArgumentError(absl::StrCat("chunk of ", bytes,
+      return absl::InvalidArgumentError(absl::StrCat("data: a chunk of ", bytes,
                                                      " bytes is not a whole number of ",
                                                      shape.element_bytes, "-byte elements"));
     }
     if (received_ + bytes > shape.bytes) {
       return absl::InvalidArgumentError(
-          absl::StrCat("stream carries more than the announced ", shape.bytes, " bytes"));
+          absl::StrCat("data: the stream carries more than the announced ", shape.bytes, " bytes"));
     }
     const int64_t offset = received_;
     received_ += bytes;
@@ -72,10 +73,10 @@ class ChunkStream {
 
   // OK once the stream had its header and every announced byte.
   absl::Status Complete(const PayloadShape& shape) const {
-    if (!started_) return absl::InvalidArgumentError("stream ended before its header");
+    if (!started_) return absl::InvalidArgumentError("header: the stream ended before it");
     if (received_ != shape.bytes) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("stream ended after ", received_, " of ", shape.bytes, " announced bytes"));
+      return absl::InvalidArgumentError(absl::StrCat("data: the stream ended after ", received_,
+                                                     " of ", shape.bytes, " announced bytes"));
     }
     return absl::OkStatus();
   }
@@ -206,7 +207,7 @@ class AssemblingReceiver {
 
   absl::StatusOr<std::vector<float>> Finish() {
     if (!assembler_.has_value())
-      return absl::InvalidArgumentError("stream ended before its header");
+      return absl::InvalidArgumentError("header: the stream ended before it");
     return std::move(*assembler_).Finish();
   }
 

@@ -13,7 +13,8 @@
 
 namespace hips {
 
-std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address) {
+std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address,
+                                                 const ClientCredentials& credentials) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(kMaxMessageBytes);
   args.SetMaxSendMessageSize(kMaxMessageBytes);
@@ -26,7 +27,7 @@ std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address) {
   // simulated workers in one process, each of which must be a peer of its
   // own, as separate processes are).
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args);
+  return grpc::CreateCustomChannel(address, credentials.channel, args);
 }
 
 void ConfigureHipsServer(grpc::ServerBuilder* builder) {
@@ -34,7 +35,8 @@ void ConfigureHipsServer(grpc::ServerBuilder* builder) {
   builder->SetMaxSendMessageSize(kMaxMessageBytes);
 }
 
-absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& path) {
+absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& path,
+                             std::shared_ptr<grpc::ServerCredentials> credentials) {
   constexpr size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
   if (path.empty() || path.size() > kMaxPath) {
     return absl::InvalidArgumentError(
@@ -47,7 +49,7 @@ absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& pa
     }
     unlink(path.c_str());  // left by an earlier run
   }
-  builder->AddListeningPort(absl::StrCat("unix:", path), grpc::InsecureServerCredentials());
+  builder->AddListeningPort(absl::StrCat("unix:", path), std::move(credentials));
   return absl::OkStatus();
 }
 

@@ -8,6 +8,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "services/net/security.h"
 
 namespace hips {
 
@@ -17,17 +18,20 @@ namespace hips {
 // the header and layout.
 inline constexpr int kMaxMessageBytes = (64 << 20) + (1 << 20);
 
-// A plaintext channel to `address` with hips's message limits.
-std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address);
+// A channel to `address` with hips's message limits, secured as
+// `credentials` say (plaintext by default).
+std::shared_ptr<grpc::Channel> CreateHipsChannel(const std::string& address,
+                                                 const ClientCredentials& credentials = {});
 
 // Applies hips's message limits to a server under construction.
 void ConfigureHipsServer(grpc::ServerBuilder* builder);
 
 // Also listens on the Unix socket `path` (peers on the same host connect to
-// "unix:<path>": docs/performance.md). A stale socket file there is removed
-// first; INVALID_ARGUMENT for a path too long for a socket address or a
-// file there that is not a socket.
-absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& path);
+// "unix:<path>": docs/performance.md) with `credentials`. A stale socket
+// file there is removed first; INVALID_ARGUMENT for a path too long for a
+// socket address or a file there that is not a socket.
+absl::Status AddUnixListener(grpc::ServerBuilder* builder, const std::string& path,
+                             std::shared_ptr<grpc::ServerCredentials> credentials);
 
 // When a server-side long poll must end: the caller's deadline, but no later
 // than `cap` from now (a caller without a deadline gets `cap`).

@@ -1,6 +1,8 @@
 #ifndef HIPS_SERVICES_NET_HEARTBEAT_CALL_H_
 #define HIPS_SERVICES_NET_HEARTBEAT_CALL_H_
 
+#include <string>
+
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/core/payloads.h"
@@ -10,9 +12,11 @@ namespace hips {
 
 // Calls Heartbeat on `stub` (hips.v1.Hq or hips.v1.Aggregator), failing
 // fast when the peer is unreachable (a heartbeat that waited for a
-// connection would hide that), registered with `calls` for cancellation.
+// connection would hide that), presenting `token`, registered with `calls`
+// for cancellation.
 template <typename Stub>
 absl::StatusOr<HeartbeatAnswer> CallHeartbeat(Stub* stub, CallRegistry* calls,
+                                              const std::string& token,
                                               const HeartbeatRequestData& heartbeat,
                                               absl::Time deadline);
 

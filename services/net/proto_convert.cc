@@ -6,29 +6,28 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "services/core/gradient_accumulator.h"
 
 namespace hips {
 namespace {
 
-absl::Status ValidateId(const std::string& id, const char* what) {
-  if (id.empty() || id.size() > kMaxIdLength) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " must have 1 to ", kMaxIdLength, " characters"));
+// What a gradient and an aggregate header both carry; `samples_field` is
+// the name of the sample count's field.
+absl::Status ValidateCommon(int64_t version, int64_t samples, const char* samples_field,
+                            double loss_sum, int64_t num_floats) {
+  if (version < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("version must be >= 0, got ", version));
   }
-  return absl::OkStatus();
-}
-
-absl::Status ValidateCommon(int64_t version, int64_t samples, double loss_sum, int64_t num_floats) {
-  if (version < 0) return absl::InvalidArgumentError(absl::StrCat("negative version ", version));
   if (samples <= 0 || samples > GradientAccumulator::kMaxSamples) {
     return absl::InvalidArgumentError(
-        absl::StrCat("sample count must be in (0, 2^31], got ", samples));
+        absl::StrCat(samples_field, " must be in (0, 2^31], got ", samples));
   }
-  if (!std::isfinite(loss_sum)) return absl::InvalidArgumentError("loss sum is not finite");
+  if (!std::isfinite(loss_sum)) return absl::InvalidArgumentError("loss_sum is not finite");
   if (num_floats < 0 || num_floats > ModelLayout::kMaxFloats) {
-    return absl::InvalidArgumentError(absl::StrCat("announced float count ", num_floats));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_floats must be in [0, ", ModelLayout::kMaxFloats, "], got ", num_floats));
   }
   return absl::OkStatus();
 }
@@ -117,33 +116,35 @@ absl::StatusOr<Encoding> EncodingFromProto(v1::Encoding encoding, int64_t num_fl
       e = Encoding::kTopK;
       break;
     default:
-      return absl::InvalidArgumentError(absl::StrCat("unknown encoding ", encoding));
+      return absl::InvalidArgumentError(absl::StrCat("encoding: unknown value ", encoding));
   }
   if (e == Encoding::kTopK ? (nonzeros < 0 || nonzeros > num_floats) : nonzeros != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(EncodingName(e), " payload with ", nonzeros,
-                                                   " nonzeros of ", num_floats, " floats"));
+    return absl::InvalidArgumentError(absl::StrCat("nonzeros: a ", EncodingName(e),
+                                                   " payload with ", nonzeros, " nonzeros of ",
+                                                   num_floats, " floats"));
   }
   return e;
 }
 
 absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
-  if (absl::Status s = ValidateId(h.sender_id(), "sender id"); !s.ok()) return s;
+  if (absl::Status s = ValidateMemberId(h.sender_id(), "sender_id"); !s.ok()) return s;
   if (absl::StatusOr<Encoding> e = EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
       !e.ok()) {
     return e.status();
   }
-  if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
-  if (h.step() < 0) return absl::InvalidArgumentError("negative step");
-  return ValidateCommon(h.version(), h.sample_count(), h.loss_sum(), h.num_floats());
+  if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
+  if (h.step() < 0) return absl::InvalidArgumentError("step must be >= 0");
+  return ValidateCommon(h.version(), h.sample_count(), "sample_count", h.loss_sum(),
+                        h.num_floats());
 }
 
 absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
-  if (absl::Status s = ValidateId(h.aggregator_id(), "aggregator id"); !s.ok()) return s;
+  if (absl::Status s = ValidateMemberId(h.aggregator_id(), "aggregator_id"); !s.ok()) return s;
   if (absl::StatusOr<Encoding> e = EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
       !e.ok()) {
     return e.status();
   }
-  if (h.sequence() < 0) return absl::InvalidArgumentError("negative sequence number");
+  if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
   if (h.contributor_count() == 0) {
     // An aggregator's empty sync round: no sum, no contributors.
     if (h.version() < 0 || h.total_samples() != 0 || h.num_floats() != 0 ||
@@ -153,17 +154,30 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
     }
     return absl::OkStatus();
   }
-  if (h.contributor_count() < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("contributor count must not be negative, got ", h.contributor_count()));
+  if (h.contributor_count() < 0 || h.contributor_count() > kMaxContributors) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "contributor_count must be in [0, ", kMaxContributors, "], got ", h.contributor_count()));
+  }
+  // Every contributor's gradient has at least one sample.
+  if (h.total_samples() < h.contributor_count()) {
+    return absl::InvalidArgumentError(absl::StrCat("total_samples ", h.total_samples(),
+                                                   " is below contributor_count ",
+                                                   h.contributor_count()));
   }
   if (h.contributors_size() != 0 && h.contributors_size() != h.contributor_count()) {
     return absl::InvalidArgumentError(absl::StrCat("the aggregate lists ", h.contributors_size(),
                                                    " contributors, the header counts ",
                                                    h.contributor_count()));
   }
+  absl::flat_hash_set<absl::string_view> listed;
   for (const v1::Contributor& c : h.contributors()) {
-    if (absl::Status s = ValidateId(c.worker_id(), "contributor id"); !s.ok()) return s;
+    if (absl::Status s = ValidateMemberId(c.worker_id(), "contributors.worker_id"); !s.ok()) {
+      return s;
+    }
+    if (!listed.insert(c.worker_id()).second) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "contributors lists ", c.worker_id(), " twice (one gradient per worker per aggregate)"));
+    }
     if (c.sequence() < 0 || c.step() < 0 || c.version() < h.version()) {
       return absl::InvalidArgumentError(
           absl::StrCat("contributor ", c.worker_id(),
@@ -185,7 +199,8 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
           "contributor versions count ", total, " gradients, the header ", h.contributor_count()));
     }
   }
-  return ValidateCommon(h.version(), h.total_samples(), h.loss_sum(), h.num_floats());
+  return ValidateCommon(h.version(), h.total_samples(), "total_samples", h.loss_sum(),
+                        h.num_floats());
 }
 
 v1::GradientHeader GradientHeaderOf(const GradientPush& g) {
@@ -261,7 +276,7 @@ AggregatePush AggregatePushOf(const v1::AggregateHeader& h) {
 }
 
 absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatRequest& req) {
-  if (absl::Status s = ValidateId(req.member_id(), "member id"); !s.ok()) return s;
+  if (absl::Status s = ValidateMemberId(req.member_id(), "member_id"); !s.ok()) return s;
   if (req.live_workers_size() > kMaxReportedWorkers) {
     return absl::InvalidArgumentError(
         absl::StrCat("more than ", kMaxReportedWorkers, " live workers reported"));
@@ -274,7 +289,7 @@ absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatReque
   if (req.address().size() > 256) return absl::InvalidArgumentError("address too long");
   hb.address = req.address();
   for (const std::string& w : req.live_workers()) {
-    if (absl::Status s = ValidateId(w, "worker id"); !s.ok()) return s;
+    if (absl::Status s = ValidateMemberId(w, "live_workers"); !s.ok()) return s;
     hb.live_workers.push_back(w);
   }
   return hb;
@@ -382,6 +397,7 @@ void HqStatusToProto(const HqStatus& status, absl::Time now, v1::StatusReply* ou
   if (status.latest_eval.has_value()) EvalToProto(*status.latest_eval, out->mutable_latest_eval());
   if (status.final_eval.has_value()) EvalToProto(*status.final_eval, out->mutable_final_eval());
   out->set_final_eval_error(status.final_eval_error);
+  for (const auto& [reason, n] : status.calls_refused) (*out->mutable_calls_refused())[reason] = n;
 }
 
 absl::StatusOr<HqStatus> HqStatusFromProto(const v1::StatusReply& p, absl::Time now) {
@@ -432,6 +448,7 @@ absl::StatusOr<HqStatus> HqStatusFromProto(const v1::StatusReply& p, absl::Time 
   if (p.has_latest_eval()) status.latest_eval = EvalFromProto(p.latest_eval());
   if (p.has_final_eval()) status.final_eval = EvalFromProto(p.final_eval());
   status.final_eval_error = p.final_eval_error();
+  status.calls_refused = CountsOf(p.calls_refused());
   return status;
 }
 
@@ -456,6 +473,7 @@ void AggregatorStatusToProto(const AggregatorStatus& status, absl::Time now,
   for (const std::string& w : c.live_workers) out->add_live_workers(w);
   for (const MemberInfo& m : c.workers) MemberToProto(m, now, out->add_workers());
   out->set_forming(c.forming);
+  for (const auto& [reason, n] : status.calls_refused) (*out->mutable_calls_refused())[reason] = n;
 }
 
 AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& p, absl::Time now) {
@@ -477,6 +495,7 @@ AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& p, absl::
   c.live_workers.assign(p.live_workers().begin(), p.live_workers().end());
   for (const v1::MemberStatus& m : p.workers()) c.workers.push_back(MemberFromProto(m, now));
   c.forming = p.forming();
+  status.calls_refused = CountsOf(p.calls_refused());
   return status;
 }
 

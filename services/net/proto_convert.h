@@ -7,6 +7,7 @@
 #include "hips/v1/hips.pb.h"
 #include "services/core/compression.h"
 #include "services/core/consistency.h"
+#include "services/core/ids.h"
 #include "services/core/model_layout.h"
 #include "services/core/payloads.h"
 #include "services/core/tier_status.h"
@@ -19,8 +20,9 @@ namespace hips {
 void LayoutToProto(const ModelLayout& layout, v1::ModelLayout* out);
 absl::StatusOr<ModelLayout> LayoutFromProto(const v1::ModelLayout& proto);
 
-// Longest sender or aggregator id accepted from a peer.
-inline constexpr size_t kMaxIdLength = 128;
+// Most worker gradients one aggregate may carry (the protocol's bound; a
+// server may set a lower one: HQ's --max_workers).
+inline constexpr int64_t kMaxContributors = 1 << 16;
 
 void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out);
 // INVALID_ARGUMENT for an unknown mode or a staleness out of range.
@@ -37,8 +39,9 @@ absl::StatusOr<Encoding> EncodingFromProto(v1::Encoding encoding, int64_t num_fl
 template <typename Header>
 absl::StatusOr<PayloadShape> AnnouncedPayload(const Header& h, int64_t model_floats) {
   if (h.num_floats() != model_floats) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("stream announces ", h.num_floats(), " floats, the model has ", model_floats));
+    return absl::InvalidArgumentError(absl::StrCat("num_floats: the stream announces ",
+                                                   h.num_floats(), " floats, the model has ",
+                                                   model_floats));
   }
   absl::StatusOr<Encoding> e = EncodingFromProto(h.encoding(), h.num_floats(), h.nonzeros());
   if (!e.ok()) return e.status();

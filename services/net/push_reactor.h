@@ -13,6 +13,7 @@
 #include "services/net/chunk_receiver.h"
 #include "services/net/grpc_util.h"
 #include "services/net/raw_chunks.h"
+#include "services/net/stream_guard.h"
 
 namespace hips {
 
@@ -39,8 +40,19 @@ class PushReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
         receiver_([this](const Header& h) { return Expected(h); },
                   [this](const Header& h) { return Scale(h); }, &buffer_) {}
 
-  // Starts reading; the subclass calls it last in its constructor.
-  void Start() { StartRead(&message_); }
+  // Starts reading, or with `admitted` not OK (the caller's credentials
+  // were refused, or the server is full) answers with it without reading.
+  // `slot` (held until the call is done) is told of every chunk, so a
+  // stream that stalls is cancelled (StreamGuard). The subclass calls it
+  // last in its constructor.
+  void Start(const absl::Status& admitted, StreamGuard::Slot slot) {
+    if (!admitted.ok()) {
+      Finish(ToGrpcStatus(admitted));
+      return;
+    }
+    slot_ = std::move(slot);
+    StartRead(&message_);
+  }
 
  protected:
   // What a stream with this header must carry (or why it is refused).
@@ -68,12 +80,14 @@ class PushReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   }
 
   std::vector<float>& buffer() { return buffer_; }
+  grpc::CallbackServerContext* context() const { return ctx_; }
 
  private:
   // One read is in flight at a time, and Accept comes after the last: the
   // reads need no lock.
   void OnReadDone(bool ok) override {
     if (ok) {
+      slot_.Progress();
       if (absl::Status s = receiver_.Add(message_); !s.ok()) return Refuse(s);
       StartRead(&message_);
       return;
@@ -101,6 +115,7 @@ class PushReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   std::vector<float> buffer_;
   PushReceiver<Header> receiver_;
   grpc::ByteBuffer message_;
+  StreamGuard::Slot slot_;  // released with the reactor, once the call is done
 };
 
 }  // namespace hips

@@ -15,6 +15,7 @@
 #include "services/net/call_registry.h"
 #include "services/net/grpc_util.h"
 #include "services/net/raw_chunks.h"
+#include "services/net/security.h"
 
 namespace hips {
 
@@ -29,14 +30,15 @@ inline absl::string_view PayloadOf(const std::vector<float>& dense, const Encode
 // One push RPC (PushGradient or PushAggregate: `method` through `stub`):
 // the header, then the chunks of `payload` (elements of `element_bytes`)
 // straight from its memory (no copy), then the ack. Waits for a connection
-// up to `timeout`. The call is registered with `calls` for cancellation.
+// up to `timeout`, presenting `token`. The call is registered with `calls`
+// for cancellation.
 // Returns only once gRPC released `payload`, so the caller may reuse it at
 // once.
 template <typename Header>
-absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, grpc::GenericStub* stub,
-                                       const std::string& method, const Header& header,
-                                       absl::string_view payload, size_t element_bytes,
-                                       size_t chunk_bytes,
+absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, const std::string& token,
+                                       grpc::GenericStub* stub, const std::string& method,
+                                       const Header& header, absl::string_view payload,
+                                       size_t element_bytes, size_t chunk_bytes,
                                        std::chrono::seconds timeout = std::chrono::seconds(300)) {
   SliceRelease release;
   grpc::Status status;
@@ -47,6 +49,7 @@ absl::StatusOr<PushResult> PushChunked(CallRegistry* calls, grpc::GenericStub* s
     CallRegistry::Guard guard(calls, &ctx);
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
     ctx.set_wait_for_ready(true);
+    Authenticate(&ctx, token);
     ChunkedPayload stream{header.SerializeAsString(),
                           ReferenceChunks(payload, element_bytes, chunk_bytes, release.owner())};
     BlockingCall call(stub, &ctx, method);

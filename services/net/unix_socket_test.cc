@@ -46,7 +46,7 @@ TEST(UnixSocketTest, ServesOnASocketAndReplacesAStaleOne) {
     StatusOnlyHq hq;
     grpc::ServerBuilder builder;
     ConfigureHipsServer(&builder);
-    ASSERT_TRUE(AddUnixListener(&builder, path).ok());
+    ASSERT_TRUE(AddUnixListener(&builder, path, grpc::InsecureServerCredentials()).ok());
     builder.RegisterService(&hq);
     std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
     ASSERT_NE(server, nullptr);
@@ -63,11 +63,14 @@ TEST(UnixSocketTest, ServesOnASocketAndReplacesAStaleOne) {
 
 TEST(UnixSocketTest, RefusesPathsThatCannotBeASocket) {
   grpc::ServerBuilder builder;
-  EXPECT_TRUE(absl::IsInvalidArgument(AddUnixListener(&builder, "")));
-  EXPECT_TRUE(absl::IsInvalidArgument(AddUnixListener(&builder, "/tmp/" + std::string(200, 'x'))));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(AddUnixListener(&builder, "", grpc::InsecureServerCredentials())));
+  EXPECT_TRUE(absl::IsInvalidArgument(AddUnixListener(&builder, "/tmp/" + std::string(200, 'x'),
+                                                      grpc::InsecureServerCredentials())));
   const std::string file = TempPath("not-a-socket");
   std::ofstream(file) << "data";
-  EXPECT_TRUE(absl::IsInvalidArgument(AddUnixListener(&builder, file)));
+  EXPECT_TRUE(
+      absl::IsInvalidArgument(AddUnixListener(&builder, file, grpc::InsecureServerCredentials())));
   std::ifstream still(file);
   std::string content;
   still >> content;

@@ -6,10 +6,12 @@
 #include "absl/strings/str_cat.h"
 #include "hips/v1/hips.pb.h"
 #include "services/core/buffer_pool.h"
+#include "services/core/ids.h"
 #include "services/net/blocking_call.h"
 #include "services/net/chunk_receiver.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
+#include "services/net/security.h"
 
 namespace hips {
 
@@ -50,13 +52,30 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
  public:
   PullWeightsReactor(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
                      const WeightsBoard& board, WeightsEncodingCache* cache,
-                     absl::Duration max_long_poll, RpcMetrics* metrics)
-      : board_(board), cache_(cache), metrics_(metrics) {
+                     absl::Duration max_long_poll, RpcMetrics* metrics,
+                     const absl::Status& admitted,
+                     const std::function<absl::Status(const std::string&)>& identity,
+                     StreamGuard::Slot slot)
+      : board_(board), cache_(cache), metrics_(metrics), slot_(std::move(slot)) {
+    if (!admitted.ok()) {
+      FinishOnce(ToGrpcStatus(admitted));
+      return;
+    }
     v1::PullWeightsRequest req;
     if (!ParseMessage(*request, &req)) {
       FinishOnce(
           grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "unparsable PullWeights request"));
       return;
+    }
+    if (absl::Status s = ValidateMemberId(req.requester_id(), "requester_id"); !s.ok()) {
+      FinishOnce(ToGrpcStatus(s));
+      return;
+    }
+    if (identity) {
+      if (absl::Status s = identity(req.requester_id()); !s.ok()) {
+        FinishOnce(ToGrpcStatus(s));
+        return;
+      }
     }
     const absl::Time deadline = req.no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll);
     const int64_t id = board_.WaitAsync(
@@ -139,6 +158,7 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   const WeightsBoard& board_;
   WeightsEncodingCache* const cache_;
   RpcMetrics* const metrics_;
+  StreamGuard::Slot slot_;  // released with the reactor, once the call is done
   absl::Mutex mu_;
   int64_t wait_ ABSL_GUARDED_BY(mu_) = 0;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -152,18 +172,22 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ServePullWeights(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request, const WeightsBoard& board,
-    WeightsEncodingCache* cache, absl::Duration max_long_poll, RpcMetrics* metrics) {
-  return new PullWeightsReactor(ctx, request, board, cache, max_long_poll, metrics);
+    WeightsEncodingCache* cache, absl::Duration max_long_poll, RpcMetrics* metrics,
+    const absl::Status& admitted, const std::function<absl::Status(const std::string&)>& identity,
+    StreamGuard::Slot slot) {
+  return new PullWeightsReactor(ctx, request, board, cache, max_long_poll, metrics, admitted,
+                                identity, std::move(slot));
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     grpc::GenericStub* stub, const std::string& method, CallRegistry* calls,
-    const std::string& requester, int64_t min_version, absl::Time deadline, bool no_wait,
-    int64_t incarnation) {
+    const std::string& token, const std::string& requester, int64_t min_version,
+    absl::Time deadline, bool no_wait, int64_t incarnation) {
   grpc::ClientContext ctx;
   CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(absl::ToChronoTime(deadline));
   ctx.set_wait_for_ready(true);
+  Authenticate(&ctx, token);
   v1::PullWeightsRequest req;
   req.set_requester_id(requester);
   req.set_min_version(min_version);

@@ -4,6 +4,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -16,6 +17,7 @@
 #include "services/metrics/rpc_metrics.h"
 #include "services/net/call_registry.h"
 #include "services/net/raw_chunks.h"
+#include "services/net/stream_guard.h"
 
 // The PullWeights stream, shared by both tiers that serve it (HQ and
 // aggregator) and both that call it (aggregator and worker).
@@ -44,23 +46,28 @@ class WeightsEncodingCache {
 // poll on `board` that ends at the caller's deadline (no later than
 // `max_long_poll`) or, with the request's no_wait, at once; then the
 // snapshot's messages, one write at a time, from `cache`. No thread waits
-// meanwhile. `board`, `cache` and `metrics` (may be null) must outlive the
-// server.
+// meanwhile. A call whose credentials were refused (`admitted` not OK), or
+// whose requester `identity` refuses, is answered with the refusal at once.
+// `slot` is held until the call is done (the server's stream count).
+// `board`, `cache` and `metrics` (may be null) must outlive the server.
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ServePullWeights(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request, const WeightsBoard& board,
-    WeightsEncodingCache* cache, absl::Duration max_long_poll, RpcMetrics* metrics);
+    WeightsEncodingCache* cache, absl::Duration max_long_poll, RpcMetrics* metrics,
+    const absl::Status& admitted = absl::OkStatus(),
+    const std::function<absl::Status(const std::string& requester)>& identity = nullptr,
+    StreamGuard::Slot slot = {});
 
 // Calls PullWeights (`method` through `stub`: hips.v1.Hq or
 // hips.v1.Aggregator) as a long poll that ends at `deadline` (or, with
 // `no_wait`, answers at once; or at once when the server's weights are of
-// another HQ incarnation than `incarnation`, 0 meaning none yet), registered
-// with `calls` for cancellation. Checks the layout and sizes; a malformed
+// another HQ incarnation than `incarnation`, 0 meaning none yet), presenting
+// `token`, registered with `calls` for cancellation. Checks the layout and sizes; a malformed
 // stream is refused with INVALID_ARGUMENT (the call is cancelled, not left
 // to run into its deadline).
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     grpc::GenericStub* stub, const std::string& method, CallRegistry* calls,
-    const std::string& requester, int64_t min_version, absl::Time deadline, bool no_wait = false,
-    int64_t incarnation = 0);
+    const std::string& token, const std::string& requester, int64_t min_version,
+    absl::Time deadline, bool no_wait = false, int64_t incarnation = 0);
 
 }  // namespace hips
 

@@ -88,7 +88,7 @@ class WeightsStreamTest : public ::testing::Test {
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull() {
     // The raw client against a server built on the generated protobuf stubs.
     grpc::GenericStub stub(channel_);
-    return PullWeightsFrom(&stub, method::kHqPullWeights, &calls_, "test", 0,
+    return PullWeightsFrom(&stub, method::kHqPullWeights, &calls_, "", "test", 0,
                            absl::Now() + absl::Seconds(30));
   }
 
@@ -189,7 +189,7 @@ class ServePullWeightsTest : public ::testing::Test {
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull(int64_t min_version,
                                                               absl::Duration timeout,
                                                               bool no_wait = false) {
-    return PullWeightsFrom(stub_.get(), method::kHqPullWeights, &calls_, "test", min_version,
+    return PullWeightsFrom(stub_.get(), method::kHqPullWeights, &calls_, "", "test", min_version,
                            absl::Now() + timeout, no_wait);
   }
 

@@ -1,0 +1,52 @@
+#ifndef HIPS_CLI_RUN_CREDENTIALS_H_
+#define HIPS_CLI_RUN_CREDENTIALS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "services/net/security.h"
+
+// The credentials `hips local` makes for each run, in its run directory
+// (docs/security.md), readable by this user only:
+//   cluster.token, admin.token   fresh random tokens (256 bits, hex)
+//   tls/ca.pem, tls/ca.key       with --tls: a throwaway CA (P-256, 30 days)
+//   tls/NAME.pem, tls/NAME.key   a certificate per process, its common name
+//                                the process's id (hq, agg-0, worker-3, the
+//                                CLI's hips-cli), valid for localhost and
+//                                127.0.0.1
+// and what `hips status` and `hips mode` read back from there.
+
+namespace hips {
+
+inline constexpr char kClusterTokenFile[] = "cluster.token";
+inline constexpr char kAdminTokenFile[] = "admin.token";
+inline constexpr char kTlsDir[] = "tls";
+// The common name of the certificate hips local's own clients (and hips
+// status / hips mode against its run) present.
+inline constexpr char kCliIdentity[] = "hips-cli";
+
+// Writes fresh tokens into `run_dir` (replacing earlier ones) and, with
+// `tls`, a CA and a certificate for each of `names` (openssl from Debian,
+// run as a child). INTERNAL naming the file or the command that failed.
+absl::Status WriteRunCredentials(const std::string& run_dir, bool tls,
+                                 const std::vector<std::string>& names);
+
+// The flags a process of the run named `name` is started with: the token
+// files (the admin one too with `admin`: HQ) and, with `tls`, its
+// certificate, key and the CA.
+std::vector<std::string> RunSecurityArgs(const std::string& run_dir, const std::string& name,
+                                         bool tls, bool admin);
+
+// What an operator's client (hips status, hips mode, hips local's own
+// status reads) presents: `flags` where they name files, else the run's
+// files in `run_dir` (the admin token if `admin`, else the cluster token;
+// the CLI's certificate if the run has TLS). INVALID_ARGUMENT when a token
+// is named nowhere.
+absl::StatusOr<ClientCredentials> OperatorCredentials(const SecurityOptions& flags,
+                                                      const std::string& run_dir, bool admin);
+
+}  // namespace hips
+
+#endif  // HIPS_CLI_RUN_CREDENTIALS_H_

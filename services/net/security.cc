@@ -1,0 +1,282 @@
+#include "services/net/security.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace hips {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view what) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", what, " ", path));
+  std::stringstream contents;
+  contents << in.rdbuf();
+  return contents.str();
+}
+
+absl::Status Readable(const std::string& path, absl::string_view what) {
+  if (path.empty()) return absl::OkStatus();
+  if (access(path.c_str(), R_OK) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read ", what, " ", path));
+  }
+  return absl::OkStatus();
+}
+
+// Equal contents in a time that does not depend on where they differ.
+bool ConstantTimeEquals(absl::string_view a, absl::string_view b) {
+  volatile unsigned char diff = a.size() == b.size() ? 0 : 1;
+  const size_t n = std::max(a.size(), b.size());
+  for (size_t i = 0; i < n; ++i) {
+    const unsigned char x = i < a.size() ? static_cast<unsigned char>(a[i]) : 0;
+    const unsigned char y = i < b.size() ? static_cast<unsigned char>(b[i]) : 0;
+    diff = diff | static_cast<unsigned char>(x ^ y);
+  }
+  return diff == 0;
+}
+
+// The token a call presents ("authorization: Bearer <token>"), or empty.
+std::string PresentedToken(const grpc::ServerContextBase& ctx) {
+  const auto& metadata = ctx.client_metadata();
+  auto it = metadata.find(kAuthorizationKey);
+  if (it == metadata.end()) return "";
+  absl::string_view value(it->second.data(), it->second.size());
+  if (!absl::ConsumePrefix(&value, "Bearer ")) return "";
+  return std::string(value);
+}
+
+// Whether `text` is an IPv4 address of 127.0.0.0/8.
+bool IsLoopbackV4(absl::string_view text) {
+  std::vector<absl::string_view> parts = absl::StrSplit(text, '.');
+  if (parts.size() != 4) return false;
+  for (absl::string_view p : parts) {
+    int octet;
+    if (!absl::SimpleAtoi(p, &octet) || octet < 0 || octet > 255) return false;
+  }
+  return parts[0] == "127";
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  struct stat st;
+  if (stat(path.c_str(), &st) != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot read the token file ", path));
+  }
+  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the token file ", path, " may be read by other users; chmod 600 ", path));
+  }
+  absl::StatusOr<std::string> contents = ReadFile(path, "the token file");
+  if (!contents.ok()) return contents.status();
+  const absl::string_view token = absl::StripTrailingAsciiWhitespace(*contents);
+  if (token.size() < kMinTokenBytes || token.size() > kMaxTokenBytes) {
+    return absl::InvalidArgumentError(absl::StrCat("the token in ", path, " must have ",
+                                                   kMinTokenBytes, " to ", kMaxTokenBytes,
+                                                   " characters"));
+  }
+  for (char c : token) {
+    if (c < 0x21 || c > 0x7e) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the token in ", path, " must be one line of printable ASCII without spaces"));
+    }
+  }
+  return std::string(token);
+}
+
+absl::StatusOr<SecurityOptions> LoadSecurity(const TlsFiles& tls, const std::string& token_file,
+                                             const std::string& admin_token_file, bool insecure) {
+  SecurityOptions s;
+  s.tls = tls;
+  s.insecure = insecure;
+  if (tls.cert.empty() != tls.key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  if (absl::Status r = Readable(tls.cert, "the certificate"); !r.ok()) return r;
+  if (absl::Status r = Readable(tls.key, "the private key"); !r.ok()) return r;
+  if (absl::Status r = Readable(tls.ca, "the CA certificate"); !r.ok()) return r;
+  if (!token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(token_file);
+    if (!token.ok()) return token.status();
+    s.cluster_token = *std::move(token);
+  }
+  if (!admin_token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(admin_token_file);
+    if (!token.ok()) return token.status();
+    s.admin_token = *std::move(token);
+  }
+  if (!s.cluster_token.empty() && s.cluster_token == s.admin_token) {
+    return absl::InvalidArgumentError("the admin token must differ from the cluster token");
+  }
+  return s;
+}
+
+bool IsLoopback(absl::string_view host) {
+  if (absl::StartsWith(host, "unix:")) return true;
+  absl::ConsumePrefix(&host, "[");
+  absl::ConsumeSuffix(&host, "]");
+  return host == "localhost" || host == "::1" || IsLoopbackV4(host);
+}
+
+absl::Status CheckServerSecurity(absl::string_view host, const SecurityOptions& s,
+                                 bool needs_admin) {
+  if (s.insecure) return absl::OkStatus();
+  if (s.tls.cert.empty() && !IsLoopback(host)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "refusing to listen on ", host,
+        " without TLS: gradients, weights and tokens would cross that network in the clear. "
+        "Give --tls_cert and --tls_key (and --tls_ca for mutual TLS), or --insecure on a "
+        "network you trust"));
+  }
+  const bool mtls = !s.tls.cert.empty() && !s.tls.ca.empty();
+  if (s.cluster_token.empty() && !mtls) {
+    return absl::InvalidArgumentError(
+        "no credentials: anyone who reaches this port could push, pull and join. Give "
+        "--token_file (or mutual TLS: --tls_cert, --tls_key and --tls_ca), or --insecure to "
+        "accept anyone");
+  }
+  if (needs_admin && s.admin_token.empty()) {
+    return absl::InvalidArgumentError(
+        "no admin credentials: give --admin_token_file (the token hips mode presents), or "
+        "--insecure to let anyone switch the mode");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const SecurityOptions& s) {
+  if (s.tls.cert.empty()) return grpc::InsecureServerCredentials();
+  absl::StatusOr<std::string> cert = ReadFile(s.tls.cert, "the certificate");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadFile(s.tls.key, "the private key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions options(
+      s.tls.ca.empty() ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+                       : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!s.tls.ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadFile(s.tls.ca, "the CA certificate");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *std::move(ca);
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+Authorizer::Authorizer(const SecurityOptions& s)
+    : cluster_token_(s.cluster_token),
+      admin_token_(s.admin_token),
+      mtls_(!s.tls.cert.empty() && !s.tls.ca.empty()),
+      open_(s.cluster_token.empty() && s.admin_token.empty() && !mtls_) {}
+
+absl::Status Authorizer::Check(const grpc::ServerContextBase& ctx, Access access) const {
+  if (open_) return absl::OkStatus();
+  const std::string token = PresentedToken(ctx);
+  const bool admin = !admin_token_.empty() && ConstantTimeEquals(token, admin_token_);
+  const bool cluster = !cluster_token_.empty() && ConstantTimeEquals(token, cluster_token_);
+  // With mTLS the server only completes handshakes with verified clients.
+  const bool certificate =
+      mtls_ && ctx.auth_context() != nullptr && ctx.auth_context()->IsPeerAuthenticated();
+  switch (access) {
+    case Access::kAdmin:
+      if (admin) return absl::OkStatus();
+      if (cluster || certificate) {
+        return absl::PermissionDeniedError("an admin call needs the admin token");
+      }
+      return absl::UnauthenticatedError("an admin call needs the admin token");
+    case Access::kStatus:
+      if (admin || cluster || certificate) return absl::OkStatus();
+      break;
+    case Access::kData:
+      if (admin || cluster || certificate) return absl::OkStatus();
+      break;
+  }
+  return absl::UnauthenticatedError(
+      token.empty() ? "no credentials: this call needs the cluster token (authorization: Bearer "
+                      "<token>) or a client certificate"
+                    : "the token is not this cluster's");
+}
+
+absl::Status Authorizer::CheckIdentity(const grpc::ServerContextBase& ctx,
+                                       absl::string_view member) const {
+  if (!mtls_) return absl::OkStatus();
+  std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+  std::vector<std::string> names;
+  if (auth != nullptr) {
+    // The common name: the subject alternative names also hold host names
+    // (localhost, addresses) that are no member's.
+    for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
+      if (absl::string_view(name.data(), name.size()) == member) return absl::OkStatus();
+      names.emplace_back(name.data(), name.size());
+    }
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      "the peer's certificate is ", absl::StrJoin(names, ", "), "'s, not ", member, "'s"));
+}
+
+std::string RefusalReason(absl::StatusCode code) {
+  return absl::AsciiStrToLower(absl::StatusCodeToString(code));
+}
+
+const std::vector<std::string>& AllRefusalReasons() {
+  static const auto* reasons =
+      new std::vector<std::string>{RefusalReason(absl::StatusCode::kUnauthenticated),
+                                   RefusalReason(absl::StatusCode::kPermissionDenied),
+                                   RefusalReason(absl::StatusCode::kResourceExhausted),
+                                   RefusalReason(absl::StatusCode::kDeadlineExceeded)};
+  return *reasons;
+}
+
+void RefusalCounter::Count(const absl::Status& refusal) {
+  absl::MutexLock lock(&mu_);
+  ++counts_[RefusalReason(refusal.code())];
+}
+
+std::map<std::string, int64_t> RefusalCounter::counts() const {
+  absl::MutexLock lock(&mu_);
+  return counts_;
+}
+
+absl::StatusOr<ClientCredentials> MakeClientCredentials(const ClientSecurity& s) {
+  ClientCredentials out;
+  out.token = s.token;
+  if (s.tls.ca.empty()) {
+    if (!s.tls.cert.empty()) {
+      return absl::InvalidArgumentError("a client certificate needs --tls_ca (TLS to the server)");
+    }
+    return out;
+  }
+  grpc::SslCredentialsOptions options;
+  absl::StatusOr<std::string> ca = ReadFile(s.tls.ca, "the CA certificate");
+  if (!ca.ok()) return ca.status();
+  options.pem_root_certs = *std::move(ca);
+  if (!s.tls.cert.empty()) {
+    absl::StatusOr<std::string> cert = ReadFile(s.tls.cert, "the certificate");
+    if (!cert.ok()) return cert.status();
+    absl::StatusOr<std::string> key = ReadFile(s.tls.key, "the private key");
+    if (!key.ok()) return key.status();
+    options.pem_cert_chain = *std::move(cert);
+    options.pem_private_key = *std::move(key);
+  }
+  out.channel = grpc::SslCredentials(options);
+  return out;
+}
+
+ClientSecurity ClusterClient(const SecurityOptions& s) { return {s.tls, s.cluster_token}; }
+
+void Authenticate(grpc::ClientContext* ctx, const std::string& token) {
+  if (!token.empty()) ctx->AddMetadata(kAuthorizationKey, absl::StrCat("Bearer ", token));
+}
+
+}  // namespace hips

@@ -1,0 +1,158 @@
+#ifndef HIPS_SERVICES_NET_SECURITY_H_
+#define HIPS_SERVICES_NET_SECURITY_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+
+// Who may talk to a hips process, and how it proves who it is
+// (docs/security.md): TLS through gRPC's own SSL credentials, mutual TLS
+// when a CA is given, and bearer tokens in every call's metadata: the
+// cluster token for data and status calls, the admin token for admin calls.
+
+namespace hips {
+
+// PEM files; empty paths: none.
+struct TlsFiles {
+  std::string cert;  // this process's certificate (chain)
+  std::string key;   // its private key
+  std::string ca;    // the CA that signs the peers' certificates
+};
+
+// What a process is configured with: its TLS files, the tokens it presents
+// or accepts, and whether it may run without TLS off loopback and without
+// any credentials.
+struct SecurityOptions {
+  TlsFiles tls;
+  std::string cluster_token;
+  std::string admin_token;
+  bool insecure = false;
+};
+
+// The smallest token accepted (bytes), so a short guess does not pass.
+inline constexpr size_t kMinTokenBytes = 16;
+inline constexpr size_t kMaxTokenBytes = 4096;
+
+// Reads a token file: one line, trailing whitespace dropped. The file must
+// be readable by its owner only (like ssh's keys), and the token printable
+// ASCII of kMinTokenBytes to kMaxTokenBytes bytes. INVALID_ARGUMENT naming
+// the file otherwise (never the token).
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
+
+// Reads the token files and checks the TLS files exist and go together (a
+// key with its certificate; mTLS needs both and a CA). INVALID_ARGUMENT
+// naming what is wrong.
+absl::StatusOr<SecurityOptions> LoadSecurity(const TlsFiles& tls, const std::string& token_file,
+                                             const std::string& admin_token_file, bool insecure);
+
+// Whether `host` (of host:port, or a "unix:" target) only reaches this
+// machine: 127.0.0.0/8, ::1, localhost, or a Unix socket.
+bool IsLoopback(absl::string_view host);
+
+// A server is about to listen on `host`: refuses plaintext off loopback,
+// and a server nobody could authenticate to (no cluster token and no mTLS),
+// unless `insecure`. INVALID_ARGUMENT (a configuration error) saying why and
+// what to pass.
+absl::Status CheckServerSecurity(absl::string_view host, const SecurityOptions& security,
+                                 bool needs_admin);
+
+// gRPC credentials of a server: TLS with the certificate and key (requiring
+// and verifying client certificates against the CA when one is given), or
+// plaintext. The files are read here; INVALID_ARGUMENT if one cannot be.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const SecurityOptions& security);
+
+// The calls a server tells apart.
+enum class Access {
+  kData,    // push, pull, heartbeat: the cluster token or an mTLS identity
+  kStatus,  // GetStatus: either token, or an mTLS identity
+  kAdmin,   // SetMode and later admin calls: the admin token
+};
+
+// Checks the credentials of incoming calls. Tokens are compared in constant
+// time and never logged. Thread-safe (immutable after construction).
+class Authorizer {
+ public:
+  explicit Authorizer(const SecurityOptions& security);
+
+  // OK, UNAUTHENTICATED (no token, an unknown one, and no verified client
+  // certificate), or PERMISSION_DENIED (the cluster token or a certificate
+  // on an admin call). Without any credential configured (--insecure),
+  // every call is let in.
+  absl::Status Check(const grpc::ServerContextBase& ctx, Access access) const;
+
+  // With mTLS, a member may only speak for itself: `member` must be the
+  // common name of the peer's certificate. PERMISSION_DENIED otherwise; OK
+  // without mTLS.
+  absl::Status CheckIdentity(const grpc::ServerContextBase& ctx, absl::string_view member) const;
+
+  bool mtls() const { return mtls_; }
+
+ private:
+  const std::string cluster_token_;
+  const std::string admin_token_;
+  const bool mtls_;
+  const bool open_;  // no credential configured at all
+};
+
+// Calls a server refused before serving them (no or wrong credentials, a
+// peer speaking for another member, a full server, a push that stalled), by
+// reason: the status code's name in lower case ("unauthenticated",
+// "permission_denied", "resource_exhausted", "deadline_exceeded").
+// Thread-safe.
+class RefusalCounter {
+ public:
+  void Count(const absl::Status& refusal);
+  std::map<std::string, int64_t> counts() const;
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, int64_t> counts_ ABSL_GUARDED_BY(mu_);
+};
+
+// The reason RefusalCounter files `code` under.
+std::string RefusalReason(absl::StatusCode code);
+// The reasons a call is refused for (the metrics' label values).
+const std::vector<std::string>& AllRefusalReasons();
+
+// What a client presents: its TLS files (the CA to verify the server; a
+// certificate and key for mTLS) and the token it sends.
+struct ClientSecurity {
+  TlsFiles tls;
+  std::string token;
+};
+
+// The same, ready to use: the channel credentials (TLS when a CA is given,
+// else plaintext) and the token every call carries.
+struct ClientCredentials {
+  std::shared_ptr<grpc::ChannelCredentials> channel = grpc::InsecureChannelCredentials();
+  std::string token;
+};
+
+// Reads the TLS files. INVALID_ARGUMENT if one cannot be read, or for a
+// client certificate without a CA.
+absl::StatusOr<ClientCredentials> MakeClientCredentials(const ClientSecurity& security);
+
+// A client of the cluster with a process's own security: its TLS files and
+// the cluster token (the admin token for an admin client).
+ClientSecurity ClusterClient(const SecurityOptions& security);
+
+// Adds `token` (if any) to a call's metadata.
+void Authenticate(grpc::ClientContext* ctx, const std::string& token);
+
+// The metadata key tokens travel in ("authorization: Bearer <token>").
+inline constexpr char kAuthorizationKey[] = "authorization";
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_NET_SECURITY_H_

@@ -1,0 +1,152 @@
+#include "services/net/security.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace hips {
+namespace {
+
+std::string TempPath(const std::string& name) {
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  return absl::StrCat(tmp != nullptr ? tmp : "/tmp", "/hips-security-unit-", getpid(), "-", name);
+}
+
+// Writes `contents` to a file of mode `mode`.
+std::string WriteFile(const std::string& name, const std::string& contents, mode_t mode = 0600) {
+  const std::string path = TempPath(name);
+  unlink(path.c_str());
+  std::ofstream(path) << contents;
+  chmod(path.c_str(), mode);
+  return path;
+}
+
+const std::string kToken = "0123456789abcdef0123";
+
+TEST(ReadTokenFileTest, ReadsOneLineOfPrintableAscii) {
+  absl::StatusOr<std::string> t = ReadTokenFile(WriteFile("good", kToken + "\n"));
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(*t, kToken);
+}
+
+TEST(ReadTokenFileTest, RefusesBadFilesNamingTheFileNeverTheToken) {
+  struct Case {
+    std::string name, contents;
+    mode_t mode;
+    std::string message;
+  };
+  const Case cases[] = {
+      {"group-readable", kToken, 0640, "may be read by other users"},
+      {"world-readable", kToken, 0604, "may be read by other users"},
+      {"short", "0123456789abcde", 0600, "16 to 4096 characters"},
+      {"empty", "", 0600, "16 to 4096 characters"},
+      {"long", std::string(4097, 'x'), 0600, "16 to 4096 characters"},
+      {"two-lines", kToken + "\n" + kToken, 0600, "one line of printable ASCII"},
+      {"space", "0123456789 abcdef", 0600, "one line of printable ASCII"},
+      {"binary", std::string("0123456789abcdef\x01", 17), 0600, "one line of printable ASCII"},
+  };
+  for (const Case& c : cases) {
+    const std::string path = WriteFile(c.name, c.contents, c.mode);
+    absl::StatusOr<std::string> t = ReadTokenFile(path);
+    ASSERT_FALSE(t.ok()) << c.name;
+    EXPECT_TRUE(absl::IsInvalidArgument(t.status())) << c.name;
+    EXPECT_NE(t.status().message().find(path), std::string::npos) << t.status();
+    EXPECT_NE(t.status().message().find(c.message), std::string::npos) << t.status();
+    EXPECT_EQ(t.status().message().find(kToken), std::string::npos) << t.status();
+  }
+  absl::StatusOr<std::string> missing = ReadTokenFile(TempPath("missing"));
+  EXPECT_TRUE(absl::IsInvalidArgument(missing.status()));
+}
+
+TEST(LoadSecurityTest, ChecksTheFilesGoTogether) {
+  const std::string token = WriteFile("cluster", kToken);
+  const std::string admin = WriteFile("admin", kToken + "-admin");
+  const std::string pem = WriteFile("cert.pem", "not checked until served");
+  absl::StatusOr<SecurityOptions> ok = LoadSecurity({pem, pem, pem}, token, admin, false);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(ok->cluster_token, kToken);
+  EXPECT_EQ(ok->admin_token, kToken + "-admin");
+
+  EXPECT_NE(LoadSecurity({pem, "", ""}, "", "", false).status().message().find("go together"),
+            std::string::npos);
+  EXPECT_NE(LoadSecurity({"", pem, ""}, "", "", false).status().message().find("go together"),
+            std::string::npos);
+  EXPECT_NE(LoadSecurity({"", "", TempPath("no-ca")}, "", "", false)
+                .status()
+                .message()
+                .find("cannot read the CA certificate"),
+            std::string::npos);
+  EXPECT_NE(LoadSecurity({}, token, token, false).status().message().find("must differ"),
+            std::string::npos);
+  EXPECT_TRUE(absl::IsInvalidArgument(LoadSecurity({}, TempPath("none"), "", false).status()));
+}
+
+TEST(IsLoopbackTest, OnlyThisMachine) {
+  for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "unix:/tmp/s"}) {
+    EXPECT_TRUE(IsLoopback(host)) << host;
+  }
+  for (const char* host : {"0.0.0.0", "::", "[::]", "10.0.0.1", "128.0.0.1", "127.0.0", "example",
+                           "127.0.0.256", "", "localhost.example.com"}) {
+    EXPECT_FALSE(IsLoopback(host)) << host;
+  }
+}
+
+TEST(CheckServerSecurityTest, RefusesWhatWouldBeOpen) {
+  SecurityOptions tokens;
+  tokens.cluster_token = kToken;
+  tokens.admin_token = kToken + "-admin";
+  EXPECT_TRUE(CheckServerSecurity("127.0.0.1", tokens, true).ok());
+  // Plaintext off loopback.
+  const absl::Status open = CheckServerSecurity("0.0.0.0", tokens, true);
+  EXPECT_TRUE(absl::IsInvalidArgument(open));
+  EXPECT_NE(open.message().find("without TLS"), std::string::npos) << open;
+  EXPECT_NE(open.message().find("--insecure"), std::string::npos) << open;
+  SecurityOptions tls = tokens;
+  tls.tls = {"c.pem", "k.pem", ""};
+  EXPECT_TRUE(CheckServerSecurity("0.0.0.0", tls, true).ok());
+  // Nobody could authenticate.
+  const absl::Status none = CheckServerSecurity("127.0.0.1", SecurityOptions(), false);
+  EXPECT_NE(none.message().find("no credentials"), std::string::npos) << none;
+  SecurityOptions mtls;
+  mtls.tls = {"c.pem", "k.pem", "ca.pem"};
+  EXPECT_TRUE(CheckServerSecurity("0.0.0.0", mtls, false).ok());
+  // HQ needs an admin token (mTLS identities are not admins).
+  const absl::Status no_admin = CheckServerSecurity("127.0.0.1", mtls, true);
+  EXPECT_NE(no_admin.message().find("--admin_token_file"), std::string::npos) << no_admin;
+  // --insecure says the network is trusted.
+  SecurityOptions insecure;
+  insecure.insecure = true;
+  EXPECT_TRUE(CheckServerSecurity("0.0.0.0", insecure, true).ok());
+}
+
+TEST(ClientCredentialsTest, ACertificateNeedsACa) {
+  ClientSecurity s;
+  s.tls.cert = "c.pem";
+  s.tls.key = "k.pem";
+  EXPECT_TRUE(absl::IsInvalidArgument(MakeClientCredentials(s).status()));
+  s.tls = {"", "", TempPath("missing-ca.pem")};
+  EXPECT_TRUE(absl::IsInvalidArgument(MakeClientCredentials(s).status()));
+  absl::StatusOr<ClientCredentials> plain = MakeClientCredentials(ClientSecurity{{}, kToken});
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->token, kToken);
+}
+
+TEST(RefusalCounterTest, CountsByTheCodesName) {
+  RefusalCounter c;
+  c.Count(absl::UnauthenticatedError("x"));
+  c.Count(absl::UnauthenticatedError("y"));
+  c.Count(absl::PermissionDeniedError("z"));
+  c.Count(absl::ResourceExhaustedError("w"));
+  EXPECT_EQ(c.counts(),
+            (std::map<std::string, int64_t>{
+                {"unauthenticated", 2}, {"permission_denied", 1}, {"resource_exhausted", 1}}));
+}
+
+}  // namespace
+}  // namespace hips

@@ -1,0 +1,31 @@
+#include "services/runtime/security_flags.h"
+
+#include "absl/flags/flag.h"
+
+ABSL_FLAG(std::string, tls_cert, "",
+          "TLS: this process's certificate (PEM). With --tls_key a server serves TLS; with "
+          "--tls_ca a client presents it (mutual TLS).");
+ABSL_FLAG(std::string, tls_key, "", "TLS: the private key of --tls_cert (PEM).");
+ABSL_FLAG(std::string, tls_ca, "",
+          "TLS: the CA that signs the peers' certificates (PEM). A client verifies servers "
+          "against it; a server with it requires and verifies client certificates (mTLS).");
+ABSL_FLAG(std::string, token_file, "",
+          "The cluster token (a file readable by its owner only): data and status calls "
+          "present it, servers accept it.");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "The admin token (a file readable by its owner only): admin calls (hips mode) "
+          "present it, HQ accepts it.");
+ABSL_FLAG(bool, insecure, false,
+          "Serve without TLS off loopback and without credentials (a network you trust "
+          "completely; docs/security.md).");
+
+namespace hips {
+
+absl::StatusOr<SecurityOptions> SecurityOptionsFromFlags() {
+  TlsFiles tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+               absl::GetFlag(FLAGS_tls_ca)};
+  return LoadSecurity(tls, absl::GetFlag(FLAGS_token_file), absl::GetFlag(FLAGS_admin_token_file),
+                      absl::GetFlag(FLAGS_insecure));
+}
+
+}  // namespace hips

@@ -1,0 +1,21 @@
+#ifndef HIPS_SERVICES_RUNTIME_SECURITY_FLAGS_H_
+#define HIPS_SERVICES_RUNTIME_SECURITY_FLAGS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "services/net/security.h"
+
+// --tls_cert, --tls_key, --tls_ca, --token_file, --admin_token_file and
+// --insecure: how a hips process proves who it is and whom it lets in
+// (docs/security.md). Every daemon and the hips CLI take them.
+
+namespace hips {
+
+// The flags, files read and checked. INVALID_ARGUMENT naming the flag.
+absl::StatusOr<SecurityOptions> SecurityOptionsFromFlags();
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_RUNTIME_SECURITY_FLAGS_H_

@@ -1,0 +1,75 @@
+// The real daemons as `hips local` starts them (docs/security.md): with the
+// run's tokens a client without one is refused on every RPC and counted,
+// and with --tls the cluster trains over mutual TLS while a plaintext
+// client, even one holding the token, does not get through the handshake.
+
+#include <stdlib.h>
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "cli/run_credentials.h"
+#include "gtest/gtest.h"
+#include "tests/process_cluster.h"
+#include "tests/rpc_probe.h"
+
+namespace hips {
+namespace {
+
+const std::string kBin = HIPS_BIN_DIR;
+
+ProcessClusterOptions Options(const std::string& name, bool tls) {
+  ProcessClusterOptions o;
+  o.bin_dir = kBin;
+  std::string dir = absl::StrCat(::testing::TempDir(), "/hips-", name, "-XXXXXX");
+  o.run_dir = mkdtemp(dir.data()) != nullptr ? dir : ::testing::TempDir();
+  o.tls = tls;
+  o.hq_args = {"--max_versions=100000", "--eval_every=0"};
+  return o;
+}
+
+void ReachVersion(ProcessCluster& c, int64_t version) {
+  ASSERT_TRUE(ProcessCluster::WaitFor([&] { return c.Version() >= version; }, absl::Seconds(90)))
+      << "HQ stuck at version " << c.Version() << "; see " << c.run_dir();
+}
+
+TEST(ClusterSecurityTest, ADefaultClusterRefusesAClientWithoutATokenOnEveryRpc) {
+  ProcessCluster c(Options("no-token", /*tls=*/false));
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 5);
+  EXPECT_EQ(CallEveryRpc(c.hq_address(), c.aggregator_address(0), ClientCredentials(), "agg-0",
+                         "worker-0", 4),
+            Every(grpc::StatusCode::UNAUTHENTICATED));
+  absl::StatusOr<HqStatus> hq = c.QueryHq();
+  ASSERT_TRUE(hq.ok()) << hq.status();
+  EXPECT_EQ(hq->calls_refused, (std::map<std::string, int64_t>{{"unauthenticated", 5}}));
+  absl::StatusOr<AggregatorStatus> agg = c.QueryAggregator(0);
+  ASSERT_TRUE(agg.ok()) << agg.status();
+  EXPECT_EQ(agg->calls_refused, (std::map<std::string, int64_t>{{"unauthenticated", 4}}));
+  // Nothing of it reached training, which goes on.
+  EXPECT_EQ(hq->server.aggregates_dropped.count("forbidden"), 0u);
+  ReachVersion(c, hq->server.version + 5);
+}
+
+TEST(ClusterSecurityTest, TrainsOverMutualTlsAndRefusesAPlaintextClient) {
+  ProcessCluster c(Options("mtls", /*tls=*/true));
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 5);
+  absl::StatusOr<std::string> token =
+      ReadTokenFile(absl::StrCat(c.run_dir(), "/", kClusterTokenFile));
+  ASSERT_TRUE(token.ok()) << token.status();
+  ClientCredentials plaintext;
+  plaintext.token = *token;
+  EXPECT_EQ(
+      CallEveryRpc(c.hq_address(), c.aggregator_address(1), plaintext, "agg-1", "worker-1", 4),
+      Every(grpc::StatusCode::UNAVAILABLE));
+  absl::StatusOr<HqStatus> hq = c.QueryHq();  // over mTLS, as hips-cli
+  ASSERT_TRUE(hq.ok()) << hq.status();
+  EXPECT_EQ(hq->server.live_aggregators.size(), 2u);
+  EXPECT_EQ(hq->server.live_workers.size(), 4u);
+  EXPECT_TRUE(hq->calls_refused.empty());  // the handshake refused them
+}
+
+}  // namespace
+}  // namespace hips

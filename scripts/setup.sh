@@ -12,7 +12,7 @@ packages=(
   prometheus-cpp-dev prometheus chromium fonts-dejavu-core
   dataset-fashion-mnist
   zlib1g-dev nlohmann-json3-dev
-  clang-15 curl openssl
+  clang-15 llvm-15 curl openssl
 )
 
 missing=()

@@ -300,6 +300,7 @@ absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
   if (leaving) {
     if (members_.IsLive(worker)) LOG(INFO) << worker << " left";
     members_.Leave(worker);
+    worker_stats_.erase(worker);  // per-member state lives as long as the lease
     MaybeCompleteRound();
   } else if (members_.Touch(worker, clock_->Now(), incarnation)) {
     LOG(INFO) << worker << " joined (incarnation " << incarnation << ")";
@@ -493,7 +494,7 @@ absl::Time Aggregator::NextDeadline() const {
 void Aggregator::CloseDue(absl::Time now) {
   absl::MutexLock lock(&mu_);
   if (shutdown_) return;
-  members_.Expire(now);
+  for (const std::string& id : members_.Expire(now)) worker_stats_.erase(id);
   if (round_ == nullptr) return;
   // (The lambdas run here, with mu_ held.)
   CloseRoundIfDue(

@@ -16,12 +16,8 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
   if (options.hq_address.empty() && options.make_hq_client == nullptr)
     return absl::InvalidArgumentError("no HQ address given");
-  if (absl::Status s = CheckServerSecurity(options.host, options.security, /*needs_admin=*/false);
-      !s.ok()) {
-    return s;
-  }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_credentials =
-      ServerCredentials(options.security);
+      ServingCredentials(options.host, options.security, /*needs_admin=*/false);
   if (!server_credentials.ok()) return server_credentials.status();
   absl::StatusOr<ClientCredentials> hq_credentials =
       MakeClientCredentials(ClusterClient(options.security));

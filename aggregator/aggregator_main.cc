@@ -102,12 +102,8 @@ int main(int argc, char** argv) {
   options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   options.hq_address = absl::GetFlag(FLAGS_hq);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  absl::StatusOr<hips::SecurityOptions> security = hips::SecurityOptionsFromFlags();
-  if (!security.ok()) hips::ExitWithUsageError(std::string(security.status().message()));
-  options.security = *std::move(security);
-  absl::StatusOr<hips::ServeLimits> limits = hips::ServeLimitsFromFlags();
-  if (!limits.ok()) hips::ExitWithUsageError(std::string(limits.status().message()));
-  options.limits = *limits;
+  options.security = hips::SecurityOptionsFromFlagsOrExit();
+  options.limits = hips::ServeLimitsFromFlagsOrExit();
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0)
     hips::ExitWithUsageError("--chunk_bytes must be positive");

@@ -71,12 +71,11 @@ std::string WorkerJson(const std::string& id, const SyntheticWorkerResult& r) {
 // The security flags; the push role's two sides share a token of their own
 // unless --token_file gives one.
 SecurityOptions SecurityOrDie(bool own_token) {
-  absl::StatusOr<SecurityOptions> security = SecurityOptionsFromFlags();
-  if (!security.ok()) Fail(security.status());
-  if (own_token && security->cluster_token.empty()) {
-    security->cluster_token = "hips-bench-net-push-token";
+  SecurityOptions security = SecurityOptionsFromFlagsOrExit();
+  if (own_token && security.cluster_token.empty()) {
+    security.cluster_token = "hips-bench-net-push-token";
   }
-  return *std::move(security);
+  return security;
 }
 
 ClientCredentials ClientCredentialsOrDie(const SecurityOptions& security) {

@@ -375,10 +375,8 @@ int RunMonolith(char** argv) {
 // of the hips local run in --run_dir. Exits with a usage error if neither
 // names a token.
 hips::ClientCredentials OperatorCredentialsOrExit(bool admin) {
-  absl::StatusOr<hips::SecurityOptions> flags = hips::SecurityOptionsFromFlags();
-  if (!flags.ok()) hips::ExitWithUsageError(std::string(flags.status().message()));
-  absl::StatusOr<hips::ClientCredentials> credentials =
-      hips::OperatorCredentials(*flags, absl::GetFlag(FLAGS_run_dir), admin);
+  absl::StatusOr<hips::ClientCredentials> credentials = hips::OperatorCredentials(
+      hips::SecurityOptionsFromFlagsOrExit(), absl::GetFlag(FLAGS_run_dir), admin);
   if (!credentials.ok()) hips::ExitWithUsageError(std::string(credentials.status().message()));
   return *std::move(credentials);
 }

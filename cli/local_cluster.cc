@@ -290,14 +290,8 @@ absl::StatusOr<RunSummary> Cluster::Run() {
                      "or use another --run_dir or --checkpoint_dir"));
   }
   // Fresh credentials for this run: tokens always, certificates with --tls.
-  std::vector<std::string> names = {"hq"};
-  for (int a = 0; a < options_.aggregators; ++a) names.push_back(absl::StrCat("agg-", a));
-  for (int k = 0; k < options_.workers; ++k) names.push_back(absl::StrCat("worker-", k));
-  if (absl::Status s = WriteRunCredentials(options_.run_dir, options_.tls, names); !s.ok()) {
-    return s;
-  }
   absl::StatusOr<ClientCredentials> credentials =
-      OperatorCredentials(SecurityOptions(), options_.run_dir, /*admin=*/false);
+      PrepareRunCredentials(options_.run_dir, options_.tls, options_.aggregators, options_.workers);
   if (!credentials.ok()) return credentials.status();
   // --resume: the first HQ continues an earlier run only when asked (see
   // above); a restarted one always continues this run.

@@ -117,6 +117,13 @@ absl::Status WriteCertificates(const std::string& run_dir, const std::vector<std
 
 }  // namespace
 
+std::vector<std::string> RunIdentities(int aggregators, int workers) {
+  std::vector<std::string> ids = {"hq"};
+  for (int a = 0; a < aggregators; ++a) ids.push_back(absl::StrCat("agg-", a));
+  for (int k = 0; k < workers; ++k) ids.push_back(absl::StrCat("worker-", k));
+  return ids;
+}
+
 absl::Status WriteRunCredentials(const std::string& run_dir, bool tls,
                                  const std::vector<std::string>& names) {
   for (const char* file : {kClusterTokenFile, kAdminTokenFile}) {
@@ -131,6 +138,15 @@ absl::Status WriteRunCredentials(const std::string& run_dir, bool tls,
   std::vector<std::string> all = names;
   all.push_back(kCliIdentity);
   return WriteCertificates(run_dir, all);
+}
+
+absl::StatusOr<ClientCredentials> PrepareRunCredentials(const std::string& run_dir, bool tls,
+                                                        int aggregators, int workers) {
+  if (absl::Status s = WriteRunCredentials(run_dir, tls, RunIdentities(aggregators, workers));
+      !s.ok()) {
+    return s;
+  }
+  return OperatorCredentials(SecurityOptions(), run_dir, /*admin=*/false);
 }
 
 std::vector<std::string> RunSecurityArgs(const std::string& run_dir, const std::string& name,

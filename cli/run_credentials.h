@@ -27,11 +27,21 @@ inline constexpr char kTlsDir[] = "tls";
 // status / hips mode against its run) present.
 inline constexpr char kCliIdentity[] = "hips-cli";
 
+// The ids of the processes of a run of `aggregators` and `workers`: hq,
+// agg-<a>, worker-<k> (each one's certificate bears its id).
+std::vector<std::string> RunIdentities(int aggregators, int workers);
+
 // Writes fresh tokens into `run_dir` (replacing earlier ones) and, with
 // `tls`, a CA and a certificate for each of `names` (openssl from Debian,
 // run as a child). INTERNAL naming the file or the command that failed.
 absl::Status WriteRunCredentials(const std::string& run_dir, bool tls,
                                  const std::vector<std::string>& names);
+
+// WriteRunCredentials for a run of `aggregators` and `workers`
+// (RunIdentities), then what the run's own operator client presents
+// (OperatorCredentials from `run_dir`).
+absl::StatusOr<ClientCredentials> PrepareRunCredentials(const std::string& run_dir, bool tls,
+                                                        int aggregators, int workers);
 
 // The flags a process of the run named `name` is started with: the token
 // files (the admin one too with `admin`: HQ) and, with `tls`, its

@@ -18,12 +18,8 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   if (absl::Status s = ValidateParameterServerOptions(options.server); !s.ok()) return s;
   if (absl::Status s = ValidateOptimizerOptions(options.optimizer); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
-  if (absl::Status s = CheckServerSecurity(options.host, options.security, /*needs_admin=*/true);
-      !s.ok()) {
-    return s;
-  }
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_credentials =
-      ServerCredentials(options.security);
+      ServingCredentials(options.host, options.security, /*needs_admin=*/true);
   if (!server_credentials.ok()) return server_credentials.status();
 
   options.server.optimizer = options.optimizer;

@@ -125,12 +125,8 @@ int main(int argc, char** argv) {
   options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
   options.resume = absl::GetFlag(FLAGS_resume);
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
-  absl::StatusOr<hips::SecurityOptions> security = hips::SecurityOptionsFromFlags();
-  if (!security.ok()) hips::ExitWithUsageError(std::string(security.status().message()));
-  options.security = *std::move(security);
-  absl::StatusOr<hips::ServeLimits> limits = hips::ServeLimitsFromFlags();
-  if (!limits.ok()) hips::ExitWithUsageError(std::string(limits.status().message()));
-  options.limits = *limits;
+  options.security = hips::SecurityOptionsFromFlagsOrExit();
+  options.limits = hips::ServeLimitsFromFlagsOrExit();
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   absl::StatusOr<hips::StalenessScaling> scaling =
       hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr));

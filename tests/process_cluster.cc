@@ -66,14 +66,8 @@ std::string ProcessCluster::LogOf(const std::string& name) const {
 }
 
 absl::Status ProcessCluster::Start() {
-  std::vector<std::string> names = {"hq"};
-  for (int a = 0; a < options_.aggregators; ++a) names.push_back(absl::StrCat("agg-", a));
-  for (int k = 0; k < options_.workers; ++k) names.push_back(absl::StrCat("worker-", k));
-  if (absl::Status s = WriteRunCredentials(options_.run_dir, options_.tls, names); !s.ok()) {
-    return s;
-  }
   absl::StatusOr<ClientCredentials> credentials =
-      OperatorCredentials(SecurityOptions(), options_.run_dir, /*admin=*/false);
+      PrepareRunCredentials(options_.run_dir, options_.tls, options_.aggregators, options_.workers);
   if (!credentials.ok()) return credentials.status();
   auto security = [this](const std::string& id, bool admin) {
     return RunSecurityArgs(options_.run_dir, id, options_.tls, admin);

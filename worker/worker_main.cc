@@ -91,9 +91,7 @@ int main(int argc, char** argv) {
   options.model = hips::ModelOptionsFromFlags();
   options.model_seed = absl::GetFlag(FLAGS_seed);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
-  absl::StatusOr<hips::SecurityOptions> security = hips::SecurityOptionsFromFlags();
-  if (!security.ok()) hips::ExitWithUsageError(std::string(security.status().message()));
-  options.security = *std::move(security);
+  options.security = hips::SecurityOptionsFromFlagsOrExit();
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
 
   absl::StatusOr<std::unique_ptr<hips::WorkerDaemon>> daemon =

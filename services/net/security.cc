@@ -174,6 +174,12 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
   return grpc::SslServerCredentials(options);
 }
 
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServingCredentials(
+    absl::string_view host, const SecurityOptions& security, bool needs_admin) {
+  if (absl::Status s = CheckServerSecurity(host, security, needs_admin); !s.ok()) return s;
+  return ServerCredentials(security);
+}
+
 Authorizer::Authorizer(const SecurityOptions& s)
     : cluster_token_(s.cluster_token),
       admin_token_(s.admin_token),

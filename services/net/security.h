@@ -72,6 +72,11 @@ absl::Status CheckServerSecurity(absl::string_view host, const SecurityOptions& 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
     const SecurityOptions& security);
 
+// CheckServerSecurity, then ServerCredentials: what a daemon about to listen
+// on `host` serves with.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServingCredentials(
+    absl::string_view host, const SecurityOptions& security, bool needs_admin);
+
 // The calls a server tells apart.
 enum class Access {
   kData,    // push, pull, heartbeat: the cluster token or an mTLS identity

@@ -1,6 +1,10 @@
 #include "services/runtime/security_flags.h"
 
+#include <string>
+#include <utility>
+
 #include "absl/flags/flag.h"
+#include "services/runtime/process_setup.h"
 
 ABSL_FLAG(std::string, tls_cert, "",
           "TLS: this process's certificate (PEM). With --tls_key a server serves TLS; with "
@@ -21,11 +25,14 @@ ABSL_FLAG(bool, insecure, false,
 
 namespace hips {
 
-absl::StatusOr<SecurityOptions> SecurityOptionsFromFlags() {
+SecurityOptions SecurityOptionsFromFlagsOrExit() {
   TlsFiles tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                absl::GetFlag(FLAGS_tls_ca)};
-  return LoadSecurity(tls, absl::GetFlag(FLAGS_token_file), absl::GetFlag(FLAGS_admin_token_file),
-                      absl::GetFlag(FLAGS_insecure));
+  absl::StatusOr<SecurityOptions> security =
+      LoadSecurity(tls, absl::GetFlag(FLAGS_token_file), absl::GetFlag(FLAGS_admin_token_file),
+                   absl::GetFlag(FLAGS_insecure));
+  if (!security.ok()) ExitWithUsageError(std::string(security.status().message()));
+  return *std::move(security);
 }
 
 }  // namespace hips

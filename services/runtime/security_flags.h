@@ -13,8 +13,9 @@
 
 namespace hips {
 
-// The flags, files read and checked. INVALID_ARGUMENT naming the flag.
-absl::StatusOr<SecurityOptions> SecurityOptionsFromFlags();
+// The flags, files read and checked; a usage error (exit code 2) naming the
+// flag otherwise.
+SecurityOptions SecurityOptionsFromFlagsOrExit();
 
 }  // namespace hips
 

@@ -2,6 +2,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "services/runtime/process_setup.h"
 
 ABSL_FLAG(int, max_streams, 0,
           "Streaming calls (pushes, weight pulls) served at once; more are refused with "
@@ -12,17 +13,14 @@ ABSL_FLAG(int64_t, stream_idle_ms, 30000,
 
 namespace hips {
 
-absl::StatusOr<ServeLimits> ServeLimitsFromFlags() {
+ServeLimits ServeLimitsFromFlagsOrExit() {
   ServeLimits limits;
   limits.max_streams = absl::GetFlag(FLAGS_max_streams);
   if (limits.max_streams < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--max_streams must be >= 0, got ", limits.max_streams));
+    ExitWithUsageError(absl::StrCat("--max_streams must be >= 0, got ", limits.max_streams));
   }
   const int64_t idle_ms = absl::GetFlag(FLAGS_stream_idle_ms);
-  if (idle_ms < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--stream_idle_ms must be >= 0, got ", idle_ms));
-  }
+  if (idle_ms < 0) ExitWithUsageError(absl::StrCat("--stream_idle_ms must be >= 0, got ", idle_ms));
   limits.stream_idle = idle_ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(idle_ms);
   return limits;
 }

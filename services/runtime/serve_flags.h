@@ -9,8 +9,9 @@
 
 namespace hips {
 
-// INVALID_ARGUMENT naming the flag for a negative value.
-absl::StatusOr<ServeLimits> ServeLimitsFromFlags();
+// The flags; a usage error (exit code 2) naming the flag for a negative
+// value.
+ServeLimits ServeLimitsFromFlagsOrExit();
 
 }  // namespace hips
 

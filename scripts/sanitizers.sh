@@ -4,7 +4,8 @@
 #   build-asan   clang-15 with -Werror=thread-safety, AddressSanitizer and
 #                UndefinedBehaviorSanitizer: every target builds (so every
 #                thread-safety annotation is checked), the unit tests and the
-#                in-process cluster tests run.
+#                in-process cluster tests run, then every fuzzer for
+#                FUZZ_SECONDS (30) from its seeds (scripts/fuzz.sh).
 #   build-tsan   ThreadSanitizer on the logic (no gRPC, no LibTorch: Debian
 #                builds them uninstrumented) against Abseil 20220623.1 built
 #                from Debian's source package with -fsanitize=thread; its
@@ -47,7 +48,11 @@ if [ ! -f "$TSAN_DIR/hips/build.ninja" ]; then
     -DCMAKE_PREFIX_PATH="$ABSL_PREFIX"
 fi
 cmake --build "$TSAN_DIR/hips"
-export TSAN_OPTIONS="suppressions=$ROOT/tests/tsan_suppressions.txt halt_on_error=1 second_deadlock_stack=1"
+# The suppressions match function names: without clang-15's own symbolizer
+# (Debian's llvm-15) they would silently match nothing.
+SYMBOLIZER=/usr/lib/llvm-15/bin/llvm-symbolizer
+[ -x "$SYMBOLIZER" ] || { echo "sanitizers: $SYMBOLIZER missing (Debian's llvm-15)"; exit 1; }
+export TSAN_OPTIONS="suppressions=$ROOT/tests/tsan_suppressions.txt halt_on_error=1 second_deadlock_stack=1 external_symbolizer_path=$SYMBOLIZER"
 (cd "$TSAN_DIR/hips" && ctest --output-on-failure --timeout 600 -j2)
 for t in aggregator_test hq_test worker_test core_test checkpoint_test; do
   "$TSAN_DIR/hips/tests/$t" --gtest_repeat=3 --gtest_brief=1 >/dev/null
@@ -57,13 +62,18 @@ echo "== clang-15: -Werror=thread-safety, AddressSanitizer, UndefinedBehaviorSan
 ASAN_DIR=${ASAN_BUILD_DIR:-build-asan}
 if [ ! -f "$ASAN_DIR/build.ninja" ]; then
   cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 \
-    -DCMAKE_CXX_COMPILER=clang++-15 -DHIPS_THREAD_SAFETY=ON -DHIPS_SANITIZE=address,undefined
+    -DCMAKE_CXX_COMPILER=clang++-15 -DHIPS_THREAD_SAFETY=ON -DHIPS_SANITIZE=address,undefined \
+    -DHIPS_FUZZ=ON
 fi
+cmake -DHIPS_FUZZ=ON "$ASAN_DIR" >/dev/null
 cmake --build "$ASAN_DIR"
-export ASAN_OPTIONS="detect_leaks=1 strict_string_checks=1 check_initialization_order=1"
-export UBSAN_OPTIONS="print_stacktrace=1"
+export ASAN_OPTIONS="detect_leaks=1 strict_string_checks=1 check_initialization_order=1 external_symbolizer_path=$SYMBOLIZER"
+export UBSAN_OPTIONS="print_stacktrace=1 external_symbolizer_path=$SYMBOLIZER"
 # The unit tests and the in-process clusters; not the clusters of separate
-# processes (local_e2e, faults, Prometheus) nor the benchmarks.
+# processes (local_e2e, faults, cluster_security, Prometheus) nor the
+# benchmarks.
 (cd "$ASAN_DIR" && ctest --output-on-failure --timeout 900 -j2 -LE bench \
-  -E '^(local_e2e_test|faults_test|prometheus_test)')
+  -E '^(local_e2e_test|faults_test|cluster_security_test|prometheus_test)')
+echo "== the fuzzers"
+ASAN_BUILD_DIR="$ASAN_DIR" bash scripts/fuzz.sh
 echo "sanitizers: all passed"

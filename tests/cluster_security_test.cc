@@ -64,7 +64,17 @@ TEST(ClusterSecurityTest, TrainsOverMutualTlsAndRefusesAPlaintextClient) {
   EXPECT_EQ(
       CallEveryRpc(c.hq_address(), c.aggregator_address(1), plaintext, "agg-1", "worker-1", 4),
       Every(grpc::StatusCode::UNAVAILABLE));
-  absl::StatusOr<HqStatus> hq = c.QueryHq();  // over mTLS, as hips-cli
+  // Every member joins over mTLS (a worker may join after version 5: a sync
+  // round waits only for the live ones), and status is read over mTLS, as
+  // hips-cli.
+  absl::StatusOr<HqStatus> hq;
+  EXPECT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        hq = c.QueryHq();
+        return hq.ok() && hq->server.live_aggregators.size() == 2 &&
+               hq->server.live_workers.size() == 4;
+      },
+      absl::Seconds(60)));
   ASSERT_TRUE(hq.ok()) << hq.status();
   EXPECT_EQ(hq->server.live_aggregators.size(), 2u);
   EXPECT_EQ(hq->server.live_workers.size(), 4u);

@@ -417,7 +417,12 @@ TEST_F(LimitsTest, AFullServerRefusesAnotherStream) {
   EXPECT_TRUE(Complete(b.get()).ok());
   EXPECT_EQ(tiers_.aggregator_refusals(),
             (std::map<std::string, int64_t>{{"resource_exhausted", 1}}));
-  // Room again once they are done.
+  // Room again once they are done (a slot is released when gRPC destroys the
+  // call's reactor, which may be just after the client saw its status).
+  for (int i = 0; i < 1000 && tiers_.aggregator_streams().open() > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ASSERT_EQ(tiers_.aggregator_streams().open(), 0);
   std::unique_ptr<OpenPush> d = StartPush("worker-2", 2);
   EXPECT_TRUE(Complete(d.get()).ok());
   EXPECT_EQ(tiers_.aggregator().counters().gradients_accepted, 3);

@@ -147,6 +147,26 @@ TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   EXPECT_FALSE(s.contains("gradients"));  // no cluster, no accounting
 }
 
+// The user's own TorchScript module (docs/models.md): the zoo's mlp saved
+// from Python trains in a cluster of the real daemons as the zoo's does.
+TEST(LocalClusterTest, TrainsAUsersTorchScriptModule) {
+  const std::string dir = NewRunDir("torchscript");
+  const std::string json = absl::StrCat(dir, "/summary.json");
+  std::remove(json.c_str());
+  const CommandResult run =
+      Shell(absl::StrCat(kBin, "/hips local --model=torchscript --model_file=", HIPS_TEST_MODULES,
+                         "/mlp.pt --max_versions=200 --summary_json=", json, " --run_dir=", dir));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  EXPECT_EQ(s["version"], 200);
+  EXPECT_EQ(s["gradients"]["applied"], 200 * 4);
+  ExpectGradientsAccountedFor(s);
+  // Its layout is the zoo's mlp: 269,322 floats a gradient.
+  EXPECT_EQ(s["bytes"]["worker_to_aggregator"], int64_t{200} * 4 * 269322 * 4);
+  EXPECT_GE(s["accuracy"].get<double>(), 0.80) << run.output;
+}
+
 // The issues' acceptance runs: the default budget (10 epochs) in async and
 // in ssp with staleness 2, each to at least 0.87 test accuracy; the default
 // (sync) run over mutual TLS to at least 0.88.
@@ -404,6 +424,15 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips mode --hq=127.0.0.1:1", "one mode"},
       {"/hips train", "--monolith"},
       {"/hips train --monolith --model=nope --max_versions=1", "unknown model"},
+      {"/hips train --monolith --model=torchscript --max_versions=1",
+       "--model=torchscript needs --model_file"},
+      {"/hips train --monolith --model_file=m.pt --max_versions=1",
+       "--model_file is for --model=torchscript"},
+      {"/hips train --monolith --model=torchscript --model_file=/nonexistent/m.pt "
+       "--max_versions=1",
+       "/nonexistent/m.pt: not a TorchScript module"},
+      {"/hips-hq --insecure --model=torchscript --model_file=/nonexistent/m.pt",
+       "/nonexistent/m.pt: not a TorchScript module"},
       {"/hips-hq --aggregators=0", "at least 1 aggregator"},
       {"/hips-hq --optimizer=rmsprop", "unknown optimizer"},
       {"/hips-aggregator --workers=2", "HQ address"},

@@ -221,7 +221,9 @@ absl::Status Worker::Loop() {
     if (w != current_) {
       if (w->layout != model_->layout()) {
         return absl::FailedPreconditionError(
-            absl::StrCat("the cluster trains a different model: ", w->layout.DebugString()));
+            absl::StrCat("the cluster trains a different model: ",
+                         ModelLayout::FirstDifference(w->layout, model_->layout(), "at HQ",
+                                                      "in this worker's")));
       }
       if (w->training_done) {
         LOG(INFO) << options_.id << ": training done at version " << w->version << " after "

@@ -90,6 +90,17 @@ class WorkerTest : public ::testing::Test {
   absl::Status result_;
 };
 
+TEST_F(WorkerTest, AWorkerOfAnotherModelIsRefusedNamingTheFirstTensorThatDiffers) {
+  first_.Publish(Weights(0, {}, false, /*floats=*/kFloats + 1));
+  Start();
+  const absl::Status s = Result();
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_EQ(s.message(),
+            "the cluster trains a different model: tensor 0: 'w'[5] at HQ, 'w'[4] in this "
+            "worker's");
+  EXPECT_TRUE(first_.pushes().empty());
+}
+
 TEST_F(WorkerTest, SyncComputesOnceOnEachVersionAndStopsWhenTrainingIsDone) {
   first_.Publish(Weights(0));
   Start();

@@ -1,5 +1,6 @@
 #include "services/core/model_layout.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/container/flat_hash_set.h"
@@ -51,6 +52,33 @@ std::string ModelLayout::DebugString() const {
   return absl::StrJoin(tensors_, " ", [](std::string* out, const TensorSpec& t) {
     absl::StrAppend(out, t.name, "[", absl::StrJoin(t.shape, ","), "]");
   });
+}
+
+namespace {
+
+std::string Describe(const TensorSpec& t) {
+  return absl::StrCat("'", t.name, "'[", absl::StrJoin(t.shape, ","), "]");
+}
+
+}  // namespace
+
+std::string ModelLayout::FirstDifference(const ModelLayout& ours, const ModelLayout& theirs,
+                                         absl::string_view here, absl::string_view there) {
+  const std::vector<TensorSpec>& a = ours.tensors();
+  const std::vector<TensorSpec>& b = theirs.tensors();
+  for (size_t i = 0; i < std::max(a.size(), b.size()); ++i) {
+    if (i >= a.size()) {
+      return absl::StrCat("tensor ", i, ": none ", here, ", ", Describe(b[i]), " ", there);
+    }
+    if (i >= b.size()) {
+      return absl::StrCat("tensor ", i, ": ", Describe(a[i]), " ", here, ", none ", there);
+    }
+    if (!(a[i] == b[i])) {
+      return absl::StrCat("tensor ", i, ": ", Describe(a[i]), " ", here, ", ", Describe(b[i]), " ",
+                          there);
+    }
+  }
+  return "";
 }
 
 }  // namespace hips

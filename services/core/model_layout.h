@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace hips {
 
@@ -41,6 +42,14 @@ class ModelLayout {
 
   // "name[d0,d1] name2[d0] ..." for error messages.
   std::string DebugString() const;
+
+  // Where `ours` and `theirs` first differ, for an error message: the first
+  // tensor whose name or shape differs ("tensor 2: 'fc.weight'[10,64] here,
+  // 'fc.weight'[10,32] there"), or the tensor one side lacks; empty when
+  // they are equal.
+  static std::string FirstDifference(const ModelLayout& ours, const ModelLayout& theirs,
+                                     absl::string_view here = "here",
+                                     absl::string_view there = "there");
 
   friend bool operator==(const ModelLayout& a, const ModelLayout& b) {
     return a.tensors_ == b.tensors_;

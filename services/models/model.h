@@ -17,9 +17,13 @@ namespace hips {
 
 // Which network to build. Validated once by ValidateModelOptions.
 struct ModelOptions {
-  // "mlp" (784-256-256-10), "cnn" (two conv blocks, then 128-10) or "fullmlp"
-  // (`fullmlp_layers` Linear layers of width `fullmlp_width`).
+  // "mlp" (784-256-256-10), "cnn" (two conv blocks, then 128-10), "fullmlp"
+  // (`fullmlp_layers` Linear layers of width `fullmlp_width`) or
+  // "torchscript" (the user's module in `model_file`, docs/models.md).
   std::string name = "mlp";
+  // A module saved by torch.jit.script(m).save(PATH): its forward takes a
+  // batch of inputs [n, input_shape...] and returns [n, num_classes] logits.
+  std::string model_file;
   int fullmlp_layers = 16;
   int fullmlp_width = 256;
   std::vector<int64_t> input_shape = {1, 28, 28};
@@ -37,7 +41,11 @@ class Model {
   virtual ~Model() = default;
 
   // Builds the network with weights initialised from `seed` (the same seed
-  // gives the same weights in every process).
+  // gives the same weights in every process). A TorchScript module comes
+  // with the weights of its file (the seed does not change them); a file
+  // that is missing, not a TorchScript module, or whose module does not map
+  // a batch of the input shape to [n, num_classes] is INVALID_ARGUMENT
+  // naming the file and what is wrong.
   static absl::StatusOr<std::unique_ptr<Model>> Create(const ModelOptions& options, uint64_t seed);
 
   virtual const ModelLayout& layout() const = 0;

@@ -8,6 +8,7 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/models/optimizer.h"
@@ -196,6 +197,140 @@ TEST(LearningRateScheduleTest, CosineDecaysToZeroOverTheBudget) {
   EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 50, 0), 0.2);  // no budget: constant
   o.lr_schedule = "constant";
   EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 50, 100), 0.2);
+}
+
+// --- The user's TorchScript modules (make_test_modules.py writes them). ---
+
+absl::StatusOr<std::unique_ptr<Model>> Script(const std::string& file, std::vector<int64_t> input,
+                                              int64_t classes) {
+  ModelOptions o;
+  o.name = "torchscript";
+  o.model_file = absl::StrCat(HIPS_TEST_MODULES, "/", file);
+  o.input_shape = std::move(input);
+  o.num_classes = classes;
+  return Model::Create(o, 1);
+}
+
+TEST(ScriptModelTest, AScriptedMlpIsTheZoosMlpTensorByTensor) {
+  absl::StatusOr<std::unique_ptr<Model>> script = Script("mlp.pt", {1, 28, 28}, 10);
+  ASSERT_TRUE(script.ok()) << script.status();
+  std::unique_ptr<Model> zoo = Make("mlp");
+  // The layout comes from the module's named parameters, in order.
+  EXPECT_EQ((*script)->layout(), zoo->layout());
+  // With the same weights, the same loss and gradient on the same batch.
+  std::vector<float> w(zoo->layout().num_floats());
+  zoo->GetWeights(absl::MakeSpan(w));
+  ASSERT_TRUE((*script)->SetWeights(w).ok());
+  std::vector<float> back(w.size());
+  (*script)->GetWeights(absl::MakeSpan(back));
+  EXPECT_EQ(back, w);
+  const Dataset d = MakeSyntheticDataset(16, {1, 28, 28}, 10, 1, 2);
+  std::vector<float> g_zoo(w.size()), g_script(w.size());
+  absl::StatusOr<double> loss_zoo =
+      zoo->ComputeGradient(d.features, d.labels, absl::MakeSpan(g_zoo));
+  absl::StatusOr<double> loss_script =
+      (*script)->ComputeGradient(d.features, d.labels, absl::MakeSpan(g_script));
+  ASSERT_TRUE(loss_zoo.ok() && loss_script.ok());
+  EXPECT_NEAR(*loss_script, *loss_zoo, 1e-5 * std::abs(*loss_zoo));
+  double max_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < w.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::abs(g_script[i] - g_zoo[i])));
+    max_abs = std::max(max_abs, static_cast<double>(std::abs(g_zoo[i])));
+  }
+  EXPECT_GT(max_abs, 0);
+  EXPECT_LE(max_diff, 1e-6 * max_abs);
+  // A second batch: the gradients were zeroed in between, not summed.
+  ASSERT_TRUE((*script)->ComputeGradient(d.features, d.labels, absl::MakeSpan(g_script)).ok());
+  ASSERT_TRUE(zoo->ComputeGradient(d.features, d.labels, absl::MakeSpan(g_zoo)).ok());
+  for (size_t i = 0; i < w.size(); i += 997) EXPECT_NEAR(g_script[i], g_zoo[i], 1e-6 * max_abs);
+  // Evaluation agrees too.
+  absl::StatusOr<ClassificationMetrics> m_zoo = zoo->Evaluate(d), m_script = (*script)->Evaluate(d);
+  ASSERT_TRUE(m_zoo.ok() && m_script.ok());
+  EXPECT_EQ(m_script->accuracy, m_zoo->accuracy);
+}
+
+TEST(ScriptModelTest, GradientsAreTakenInTrainModeAndEvaluationInEvalMode) {
+  // train_switch.pt: logits in train mode; in eval mode a constant vote for
+  // class 2 (and no gradient).
+  absl::StatusOr<std::unique_ptr<Model>> m = Script("train_switch.pt", {4}, 3);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const Dataset d = MakeSyntheticDataset(60, {4}, 3, 1, 2);
+  const int64_t twos = std::count(d.labels.begin(), d.labels.end(), 2);
+  ASSERT_GT(twos, 0);
+  ASSERT_LT(twos, 60);
+  std::vector<float> g((*m)->layout().num_floats());
+  for (int round = 0; round < 2; ++round) {
+    ASSERT_TRUE((*m)->ComputeGradient(d.features, d.labels, absl::MakeSpan(g)).ok());
+    EXPECT_TRUE(std::any_of(g.begin(), g.end(), [](float v) { return v != 0; }));
+    absl::StatusOr<ClassificationMetrics> metrics = (*m)->Evaluate(d);
+    ASSERT_TRUE(metrics.ok()) << metrics.status();
+    EXPECT_DOUBLE_EQ(metrics->accuracy, static_cast<double>(twos) / 60);
+  }
+}
+
+TEST(ScriptModelTest, AFrozenParameterIsInTheLayoutWithAZeroGradient) {
+  absl::StatusOr<std::unique_ptr<Model>> m = Script("frozen.pt", {4}, 3);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ((*m)->layout().DebugString(), "a.weight[4,4] a.bias[4] b.weight[3,4] b.bias[3]");
+  const Dataset d = MakeSyntheticDataset(8, {4}, 3, 1, 2);
+  std::vector<float> g((*m)->layout().num_floats(), 7.0f);
+  ASSERT_TRUE((*m)->ComputeGradient(d.features, d.labels, absl::MakeSpan(g)).ok());
+  EXPECT_TRUE(std::all_of(g.begin(), g.begin() + 16, [](float v) { return v == 0; }));
+  EXPECT_TRUE(std::any_of(g.begin() + 16, g.end(), [](float v) { return v != 0; }));
+}
+
+TEST(ScriptModelTest, ABadFileIsRefusedNamingItAndWhatIsWrong) {
+  const auto refused = [](const std::string& file, std::vector<int64_t> input, int64_t classes) {
+    absl::StatusOr<std::unique_ptr<Model>> m = Script(file, std::move(input), classes);
+    EXPECT_FALSE(m.ok()) << file;
+    return m.status();
+  };
+  absl::Status s = refused("no_such_file.pt", {4}, 3);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("no_such_file.pt: not a TorchScript module"));
+  s = refused("not_a_module.pt", {4}, 3);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("not_a_module.pt: not a TorchScript module"));
+  // Five logits where the data has three classes.
+  s = refused("wrong_output.pt", {4}, 3);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("of shape [1, 5]; hips needs float logits of "
+                                                "shape [1, 3]"));
+  // An input its forward cannot take.
+  s = refused("wrong_output.pt", {7}, 5);
+  EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
+  EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("batch of shape [1, 7] to an error"));
+  // Buffers are not kept in step yet: refused rather than left to diverge.
+  s = refused("batchnorm.pt", {4}, 3);
+  EXPECT_TRUE(absl::IsUnimplemented(s)) << s;
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("'2.running_mean'"));
+  // The options themselves.
+  ModelOptions o;
+  o.name = "torchscript";
+  EXPECT_THAT(Model::Create(o, 1).status().message(), ::testing::HasSubstr("--model_file"));
+  o.name = "mlp";
+  o.model_file = "mlp.pt";
+  EXPECT_THAT(Model::Create(o, 1).status().message(),
+              ::testing::HasSubstr("--model_file is for --model=torchscript"));
+}
+
+TEST(ScriptModelTest, TheOptimizerStepsAScriptedModel) {
+  absl::StatusOr<std::unique_ptr<Model>> m = Script("frozen.pt", {4}, 3);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const int64_t n = (*m)->layout().num_floats();
+  std::vector<float> w(n);
+  (*m)->GetWeights(absl::MakeSpan(w));
+  OptimizerOptions o;
+  o.name = "sgd";
+  o.momentum = 0;
+  absl::StatusOr<std::unique_ptr<Optimizer>> opt = CreateTorchOptimizer(o, *std::move(m));
+  ASSERT_TRUE(opt.ok()) << opt.status();
+  std::vector<float> grad(n);
+  for (int64_t i = 0; i < n; ++i) grad[i] = 0.01f * static_cast<float>(i % 7);
+  ASSERT_TRUE((*opt)->Step(grad, 0.5).ok());
+  std::vector<float> after(n);
+  (*opt)->GetWeights(absl::MakeSpan(after));
+  for (int64_t i = 0; i < n; ++i) EXPECT_FLOAT_EQ(after[i], w[i] - 0.5f * grad[i]) << i;
 }
 
 }  // namespace

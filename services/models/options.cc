@@ -11,9 +11,16 @@
 namespace hips {
 
 absl::Status ValidateModelOptions(const ModelOptions& o) {
-  if (o.name != "mlp" && o.name != "cnn" && o.name != "fullmlp") {
+  if (o.name != "mlp" && o.name != "cnn" && o.name != "fullmlp" && o.name != "torchscript") {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown model '", o.name, "' (expected mlp, cnn or fullmlp)"));
+        absl::StrCat("unknown model '", o.name, "' (expected mlp, cnn, fullmlp or torchscript)"));
+  }
+  if (o.name == "torchscript" && o.model_file.empty()) {
+    return absl::InvalidArgumentError("--model=torchscript needs --model_file=PATH");
+  }
+  if (o.name != "torchscript" && !o.model_file.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model_file is for --model=torchscript, not '", o.name, "'"));
   }
   if (o.input_shape.empty() || o.num_classes < 2) {
     return absl::InvalidArgumentError("a model needs an input shape and at least 2 classes");

@@ -1,9 +1,10 @@
-// The model zoo and the torch::optim wrapper behind the torch-free Model and
-// Optimizer interfaces. One of the two translation units that include LibTorch
-// (with torch_checkpoint.cc): its headers cost ~17 s of compile time per
+// The model zoo, the user's TorchScript modules and the torch::optim wrapper
+// behind the torch-free Model and Optimizer interfaces. One of the two translation units that
+// include LibTorch (with torch_checkpoint.cc): its headers cost ~17 s of compile time per
 // translation unit here.
 
 #include <dlfcn.h>
+#include <torch/script.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -15,7 +16,12 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "absl/types/span.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
 
@@ -74,13 +80,59 @@ torch::nn::Sequential BuildNetwork(const ModelOptions& o) {
   return net;
 }
 
+// What TorchModel needs of a network: a forward pass, the train/eval switch
+// and the parameters by name, in a fixed order.
+class Net {
+ public:
+  virtual ~Net() = default;
+  virtual torch::Tensor Forward(const torch::Tensor& x) = 0;
+  virtual void Train(bool on) = 0;
+  virtual std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() = 0;
+};
+
+// The zoo's networks.
+class SequentialNet final : public Net {
+ public:
+  explicit SequentialNet(torch::nn::Sequential net) : net_(std::move(net)) {}
+  torch::Tensor Forward(const torch::Tensor& x) override { return net_->forward(x); }
+  void Train(bool on) override { net_->train(on); }
+  std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() override {
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    for (const auto& item : net_->named_parameters()) out.emplace_back(item.key(), item.value());
+    return out;
+  }
+
+ private:
+  torch::nn::Sequential net_;
+};
+
+// A module the user saved with torch.jit.script(m).save(PATH).
+class ScriptNet final : public Net {
+ public:
+  explicit ScriptNet(torch::jit::Module module) : module_(std::move(module)) {}
+  torch::Tensor Forward(const torch::Tensor& x) override { return module_.forward({x}).toTensor(); }
+  void Train(bool on) override { module_.train(on); }
+  std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() override {
+    std::vector<std::pair<std::string, torch::Tensor>> out;
+    for (const auto& item : module_.named_parameters(/*recurse=*/true)) {
+      out.emplace_back(item.name, item.value);
+    }
+    return out;
+  }
+  torch::jit::Module& module() { return module_; }
+
+ private:
+  torch::jit::Module module_;
+};
+
 class TorchModel final : public Model {
  public:
-  TorchModel(ModelOptions options, torch::nn::Sequential net, ModelLayout layout)
+  TorchModel(ModelOptions options, std::unique_ptr<Net> net, ModelLayout layout,
+             std::vector<torch::Tensor> params)
       : options_(std::move(options)),
         net_(std::move(net)),
         layout_(std::move(layout)),
-        params_(net_->parameters()) {}
+        params_(std::move(params)) {}
 
   const ModelLayout& layout() const override { return layout_; }
 
@@ -99,8 +151,13 @@ class TorchModel final : public Model {
     }
     torch::NoGradGuard no_grad;
     for (size_t i = 0; i < params_.size(); ++i) {
-      std::memcpy(params_[i].data_ptr<float>(), weights.data() + layout_.offset(i),
-                  params_[i].numel() * sizeof(float));
+      torch::Tensor& p = params_[i];
+      const float* from = weights.data() + layout_.offset(i);
+      if (p.is_contiguous()) {
+        std::memcpy(p.data_ptr<float>(), from, p.numel() * sizeof(float));
+      } else {  // a user's module may hold a strided view as a parameter
+        p.copy_(torch::from_blob(const_cast<float*>(from), p.sizes(), torch::kFloat));
+      }
     }
     return absl::OkStatus();
   }
@@ -128,13 +185,25 @@ class TorchModel final : public Model {
       }
     }
     return Guarded("forward/backward", [&]() -> absl::StatusOr<double> {
-      net_->zero_grad();
-      torch::Tensor loss = torch::nn::functional::cross_entropy(net_->forward(x), y);
+      // Train mode (dropout, batch statistics); the grads zeroed in place,
+      // as Module::zero_grad does (a TorchScript module has no zero_grad).
+      net_->Train(true);
+      for (torch::Tensor& p : params_) {
+        if (p.grad().defined()) {
+          p.mutable_grad().detach_();
+          p.mutable_grad().zero_();
+        }
+      }
+      torch::Tensor loss = torch::nn::functional::cross_entropy(net_->Forward(x), y);
       loss.backward();
       for (size_t i = 0; i < params_.size(); ++i) {
+        float* into = grad_out.data() + layout_.offset(i);
+        if (!params_[i].grad().defined()) {  // a frozen parameter (requires_grad false)
+          std::fill(into, into + params_[i].numel(), 0.0f);
+          continue;
+        }
         const torch::Tensor g = params_[i].grad().contiguous();
-        std::memcpy(grad_out.data() + layout_.offset(i), g.data_ptr<float>(),
-                    g.numel() * sizeof(float));
+        std::memcpy(into, g.data_ptr<float>(), g.numel() * sizeof(float));
       }
       return loss.item<double>() * static_cast<double>(n);
     });
@@ -146,6 +215,7 @@ class TorchModel final : public Model {
     }
     return Guarded("evaluation", [&]() -> absl::StatusOr<ClassificationMetrics> {
       torch::NoGradGuard no_grad;
+      net_->Train(false);  // eval mode: dropout off, running statistics
       const int64_t n = data.num_examples();
       std::vector<int64_t> predictions(n);
       constexpr int64_t kBatch = 1000;
@@ -155,7 +225,7 @@ class TorchModel final : public Model {
         shape.insert(shape.end(), options_.input_shape.begin(), options_.input_shape.end());
         torch::Tensor x = torch::from_blob(
             const_cast<float*>(data.features.data() + first * data.example_size()), shape);
-        torch::Tensor argmax = net_->forward(x).argmax(1).contiguous();
+        torch::Tensor argmax = net_->Forward(x).argmax(1).contiguous();
         std::memcpy(predictions.data() + first, argmax.data_ptr<int64_t>(),
                     count * sizeof(int64_t));
       }
@@ -168,7 +238,7 @@ class TorchModel final : public Model {
 
  private:
   const ModelOptions options_;
-  torch::nn::Sequential net_;
+  std::unique_ptr<Net> net_;
   const ModelLayout layout_;
   std::vector<torch::Tensor> params_;
 };
@@ -396,23 +466,103 @@ class TorchOptimizer final : public Optimizer {
 
 }  // namespace
 
+namespace {
+
+// The line of a LibTorch exception that says what went wrong: the first for
+// a C++ error, the last for an error inside the TorchScript interpreter
+// (whose message is a traceback ending in Python's "RuntimeError: ...").
+std::string ErrorLine(const std::exception& e) {
+  const std::vector<std::string> lines = absl::StrSplit(e.what(), '\n', absl::SkipWhitespace());
+  if (lines.empty()) return "unknown error";
+  if (absl::StrContains(lines.front(), "TorchScript interpreter")) {
+    return std::string(absl::StripAsciiWhitespace(lines.back()));
+  }
+  return std::string(absl::StripAsciiWhitespace(lines.front()));
+}
+
+std::string ShapeString(absl::Span<const int64_t> shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// Loads and checks the user's module: a TorchScript file whose forward maps
+// a batch of `o.input_shape` to [n, num_classes], with float parameters and
+// no buffers (yet: docs/models.md).
+absl::StatusOr<std::unique_ptr<ScriptNet>> LoadScriptNet(const ModelOptions& o) {
+  const std::string& path = o.model_file;
+  std::unique_ptr<ScriptNet> net;
+  try {
+    net = std::make_unique<ScriptNet>(torch::jit::load(path, torch::kCPU));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--model_file ", path, ": not a TorchScript module (", ErrorLine(e), ")"));
+  }
+  torch::jit::Module& m = net->module();
+  if (!m.find_method("forward").has_value()) {
+    return absl::InvalidArgumentError(absl::StrCat("--model_file ", path, ": no forward method"));
+  }
+  const auto buffers = m.named_buffers(/*recurse=*/true);
+  if (buffers.begin() != buffers.end()) {
+    return absl::UnimplementedError(absl::StrCat(
+        "--model_file ", path, ": the module has buffers ('", (*buffers.begin()).name,
+        "', e.g. BatchNorm's running statistics); hips does not keep buffers in step across "
+        "workers yet (docs/models.md)"));
+  }
+  for (const auto& item : m.named_parameters(/*recurse=*/true)) {
+    if (item.value.scalar_type() != torch::kFloat) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--model_file ", path, ": parameter '", item.name, "' is ",
+                       std::string(item.value.dtype().name()), ", hips trains float32 parameters"));
+    }
+  }
+  // One example through it, in eval mode: the output must be [1, classes].
+  std::vector<int64_t> shape = {1};
+  shape.insert(shape.end(), o.input_shape.begin(), o.input_shape.end());
+  std::string out_shape;
+  try {
+    torch::NoGradGuard no_grad;
+    net->Train(false);
+    const torch::Tensor y = net->Forward(torch::zeros(shape));
+    if (y.dim() == 2 && y.size(0) == 1 && y.size(1) == o.num_classes &&
+        y.scalar_type() == torch::kFloat) {
+      return net;
+    }
+    out_shape = absl::StrCat("a ", std::string(y.dtype().name()), " tensor of shape ",
+                             ShapeString(y.sizes().vec()));
+  } catch (const std::exception& e) {
+    out_shape = absl::StrCat("an error (", ErrorLine(e), ")");
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("--model_file ", path, ": its forward maps a batch of shape ",
+                   ShapeString(shape), " to ", out_shape, "; hips needs float logits of shape [1, ",
+                   o.num_classes, "] (", o.num_classes, " classes in the data)"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options, uint64_t seed) {
   if (absl::Status s = ValidateModelOptions(options); !s.ok()) return s;
-  torch::nn::Sequential net;
-  {
+  std::unique_ptr<Net> net;
+  if (options.name == "torchscript") {
+    absl::StatusOr<std::unique_ptr<ScriptNet>> script = LoadScriptNet(options);
+    if (!script.ok()) return script.status();
+    net = *std::move(script);
+  } else {
     // The initial weights come from LibTorch's global generator.
     static std::mutex* const seed_mu = new std::mutex;
     std::lock_guard<std::mutex> lock(*seed_mu);
     torch::manual_seed(seed);
-    net = BuildNetwork(options);
+    net = std::make_unique<SequentialNet>(BuildNetwork(options));
   }
   std::vector<TensorSpec> specs;
-  for (const auto& item : net->named_parameters()) {
-    specs.push_back({item.key(), item.value().sizes().vec()});
+  std::vector<torch::Tensor> params;
+  for (auto& [name, value] : net->NamedParameters()) {
+    specs.push_back({name, value.sizes().vec()});
+    params.push_back(value);
   }
   absl::StatusOr<ModelLayout> layout = ModelLayout::Create(std::move(specs));
   if (!layout.ok()) return layout.status();
-  return std::unique_ptr<Model>(new TorchModel(options, std::move(net), *std::move(layout)));
+  return std::unique_ptr<Model>(
+      new TorchModel(options, std::move(net), *std::move(layout), std::move(params)));
 }
 
 void SetTorchThreads(int threads) {

@@ -4,7 +4,11 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-ABSL_FLAG(std::string, model, "mlp", "Model: mlp (784-256-256-10), cnn or fullmlp.");
+ABSL_FLAG(std::string, model, "mlp",
+          "Model: mlp (784-256-256-10), cnn, fullmlp, or torchscript (with --model_file).");
+ABSL_FLAG(std::string, model_file, "",
+          "--model=torchscript: a module saved by torch.jit.script(m).save(PATH); its forward "
+          "maps a batch of inputs to [n, classes] logits (docs/models.md).");
 ABSL_FLAG(int, fullmlp_layers, 16, "Linear layers of the fullmlp model.");
 ABSL_FLAG(int, fullmlp_width, 256, "Width of the fullmlp model's hidden layers.");
 ABSL_FLAG(std::string, optimizer, "sgd", "Optimizer at HQ: sgd or adam.");
@@ -27,6 +31,7 @@ namespace hips {
 ModelOptions ModelOptionsFromFlags() {
   ModelOptions o;
   o.name = absl::GetFlag(FLAGS_model);
+  o.model_file = absl::GetFlag(FLAGS_model_file);
   o.fullmlp_layers = absl::GetFlag(FLAGS_fullmlp_layers);
   o.fullmlp_width = absl::GetFlag(FLAGS_fullmlp_width);
   return o;
@@ -55,6 +60,7 @@ DataOptions DataOptionsFromFlags() {
 std::vector<std::string> TrainingFlagsAsArgs() {
   return {
       absl::StrCat("--model=", absl::GetFlag(FLAGS_model)),
+      absl::StrCat("--model_file=", absl::GetFlag(FLAGS_model_file)),
       absl::StrCat("--fullmlp_layers=", absl::GetFlag(FLAGS_fullmlp_layers)),
       absl::StrCat("--fullmlp_width=", absl::GetFlag(FLAGS_fullmlp_width)),
       absl::StrCat("--optimizer=", absl::GetFlag(FLAGS_optimizer)),

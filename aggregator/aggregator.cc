@@ -452,7 +452,8 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
       absl::MutexLock encode_lock(&encode_mu_);
       compressor_ = options_.compression.encoding == Encoding::kFp32
                         ? nullptr
-                        : std::make_unique<Compressor>(options_.compression, num_floats);
+                        : std::make_unique<Compressor>(options_.compression, num_floats,
+                                                       snapshot->layout.buffer_ranges());
     }
     const bool mode_changed = snapshot->mode != mode_ || snapshot->mode_since != mode_since_;
     if (snapshot->training_done) {

@@ -155,7 +155,7 @@ int64_t GlobalBatch() {
 int64_t SampleBudget() {
   const double epochs = absl::GetFlag(FLAGS_epochs);
   if (!(epochs > 0)) hips::ExitWithUsageError("--epochs must be positive");
-  absl::StatusOr<int64_t> examples = hips::CountTrainingExamples(hips::DataOptionsFromFlags());
+  absl::StatusOr<int64_t> examples = hips::CountTrainingExamples(hips::DataOptionsFromFlagsOrExit());
   if (!examples.ok()) hips::ExitWithUsageError(std::string(examples.status().message()));
   return std::max<int64_t>(1, std::llround(epochs * (*examples)));
 }
@@ -332,7 +332,7 @@ int RunMonolith() {
   options.num_workers = absl::GetFlag(FLAGS_workers);
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
   options.steps = VersionBudget();
-  const hips::DataOptions data = hips::DataOptionsFromFlags();
+  const hips::DataOptions data = hips::DataOptionsFromFlagsOrExit();
   absl::StatusOr<hips::Dataset> train = hips::LoadData(data, hips::Split::kTrain);
   absl::StatusOr<hips::Dataset> test = hips::LoadData(data, hips::Split::kTest);
   if (!train.ok() || !test.ok()) {

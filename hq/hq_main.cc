@@ -135,7 +135,7 @@ int main(int argc, char** argv) {
   options.server.async_momentum = absl::GetFlag(FLAGS_async_momentum);
   options.model = hips::ModelOptionsFromFlags();
   options.optimizer = hips::OptimizerOptionsFromFlags();
-  options.data = hips::DataOptionsFromFlags();
+  options.data = hips::DataOptionsFromFlagsOrExit();
   options.seed = absl::GetFlag(FLAGS_seed);
   options.eval_every = absl::GetFlag(FLAGS_eval_every);
   options.host = absl::GetFlag(FLAGS_host);

@@ -34,7 +34,7 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
   if (absl::Status s = ValidateWorkerOptions(options); !s.ok()) return s;
   if (clients.empty()) return absl::InvalidArgumentError("a worker needs an aggregator");
   absl::StatusOr<ShardSampler> sampler =
-      ShardSampler::Create(data->num_examples(), options.index, options.num_workers,
+      ShardSampler::Create(data->num_whole_examples(), options.index, options.num_workers,
                            options.batch_size, options.data_seed);
   if (!sampler.ok()) return sampler.status();
   return std::unique_ptr<Worker>(new Worker(std::move(options), std::move(model), std::move(data),
@@ -55,7 +55,8 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
   push_.sequence = incarnation_ - 1;
   push_.gradient.resize(model_->layout().num_floats());
   if (options_.compression.encoding != Encoding::kFp32) {
-    compressor_ = std::make_unique<Compressor>(options_.compression, push_.gradient.size());
+    compressor_ = std::make_unique<Compressor>(options_.compression, push_.gradient.size(),
+                                               model_->layout().buffer_ranges());
   }
 }
 

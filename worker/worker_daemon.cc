@@ -20,7 +20,9 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
   }
   std::shared_ptr<const Dataset> train = options.train;
   if (train == nullptr) {
-    absl::StatusOr<Dataset> loaded = LoadData(options.data, Split::kTrain);
+    // Only this worker's shard is held in memory.
+    absl::StatusOr<Dataset> loaded = LoadData(
+        options.data, Split::kTrain, DataShard{options.worker.index, options.worker.num_workers});
     if (!loaded.ok()) return loaded.status();
     train = std::make_shared<const Dataset>(*std::move(loaded));
   }

@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
   if (absl::Status s = hips::ValidateWorkerOptions(worker); !s.ok()) {
     hips::ExitWithUsageError(std::string(s.message()));
   }
-  options.data = hips::DataOptionsFromFlags();
+  options.data = hips::DataOptionsFromFlagsOrExit();
   options.model = hips::ModelOptionsFromFlags();
   options.model_seed = absl::GetFlag(FLAGS_seed);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);

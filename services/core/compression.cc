@@ -212,11 +212,15 @@ absl::Status ValidateCompressionOptions(const CompressionOptions& o) {
   return absl::OkStatus();
 }
 
-Compressor::Compressor(CompressionOptions options, size_t num_floats)
-    : options_(std::move(options)), num_floats_(num_floats) {
+Compressor::Compressor(CompressionOptions options, size_t num_floats,
+                       std::vector<FloatRange> values_ranges)
+    : options_(std::move(options)),
+      num_floats_(num_floats),
+      values_ranges_(std::move(values_ranges)) {
   if (options_.error_feedback && options_.encoding != Encoding::kFp32) {
     residual_.assign(num_floats, 0.0f);
   }
+  for (const FloatRange& r : values_ranges_) num_values_ += static_cast<size_t>(r.size);
 }
 
 int64_t Compressor::Encode(absl::Span<const float> values, std::string* out) {
@@ -244,11 +248,13 @@ int64_t Compressor::Encode(absl::Span<const float> values, std::string* out) {
         if (!residual_.empty())
           residual_[i] = send[i] - (half ? HalfToFloat(h) : Bfloat16ToFloat(h));
       }
+      ForgetValues();
       return 0;
     }
     case Encoding::kTopK: {
-      const size_t k =
-          std::min(n, std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_ratio * n))));
+      const size_t k = std::min(
+          n, num_values_ +
+                 std::max<size_t>(1, static_cast<size_t>(std::ceil(options_.topk_ratio * n))));
       if (n == 0) return 0;
       // The k-th largest magnitude by radix selection on the bit patterns
       // (which order like the magnitudes): a histogram of the top 11 bits
@@ -257,6 +263,10 @@ int64_t Compressor::Encode(absl::Span<const float> values, std::string* out) {
       // last (lowest indices first).
       magnitudes_.resize(n);
       for (size_t i = 0; i < n; ++i) magnitudes_[i] = MagnitudeBits(send[i]);
+      // Values always go: ranked above every finite float.
+      for (const FloatRange& r : values_ranges_) {
+        std::fill_n(magnitudes_.begin() + r.offset, r.size, 0x7fffffffu);
+      }
       std::vector<size_t> histogram(size_t{1} << 11, 0);
       for (size_t i = 0; i < n; ++i) ++histogram[magnitudes_[i] >> 20];
       size_t bucket = histogram.size() - 1, larger = 0;
@@ -286,10 +296,18 @@ int64_t Compressor::Encode(absl::Span<const float> values, std::string* out) {
         if (!residual_.empty()) residual_[i] = 0.0f;
         ++j;
       }
+      ForgetValues();
       return static_cast<int64_t>(k);
     }
   }
   return 0;
+}
+
+void Compressor::ForgetValues() {
+  if (residual_.empty()) return;
+  for (const FloatRange& r : values_ranges_) {
+    std::fill_n(residual_.begin() + r.offset, r.size, 0.0f);
+  }
 }
 
 }  // namespace hips

@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "services/core/float_pieces.h"
+#include "services/core/model_layout.h"
 
 // How gradients and aggregates travel on a hop (docs/performance.md,
 // "Compression"). The sender of each hop chooses; receivers take any.
@@ -96,10 +97,14 @@ absl::Status ValidateCompressionOptions(const CompressionOptions& options);
 
 // Encodes successive values of one sender (a worker's gradients, an
 // aggregator's sums), keeping the error-feedback residual between them.
+// The floats in `values_ranges` are values rather than increments (a model's
+// buffers: ModelLayout::buffer_ranges): top-k always sends them, on top of
+// its k, and no encoding carries a residual of them into the next values.
 // Not thread-safe.
 class Compressor {
  public:
-  Compressor(CompressionOptions options, size_t num_floats);
+  Compressor(CompressionOptions options, size_t num_floats,
+             std::vector<FloatRange> values_ranges = {});
 
   const CompressionOptions& options() const { return options_; }
   size_t num_floats() const { return num_floats_; }
@@ -108,8 +113,13 @@ class Compressor {
   int64_t Encode(absl::Span<const float> values, std::string* out);
 
  private:
+  // Values are sent whole each time: nothing of them is held back.
+  void ForgetValues();
+
   const CompressionOptions options_;
   const size_t num_floats_;
+  const std::vector<FloatRange> values_ranges_;
+  size_t num_values_ = 0;        // floats in values_ranges_
   std::vector<float> residual_;  // empty without error feedback
   std::vector<float> work_;
   std::vector<uint32_t> magnitudes_;

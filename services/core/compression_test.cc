@@ -83,6 +83,35 @@ TEST(CompressorTest, TopKSendsTheLargestMagnitudesInIndexOrder) {
   EXPECT_EQ(dense, (std::vector<float>{0, -5, 0, 3, 0, 0, -4, 0, 0, 0}));
 }
 
+TEST(CompressorTest, ValuesRangesAlwaysTravelAndLeaveNoResidual) {
+  // Floats 2-3 and 8 are a model's buffers: values, however small.
+  CompressionOptions o;
+  o.encoding = Encoding::kTopK;
+  o.topk_ratio = 0.2;  // ceil(0.2 * 10) = 2, plus the 3 values
+  Compressor c(o, 10, {{2, 2}, {8, 1}});
+  std::string bytes;
+  std::vector<float> g = {0.1f, -5, 0.01f, 0.02f, 3, 0, -4, 0.3f, 0.001f, 1};
+  ASSERT_EQ(c.Encode(g, &bytes), 5);
+  EXPECT_EQ(bytes, TopK({{1, -5}, {2, 0.01f}, {3, 0.02f}, {6, -4}, {8, 0.001f}}));
+  // The next push: the residual of the gradients (4: 3, 9: 1, ...) competes,
+  // the values are sent as they are now, with nothing added.
+  g = {0, 0, 0.5f, 0.5f, 0, 0, 0, 0, 0.5f, 0};
+  ASSERT_EQ(c.Encode(g, &bytes), 5);
+  EXPECT_EQ(bytes, TopK({{2, 0.5f}, {3, 0.5f}, {4, 3}, {8, 0.5f}, {9, 1}}));
+
+  // fp16 with error feedback: a value's rounding error is not carried over.
+  o.encoding = Encoding::kFp16;
+  Compressor half(o, 2, {{1, 1}});
+  const std::vector<float> v = {0.1f, 0.1f};
+  std::vector<float> dense(2);
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(half.Encode(v, &bytes), 0);
+    DecodeInto(Encoded(Encoding::kFp16, bytes, 2), dense.data());
+  }
+  EXPECT_EQ(dense[1], HalfToFloat(FloatToHalf(0.1f)));  // the same both times
+  EXPECT_NE(dense[0], dense[1]);                        // the gradient got its residual back
+}
+
 TEST(CompressorTest, TopKBreaksTiesByLowerIndexAndMatchesAFullSort) {
   CompressionOptions o;
   o.encoding = Encoding::kTopK;

@@ -38,6 +38,14 @@ absl::StatusOr<ModelLayout> ModelLayout::Create(std::vector<TensorSpec> tensors)
       }
     }
     layout.offsets_.push_back(total);
+    if (t.buffer) {
+      std::vector<FloatRange>& ranges = layout.buffer_ranges_;
+      if (!ranges.empty() && ranges.back().offset + ranges.back().size == total) {
+        ranges.back().size += n;
+      } else {
+        ranges.push_back({total, n});
+      }
+    }
     total += n;
     if (total > kMaxFloats) {
       return absl::InvalidArgumentError("model is larger than 2^31 floats");
@@ -50,14 +58,16 @@ absl::StatusOr<ModelLayout> ModelLayout::Create(std::vector<TensorSpec> tensors)
 
 std::string ModelLayout::DebugString() const {
   return absl::StrJoin(tensors_, " ", [](std::string* out, const TensorSpec& t) {
-    absl::StrAppend(out, t.name, "[", absl::StrJoin(t.shape, ","), "]");
+    absl::StrAppend(out, t.name, "[", absl::StrJoin(t.shape, ","), "]",
+                    t.buffer ? " (buffer)" : "");
   });
 }
 
 namespace {
 
 std::string Describe(const TensorSpec& t) {
-  return absl::StrCat("'", t.name, "'[", absl::StrJoin(t.shape, ","), "]");
+  return absl::StrCat("'", t.name, "'[", absl::StrJoin(t.shape, ","), "]",
+                      t.buffer ? " (a buffer)" : "");
 }
 
 }  // namespace

@@ -10,14 +10,28 @@
 
 namespace hips {
 
-// One float32 tensor of a model: its name and row-major shape.
+// One float32 tensor of a model: its name and row-major shape, and whether
+// it is a buffer: a value the forward pass updates (BatchNorm's running
+// statistics), not a parameter trained by gradients. Where a parameter's
+// gradient travels, a buffer's value travels, and HQ keeps the
+// sample-weighted mean of the values it receives (docs/models.md).
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
+  bool buffer = false;
 
   int64_t NumElements() const;
   friend bool operator==(const TensorSpec& a, const TensorSpec& b) {
-    return a.name == b.name && a.shape == b.shape;
+    return a.name == b.name && a.shape == b.shape && a.buffer == b.buffer;
+  }
+};
+
+// A run of consecutive floats in a model's flat buffer.
+struct FloatRange {
+  int64_t offset = 0;
+  int64_t size = 0;
+  friend bool operator==(const FloatRange& a, const FloatRange& b) {
+    return a.offset == b.offset && a.size == b.size;
   }
 };
 
@@ -39,8 +53,11 @@ class ModelLayout {
   int64_t num_floats() const { return num_floats_; }
   // Offset in floats of tensor `i` inside the flat buffer.
   int64_t offset(size_t i) const { return offsets_[i]; }
+  // Where the buffers' floats are (adjacent buffers merged), in order; empty
+  // for a model without buffers.
+  const std::vector<FloatRange>& buffer_ranges() const { return buffer_ranges_; }
 
-  // "name[d0,d1] name2[d0] ..." for error messages.
+  // "name[d0,d1] name2[d0] (buffer) ..." for error messages.
   std::string DebugString() const;
 
   // Where `ours` and `theirs` first differ, for an error message: the first
@@ -59,6 +76,7 @@ class ModelLayout {
  private:
   std::vector<TensorSpec> tensors_;
   std::vector<int64_t> offsets_;
+  std::vector<FloatRange> buffer_ranges_;
   int64_t num_floats_ = 0;
 };
 

@@ -39,5 +39,21 @@ TEST(ModelLayoutTest, FirstDifferenceNamesTheFirstTensorThatDiffers) {
             "tensor 1: none here, '0.bias'[4] there");
 }
 
+TEST(ModelLayoutTest, BuffersAreMarkedAndTheirRangesMerged) {
+  const ModelLayout l = Layout({{"0.weight", {2, 3}},
+                                {"1.running_mean", {2}, /*buffer=*/true},
+                                {"1.running_var", {2}, /*buffer=*/true},
+                                {"2.weight", {4}},
+                                {"3.running_mean", {3}, /*buffer=*/true}});
+  EXPECT_EQ(l.buffer_ranges(), (std::vector<FloatRange>{{6, 4}, {14, 3}}));
+  EXPECT_EQ(l.DebugString(),
+            "0.weight[2,3] 1.running_mean[2] (buffer) 1.running_var[2] (buffer) 2.weight[4] "
+            "3.running_mean[3] (buffer)");
+  EXPECT_TRUE(Layout({{"w", {3}}}).buffer_ranges().empty());
+  // A parameter and a buffer of the same name and shape are different tensors.
+  EXPECT_EQ(ModelLayout::FirstDifference(Layout({{"s", {3}}}), Layout({{"s", {3}, true}})),
+            "tensor 0: 's'[3] here, 's'[3] (a buffer) there");
+}
+
 }  // namespace
 }  // namespace hips

@@ -2,6 +2,8 @@
 
 #include <zlib.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -10,6 +12,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "services/data/npz.h"
 
 namespace hips {
 namespace {
@@ -84,10 +88,27 @@ void Dataset::Gather(absl::Span<const int64_t> indices, std::vector<float>* out_
   out_features->resize(indices.size() * size);
   out_labels->resize(indices.size());
   for (size_t i = 0; i < indices.size(); ++i) {
-    std::memcpy(out_features->data() + i * size, features.data() + indices[i] * size,
-                size * sizeof(float));
-    (*out_labels)[i] = labels[indices[i]];
+    const int64_t at = indices[i] / shard_count;
+    std::memcpy(out_features->data() + i * size, features.data() + at * size, size * sizeof(float));
+    (*out_labels)[i] = labels[at];
   }
+}
+
+void Dataset::KeepShard(int index, int count) {
+  if (count <= 1) return;
+  const int64_t whole = num_examples(), size = example_size();
+  int64_t kept = 0;
+  for (int64_t i = index; i < whole; i += count, ++kept) {
+    std::memmove(features.data() + kept * size, features.data() + i * size, size * sizeof(float));
+    labels[kept] = labels[i];
+  }
+  features.resize(kept * size);
+  features.shrink_to_fit();
+  labels.resize(kept);
+  labels.shrink_to_fit();
+  shard_index = index;
+  shard_count = count;
+  whole_examples = whole;
 }
 
 absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
@@ -195,11 +216,178 @@ Dataset MakeSyntheticDataset(int64_t num_examples, std::vector<int64_t> example_
   return ds;
 }
 
-absl::StatusOr<Dataset> LoadData(const DataOptions& o, Split split) {
+// Fashion-MNIST or the synthetic set, whole (defined below).
+absl::StatusOr<Dataset> LoadWholeData(const DataOptions& o, Split split);
+
+namespace {
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+// The file, its x and y headers, checked against each other.
+struct NpzArrays {
+  NpzFile file;
+  NpyHeader x, y;
+};
+
+absl::StatusOr<NpzArrays> OpenNpzArrays(const std::string& path, const std::string& flag) {
+  const auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": ", what));
+  };
+  if (path.empty()) return bad("no file given");
+  absl::StatusOr<NpzFile> file = NpzFile::Open(path);
+  if (!file.ok()) {
+    return absl::Status(file.status().code(), absl::StrCat(flag, "=", file.status().message()));
+  }
+  absl::StatusOr<NpyHeader> x = file->Header("x");
+  absl::StatusOr<NpyHeader> y = x.ok() ? file->Header("y") : x.status();
+  if (!y.ok()) {
+    if (absl::IsNotFound(y.status())) {
+      return bad(absl::StrCat("needs arrays 'x' and 'y', the file has '",
+                              absl::StrJoin(file->names(), "', '"), "'"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(flag, "=", y.status().message()));
+  }
+  if (x->dtype != "<f4") {
+    return bad(absl::StrCat("x is '", x->dtype, "', hips needs float32 ('<f4') examples"));
+  }
+  if (y->dtype != "<i8") {
+    return bad(absl::StrCat("y is '", y->dtype, "', hips needs int64 ('<i8') class labels"));
+  }
+  if (x->shape.size() < 2) {
+    return bad(absl::StrCat("x has shape ", ShapeText(x->shape), ", hips needs [N, ...]"));
+  }
+  if (y->shape.size() != 1) {
+    return bad(absl::StrCat("y has shape ", ShapeText(y->shape), ", hips needs [N]"));
+  }
+  if (x->rows() != y->rows()) {
+    return bad(absl::StrCat("x has ", x->rows(), " examples, y has ", y->rows()));
+  }
+  if (x->rows() == 0 || x->row_bytes() == 0) return bad("x holds no examples");
+  return NpzArrays{*std::move(file), *std::move(x), *std::move(y)};
+}
+
+// Reads y's labels, all of them or those of `shard`, each checked; the
+// number of classes (the largest label + 1) into `*classes`.
+absl::Status ReadLabels(const NpzArrays& a, const std::string& path, const std::string& flag,
+                        DataShard shard, std::vector<int64_t>* labels, int64_t* classes) {
+  int64_t largest = -1, bad_row = -1, bad_label = 0;
+  absl::Status read = a.file.ReadRows("y", [&](int64_t row, const char* bytes) {
+    int64_t label;
+    std::memcpy(&label, bytes, sizeof(label));
+    if ((label < 0 || label >= (int64_t{1} << 24)) && bad_row < 0) {
+      bad_row = row;
+      bad_label = label;
+    }
+    largest = std::max(largest, label);
+    if (labels != nullptr && row % shard.count == shard.index) labels->push_back(label);
+  });
+  if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, "=", read.message()));
+  if (bad_row >= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": y[", bad_row, "] is ",
+                                                   bad_label, "; class labels are 0, 1, ..."));
+  }
+  *classes = largest + 1;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<NpzSummary> InspectNpzDataset(const std::string& path, const std::string& flag) {
+  absl::StatusOr<NpzArrays> a = OpenNpzArrays(path, flag);
+  if (!a.ok()) return a.status();
+  NpzSummary summary;
+  summary.examples = a->x.rows();
+  summary.example_shape.assign(a->x.shape.begin() + 1, a->x.shape.end());
+  if (absl::Status s = ReadLabels(*a, path, flag, {}, nullptr, &summary.num_classes); !s.ok()) {
+    return s;
+  }
+  return summary;
+}
+
+absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::string& flag,
+                                       DataShard shard) {
+  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard.index, " of ", shard.count, " does not exist"));
+  }
+  absl::StatusOr<NpzArrays> a = OpenNpzArrays(path, flag);
+  if (!a.ok()) return a.status();
+  Dataset d;
+  d.example_shape.assign(a->x.shape.begin() + 1, a->x.shape.end());
+  if (absl::Status s = ReadLabels(*a, path, flag, shard, &d.labels, &d.num_classes); !s.ok()) {
+    return s;
+  }
+  const int64_t size = d.example_size();
+  d.features.resize(d.labels.size() * size);
+  absl::Status read = a->file.ReadRows("x", [&](int64_t row, const char* bytes) {
+    if (row % shard.count != shard.index) return;
+    std::memcpy(d.features.data() + (row / shard.count) * size, bytes, size * sizeof(float));
+  });
+  if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, "=", read.message()));
+  for (size_t i = 0; i < d.features.size(); ++i) {
+    if (!std::isfinite(d.features[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, "=", path, ": x holds ", d.features[i], " in example ",
+                       static_cast<int64_t>(i / size) * shard.count + shard.index));
+    }
+  }
+  if (shard.count > 1) {
+    d.shard_index = shard.index;
+    d.shard_count = shard.count;
+    d.whole_examples = a->x.rows();
+  }
+  return d;
+}
+
+absl::Status CheckDataOptions(const DataOptions& o) {
+  if (o.name == "fashion-mnist" || o.name == "synthetic") {
+    if (!o.train_path.empty() || !o.test_path.empty()) {
+      return absl::InvalidArgumentError("--train_data and --test_data are for --data=npz");
+    }
+    return absl::OkStatus();
+  }
+  if (o.name != "npz") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown data set '", o.name, "' (expected fashion-mnist, synthetic or npz)"));
+  }
+  absl::StatusOr<NpzSummary> train = InspectNpzDataset(o.train_path, "--train_data");
+  if (!train.ok()) return train.status();
+  absl::StatusOr<NpzSummary> test = InspectNpzDataset(o.test_path, "--test_data");
+  if (!test.ok()) return test.status();
+  if (train->example_shape != test->example_shape) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--train_data examples are ", ShapeText(train->example_shape),
+                     ", --test_data examples ", ShapeText(test->example_shape)));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Dataset> LoadData(const DataOptions& o, Split split, DataShard shard) {
+  if (o.name == "npz") {
+    const bool train = split == Split::kTrain;
+    absl::StatusOr<Dataset> d = LoadNpzDataset(train ? o.train_path : o.test_path,
+                                               train ? "--train_data" : "--test_data", shard);
+    if (!d.ok()) return d;
+    // Both splits' labels decide the classes, so that every process builds
+    // the same model whichever split it loads.
+    absl::StatusOr<NpzSummary> other = InspectNpzDataset(train ? o.test_path : o.train_path,
+                                                         train ? "--test_data" : "--train_data");
+    if (!other.ok()) return other.status();
+    d->num_classes = std::max(d->num_classes, other->num_classes);
+    return d;
+  }
+  absl::StatusOr<Dataset> d = LoadWholeData(o, split);
+  if (d.ok()) d->KeepShard(shard.index, shard.count);
+  return d;
+}
+
+absl::StatusOr<Dataset> LoadWholeData(const DataOptions& o, Split split) {
   if (o.name == "fashion-mnist") return LoadFashionMnist(o.dir, split);
   if (o.name != "synthetic") {
     return absl::InvalidArgumentError(
-        absl::StrCat("unknown data set '", o.name, "' (expected fashion-mnist or synthetic)"));
+        absl::StrCat("unknown data set '", o.name, "' (expected fashion-mnist, synthetic or npz)"));
   }
   const int64_t n = split == Split::kTrain ? o.synthetic_train_examples : o.synthetic_test_examples;
   if (n <= 0 || o.synthetic_classes < 2 || o.synthetic_shape.empty()) {
@@ -214,6 +402,11 @@ absl::StatusOr<Dataset> LoadData(const DataOptions& o, Split split) {
 
 absl::StatusOr<int64_t> CountTrainingExamples(const DataOptions& o) {
   if (o.name == "synthetic") return o.synthetic_train_examples;
+  if (o.name == "npz") {
+    absl::StatusOr<NpzArrays> a = OpenNpzArrays(o.train_path, "--train_data");
+    if (!a.ok()) return a.status();
+    return a->x.rows();
+  }
   if (o.name != "fashion-mnist") {
     return absl::InvalidArgumentError(absl::StrCat("unknown data set '", o.name, "'"));
   }

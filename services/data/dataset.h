@@ -19,13 +19,27 @@ struct Dataset {
   int64_t num_classes = 0;
   std::vector<float> features;
   std::vector<int64_t> labels;
+  // A worker's shard of a larger set (LoadData with a DataShard): example i
+  // of the whole set, i % shard_count == shard_index, is stored at
+  // i / shard_count; `whole_examples` counts the whole set.
+  int shard_index = 0;
+  int shard_count = 1;
+  int64_t whole_examples = 0;
 
+  // The examples held here.
   int64_t num_examples() const { return static_cast<int64_t>(labels.size()); }
+  // The examples of the whole set (the indices Gather takes).
+  int64_t num_whole_examples() const { return shard_count == 1 ? num_examples() : whole_examples; }
   int64_t example_size() const;
 
-  // Copies the examples at `indices` into `features` (resized) and `labels`.
+  // Copies the examples at `indices` (of the whole set; for a shard, each in
+  // the shard) into `features` (resized) and `labels`.
   void Gather(absl::Span<const int64_t> indices, std::vector<float>* features,
               std::vector<int64_t>* labels) const;
+
+  // Drops every example outside shard `index` of `count` (the examples i
+  // with i % count == index) and frees their memory.
+  void KeepShard(int index, int count);
 };
 
 enum class Split { kTrain, kTest };
@@ -58,10 +72,35 @@ absl::StatusOr<std::string> UnpackFashionMnist(const std::string& dir, const std
 Dataset MakeSyntheticDataset(int64_t num_examples, std::vector<int64_t> example_shape,
                              int64_t num_classes, uint64_t task_seed, uint64_t sample_seed);
 
+// Reads a file written by numpy.savez (or savez_compressed) holding `x`,
+// float32 [N, ...] (one example per row), and `y`, int64 [N] class labels
+// 0..C-1 (C is the largest label + 1). With a shard, only that shard's rows
+// are ever held in memory. `flag` names the file in errors ("--train_data"):
+// NOT_FOUND for a missing file, INVALID_ARGUMENT, one line naming the file
+// and what is wrong, for anything else.
+struct DataShard {
+  int index = 0;
+  int count = 1;
+};
+absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::string& flag,
+                                       DataShard shard = {});
+
+// What LoadNpzDataset would load, from the headers and labels only: the
+// examples, their shape and the classes; the same errors.
+struct NpzSummary {
+  int64_t examples = 0;
+  std::vector<int64_t> example_shape;
+  int64_t num_classes = 0;
+};
+absl::StatusOr<NpzSummary> InspectNpzDataset(const std::string& path, const std::string& flag);
+
 // Which data a process trains or evaluates on. Validated by LoadData.
 struct DataOptions {
-  std::string name = "fashion-mnist";  // or "synthetic"
+  std::string name = "fashion-mnist";  // or "synthetic", or "npz"
   std::string dir = kDefaultFashionMnistDir;
+  // --data=npz: the files of the training and the test split.
+  std::string train_path;
+  std::string test_path;
   int64_t synthetic_train_examples = 8192;
   int64_t synthetic_test_examples = 2048;
   std::vector<int64_t> synthetic_shape = {1, 28, 28};
@@ -69,7 +108,13 @@ struct DataOptions {
   uint64_t synthetic_seed = 7;
 };
 
-absl::StatusOr<Dataset> LoadData(const DataOptions& options, Split split);
+// The whole split, or only `shard`'s examples of it.
+absl::StatusOr<Dataset> LoadData(const DataOptions& options, Split split, DataShard shard = {});
+
+// INVALID_ARGUMENT (NOT_FOUND for a missing npz file) for options LoadData
+// would refuse, found without loading the data: an unknown name, an npz
+// file that is missing, damaged, of another dtype or whose splits disagree.
+absl::Status CheckDataOptions(const DataOptions& options);
 
 // Number of training examples LoadData(options, kTrain) would load, without
 // loading them.

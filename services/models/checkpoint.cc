@@ -69,6 +69,10 @@ uint32_t ChecksumOf(const Checkpoint& c) {
     w.Int(static_cast<int64_t>(spec.shape.size()));
     for (int64_t d : spec.shape) w.Int(d);
   }
+  // Only when there are buffers, so that older checkpoints keep their sums.
+  for (const TensorSpec& spec : c.layout.tensors()) {
+    if (spec.buffer) w.String(spec.name);
+  }
   w.Floats(c.weights);
   w.String(c.optimizer.name);
   w.Int(static_cast<int64_t>(c.optimizer.buffers.size()));

@@ -17,6 +17,9 @@ namespace hips {
 //   mode                 "sync" | "async" | "ssp"
 //   weights              {tensor name: float32 tensor of its shape}, in layout
 //                        order (a state_dict of the same torch.nn.Sequential)
+//   buffers              [names of the weights that are buffers]; absent
+//                        when there are none (and in files written before
+//                        buffers existed)
 //   optimizer            {"name": str, "state": {"<tensor>/<buffer>": tensor
 //                        of the tensor's shape}, "steps": {tensor: int}}
 //   data_positions       {worker id: int}

@@ -250,6 +250,26 @@ size_t FindLastTensor(const Checkpoint& c, const std::string& bytes) {
       reinterpret_cast<const char*>(c.weights.data() + c.layout.offset(last)), 4 * sizeof(float)));
 }
 
+TEST(CheckpointCodecTest, BuffersRoundTripAndOldFilesHaveNone) {
+  Checkpoint c;
+  c.layout = *ModelLayout::Create(
+      {{"0.weight", {2, 2}}, {"1.running_mean", {2}, true}, {"1.running_var", {2}, true}});
+  c.weights = {1, 2, 3, 4, 0.5f, -0.5f, 1.5f, 2.5f};
+  absl::StatusOr<Checkpoint> back = RoundTrip(c);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameCheckpoint(c, *back);
+  EXPECT_TRUE(back->layout.tensors()[2].buffer);
+  // The same weights without buffers keep the checksum a file written before
+  // buffers existed has.
+  Checkpoint plain = c;
+  plain.layout =
+      *ModelLayout::Create({{"0.weight", {2, 2}}, {"1.running_mean", {2}}, {"1.running_var", {2}}});
+  EXPECT_NE(ChecksumOf(plain), ChecksumOf(c));
+  back = RoundTrip(plain);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_FALSE(back->layout.tensors()[2].buffer);
+}
+
 TEST(CheckpointCodecTest, FlippedTensorByteIsDataLoss) {
   const Checkpoint original = SmallCheckpoint();
   std::string bytes = EncodeCheckpoint(original).value();

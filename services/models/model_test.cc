@@ -300,10 +300,6 @@ TEST(ScriptModelTest, ABadFileIsRefusedNamingItAndWhatIsWrong) {
   s = refused("wrong_output.pt", {7}, 5);
   EXPECT_TRUE(absl::IsInvalidArgument(s)) << s;
   EXPECT_THAT(std::string(s.message()), ::testing::HasSubstr("batch of shape [1, 7] to an error"));
-  // Buffers are not kept in step yet: refused rather than left to diverge.
-  s = refused("batchnorm.pt", {4}, 3);
-  EXPECT_TRUE(absl::IsUnimplemented(s)) << s;
-  EXPECT_THAT(s.message(), ::testing::HasSubstr("'2.running_mean'"));
   // The options themselves.
   ModelOptions o;
   o.name = "torchscript";
@@ -312,6 +308,67 @@ TEST(ScriptModelTest, ABadFileIsRefusedNamingItAndWhatIsWrong) {
   o.model_file = "mlp.pt";
   EXPECT_THAT(Model::Create(o, 1).status().message(),
               ::testing::HasSubstr("--model_file is for --model=torchscript"));
+}
+
+// batchnorm.pt: Flatten, Linear(4, 3), BatchNorm1d(3).
+TEST(ScriptModelTest, BuffersTravelAsValuesAndTheOptimizerSetsThem) {
+  absl::StatusOr<std::unique_ptr<Model>> m = Script("batchnorm.pt", {4}, 3);
+  ASSERT_TRUE(m.ok()) << m.status();
+  // The float buffers follow the parameters; the integer batch counter is
+  // not in the layout.
+  EXPECT_EQ((*m)->layout().DebugString(),
+            "1.weight[3,4] 1.bias[3] 2.weight[3] 2.bias[3] 2.running_mean[3] (buffer) "
+            "2.running_var[3] (buffer)");
+  EXPECT_EQ((*m)->layout().buffer_ranges(), (std::vector<FloatRange>{{21, 6}}));
+  const int64_t n = (*m)->layout().num_floats();
+  std::vector<float> w(n);
+  (*m)->GetWeights(absl::MakeSpan(w));
+  // A fresh BatchNorm: mean 0, variance 1.
+  EXPECT_EQ(std::vector<float>(w.begin() + 21, w.end()), (std::vector<float>{0, 0, 0, 1, 1, 1}));
+
+  // One batch in train mode moves the running statistics by momentum 0.1
+  // towards the batch's (unbiased variance), and their slots carry them.
+  const Dataset d = MakeSyntheticDataset(8, {4}, 3, 1, 2);
+  std::vector<float> g(n);
+  ASSERT_TRUE((*m)->ComputeGradient(d.features, d.labels, absl::MakeSpan(g)).ok());
+  for (int j = 0; j < 3; ++j) {
+    std::vector<double> h(8);
+    for (int e = 0; e < 8; ++e) {
+      h[e] = w[12 + j];  // 1.bias
+      for (int k = 0; k < 4; ++k) h[e] += double{w[4 * j + k]} * d.features[4 * e + k];
+    }
+    double mean = 0, var = 0;
+    for (double v : h) mean += v / 8;
+    for (double v : h) var += (v - mean) * (v - mean) / 7;
+    EXPECT_NEAR(g[21 + j], 0.1 * mean, 1e-5) << j;
+    EXPECT_NEAR(g[24 + j], 0.9 + 0.1 * var, 1e-5) << j;
+  }
+  // Evaluation uses the running statistics: skewed ones change the votes.
+  absl::StatusOr<ClassificationMetrics> before = (*m)->Evaluate(d);
+  std::vector<float> skewed = w;
+  skewed[21] = 100;
+  skewed[22] = -100;
+  ASSERT_TRUE((*m)->SetWeights(skewed).ok());
+  absl::StatusOr<ClassificationMetrics> after = (*m)->Evaluate(d);
+  ASSERT_TRUE(before.ok() && after.ok());
+  EXPECT_EQ(after->accuracy,
+            static_cast<double>(std::count(d.labels.begin(), d.labels.end(), 1)) / 8);
+
+  // The optimizer steps the parameters and sets the buffers to their slots.
+  OptimizerOptions o;
+  o.name = "sgd";
+  o.momentum = 0;
+  o.weight_decay = 0.5;  // decays parameters only
+  absl::StatusOr<std::unique_ptr<Optimizer>> opt = CreateTorchOptimizer(o, *std::move(m));
+  ASSERT_TRUE(opt.ok()) << opt.status();
+  ASSERT_TRUE((*opt)->SetWeights(w).ok());
+  ASSERT_TRUE((*opt)->Step(g, 0.5).ok());
+  std::vector<float> stepped(n);
+  (*opt)->GetWeights(absl::MakeSpan(stepped));
+  for (int64_t i = 0; i < 21; ++i) {
+    EXPECT_FLOAT_EQ(stepped[i], w[i] - 0.5f * (g[i] + 0.5f * w[i])) << i;
+  }
+  for (int64_t i = 21; i < n; ++i) EXPECT_EQ(stepped[i], g[i]) << i;
 }
 
 TEST(ScriptModelTest, TheOptimizerStepsAScriptedModel) {

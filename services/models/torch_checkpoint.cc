@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -202,14 +203,31 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
     return absl::DataLossError(s.message());
   }
 
+  // Optional (absent before buffers existed): the names of the weights that
+  // are buffers.
+  std::set<std::string> buffer_names;
+  if (const auto it = dict.find("buffers"); it != dict.end()) {
+    const c10::IValue& list = it->value();
+    if (!list.isList()) return absl::DataLossError("checkpoint field buffers is not a list");
+    for (const c10::IValue& name : list.toListRef()) {
+      if (!name.isString())
+        return absl::DataLossError("checkpoint field buffers holds a non-string");
+      buffer_names.insert(name.toStringRef());
+    }
+  }
   std::vector<TensorSpec> specs;
   for (const auto& entry : weights) {
     if (!entry.key().isString()) return absl::DataLossError("a weight without a name");
     TensorSpec spec{entry.key().toStringRef(), {}};
+    spec.buffer = buffer_names.erase(spec.name) > 0;
     if (absl::Status s = AppendFloats(entry.value(), spec.name, &c.weights, &spec.shape); !s.ok()) {
       return s;
     }
     specs.push_back(std::move(spec));
+  }
+  if (!buffer_names.empty()) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint buffer '", *buffer_names.begin(), "' is not among its weights"));
   }
   absl::StatusOr<ModelLayout> layout = ModelLayout::Create(std::move(specs));
   if (!layout.ok()) return absl::DataLossError(layout.status().message());
@@ -257,9 +275,11 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
   }
   try {
     c10::Dict<std::string, torch::Tensor> weights;
+    c10::List<std::string> buffer_names;
     for (size_t i = 0; i < layout.tensors().size(); ++i) {
       const TensorSpec& spec = layout.tensors()[i];
       weights.insert(spec.name, Borrow(c.weights.data() + layout.offset(i), spec.shape));
+      if (spec.buffer) buffer_names.push_back(spec.name);
     }
     c10::Dict<std::string, torch::Tensor> buffers;
     for (const auto& [key, values] : c.optimizer.buffers) {
@@ -279,6 +299,7 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
     dict.insert("staleness", c.mode.staleness);
     dict.insert("mode_since", c.mode_since);
     dict.insert("weights", weights);
+    if (!buffer_names.empty()) dict.insert("buffers", buffer_names);
     dict.insert("optimizer", optimizer);
     dict.insert("data_positions", IntDict(c.data_positions));
     dict.insert("sequences", IntDict(c.sequences));

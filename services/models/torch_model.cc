@@ -80,14 +80,17 @@ torch::nn::Sequential BuildNetwork(const ModelOptions& o) {
   return net;
 }
 
+using NamedTensors = std::vector<std::pair<std::string, torch::Tensor>>;
+
 // What TorchModel needs of a network: a forward pass, the train/eval switch
-// and the parameters by name, in a fixed order.
+// and the parameters and buffers by name, in a fixed order.
 class Net {
  public:
   virtual ~Net() = default;
   virtual torch::Tensor Forward(const torch::Tensor& x) = 0;
   virtual void Train(bool on) = 0;
-  virtual std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() = 0;
+  virtual NamedTensors NamedParameters() = 0;
+  virtual NamedTensors NamedBuffers() = 0;
 };
 
 // The zoo's networks.
@@ -96,9 +99,14 @@ class SequentialNet final : public Net {
   explicit SequentialNet(torch::nn::Sequential net) : net_(std::move(net)) {}
   torch::Tensor Forward(const torch::Tensor& x) override { return net_->forward(x); }
   void Train(bool on) override { net_->train(on); }
-  std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() override {
-    std::vector<std::pair<std::string, torch::Tensor>> out;
+  NamedTensors NamedParameters() override {
+    NamedTensors out;
     for (const auto& item : net_->named_parameters()) out.emplace_back(item.key(), item.value());
+    return out;
+  }
+  NamedTensors NamedBuffers() override {
+    NamedTensors out;
+    for (const auto& item : net_->named_buffers()) out.emplace_back(item.key(), item.value());
     return out;
   }
 
@@ -112,9 +120,16 @@ class ScriptNet final : public Net {
   explicit ScriptNet(torch::jit::Module module) : module_(std::move(module)) {}
   torch::Tensor Forward(const torch::Tensor& x) override { return module_.forward({x}).toTensor(); }
   void Train(bool on) override { module_.train(on); }
-  std::vector<std::pair<std::string, torch::Tensor>> NamedParameters() override {
-    std::vector<std::pair<std::string, torch::Tensor>> out;
+  NamedTensors NamedParameters() override {
+    NamedTensors out;
     for (const auto& item : module_.named_parameters(/*recurse=*/true)) {
+      out.emplace_back(item.name, item.value);
+    }
+    return out;
+  }
+  NamedTensors NamedBuffers() override {
+    NamedTensors out;
+    for (const auto& item : module_.named_buffers(/*recurse=*/true)) {
       out.emplace_back(item.name, item.value);
     }
     return out;
@@ -125,23 +140,26 @@ class ScriptNet final : public Net {
   torch::jit::Module module_;
 };
 
+// `tensors` are the layout's: the parameters, then the float32 buffers.
 class TorchModel final : public Model {
  public:
   TorchModel(ModelOptions options, std::unique_ptr<Net> net, ModelLayout layout,
-             std::vector<torch::Tensor> params)
+             std::vector<torch::Tensor> tensors)
       : options_(std::move(options)),
         net_(std::move(net)),
         layout_(std::move(layout)),
-        params_(std::move(params)) {}
+        tensors_(std::move(tensors)) {
+    size_t params = 0;
+    while (params < tensors_.size() && !layout_.tensors()[params].buffer) ++params;
+    params_.assign(tensors_.begin(), tensors_.begin() + params);
+  }
 
   const ModelLayout& layout() const override { return layout_; }
 
   void GetWeights(absl::Span<float> out) const override {
     torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const torch::Tensor t = params_[i].contiguous();
-      std::memcpy(out.data() + layout_.offset(i), t.data_ptr<float>(), t.numel() * sizeof(float));
-    }
+    for (size_t i = 0; i < tensors_.size(); ++i)
+      CopyOut(tensors_[i], out.data() + layout_.offset(i));
   }
 
   absl::Status SetWeights(absl::Span<const float> weights) override {
@@ -150,16 +168,24 @@ class TorchModel final : public Model {
           "weights have ", weights.size(), " floats, the model has ", layout_.num_floats()));
     }
     torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      torch::Tensor& p = params_[i];
-      const float* from = weights.data() + layout_.offset(i);
-      if (p.is_contiguous()) {
-        std::memcpy(p.data_ptr<float>(), from, p.numel() * sizeof(float));
-      } else {  // a user's module may hold a strided view as a parameter
-        p.copy_(torch::from_blob(const_cast<float*>(from), p.sizes(), torch::kFloat));
-      }
+    for (size_t i = 0; i < tensors_.size(); ++i) {
+      CopyIn(weights.data() + layout_.offset(i), &tensors_[i]);
     }
     return absl::OkStatus();
+  }
+
+  // One tensor's floats out of / into its slice of a flat buffer.
+  static void CopyOut(const torch::Tensor& tensor, float* to) {
+    const torch::Tensor t = tensor.contiguous();
+    std::memcpy(to, t.data_ptr<float>(), t.numel() * sizeof(float));
+  }
+  static void CopyIn(const float* from, torch::Tensor* tensor) {
+    torch::Tensor& t = *tensor;
+    if (t.is_contiguous()) {
+      std::memcpy(t.data_ptr<float>(), from, t.numel() * sizeof(float));
+    } else {  // a user's module may hold a strided view as a parameter
+      t.copy_(torch::from_blob(const_cast<float*>(from), t.sizes(), torch::kFloat));
+    }
   }
 
   absl::StatusOr<double> ComputeGradient(absl::Span<const float> features,
@@ -202,8 +228,12 @@ class TorchModel final : public Model {
           std::fill(into, into + params_[i].numel(), 0.0f);
           continue;
         }
-        const torch::Tensor g = params_[i].grad().contiguous();
-        std::memcpy(into, g.data_ptr<float>(), g.numel() * sizeof(float));
+        CopyOut(params_[i].grad(), into);
+      }
+      // A buffer's slot carries its value after this forward pass (HQ keeps
+      // the sample-weighted mean: docs/models.md).
+      for (size_t i = params_.size(); i < tensors_.size(); ++i) {
+        CopyOut(tensors_[i], grad_out.data() + layout_.offset(i));
       }
       return loss.item<double>() * static_cast<double>(n);
     });
@@ -233,13 +263,16 @@ class TorchModel final : public Model {
     });
   }
 
+  // The parameters (the layout's first tensors) and all of its tensors.
   std::vector<torch::Tensor>& params() { return params_; }
   const std::vector<torch::Tensor>& params() const { return params_; }
+  std::vector<torch::Tensor>& tensors() { return tensors_; }
 
  private:
   const ModelOptions options_;
   std::unique_ptr<Net> net_;
   const ModelLayout layout_;
+  std::vector<torch::Tensor> tensors_;
   std::vector<torch::Tensor> params_;
 };
 
@@ -295,6 +328,14 @@ class TorchOptimizer final : public Optimizer {
       float* slice = flat.data() + layout.offset(i);
       if (!p.grad().defined() || p.grad().data_ptr<float>() != slice) {
         p.mutable_grad() = flat_grad_.narrow(0, layout.offset(i), p.numel()).view(p.sizes());
+      }
+    }
+    // A buffer's slot holds its new value, not a gradient.
+    std::vector<torch::Tensor>& tensors = model_->tensors();
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = params.size(); i < tensors.size(); ++i) {
+        TorchModel::CopyIn(flat.data() + layout.offset(i), &tensors[i]);
       }
     }
     return Guarded("optimizer step", [&]() -> absl::Status {
@@ -485,8 +526,7 @@ std::string ShapeString(absl::Span<const int64_t> shape) {
 }
 
 // Loads and checks the user's module: a TorchScript file whose forward maps
-// a batch of `o.input_shape` to [n, num_classes], with float parameters and
-// no buffers (yet: docs/models.md).
+// a batch of `o.input_shape` to [n, num_classes], with float parameters.
 absl::StatusOr<std::unique_ptr<ScriptNet>> LoadScriptNet(const ModelOptions& o) {
   const std::string& path = o.model_file;
   std::unique_ptr<ScriptNet> net;
@@ -499,13 +539,6 @@ absl::StatusOr<std::unique_ptr<ScriptNet>> LoadScriptNet(const ModelOptions& o) 
   torch::jit::Module& m = net->module();
   if (!m.find_method("forward").has_value()) {
     return absl::InvalidArgumentError(absl::StrCat("--model_file ", path, ": no forward method"));
-  }
-  const auto buffers = m.named_buffers(/*recurse=*/true);
-  if (buffers.begin() != buffers.end()) {
-    return absl::UnimplementedError(absl::StrCat(
-        "--model_file ", path, ": the module has buffers ('", (*buffers.begin()).name,
-        "', e.g. BatchNorm's running statistics); hips does not keep buffers in step across "
-        "workers yet (docs/models.md)"));
   }
   for (const auto& item : m.named_parameters(/*recurse=*/true)) {
     if (item.value.scalar_type() != torch::kFloat) {
@@ -553,16 +586,23 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options
     torch::manual_seed(seed);
     net = std::make_unique<SequentialNet>(BuildNetwork(options));
   }
+  // The parameters, then the float32 buffers (other buffers, like
+  // BatchNorm's integer batch counter, stay as the module has them).
   std::vector<TensorSpec> specs;
-  std::vector<torch::Tensor> params;
+  std::vector<torch::Tensor> tensors;
   for (auto& [name, value] : net->NamedParameters()) {
     specs.push_back({name, value.sizes().vec()});
-    params.push_back(value);
+    tensors.push_back(value);
+  }
+  for (auto& [name, value] : net->NamedBuffers()) {
+    if (value.scalar_type() != torch::kFloat) continue;
+    specs.push_back({name, value.sizes().vec(), /*buffer=*/true});
+    tensors.push_back(value);
   }
   absl::StatusOr<ModelLayout> layout = ModelLayout::Create(std::move(specs));
   if (!layout.ok()) return layout.status();
   return std::unique_ptr<Model>(
-      new TorchModel(options, std::move(net), *std::move(layout), std::move(params)));
+      new TorchModel(options, std::move(net), *std::move(layout), std::move(tensors)));
 }
 
 void SetTorchThreads(int threads) {

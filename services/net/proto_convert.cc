@@ -39,13 +39,15 @@ void LayoutToProto(const ModelLayout& layout, v1::ModelLayout* out) {
     v1::TensorSpec* spec = out->add_tensors();
     spec->set_name(t.name);
     for (int64_t d : t.shape) spec->add_shape(d);
+    spec->set_buffer(t.buffer);
   }
 }
 
 absl::StatusOr<ModelLayout> LayoutFromProto(const v1::ModelLayout& proto) {
   std::vector<TensorSpec> specs;
   for (const v1::TensorSpec& t : proto.tensors()) {
-    specs.push_back({t.name(), std::vector<int64_t>(t.shape().begin(), t.shape().end())});
+    specs.push_back(
+        {t.name(), std::vector<int64_t>(t.shape().begin(), t.shape().end()), t.buffer()});
   }
   return ModelLayout::Create(std::move(specs));
 }

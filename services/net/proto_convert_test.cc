@@ -282,7 +282,10 @@ TEST(ProtoConvertTest, ModesRoundTripAndUnknownOrOutOfRangeAreRefused) {
 
 TEST(ProtoConvertTest, LayoutsRoundTripAndBadOnesAreRefused) {
   absl::StatusOr<ModelLayout> layout =
-      ModelLayout::Create({{"1.weight", {256, 784}}, {"1.bias", {256}}, {"scale", {}}});
+      ModelLayout::Create({{"1.weight", {256, 784}},
+                           {"1.bias", {256}},
+                           {"scale", {}},
+                           {"bn.running_var", {256}, /*buffer=*/true}});
   ASSERT_TRUE(layout.ok()) << layout.status();
   v1::ModelLayout proto;
   LayoutToProto(*layout, &proto);

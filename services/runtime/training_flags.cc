@@ -3,6 +3,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "services/runtime/process_setup.h"
 
 ABSL_FLAG(std::string, model, "mlp",
           "Model: mlp (784-256-256-10), cnn, fullmlp, or torchscript (with --model_file).");
@@ -18,9 +19,15 @@ ABSL_FLAG(std::string, lr_schedule, "cosine",
           "Learning-rate schedule over the version budget: cosine or constant.");
 ABSL_FLAG(bool, nesterov, false, "Nesterov momentum (sgd).");
 ABSL_FLAG(double, weight_decay, 0.0, "L2 weight decay.");
-ABSL_FLAG(std::string, data, "fashion-mnist", "Data set: fashion-mnist or synthetic.");
+ABSL_FLAG(std::string, data, "fashion-mnist",
+          "Data set: fashion-mnist, synthetic, or npz (with --train_data and --test_data).");
 ABSL_FLAG(std::string, data_dir, hips::kDefaultFashionMnistDir,
           "Directory with Fashion-MNIST's gzipped IDX files.");
+ABSL_FLAG(std::string, train_data, "",
+          "--data=npz: the training split, a numpy.savez file with x (float32 [N, ...]) and y "
+          "(int64 [N] class labels); each worker keeps only its shard in memory.");
+ABSL_FLAG(std::string, test_data, "",
+          "--data=npz: the test split HQ evaluates on, as --train_data.");
 ABSL_FLAG(int64_t, synthetic_examples, 8192, "Training examples of the synthetic data set.");
 ABSL_FLAG(int64_t, synthetic_test_examples, 2048, "Test examples of the synthetic data set.");
 ABSL_FLAG(uint64_t, seed, 1, "Seed of the initial weights and of the data order.");
@@ -48,10 +55,13 @@ OptimizerOptions OptimizerOptionsFromFlags() {
   return o;
 }
 
-DataOptions DataOptionsFromFlags() {
+DataOptions DataOptionsFromFlagsOrExit() {
   DataOptions o;
   o.name = absl::GetFlag(FLAGS_data);
   o.dir = absl::GetFlag(FLAGS_data_dir);
+  o.train_path = absl::GetFlag(FLAGS_train_data);
+  o.test_path = absl::GetFlag(FLAGS_test_data);
+  if (absl::Status s = CheckDataOptions(o); !s.ok()) ExitWithUsageError(std::string(s.message()));
   o.synthetic_train_examples = absl::GetFlag(FLAGS_synthetic_examples);
   o.synthetic_test_examples = absl::GetFlag(FLAGS_synthetic_test_examples);
   return o;
@@ -71,6 +81,8 @@ std::vector<std::string> TrainingFlagsAsArgs() {
       absl::StrFormat("--weight_decay=%.10g", absl::GetFlag(FLAGS_weight_decay)),
       absl::StrCat("--data=", absl::GetFlag(FLAGS_data)),
       absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir)),
+      absl::StrCat("--train_data=", absl::GetFlag(FLAGS_train_data)),
+      absl::StrCat("--test_data=", absl::GetFlag(FLAGS_test_data)),
       absl::StrCat("--synthetic_examples=", absl::GetFlag(FLAGS_synthetic_examples)),
       absl::StrCat("--synthetic_test_examples=", absl::GetFlag(FLAGS_synthetic_test_examples)),
       absl::StrCat("--seed=", absl::GetFlag(FLAGS_seed)),

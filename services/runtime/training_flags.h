@@ -24,6 +24,8 @@ ABSL_DECLARE_FLAG(std::string, lr_schedule);
 ABSL_DECLARE_FLAG(double, weight_decay);
 ABSL_DECLARE_FLAG(std::string, data);
 ABSL_DECLARE_FLAG(std::string, data_dir);
+ABSL_DECLARE_FLAG(std::string, train_data);
+ABSL_DECLARE_FLAG(std::string, test_data);
 ABSL_DECLARE_FLAG(int64_t, synthetic_examples);
 ABSL_DECLARE_FLAG(int64_t, synthetic_test_examples);
 ABSL_DECLARE_FLAG(uint64_t, seed);
@@ -33,7 +35,9 @@ namespace hips {
 
 ModelOptions ModelOptionsFromFlags();
 OptimizerOptions OptimizerOptionsFromFlags();
-DataOptions DataOptionsFromFlags();
+// Checked (CheckDataOptions: with --data=npz both files are read as far as
+// their headers and labels): a bad value exits with a usage error (code 2).
+DataOptions DataOptionsFromFlagsOrExit();
 
 // The shared flags as "--name=value" arguments, to hand to a child process.
 std::vector<std::string> TrainingFlagsAsArgs();

@@ -3,7 +3,7 @@
   mlp.pt           the zoo's mlp (784-256-256-10) as a scripted nn.Sequential
   train_switch.pt  logits in train mode, a constant vote for class 2 in eval
   wrong_output.pt  5 logits where the data has 3 classes
-  batchnorm.pt     a BatchNorm layer (buffers: refused for now)
+  batchnorm.pt     Linear(4, 3) then BatchNorm1d(3): buffers
   frozen.pt        a frozen first layer (requires_grad False)
   not_a_module.pt  bytes that are no TorchScript archive
 Usage: make_test_modules.py OUT_DIR"""

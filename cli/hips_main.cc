@@ -13,14 +13,18 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "cli/child_process.h"
 #include "cli/cluster_status.h"
 #include "cli/local_cluster.h"
 #include "cli/run_credentials.h"
@@ -36,6 +40,7 @@
 #include "services/runtime/training_flags.h"
 #ifdef HIPS_WITH_MONOLITH
 #include "cli/monolith.h"
+#include "services/models/checkpoint_codec.h"
 #endif
 
 ABSL_FLAG(int, aggregators, 2, "hips local: number of aggregators.");
@@ -49,6 +54,12 @@ ABSL_FLAG(std::string, run_dir, "", "hips local: directory for logs (default: a 
 ABSL_FLAG(std::string, bin_dir, "", "hips local: where the daemons are (default: beside hips).");
 ABSL_FLAG(double, progress_seconds, 3.0, "hips local: seconds between progress lines.");
 ABSL_FLAG(bool, monolith, false, "hips train: run the single-process reference.");
+ABSL_FLAG(std::string, checkpoint, "",
+          "hips export: a checkpoint file of HQ's, or a checkpoint directory (its newest).");
+ABSL_FLAG(std::string, out, "", "hips export: where to write the trained TorchScript module.");
+ABSL_FLAG(std::string, export, "",
+          "hips local: at the end, write the trained module here (as hips export; needs "
+          "--model=torchscript).");
 ABSL_FLAG(std::string, mode, "sync", "hips local: consistency mode at start (sync, async, ssp).");
 ABSL_FLAG(int64_t, staleness, 2, "ssp: largest staleness (in versions) of an applied gradient.");
 ABSL_FLAG(double, async_momentum, 0.5,
@@ -114,7 +125,7 @@ hips::ProgramHelp Help() {
          "mode",          "staleness",      "async_momentum",    "staleness_lr", "async_lr_batch",
          "coalesce_ms",   "backup_workers", "round_deadline_ms", "slow_workers", "slowdown",
          "step_delay_ms", "supervise",      "max_restarts",      "unix_sockets", "tls",
-         "lease_ms",      "checkpoint_dir", "metrics_targets",   "resume"},
+         "lease_ms",      "checkpoint_dir", "metrics_targets",   "resume",       "export"},
         local_files},
        {"train",
         "hips train --monolith [--workers=4 --batch_size=64 --epochs=10 ...]",
@@ -122,6 +133,13 @@ hips::ProgramHelp Help() {
         "step on the union of the batches the workers would draw.",
         {"monolith", "workers", "batch_size", "epochs", "max_versions", "summary_json"},
         training},
+       {"export",
+        "hips export --checkpoint=PATH --model_file=PATH --out=trained.pt",
+        "Writes the module of --model_file with the weights and buffers of HQ's checkpoint\n"
+        "(a file, or the newest in a directory): a TorchScript file for torch.jit.load, in\n"
+        "eval mode. The checkpoint must be of that module's layout.",
+        {"checkpoint", "out", "model_file"},
+        {}},
        {"mode",
         "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT "
         "(--run_dir=DIR | --admin_token_file=F)",
@@ -155,7 +173,8 @@ int64_t GlobalBatch() {
 int64_t SampleBudget() {
   const double epochs = absl::GetFlag(FLAGS_epochs);
   if (!(epochs > 0)) hips::ExitWithUsageError("--epochs must be positive");
-  absl::StatusOr<int64_t> examples = hips::CountTrainingExamples(hips::DataOptionsFromFlagsOrExit());
+  absl::StatusOr<int64_t> examples =
+      hips::CountTrainingExamples(hips::DataOptionsFromFlagsOrExit());
   if (!examples.ok()) hips::ExitWithUsageError(std::string(examples.status().message()));
   return std::max<int64_t>(1, std::llround(epochs * (*examples)));
 }
@@ -204,10 +223,67 @@ int Finish(const hips::RunSummary& summary) {
   return 0;
 }
 
+// The checkpoint `path` names: the file itself, or the newest
+// checkpoint-<version>.pt of a directory (their names sort by version).
+absl::StatusOr<std::string> CheckpointFile(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::is_directory(path, error)) return path;
+  std::string newest;
+  for (const auto& entry : std::filesystem::directory_iterator(path, error)) {
+    const std::string name = entry.path().filename().string();
+    if (absl::StartsWith(name, "checkpoint-") && absl::EndsWith(name, ".pt") &&
+        name > std::filesystem::path(newest).filename().string()) {
+      newest = entry.path().string();
+    }
+  }
+  if (newest.empty()) return absl::NotFoundError(absl::StrCat(path, " holds no checkpoint"));
+  return newest;
+}
+
+// hips local --export: hips export of the run's last checkpoint (HQ writes
+// one when training is done), in a child process (this one has no LibTorch).
+int ExportRun(const hips::LocalClusterOptions& options) {
+  const std::string dir = options.checkpoint_dir.empty()
+                              ? absl::StrCat(options.run_dir, "/checkpoints")
+                              : options.checkpoint_dir;
+  absl::StatusOr<std::string> checkpoint = CheckpointFile(dir);
+  if (!checkpoint.ok()) {
+    std::fprintf(stderr, "hips local --export: %s\n",
+                 std::string(checkpoint.status().message()).c_str());
+    return 1;
+  }
+  const std::string log = absl::StrCat(options.run_dir, "/export.log");
+  absl::StatusOr<std::unique_ptr<hips::ChildProcess>> child =
+      hips::ChildProcess::Spawn("export",
+                                {absl::StrCat(options.bin_dir, "/hips-train"), "export",
+                                 absl::StrCat("--checkpoint=", *checkpoint),
+                                 absl::StrCat("--model_file=", absl::GetFlag(FLAGS_model_file)),
+                                 absl::StrCat("--out=", absl::GetFlag(FLAGS_export))},
+                                log);
+  if (!child.ok()) {
+    std::fprintf(stderr, "hips local --export: %s\n",
+                 std::string(child.status().message()).c_str());
+    return 1;
+  }
+  (*child)->WaitOrKill(absl::Now() + absl::Minutes(5));
+  if (!(*child)->ExitedCleanly()) {
+    std::fprintf(stderr, "hips local --export: %s (%s):\n%s\n", (*child)->DescribeExit().c_str(),
+                 log.c_str(), hips::TailOfFile(log, 5).c_str());
+    return 1;
+  }
+  std::printf("exported %s to %s\n", checkpoint->c_str(), absl::GetFlag(FLAGS_export).c_str());
+  return 0;
+}
+
 int RunLocal() {
   std::atomic<bool> interrupted{false};
   hips::TerminationWatcher watcher([&interrupted](int) { interrupted.store(true); });
 
+  if (!absl::GetFlag(FLAGS_export).empty() && absl::GetFlag(FLAGS_model) != "torchscript") {
+    hips::ExitWithUsageError(
+        "--export writes the trained TorchScript module: it needs --model=torchscript "
+        "--model_file=PATH");
+  }
   hips::LocalClusterOptions options;
   options.aggregators = absl::GetFlag(FLAGS_aggregators);
   options.workers = absl::GetFlag(FLAGS_workers);
@@ -318,10 +394,42 @@ int RunLocal() {
     std::fprintf(stderr, "hips local: %s\n", std::string(summary.status().message()).c_str());
     return absl::IsCancelled(summary.status()) ? 130 : 1;
   }
-  return Finish(*summary);
+  const int finished = Finish(*summary);
+  if (finished != 0 || absl::GetFlag(FLAGS_export).empty()) return finished;
+  return ExportRun(options);
 }
 
 #ifdef HIPS_WITH_MONOLITH
+int RunExport() {
+  const std::string model_file = absl::GetFlag(FLAGS_model_file);
+  const std::string out = absl::GetFlag(FLAGS_out);
+  if (absl::GetFlag(FLAGS_checkpoint).empty() || model_file.empty() || out.empty()) {
+    hips::ExitWithUsageError("hips export needs --checkpoint, --model_file and --out");
+  }
+  absl::StatusOr<std::string> path = CheckpointFile(absl::GetFlag(FLAGS_checkpoint));
+  if (!path.ok()) hips::ExitWithUsageError(std::string(path.status().message()));
+  std::ifstream in(*path, std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.is_open() || in.bad()) {
+    hips::ExitWithUsageError(absl::StrCat("--checkpoint ", *path, ": cannot read it"));
+  }
+  absl::StatusOr<hips::Checkpoint> checkpoint = hips::DecodeCheckpoint(bytes);
+  if (!checkpoint.ok()) {
+    hips::ExitWithUsageError(
+        absl::StrCat("--checkpoint ", *path, ": ", checkpoint.status().message()));
+  }
+  const absl::Status s =
+      hips::ExportTorchScript(checkpoint->layout, checkpoint->weights, model_file, out);
+  if (absl::IsInvalidArgument(s)) hips::ExitWithUsageError(std::string(s.message()));
+  if (!s.ok()) {
+    std::fprintf(stderr, "hips export: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  std::printf("hips export: %s (version %lld) -> %s\n", path->c_str(),
+              static_cast<long long>(checkpoint->version), out.c_str());
+  return 0;
+}
+
 int RunMonolith() {
   const absl::Time start = absl::Now();
   hips::SetTorchThreads(absl::GetFlag(FLAGS_torch_threads));
@@ -363,10 +471,12 @@ int RunMonolith() {
 #else
 // This binary does not link LibTorch: the monolith is hips-train beside it,
 // the same program built with it, given the same arguments.
-int RunMonolith(char** argv) {
+// (hips export too.)
+int RunWithTorch(char** argv) {
   const std::string train = absl::StrCat(OwnDirectory(), "/hips-train");
   execv(train.c_str(), argv);
-  std::fprintf(stderr, "hips train: cannot run %s: %s\n", train.c_str(), std::strerror(errno));
+  std::fprintf(stderr, "hips %s: cannot run %s: %s\n", argv[1], train.c_str(),
+               std::strerror(errno));
   return 1;
 }
 #endif
@@ -452,7 +562,14 @@ int main(int argc, char** argv) {
 #ifdef HIPS_WITH_MONOLITH
     return RunMonolith();
 #else
-    return RunMonolith(argv);
+    return RunWithTorch(argv);
+#endif
+  }
+  if (command == "export") {
+#ifdef HIPS_WITH_MONOLITH
+    return RunExport();
+#else
+    return RunWithTorch(argv);
 #endif
   }
   hips::ExitWithUnknownCommand(help, command);

@@ -26,6 +26,9 @@ namespace {
 
 const std::string kBin = HIPS_BIN_DIR;
 
+// A file make_test_npz.py wrote.
+std::string Npz(const std::string& name) { return absl::StrCat(HIPS_TEST_NPZ, "/", name); }
+
 // A directory of its own for one `hips local` run (its logs and checkpoints).
 std::string NewRunDir(const std::string& name) {
   std::string tmpl = absl::StrCat(::testing::TempDir(), "/hips-", name, "-XXXXXX");
@@ -165,6 +168,63 @@ TEST(LocalClusterTest, TrainsAUsersTorchScriptModule) {
   // Its layout is the zoo's mlp: 269,322 floats a gradient.
   EXPECT_EQ(s["bytes"]["worker_to_aggregator"], int64_t{200} * 4 * 269322 * 4);
   EXPECT_GE(s["accuracy"].get<double>(), 0.80) << run.output;
+}
+
+// examples/ (docs/models.md), run as a user runs them: Fashion-MNIST written
+// as .npz, a CNN with BatchNorm and Dropout saved from Python, trained by
+// hips local and exported; the exported module, evaluated in Python, gives
+// HQ's final accuracy, and its BatchNorm statistics are the trained ones
+// (reset to a fresh layer's, the accuracy falls).
+TEST(ExamplesTest, CnnWithBatchNormOnNpzTrainsAndExportsWhatHqEvaluated) {
+  const std::string dir = NewRunDir("cnn_example");
+  const std::string examples = absl::StrCat(HIPS_SOURCE_DIR, "/examples");
+  const std::string python = "/usr/bin/python3 " + examples;
+  CommandResult step = Shell(absl::StrCat(python, "/fashion_mnist_npz.py ", dir, "/data"));
+  ASSERT_EQ(step.exit_code, 0) << step.output;
+  step = Shell(absl::StrCat(python, "/cnn_batchnorm.py ", dir, "/cnn.pt"));
+  ASSERT_EQ(step.exit_code, 0) << step.output;
+  const std::string json = absl::StrCat(dir, "/summary.json");
+  const std::string trained = absl::StrCat(dir, "/trained.pt");
+  std::remove(json.c_str());
+  std::remove(trained.c_str());
+  const CommandResult run = Shell(
+      absl::StrCat(kBin, "/hips local --model=torchscript --model_file=", dir,
+                   "/cnn.pt --data=npz --train_data=", dir, "/data/train.npz --test_data=", dir,
+                   "/data/test.npz --max_versions=60 --summary_json=", json, " --run_dir=", dir,
+                   "/run --export=", trained));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  EXPECT_EQ(s["version"], 60);
+  ExpectGradientsAccountedFor(s);
+  const double accuracy = s["accuracy"].get<double>();
+  EXPECT_GE(accuracy, 0.75) << run.output;
+
+  const CommandResult eval =
+      Shell(absl::StrCat(python, "/evaluate.py --json ", trained, " ", dir, "/data/test.npz"));
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const nlohmann::json exported = nlohmann::json::parse(eval.output, nullptr, false);
+  ASSERT_TRUE(exported.is_object()) << eval.output;
+  EXPECT_EQ(exported["examples"], 10000);
+  EXPECT_NEAR(exported["accuracy"].get<double>(), accuracy, 0.001) << eval.output;
+
+  const CommandResult fresh = Shell(absl::StrCat(python, "/evaluate.py --json --fresh_statistics ",
+                                                 trained, " ", dir, "/data/test.npz"));
+  ASSERT_EQ(fresh.exit_code, 0) << fresh.output;
+  const nlohmann::json untrained = nlohmann::json::parse(fresh.output, nullptr, false);
+  ASSERT_TRUE(untrained.is_object()) << fresh.output;
+  EXPECT_LT(untrained["accuracy"].get<double>(), accuracy - 0.05) << fresh.output;
+
+  // The exported module holds another model than mlp.pt: hips export says so.
+  const CommandResult wrong = Shell(absl::StrCat(
+      kBin, "/hips export --checkpoint=", dir, "/run/checkpoints --model_file=", HIPS_TEST_MODULES,
+      "/mlp.pt --out=", dir, "/wrong.pt"));
+  EXPECT_EQ(wrong.exit_code, 2) << wrong.output;
+  EXPECT_NE(wrong.output.find("is another model than the checkpoint's: tensor 0: "
+                              "'0.weight'[32,1,3,3] in the checkpoint, '1.weight'[256,784] in "
+                              "the file"),
+            std::string::npos)
+      << wrong.output;
 }
 
 // The issues' acceptance runs: the default budget (10 epochs) in async and
@@ -418,7 +478,7 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips local --workers=0", "--workers"},
       {"/hips local --no_such_flag", "no_such_flag"},
       {"/hips frobnicate",
-       "unknown subcommand 'frobnicate'; the subcommands are local, train, mode, status"},
+       "unknown subcommand 'frobnicate'; the subcommands are local, train, export, mode, status"},
       {"/hips", "no subcommand"},
       {"/hips status extra --hq=127.0.0.1:1", "unexpected argument 'extra'"},
       {"/hips mode --hq=127.0.0.1:1", "one mode"},
@@ -477,6 +537,33 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-aggregator --hq=127.0.0.1:1 --max_batch_samples=-3", "max batch samples"},
       {"/hips-aggregator --hq=127.0.0.1:1 --id=agg/0", "[A-Za-z0-9._-]"},
       {"/hips-worker --aggregator=127.0.0.1:1 --id='w 0'", "[A-Za-z0-9._-]"},
+      // Your own data and model (docs/models.md): refused before anything starts.
+      {"/hips local --data=npz --train_data=/nonexistent.npz --test_data=" + Npz("small.npz"),
+       "--train_data=/nonexistent.npz: No such file or directory"},
+      {"/hips local --data=npz --train_data=" + Npz("y_int32.npz") +
+           " --test_data=" + Npz("small.npz"),
+       "y is '<i4', hips needs int64 ('<i8') class labels"},
+      {"/hips-worker --aggregator=127.0.0.1:1 --insecure --data=npz --train_data=" +
+           Npz("lengths_differ.npz") + " --test_data=" + Npz("small.npz"),
+       "x has 10 examples, y has 9"},
+      {"/hips-hq --insecure --data=npz --train_data=" + Npz("small.npz") +
+           " --test_data=" + Npz("not_a_zip.npz"),
+       "--test_data=" + Npz("not_a_zip.npz") + ": not a .npz file"},
+      {"/hips local --data=npz --train_data=" + Npz("small.npz") +
+           " --test_data=" + Npz("other_shape.npz"),
+       "--train_data examples are [2, 3], --test_data examples [6]"},
+      {"/hips local --data=npz --train_data=" + Npz("small.npz"), "--test_data=: no file given"},
+      {"/hips local --train_data=" + Npz("small.npz"), "are for --data=npz"},
+      // A module whose forward cannot take the data's examples.
+      {"/hips-hq --insecure --data=npz --train_data=" + Npz("small.npz") + " --test_data=" +
+           Npz("small.npz") + " --model=torchscript --model_file=" + HIPS_TEST_MODULES + "/mlp.pt",
+       "its forward maps a batch of shape [1, 2, 3] to an error"},
+      {"/hips local --export=/tmp/trained.pt", "--export writes the trained TorchScript module"},
+      {"/hips export --model_file=m.pt --out=/tmp/trained.pt", "needs --checkpoint"},
+      {"/hips export --checkpoint=/nonexistent --model_file=m.pt --out=/tmp/trained.pt",
+       "--checkpoint /nonexistent: cannot read it"},
+      {"/hips export --checkpoint=/etc/hostname --model_file=m.pt --out=/tmp/trained.pt",
+       "--checkpoint /etc/hostname: "},
   };
   for (const Bad& b : cases) {
     const CommandResult run = Shell(kBin + b.command);

@@ -1,7 +1,8 @@
 // The sync-mode contract, end to end over real gRPC on loopback: HQ, 2
 // aggregators and 2 workers each run 20 rounds; the final weights must equal
 // single-process SGD on the union of the same batches (hips train
-// --monolith), tensor by tensor, to 1e-5 relative.
+// --monolith), tensor by tensor, to 1e-5 relative; for the zoo's mlp and for
+// the same mlp as the user's TorchScript module.
 
 #include <cmath>
 #include <memory>
@@ -39,6 +40,7 @@ double RelativeError(absl::Span<const float> a, absl::Span<const float> b) {
 struct Case {
   const char* name;
   OptimizerOptions optimizer;
+  bool scripted = false;  // the zoo's mlp as a TorchScript module
 };
 
 void PrintTo(const Case& c, std::ostream* os) { *os << c.name; }
@@ -68,6 +70,27 @@ OptimizerOptions Adam() {
   return o;
 }
 
+// The zoo's mlp of seed kSeed as the user's TorchScript module: the scripted
+// mlp (make_test_modules.py) exported with the zoo's initial weights.
+ModelOptions ScriptedZooMlp() {
+  static const std::string* const file = [] {
+    auto* path = new std::string(absl::StrCat(::testing::TempDir(), "/zoo_mlp.pt"));
+    ModelOptions zoo;
+    absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(zoo, kSeed);
+    EXPECT_TRUE(m.ok()) << m.status();
+    std::vector<float> w((*m)->layout().num_floats());
+    (*m)->GetWeights(absl::MakeSpan(w));
+    const absl::Status s =
+        ExportTorchScript((*m)->layout(), w, absl::StrCat(HIPS_TEST_MODULES, "/mlp.pt"), *path);
+    EXPECT_TRUE(s.ok()) << s;
+    return path;
+  }();
+  ModelOptions o;
+  o.name = "torchscript";
+  o.model_file = *file;
+  return o;
+}
+
 class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
  protected:
   static void SetUpTestSuite() {
@@ -75,6 +98,61 @@ class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
     ASSERT_TRUE(train.ok()) << train.status();
     train_ = new std::shared_ptr<const Dataset>(std::make_shared<const Dataset>(*std::move(train)));
   }
+
+  struct Run {
+    std::vector<float> initial;
+    std::shared_ptr<const WeightsSnapshot> final_weights;
+  };
+
+  // kRounds sync rounds of `model` on the in-process cluster, its accounting
+  // checked.
+  static Run TrainOnTheCluster(const ModelOptions& model, const OptimizerOptions& optimizer) {
+    InProcessClusterOptions o;
+    o.aggregators = kAggregators;
+    o.workers = kWorkers;
+    o.hq.server.max_versions = kRounds;
+    o.hq.model = model;
+    o.hq.optimizer = optimizer;
+    o.hq.data.name = "synthetic";  // HQ's test set only; training data is the workers'
+    o.hq.data.synthetic_test_examples = 16;
+    o.hq.eval_every = 0;
+    o.hq.seed = kSeed;
+    o.worker.batch_size = kBatch;
+    o.worker.data_seed = kSeed;
+    o.model = model;           // a different init seed: the workers' weights must come from HQ
+    o.chunk_bytes = 64 << 10;  // several chunks per tensor stream
+    Run run;
+    absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster = InProcessCluster::Start(o, *train_);
+    EXPECT_TRUE(cluster.ok()) << cluster.status();
+    if (!cluster.ok()) return run;
+    InProcessCluster& c = **cluster;
+    run.initial = c.hq().server().LatestWeights()->weights;
+    c.RunWorkers();
+    const std::vector<absl::Status> results = c.JoinWorkers();
+    for (int k = 0; k < kWorkers; ++k) {
+      EXPECT_TRUE(results[k].ok()) << "worker " << k << ": " << results[k];
+      EXPECT_EQ(c.worker(k).steps(), kRounds);
+    }
+    run.final_weights = c.hq().server().LatestWeights();
+    EXPECT_EQ(run.final_weights->version, kRounds);
+    EXPECT_TRUE(run.final_weights->training_done);
+
+    // Exact accounting at every tier.
+    const ParameterServerStatus status = c.hq().server().status();
+    EXPECT_EQ(status.samples_applied, kRounds * kWorkers * kBatch);
+    EXPECT_EQ(status.gradients_applied, kRounds * kWorkers);
+    EXPECT_EQ(status.aggregates_applied, kRounds * kAggregators);
+    EXPECT_EQ(status.aggregates_received, kRounds * kAggregators);
+    EXPECT_TRUE(status.aggregates_dropped.empty());
+    for (int a = 0; a < kAggregators; ++a) {
+      const AggregatorCounters counters = c.aggregator(a).aggregator().counters();
+      EXPECT_EQ(counters.gradients_received, kRounds * kWorkersPerAggregator);
+      EXPECT_EQ(counters.gradients_accepted, kRounds * kWorkersPerAggregator);
+      EXPECT_EQ(counters.rounds_closed, kRounds);
+    }
+    return run;
+  }
+
   static std::shared_ptr<const Dataset>* train_;
 };
 
@@ -82,51 +160,9 @@ std::shared_ptr<const Dataset>* SyncEqualsMonolithTest::train_ = nullptr;
 
 TEST_P(SyncEqualsMonolithTest, TwentySyncRoundsEqualSingleProcessSgd) {
   const Dataset& train = **train_;
-  ModelOptions model;
-  model.name = "mlp";
-
-  InProcessClusterOptions o;
-  o.aggregators = kAggregators;
-  o.workers = kWorkers;
-  o.hq.server.max_versions = kRounds;
-  o.hq.model = model;
-  o.hq.optimizer = GetParam().optimizer;
-  o.hq.data.name = "synthetic";  // HQ's test set only; training data is the workers'
-  o.hq.data.synthetic_test_examples = 16;
-  o.hq.eval_every = 0;
-  o.hq.seed = kSeed;
-  o.worker.batch_size = kBatch;
-  o.worker.data_seed = kSeed;
-  o.model = model;           // a different init seed: the workers' weights must come from HQ
-  o.chunk_bytes = 64 << 10;  // several chunks per tensor stream
-  absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster = InProcessCluster::Start(o, *train_);
-  ASSERT_TRUE(cluster.ok()) << cluster.status();
-  InProcessCluster& c = **cluster;
-  const std::vector<float> initial = c.hq().server().LatestWeights()->weights;
-  c.RunWorkers();
-  const std::vector<absl::Status> results = c.JoinWorkers();
-  for (int k = 0; k < kWorkers; ++k) {
-    EXPECT_TRUE(results[k].ok()) << "worker " << k << ": " << results[k];
-    EXPECT_EQ(c.worker(k).steps(), kRounds);
-  }
-
-  std::shared_ptr<const WeightsSnapshot> final_weights = c.hq().server().LatestWeights();
-  ASSERT_EQ(final_weights->version, kRounds);
-  EXPECT_TRUE(final_weights->training_done);
-
-  // Exact accounting at every tier.
-  const ParameterServerStatus status = c.hq().server().status();
-  EXPECT_EQ(status.samples_applied, kRounds * kWorkers * kBatch);
-  EXPECT_EQ(status.gradients_applied, kRounds * kWorkers);
-  EXPECT_EQ(status.aggregates_applied, kRounds * kAggregators);
-  EXPECT_EQ(status.aggregates_received, kRounds * kAggregators);
-  EXPECT_TRUE(status.aggregates_dropped.empty());
-  for (int a = 0; a < kAggregators; ++a) {
-    const AggregatorCounters counters = c.aggregator(a).aggregator().counters();
-    EXPECT_EQ(counters.gradients_received, kRounds * kWorkersPerAggregator);
-    EXPECT_EQ(counters.gradients_accepted, kRounds * kWorkersPerAggregator);
-    EXPECT_EQ(counters.rounds_closed, kRounds);
-  }
+  const ModelOptions model = GetParam().scripted ? ScriptedZooMlp() : ModelOptions();
+  const Run run = TrainOnTheCluster(model, GetParam().optimizer);
+  ASSERT_NE(run.final_weights, nullptr);
 
   MonolithOptions mono;
   mono.model = model;
@@ -137,15 +173,15 @@ TEST_P(SyncEqualsMonolithTest, TwentySyncRoundsEqualSingleProcessSgd) {
   mono.steps = kRounds;
   absl::StatusOr<MonolithResult> reference = RunMonolith(mono, train, nullptr);
   ASSERT_TRUE(reference.ok()) << reference.status();
-  ASSERT_EQ(reference->layout, final_weights->layout);
+  ASSERT_EQ(reference->layout, run.final_weights->layout);
 
   const ModelLayout& layout = reference->layout;
   for (size_t t = 0; t < layout.tensors().size(); ++t) {
     const size_t offset = layout.offset(t);
     const size_t n = layout.tensors()[t].NumElements();
-    auto got = absl::MakeConstSpan(final_weights->weights).subspan(offset, n);
+    auto got = absl::MakeConstSpan(run.final_weights->weights).subspan(offset, n);
     auto want = absl::MakeConstSpan(reference->weights).subspan(offset, n);
-    auto init = absl::MakeConstSpan(initial).subspan(offset, n);
+    auto init = absl::MakeConstSpan(run.initial).subspan(offset, n);
     const double error = RelativeError(got, want);
     EXPECT_LE(error, 1e-5) << layout.tensors()[t].name;
     // Training moved every tensor far more than the tolerance.
@@ -155,9 +191,31 @@ TEST_P(SyncEqualsMonolithTest, TwentySyncRoundsEqualSingleProcessSgd) {
   }
 }
 
+// The zoo's mlp exported as TorchScript trains as the zoo's: the same
+// cluster run ends at the same weights.
+TEST_F(SyncEqualsMonolithTest, TheZoosMlpAsTorchScriptReproducesTheZoosRun) {
+  const Run zoo = TrainOnTheCluster(ModelOptions(), Sgd());
+  const Run script = TrainOnTheCluster(ScriptedZooMlp(), Sgd());
+  ASSERT_TRUE(zoo.final_weights != nullptr && script.final_weights != nullptr);
+  ASSERT_EQ(zoo.final_weights->layout, script.final_weights->layout);
+  EXPECT_EQ(zoo.initial, script.initial);
+  const ModelLayout& layout = zoo.final_weights->layout;
+  for (size_t t = 0; t < layout.tensors().size(); ++t) {
+    const size_t offset = layout.offset(t);
+    const size_t n = layout.tensors()[t].NumElements();
+    const double error =
+        RelativeError(absl::MakeConstSpan(script.final_weights->weights).subspan(offset, n),
+                      absl::MakeConstSpan(zoo.final_weights->weights).subspan(offset, n));
+    EXPECT_LE(error, 1e-6) << layout.tensors()[t].name;
+    RecordProperty(absl::StrCat("rel_error_", layout.tensors()[t].name),
+                   absl::StrFormat("%.3g", error));
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Optimizers, SyncEqualsMonolithTest,
                          ::testing::Values(Case{"sgd_momentum_wd_cosine", Sgd()},
-                                           Case{"adam", Adam()}),
+                                           Case{"adam", Adam()},
+                                           Case{"torchscript_sgd", Sgd(), /*scripted=*/true}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -65,6 +65,15 @@ class Model {
   virtual absl::StatusOr<ClassificationMetrics> Evaluate(const Dataset& data) = 0;
 };
 
+// Writes the TorchScript module of `model_file` to `out` with the weights
+// and buffers `weights` (in `layout` order, e.g. a checkpoint's), in eval
+// mode: what `hips export` does. INVALID_ARGUMENT when the file is not a
+// TorchScript module or its layout is not `layout` (naming the first tensor
+// that differs); UNAVAILABLE when `out` cannot be written (nothing is left
+// at `out` then).
+absl::Status ExportTorchScript(const ModelLayout& layout, absl::Span<const float> weights,
+                               const std::string& model_file, const std::string& out);
+
 // Sets LibTorch's intra-op thread count (a process-wide setting).
 void SetTorchThreads(int threads);
 

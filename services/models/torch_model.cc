@@ -8,6 +8,8 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -572,6 +574,73 @@ absl::StatusOr<std::unique_ptr<ScriptNet>> LoadScriptNet(const ModelOptions& o) 
 
 }  // namespace
 
+namespace {
+
+// The layout of `net` and its tensors in layout order: the parameters, then
+// the float32 buffers (other buffers, like BatchNorm's integer batch
+// counter, stay as the module has them).
+absl::StatusOr<ModelLayout> LayoutOf(Net& net, std::vector<torch::Tensor>* tensors) {
+  std::vector<TensorSpec> specs;
+  for (auto& [name, value] : net.NamedParameters()) {
+    specs.push_back({name, value.sizes().vec()});
+    tensors->push_back(value);
+  }
+  for (auto& [name, value] : net.NamedBuffers()) {
+    if (value.scalar_type() != torch::kFloat) continue;
+    specs.push_back({name, value.sizes().vec(), /*buffer=*/true});
+    tensors->push_back(value);
+  }
+  return ModelLayout::Create(std::move(specs));
+}
+
+}  // namespace
+
+absl::Status ExportTorchScript(const ModelLayout& layout, absl::Span<const float> weights,
+                               const std::string& model_file, const std::string& out) {
+  if (static_cast<int64_t>(weights.size()) != layout.num_floats()) {
+    return absl::InvalidArgumentError(absl::StrCat("the checkpoint has ", weights.size(),
+                                                   " weights, its layout ", layout.num_floats()));
+  }
+  std::unique_ptr<ScriptNet> net;
+  try {
+    net = std::make_unique<ScriptNet>(torch::jit::load(model_file, torch::kCPU));
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model_file ", model_file, ": not a TorchScript module (", ErrorLine(e), ")"));
+  }
+  std::vector<torch::Tensor> tensors;
+  absl::StatusOr<ModelLayout> theirs = LayoutOf(*net, &tensors);
+  if (!theirs.ok()) return theirs.status();
+  if (*theirs != layout) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--model_file ", model_file, " is another model than the checkpoint's: ",
+        ModelLayout::FirstDifference(layout, *theirs, "in the checkpoint", "in the file")));
+  }
+  return Guarded("exporting the module", [&]() -> absl::Status {
+    {
+      torch::NoGradGuard no_grad;
+      for (size_t i = 0; i < tensors.size(); ++i) {
+        TorchModel::CopyIn(weights.data() + layout.offset(i), &tensors[i]);
+      }
+    }
+    // Saved for inference; module.train() switches it back.
+    net->Train(false);
+    const std::string tmp = absl::StrCat(out, ".tmp");
+    try {
+      net->module().save(tmp);
+    } catch (const std::exception& e) {
+      std::remove(tmp.c_str());
+      return absl::UnavailableError(absl::StrCat("cannot write ", tmp, ": ", ErrorLine(e)));
+    }
+    if (std::rename(tmp.c_str(), out.c_str()) != 0) {
+      const std::string error = std::strerror(errno);
+      std::remove(tmp.c_str());
+      return absl::UnavailableError(absl::StrCat("cannot write ", out, ": ", error));
+    }
+    return absl::OkStatus();
+  });
+}
+
 absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options, uint64_t seed) {
   if (absl::Status s = ValidateModelOptions(options); !s.ok()) return s;
   std::unique_ptr<Net> net;
@@ -586,20 +655,8 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options
     torch::manual_seed(seed);
     net = std::make_unique<SequentialNet>(BuildNetwork(options));
   }
-  // The parameters, then the float32 buffers (other buffers, like
-  // BatchNorm's integer batch counter, stay as the module has them).
-  std::vector<TensorSpec> specs;
   std::vector<torch::Tensor> tensors;
-  for (auto& [name, value] : net->NamedParameters()) {
-    specs.push_back({name, value.sizes().vec()});
-    tensors.push_back(value);
-  }
-  for (auto& [name, value] : net->NamedBuffers()) {
-    if (value.scalar_type() != torch::kFloat) continue;
-    specs.push_back({name, value.sizes().vec(), /*buffer=*/true});
-    tensors.push_back(value);
-  }
-  absl::StatusOr<ModelLayout> layout = ModelLayout::Create(std::move(specs));
+  absl::StatusOr<ModelLayout> layout = LayoutOf(*net, &tensors);
   if (!layout.ok()) return layout.status();
   return std::unique_ptr<Model>(
       new TorchModel(options, std::move(net), *std::move(layout), std::move(tensors)));

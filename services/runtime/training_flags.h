@@ -14,6 +14,7 @@
 // hips-worker), parsed into options structs. Only main()s link this.
 
 ABSL_DECLARE_FLAG(std::string, model);
+ABSL_DECLARE_FLAG(std::string, model_file);
 ABSL_DECLARE_FLAG(int, fullmlp_layers);
 ABSL_DECLARE_FLAG(int, fullmlp_width);
 ABSL_DECLARE_FLAG(std::string, optimizer);

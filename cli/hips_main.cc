@@ -462,8 +462,7 @@ int RunMonolith() {
   }
   hips::RunSummary summary;
   summary.version = result->version;
-  summary.accuracy = result->metrics.accuracy;
-  summary.f1 = result->metrics.macro_f1;
+  summary.SetMetrics(result->metrics);
   summary.samples = result->samples;
   summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
   return Finish(summary);

@@ -33,9 +33,8 @@ void PrintProgress(const HqStatus& status, double seconds, double samples_per_se
   const ParameterServerStatus& s = status.server;
   std::string eval = "accuracy=n/a";
   if (status.latest_eval.has_value()) {
-    eval = absl::StrFormat("accuracy=%.4f f1=%.4f (at version %d)",
-                           status.latest_eval->metrics.accuracy,
-                           status.latest_eval->metrics.macro_f1, status.latest_eval->version);
+    eval = absl::StrFormat("%s (at version %d)", DescribeMetrics(status.latest_eval->metrics),
+                           status.latest_eval->version);
   }
   int64_t dropped = 0;
   for (const auto& [reason, count] : s.gradients_dropped) dropped += count;
@@ -452,8 +451,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
       if (finished) {
         RunSummary summary;
         summary.version = status->final_eval->version;
-        summary.accuracy = status->final_eval->metrics.accuracy;
-        summary.f1 = status->final_eval->metrics.macro_f1;
+        summary.SetMetrics(status->final_eval->metrics);
         summary.samples = status->server.samples_applied;
         summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
         FillAccounting(status->server, &summary);

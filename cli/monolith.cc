@@ -37,17 +37,18 @@ absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& o, const Datas
   std::vector<int64_t> batch;
   std::vector<float> features;
   std::vector<int64_t> labels;
+  std::vector<float> targets;
   for (int64_t step = 0; step < o.steps; ++step) {
     batch.clear();
     for (ShardSampler& s : samplers) {
       const std::vector<int64_t> part = s.Batch(step);
       batch.insert(batch.end(), part.begin(), part.end());
     }
-    train.Gather(batch, &features, &labels);
+    train.Gather(batch, &features, &labels, &targets);
     (*optimizer)->GetWeights(absl::MakeSpan(weights));
     if (absl::Status s = (*replica)->SetWeights(weights); !s.ok()) return s;
     absl::StatusOr<double> loss =
-        (*replica)->ComputeGradient(features, labels, absl::MakeSpan(grad));
+        (*replica)->ComputeGradient(features, labels, targets, absl::MakeSpan(grad));
     if (!loss.ok()) return loss.status();
     const double lr = ScheduledLearningRate(o.optimizer, step, o.steps);
     if (absl::Status s = (*optimizer)->Step(grad, lr); !s.ok()) return s;
@@ -58,7 +59,7 @@ absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& o, const Datas
   result.weights = std::move(weights);
   if (test != nullptr) {
     if (absl::Status s = (*replica)->SetWeights(result.weights); !s.ok()) return s;
-    absl::StatusOr<ClassificationMetrics> m = (*replica)->Evaluate(*test);
+    absl::StatusOr<EvalMetrics> m = (*replica)->Evaluate(*test);
     if (!m.ok()) return m.status();
     result.metrics = *m;
   }

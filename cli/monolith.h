@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "services/core/classification_metrics.h"
+#include "services/core/eval_metrics.h"
 #include "services/core/model_layout.h"
 #include "services/data/dataset.h"
 #include "services/models/model.h"
@@ -29,7 +29,7 @@ struct MonolithResult {
   int64_t samples = 0;
   ModelLayout layout;
   std::vector<float> weights;
-  ClassificationMetrics metrics;  // on `test`, when given
+  EvalMetrics metrics;  // on `test`, when given
 };
 
 // Single-process SGD, the reference for sync mode: the same model, initial

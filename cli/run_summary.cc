@@ -10,6 +10,10 @@
 namespace hips {
 
 std::string FinalLine(const RunSummary& s) {
+  if (s.regression) {
+    return absl::StrFormat("final: version=%d rmse=%.4f r2=%.4f samples=%d seconds=%.1f", s.version,
+                           s.rmse, s.r2, s.samples, s.seconds);
+  }
   return absl::StrFormat("final: version=%d accuracy=%.4f f1=%.4f samples=%d seconds=%.1f",
                          s.version, s.accuracy, s.f1, s.samples, s.seconds);
 }
@@ -25,11 +29,15 @@ double Rounded(double v, int digits) {
 }  // namespace
 
 nlohmann::json SummaryJson(const RunSummary& s) {
-  nlohmann::json out = {{"version", s.version},
-                        {"accuracy", Rounded(s.accuracy, 6)},
-                        {"f1", Rounded(s.f1, 6)},
-                        {"samples", s.samples},
-                        {"seconds", Rounded(s.seconds, 3)}};
+  nlohmann::json out = {
+      {"version", s.version}, {"samples", s.samples}, {"seconds", Rounded(s.seconds, 3)}};
+  if (s.regression) {
+    out["rmse"] = Rounded(s.rmse, 6);
+    out["r2"] = Rounded(s.r2, 6);
+  } else {
+    out["accuracy"] = Rounded(s.accuracy, 6);
+    out["f1"] = Rounded(s.f1, 6);
+  }
   if (!s.accounting.has_value()) return out;
   const RunSummary::Accounting& a = *s.accounting;
   out["mode"] = a.mode;

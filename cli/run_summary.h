@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
+#include "services/core/eval_metrics.h"
 
 namespace hips {
 
@@ -17,6 +18,17 @@ struct RunSummary {
   int64_t version = 0;
   double accuracy = 0.0;  // fraction in [0, 1]
   double f1 = 0.0;        // macro-F1, fraction in [0, 1]
+  // --loss=mse: RMSE and R² instead of accuracy and F1.
+  bool regression = false;
+  double rmse = 0.0;
+  double r2 = 0.0;
+  void SetMetrics(const EvalMetrics& m) {
+    accuracy = m.accuracy;
+    f1 = m.macro_f1;
+    regression = m.regression;
+    rmse = m.rmse;
+    r2 = m.r2;
+  }
   int64_t samples = 0;
   double seconds = 0.0;
   // Worker gradients as HQ accounted for them (hips local only):

@@ -4,7 +4,8 @@ on a .npz test split, as HQ does: eval mode, argmax of the logits.
 
     evaluate.py MODEL.pt TEST.npz [--json] [--fresh_statistics]
 
-Prints the accuracy (and macro-F1). --fresh_statistics first resets every
+Prints the accuracy and macro-F1, or for float32 targets (--loss=mse) the
+RMSE and R². --fresh_statistics first resets every
 BatchNorm's running statistics to a fresh layer's (mean 0, variance 1): the
 accuracy the model would have if its buffers had not been trained.
 Needs python3-torch and python3-numpy.
@@ -35,7 +36,17 @@ def main():
     data = np.load(args.test)
     x, y = torch.from_numpy(data["x"]), torch.from_numpy(data["y"])
     with torch.no_grad():
-        predictions = torch.cat([model(x[i:i + 1000]).argmax(1) for i in range(0, len(x), 1000)])
+        outputs = torch.cat([model(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+    if y.dtype == torch.float32:
+        errors = (outputs.reshape(y.shape).double() - y.double()).flatten()
+        sse = float((errors ** 2).sum())
+        sst = float(((y.double() - y.double().mean()) ** 2).sum())
+        result = {"examples": len(y), "rmse": (sse / errors.numel()) ** 0.5,
+                  "r2": 1 - sse / sst if sst > 0 else 0.0}
+        print(json.dumps(result) if args.json else
+              f"{args.model} on {args.test}: rmse {result['rmse']:.4f}, R2 {result['r2']:.4f}")
+        return
+    predictions = outputs.argmax(1)
     accuracy = (predictions == y).double().mean().item()
     f1s = []
     for c in range(int(max(y.max(), predictions.max())) + 1):

@@ -37,7 +37,7 @@ void EvalLoop::Run() {
       snapshot = std::move(pending_);
       pending_ = nullptr;
     }
-    absl::StatusOr<ClassificationMetrics> metrics = evaluate_(snapshot->weights);
+    absl::StatusOr<EvalMetrics> metrics = evaluate_(snapshot->weights);
     if (!metrics.ok()) {
       LOG(ERROR) << "evaluating version " << snapshot->version << ": " << metrics.status();
       if (snapshot->training_done) {
@@ -46,8 +46,8 @@ void EvalLoop::Run() {
       }
       continue;
     }
-    LOG(INFO) << "eval version=" << snapshot->version << " accuracy=" << metrics->accuracy
-              << " f1=" << metrics->macro_f1 << (snapshot->training_done ? " (final)" : "");
+    LOG(INFO) << "eval version=" << snapshot->version << " " << DescribeMetrics(*metrics)
+              << (snapshot->training_done ? " (final)" : "");
     absl::MutexLock lock(&mu_);
     latest_ = EvalResult{snapshot->version, *metrics};
     if (snapshot->training_done) final_ = latest_;

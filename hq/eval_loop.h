@@ -13,7 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "services/core/classification_metrics.h"
+#include "services/core/eval_metrics.h"
 #include "services/core/payloads.h"
 #include "services/core/tier_status.h"
 
@@ -26,8 +26,7 @@ namespace hips {
 // the destructor) joins the thread.
 class EvalLoop {
  public:
-  using EvaluateFn =
-      std::function<absl::StatusOr<ClassificationMetrics>(absl::Span<const float> weights)>;
+  using EvaluateFn = std::function<absl::StatusOr<EvalMetrics>(absl::Span<const float> weights)>;
 
   // `evaluate` is only ever called from the loop's thread. `every` <= 0
   // evaluates only the final weights.

@@ -44,8 +44,7 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   std::shared_ptr<Model> eval_model = *std::move(replica);
   std::shared_ptr<const Dataset> test_data = d->test_data_;
   d->eval_ = std::make_unique<EvalLoop>(
-      [eval_model,
-       test_data](absl::Span<const float> weights) -> absl::StatusOr<ClassificationMetrics> {
+      [eval_model, test_data](absl::Span<const float> weights) -> absl::StatusOr<EvalMetrics> {
         if (absl::Status s = eval_model->SetWeights(weights); !s.ok()) return s;
         return eval_model->Evaluate(*test_data);
       },

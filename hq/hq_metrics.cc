@@ -66,7 +66,13 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
   out->Gauge("hips_live_members", "Members holding a lease here, by kind",
              static_cast<double>(s.live_workers.size()), {{"kind", "worker"}});
   out->Gauge("hips_forming", "1 while HQ waits for its --aggregators to join at start", s.forming);
-  if (std::optional<EvalResult> e = eval.latest()) {
+  if (std::optional<EvalResult> e = eval.latest(); e.has_value() && e->metrics.regression) {
+    out->Gauge("hips_eval_rmse", "Test-set RMSE of the newest evaluated version (--loss=mse)",
+               e->metrics.rmse);
+    out->Gauge("hips_eval_r2", "Test-set R² of the newest evaluated version (--loss=mse)",
+               e->metrics.r2);
+    out->Gauge("hips_eval_version", "Version of the newest evaluation", e->version);
+  } else if (e.has_value()) {
     out->Gauge("hips_eval_accuracy", "Test-set accuracy of the newest evaluated version (0-1)",
                e->metrics.accuracy);
     out->Gauge("hips_eval_f1", "Test-set macro-F1 of the newest evaluated version (0-1)",

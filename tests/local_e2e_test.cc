@@ -227,6 +227,40 @@ TEST(ExamplesTest, CnnWithBatchNormOnNpzTrainsAndExportsWhatHqEvaluated) {
       << wrong.output;
 }
 
+// examples/regression.py: --loss=mse trains a regression; HQ reports RMSE
+// and R², and the exported module gives the same in Python.
+TEST(ExamplesTest, RegressionWithMseReportsRmseAndR2) {
+  const std::string dir = NewRunDir("regression_example");
+  const std::string python = absl::StrCat("/usr/bin/python3 ", HIPS_SOURCE_DIR, "/examples");
+  CommandResult step = Shell(absl::StrCat(python, "/regression.py ", dir));
+  ASSERT_EQ(step.exit_code, 0) << step.output;
+  const std::string json = absl::StrCat(dir, "/summary.json");
+  const std::string trained = absl::StrCat(dir, "/trained.pt");
+  std::remove(json.c_str());
+  const CommandResult run =
+      Shell(absl::StrCat(kBin, "/hips local --loss=mse --model=torchscript --model_file=", dir,
+                         "/model.pt --data=npz --train_data=", dir, "/train.npz --test_data=", dir,
+                         "/test.npz --max_versions=200 --summary_json=", json, " --run_dir=", dir,
+                         "/run --export=", trained));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("final: version=200 rmse="), std::string::npos) << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  EXPECT_FALSE(s.contains("accuracy"));
+  ExpectGradientsAccountedFor(s);
+  const double r2 = s["r2"].get<double>();
+  EXPECT_GE(r2, 0.9) << run.output;
+  EXPECT_GT(s["rmse"].get<double>(), 0);
+
+  const CommandResult eval =
+      Shell(absl::StrCat(python, "/evaluate.py --json ", trained, " ", dir, "/test.npz"));
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const nlohmann::json exported = nlohmann::json::parse(eval.output, nullptr, false);
+  ASSERT_TRUE(exported.is_object()) << eval.output;
+  EXPECT_NEAR(exported["r2"].get<double>(), r2, 0.001) << eval.output;
+  EXPECT_NEAR(exported["rmse"].get<double>(), s["rmse"].get<double>(), 0.001) << eval.output;
+}
+
 // The issues' acceptance runs: the default budget (10 epochs) in async and
 // in ssp with staleness 2, each to at least 0.87 test accuracy; the default
 // (sync) run over mutual TLS to at least 0.88.
@@ -558,6 +592,14 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-hq --insecure --data=npz --train_data=" + Npz("small.npz") + " --test_data=" +
            Npz("small.npz") + " --model=torchscript --model_file=" + HIPS_TEST_MODULES + "/mlp.pt",
        "its forward maps a batch of shape [1, 2, 3] to an error"},
+      {"/hips local --loss=huber", "unknown loss 'huber'"},
+      {"/hips local --loss=mse", "--loss=mse needs regression targets"},
+      {"/hips local --loss=mse --data=npz --train_data=" + Npz("small.npz") +
+           " --test_data=" + Npz("small.npz"),
+       "y holds int64 class labels, --loss=mse needs float32 targets"},
+      {"/hips local --data=npz --train_data=" + Npz("float_targets.npz") +
+           " --test_data=" + Npz("float_targets.npz"),
+       "y holds float32 targets, --loss=cross_entropy needs int64 class labels"},
       {"/hips local --export=/tmp/trained.pt", "--export writes the trained TorchScript module"},
       {"/hips export --model_file=m.pt --out=/tmp/trained.pt", "needs --checkpoint"},
       {"/hips export --checkpoint=/nonexistent --model_file=m.pt --out=/tmp/trained.pt",

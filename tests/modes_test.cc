@@ -218,7 +218,7 @@ double TestAccuracy(const WeightsSnapshot& w, const Dataset& test) {
   model.input_shape = test.example_shape;
   absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(model, 1);
   if (!m.ok() || !(*m)->SetWeights(w.weights).ok()) return -1;
-  absl::StatusOr<ClassificationMetrics> metrics = (*m)->Evaluate(test);
+  absl::StatusOr<EvalMetrics> metrics = (*m)->Evaluate(test);
   return metrics.ok() ? metrics->accuracy : -1;
 }
 

@@ -53,10 +53,8 @@ class ServedTiers {
 
   Authorizer hq_authorizer_;
   Authorizer aggregator_authorizer_;
-  EvalLoop eval_{[](absl::Span<const float>) -> absl::StatusOr<ClassificationMetrics> {
-                   return ClassificationMetrics{};
-                 },
-                 0};
+  EvalLoop eval_{
+      [](absl::Span<const float>) -> absl::StatusOr<EvalMetrics> { return EvalMetrics{}; }, 0};
   std::unique_ptr<ParameterServer> server_;
   std::unique_ptr<HqService> hq_service_;
   std::unique_ptr<grpc::Server> hq_;

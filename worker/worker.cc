@@ -265,9 +265,9 @@ absl::Status Worker::Loop() {
 
 absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
   const std::vector<int64_t> batch = sampler_.Batch(step);
-  data_->Gather(batch, &features_, &labels_);
+  data_->Gather(batch, &features_, &labels_, &targets_);
   absl::StatusOr<double> loss_sum =
-      model_->ComputeGradient(features_, labels_, absl::MakeSpan(push_.gradient));
+      model_->ComputeGradient(features_, labels_, targets_, absl::MakeSpan(push_.gradient));
   if (!loss_sum.ok()) return loss_sum.status();
   push_.version = w.version;
   push_.samples = static_cast<int64_t>(batch.size());

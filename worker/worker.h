@@ -161,6 +161,7 @@ class Worker {
   std::unique_ptr<Compressor> compressor_;
   std::vector<float> features_;
   std::vector<int64_t> labels_;
+  std::vector<float> targets_;
   std::atomic<int64_t> steps_{0};
   std::atomic<int64_t> refused_{0};
   std::atomic<int64_t> version_{-1};

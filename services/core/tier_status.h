@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "services/core/classification_metrics.h"
 #include "services/core/consistency.h"
+#include "services/core/eval_metrics.h"
 #include "services/core/payloads.h"
 
 // What HQ and an aggregator report about themselves (GetStatus, /metrics,
@@ -21,7 +21,7 @@ namespace hips {
 // An evaluation of published weights on the test set.
 struct EvalResult {
   int64_t version = 0;
-  ClassificationMetrics metrics;
+  EvalMetrics metrics;
 };
 
 struct ParameterServerStatus {

@@ -83,14 +83,20 @@ int64_t Dataset::example_size() const {
 }
 
 void Dataset::Gather(absl::Span<const int64_t> indices, std::vector<float>* out_features,
-                     std::vector<int64_t>* out_labels) const {
+                     std::vector<int64_t>* out_labels, std::vector<float>* out_targets) const {
   const int64_t size = example_size();
   out_features->resize(indices.size() * size);
-  out_labels->resize(indices.size());
+  out_labels->resize(regression() ? 0 : indices.size());
+  if (out_targets != nullptr) out_targets->resize(indices.size() * target_size);
   for (size_t i = 0; i < indices.size(); ++i) {
     const int64_t at = indices[i] / shard_count;
     std::memcpy(out_features->data() + i * size, features.data() + at * size, size * sizeof(float));
-    (*out_labels)[i] = labels[at];
+    if (!regression()) {
+      (*out_labels)[i] = labels[at];
+    } else if (out_targets != nullptr) {
+      std::memcpy(out_targets->data() + i * target_size, targets.data() + at * target_size,
+                  target_size * sizeof(float));
+    }
   }
 }
 
@@ -100,12 +106,22 @@ void Dataset::KeepShard(int index, int count) {
   int64_t kept = 0;
   for (int64_t i = index; i < whole; i += count, ++kept) {
     std::memmove(features.data() + kept * size, features.data() + i * size, size * sizeof(float));
-    labels[kept] = labels[i];
+    if (regression()) {
+      std::memmove(targets.data() + kept * target_size, targets.data() + i * target_size,
+                   target_size * sizeof(float));
+    } else {
+      labels[kept] = labels[i];
+    }
   }
   features.resize(kept * size);
   features.shrink_to_fit();
-  labels.resize(kept);
+  if (regression()) {
+    targets.resize(kept * target_size);
+  } else {
+    labels.resize(kept);
+  }
   labels.shrink_to_fit();
+  targets.shrink_to_fit();
   shard_index = index;
   shard_count = count;
   whole_examples = whole;
@@ -252,14 +268,18 @@ absl::StatusOr<NpzArrays> OpenNpzArrays(const std::string& path, const std::stri
   if (x->dtype != "<f4") {
     return bad(absl::StrCat("x is '", x->dtype, "', hips needs float32 ('<f4') examples"));
   }
-  if (y->dtype != "<i8") {
-    return bad(absl::StrCat("y is '", y->dtype, "', hips needs int64 ('<i8') class labels"));
+  if (y->dtype != "<i8" && y->dtype != "<f4") {
+    return bad(absl::StrCat("y is '", y->dtype,
+                            "', hips needs int64 ('<i8') class labels or float32 ('<f4') targets"));
   }
   if (x->shape.size() < 2) {
     return bad(absl::StrCat("x has shape ", ShapeText(x->shape), ", hips needs [N, ...]"));
   }
-  if (y->shape.size() != 1) {
-    return bad(absl::StrCat("y has shape ", ShapeText(y->shape), ", hips needs [N]"));
+  if (y->dtype == "<i8" && y->shape.size() != 1) {
+    return bad(absl::StrCat("y has shape ", ShapeText(y->shape), ", class labels are [N]"));
+  }
+  if (y->shape.empty() || y->row_bytes() == 0) {
+    return bad(absl::StrCat("y has shape ", ShapeText(y->shape), ", hips needs [N, ...]"));
   }
   if (x->rows() != y->rows()) {
     return bad(absl::StrCat("x has ", x->rows(), " examples, y has ", y->rows()));
@@ -292,6 +312,28 @@ absl::Status ReadLabels(const NpzArrays& a, const std::string& path, const std::
   return absl::OkStatus();
 }
 
+// y's float32 targets, those of `shard`, each checked finite.
+absl::Status ReadTargets(const NpzArrays& a, const std::string& path, const std::string& flag,
+                         DataShard shard, std::vector<float>* targets) {
+  const int64_t size = a.y.row_bytes() / static_cast<int64_t>(sizeof(float));
+  int64_t bad_row = -1;
+  absl::Status read = a.file.ReadRows("y", [&](int64_t row, const char* bytes) {
+    if (row % shard.count != shard.index) return;
+    const size_t at = targets->size();
+    targets->resize(at + size);
+    std::memcpy(targets->data() + at, bytes, size * sizeof(float));
+    for (int64_t i = 0; i < size; ++i) {
+      if (!std::isfinite((*targets)[at + i]) && bad_row < 0) bad_row = row;
+    }
+  });
+  if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, "=", read.message()));
+  if (bad_row >= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(flag, "=", path, ": y[", bad_row, "] is not finite"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<NpzSummary> InspectNpzDataset(const std::string& path, const std::string& flag) {
@@ -300,6 +342,11 @@ absl::StatusOr<NpzSummary> InspectNpzDataset(const std::string& path, const std:
   NpzSummary summary;
   summary.examples = a->x.rows();
   summary.example_shape.assign(a->x.shape.begin() + 1, a->x.shape.end());
+  if (a->y.dtype == "<f4") {
+    summary.regression = true;
+    summary.num_classes = a->y.row_bytes() / static_cast<int64_t>(sizeof(float));
+    return summary;
+  }
   if (absl::Status s = ReadLabels(*a, path, flag, {}, nullptr, &summary.num_classes); !s.ok()) {
     return s;
   }
@@ -316,11 +363,16 @@ absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::strin
   if (!a.ok()) return a.status();
   Dataset d;
   d.example_shape.assign(a->x.shape.begin() + 1, a->x.shape.end());
-  if (absl::Status s = ReadLabels(*a, path, flag, shard, &d.labels, &d.num_classes); !s.ok()) {
+  if (a->y.dtype == "<f4") {
+    d.target_size = a->y.row_bytes() / static_cast<int64_t>(sizeof(float));
+    d.num_classes = d.target_size;
+    if (absl::Status s = ReadTargets(*a, path, flag, shard, &d.targets); !s.ok()) return s;
+  } else if (absl::Status s = ReadLabels(*a, path, flag, shard, &d.labels, &d.num_classes);
+             !s.ok()) {
     return s;
   }
   const int64_t size = d.example_size();
-  d.features.resize(d.labels.size() * size);
+  d.features.resize(d.num_examples() * size);
   absl::Status read = a->file.ReadRows("x", [&](int64_t row, const char* bytes) {
     if (row % shard.count != shard.index) return;
     std::memcpy(d.features.data() + (row / shard.count) * size, bytes, size * sizeof(float));
@@ -342,9 +394,18 @@ absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::strin
 }
 
 absl::Status CheckDataOptions(const DataOptions& o) {
+  if (o.loss != "cross_entropy" && o.loss != "mse") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown loss '", o.loss, "' (expected cross_entropy or mse)"));
+  }
   if (o.name == "fashion-mnist" || o.name == "synthetic") {
     if (!o.train_path.empty() || !o.test_path.empty()) {
       return absl::InvalidArgumentError("--train_data and --test_data are for --data=npz");
+    }
+    if (o.loss == "mse") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--loss=mse needs regression targets: --data=npz with float32 y (--data=", o.name,
+          " has class labels)"));
     }
     return absl::OkStatus();
   }
@@ -361,6 +422,20 @@ absl::Status CheckDataOptions(const DataOptions& o) {
         absl::StrCat("--train_data examples are ", ShapeText(train->example_shape),
                      ", --test_data examples ", ShapeText(test->example_shape)));
   }
+  for (const auto& [flag, summary] :
+       {std::pair{"--train_data", &*train}, {"--test_data", &*test}}) {
+    if (summary->regression != (o.loss == "mse")) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          flag, "=", flag == std::string("--train_data") ? o.train_path : o.test_path, ": y holds ",
+          summary->regression ? "float32 targets" : "int64 class labels", ", --loss=", o.loss,
+          " needs ", o.loss == "mse" ? "float32 targets" : "int64 class labels"));
+    }
+  }
+  if (train->regression && train->num_classes != test->num_classes) {
+    return absl::InvalidArgumentError(absl::StrCat("--train_data has ", train->num_classes,
+                                                   " targets per example, --test_data ",
+                                                   test->num_classes));
+  }
   return absl::OkStatus();
 }
 
@@ -375,7 +450,7 @@ absl::StatusOr<Dataset> LoadData(const DataOptions& o, Split split, DataShard sh
     absl::StatusOr<NpzSummary> other = InspectNpzDataset(train ? o.test_path : o.train_path,
                                                          train ? "--test_data" : "--train_data");
     if (!other.ok()) return other.status();
-    d->num_classes = std::max(d->num_classes, other->num_classes);
+    if (!d->regression()) d->num_classes = std::max(d->num_classes, other->num_classes);
     return d;
   }
   absl::StatusOr<Dataset> d = LoadWholeData(o, split);

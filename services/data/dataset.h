@@ -10,15 +10,19 @@
 
 namespace hips {
 
-// A classification data set in memory: normalized float features, row-major,
-// one example after another, and an integer label per example. Immutable once
+// A data set in memory: float features, row-major, one example after
+// another, and per example an integer class label (classification) or
+// `target_size` float targets (regression, --loss=mse). Immutable once
 // loaded; safe to read from many threads.
 struct Dataset {
   // Shape of one example, e.g. {1, 28, 28} for Fashion-MNIST.
   std::vector<int64_t> example_shape;
+  // Classes (labels 0..num_classes-1); for a regression, target_size.
   int64_t num_classes = 0;
   std::vector<float> features;
-  std::vector<int64_t> labels;
+  std::vector<int64_t> labels;  // classification
+  std::vector<float> targets;   // regression: target_size per example
+  int64_t target_size = 0;      // 0: a classification
   // A worker's shard of a larger set (LoadData with a DataShard): example i
   // of the whole set, i % shard_count == shard_index, is stored at
   // i / shard_count; `whole_examples` counts the whole set.
@@ -26,16 +30,20 @@ struct Dataset {
   int shard_count = 1;
   int64_t whole_examples = 0;
 
+  bool regression() const { return target_size > 0; }
   // The examples held here.
-  int64_t num_examples() const { return static_cast<int64_t>(labels.size()); }
+  int64_t num_examples() const {
+    return static_cast<int64_t>(regression() ? targets.size() / target_size : labels.size());
+  }
   // The examples of the whole set (the indices Gather takes).
   int64_t num_whole_examples() const { return shard_count == 1 ? num_examples() : whole_examples; }
   int64_t example_size() const;
 
   // Copies the examples at `indices` (of the whole set; for a shard, each in
-  // the shard) into `features` (resized) and `labels`.
+  // the shard) into `features` (resized) and `labels`, and for a regression
+  // their targets into `targets` (if not null).
   void Gather(absl::Span<const int64_t> indices, std::vector<float>* features,
-              std::vector<int64_t>* labels) const;
+              std::vector<int64_t>* labels, std::vector<float>* targets = nullptr) const;
 
   // Drops every example outside shard `index` of `count` (the examples i
   // with i % count == index) and frees their memory.
@@ -73,8 +81,9 @@ Dataset MakeSyntheticDataset(int64_t num_examples, std::vector<int64_t> example_
                              int64_t num_classes, uint64_t task_seed, uint64_t sample_seed);
 
 // Reads a file written by numpy.savez (or savez_compressed) holding `x`,
-// float32 [N, ...] (one example per row), and `y`, int64 [N] class labels
-// 0..C-1 (C is the largest label + 1). With a shard, only that shard's rows
+// float32 [N, ...] (one example per row), and `y`: int64 [N] class labels
+// 0..C-1 (C is the largest label + 1), or float32 [N, ...] regression
+// targets. With a shard, only that shard's rows
 // are ever held in memory. `flag` names the file in errors ("--train_data"):
 // NOT_FOUND for a missing file, INVALID_ARGUMENT, one line naming the file
 // and what is wrong, for anything else.
@@ -90,7 +99,8 @@ absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::strin
 struct NpzSummary {
   int64_t examples = 0;
   std::vector<int64_t> example_shape;
-  int64_t num_classes = 0;
+  int64_t num_classes = 0;  // a regression: its target size
+  bool regression = false;  // y holds float32 targets
 };
 absl::StatusOr<NpzSummary> InspectNpzDataset(const std::string& path, const std::string& flag);
 
@@ -101,6 +111,9 @@ struct DataOptions {
   // --data=npz: the files of the training and the test split.
   std::string train_path;
   std::string test_path;
+  // The loss the data is for: "cross_entropy" (y holds class labels) or
+  // "mse" (y holds float32 targets; npz only).
+  std::string loss = "cross_entropy";
   int64_t synthetic_train_examples = 8192;
   int64_t synthetic_test_examples = 2048;
   std::vector<int64_t> synthetic_shape = {1, 28, 28};

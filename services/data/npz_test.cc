@@ -135,6 +135,33 @@ TEST(NpzTest, DataOptionsCheckBothSplitsAndTheClassesComeFromBoth) {
   EXPECT_THAT(CheckDataOptions(o).message(), ::testing::HasSubstr("unknown data set 'csv'"));
 }
 
+TEST(NpzTest, FloatTargetsMakeARegressionSetShardedLikeLabels) {
+  absl::StatusOr<Dataset> d =
+      LoadNpzDataset(File("float_targets.npz"), "--train_data", DataShard{1, 4});
+  ASSERT_TRUE(d.ok()) << d.status();
+  EXPECT_TRUE(d->regression());
+  EXPECT_EQ(d->target_size, 2);
+  EXPECT_EQ(d->num_classes, 2);
+  EXPECT_TRUE(d->labels.empty());
+  EXPECT_EQ(d->targets, (std::vector<float>{2, -1, 10, -5, 18, -9}));  // rows 1, 5, 9
+  EXPECT_EQ(d->num_examples(), 3);
+  std::vector<float> features, targets;
+  std::vector<int64_t> labels;
+  d->Gather({9, 1}, &features, &labels, &targets);
+  EXPECT_EQ(targets, (std::vector<float>{18, -9, 2, -1}));
+  EXPECT_TRUE(labels.empty());
+  EXPECT_FLOAT_EQ(features[0], 9.0f);
+
+  DataOptions o;
+  o.name = "npz";
+  o.loss = "mse";
+  o.train_path = o.test_path = File("float_targets.npz");
+  EXPECT_TRUE(CheckDataOptions(o).ok()) << CheckDataOptions(o);
+  o.test_path = File("small.npz");
+  EXPECT_THAT(CheckDataOptions(o).message(),
+              ::testing::HasSubstr("y holds int64 class labels, --loss=mse needs float32 targets"));
+}
+
 TEST(NpyHeaderTest, ParsesVersionsAndRefusesWhatItCannotRead) {
   const auto header = [](int major, const std::string& dict) {
     std::string h = std::string("\x93NUMPY", 6) + static_cast<char>(major) + '\0';

@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "services/core/classification_metrics.h"
+#include "services/core/eval_metrics.h"
 #include "services/core/model_layout.h"
 #include "services/data/dataset.h"
 
@@ -24,10 +24,14 @@ struct ModelOptions {
   // A module saved by torch.jit.script(m).save(PATH): its forward takes a
   // batch of inputs [n, input_shape...] and returns [n, num_classes] logits.
   std::string model_file;
+  // "cross_entropy" (classes: logits [n, num_classes] against class labels)
+  // or "mse" (regression: outputs [n, num_classes] against as many float
+  // targets per example).
+  std::string loss = "cross_entropy";
   int fullmlp_layers = 16;
   int fullmlp_width = 256;
   std::vector<int64_t> input_shape = {1, 28, 28};
-  int64_t num_classes = 10;
+  int64_t num_classes = 10;  // mse: targets per example
 };
 
 absl::Status ValidateModelOptions(const ModelOptions& options);
@@ -54,15 +58,25 @@ class Model {
   virtual void GetWeights(absl::Span<float> out) const = 0;
   virtual absl::Status SetWeights(absl::Span<const float> weights) = 0;
 
-  // Forward and backward pass of the mean cross-entropy over a batch of
-  // `labels.size()` examples; writes the mean gradient to `grad_out` and
-  // returns the SUM of the per-example losses.
+  // Forward and backward pass of the mean loss over a batch: cross-entropy
+  // against `labels` (one per example), or with --loss=mse the mean over
+  // examples of the squared error summed over each example's num_classes
+  // `targets`. Writes the mean gradient to `grad_out` (and the buffers'
+  // values to their slots) and returns the SUM of the per-example losses.
   virtual absl::StatusOr<double> ComputeGradient(absl::Span<const float> features,
                                                  absl::Span<const int64_t> labels,
+                                                 absl::Span<const float> targets,
                                                  absl::Span<float> grad_out) = 0;
+  // A classifier's.
+  absl::StatusOr<double> ComputeGradient(absl::Span<const float> features,
+                                         absl::Span<const int64_t> labels,
+                                         absl::Span<float> grad_out) {
+    return ComputeGradient(features, labels, {}, grad_out);
+  }
 
-  // Accuracy and macro-F1 of the current weights on `data`.
-  virtual absl::StatusOr<ClassificationMetrics> Evaluate(const Dataset& data) = 0;
+  // Accuracy and macro-F1 (a regression: RMSE and R²) of the current
+  // weights on `data`.
+  virtual absl::StatusOr<EvalMetrics> Evaluate(const Dataset& data) = 0;
 };
 
 // Writes the TorchScript module of `model_file` to `out` with the weights

@@ -97,7 +97,7 @@ TEST(ModelTest, GradientsMatchFiniteDifferences) {
 
 TEST(ModelTest, EvaluateCountsEveryExample) {
   Dataset d = MakeSyntheticDataset(2500, {1, 28, 28}, 10, 1, 2);
-  absl::StatusOr<ClassificationMetrics> m = Make("mlp")->Evaluate(d);
+  absl::StatusOr<EvalMetrics> m = Make("mlp")->Evaluate(d);
   ASSERT_TRUE(m.ok()) << m.status();
   EXPECT_EQ(m->examples, 2500);
   EXPECT_GE(m->accuracy, 0.0);
@@ -244,7 +244,7 @@ TEST(ScriptModelTest, AScriptedMlpIsTheZoosMlpTensorByTensor) {
   ASSERT_TRUE(zoo->ComputeGradient(d.features, d.labels, absl::MakeSpan(g_zoo)).ok());
   for (size_t i = 0; i < w.size(); i += 997) EXPECT_NEAR(g_script[i], g_zoo[i], 1e-6 * max_abs);
   // Evaluation agrees too.
-  absl::StatusOr<ClassificationMetrics> m_zoo = zoo->Evaluate(d), m_script = (*script)->Evaluate(d);
+  absl::StatusOr<EvalMetrics> m_zoo = zoo->Evaluate(d), m_script = (*script)->Evaluate(d);
   ASSERT_TRUE(m_zoo.ok() && m_script.ok());
   EXPECT_EQ(m_script->accuracy, m_zoo->accuracy);
 }
@@ -262,7 +262,7 @@ TEST(ScriptModelTest, GradientsAreTakenInTrainModeAndEvaluationInEvalMode) {
   for (int round = 0; round < 2; ++round) {
     ASSERT_TRUE((*m)->ComputeGradient(d.features, d.labels, absl::MakeSpan(g)).ok());
     EXPECT_TRUE(std::any_of(g.begin(), g.end(), [](float v) { return v != 0; }));
-    absl::StatusOr<ClassificationMetrics> metrics = (*m)->Evaluate(d);
+    absl::StatusOr<EvalMetrics> metrics = (*m)->Evaluate(d);
     ASSERT_TRUE(metrics.ok()) << metrics.status();
     EXPECT_DOUBLE_EQ(metrics->accuracy, static_cast<double>(twos) / 60);
   }
@@ -344,12 +344,12 @@ TEST(ScriptModelTest, BuffersTravelAsValuesAndTheOptimizerSetsThem) {
     EXPECT_NEAR(g[24 + j], 0.9 + 0.1 * var, 1e-5) << j;
   }
   // Evaluation uses the running statistics: skewed ones change the votes.
-  absl::StatusOr<ClassificationMetrics> before = (*m)->Evaluate(d);
+  absl::StatusOr<EvalMetrics> before = (*m)->Evaluate(d);
   std::vector<float> skewed = w;
   skewed[21] = 100;
   skewed[22] = -100;
   ASSERT_TRUE((*m)->SetWeights(skewed).ok());
-  absl::StatusOr<ClassificationMetrics> after = (*m)->Evaluate(d);
+  absl::StatusOr<EvalMetrics> after = (*m)->Evaluate(d);
   ASSERT_TRUE(before.ok() && after.ok());
   EXPECT_EQ(after->accuracy,
             static_cast<double>(std::count(d.labels.begin(), d.labels.end(), 1)) / 8);
@@ -369,6 +369,58 @@ TEST(ScriptModelTest, BuffersTravelAsValuesAndTheOptimizerSetsThem) {
     EXPECT_FLOAT_EQ(stepped[i], w[i] - 0.5f * (g[i] + 0.5f * w[i])) << i;
   }
   for (int64_t i = 21; i < n; ++i) EXPECT_EQ(stepped[i], g[i]) << i;
+}
+
+// wrong_output.pt is Flatten then Linear(4, 5): as a regression on 5
+// targets, the mean over examples of the summed squared error.
+TEST(ScriptModelTest, MseLossAndItsGradientAgainstHandComputedValues) {
+  ModelOptions o;
+  o.name = "torchscript";
+  o.loss = "mse";
+  o.model_file = absl::StrCat(HIPS_TEST_MODULES, "/wrong_output.pt");
+  o.input_shape = {4};
+  o.num_classes = 5;
+  absl::StatusOr<std::unique_ptr<Model>> m = Model::Create(o, 1);
+  ASSERT_TRUE(m.ok()) << m.status();
+  std::vector<float> w((*m)->layout().num_floats());  // 5x4 weight, then 5 biases
+  (*m)->GetWeights(absl::MakeSpan(w));
+  const std::vector<float> x = {1, 2, 3, 4, -1, 0, 1, 0.5f};
+  std::vector<float> t(10);
+  for (int i = 0; i < 10; ++i) t[i] = 0.1f * static_cast<float>(i);
+  std::vector<float> g(w.size());
+  absl::StatusOr<double> loss = (*m)->ComputeGradient(x, {}, t, absl::MakeSpan(g));
+  ASSERT_TRUE(loss.ok()) << loss.status();
+  double sum = 0;
+  std::vector<double> bias_grad(5, 0);
+  for (int e = 0; e < 2; ++e) {
+    for (int j = 0; j < 5; ++j) {
+      double out = w[20 + j];
+      for (int k = 0; k < 4; ++k) out += double{w[4 * j + k]} * x[4 * e + k];
+      const double err = out - t[5 * e + j];
+      sum += err * err;
+      bias_grad[j] += 2 * err / 2;  // d(mean over the 2 examples)/d bias
+    }
+  }
+  EXPECT_NEAR(*loss, sum, 1e-4 * sum);  // the SUM of the per-example losses
+  for (int j = 0; j < 5; ++j) EXPECT_NEAR(g[20 + j], bias_grad[j], 1e-5) << j;
+
+  // Evaluation reports RMSE and R².
+  Dataset d;
+  d.example_shape = {4};
+  d.features = x;
+  d.targets = t;
+  d.target_size = 5;
+  d.num_classes = 5;
+  absl::StatusOr<EvalMetrics> metrics = (*m)->Evaluate(d);
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_TRUE(metrics->regression);
+  EXPECT_NEAR(metrics->rmse, std::sqrt(sum / 10), 1e-5);
+  // A classifier's options do not fit 5 outputs per example of 3 classes.
+  o.loss = "cross_entropy";
+  o.num_classes = 3;
+  EXPECT_FALSE(Model::Create(o, 1).ok());
+  o.loss = "l1";
+  EXPECT_THAT(Model::Create(o, 1).status().message(), ::testing::HasSubstr("unknown loss 'l1'"));
 }
 
 TEST(ScriptModelTest, TheOptimizerStepsAScriptedModel) {

@@ -22,8 +22,14 @@ absl::Status ValidateModelOptions(const ModelOptions& o) {
     return absl::InvalidArgumentError(
         absl::StrCat("--model_file is for --model=torchscript, not '", o.name, "'"));
   }
-  if (o.input_shape.empty() || o.num_classes < 2) {
-    return absl::InvalidArgumentError("a model needs an input shape and at least 2 classes");
+  if (o.loss != "cross_entropy" && o.loss != "mse") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unknown loss '", o.loss, "' (expected cross_entropy or mse)"));
+  }
+  if (o.input_shape.empty() || o.num_classes < (o.loss == "mse" ? 1 : 2)) {
+    return absl::InvalidArgumentError(o.loss == "mse"
+                                          ? "a model needs an input shape and at least 1 target"
+                                          : "a model needs an input shape and at least 2 classes");
   }
   for (int64_t d : o.input_shape) {
     if (d <= 0) return absl::InvalidArgumentError("input dimensions must be positive");

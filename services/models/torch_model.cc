@@ -190,14 +190,20 @@ class TorchModel final : public Model {
     }
   }
 
+  using Model::ComputeGradient;
   absl::StatusOr<double> ComputeGradient(absl::Span<const float> features,
                                          absl::Span<const int64_t> labels,
+                                         absl::Span<const float> targets,
                                          absl::Span<float> grad_out) override {
-    const int64_t n = static_cast<int64_t>(labels.size());
+    const bool mse = options_.loss == "mse";
+    const int64_t outputs = options_.num_classes;
+    const int64_t n = static_cast<int64_t>(mse ? targets.size() / outputs : labels.size());
     const int64_t example = Product(options_.input_shape);
-    if (n == 0 || static_cast<int64_t>(features.size()) != n * example) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("batch of ", n, " labels and ", features.size(), " feature floats"));
+    if (n == 0 || static_cast<int64_t>(features.size()) != n * example ||
+        (mse && static_cast<int64_t>(targets.size()) != n * outputs)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "batch of ", mse ? targets.size() : labels.size(), mse ? " target floats" : " labels",
+          " and ", features.size(), " feature floats"));
     }
     if (static_cast<int64_t>(grad_out.size()) != layout_.num_floats()) {
       return absl::InvalidArgumentError("gradient buffer has the wrong size");
@@ -206,7 +212,6 @@ class TorchModel final : public Model {
     shape.insert(shape.end(), options_.input_shape.begin(), options_.input_shape.end());
     // from_blob does not copy; the spans outlive the tensors of this call.
     torch::Tensor x = torch::from_blob(const_cast<float*>(features.data()), shape);
-    torch::Tensor y = torch::from_blob(const_cast<int64_t*>(labels.data()), {n}, torch::kInt64);
     for (int64_t label : labels) {
       if (label < 0 || label >= options_.num_classes) {
         return absl::InvalidArgumentError(absl::StrCat("label ", label, " out of range"));
@@ -222,7 +227,17 @@ class TorchModel final : public Model {
           p.mutable_grad().zero_();
         }
       }
-      torch::Tensor loss = torch::nn::functional::cross_entropy(net_->Forward(x), y);
+      torch::Tensor out = net_->Forward(x);
+      torch::Tensor loss;
+      if (mse) {
+        // Summed over an example's outputs, averaged over the examples.
+        const torch::Tensor y = torch::from_blob(const_cast<float*>(targets.data()), {n, outputs});
+        loss = (out.reshape({n, outputs}) - y).pow(2).sum() / static_cast<double>(n);
+      } else {
+        const torch::Tensor y =
+            torch::from_blob(const_cast<int64_t*>(labels.data()), {n}, torch::kInt64);
+        loss = torch::nn::functional::cross_entropy(out, y);
+      }
       loss.backward();
       for (size_t i = 0; i < params_.size(); ++i) {
         float* into = grad_out.data() + layout_.offset(i);
@@ -241,15 +256,17 @@ class TorchModel final : public Model {
     });
   }
 
-  absl::StatusOr<ClassificationMetrics> Evaluate(const Dataset& data) override {
+  absl::StatusOr<EvalMetrics> Evaluate(const Dataset& data) override {
     if (data.example_shape != options_.input_shape) {
       return absl::InvalidArgumentError("data set examples do not fit the model's input");
     }
-    return Guarded("evaluation", [&]() -> absl::StatusOr<ClassificationMetrics> {
+    return Guarded("evaluation", [&]() -> absl::StatusOr<EvalMetrics> {
       torch::NoGradGuard no_grad;
       net_->Train(false);  // eval mode: dropout off, running statistics
       const int64_t n = data.num_examples();
-      std::vector<int64_t> predictions(n);
+      const int64_t outputs = options_.num_classes;
+      std::vector<int64_t> predictions(data.regression() ? 0 : n);
+      std::vector<float> values(data.regression() ? n * outputs : 0);
       constexpr int64_t kBatch = 1000;
       for (int64_t first = 0; first < n; first += kBatch) {
         const int64_t count = std::min(kBatch, n - first);
@@ -257,10 +274,16 @@ class TorchModel final : public Model {
         shape.insert(shape.end(), options_.input_shape.begin(), options_.input_shape.end());
         torch::Tensor x = torch::from_blob(
             const_cast<float*>(data.features.data() + first * data.example_size()), shape);
-        torch::Tensor argmax = net_->Forward(x).argmax(1).contiguous();
+        const torch::Tensor out = net_->Forward(x);
+        if (data.regression()) {
+          CopyOut(out.reshape({count * outputs}), values.data() + first * outputs);
+          continue;
+        }
+        torch::Tensor argmax = out.argmax(1).contiguous();
         std::memcpy(predictions.data() + first, argmax.data_ptr<int64_t>(),
                     count * sizeof(int64_t));
       }
+      if (data.regression()) return ComputeRegressionMetrics(values, data.targets, n);
       return ComputeClassificationMetrics(predictions, data.labels, data.num_classes);
     });
   }
@@ -566,10 +589,11 @@ absl::StatusOr<std::unique_ptr<ScriptNet>> LoadScriptNet(const ModelOptions& o) 
   } catch (const std::exception& e) {
     out_shape = absl::StrCat("an error (", ErrorLine(e), ")");
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("--model_file ", path, ": its forward maps a batch of shape ",
-                   ShapeString(shape), " to ", out_shape, "; hips needs float logits of shape [1, ",
-                   o.num_classes, "] (", o.num_classes, " classes in the data)"));
+  const bool mse = o.loss == "mse";
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--model_file ", path, ": its forward maps a batch of shape ", ShapeString(shape), " to ",
+      out_shape, "; hips needs float ", mse ? "outputs" : "logits", " of shape [1, ", o.num_classes,
+      "] (", o.num_classes, mse ? " targets per example" : " classes", " in the data)"));
 }
 
 }  // namespace

@@ -336,6 +336,9 @@ void EvalToProto(const EvalResult& r, v1::EvalResult* out) {
   out->set_version(r.version);
   out->set_accuracy(r.metrics.accuracy);
   out->set_macro_f1(r.metrics.macro_f1);
+  out->set_regression(r.metrics.regression);
+  out->set_rmse(r.metrics.rmse);
+  out->set_r2(r.metrics.r2);
   out->set_examples(r.metrics.examples);
 }
 
@@ -344,6 +347,9 @@ EvalResult EvalFromProto(const v1::EvalResult& p) {
   r.version = p.version();
   r.metrics.accuracy = p.accuracy();
   r.metrics.macro_f1 = p.macro_f1();
+  r.metrics.regression = p.regression();
+  r.metrics.rmse = p.rmse();
+  r.metrics.r2 = p.r2();
   r.metrics.examples = p.examples();
   return r;
 }

@@ -10,6 +10,9 @@ ABSL_FLAG(std::string, model, "mlp",
 ABSL_FLAG(std::string, model_file, "",
           "--model=torchscript: a module saved by torch.jit.script(m).save(PATH); its forward "
           "maps a batch of inputs to [n, classes] logits (docs/models.md).");
+ABSL_FLAG(std::string, loss, "cross_entropy",
+          "cross_entropy (classes: accuracy and macro-F1) or mse (regression on float32 targets "
+          "of --data=npz: RMSE and R²).");
 ABSL_FLAG(int, fullmlp_layers, 16, "Linear layers of the fullmlp model.");
 ABSL_FLAG(int, fullmlp_width, 256, "Width of the fullmlp model's hidden layers.");
 ABSL_FLAG(std::string, optimizer, "sgd", "Optimizer at HQ: sgd or adam.");
@@ -39,6 +42,7 @@ ModelOptions ModelOptionsFromFlags() {
   ModelOptions o;
   o.name = absl::GetFlag(FLAGS_model);
   o.model_file = absl::GetFlag(FLAGS_model_file);
+  o.loss = absl::GetFlag(FLAGS_loss);
   o.fullmlp_layers = absl::GetFlag(FLAGS_fullmlp_layers);
   o.fullmlp_width = absl::GetFlag(FLAGS_fullmlp_width);
   return o;
@@ -61,6 +65,7 @@ DataOptions DataOptionsFromFlagsOrExit() {
   o.dir = absl::GetFlag(FLAGS_data_dir);
   o.train_path = absl::GetFlag(FLAGS_train_data);
   o.test_path = absl::GetFlag(FLAGS_test_data);
+  o.loss = absl::GetFlag(FLAGS_loss);
   if (absl::Status s = CheckDataOptions(o); !s.ok()) ExitWithUsageError(std::string(s.message()));
   o.synthetic_train_examples = absl::GetFlag(FLAGS_synthetic_examples);
   o.synthetic_test_examples = absl::GetFlag(FLAGS_synthetic_test_examples);
@@ -71,6 +76,7 @@ std::vector<std::string> TrainingFlagsAsArgs() {
   return {
       absl::StrCat("--model=", absl::GetFlag(FLAGS_model)),
       absl::StrCat("--model_file=", absl::GetFlag(FLAGS_model_file)),
+      absl::StrCat("--loss=", absl::GetFlag(FLAGS_loss)),
       absl::StrCat("--fullmlp_layers=", absl::GetFlag(FLAGS_fullmlp_layers)),
       absl::StrCat("--fullmlp_width=", absl::GetFlag(FLAGS_fullmlp_width)),
       absl::StrCat("--optimizer=", absl::GetFlag(FLAGS_optimizer)),

@@ -115,6 +115,7 @@ absl::Status FakeModel::SetWeights(absl::Span<const float> weights) {
 
 absl::StatusOr<double> FakeModel::ComputeGradient(absl::Span<const float> features,
                                                   absl::Span<const int64_t> labels,
+                                                  absl::Span<const float> /*targets*/,
                                                   absl::Span<float> grad_out) {
   float label_sum = 0;
   for (int64_t label : labels) label_sum += static_cast<float>(label);
@@ -122,8 +123,8 @@ absl::StatusOr<double> FakeModel::ComputeGradient(absl::Span<const float> featur
   return static_cast<double>(labels.size());
 }
 
-absl::StatusOr<ClassificationMetrics> FakeModel::Evaluate(const Dataset& data) {
-  ClassificationMetrics m;
+absl::StatusOr<EvalMetrics> FakeModel::Evaluate(const Dataset& data) {
+  EvalMetrics m;
   m.examples = data.num_examples();
   return m;
 }

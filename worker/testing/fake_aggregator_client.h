@@ -79,10 +79,12 @@ class FakeModel final : public Model {
   const ModelLayout& layout() const override { return layout_; }
   void GetWeights(absl::Span<float> out) const override;
   absl::Status SetWeights(absl::Span<const float> weights) override;
+  using Model::ComputeGradient;
   absl::StatusOr<double> ComputeGradient(absl::Span<const float> features,
                                          absl::Span<const int64_t> labels,
+                                         absl::Span<const float> targets,
                                          absl::Span<float> grad_out) override;
-  absl::StatusOr<ClassificationMetrics> Evaluate(const Dataset& data) override;
+  absl::StatusOr<EvalMetrics> Evaluate(const Dataset& data) override;
 
  private:
   ModelLayout layout_;

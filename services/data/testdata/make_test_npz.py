@@ -4,6 +4,7 @@
   small_compressed.npz the same with numpy.savez_compressed (deflated members)
   test_split.npz       x float32 [4, 2, 3], y int64 [4] with a label 4 (5 classes)
   other_shape.npz      x float32 [4, 6]: examples of another shape
+  float_targets.npz    x as small.npz, y float32 [10, 2] (regression targets 2i, -i)
   x_float64.npz        x of another dtype
   y_int32.npz          y of another dtype
   lengths_differ.npz   10 examples in x, 9 labels in y
@@ -35,6 +36,8 @@ def main(out):
     np.savez(p("small.npz"), x=x, y=y)
     np.savez_compressed(p("small_compressed.npz"), x=x, y=y)
     np.savez(p("test_split.npz"), x=x[:4], y=np.array([0, 4, 1, 2], dtype=np.int64))
+    targets = np.stack([2 * np.arange(10), -np.arange(10)], axis=1).astype(np.float32)
+    np.savez(p("float_targets.npz"), x=x, y=targets)
     np.savez(p("other_shape.npz"), x=x[:4].reshape(4, 6), y=y[:4])
     np.savez(p("x_float64.npz"), x=x.astype(np.float64), y=y)
     np.savez(p("y_int32.npz"), x=x, y=y.astype(np.int32))

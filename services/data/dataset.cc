@@ -128,7 +128,12 @@ void Dataset::KeepShard(int index, int count) {
 }
 
 absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
-                                       const std::string& labels_path, float mean, float stddev) {
+                                       const std::string& labels_path, float mean, float stddev,
+                                       DataShard shard) {
+  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("shard ", shard.index, " of ", shard.count, " does not exist"));
+  }
   absl::StatusOr<std::string> images = ReadMaybeGzipped(images_path);
   if (!images.ok()) return images.status();
   absl::StatusOr<std::string> labels = ReadMaybeGzipped(labels_path);
@@ -146,31 +151,39 @@ absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
   Dataset ds;
   ds.example_shape = {1, (*image_dims)[1], (*image_dims)[2]};
   ds.num_classes = 10;
-  const size_t header = 16;
-  const size_t n = images->size() - header;
-  ds.features.resize(n);
-  const auto* pixels = reinterpret_cast<const unsigned char*>(images->data() + header);
+  const int64_t whole = (*label_dims)[0];
+  const int64_t size = ds.example_size();
+  const auto* pixels = reinterpret_cast<const unsigned char*>(images->data() + 16);
   const float scale = 1.0f / (255.0f * stddev);
   const float shift = mean / stddev;
-  for (size_t i = 0; i < n; ++i) ds.features[i] = pixels[i] * scale - shift;
-  ds.labels.resize((*label_dims)[0]);
-  for (size_t i = 0; i < ds.labels.size(); ++i) {
+  const int64_t kept = (whole - shard.index + shard.count - 1) / shard.count;
+  ds.features.reserve(kept * size);
+  ds.labels.reserve(kept);
+  for (int64_t i = 0; i < whole; ++i) {
     const unsigned char label = static_cast<unsigned char>((*labels)[8 + i]);
     if (label >= ds.num_classes) {
       return absl::InvalidArgumentError(
           absl::StrCat(labels_path, ": label ", int{label}, " at ", i, " is out of range"));
     }
-    ds.labels[i] = label;
+    if (i % shard.count != shard.index) continue;
+    ds.labels.push_back(label);
+    const unsigned char* example = pixels + i * size;
+    for (int64_t k = 0; k < size; ++k) ds.features.push_back(example[k] * scale - shift);
+  }
+  if (shard.count > 1) {
+    ds.shard_index = shard.index;
+    ds.shard_count = shard.count;
+    ds.whole_examples = whole;
   }
   return ds;
 }
 
-absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split) {
+absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split, DataShard shard) {
   const std::string prefix = split == Split::kTrain ? "train" : "t10k";
   // Mean and standard deviation of Fashion-MNIST's training pixels in [0, 1].
   return LoadIdxDataset(FashionMnistFile(dir, absl::StrCat(prefix, "-images-idx3-ubyte")),
                         FashionMnistFile(dir, absl::StrCat(prefix, "-labels-idx1-ubyte")), 0.2860f,
-                        0.3530f);
+                        0.3530f, shard);
 }
 
 absl::StatusOr<std::string> UnpackFashionMnist(const std::string& dir, const std::string& into) {
@@ -453,6 +466,7 @@ absl::StatusOr<Dataset> LoadData(const DataOptions& o, Split split, DataShard sh
     if (!d->regression()) d->num_classes = std::max(d->num_classes, other->num_classes);
     return d;
   }
+  if (o.name == "fashion-mnist") return LoadFashionMnist(o.dir, split, shard);
   absl::StatusOr<Dataset> d = LoadWholeData(o, split);
   if (d.ok()) d->KeepShard(shard.index, shard.count);
   return d;

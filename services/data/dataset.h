@@ -52,19 +52,28 @@ struct Dataset {
 
 enum class Split { kTrain, kTest };
 
+// Shard `index` of `count`: the examples i with i % count == index (a
+// worker's, as ShardSampler draws them).
+struct DataShard {
+  int index = 0;
+  int count = 1;
+};
+
 // Where Debian's dataset-fashion-mnist package puts the files.
 inline constexpr char kDefaultFashionMnistDir[] = "/usr/share/datasets/fashion-mnist";
 
 // Reads a pair of (optionally gzipped) IDX files: uint8 images of rank 3 and
 // uint8 labels of rank 1. Pixels become (p/255 - mean) / std. Errors name the
 // file and what is wrong with it (NOT_FOUND, DATA_LOSS, INVALID_ARGUMENT).
+// With a shard, only its examples are converted and kept.
 absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
-                                       const std::string& labels_path, float mean, float stddev);
+                                       const std::string& labels_path, float mean, float stddev,
+                                       DataShard shard = {});
 
 // Fashion-MNIST's train (60000) or test (10000) split from `dir`: each file
 // unpacked (e.g. train-images-idx3-ubyte) if it is there, else gzipped
 // (train-images-idx3-ubyte.gz, as Debian ships them).
-absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split);
+absl::StatusOr<Dataset> LoadFashionMnist(const std::string& dir, Split split, DataShard shard = {});
 
 // Writes unpacked copies of Fashion-MNIST's four files from `dir` into
 // `into` (created if need be; each file written whole, then renamed into
@@ -87,10 +96,6 @@ Dataset MakeSyntheticDataset(int64_t num_examples, std::vector<int64_t> example_
 // are ever held in memory. `flag` names the file in errors ("--train_data"):
 // NOT_FOUND for a missing file, INVALID_ARGUMENT, one line naming the file
 // and what is wrong, for anything else.
-struct DataShard {
-  int index = 0;
-  int count = 1;
-};
 absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::string& flag,
                                        DataShard shard = {});
 

@@ -49,6 +49,15 @@ TEST(FashionMnistTest, AnUnpackedCopyLoadsTheSameExamples) {
     EXPECT_TRUE(packed->features == unpacked->features);
     EXPECT_EQ(packed->labels, unpacked->labels);
   }
+  // A worker's shard holds only its examples, the same as the whole set's.
+  absl::StatusOr<Dataset> whole = LoadFashionMnist(into, Split::kTrain);
+  absl::StatusOr<Dataset> shard = LoadFashionMnist(into, Split::kTrain, DataShard{3, 4});
+  ASSERT_TRUE(whole.ok() && shard.ok());
+  EXPECT_EQ(shard->num_examples(), 15000);
+  EXPECT_EQ(shard->num_whole_examples(), 60000);
+  whole->KeepShard(3, 4);
+  EXPECT_TRUE(shard->features == whole->features);
+  EXPECT_EQ(shard->labels, whole->labels);
   DataOptions o;
   o.dir = into;
   EXPECT_EQ(CountTrainingExamples(o).value(), 60000);

@@ -14,6 +14,10 @@ namespace hips {
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& o) {
   if (absl::Status s = ValidateMemberId(o.id, "the worker id (--id)"); !s.ok()) return s;
+  if (o.num_workers < 1 || o.index < 0 || o.index >= o.num_workers) {
+    return absl::InvalidArgumentError(absl::StrCat("worker index ", o.index, " is not in [0, ",
+                                                   o.num_workers, ") (--index, --workers)"));
+  }
   if (!(o.slowdown >= 1.0 && o.slowdown <= 1000.0)) {
     return absl::InvalidArgumentError(
         absl::StrCat("slowdown must be in [1, 1000], got ", o.slowdown));

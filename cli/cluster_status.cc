@@ -3,6 +3,8 @@
 #include <cmath>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -10,6 +12,8 @@
 #include "absl/strings/str_join.h"
 #include "cli/status_client.h"
 #include "nlohmann/json.hpp"
+#include "services/core/eval_metrics.h"
+#include "services/core/tier_status.h"
 
 namespace hips {
 namespace {
@@ -58,6 +62,9 @@ struct Tree {
   int64_t incarnation = 0;
   int live_aggregators = 0;
   int live_workers = 0;
+  std::optional<EvalResult> latest_eval;
+  std::optional<EvalResult> final_eval;
+  std::string final_eval_error;
 };
 
 absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
@@ -86,6 +93,9 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
   tree.max_staleness = hq.staleness.max();
   tree.training_done = hq.training_done;
   tree.incarnation = hq.incarnation;
+  tree.latest_eval = second->hq.latest_eval;
+  tree.final_eval = second->hq.final_eval;
+  tree.final_eval_error = second->hq.final_eval_error;
   tree.hq.calls_refused = second->hq.calls_refused;
   tree.live_aggregators = static_cast<int>(hq.live_aggregators.size());
   tree.live_workers = static_cast<int>(hq.live_workers.size());
@@ -127,6 +137,19 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
 double Rounded(double v, int digits) {
   const double scale = std::pow(10.0, digits);
   return std::round(v * scale) / scale;
+}
+
+nlohmann::json EvalJson(const std::optional<EvalResult>& e) {
+  if (!e.has_value()) return nullptr;
+  nlohmann::json out = {{"version", e->version}, {"examples", e->metrics.examples}};
+  if (e->metrics.regression) {
+    out["rmse"] = Rounded(e->metrics.rmse, 6);
+    out["r2"] = Rounded(e->metrics.r2, 6);
+  } else {
+    out["accuracy"] = Rounded(e->metrics.accuracy, 6);
+    out["f1"] = Rounded(e->metrics.macro_f1, 6);
+  }
+  return out;
 }
 
 std::string Cell(int64_t v) { return v < 0 ? "-" : absl::StrCat(v); }
@@ -172,6 +195,16 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
   }
   absl::StrAppend(&out, tree->training_done ? "training done; " : "", tree->live_aggregators,
                   " live aggregators, ", tree->live_workers, " live workers\n");
+  if (tree->final_eval.has_value()) {
+    absl::StrAppend(&out, "final evaluation: version=", tree->final_eval->version, " ",
+                    DescribeMetrics(tree->final_eval->metrics), "\n");
+  } else if (!tree->final_eval_error.empty()) {
+    absl::StrAppend(&out, "final evaluation failed: ", tree->final_eval_error, "\n");
+  } else if (tree->latest_eval.has_value()) {
+    absl::StrAppend(&out, "latest evaluation: version=", tree->latest_eval->version, " ",
+                    DescribeMetrics(tree->latest_eval->metrics),
+                    tree->training_done ? " (the final one is under way)" : "", "\n");
+  }
   return out;
 }
 
@@ -211,7 +244,9 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                                 {"incarnation", tree->incarnation},
                                 {"live_aggregators", tree->live_aggregators},
                                 {"live_workers", tree->live_workers},
-                                {"calls_refused", hq.calls_refused}}},
+                                {"calls_refused", hq.calls_refused},
+                                {"latest_eval", EvalJson(tree->latest_eval)},
+                                {"final_eval", EvalJson(tree->final_eval)}}},
                               {"aggregators", std::move(aggregators)}};
   // Ids come from peers: replace bytes that are not UTF-8 rather than fail.
   return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";

@@ -309,9 +309,18 @@ std::string Output(const std::string& command) {
 }
 
 TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
-  ProcessCluster c(Options("status"));
+  ProcessClusterOptions o = Options("status");
+  o.hq_args = {"--max_versions=100000", "--eval_every=10"};
+  ProcessCluster c(o);
   ASSERT_TRUE(c.Start().ok());
   ReachVersion(c, 20);
+  // Evaluations are asynchronous: wait for one after version 0.
+  ASSERT_TRUE(ProcessCluster::WaitFor(
+      [&] {
+        absl::StatusOr<HqStatus> s = c.QueryHq();
+        return s.ok() && s->latest_eval.has_value() && s->latest_eval->version >= 10;
+      },
+      absl::Seconds(60)));
   const std::string status =
       kBin + "/hips status --hq=" + c.hq_address() + " --run_dir=" + c.run_dir();
   const std::string text = Output(status + " --json");
@@ -322,6 +331,16 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
   EXPECT_EQ(hq["live_workers"], 4) << text;
   EXPECT_GE(hq["version"].get<int64_t>(), 20) << text;
   EXPECT_GT(hq["samples_per_s"].get<double>(), 0) << text;
+  // The newest evaluation (of a version that is a multiple of 10, on the
+  // 10,000 test examples); no final one while training goes on.
+  const nlohmann::json& eval = hq["latest_eval"];
+  ASSERT_TRUE(eval.is_object()) << text;
+  EXPECT_GE(eval["version"].get<int64_t>(), 10) << text;
+  EXPECT_EQ(eval["version"].get<int64_t>() % 10, 0) << text;
+  EXPECT_EQ(eval["examples"], 10000) << text;
+  EXPECT_GT(eval["accuracy"].get<double>(), 0.1) << text;
+  EXPECT_LE(eval["accuracy"].get<double>(), 1.0) << text;
+  EXPECT_TRUE(hq["final_eval"].is_null()) << text;
   std::set<std::string> ids;
   for (const nlohmann::json& a : json["aggregators"]) {
     EXPECT_TRUE(a["reachable"].get<bool>()) << text;
@@ -347,6 +366,10 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
   EXPECT_TRUE(std::regex_search(table, agg1_then_workers)) << table;
   EXPECT_FALSE(absl::StrContains(table, "agg-0")) << table;
   EXPECT_TRUE(absl::StrContains(table, "1 live aggregators, 4 live workers")) << table;
+  EXPECT_TRUE(std::regex_search(
+      table, std::regex("\nlatest evaluation: version=[1-9][0-9]*0 accuracy=0\\.[0-9]{4} "
+                        "f1=0\\.[0-9]{4}\n")))
+      << table;
 }
 
 // Runs `hips local` with `flags` into `run_dir`, calling `during(run_dir)`

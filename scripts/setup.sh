@@ -8,7 +8,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libgoogle-glog-dev libgtest-dev libgmock-dev
   libtorch-dev libopenblas0-pthread
-  python3-torch python3-matplotlib
+  python3-torch python3-matplotlib python3-grpcio python3-protobuf
   prometheus-cpp-dev prometheus chromium fonts-dejavu-core
   dataset-fashion-mnist
   zlib1g-dev nlohmann-json3-dev

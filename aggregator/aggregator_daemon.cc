@@ -68,6 +68,15 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
     }
   }
   builder.RegisterService(d->service_.get());
+  // Serving once it has HQ's weights and HQ answers its heartbeats.
+  AggregatorDaemon* daemon = d.get();
+  d->health_ =
+      std::make_unique<HealthService>(std::vector<std::string>{"hips.v1.Aggregator"}, [daemon] {
+        const HqLink* link = daemon->live_link_.load();
+        return link != nullptr && link->HqAnswering() &&
+               daemon->aggregator_->LatestWeights() != nullptr;
+      });
+  builder.RegisterService(d->health_.get());
   d->server_ = builder.BuildAndStart();
   if (d->server_ == nullptr || d->port_ == 0) {
     return absl::UnavailableError(
@@ -79,6 +88,7 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
                                     *std::move(hq_credentials));
   options.link.address = absl::StrCat(options.host, ":", d->port_);
   d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
+  d->live_link_.store(d->link_.get());
   LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.host << ":"
             << d->port_ << ", " << options.aggregator.expected_workers << " workers, HQ at "
             << options.hq_address;
@@ -90,6 +100,7 @@ AggregatorDaemon::~AggregatorDaemon() { Shutdown(); }
 void AggregatorDaemon::Shutdown() {
   // Ending the aggregator's waits first lets in-flight long polls return, so
   // the server's shutdown does not wait on them.
+  if (health_ != nullptr) health_->Shutdown();
   if (aggregator_ != nullptr) aggregator_->Shutdown();
   if (server_ != nullptr)
     server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));

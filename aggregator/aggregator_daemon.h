@@ -3,6 +3,7 @@
 
 #include <grpcpp/grpcpp.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
@@ -14,6 +15,7 @@
 #include "aggregator/hq_link.h"
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/rpc_metrics.h"
+#include "services/net/health.h"
 #include "services/net/security.h"
 #include "services/net/server_gate.h"
 
@@ -68,7 +70,11 @@ class AggregatorDaemon {
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<HqClient> hq_;
   std::unique_ptr<HqLink> link_;
+  // link_ once it exists (created after the server starts, read by health
+  // checks).
+  std::atomic<const HqLink*> live_link_{nullptr};
   std::unique_ptr<AggregatorService> service_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

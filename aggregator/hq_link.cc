@@ -61,6 +61,11 @@ void HqLink::PullLoop() {
   }
 }
 
+bool HqLink::HqAnswering() const {
+  const int64_t last = last_answer_us_.load();
+  return last > 0 && absl::ToUnixMicros(absl::Now()) - last <= 2 * lease_us_.load();
+}
+
 void HqLink::HeartbeatLoop() {
   absl::Duration lease = absl::Seconds(2);
   bool first_answer = true;
@@ -75,6 +80,8 @@ void HqLink::HeartbeatLoop() {
     absl::StatusOr<HeartbeatAnswer> answer = hq_->Heartbeat(hb, absl::Now() + lease / 2);
     if (answer.ok()) {
       lease = answer->lease;
+      lease_us_.store(absl::ToInt64Microseconds(lease));
+      last_answer_us_.store(absl::ToUnixMicros(absl::Now()));
       // Joining a cluster that already trains (this aggregator restarted):
       // its workers may have moved elsewhere, so it does not wait for them.
       if (first_answer && answer->version > 0) aggregator_->EndForming();

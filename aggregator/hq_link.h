@@ -1,6 +1,8 @@
 #ifndef HIPS_AGGREGATOR_HQ_LINK_H_
 #define HIPS_AGGREGATOR_HQ_LINK_H_
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -46,6 +48,10 @@ class HqLink {
 
   void Shutdown();
 
+  // HQ answered a heartbeat within the last two leases (the aggregator's
+  // health: docs/deploy.md).
+  bool HqAnswering() const;
+
  private:
   void PullLoop();
   void ForwardLoop();
@@ -63,6 +69,8 @@ class HqLink {
   std::thread forwarder_;
   std::thread heartbeat_;
   const int64_t incarnation_;
+  std::atomic<int64_t> last_answer_us_{0};  // 0: never
+  std::atomic<int64_t> lease_us_{2'000'000};
 };
 
 }  // namespace hips

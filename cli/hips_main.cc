@@ -33,6 +33,7 @@
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/core/consistency.h"
 #include "services/net/grpc_util.h"
+#include "services/net/health.h"
 #include "services/net/proto_convert.h"
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
@@ -106,6 +107,11 @@ ABSL_FLAG(bool, resume, false,
           "hips local: continue the run whose checkpoints are in the checkpoint directory "
           "(without it, a directory holding checkpoints is refused).");
 
+ABSL_FLAG(std::string, service, "",
+          "hips health: the service to ask about (\"\": the daemon as a whole; "
+          "hips.v1.Hq or hips.v1.Aggregator).");
+ABSL_FLAG(int64_t, timeout_ms, 2000, "hips health: how long to wait for the answer.");
+
 namespace {
 
 // The subcommands and the flags each takes (hips SUBCOMMAND --help).
@@ -146,6 +152,13 @@ hips::ProgramHelp Help() {
         "Switches a running cluster's consistency mode at its next version. An admin call:\n"
         "it presents the admin token of the hips local run in --run_dir, or the flags'.",
         {"hq", "staleness", "run_dir"},
+        {"services/runtime/security_flags.cc"}},
+       {"health",
+        "hips health HOST:PORT [--service=NAME] [--timeout_ms=2000] [--tls_ca=F ...]",
+        "Asks a daemon's gRPC health service (grpc.health.v1) whether it serves: exit 0 when\n"
+        "SERVING, 1 when not (or unreachable), 2 for bad flags. No token needed; against TLS\n"
+        "it verifies with --tls_ca (and presents --tls_cert for mutual TLS).",
+        {"service", "timeout_ms"},
         {"services/runtime/security_flags.cc"}},
        {"status",
         "hips status --hq=HOST:PORT (--run_dir=DIR | --token_file=F) [--json]",
@@ -506,6 +519,26 @@ int ShowStatus() {
   return 0;
 }
 
+int CheckHealth(const std::string& address) {
+  const int64_t timeout_ms = absl::GetFlag(FLAGS_timeout_ms);
+  if (timeout_ms <= 0 || timeout_ms > 600'000) {
+    hips::ExitWithUsageError("--timeout_ms must be in [1, 600000]");
+  }
+  hips::ClientSecurity security;
+  security.tls = hips::SecurityOptionsFromFlagsOrExit().tls;
+  absl::StatusOr<hips::ClientCredentials> credentials = hips::MakeClientCredentials(security);
+  if (!credentials.ok()) hips::ExitWithUsageError(std::string(credentials.status().message()));
+  absl::StatusOr<hips::Health> health = hips::CheckHealth(
+      address, absl::GetFlag(FLAGS_service), *credentials, absl::Milliseconds(timeout_ms));
+  if (!health.ok()) {
+    std::fprintf(stderr, "hips health: %s: %s\n", address.c_str(),
+                 health.status().ToString().c_str());
+    return 1;
+  }
+  std::printf("%s: %s\n", address.c_str(), hips::HealthName(*health));
+  return *health == hips::Health::kServing ? 0 : 1;
+}
+
 int SwitchMode(const std::string& name) {
   absl::StatusOr<hips::ModeConfig> mode =
       hips::MakeModeConfig(name, absl::GetFlag(FLAGS_staleness));
@@ -547,6 +580,10 @@ int main(int argc, char** argv) {
       hips::ExitWithUsageError("hips mode takes one mode: sync, async or ssp");
     }
     return SwitchMode(args[2]);
+  }
+  if (command == "health") {
+    if (args.size() != 3) hips::ExitWithUsageError("hips health takes one address, HOST:PORT");
+    return CheckHealth(args[2]);
   }
   if (args.size() > 2) {
     hips::ExitWithUsageError(absl::StrCat("unexpected argument '", args[2], "' after ", command));

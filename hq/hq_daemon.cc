@@ -149,6 +149,11 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
     }
   }
   builder.RegisterService(d->service_.get());
+  // HQ has its weights (initial or resumed) before it listens: serving
+  // until it shuts down.
+  d->health_ =
+      std::make_unique<HealthService>(std::vector<std::string>{"hips.v1.Hq"}, [] { return true; });
+  builder.RegisterService(d->health_.get());
   d->grpc_server_ = builder.BuildAndStart();
   if (d->grpc_server_ == nullptr || d->port_ == 0) {
     return absl::UnavailableError(
@@ -168,6 +173,7 @@ HqDaemon::~HqDaemon() { Shutdown(); }
 
 void HqDaemon::Shutdown() {
   std::call_once(shutdown_once_, [this] {
+    if (health_ != nullptr) health_->Shutdown();
     if (server_ != nullptr && checkpointer_ != nullptr) {
       // The state as it is now, so a restart loses nothing that was applied.
       if (absl::StatusOr<Checkpoint> last = server_->Capture(); last.ok()) {

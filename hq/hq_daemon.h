@@ -17,6 +17,7 @@
 #include "services/metrics/rpc_metrics.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
+#include "services/net/health.h"
 #include "services/net/security.h"
 #include "services/net/server_gate.h"
 
@@ -81,6 +82,7 @@ class HqDaemon {
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<HqService> service_;
+  std::unique_ptr<HealthService> health_;
   std::unique_ptr<grpc::Server> grpc_server_;
   int port_ = 0;
   std::once_flag shutdown_once_;

@@ -20,6 +20,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -370,6 +371,61 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
       table, std::regex("\nlatest evaluation: version=[1-9][0-9]*0 accuracy=0\\.[0-9]{4} "
                         "f1=0\\.[0-9]{4}\n")))
       << table;
+}
+
+// `hips health ADDRESS`: its exit code and what it printed.
+std::pair<int, std::string> Health(const std::string& address) {
+  const std::string out = Output(
+      absl::StrCat(kBin, "/hips health ", address, " --timeout_ms=1000 2>&1; echo \"rc=$?\""));
+  const size_t rc = out.rfind("rc=");
+  return {rc == std::string::npos ? -1 : std::atoi(out.c_str() + rc + 3), out};
+}
+
+// Each tier's grpc.health.v1 answer follows what it can do: HQ serves while
+// it runs; an aggregator serves while HQ answers it (not while HQ is
+// paused); a worker serves once it computes on weights. `hips health` exits
+// 0 exactly when SERVING.
+TEST_F(FaultsTest, HealthFollowsWhatEachTierCanDo) {
+  ProcessClusterOptions o = Options("health");
+  o.worker_health = true;
+  ProcessCluster c(o);
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 5);
+  auto serving = [](const std::string& address) {
+    const auto [rc, out] = Health(address);
+    return rc == 0 && absl::StrContains(out, address + ": SERVING");
+  };
+  EXPECT_TRUE(serving(c.hq_address())) << Health(c.hq_address()).second;
+  for (int a = 0; a < 2; ++a) {
+    EXPECT_TRUE(serving(c.aggregator_address(a))) << Health(c.aggregator_address(a)).second;
+  }
+  for (int k = 0; k < 4; ++k) {
+    ASSERT_GT(c.WorkerHealthPort(k), 0);
+    const std::string worker = absl::StrCat("127.0.0.1:", c.WorkerHealthPort(k));
+    EXPECT_TRUE(serving(worker)) << Health(worker).second;
+  }
+  // HQ paused: it does not answer (exit 1), and once two leases passed
+  // without HQ's answer neither aggregator serves.
+  c.Stop("hq");
+  const auto [hq_rc, hq_out] = Health(c.hq_address());
+  EXPECT_EQ(hq_rc, 1) << hq_out;
+  for (int a = 0; a < 2; ++a) {
+    EXPECT_TRUE(ProcessCluster::WaitFor(
+        [&] {
+          const auto [rc, out] = Health(c.aggregator_address(a));
+          return rc == 1 && absl::StrContains(out, ": NOT_SERVING");
+        },
+        4 * kLease + absl::Seconds(5)))
+        << Health(c.aggregator_address(a)).second;
+  }
+  // HQ back: the aggregators serve again, and training goes on.
+  c.Continue("hq");
+  for (int a = 0; a < 2; ++a) {
+    EXPECT_TRUE(ProcessCluster::WaitFor([&] { return serving(c.aggregator_address(a)); },
+                                        absl::Seconds(15)))
+        << Health(c.aggregator_address(a)).second;
+  }
+  ReachVersion(c, c.Version() + 5);
 }
 
 // Runs `hips local` with `flags` into `run_dir`, calling `during(run_dir)`

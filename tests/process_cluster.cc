@@ -61,6 +61,12 @@ absl::StatusOr<int> ProcessCluster::Launch(const std::string& name, bool wait_fo
   return absl::DeadlineExceededError(absl::StrCat(name, " did not start listening"));
 }
 
+int ProcessCluster::WorkerHealthPort(int k) const {
+  std::ifstream in(absl::StrCat(options_.run_dir, "/worker-", k, ".health_port"));
+  int port = 0;
+  return in >> port ? port : 0;
+}
+
 std::string ProcessCluster::LogOf(const std::string& name) const {
   return absl::StrCat(options_.run_dir, "/", name, ".log");
 }
@@ -111,6 +117,11 @@ absl::Status ProcessCluster::Start() {
                          absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers)};
     for (std::string& arg : security(absl::StrCat("worker-", k), false)) {
       specs_[name].args.push_back(std::move(arg));
+    }
+    if (options_.worker_health) {
+      specs_[name].args.push_back("--health_port=0");
+      specs_[name].args.push_back(
+          absl::StrCat("--health_port_file=", options_.run_dir, "/", name, ".health_port"));
     }
     specs_[name].args.insert(specs_[name].args.end(), options_.worker_args.begin(),
                              options_.worker_args.end());

@@ -32,6 +32,8 @@ struct ProcessClusterOptions {
   std::vector<std::string> hq_args;
   std::vector<std::string> aggregator_args;
   std::vector<std::string> worker_args;
+  // Each worker serves grpc.health.v1 on a free port (WorkerHealthPort).
+  bool worker_health = false;
 };
 
 class ProcessCluster {
@@ -65,6 +67,8 @@ class ProcessCluster {
   const std::string& hq_address() const { return hq_address_; }
   const std::string& aggregator_address(int a) const { return aggregator_addresses_.at(a); }
   std::string LogOf(const std::string& name) const;
+  // The health port worker k wrote (worker_health), 0 while it has not.
+  int WorkerHealthPort(int k) const;
 
  private:
   struct Spec {

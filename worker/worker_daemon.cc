@@ -1,6 +1,8 @@
 #include "worker/worker_daemon.h"
 
+#include <chrono>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
@@ -59,6 +61,24 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
     LOG(INFO) << "metrics on http://" << options.metrics_address << ":" << d->metrics_->port()
               << "/metrics";
   }
+  if (options.health_port >= 0) {
+    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> health_credentials =
+        ServingCredentials(options.metrics_address, options.security, /*needs_admin=*/false);
+    if (!health_credentials.ok()) return health_credentials.status();
+    const Worker* w = d->worker_.get();
+    d->health_ = std::make_unique<HealthService>(std::vector<std::string>{},
+                                                 [w] { return w->version() >= 0; });
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(absl::StrCat(options.metrics_address, ":", options.health_port),
+                             *health_credentials, &d->health_port_);
+    builder.RegisterService(d->health_.get());
+    d->health_server_ = builder.BuildAndStart();
+    if (d->health_server_ == nullptr || d->health_port_ == 0) {
+      return absl::UnavailableError(absl::StrCat("cannot serve health on ", options.metrics_address,
+                                                 ":", options.health_port));
+    }
+    LOG(INFO) << "health (grpc.health.v1) on " << options.metrics_address << ":" << d->health_port_;
+  }
   LOG(INFO) << options.worker.id << " (shard " << options.worker.index << " of "
             << options.worker.num_workers << ") training with aggregator " << options.aggregators[0]
             << (options.aggregators.size() > 1
@@ -70,12 +90,17 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
 WorkerDaemon::~WorkerDaemon() {
   Shutdown();
   metrics_.reset();  // its collector reads the worker
+  health_server_.reset();
 }
 
 absl::Status WorkerDaemon::Run() { return worker_->Run(); }
 
 void WorkerDaemon::Shutdown() {
+  if (health_ != nullptr) health_->Shutdown();
   if (worker_ != nullptr) worker_->Shutdown();
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+  }
 }
 
 }  // namespace hips

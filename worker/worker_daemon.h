@@ -1,6 +1,8 @@
 #ifndef HIPS_WORKER_WORKER_DAEMON_H_
 #define HIPS_WORKER_WORKER_DAEMON_H_
 
+#include <grpcpp/grpcpp.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -11,6 +13,7 @@
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/rpc_metrics.h"
 #include "services/models/model.h"
+#include "services/net/health.h"
 #include "services/net/security.h"
 #include "worker/aggregator_client.h"
 #include "worker/worker.h"
@@ -35,6 +38,10 @@ struct WorkerDaemonOptions {
   // this port, 0 a free one (metrics_port()), -1 none.
   std::string metrics_address = "127.0.0.1";
   int metrics_port = -1;
+  // The gRPC health service (grpc.health.v1) on `metrics_address`: this
+  // port, 0 a free one (health_port()), -1 none. SERVING once the worker
+  // computes on weights; TLS as `security` says (docs/deploy.md).
+  int health_port = -1;
 };
 
 // A whole hips-worker: its shard of the training data, its model replica,
@@ -54,6 +61,7 @@ class WorkerDaemon {
   void Shutdown();
 
   int metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
+  int health_port() const { return health_server_ == nullptr ? -1 : health_port_; }
   Worker& worker() { return *worker_; }
 
  private:
@@ -64,6 +72,10 @@ class WorkerDaemon {
   // Reads worker_ at scrape time: destroyed before it.
   std::unique_ptr<MetricsServer> metrics_;
   std::unique_ptr<RpcMetrics> rpc_metrics_;
+  // Reads worker_: shut down before it is destroyed.
+  std::unique_ptr<HealthService> health_;
+  std::unique_ptr<grpc::Server> health_server_;
+  int health_port_ = 0;
 };
 
 }  // namespace hips

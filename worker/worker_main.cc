@@ -36,6 +36,11 @@ ABSL_FLAG(int, metrics_port, 0,
           "Serve Prometheus metrics at http://HOST:PORT/metrics; 0 picks a free port (logged, "
           "see --metrics_port_file), -1 serves none.");
 ABSL_FLAG(std::string, metrics_port_file, "", "If set, the metrics port is written here.");
+ABSL_FLAG(int, health_port, -1,
+          "Serve the gRPC health service (grpc.health.v1, for hips health and container "
+          "probes) on --metrics_address:PORT; 0 picks a free port (see --health_port_file), "
+          "-1 serves none. SERVING once the worker computes on weights.");
+ABSL_FLAG(std::string, health_port_file, "", "If set, the health port is written here.");
 
 int main(int argc, char** argv) {
   std::vector<char*> args = hips::InitProcess(
@@ -93,12 +98,19 @@ int main(int argc, char** argv) {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.security = hips::SecurityOptionsFromFlagsOrExit();
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
+  options.health_port = absl::GetFlag(FLAGS_health_port);
+  if (options.health_port < -1 || options.health_port > 65535) {
+    hips::ExitWithUsageError("--health_port must be a port, 0 (any) or -1 (none)");
+  }
 
   absl::StatusOr<std::unique_ptr<hips::WorkerDaemon>> daemon =
       hips::WorkerDaemon::Start(std::move(options));
   if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());
   if ((*daemon)->metrics_port() >= 0) {
     hips::WritePortFileOrExit(absl::GetFlag(FLAGS_metrics_port_file), (*daemon)->metrics_port());
+  }
+  if ((*daemon)->health_port() >= 0) {
+    hips::WritePortFileOrExit(absl::GetFlag(FLAGS_health_port_file), (*daemon)->health_port());
   }
   running.store(daemon->get());
   const absl::Status status = (*daemon)->Run();

@@ -117,7 +117,11 @@ TEST(HqLinkTest, HeartbeatsReportTheLiveWorkersAndCarryHqsAnswerBack) {
     answer.data_positions = {{"w0", 12}};
     return answer;
   });
-  Aggregator agg(Options(2));  // forming: waits for 2 workers at start
+  AggregatorOptions options = Options(2);  // forming: waits for 2 workers at start
+  // w0 heartbeats once: its lease must outlast a slow (sanitized, loaded)
+  // start of the link's first heartbeat.
+  options.lease = absl::Minutes(5);
+  Aggregator agg(options);
   ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
   ASSERT_TRUE(agg.counters().forming);
   HqLink link(&agg, &hq, Fast());

@@ -86,7 +86,9 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
                ? options.make_hq_client()
                : CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes,
                                     *std::move(hq_credentials));
-  options.link.address = absl::StrCat(options.host, ":", d->port_);
+  options.link.address = options.advertise_address.empty()
+                             ? absl::StrCat(options.host, ":", d->port_)
+                             : options.advertise_address;
   d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
   d->live_link_.store(d->link_.get());
   LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.host << ":"

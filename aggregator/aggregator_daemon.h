@@ -24,6 +24,10 @@ namespace hips {
 struct AggregatorDaemonOptions {
   AggregatorOptions aggregator;
   std::string host = "127.0.0.1";
+  // Where workers and operators reach it (host:port), told to HQ for hips
+  // status; empty: host:port (a container listening on 0.0.0.0 names its
+  // service instead).
+  std::string advertise_address;
   int port = 0;  // 0: a free port, see AggregatorDaemon::port()
   std::string hq_address;
   // TLS and tokens, served and presented to HQ (docs/security.md). The

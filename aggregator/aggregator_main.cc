@@ -24,6 +24,9 @@ ABSL_FLAG(std::string, port_file, "", "If set, the chosen port is written here o
 ABSL_FLAG(std::string, unix_socket, "",
           "Also listen on this Unix socket; peers on this host connect to unix:PATH.");
 ABSL_FLAG(std::string, hq, "", "HQ address, host:port (required).");
+ABSL_FLAG(std::string, advertise_address, "",
+          "Where workers and operators reach this aggregator, host:port, told to HQ for hips "
+          "status (default --host:port; set it when listening on 0.0.0.0).");
 ABSL_FLAG(int, workers, 1, "Workers that contribute to each sync round of this aggregator.");
 ABSL_FLAG(int64_t, max_batch_samples, 1 << 16,
           "The most samples one worker gradient may stand for; a push claiming more is "
@@ -98,6 +101,13 @@ int main(int argc, char** argv) {
   if (!compression.ok()) hips::ExitWithUsageError(std::string(compression.status().message()));
   options.aggregator.compression = *compression;
   options.host = absl::GetFlag(FLAGS_host);
+  options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
+  if (!options.advertise_address.empty() &&
+      (options.advertise_address.find(':') == std::string::npos ||
+       options.advertise_address.front() == ':' || options.advertise_address.back() == ':')) {
+    hips::ExitWithUsageError(absl::StrCat("--advertise_address must be host:port, got '",
+                                          options.advertise_address, "'"));
+  }
   options.port = absl::GetFlag(FLAGS_port);
   options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   options.hq_address = absl::GetFlag(FLAGS_hq);

@@ -70,10 +70,10 @@ cmake --build "$ASAN_DIR"
 export ASAN_OPTIONS="detect_leaks=1 strict_string_checks=1 check_initialization_order=1 external_symbolizer_path=$SYMBOLIZER"
 export UBSAN_OPTIONS="print_stacktrace=1 external_symbolizer_path=$SYMBOLIZER"
 # The unit tests and the in-process clusters; not the clusters of separate
-# processes (local_e2e, faults, cluster_security, Prometheus) nor the
-# benchmarks.
-(cd "$ASAN_DIR" && ctest --output-on-failure --timeout 900 -j2 -LE bench \
-  -E '^(local_e2e_test|faults_test|cluster_security_test|prometheus_test)')
+# processes (local_e2e, faults, cluster_security, Prometheus, the Python
+# worker's, the Compose cluster) nor the benchmarks.
+(cd "$ASAN_DIR" && ctest --output-on-failure --timeout 900 -j2 -LE 'bench|docker' \
+  -E '^(local_e2e_test|faults_test|cluster_security_test|prometheus_test|python_worker_test)')
 echo "== the fuzzers"
 ASAN_BUILD_DIR="$ASAN_DIR" bash scripts/fuzz.sh
 echo "sanitizers: all passed"

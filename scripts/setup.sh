@@ -13,6 +13,7 @@ packages=(
   dataset-fashion-mnist
   zlib1g-dev nlohmann-json3-dev
   clang-15 llvm-15 curl openssl
+  docker.io docker-compose debootstrap
 )
 
 missing=()

@@ -535,6 +535,8 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-worker --aggregator=127.0.0.1:1 --index=5 --workers=2", "worker index"},
       {"/hips-worker --aggregator=127.0.0.1:1 --health_port=-5", "--health_port"},
       {"/hips-worker --aggregator=127.0.0.1:1 --health_port=70000", "--health_port"},
+      {"/hips-aggregator --hq=127.0.0.1:1 --advertise_address=nohostport", "--advertise_address"},
+      {"/hips-aggregator --hq=127.0.0.1:1 --advertise_address=host:", "--advertise_address"},
       {"/hips health", "one address"},
       {"/hips health 127.0.0.1:1 127.0.0.1:2", "one address"},
       {"/hips health 127.0.0.1:1 --timeout_ms=0", "--timeout_ms"},

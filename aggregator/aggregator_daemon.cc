@@ -6,16 +6,35 @@
 #include "aggregator/grpc_hq_client.h"
 #include "glog/logging.h"
 #include "services/core/chunk_codec.h"
+#include "services/net/address.h"
 #include "services/net/grpc_util.h"
 
 namespace hips {
 
-absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
-    AggregatorDaemonOptions options) {
+absl::Status AggregatorDaemon::CheckOptions(const AggregatorDaemonOptions& options) {
   if (absl::Status s = ValidateAggregatorOptions(options.aggregator); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
-  if (options.hq_address.empty() && options.make_hq_client == nullptr)
-    return absl::InvalidArgumentError("no HQ address given");
+  if (options.make_hq_client == nullptr) {
+    if (options.hq_address.empty()) return absl::InvalidArgumentError("no HQ address given");
+    if (absl::Status s = CheckDialAddress("--hq", options.hq_address); !s.ok()) return s;
+  }
+  if (!options.advertise_address.empty()) {
+    if (absl::Status s = CheckDialAddress("--advertise_address", options.advertise_address);
+        !s.ok()) {
+      return s;
+    }
+  }
+  if (absl::Status s = CheckListenPort("--port", options.port, false); !s.ok()) return s;
+  if (absl::Status s = CheckListenPort("--metrics_port", options.metrics_port, true); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckClientTls(options.security.tls); !s.ok()) return s;
+  return CheckServerSecurity(options.host, options.security, /*needs_admin=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
+    AggregatorDaemonOptions options) {
+  if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_credentials =
       ServingCredentials(options.host, options.security, /*needs_admin=*/false);
   if (!server_credentials.ok()) return server_credentials.status();

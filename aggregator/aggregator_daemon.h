@@ -57,6 +57,9 @@ struct AggregatorDaemonOptions {
 class AggregatorDaemon {
  public:
   static absl::StatusOr<std::unique_ptr<AggregatorDaemon>> Start(AggregatorDaemonOptions options);
+  // What Start checks before it reads a file, listens or dials (the
+  // --check_flags of hips-aggregator).
+  static absl::Status CheckOptions(const AggregatorDaemonOptions& options);
   ~AggregatorDaemon();
 
   int port() const { return port_; }

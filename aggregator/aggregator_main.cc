@@ -102,12 +102,6 @@ int main(int argc, char** argv) {
   options.aggregator.compression = *compression;
   options.host = absl::GetFlag(FLAGS_host);
   options.advertise_address = absl::GetFlag(FLAGS_advertise_address);
-  if (!options.advertise_address.empty() &&
-      (options.advertise_address.find(':') == std::string::npos ||
-       options.advertise_address.front() == ':' || options.advertise_address.back() == ':')) {
-    hips::ExitWithUsageError(absl::StrCat("--advertise_address must be host:port, got '",
-                                          options.advertise_address, "'"));
-  }
   options.port = absl::GetFlag(FLAGS_port);
   options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   options.hq_address = absl::GetFlag(FLAGS_hq);
@@ -123,6 +117,9 @@ int main(int argc, char** argv) {
     refused = why;
     stopping = true;
   };
+  if (hips::CheckingFlagsOnly()) {
+    hips::ExitAfterFlagCheck(hips::AggregatorDaemon::CheckOptions(options));
+  }
   absl::StatusOr<std::unique_ptr<hips::AggregatorDaemon>> daemon =
       hips::AggregatorDaemon::Start(options);
   if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());

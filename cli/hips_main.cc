@@ -32,6 +32,7 @@
 #include "glog/logging.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/core/consistency.h"
+#include "services/net/address.h"
 #include "services/net/grpc_util.h"
 #include "services/net/health.h"
 #include "services/net/proto_convert.h"
@@ -111,6 +112,9 @@ ABSL_FLAG(std::string, service, "",
           "hips health: the service to ask about (\"\": the daemon as a whole; "
           "hips.v1.Hq or hips.v1.Aggregator).");
 ABSL_FLAG(int64_t, timeout_ms, 2000, "hips health: how long to wait for the answer.");
+ABSL_FLAG(bool, live, false,
+          "hips health: exit 0 when the daemon answers at all, SERVING or NOT_SERVING (a "
+          "liveness probe: an aggregator waiting for HQ is alive, not ready).");
 
 namespace {
 
@@ -154,11 +158,12 @@ hips::ProgramHelp Help() {
         {"hq", "staleness", "run_dir"},
         {"services/runtime/security_flags.cc"}},
        {"health",
-        "hips health HOST:PORT [--service=NAME] [--timeout_ms=2000] [--tls_ca=F ...]",
+        "hips health HOST:PORT [--service=NAME] [--live] [--timeout_ms=2000] [--tls_ca=F ...]",
         "Asks a daemon's gRPC health service (grpc.health.v1) whether it serves: exit 0 when\n"
-        "SERVING, 1 when not (or unreachable), 2 for bad flags. No token needed; against TLS\n"
-        "it verifies with --tls_ca (and presents --tls_cert for mutual TLS).",
-        {"service", "timeout_ms"},
+        "SERVING (with --live: when it answers at all), 1 when not (or unreachable), 2 for bad\n"
+        "flags. No token needed; against TLS it verifies with --tls_ca (and presents\n"
+        "--tls_cert for mutual TLS).",
+        {"service", "timeout_ms", "live", "check_flags"},
         {"services/runtime/security_flags.cc"}},
        {"status",
         "hips status --hq=HOST:PORT (--run_dir=DIR | --token_file=F) [--json]",
@@ -526,6 +531,10 @@ int CheckHealth(const std::string& address) {
   }
   hips::ClientSecurity security;
   security.tls = hips::SecurityOptionsFromFlagsOrExit().tls;
+  if (absl::Status s = hips::CheckDialAddress("hips health", address); !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
+  if (hips::CheckingFlagsOnly()) hips::ExitAfterFlagCheck(hips::CheckClientTls(security.tls));
   absl::StatusOr<hips::ClientCredentials> credentials = hips::MakeClientCredentials(security);
   if (!credentials.ok()) hips::ExitWithUsageError(std::string(credentials.status().message()));
   absl::StatusOr<hips::Health> health = hips::CheckHealth(
@@ -536,7 +545,7 @@ int CheckHealth(const std::string& address) {
     return 1;
   }
   std::printf("%s: %s\n", address.c_str(), hips::HealthName(*health));
-  return *health == hips::Health::kServing ? 0 : 1;
+  return *health == hips::Health::kServing || absl::GetFlag(FLAGS_live) ? 0 : 1;
 }
 
 int SwitchMode(const std::string& name) {
@@ -575,6 +584,11 @@ int main(int argc, char** argv) {
     hips::ExitWithUsageError(absl::StrCat("no subcommand\n", hips::HelpText(help, "")));
   }
   const std::string command = args[1];
+  // Of the subcommands only health runs in deployments (container probes).
+  if (hips::CheckingFlagsOnly() && command != "health") {
+    hips::ExitWithUsageError(
+        absl::StrCat("--check_flags is for the daemons and hips health, not hips ", command));
+  }
   if (command == "mode") {
     if (args.size() != 3) {
       hips::ExitWithUsageError("hips mode takes one mode: sync, async or ssp");

@@ -24,7 +24,6 @@ if [ -f "$dir/ca.pem" ] && ! $force; then
   echo "deploy/secrets holds credentials already (--force makes new ones)"
   exit 0
 fi
-command -v openssl >/dev/null || { echo "compose-credentials.sh: needs openssl" >&2; exit 1; }
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 
@@ -33,25 +32,7 @@ names="DNS:hq,DNS:aggregator-0,DNS:aggregator-1,DNS:worker-0,DNS:worker-1,DNS:wo
 names="$names,DNS:worker-3,DNS:localhost,IP:127.0.0.1"
 
 $sudo rm -rf "$dir"
-mkdir -p "$dir"
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-(
-  umask 077
-  openssl rand -hex 32 >"$dir/cluster.token"
-  openssl rand -hex 32 >"$dir/admin.token"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
-    -subj "/CN=hips compose CA" -keyout "$work/ca.key" -out "$dir/ca.pem" 2>/dev/null
-  printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
-    "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=$names" >"$work/ext.cnf"
-  for m in "${members[@]}"; do
-    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$m" \
-      -keyout "$dir/$m.key" -out "$work/$m.csr" 2>/dev/null
-    openssl x509 -req -in "$work/$m.csr" -CA "$dir/ca.pem" -CAkey "$work/ca.key" \
-      -CAcreateserial -days 365 -extfile "$work/ext.cnf" -out "$dir/$m.pem" 2>/dev/null
-  done
-)
-# The CA's key is not kept: nobody can add a member without making new ones.
+bash "$(dirname "$0")/make-pki.sh" "$dir" "hips compose CA" "$names" "${members[@]}"
 $sudo chown -R 10001:10001 "$dir"
 chmod 700 "$dir" 2>/dev/null || $sudo chmod 700 "$dir"
 echo "deploy/secrets: tokens, ca.pem and certificates of ${members[*]}"

@@ -45,13 +45,17 @@ ensure_engine() {
   exit 1
 }
 
-images() {
-  local binaries=source
+# --prebuilt or nothing: "source" or "prebuilt". Checked before anything starts.
+binaries_of() {
   case "${1:-}" in
-    "") ;;
-    --prebuilt) binaries=prebuilt ;;
+    "") echo source ;;
+    --prebuilt) echo prebuilt ;;
     *) echo "compose.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
+}
+
+images() {
+  local binaries=$1
   bash "$here/base-image.sh"
   for target in aggregator torch prometheus; do
     echo "building hips-$target (binaries: $binaries)"
@@ -67,8 +71,9 @@ status() {
 
 case "${1:-}" in
   up)
+    binaries=$(binaries_of "${2:-}")
     ensure_engine
-    images "${2:-}"
+    images "$binaries"
     bash "$here/compose-credentials.sh"
     "${compose[@]}" up -d --no-build
     echo "training; HQ's log: docker-compose -f deploy/docker-compose.yml logs -f hq"
@@ -84,7 +89,7 @@ case "${1:-}" in
     echo "compose.sh: no final evaluation in HQ's log after an hour" >&2
     exit 1
     ;;
-  images) ensure_engine; images "${2:-}" ;;
+  images) binaries=$(binaries_of "${2:-}"); ensure_engine; images "$binaries" ;;
   status) status ;;
   down) "${compose[@]}" down -v --remove-orphans ;;
   -h|--help) usage ;;

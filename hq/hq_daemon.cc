@@ -10,14 +10,34 @@
 #include "hq/hq_metrics.h"
 #include "services/core/chunk_codec.h"
 #include "services/models/checkpoint_codec.h"
+#include "services/net/address.h"
 #include "services/net/grpc_util.h"
 
 namespace hips {
 
-absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions options) {
+absl::Status HqDaemon::CheckOptions(const HqDaemonOptions& options) {
   if (absl::Status s = ValidateParameterServerOptions(options.server); !s.ok()) return s;
   if (absl::Status s = ValidateOptimizerOptions(options.optimizer); !s.ok()) return s;
+  if (absl::Status s = ValidateModelOptions(options.model); !s.ok()) return s;
+  if (absl::Status s = CheckDataOptions(options.data, /*inspect_files=*/false); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
+  if (absl::Status s = CheckListenPort("--port", options.port, false); !s.ok()) return s;
+  if (absl::Status s = CheckListenPort("--metrics_port", options.metrics_port, true); !s.ok()) {
+    return s;
+  }
+  if (options.eval_every < 0) return absl::InvalidArgumentError("--eval_every must be >= 0");
+  if (!options.checkpoint_dir.empty()) {
+    if (absl::Status s = ValidateCheckpointStoreOptions(
+            CheckpointStoreOptions{options.checkpoint_dir, options.checkpoint_keep});
+        !s.ok()) {
+      return s;
+    }
+  }
+  return CheckServerSecurity(options.host, options.security, /*needs_admin=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions options) {
+  if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_credentials =
       ServingCredentials(options.host, options.security, /*needs_admin=*/true);
   if (!server_credentials.ok()) return server_credentials.status();

@@ -62,6 +62,9 @@ struct HqDaemonOptions {
 class HqDaemon {
  public:
   static absl::StatusOr<std::unique_ptr<HqDaemon>> Start(HqDaemonOptions options);
+  // What Start checks before it reads a file or listens (the --check_flags
+  // of hips-hq); the model's input shape is checked once the data is read.
+  static absl::Status CheckOptions(const HqDaemonOptions& options);
   ~HqDaemon();
 
   int port() const { return port_; }

@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0)
     hips::ExitWithUsageError("--chunk_bytes must be positive");
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
+  if (hips::CheckingFlagsOnly()) hips::ExitAfterFlagCheck(hips::HqDaemon::CheckOptions(options));
 
   absl::StatusOr<std::unique_ptr<hips::HqDaemon>> daemon = hips::HqDaemon::Start(options);
   if (!daemon.ok()) hips::ExitOnStartFailure(daemon.status());

@@ -20,9 +20,15 @@ missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# The Kubernetes manifests' offline check (deploy/k8s/check.sh) needs kubectl,
+# node and npm: Debian's, unless the machine has them from elsewhere already
+# (another kubectl or Node.js package would conflict with Debian's).
+command -v kubectl >/dev/null || missing+=(kubernetes-client)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#packages[@]} packages present"
+  echo "setup: all ${#packages[@]} packages present, and kubectl, node and npm"
   exit 0
 fi
 

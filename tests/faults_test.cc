@@ -374,9 +374,9 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
 }
 
 // `hips health ADDRESS`: its exit code and what it printed.
-std::pair<int, std::string> Health(const std::string& address) {
-  const std::string out = Output(
-      absl::StrCat(kBin, "/hips health ", address, " --timeout_ms=1000 2>&1; echo \"rc=$?\""));
+std::pair<int, std::string> Health(const std::string& address, const std::string& flags = "") {
+  const std::string out = Output(absl::StrCat(kBin, "/hips health ", address, " ", flags,
+                                              " --timeout_ms=1000 2>&1; echo \"rc=$?\""));
   const size_t rc = out.rfind("rc=");
   return {rc == std::string::npos ? -1 : std::atoi(out.c_str() + rc + 3), out};
 }
@@ -384,7 +384,7 @@ std::pair<int, std::string> Health(const std::string& address) {
 // Each tier's grpc.health.v1 answer follows what it can do: HQ serves while
 // it runs; an aggregator serves while HQ answers it (not while HQ is
 // paused); a worker serves once it computes on weights. `hips health` exits
-// 0 exactly when SERVING.
+// 0 exactly when SERVING, with --live whenever the daemon answers.
 TEST_F(FaultsTest, HealthFollowsWhatEachTierCanDo) {
   ProcessClusterOptions o = Options("health");
   o.worker_health = true;
@@ -409,6 +409,7 @@ TEST_F(FaultsTest, HealthFollowsWhatEachTierCanDo) {
   c.Stop("hq");
   const auto [hq_rc, hq_out] = Health(c.hq_address());
   EXPECT_EQ(hq_rc, 1) << hq_out;
+  EXPECT_EQ(Health(c.hq_address(), "--live").first, 1);
   for (int a = 0; a < 2; ++a) {
     EXPECT_TRUE(ProcessCluster::WaitFor(
         [&] {
@@ -417,6 +418,10 @@ TEST_F(FaultsTest, HealthFollowsWhatEachTierCanDo) {
         },
         4 * kLease + absl::Seconds(5)))
         << Health(c.aggregator_address(a)).second;
+    // Not ready, but alive: a liveness probe must not restart it.
+    const auto [live_rc, live_out] = Health(c.aggregator_address(a), "--live");
+    EXPECT_EQ(live_rc, 0) << live_out;
+    EXPECT_TRUE(absl::StrContains(live_out, ": NOT_SERVING")) << live_out;
   }
   // HQ back: the aggregators serve again, and training goes on.
   c.Continue("hq");

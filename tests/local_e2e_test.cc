@@ -615,12 +615,70 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
        "--checkpoint /nonexistent: cannot read it"},
       {"/hips export --checkpoint=/etc/hostname --model_file=m.pt --out=/tmp/trained.pt",
        "--checkpoint /etc/hostname: "},
+      // Addresses and ports.
+      {"/hips-aggregator --hq=hq --insecure", "--hq=hq: no port"},
+      {"/hips-aggregator --hq=hq:70000 --insecure", "--hq=hq:70000: the port must be in"},
+      {"/hips-worker --aggregator=a:1,b --insecure", "--aggregator=b: no port"},
+      {"/hips-hq --insecure --port=-3", "--port=-3"},
+      {"/hips-hq --insecure --metrics_port=70000", "--metrics_port=70000"},
+      {"/hips health hq", "hips health hq: no port"},
+      // --check_flags: the checks of a start, nothing read or started.
+      {"/hips-hq --check_flags --host=0.0.0.0 --token_file=/nonexistent/t", "without TLS"},
+      {"/hips-hq --check_flags --token_file=/nonexistent/t", "no admin credentials"},
+      {"/hips-hq --check_flags --insecure --optimizer=rmsprop", "unknown optimizer"},
+      {"/hips-hq --check_flags --insecure --model=resnet", "unknown model"},
+      {"/hips-hq --check_flags --insecure --data=npz --train_data=a.npz",
+       "--test_data=: no file given"},
+      {"/hips-hq --check_flags --insecure --checkpoint_dir=/c --checkpoint_keep=0",
+       "checkpoints to keep"},
+      {"/hips-hq --check_flags --insecure --eval_every=-1", "--eval_every"},
+      {"/hips-aggregator --check_flags --hq=hq:7000 --tls_cert=/n/a.pem --tls_key=/n/a.key",
+       "needs --tls_ca"},
+      {"/hips-aggregator --check_flags --hq=hq:7000 --host=0.0.0.0 --insecure --workers=0",
+       "at least 1 worker"},
+      {"/hips-worker --check_flags --aggregator=a:1 --index=4 --workers=4", "worker index"},
+      {"/hips-worker --check_flags --aggregator=a:1 --model=torchscript", "needs --model_file"},
+      {"/hips health --check_flags a:1 --tls_cert=/n/c.pem --tls_key=/n/c.key", "needs --tls_ca"},
+      {"/hips status --check_flags --hq=a:1", "--check_flags is for the daemons and hips health"},
+      {"/hips-hq --check_flags=maybe", "check_flags"},
   };
   for (const Bad& b : cases) {
     const CommandResult run = Shell(kBin + b.command);
     // 2 for errors hips detects, 1 for those Abseil's flag parser detects.
     EXPECT_TRUE(run.exit_code == 1 || run.exit_code == 2) << b.command << "\n" << run.output;
     EXPECT_NE(run.output.find(b.message), std::string::npos) << b.command << "\n" << run.output;
+  }
+}
+
+// --check_flags accepts a deployment's command lines where none of their
+// files exist (they do where the manifests run), and reads none of them: the
+// same lines without it fail on the first missing file.
+TEST(CommandLineTest, CheckFlagsAcceptsADeploymentWithoutItsFiles) {
+  const std::string tls =
+      " --tls_cert=/nonexistent/m.pem --tls_key=/nonexistent/m.key"
+      " --tls_ca=/nonexistent/ca.pem --token_file=/nonexistent/cluster.token";
+  const std::string lines[] = {
+      "/hips-hq --host=0.0.0.0 --port=7000 --aggregators=2 --max_versions=1500 "
+      "--checkpoint_dir=/nonexistent/checkpoints --metrics_address=0.0.0.0 --metrics_port=9464 "
+      "--admin_token_file=/nonexistent/admin.token --data=npz --train_data=/nonexistent/a.npz "
+      "--test_data=/nonexistent/b.npz --model=torchscript --model_file=/nonexistent/m.pt" +
+          tls,
+      "/hips-aggregator --id=agg-1 --hq=hips-hq-0.hips-hq:7000 --host=0.0.0.0 --port=7001 "
+      "--workers=2 --advertise_address=hips-aggregator-1.hips-aggregator:7001" +
+          tls,
+      "/hips-worker --index=3 --workers=4 --health_port=7002 "
+      "--aggregator=hips-aggregator-1.hips-aggregator:7001,hips-aggregator-0.hips-aggregator:7001" +
+          tls,
+      "/hips health 127.0.0.1:7000 --tls_ca=/nonexistent/ca.pem --tls_cert=/nonexistent/c.pem "
+      "--tls_key=/nonexistent/c.key",
+  };
+  for (const std::string& line : lines) {
+    const CommandResult checked = Shell(kBin + line + " --check_flags");
+    EXPECT_EQ(checked.exit_code, 0) << line << "\n" << checked.output;
+    EXPECT_NE(checked.output.find(": flags ok"), std::string::npos) << checked.output;
+    const CommandResult started = Shell(kBin + line);
+    EXPECT_EQ(started.exit_code, 2) << line << "\n" << started.output;
+    EXPECT_NE(started.output.find("/nonexistent/"), std::string::npos) << started.output;
   }
 }
 

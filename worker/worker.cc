@@ -12,6 +12,14 @@
 
 namespace hips {
 
+std::vector<std::string> AggregatorsByIndex(const std::vector<std::string>& aggregators,
+                                            int index) {
+  std::vector<std::string> out;
+  const size_t n = aggregators.size();
+  for (size_t i = 0; i < n; ++i) out.push_back(aggregators[(index % n + i) % n]);
+  return out;
+}
+
 absl::Status ValidateWorkerOptions(const WorkerOptions& o) {
   if (absl::Status s = ValidateMemberId(o.id, "the worker id (--id)"); !s.ok()) return s;
   if (o.num_workers < 1 || o.index < 0 || o.index >= o.num_workers) {

@@ -52,6 +52,13 @@ struct WorkerOptions {
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& options);
 
+// The aggregators of worker `index` when every worker is given the same
+// list (a Kubernetes Job's pods): entry index mod N is its own, the entries
+// after it, wrapping around, are where it fails over to. Worker k of a
+// 2-aggregator list [a, b] gets [a, b] for even k and [b, a] for odd k.
+// `index` must be >= 0.
+std::vector<std::string> AggregatorsByIndex(const std::vector<std::string>& aggregators, int index);
+
 // The worker tier (the story's "home models", docs/architecture.md): a
 // model replica and one data shard. The loop follows
 // the mode that comes with the weights (docs/modes.md):

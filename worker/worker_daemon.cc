@@ -7,19 +7,35 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/chunk_codec.h"
+#include "services/net/address.h"
 #include "worker/grpc_aggregator_client.h"
 
 namespace hips {
 
-absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOptions options) {
+absl::Status WorkerDaemon::CheckOptions(const WorkerDaemonOptions& options) {
   if (absl::Status s = ValidateWorkerOptions(options.worker); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
   if (options.aggregators.empty()) {
     return absl::InvalidArgumentError("a worker needs an aggregator address");
   }
   for (const std::string& a : options.aggregators) {
-    if (a.empty()) return absl::InvalidArgumentError("an empty aggregator address");
+    if (absl::Status s = CheckDialAddress("--aggregator", a); !s.ok()) return s;
   }
+  if (options.train == nullptr) {
+    if (absl::Status s = CheckDataOptions(options.data, /*inspect_files=*/false); !s.ok()) return s;
+  }
+  if (absl::Status s = ValidateModelOptions(options.model); !s.ok()) return s;
+  if (absl::Status s = CheckListenPort("--metrics_port", options.metrics_port, true); !s.ok()) {
+    return s;
+  }
+  if (absl::Status s = CheckListenPort("--health_port", options.health_port, true); !s.ok()) {
+    return s;
+  }
+  return CheckClientTls(options.security.tls);
+}
+
+absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOptions options) {
+  if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   std::shared_ptr<const Dataset> train = options.train;
   if (train == nullptr) {
     // Only this worker's shard is held in memory.

@@ -55,6 +55,10 @@ class WorkerDaemon {
   // INVALID_ARGUMENT for bad options (a configuration error), the loader's
   // error for data that cannot be read.
   static absl::StatusOr<std::unique_ptr<WorkerDaemon>> Start(WorkerDaemonOptions options);
+  // What Start checks before it reads a file, listens or dials (the
+  // --check_flags of hips-worker); the model's input shape is checked once
+  // the data is read.
+  static absl::Status CheckOptions(const WorkerDaemonOptions& options);
   ~WorkerDaemon();
 
   absl::Status Run();

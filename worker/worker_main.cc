@@ -21,6 +21,9 @@ ABSL_FLAG(std::string, id, "", "This worker's id (default worker-<index>).");
 ABSL_FLAG(std::vector<std::string>, aggregator, {},
           "Aggregator addresses, host:port, comma-separated (required): the first is this "
           "worker's own, the others are where it fails over to (docs/faults.md).");
+ABSL_FLAG(bool, aggregator_by_index, false,
+          "Every worker has the same --aggregator list (a Kubernetes Job): this worker's own "
+          "is entry --index mod N, the ones after it (wrapping) are where it fails over to.");
 ABSL_FLAG(int, index, 0, "This worker's shard index in [0, --workers).");
 ABSL_FLAG(int, workers, 1, "Number of workers (shards) in the cluster.");
 ABSL_FLAG(int64_t, batch_size, 64, "Examples per gradient.");
@@ -76,6 +79,9 @@ int main(int argc, char** argv) {
 
   hips::WorkerDaemonOptions options;
   options.aggregators = aggregators;
+  if (absl::GetFlag(FLAGS_aggregator_by_index) && absl::GetFlag(FLAGS_index) >= 0) {
+    options.aggregators = hips::AggregatorsByIndex(aggregators, absl::GetFlag(FLAGS_index));
+  }
   options.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
   hips::WorkerOptions& worker = options.worker;
   worker.index = absl::GetFlag(FLAGS_index);
@@ -101,6 +107,9 @@ int main(int argc, char** argv) {
   options.health_port = absl::GetFlag(FLAGS_health_port);
   if (options.health_port < -1 || options.health_port > 65535) {
     hips::ExitWithUsageError("--health_port must be a port, 0 (any) or -1 (none)");
+  }
+  if (hips::CheckingFlagsOnly()) {
+    hips::ExitAfterFlagCheck(hips::WorkerDaemon::CheckOptions(options));
   }
 
   absl::StatusOr<std::unique_ptr<hips::WorkerDaemon>> daemon =

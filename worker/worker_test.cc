@@ -90,6 +90,17 @@ class WorkerTest : public ::testing::Test {
   absl::Status result_;
 };
 
+TEST(AggregatorsByIndexTest, OwnIsIndexModNThenTheRestInOrder) {
+  const std::vector<std::string> two = {"a:1", "b:1"};
+  EXPECT_EQ(AggregatorsByIndex(two, 0), two);
+  EXPECT_EQ(AggregatorsByIndex(two, 1), (std::vector<std::string>{"b:1", "a:1"}));
+  EXPECT_EQ(AggregatorsByIndex(two, 6), two);
+  const std::vector<std::string> three = {"a:1", "b:1", "c:1"};
+  EXPECT_EQ(AggregatorsByIndex(three, 5), (std::vector<std::string>{"c:1", "a:1", "b:1"}));
+  EXPECT_EQ(AggregatorsByIndex({"a:1"}, 3), (std::vector<std::string>{"a:1"}));
+  EXPECT_TRUE(AggregatorsByIndex({}, 3).empty());
+}
+
 TEST_F(WorkerTest, AWorkerOfAnotherModelIsRefusedNamingTheFirstTensorThatDiffers) {
   first_.Publish(Weights(0, {}, false, /*floats=*/kFloats + 1));
   Start();

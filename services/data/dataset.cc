@@ -406,7 +406,7 @@ absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::strin
   return d;
 }
 
-absl::Status CheckDataOptions(const DataOptions& o) {
+absl::Status CheckDataOptions(const DataOptions& o, bool inspect_files) {
   if (o.loss != "cross_entropy" && o.loss != "mse") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown loss '", o.loss, "' (expected cross_entropy or mse)"));
@@ -425,6 +425,13 @@ absl::Status CheckDataOptions(const DataOptions& o) {
   if (o.name != "npz") {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown data set '", o.name, "' (expected fashion-mnist, synthetic or npz)"));
+  }
+  if (!inspect_files) {
+    for (const auto& [flag, path] :
+         {std::pair{"--train_data", &o.train_path}, std::pair{"--test_data", &o.test_path}}) {
+      if (path->empty()) return absl::InvalidArgumentError(absl::StrCat(flag, "=: no file given"));
+    }
+    return absl::OkStatus();
   }
   absl::StatusOr<NpzSummary> train = InspectNpzDataset(o.train_path, "--train_data");
   if (!train.ok()) return train.status();

@@ -132,7 +132,8 @@ absl::StatusOr<Dataset> LoadData(const DataOptions& options, Split split, DataSh
 // INVALID_ARGUMENT (NOT_FOUND for a missing npz file) for options LoadData
 // would refuse, found without loading the data: an unknown name, an npz
 // file that is missing, damaged, of another dtype or whose splits disagree.
-absl::Status CheckDataOptions(const DataOptions& options);
+// Without `inspect_files` the npz files are not opened, only required.
+absl::Status CheckDataOptions(const DataOptions& options, bool inspect_files = true);
 
 // Number of training examples LoadData(options, kTrain) would load, without
 // loading them.

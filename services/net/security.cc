@@ -68,16 +68,35 @@ bool IsLoopbackV4(absl::string_view text) {
   return parts[0] == "127";
 }
 
+absl::Status CheckTlsPair(const TlsFiles& tls) {
+  if (tls.cert.empty() != tls.key.empty()) {
+    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
+
+std::string TokenFileModeProblem(uid_t owner, mode_t mode, uid_t euid) {
+  if (owner == euid || owner != 0) {
+    if ((mode & (S_IRWXG | S_IRWXO)) == 0) return "";
+    return "may be read by other users; chmod 600 it";
+  }
+  // Owned by root, read by another user through its group: how Kubernetes
+  // mounts a Secret for a non-root container (root:fsGroup, mode 0440).
+  // PostgreSQL accepts its key files the same way.
+  if ((mode & (S_IWGRP | S_IXGRP | S_IRWXO)) == 0) return "";
+  return "may be read by other users; chmod 640 it (owned by root) or 600";
+}
 
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0) {
     return absl::InvalidArgumentError(absl::StrCat("cannot read the token file ", path));
   }
-  if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the token file ", path, " may be read by other users; chmod 600 ", path));
+  if (const std::string problem = TokenFileModeProblem(st.st_uid, st.st_mode, geteuid());
+      !problem.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("the token file ", path, " ", problem));
   }
   absl::StatusOr<std::string> contents = ReadFile(path, "the token file");
   if (!contents.ok()) return contents.status();
@@ -96,14 +115,27 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
   return std::string(token);
 }
 
+absl::StatusOr<SecurityOptions> DeclaredSecurity(const TlsFiles& tls, const std::string& token_file,
+                                                 const std::string& admin_token_file,
+                                                 bool insecure) {
+  if (absl::Status s = CheckTlsPair(tls); !s.ok()) return s;
+  if (!token_file.empty() && token_file == admin_token_file) {
+    return absl::InvalidArgumentError("the admin token must differ from the cluster token");
+  }
+  SecurityOptions s;
+  s.tls = tls;
+  s.insecure = insecure;
+  if (!token_file.empty()) s.cluster_token = absl::StrCat("<token of ", token_file, ">");
+  if (!admin_token_file.empty()) s.admin_token = absl::StrCat("<token of ", admin_token_file, ">");
+  return s;
+}
+
 absl::StatusOr<SecurityOptions> LoadSecurity(const TlsFiles& tls, const std::string& token_file,
                                              const std::string& admin_token_file, bool insecure) {
   SecurityOptions s;
   s.tls = tls;
   s.insecure = insecure;
-  if (tls.cert.empty() != tls.key.empty()) {
-    return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
-  }
+  if (absl::Status r = CheckTlsPair(tls); !r.ok()) return r;
   if (absl::Status r = Readable(tls.cert, "the certificate"); !r.ok()) return r;
   if (absl::Status r = Readable(tls.key, "the private key"); !r.ok()) return r;
   if (absl::Status r = Readable(tls.ca, "the CA certificate"); !r.ok()) return r;
@@ -257,12 +289,8 @@ std::map<std::string, int64_t> RefusalCounter::counts() const {
 absl::StatusOr<ClientCredentials> MakeClientCredentials(const ClientSecurity& s) {
   ClientCredentials out;
   out.token = s.token;
-  if (s.tls.ca.empty()) {
-    if (!s.tls.cert.empty()) {
-      return absl::InvalidArgumentError("a client certificate needs --tls_ca (TLS to the server)");
-    }
-    return out;
-  }
+  if (absl::Status r = CheckClientTls(s.tls); !r.ok()) return r;
+  if (s.tls.ca.empty()) return out;
   grpc::SslCredentialsOptions options;
   absl::StatusOr<std::string> ca = ReadFile(s.tls.ca, "the CA certificate");
   if (!ca.ok()) return ca.status();
@@ -277,6 +305,14 @@ absl::StatusOr<ClientCredentials> MakeClientCredentials(const ClientSecurity& s)
   }
   out.channel = grpc::SslCredentials(options);
   return out;
+}
+
+absl::Status CheckClientTls(const TlsFiles& tls) {
+  if (absl::Status s = CheckTlsPair(tls); !s.ok()) return s;
+  if (!tls.cert.empty() && tls.ca.empty()) {
+    return absl::InvalidArgumentError("a client certificate needs --tls_ca (TLS to the server)");
+  }
+  return absl::OkStatus();
 }
 
 ClientSecurity ClusterClient(const SecurityOptions& s) { return {s.tls, s.cluster_token}; }

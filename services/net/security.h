@@ -2,6 +2,7 @@
 #define HIPS_SERVICES_NET_SECURITY_H_
 
 #include <grpcpp/grpcpp.h>
+#include <sys/types.h>
 
 #include <cstdint>
 #include <map>
@@ -49,11 +50,31 @@ inline constexpr size_t kMaxTokenBytes = 4096;
 // the file otherwise (never the token).
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
+// Why a token file of `owner` and `mode` must not be trusted by a process of
+// effective uid `euid`, or "" when it may: a file of the process's own user
+// (or of another non-root user) must be owner-only (0600 or less); one of
+// root, read by another user, may also be read by its group (0640 or less:
+// a Kubernetes Secret mounted with an fsGroup).
+std::string TokenFileModeProblem(uid_t owner, mode_t mode, uid_t euid);
+
 // Reads the token files and checks the TLS files exist and go together (a
 // key with its certificate; mTLS needs both and a CA). INVALID_ARGUMENT
 // naming what is wrong.
 absl::StatusOr<SecurityOptions> LoadSecurity(const TlsFiles& tls, const std::string& token_file,
                                              const std::string& admin_token_file, bool insecure);
+
+// What LoadSecurity checks without touching a file, for --check_flags (the
+// files of a deployment manifest exist only where it runs): the TLS files go
+// together and the two token files differ. Each token given stands in as
+// "<token of PATH>", so that CheckServerSecurity sees which credentials are
+// configured; such options are for checks only, never for serving.
+absl::StatusOr<SecurityOptions> DeclaredSecurity(const TlsFiles& tls, const std::string& token_file,
+                                                 const std::string& admin_token_file,
+                                                 bool insecure);
+
+// A client's TLS files go together: a certificate needs its key and the CA
+// (TLS to the server). INVALID_ARGUMENT otherwise. Reads nothing.
+absl::Status CheckClientTls(const TlsFiles& tls);
 
 // Whether `host` (of host:port, or a "unix:" target) only reaches this
 // machine: 127.0.0.0/8, ::1, localhost, or a Unix socket.

@@ -87,6 +87,56 @@ TEST(LoadSecurityTest, ChecksTheFilesGoTogether) {
   EXPECT_TRUE(absl::IsInvalidArgument(LoadSecurity({}, TempPath("none"), "", false).status()));
 }
 
+TEST(TokenFileModeProblemTest, OwnerOnlyOrRootsGroupReadForAKubernetesSecret) {
+  // The process's own file: 0600 or less, whoever the process is.
+  EXPECT_EQ(TokenFileModeProblem(10001, S_IFREG | 0600, 10001), "");
+  EXPECT_EQ(TokenFileModeProblem(10001, S_IFREG | 0400, 10001), "");
+  EXPECT_EQ(TokenFileModeProblem(0, S_IFREG | 0600, 0), "");
+  for (mode_t mode : {0640, 0604, 0660, 0644}) {
+    EXPECT_NE(TokenFileModeProblem(10001, S_IFREG | mode, 10001), "") << mode;
+    EXPECT_NE(TokenFileModeProblem(0, S_IFREG | mode, 0), "") << mode;
+  }
+  // Root's file read by uid 10001 through an fsGroup: 0440 and 0640 pass;
+  // anything others could read or the group could write does not.
+  EXPECT_EQ(TokenFileModeProblem(0, S_IFREG | 0440, 10001), "");
+  EXPECT_EQ(TokenFileModeProblem(0, S_IFREG | 0640, 10001), "");
+  for (mode_t mode : {0644, 0604, 0660, 0650, 0441}) {
+    EXPECT_NE(TokenFileModeProblem(0, S_IFREG | mode, 10001), "") << mode;
+  }
+  // Another user's file is never group-readable.
+  EXPECT_NE(TokenFileModeProblem(20002, S_IFREG | 0440, 10001), "");
+}
+
+TEST(DeclaredSecurityTest, ChecksWhatGoesTogetherWithoutReadingAFile) {
+  const std::string none = TempPath("never-written");
+  absl::StatusOr<SecurityOptions> s = DeclaredSecurity({none + ".pem", none + ".key", none + ".ca"},
+                                                       none + ".token", none + ".admin", false);
+  ASSERT_TRUE(s.ok()) << s.status();
+  // The token files stand in for tokens: the server checks see them.
+  EXPECT_FALSE(s->cluster_token.empty());
+  EXPECT_NE(s->cluster_token, s->admin_token);
+  EXPECT_TRUE(CheckServerSecurity("0.0.0.0", *s, /*needs_admin=*/true).ok());
+  absl::StatusOr<SecurityOptions> no_admin = DeclaredSecurity({}, none + ".token", "", false);
+  ASSERT_TRUE(no_admin.ok());
+  EXPECT_NE(CheckServerSecurity("127.0.0.1", *no_admin, true).message().find("no admin"),
+            std::string::npos);
+
+  EXPECT_NE(DeclaredSecurity({none, "", ""}, "", "", false).status().message().find("go together"),
+            std::string::npos);
+  EXPECT_NE(DeclaredSecurity({}, none, none, false).status().message().find("must differ"),
+            std::string::npos);
+}
+
+TEST(CheckClientTlsTest, ACertificateNeedsItsKeyAndTheCa) {
+  EXPECT_TRUE(CheckClientTls({}).ok());
+  EXPECT_TRUE(CheckClientTls({"", "", "ca.pem"}).ok());
+  EXPECT_TRUE(CheckClientTls({"c.pem", "c.key", "ca.pem"}).ok());
+  EXPECT_NE(CheckClientTls({"c.pem", "c.key", ""}).message().find("needs --tls_ca"),
+            std::string::npos);
+  EXPECT_NE(CheckClientTls({"c.pem", "", "ca.pem"}).message().find("go together"),
+            std::string::npos);
+}
+
 TEST(IsLoopbackTest, OnlyThisMachine) {
   for (const char* host : {"127.0.0.1", "127.1.2.3", "::1", "[::1]", "localhost", "unix:/tmp/s"}) {
     EXPECT_TRUE(IsLoopback(host)) << host;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
 #include "absl/flags/usage.h"
@@ -21,6 +22,10 @@
 #include "absl/strings/str_split.h"
 #include "glog/logging.h"
 #include "services/net/grpc_util.h"
+
+ABSL_FLAG(bool, check_flags, false,
+          "Check the flags and exit (0: they would start, 2: why not) without reading the "
+          "files they name, listening or connecting: for deployment manifests.");
 
 namespace hips {
 namespace {
@@ -179,6 +184,15 @@ std::vector<char*> InitProcess(int argc, char** argv, const ProgramHelp& help) {
 void ExitWithUsageError(const std::string& message) {
   std::fprintf(stderr, "%s: %s\n", ProgramName().c_str(), message.c_str());
   std::exit(2);
+}
+
+bool CheckingFlagsOnly() { return absl::GetFlag(FLAGS_check_flags); }
+
+void ExitAfterFlagCheck(const absl::Status& status) {
+  if (!status.ok()) ExitWithUsageError(std::string(status.message()));
+  std::printf("%s: flags ok\n", ProgramName().c_str());
+  std::fflush(stdout);
+  std::exit(0);
 }
 
 void ExitOnStartFailure(const absl::Status& status) {

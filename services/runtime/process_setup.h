@@ -57,6 +57,16 @@ std::string HelpText(const ProgramHelp& help, const std::string& command);
 // flags and other configuration errors.
 [[noreturn]] void ExitWithUsageError(const std::string& message);
 
+// --check_flags (every binary): parse and check the flags as a start would,
+// then exit without reading the files they name, listening or dialling: 0
+// and "<program>: flags ok" on stdout, or 2 and the reason. For deployment
+// manifests, whose files exist only where they run (deploy/k8s/check.sh).
+bool CheckingFlagsOnly();
+
+// Under --check_flags, the end of the check: exits 0 when `status` is OK,
+// else as ExitWithUsageError with its message.
+[[noreturn]] void ExitAfterFlagCheck(const absl::Status& status);
+
 // For a daemon that failed to start: exits with code 2 (INVALID_ARGUMENT, a
 // configuration error) or 1 (anything else), printing the status.
 [[noreturn]] void ExitOnStartFailure(const absl::Status& status);

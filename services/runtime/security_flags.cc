@@ -28,9 +28,12 @@ namespace hips {
 SecurityOptions SecurityOptionsFromFlagsOrExit() {
   TlsFiles tls{absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
                absl::GetFlag(FLAGS_tls_ca)};
+  // Under --check_flags the files are not read: they exist where the
+  // process is deployed, not necessarily where its flags are checked.
   absl::StatusOr<SecurityOptions> security =
-      LoadSecurity(tls, absl::GetFlag(FLAGS_token_file), absl::GetFlag(FLAGS_admin_token_file),
-                   absl::GetFlag(FLAGS_insecure));
+      (CheckingFlagsOnly() ? DeclaredSecurity : LoadSecurity)(tls, absl::GetFlag(FLAGS_token_file),
+                                                              absl::GetFlag(FLAGS_admin_token_file),
+                                                              absl::GetFlag(FLAGS_insecure));
   if (!security.ok()) ExitWithUsageError(std::string(security.status().message()));
   return *std::move(security);
 }

@@ -13,8 +13,8 @@
 
 namespace hips {
 
-// The flags, files read and checked; a usage error (exit code 2) naming the
-// flag otherwise.
+// The flags, files read and checked (under --check_flags: not read, see
+// DeclaredSecurity); a usage error (exit code 2) naming the flag otherwise.
 SecurityOptions SecurityOptionsFromFlagsOrExit();
 
 }  // namespace hips

@@ -66,7 +66,9 @@ DataOptions DataOptionsFromFlagsOrExit() {
   o.train_path = absl::GetFlag(FLAGS_train_data);
   o.test_path = absl::GetFlag(FLAGS_test_data);
   o.loss = absl::GetFlag(FLAGS_loss);
-  if (absl::Status s = CheckDataOptions(o); !s.ok()) ExitWithUsageError(std::string(s.message()));
+  if (absl::Status s = CheckDataOptions(o, /*inspect_files=*/!CheckingFlagsOnly()); !s.ok()) {
+    ExitWithUsageError(std::string(s.message()));
+  }
   o.synthetic_train_examples = absl::GetFlag(FLAGS_synthetic_examples);
   o.synthetic_test_examples = absl::GetFlag(FLAGS_synthetic_test_examples);
   return o;

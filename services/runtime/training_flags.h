@@ -37,7 +37,8 @@ namespace hips {
 ModelOptions ModelOptionsFromFlags();
 OptimizerOptions OptimizerOptionsFromFlags();
 // Checked (CheckDataOptions: with --data=npz both files are read as far as
-// their headers and labels): a bad value exits with a usage error (code 2).
+// their headers and labels, except under --check_flags): a bad value exits
+// with a usage error (code 2).
 DataOptions DataOptionsFromFlagsOrExit();
 
 // The shared flags as "--name=value" arguments, to hand to a child process.

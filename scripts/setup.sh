@@ -14,6 +14,7 @@ packages=(
   zlib1g-dev nlohmann-json3-dev
   clang-15 llvm-15 curl openssl
   docker.io docker-compose debootstrap
+  iproute2 iputils-ping
 )
 
 missing=()

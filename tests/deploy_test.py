@@ -84,8 +84,19 @@ class KubernetesCheckTest(unittest.TestCase):
         # 2 probes each).
         self.assertIn("13 objects (ConfigMap, Job, NetworkPolicy, Secret, Service, StatefulSet) "
                       "against the Kubernetes API schemas; 22 command lines and probes accepted "
-                      "by their binaries; 0 problems", self.base.stdout)
+                      "by their binaries; 0 containers of other images skipped; 0 problems", self.base.stdout)
         self.assertTrue(os.path.exists(os.path.join(self.k8s, "secrets", "ca.pem")))
+
+    def test_a_sidecar_of_another_image_is_not_checked(self):
+        objects = copy.deepcopy(self.objects)
+        sts = next(o for o in objects
+                   if o["kind"] == "StatefulSet" and o["metadata"]["name"] == "hips-aggregator")
+        sts["spec"]["template"]["spec"]["containers"].append(
+            {"name": "logs", "image": "busybox:1.36", "command": ["tail", "-F", "/tmp/x"]})
+        result = self.check(objects)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("22 command lines and probes accepted by their binaries; 2 containers of "
+                      "other images skipped; 0 problems", result.stdout)
 
     def test_a_misspelt_field(self):
         def mutate(objects, find):

@@ -42,6 +42,7 @@ IMAGE_BINARIES = {
     "hips-aggregator": {"hips", "hips-aggregator"},
     "hips-torch": {"hips", "hips-hq", "hips-aggregator", "hips-worker", "hips-train"},
 }
+HIPS_BINARIES = set().union(*IMAGE_BINARIES.values())
 
 
 class Problems:
@@ -243,7 +244,7 @@ def check_workloads(objects, invalid, bin_dir, scratch, problems):
     returns what each hips member was started with: {tier: [(workload, pod,
     index, flags)]}, and how many lines were checked."""
     members = {"hq": [], "aggregator": [], "worker": []}
-    checked = 0
+    checked = others = 0
     for w in objects:
         if w.get("kind") not in ("StatefulSet", "Job", "Deployment", "DaemonSet"):
             continue
@@ -258,6 +259,12 @@ def check_workloads(objects, invalid, bin_dir, scratch, problems):
                 env = container_env(c, pod_name, index, objects, where, problems)
                 mounts = Mounts(pod_spec, c, objects, scratch, where, problems)
                 argv = [expand(a, env) for a in c.get("command", []) + c.get("args", [])]
+                # A container of someone else's image running something
+                # else (a sidecar of an overlay) is not hips's to check.
+                if (image_name(c.get("image", "")) not in IMAGE_BINARIES and
+                        (not argv or argv[0] not in HIPS_BINARIES)):
+                    others += 1
+                    continue
                 if not argv:
                     problems.add(where, "no command: the image's entrypoint is not checked")
                     continue
@@ -275,13 +282,13 @@ def check_workloads(objects, invalid, bin_dir, scratch, problems):
                     members[tier].append((w, pod_name, index, effective_flags(argv[1:])))
                 for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
                     command = c.get(probe, {}).get("exec", {}).get("command")
-                    if not command:
+                    if not command or command[0] not in HIPS_BINARIES:
                         continue
                     if any("$(" in a for a in command):
                         problems.add(where, f"{probe}: Kubernetes does not expand $(VAR) in probes")
                     command = [mounts.localize(a, where, problems) for a in command]
                     checked += run_check(bin_dir, command, f"{where} {probe}", problems)
-    return members, checked
+    return members, checked, others
 
 
 def check_tiers(objects, members, problems):
@@ -364,7 +371,7 @@ def main():
             problems.add(f"document {k + 1}", "not a Kubernetes object (no metadata)")
     invalid = schema_problems(objects, args.node_modules, problems)
     with tempfile.TemporaryDirectory() as scratch:
-        members, lines = check_workloads(objects, invalid, args.bin, scratch, problems)
+        members, lines, others = check_workloads(objects, invalid, args.bin, scratch, problems)
         if not invalid:
             check_tiers(objects, members, problems)
     for p in problems.items:
@@ -372,6 +379,7 @@ def main():
     kinds = sorted({o["kind"] for o in objects})
     print(f"{len(objects)} objects ({', '.join(kinds)}) against the Kubernetes API schemas; "
           f"{lines} command lines and probes accepted by their binaries; "
+          f"{others} containers of other images skipped; "
           f"{len(problems.items)} problems")
     return 1 if problems.items else 0
 

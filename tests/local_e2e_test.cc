@@ -641,6 +641,9 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips health --check_flags a:1 --tls_cert=/n/c.pem --tls_key=/n/c.key", "needs --tls_ca"},
       {"/hips status --check_flags --hq=a:1", "--check_flags is for the daemons and hips health"},
       {"/hips-hq --check_flags=maybe", "check_flags"},
+      {"/hips health a:1 --live=maybe", "live"},
+      {"/hips-worker --aggregator=a:1 --aggregator_by_index=maybe", "aggregator_by_index"},
+      {"/hips-worker --aggregator=a:1, --insecure", "--aggregator=: no port"},
   };
   for (const Bad& b : cases) {
     const CommandResult run = Shell(kBin + b.command);

@@ -59,9 +59,6 @@ int main(int argc, char** argv) {
   if (args.size() > 1) hips::ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
   const std::vector<std::string> aggregators = absl::GetFlag(FLAGS_aggregator);
   if (aggregators.empty()) hips::ExitWithUsageError("--aggregator is required");
-  for (const std::string& a : aggregators) {
-    if (a.empty()) hips::ExitWithUsageError("--aggregator has an empty address");
-  }
   if (absl::GetFlag(FLAGS_chunk_bytes) <= 0 || absl::GetFlag(FLAGS_chunk_bytes) % 4 != 0) {
     hips::ExitWithUsageError("--chunk_bytes must be a positive multiple of 4");
   }
@@ -105,9 +102,6 @@ int main(int argc, char** argv) {
   options.security = hips::SecurityOptionsFromFlagsOrExit();
   options.metrics_port = absl::GetFlag(FLAGS_metrics_port);
   options.health_port = absl::GetFlag(FLAGS_health_port);
-  if (options.health_port < -1 || options.health_port > 65535) {
-    hips::ExitWithUsageError("--health_port must be a port, 0 (any) or -1 (none)");
-  }
   if (hips::CheckingFlagsOnly()) {
     hips::ExitAfterFlagCheck(hips::WorkerDaemon::CheckOptions(options));
   }

@@ -157,6 +157,13 @@ class Mounts:
         self.config = []   # (mount path, local directory)
         self.secrets = []  # (mount path, secret name, keys)
         volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+
+        def source(volume, kind, name):
+            o = find(objects, kind, name)
+            if o is None:
+                problems.add(where, f"volume {volume}: no {kind} {name} in the render")
+            return o
+
         for m in container.get("volumeMounts", []):
             v = volumes.get(m["name"])
             if v is None:
@@ -164,9 +171,8 @@ class Mounts:
             mount = m["mountPath"].rstrip("/")
             if "configMap" in v:
                 name = v["configMap"]["name"]
-                cm = find(objects, "ConfigMap", name)
+                cm = source(m["name"], "ConfigMap", name)
                 if cm is None:
-                    problems.add(where, f"volume {m['name']}: no ConfigMap {name} in the render")
                     continue
                 local = tempfile.mkdtemp(dir=scratch)
                 for key, value in cm.get("data", {}).items():
@@ -175,9 +181,8 @@ class Mounts:
                 self.config.append((mount, local))
             elif "secret" in v:
                 name = v["secret"]["secretName"]
-                secret = find(objects, "Secret", name)
+                secret = source(m["name"], "Secret", name)
                 if secret is None:
-                    problems.add(where, f"volume {m['name']}: no Secret {name} in the render")
                     continue
                 keys = set(secret.get("data", {})) | set(secret.get("stringData", {}))
                 self.secrets.append((mount, name, keys))

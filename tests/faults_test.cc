@@ -77,10 +77,43 @@ class FaultsTest : public ::testing::Test {
     return o;
   }
 
-  // Waits until HQ reached `version` (bounded).
+  // Waits until HQ reached `version` (bounded). On failure the message
+  // carries what a stall needs to be understood after the run directory is
+  // gone (a CI machine): every tier's counters and its log's last lines.
   static void ReachVersion(ProcessCluster& c, int64_t version) {
     ASSERT_TRUE(ProcessCluster::WaitFor([&] { return c.Version() >= version; }, absl::Seconds(90)))
-        << "HQ stuck at version " << c.Version() << "; see " << c.run_dir();
+        << "HQ stuck at version " << c.Version() << "; see " << c.run_dir() << "\n"
+        << Diagnose(c);
+  }
+
+  static std::string Diagnose(ProcessCluster& c) {
+    std::ostringstream out;
+    if (absl::StatusOr<HqStatus> s = c.QueryHq(); s.ok()) {
+      const ParameterServerStatus& p = s->server;
+      out << "hq: received " << p.gradients_received << " applied " << p.gradients_applied
+          << " duplicate " << p.gradients_duplicate << " pending " << p.gradients_pending
+          << " dropped " << Sum(p.gradients_dropped) << " live aggregators "
+          << p.live_aggregators.size() << " live workers " << p.live_workers.size() << "\n";
+    }
+    for (int a = 0; a < 2; ++a) {
+      if (absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(a); s.ok()) {
+        const AggregatorCounters& k = s->counters;
+        out << s->id << ": version " << s->version << " received " << k.gradients_received
+            << " forwarded " << k.gradients_forwarded << " pending " << k.gradients_pending
+            << " dropped " << Sum(k.gradients_dropped) << " live workers " << k.live_workers.size()
+            << "\n";
+      }
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(c.run_dir())) {
+      if (entry.path().extension() != ".log") continue;
+      std::ifstream in(entry.path());
+      std::vector<std::string> lines;
+      for (std::string line; std::getline(in, line);) lines.push_back(line);
+      out << "--- last lines of " << entry.path().filename().string() << "\n";
+      const size_t first = lines.size() > 12 ? lines.size() - 12 : 0;
+      for (size_t i = first; i < lines.size(); ++i) out << lines[i] << "\n";
+    }
+    return out.str();
   }
 };
 

@@ -190,7 +190,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
     return Drop(r->reason, r->status);
   }
   if (push.retry) return AdmitRetry(push, c, now);
-  if (mode_.mode == Mode::kSync) return AdmitSync(push, c, now);
+  if (UsesRounds(mode_.mode)) return AdmitSync(push, c, now);
   return AdmitAsync(push, c, now);
 }
 
@@ -198,7 +198,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitRetry(const GradientPush& 
                                                             const Contribution& c, absl::Time now) {
   // Its first attempt may have reached HQ through another aggregator: it
   // goes on alone, so that HQ can tell. In sync it counts for the round.
-  if (mode_.mode == Mode::kSync && push.version == round_->version()) {
+  if (UsesRounds(mode_.mode) && push.version == round_->version()) {
     if (round_->CloseIfDue(now)) EmitRound();
     Contribution mark;
     mark.sender = push.sender;
@@ -224,6 +224,13 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitSync(const GradientPush& p
   // A round past its deadline closes (and is sent on) before a late
   // gradient is looked at.
   if (round_->CloseIfDue(now)) EmitRound();
+  if (!participants_.empty() && push.version == round_->version() &&
+      !std::binary_search(participants_.begin(), participants_.end(), push.sender)) {
+    return Drop(DropReason::kNotDrawn,
+                absl::FailedPreconditionError(
+                    absl::StrCat(push.sender, " was not drawn for the round of version ",
+                                 push.version, " (--participation=", mode_.participation, ")")));
+  }
   const bool first = round_->received() == 0;
   DropReason reason;
   absl::StatusOr<SyncRound::AddOutcome> outcome = round_->Add(c, &reason, now);
@@ -328,9 +335,19 @@ void Aggregator::SetDataPositions(std::map<std::string, int64_t> positions) {
   data_positions_ = std::move(positions);
 }
 
+bool Aggregator::RoundCovered() const {
+  if (participants_.empty()) return members_.Covers(round_->covered());
+  // Every drawn worker that is still live is in. (With none left and none
+  // in, the round closes empty: this aggregator is done with the version.)
+  for (const std::string& id : participants_) {
+    if (members_.IsLive(id) && !round_->covered().contains(id)) return false;
+  }
+  return true;
+}
+
 void Aggregator::MaybeCompleteRound() {
   if (round_ == nullptr || round_->state() != SyncRound::State::kOpen) return;
-  if (!members_.Covers(round_->covered())) return;
+  if (!RoundCovered()) return;
   round_->Close();
   EmitRound();
 }
@@ -464,7 +481,7 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
         LOG(INFO) << "mode " << DescribeMode(snapshot->mode) << " from version "
                   << snapshot->mode_since;
       }
-    } else if (mode_.mode == Mode::kSync) {
+    } else if (UsesRounds(mode_.mode)) {
       // HQ moved on without this round (it closed at HQ's deadline).
       DiscardAll(DropReason::kSuperseded, &completions);
     }
@@ -475,10 +492,23 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
     known_version_ = std::max(known_version_, version_);
     // The round opens before any worker can see its weights, so no gradient
     // of this version can arrive before its round exists.
-    if (!training_done_ && mode_.mode == Mode::kSync) {
+    if (!training_done_ && UsesRounds(mode_.mode)) {
       round_->Open(version_);
     } else {
       round_->Open(-1);  // nothing can join it: versions are >= 0
+    }
+    // fedavg with participation: this round's workers are drawn among the
+    // live ones, once the tier is formed (until then everyone takes part),
+    // and told to the workers with the weights they pull.
+    participants_.clear();
+    if (!training_done_ && mode_.mode == Mode::kFedAvg && mode_.participation < 1.0 &&
+        !members_.forming()) {
+      participants_ = DrawParticipants(members_.Live(), mode_.participation, version_, options_.id);
+      if (!participants_.empty()) {
+        auto drawn = std::make_shared<WeightsSnapshot>(*snapshot);
+        drawn->participants = participants_;
+        snapshot = std::move(drawn);
+      }
     }
   }
   Run(std::move(completions));

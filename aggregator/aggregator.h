@@ -82,7 +82,12 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 //          for HQ (NextAggregate);
 //   async  each gradient is queued at once, or summed with the others that
 //          arrive within the coalescing window;
-//   ssp    as async, dropping gradients already staler than the bound.
+//   ssp    as async, dropping gradients already staler than the bound;
+//   fedavg as sync, of the workers' model deltas; with participation < 1
+//          each round's workers are drawn among the live ones
+//          (DrawParticipants) and told to workers with the weights; a push
+//          from a worker not drawn is refused (not_drawn), and the round is
+//          complete once every live drawn worker is in.
 // Gradients computed on a version before the newest mode switch are dropped
 // (mode_changed).
 //
@@ -216,8 +221,10 @@ class Aggregator {
               Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts an accepted push and opens it in the ledger.
   ContributorRef Open(const GradientPush& push) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Closes the open sync round if every live worker is in it.
+  // Closes the open sync round if every live worker is in it (in fedavg
+  // with participation: every live drawn worker).
   void MaybeCompleteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool RoundCovered() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the closed round's sum for HQ.
   void EmitRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues the batch's sum for HQ and empties it.
@@ -266,7 +273,10 @@ class Aggregator {
   size_t num_floats_ ABSL_GUARDED_BY(mu_) = 0;
   // The newest version HQ is known to be at (from its weights and acks).
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
-  std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);        // sync
+  std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);  // sync, fedavg
+  // fedavg with participation < 1: the workers drawn for the open round,
+  // sorted (empty: everyone).
+  std::vector<std::string> participants_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);  // async, ssp
   Membership members_ ABSL_GUARDED_BY(mu_);
   // Every push taken in, the ones waiting for HQ's answer, and each

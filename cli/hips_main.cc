@@ -37,6 +37,7 @@
 #include "services/net/health.h"
 #include "services/net/proto_convert.h"
 #include "services/runtime/compression_flags.h"
+#include "services/runtime/fedavg_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/security_flags.h"
 #include "services/runtime/training_flags.h"
@@ -62,7 +63,8 @@ ABSL_FLAG(std::string, out, "", "hips export: where to write the trained TorchSc
 ABSL_FLAG(std::string, export, "",
           "hips local: at the end, write the trained module here (as hips export; needs "
           "--model=torchscript).");
-ABSL_FLAG(std::string, mode, "sync", "hips local: consistency mode at start (sync, async, ssp).");
+ABSL_FLAG(std::string, mode, "sync",
+          "hips local: consistency mode at start (sync, async, ssp, fedavg).");
 ABSL_FLAG(int64_t, staleness, 2, "ssp: largest staleness (in versions) of an applied gradient.");
 ABSL_FLAG(double, async_momentum, 0.5,
           "async/ssp with SGD: momentum of their updates when below --momentum; the rate is "
@@ -123,11 +125,12 @@ hips::ProgramHelp Help() {
   const std::vector<std::string> training = {"services/runtime/training_flags.cc"};
   std::vector<std::string> local_files = training;
   local_files.push_back("services/runtime/compression_flags.cc");
+  local_files.push_back("services/runtime/fedavg_flags.cc");
   return {
       "hips",
       "the operator CLI of hips, a hierarchical parameter server",
       {{"local",
-        "hips local [--workers=4 --aggregators=2 --epochs=10 --mode=sync|async|ssp ...]",
+        "hips local [--workers=4 --aggregators=2 --epochs=10 --mode=sync|async|ssp|fedavg ...]",
         "Starts a whole cluster (HQ, aggregators, workers) as processes on 127.0.0.1, trains\n"
         "to the budget and prints the final accuracy.",
         {"aggregators",   "workers",        "batch_size",        "epochs",       "max_versions",
@@ -151,11 +154,11 @@ hips::ProgramHelp Help() {
         {"checkpoint", "out", "model_file"},
         {}},
        {"mode",
-        "hips mode sync|async|ssp [--staleness=S] --hq=HOST:PORT "
-        "(--run_dir=DIR | --admin_token_file=F)",
+        "hips mode sync|async|ssp|fedavg [--staleness=S] [--local_steps=H --participation=F] "
+        "--hq=HOST:PORT (--run_dir=DIR | --admin_token_file=F)",
         "Switches a running cluster's consistency mode at its next version. An admin call:\n"
         "it presents the admin token of the hips local run in --run_dir, or the flags'.",
-        {"hq", "staleness", "run_dir"},
+        {"hq", "staleness", "local_steps", "participation", "run_dir"},
         {"services/runtime/security_flags.cc"}},
        {"health",
         "hips health HOST:PORT [--service=NAME] [--live] [--timeout_ms=2000] [--tls_ca=F ...]",
@@ -315,8 +318,16 @@ int RunLocal() {
     options.max_samples = SampleBudget();
   }
   absl::StatusOr<hips::ModeConfig> mode =
-      hips::MakeModeConfig(absl::GetFlag(FLAGS_mode), absl::GetFlag(FLAGS_staleness));
+      hips::ModeConfigFromFlags(absl::GetFlag(FLAGS_mode), absl::GetFlag(FLAGS_staleness));
   if (!mode.ok()) hips::ExitWithUsageError(std::string(mode.status().message()));
+  if (absl::Status s = hips::ServerStepFromFlags().status(); !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
+  if (mode->mode == hips::Mode::kFedAvg && absl::GetFlag(FLAGS_optimizer) != "sgd") {
+    hips::ExitWithUsageError("--mode=fedavg runs SGD on the workers: it needs --optimizer=sgd");
+  }
+  // A fedavg push stands for all of a round's local batches.
+  options.samples_per_push = options.batch_size * mode->local_steps;
   if (absl::Status s = hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr)).status();
       !s.ok()) {
     hips::ExitWithUsageError(std::string(s.message()));
@@ -335,6 +346,7 @@ int RunLocal() {
                      absl::StrCat("--async_lr_batch=", lr_batch),
                      absl::StrCat("--staleness_lr=", absl::GetFlag(FLAGS_staleness_lr)),
                      absl::StrCat("--async_momentum=", absl::GetFlag(FLAGS_async_momentum))};
+  for (std::string& arg : hips::FedAvgFlagsAsArgs()) options.hq_args.push_back(std::move(arg));
   options.aggregator_args = {absl::StrCat("--round_deadline_ms=", deadline_ms),
                              absl::StrCat("--coalesce_ms=", absl::GetFlag(FLAGS_coalesce_ms))};
   for (const std::string& index : absl::GetFlag(FLAGS_slow_workers)) {
@@ -550,7 +562,7 @@ int CheckHealth(const std::string& address) {
 
 int SwitchMode(const std::string& name) {
   absl::StatusOr<hips::ModeConfig> mode =
-      hips::MakeModeConfig(name, absl::GetFlag(FLAGS_staleness));
+      hips::ModeConfigFromFlags(name, absl::GetFlag(FLAGS_staleness));
   if (!mode.ok()) hips::ExitWithUsageError(std::string(mode.status().message()));
   const std::string hq = absl::GetFlag(FLAGS_hq);
   if (hq.empty()) hips::ExitWithUsageError("hips mode needs --hq=HOST:PORT");

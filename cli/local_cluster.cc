@@ -303,7 +303,7 @@ absl::StatusOr<RunSummary> Cluster::Run() {
       absl::StrCat("--max_samples=", options_.max_samples),
       absl::StrCat("--eval_every=", options_.eval_every),
       absl::StrCat("--max_workers=", options_.workers),
-      absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, options_.batch_size))};
+      absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, options_.samples_per_push))};
   for (std::string& arg : RunSecurityArgs(options_.run_dir, "hq", options_.tls, /*admin=*/true)) {
     hq_args.push_back(std::move(arg));
   }
@@ -344,7 +344,8 @@ absl::StatusOr<RunSummary> Cluster::Run() {
         absl::StrCat("--workers=", assigned), absl::StrCat("--lease_ms=", options_.lease_ms),
         // Failover may bring every worker of the run here.
         absl::StrCat("--max_workers=", std::max(assigned, options_.workers)),
-        absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, options_.batch_size))};
+        absl::StrCat("--max_batch_samples=",
+                     std::max<int64_t>(1 << 16, options_.samples_per_push))};
     if (options_.backup_workers > 0) {
       args.push_back(absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
     }

@@ -17,6 +17,9 @@ struct LocalClusterOptions {
   int aggregators = 2;
   int workers = 4;
   int64_t batch_size = 64;
+  // The most samples one worker push stands for (fedavg: batch_size times
+  // the local steps); the tiers' --max_batch_samples are at least this.
+  int64_t samples_per_push = 64;
   // Training budget (at least one > 0), see hips-hq --max_versions and
   // --max_samples.
   int64_t max_versions = 0;

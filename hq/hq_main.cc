@@ -10,6 +10,7 @@
 #include "glog/logging.h"
 #include "hq/hq_daemon.h"
 #include "services/core/parallel.h"
+#include "services/runtime/fedavg_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/security_flags.h"
 #include "services/runtime/serve_flags.h"
@@ -34,7 +35,7 @@ ABSL_FLAG(int64_t, max_versions, 0, "Training budget in versions (0: no version 
 ABSL_FLAG(int64_t, max_samples, 0,
           "Training budget in applied samples (0: none). The learning-rate schedule runs over "
           "it when set, else over --max_versions.");
-ABSL_FLAG(std::string, mode, "sync", "Consistency mode at start: sync, async or ssp.");
+ABSL_FLAG(std::string, mode, "sync", "Consistency mode at start: sync, async, ssp or fedavg.");
 ABSL_FLAG(int64_t, staleness, 2, "ssp: largest staleness (in versions) of an applied gradient.");
 ABSL_FLAG(int, quorum, 0,
           "sync: aggregates that suffice to close a round at its deadline (0: all).");
@@ -102,9 +103,13 @@ int main(int argc, char** argv) {
   options.server.max_versions = absl::GetFlag(FLAGS_max_versions);
   options.server.max_samples = absl::GetFlag(FLAGS_max_samples);
   absl::StatusOr<hips::ModeConfig> mode =
-      hips::MakeModeConfig(absl::GetFlag(FLAGS_mode), absl::GetFlag(FLAGS_staleness));
+      hips::ModeConfigFromFlags(absl::GetFlag(FLAGS_mode), absl::GetFlag(FLAGS_staleness));
   if (!mode.ok()) hips::ExitWithUsageError(std::string(mode.status().message()));
   options.server.mode = *mode;
+  absl::StatusOr<hips::ServerStepFlags> server_step = hips::ServerStepFromFlags();
+  if (!server_step.ok()) hips::ExitWithUsageError(std::string(server_step.status().message()));
+  options.server.server_lr = server_step->lr;
+  options.server.server_momentum = server_step->momentum;
   options.server.quorum_aggregators = absl::GetFlag(FLAGS_quorum);
   if (absl::GetFlag(FLAGS_round_deadline_ms) < 0) {
     hips::ExitWithUsageError("--round_deadline_ms must be >= 0");

@@ -46,7 +46,25 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   if (o.lr_reference_samples < 0) {
     return absl::InvalidArgumentError("the learning-rate reference batch must be >= 0");
   }
-  return ValidateModeConfig(o.mode);
+  if (!(o.server_lr > 0 && o.server_lr <= 1000)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server learning rate must be in (0, 1000], got ", o.server_lr));
+  }
+  if (!(o.server_momentum >= 0 && o.server_momentum < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server momentum must be in [0, 1), got ", o.server_momentum));
+  }
+  if (absl::Status s = ValidateModeConfig(o.mode); !s.ok()) return s;
+  return CheckModeFitsOptimizer(o.mode, o.optimizer);
+}
+
+absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, const OptimizerOptions& optimizer) {
+  if (mode.mode == Mode::kFedAvg && optimizer.name != "sgd") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fedavg runs SGD on the workers; HQ's optimizer is ", optimizer.name,
+                     " (use --optimizer=sgd)"));
+  }
+  return absl::OkStatus();
 }
 
 ParameterServer::ParameterServer(
@@ -78,7 +96,8 @@ ParameterServer::ParameterServer(
     own_mean_.resize(layout_.num_floats());
     mean_ = absl::MakeSpan(own_mean_);
   }
-  momentum_ = options_.optimizer.momentum;
+  sgd_ = {options_.optimizer.momentum, options_.optimizer.nesterov,
+          options_.optimizer.weight_decay};
   mode_ = options_.mode;
   {
     absl::MutexLock status_lock(&mu_);
@@ -96,7 +115,7 @@ ParameterServer::ParameterServer(
 absl::Time ParameterServer::NextDeadline() {
   absl::MutexLock lock(&apply_mu_);
   const absl::Time expiry = members_.NextExpiry();
-  return mode_.mode == Mode::kSync ? std::min(round_.CloseAt(), expiry) : expiry;
+  return UsesRounds(mode_.mode) ? std::min(round_.CloseAt(), expiry) : expiry;
 }
 
 ParameterServer::~ParameterServer() { Shutdown(); }
@@ -117,13 +136,19 @@ std::shared_ptr<const WeightsSnapshot> ParameterServer::Snapshot() {
   snapshot->mode = mode_;
   snapshot->mode_since = mode_since_;
   snapshot->incarnation = incarnation_;
+  snapshot->local_sgd = LocalSgd();
+  if (mode_.mode == Mode::kFedAvg) {
+    snapshot->local_sgd = {ScheduledRate(), options_.optimizer.momentum,
+                           options_.optimizer.nesterov, options_.optimizer.weight_decay};
+  }
+  snapshot->participants.clear();
   return snapshot;
 }
 
 void ParameterServer::Publish(std::shared_ptr<const WeightsSnapshot> snapshot) {
   // The round of a sync version opens before anyone can see its weights, so
   // no gradient of that version arrives before its round exists.
-  if (!snapshot->training_done && snapshot->mode.mode == Mode::kSync) round_.Open(version_);
+  if (!snapshot->training_done && UsesRounds(snapshot->mode.mode)) round_.Open(version_);
   board_.Publish(snapshot);
   if (on_publish_) on_publish_(std::move(snapshot));
 }
@@ -137,21 +162,31 @@ absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, ab
   return why;
 }
 
-double ParameterServer::UseMomentumOf(Mode mode) {
-  const double base = options_.optimizer.momentum;
-  double wanted = base;
-  if (mode != Mode::kSync && options_.optimizer.name == "sgd" && options_.async_momentum >= 0) {
-    wanted = std::min(base, options_.async_momentum);
+double ParameterServer::UseSettingsOf(Mode mode) {
+  const OptimizerOptions& base = options_.optimizer;
+  SgdSettings wanted{base.momentum, base.nesterov, base.weight_decay};
+  if (mode == Mode::kFedAvg) {
+    // The workers' local steps had the weight decay and the momentum; HQ's
+    // step is FedAvgM's.
+    wanted = {options_.server_momentum, false, 0.0};
+  } else if (mode != Mode::kSync && base.name == "sgd" && options_.async_momentum >= 0) {
+    wanted.momentum = std::min(base.momentum, options_.async_momentum);
+    wanted.nesterov = base.nesterov && wanted.momentum > 0;
   }
-  if (wanted != momentum_) {
-    if (absl::Status s = optimizer_->SetMomentum(wanted); !s.ok()) {
-      LOG_FIRST_N(WARNING, 1) << "keeping momentum " << momentum_ << ": " << s;
-      wanted = momentum_;
+  if (base.name == "sgd" && !(wanted == sgd_)) {
+    if (absl::Status s = optimizer_->SetSgd(wanted); !s.ok()) {
+      LOG_FIRST_N(WARNING, 1) << "keeping momentum " << sgd_.momentum << ": " << s;
     } else {
-      momentum_ = wanted;
+      sgd_ = wanted;
     }
   }
-  return base < 1 ? (1.0 - momentum_) / (1.0 - base) : 1.0;
+  if (mode == Mode::kFedAvg) return 1.0;
+  return base.momentum < 1 ? (1.0 - sgd_.momentum) / (1.0 - base.momentum) : 1.0;
+}
+
+double ParameterServer::RoundRate() {
+  const double factor = UseSettingsOf(mode_.mode);
+  return mode_.mode == Mode::kFedAvg ? options_.server_lr : ScheduledRate() * factor;
 }
 
 double ParameterServer::ScheduledRate() const {
@@ -247,7 +282,7 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
           VersionState{version_, mode_, mode_since_, training_done_}, a.version, "aggregate")) {
     return Drop(a, r->reason, r->status);
   }
-  return mode_.mode == Mode::kSync ? AcceptSync(a, c, now) : AcceptAsync(a, c);
+  return UsesRounds(mode_.mode) ? AcceptSync(a, c, now) : AcceptAsync(a, c);
 }
 
 void ParameterServer::CountArrival(const AggregatePush& a) {
@@ -344,7 +379,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAsync(const AggregatePush& a,
     DecodeInto(values, mean);
     for (float& m : mean_) m /= samples;
   }
-  double lr = ScheduledRate() * UseMomentumOf(mode_.mode);
+  double lr = ScheduledRate() * UseSettingsOf(mode_.mode);
   if (options_.lr_reference_samples > 0) {
     lr *= static_cast<double>(a.total_samples) / options_.lr_reference_samples;
   }
@@ -367,7 +402,7 @@ void ParameterServer::RecordContributors(const AggregatePush& a) {
 }
 
 void ParameterServer::SenderDone(const AggregatePush& a) {
-  if (mode_.mode != Mode::kSync || a.single || training_done_) return;
+  if (!UsesRounds(mode_.mode) || a.single || training_done_) return;
   round_.MarkSenderDone(a.aggregator, a.version);
   MaybeApplyRound();
 }
@@ -384,8 +419,17 @@ bool ParameterServer::RoundComplete() const {
 }
 
 void ParameterServer::MaybeApplyRound() {
-  if (mode_.mode != Mode::kSync || training_done_ || !RoundComplete()) return;
+  if (!UsesRounds(mode_.mode) || training_done_ || !RoundComplete()) return;
   if (round_.accumulator().contributors() == 0) {
+    if (mode_.mode == Mode::kFedAvg && !round_.senders().empty()) {
+      // Every aggregator is done with the round and none had a drawn worker
+      // left to take part: the version moves on, the weights as they are,
+      // and the next round draws again.
+      LOG(WARNING) << "fedavg round of version " << version_ << " had no participant left";
+      round_.Close();
+      ApplyUpdate(mean_, 0, 0, 0, {}, clock_->Now());
+      return;
+    }
     // Everyone it waits for is done, but nothing arrived to apply (every
     // aggregate was refused): the same version is trained again.
     if (!round_.senders().empty()) round_.Open(version_);
@@ -433,6 +477,16 @@ absl::StatusOr<HeartbeatAnswer> ParameterServer::Heartbeat(const HeartbeatReques
   return answer;
 }
 
+void ParameterServer::ResetOptimizerState() {
+  absl::StatusOr<OptimizerState> state = optimizer_->ExportState();
+  if (!state.ok()) return;
+  OptimizerState fresh;
+  fresh.name = state->name;
+  if (absl::Status s = optimizer_->ImportState(fresh); !s.ok()) {
+    LOG(WARNING) << "keeping the optimizer state across the mode switch: " << s;
+  }
+}
+
 void ParameterServer::ApplyRound() {
   const absl::Time started = clock_->Now();
   const GradientAccumulator& acc = round_.accumulator();
@@ -442,8 +496,8 @@ void ParameterServer::ApplyRound() {
     status_.max_round_contributors =
         std::max<int64_t>(status_.max_round_contributors, acc.contributors());
   }
-  ApplyUpdate(mean_, ScheduledRate() * UseMomentumOf(Mode::kSync), acc.total_samples(),
-              acc.loss_sum(), {{0, acc.contributors()}}, started);
+  ApplyUpdate(mean_, RoundRate(), acc.total_samples(), acc.loss_sum(), {{0, acc.contributors()}},
+              started);
 }
 
 void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples,
@@ -451,7 +505,8 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
                                   absl::Time started) {
   int64_t gradients = 0;
   for (const auto& [tau, count] : staleness) gradients += count;
-  const absl::Status stepped = optimizer_->Step(mean, lr);
+  // (An empty fedavg round takes no step.)
+  const absl::Status stepped = samples == 0 ? absl::OkStatus() : optimizer_->Step(mean, lr);
   if (!stepped.ok()) {
     // The version still advances (with the weights as they are) so that no
     // tier waits forever on a round that cannot be applied; the gradients
@@ -470,6 +525,11 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
   if (pending_mode_.has_value() && !training_done_) {
     LOG(INFO) << "mode switched from " << DescribeMode(mode_) << " to "
               << DescribeMode(*pending_mode_) << " at version " << version_;
+    if ((mode_.mode == Mode::kFedAvg) != (pending_mode_->mode == Mode::kFedAvg)) {
+      // The momentum of gradients and the server momentum of deltas are
+      // different quantities: neither carries over into the other.
+      ResetOptimizerState();
+    }
     mode_ = *pending_mode_;
     mode_since_ = version_;
     pending_mode_.reset();
@@ -482,7 +542,7 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
     status_.update_seconds += absl::ToDoubleSeconds(clock_->Now() - started);
     CopyTrainingState();
     if (stepped.ok()) {
-      status_.last_loss = loss_sum / static_cast<double>(samples);
+      if (samples > 0) status_.last_loss = loss_sum / static_cast<double>(samples);
       // Pending until now, so that a status read mid-update still adds up.
       status_.gradients_pending -= gradients;
       status_.gradients_applied += gradients;
@@ -600,7 +660,7 @@ void ParameterServer::CloseDueRound(absl::Time now) {
   const std::vector<std::string> expired = members_.Expire(now);
   for (const std::string& aggregator : expired) reports_.erase(aggregator);
   if (!expired.empty()) PublishMembership();
-  if (mode_.mode != Mode::kSync || training_done_) return;
+  if (!UsesRounds(mode_.mode) || training_done_) return;
   // (The lambdas run here, with apply_mu_ held.)
   CloseRoundIfDue(
       &round_, now, "aggregates",
@@ -610,6 +670,9 @@ void ParameterServer::CloseDueRound(absl::Time now) {
 
 absl::StatusOr<ModeSwitch> ParameterServer::SetMode(const ModeConfig& mode) {
   if (absl::Status s = ValidateModeConfig(mode); !s.ok()) return s;
+  if (absl::Status s = CheckModeFitsOptimizer(mode, options_.optimizer); !s.ok()) {
+    return absl::FailedPreconditionError(s.message());
+  }
   absl::MutexLock lock(&apply_mu_);
   if (training_done_) {
     return absl::FailedPreconditionError(

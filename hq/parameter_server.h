@@ -66,6 +66,13 @@ struct ParameterServerOptions {
   // momentum; the learning rate is scaled by (1 - this) / (1 - momentum) so
   // the long-run step lr / (1 - momentum) stays the same (docs/modes.md).
   double async_momentum = -1;
+  // fedavg (SGD only): HQ's step with the mean of the workers' deltas is
+  // w <- w - server_lr · v, v <- server_momentum · v + mean delta (FedAvgM;
+  // 1 and 0 are plain FedAvg). The optimizer's learning rate, schedule,
+  // momentum, Nesterov and weight decay are then the workers' local SGD
+  // (sent with the weights as LocalSgd).
+  double server_lr = 1.0;
+  double server_momentum = 0.0;
   // Learning rate and its schedule (the optimizer's other settings are
   // baked into the Optimizer).
   OptimizerOptions optimizer;
@@ -86,6 +93,9 @@ struct ParameterServerOptions {
 };
 
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
+// INVALID_ARGUMENT for a mode the optimizer cannot train in (fedavg needs
+// SGD).
+absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, const OptimizerOptions& optimizer);
 
 struct ModeSwitch {
   ModeConfig previous;
@@ -102,7 +112,12 @@ struct ModeSwitch {
 //   async  applies every aggregate as it arrives, recording the staleness
 //          τ = version − (the version it was computed on) of every gradient
 //          in it;
-//   ssp    as async, refusing aggregates with a gradient of τ > staleness.
+//   ssp    as async, refusing aggregates with a gradient of τ > staleness;
+//   fedavg rounds as in sync, of the workers' model deltas: applies
+//          w_{v+1} = w_v − server_lr · (server momentum of Σ n_i·Δ_i / Σ n_i);
+//          each version's weights carry the local SGD the workers run. A
+//          round in which nobody took part (every drawn worker gone) moves
+//          the version on with the weights unchanged.
 // Every version's snapshot carries the mode it is trained in; a switch
 // (SetMode) takes effect at the next version, and gradients computed on
 // versions before it are dropped (mode_changed), never applied.
@@ -264,10 +279,14 @@ class ParameterServer {
   // own_mean_ if it has none.
   absl::Span<float> mean_ ABSL_GUARDED_BY(apply_mu_);
   std::vector<float> own_mean_;
-  double momentum_ ABSL_GUARDED_BY(apply_mu_);  // what the optimizer uses now
-  // Sets the optimizer's momentum for an update in `mode`; returns the
-  // learning-rate factor that keeps lr / (1 - momentum).
-  double UseMomentumOf(Mode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  SgdSettings sgd_ ABSL_GUARDED_BY(apply_mu_);  // what the optimizer uses now
+  // Sets the optimizer's SGD settings for an update in `mode`; returns the
+  // learning-rate factor that keeps lr / (1 - momentum) (async, ssp).
+  double UseSettingsOf(Mode mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Drops the optimizer's state (momentum buffers), keeping the weights.
+  void ResetOptimizerState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // The rate of the next update of the open round (sync, fedavg).
+  double RoundRate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
 
   // What status() reports; written under both locks, read under mu_.
   mutable absl::Mutex mu_;

@@ -167,6 +167,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
   int64_t min_version = next;
   switch (current_->mode.mode) {
     case Mode::kSync:
+    case Mode::kFedAvg:
       break;
     case Mode::kAsync:
       may_reuse = true;
@@ -256,13 +257,24 @@ absl::Status Worker::Loop() {
       version_.store(w->version);
       newest_known_ = std::max(newest_known_, w->version);
     }
-    const int64_t step =
-        w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1) : last_step_ + 1;
-    const absl::Time start = absl::Now();
-    if (absl::Status s = ComputeStep(*w, step); !s.ok()) return s;
-    if (!Straggle(absl::Now() - start)) break;
-    last_step_ = step;
-    ++steps_;
+    if (w->mode.mode == Mode::kFedAvg) {
+      if (!w->participants.empty() &&
+          !std::binary_search(w->participants.begin(), w->participants.end(), options_.id)) {
+        ++rounds_sat_out_;
+        continue;  // not drawn for this round: wait for the next version
+      }
+      absl::StatusOr<bool> trained = LocalRound(*w);
+      if (!trained.ok()) return trained.status();
+      if (!*trained) break;
+    } else {
+      const int64_t step =
+          w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1) : last_step_ + 1;
+      const absl::Time start = absl::Now();
+      if (absl::Status s = ComputeStep(*w, step); !s.ok()) return s;
+      if (!Straggle(absl::Now() - start)) break;
+      last_step_ = step;
+      ++steps_;
+    }
     if (absl::Status s = PushWithRetry(); !s.ok()) {
       if (absl::IsCancelled(s)) break;
       // The aggregator counted the refusal (e.g. a late gradient of a closed
@@ -275,16 +287,60 @@ absl::Status Worker::Loop() {
   return absl::CancelledError("worker shut down");
 }
 
-absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
+absl::StatusOr<double> Worker::Gradient(int64_t step, absl::Span<float> out, int64_t* samples) {
   const std::vector<int64_t> batch = sampler_.Batch(step);
   data_->Gather(batch, &features_, &labels_, &targets_);
-  absl::StatusOr<double> loss_sum =
-      model_->ComputeGradient(features_, labels_, targets_, absl::MakeSpan(push_.gradient));
+  absl::StatusOr<double> loss_sum = model_->ComputeGradient(features_, labels_, targets_, out);
   if (!loss_sum.ok()) return loss_sum.status();
-  push_.version = w.version;
-  push_.samples = static_cast<int64_t>(batch.size());
-  push_.loss_sum = *loss_sum;
+  *samples = static_cast<int64_t>(batch.size());
   last_loss_.store(*loss_sum / static_cast<double>(batch.size()));
+  return loss_sum;
+}
+
+absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
+  int64_t samples = 0;
+  absl::StatusOr<double> loss_sum = Gradient(step, absl::MakeSpan(push_.gradient), &samples);
+  if (!loss_sum.ok()) return loss_sum.status();
+  Seal(w.version, samples, *loss_sum, step);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
+  if (trainer_ == nullptr) {
+    trainer_ = std::make_unique<LocalTrainer>(push_.gradient.size(), w.layout.buffer_ranges());
+  }
+  trainer_->Begin(w.weights);
+  // Local step j of round v reads batch v·H + j of this worker's order, so
+  // a round of one step reads what sync would (and a restarted worker goes
+  // on from its data position).
+  int64_t samples = 0;
+  double loss_sum = 0;
+  for (int64_t j = 0; j < w.mode.local_steps; ++j) {
+    if (j > 0) {
+      if (absl::Status s = model_->SetWeights(trainer_->weights()); !s.ok()) return s;
+    }
+    const int64_t step = std::max(w.version * w.mode.local_steps + j, last_step_ + 1);
+    const absl::Time start = absl::Now();
+    int64_t n = 0;
+    absl::StatusOr<double> loss = Gradient(step, absl::MakeSpan(push_.gradient), &n);
+    if (!loss.ok()) return loss.status();
+    trainer_->Step(push_.gradient, w.local_sgd);
+    samples += n;
+    loss_sum += *loss;
+    last_step_ = step;
+    ++steps_;
+    if (!Straggle(absl::Now() - start)) return false;
+  }
+  trainer_->DeltaInto(absl::MakeSpan(push_.gradient));
+  last_loss_.store(loss_sum / static_cast<double>(samples));
+  Seal(w.version, samples, loss_sum, last_step_);
+  return true;
+}
+
+void Worker::Seal(int64_t version, int64_t samples, double loss_sum, int64_t step) {
+  push_.version = version;
+  push_.samples = samples;
+  push_.loss_sum = loss_sum;
   push_.step = step;
   push_.retry = false;
   ++push_.sequence;
@@ -294,7 +350,6 @@ absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
     push_.encoded.encoding = compressor_->options().encoding;
     push_.encoded.nonzeros = compressor_->Encode(push_.gradient, &push_.encoded.bytes);
   }
-  return absl::OkStatus();
 }
 
 bool Worker::Straggle(absl::Duration compute_time) {
@@ -336,6 +391,9 @@ void CollectWorkerMetrics(const Worker& w, MetricFamilies* out) {
   out->Counter("hips_worker_steps_total", "Gradients computed (pushed or refused)", w.steps());
   out->Counter("hips_worker_refused_total", "Gradients refused (dropped at a tier)", w.refused());
   out->Counter("hips_worker_failovers_total", "Moves to another aggregator", w.switches());
+  out->Counter("hips_worker_rounds_sat_out_total",
+               "fedavg: rounds this worker was not drawn for (--participation)",
+               w.rounds_sat_out());
   out->Gauge("hips_version", "Version of the weights the worker computes on", w.version());
   out->Gauge("hips_training_loss", "Mean loss of the worker's newest batch", w.last_loss());
 }

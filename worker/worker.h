@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
+#include "services/core/fedavg.h"
 #include "services/data/dataset.h"
 #include "services/data/shard_sampler.h"
 #include "services/metrics/metrics_server.h"
@@ -69,8 +70,14 @@ std::vector<std::string> AggregatorsByIndex(const std::vector<std::string>& aggr
 //          waiting at most fresh_weights_wait for ones an ack announced;
 //   ssp    as async, but it waits for weights no more than `staleness`
 //          versions older than the newest version it has heard of (pushes'
-//          acks report it), since a gradient on older ones would be refused.
-// Step s uses the batch ShardSampler::Batch(s). In sync s is the version, so
+//          acks report it), since a gradient on older ones would be refused;
+//   fedavg as sync, but on weights of version v it takes H = local_steps
+//          SGD steps (the LocalSgd that came with the weights) and pushes
+//          start - end, its model delta, for all H batches' samples; a
+//          worker the aggregator did not draw for the round (participants)
+//          waits for v+1.
+// Step s uses the batch ShardSampler::Batch(s). In sync s is the version
+// (in fedavg v·H + j for local step j), so
 // every worker's data order is reproducible (the equality test and the
 // monolith rely on it); in async and ssp s counts this worker's gradients
 // (a restarted worker continues where HQ says its data order was).
@@ -110,11 +117,14 @@ class Worker {
   void set_rpc_metrics(RpcMetrics* metrics) { rpc_metrics_ = metrics; }
 
   // Counters, readable from any thread while Run runs.
-  // Gradients computed so far (pushed or refused).
+  // Gradients computed so far (pushed or refused; in fedavg every local
+  // step counts).
   int64_t steps() const { return steps_.load(); }
   int64_t refused() const { return refused_.load(); }
   // Times this worker moved to another aggregator.
   int64_t switches() const { return switches_.load(); }
+  // fedavg: rounds this worker was not drawn for.
+  int64_t rounds_sat_out() const { return rounds_sat_out_.load(); }
   // The version of the weights it computes on (-1 before the first).
   int64_t version() const { return version_.load(); }
   // Mean loss of its newest batch.
@@ -129,6 +139,15 @@ class Worker {
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> NextWeights();
   absl::Status Loop();
   absl::Status ComputeStep(const WeightsSnapshot& weights, int64_t step);
+  // The gradient of step `step`'s batch into `out`; its sample count into
+  // `samples`. Returns the batch's loss sum.
+  absl::StatusOr<double> Gradient(int64_t step, absl::Span<float> out, int64_t* samples);
+  // fedavg: the round's local steps on `weights`, leaving the delta in
+  // push_. False if the worker was shut down meanwhile.
+  absl::StatusOr<bool> LocalRound(const WeightsSnapshot& weights);
+  // Fills push_'s header for what push_.gradient now holds (and encodes it
+  // on a compressed hop).
+  void Seal(int64_t version, int64_t samples, double loss_sum, int64_t step);
   // Sleeps as a straggler would; false if the worker was shut down meanwhile.
   bool Straggle(absl::Duration compute_time);
   absl::Status PushWithRetry();
@@ -171,6 +190,9 @@ class Worker {
   std::vector<float> targets_;
   std::atomic<int64_t> steps_{0};
   std::atomic<int64_t> refused_{0};
+  std::atomic<int64_t> rounds_sat_out_{0};
+  // fedavg: the replica's local steps (made at the first fedavg round).
+  std::unique_ptr<LocalTrainer> trainer_;
   std::atomic<int64_t> version_{-1};
   std::atomic<double> last_loss_{0};
   RpcMetrics* rpc_metrics_ = nullptr;

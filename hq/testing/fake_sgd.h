@@ -36,11 +36,13 @@ class FakeSgd final : public Optimizer {
   int steps_from_own_buffer = 0;
   absl::Duration step_time = absl::ZeroDuration();
   SimulatedClock* clock = nullptr;
-  absl::Status SetMomentum(double momentum) override {
-    momenta.push_back(momentum);
+  absl::Status SetSgd(const SgdSettings& settings) override {
+    momenta.push_back(settings.momentum);
+    sgd_settings.push_back(settings);
     return absl::OkStatus();
   }
-  std::vector<double> momenta;  // every SetMomentum
+  std::vector<double> momenta;            // every SetSgd's momentum
+  std::vector<SgdSettings> sgd_settings;  // every SetSgd
   void GetWeights(absl::Span<float> out) const override {
     std::copy(w_.begin(), w_.end(), out.begin());
   }

@@ -16,20 +16,28 @@ absl::string_view ModeName(Mode mode) {
       return "async";
     case Mode::kSsp:
       return "ssp";
+    case Mode::kFedAvg:
+      return "fedavg";
   }
   return "unknown";
 }
 
 absl::StatusOr<Mode> ParseMode(absl::string_view name) {
-  for (Mode m : {Mode::kSync, Mode::kAsync, Mode::kSsp}) {
+  for (Mode m : {Mode::kSync, Mode::kAsync, Mode::kSsp, Mode::kFedAvg}) {
     if (name == ModeName(m)) return m;
   }
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown mode '", name, "' (want sync, async or ssp)"));
+      absl::StrCat("unknown mode '", name, "' (want sync, async, ssp or fedavg)"));
 }
 
 std::string DescribeMode(const ModeConfig& c) {
   if (c.mode == Mode::kSsp) return absl::StrCat("ssp(", c.staleness, ")");
+  if (c.mode == Mode::kFedAvg) {
+    if (c.participation < 1.0) {
+      return absl::StrCat("fedavg(H=", c.local_steps, ",F=", c.participation, ")");
+    }
+    return absl::StrCat("fedavg(H=", c.local_steps, ")");
+  }
   return std::string(ModeName(c.mode));
 }
 
@@ -42,15 +50,32 @@ absl::Status ValidateModeConfig(const ModeConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("staleness must be in [0, ", kMaxStaleness, "], got ", c.staleness));
   }
+  if (c.mode != Mode::kFedAvg && (c.local_steps != 1 || c.participation != 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local steps and participation only apply to fedavg, not ", ModeName(c.mode)));
+  }
+  if (c.local_steps < 1 || c.local_steps > kMaxLocalSteps) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local steps must be in [1, ", kMaxLocalSteps, "], got ", c.local_steps));
+  }
+  if (!(c.participation > 0.0 && c.participation <= 1.0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("participation must be in (0, 1], got ", c.participation));
+  }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness) {
+absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness,
+                                          int64_t local_steps, double participation) {
   absl::StatusOr<Mode> m = ParseMode(mode);
   if (!m.ok()) return m.status();
   ModeConfig c;
   c.mode = *m;
   c.staleness = *m == Mode::kSsp ? staleness : 0;
+  if (*m == Mode::kFedAvg) {
+    c.local_steps = local_steps;
+    c.participation = participation;
+  }
   if (absl::Status s = ValidateModeConfig(c); !s.ok()) return s;
   return c;
 }

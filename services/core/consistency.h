@@ -15,34 +15,54 @@ namespace hips {
 //          quorum at a deadline);
 //   async  every gradient (or small coalesced batch) applied as it arrives;
 //   ssp    async, but a gradient computed more than `staleness` versions
-//          before the version it would be applied to is refused.
-enum class Mode { kSync, kAsync, kSsp };
+//          before the version it would be applied to is refused;
+//   fedavg local SGD and federated averaging (docs/wan.md): a round as in
+//          sync, but each worker takes `local_steps` SGD steps on its own
+//          replica and pushes its model delta; HQ applies the mean delta
+//          with a server learning rate and momentum (FedAvgM). With
+//          `participation` < 1 each aggregator draws that fraction of its
+//          live workers for each round; the others wait for the next one.
+enum class Mode { kSync, kAsync, kSsp, kFedAvg };
+
+// Whether the mode trains in rounds (one version from every expected
+// contribution): sync and fedavg.
+inline bool UsesRounds(Mode mode) { return mode == Mode::kSync || mode == Mode::kFedAvg; }
 
 struct ModeConfig {
   Mode mode = Mode::kSync;
   int64_t staleness = 0;  // ssp only; 0 otherwise
+  // fedavg only (1 and 1.0 otherwise): optimizer steps a worker takes per
+  // round, and the fraction of live workers drawn for each round.
+  int64_t local_steps = 1;
+  double participation = 1.0;
 
   friend bool operator==(const ModeConfig& a, const ModeConfig& b) {
-    return a.mode == b.mode && a.staleness == b.staleness;
+    return a.mode == b.mode && a.staleness == b.staleness && a.local_steps == b.local_steps &&
+           a.participation == b.participation;
   }
   friend bool operator!=(const ModeConfig& a, const ModeConfig& b) { return !(a == b); }
 };
 
 // Largest --staleness accepted (far beyond any useful bound).
 inline constexpr int64_t kMaxStaleness = 1 << 20;
+// Largest --local_steps accepted.
+inline constexpr int64_t kMaxLocalSteps = 100000;
 
-absl::string_view ModeName(Mode mode);  // "sync", "async", "ssp"
+absl::string_view ModeName(Mode mode);  // "sync", "async", "ssp", "fedavg"
 absl::StatusOr<Mode> ParseMode(absl::string_view name);
-// "sync", "async" or "ssp(2)".
+// "sync", "async", "ssp(2)", "fedavg(H=10)" or "fedavg(H=10,F=0.5)".
 std::string DescribeMode(const ModeConfig& config);
 
 // INVALID_ARGUMENT unless staleness is in [0, kMaxStaleness] for ssp and 0
-// for the other modes.
+// for the other modes, and for fedavg local_steps is in [1, kMaxLocalSteps]
+// and participation in (0, 1] (1 and 1.0 for the other modes).
 absl::Status ValidateModeConfig(const ModeConfig& config);
 
-// {mode, staleness} from a mode name and a --staleness flag: the flag is
-// ignored unless the mode is ssp.
-absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness);
+// A mode from its name and the flags that shape it: --staleness counts for
+// ssp only, --local_steps and --participation for fedavg only (the others
+// ignore them).
+absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness,
+                                          int64_t local_steps = 1, double participation = 1.0);
 
 // How async and ssp shrink the learning rate of a stale gradient:
 //   none     lr

@@ -10,6 +10,7 @@
 #include "absl/time/time.h"
 #include "services/core/compression.h"
 #include "services/core/consistency.h"
+#include "services/core/fedavg.h"
 #include "services/core/float_pieces.h"
 #include "services/core/model_layout.h"
 
@@ -163,6 +164,12 @@ struct WeightsSnapshot {
   int64_t mode_since = 0;
   // HQ's run (its start time, µs): versions compare within one incarnation.
   int64_t incarnation = 0;
+  // fedavg: the local optimizer for this version's round (set by HQ).
+  LocalSgd local_sgd;
+  // fedavg with participation < 1: the workers an aggregator drew for this
+  // version's round (set by the aggregator that serves the weights; empty:
+  // every worker takes part).
+  std::vector<std::string> participants;
 };
 
 }  // namespace hips

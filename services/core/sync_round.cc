@@ -41,6 +41,8 @@ absl::string_view DropReasonName(DropReason reason) {
       return "forbidden";
     case DropReason::kMembershipFull:
       return "membership_full";
+    case DropReason::kNotDrawn:
+      return "not_drawn";
   }
   return "unknown";
 }
@@ -54,7 +56,7 @@ const std::vector<DropReason>& AllDropReasons() {
                                   DropReason::kUnfinished,        DropReason::kOptimizerFailed,
                                   DropReason::kShutdown,          DropReason::kRepeatedContributor,
                                   DropReason::kHqRestarted,       DropReason::kForbidden,
-                                  DropReason::kMembershipFull};
+                                  DropReason::kMembershipFull,    DropReason::kNotDrawn};
   return *kAll;
 }
 

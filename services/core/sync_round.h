@@ -60,6 +60,7 @@ enum class DropReason {
   kHqRestarted,          // computed on weights of HQ's previous incarnation
   kForbidden,            // pushed under another member's id (mTLS: docs/security.md)
   kMembershipFull,       // a new member beyond --max_workers / --max_aggregators
+  kNotDrawn,             // fedavg: from a worker not drawn for the round (--participation)
 };
 absl::string_view DropReasonName(DropReason reason);
 // Every DropReason, in declaration order (metrics report each, 0 included).

@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <cmath>
 #include <cstring>
 
 namespace hips {
@@ -62,6 +63,10 @@ uint32_t ChecksumOf(const Checkpoint& c) {
   w.Int(c.training_done ? 1 : 0);
   w.String(ModeName(c.mode.mode));
   w.Int(c.mode.staleness);
+  if (c.mode.mode == Mode::kFedAvg) {  // (so that other checkpoints keep their sums)
+    w.Int(c.mode.local_steps);
+    w.Int(static_cast<int64_t>(std::llround(c.mode.participation * 1e9)));
+  }
   w.Int(c.mode_since);
   w.Int(static_cast<int64_t>(c.layout.tensors().size()));
   for (const TensorSpec& spec : c.layout.tensors()) {

@@ -14,7 +14,9 @@ namespace hips {
 //   format               "hips-checkpoint-1"
 //   version, samples_applied, mode_since, staleness, created_unix_micros: int
 //   training_done        bool
-//   mode                 "sync" | "async" | "ssp"
+//   mode                 "sync" | "async" | "ssp" | "fedavg"
+//   local_steps: int, participation: float
+//                        fedavg only (absent in the other modes)
 //   weights              {tensor name: float32 tensor of its shape}, in layout
 //                        order (a state_dict of the same torch.nn.Sequential)
 //   buffers              [names of the weights that are buffers]; absent

@@ -131,7 +131,7 @@ TEST(TorchOptimizerTest, SgdWithMomentumAndWeightDecayMatchesHandComputedSteps) 
   EXPECT_TRUE(absl::IsInvalidArgument((*opt)->Step(std::vector<float>(n + 1), 0.1)));
 }
 
-TEST(TorchOptimizerTest, SetMomentumChangesTheNextStepsAndKeepsTheBuffer) {
+TEST(TorchOptimizerTest, SetSgdChangesTheNextStepsAndKeepsTheBuffer) {
   std::unique_ptr<Model> m = Make("fullmlp", {2}, 1, 1);
   const int64_t n = m->layout().num_floats();
   std::vector<float> w0(n), w(n);
@@ -143,18 +143,28 @@ TEST(TorchOptimizerTest, SetMomentumChangesTheNextStepsAndKeepsTheBuffer) {
   ASSERT_TRUE(opt.ok()) << opt.status();
   std::vector<float> g(n, 1.0f);
   ASSERT_TRUE((*opt)->Step(g, 0.1).ok());  // buf = 1
-  ASSERT_TRUE((*opt)->SetMomentum(0.5).ok());
+  ASSERT_TRUE((*opt)->SetSgd({0.5, false, 0.0}).ok());
   ASSERT_TRUE((*opt)->Step(g, 0.1).ok());  // buf = 0.5·1 + 1
   (*opt)->GetWeights(absl::MakeSpan(w));
   for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(w[i], w0[i] - 0.1 - 0.15, 1e-6) << i;
-  EXPECT_TRUE(absl::IsInvalidArgument((*opt)->SetMomentum(1.0)));
+  // Weight decay 1 adds the weights to the gradient: buf = 0.5·1.5 + (1 + w).
+  std::vector<float> before = w;
+  ASSERT_TRUE((*opt)->SetSgd({0.5, false, 1.0}).ok());
+  ASSERT_TRUE((*opt)->Step(g, 0.1).ok());
+  (*opt)->GetWeights(absl::MakeSpan(w));
+  for (int64_t i = 0; i < n; ++i) {
+    EXPECT_NEAR(w[i], before[i] - 0.1f * (0.75f + 1.0f + before[i]), 1e-5) << i;
+  }
+  EXPECT_TRUE(absl::IsInvalidArgument((*opt)->SetSgd({1.0, false, 0.0})));
+  EXPECT_TRUE(absl::IsInvalidArgument((*opt)->SetSgd({0.5, false, -1.0})));
+  EXPECT_TRUE(absl::IsInvalidArgument((*opt)->SetSgd({0.0, true, 0.0})));
 
   OptimizerOptions adam;
   adam.name = "adam";
   absl::StatusOr<std::unique_ptr<Optimizer>> a =
       CreateTorchOptimizer(adam, Make("fullmlp", {2}, 1, 1));
   ASSERT_TRUE(a.ok()) << a.status();
-  EXPECT_TRUE(absl::IsUnimplemented((*a)->SetMomentum(0.5)));
+  EXPECT_TRUE(absl::IsUnimplemented((*a)->SetSgd({0.5, false, 0.0})));
 }
 
 TEST(TorchOptimizerTest, AGradientWrittenIntoItsBufferStepsExactlyAsOneCopiedIn) {

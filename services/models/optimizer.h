@@ -30,6 +30,17 @@ struct OptimizerOptions {
 
 absl::Status ValidateOptimizerOptions(const OptimizerOptions& options);
 
+// What an SGD optimizer's steps use besides the learning rate.
+struct SgdSettings {
+  double momentum = 0;
+  bool nesterov = false;
+  double weight_decay = 0;
+
+  friend bool operator==(const SgdSettings& a, const SgdSettings& b) {
+    return a.momentum == b.momentum && a.nesterov == b.nesterov && a.weight_decay == b.weight_decay;
+  }
+};
+
 // The learning rate of the step from version `version` to version+1 of a run
 // whose budget is `max_versions` (0: no budget).
 double ScheduledLearningRate(const OptimizerOptions& options, int64_t version,
@@ -64,9 +75,11 @@ class Optimizer {
   // One update with the mean gradient `grad` (size = num_floats()) at
   // learning rate `learning_rate`.
   virtual absl::Status Step(absl::Span<const float> grad, double learning_rate) = 0;
-  // SGD: the momentum of the following steps (the momentum buffer is kept).
-  // UNIMPLEMENTED for optimizers without momentum.
-  virtual absl::Status SetMomentum(double momentum) = 0;
+  // SGD: the momentum, Nesterov and weight decay of the following steps (the
+  // momentum buffer is kept). INVALID_ARGUMENT for a momentum outside
+  // [0, 1), a negative weight decay or Nesterov without momentum;
+  // UNIMPLEMENTED for optimizers other than SGD.
+  virtual absl::Status SetSgd(const SgdSettings& settings) = 0;
   virtual void GetWeights(absl::Span<float> out) const = 0;
   virtual int64_t num_floats() const = 0;
 

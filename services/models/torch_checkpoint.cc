@@ -111,6 +111,10 @@ class DictReader {
     const c10::IValue* v = Find(key, "a bool", &c10::IValue::isBool);
     return v != nullptr && v->toBool();
   }
+  double Double(const char* key) {
+    const c10::IValue* v = Find(key, "a float", &c10::IValue::isDouble);
+    return v == nullptr ? 0 : v->toDouble();
+  }
   std::string String(const char* key) {
     const c10::IValue* v = Find(key, "a string", &c10::IValue::isString);
     return v == nullptr ? std::string() : v->toStringRef();
@@ -199,6 +203,11 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
   absl::StatusOr<Mode> parsed_mode = ParseMode(mode);
   if (!parsed_mode.ok()) return absl::DataLossError(parsed_mode.status().message());
   c.mode.mode = *parsed_mode;
+  if (c.mode.mode == Mode::kFedAvg) {  // (only fedavg checkpoints have them)
+    c.mode.local_steps = reader.Int("local_steps");
+    c.mode.participation = reader.Double("participation");
+    if (!reader.status().ok()) return reader.status();
+  }
   if (absl::Status s = ValidateModeConfig(c.mode); !s.ok()) {
     return absl::DataLossError(s.message());
   }
@@ -297,6 +306,10 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
     dict.insert("training_done", c.training_done);
     dict.insert("mode", std::string(ModeName(c.mode.mode)));
     dict.insert("staleness", c.mode.staleness);
+    if (c.mode.mode == Mode::kFedAvg) {
+      dict.insert("local_steps", c.mode.local_steps);
+      dict.insert("participation", c.mode.participation);
+    }
     dict.insert("mode_since", c.mode_since);
     dict.insert("weights", weights);
     if (!buffer_names.empty()) dict.insert("buffers", buffer_names);

@@ -372,17 +372,22 @@ class TorchOptimizer final : public Optimizer {
     });
   }
 
-  absl::Status SetMomentum(double momentum) override {
-    if (!(momentum >= 0 && momentum < 1)) {
-      return absl::InvalidArgumentError(absl::StrCat("momentum ", momentum));
+  absl::Status SetSgd(const SgdSettings& settings) override {
+    if (!(settings.momentum >= 0 && settings.momentum < 1)) {
+      return absl::InvalidArgumentError(absl::StrCat("momentum ", settings.momentum));
+    }
+    if (!(settings.weight_decay >= 0)) {
+      return absl::InvalidArgumentError(absl::StrCat("weight decay ", settings.weight_decay));
+    }
+    if (settings.nesterov && settings.momentum == 0) {
+      return absl::InvalidArgumentError("nesterov needs a positive momentum");
     }
     for (torch::optim::OptimizerParamGroup& group : optim_->param_groups()) {
       auto* sgd = dynamic_cast<torch::optim::SGDOptions*>(&group.options());
-      if (sgd == nullptr) return absl::UnimplementedError("this optimizer has no momentum");
-      if (sgd->nesterov() && momentum == 0) {
-        return absl::InvalidArgumentError("nesterov needs a positive momentum");
-      }
-      sgd->momentum(momentum);
+      if (sgd == nullptr) return absl::UnimplementedError("this optimizer is not SGD");
+      sgd->momentum(settings.momentum);
+      sgd->nesterov(settings.nesterov);
+      sgd->weight_decay(settings.weight_decay);
     }
     return absl::OkStatus();
   }

@@ -63,6 +63,11 @@ void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out) {
     case Mode::kSsp:
       out->set_mode(v1::MODE_SSP);
       break;
+    case Mode::kFedAvg:
+      out->set_mode(v1::MODE_FEDAVG);
+      out->set_local_steps(mode.local_steps);
+      out->set_participation(mode.participation);
+      break;
   }
   out->set_staleness(mode.staleness);
 }
@@ -79,12 +84,46 @@ absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto) {
     case v1::MODE_SSP:
       mode.mode = Mode::kSsp;
       break;
+    case v1::MODE_FEDAVG:
+      mode.mode = Mode::kFedAvg;
+      break;
     default:
       return absl::InvalidArgumentError(absl::StrCat("unknown mode ", proto.mode()));
   }
   mode.staleness = proto.staleness();
+  // Unset (0) reads as the default of every mode.
+  if (proto.local_steps() != 0) mode.local_steps = proto.local_steps();
+  if (proto.participation() != 0) mode.participation = proto.participation();
   if (absl::Status s = ValidateModeConfig(mode); !s.ok()) return s;
   return mode;
+}
+
+void LocalSgdToProto(const LocalSgd& sgd, v1::LocalSgd* out) {
+  out->set_lr(sgd.lr);
+  out->set_momentum(sgd.momentum);
+  out->set_nesterov(sgd.nesterov);
+  out->set_weight_decay(sgd.weight_decay);
+}
+
+absl::StatusOr<LocalSgd> LocalSgdFromProto(const v1::LocalSgd& proto) {
+  LocalSgd sgd{proto.lr(), proto.momentum(), proto.nesterov(), proto.weight_decay()};
+  if (absl::Status s = ValidateLocalSgd(sgd); !s.ok()) return s;
+  return sgd;
+}
+
+absl::StatusOr<std::vector<std::string>> ParticipantsFromProto(
+    const google::protobuf::RepeatedPtrField<std::string>& ids) {
+  if (ids.size() > kMaxParticipants) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(ids.size(), " participants; at most ", kMaxParticipants));
+  }
+  std::vector<std::string> out;
+  out.reserve(ids.size());
+  for (const std::string& id : ids) {
+    if (absl::Status s = ValidateMemberId(id, "a participant"); !s.ok()) return s;
+    out.push_back(id);
+  }
+  return out;
 }
 
 v1::Encoding EncodingToProto(Encoding encoding) {

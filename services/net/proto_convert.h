@@ -28,6 +28,15 @@ void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out);
 // INVALID_ARGUMENT for an unknown mode or a staleness out of range.
 absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto);
 
+void LocalSgdToProto(const LocalSgd& sgd, v1::LocalSgd* out);
+// INVALID_ARGUMENT for settings ValidateLocalSgd refuses.
+absl::StatusOr<LocalSgd> LocalSgdFromProto(const v1::LocalSgd& proto);
+// A weights header's participants: INVALID_ARGUMENT for an id
+// ValidateMemberId refuses or more than kMaxParticipants of them.
+inline constexpr int kMaxParticipants = 1 << 16;
+absl::StatusOr<std::vector<std::string>> ParticipantsFromProto(
+    const google::protobuf::RepeatedPtrField<std::string>& ids);
+
 v1::Encoding EncodingToProto(Encoding encoding);
 // INVALID_ARGUMENT for an encoding this build does not know, or top-k
 // entries outside [0, num_floats] (nonzeros must be 0 for the others).

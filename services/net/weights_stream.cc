@@ -23,6 +23,10 @@ ChunkedPayload EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot, si
   ModeToProto(snapshot->mode, h.mutable_mode());
   h.set_mode_since(snapshot->mode_since);
   h.set_incarnation(snapshot->incarnation);
+  if (snapshot->mode.mode == Mode::kFedAvg) {
+    LocalSgdToProto(snapshot->local_sgd, h.mutable_local_sgd());
+    for (const std::string& id : snapshot->participants) h.add_participants(id);
+  }
   LayoutToProto(snapshot->layout, h.mutable_layout());
   ChunkedPayload out;
   out.header = h.SerializeAsString();
@@ -207,6 +211,17 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
         if (!mode.ok()) return mode.status();
         snapshot->mode = *mode;
         snapshot->mode_since = h.mode_since();
+        if (mode->mode == Mode::kFedAvg) {
+          absl::StatusOr<LocalSgd> local = LocalSgdFromProto(h.local_sgd());
+          if (!local.ok()) return local.status();
+          snapshot->local_sgd = *local;
+          absl::StatusOr<std::vector<std::string>> drawn = ParticipantsFromProto(h.participants());
+          if (!drawn.ok()) return drawn.status();
+          snapshot->participants = *std::move(drawn);
+        } else {
+          snapshot->local_sgd = LocalSgd();
+          snapshot->participants.clear();
+        }
         absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
         if (!layout.ok()) return layout.status();
         snapshot->layout = *std::move(layout);

@@ -1,0 +1,113 @@
+#include "services/core/fedavg.h"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace hips {
+
+absl::Status ValidateLocalSgd(const LocalSgd& s) {
+  if (!(std::isfinite(s.lr) && s.lr > 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local learning rate must be positive, got ", s.lr));
+  }
+  if (!(s.momentum >= 0 && s.momentum < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local momentum must be in [0, 1), got ", s.momentum));
+  }
+  if (!(std::isfinite(s.weight_decay) && s.weight_decay >= 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("local weight decay must be >= 0, got ", s.weight_decay));
+  }
+  if (s.nesterov && s.momentum == 0) {
+    return absl::InvalidArgumentError("local nesterov needs a positive momentum");
+  }
+  return absl::OkStatus();
+}
+
+LocalTrainer::LocalTrainer(size_t num_floats, std::vector<FloatRange> buffers)
+    : buffers_(std::move(buffers)),
+      start_(num_floats),
+      weights_(num_floats),
+      momentum_(num_floats) {}
+
+void LocalTrainer::Begin(absl::Span<const float> weights) {
+  std::copy(weights.begin(), weights.end(), start_.begin());
+  std::copy(weights.begin(), weights.end(), weights_.begin());
+  steps_ = 0;
+}
+
+void LocalTrainer::Step(absl::Span<const float> grad, const LocalSgd& sgd) {
+  const float lr = static_cast<float>(sgd.lr);
+  const float mu = static_cast<float>(sgd.momentum);
+  const float wd = static_cast<float>(sgd.weight_decay);
+  const bool first = steps_ == 0;
+  // Parameters in runs between the buffers (float32 throughout, as torch's
+  // SGD computes).
+  size_t begin = 0;
+  auto train = [&](size_t end) {
+    for (size_t i = begin; i < end; ++i) {
+      float d = grad[i];
+      if (wd != 0) d += wd * weights_[i];
+      float step = d;
+      if (mu != 0) {
+        momentum_[i] = first ? d : mu * momentum_[i] + d;
+        step = sgd.nesterov ? d + mu * momentum_[i] : momentum_[i];
+      }
+      weights_[i] -= lr * step;
+    }
+  };
+  for (const FloatRange& r : buffers_) {
+    train(static_cast<size_t>(r.offset));
+    std::copy(grad.begin() + r.offset, grad.begin() + r.offset + r.size,
+              weights_.begin() + r.offset);
+    begin = static_cast<size_t>(r.offset + r.size);
+  }
+  train(weights_.size());
+  ++steps_;
+}
+
+void LocalTrainer::DeltaInto(absl::Span<float> out) const {
+  for (size_t i = 0; i < weights_.size(); ++i) out[i] = start_[i] - weights_[i];
+  for (const FloatRange& r : buffers_) {
+    std::copy(weights_.begin() + r.offset, weights_.begin() + r.offset + r.size,
+              out.begin() + r.offset);
+  }
+}
+
+namespace {
+
+// SplitMix64: a small generator whose sequence is the same on every
+// platform (std:: distributions are not).
+uint64_t SplitMix(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::vector<std::string> DrawParticipants(std::vector<std::string> live, double fraction,
+                                          int64_t version, absl::string_view salt) {
+  std::sort(live.begin(), live.end());
+  const size_t n = live.size();
+  if (fraction >= 1.0 || n <= 1) return live;
+  const size_t k = std::clamp<size_t>(
+      static_cast<size_t>(std::llround(fraction * static_cast<double>(n))), 1, n);
+  uint64_t state = 1469598103934665603ULL;  // FNV-1a of the salt, then the version
+  for (char c : salt) state = (state ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  state ^= static_cast<uint64_t>(version) * 0x9E3779B97F4A7C15ULL;
+  // The first k of a Fisher-Yates shuffle.
+  for (size_t i = 0; i < k; ++i) {
+    const size_t j = i + static_cast<size_t>(SplitMix(&state) % (n - i));
+    std::swap(live[i], live[j]);
+  }
+  live.resize(k);
+  std::sort(live.begin(), live.end());
+  return live;
+}
+
+}  // namespace hips

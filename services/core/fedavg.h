@@ -1,0 +1,79 @@
+#ifndef HIPS_SERVICES_CORE_FEDAVG_H_
+#define HIPS_SERVICES_CORE_FEDAVG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "services/core/model_layout.h"
+
+namespace hips {
+
+// The optimizer a worker runs for its local steps in fedavg mode (plain SGD
+// as torch::optim::SGD computes it, dampening 0). HQ sends it with each
+// version's weights: the learning rate its schedule gives that version, and
+// its --momentum, --nesterov and --weight_decay, so that no worker can train
+// with settings of its own.
+struct LocalSgd {
+  double lr = 0;
+  double momentum = 0;
+  bool nesterov = false;
+  double weight_decay = 0;
+
+  friend bool operator==(const LocalSgd& a, const LocalSgd& b) {
+    return a.lr == b.lr && a.momentum == b.momentum && a.nesterov == b.nesterov &&
+           a.weight_decay == b.weight_decay;
+  }
+  friend bool operator!=(const LocalSgd& a, const LocalSgd& b) { return !(a == b); }
+};
+
+// INVALID_ARGUMENT unless lr is finite and positive, momentum in [0, 1),
+// weight decay finite and >= 0, and nesterov comes with a positive momentum.
+absl::Status ValidateLocalSgd(const LocalSgd& sgd);
+
+// One worker's round of local SGD on a flat copy of the model: Begin with
+// the round's weights, Step with each local gradient, then DeltaInto gives
+// what the worker pushes. The momentum starts afresh every round (a FedAvg
+// client keeps no optimizer state between rounds), so a round of one step
+// pushes lr times the gradient (plus weight decay) whatever the momentum.
+// Buffers (BatchNorm's running statistics) are not trained: a gradient's
+// buffer slots carry their values after the forward pass, and so does the
+// delta, so HQ averages them as it does in the other modes.
+class LocalTrainer {
+ public:
+  // `buffers`: the layout's buffer ranges.
+  LocalTrainer(size_t num_floats, std::vector<FloatRange> buffers);
+
+  void Begin(absl::Span<const float> weights);
+  // One step; `grad` as Model::ComputeGradient writes it.
+  void Step(absl::Span<const float> grad, const LocalSgd& sgd);
+  // The weights after the steps so far (what the model computes on next).
+  absl::Span<const float> weights() const { return weights_; }
+  int64_t steps() const { return steps_; }
+  // start - now for parameters (a "gradient" in the sense HQ's step
+  // subtracts: w <- w - server_lr * mean delta), the newest values for
+  // buffers.
+  void DeltaInto(absl::Span<float> out) const;
+
+ private:
+  const std::vector<FloatRange> buffers_;
+  std::vector<float> start_;
+  std::vector<float> weights_;
+  std::vector<float> momentum_;
+  int64_t steps_ = 0;
+};
+
+// The workers an aggregator draws for the round of `version`: round(F·n),
+// at least 1, of the `live` ones (n of them), chosen by a generator seeded
+// with `version` and `salt` (the aggregator's id), so that every run of the
+// same cluster draws the same and aggregators draw independently. Sorted.
+// All of them when `fraction` >= 1.
+std::vector<std::string> DrawParticipants(std::vector<std::string> live, double fraction,
+                                          int64_t version, absl::string_view salt);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_CORE_FEDAVG_H_

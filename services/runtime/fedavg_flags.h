@@ -1,0 +1,35 @@
+#ifndef HIPS_SERVICES_RUNTIME_FEDAVG_FLAGS_H_
+#define HIPS_SERVICES_RUNTIME_FEDAVG_FLAGS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "services/core/consistency.h"
+
+// --local_steps, --participation, --server_lr and --server_momentum: the
+// fedavg mode's knobs (docs/wan.md), shared by hips-hq and the hips CLI
+// (hips local, hips mode). Only main()s link this.
+
+namespace hips {
+
+// The mode named `mode` with --staleness `staleness` and this module's
+// --local_steps and --participation (each counted only by its mode).
+absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode, int64_t staleness);
+
+struct ServerStepFlags {
+  double lr = 1.0;
+  double momentum = 0.0;
+};
+// --server_lr and --server_momentum, checked: INVALID_ARGUMENT outside
+// (0, 1000] and [0, 1).
+absl::StatusOr<ServerStepFlags> ServerStepFromFlags();
+
+// The four flags as arguments for hips-hq (hips local).
+std::vector<std::string> FedAvgFlagsAsArgs();
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_RUNTIME_FEDAVG_FLAGS_H_

@@ -1,5 +1,6 @@
 #include "aggregator/aggregator.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <thread>
@@ -10,6 +11,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/core/clock.h"
+#include "services/core/fedavg.h"
 
 namespace hips {
 namespace {
@@ -364,6 +366,82 @@ TEST(AggregatorTest, ARoundStopsWaitingForAWorkerWhoseLeaseExpired) {
   clock.AdvanceBy(absl::Seconds(0.1));
   ASSERT_TRUE(agg.Heartbeat("w1", 3, /*leaving=*/true).ok());
   EXPECT_EQ(agg.counters().rounds_closed, 2);
+}
+
+// fedavg with participation 0.5 over 4 live workers: each round draws 2
+// (DrawParticipants with this aggregator's id), tells them with the weights,
+// sums their deltas sample-weighted, refuses the others' pushes (not_drawn),
+// and closes once every live drawn worker is in.
+TEST(AggregatorTest, FedAvgDrawsItsRoundsWorkersAndSumsOnlyTheirDeltas) {
+  SimulatedClock clock;
+  Aggregator agg(Local(4, &clock));
+  const ModeConfig fedavg{Mode::kFedAvg, 0, 5, 0.5};
+  const std::vector<std::string> all = {"w0", "w1", "w2", "w3"};
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(agg.Heartbeat(all[i], i + 1, false).ok());
+  for (int64_t v = 0; v < 3; ++v) {
+    agg.PublishWeights(Weights(v, 2, false, fedavg));
+    const std::vector<std::string> drawn = DrawParticipants(all, 0.5, v, "agg-0");
+    ASSERT_EQ(drawn.size(), 2u);
+    EXPECT_EQ(agg.LatestWeights()->participants, drawn) << v;
+    std::vector<std::string> others;
+    for (const std::string& id : all) {
+      if (!std::count(drawn.begin(), drawn.end(), id)) others.push_back(id);
+    }
+    absl::StatusOr<PushResult> refused = agg.AcceptGradient(Push(others[0], v, {9, 9}, 50));
+    EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+    ASSERT_TRUE(agg.AcceptGradient(Push(drawn[0], v, {1, 2}, 10)).ok());
+    EXPECT_EQ(agg.counters().rounds_closed, v);  // the other drawn one may still come
+    ASSERT_TRUE(agg.AcceptGradient(Push(drawn[1], v, {3, -1}, 30)).ok());
+    EXPECT_EQ(agg.counters().rounds_closed, v + 1);
+    std::optional<AggregatePush> out = agg.NextAggregate();
+    ASSERT_TRUE(out.has_value());
+    EXPECT_EQ(out->contributors, 2);
+    EXPECT_EQ(out->total_samples, 40);
+    EXPECT_THAT(out->sum, ElementsAre(100, -10));  // 10·[1,2] + 30·[3,−1]
+  }
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("not_drawn"), 3);
+  ExpectAccountingHolds(c);
+}
+
+// A drawn worker that dies holds its round up for one lease; when every
+// drawn worker is gone and none pushed, the round closes empty (this
+// aggregator is done with the version; HQ moves on).
+TEST(AggregatorTest, AFedAvgRoundWhoseDrawnWorkersDieClosesAfterTheirLeases) {
+  SimulatedClock clock;
+  Aggregator agg(Local(2, &clock));  // leases of 2 s
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
+  ASSERT_TRUE(agg.Heartbeat("w1", 2, false).ok());
+  agg.PublishWeights(Weights(0, 1, false, ModeConfig{Mode::kFedAvg, 0, 5, 0.5}));
+  const std::vector<std::string> drawn = agg.LatestWeights()->participants;
+  ASSERT_EQ(drawn.size(), 1u);
+  const std::string other = drawn[0] == "w0" ? "w1" : "w0";
+  for (int i = 0; i < 4; ++i) {  // only the one not drawn stays live
+    clock.AdvanceBy(absl::Seconds(0.5));
+    ASSERT_TRUE(agg.Heartbeat(other, 9, false).ok());
+  }
+  EXPECT_EQ(agg.counters().rounds_closed, 1);
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->contributors, 0);
+  EXPECT_EQ(out->version, 0);
+  // The next round draws among the live: the one left.
+  agg.PublishWeights(Weights(1, 1, false, ModeConfig{Mode::kFedAvg, 0, 5, 0.5}));
+  EXPECT_EQ(agg.LatestWeights()->participants, std::vector<std::string>{other});
+}
+
+// Without participation (F = 1) fedavg rounds are sync rounds of every
+// live worker, and the weights name no participants.
+TEST(AggregatorTest, FedAvgWithFullParticipationWaitsForEveryLiveWorker) {
+  Aggregator agg(Local(2));
+  agg.PublishWeights(Weights(0, 1, false, ModeConfig{Mode::kFedAvg, 0, 3, 1.0}));
+  EXPECT_TRUE(agg.LatestWeights()->participants.empty());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 3)).ok());
+  EXPECT_EQ(agg.counters().rounds_closed, 0);
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {2}, 1)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(5));
 }
 
 TEST(AggregatorTest, AWorkerBeyondMaxWorkersIsRefusedUntilThereIsRoom) {

@@ -1,6 +1,7 @@
 #include "hq/parameter_server.h"
 
 #include <atomic>
+#include <cmath>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -232,6 +233,103 @@ TEST_F(ParameterServerTest, AsyncUpdatesUseTheAsyncMomentumAndKeepTheLongRunStep
   EXPECT_THAT(lrs_,
               ElementsAre(::testing::DoubleNear(2.5, 1e-12), ::testing::DoubleNear(2.5, 1e-12),
                           ::testing::DoubleNear(2.5, 1e-12), 0.5));
+}
+
+// fedavg: each version's weights carry the local SGD (the scheduled rate of
+// that version, the optimizer's momentum, Nesterov, weight decay); a round
+// applies the sample-weighted mean delta at the server rate, with the
+// server momentum and neither Nesterov nor weight decay.
+TEST_F(ParameterServerTest, FedAvgAppliesTheMeanDeltaAtTheServerRateAndSendsTheLocalSgd) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 2;
+  o.max_versions = 4;
+  o.mode = {Mode::kFedAvg, 0, 5, 1.0};
+  o.optimizer.learning_rate = 0.2;
+  o.optimizer.lr_schedule = "cosine";
+  o.optimizer.momentum = 0.9;
+  o.optimizer.nesterov = true;
+  o.optimizer.weight_decay = 1e-4;
+  o.server_lr = 0.5;
+  o.server_momentum = 0.7;
+  ASSERT_TRUE(ValidateParameterServerOptions(o).ok());
+  auto sgd = std::make_unique<FakeSgd>(std::vector<float>{1, 1}, &lrs_);
+  FakeSgd* fake = sgd.get();
+  ParameterServer ps(o, *ModelLayout::Create({{"w", {2}}}), std::move(sgd));
+  EXPECT_EQ(ps.LatestWeights()->local_sgd,
+            (LocalSgd{ScheduledLearningRate(o.optimizer, 0, 4), 0.9, true, 1e-4}));
+  // Deltas of 10 and 30 samples: mean = (10·[1,2] + 30·[3,−2]) / 40.
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 0, {10, 20}, 10, 1)).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 0, {90, -60}, 30, 2)).ok());
+  std::shared_ptr<const WeightsSnapshot> w = ps.LatestWeights();
+  EXPECT_EQ(w->version, 1);
+  EXPECT_THAT(lrs_, ElementsAre(0.5));
+  EXPECT_THAT(w->weights, ElementsAre(FloatEq(1 - 0.5f * 2.5f), FloatEq(1 - 0.5f * -1.0f)));
+  ASSERT_FALSE(fake->sgd_settings.empty());
+  EXPECT_EQ(fake->sgd_settings.back(), (SgdSettings{0.7, false, 0.0}));
+  EXPECT_EQ(w->local_sgd.lr, ScheduledLearningRate(o.optimizer, 1, 4));
+  EXPECT_LT(w->local_sgd.lr, 0.2);  // the schedule moved on
+  const ParameterServerStatus s = ps.status();
+  EXPECT_EQ(s.samples_applied, 40);
+  EXPECT_EQ(s.gradients_applied, 3);
+}
+
+// A round in which every aggregator is done without a delta (all their
+// drawn workers died) moves the version on, the weights unchanged.
+TEST_F(ParameterServerTest, AnEmptyFedAvgRoundMovesTheVersionOnWithTheWeightsUnchanged) {
+  ParameterServerOptions o = AsyncOptions(Mode::kFedAvg);
+  o.mode = {Mode::kFedAvg, 0, 5, 0.5};
+  auto ps = MakeWith(o);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {}, 0, 0)).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 0);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {}, 0, 0)).ok());
+  std::shared_ptr<const WeightsSnapshot> w = ps->LatestWeights();
+  EXPECT_EQ(w->version, 1);
+  EXPECT_THAT(w->weights, ElementsAre(1, 1));
+  EXPECT_TRUE(lrs_.empty());  // no optimizer step
+  EXPECT_EQ(ps->status().samples_applied, 0);
+  // The next round trains as usual.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 1, {2, 2}, 2, 1)).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 1, {}, 0, 0)).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 2);
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(0, 0));  // 1 − 1·[1, 1]
+}
+
+TEST_F(ParameterServerTest, FedAvgNeedsSgdAndSwitchingInOrOutResetsTheMomentum) {
+  ParameterServerOptions o = AsyncOptions(Mode::kFedAvg);
+  o.optimizer.name = "adam";
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateParameterServerOptions(o)));
+  o.optimizer.name = "sgd";
+  for (double bad : {0.0, -1.0, 1001.0, std::nan("")}) {
+    o.server_lr = bad;
+    EXPECT_TRUE(absl::IsInvalidArgument(ValidateParameterServerOptions(o))) << bad;
+  }
+  o.server_lr = 1;
+  for (double bad : {-0.1, 1.0, std::nan("")}) {
+    o.server_momentum = bad;
+    EXPECT_TRUE(absl::IsInvalidArgument(ValidateParameterServerOptions(o))) << bad;
+  }
+
+  ParameterServerOptions adam = AsyncOptions(Mode::kSync);
+  adam.optimizer.name = "adam";
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(MakeWith(adam)->SetMode({Mode::kFedAvg, 0, 5, 1.0}).status()));
+
+  auto sgd = std::make_unique<FakeSgd>(std::vector<float>{1, 1}, &lrs_);
+  FakeSgd* fake = sgd.get();
+  ParameterServer ps(AsyncOptions(Mode::kSync), *ModelLayout::Create({{"w", {2}}}), std::move(sgd));
+  ASSERT_TRUE(ps.SetMode({Mode::kFedAvg, 0, 5, 1.0}).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 0, {1, 1}, 1, 1)).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 0, {1, 1}, 1, 1)).ok());
+  EXPECT_EQ(ps.LatestWeights()->mode, (ModeConfig{Mode::kFedAvg, 0, 5, 1.0}));
+  EXPECT_EQ(fake->imports, 1);  // sync -> fedavg
+  ASSERT_TRUE(ps.SetMode({Mode::kFedAvg, 0, 5, 0.5}).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 1, {1, 1}, 1, 1)).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 1, {1, 1}, 1, 1)).ok());
+  EXPECT_EQ(fake->imports, 1);  // fedavg -> fedavg keeps it
+  ASSERT_TRUE(ps.SetMode({Mode::kAsync, 0}).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a0", 2, {1, 1}, 1, 1)).ok());
+  ASSERT_TRUE(ps.AcceptAggregate(Aggregate("a1", 2, {1, 1}, 1, 1)).ok());
+  EXPECT_EQ(fake->imports, 2);  // fedavg -> async
 }
 
 TEST_F(ParameterServerTest, SspNeverAppliesAGradientStalerThanTheBound) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "tests/in_process_cluster.h"
 
@@ -106,7 +107,7 @@ class ModesTest : public ::testing::Test {
     const AggregatorCounters agg = Total();
     const ParameterServerStatus hq = this->hq().server().status();
     int64_t pushes = 0;
-    for (int k = 0; k < kWorkers; ++k) pushes += worker(k).steps();
+    for (int k = 0; k < kWorkers; ++k) pushes += worker(k).pushes();
     EXPECT_EQ(agg.gradients_received, pushes);
     EXPECT_EQ(agg.gradients_pending, 0);
     EXPECT_EQ(agg.gradients_received,
@@ -211,6 +212,61 @@ TEST_F(ModesTest, SspNeverAppliesAGradientStalerThanItsBound) {
             0);
 }
 
+// fedavg with half the workers drawn per round (1 of each aggregator's 2)
+// and 5 local steps; worker 1 is killed in the middle of its local steps.
+// A round it was drawn for waits one lease for it, then closes without it;
+// training reaches its budget with the others, every applied delta stands
+// for 5 batches, rounds have one worker per aggregator, and every tier's
+// accounting holds.
+TEST_F(ModesTest, FedAvgWithParticipationSurvivesAWorkerKilledMidRound) {
+  constexpr int64_t kH = 5;
+  constexpr int64_t kBudget = 60 * 2 * kH * kBatch;  // 60 rounds of 2 deltas
+  ClusterOptions o{{Mode::kFedAvg, 0, kH, 0.5}, kBudget};
+  Start(o);
+  ParameterServer& ps = hq().server();
+  // Bounded wait for worker 1 to be in the middle of a round's local steps.
+  bool mid_round = false;
+  for (int i = 0; i < 20000 && !mid_round; ++i) {
+    const int64_t steps = Steps(1);
+    mid_round = ps.status().version >= 3 && steps % kH != 0;
+    if (!mid_round) absl::SleepFor(absl::Microseconds(500));
+  }
+  ASSERT_TRUE(mid_round) << "worker 1 never seen mid-round";
+  const int64_t killed_at = ps.status().version;
+  worker(1).Kill();
+  const std::vector<absl::Status> results = cluster_->JoinWorkers();
+  for (int k = 0; k < kWorkers; ++k) {
+    if (k != 1) {
+      EXPECT_TRUE(results[k].ok()) << k << ": " << results[k];
+    }
+  }
+  for (int i = 0; i < 200 && Total().gradients_pending > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const ParameterServerStatus s = ps.status();
+  EXPECT_TRUE(s.training_done);
+  EXPECT_GT(s.version, killed_at + 10);
+  EXPECT_GE(s.samples_applied, kBudget);
+  EXPECT_EQ(s.samples_applied, s.gradients_applied * kH * kBatch);
+  // One worker of each aggregator per round (all four while the tiers
+  // formed, in the first round; one in a round whose drawn worker died).
+  EXPECT_LE(s.gradients_applied, 2 * s.version + 2);
+  EXPECT_GE(s.gradients_applied, s.version);
+  EXPECT_EQ(s.staleness.max(), 0);
+  EXPECT_EQ(s.gradients_received, s.gradients_applied + s.gradients_duplicate +
+                                      Sum(s.gradients_dropped) + s.gradients_pending);
+  const AggregatorCounters agg = Total();
+  EXPECT_EQ(agg.gradients_pending, 0);
+  EXPECT_EQ(agg.gradients_received,
+            agg.gradients_duplicate + Sum(agg.gradients_dropped) + agg.gradients_forwarded);
+  EXPECT_EQ(agg.gradients_forwarded, s.gradients_received);
+  // Nobody pushed out of turn.
+  EXPECT_EQ(Count(agg.gradients_dropped, "not_drawn"), 0);
+  // aggregator 0's workers (both live throughout) took turns.
+  for (int k : {0, 2}) EXPECT_GT(worker(k).rounds_sat_out(), 0) << k;
+  RecordProperty("versions", s.version);
+}
+
 // Accuracy of HQ's current weights on the Fashion-MNIST test set.
 double TestAccuracy(const WeightsSnapshot& w, const Dataset& test) {
   ModelOptions model;
@@ -233,13 +289,15 @@ TEST_F(ModesTest, SwitchingModesAtRuntimeKeepsTrainingAndAccountsForEveryGradien
   Start(o);
   ParameterServer& ps = hq().server();
 
-  const ModeConfig phases[] = {{Mode::kAsync, 0}, {Mode::kSsp, 2}, {Mode::kSync, 0}};
+  const ModeConfig phases[] = {
+      {Mode::kAsync, 0}, {Mode::kFedAvg, 0, 4, 1.0}, {Mode::kSsp, 2}, {Mode::kSync, 0}};
+  constexpr int kPhases = 4;
   std::vector<double> accuracy;
   std::vector<int64_t> switched_at;
   StalenessHistogram before_last_sync;
-  for (int p = 0; p < 3; ++p) {
-    // Bounded wait for the next quarter of the budget.
-    const int64_t target = kBudget * (p + 1) / 4;
+  for (int p = 0; p < kPhases; ++p) {
+    // Bounded wait for the next fifth of the budget.
+    const int64_t target = kBudget * (p + 1) / (kPhases + 1);
     for (int i = 0; i < 6000 && ps.status().samples_applied < target; ++i) {
       absl::SleepFor(absl::Milliseconds(10));
     }
@@ -256,15 +314,14 @@ TEST_F(ModesTest, SwitchingModesAtRuntimeKeepsTrainingAndAccountsForEveryGradien
     ASSERT_EQ(s.mode, phases[p]) << "phase " << p;
     EXPECT_EQ(s.mode_since, sw->effective_version);
     EXPECT_EQ(ps.LatestWeights()->mode, phases[p]);
-    if (p == 2) before_last_sync = s.staleness;
+    if (p == kPhases - 1) before_last_sync = s.staleness;
   }
   FinishAndCheckAccounting();
   const ParameterServerStatus s = ps.status();
   accuracy.push_back(TestAccuracy(*ps.LatestWeights(), *test));
   EXPECT_TRUE(s.training_done);
   EXPECT_EQ(s.mode, (ModeConfig{Mode::kSync, 0}));
-  EXPECT_LT(switched_at[0], switched_at[1]);
-  EXPECT_LT(switched_at[1], switched_at[2]);
+  for (int p = 1; p < kPhases; ++p) EXPECT_LT(switched_at[p - 1], switched_at[p]);
   // Training went on through every switch.
   for (size_t i = 1; i < accuracy.size(); ++i) {
     EXPECT_GE(accuracy[i], accuracy[i - 1] - 0.01) << "after switch " << i;
@@ -275,8 +332,7 @@ TEST_F(ModesTest, SwitchingModesAtRuntimeKeepsTrainingAndAccountsForEveryGradien
   for (size_t t = 1; t < s.staleness.counts().size(); ++t) {
     EXPECT_EQ(s.staleness.counts()[t], before_last_sync.counts()[t]) << "staleness " << t;
   }
-  RecordProperty("accuracy_at_switches",
-                 absl::StrCat(accuracy[0], " ", accuracy[1], " ", accuracy[2], " ", accuracy[3]));
+  RecordProperty("accuracy_at_switches", absl::StrJoin(accuracy, " "));
 }
 
 }  // namespace

@@ -85,6 +85,11 @@ void Worker::Shutdown() {
   });
 }
 
+void Worker::Kill() {
+  killed_.store(true);
+  Shutdown();
+}
+
 void Worker::StopHeartbeats() {
   std::call_once(heartbeat_stop_once_, [this] { heartbeat_stop_.Notify(); });
 }
@@ -209,6 +214,7 @@ absl::Status Worker::Run() {
   // No heartbeat after the goodbye: it would join the aggregator again.
   StopHeartbeats();
   heartbeat_.join();
+  if (killed_.load()) return status;
   // Leave at once rather than hold up rounds for a lease.
   HeartbeatRequestData bye;
   bye.member = options_.id;
@@ -359,6 +365,7 @@ bool Worker::Straggle(absl::Duration compute_time) {
 }
 
 absl::Status Worker::PushWithRetry() {
+  ++pushes_;
   RpcTimer timer(rpc_metrics_, "PushGradient");
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (true) {

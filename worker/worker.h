@@ -111,6 +111,10 @@ class Worker {
   absl::Status Run();
 
   void Shutdown();
+  // Tests: stops as a killed process would, without telling its aggregator
+  // it leaves (its lease runs out there) and without answering anything in
+  // flight.
+  void Kill();
 
   // Where pushes are timed (client side, end to end); call before Run. May
   // be null.
@@ -121,6 +125,8 @@ class Worker {
   // step counts).
   int64_t steps() const { return steps_.load(); }
   int64_t refused() const { return refused_.load(); }
+  // Gradients (fedavg: deltas) it pushed, retries not counted again.
+  int64_t pushes() const { return pushes_.load(); }
   // Times this worker moved to another aggregator.
   int64_t switches() const { return switches_.load(); }
   // fedavg: rounds this worker was not drawn for.
@@ -190,6 +196,8 @@ class Worker {
   std::vector<float> targets_;
   std::atomic<int64_t> steps_{0};
   std::atomic<int64_t> refused_{0};
+  std::atomic<int64_t> pushes_{0};
+  std::atomic<bool> killed_{false};
   std::atomic<int64_t> rounds_sat_out_{0};
   // fedavg: the replica's local steps (made at the first fedavg round).
   std::unique_ptr<LocalTrainer> trainer_;

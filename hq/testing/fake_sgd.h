@@ -58,8 +58,10 @@ class FakeSgd final : public Optimizer {
   }
   absl::Status ImportState(const OptimizerState& s) override {
     if (s.name != "fake") return absl::InvalidArgumentError("not a fake optimizer's state");
+    ++imports;
     return absl::OkStatus();
   }
+  int imports = 0;  // ImportState calls (a reset of the state is one)
 
  private:
   std::vector<float> w_;

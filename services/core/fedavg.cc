@@ -9,9 +9,9 @@
 namespace hips {
 
 absl::Status ValidateLocalSgd(const LocalSgd& s) {
-  if (!(std::isfinite(s.lr) && s.lr > 0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("local learning rate must be positive, got ", s.lr));
+  // (0 is a cosine schedule's last rate.)
+  if (!(std::isfinite(s.lr) && s.lr >= 0)) {
+    return absl::InvalidArgumentError(absl::StrCat("local learning rate must be >= 0, got ", s.lr));
   }
   if (!(s.momentum >= 0 && s.momentum < 1)) {
     return absl::InvalidArgumentError(

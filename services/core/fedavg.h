@@ -30,7 +30,7 @@ struct LocalSgd {
   friend bool operator!=(const LocalSgd& a, const LocalSgd& b) { return !(a == b); }
 };
 
-// INVALID_ARGUMENT unless lr is finite and positive, momentum in [0, 1),
+// INVALID_ARGUMENT unless lr is finite and >= 0, momentum in [0, 1),
 // weight decay finite and >= 0, and nesterov comes with a positive momentum.
 absl::Status ValidateLocalSgd(const LocalSgd& sgd);
 

@@ -260,7 +260,8 @@ TEST(ProtoConvertTest, HeartbeatAnswersRoundTripAndLeasesAreBounded) {
 TEST(ProtoConvertTest, ModesRoundTripAndUnknownOrOutOfRangeAreRefused) {
   for (const ModeConfig& mode :
        {ModeConfig{Mode::kSync, 0}, ModeConfig{Mode::kAsync, 0}, ModeConfig{Mode::kSsp, 0},
-        ModeConfig{Mode::kSsp, kMaxStaleness}}) {
+        ModeConfig{Mode::kSsp, kMaxStaleness}, ModeConfig{Mode::kFedAvg, 0, 10, 0.25},
+        ModeConfig{Mode::kFedAvg, 0, kMaxLocalSteps, 1.0}}) {
     v1::ModeConfig proto;
     ModeToProto(mode, &proto);
     absl::StatusOr<ModeConfig> out = ModeFromProto(proto);
@@ -278,6 +279,46 @@ TEST(ProtoConvertTest, ModesRoundTripAndUnknownOrOutOfRangeAreRefused) {
   bad.set_mode(v1::MODE_SYNC);
   bad.set_staleness(2);  // a bound only ssp has
   EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(bad).status()));
+  bad.set_staleness(0);
+  bad.set_local_steps(5);  // local steps only fedavg has
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(bad).status()));
+  bad.set_mode(v1::MODE_FEDAVG);
+  bad.set_local_steps(-3);
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(bad).status()));
+  bad.set_local_steps(5);
+  bad.set_participation(1.5);
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(bad).status()));
+  bad.set_participation(-0.5);
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(bad).status()));
+  // Unset knobs read as their defaults.
+  v1::ModeConfig plain;
+  plain.set_mode(v1::MODE_FEDAVG);
+  EXPECT_EQ(*ModeFromProto(plain), (ModeConfig{Mode::kFedAvg, 0, 1, 1.0}));
+}
+
+TEST(ProtoConvertTest, LocalSgdAndParticipantsRoundTripAndBadOnesAreRefused) {
+  v1::LocalSgd proto;
+  LocalSgdToProto(LocalSgd{0.05, 0.9, true, 1e-4}, &proto);
+  EXPECT_EQ(*LocalSgdFromProto(proto), (LocalSgd{0.05, 0.9, true, 1e-4}));
+  proto.set_momentum(1.0);
+  EXPECT_TRUE(absl::IsInvalidArgument(LocalSgdFromProto(proto).status()));
+  proto.set_momentum(0.9);
+  proto.set_lr(-1);
+  EXPECT_TRUE(absl::IsInvalidArgument(LocalSgdFromProto(proto).status()));
+
+  v1::WeightsHeader h;
+  h.add_participants("worker-0");
+  h.add_participants("worker-3");
+  EXPECT_EQ(*ParticipantsFromProto(h.participants()),
+            (std::vector<std::string>{"worker-0", "worker-3"}));
+  h.add_participants("");
+  EXPECT_TRUE(absl::IsInvalidArgument(ParticipantsFromProto(h.participants()).status()));
+  h.mutable_participants()->RemoveLast();
+  h.add_participants(std::string(1000, 'w'));
+  EXPECT_TRUE(absl::IsInvalidArgument(ParticipantsFromProto(h.participants()).status()));
+  v1::WeightsHeader many;
+  for (int i = 0; i <= kMaxParticipants; ++i) many.add_participants("w");
+  EXPECT_TRUE(absl::IsInvalidArgument(ParticipantsFromProto(many.participants()).status()));
 }
 
 TEST(ProtoConvertTest, LayoutsRoundTripAndBadOnesAreRefused) {

@@ -112,6 +112,44 @@ TEST_F(WeightsStreamTest, AWholeSnapshotArrivesWithItsLayout) {
   EXPECT_EQ((*w)->weights, (std::vector<float>{1, 2, 3, 4, 5, 6, 7, 8}));
 }
 
+TEST_F(WeightsStreamTest, AFedAvgHeaderCarriesTheLocalSgdAndTheParticipants) {
+  std::vector<v1::WeightsChunk> messages = {Header(7, 8)};
+  v1::WeightsHeader* h = messages[0].mutable_header();
+  h->mutable_mode()->set_mode(v1::MODE_FEDAVG);
+  h->mutable_mode()->set_staleness(0);
+  h->mutable_mode()->set_local_steps(10);
+  h->mutable_mode()->set_participation(0.5);
+  LocalSgdToProto(LocalSgd{0.05, 0.9, false, 1e-4}, h->mutable_local_sgd());
+  h->add_participants("worker-1");
+  h->add_participants("worker-2");
+  messages.back().set_data(Floats({1, 2, 3, 4, 5, 6, 7, 8}));
+  hq_.Set(messages);
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ((*w)->mode, (ModeConfig{Mode::kFedAvg, 0, 10, 0.5}));
+  EXPECT_EQ((*w)->local_sgd, (LocalSgd{0.05, 0.9, false, 1e-4}));
+  EXPECT_EQ((*w)->participants, (std::vector<std::string>{"worker-1", "worker-2"}));
+
+  // What the encoder writes is what the decoder reads.
+  auto snapshot = std::make_shared<WeightsSnapshot>(**w);
+  const ChunkedPayload encoded = EncodeWeights(snapshot, 1 << 20);
+  v1::WeightsHeader back;
+  ASSERT_TRUE(back.ParseFromString(encoded.header));
+  EXPECT_EQ(back.local_sgd().lr(), 0.05);
+  EXPECT_EQ(back.participants_size(), 2);
+  EXPECT_EQ(back.mode().local_steps(), 10);
+
+  // In the other modes both are ignored.
+  messages[0].mutable_header()->mutable_mode()->set_mode(v1::MODE_SYNC);
+  messages[0].mutable_header()->mutable_mode()->clear_local_steps();
+  messages[0].mutable_header()->mutable_mode()->clear_participation();
+  hq_.Set(messages);
+  w = Pull();
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ((*w)->local_sgd, LocalSgd());
+  EXPECT_TRUE((*w)->participants.empty());
+}
+
 TEST_F(WeightsStreamTest, MalformedStreamsAreRefused) {
   struct Case {
     const char* name;
@@ -136,6 +174,15 @@ TEST_F(WeightsStreamTest, MalformedStreamsAreRefused) {
   v1::WeightsChunk future_mode = Header(3, 8);
   future_mode.mutable_header()->set_mode_since(4);
   cases.push_back({"mode since a later version", {future_mode}});
+  v1::WeightsChunk fedavg = Header(3, 8);
+  fedavg.mutable_header()->mutable_mode()->set_mode(v1::MODE_FEDAVG);
+  fedavg.mutable_header()->mutable_mode()->set_staleness(0);
+  v1::WeightsChunk bad_local_sgd = fedavg;
+  bad_local_sgd.mutable_header()->mutable_local_sgd()->set_momentum(2);
+  cases.push_back({"fedavg with a local momentum of 2", {bad_local_sgd}});
+  v1::WeightsChunk bad_participant = fedavg;
+  bad_participant.mutable_header()->add_participants("no spaces allowed");
+  cases.push_back({"fedavg with a malformed participant id", {bad_participant}});
   v1::WeightsChunk headless;
   headless.set_data(Floats({1}));
   cases.push_back({"no header", {headless}});

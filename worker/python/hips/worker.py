@@ -21,7 +21,8 @@ _RETRYABLE = {
     grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
     grpc.StatusCode.UNKNOWN,
 }
-_MODES = {pb.MODE_SYNC: "sync", pb.MODE_ASYNC: "async", pb.MODE_SSP: "ssp"}
+_MODES = {pb.MODE_SYNC: "sync", pb.MODE_ASYNC: "async", pb.MODE_SSP: "ssp",
+          pb.MODE_FEDAVG: "fedavg"}
 
 
 class HipsError(Exception):
@@ -55,7 +56,7 @@ def save_module(model, path):
 
 class Weights:
     """What the newest pull brought: the version, the mode it is trained in
-    ("sync", "async" or "ssp") and whether training is done."""
+    ("sync", "async", "ssp" or "fedavg") and whether training is done."""
 
     def __init__(self, header):
         self.version = header.version
@@ -344,6 +345,13 @@ class Worker:
                 attempt = 0
                 if w.training_done:
                     break
+                if w.mode not in ("sync", "async", "ssp"):
+                    # fedavg's local steps and delta pushes are the C++
+                    # worker's (docs/wan.md); a gradient here would be
+                    # applied as a delta.
+                    raise HipsError(f"the cluster trains in mode {w.mode}, which this Python "
+                                    "worker does not implement (use hips-worker, or sync, "
+                                    "async or ssp)")
                 try:
                     x, y = next(batches)
                 except StopIteration:

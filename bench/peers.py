@@ -13,10 +13,21 @@ PyTorch (run under /usr/bin/python3). Prints one JSON object.
       backward, and SGD (lr 0.05, momentum 0.9) steps. The slow rank sleeps
       (slowdown - 1) x its compute time after each backward, as
       hips-worker --slowdown does. Timed after start-up and one warm-up step.
+  peers.py ddp-rank --rank R --world W --master HOST:PORT [--steps N]
+                    [--budget_s S] [--eval_every K] [--cosine]
+      One rank of the same loop as its own process (the WAN testbed puts
+      each in a namespace; rank 0 hosts the rendezvous at --master; gloo's
+      interface comes from GLOO_SOCKET_IFNAME). The gradients travel as one
+      flattened all_reduce per step (DDP's bucket). Rank 0 evaluates on the
+      test set every K steps and prints one JSON line per evaluation:
+      {"t": seconds since its start, "step", "samples", "accuracy", "final"}.
+      Stops after N steps or once S seconds passed (all ranks agree at each
+      step), with --cosine the learning rate follows 0.05·½(1 + cos(π·step/N)).
 """
 import argparse
 import gzip
 import json
+import math
 import multiprocessing
 import os
 import tempfile
@@ -61,14 +72,18 @@ def allreduce(rank, args, out):
     dist.destroy_process_group()
 
 
+def mlp():
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
+                               torch.nn.Linear(256, 256), torch.nn.ReLU(),
+                               torch.nn.Linear(256, 10))
+
+
 def ddp(rank, args, out):
     init(rank, args)
     torch.manual_seed(1)
     x, y = load_idx(args.data, "train")
     shard = torch.arange(rank, x.shape[0], args.world)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 256), torch.nn.ReLU(),
-                                torch.nn.Linear(256, 256), torch.nn.ReLU(),
-                                torch.nn.Linear(256, 10))
+    model = mlp()
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     generator = torch.Generator().manual_seed(rank)
     order = shard[torch.randperm(shard.numel(), generator=generator)]
@@ -101,9 +116,69 @@ def ddp(rank, args, out):
     dist.destroy_process_group()
 
 
+def ddp_rank(args):
+    started = time.time()
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method="tcp://" + args.master, rank=args.rank,
+                            world_size=args.world)
+    torch.manual_seed(1)
+    x, y = load_idx(args.data, "train")
+    test_x, test_y = load_idx(args.data, "t10k") if args.rank == 0 else (None, None)
+    shard = torch.arange(args.rank, x.shape[0], args.world)
+    model = mlp()
+    params = list(model.parameters())
+    opt = torch.optim.SGD(params, lr=0.05, momentum=0.9)
+    order = shard[torch.randperm(shard.numel(), generator=torch.Generator().manual_seed(args.rank))]
+    position = 0
+    stop = torch.zeros(1)
+
+    def evaluate(step, final):
+        with torch.no_grad():
+            accuracy = float((model(test_x).argmax(1) == test_y).float().mean())
+        print(json.dumps({"t": time.time() - started, "step": step,
+                          "samples": step * args.batch * args.world, "accuracy": accuracy,
+                          "final": final}), flush=True)
+
+    step = 0
+    while step < args.steps:
+        if args.cosine:
+            for group in opt.param_groups:
+                group["lr"] = 0.05 * 0.5 * (1 + math.cos(math.pi * step / args.steps))
+        if position + args.batch > order.numel():
+            position = 0
+        idx = order[position:position + args.batch]
+        position += args.batch
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        flat = torch.cat([p.grad.reshape(-1) for p in params])
+        # Rank 0's clock decides when the budget is over; the flag rides on
+        # the step's all_reduce so every rank stops at the same step.
+        stop[0] = 1.0 if args.rank == 0 and time.time() - started > args.budget_s else 0.0
+        flat = torch.cat([flat, stop])
+        dist.all_reduce(flat)
+        offset = 0
+        for p in params:
+            p.grad.copy_(flat[offset:offset + p.numel()].view_as(p) / args.world)
+            offset += p.numel()
+        opt.step()
+        step += 1
+        if flat[-1] > 0:
+            break
+        if args.rank == 0 and step % args.eval_every == 0:
+            evaluate(step, False)
+    if args.rank == 0:
+        evaluate(step, step >= args.steps)
+    dist.destroy_process_group()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("what", choices=["allreduce", "ddp"])
+    parser.add_argument("what", choices=["allreduce", "ddp", "ddp-rank"])
+    parser.add_argument("--rank", type=int, default=0)
+    parser.add_argument("--master", default="127.0.0.1:29500")
+    parser.add_argument("--budget_s", type=float, default=1e9)
+    parser.add_argument("--eval_every", type=int, default=100)
+    parser.add_argument("--cosine", action="store_true")
     parser.add_argument("--world", type=int, default=4)
     parser.add_argument("--floats", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=10)
@@ -113,6 +188,9 @@ def main():
     parser.add_argument("--slow-rank", type=int, default=0)
     parser.add_argument("--slowdown", type=float, default=4.0)
     args = parser.parse_args()
+    if args.what == "ddp-rank":
+        ddp_rank(args)
+        return
     target = allreduce if args.what == "allreduce" else ddp
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()

@@ -263,7 +263,8 @@ TEST(ExamplesTest, RegressionWithMseReportsRmseAndR2) {
 
 // The issues' acceptance runs: the default budget (10 epochs) in async and
 // in ssp with staleness 2, each to at least 0.87 test accuracy; the default
-// (sync) run over mutual TLS to at least 0.88.
+// (sync) run over mutual TLS and fedavg with its defaults (20 local steps,
+// server momentum 0.5) to at least 0.88.
 class LocalModeTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
@@ -278,8 +279,16 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
   ASSERT_TRUE(s.is_object()) << run.output;
   EXPECT_GE(s["accuracy"].get<double>(), 0.87) << run.output;
   EXPECT_GE(s["samples"].get<int64_t>(), 600000);
-  EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / 64);
   ExpectGradientsAccountedFor(s);
+  if (GetParam().find("fedavg") != std::string::npos) {
+    EXPECT_EQ(s["mode"], "fedavg(H=20)") << run.output;
+    EXPECT_GE(s["accuracy"].get<double>(), 0.88) << run.output;
+    // A delta stands for 20 batches; no round is stale.
+    EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / (64 * 20));
+    EXPECT_EQ(s["max_staleness"].get<int64_t>(), 0);
+    return;
+  }
+  EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / 64);
   if (GetParam().find("ssp") != std::string::npos) {
     EXPECT_EQ(s["mode"], "ssp(2)") << run.output;
     EXPECT_LE(s["max_staleness"].get<int64_t>(), 2);
@@ -294,11 +303,13 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, LocalModeTest,
-                         ::testing::Values("--mode=async", "--mode ssp --staleness 2", "--tls"),
+                         ::testing::Values("--mode=async", "--mode ssp --staleness 2", "--tls",
+                                           "--mode=fedavg"),
                          [](const auto& info) {
-                           return info.param.find("ssp") != std::string::npos     ? "ssp2"
-                                  : info.param.find("async") != std::string::npos ? "async"
-                                                                                  : "sync_tls";
+                           return info.param.find("ssp") != std::string::npos      ? "ssp2"
+                                  : info.param.find("async") != std::string::npos  ? "async"
+                                  : info.param.find("fedavg") != std::string::npos ? "fedavg"
+                                                                                   : "sync_tls";
                          });
 
 // hips mode and hips status against a running hips local, which hands them

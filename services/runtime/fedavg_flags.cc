@@ -3,16 +3,17 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 
-ABSL_FLAG(int64_t, local_steps, 10,
+ABSL_FLAG(int64_t, local_steps, 20,
           "fedavg: SGD steps each worker takes on its replica per round before it pushes "
           "its model delta.");
 ABSL_FLAG(double, participation, 1.0,
           "fedavg: the fraction of each aggregator's live workers drawn for a round, in (0, 1] "
           "(the others wait for the next round).");
 ABSL_FLAG(double, server_lr, 1.0,
-          "fedavg: HQ's learning rate on the mean delta (1 with --server_momentum=0: FedAvg).");
-ABSL_FLAG(double, server_momentum, 0.0,
-          "fedavg: HQ's momentum on the mean delta, in [0, 1) (FedAvgM).");
+          "fedavg: HQ's learning rate on the mean delta.");
+ABSL_FLAG(double, server_momentum, 0.5,
+          "fedavg: HQ's momentum on the mean delta, in [0, 1) (FedAvgM; 0 with --server_lr=1 "
+          "is plain FedAvg, which ends half a point to a point lower: docs/modes.md).");
 
 namespace hips {
 

@@ -19,6 +19,7 @@ Root only: as another user it prints why and exits 77 (ctest: skipped).
 """
 import argparse
 import json
+import re
 import os
 import signal
 import subprocess
@@ -76,6 +77,28 @@ class WanTestbedTest(unittest.TestCase):
                 # The aggregators reached HQ at its site's address, not
                 # through loopback.
                 self.assertIn("10.77.0.2:7000", c.log("agg-0"))
+            # fedavg across the same links, half the workers per round: 4
+            # rounds of 5 local steps; HQ's count of applied samples says
+            # how many took part.
+            with WanCluster(bed, ARGS.build,
+                            hq_flags=["--max_versions=4", "--eval_every=2", "--mode=fedavg",
+                                      "--local_steps=5", "--participation=0.5"]) as c:
+                evals = c.wait_final(timeout=300)
+                self.assertEqual(evals[-1][1], 4, evals)
+                self.assertTrue(evals[-1][3])
+                self.assertGreater(evals[-1][2], 0.3, evals)
+                done = re.search(r"training done at version 4 after (\d+) samples", c.log("hq"))
+                self.assertIsNotNone(done, c.log("hq")[-2000:])
+                # Each delta stands for 5 x 64 samples: 2 per round once
+                # drawn (4 would be everyone), 2 to 4 in the first round
+                # (an aggregator that got version 0 before its workers
+                # joined lets both take part).
+                samples = int(done.group(1))
+                self.assertEqual(samples % (5 * 64), 0, samples)
+                self.assertGreaterEqual(samples // (5 * 64), 2 + 3 * 2, samples)
+                self.assertLessEqual(samples // (5 * 64), 4 + 3 * 2, samples)
+                for k in range(4):
+                    self.assertIn("training done", c.log("worker-%d" % k))
         self.assertEqual(namespaces(tag), [])
 
     def test_ctrl_c_and_a_kill_leave_nothing(self):

@@ -20,12 +20,17 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
                s.update_seconds);
   out->Gauge("hips_training_done", "1 once the training budget is reached", s.training_done);
   out->Gauge("hips_training_loss", "Mean training loss of the newest update", s.last_loss);
-  for (const char* mode : {"sync", "async", "ssp"}) {
+  for (const char* mode : {"sync", "async", "ssp", "fedavg"}) {
     out->Gauge("hips_mode", "1 for the consistency mode HQ trains in",
                ModeName(s.mode.mode) == mode ? 1 : 0, {{"mode", mode}});
   }
   out->Gauge("hips_ssp_staleness_bound", "ssp: the largest staleness applied (versions)",
              s.mode.staleness);
+  out->Gauge("hips_fedavg_local_steps", "fedavg: local SGD steps per round (1 in other modes)",
+             s.mode.local_steps);
+  out->Gauge("hips_fedavg_participation",
+             "fedavg: fraction of the live workers drawn per round (1 in other modes)",
+             s.mode.participation);
   out->Counter("hips_gradients_received_total", "Worker gradients received (inside aggregates)",
                s.gradients_received);
   out->Counter("hips_gradients_applied_total", "Worker gradients applied", s.gradients_applied);

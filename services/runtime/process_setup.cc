@@ -5,6 +5,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -40,6 +41,30 @@ sigset_t WatchedSignals() {
   sigaddset(&set, SIGTERM);
   sigaddset(&set, kWakeSignal);
   return set;
+}
+
+// The watcher thread that takes SIGINT and SIGTERM, for ForwardToWatcher.
+std::atomic<pthread_t> watcher_thread;
+std::atomic<bool> watcher_running{false};
+
+// Threads started before the watcher (a library's pool, started as it
+// loads: OpenBLAS, LibTorch) do not block the signals, and the kernel may
+// deliver a SIGTERM to any of them: without a handler its default action
+// ends the process at once (no last checkpoint, no goodbye). The handler
+// hands the signal to the watcher thread, which blocks it and waits for it.
+// (pthread_kill is async-signal-safe.)
+void ForwardToWatcher(int sig) {
+  if (watcher_running.load()) pthread_kill(watcher_thread.load(), sig);
+}
+
+void SetTerminationHandlers(void (*handler)(int)) {
+  struct sigaction action;
+  std::memset(&action, 0, sizeof(action));
+  action.sa_handler = handler;
+  sigemptyset(&action.sa_mask);
+  action.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
 }
 
 std::string& ProgramName() {
@@ -219,12 +244,18 @@ TerminationWatcher::TerminationWatcher(std::function<void(int)> on_signal)
     sigwait(&watched, &sig);
     if (sig != kWakeSignal) on_signal_(sig);
   });
+  watcher_thread.store(thread_.native_handle());
+  watcher_running.store(true);
+  SetTerminationHandlers(ForwardToWatcher);
 }
 
 TerminationWatcher::~TerminationWatcher() { Stop(); }
 
 void TerminationWatcher::Stop() {
   std::call_once(stop_once_, [this] {
+    // No forwarding to a thread that is about to end.
+    SetTerminationHandlers(SIG_DFL);
+    watcher_running.store(false);
     pthread_kill(thread_.native_handle(), kWakeSignal);
     thread_.join();
   });

@@ -76,9 +76,11 @@ bool CheckingFlagsOnly();
 void WritePortFileOrExit(const std::string& path, int port);
 
 // Blocks SIGINT and SIGTERM in the calling thread and every thread started
-// after it (call before starting any thread), then waits for one of them in a
-// thread of its own and calls `on_signal` once. Stop() (or the destructor)
-// ends the wait and joins the thread. Thread-safe.
+// after it (call before starting any thread of its own), then waits for one
+// of them in a thread of its own and calls `on_signal` once. A signal that
+// reaches a thread started earlier (a library's, as it loaded) is handed to
+// that thread. Stop() (or the destructor) ends the wait and joins the
+// thread. One at a time per process. Thread-safe.
 class TerminationWatcher {
  public:
   explicit TerminationWatcher(std::function<void(int signal)> on_signal);

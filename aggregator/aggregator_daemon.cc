@@ -56,6 +56,10 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
       std::shared_ptr<const WeightsSnapshot> latest = aggregator->LatestWeights();
       CollectAggregatorMetrics(aggregator->counters(), latest == nullptr ? -1 : latest->version,
                                out);
+      out->Gauge("hips_weights_drift",
+                 "Largest difference between these weights and HQ's (0: exactly HQ's; nonzero "
+                 "only with HQ's --weights_compression)",
+                 latest == nullptr ? 0.0 : latest->drift);
     });
     LOG(INFO) << "metrics on http://" << options.metrics_address << ":" << d->metrics_->port()
               << "/metrics";

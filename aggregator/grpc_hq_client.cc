@@ -32,12 +32,13 @@ class GrpcHqClient final : public HqClient {
 
   void CancelCalls() override { calls_.CancelAll(); }
 
-  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(int64_t min_version,
-                                                                     absl::Time deadline,
-                                                                     int64_t incarnation) override {
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
+      int64_t min_version, absl::Time deadline,
+      std::shared_ptr<const WeightsSnapshot> held) override {
+    const int64_t incarnation = held == nullptr ? 0 : held->incarnation;
     return PullWeightsFrom(&generic_, method::kHqPullWeights, &calls_, token_, id_, min_version,
                            deadline,
-                           /*no_wait=*/false, incarnation);
+                           /*no_wait=*/false, incarnation, std::move(held));
   }
 
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,

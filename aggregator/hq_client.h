@@ -19,10 +19,12 @@ class HqClient {
   virtual absl::StatusOr<PushResult> PushAggregate(const AggregatePush& aggregate) = 0;
 
   // Long poll for weights of version >= min_version (or of an HQ
-  // incarnation other than `incarnation`, 0: none yet); DEADLINE_EXCEEDED
-  // when none arrived by `deadline`.
+  // incarnation other than `held`'s, none held: any); DEADLINE_EXCEEDED
+  // when none arrived by `deadline`. `held` is the newest weights this
+  // aggregator got from HQ (null: none): HQ may answer with a delta
+  // against them (--weights_compression), which comes back applied.
   virtual absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline, int64_t incarnation) = 0;
+      int64_t min_version, absl::Time deadline, std::shared_ptr<const WeightsSnapshot> held) = 0;
   virtual absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
                                                     absl::Time deadline) = 0;
 

@@ -45,8 +45,8 @@ void HqLink::PullLoop() {
     std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
     if (latest != nullptr && latest->training_done) return;  // nothing newer will come
     const int64_t min_version = latest == nullptr ? 0 : latest->version + 1;
-    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next = hq_->PullWeights(
-        min_version, absl::Now() + options_.long_poll, latest == nullptr ? 0 : latest->incarnation);
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next =
+        hq_->PullWeights(min_version, absl::Now() + options_.long_poll, latest);
     if (next.ok()) {
       backoff.Reset();
       VLOG(1) << "weights of version " << (*next)->version << " from HQ";

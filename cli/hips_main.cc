@@ -323,6 +323,9 @@ int RunLocal() {
   if (absl::Status s = hips::ServerStepFromFlags().status(); !s.ok()) {
     hips::ExitWithUsageError(std::string(s.message()));
   }
+  if (absl::Status s = hips::WeightsCompressionFromFlags().status(); !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
   if (mode->mode == hips::Mode::kFedAvg && absl::GetFlag(FLAGS_optimizer) != "sgd") {
     hips::ExitWithUsageError("--mode=fedavg runs SGD on the workers: it needs --optimizer=sgd");
   }

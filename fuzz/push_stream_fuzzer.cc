@@ -3,12 +3,15 @@
 // input is a stream of raw messages (fuzz_input.h parts), the first byte of
 // the input choosing the receiver. Whatever the messages, the receiver
 // refuses or accepts; when it accepts, the values have exactly the size
-// the header announced.
+// the header announced (a weights delta: applied to the weights the caller
+// holds, every value finite).
 
 #include <grpcpp/grpcpp.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "fuzz/fuzz_input.h"
@@ -16,6 +19,7 @@
 #include "services/core/compression.h"
 #include "services/net/chunk_receiver.h"
 #include "services/net/proto_convert.h"
+#include "services/net/weights_stream.h"
 
 namespace {
 
@@ -56,19 +60,32 @@ void PushStream(const std::vector<absl::string_view>& messages) {
   hips::DecodeInto(values, out.data());
 }
 
+// A caller holding weights of version 3, incarnation 0, with a layout of
+// 2 x 32 floats, that a delta may target.
+std::shared_ptr<const hips::WeightsSnapshot> Held() {
+  static const std::shared_ptr<const hips::WeightsSnapshot> held = [] {
+    auto s = std::make_shared<hips::WeightsSnapshot>();
+    s->version = 3;
+    s->layout = *hips::ModelLayout::Create({hips::TensorSpec{"w", {2, 32}}});
+    s->weights.assign(kModelFloats, 0.5f);
+    return s;
+  }();
+  return held;
+}
+
 void WeightsStream(const std::vector<absl::string_view>& messages) {
-  hips::AssemblingReceiver<hips::v1::WeightsHeader> receiver(
-      [](const hips::v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
-        absl::StatusOr<hips::ModelLayout> layout = hips::LayoutFromProto(h.layout());
-        if (!layout.ok()) return layout.status();
-        return layout->num_floats();
-      });
+  hips::WeightsReceiver receiver(Held());
   for (absl::string_view m : messages) {
     if (!receiver.Add(Message(m)).ok()) return;
   }
-  absl::StatusOr<std::vector<float>> weights = receiver.Finish();
+  absl::StatusOr<std::shared_ptr<const hips::WeightsSnapshot>> weights = receiver.Finish();
   if (!weights.ok()) return;
-  Check(static_cast<int64_t>(weights->size()) == receiver.header().num_floats());
+  Check(static_cast<int64_t>((*weights)->weights.size()) == receiver.header().num_floats());
+  Check(static_cast<int64_t>((*weights)->weights.size()) == (*weights)->layout.num_floats());
+  if (receiver.header().has_delta()) {
+    Check((*weights)->layout == Held()->layout);
+    for (float x : (*weights)->weights) Check(std::isfinite(x));
+  }
 }
 
 }  // namespace

@@ -25,6 +25,11 @@ absl::Status HqDaemon::CheckOptions(const HqDaemonOptions& options) {
   if (absl::Status s = ValidateModelOptions(options.model); !s.ok()) return s;
   if (absl::Status s = CheckDataOptions(options.data, /*inspect_files=*/false); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
+  if (options.weights_compression.has_value()) {
+    if (absl::Status s = ValidateWeightsChainOptions(*options.weights_compression); !s.ok()) {
+      return s;
+    }
+  }
   if (absl::Status s = CheckListenPort("--port", options.port, false); !s.ok()) return s;
   if (absl::Status s = CheckListenPort("--metrics_port", options.metrics_port, true); !s.ok()) {
     return s;
@@ -151,15 +156,27 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
     limits.max_streams =
         4 * (s.max_aggregators > 0 ? s.max_aggregators : s.expected_aggregators) + 8;
   }
-  d->service_ = std::make_unique<HqService>(d->server_.get(), d->eval_.get(), d->authorizer_.get(),
-                                            options.chunk_bytes, options.max_long_poll,
-                                            d->rpc_metrics_.get(), limits);
+  d->service_ = std::make_unique<HqService>(
+      d->server_.get(), d->eval_.get(), d->authorizer_.get(), options.chunk_bytes,
+      options.max_long_poll, d->rpc_metrics_.get(), limits, options.weights_compression);
   if (d->metrics_ != nullptr) {
     const HqService* service = d->service_.get();
     d->metrics_->AddCollector([service](MetricFamilies* out) {
       out->Counters("hips_calls_refused_total",
                     "Calls refused before they were served (credentials, identity), by reason",
                     "reason", AllRefusalReasons(), service->refusals());
+      if (std::optional<ChainWeightsEncoder::Counters> chain = service->weights_chain_counters()) {
+        out->Counters("hips_weights_sent_total",
+                      "Weights streams to aggregators, as a compressed delta or whole", "form",
+                      {"delta", "whole"},
+                      {{"delta", chain->deltas_sent}, {"whole", chain->whole_sent}});
+        out->Counter("hips_weights_resyncs_total",
+                     "Versions sent whole to every aggregator, exactly HQ's weights",
+                     static_cast<double>(chain->resyncs));
+        out->Gauge("hips_weights_drift",
+                   "Largest difference between HQ's newest weights and what aggregators hold",
+                   chain->drift);
+      }
     });
   }
   grpc::ServerBuilder builder;
@@ -210,6 +227,13 @@ void HqDaemon::Shutdown() {
       grpc_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
     }
     if (eval_ != nullptr) eval_->Shutdown();
+    if (service_ != nullptr) {
+      if (std::optional<ChainWeightsEncoder::Counters> chain = service_->weights_chain_counters()) {
+        LOG(INFO) << "weights to aggregators: " << chain->deltas_sent << " compressed deltas, "
+                  << chain->whole_sent << " whole (" << chain->resyncs << " resyncs); last drift "
+                  << chain->drift;
+      }
+    }
   });
 }
 

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -35,6 +36,8 @@ struct HqDaemonOptions {
   // Also serve on this Unix socket when set (same-host peers).
   std::string unix_socket;
   size_t chunk_bytes = 1 << 20;
+  // Weights to aggregators as compressed deltas (docs/wan.md); none: whole.
+  std::optional<WeightsChainOptions> weights_compression;
   absl::Duration max_long_poll = absl::Seconds(10);
   // Checkpoints (docs/faults.md): none when empty. On start HQ resumes
   // from the newest valid checkpoint there, when `resume` and there is one.
@@ -71,6 +74,10 @@ class HqDaemon {
   int metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
   ParameterServer& server() { return *server_; }
   EvalLoop& eval() { return *eval_; }
+  // --weights_compression's counters (nullopt without it).
+  std::optional<ChainWeightsEncoder::Counters> weights_chain_counters() const {
+    return service_->weights_chain_counters();
+  }
   void Shutdown();
 
  private:

@@ -110,6 +110,12 @@ int main(int argc, char** argv) {
   if (!server_step.ok()) hips::ExitWithUsageError(std::string(server_step.status().message()));
   options.server.server_lr = server_step->lr;
   options.server.server_momentum = server_step->momentum;
+  absl::StatusOr<std::optional<hips::WeightsChainOptions>> weights_compression =
+      hips::WeightsCompressionFromFlags();
+  if (!weights_compression.ok()) {
+    hips::ExitWithUsageError(std::string(weights_compression.status().message()));
+  }
+  options.weights_compression = *weights_compression;
   options.server.quorum_aggregators = absl::GetFlag(FLAGS_quorum);
   if (absl::GetFlag(FLAGS_round_deadline_ms) < 0) {
     hips::ExitWithUsageError("--round_deadline_ms must be >= 0");

@@ -83,13 +83,26 @@ class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
 
 HqService::HqService(ParameterServer* server, const EvalLoop* eval, const Authorizer* authorizer,
                      size_t chunk_bytes, absl::Duration max_long_poll, RpcMetrics* rpc_metrics,
-                     const ServeLimits& limits)
+                     const ServeLimits& limits,
+                     std::optional<WeightsChainOptions> weights_compression)
     : server_(server),
       eval_(eval),
       gate_(authorizer, limits),
-      encoded_(chunk_bytes),
       max_long_poll_(max_long_poll),
-      rpc_metrics_(rpc_metrics) {}
+      rpc_metrics_(rpc_metrics) {
+  if (weights_compression.has_value()) {
+    auto chain = std::make_unique<ChainWeightsEncoder>(*weights_compression, chunk_bytes);
+    chain_ = chain.get();
+    encoder_ = std::move(chain);
+  } else {
+    encoder_ = std::make_unique<WeightsEncodingCache>(chunk_bytes);
+  }
+}
+
+std::optional<ChainWeightsEncoder::Counters> HqService::weights_chain_counters() const {
+  if (chain_ == nullptr) return std::nullopt;
+  return chain_->counters();
+}
 
 grpc::ServerReadReactor<grpc::ByteBuffer>* HqService::PushAggregate(
     grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response) {
@@ -101,7 +114,7 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* HqService::PullWeights(
   StreamGuard::Slot slot;
   const absl::Status admitted = gate_.AdmitStream(ctx, Access::kData, /*push=*/false, &slot);
   return ServePullWeights(
-      ctx, request, server_->weights(), &encoded_, max_long_poll_, rpc_metrics_, admitted,
+      ctx, request, server_->weights(), encoder_.get(), max_long_poll_, rpc_metrics_, admitted,
       [this, ctx](const std::string& requester) { return gate_.Identify(*ctx, requester); },
       std::move(slot));
 }

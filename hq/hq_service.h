@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/time/time.h"
@@ -35,9 +37,15 @@ using HqServiceBase =
 // `authorizer` and `rpc_metrics` (may be null) must outlive it.
 class HqService final : public HqServiceBase {
  public:
+  // With `weights_compression`, an aggregator that holds the previous
+  // weights gets a compressed delta (weights_chain.h); without, the weights.
   HqService(ParameterServer* server, const EvalLoop* eval, const Authorizer* authorizer,
             size_t chunk_bytes, absl::Duration max_long_poll, RpcMetrics* rpc_metrics = nullptr,
-            const ServeLimits& limits = {});
+            const ServeLimits& limits = {},
+            std::optional<WeightsChainOptions> weights_compression = std::nullopt);
+
+  // The compressed weights' counters (nullopt without --weights_compression).
+  std::optional<ChainWeightsEncoder::Counters> weights_chain_counters() const;
 
   // Calls refused before they were served, by reason.
   std::map<std::string, int64_t> refusals() const { return gate_.refusals(); }
@@ -60,7 +68,9 @@ class HqService final : public HqServiceBase {
   ParameterServer* const server_;
   const EvalLoop* const eval_;
   ServerGate gate_;
-  WeightsEncodingCache encoded_;
+  // A WeightsEncodingCache, or chain_ (then null without compression).
+  std::unique_ptr<WeightsEncoder> encoder_;
+  const ChainWeightsEncoder* chain_ = nullptr;
   // Buffers the aggregates are read into (a round's sum, one or two in
   // flight).
   BufferPool spares_{3};

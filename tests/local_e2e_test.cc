@@ -269,7 +269,8 @@ TEST(ExamplesTest, RegressionWithMseReportsRmseAndR2) {
 // The issues' acceptance runs: the default budget (10 epochs) in async and
 // in ssp with staleness 2, each to at least 0.87 test accuracy; the default
 // (sync) run over mutual TLS and fedavg with its defaults (20 local steps,
-// server momentum 0.5) to at least 0.88.
+// server momentum 0.5), its weights sent downstream as bf16 deltas, to at
+// least 0.88.
 class LocalModeTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
@@ -291,6 +292,10 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
     // A delta stands for 20 batches; no round is stale.
     EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / (64 * 20));
     EXPECT_EQ(s["max_staleness"].get<int64_t>(), 0);
+    // The weights went to the aggregators as bf16 deltas (docs/wan.md).
+    const std::string hq_log = ReadFile(absl::StrCat(dir, "/hq.log"));
+    EXPECT_NE(hq_log.find("compressed deltas"), std::string::npos) << hq_log.substr(0, 2000);
+    EXPECT_EQ(hq_log.find(": 0 compressed deltas"), std::string::npos) << hq_log.substr(0, 2000);
     return;
   }
   EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / 64);
@@ -309,7 +314,7 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
 
 INSTANTIATE_TEST_SUITE_P(Modes, LocalModeTest,
                          ::testing::Values("--mode=async", "--mode ssp --staleness 2", "--tls",
-                                           "--mode=fedavg"),
+                                           "--mode=fedavg --weights_compression=bf16"),
                          [](const auto& info) {
                            return info.param.find("ssp") != std::string::npos      ? "ssp2"
                                   : info.param.find("async") != std::string::npos  ? "async"
@@ -380,8 +385,7 @@ TEST_P(HipsModeTest, SwitchesARunningCluster) {
   EXPECT_GE(s["accuracy"].get<double>(), 0.8) << output;
   ExpectGradientsAccountedFor(s);
   // HQ logged the version of each switch.
-  std::ifstream log(absl::StrCat(dir, "/hq.log"));
-  const std::string hq_log((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  const std::string hq_log = ReadFile(absl::StrCat(dir, "/hq.log"));
   EXPECT_TRUE(
       std::regex_search(hq_log, std::regex("mode switched from sync to async at version [0-9]+")))
       << hq_log.substr(0, 2000);
@@ -639,6 +643,16 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips local --mode=fedavg --optimizer=adam", "needs --optimizer=sgd"},
       {"/hips local --mode=fedavg --server_momentum=-0.5", "--server_momentum must be in [0, 1)"},
       {"/hips mode fedavg --participation=2 --hq=127.0.0.1:1", "participation must be in (0, 1]"},
+      // HQ's weights downstream (docs/wan.md).
+      {"/hips-hq --weights_compression=zstd", "--weights_compression: unknown compression"},
+      {"/hips-hq --weights_compression=topk --weights_topk_ratio=0",
+       "--weights_topk_ratio must be in (0, 1]"},
+      {"/hips-hq --weights_compression=topk --weights_topk_ratio=1.5",
+       "--weights_topk_ratio must be in (0, 1]"},
+      {"/hips-hq --weights_compression=bf16 --weights_resync_every=0",
+       "--weights_resync_every must be at least 1"},
+      {"/hips local --weights_compression=bf16 --weights_resync_every=-3",
+       "--weights_resync_every must be at least 1"},
       {"/hips-hq --aggregators=2 --quorum=3", "quorum"},
       {"/hips-aggregator --hq=127.0.0.1:1 --workers=2 --quorum=3", "quorum"},
       {"/hips-worker --aggregator=127.0.0.1:1 --slowdown=0.5", "slowdown"},

@@ -61,13 +61,13 @@ absl::StatusOr<PushResult> FakeHqClient::PushAggregate(const AggregatePush& aggr
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> FakeHqClient::PullWeights(
-    int64_t min_version, absl::Time deadline, int64_t incarnation) {
+    int64_t min_version, absl::Time deadline, std::shared_ptr<const WeightsSnapshot> held) {
   {
     absl::MutexLock lock(&mu_);
     if (cancelled_) return absl::CancelledError("cancelled");
   }
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights =
-      board_.WaitFor(min_version, deadline, incarnation);
+      board_.WaitFor(min_version, deadline, held == nullptr ? 0 : held->incarnation);
   // CancelCalls shuts the board down: its waits end UNAVAILABLE.
   if (absl::IsUnavailable(weights.status())) return absl::CancelledError("cancelled");
   return weights;

@@ -49,9 +49,9 @@ class FakeHqClient final : public HqClient {
   bool WaitUntilCancelled(absl::Duration timeout) const;
 
   absl::StatusOr<PushResult> PushAggregate(const AggregatePush& aggregate) override;
-  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(int64_t min_version,
-                                                                     absl::Time deadline,
-                                                                     int64_t incarnation) override;
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
+      int64_t min_version, absl::Time deadline,
+      std::shared_ptr<const WeightsSnapshot> held) override;
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
                                             absl::Time deadline) override;
   void CancelCalls() override;

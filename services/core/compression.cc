@@ -204,6 +204,29 @@ void DecodeInto(const EncodedValues& v, float* out) {
   }
 }
 
+void AddDecodedInto(const EncodedValues& v, float* out) {
+  switch (v.encoding) {
+    case Encoding::kFp32:
+      v.bytes.ForEachRun([out](size_t first, const char* bytes, size_t n) {
+        for (size_t i = 0; i < n; ++i) {
+          float value;
+          std::memcpy(&value, bytes + i * sizeof(float), sizeof(float));
+          out[first + i] += value;
+        }
+      });
+      return;
+    case Encoding::kFp16:
+      ForEachHalf(v.bytes, [out](size_t i, uint16_t h) { out[i] += HalfToFloat(h); });
+      return;
+    case Encoding::kBf16:
+      ForEachHalf(v.bytes, [out](size_t i, uint16_t h) { out[i] += Bfloat16ToFloat(h); });
+      return;
+    case Encoding::kTopK:
+      ForEachEntry(v.bytes, [out](size_t, uint32_t index, float value) { out[index] += value; });
+      return;
+  }
+}
+
 absl::Status ValidateCompressionOptions(const CompressionOptions& o) {
   if (!(o.topk_ratio > 0 && o.topk_ratio <= 1)) {
     return absl::InvalidArgumentError(

@@ -78,6 +78,9 @@ absl::Status CheckEncodedValues(const EncodedValues& values);
 // Writes the dense floats (num_floats of them) into `out`. Precondition:
 // CheckEncodedValues passed.
 void DecodeInto(const EncodedValues& values, float* out);
+// Adds the dense floats to `out` (out[i] += value i; a top-k payload touches
+// only its entries). Same precondition.
+void AddDecodedInto(const EncodedValues& values, float* out);
 
 uint16_t FloatToHalf(float f);
 float HalfToFloat(uint16_t h);

@@ -170,6 +170,9 @@ struct WeightsSnapshot {
   // version's round (set by the aggregator that serves the weights; empty:
   // every worker takes part).
   std::vector<std::string> participants;
+  // How far these weights may be from HQ's (max |difference|; 0: exactly
+  // HQ's). Nonzero only downstream of HQ's --weights_compression.
+  float drift = 0.0f;
 };
 
 }  // namespace hips

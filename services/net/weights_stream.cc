@@ -1,5 +1,6 @@
 #include "services/net/weights_stream.h"
 
+#include <cmath>
 #include <optional>
 #include <utility>
 
@@ -15,24 +16,81 @@
 
 namespace hips {
 
-ChunkedPayload EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot, size_t chunk_bytes) {
+namespace {
+
+v1::WeightsHeader HeaderOf(const WeightsSnapshot& snapshot) {
   v1::WeightsHeader h;
-  h.set_version(snapshot->version);
-  h.set_num_floats(static_cast<int64_t>(snapshot->weights.size()));
-  h.set_training_done(snapshot->training_done);
-  ModeToProto(snapshot->mode, h.mutable_mode());
-  h.set_mode_since(snapshot->mode_since);
-  h.set_incarnation(snapshot->incarnation);
-  if (snapshot->mode.mode == Mode::kFedAvg) {
-    LocalSgdToProto(snapshot->local_sgd, h.mutable_local_sgd());
-    for (const std::string& id : snapshot->participants) h.add_participants(id);
+  h.set_version(snapshot.version);
+  h.set_num_floats(static_cast<int64_t>(snapshot.weights.size()));
+  h.set_training_done(snapshot.training_done);
+  ModeToProto(snapshot.mode, h.mutable_mode());
+  h.set_mode_since(snapshot.mode_since);
+  h.set_incarnation(snapshot.incarnation);
+  if (snapshot.mode.mode == Mode::kFedAvg) {
+    LocalSgdToProto(snapshot.local_sgd, h.mutable_local_sgd());
+    for (const std::string& id : snapshot.participants) h.add_participants(id);
   }
-  LayoutToProto(snapshot->layout, h.mutable_layout());
+  h.set_drift(snapshot.drift);
+  LayoutToProto(snapshot.layout, h.mutable_layout());
+  return h;
+}
+
+}  // namespace
+
+ChunkedPayload EncodeWeights(std::shared_ptr<const WeightsSnapshot> snapshot, size_t chunk_bytes) {
   ChunkedPayload out;
-  out.header = h.SerializeAsString();
+  out.header = HeaderOf(*snapshot).SerializeAsString();
   const absl::Span<const float> weights = snapshot->weights;
   out.chunks = ReferenceChunks(weights, chunk_bytes, std::move(snapshot));
   return out;
+}
+
+ChunkedPayload EncodeWeightsDelta(std::shared_ptr<const ChainStep> step, size_t chunk_bytes) {
+  v1::WeightsHeader h = HeaderOf(*step->weights);
+  v1::WeightsDelta* delta = h.mutable_delta();
+  delta->set_base_version(step->base_version);
+  delta->set_encoding(EncodingToProto(step->encoding));
+  delta->set_nonzeros(step->nonzeros);
+  ChunkedPayload out;
+  out.header = h.SerializeAsString();
+  const absl::string_view bytes = step->delta;
+  const size_t element = ElementBytes(step->encoding);
+  out.chunks = ReferenceChunks(bytes, element, chunk_bytes, std::move(step));
+  return out;
+}
+
+std::shared_ptr<const ChunkedPayload> ChainWeightsEncoder::Encode(
+    const std::shared_ptr<const WeightsSnapshot>& newest, const HeldWeights& held) {
+  std::shared_ptr<const ChainStep> step = chain_.StepTo(newest);
+  absl::MutexLock lock(&mu_);
+  if (step != step_) {
+    // Each step's encodings are made on first use; the previous step's go
+    // once the streams sending them are done.
+    step_ = step;
+    whole_ = nullptr;
+    delta_ = nullptr;
+    counters_.drift = step->drift;
+    if (step->resync()) ++counters_.resyncs;
+  }
+  const WeightsSnapshot& weights = *step->weights;
+  if (!step->resync() && held.accepts_delta && held.incarnation == weights.incarnation &&
+      held.version == step->base_version) {
+    if (delta_ == nullptr) {
+      delta_ = std::make_shared<const ChunkedPayload>(EncodeWeightsDelta(step, chunk_bytes_));
+    }
+    ++counters_.deltas_sent;
+    return delta_;
+  }
+  if (whole_ == nullptr) {
+    whole_ = std::make_shared<const ChunkedPayload>(EncodeWeights(step->weights, chunk_bytes_));
+  }
+  ++counters_.whole_sent;
+  return whole_;
+}
+
+ChainWeightsEncoder::Counters ChainWeightsEncoder::counters() const {
+  absl::MutexLock lock(&mu_);
+  return counters_;
 }
 
 std::shared_ptr<const ChunkedPayload> WeightsEncodingCache::Get(
@@ -55,12 +113,12 @@ namespace {
 class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   PullWeightsReactor(grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request,
-                     const WeightsBoard& board, WeightsEncodingCache* cache,
+                     const WeightsBoard& board, WeightsEncoder* encoder,
                      absl::Duration max_long_poll, RpcMetrics* metrics,
                      const absl::Status& admitted,
                      const std::function<absl::Status(const std::string&)>& identity,
                      StreamGuard::Slot slot)
-      : board_(board), cache_(cache), metrics_(metrics), slot_(std::move(slot)) {
+      : board_(board), encoder_(encoder), metrics_(metrics), slot_(std::move(slot)) {
     if (!admitted.ok()) {
       FinishOnce(ToGrpcStatus(admitted));
       return;
@@ -81,6 +139,9 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
         return;
       }
     }
+    held_.accepts_delta = req.accepts_delta();
+    held_.version = req.held_version();
+    held_.incarnation = req.incarnation();
     const absl::Time deadline = req.no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll);
     const int64_t id = board_.WaitAsync(
         req.min_version(), deadline, req.incarnation(),
@@ -121,8 +182,10 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
       absl::MutexLock lock(&mu_);
       // Timed from here: a long poll's wait is not the cost of sending.
       timer_.emplace(metrics_, "PullWeights");
-      timer_->Sent(static_cast<int64_t>((*weights)->weights.size() * sizeof(float)));
-      encoded_ = cache_->Get(*weights);
+      encoded_ = encoder_->Encode(*weights, held_);
+      int64_t bytes = 0;
+      for (const grpc::Slice& chunk : encoded_->chunks) bytes += static_cast<int64_t>(chunk.size());
+      timer_->Sent(bytes);
     }
     WriteNext();
   }
@@ -160,8 +223,9 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
   }
 
   const WeightsBoard& board_;
-  WeightsEncodingCache* const cache_;
+  WeightsEncoder* const encoder_;
   RpcMetrics* const metrics_;
+  HeldWeights held_;        // set in the constructor, before any reaction
   StreamGuard::Slot slot_;  // released with the reactor, once the call is done
   absl::Mutex mu_;
   int64_t wait_ ABSL_GUARDED_BY(mu_) = 0;
@@ -176,17 +240,133 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
 
 grpc::ServerWriteReactor<grpc::ByteBuffer>* ServePullWeights(
     grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request, const WeightsBoard& board,
-    WeightsEncodingCache* cache, absl::Duration max_long_poll, RpcMetrics* metrics,
+    WeightsEncoder* encoder, absl::Duration max_long_poll, RpcMetrics* metrics,
     const absl::Status& admitted, const std::function<absl::Status(const std::string&)>& identity,
     StreamGuard::Slot slot) {
-  return new PullWeightsReactor(ctx, request, board, cache, max_long_poll, metrics, admitted,
+  return new PullWeightsReactor(ctx, request, board, encoder, max_long_poll, metrics, admitted,
                                 identity, std::move(slot));
+}
+
+WeightsReceiver::WeightsReceiver(std::shared_ptr<const WeightsSnapshot> held, BufferPool* spares)
+    : held_(std::move(held)), spares_(spares) {}
+
+absl::Status WeightsReceiver::Start(const v1::WeightsHeader& h) {
+  if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
+  if (h.mode_since() < 0 || h.mode_since() > h.version()) {
+    return absl::InvalidArgumentError(absl::StrCat("weights of version ", h.version(),
+                                                   " claim a mode since version ", h.mode_since()));
+  }
+  if (!std::isfinite(h.drift()) || h.drift() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("weights with a drift of ", h.drift()));
+  }
+  // Its buffer comes from (and goes back to) the weights pool: a tier that
+  // receives every version fills the same few buffers.
+  snapshot_ = NewRecycledSnapshot();
+  absl::StatusOr<ModeConfig> mode = ModeFromProto(h.mode());
+  if (!mode.ok()) return mode.status();
+  snapshot_->mode = *mode;
+  snapshot_->mode_since = h.mode_since();
+  if (mode->mode == Mode::kFedAvg) {
+    absl::StatusOr<LocalSgd> local = LocalSgdFromProto(h.local_sgd());
+    if (!local.ok()) return local.status();
+    snapshot_->local_sgd = *local;
+    absl::StatusOr<std::vector<std::string>> drawn = ParticipantsFromProto(h.participants());
+    if (!drawn.ok()) return drawn.status();
+    snapshot_->participants = *std::move(drawn);
+  }
+  absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
+  if (!layout.ok()) return layout.status();
+  snapshot_->layout = *std::move(layout);
+  const int64_t floats = snapshot_->layout.num_floats();
+  if (!h.has_delta()) {
+    absl::StatusOr<ChunkAssembler> assembler =
+        ChunkAssembler::Create(h.num_floats(), floats,
+                               spares_ == nullptr || h.num_floats() != floats
+                                   ? std::vector<float>()
+                                   : spares_->TakeIfKept(static_cast<size_t>(floats)));
+    if (!assembler.ok()) return assembler.status();
+    whole_ = *std::move(assembler);
+    return absl::OkStatus();
+  }
+  const v1::WeightsDelta& d = h.delta();
+  if (held_ == nullptr || held_->incarnation != h.incarnation() ||
+      held_->version != d.base_version()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "delta: against version ", d.base_version(), " of incarnation ", h.incarnation(),
+        ", and this caller holds ",
+        held_ == nullptr
+            ? std::string("no weights")
+            : absl::StrCat("version ", held_->version, " of incarnation ", held_->incarnation)));
+  }
+  if (h.version() <= d.base_version()) {
+    return absl::InvalidArgumentError(absl::StrCat("delta: weights of version ", h.version(),
+                                                   " from version ", d.base_version()));
+  }
+  if (held_->layout != snapshot_->layout) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "delta: against weights of another layout: ",
+        ModelLayout::FirstDifference(held_->layout, snapshot_->layout, "held", "delta")));
+  }
+  if (h.num_floats() != floats) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "num_floats: the stream announces ", h.num_floats(), " floats, the model has ", floats));
+  }
+  absl::StatusOr<Encoding> encoding = EncodingFromProto(d.encoding(), floats, d.nonzeros());
+  if (!encoding.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("delta: ", encoding.status().message()));
+  }
+  if (*encoding == Encoding::kFp32) return absl::InvalidArgumentError("delta: in fp32");
+  delta_.encoding = *encoding;
+  delta_.num_floats = floats;
+  delta_.nonzeros = d.nonzeros();
+  delta_shape_ =
+      PayloadShape{PayloadBytes(*encoding, floats, d.nonzeros()), ElementBytes(*encoding)};
+  // At most 8 bytes per float of the weights this caller already holds.
+  delta_bytes_.reserve(static_cast<size_t>(delta_shape_.bytes));
+  return absl::OkStatus();
+}
+
+absl::Status WeightsReceiver::Add(const grpc::ByteBuffer& message) {
+  ReceivedChunk chunk;
+  if (absl::Status s = stream_.Decode(message, &chunk); !s.ok()) return s;
+  if (!started_) {
+    started_ = true;
+    if (absl::Status s = Start(stream_.header()); !s.ok()) return s;
+  }
+  if (whole_.has_value()) return whole_->Append(chunk.data);
+  absl::StatusOr<int64_t> offset = stream_.Account(chunk, delta_shape_);
+  if (!offset.ok()) return offset.status();
+  for (absl::string_view piece : chunk.data) delta_bytes_.append(piece.data(), piece.size());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WeightsReceiver::Finish() {
+  if (!started_) return absl::InvalidArgumentError("header: the stream ended before it");
+  const v1::WeightsHeader& h = stream_.header();
+  if (whole_.has_value()) {
+    absl::StatusOr<std::vector<float>> weights = std::move(*whole_).Finish();
+    if (!weights.ok()) return weights.status();
+    snapshot_->weights = *std::move(weights);
+  } else {
+    if (absl::Status s = stream_.Complete(delta_shape_); !s.ok()) return s;
+    delta_.bytes = FloatPieces();
+    if (!delta_bytes_.empty()) delta_.bytes.Append(delta_bytes_);
+    if (absl::Status s = ApplyWeightsDelta(held_->weights, delta_, &snapshot_->weights); !s.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("delta: ", s.message()));
+    }
+  }
+  snapshot_->version = h.version();
+  snapshot_->training_done = h.training_done();
+  snapshot_->incarnation = h.incarnation();
+  snapshot_->drift = h.drift();
+  return std::shared_ptr<const WeightsSnapshot>(std::move(snapshot_));
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     grpc::GenericStub* stub, const std::string& method, CallRegistry* calls,
     const std::string& token, const std::string& requester, int64_t min_version,
-    absl::Time deadline, bool no_wait, int64_t incarnation) {
+    absl::Time deadline, bool no_wait, int64_t incarnation,
+    std::shared_ptr<const WeightsSnapshot> held) {
   grpc::ClientContext ctx;
   CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(absl::ToChronoTime(deadline));
@@ -197,37 +377,13 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   req.set_min_version(min_version);
   req.set_no_wait(no_wait);
   req.set_incarnation(incarnation);
-  // Its buffer comes from (and goes back to) the weights pool: a tier that
-  // receives every version fills the same few buffers.
-  std::shared_ptr<WeightsSnapshot> snapshot = NewRecycledSnapshot();
-  AssemblingReceiver<v1::WeightsHeader> receiver(
-      [&](const v1::WeightsHeader& h) -> absl::StatusOr<int64_t> {
-        if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
-        if (h.mode_since() < 0 || h.mode_since() > h.version()) {
-          return absl::InvalidArgumentError(absl::StrCat(
-              "weights of version ", h.version(), " claim a mode since version ", h.mode_since()));
-        }
-        absl::StatusOr<ModeConfig> mode = ModeFromProto(h.mode());
-        if (!mode.ok()) return mode.status();
-        snapshot->mode = *mode;
-        snapshot->mode_since = h.mode_since();
-        if (mode->mode == Mode::kFedAvg) {
-          absl::StatusOr<LocalSgd> local = LocalSgdFromProto(h.local_sgd());
-          if (!local.ok()) return local.status();
-          snapshot->local_sgd = *local;
-          absl::StatusOr<std::vector<std::string>> drawn = ParticipantsFromProto(h.participants());
-          if (!drawn.ok()) return drawn.status();
-          snapshot->participants = *std::move(drawn);
-        } else {
-          snapshot->local_sgd = LocalSgd();
-          snapshot->participants.clear();
-        }
-        absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
-        if (!layout.ok()) return layout.status();
-        snapshot->layout = *std::move(layout);
-        return snapshot->layout.num_floats();
-      },
-      &WeightsBuffers());
+  if (held != nullptr && held->incarnation == incarnation) {
+    req.set_accepts_delta(true);
+    req.set_held_version(held->version);
+  } else {
+    held = nullptr;
+  }
+  WeightsReceiver receiver(std::move(held), &WeightsBuffers());
   absl::Status malformed;
   grpc::Status finish;
   {
@@ -245,17 +401,12 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
         absl::StrCat("malformed weights stream: ", malformed.message()));
   }
   if (!finish.ok()) return FromGrpcStatus(finish);
-  absl::StatusOr<std::vector<float>> weights = receiver.Finish();
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights = receiver.Finish();
   if (!weights.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("malformed weights stream: ", weights.status().message()));
   }
-  const v1::WeightsHeader& header = receiver.header();
-  snapshot->version = header.version();
-  snapshot->training_done = header.training_done();
-  snapshot->incarnation = header.incarnation();
-  snapshot->weights = *std::move(weights);
-  return snapshot;
+  return weights;
 }
 
 }  // namespace hips

@@ -9,6 +9,7 @@
 #include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -17,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
@@ -85,11 +87,36 @@ class WeightsStreamTest : public ::testing::Test {
     return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
   }
 
-  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull() {
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Pull(
+      std::shared_ptr<const WeightsSnapshot> held = nullptr) {
     // The raw client against a server built on the generated protobuf stubs.
     grpc::GenericStub stub(channel_);
+    const int64_t incarnation = held == nullptr ? 0 : held->incarnation;
     return PullWeightsFrom(&stub, method::kHqPullWeights, &calls_, "", "test", 0,
-                           absl::Now() + absl::Seconds(30));
+                           absl::Now() + absl::Seconds(30), /*no_wait=*/false, incarnation,
+                           std::move(held));
+  }
+
+  // Weights of version 2 of Header's layout, as a caller holds them.
+  static std::shared_ptr<const WeightsSnapshot> Held() {
+    auto s = std::make_shared<WeightsSnapshot>();
+    s->version = 2;
+    s->layout = *ModelLayout::Create({{"a", {2, 2}}, {"b", {4}}});
+    s->weights = {1, 2, 3, 4, 5, 6, 7, 8};
+    return s;
+  }
+  // A bf16 delta to version `version` from version 2: 0.5 added to each.
+  static std::vector<v1::WeightsChunk> Bf16Delta(int64_t version) {
+    std::vector<v1::WeightsChunk> messages = {Header(version, 8)};
+    messages[0].mutable_header()->mutable_delta()->set_base_version(2);
+    messages[0].mutable_header()->mutable_delta()->set_encoding(v1::ENCODING_BF16);
+    messages[0].mutable_header()->set_drift(0.25f);
+    const uint16_t half = FloatToBfloat16(0.5f);
+    std::string bytes;
+    for (int i = 0; i < 8; ++i) bytes.append(reinterpret_cast<const char*>(&half), 2);
+    messages[0].set_data(bytes.substr(0, 6));
+    messages.emplace_back().set_data(bytes.substr(6));
+    return messages;
   }
 
   FakeHq hq_;
@@ -148,6 +175,52 @@ TEST_F(WeightsStreamTest, AFedAvgHeaderCarriesTheLocalSgdAndTheParticipants) {
   ASSERT_TRUE(w.ok()) << w.status();
   EXPECT_EQ((*w)->local_sgd, LocalSgd());
   EXPECT_TRUE((*w)->participants.empty());
+}
+
+TEST_F(WeightsStreamTest, ADeltaIsAddedToTheWeightsTheCallerHolds) {
+  hq_.Set(Bf16Delta(3));
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull(Held());
+  ASSERT_TRUE(w.ok()) << w.status();
+  EXPECT_EQ((*w)->version, 3);
+  EXPECT_EQ((*w)->weights, (std::vector<float>{1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5}));
+  EXPECT_EQ((*w)->drift, 0.25f);
+  EXPECT_EQ((*w)->layout.DebugString(), "a[2,2] b[4]");
+}
+
+TEST_F(WeightsStreamTest, ADeltaAgainstWeightsTheCallerDoesNotHoldIsRefused) {
+  struct Case {
+    const char* name;
+    std::vector<v1::WeightsChunk> messages;
+    std::shared_ptr<const WeightsSnapshot> held;
+    const char* says;
+  };
+  std::vector<Case> cases;
+  cases.push_back({"no weights held", Bf16Delta(3), nullptr, "holds no weights"});
+  cases.push_back({"another base", Bf16Delta(3), Held(), "against version 1"});
+  cases.back().messages[0].mutable_header()->mutable_delta()->set_base_version(1);
+  cases.push_back({"not newer than its base", Bf16Delta(2), Held(), "from version 2"});
+  auto other_layout = std::make_shared<WeightsSnapshot>(*Held());
+  other_layout->layout = *ModelLayout::Create({{"a", {2, 2}}, {"c", {4}}});
+  cases.push_back({"another layout", Bf16Delta(3), other_layout, "another layout"});
+  cases.push_back({"fp32", Bf16Delta(3), Held(), "fp32"});
+  cases.back().messages[0].mutable_header()->mutable_delta()->set_encoding(v1::ENCODING_FP32);
+  cases.push_back({"nonzeros beyond the floats", Bf16Delta(3), Held(), "nonzeros"});
+  cases.back().messages[0].mutable_header()->mutable_delta()->set_encoding(v1::ENCODING_TOPK);
+  cases.back().messages[0].mutable_header()->mutable_delta()->set_nonzeros(9);
+  cases.push_back({"a short payload", Bf16Delta(3), Held(), "announced"});
+  cases.back().messages.pop_back();
+  cases.push_back({"a negative drift", Bf16Delta(3), Held(), "drift"});
+  cases.back().messages[0].mutable_header()->set_drift(-1);
+  cases.push_back({"a NaN delta", Bf16Delta(3), Held(), "finite"});
+  const uint16_t nan = 0x7fc0;
+  cases.back().messages[1].set_data(std::string(reinterpret_cast<const char*>(&nan), 2) +
+                                    std::string(8, '\0'));
+  for (const Case& c : cases) {
+    hq_.Set(c.messages);
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull(c.held);
+    EXPECT_TRUE(absl::IsInvalidArgument(w.status())) << c.name << ": " << w.status();
+    EXPECT_THAT(std::string(w.status().message()), ::testing::HasSubstr(c.says)) << c.name;
+  }
 }
 
 TEST_F(WeightsStreamTest, MalformedStreamsAreRefused) {
@@ -210,6 +283,18 @@ class BoardHq final : public v1::Hq::WithRawCallbackMethod_PullWeights<v1::Hq::S
 
   WeightsBoard board;
   WeightsEncodingCache cache{12};  // three floats per chunk
+};
+
+// The same with HQ's --weights_compression=bf16, a resync every 3 versions.
+class ChainHq final : public v1::Hq::WithRawCallbackMethod_PullWeights<v1::Hq::Service> {
+ public:
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* PullWeights(
+      grpc::CallbackServerContext* ctx, const grpc::ByteBuffer* request) override {
+    return ServePullWeights(ctx, request, board, &encoder, absl::Seconds(30), nullptr);
+  }
+
+  WeightsBoard board;
+  ChainWeightsEncoder encoder{WeightsChainOptions{Encoding::kBf16, 0.01, 3}, 6};
 };
 
 class ServePullWeightsTest : public ::testing::Test {
@@ -286,6 +371,64 @@ TEST_F(ServePullWeightsTest, ACallerThatGivesUpEndsItsLongPoll) {
   calls_.CancelAll();
   caller.join();
   EXPECT_TRUE(absl::IsCancelled(got.status())) << got.status();
+}
+
+// Over the wire: a caller holding the previous version gets the delta, and
+// ends with the chain's weights bit for bit; any other gets them whole; at
+// a resync everyone holds exactly HQ's weights.
+TEST(ChainWeightsStreamTest, DeltasReachTheChainsWeightsAndResyncsHqsExactly) {
+  ChainHq hq;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<grpc::Server> server = Serve(&hq, &channel);
+  grpc::GenericStub stub(channel);
+  CallRegistry calls;
+  auto pull = [&](int64_t min_version, std::shared_ptr<const WeightsSnapshot> held) {
+    const int64_t incarnation = held == nullptr ? 0 : held->incarnation;
+    return PullWeightsFrom(&stub, method::kHqPullWeights, &calls, "", "test", min_version,
+                           absl::Now() + absl::Seconds(30), false, incarnation, std::move(held));
+  };
+  auto hq_weights = [](int64_t version) {
+    auto s = std::make_shared<WeightsSnapshot>();
+    s->version = version;
+    s->incarnation = 9;
+    s->layout = *ModelLayout::Create({{"w", {5}}});
+    for (int i = 0; i < 5; ++i) s->weights.push_back(1.0f + 0.0123f * version * (i + 1));
+    return std::shared_ptr<const WeightsSnapshot>(s);
+  };
+  hq.board.Publish(hq_weights(0));
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> held = pull(0, nullptr);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ((*held)->weights, hq_weights(0)->weights);
+  for (int64_t v = 1; v <= 4; ++v) {
+    SCOPED_TRACE(v);
+    hq.board.Publish(hq_weights(v));
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next = pull(v, *held);
+    ASSERT_TRUE(next.ok()) << next.status();
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> joining = pull(v, nullptr);
+    ASSERT_TRUE(joining.ok()) << joining.status();
+    EXPECT_EQ((*next)->version, v);
+    // Both callers hold the same bits.
+    EXPECT_EQ(std::memcmp((*next)->weights.data(), (*joining)->weights.data(), 5 * sizeof(float)),
+              0);
+    if (v == 3) {
+      // Three versions after the first: a resync, exactly HQ's.
+      EXPECT_EQ((*next)->weights, hq_weights(3)->weights);
+      EXPECT_EQ((*next)->drift, 0.0f);
+    } else {
+      EXPECT_NE((*next)->weights, hq_weights(v)->weights);
+      EXPECT_GT((*next)->drift, 0.0f);
+      for (int i = 0; i < 5; ++i) {
+        EXPECT_NEAR((*next)->weights[i], hq_weights(v)->weights[i], (*next)->drift * 1.0001);
+      }
+    }
+    held = next;
+  }
+  const ChainWeightsEncoder::Counters c = hq.encoder.counters();
+  EXPECT_EQ(c.deltas_sent, 3);         // versions 1, 2 and 4 to the caller holding the one before
+  EXPECT_EQ(c.whole_sent, 1 + 4 + 1);  // version 0, the joining caller's four, the resync
+  EXPECT_EQ(c.resyncs, 2);             // versions 0 and 3
+  hq.board.Shutdown();
+  server->Shutdown();
 }
 
 }  // namespace

@@ -9,11 +9,19 @@ ABSL_FLAG(int64_t, local_steps, 20,
 ABSL_FLAG(double, participation, 1.0,
           "fedavg: the fraction of each aggregator's live workers drawn for a round, in (0, 1] "
           "(the others wait for the next round).");
-ABSL_FLAG(double, server_lr, 1.0,
-          "fedavg: HQ's learning rate on the mean delta.");
+ABSL_FLAG(double, server_lr, 1.0, "fedavg: HQ's learning rate on the mean delta.");
 ABSL_FLAG(double, server_momentum, 0.5,
           "fedavg: HQ's momentum on the mean delta, in [0, 1) (FedAvgM; 0 with --server_lr=1 "
           "is plain FedAvg, which ends half a point to a point lower: docs/modes.md).");
+ABSL_FLAG(std::string, weights_compression, "none",
+          "How HQ sends weights to an aggregator that holds the previous ones: none (whole, "
+          "fp32), bf16, fp16 or topk, a compressed delta (docs/wan.md). Joining aggregators "
+          "and every --weights_resync_every versions get them whole.");
+ABSL_FLAG(double, weights_topk_ratio, 0.01,
+          "--weights_compression=topk: the fraction of the weights' changes sent per version.");
+ABSL_FLAG(int64_t, weights_resync_every, 100,
+          "--weights_compression: every this many versions the weights go whole, and every "
+          "aggregator then holds exactly HQ's.");
 
 namespace hips {
 
@@ -34,11 +42,37 @@ absl::StatusOr<ServerStepFlags> ServerStepFromFlags() {
   return f;
 }
 
+absl::StatusOr<std::optional<WeightsChainOptions>> WeightsCompressionFromFlags() {
+  absl::StatusOr<Encoding> encoding = ParseEncoding(absl::GetFlag(FLAGS_weights_compression));
+  if (!encoding.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--weights_compression: ", encoding.status().message()));
+  }
+  if (*encoding == Encoding::kFp32) return std::nullopt;
+  WeightsChainOptions o;
+  o.encoding = *encoding;
+  o.topk_ratio = absl::GetFlag(FLAGS_weights_topk_ratio);
+  o.resync_every = absl::GetFlag(FLAGS_weights_resync_every);
+  if (!(o.topk_ratio > 0 && o.topk_ratio <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--weights_topk_ratio must be in (0, 1], got ", o.topk_ratio));
+  }
+  if (o.resync_every < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--weights_resync_every must be at least 1, got ", o.resync_every));
+  }
+  if (absl::Status s = ValidateWeightsChainOptions(o); !s.ok()) return s;
+  return o;
+}
+
 std::vector<std::string> FedAvgFlagsAsArgs() {
   return {absl::StrCat("--local_steps=", absl::GetFlag(FLAGS_local_steps)),
           absl::StrCat("--participation=", absl::GetFlag(FLAGS_participation)),
           absl::StrCat("--server_lr=", absl::GetFlag(FLAGS_server_lr)),
-          absl::StrCat("--server_momentum=", absl::GetFlag(FLAGS_server_momentum))};
+          absl::StrCat("--server_momentum=", absl::GetFlag(FLAGS_server_momentum)),
+          absl::StrCat("--weights_compression=", absl::GetFlag(FLAGS_weights_compression)),
+          absl::StrCat("--weights_topk_ratio=", absl::GetFlag(FLAGS_weights_topk_ratio)),
+          absl::StrCat("--weights_resync_every=", absl::GetFlag(FLAGS_weights_resync_every))};
 }
 
 }  // namespace hips

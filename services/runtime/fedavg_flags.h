@@ -2,16 +2,20 @@
 #define HIPS_SERVICES_RUNTIME_FEDAVG_FLAGS_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "services/core/consistency.h"
+#include "services/core/weights_chain.h"
 
 // --local_steps, --participation, --server_lr and --server_momentum: the
-// fedavg mode's knobs (docs/wan.md), shared by hips-hq and the hips CLI
-// (hips local, hips mode). Only main()s link this.
+// fedavg mode's knobs, and --weights_compression, --weights_topk_ratio and
+// --weights_resync_every, HQ's weights downstream: what a long way between
+// HQ and the aggregators calls for (docs/wan.md), shared by hips-hq and the
+// hips CLI (hips local, hips mode). Only main()s link this.
 
 namespace hips {
 
@@ -27,7 +31,10 @@ struct ServerStepFlags {
 // (0, 1000] and [0, 1).
 absl::StatusOr<ServerStepFlags> ServerStepFromFlags();
 
-// The four flags as arguments for hips-hq (hips local).
+// --weights_compression and its two knobs, checked: nullopt for none.
+absl::StatusOr<std::optional<WeightsChainOptions>> WeightsCompressionFromFlags();
+
+// The seven flags as arguments for hips-hq (hips local).
 std::vector<std::string> FedAvgFlagsAsArgs();
 
 }  // namespace hips

@@ -152,8 +152,9 @@ TOPK = ["--compression=topk", "--topk_ratio=0.01"]
 def configurations(quick):
     if quick:  # the plumbing, in well under a minute
         return [("sync", "lan", "hips", "hierarchical", ["--eval_every=20"], [], []),
-                ("fedavg_h40", "wan", "hips", "hierarchical",
-                 FEDAVG_BEST + ["--eval_every=2"], [], [])]
+                ("fedavg_h40_bf16_both", "wan", "hips", "hierarchical",
+                 FEDAVG_BEST + ["--eval_every=2"] + BF16_DOWN, ["--compression=bf16"],
+                 ["--compression=bf16"])]
     return [
         ("sync", "lan", "hips", "hierarchical", ["--eval_every=50"], [], []),
         ("fedavg_h40", "lan", "hips", "hierarchical", FEDAVG_BEST + ["--eval_every=2"], [], []),
@@ -172,12 +173,20 @@ def configurations(quick):
          ["--compression=bf16"], ["--compression=bf16"]),
         ("fedavg_h40_f05", "wan", "hips", "hierarchical",
          FEDAVG_BEST + ["--participation=0.5", "--eval_every=4"], [], []),
+        # bf16 both ways: deltas up, HQ's weights down as bf16 deltas.
+        ("fedavg_h40_bf16_both", "wan", "hips", "hierarchical",
+         FEDAVG_BEST + ["--eval_every=2"] + BF16_DOWN, ["--compression=bf16"],
+         ["--compression=bf16"]),
+        ("sync_bf16_both", "wan", "hips", "hierarchical", ["--eval_every=10"] + BF16_DOWN,
+         ["--compression=bf16"], ["--compression=bf16"]),
     ]
 
 
 # The fedavg setting the sweep in docs/wan.md picked: 40 local steps, server
 # momentum 0.5.
 FEDAVG_BEST = ["--mode=fedavg", "--local_steps=40", "--server_momentum=0.5"]
+# HQ's weights to the aggregators as bf16 deltas (docs/wan.md).
+BF16_DOWN = ["--weights_compression=bf16"]
 
 
 def run_all(build, quick=False, budget_s=240):

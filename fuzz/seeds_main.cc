@@ -95,6 +95,41 @@ std::string WeightsStream() {
   return out;
 }
 
+// A delta against the weights push_stream_fuzzer's caller holds (version 3,
+// incarnation 0, "w"[2,32]): bf16 (2 bytes per float) or top-k (two entries).
+std::string WeightsDeltaStream(Encoding encoding) {
+  v1::WeightsHeader h;
+  h.set_version(4);
+  LayoutToProto(*ModelLayout::Create({{"w", {2, 32}}}), h.mutable_layout());
+  h.set_num_floats(64);
+  h.mutable_mode()->set_mode(v1::MODE_SYNC);
+  h.set_drift(0.001f);
+  h.mutable_delta()->set_base_version(3);
+  h.mutable_delta()->set_encoding(EncodingToProto(encoding));
+  std::string payload;
+  if (encoding == Encoding::kTopK) {
+    h.mutable_delta()->set_nonzeros(2);
+    for (uint32_t index : {5u, 40u}) {
+      const float value = 0.25f * static_cast<float>(index);
+      payload.append(reinterpret_cast<const char*>(&index), 4);
+      payload.append(reinterpret_cast<const char*>(&value), 4);
+    }
+  } else {
+    for (int i = 0; i < 64; ++i) {
+      const uint16_t half = FloatToBfloat16(0.01f * static_cast<float>(i));
+      payload.append(reinterpret_cast<const char*>(&half), 2);
+    }
+  }
+  std::string out(1, '\1');  // the weights receiver
+  for (size_t at = 0; at < payload.size(); at += 48) {
+    v1::WeightsChunk c;
+    if (at == 0) *c.mutable_header() = h;
+    c.set_data(payload.substr(at, 48));
+    out += Part(c.SerializeAsString());
+  }
+  return out;
+}
+
 void PushStreams() {
   Write("push_stream_fuzzer", "fp32_one_chunk", PushStream(Encoding::kFp32, 1 << 20));
   Write("push_stream_fuzzer", "fp32_chunks", PushStream(Encoding::kFp32, 96));
@@ -102,6 +137,8 @@ void PushStreams() {
   Write("push_stream_fuzzer", "bf16", PushStream(Encoding::kBf16, 1 << 20));
   Write("push_stream_fuzzer", "topk", PushStream(Encoding::kTopK, 16));
   Write("push_stream_fuzzer", "weights", WeightsStream());
+  Write("push_stream_fuzzer", "weights_delta_bf16", WeightsDeltaStream(Encoding::kBf16));
+  Write("push_stream_fuzzer", "weights_delta_topk", WeightsDeltaStream(Encoding::kTopK));
 }
 
 void Decoders() {

@@ -301,6 +301,36 @@ TEST_F(ModesTest, CompressedWeightsDownstreamTrainLikeWholeWeightsAndEndExactlyO
   ClusterOptions o{{Mode::kSync}, kBudget};
   o.weights_compression = WeightsChainOptions{Encoding::kBf16, 0.01, 5};
   Start(o);
+  // While it trains: whenever aggregator 0 holds the version HQ is at, its
+  // weights are within the drift HQ sent, and exactly HQ's at a resync.
+  int compared = 0, exact = 0;
+  for (int i = 0; i < 60000; ++i) {
+    std::shared_ptr<const WeightsSnapshot> at_hq = hq().server().weights().Latest();
+    if (at_hq->training_done) break;
+    std::shared_ptr<const WeightsSnapshot> held =
+        cluster_->aggregator(0).aggregator().LatestWeights();
+    if (held != nullptr && held->version == at_hq->version && held->version > 0) {
+      ++compared;
+      for (size_t j = 0; j < held->weights.size(); ++j) {
+        ASSERT_LE(std::fabs(held->weights[j] - at_hq->weights[j]), held->drift)
+            << "version " << held->version << " weight " << j;
+      }
+      if (held->version % 5 == 0) {
+        ++exact;
+        EXPECT_EQ(held->drift, 0.0f);
+        EXPECT_EQ(std::memcmp(held->weights.data(), at_hq->weights.data(),
+                              held->weights.size() * sizeof(float)),
+                  0)
+            << "version " << held->version;
+      } else {
+        EXPECT_GT(held->drift, 0.0f) << "version " << held->version;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_GE(compared, 5);
+  RecordProperty("versions_compared_while_training", compared);
+  RecordProperty("resync_versions_compared", exact);
   FinishAndCheckAccounting();
   const ParameterServerStatus s = hq().server().status();
   std::shared_ptr<const WeightsSnapshot> final_weights = hq().server().weights().Latest();

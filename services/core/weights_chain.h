@@ -68,7 +68,8 @@ struct ChainStep {
 // c_base + decode(delta), the receiver's half of a step, written into
 // `*out` (resized). The sender computes its c_v with this same function,
 // so both get the same bits. Checks the delta (CheckEncodedValues) and its
-// size against `base`.
+// size against `base`, and that every sum is finite; on an error `*out`
+// holds nothing usable (callers drop it).
 absl::Status ApplyWeightsDelta(absl::Span<const float> base, const EncodedValues& delta,
                                std::vector<float>* out);
 

@@ -207,7 +207,7 @@ TEST(WeightsChainTest, StepsCarryEverythingButTheWeightsOfHqsSnapshot) {
   EXPECT_FALSE(c.training_done);
 }
 
-TEST(WeightsChainTest, ABadDeltaIsRefusedAndLeavesNothingHalfDone) {
+TEST(WeightsChainTest, ABadDeltaIsRefused) {
   const std::vector<float> base = {1, 2, 3};
   std::vector<float> out;
   std::string bytes(6, '\0');

@@ -61,8 +61,10 @@ ChunkedPayload EncodeWeightsDelta(std::shared_ptr<const ChainStep> step, size_t 
 
 std::shared_ptr<const ChunkedPayload> ChainWeightsEncoder::Encode(
     const std::shared_ptr<const WeightsSnapshot>& newest, const HeldWeights& held) {
-  std::shared_ptr<const ChainStep> step = chain_.StepTo(newest);
+  // Stepped under the lock, so step_ only moves forward (the chain never
+  // goes back) and each step's encodings and counts are made once.
   absl::MutexLock lock(&mu_);
+  std::shared_ptr<const ChainStep> step = chain_.StepTo(newest);
   if (step != step_) {
     // Each step's encodings are made on first use; the previous step's go
     // once the streams sending them are done.
@@ -327,6 +329,11 @@ absl::Status WeightsReceiver::Start(const v1::WeightsHeader& h) {
 }
 
 absl::Status WeightsReceiver::Add(const grpc::ByteBuffer& message) {
+  if (failed_.ok()) failed_ = Accept(message);
+  return failed_;
+}
+
+absl::Status WeightsReceiver::Accept(const grpc::ByteBuffer& message) {
   ReceivedChunk chunk;
   if (absl::Status s = stream_.Decode(message, &chunk); !s.ok()) return s;
   if (!started_) {
@@ -341,6 +348,7 @@ absl::Status WeightsReceiver::Add(const grpc::ByteBuffer& message) {
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WeightsReceiver::Finish() {
+  if (!failed_.ok()) return failed_;
   if (!started_) return absl::InvalidArgumentError("header: the stream ended before it");
   const v1::WeightsHeader& h = stream_.header();
   if (whole_.has_value()) {

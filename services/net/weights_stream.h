@@ -111,6 +111,7 @@ class WeightsReceiver {
   explicit WeightsReceiver(std::shared_ptr<const WeightsSnapshot> held = nullptr,
                            BufferPool* spares = nullptr);
 
+  // A refused stream stays refused: Add and Finish return the first error.
   absl::Status Add(const grpc::ByteBuffer& message);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Finish();
 
@@ -118,8 +119,10 @@ class WeightsReceiver {
   const v1::WeightsHeader& header() const { return stream_.header(); }
 
  private:
+  absl::Status Accept(const grpc::ByteBuffer& message);
   absl::Status Start(const v1::WeightsHeader& h);
 
+  absl::Status failed_;
   const std::shared_ptr<const WeightsSnapshot> held_;
   BufferPool* const spares_;
   chunked_internal::ChunkStream<v1::WeightsHeader> stream_;

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -46,6 +47,11 @@ sigset_t WatchedSignals() {
 // The watcher thread that takes SIGINT and SIGTERM, for ForwardToWatcher.
 std::atomic<pthread_t> watcher_thread;
 std::atomic<bool> watcher_running{false};
+// Handlers between their check of watcher_running and their pthread_kill:
+// Stop waits for none before it joins the thread.
+std::atomic<int> forwarding{0};
+// The actions the handlers replaced, restored by Stop.
+struct sigaction previous_int, previous_term;
 
 // Threads started before the watcher (a library's pool, started as it
 // loads: OpenBLAS, LibTorch) do not block the signals, and the kernel may
@@ -54,17 +60,27 @@ std::atomic<bool> watcher_running{false};
 // hands the signal to the watcher thread, which blocks it and waits for it.
 // (pthread_kill is async-signal-safe.)
 void ForwardToWatcher(int sig) {
+  forwarding.fetch_add(1);
   if (watcher_running.load()) pthread_kill(watcher_thread.load(), sig);
+  forwarding.fetch_sub(1);
 }
 
-void SetTerminationHandlers(void (*handler)(int)) {
+void InstallForwarding() {
   struct sigaction action;
   std::memset(&action, 0, sizeof(action));
-  action.sa_handler = handler;
+  action.sa_handler = ForwardToWatcher;
   sigemptyset(&action.sa_mask);
   action.sa_flags = SA_RESTART;
-  sigaction(SIGINT, &action, nullptr);
-  sigaction(SIGTERM, &action, nullptr);
+  sigaction(SIGINT, &action, &previous_int);
+  sigaction(SIGTERM, &action, &previous_term);
+}
+
+void RemoveForwarding() {
+  sigaction(SIGINT, &previous_int, nullptr);
+  sigaction(SIGTERM, &previous_term, nullptr);
+  watcher_running.store(false);
+  // A handler that saw the watcher running is done with it before it goes.
+  while (forwarding.load() > 0) std::this_thread::yield();
 }
 
 std::string& ProgramName() {
@@ -246,7 +262,7 @@ TerminationWatcher::TerminationWatcher(std::function<void(int)> on_signal)
   });
   watcher_thread.store(thread_.native_handle());
   watcher_running.store(true);
-  SetTerminationHandlers(ForwardToWatcher);
+  InstallForwarding();
 }
 
 TerminationWatcher::~TerminationWatcher() { Stop(); }
@@ -254,8 +270,7 @@ TerminationWatcher::~TerminationWatcher() { Stop(); }
 void TerminationWatcher::Stop() {
   std::call_once(stop_once_, [this] {
     // No forwarding to a thread that is about to end.
-    SetTerminationHandlers(SIG_DFL);
-    watcher_running.store(false);
+    RemoveForwarding();
     pthread_kill(thread_.native_handle(), kWakeSignal);
     thread_.join();
   });

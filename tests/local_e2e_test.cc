@@ -1,10 +1,12 @@
 // `hips local` as a user runs it: real processes on 127.0.0.1, Fashion-MNIST,
 // a reduced budget. Checks the summary's numbers, not just the exit code.
 
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -408,6 +410,25 @@ std::string CommandLineOf(pid_t pid) {
   return s;
 }
 
+// Reads `fd` into `*out` until `needle` appears in it (an empty needle:
+// until the writer closes its end), waiting on poll() no longer than
+// `timeout` in all. True when it got there.
+bool ReadUntil(int fd, const std::string& needle, std::chrono::seconds timeout, std::string* out) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (needle.empty() || out->find(needle) == std::string::npos) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) return false;
+    char buffer[4096];
+    const ssize_t n = read(fd, buffer, sizeof(buffer));
+    if (n <= 0) return needle.empty();  // the writer is gone
+    out->append(buffer, static_cast<size_t>(n));
+  }
+  return true;
+}
+
 // SIGTERM (docker stop, kubectl delete, hips local's shutdown) stops a
 // daemon cleanly: it says goodbye (HQ after its last checkpoint) and exits 0. LibTorch and
 // OpenBLAS start threads as they load, before main() blocks the signal: a
@@ -425,49 +446,49 @@ TEST(CommandLineTest, SigtermStopsTheDaemonsCleanly) {
         absl::StrCat("--checkpoint_dir=", dir, "/checkpoints")}},
       {"hips-aggregator", {"--insecure", "--hq=127.0.0.1:1", "--workers=1"}},
   };
+  std::map<std::string, std::string> outputs;
   for (const Daemon& d : daemons) {
     SCOPED_TRACE(d.name);
-    const std::string port_file = absl::StrCat(dir, "/", d.name, ".port");
-    const std::string log = absl::StrCat(dir, "/", d.name, ".log");
-    std::vector<std::string> argv = {kBin + "/" + d.name, "--port_file=" + port_file};
+    std::vector<std::string> argv = {kBin + "/" + d.name};
     argv.insert(argv.end(), d.args.begin(), d.args.end());
+    int out[2];
+    ASSERT_EQ(pipe(out), 0);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
     if (pid == 0) {
-      FILE* out = std::fopen(log.c_str(), "w");
-      if (out == nullptr) _exit(127);
-      dup2(fileno(out), STDOUT_FILENO);
-      dup2(fileno(out), STDERR_FILENO);
+      dup2(out[1], STDOUT_FILENO);
+      dup2(out[1], STDERR_FILENO);
+      close(out[0]);
       std::vector<char*> c_argv;
       for (std::string& a : argv) c_argv.push_back(a.data());
       c_argv.push_back(nullptr);
       execv(c_argv[0], c_argv.data());
       _exit(127);
     }
-    // Listening once the port file is there (bounded: 60 s).
-    for (int i = 0; i < 600 && !std::filesystem::exists(port_file); ++i) usleep(100 * 1000);
-    ASSERT_TRUE(std::filesystem::exists(port_file)) << ReadFile(log);
-    ASSERT_EQ(kill(pid, SIGTERM), 0);
+    close(out[1]);
+    std::string& output = outputs[d.name];
+    // Listening once it says so (bounded: 60 s); then, after SIGTERM, gone
+    // once its end of the pipe closes (bounded: 30 s).
+    const bool listening = ReadUntil(out[0], " listening on ", std::chrono::seconds(60), &output);
+    const bool closed = listening && kill(pid, SIGTERM) == 0 &&
+                        ReadUntil(out[0], "", std::chrono::seconds(30), &output);
+    close(out[0]);
     int status = 0;
-    pid_t done = 0;
-    for (int i = 0; i < 300 && done == 0; ++i) {
-      done = waitpid(pid, &status, WNOHANG);
-      if (done == 0) usleep(100 * 1000);
-    }
-    if (done == 0) {
+    if (!closed) {
       kill(pid, SIGKILL);
       waitpid(pid, &status, 0);
-      FAIL() << "still running 30 s after SIGTERM: " << ReadFile(log);
+      FAIL() << (listening ? "still running 30 s after SIGTERM: " : "not listening: ") << output;
     }
-    EXPECT_TRUE(WIFEXITED(status))
-        << "ended by signal " << WTERMSIG(status) << ": " << ReadFile(log);
+    // Its end of the pipe closed as it exited.
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    EXPECT_TRUE(WIFEXITED(status)) << "ended by signal " << WTERMSIG(status) << ": " << output;
     if (WIFEXITED(status)) {
-      EXPECT_EQ(WEXITSTATUS(status), 0) << ReadFile(log);
+      EXPECT_EQ(WEXITSTATUS(status), 0) << output;
     }
   }
   // Each got as far as its goodbye.
-  EXPECT_NE(ReadFile(dir + "/hips-hq.log").find("stopping at version 0"), std::string::npos);
-  EXPECT_NE(ReadFile(dir + "/hips-aggregator.log").find("stopping"), std::string::npos);
+  EXPECT_NE(outputs["hips-hq"].find("stopping at version 0"), std::string::npos);
+  EXPECT_NE(outputs["hips-aggregator"].find("stopping"), std::string::npos);
 }
 
 TEST(LocalClusterTest, WithoutSupervisionAChildThatDiesFailsTheRun) {

@@ -1,12 +1,14 @@
 #include "aggregator/aggregator.h"
 
 #include <algorithm>
+#include <atomic>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
+#include "services/core/fedavg.h"
 #include "services/core/gradient_accumulator.h"
 #include "services/core/ids.h"
 
@@ -45,9 +47,25 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
   return absl::OkStatus();
 }
 
+namespace {
+
+// Distinct within a process (several aggregators in one test) and across
+// restarts (its start time, µs).
+int64_t NewEdgeEpoch() {
+  static std::atomic<int64_t> last{0};
+  int64_t now = FirstSequenceNumber();
+  int64_t prev = last.load();
+  while (!last.compare_exchange_weak(prev, std::max(now, prev + 1))) {
+  }
+  return std::max(now, prev + 1);
+}
+
+}  // namespace
+
 Aggregator::Aggregator(AggregatorOptions options)
     : options_(std::move(options)),
       clock_(options_.clock),
+      edge_epoch_(NewEdgeEpoch()),
       board_(clock_),
       members_(options_.lease, options_.expected_workers,
                options_.max_workers > 0 ? options_.max_workers : 2 * options_.expected_workers),
@@ -87,6 +105,7 @@ void Aggregator::AcceptGradient(GradientPush push, PushCallback done) {
     Take(push, std::move(done), &completions);
   }
   Run(std::move(completions));
+  DeliverEdge();
 }
 
 absl::StatusOr<PushResult> Aggregator::AcceptGradient(GradientPush push) {
@@ -168,6 +187,11 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
   if (!options_.ack_after_hq) {
     return answer(PushResult{push.version, /*duplicate=*/false, known_version_});
   }
+  if (!ledger_.IsOpen(admitted->ticket)) {
+    // Settled during its own admission: it closed an edge round.
+    if (push.sequence > 0) return answer(ledger_.Answered(push.sender));
+    return answer(PushResult{push.version, /*duplicate=*/false, known_version_});
+  }
   ledger_.Wait(admitted->ticket, std::move(done));
 }
 
@@ -189,7 +213,9 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
   if (std::optional<Refusal> r = CheckVersion(Versions(), push.version, "gradient")) {
     return Drop(r->reason, r->status);
   }
-  if (push.retry) return AdmitRetry(push, c, now);
+  if (push.retry) {
+    return EdgeMode() ? RefuseEdgeRetry(push, now) : AdmitRetry(push, c, now);
+  }
   if (UsesRounds(mode_.mode)) return AdmitSync(push, c, now);
   return AdmitAsync(push, c, now);
 }
@@ -199,14 +225,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitRetry(const GradientPush& 
   // Its first attempt may have reached HQ through another aggregator: it
   // goes on alone, so that HQ can tell. In sync it counts for the round.
   if (UsesRounds(mode_.mode) && push.version == round_->version()) {
-    if (round_->CloseIfDue(now)) EmitRound();
-    Contribution mark;
-    mark.sender = push.sender;
-    mark.members = {push.sender};
-    mark.version = push.version;
-    mark.contributors = 0;
-    DropReason ignored;
-    (void)round_->Add(mark, &ignored, now);
+    MarkCovered(push.sender, push.version, now);
   }
   GradientAccumulator alone(num_floats_);
   if (absl::Status s = alone.Add(c.values, c.scale, c.samples, c.loss_sum, 1); !s.ok()) {
@@ -219,11 +238,47 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitRetry(const GradientPush& 
   return Admitted{ref.ticket, std::nullopt};
 }
 
+void Aggregator::MarkCovered(const std::string& sender, int64_t version, absl::Time now) {
+  if (round_->CloseIfDue(now)) EmitRound();
+  Contribution mark;
+  mark.sender = sender;
+  mark.members = {sender};
+  mark.version = version;
+  mark.contributors = 0;
+  DropReason ignored;
+  (void)round_->Add(mark, &ignored, now);
+}
+
+absl::StatusOr<Aggregator::Admitted> Aggregator::RefuseEdgeRetry(const GradientPush& push,
+                                                                 absl::Time now) {
+  // Its first attempt may have moved another aggregator's copy (or this
+  // one's, in a round that closed since): applying it again here could count
+  // it twice. It is refused, and its round here waits for it no more.
+  if (round_->CloseIfDue(now)) EmitRound();
+  if (push.version == round_->version() && push.edge_round == edge_round_) {
+    MarkCovered(push.sender, push.version, now);
+    MaybeCompleteRound();
+  }
+  return Drop(DropReason::kEdgeRetry,
+              absl::FailedPreconditionError(absl::StrCat(
+                  "a retried delta of version ", push.version, ", edge round ", push.edge_round,
+                  ", is not applied with edge rounds (its first attempt may be applied already)")));
+}
+
 absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitSync(const GradientPush& push,
                                                            const Contribution& c, absl::Time now) {
   // A round past its deadline closes (and is sent on) before a late
   // gradient is looked at.
   if (round_->CloseIfDue(now)) EmitRound();
+  if (push.version == round_->version() && push.edge_round != edge_round_) {
+    // A delta on another copy of this version's weights (an edge round
+    // closed since, or another aggregator's).
+    const bool stale = push.edge_round < edge_round_;
+    return Drop(stale ? DropReason::kStaleVersion : DropReason::kFutureVersion,
+                absl::FailedPreconditionError(absl::StrCat(
+                    "a delta computed on edge round ", push.edge_round, " of version ",
+                    push.version, "; this aggregator's copy is at edge round ", edge_round_)));
+  }
   if (!participants_.empty() && push.version == round_->version() &&
       !std::binary_search(participants_.begin(), participants_.end(), push.sender)) {
     return Drop(DropReason::kNotDrawn,
@@ -299,35 +354,46 @@ absl::Status Aggregator::Full(const std::string& worker) const {
 
 absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
                                                       int64_t incarnation, bool leaving) {
-  absl::MutexLock lock(&mu_);
-  if (!leaving && !members_.HasRoom(worker)) {
-    LOG_EVERY_N(WARNING, 100) << Full(worker) << " (every 100th is logged)";
-    return Full(worker);
-  }
-  if (leaving) {
-    if (members_.IsLive(worker)) LOG(INFO) << worker << " left";
-    members_.Leave(worker);
-    worker_stats_.erase(worker);  // per-member state lives as long as the lease
-    MaybeCompleteRound();
-  } else if (members_.Touch(worker, clock_->Now(), incarnation)) {
-    LOG(INFO) << worker << " joined (incarnation " << incarnation << ")";
-    timer_->Poke();  // its lease may be the next to run out
-  }
   HeartbeatAnswer answer;
-  answer.lease = options_.lease;
-  answer.version = known_version_;
-  if (auto it = data_positions_.find(worker); it != data_positions_.end()) {
-    answer.data_positions[worker] = it->second;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!leaving && !members_.HasRoom(worker)) {
+      LOG_EVERY_N(WARNING, 100) << Full(worker) << " (every 100th is logged)";
+      return Full(worker);
+    }
+    if (leaving) {
+      if (members_.IsLive(worker)) LOG(INFO) << worker << " left";
+      members_.Leave(worker);
+      worker_stats_.erase(worker);  // per-member state lives as long as the lease
+      MaybeCompleteRound();
+    } else if (members_.Touch(worker, clock_->Now(), incarnation)) {
+      LOG(INFO) << worker << " joined (incarnation " << incarnation << ")";
+      timer_->Poke();  // its lease may be the next to run out
+    }
+    answer.lease = options_.lease;
+    answer.version = known_version_;
+    if (auto it = data_positions_.find(worker); it != data_positions_.end()) {
+      answer.data_positions[worker] = it->second;
+    }
   }
+  if (leaving) DeliverEdge();  // (its leaving may have completed a round)
   return answer;
 }
 
 void Aggregator::EndForming() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!members_.forming()) return;
+    LOG(INFO) << "joining a cluster that is already training: rounds need only live workers";
+    members_.EndForming();
+    MaybeCompleteRound();
+  }
+  DeliverEdge();
+}
+
+std::shared_ptr<const WeightsSnapshot> Aggregator::HqWeights() const {
   absl::MutexLock lock(&mu_);
-  if (!members_.forming()) return;
-  LOG(INFO) << "joining a cluster that is already training: rounds need only live workers";
-  members_.EndForming();
-  MaybeCompleteRound();
+  return hq_weights_;
 }
 
 void Aggregator::SetDataPositions(std::map<std::string, int64_t> positions) {
@@ -336,10 +402,11 @@ void Aggregator::SetDataPositions(std::map<std::string, int64_t> positions) {
 }
 
 bool Aggregator::RoundCovered() const {
-  if (participants_.empty()) return members_.Covers(round_->covered());
-  // Every drawn worker that is still live is in. (With none left and none
-  // in, the round closes empty: this aggregator is done with the version.)
-  for (const std::string& id : participants_) {
+  if (participants_.empty() && !version_members_set_) return members_.Covers(round_->covered());
+  // Every drawn worker (with edge rounds: every worker of the version's
+  // start) that is still live is in. (With none left and none in, the round
+  // closes empty: this aggregator is done with the version.)
+  for (const std::string& id : participants_.empty() ? version_members_ : participants_) {
     if (members_.IsLive(id) && !round_->covered().contains(id)) return false;
   }
   return true;
@@ -356,12 +423,10 @@ void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
                          std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs,
                          bool single) {
   AggregatePush out;
-  out.aggregator = options_.id;
   out.version = version;
   out.total_samples = acc->total_samples();
   out.contributors = acc->contributors();
   out.loss_sum = acc->loss_sum();
-  out.sequence = next_sequence_++;
   out.contributor_versions = std::move(versions);
   out.contributor_list = std::move(refs);
   // An empty round (its gradients all went on alone) only says this
@@ -376,6 +441,12 @@ void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
     }
   }
   out.single = single;
+  Queue(std::move(out));
+}
+
+void Aggregator::Queue(AggregatePush out) {
+  out.aggregator = options_.id;
+  out.sequence = next_sequence_++;
   outbox_.push_back(std::move(out));
   ++counters_.rounds_closed;
 }
@@ -392,8 +463,97 @@ void Aggregator::Encode(AggregatePush* a) {
 }
 
 void Aggregator::EmitRound() {
+  if (EdgeMode() && round_->version() == version_) {
+    if (edge_round_ + 1 < mode_.edge_rounds) {
+      AdvanceEdge();
+    } else {
+      EmitEdgeAggregate();
+    }
+    return;
+  }
   Enqueue(round_->mutable_accumulator(), round_->version(), {}, std::move(round_refs_));
   round_refs_.clear();
+}
+
+bool Aggregator::EdgeMode() const {
+  return mode_.mode == Mode::kFedAvg && mode_.edge_rounds > 1 && !training_done_;
+}
+
+void Aggregator::AdvanceEdge() {
+  GradientAccumulator* acc = round_->mutable_accumulator();
+  const int64_t n = acc->total_samples();
+  auto next = std::make_shared<WeightsSnapshot>(*edge_copy_);
+  ApplyEdgeRound(acc->sum(), n, edge_copy_->layout.buffer_ranges(), absl::MakeSpan(next->weights));
+  next->edge_round = edge_round_ + 1;
+  edge_samples_ += n;
+  edge_loss_ += acc->loss_sum();
+  // The round's pushes are in the copy: acknowledged here.
+  const int64_t k = static_cast<int64_t>(round_refs_.size());
+  edge_pushes_ += k;
+  for (const ContributorRef& ref : round_refs_) {
+    Settle(ref, PushResult{ref.version, /*duplicate=*/false, known_version_}, &edge_acks_);
+  }
+  round_refs_.clear();
+  counters_.gradients_pending -= k;
+  counters_.gradients_edge_applied += k;
+  ++counters_.edge_rounds_closed;
+  edge_round_ = next->edge_round;
+  edge_copy_ = next;
+  edge_publish_ = std::move(next);
+  round_->Open(version_);
+  // Nobody may be left to wait for (every drawn worker died): the next
+  // round closes at once, and so on to the aggregate (at most E rounds).
+  MaybeCompleteRound();
+}
+
+void Aggregator::EmitEdgeAggregate() {
+  GradientAccumulator* acc = round_->mutable_accumulator();
+  if (acc->contributors() == 0) {
+    // Nobody pushed in the last round: an empty aggregate says this
+    // aggregator is done with the version (the earlier rounds' work, if
+    // any, has no pushes left to carry it: HQ's aggregates count
+    // gradients).
+    Enqueue(acc, round_->version(), {}, std::move(round_refs_));
+    round_refs_.clear();
+    return;
+  }
+  const std::vector<FloatRange> buffers = edge_copy_->layout.buffer_ranges();
+  const int64_t n = acc->total_samples();
+  AggregatePush out;
+  out.version = version_;
+  out.contributors = acc->contributors();
+  out.total_samples = edge_samples_ + n;
+  out.loss_sum = edge_loss_ + acc->loss_sum();
+  out.edge_pushes = edge_pushes_;
+  out.contributor_list = std::move(round_refs_);
+  round_refs_.clear();
+  out.sum = acc->TakeSum();
+  if (std::vector<float> spare = spares_.TakeIfKept(num_floats_); !spare.empty()) {
+    acc->GiveBuffer(std::move(spare));
+  }
+  std::vector<float> copy = edge_copy_->weights;
+  ApplyEdgeRound(out.sum, n, buffers, absl::MakeSpan(copy));
+  EdgeAggregateInto(hq_weights_->weights, copy, out.total_samples, buffers,
+                    absl::MakeSpan(out.sum));
+  Queue(std::move(out));
+}
+
+void Aggregator::DeliverEdge() {
+  Completions acks;
+  {
+    absl::MutexLock publish_lock(&publish_mu_);
+    std::shared_ptr<const WeightsSnapshot> copy;
+    {
+      absl::MutexLock lock(&mu_);
+      acks.swap(edge_acks_);
+      copy = std::move(edge_publish_);
+      edge_publish_ = nullptr;
+    }
+    // (Under publish_mu_: HQ's next weights, or another incarnation's, are
+    // published after this copy, never before.)
+    if (copy != nullptr) board_.Publish(std::move(copy));
+  }
+  Run(std::move(acks));
 }
 
 void Aggregator::EmitBatch() {
@@ -436,6 +596,7 @@ void Aggregator::RecordRefusal(DropReason reason) {
 
 void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot) {
   Completions completions;
+  absl::ReleasableMutexLock publish_lock(&publish_mu_);
   {
     absl::MutexLock lock(&mu_);
     const bool hq_restarted = version_ >= 0 && snapshot->incarnation != incarnation_;
@@ -454,6 +615,7 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
       known_version_ = -1;
     }
     incarnation_ = snapshot->incarnation;
+    hq_weights_ = snapshot;
     const size_t num_floats = snapshot->weights.size();
     if (round_ == nullptr || num_floats != num_floats_) {
       // HQ trains another model now: what was summed for the old one is void.
@@ -504,15 +666,29 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
     if (!training_done_ && mode_.mode == Mode::kFedAvg && mode_.participation < 1.0 &&
         !members_.forming()) {
       participants_ = DrawParticipants(members_.Live(), mode_.participation, version_, options_.id);
-      if (!participants_.empty()) {
-        auto drawn = std::make_shared<WeightsSnapshot>(*snapshot);
-        drawn->participants = participants_;
-        snapshot = std::move(drawn);
-      }
     }
+    // Edge rounds start afresh from HQ's weights (a copy of the previous
+    // version not yet published never will be), in this aggregator's
+    // epoch, for the workers live now.
+    edge_round_ = 0;
+    edge_samples_ = 0;
+    edge_loss_ = 0;
+    edge_pushes_ = 0;
+    edge_publish_ = nullptr;
+    version_members_set_ = EdgeMode() && !members_.forming();
+    version_members_ = version_members_set_ ? members_.Live() : std::vector<std::string>();
+    if (!participants_.empty() || EdgeMode()) {
+      auto served = std::make_shared<WeightsSnapshot>(*snapshot);
+      served->participants = participants_;
+      if (EdgeMode()) served->edge_epoch = edge_epoch_;
+      snapshot = std::move(served);
+    }
+    edge_copy_ = snapshot;
   }
-  Run(std::move(completions));
   board_.Publish(std::move(snapshot));
+  publish_lock.Release();
+  Run(std::move(completions));
+  DeliverEdge();
 }
 
 absl::Time Aggregator::NextDeadline() const {
@@ -523,16 +699,19 @@ absl::Time Aggregator::NextDeadline() const {
 }
 
 void Aggregator::CloseDue(absl::Time now) {
-  absl::MutexLock lock(&mu_);
-  if (shutdown_) return;
-  for (const std::string& id : members_.Expire(now)) worker_stats_.erase(id);
-  if (round_ == nullptr) return;
-  // (The lambdas run here, with mu_ held.)
-  CloseRoundIfDue(
-      round_.get(), now, "gradients",
-      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { MaybeCompleteRound(); },
-      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { EmitRound(); });
-  if (now >= batch_->CloseAt()) EmitBatch();
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    for (const std::string& id : members_.Expire(now)) worker_stats_.erase(id);
+    if (round_ == nullptr) return;
+    // (The lambdas run here, with mu_ held.)
+    CloseRoundIfDue(
+        round_.get(), now, "gradients",
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { MaybeCompleteRound(); },
+        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { EmitRound(); });
+    if (now >= batch_->CloseAt()) EmitBatch();
+  }
+  DeliverEdge();
 }
 
 std::optional<AggregatePush> Aggregator::NextAggregate() {
@@ -549,6 +728,7 @@ std::optional<AggregatePush> Aggregator::NextAggregate() {
     TakeParked(&completions);  // there is room again
   }
   Run(std::move(completions));
+  DeliverEdge();  // (a parked push may have closed an edge round)
   Encode(&*out);
   return out;
 }
@@ -602,6 +782,9 @@ void Aggregator::Shutdown() {
     absl::MutexLock lock(&mu_);
     if (!shutdown_) {
       shutdown_ = true;
+      // Applied at the edge already: their answers stand.
+      for (auto& ack : edge_acks_) completions.push_back(std::move(ack));
+      edge_acks_.clear();
       TakeParked(&completions);  // each counted, and answered UNAVAILABLE
       DiscardAll(DropReason::kShutdown, &completions);
       const absl::Status down = absl::UnavailableError("this aggregator is shutting down");

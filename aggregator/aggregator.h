@@ -87,7 +87,16 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 //          each round's workers are drawn among the live ones
 //          (DrawParticipants) and told to workers with the weights; a push
 //          from a worker not drawn is refused (not_drawn), and the round is
-//          complete once every live drawn worker is in.
+//          complete once every live drawn worker is in. With edge rounds
+//          (E > 1, HierFAVG) a closed round's mean delta moves this
+//          aggregator's own copy of the model, which goes back to the
+//          workers as the weights of (version, e + 1); the round's pushes are
+//          acknowledged here (edge_applied). After the E-th round one
+//          aggregate goes to HQ: the copy's delta from HQ's weights of the
+//          version, weighted by all of its rounds' samples (EdgeAggregateInto),
+//          carrying the last round's pushes, acknowledged end to end. A retry
+//          new to this aggregator is refused (edge_retry): its first attempt
+//          may be in another copy already.
 // Gradients computed on a version before the newest mode switch are dropped
 // (mode_changed).
 //
@@ -159,6 +168,9 @@ class Aggregator {
     return board_.WaitFor(min_version, deadline, incarnation);
   }
   std::shared_ptr<const WeightsSnapshot> LatestWeights() const { return board_.Latest(); }
+  // The newest weights from HQ (LatestWeights may be this aggregator's own
+  // copy, in an edge round): what the HQ link holds for a delta.
+  std::shared_ptr<const WeightsSnapshot> HqWeights() const;
 
   // Blocks until an aggregate is ready and returns it (encoded for the hop
   // to HQ), or returns nullopt once Shutdown was called. The caller reports
@@ -225,8 +237,25 @@ class Aggregator {
   // with participation: every live drawn worker).
   void MaybeCompleteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool RoundCovered() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues the closed round's sum for HQ.
+  // Queues the closed round's sum for HQ; with edge rounds, moves the copy
+  // instead until the version's last round.
   void EmitRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // fedavg with more than one edge round (and training not done).
+  bool EdgeMode() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An edge round before the version's last closed: the copy moves, the
+  // round's pushes are acknowledged, the next round opens.
+  void AdvanceEdge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The version's last edge round closed: the aggregate goes to HQ.
+  void EmitEdgeAggregate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records that `sender` is done with the open round without a
+  // contribution (a retry sent on alone, or refused).
+  void MarkCovered(const std::string& sender, int64_t version, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<Admitted> RefuseEdgeRetry(const GradientPush& push, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers the pushes of closed edge rounds and publishes the newest copy:
+  // what EmitRound left for after the lock (call without mu_).
+  void DeliverEdge() ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
   // Queues the batch's sum for HQ and empties it.
   void EmitBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Queues `sum`'s aggregate, taking its buffer (the accumulator is then
@@ -234,6 +263,8 @@ class Aggregator {
   void Enqueue(GradientAccumulator* sum, int64_t version, std::map<int64_t, int64_t> versions,
                std::vector<ContributorRef> refs, bool single = false)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Numbers `out` and queues it for HQ.
+  void Queue(AggregatePush out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Encodes `aggregate` for a compressed hop (not a retried gradient going
   // on alone).
   void Encode(AggregatePush* aggregate) ABSL_LOCKS_EXCLUDED(mu_);
@@ -249,8 +280,14 @@ class Aggregator {
   // Constant after construction.
   const AggregatorOptions options_;
   Clock* const clock_;
+  // This aggregator's line of edge rounds (WeightsSnapshot::edge_epoch).
+  const int64_t edge_epoch_;
 
   WeightsBoard board_;
+  // Serializes publishing to board_ (HQ's weights and edge copies), so that
+  // an edge copy of HQ's previous incarnation is never published after the
+  // new one's weights.
+  absl::Mutex publish_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   // Encodes aggregates on a compressed hop, with its error-feedback state
   // (null for fp32). Only the forwarding thread encodes.
@@ -277,6 +314,25 @@ class Aggregator {
   // fedavg with participation < 1: the workers drawn for the open round,
   // sorted (empty: everyone).
   std::vector<std::string> participants_ ABSL_GUARDED_BY(mu_);
+  // HQ's newest weights.
+  std::shared_ptr<const WeightsSnapshot> hq_weights_ ABSL_GUARDED_BY(mu_);
+  // fedavg edge rounds: the open round's number and weights (HQ's at 0,
+  // then this aggregator's copy), and the samples and loss of the closed
+  // rounds of this version.
+  int64_t edge_round_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<const WeightsSnapshot> edge_copy_ ABSL_GUARDED_BY(mu_);
+  int64_t edge_samples_ ABSL_GUARDED_BY(mu_) = 0;
+  double edge_loss_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t edge_pushes_ ABSL_GUARDED_BY(mu_) = 0;
+  // The workers live when the version's first edge round opened (sorted;
+  // with participation: participants_ instead): its rounds wait for these
+  // only, not for a worker that joined since (it may have pushed the
+  // version's last round elsewhere, and then waits for the next version).
+  std::vector<std::string> version_members_ ABSL_GUARDED_BY(mu_);
+  bool version_members_set_ ABSL_GUARDED_BY(mu_) = false;
+  // Left by AdvanceEdge for DeliverEdge: answers, and the copy to publish.
+  Completions edge_acks_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const WeightsSnapshot> edge_publish_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);  // async, ssp
   Membership members_ ABSL_GUARDED_BY(mu_);
   // Every push taken in, the ones waiting for HQ's answer, and each

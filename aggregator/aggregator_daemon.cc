@@ -148,6 +148,12 @@ void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version, Metr
   out->Counter("hips_gradients_sent_alone_total",
                "Retried worker gradients sent on alone (deduplicated at HQ)",
                c.gradients_sent_alone);
+  out->Counter("hips_gradients_edge_applied_total",
+               "fedavg edge rounds: worker deltas applied to this aggregator's copy and "
+               "acknowledged here",
+               c.gradients_edge_applied);
+  out->Counter("hips_edge_rounds_total", "fedavg: edge rounds closed on this aggregator's copy",
+               c.edge_rounds_closed);
   out->Counter("hips_aggregates_sent_total", "Aggregates produced", c.rounds_closed);
   out->Counter("hips_gradient_bytes_received_total",
                "Payload bytes of worker gradients as they travelled (encoded if compressed)",

@@ -60,12 +60,12 @@ std::shared_ptr<const WeightsSnapshot> AsyncWeights(int64_t version, size_t n,
   return Weights(version, n, false, mode, 0);
 }
 
-// received = duplicate + dropped + forwarded + pending
+// received = duplicate + dropped + forwarded + pending + edge_applied
 void ExpectAccountingHolds(const AggregatorCounters& c) {
   int64_t dropped = 0;
   for (const auto& [reason, n] : c.gradients_dropped) dropped += n;
-  EXPECT_EQ(c.gradients_received,
-            c.gradients_duplicate + dropped + c.gradients_forwarded + c.gradients_pending);
+  EXPECT_EQ(c.gradients_received, c.gradients_duplicate + dropped + c.gradients_forwarded +
+                                      c.gradients_pending + c.gradients_edge_applied);
 }
 
 GradientPush Push(const std::string& sender, int64_t version, std::vector<float> g,
@@ -442,6 +442,198 @@ TEST(AggregatorTest, FedAvgWithFullParticipationWaitsForEveryLiveWorker) {
   std::optional<AggregatePush> out = agg.NextAggregate();
   ASSERT_TRUE(out.has_value());
   EXPECT_THAT(out->sum, ElementsAre(5));
+}
+
+// fedavg weights of `version` with E edge rounds over a layout with a
+// buffer: two parameters w = {1, 2} and one running mean of 0.5.
+std::shared_ptr<const WeightsSnapshot> EdgeWeights(int64_t version, int64_t edge_rounds) {
+  auto s = std::make_shared<WeightsSnapshot>();
+  s->version = version;
+  s->layout = *ModelLayout::Create({{"w", {2}}, {"bn.running_mean", {1}, /*buffer=*/true}});
+  s->weights = {1.0f, 2.0f, 0.5f};
+  s->mode = ModeConfig{Mode::kFedAvg, 0, 5, 1.0, edge_rounds};
+  return s;
+}
+
+GradientPush EdgePush(const std::string& sender, int64_t sequence, int64_t edge_round,
+                      std::vector<float> delta, int64_t samples) {
+  GradientPush p = Push(sender, 0, std::move(delta), samples);
+  p.sequence = sequence;
+  p.edge_round = edge_round;
+  return p;
+}
+
+AggregatorOptions EndToEnd(int workers) {
+  AggregatorOptions o = Local(workers);
+  o.ack_after_hq = true;
+  return o;
+}
+
+// Three edge rounds of two workers, by hand (every value exact in float):
+//   round 0: 10·{0.5, -1, 3} + 30·{1.5, 1, 5} = {50, 20, 180} over 40
+//            copy {1, 2 | 0.5} -> {1 - 1.25, 2 - 0.5 | 4.5} = {-0.25, 1.5 | 4.5}
+//   round 1: 20·{0.25, 0.5, 4} + 20·{-0.25, 0, 6} = {0, 10, 200} over 40
+//            copy -> {-0.25, 1.25 | 5}
+//   round 2: 8·{1, 1, 2} + 8·{0, 0.5, 4} = {8, 12, 48} over 16
+//            copy -> {-0.75, 0.5 | 3}
+// and HQ gets the copy's delta from {1, 2} weighted by all 96 samples:
+// {1.75·96, 1.5·96 | 3·96} = {168, 144 | 288}, loss 0.5·96. The pushes of
+// the first two rounds are answered when their round closes (no HQ yet);
+// the last round's once HQ answered the aggregate.
+TEST(AggregatorTest, EdgeRoundsMoveTheCopyAndSendHqOneAggregateOfAllTheirSamples) {
+  Aggregator agg(EndToEnd(2));
+  agg.PublishWeights(EdgeWeights(0, 3));
+  const int64_t epoch = agg.LatestWeights()->edge_epoch;
+  EXPECT_NE(epoch, 0);
+  EXPECT_EQ(agg.HqWeights()->edge_epoch, 0);  // HQ's own, as the link holds them
+  {                                           // another aggregator has another epoch
+    Aggregator other(Local(1));
+    other.PublishWeights(EdgeWeights(0, 3));
+    EXPECT_NE(other.LatestWeights()->edge_epoch, epoch);
+  }
+  const std::vector<std::vector<float>> deltas = {{0.5f, -1, 3},  {1.5f, 1, 5}, {0.25f, 0.5f, 4},
+                                                  {-0.25f, 0, 6}, {1, 1, 2},    {0, 0.5f, 4}};
+  const std::vector<int64_t> samples = {10, 30, 20, 20, 8, 8};
+  const std::vector<std::vector<float>> copies = {{-0.25f, 1.5f, 4.5f}, {-0.25f, 1.25f, 5}};
+  std::vector<Answer> answers(6);
+  for (int64_t e = 0; e < 3; ++e) {
+    for (int k = 0; k < 2; ++k) {
+      const int i = static_cast<int>(2 * e + k);
+      agg.AcceptGradient(EdgePush(k == 0 ? "w0" : "w1", 1 + e, e, deltas[i], samples[i]),
+                         answers[i].callback());
+    }
+    if (e < 2) {
+      // The round closed here: its pushes are answered, the copy moved.
+      for (int i = 0; i < 2 * (e + 1); ++i) {
+        ASSERT_EQ(answers[i].calls, 1) << i;
+        EXPECT_TRUE(answers[i].result.ok()) << i << ": " << answers[i].result.status();
+      }
+      std::shared_ptr<const WeightsSnapshot> w = agg.LatestWeights();
+      EXPECT_EQ(w->version, 0);
+      EXPECT_EQ(w->edge_round, e + 1);
+      EXPECT_NE(w->edge_epoch, 0);  // this aggregator's line of rounds
+      EXPECT_EQ(w->edge_epoch, epoch);
+      EXPECT_THAT(w->weights, ::testing::ElementsAreArray(copies[e]));
+      // HQ's weights stay what the link holds.
+      EXPECT_EQ(agg.HqWeights()->edge_round, 0);
+      EXPECT_THAT(agg.HqWeights()->weights, ElementsAre(1, 2, 0.5));
+      EXPECT_EQ(agg.counters().rounds_closed, 0);
+    }
+  }
+  EXPECT_EQ(answers[4].calls, 0);  // the last round waits for HQ
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 0);
+  EXPECT_EQ(out->contributors, 2);
+  EXPECT_EQ(out->edge_pushes, 4);
+  EXPECT_EQ(out->total_samples, 96);
+  EXPECT_DOUBLE_EQ(out->loss_sum, 48);
+  EXPECT_THAT(out->sum, ElementsAre(168, 144, 288));
+  ASSERT_EQ(out->contributor_list.size(), 2u);
+  EXPECT_EQ(out->contributor_list[0].sequence, 3);
+  agg.ReportForwarded(*out, PushResult{0, false, 1});
+  for (int i : {4, 5}) {
+    ASSERT_EQ(answers[i].calls, 1) << i;
+    EXPECT_TRUE(answers[i].result.ok()) << answers[i].result.status();
+  }
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_edge_applied, 4);
+  EXPECT_EQ(c.edge_rounds_closed, 2);
+  EXPECT_EQ(c.gradients_forwarded, 2);
+  EXPECT_EQ(c.gradients_pending, 0);
+  EXPECT_EQ(c.rounds_closed, 1);
+  ExpectAccountingHolds(c);
+  // HQ's next version starts the edge rounds afresh from its weights.
+  agg.PublishWeights(EdgeWeights(1, 3));
+  EXPECT_EQ(agg.LatestWeights()->version, 1);
+  EXPECT_EQ(agg.LatestWeights()->edge_round, 0);
+  EXPECT_THAT(agg.LatestWeights()->weights, ElementsAre(1, 2, 0.5));
+}
+
+// A delta on another round's copy is refused (an older round: stale; a
+// newer one, another aggregator's: future), and so is a retry this
+// aggregator has not seen (its first attempt may be in a copy already):
+// the round then waits for that worker no more.
+TEST(AggregatorTest, EdgeRoundsRefuseDeltasOnOtherCopiesAndRetriesTheyHaveNotSeen) {
+  Aggregator agg(Local(2));
+  agg.PublishWeights(EdgeWeights(0, 2));
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w0", 1, 0, {1, 1, 1}, 4)).ok());
+  absl::StatusOr<PushResult> future = agg.AcceptGradient(EdgePush("w1", 1, 1, {1, 1, 1}, 4));
+  EXPECT_TRUE(absl::IsFailedPrecondition(future.status())) << future.status();
+  GradientPush retry = EdgePush("w1", 2, 0, {9, 9, 9}, 4);
+  retry.retry = true;
+  absl::StatusOr<PushResult> refused = agg.AcceptGradient(retry);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  // w1 is done with round 0: it closed with w0's delta alone.
+  std::shared_ptr<const WeightsSnapshot> w = agg.LatestWeights();
+  EXPECT_EQ(w->edge_round, 1);
+  EXPECT_THAT(w->weights, ElementsAre(0, 1, 1));
+  absl::StatusOr<PushResult> stale = agg.AcceptGradient(EdgePush("w0", 3, 0, {1, 1, 1}, 4));
+  EXPECT_TRUE(absl::IsFailedPrecondition(stale.status())) << stale.status();
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("future_version"), 1);
+  EXPECT_EQ(c.gradients_dropped.at("edge_retry"), 1);
+  EXPECT_EQ(c.gradients_dropped.at("stale_version"), 1);
+  EXPECT_EQ(c.gradients_edge_applied, 1);
+  ExpectAccountingHolds(c);
+}
+
+// A worker that joins in the middle of a version is not waited for by its
+// edge rounds (it may have pushed the version's last round at another
+// aggregator and wait for the next version), though its delta is taken
+// when it comes in time.
+TEST(AggregatorTest, EdgeRoundsWaitOnlyForTheWorkersOfTheVersionsStart) {
+  Aggregator agg(Local(1));
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
+  agg.EndForming();
+  agg.PublishWeights(EdgeWeights(0, 3));
+  ASSERT_TRUE(agg.Heartbeat("w9", 1, false).ok());  // joins now
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w0", 1, 0, {1, 1, 1}, 4)).ok());
+  EXPECT_EQ(agg.LatestWeights()->edge_round, 1);  // not waiting for w9
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w9", 1, 1, {2, 2, 2}, 4)).ok());
+  EXPECT_EQ(agg.LatestWeights()->edge_round, 1);  // w0 still to come
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w0", 2, 1, {0, 0, 0}, 4)).ok());
+  EXPECT_EQ(agg.LatestWeights()->edge_round, 2);
+  // {1, 2 | 0.5} - {1, 1} | 1, then - (4·{2, 2} + 4·{0, 0})/8 | 1.
+  EXPECT_THAT(agg.LatestWeights()->weights, ElementsAre(-1, 0, 1));
+  // The next version's rounds wait for both.
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w0", 3, 2, {0, 0, 0}, 4)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();  // (HQ takes it)
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->contributors, 1);
+  EXPECT_EQ(out->edge_pushes, 3);
+  EXPECT_EQ(out->total_samples, 16);
+  agg.ReportForwarded(*out, PushResult{0, false, 1});
+  agg.PublishWeights(EdgeWeights(1, 3));
+  GradientPush first = EdgePush("w0", 4, 0, {1, 1, 1}, 4);
+  first.version = 1;
+  ASSERT_TRUE(agg.AcceptGradient(first).ok());
+  EXPECT_EQ(agg.LatestWeights()->edge_round, 0);
+  ExpectAccountingHolds(agg.counters());
+}
+
+// HQ's next version (its round at HQ closed without this aggregator's
+// aggregate) ends the edge rounds of the old one: what was open is
+// superseded, and the workers get HQ's weights, not the old copy.
+TEST(AggregatorTest, HqsNextVersionEndsTheEdgeRoundsOfTheOldOne) {
+  Aggregator agg(Local(2));
+  agg.PublishWeights(EdgeWeights(0, 3));
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w0", 1, 0, {1, 1, 1}, 4)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w1", 1, 0, {1, 1, 1}, 4)).ok());
+  ASSERT_EQ(agg.LatestWeights()->edge_round, 1);
+  ASSERT_TRUE(agg.AcceptGradient(EdgePush("w0", 2, 1, {1, 1, 1}, 4)).ok());
+  agg.PublishWeights(EdgeWeights(1, 3));
+  EXPECT_EQ(agg.LatestWeights()->version, 1);
+  EXPECT_EQ(agg.LatestWeights()->edge_round, 0);
+  EXPECT_THAT(agg.LatestWeights()->weights, ElementsAre(1, 2, 0.5));
+  GradientPush late = EdgePush("w1", 2, 1, {1, 1, 1}, 4);
+  absl::StatusOr<PushResult> refused = agg.AcceptGradient(late);
+  EXPECT_FALSE(refused.ok());
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("superseded"), 1);
+  EXPECT_EQ(c.gradients_edge_applied, 2);
+  EXPECT_EQ(c.rounds_closed, 0);
+  ExpectAccountingHolds(c);
 }
 
 TEST(AggregatorTest, AWorkerBeyondMaxWorkersIsRefusedUntilThereIsRoom) {

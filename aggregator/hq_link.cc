@@ -42,7 +42,9 @@ void HqLink::CheckCredentials(const absl::Status& status) {
 void HqLink::PullLoop() {
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (!stop_.HasBeenNotified()) {
-    std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
+    // HQ's own weights, not an edge round's copy of them: a delta from HQ
+    // applies to these.
+    std::shared_ptr<const WeightsSnapshot> latest = aggregator_->HqWeights();
     if (latest != nullptr && latest->training_done) return;  // nothing newer will come
     const int64_t min_version = latest == nullptr ? 0 : latest->version + 1;
     absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next =

@@ -154,11 +154,12 @@ hips::ProgramHelp Help() {
         {"checkpoint", "out", "model_file"},
         {}},
        {"mode",
-        "hips mode sync|async|ssp|fedavg [--staleness=S] [--local_steps=H --participation=F] "
+        "hips mode sync|async|ssp|fedavg [--staleness=S] [--local_steps=H --participation=F "
+        "--edge_rounds=E] "
         "--hq=HOST:PORT (--run_dir=DIR | --admin_token_file=F)",
         "Switches a running cluster's consistency mode at its next version. An admin call:\n"
         "it presents the admin token of the hips local run in --run_dir, or the flags'.",
-        {"hq", "staleness", "local_steps", "participation", "run_dir"},
+        {"hq", "staleness", "local_steps", "participation", "edge_rounds", "run_dir"},
         {"services/runtime/security_flags.cc"}},
        {"health",
         "hips health HOST:PORT [--service=NAME] [--live] [--timeout_ms=2000] [--tls_ca=F ...]",
@@ -224,6 +225,7 @@ std::string Describe(const hips::RunSummary::Accounting& a) {
     absl::StrAppend(&out, "\n  ", g.id, ": received=", g.received, " duplicate=", g.duplicate,
                     " forwarded=", g.forwarded, " pending=", g.pending, " dropped{",
                     agg_dropped.empty() ? "" : agg_dropped.substr(1), "}");
+    if (g.edge_applied > 0) absl::StrAppend(&out, " edge_applied=", g.edge_applied);
   }
   return out;
 }

@@ -55,6 +55,7 @@ nlohmann::json SummaryJson(const RunSummary& s) {
                            {"gradients_duplicate", g.duplicate},
                            {"gradients_forwarded", g.forwarded},
                            {"gradients_pending", g.pending},
+                           {"gradients_edge_applied", g.edge_applied},
                            {"gradients_dropped", g.dropped}});
   }
   out["aggregators"] = std::move(aggregators);

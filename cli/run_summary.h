@@ -47,13 +47,14 @@ struct RunSummary {
     int64_t worker_to_aggregator_bytes = 0;
     int64_t aggregator_to_hq_bytes = 0;
     // Each aggregator's side: received = duplicate + Σ dropped + forwarded +
-    // pending.
+    // pending + edge_applied (fedavg's edge rounds).
     struct Aggregator {
       std::string id;
       int64_t received = 0;
       int64_t duplicate = 0;
       int64_t forwarded = 0;
       int64_t pending = 0;
+      int64_t edge_applied = 0;
       std::map<std::string, int64_t> dropped;
     };
     std::vector<Aggregator> aggregators;
@@ -71,7 +72,8 @@ std::string FinalLine(const RunSummary& s);
 // accounting also "mode", "gradients" {"received", "applied", "duplicate",
 // "pending", "dropped": {reason: n}}, "staleness_counts", "max_staleness",
 // "aggregators": [{"id", "gradients_received", "gradients_duplicate",
-// "gradients_forwarded", "gradients_pending", "gradients_dropped": {...}}],
+// "gradients_forwarded", "gradients_pending", "gradients_edge_applied",
+// "gradients_dropped": {...}}],
 // "bytes" {"worker_to_aggregator", "aggregator_to_hq"} and "restarts":
 // {name: n}.
 nlohmann::json SummaryJson(const RunSummary& s);

@@ -76,13 +76,22 @@ std::string PushStream(Encoding encoding, size_t chunk) {
   return out;
 }
 
-std::string WeightsStream() {
+// Whole weights; with `edge_round` > 0 an aggregator's copy in fedavg's
+// edge rounds.
+std::string WeightsStream(int64_t edge_round = 0) {
   v1::WeightsHeader h;
   h.set_version(12);
   ModelLayout layout = *ModelLayout::Create({{"0.weight", {4, 8}}, {"0.bias", {4}}});
   LayoutToProto(layout, h.mutable_layout());
   h.set_num_floats(36);
   h.mutable_mode()->set_mode(v1::MODE_SYNC);
+  if (edge_round > 0) {
+    h.mutable_mode()->set_mode(v1::MODE_FEDAVG);
+    h.mutable_mode()->set_local_steps(20);
+    h.mutable_mode()->set_edge_rounds(3);
+    h.mutable_local_sgd()->set_lr(0.05);
+    h.set_edge_round(edge_round);
+  }
   h.set_incarnation(99);
   const std::string payload = Floats(Ramp(36));
   std::string out(1, '\1');  // the weights receiver
@@ -137,6 +146,7 @@ void PushStreams() {
   Write("push_stream_fuzzer", "bf16", PushStream(Encoding::kBf16, 1 << 20));
   Write("push_stream_fuzzer", "topk", PushStream(Encoding::kTopK, 16));
   Write("push_stream_fuzzer", "weights", WeightsStream());
+  Write("push_stream_fuzzer", "weights_edge_round", WeightsStream(2));
   Write("push_stream_fuzzer", "weights_delta_bf16", WeightsDeltaStream(Encoding::kBf16));
   Write("push_stream_fuzzer", "weights_delta_topk", WeightsDeltaStream(Encoding::kTopK));
 }
@@ -174,6 +184,8 @@ void Validators() {
   g.sequence = 11;
   g.step = 5;
   write("gradient_header", 0, GradientHeaderOf(g));
+  g.edge_round = 2;
+  write("gradient_header_edge_round", 0, GradientHeaderOf(g));
   v1::AggregateHeader a;
   a.set_aggregator_id("agg-1");
   a.set_version(4);
@@ -208,10 +220,18 @@ void Validators() {
   pull.set_min_version(3);
   pull.set_incarnation(99);
   write("pull", 3, pull);
+  pull.set_min_edge_round(1);
+  write("pull_edge_round", 3, pull);
   v1::ModeConfig mode;
   mode.set_mode(v1::MODE_SSP);
   mode.set_staleness(2);
   write("mode", 4, mode);
+  v1::ModeConfig fedavg;
+  fedavg.set_mode(v1::MODE_FEDAVG);
+  fedavg.set_local_steps(20);
+  fedavg.set_participation(0.5);
+  fedavg.set_edge_rounds(4);
+  write("mode_fedavg_edge_rounds", 4, fedavg);
   v1::ModelLayout layout;
   LayoutToProto(*ModelLayout::Create({{"1.weight", {10, 20}}, {"1.bias", {10}}}), &layout);
   write("layout", 5, layout);

@@ -31,6 +31,9 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
   out->Gauge("hips_fedavg_participation",
              "fedavg: fraction of the live workers drawn per round (1 in other modes)",
              s.mode.participation);
+  out->Gauge("hips_fedavg_edge_rounds",
+             "fedavg: rounds each aggregator runs on its own copy per version (1 in other modes)",
+             s.mode.edge_rounds);
   out->Counter("hips_gradients_received_total", "Worker gradients received (inside aggregates)",
                s.gradients_received);
   out->Counter("hips_gradients_applied_total", "Worker gradients applied", s.gradients_applied);

@@ -47,11 +47,14 @@ class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
                                                      " exceeds --max_workers ",
                                                      limits.max_workers));
     }
-    // (The validator bounds both factors: no overflow.)
-    if (h.total_samples() > h.contributor_count() * limits.max_batch_samples) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "total_samples ", h.total_samples(), " exceeds contributor_count ", h.contributor_count(),
-          " times --max_batch_samples ", limits.max_batch_samples));
+    // (The validator bounds the factors: no overflow.) An edge aggregate's
+    // samples are those of its earlier rounds' pushes too.
+    const int64_t pushes = h.contributor_count() + h.edge_pushes();
+    if (h.total_samples() > pushes * limits.max_batch_samples) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("total_samples ", h.total_samples(), " exceeds ", pushes,
+                       " pushes (contributor_count + edge_pushes) times --max_batch_samples ",
+                       limits.max_batch_samples));
     }
     // An aggregator pushes under its own id only (mTLS).
     if (absl::Status s = gate_->Identify(*context(), h.aggregator_id()); !s.ok()) return s;

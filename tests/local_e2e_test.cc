@@ -89,7 +89,8 @@ void ExpectGradientsAccountedFor(const nlohmann::json& s) {
   for (const nlohmann::json& a : s["aggregators"]) {
     EXPECT_EQ(a["gradients_received"].get<int64_t>(),
               a["gradients_duplicate"].get<int64_t>() + SumOf(a["gradients_dropped"]) +
-                  a["gradients_forwarded"].get<int64_t>() + a["gradients_pending"].get<int64_t>())
+                  a["gradients_forwarded"].get<int64_t>() + a["gradients_pending"].get<int64_t>() +
+                  a["gradients_edge_applied"].get<int64_t>())
         << a.dump();
     forwarded += a["gradients_forwarded"].get<int64_t>();
     pending += a["gradients_pending"].get<int64_t>();
@@ -271,8 +272,8 @@ TEST(ExamplesTest, RegressionWithMseReportsRmseAndR2) {
 // The issues' acceptance runs: the default budget (10 epochs) in async and
 // in ssp with staleness 2, each to at least 0.87 test accuracy; the default
 // (sync) run over mutual TLS and fedavg with its defaults (20 local steps,
-// server momentum 0.5), its weights sent downstream as bf16 deltas, to at
-// least 0.88.
+// server momentum 0.5) and 2 edge rounds, its weights sent downstream as
+// bf16 deltas, to at least 0.88.
 class LocalModeTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
@@ -289,11 +290,17 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
   EXPECT_GE(s["samples"].get<int64_t>(), 600000);
   ExpectGradientsAccountedFor(s);
   if (GetParam().find("fedavg") != std::string::npos) {
-    EXPECT_EQ(s["mode"], "fedavg(H=20)") << run.output;
+    EXPECT_EQ(s["mode"], "fedavg(H=20,E=2)") << run.output;
     EXPECT_GE(s["accuracy"].get<double>(), 0.88) << run.output;
-    // A delta stands for 20 batches; no round is stale.
-    EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / (64 * 20));
+    // A delta stands for 20 batches, an aggregate for 2 edge rounds of
+    // them; the first round's deltas were applied at the edge; no round is
+    // stale.
+    EXPECT_GE(s["gradients"]["applied"].get<int64_t>(), 600000 / (64 * 20 * 2));
     EXPECT_EQ(s["max_staleness"].get<int64_t>(), 0);
+    for (const nlohmann::json& a : s["aggregators"]) {
+      EXPECT_EQ(a["gradients_edge_applied"].get<int64_t>(), a["gradients_forwarded"].get<int64_t>())
+          << a.dump();
+    }
     // The weights went to the aggregators as bf16 deltas (docs/wan.md).
     const std::string hq_log = ReadFile(absl::StrCat(dir, "/hq.log"));
     EXPECT_NE(hq_log.find("compressed deltas"), std::string::npos) << hq_log.substr(0, 2000);
@@ -314,15 +321,16 @@ TEST_P(LocalModeTest, ReachesTheTargetAccuracyWithTheDefaults) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, LocalModeTest,
-                         ::testing::Values("--mode=async", "--mode ssp --staleness 2", "--tls",
-                                           "--mode=fedavg --weights_compression=bf16"),
-                         [](const auto& info) {
-                           return info.param.find("ssp") != std::string::npos      ? "ssp2"
-                                  : info.param.find("async") != std::string::npos  ? "async"
-                                  : info.param.find("fedavg") != std::string::npos ? "fedavg"
-                                                                                   : "sync_tls";
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Modes, LocalModeTest,
+    ::testing::Values("--mode=async", "--mode ssp --staleness 2", "--tls",
+                      "--mode=fedavg --edge_rounds=2 --weights_compression=bf16"),
+    [](const auto& info) {
+      return info.param.find("ssp") != std::string::npos      ? "ssp2"
+             : info.param.find("async") != std::string::npos  ? "async"
+             : info.param.find("fedavg") != std::string::npos ? "fedavg"
+                                                              : "sync_tls";
+    });
 
 // hips mode and hips status against a running hips local, which hands them
 // its credentials through the run directory: its tokens, and with --tls its
@@ -657,6 +665,11 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-hq --mode=fedavg --participation=0", "participation must be in (0, 1]"},
       {"/hips-hq --mode=fedavg --participation=1.5", "participation must be in (0, 1]"},
       {"/hips-hq --mode=fedavg --participation=nan", "participation must be in (0, 1]"},
+      {"/hips-hq --mode=fedavg --edge_rounds=0", "edge rounds must be in [1, 1000]"},
+      {"/hips-hq --mode=fedavg --edge_rounds=1001", "edge rounds must be in [1, 1000]"},
+      {"/hips-hq --mode=fedavg --edge_rounds=two", "edge_rounds"},
+      {"/hips local --mode=fedavg --edge_rounds=-1", "edge rounds must be in [1, 1000]"},
+      {"/hips mode fedavg --edge_rounds=0 --hq=127.0.0.1:1", "edge rounds must be in [1, 1000]"},
       {"/hips-hq --server_lr=0", "--server_lr must be in (0, 1000]"},
       {"/hips-hq --server_momentum=1", "--server_momentum must be in [0, 1)"},
       {"/hips-hq --insecure --mode=fedavg --optimizer=adam", "fedavg runs SGD on the workers"},

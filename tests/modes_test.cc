@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "tests/in_process_cluster.h"
@@ -95,6 +96,8 @@ class ModesTest : public ::testing::Test {
       t.gradients_duplicate += c.gradients_duplicate;
       t.gradients_forwarded += c.gradients_forwarded;
       t.gradients_pending += c.gradients_pending;
+      t.gradients_edge_applied += c.gradients_edge_applied;
+      t.edge_rounds_closed += c.edge_rounds_closed;
       for (const auto& [reason, n] : c.gradients_dropped) t.gradients_dropped[reason] += n;
     }
     return t;
@@ -115,8 +118,8 @@ class ModesTest : public ::testing::Test {
     for (int k = 0; k < kWorkers; ++k) pushes += worker(k).pushes();
     EXPECT_EQ(agg.gradients_received, pushes);
     EXPECT_EQ(agg.gradients_pending, 0);
-    EXPECT_EQ(agg.gradients_received,
-              agg.gradients_duplicate + Sum(agg.gradients_dropped) + agg.gradients_forwarded);
+    EXPECT_EQ(agg.gradients_received, agg.gradients_duplicate + Sum(agg.gradients_dropped) +
+                                          agg.gradients_forwarded + agg.gradients_edge_applied);
     EXPECT_EQ(agg.gradients_forwarded, hq.gradients_received);
     EXPECT_EQ(hq.gradients_received, hq.gradients_applied + hq.gradients_duplicate +
                                          Sum(hq.gradients_dropped) + hq.gradients_pending);
@@ -272,6 +275,148 @@ TEST_F(ModesTest, FedAvgWithParticipationSurvivesAWorkerKilledMidRound) {
   RecordProperty("versions", s.version);
 }
 
+// Edge rounds, end to end with one worker per aggregator: each edge round
+// moves the aggregator's copy by its one worker's delta of one local step,
+// which is a step of plain SGD on the worker's batch; so E edge rounds of
+// one step each are one round of E local steps (the same batches: step
+// (v·E + e)·1 against v·E + j). With local momentum 0 (each local round's
+// momentum starts afresh, and edge rounds are separate local rounds) the
+// two runs must end on the same weights, through HQ's server momentum and
+// its cosine schedule alike.
+TEST_F(ModesTest, EdgeRoundsOfOneLocalStepEqualOneRoundOfAsManyLocalSteps) {
+  constexpr int64_t kE = 4;
+  constexpr int64_t kVersions = 8;
+  struct Run {
+    std::shared_ptr<const WeightsSnapshot> final_weights;
+    std::vector<AggregatorCounters> counters;
+    ParameterServerStatus hq;
+    std::vector<int64_t> steps;
+  };
+  auto train = [](const ModeConfig& mode) {
+    InProcessClusterOptions c;
+    c.aggregators = 2;
+    c.workers = 2;
+    c.hq.server.mode = mode;
+    c.hq.server.max_versions = kVersions;
+    c.hq.server.server_momentum = 0.5;
+    c.hq.server.lr_reference_samples = 2 * kBatch;
+    c.hq.model.name = "mlp";
+    c.hq.optimizer.learning_rate = 0.05;
+    c.hq.optimizer.momentum = 0;  // the workers' local SGD
+    c.hq.optimizer.weight_decay = 1e-4;
+    c.hq.optimizer.lr_schedule = "cosine";
+    c.hq.data.name = "synthetic";
+    c.hq.data.synthetic_test_examples = 16;
+    c.hq.eval_every = 0;
+    c.hq.seed = kSeed;
+    c.worker.batch_size = kBatch;
+    c.worker.data_seed = kSeed;
+    c.model.name = "mlp";
+    Run run;
+    absl::StatusOr<std::unique_ptr<InProcessCluster>> cluster = InProcessCluster::Start(c, *train_);
+    EXPECT_TRUE(cluster.ok()) << cluster.status();
+    if (!cluster.ok()) return run;
+    (*cluster)->RunWorkers();
+    for (const absl::Status& s : (*cluster)->JoinWorkers()) EXPECT_TRUE(s.ok()) << s;
+    for (int k = 0; k < 2; ++k) run.steps.push_back((*cluster)->worker(k).steps());
+    run.final_weights = (*cluster)->hq().server().LatestWeights();
+    for (int a = 0; a < 2; ++a) {
+      run.counters.push_back((*cluster)->aggregator(a).aggregator().counters());
+    }
+    run.hq = (*cluster)->hq().server().status();
+    return run;
+  };
+  const Run edge = train(ModeConfig{Mode::kFedAvg, 0, 1, 1.0, kE});
+  const Run local = train(ModeConfig{Mode::kFedAvg, 0, kE, 1.0, 1});
+  ASSERT_NE(edge.final_weights, nullptr);
+  ASSERT_NE(local.final_weights, nullptr);
+  EXPECT_EQ(edge.final_weights->version, kVersions);
+  EXPECT_EQ(local.final_weights->version, kVersions);
+  EXPECT_EQ(edge.steps, local.steps);
+  EXPECT_EQ(edge.steps, (std::vector<int64_t>{kVersions * kE, kVersions * kE}));
+  double diff = 0, norm = 0;
+  const std::vector<float>& a = edge.final_weights->weights;
+  const std::vector<float>& b = local.final_weights->weights;
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (static_cast<double>(a[i]) - b[i]) * (static_cast<double>(a[i]) - b[i]);
+    norm += static_cast<double>(b[i]) * b[i];
+  }
+  const double error = std::sqrt(diff / norm);
+  EXPECT_LE(error, 1e-6);
+  RecordProperty("rel_error", absl::StrFormat("%.3g", error));
+  // Exact counts: every aggregator closed E - 1 edge rounds per version,
+  // acknowledging its worker's delta in each, and sent one aggregate per
+  // version carrying the last round's delta and all E rounds' samples.
+  for (int i = 0; i < 2; ++i) {
+    const AggregatorCounters& c = edge.counters[i];
+    EXPECT_EQ(c.edge_rounds_closed, kVersions * (kE - 1)) << i;
+    EXPECT_EQ(c.gradients_edge_applied, kVersions * (kE - 1)) << i;
+    EXPECT_EQ(c.gradients_forwarded, kVersions) << i;
+    EXPECT_EQ(c.rounds_closed, kVersions) << i;
+    EXPECT_EQ(c.gradients_received, c.gradients_duplicate + Sum(c.gradients_dropped) +
+                                        c.gradients_forwarded + c.gradients_pending +
+                                        c.gradients_edge_applied)
+        << i;
+    EXPECT_EQ(Sum(c.gradients_dropped), 0) << i;
+  }
+  EXPECT_EQ(edge.hq.gradients_applied, 2 * kVersions);
+  EXPECT_EQ(edge.hq.samples_applied, local.hq.samples_applied);
+  EXPECT_EQ(edge.hq.samples_applied, kVersions * 2 * kE * kBatch);
+}
+
+// Edge rounds with two workers per aggregator and a worker killed in the
+// middle: the other aggregator's rounds go on, the killed worker's
+// aggregator goes on with its one worker after the lease, and every delta
+// is accounted for: received = duplicate + dropped + forwarded +
+// edge_applied at the aggregators, forwarded = received at HQ.
+TEST_F(ModesTest, EdgeRoundsSurviveAWorkerKilledMidRoundAndAccountForEveryDelta) {
+  constexpr int64_t kH = 2;
+  constexpr int64_t kE = 3;
+  constexpr int64_t kBudget = 12 * kWorkers * kH * kE * kBatch;  // 12 versions of 4 workers
+  ClusterOptions o{{Mode::kFedAvg, 0, kH, 1.0, kE}, kBudget};
+  Start(o);
+  ParameterServer& ps = hq().server();
+  bool mid_round = false;
+  for (int i = 0; i < 20000 && !mid_round; ++i) {
+    mid_round = ps.status().version >= 2 && Counters(1).edge_rounds_closed % (kE - 1) != 0;
+    if (!mid_round) absl::SleepFor(absl::Microseconds(500));
+  }
+  ASSERT_TRUE(mid_round) << "aggregator 1 never seen between edge rounds";
+  const int64_t killed_at = ps.status().version;
+  worker(1).Kill();
+  const std::vector<absl::Status> results = cluster_->JoinWorkers();
+  for (int k : {0, 2, 3}) EXPECT_TRUE(results[k].ok()) << k << ": " << results[k];
+  for (int i = 0; i < 200 && Total().gradients_pending > 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  const ParameterServerStatus s = ps.status();
+  EXPECT_TRUE(s.training_done);
+  EXPECT_GT(s.version, killed_at + 3);
+  EXPECT_GE(s.samples_applied, kBudget);
+  const AggregatorCounters agg = Total();
+  EXPECT_EQ(agg.gradients_pending, 0);
+  EXPECT_EQ(agg.gradients_received, agg.gradients_duplicate + Sum(agg.gradients_dropped) +
+                                        agg.gradients_forwarded + agg.gradients_edge_applied);
+  EXPECT_EQ(agg.gradients_forwarded, s.gradients_received);
+  EXPECT_EQ(s.gradients_received, s.gradients_applied + s.gradients_duplicate +
+                                      Sum(s.gradients_dropped) + s.gradients_pending);
+  // E - 1 edge rounds per version at each aggregator (HQ's versions were
+  // all applied: nothing superseded).
+  EXPECT_EQ(agg.edge_rounds_closed, 2 * s.version * (kE - 1));
+  EXPECT_GT(agg.gradients_edge_applied, 0);
+  int64_t pushes = 0, refused = 0;
+  for (int k = 0; k < kWorkers; ++k) {
+    pushes += worker(k).pushes();
+    refused += worker(k).refused();
+  }
+  // (The killed worker's last push may have been cut off in flight.)
+  EXPECT_LE(agg.gradients_received, pushes);
+  EXPECT_GE(agg.gradients_received, pushes - 1);
+  EXPECT_EQ(refused, Sum(agg.gradients_dropped) + Sum(s.gradients_dropped));
+  RecordProperty("versions", s.version);
+}
+
 // Accuracy of HQ's current weights on the Fashion-MNIST test set.
 double TestAccuracy(const WeightsSnapshot& w, const Dataset& test) {
   ModelOptions model;
@@ -386,7 +531,7 @@ TEST_F(ModesTest, SwitchingModesAtRuntimeKeepsTrainingAndAccountsForEveryGradien
   ParameterServer& ps = hq().server();
 
   const ModeConfig phases[] = {
-      {Mode::kAsync, 0}, {Mode::kFedAvg, 0, 4, 1.0}, {Mode::kSsp, 2}, {Mode::kSync, 0}};
+      {Mode::kAsync, 0}, {Mode::kFedAvg, 0, 4, 1.0, 2}, {Mode::kSsp, 2}, {Mode::kSync, 0}};
   constexpr int kPhases = 4;
   std::vector<double> accuracy;
   std::vector<int64_t> switched_at;

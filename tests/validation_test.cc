@@ -203,6 +203,14 @@ TEST_F(ValidationTest, HqRefusesEveryMalformedAggregateAndKeepsItsWeights) {
       {{"more samples than --max_batch_samples allows", grpc::INVALID_ARGUMENT,
         "--max_batch_samples"},
        [&](auto* c) { header(c)->set_total_samples(kMaxBatchSamples + 1); }},
+      {{"more samples than its edge rounds' pushes allow", grpc::INVALID_ARGUMENT,
+        "--max_batch_samples"},
+       [&](auto* c) {
+         header(c)->set_edge_pushes(2);
+         header(c)->set_total_samples(3 * kMaxBatchSamples + 1);
+       }},
+      {{"negative edge pushes", grpc::INVALID_ARGUMENT, "edge_pushes"},
+       [&](auto* c) { header(c)->set_edge_pushes(-1); }},
       {{"fewer samples than contributors", grpc::INVALID_ARGUMENT, "total_samples"},
        [&](auto* c) {
          header(c)->set_contributor_count(2);
@@ -295,6 +303,10 @@ TEST_F(ValidationTest, AnAggregatorRefusesEveryMalformedGradient) {
        [&](auto* c) { header(c)->set_sample_count(kMaxBatchSamples + 1); }},
       {{"a negative step", grpc::INVALID_ARGUMENT, "step"},
        [&](auto* c) { header(c)->set_step(-3); }},
+      {{"a negative edge round", grpc::INVALID_ARGUMENT, "edge_round"},
+       [&](auto* c) { header(c)->set_edge_round(-1); }},
+      {{"an edge round beyond any --edge_rounds", grpc::INVALID_ARGUMENT, "edge_round"},
+       [&](auto* c) { header(c)->set_edge_round(1000); }},
       {{"a negative version", grpc::INVALID_ARGUMENT, "version"},
        [&](auto* c) { header(c)->set_version(-1); }},
       {{"an infinite value", grpc::INVALID_ARGUMENT, "data: non-finite"},

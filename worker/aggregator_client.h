@@ -22,9 +22,12 @@ class AggregatorClient {
   // none arrived by `deadline`, or at once when `no_wait` and the
   // aggregator has nothing that new.
   // Weights of another HQ incarnation than `incarnation` (0: none yet) are
-  // returned at once, whatever their version.
+  // returned at once, whatever their version. `edge`: with min_version,
+  // the oldest (version, edge round) wanted, and the caller's edge epoch
+  // (fedavg with edge rounds: WeightsBoard::WaitAsync).
   virtual absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(
-      int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) = 0;
+      int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation,
+      EdgePosition edge = {}) = 0;
   virtual absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
                                                     absl::Time deadline) = 0;
   // Cancels the calls in flight (they fail with CANCELLED); later calls go

@@ -37,9 +37,10 @@ class GrpcAggregatorClient final : public AggregatorClient {
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(int64_t min_version,
                                                                      absl::Time deadline,
                                                                      bool no_wait,
-                                                                     int64_t incarnation) override {
+                                                                     int64_t incarnation,
+                                                                     EdgePosition edge) override {
     return PullWeightsFrom(&generic_, method::kAggregatorPullWeights, &calls_, token_, id_,
-                           min_version, deadline, no_wait, incarnation);
+                           min_version, deadline, no_wait, incarnation, nullptr, edge);
   }
 
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,

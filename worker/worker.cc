@@ -170,9 +170,20 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
   const int64_t next = current_->version + 1;
   bool may_reuse = false;
   int64_t min_version = next;
+  EdgePosition edge;
   switch (current_->mode.mode) {
     case Mode::kSync:
+      break;
     case Mode::kFedAvg:
+      // The aggregator's next edge round of this version, or the next
+      // version after its last. An aggregator of another epoch (this worker
+      // moved, or the aggregator restarted) has rounds of its own: any
+      // round of this version of its will do then (WeightsBoard).
+      edge.epoch = current_->edge_epoch;
+      if (current_->edge_round + 1 < current_->mode.edge_rounds) {
+        min_version = current_->version;
+        edge.round = current_->edge_round + 1;
+      }
       break;
     case Mode::kAsync:
       may_reuse = true;
@@ -196,7 +207,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
     }
   }
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights =
-      client()->PullWeights(min_version, deadline, /*no_wait=*/may_reuse, incarnation);
+      client()->PullWeights(min_version, deadline, /*no_wait=*/may_reuse, incarnation, edge);
   if (may_reuse && absl::IsDeadlineExceeded(weights.status())) return current_;
   return weights;
 }
@@ -316,16 +327,17 @@ absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
     trainer_ = std::make_unique<LocalTrainer>(push_.gradient.size(), w.layout.buffer_ranges());
   }
   trainer_->Begin(w.weights);
-  // Local step j of round v reads batch v·H + j of this worker's order, so
-  // a round of one step reads what sync would (and a restarted worker goes
-  // on from its data position).
+  // Local step j of round (v, e) reads batch (v·E + e)·H + j of this
+  // worker's order, so a round of one step reads what sync would (and a
+  // restarted worker goes on from its data position).
   int64_t samples = 0;
   double loss_sum = 0;
   for (int64_t j = 0; j < w.mode.local_steps; ++j) {
     if (j > 0) {
       if (absl::Status s = model_->SetWeights(trainer_->weights()); !s.ok()) return s;
     }
-    const int64_t step = std::max(w.version * w.mode.local_steps + j, last_step_ + 1);
+    const int64_t step = std::max(
+        (w.version * w.mode.edge_rounds + w.edge_round) * w.mode.local_steps + j, last_step_ + 1);
     const absl::Time start = absl::Now();
     int64_t n = 0;
     absl::StatusOr<double> loss = Gradient(step, absl::MakeSpan(push_.gradient), &n);
@@ -340,6 +352,7 @@ absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
   trainer_->DeltaInto(absl::MakeSpan(push_.gradient));
   last_loss_.store(loss_sum / static_cast<double>(samples));
   Seal(w.version, samples, loss_sum, last_step_);
+  push_.edge_round = w.edge_round;
   return true;
 }
 
@@ -348,6 +361,7 @@ void Worker::Seal(int64_t version, int64_t samples, double loss_sum, int64_t ste
   push_.samples = samples;
   push_.loss_sum = loss_sum;
   push_.step = step;
+  push_.edge_round = 0;
   push_.retry = false;
   ++push_.sequence;
   if (compressor_ != nullptr) {

@@ -75,9 +75,14 @@ std::vector<std::string> AggregatorsByIndex(const std::vector<std::string>& aggr
 //          SGD steps (the LocalSgd that came with the weights) and pushes
 //          start - end, its model delta, for all H batches' samples; a
 //          worker the aggregator did not draw for the round (participants)
-//          waits for v+1.
+//          waits for v+1. With E edge rounds the weights of v come E times,
+//          as (v, e): HQ's, then the aggregator's copy after each of its
+//          rounds; after a push on (v, e) the worker waits for (v, e+1), or
+//          v+1 after the last round (from an aggregator of another edge
+//          epoch, having moved or after it restarted: for whatever round of
+//          v it is in, unless this worker's push was of the last round).
 // Step s uses the batch ShardSampler::Batch(s). In sync s is the version
-// (in fedavg v·H + j for local step j), so
+// (in fedavg (v·E + e)·H + j for local step j), so
 // every worker's data order is reproducible (the equality test and the
 // monolith rely on it); in async and ssp s counts this worker's gradients
 // (a restarted worker continues where HQ says its data order was).

@@ -152,9 +152,9 @@ TOPK = ["--compression=topk", "--topk_ratio=0.01"]
 def configurations(quick):
     if quick:  # the plumbing, in well under a minute
         return [("sync", "lan", "hips", "hierarchical", ["--eval_every=20"], [], []),
-                ("fedavg_h40_bf16_both", "wan", "hips", "hierarchical",
-                 FEDAVG_BEST + ["--eval_every=2"] + BF16_DOWN, ["--compression=bf16"],
-                 ["--compression=bf16"])]
+                ("fedavg_h40_e2_bf16_both", "wan", "hips", "hierarchical",
+                 FEDAVG_EDGE + ["--local_steps=40", "--edge_rounds=2", "--eval_every=1"] +
+                 BF16_DOWN, ["--compression=bf16"], ["--compression=bf16"])]
     return [
         ("sync", "lan", "hips", "hierarchical", ["--eval_every=50"], [], []),
         ("fedavg_h40", "lan", "hips", "hierarchical", FEDAVG_BEST + ["--eval_every=2"], [], []),
@@ -179,12 +179,26 @@ def configurations(quick):
          ["--compression=bf16"]),
         ("sync_bf16_both", "wan", "hips", "hierarchical", ["--eval_every=10"] + BF16_DOWN,
          ["--compression=bf16"], ["--compression=bf16"]),
+        # Edge rounds (HierFAVG): each aggregator averages its workers' deltas
+        # into its own copy E times per HQ version, over its LAN.
+        ("fedavg_h20_e2_bf16_both", "wan", "hips", "hierarchical",
+         FEDAVG_EDGE + ["--local_steps=20", "--edge_rounds=2", "--eval_every=2"] + BF16_DOWN,
+         ["--compression=bf16"], ["--compression=bf16"]),
+        ("fedavg_h40_e2_bf16_both", "wan", "hips", "hierarchical",
+         FEDAVG_EDGE + ["--local_steps=40", "--edge_rounds=2", "--eval_every=1"] + BF16_DOWN,
+         ["--compression=bf16"], ["--compression=bf16"]),
+        # As rare on the WAN as H = 40 with E = 2, without the MDC's meeting
+        # halfway.
+        ("fedavg_h80_bf16_both", "wan", "hips", "hierarchical",
+         FEDAVG_EDGE + ["--local_steps=80", "--eval_every=1"] + BF16_DOWN,
+         ["--compression=bf16"], ["--compression=bf16"]),
     ]
 
 
 # The fedavg setting the sweep in docs/wan.md picked: 40 local steps, server
 # momentum 0.5.
 FEDAVG_BEST = ["--mode=fedavg", "--local_steps=40", "--server_momentum=0.5"]
+FEDAVG_EDGE = ["--mode=fedavg", "--server_momentum=0.5"]
 # HQ's weights to the aggregators as bf16 deltas (docs/wan.md).
 BF16_DOWN = ["--weights_compression=bf16"]
 

@@ -33,10 +33,10 @@ absl::StatusOr<Mode> ParseMode(absl::string_view name) {
 std::string DescribeMode(const ModeConfig& c) {
   if (c.mode == Mode::kSsp) return absl::StrCat("ssp(", c.staleness, ")");
   if (c.mode == Mode::kFedAvg) {
-    if (c.participation < 1.0) {
-      return absl::StrCat("fedavg(H=", c.local_steps, ",F=", c.participation, ")");
-    }
-    return absl::StrCat("fedavg(H=", c.local_steps, ")");
+    std::string out = absl::StrCat("fedavg(H=", c.local_steps);
+    if (c.participation < 1.0) absl::StrAppend(&out, ",F=", c.participation);
+    if (c.edge_rounds > 1) absl::StrAppend(&out, ",E=", c.edge_rounds);
+    return absl::StrCat(out, ")");
   }
   return std::string(ModeName(c.mode));
 }
@@ -50,9 +50,10 @@ absl::Status ValidateModeConfig(const ModeConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("staleness must be in [0, ", kMaxStaleness, "], got ", c.staleness));
   }
-  if (c.mode != Mode::kFedAvg && (c.local_steps != 1 || c.participation != 1.0)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("local steps and participation only apply to fedavg, not ", ModeName(c.mode)));
+  if (c.mode != Mode::kFedAvg &&
+      (c.local_steps != 1 || c.participation != 1.0 || c.edge_rounds != 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "local steps, participation and edge rounds only apply to fedavg, not ", ModeName(c.mode)));
   }
   if (c.local_steps < 1 || c.local_steps > kMaxLocalSteps) {
     return absl::InvalidArgumentError(
@@ -62,11 +63,16 @@ absl::Status ValidateModeConfig(const ModeConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("participation must be in (0, 1], got ", c.participation));
   }
+  if (c.edge_rounds < 1 || c.edge_rounds > kMaxEdgeRounds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("edge rounds must be in [1, ", kMaxEdgeRounds, "], got ", c.edge_rounds));
+  }
   return absl::OkStatus();
 }
 
 absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness,
-                                          int64_t local_steps, double participation) {
+                                          int64_t local_steps, double participation,
+                                          int64_t edge_rounds) {
   absl::StatusOr<Mode> m = ParseMode(mode);
   if (!m.ok()) return m.status();
   ModeConfig c;
@@ -75,6 +81,7 @@ absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t stalen
   if (*m == Mode::kFedAvg) {
     c.local_steps = local_steps;
     c.participation = participation;
+    c.edge_rounds = edge_rounds;
   }
   if (absl::Status s = ValidateModeConfig(c); !s.ok()) return s;
   return c;

@@ -35,10 +35,15 @@ struct ModeConfig {
   // round, and the fraction of live workers drawn for each round.
   int64_t local_steps = 1;
   double participation = 1.0;
+  // fedavg only (1 otherwise): rounds an aggregator runs on its own copy of
+  // the model per HQ version (HierFAVG's edge aggregation): it applies its
+  // workers' mean delta and sends the copy back to them E times, then one
+  // aggregate goes to HQ.
+  int64_t edge_rounds = 1;
 
   friend bool operator==(const ModeConfig& a, const ModeConfig& b) {
     return a.mode == b.mode && a.staleness == b.staleness && a.local_steps == b.local_steps &&
-           a.participation == b.participation;
+           a.participation == b.participation && a.edge_rounds == b.edge_rounds;
   }
   friend bool operator!=(const ModeConfig& a, const ModeConfig& b) { return !(a == b); }
 };
@@ -47,22 +52,27 @@ struct ModeConfig {
 inline constexpr int64_t kMaxStaleness = 1 << 20;
 // Largest --local_steps accepted.
 inline constexpr int64_t kMaxLocalSteps = 100000;
+// Largest --edge_rounds accepted.
+inline constexpr int64_t kMaxEdgeRounds = 1000;
 
 absl::string_view ModeName(Mode mode);  // "sync", "async", "ssp", "fedavg"
 absl::StatusOr<Mode> ParseMode(absl::string_view name);
-// "sync", "async", "ssp(2)", "fedavg(H=10)" or "fedavg(H=10,F=0.5)".
+// "sync", "async", "ssp(2)", "fedavg(H=10)", "fedavg(H=10,F=0.5)" or
+// "fedavg(H=10,F=0.5,E=4)".
 std::string DescribeMode(const ModeConfig& config);
 
 // INVALID_ARGUMENT unless staleness is in [0, kMaxStaleness] for ssp and 0
-// for the other modes, and for fedavg local_steps is in [1, kMaxLocalSteps]
-// and participation in (0, 1] (1 and 1.0 for the other modes).
+// for the other modes, and for fedavg local_steps is in [1, kMaxLocalSteps],
+// participation in (0, 1] and edge_rounds in [1, kMaxEdgeRounds] (1, 1.0
+// and 1 for the other modes).
 absl::Status ValidateModeConfig(const ModeConfig& config);
 
 // A mode from its name and the flags that shape it: --staleness counts for
-// ssp only, --local_steps and --participation for fedavg only (the others
-// ignore them).
+// ssp only, --local_steps, --participation and --edge_rounds for fedavg
+// only (the others ignore them).
 absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness,
-                                          int64_t local_steps = 1, double participation = 1.0);
+                                          int64_t local_steps = 1, double participation = 1.0,
+                                          int64_t edge_rounds = 1);
 
 // How async and ssp shrink the learning rate of a stale gradient:
 //   none     lr

@@ -79,6 +79,50 @@ void LocalTrainer::DeltaInto(absl::Span<float> out) const {
 
 namespace {
 
+// Calls param(begin, end) for each run of parameters and buffer(begin, end)
+// for each buffer range, in order.
+template <typename Param, typename Buffer>
+void ForEachRun(size_t size, const std::vector<FloatRange>& buffers, Param param, Buffer buffer) {
+  size_t begin = 0;
+  for (const FloatRange& r : buffers) {
+    param(begin, static_cast<size_t>(r.offset));
+    buffer(static_cast<size_t>(r.offset), static_cast<size_t>(r.offset + r.size));
+    begin = static_cast<size_t>(r.offset + r.size);
+  }
+  param(begin, size);
+}
+
+}  // namespace
+
+void ApplyEdgeRound(absl::Span<const float> round_sum, int64_t round_samples,
+                    const std::vector<FloatRange>& buffers, absl::Span<float> copy) {
+  if (round_samples <= 0) return;
+  const float n = static_cast<float>(round_samples);
+  ForEachRun(
+      copy.size(), buffers,
+      [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) copy[i] -= round_sum[i] / n;
+      },
+      [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) copy[i] = round_sum[i] / n;
+      });
+}
+
+void EdgeAggregateInto(absl::Span<const float> start, absl::Span<const float> copy, int64_t samples,
+                       const std::vector<FloatRange>& buffers, absl::Span<float> out) {
+  const float n = static_cast<float>(samples);
+  ForEachRun(
+      out.size(), buffers,
+      [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) out[i] = (start[i] - copy[i]) * n;
+      },
+      [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) out[i] = copy[i] * n;
+      });
+}
+
+namespace {
+
 // SplitMix64: a small generator whose sequence is the same on every
 // platform (std:: distributions are not).
 uint64_t SplitMix(uint64_t* state) {

@@ -66,6 +66,24 @@ class LocalTrainer {
   int64_t steps_ = 0;
 };
 
+// Edge rounds (HierFAVG), an aggregator's arithmetic. A round's workers
+// push deltas d_i over n_i samples; the aggregator holds their sum
+// Σ n_i·d_i over n = Σ n_i and moves its copy a of the model:
+//   parameters  a <- a - Σ n_i·d_i / n   (the sample-weighted mean delta)
+//   buffers     a <- Σ n_i·d_i / n       (a delta's buffer slots are values)
+// Nothing moves when n is 0 (nobody pushed).
+void ApplyEdgeRound(absl::Span<const float> round_sum, int64_t round_samples,
+                    const std::vector<FloatRange>& buffers, absl::Span<float> copy);
+
+// What goes to HQ after a version's last edge round: the copy's delta from
+// the version's weights `start`, weighted by every sample of the version's
+// edge rounds (`samples`), in the form of a round's sum (HQ divides by
+// `samples`):
+//   parameters  (start - copy)·samples
+//   buffers     copy·samples
+void EdgeAggregateInto(absl::Span<const float> start, absl::Span<const float> copy, int64_t samples,
+                       const std::vector<FloatRange>& buffers, absl::Span<float> out);
+
 // The workers an aggregator draws for the round of `version`: round(F·n),
 // at least 1, of the `live` ones (n of them), chosen by a generator seeded
 // with `version` and `salt` (the aggregator's id), so that every run of the

@@ -142,6 +142,38 @@ TEST(DrawParticipantsTest, EdgeCases) {
   EXPECT_EQ(DrawParticipants(Workers(3), 0.5, 3, "a").size(), 2u);  // round(1.5)
 }
 
+// An edge round by hand: deltas {2, -4 | 3} over 10 samples and {6, 0 | 5}
+// over 30 sum to {200, -40 | 180} over 40; the mean delta {5, -1} moves the
+// parameters, the buffer takes the mean value 4.5.
+TEST(EdgeRoundsTest, ARoundMovesTheCopyByTheSampleWeightedMeanDelta) {
+  const std::vector<FloatRange> buffers = {FloatRange{2, 1}};
+  std::vector<float> copy = {10, 20, 0.5f};
+  ApplyEdgeRound(std::vector<float>{200, -40, 180}, 40, buffers, absl::MakeSpan(copy));
+  EXPECT_THAT(copy, ElementsAre(5, 21, 4.5f));
+  // Nobody pushed: nothing moves.
+  ApplyEdgeRound(std::vector<float>{0, 0, 0}, 0, buffers, absl::MakeSpan(copy));
+  EXPECT_THAT(copy, ElementsAre(5, 21, 4.5f));
+  // Buffers anywhere: first and last.
+  std::vector<float> edges = {1, 1, 1, 1};
+  ApplyEdgeRound(std::vector<float>{8, 4, 4, 8}, 4, {FloatRange{0, 1}, FloatRange{3, 1}},
+                 absl::MakeSpan(edges));
+  EXPECT_THAT(edges, ElementsAre(2, 0, 0, 2));
+}
+
+// HQ's aggregate from the version's weights {10, 20 | 0.5} and the copy
+// {5, 21 | 4.5} after rounds of 96 samples in all: {5·96, -1·96 | 4.5·96},
+// so that HQ's mean (sum / 96) is the copy's delta and the copy's buffer.
+TEST(EdgeRoundsTest, TheAggregateIsTheCopysDeltaWeightedByEverySample) {
+  std::vector<float> out(3);
+  EdgeAggregateInto(std::vector<float>{10, 20, 0.5f}, std::vector<float>{5, 21, 4.5f}, 96,
+                    {FloatRange{2, 1}}, absl::MakeSpan(out));
+  EXPECT_THAT(out, ElementsAre(480, -96, 432));
+  // Without buffers, and a copy that never moved: a zero delta.
+  EdgeAggregateInto(std::vector<float>{1, 2, 3}, std::vector<float>{1, 2, 3}, 7, {},
+                    absl::MakeSpan(out));
+  EXPECT_THAT(out, ElementsAre(0, 0, 0));
+}
+
 TEST(FedAvgModeTest, ParsesValidatesAndDescribes) {
   EXPECT_EQ(*ParseMode("fedavg"), Mode::kFedAvg);
   EXPECT_EQ(*MakeModeConfig("fedavg", 3, 10, 0.5), (ModeConfig{Mode::kFedAvg, 0, 10, 0.5}));
@@ -159,6 +191,14 @@ TEST(FedAvgModeTest, ParsesValidatesAndDescribes) {
   EXPECT_TRUE(absl::IsInvalidArgument(ValidateModeConfig({Mode::kFedAvg, 2, 5, 1.0})));
   EXPECT_EQ(DescribeMode({Mode::kFedAvg, 0, 10, 1.0}), "fedavg(H=10)");
   EXPECT_EQ(DescribeMode({Mode::kFedAvg, 0, 10, 0.5}), "fedavg(H=10,F=0.5)");
+  EXPECT_EQ(DescribeMode({Mode::kFedAvg, 0, 10, 1.0, 4}), "fedavg(H=10,E=4)");
+  EXPECT_EQ(DescribeMode({Mode::kFedAvg, 0, 10, 0.5, 4}), "fedavg(H=10,F=0.5,E=4)");
+  EXPECT_EQ(*MakeModeConfig("fedavg", 0, 10, 1.0, 4), (ModeConfig{Mode::kFedAvg, 0, 10, 1.0, 4}));
+  EXPECT_EQ(*MakeModeConfig("sync", 0, 10, 1.0, 4), (ModeConfig{Mode::kSync, 0}));
+  for (int64_t e : {int64_t{0}, int64_t{-2}, kMaxEdgeRounds + 1}) {
+    EXPECT_TRUE(absl::IsInvalidArgument(MakeModeConfig("fedavg", 0, 10, 1.0, e).status())) << e;
+  }
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateModeConfig({Mode::kSync, 0, 1, 1.0, 2})));
   EXPECT_TRUE(UsesRounds(Mode::kFedAvg));
   EXPECT_TRUE(UsesRounds(Mode::kSync));
   EXPECT_FALSE(UsesRounds(Mode::kAsync));

@@ -67,6 +67,9 @@ struct GradientPush {
   bool retry = false;
   // Where in the sender's data order it was computed.
   int64_t step = 0;
+  // fedavg with edge rounds: the edge round of the weights it was computed
+  // on (WeightsSnapshot::edge_round).
+  int64_t edge_round = 0;
   // The gradient: the sender's dense buffer (and, on a compressed hop, its
   // encoding), or on the receiving side (with `gradient` empty) the
   // stream's pieces.
@@ -105,6 +108,9 @@ struct AggregatePush {
   // A retried worker gradient sent on alone: it does not end the
   // aggregator's part of a sync round.
   bool single = false;
+  // fedavg with edge rounds: the deltas of the version's earlier rounds,
+  // applied at the aggregator (in total_samples, not in the list).
+  int64_t edge_pushes = 0;
   // The sum: the sender's dense buffer (and, on a compressed hop, its
   // encoding), or on the receiving side (with `sum` empty) the stream's
   // pieces.
@@ -173,6 +179,22 @@ struct WeightsSnapshot {
   // How far these weights may be from HQ's (max |difference|; 0: exactly
   // HQ's). Nonzero only downstream of HQ's --weights_compression.
   float drift = 0.0f;
+  // fedavg with edge rounds: 0 for HQ's weights of `version`, e for the
+  // serving aggregator's copy after e rounds of its workers' deltas
+  // (snapshots order by (version, edge_round)).
+  int64_t edge_round = 0;
+  // fedavg with edge rounds: the serving aggregator's line of rounds (its
+  // start, µs; 0 outside edge rounds). Rounds compare within one epoch.
+  int64_t edge_epoch = 0;
+};
+
+// Where a caller of PullWeights is in fedavg's edge rounds: it wants at
+// least `round` of the version it asks for, within `epoch` (its weights'
+// WeightsSnapshot::edge_epoch; 0: none); weights of another epoch at that
+// version or later will do, whatever their round.
+struct EdgePosition {
+  int64_t round = 0;
+  int64_t epoch = 0;
 };
 
 }  // namespace hips

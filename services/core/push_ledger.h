@@ -56,6 +56,8 @@ class PushLedger {
   // `done` is handed back by Settle of the ticket (a push Look found
   // kPending: TicketOf).
   void Wait(int64_t ticket, Callback done);
+  // Whether the ticket's push is still open (not settled).
+  bool IsOpen(int64_t ticket) const { return open_.count(ticket) > 0; }
   // The ticket of a pending numbered push.
   int64_t TicketOf(const std::string& sender, int64_t sequence) const;
   // The outcome of an open push: it becomes its sender's newest answer (if

@@ -43,6 +43,8 @@ absl::string_view DropReasonName(DropReason reason) {
       return "membership_full";
     case DropReason::kNotDrawn:
       return "not_drawn";
+    case DropReason::kEdgeRetry:
+      return "edge_retry";
   }
   return "unknown";
 }
@@ -56,7 +58,8 @@ const std::vector<DropReason>& AllDropReasons() {
                                   DropReason::kUnfinished,        DropReason::kOptimizerFailed,
                                   DropReason::kShutdown,          DropReason::kRepeatedContributor,
                                   DropReason::kHqRestarted,       DropReason::kForbidden,
-                                  DropReason::kMembershipFull,    DropReason::kNotDrawn};
+                                  DropReason::kMembershipFull,    DropReason::kNotDrawn,
+                                  DropReason::kEdgeRetry};
   return *kAll;
 }
 

@@ -61,6 +61,8 @@ enum class DropReason {
   kForbidden,            // pushed under another member's id (mTLS: docs/security.md)
   kMembershipFull,       // a new member beyond --max_workers / --max_aggregators
   kNotDrawn,             // fedavg: from a worker not drawn for the round (--participation)
+  kEdgeRetry,            // fedavg with edge rounds: a retry new to this aggregator (its first
+                         // attempt may be in another copy already)
 };
 absl::string_view DropReasonName(DropReason reason);
 // Every DropReason, in declaration order (metrics report each, 0 included).

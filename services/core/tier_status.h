@@ -94,6 +94,12 @@ struct AggregatorCounters {
   int64_t aggregates_refused = 0;  // by HQ
   // Retried gradients (first attempt's outcome unknown) sent on alone.
   int64_t gradients_sent_alone = 0;
+  // fedavg with edge rounds: worker deltas applied to this aggregator's
+  // copy in an edge round before the last of a version, and acknowledged
+  // here (their effect travels in the version's aggregate to HQ), and the
+  // edge rounds closed so.
+  int64_t gradients_edge_applied = 0;
+  int64_t edge_rounds_closed = 0;
   // Payload bytes as they travelled (encoded on a compressed hop): of the
   // gradients that reached the round logic, and of the aggregates sent to
   // HQ (and answered).

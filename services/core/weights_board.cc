@@ -1,5 +1,6 @@
 #include "services/core/weights_board.h"
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -15,9 +16,13 @@ WeightsBoard::WeightsBoard(Clock* clock) : clock_(clock) {
 
 WeightsBoard::~WeightsBoard() { Shutdown(); }
 
-bool WeightsBoard::Satisfies(int64_t min_version, int64_t incarnation) const {
-  return latest_ != nullptr && (latest_->version >= min_version || latest_->training_done ||
-                                (incarnation != 0 && latest_->incarnation != incarnation));
+bool WeightsBoard::Satisfies(int64_t min_version, const EdgePosition& edge,
+                             int64_t incarnation) const {
+  if (latest_ == nullptr) return false;
+  const bool other_epoch = edge.epoch != 0 && latest_->edge_epoch != edge.epoch;
+  return latest_->version > min_version ||
+         (latest_->version == min_version && (latest_->edge_round >= edge.round || other_epoch)) ||
+         latest_->training_done || (incarnation != 0 && latest_->incarnation != incarnation);
 }
 
 bool WeightsBoard::Publish(Snapshot snapshot) {
@@ -26,7 +31,8 @@ bool WeightsBoard::Publish(Snapshot snapshot) {
   {
     absl::MutexLock lock(&mu_);
     if (latest_ != nullptr && snapshot->incarnation == latest_->incarnation &&
-        snapshot->version <= latest_->version &&
+        std::make_pair(snapshot->version, snapshot->edge_round) <=
+            std::make_pair(latest_->version, latest_->edge_round) &&
         !(snapshot->version == latest_->version && snapshot->training_done &&
           !latest_->training_done)) {
       return false;
@@ -34,7 +40,7 @@ bool WeightsBoard::Publish(Snapshot snapshot) {
     latest_ = std::move(snapshot);
     published = latest_;
     for (auto it = waits_.begin(); it != waits_.end();) {
-      if (Satisfies(it->second.min_version, it->second.incarnation)) {
+      if (Satisfies(it->second.min_version, it->second.edge, it->second.incarnation)) {
         answered.push_back(std::move(it->second.done));
         it = waits_.erase(it);
       } else {
@@ -52,7 +58,7 @@ WeightsBoard::Snapshot WeightsBoard::Latest() const {
 }
 
 int64_t WeightsBoard::WaitAsync(int64_t min_version, absl::Time deadline, int64_t incarnation,
-                                Callback done) const {
+                                Callback done, EdgePosition edge) const {
   absl::StatusOr<Snapshot> answer;
   int64_t id;
   bool pending = false;
@@ -62,7 +68,7 @@ int64_t WeightsBoard::WaitAsync(int64_t min_version, absl::Time deadline, int64_
     id = next_id_++;
     if (shutdown_) {
       answer = absl::UnavailableError("shutting down");
-    } else if (Satisfies(min_version, incarnation)) {
+    } else if (Satisfies(min_version, edge, incarnation)) {
       answer = latest_;
     } else if (deadline <= clock_->Now()) {
       answer = absl::DeadlineExceededError(
@@ -70,7 +76,7 @@ int64_t WeightsBoard::WaitAsync(int64_t min_version, absl::Time deadline, int64_
     } else {
       pending = true;
       earliest = deadline < NextDeadlineLocked();
-      waits_.emplace(id, Wait{min_version, deadline, incarnation, std::move(done)});
+      waits_.emplace(id, Wait{min_version, edge, deadline, incarnation, std::move(done)});
     }
   }
   if (pending) {
@@ -88,13 +94,17 @@ bool WeightsBoard::CancelWait(int64_t id) const {
 
 absl::StatusOr<WeightsBoard::Snapshot> WeightsBoard::WaitFor(int64_t min_version,
                                                              absl::Time deadline,
-                                                             int64_t incarnation) const {
+                                                             int64_t incarnation,
+                                                             EdgePosition edge) const {
   absl::Notification answered;
   absl::StatusOr<Snapshot> result;
-  WaitAsync(min_version, deadline, incarnation, [&](absl::StatusOr<Snapshot> answer) {
-    result = std::move(answer);
-    answered.Notify();
-  });
+  WaitAsync(
+      min_version, deadline, incarnation,
+      [&](absl::StatusOr<Snapshot> answer) {
+        result = std::move(answer);
+        answered.Notify();
+      },
+      edge);
   answered.WaitForNotification();
   return result;
 }

@@ -33,6 +33,8 @@ class WeightsBoard {
   WeightsBoard(const WeightsBoard&) = delete;
   WeightsBoard& operator=(const WeightsBoard&) = delete;
 
+  // Snapshots order by (version, edge_round): an aggregator's edge rounds
+  // (fedavg) come between HQ's versions.
   // Replaces the current snapshot when `snapshot` is newer, of another HQ
   // incarnation (HQ restarted: its versions start a new line), or the board
   // is empty, and answers the waits it satisfies (on this thread). Returns
@@ -42,21 +44,23 @@ class WeightsBoard {
   // The newest snapshot, or null before the first Publish.
   Snapshot Latest() const;
 
-  // Calls `done` with the first snapshot of version >= `min_version` (or
+  // Calls `done` with the first snapshot at or past (`min_version`,
+  // `edge.round`), or at or past `min_version` in another edge epoch than
+  // a nonzero `edge.epoch` (or
   // once training is done, which ends every wait; or of an HQ incarnation
   // other than `incarnation`, 0 meaning any): at once, on this thread, if
   // the board holds one; else from Publish. DEADLINE_EXCEEDED once
   // `deadline` passed on the clock, UNAVAILABLE after Shutdown. Returns an id
   // for CancelWait.
-  int64_t WaitAsync(int64_t min_version, absl::Time deadline, int64_t incarnation,
-                    Callback done) const;
+  int64_t WaitAsync(int64_t min_version, absl::Time deadline, int64_t incarnation, Callback done,
+                    EdgePosition edge = {}) const;
   // Withdraws a wait. True when it was still pending: `done` will not be
   // called. False when it was already answered (or is being answered).
   bool CancelWait(int64_t id) const;
 
   // The same wait, blocking the calling thread.
   absl::StatusOr<Snapshot> WaitFor(int64_t min_version, absl::Time deadline,
-                                   int64_t incarnation = 0) const;
+                                   int64_t incarnation = 0, EdgePosition edge = {}) const;
 
   // Ends every current and future wait with UNAVAILABLE and stops the
   // deadline timer. Idempotent.
@@ -65,11 +69,13 @@ class WeightsBoard {
  private:
   struct Wait {
     int64_t min_version;
+    EdgePosition edge;
     absl::Time deadline;
     int64_t incarnation;
     Callback done;
   };
-  bool Satisfies(int64_t min_version, int64_t incarnation) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool Satisfies(int64_t min_version, const EdgePosition& edge, int64_t incarnation) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time NextDeadline() const;
   absl::Time NextDeadlineLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ExpireWaits(absl::Time now);

@@ -53,6 +53,75 @@ TEST(WeightsBoardTest, AWaitIsAnsweredAtOnceOrByThePublishThatSatisfiesIt) {
   EXPECT_EQ(board.Latest()->version, 6);
 }
 
+// An aggregator's edge rounds (fedavg) come between HQ's versions:
+// snapshots order by (version, edge round), and a wait for (v, e) is
+// answered by a later round of v or by any later version.
+TEST(WeightsBoardTest, EdgeRoundsOrderBetweenVersions) {
+  SimulatedClock clock;
+  WeightsBoard board(&clock);
+  auto edge = [](int64_t version, int64_t round) {
+    auto s = std::make_shared<WeightsSnapshot>(*Weights(version));
+    s->edge_round = round;
+    return Snapshot(std::move(s));
+  };
+  ASSERT_TRUE(board.Publish(edge(3, 0)));
+  ASSERT_TRUE(board.Publish(edge(3, 1)));
+  EXPECT_FALSE(board.Publish(edge(3, 1)));
+  EXPECT_FALSE(board.Publish(edge(3, 0)));  // HQ's weights of 3 again
+  Answer same, next_round, after_last;
+  board.WaitAsync(3, clock.Now() + absl::Seconds(5), 0, same.callback(), {1});
+  ASSERT_EQ(same.calls, 1);
+  EXPECT_EQ((*same.result)->edge_round, 1);
+  board.WaitAsync(3, clock.Now() + absl::Seconds(5), 0, next_round.callback(), {2});
+  board.WaitAsync(3, clock.Now() + absl::Seconds(5), 0, after_last.callback(), {3});
+  EXPECT_EQ(next_round.calls, 0);
+  ASSERT_TRUE(board.Publish(edge(3, 2)));
+  ASSERT_EQ(next_round.calls, 1);
+  EXPECT_EQ((*next_round.result)->edge_round, 2);
+  EXPECT_EQ(after_last.calls, 0);  // round 3 of version 3 never comes: version 4 does
+  ASSERT_TRUE(board.Publish(edge(4, 0)));
+  ASSERT_EQ(after_last.calls, 1);
+  EXPECT_EQ((*after_last.result)->version, 4);
+  EXPECT_FALSE(board.Publish(edge(3, 5)));
+  // HQ's final weights of the same version end every wait.
+  Answer done;
+  board.WaitAsync(4, clock.Now() + absl::Seconds(5), 0, done.callback(), {1});
+  EXPECT_EQ(done.calls, 0);
+  ASSERT_TRUE(board.Publish(Weights(4, 1, /*done=*/true)));
+  EXPECT_EQ(done.calls, 1);
+}
+
+// A caller holding weights of another edge epoch (it moved to this
+// aggregator, or this one restarted) takes any round of the version it asks
+// for; one of the same epoch waits for its round.
+TEST(WeightsBoardTest, AnotherEdgeEpochAnswersAtAnyRoundOfTheVersion) {
+  SimulatedClock clock;
+  WeightsBoard board(&clock);
+  auto edge = [](int64_t version, int64_t round, int64_t epoch) {
+    auto s = std::make_shared<WeightsSnapshot>(*Weights(version));
+    s->edge_round = round;
+    s->edge_epoch = epoch;
+    return Snapshot(std::move(s));
+  };
+  ASSERT_TRUE(board.Publish(edge(5, 0, 77)));
+  Answer mine, moved, older, next_version;
+  board.WaitAsync(5, clock.Now() + absl::Seconds(5), 0, mine.callback(), {2, 77});
+  board.WaitAsync(5, clock.Now() + absl::Seconds(5), 0, moved.callback(), {2, 42});
+  board.WaitAsync(6, clock.Now() + absl::Seconds(5), 0, next_version.callback(), {0, 42});
+  EXPECT_EQ(mine.calls, 0);
+  ASSERT_EQ(moved.calls, 1);
+  EXPECT_EQ((*moved.result)->edge_round, 0);
+  EXPECT_EQ(next_version.calls, 0);  // (it pushed a last round: the next version only)
+  // An epoch behind the caller's version is no answer either.
+  board.WaitAsync(6, clock.Now() + absl::Seconds(5), 0, older.callback(), {1, 42});
+  EXPECT_EQ(older.calls, 0);
+  ASSERT_TRUE(board.Publish(edge(5, 2, 77)));
+  EXPECT_EQ(mine.calls, 1);
+  ASSERT_TRUE(board.Publish(edge(6, 0, 77)));
+  EXPECT_EQ(next_version.calls, 1);
+  EXPECT_EQ(older.calls, 1);
+}
+
 TEST(WeightsBoardTest, AWaitRunsIntoItsDeadlineOnTheBoardsClock) {
   SimulatedClock clock;
   WeightsBoard board(&clock);

@@ -66,6 +66,7 @@ uint32_t ChecksumOf(const Checkpoint& c) {
   if (c.mode.mode == Mode::kFedAvg) {  // (so that other checkpoints keep their sums)
     w.Int(c.mode.local_steps);
     w.Int(static_cast<int64_t>(std::llround(c.mode.participation * 1e9)));
+    if (c.mode.edge_rounds > 1) w.Int(c.mode.edge_rounds);  // (older sums stay)
   }
   w.Int(c.mode_since);
   w.Int(static_cast<int64_t>(c.layout.tensors().size()));

@@ -17,6 +17,8 @@ namespace hips {
 //   mode                 "sync" | "async" | "ssp" | "fedavg"
 //   local_steps: int, participation: float
 //                        fedavg only (absent in the other modes)
+//   edge_rounds: int     fedavg with more than 1 edge round only (absent:
+//                        1)
 //   weights              {tensor name: float32 tensor of its shape}, in layout
 //                        order (a state_dict of the same torch.nn.Sequential)
 //   buffers              [names of the weights that are buffers]; absent

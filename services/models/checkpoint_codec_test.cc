@@ -270,6 +270,28 @@ TEST(CheckpointCodecTest, BuffersRoundTripAndOldFilesHaveNone) {
   EXPECT_FALSE(back->layout.tensors()[2].buffer);
 }
 
+TEST(CheckpointCodecTest, FedAvgModeRoundTripsWithItsEdgeRounds) {
+  Checkpoint c;
+  c.layout = *ModelLayout::Create({{"0.weight", {2, 2}}});
+  c.weights = {1, 2, 3, 4};
+  c.version = 5;
+  c.mode_since = 2;
+  for (int64_t edge_rounds : {1, 4}) {
+    absl::StatusOr<ModeConfig> mode = MakeModeConfig("fedavg", 0, 20, 0.5, edge_rounds);
+    ASSERT_TRUE(mode.ok()) << mode.status();
+    c.mode = *mode;
+    absl::StatusOr<Checkpoint> back = RoundTrip(c);
+    ASSERT_TRUE(back.ok()) << back.status();
+    ExpectSameCheckpoint(c, *back);
+    EXPECT_EQ(back->mode.edge_rounds, edge_rounds);
+  }
+  // The edge rounds are in the checksum (E = 1 keeps the sum it had before
+  // edge rounds existed).
+  Checkpoint one = c;
+  one.mode.edge_rounds = 1;
+  EXPECT_NE(ChecksumOf(one), ChecksumOf(c));
+}
+
 TEST(CheckpointCodecTest, FlippedTensorByteIsDataLoss) {
   const Checkpoint original = SmallCheckpoint();
   std::string bytes = EncodeCheckpoint(original).value();

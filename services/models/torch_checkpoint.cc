@@ -133,6 +133,8 @@ class DictReader {
       (*out)[entry.key().toStringRef()] = entry.value().toInt();
     }
   }
+  // An optional field is there.
+  bool Has(const char* key) const { return dict_.contains(key); }
   void Fail(std::string message) {
     if (status_.ok()) status_ = absl::DataLossError(std::move(message));
   }
@@ -206,6 +208,7 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
   if (c.mode.mode == Mode::kFedAvg) {  // (only fedavg checkpoints have them)
     c.mode.local_steps = reader.Int("local_steps");
     c.mode.participation = reader.Double("participation");
+    if (reader.Has("edge_rounds")) c.mode.edge_rounds = reader.Int("edge_rounds");
     if (!reader.status().ok()) return reader.status();
   }
   if (absl::Status s = ValidateModeConfig(c.mode); !s.ok()) {
@@ -309,6 +312,7 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
     if (c.mode.mode == Mode::kFedAvg) {
       dict.insert("local_steps", c.mode.local_steps);
       dict.insert("participation", c.mode.participation);
+      if (c.mode.edge_rounds > 1) dict.insert("edge_rounds", c.mode.edge_rounds);
     }
     dict.insert("mode_since", c.mode_since);
     dict.insert("weights", weights);

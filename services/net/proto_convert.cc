@@ -67,6 +67,7 @@ void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out) {
       out->set_mode(v1::MODE_FEDAVG);
       out->set_local_steps(mode.local_steps);
       out->set_participation(mode.participation);
+      out->set_edge_rounds(mode.edge_rounds);
       break;
   }
   out->set_staleness(mode.staleness);
@@ -94,6 +95,7 @@ absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto) {
   // Unset (0) reads as the default of every mode.
   if (proto.local_steps() != 0) mode.local_steps = proto.local_steps();
   if (proto.participation() != 0) mode.participation = proto.participation();
+  if (proto.edge_rounds() != 0) mode.edge_rounds = proto.edge_rounds();
   if (absl::Status s = ValidateModeConfig(mode); !s.ok()) return s;
   return mode;
 }
@@ -175,6 +177,10 @@ absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
   }
   if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
   if (h.step() < 0) return absl::InvalidArgumentError("step must be >= 0");
+  if (h.edge_round() < 0 || h.edge_round() >= kMaxEdgeRounds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("edge_round must be in [0, ", kMaxEdgeRounds, "), got ", h.edge_round()));
+  }
   return ValidateCommon(h.version(), h.sample_count(), "sample_count", h.loss_sum(),
                         h.num_floats());
 }
@@ -186,10 +192,15 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
     return e.status();
   }
   if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
+  if (h.edge_pushes() < 0 || h.edge_pushes() > kMaxContributors * kMaxEdgeRounds) {
+    return absl::InvalidArgumentError(absl::StrCat("edge_pushes must be in [0, ",
+                                                   kMaxContributors * kMaxEdgeRounds, "], got ",
+                                                   h.edge_pushes()));
+  }
   if (h.contributor_count() == 0) {
     // An aggregator's empty sync round: no sum, no contributors.
     if (h.version() < 0 || h.total_samples() != 0 || h.num_floats() != 0 ||
-        h.contributors_size() != 0 || h.contributor_versions_size() != 0) {
+        h.contributors_size() != 0 || h.contributor_versions_size() != 0 || h.edge_pushes() != 0) {
       return absl::InvalidArgumentError(
           "an aggregate without contributors must have no samples, floats or versions");
     }
@@ -254,6 +265,7 @@ v1::GradientHeader GradientHeaderOf(const GradientPush& g) {
   h.set_sequence(g.sequence);
   h.set_retry(g.retry);
   h.set_step(g.step);
+  h.set_edge_round(g.edge_round);
   h.set_encoding(EncodingToProto(g.encoded.encoding));
   h.set_nonzeros(g.encoded.nonzeros);
   return h;
@@ -268,6 +280,7 @@ GradientPush GradientPushOf(const v1::GradientHeader& h) {
   push.sequence = h.sequence();
   push.retry = h.retry();
   push.step = h.step();
+  push.edge_round = h.edge_round();
   return push;
 }
 
@@ -293,6 +306,7 @@ v1::AggregateHeader AggregateHeaderOf(const AggregatePush& a) {
     c->set_step(ref.step);
   }
   h.set_single(a.single);
+  h.set_edge_pushes(a.edge_pushes);
   h.set_encoding(EncodingToProto(a.encoded.encoding));
   h.set_nonzeros(a.encoded.nonzeros);
   return h;
@@ -313,6 +327,7 @@ AggregatePush AggregatePushOf(const v1::AggregateHeader& h) {
     a.contributor_list.push_back({c.worker_id(), c.sequence(), c.version(), c.step()});
   }
   a.single = h.single();
+  a.edge_pushes = h.edge_pushes();
   return a;
 }
 
@@ -515,6 +530,8 @@ void AggregatorStatusToProto(const AggregatorStatus& status, absl::Time now,
   out->set_aggregates_sent(c.rounds_closed);
   out->set_aggregates_refused(c.aggregates_refused);
   out->set_gradients_sent_alone(c.gradients_sent_alone);
+  out->set_gradients_edge_applied(c.gradients_edge_applied);
+  out->set_edge_rounds_closed(c.edge_rounds_closed);
   out->set_gradient_bytes_received(c.gradient_bytes_received);
   out->set_aggregate_bytes_sent(c.aggregate_bytes_sent);
   for (const std::string& w : c.live_workers) out->add_live_workers(w);
@@ -537,6 +554,8 @@ AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& p, absl::
   c.rounds_closed = p.aggregates_sent();
   c.aggregates_refused = p.aggregates_refused();
   c.gradients_sent_alone = p.gradients_sent_alone();
+  c.gradients_edge_applied = p.gradients_edge_applied();
+  c.edge_rounds_closed = p.edge_rounds_closed();
   c.gradient_bytes_received = p.gradient_bytes_received();
   c.aggregate_bytes_sent = p.aggregate_bytes_sent();
   c.live_workers.assign(p.live_workers().begin(), p.live_workers().end());

@@ -31,6 +31,8 @@ v1::WeightsHeader HeaderOf(const WeightsSnapshot& snapshot) {
     for (const std::string& id : snapshot.participants) h.add_participants(id);
   }
   h.set_drift(snapshot.drift);
+  h.set_edge_round(snapshot.edge_round);
+  h.set_edge_epoch(snapshot.edge_epoch);
   LayoutToProto(snapshot.layout, h.mutable_layout());
   return h;
 }
@@ -145,9 +147,14 @@ class PullWeightsReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffe
     held_.version = req.held_version();
     held_.incarnation = req.incarnation();
     const absl::Time deadline = req.no_wait() ? absl::Now() : LongPollDeadline(*ctx, max_long_poll);
+    if (req.min_edge_round() < 0) {
+      FinishOnce(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "negative min_edge_round"));
+      return;
+    }
     const int64_t id = board_.WaitAsync(
         req.min_version(), deadline, req.incarnation(),
-        [this](absl::StatusOr<WeightsBoard::Snapshot> weights) { OnWeights(std::move(weights)); });
+        [this](absl::StatusOr<WeightsBoard::Snapshot> weights) { OnWeights(std::move(weights)); },
+        EdgePosition{req.min_edge_round(), req.edge_epoch()});
     absl::MutexLock lock(&mu_);
     wait_ = id;
   }
@@ -261,6 +268,18 @@ absl::Status WeightsReceiver::Start(const v1::WeightsHeader& h) {
   if (!std::isfinite(h.drift()) || h.drift() < 0) {
     return absl::InvalidArgumentError(absl::StrCat("weights with a drift of ", h.drift()));
   }
+  if (h.edge_round() < 0 || h.edge_round() >= kMaxEdgeRounds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights of edge round ", h.edge_round(), "; want [0, ", kMaxEdgeRounds, ")"));
+  }
+  if (h.edge_epoch() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("weights of edge epoch ", h.edge_epoch()));
+  }
+  if (h.edge_round() != 0 && (h.has_delta() || h.mode().mode() != v1::MODE_FEDAVG)) {
+    // Edge rounds are an aggregator's own, served whole, in fedavg only.
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights of edge round ", h.edge_round(), " outside fedavg or as a delta"));
+  }
   // Its buffer comes from (and goes back to) the weights pool: a tier that
   // receives every version fills the same few buffers.
   snapshot_ = NewRecycledSnapshot();
@@ -367,6 +386,8 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WeightsReceiver::Finish()
   snapshot_->training_done = h.training_done();
   snapshot_->incarnation = h.incarnation();
   snapshot_->drift = h.drift();
+  snapshot_->edge_round = h.edge_round();
+  snapshot_->edge_epoch = h.edge_epoch();
   return std::shared_ptr<const WeightsSnapshot>(std::move(snapshot_));
 }
 
@@ -374,7 +395,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     grpc::GenericStub* stub, const std::string& method, CallRegistry* calls,
     const std::string& token, const std::string& requester, int64_t min_version,
     absl::Time deadline, bool no_wait, int64_t incarnation,
-    std::shared_ptr<const WeightsSnapshot> held) {
+    std::shared_ptr<const WeightsSnapshot> held, EdgePosition edge) {
   grpc::ClientContext ctx;
   CallRegistry::Guard guard(calls, &ctx);
   ctx.set_deadline(absl::ToChronoTime(deadline));
@@ -385,6 +406,8 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   req.set_min_version(min_version);
   req.set_no_wait(no_wait);
   req.set_incarnation(incarnation);
+  req.set_min_edge_round(edge.round);
+  req.set_edge_epoch(edge.epoch);
   if (held != nullptr && held->incarnation == incarnation) {
     req.set_accepts_delta(true);
     req.set_held_version(held->version);

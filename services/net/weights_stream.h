@@ -159,11 +159,13 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* ServePullWeights(
 // stream is refused with INVALID_ARGUMENT (the call is cancelled, not left
 // to run into its deadline). With `held` (the weights the caller got from
 // this server last), the server may answer with a delta against them.
+// `edge`: with min_version, the oldest (version, edge round) wanted and the
+// caller's edge epoch (an aggregator's edge rounds, fedavg).
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
     grpc::GenericStub* stub, const std::string& method, CallRegistry* calls,
     const std::string& token, const std::string& requester, int64_t min_version,
     absl::Time deadline, bool no_wait = false, int64_t incarnation = 0,
-    std::shared_ptr<const WeightsSnapshot> held = nullptr);
+    std::shared_ptr<const WeightsSnapshot> held = nullptr, EdgePosition edge = {});
 
 }  // namespace hips
 

@@ -10,6 +10,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -149,11 +150,16 @@ TEST_F(WeightsStreamTest, AFedAvgHeaderCarriesTheLocalSgdAndTheParticipants) {
   LocalSgdToProto(LocalSgd{0.05, 0.9, false, 1e-4}, h->mutable_local_sgd());
   h->add_participants("worker-1");
   h->add_participants("worker-2");
+  h->mutable_mode()->set_edge_rounds(3);
+  h->set_edge_round(2);
+  h->set_edge_epoch(1234);
   messages.back().set_data(Floats({1, 2, 3, 4, 5, 6, 7, 8}));
   hq_.Set(messages);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> w = Pull();
   ASSERT_TRUE(w.ok()) << w.status();
-  EXPECT_EQ((*w)->mode, (ModeConfig{Mode::kFedAvg, 0, 10, 0.5}));
+  EXPECT_EQ((*w)->mode, (ModeConfig{Mode::kFedAvg, 0, 10, 0.5, 3}));
+  EXPECT_EQ((*w)->edge_round, 2);
+  EXPECT_EQ((*w)->edge_epoch, 1234);
   EXPECT_EQ((*w)->local_sgd, (LocalSgd{0.05, 0.9, false, 1e-4}));
   EXPECT_EQ((*w)->participants, (std::vector<std::string>{"worker-1", "worker-2"}));
 
@@ -165,11 +171,32 @@ TEST_F(WeightsStreamTest, AFedAvgHeaderCarriesTheLocalSgdAndTheParticipants) {
   EXPECT_EQ(back.local_sgd().lr(), 0.05);
   EXPECT_EQ(back.participants_size(), 2);
   EXPECT_EQ(back.mode().local_steps(), 10);
+  EXPECT_EQ(back.mode().edge_rounds(), 3);
+  EXPECT_EQ(back.edge_round(), 2);
+  EXPECT_EQ(back.edge_epoch(), 1234);
 
-  // In the other modes both are ignored.
+  // Edge rounds are refused outside fedavg, out of range, or with a bad
+  // epoch.
+  for (auto bad : std::vector<std::function<void(v1::WeightsHeader*)>>{
+           [](v1::WeightsHeader* b) { b->set_edge_round(-1); },
+           [](v1::WeightsHeader* b) { b->set_edge_round(1000); },
+           [](v1::WeightsHeader* b) { b->set_edge_epoch(-5); },
+       }) {
+    std::vector<v1::WeightsChunk> refused = messages;
+    bad(refused[0].mutable_header());
+    hq_.Set(refused);
+    EXPECT_TRUE(absl::IsInvalidArgument(Pull().status())) << refused[0].header().DebugString();
+  }
+
+  // In the other modes both are ignored (and an edge round is refused).
   messages[0].mutable_header()->mutable_mode()->set_mode(v1::MODE_SYNC);
   messages[0].mutable_header()->mutable_mode()->clear_local_steps();
   messages[0].mutable_header()->mutable_mode()->clear_participation();
+  messages[0].mutable_header()->mutable_mode()->clear_edge_rounds();
+  hq_.Set(messages);
+  EXPECT_TRUE(absl::IsInvalidArgument(Pull().status()));
+  messages[0].mutable_header()->clear_edge_round();
+  messages[0].mutable_header()->clear_edge_epoch();
   hq_.Set(messages);
   w = Pull();
   ASSERT_TRUE(w.ok()) << w.status();

@@ -9,6 +9,10 @@ ABSL_FLAG(int64_t, local_steps, 20,
 ABSL_FLAG(double, participation, 1.0,
           "fedavg: the fraction of each aggregator's live workers drawn for a round, in (0, 1] "
           "(the others wait for the next round).");
+ABSL_FLAG(int64_t, edge_rounds, 1,
+          "fedavg: rounds each aggregator runs on its own copy of the model per HQ version "
+          "(HierFAVG): it applies its workers' mean delta and sends the copy back to them this "
+          "many times before one aggregate goes to HQ (docs/wan.md). 1: every round goes to HQ.");
 ABSL_FLAG(double, server_lr, 1.0, "fedavg: HQ's learning rate on the mean delta.");
 ABSL_FLAG(double, server_momentum, 0.5,
           "fedavg: HQ's momentum on the mean delta, in [0, 1) (FedAvgM; 0 with --server_lr=1 "
@@ -27,7 +31,7 @@ namespace hips {
 
 absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode, int64_t staleness) {
   return MakeModeConfig(mode, staleness, absl::GetFlag(FLAGS_local_steps),
-                        absl::GetFlag(FLAGS_participation));
+                        absl::GetFlag(FLAGS_participation), absl::GetFlag(FLAGS_edge_rounds));
 }
 
 absl::StatusOr<ServerStepFlags> ServerStepFromFlags() {
@@ -68,6 +72,7 @@ absl::StatusOr<std::optional<WeightsChainOptions>> WeightsCompressionFromFlags()
 std::vector<std::string> FedAvgFlagsAsArgs() {
   return {absl::StrCat("--local_steps=", absl::GetFlag(FLAGS_local_steps)),
           absl::StrCat("--participation=", absl::GetFlag(FLAGS_participation)),
+          absl::StrCat("--edge_rounds=", absl::GetFlag(FLAGS_edge_rounds)),
           absl::StrCat("--server_lr=", absl::GetFlag(FLAGS_server_lr)),
           absl::StrCat("--server_momentum=", absl::GetFlag(FLAGS_server_momentum)),
           absl::StrCat("--weights_compression=", absl::GetFlag(FLAGS_weights_compression)),

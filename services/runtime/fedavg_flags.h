@@ -11,7 +11,8 @@
 #include "services/core/consistency.h"
 #include "services/core/weights_chain.h"
 
-// --local_steps, --participation, --server_lr and --server_momentum: the
+// --local_steps, --participation, --edge_rounds, --server_lr and
+// --server_momentum: the
 // fedavg mode's knobs, and --weights_compression, --weights_topk_ratio and
 // --weights_resync_every, HQ's weights downstream: what a long way between
 // HQ and the aggregators calls for (docs/wan.md), shared by hips-hq and the
@@ -20,7 +21,8 @@
 namespace hips {
 
 // The mode named `mode` with --staleness `staleness` and this module's
-// --local_steps and --participation (each counted only by its mode).
+// --local_steps, --participation and --edge_rounds (each counted only by
+// its mode).
 absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode, int64_t staleness);
 
 struct ServerStepFlags {
@@ -34,7 +36,7 @@ absl::StatusOr<ServerStepFlags> ServerStepFromFlags();
 // --weights_compression and its two knobs, checked: nullopt for none.
 absl::StatusOr<std::optional<WeightsChainOptions>> WeightsCompressionFromFlags();
 
-// The seven flags as arguments for hips-hq (hips local).
+// The eight flags as arguments for hips-hq (hips local).
 std::vector<std::string> FedAvgFlagsAsArgs();
 
 }  // namespace hips

@@ -62,13 +62,14 @@ absl::StatusOr<PushResult> FakeAggregatorClient::PushGradient(const GradientPush
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> FakeAggregatorClient::PullWeights(
-    int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation) {
+    int64_t min_version, absl::Time deadline, bool no_wait, int64_t incarnation,
+    EdgePosition edge) {
   {
     absl::MutexLock lock(&mu_);
     if (absl::Status s = Gate(); !s.ok()) return s;
   }
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights =
-      board_.WaitFor(min_version, no_wait ? absl::Now() : deadline, incarnation);
+      board_.WaitFor(min_version, no_wait ? absl::Now() : deadline, incarnation, edge);
   // CancelCalls shuts the board down: its waits end UNAVAILABLE.
   if (absl::IsUnavailable(weights.status())) return absl::CancelledError("cancelled");
   return weights;

@@ -47,7 +47,8 @@ class FakeAggregatorClient final : public AggregatorClient {
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeights(int64_t min_version,
                                                                      absl::Time deadline,
                                                                      bool no_wait,
-                                                                     int64_t incarnation) override;
+                                                                     int64_t incarnation,
+                                                                     EdgePosition edge) override;
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const HeartbeatRequestData& heartbeat,
                                             absl::Time deadline) override;
   void CancelInFlight() override {}  // its calls never hang but in a long poll

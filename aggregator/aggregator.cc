@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -402,11 +403,13 @@ void Aggregator::SetDataPositions(std::map<std::string, int64_t> positions) {
 }
 
 bool Aggregator::RoundCovered() const {
-  if (participants_.empty() && !version_members_set_) return members_.Covers(round_->covered());
+  if (participants_.empty() && !version_members_.has_value()) {
+    return members_.Covers(round_->covered());
+  }
   // Every drawn worker (with edge rounds: every worker of the version's
   // start) that is still live is in. (With none left and none in, the round
   // closes empty: this aggregator is done with the version.)
-  for (const std::string& id : participants_.empty() ? version_members_ : participants_) {
+  for (const std::string& id : participants_.empty() ? *version_members_ : participants_) {
     if (members_.IsLive(id) && !round_->covered().contains(id)) return false;
   }
   return true;
@@ -500,6 +503,7 @@ void Aggregator::AdvanceEdge() {
   edge_round_ = next->edge_round;
   edge_copy_ = next;
   edge_publish_ = std::move(next);
+  edge_pending_.store(true);
   round_->Open(version_);
   // Nobody may be left to wait for (every drawn worker died): the next
   // round closes at once, and so on to the aggregate (at most E rounds).
@@ -539,6 +543,7 @@ void Aggregator::EmitEdgeAggregate() {
 }
 
 void Aggregator::DeliverEdge() {
+  if (!edge_pending_.load()) return;  // (every push outside edge rounds)
   Completions acks;
   {
     absl::MutexLock publish_lock(&publish_mu_);
@@ -548,6 +553,7 @@ void Aggregator::DeliverEdge() {
       acks.swap(edge_acks_);
       copy = std::move(edge_publish_);
       edge_publish_ = nullptr;
+      edge_pending_.store(false);
     }
     // (Under publish_mu_: HQ's next weights, or another incarnation's, are
     // published after this copy, never before.)
@@ -675,8 +681,8 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
     edge_loss_ = 0;
     edge_pushes_ = 0;
     edge_publish_ = nullptr;
-    version_members_set_ = EdgeMode() && !members_.forming();
-    version_members_ = version_members_set_ ? members_.Live() : std::vector<std::string>();
+    version_members_.reset();
+    if (EdgeMode() && !members_.forming()) version_members_ = members_.Live();
     if (!participants_.empty() || EdgeMode()) {
       auto served = std::make_shared<WeightsSnapshot>(*snapshot);
       served->participants = participants_;

@@ -1,6 +1,7 @@
 #ifndef HIPS_AGGREGATOR_AGGREGATOR_H_
 #define HIPS_AGGREGATOR_AGGREGATOR_H_
 
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -328,11 +329,13 @@ class Aggregator {
   // with participation: participants_ instead): its rounds wait for these
   // only, not for a worker that joined since (it may have pushed the
   // version's last round elsewhere, and then waits for the next version).
-  std::vector<std::string> version_members_ ABSL_GUARDED_BY(mu_);
-  bool version_members_set_ ABSL_GUARDED_BY(mu_) = false;
-  // Left by AdvanceEdge for DeliverEdge: answers, and the copy to publish.
+  std::optional<std::vector<std::string>> version_members_ ABSL_GUARDED_BY(mu_);
+  // Left by AdvanceEdge for DeliverEdge: answers, and the copy to publish;
+  // `edge_pending_` says there are some (set under mu_), so that every other
+  // push, heartbeat and publish skips DeliverEdge's locks.
   Completions edge_acks_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const WeightsSnapshot> edge_publish_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> edge_pending_{false};
   std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);  // async, ssp
   Membership members_ ABSL_GUARDED_BY(mu_);
   // Every push taken in, the ones waiting for HQ's answer, and each

@@ -9,44 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
-#include "services/core/fedavg.h"
 #include "services/core/gradient_accumulator.h"
 #include "services/core/ids.h"
 
 namespace hips {
-
-absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
-  if (absl::Status s = ValidateMemberId(o.id, "the aggregator id (--id)"); !s.ok()) return s;
-  if (o.expected_workers < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("an aggregator needs at least 1 worker, got ", o.expected_workers));
-  }
-  if (o.max_workers != 0 && o.max_workers < o.expected_workers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "max workers must be at least the ", o.expected_workers, " expected, got ", o.max_workers));
-  }
-  if (o.max_batch_samples < 1 || o.max_batch_samples > GradientAccumulator::kMaxSamples) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max batch samples must be in [1, 2^31], got ", o.max_batch_samples));
-  }
-  if (o.quorum_workers < 0 || o.quorum_workers > o.expected_workers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "worker quorum must be in [0, ", o.expected_workers, "], got ", o.quorum_workers));
-  }
-  if (o.round_deadline <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
-  }
-  if (absl::Status s = ValidateCompressionOptions(o.compression); !s.ok()) return s;
-  if (o.max_queued_aggregates < 1) {
-    return absl::InvalidArgumentError("at least 1 aggregate must be allowed to queue");
-  }
-  if (o.lease <= absl::ZeroDuration())
-    return absl::InvalidArgumentError("the lease must be positive");
-  if (o.coalesce_window < absl::ZeroDuration() || o.coalesce_window > absl::Seconds(10)) {
-    return absl::InvalidArgumentError("the coalescing window must be in [0, 10s]");
-  }
-  return absl::OkStatus();
-}
 
 namespace {
 
@@ -106,7 +72,7 @@ void Aggregator::AcceptGradient(GradientPush push, PushCallback done) {
     Take(push, std::move(done), &completions);
   }
   Run(std::move(completions));
-  DeliverEdge();
+  DeliverApplied();
 }
 
 absl::StatusOr<PushResult> Aggregator::AcceptGradient(GradientPush push) {
@@ -153,31 +119,7 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
   stats.last_version = push.version;
   ++stats.gradients;
   stats.samples += push.samples;
-  // A repeat of a push taken in before gets the first attempt's answer.
-  switch (ledger_.Look(push.sender, push.sequence)) {
-    case PushLedger::Seen::kPending:
-      ++counters_.gradients_duplicate;
-      if (!options_.ack_after_hq) {
-        return answer(PushResult{push.version, /*duplicate=*/true, known_version_});
-      }
-      ledger_.Wait(ledger_.TicketOf(push.sender, push.sequence),
-                   [done = std::move(done)](absl::StatusOr<PushResult> a) {
-                     if (a.ok()) a->duplicate = true;
-                     done(std::move(a));
-                   });
-      return;
-    case PushLedger::Seen::kAnswered: {
-      ++counters_.gradients_duplicate;
-      absl::StatusOr<PushResult> first = ledger_.Answered(push.sender);
-      if (first.ok()) first->duplicate = true;
-      return answer(std::move(first));
-    }
-    case PushLedger::Seen::kSuperseded:
-      ++counters_.gradients_duplicate;
-      return answer(PushResult{push.version, /*duplicate=*/true, known_version_});
-    case PushLedger::Seen::kNew:
-      break;
-  }
+  if (AnswerRepeat(push, &done, completions)) return;
   if (joined) LOG(INFO) << push.sender << " joined (first heard of through a push)";
   absl::StatusOr<Admitted> admitted = Admit(push, now);
   if (std::vector<float>* left = push.received.values.adoptable; left != nullptr) {
@@ -189,11 +131,46 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
     return answer(PushResult{push.version, /*duplicate=*/false, known_version_});
   }
   if (!ledger_.IsOpen(admitted->ticket)) {
-    // Settled during its own admission: it closed an edge round.
+    // Settled during its own admission: it closed a round applied here.
     if (push.sequence > 0) return answer(ledger_.Answered(push.sender));
     return answer(PushResult{push.version, /*duplicate=*/false, known_version_});
   }
   ledger_.Wait(admitted->ticket, std::move(done));
+}
+
+bool Aggregator::AnswerRepeat(const GradientPush& push, PushCallback* done,
+                              Completions* completions) {
+  // A repeat of a push taken in before gets the first attempt's answer.
+  switch (ledger_.Look(push.sender, push.sequence)) {
+    case PushLedger::Seen::kNew:
+      return false;
+    case PushLedger::Seen::kPending:
+      ++counters_.gradients_duplicate;
+      if (!options_.ack_after_hq) {
+        completions->emplace_back(std::move(*done),
+                                  PushResult{push.version, /*duplicate=*/true, known_version_});
+        return true;
+      }
+      ledger_.Wait(ledger_.TicketOf(push.sender, push.sequence),
+                   [done = std::move(*done)](absl::StatusOr<PushResult> a) {
+                     if (a.ok()) a->duplicate = true;
+                     done(std::move(a));
+                   });
+      return true;
+    case PushLedger::Seen::kAnswered: {
+      ++counters_.gradients_duplicate;
+      absl::StatusOr<PushResult> first = ledger_.Answered(push.sender);
+      if (first.ok()) first->duplicate = true;
+      completions->emplace_back(std::move(*done), std::move(first));
+      return true;
+    }
+    case PushLedger::Seen::kSuperseded:
+      ++counters_.gradients_duplicate;
+      completions->emplace_back(std::move(*done),
+                                PushResult{push.version, /*duplicate=*/true, known_version_});
+      return true;
+  }
+  return false;
 }
 
 absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push, absl::Time now) {
@@ -206,128 +183,31 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
   // (Values read by a PushReceiver carry their sample count already.)
   c.scale = push.received.scaled ? 1.0f : static_cast<float>(push.samples);
   c.values = push.values();
+  c.retry = push.retry;
+  c.edge_round = push.edge_round;
   // Every gradient goes into an accumulator (round, batch or alone), whose
   // Add checks the values in the read it makes anyway.
   if (absl::Status s = ValidateContribution(c, num_floats_, /*check_values=*/false); !s.ok()) {
     return Drop(DropReason::kInvalid, s);
   }
-  if (std::optional<Refusal> r = CheckVersion(Versions(), push.version, "gradient")) {
-    return Drop(r->reason, r->status);
+  Admitted admitted;
+  const absl::Time due = policy_->CloseAt();
+  const Verdict verdict = policy_->Admit(c, now, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const ContributorRef ref = Open(push);
+    admitted.ticket = ref.ticket;
+    return ref;
+  });
+  if (policy_->CloseAt() < due) timer_->Poke();  // a round's deadline or a batch's window runs
+  switch (verdict.kind) {
+    case Verdict::Kind::kRefused:
+      return Drop(verdict.refusal->reason, verdict.refusal->status);
+    case Verdict::Kind::kDuplicate:
+      ++counters_.gradients_duplicate;
+      return Admitted{0, PushResult{push.version, /*duplicate=*/true, known_version_}};
+    case Verdict::Kind::kTaken:
+      break;
   }
-  if (push.retry) {
-    return EdgeMode() ? RefuseEdgeRetry(push, now) : AdmitRetry(push, c, now);
-  }
-  if (UsesRounds(mode_.mode)) return AdmitSync(push, c, now);
-  return AdmitAsync(push, c, now);
-}
-
-absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitRetry(const GradientPush& push,
-                                                            const Contribution& c, absl::Time now) {
-  // Its first attempt may have reached HQ through another aggregator: it
-  // goes on alone, so that HQ can tell. In sync it counts for the round.
-  if (UsesRounds(mode_.mode) && push.version == round_->version()) {
-    MarkCovered(push.sender, push.version, now);
-  }
-  GradientAccumulator alone(num_floats_);
-  if (absl::Status s = alone.Add(c.values, c.scale, c.samples, c.loss_sum, 1); !s.ok()) {
-    return Drop(DropReason::kInvalid, s);
-  }
-  const ContributorRef ref = Open(push);
-  Enqueue(&alone, push.version, {}, {ref}, /*single=*/true);
-  ++counters_.gradients_sent_alone;
-  MaybeCompleteRound();
-  return Admitted{ref.ticket, std::nullopt};
-}
-
-void Aggregator::MarkCovered(const std::string& sender, int64_t version, absl::Time now) {
-  if (round_->CloseIfDue(now)) EmitRound();
-  Contribution mark;
-  mark.sender = sender;
-  mark.members = {sender};
-  mark.version = version;
-  mark.contributors = 0;
-  DropReason ignored;
-  (void)round_->Add(mark, &ignored, now);
-}
-
-absl::StatusOr<Aggregator::Admitted> Aggregator::RefuseEdgeRetry(const GradientPush& push,
-                                                                 absl::Time now) {
-  // Its first attempt may have moved another aggregator's copy (or this
-  // one's, in a round that closed since): applying it again here could count
-  // it twice. It is refused, and its round here waits for it no more.
-  if (round_->CloseIfDue(now)) EmitRound();
-  if (push.version == round_->version() && push.edge_round == edge_round_) {
-    MarkCovered(push.sender, push.version, now);
-    MaybeCompleteRound();
-  }
-  return Drop(DropReason::kEdgeRetry,
-              absl::FailedPreconditionError(absl::StrCat(
-                  "a retried delta of version ", push.version, ", edge round ", push.edge_round,
-                  ", is not applied with edge rounds (its first attempt may be applied already)")));
-}
-
-absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitSync(const GradientPush& push,
-                                                           const Contribution& c, absl::Time now) {
-  // A round past its deadline closes (and is sent on) before a late
-  // gradient is looked at.
-  if (round_->CloseIfDue(now)) EmitRound();
-  if (push.version == round_->version() && push.edge_round != edge_round_) {
-    // A delta on another copy of this version's weights (an edge round
-    // closed since, or another aggregator's).
-    const bool stale = push.edge_round < edge_round_;
-    return Drop(stale ? DropReason::kStaleVersion : DropReason::kFutureVersion,
-                absl::FailedPreconditionError(absl::StrCat(
-                    "a delta computed on edge round ", push.edge_round, " of version ",
-                    push.version, "; this aggregator's copy is at edge round ", edge_round_)));
-  }
-  if (!participants_.empty() && push.version == round_->version() &&
-      !std::binary_search(participants_.begin(), participants_.end(), push.sender)) {
-    return Drop(DropReason::kNotDrawn,
-                absl::FailedPreconditionError(
-                    absl::StrCat(push.sender, " was not drawn for the round of version ",
-                                 push.version, " (--participation=", mode_.participation, ")")));
-  }
-  const bool first = round_->received() == 0;
-  DropReason reason;
-  absl::StatusOr<SyncRound::AddOutcome> outcome = round_->Add(c, &reason, now);
-  if (!outcome.ok()) return Drop(reason, outcome.status());
-  if (*outcome == SyncRound::AddOutcome::kDuplicate) {
-    // This worker's gradient of this version is in already (a retry, or
-    // the worker restarted and computed it again): not summed twice.
-    ++counters_.gradients_duplicate;
-    return Admitted{0, PushResult{push.version, /*duplicate=*/true, known_version_}};
-  }
-  const ContributorRef ref = Open(push);
-  round_refs_.push_back(ref);
-  if (round_->state() == SyncRound::State::kClosed) {
-    EmitRound();
-  } else {
-    MaybeCompleteRound();
-    if (first && round_->state() == SyncRound::State::kOpen) timer_->Poke();
-  }
-  return Admitted{ref.ticket, std::nullopt};
-}
-
-absl::StatusOr<Aggregator::Admitted> Aggregator::AdmitAsync(const GradientPush& push,
-                                                            const Contribution& c, absl::Time now) {
-  // HQ is at least at known_version_, so a gradient this stale is refused
-  // there for sure: drop it here and save the hop.
-  if (std::optional<Refusal> r =
-          CheckStaleness(mode_, push.version, known_version_ - push.version, "gradient")) {
-    return Drop(r->reason, r->status);
-  }
-  // A second gradient of a sender: send the batch so far, start another.
-  if (batch_->HasSender(push.sender)) EmitBatch();
-  const bool first = batch_->empty();
-  if (absl::Status s = batch_->Add(c, now); !s.ok()) return Drop(DropReason::kInvalid, s);
-  const ContributorRef ref = Open(push);
-  batch_refs_.push_back(ref);
-  if (batch_->full() || options_.coalesce_window == absl::ZeroDuration()) {
-    EmitBatch();
-  } else if (first) {
-    timer_->Poke();  // the batch's window now runs
-  }
-  return Admitted{ref.ticket, std::nullopt};
+  return admitted;
 }
 
 ContributorRef Aggregator::Open(const GradientPush& push) {
@@ -366,7 +246,7 @@ absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
       if (members_.IsLive(worker)) LOG(INFO) << worker << " left";
       members_.Leave(worker);
       worker_stats_.erase(worker);  // per-member state lives as long as the lease
-      MaybeCompleteRound();
+      if (policy_ != nullptr) policy_->MembersChanged();
     } else if (members_.Touch(worker, clock_->Now(), incarnation)) {
       LOG(INFO) << worker << " joined (incarnation " << incarnation << ")";
       timer_->Poke();  // its lease may be the next to run out
@@ -377,7 +257,7 @@ absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
       answer.data_positions[worker] = it->second;
     }
   }
-  if (leaving) DeliverEdge();  // (its leaving may have completed a round)
+  if (leaving) DeliverApplied();  // (its leaving may have completed a round)
   return answer;
 }
 
@@ -387,9 +267,9 @@ void Aggregator::EndForming() {
     if (!members_.forming()) return;
     LOG(INFO) << "joining a cluster that is already training: rounds need only live workers";
     members_.EndForming();
-    MaybeCompleteRound();
+    if (policy_ != nullptr) policy_->MembersChanged();
   }
-  DeliverEdge();
+  DeliverApplied();
 }
 
 std::shared_ptr<const WeightsSnapshot> Aggregator::HqWeights() const {
@@ -402,48 +282,58 @@ void Aggregator::SetDataPositions(std::map<std::string, int64_t> positions) {
   data_positions_ = std::move(positions);
 }
 
-bool Aggregator::RoundCovered() const {
-  if (participants_.empty() && !version_members_.has_value()) {
-    return members_.Covers(round_->covered());
-  }
-  // Every drawn worker (with edge rounds: every worker of the version's
-  // start) that is still live is in. (With none left and none in, the round
-  // closes empty: this aggregator is done with the version.)
-  for (const std::string& id : participants_.empty() ? *version_members_ : participants_) {
-    if (members_.IsLive(id) && !round_->covered().contains(id)) return false;
-  }
-  return true;
+bool Aggregator::forming() const {
+  mu_.AssertHeld();
+  return members_.forming();
 }
 
-void Aggregator::MaybeCompleteRound() {
-  if (round_ == nullptr || round_->state() != SyncRound::State::kOpen) return;
-  if (!RoundCovered()) return;
-  round_->Close();
-  EmitRound();
+bool Aggregator::IsLive(const std::string& id) const {
+  mu_.AssertHeld();
+  return members_.IsLive(id);
 }
 
-void Aggregator::Enqueue(GradientAccumulator* acc, int64_t version,
-                         std::map<int64_t, int64_t> versions, std::vector<ContributorRef> refs,
-                         bool single) {
-  AggregatePush out;
-  out.version = version;
-  out.total_samples = acc->total_samples();
-  out.contributors = acc->contributors();
-  out.loss_sum = acc->loss_sum();
-  out.contributor_versions = std::move(versions);
-  out.contributor_list = std::move(refs);
-  // An empty round (its gradients all went on alone) only says this
-  // aggregator is done with `version`. Otherwise the sum moves into the
-  // aggregate (no copy): its accumulator is done.
-  if (out.contributors > 0) {
-    out.sum = acc->TakeSum();
-    if (!single) {  // (a single's accumulator is temporary)
-      if (std::vector<float> spare = spares_.TakeIfKept(num_floats_); !spare.empty()) {
-        acc->GiveBuffer(std::move(spare));
-      }
+std::vector<std::string> Aggregator::Live() const {
+  mu_.AssertHeld();
+  return members_.Live();
+}
+
+bool Aggregator::AllIn(const absl::flat_hash_set<std::string>& done) const {
+  mu_.AssertHeld();
+  return members_.AllLiveIn(done);
+}
+
+int64_t Aggregator::newest_version() const {
+  mu_.AssertHeld();
+  return known_version_;
+}
+
+void Aggregator::Emit(RoundOutput o) {
+  mu_.AssertHeld();
+  if (o.kind == RoundOutput::Kind::kEdgeRound) {
+    // Applied here: its pushes are answered, its weights served.
+    const int64_t k = static_cast<int64_t>(o.refs.size());
+    for (const ContributorRef& ref : o.refs) {
+      Settle(ref, PushResult{ref.version, /*duplicate=*/false, known_version_}, &applied_acks_);
     }
+    counters_.gradients_pending -= k;
+    counters_.gradients_edge_applied += k;
+    ++counters_.edge_rounds_closed;
+    applied_weights_ = std::move(o.weights);
+    applied_pending_.store(true);
+    return;
   }
-  out.single = single;
+  AggregatePush out;
+  out.version = o.version;
+  out.total_samples = o.total_samples;
+  out.contributors = o.contributors;
+  out.loss_sum = o.loss_sum;
+  // One version: the plain form of an aggregate.
+  if (o.versions.size() > 1) out.contributor_versions = std::move(o.versions);
+  out.contributor_list = std::move(o.refs);
+  out.single = o.kind == RoundOutput::Kind::kAlone;
+  out.edge_pushes = o.edge_pushes;
+  out.sum = std::move(o.sum);
+  if (out.single) ++counters_.gradients_sent_alone;
   Queue(std::move(out));
 }
 
@@ -465,123 +355,32 @@ void Aggregator::Encode(AggregatePush* a) {
   a->encoded.nonzeros = compressor_->Encode(a->sum, &a->encoded.bytes);
 }
 
-void Aggregator::EmitRound() {
-  if (EdgeMode() && round_->version() == version_) {
-    if (edge_round_ + 1 < mode_.edge_rounds) {
-      AdvanceEdge();
-    } else {
-      EmitEdgeAggregate();
-    }
-    return;
-  }
-  Enqueue(round_->mutable_accumulator(), round_->version(), {}, std::move(round_refs_));
-  round_refs_.clear();
-}
-
-bool Aggregator::EdgeMode() const {
-  return mode_.mode == Mode::kFedAvg && mode_.edge_rounds > 1 && !training_done_;
-}
-
-void Aggregator::AdvanceEdge() {
-  GradientAccumulator* acc = round_->mutable_accumulator();
-  const int64_t n = acc->total_samples();
-  auto next = std::make_shared<WeightsSnapshot>(*edge_copy_);
-  ApplyEdgeRound(acc->sum(), n, edge_copy_->layout.buffer_ranges(), absl::MakeSpan(next->weights));
-  next->edge_round = edge_round_ + 1;
-  edge_samples_ += n;
-  edge_loss_ += acc->loss_sum();
-  // The round's pushes are in the copy: acknowledged here.
-  const int64_t k = static_cast<int64_t>(round_refs_.size());
-  edge_pushes_ += k;
-  for (const ContributorRef& ref : round_refs_) {
-    Settle(ref, PushResult{ref.version, /*duplicate=*/false, known_version_}, &edge_acks_);
-  }
-  round_refs_.clear();
-  counters_.gradients_pending -= k;
-  counters_.gradients_edge_applied += k;
-  ++counters_.edge_rounds_closed;
-  edge_round_ = next->edge_round;
-  edge_copy_ = next;
-  edge_publish_ = std::move(next);
-  edge_pending_.store(true);
-  round_->Open(version_);
-  // Nobody may be left to wait for (every drawn worker died): the next
-  // round closes at once, and so on to the aggregate (at most E rounds).
-  MaybeCompleteRound();
-}
-
-void Aggregator::EmitEdgeAggregate() {
-  GradientAccumulator* acc = round_->mutable_accumulator();
-  if (acc->contributors() == 0) {
-    // Nobody pushed in the last round: an empty aggregate says this
-    // aggregator is done with the version (the earlier rounds' work, if
-    // any, has no pushes left to carry it: HQ's aggregates count
-    // gradients).
-    Enqueue(acc, round_->version(), {}, std::move(round_refs_));
-    round_refs_.clear();
-    return;
-  }
-  const std::vector<FloatRange> buffers = edge_copy_->layout.buffer_ranges();
-  const int64_t n = acc->total_samples();
-  AggregatePush out;
-  out.version = version_;
-  out.contributors = acc->contributors();
-  out.total_samples = edge_samples_ + n;
-  out.loss_sum = edge_loss_ + acc->loss_sum();
-  out.edge_pushes = edge_pushes_;
-  out.contributor_list = std::move(round_refs_);
-  round_refs_.clear();
-  out.sum = acc->TakeSum();
-  if (std::vector<float> spare = spares_.TakeIfKept(num_floats_); !spare.empty()) {
-    acc->GiveBuffer(std::move(spare));
-  }
-  std::vector<float> copy = edge_copy_->weights;
-  ApplyEdgeRound(out.sum, n, buffers, absl::MakeSpan(copy));
-  EdgeAggregateInto(hq_weights_->weights, copy, out.total_samples, buffers,
-                    absl::MakeSpan(out.sum));
-  Queue(std::move(out));
-}
-
-void Aggregator::DeliverEdge() {
-  if (!edge_pending_.load()) return;  // (every push outside edge rounds)
+void Aggregator::DeliverApplied() {
+  if (!applied_pending_.load()) return;  // (every push outside edge rounds)
   Completions acks;
   {
     absl::MutexLock publish_lock(&publish_mu_);
-    std::shared_ptr<const WeightsSnapshot> copy;
+    std::shared_ptr<const WeightsSnapshot> weights;
     {
       absl::MutexLock lock(&mu_);
-      acks.swap(edge_acks_);
-      copy = std::move(edge_publish_);
-      edge_publish_ = nullptr;
-      edge_pending_.store(false);
+      acks.swap(applied_acks_);
+      weights = std::move(applied_weights_);
+      applied_weights_ = nullptr;
+      applied_pending_.store(false);
     }
     // (Under publish_mu_: HQ's next weights, or another incarnation's, are
-    // published after this copy, never before.)
-    if (copy != nullptr) board_.Publish(std::move(copy));
+    // published after these, never before.)
+    if (weights != nullptr) board_.Publish(std::move(weights));
   }
   Run(std::move(acks));
 }
 
-void Aggregator::EmitBatch() {
-  if (batch_->empty()) return;
-  // One version: the plain form of an aggregate.
-  std::map<int64_t, int64_t> versions;
-  if (batch_->versions().size() > 1) versions = batch_->versions();
-  Enqueue(batch_->mutable_accumulator(), batch_->oldest_version(), std::move(versions),
-          std::move(batch_refs_));
-  batch_refs_.clear();
-  batch_->Reset();
+void Aggregator::DiscardAll(DropReason reason, Completions* completions) {
+  if (policy_ != nullptr) DropHeld(policy_->Release(), reason, completions);
 }
 
-void Aggregator::DiscardAll(DropReason reason, Completions* completions) {
-  std::vector<ContributorRef> refs;
-  if (round_ != nullptr && round_->state() == SyncRound::State::kOpen) {
-    refs = std::move(round_refs_);
-  }
-  round_refs_.clear();
-  if (batch_ != nullptr) batch_->Reset();
-  refs.insert(refs.end(), batch_refs_.begin(), batch_refs_.end());
-  batch_refs_.clear();
+void Aggregator::DropHeld(std::vector<ContributorRef> refs, DropReason reason,
+                          Completions* completions) {
   if (refs.empty()) return;
   const std::string name(DropReasonName(reason));
   const absl::Status why = reason == DropReason::kShutdown
@@ -605,103 +404,91 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
   absl::ReleasableMutexLock publish_lock(&publish_mu_);
   {
     absl::MutexLock lock(&mu_);
-    const bool hq_restarted = version_ >= 0 && snapshot->incarnation != incarnation_;
-    if (version_ >= 0 && !hq_restarted &&
-        (snapshot->version < version_ ||
-         (snapshot->version == version_ && (training_done_ || !snapshot->training_done)))) {
-      return;  // not newer
-    }
-    if (hq_restarted) {
-      // HQ restarted (from a checkpoint, possibly older than what is here):
-      // its versions start a new line, and nothing summed for the old one
-      // can be applied.
-      LOG(WARNING) << "HQ restarted: incarnation " << snapshot->incarnation << " at version "
-                   << snapshot->version << " (was at version " << version_ << ")";
-      DiscardAll(DropReason::kHqRestarted, &completions);
-      known_version_ = -1;
-    }
-    incarnation_ = snapshot->incarnation;
-    hq_weights_ = snapshot;
-    const size_t num_floats = snapshot->weights.size();
-    if (round_ == nullptr || num_floats != num_floats_) {
-      // HQ trains another model now: what was summed for the old one is void.
-      DiscardAll(DropReason::kInvalid, &completions);
-      num_floats_ = num_floats;
-      const int quorum =
-          options_.quorum_workers == 0 ? options_.expected_workers : options_.quorum_workers;
-      // Complete when every live worker is in (MaybeCompleteRound).
-      round_ = std::make_unique<SyncRound>(num_floats, /*expected_contributions=*/0, quorum,
-                                           options_.round_deadline);
-      batch_ = std::make_unique<CoalescingBatch>(num_floats, options_.expected_workers,
-                                                 options_.coalesce_window);
-      absl::MutexLock encode_lock(&encode_mu_);
-      compressor_ = options_.compression.encoding == Encoding::kFp32
-                        ? nullptr
-                        : std::make_unique<Compressor>(options_.compression, num_floats,
-                                                       snapshot->layout.buffer_ranges());
-    }
-    const bool mode_changed = snapshot->mode != mode_ || snapshot->mode_since != mode_since_;
-    if (snapshot->training_done) {
-      DiscardAll(DropReason::kUnfinished, &completions);
-    } else if (mode_changed) {
-      DiscardAll(DropReason::kModeChanged, &completions);
-      if (version_ >= 0) {
-        LOG(INFO) << "mode " << DescribeMode(snapshot->mode) << " from version "
-                  << snapshot->mode_since;
-      }
-    } else if (UsesRounds(mode_.mode)) {
-      // HQ moved on without this round (it closed at HQ's deadline).
-      DiscardAll(DropReason::kSuperseded, &completions);
-    }
-    version_ = snapshot->version;
-    mode_ = snapshot->mode;
-    mode_since_ = snapshot->mode_since;
-    training_done_ = snapshot->training_done;
-    known_version_ = std::max(known_version_, version_);
-    // The round opens before any worker can see its weights, so no gradient
-    // of this version can arrive before its round exists.
-    if (!training_done_ && UsesRounds(mode_.mode)) {
-      round_->Open(version_);
-    } else {
-      round_->Open(-1);  // nothing can join it: versions are >= 0
-    }
-    // fedavg with participation: this round's workers are drawn among the
-    // live ones, once the tier is formed (until then everyone takes part),
-    // and told to the workers with the weights they pull.
-    participants_.clear();
-    if (!training_done_ && mode_.mode == Mode::kFedAvg && mode_.participation < 1.0 &&
-        !members_.forming()) {
-      participants_ = DrawParticipants(members_.Live(), mode_.participation, version_, options_.id);
-    }
-    // Edge rounds start afresh from HQ's weights (a copy of the previous
-    // version not yet published never will be), in this aggregator's
-    // epoch, for the workers live now.
-    edge_round_ = 0;
-    edge_samples_ = 0;
-    edge_loss_ = 0;
-    edge_pushes_ = 0;
-    edge_publish_ = nullptr;
-    version_members_.reset();
-    if (EdgeMode() && !members_.forming()) version_members_ = members_.Live();
-    if (!participants_.empty() || EdgeMode()) {
-      auto served = std::make_shared<WeightsSnapshot>(*snapshot);
-      served->participants = participants_;
-      if (EdgeMode()) served->edge_epoch = edge_epoch_;
-      snapshot = std::move(served);
-    }
-    edge_copy_ = snapshot;
+    snapshot = TakeWeights(std::move(snapshot), &completions);
   }
+  if (snapshot == nullptr) return;  // not newer
   board_.Publish(std::move(snapshot));
   publish_lock.Release();
   Run(std::move(completions));
-  DeliverEdge();
+  DeliverApplied();
+}
+
+std::shared_ptr<const WeightsSnapshot> Aggregator::TakeWeights(
+    std::shared_ptr<const WeightsSnapshot> snapshot, Completions* completions) {
+  const bool hq_restarted = version_ >= 0 && snapshot->incarnation != incarnation_;
+  if (version_ >= 0 && !hq_restarted &&
+      (snapshot->version < version_ ||
+       (snapshot->version == version_ && (training_done_ || !snapshot->training_done)))) {
+    return nullptr;
+  }
+  if (hq_restarted) {
+    // HQ restarted (from a checkpoint, possibly older than what is here):
+    // its versions start a new line, and nothing summed for the old one
+    // can be applied.
+    LOG(WARNING) << "HQ restarted: incarnation " << snapshot->incarnation << " at version "
+                 << snapshot->version << " (was at version " << version_ << ")";
+    DiscardAll(DropReason::kHqRestarted, completions);
+    known_version_ = -1;
+  }
+  incarnation_ = snapshot->incarnation;
+  hq_weights_ = snapshot;
+  const size_t num_floats = snapshot->weights.size();
+  const bool resized = policy_ == nullptr || num_floats != num_floats_;
+  if (resized) {
+    // HQ trains another model now: what was summed for the old one is void.
+    DiscardAll(DropReason::kInvalid, completions);
+    num_floats_ = num_floats;
+    absl::MutexLock encode_lock(&encode_mu_);
+    compressor_ = options_.compression.encoding == Encoding::kFp32
+                      ? nullptr
+                      : std::make_unique<Compressor>(options_.compression, num_floats,
+                                                     snapshot->layout.buffer_ranges());
+  }
+  const bool mode_changed = snapshot->mode != mode_ || snapshot->mode_since != mode_since_;
+  if (snapshot->training_done) {
+    DiscardAll(DropReason::kUnfinished, completions);
+  } else if (mode_changed) {
+    DiscardAll(DropReason::kModeChanged, completions);
+    if (version_ >= 0) {
+      LOG(INFO) << "mode " << DescribeMode(snapshot->mode) << " from version "
+                << snapshot->mode_since;
+    }
+  }
+  version_ = snapshot->version;
+  mode_ = snapshot->mode;
+  mode_since_ = snapshot->mode_since;
+  training_done_ = snapshot->training_done;
+  known_version_ = std::max(known_version_, version_);
+  if (resized || mode_changed) policy_ = MakeRoundPolicy(PolicyOptions(), this);
+  // The round opens before any worker can see its weights, so no gradient
+  // of this version can arrive before its round exists. What the policy
+  // still holds of an older version HQ moved on without (a round closed at
+  // HQ's deadline) is dropped.
+  std::vector<ContributorRef> superseded;
+  snapshot = policy_->Begin(Versions(), std::move(snapshot), &superseded);
+  DropHeld(std::move(superseded), DropReason::kSuperseded, completions);
+  return snapshot;
+}
+
+RoundPolicyOptions Aggregator::PolicyOptions() const {
+  RoundPolicyOptions o;
+  o.tier = RoundPolicyOptions::Tier::kAggregator;
+  o.mode = mode_;
+  o.num_floats = num_floats_;
+  o.quorum = options_.quorum_workers == 0 ? options_.expected_workers : options_.quorum_workers;
+  o.round_deadline = options_.round_deadline;
+  o.coalesce_capacity = options_.expected_workers;
+  o.coalesce_window = options_.coalesce_window;
+  o.id = options_.id;
+  o.edge_epoch = edge_epoch_;
+  o.spares = const_cast<BufferPool*>(&spares_);
+  return o;
 }
 
 absl::Time Aggregator::NextDeadline() const {
   absl::MutexLock lock(&mu_);
   const absl::Time expiry = members_.NextExpiry();
-  if (round_ == nullptr) return expiry;
-  return std::min({round_->CloseAt(), batch_->CloseAt(), expiry});
+  return policy_ == nullptr ? expiry : std::min(policy_->CloseAt(), expiry);
 }
 
 void Aggregator::CloseDue(absl::Time now) {
@@ -709,15 +496,9 @@ void Aggregator::CloseDue(absl::Time now) {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return;
     for (const std::string& id : members_.Expire(now)) worker_stats_.erase(id);
-    if (round_ == nullptr) return;
-    // (The lambdas run here, with mu_ held.)
-    CloseRoundIfDue(
-        round_.get(), now, "gradients",
-        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { MaybeCompleteRound(); },
-        [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { EmitRound(); });
-    if (now >= batch_->CloseAt()) EmitBatch();
+    if (policy_ != nullptr) policy_->Poll(now);
   }
-  DeliverEdge();
+  DeliverApplied();
 }
 
 std::optional<AggregatePush> Aggregator::NextAggregate() {
@@ -734,7 +515,7 @@ std::optional<AggregatePush> Aggregator::NextAggregate() {
     TakeParked(&completions);  // there is room again
   }
   Run(std::move(completions));
-  DeliverEdge();  // (a parked push may have closed an edge round)
+  DeliverApplied();  // (a parked push may have closed a round applied here)
   Encode(&*out);
   return out;
 }
@@ -788,9 +569,9 @@ void Aggregator::Shutdown() {
     absl::MutexLock lock(&mu_);
     if (!shutdown_) {
       shutdown_ = true;
-      // Applied at the edge already: their answers stand.
-      for (auto& ack : edge_acks_) completions.push_back(std::move(ack));
-      edge_acks_.clear();
+      // Applied here already: their answers stand.
+      for (auto& ack : applied_acks_) completions.push_back(std::move(ack));
+      applied_acks_.clear();
       TakeParked(&completions);  // each counted, and answered UNAVAILABLE
       DiscardAll(DropReason::kShutdown, &completions);
       const absl::Status down = absl::UnavailableError("this aggregator is shutting down");

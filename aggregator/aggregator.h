@@ -16,88 +16,30 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "services/core/admission.h"
+#include "aggregator/aggregator_options.h"
 #include "services/core/buffer_pool.h"
 #include "services/core/clock.h"
-#include "services/core/coalescing_batch.h"
 #include "services/core/compression.h"
 #include "services/core/consistency.h"
 #include "services/core/membership.h"
 #include "services/core/payloads.h"
 #include "services/core/push_ledger.h"
-#include "services/core/sync_round.h"
 #include "services/core/tier_status.h"
 #include "services/core/weights_board.h"
+#include "services/rounds/round_policy.h"
 
 namespace hips {
 
-struct AggregatorOptions {
-  std::string id = "agg-0";
-  // Gradients per sync round: the number of workers assigned to this
-  // aggregator.
-  int expected_workers = 1;
-  // At most this many workers live here at once (0: twice
-  // expected_workers, room for the workers of a failed peer aggregator); a
-  // worker beyond them is refused with RESOURCE_EXHAUSTED and tries its next
-  // aggregator (docs/security.md).
-  int max_workers = 0;
-  // The most samples one worker gradient may stand for (its weight in the
-  // sum): a push claiming more is refused (INVALID_ARGUMENT).
-  int64_t max_batch_samples = 1 << 16;
-  // Sync rounds with a deadline (backup workers): once `round_deadline`
-  // passed since a round's first gradient, the round closes with at least
-  // `quorum_workers` (0: all of them, i.e. no early close).
-  int quorum_workers = 0;
-  absl::Duration round_deadline = absl::InfiniteDuration();
-  // Async and ssp: gradients that arrive within this window of the first
-  // are summed into one aggregate, whatever versions they were computed on
-  // (sent at once when every worker of this aggregator is in, or when one
-  // sends a second). Zero: each gradient is sent alone.
-  absl::Duration coalesce_window = absl::ZeroDuration();
-  // Backpressure: a push waits while this many aggregates are queued for HQ
-  // (and not yet being sent). Without it, workers that outpace HQ in async
-  // mode fill the queue with gradients that grow staler while they wait.
-  int max_queued_aggregates = 1;
-  // Workers hold a lease of this length, renewed by their heartbeats (and
-  // pushes). A sync round never waits for a worker whose lease expired.
-  absl::Duration lease = absl::Seconds(2);
-  // Acknowledge a push only once HQ answered the aggregate that carries it
-  // (end to end: what lets a worker that got no answer push again without
-  // losing or doubling a gradient). false acknowledges on acceptance; the
-  // unit tests of the round logic use it, playing HQ themselves.
-  bool ack_after_hq = true;
-  // How aggregates travel to HQ (docs/performance.md).
-  CompressionOptions compression;
-  // Where time comes from (leases, round deadlines, the coalescing window,
-  // long polls); must outlive the aggregator.
-  Clock* clock = SystemClock();
-};
-
-absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
-
 // The aggregator tier's logic (an MDC, a mini data center in the story:
-// docs/architecture.md), without networking. The mode travels with HQ's
-// weights (PublishWeights):
-//   sync   workers' gradients of the current version are summed
-//          (sample-weighted) in a SyncRound; a closed round's sum is queued
-//          for HQ (NextAggregate);
-//   async  each gradient is queued at once, or summed with the others that
-//          arrive within the coalescing window;
-//   ssp    as async, dropping gradients already staler than the bound;
-//   fedavg as sync, of the workers' model deltas; with participation < 1
-//          each round's workers are drawn among the live ones
-//          (DrawParticipants) and told to workers with the weights; a push
-//          from a worker not drawn is refused (not_drawn), and the round is
-//          complete once every live drawn worker is in. With edge rounds
-//          (E > 1, HierFAVG) a closed round's mean delta moves this
-//          aggregator's own copy of the model, which goes back to the
-//          workers as the weights of (version, e + 1); the round's pushes are
-//          acknowledged here (edge_applied). After the E-th round one
-//          aggregate goes to HQ: the copy's delta from HQ's weights of the
-//          version, weighted by all of its rounds' samples (EdgeAggregateInto),
-//          carrying the last round's pushes, acknowledged end to end. A retry
-//          new to this aggregator is refused (edge_retry): its first attempt
-//          may be in another copy already.
+// docs/architecture.md), without networking. It keeps its workers'
+// membership (leases), the exactly-once ledger of their pushes, the queue of
+// aggregates towards HQ and the weights it serves; what a round is belongs
+// to the round policy of the mode HQ's weights carry
+// (services/rounds/round_policy.h: sync, async and ssp, fedavg with its
+// draw and edge rounds). The policy admits or refuses each gradient, closes
+// rounds and batches, and hands back what closed: an aggregate to queue for
+// HQ (NextAggregate), or a round applied here (fedavg edge rounds: its
+// pushes are answered here and its weights served to the workers).
 // Gradients computed on a version before the newest mode switch are dropped
 // (mode_changed).
 //
@@ -116,12 +58,12 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
 // under the lock (it is the round's state); encoding an aggregate for a
 // compressed hop does not (NextAggregate encodes on the forwarding
 // thread). Nothing here makes an RPC; no callback runs under the lock.
-class Aggregator {
+class Aggregator : private RoundHost {
  public:
   using PushCallback = std::function<void(absl::StatusOr<PushResult>)>;
 
   explicit Aggregator(AggregatorOptions options);
-  ~Aggregator();
+  ~Aggregator() override;
 
   // A worker's gradient. `done` is called exactly once with its answer:
   // FAILED_PRECONDITION for a gradient its mode does not allow,
@@ -208,70 +150,60 @@ class Aggregator {
     std::optional<PushResult> answer;
   };
 
+  // RoundHost: the policy's view of this tier (called under mu_).
+  bool forming() const override;
+  bool IsLive(const std::string& id) const override;
+  std::vector<std::string> Live() const override;
+  bool AllIn(const absl::flat_hash_set<std::string>& done) const override;
+  int64_t newest_version() const override;
+  // A closed round: queued for HQ, or applied here (answers and weights
+  // left for DeliverApplied).
+  void Emit(RoundOutput output) override;
+
+  // The policy for the mode and model of the newest weights.
+  RoundPolicyOptions PolicyOptions() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time NextDeadline() const;
-  // The deadline timer: expires leases, closes sync rounds and coalescing
-  // batches whose time is up.
+  // The deadline timer: expires leases, closes rounds and batches whose
+  // time is up.
   void CloseDue(absl::Time now);
   // Takes a push in (the queue has room), answering it or leaving its
   // callback with the ledger.
   void Take(GradientPush& push, PushCallback done, Completions* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers a repeat of a push taken in before as its first attempt; false
+  // for a new push.
+  bool AnswerRepeat(const GradientPush& push, PushCallback* done, Completions* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes in parked pushes while the queue has room.
   void TakeParked(Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Checks a new gradient and hands it to the mode's admission.
+  // Checks a new gradient and hands it to the policy.
   absl::StatusOr<Admitted> Admit(const GradientPush& push, absl::Time now)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // A retry goes on alone (and counts for its sync round).
-  absl::StatusOr<Admitted> AdmitRetry(const GradientPush& push, const Contribution& c,
-                                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Admitted> AdmitSync(const GradientPush& push, const Contribution& c,
-                                     absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Admitted> AdmitAsync(const GradientPush& push, const Contribution& c,
-                                      absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Settles one gradient of an aggregate with `result` (its version set to
   // the gradient's own).
   void Settle(const ContributorRef& ref, const absl::StatusOr<PushResult>& result,
               Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts an accepted push and opens it in the ledger.
   ContributorRef Open(const GradientPush& push) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Closes the open sync round if every live worker is in it (in fedavg
-  // with participation: every live drawn worker).
-  void MaybeCompleteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  bool RoundCovered() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues the closed round's sum for HQ; with edge rounds, moves the copy
-  // instead until the version's last round.
-  void EmitRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // fedavg with more than one edge round (and training not done).
-  bool EdgeMode() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // An edge round before the version's last closed: the copy moves, the
-  // round's pushes are acknowledged, the next round opens.
-  void AdvanceEdge() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The version's last edge round closed: the aggregate goes to HQ.
-  void EmitEdgeAggregate() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records that `sender` is done with the open round without a
-  // contribution (a retry sent on alone, or refused).
-  void MarkCovered(const std::string& sender, int64_t version, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::StatusOr<Admitted> RefuseEdgeRetry(const GradientPush& push, absl::Time now)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Answers the pushes of closed edge rounds and publishes the newest copy:
-  // what EmitRound left for after the lock (call without mu_).
-  void DeliverEdge() ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
-  // Queues the batch's sum for HQ and empties it.
-  void EmitBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Queues `sum`'s aggregate, taking its buffer (the accumulator is then
-  // empty).
-  void Enqueue(GradientAccumulator* sum, int64_t version, std::map<int64_t, int64_t> versions,
-               std::vector<ContributorRef> refs, bool single = false)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers the pushes of rounds applied here and publishes the weights
+  // they made: what Emit left for after the lock (call without mu_).
+  void DeliverApplied() ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
   // Numbers `out` and queues it for HQ.
   void Queue(AggregatePush out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Encodes `aggregate` for a compressed hop (not a retried gradient going
   // on alone).
   void Encode(AggregatePush* aggregate) ABSL_LOCKS_EXCLUDED(mu_);
-  // Counts the gradients of the open round and the batch, which will never
-  // be sent, as dropped.
+  // Takes `snapshot` in under mu_: what the policy makes of it is to be
+  // published (null: not newer than what is here).
+  std::shared_ptr<const WeightsSnapshot> TakeWeights(
+      std::shared_ptr<const WeightsSnapshot> snapshot, Completions* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts the gradients the policy holds, which will never be sent, as
+  // dropped.
   void DiscardAll(DropReason reason, Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Answers and counts `refs` as dropped for `reason`.
+  void DropHeld(std::vector<ContributorRef> refs, DropReason reason, Completions* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Drop(DropReason reason, absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The refusal of a worker that would join beyond max_workers.
   absl::Status Full(const std::string& worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -281,13 +213,14 @@ class Aggregator {
   // Constant after construction.
   const AggregatorOptions options_;
   Clock* const clock_;
-  // This aggregator's line of edge rounds (WeightsSnapshot::edge_epoch).
+  // This aggregator's line of rounds of its own (WeightsSnapshot::
+  // edge_epoch), unique across restarts.
   const int64_t edge_epoch_;
 
   WeightsBoard board_;
-  // Serializes publishing to board_ (HQ's weights and edge copies), so that
-  // an edge copy of HQ's previous incarnation is never published after the
-  // new one's weights.
+  // Serializes publishing to board_ (HQ's weights and the weights of rounds
+  // applied here), so that weights of HQ's previous incarnation are never
+  // published after the new one's.
   absl::Mutex publish_mu_ ABSL_ACQUIRED_BEFORE(mu_);
 
   // Encodes aggregates on a compressed hop, with its error-feedback state
@@ -311,40 +244,23 @@ class Aggregator {
   size_t num_floats_ ABSL_GUARDED_BY(mu_) = 0;
   // The newest version HQ is known to be at (from its weights and acks).
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
-  std::unique_ptr<SyncRound> round_ ABSL_GUARDED_BY(mu_);  // sync, fedavg
-  // fedavg with participation < 1: the workers drawn for the open round,
-  // sorted (empty: everyone).
-  std::vector<std::string> participants_ ABSL_GUARDED_BY(mu_);
+  // The mode's rules for the newest weights (null before any).
+  std::unique_ptr<RoundPolicy> policy_ ABSL_GUARDED_BY(mu_);
   // HQ's newest weights.
   std::shared_ptr<const WeightsSnapshot> hq_weights_ ABSL_GUARDED_BY(mu_);
-  // fedavg edge rounds: the open round's number and weights (HQ's at 0,
-  // then this aggregator's copy), and the samples and loss of the closed
-  // rounds of this version.
-  int64_t edge_round_ ABSL_GUARDED_BY(mu_) = 0;
-  std::shared_ptr<const WeightsSnapshot> edge_copy_ ABSL_GUARDED_BY(mu_);
-  int64_t edge_samples_ ABSL_GUARDED_BY(mu_) = 0;
-  double edge_loss_ ABSL_GUARDED_BY(mu_) = 0;
-  int64_t edge_pushes_ ABSL_GUARDED_BY(mu_) = 0;
-  // The workers live when the version's first edge round opened (sorted;
-  // with participation: participants_ instead): its rounds wait for these
-  // only, not for a worker that joined since (it may have pushed the
-  // version's last round elsewhere, and then waits for the next version).
-  std::optional<std::vector<std::string>> version_members_ ABSL_GUARDED_BY(mu_);
-  // Left by AdvanceEdge for DeliverEdge: answers, and the copy to publish;
-  // `edge_pending_` says there are some (set under mu_), so that every other
-  // push, heartbeat and publish skips DeliverEdge's locks.
-  Completions edge_acks_ ABSL_GUARDED_BY(mu_);
-  std::shared_ptr<const WeightsSnapshot> edge_publish_ ABSL_GUARDED_BY(mu_);
-  std::atomic<bool> edge_pending_{false};
-  std::unique_ptr<CoalescingBatch> batch_ ABSL_GUARDED_BY(mu_);  // async, ssp
+  // Left by Emit for DeliverApplied, from rounds applied here (fedavg edge
+  // rounds): answers, and the weights to publish; `applied_pending_` says
+  // there are some (set under mu_), so that every other push, heartbeat and
+  // publish skips DeliverApplied's locks.
+  Completions applied_acks_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<const WeightsSnapshot> applied_weights_ ABSL_GUARDED_BY(mu_);
+  std::atomic<bool> applied_pending_{false};
   Membership members_ ABSL_GUARDED_BY(mu_);
   // Every push taken in, the ones waiting for HQ's answer, and each
   // worker's newest answer.
   PushLedger ledger_ ABSL_GUARDED_BY(mu_);
   // Pushes waiting for room in the queue towards HQ, oldest first.
   std::deque<std::pair<GradientPush, PushCallback>> parked_ ABSL_GUARDED_BY(mu_);
-  std::vector<ContributorRef> round_refs_ ABSL_GUARDED_BY(mu_);  // summed in round_
-  std::vector<ContributorRef> batch_refs_ ABSL_GUARDED_BY(mu_);  // summed in batch_
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(mu_);
   // Per worker: its newest gradient's version, gradients and samples seen.
   std::map<std::string, MemberInfo> worker_stats_ ABSL_GUARDED_BY(mu_);

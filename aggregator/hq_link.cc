@@ -6,7 +6,6 @@
 #include "glog/logging.h"
 #include "services/core/push_ledger.h"
 #include "services/core/retry.h"
-#include "services/core/sync_round.h"
 
 namespace hips {
 

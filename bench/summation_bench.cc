@@ -14,7 +14,7 @@
 #include "absl/time/time.h"
 #include "services/core/gradient_accumulator.h"
 #include "services/core/parallel.h"
-#include "services/core/sync_round.h"
+#include "services/rounds/sync_round.h"
 
 ABSL_FLAG(int64_t, floats, 10'000'000, "Floats per gradient (K).");
 ABSL_FLAG(int, repeats, 10, "Timed repetitions; the best one counts.");

@@ -19,7 +19,8 @@ absl::Status HqDaemon::CheckOptions(const HqDaemonOptions& options) {
   if (absl::Status s = ValidateParameterServerOptions(options.server); !s.ok()) return s;
   if (absl::Status s = ValidateOptimizerOptions(options.optimizer); !s.ok()) return s;
   // (The server's copy of the optimizer options is filled in at start.)
-  if (absl::Status s = CheckModeFitsOptimizer(options.server.mode, options.optimizer); !s.ok()) {
+  if (absl::Status s = CheckModeFitsOptimizer(options.server.mode, options.optimizer.name);
+      !s.ok()) {
     return s;
   }
   if (absl::Status s = ValidateModelOptions(options.model); !s.ok()) return s;

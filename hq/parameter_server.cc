@@ -15,95 +15,41 @@
 
 namespace hips {
 
-absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
-  if (o.expected_aggregators < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("HQ needs at least 1 aggregator, got ", o.expected_aggregators));
-  }
-  if (o.max_aggregators != 0 && o.max_aggregators < o.expected_aggregators) {
-    return absl::InvalidArgumentError(absl::StrCat("max aggregators must be at least the ",
-                                                   o.expected_aggregators, " expected, got ",
-                                                   o.max_aggregators));
-  }
-  if (o.max_workers < 0) return absl::InvalidArgumentError("max workers must be >= 0");
-  if (o.max_batch_samples < 1 || o.max_batch_samples > GradientAccumulator::kMaxSamples) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max batch samples must be in [1, 2^31], got ", o.max_batch_samples));
-  }
-  if (o.quorum_aggregators < 0 || o.quorum_aggregators > o.expected_aggregators) {
-    return absl::InvalidArgumentError(absl::StrCat("aggregator quorum must be in [0, ",
-                                                   o.expected_aggregators, "], got ",
-                                                   o.quorum_aggregators));
-  }
-  if (o.round_deadline <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
-  }
-  if (o.lease <= absl::ZeroDuration())
-    return absl::InvalidArgumentError("the lease must be positive");
-  if (o.max_versions < 0) return absl::InvalidArgumentError("max versions must be >= 0");
-  if (o.max_samples < 0) return absl::InvalidArgumentError("max samples must be >= 0");
-  if (o.async_momentum >= 1) return absl::InvalidArgumentError("async momentum must be < 1");
-  if (o.lr_reference_samples < 0) {
-    return absl::InvalidArgumentError("the learning-rate reference batch must be >= 0");
-  }
-  if (!(o.server_lr > 0 && o.server_lr <= 1000)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the server learning rate must be in (0, 1000], got ", o.server_lr));
-  }
-  if (!(o.server_momentum >= 0 && o.server_momentum < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the server momentum must be in [0, 1), got ", o.server_momentum));
-  }
-  if (absl::Status s = ValidateModeConfig(o.mode); !s.ok()) return s;
-  return CheckModeFitsOptimizer(o.mode, o.optimizer);
+namespace {
+
+TrainerOptions TrainerOptionsOf(const ParameterServerOptions& o) {
+  TrainerOptions t;
+  t.optimizer = o.optimizer;
+  t.max_versions = o.max_versions;
+  t.max_samples = o.max_samples;
+  t.mode = o.mode;
+  return t;
 }
 
-absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, const OptimizerOptions& optimizer) {
-  if (mode.mode == Mode::kFedAvg && optimizer.name != "sgd") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fedavg runs SGD on the workers; HQ's optimizer is ", optimizer.name,
-                     " (use --optimizer=sgd)"));
-  }
-  return absl::OkStatus();
-}
+}  // namespace
 
 ParameterServer::ParameterServer(
     ParameterServerOptions options, ModelLayout layout, std::unique_ptr<Optimizer> optimizer,
     std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish,
     std::function<void(Checkpoint)> on_checkpoint)
     : options_(std::move(options)),
-      layout_(std::move(layout)),
       on_publish_(std::move(on_publish)),
       on_checkpoint_(std::move(on_checkpoint)),
       clock_(options_.clock),
       board_(clock_),
-      optimizer_(std::move(optimizer)),
-      // Complete when every live aggregator is in (MaybeApplyRound).
-      round_(layout_.num_floats(), /*expected_contributions=*/0,
-             options_.quorum_aggregators == 0 ? options_.expected_aggregators
-                                              : options_.quorum_aggregators,
-             options_.round_deadline),
+      trainer_(TrainerOptionsOf(options_), std::move(layout), std::move(optimizer)),
       members_(
           options_.lease, options_.expected_aggregators,
           options_.max_aggregators > 0 ? options_.max_aggregators : options_.expected_aggregators),
       incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
   last_checkpoint_time_ = clock_->Now();
-  // The mean gradient is written straight into the optimizer's own gradient
-  // buffer where it has one.
-  mean_ = optimizer_->GradientBuffer();
-  if (mean_.empty()) {
-    own_mean_.resize(layout_.num_floats());
-    mean_ = absl::MakeSpan(own_mean_);
-  }
-  sgd_ = {options_.optimizer.momentum, options_.optimizer.nesterov,
-          options_.optimizer.weight_decay};
-  mode_ = options_.mode;
+  policy_ = MakeRoundPolicy(PolicyOptions(trainer_.mode()), this);
   {
     absl::MutexLock status_lock(&mu_);
     status_.max_versions = options_.max_versions;
     status_.max_samples = options_.max_samples;
-    status_.mode = mode_;
+    status_.mode = trainer_.mode();
     status_.incarnation = incarnation_;
     status_.forming = members_.forming();
   }
@@ -115,7 +61,7 @@ ParameterServer::ParameterServer(
 absl::Time ParameterServer::NextDeadline() {
   absl::MutexLock lock(&apply_mu_);
   const absl::Time expiry = members_.NextExpiry();
-  return UsesRounds(mode_.mode) ? std::min(round_.CloseAt(), expiry) : expiry;
+  return std::min(policy_->CloseAt(), expiry);
 }
 
 ParameterServer::~ParameterServer() { Shutdown(); }
@@ -126,29 +72,16 @@ void ParameterServer::Shutdown() {
 }
 
 std::shared_ptr<const WeightsSnapshot> ParameterServer::Snapshot() {
-  // A recycled buffer: GetWeights overwrites it whole.
-  std::shared_ptr<WeightsSnapshot> snapshot = NewRecycledSnapshot();
-  snapshot->version = version_;
-  snapshot->layout = layout_;
-  snapshot->weights = WeightsBuffers().Take(layout_.num_floats());
-  optimizer_->GetWeights(absl::MakeSpan(snapshot->weights));
-  snapshot->training_done = training_done_;
-  snapshot->mode = mode_;
-  snapshot->mode_since = mode_since_;
-  snapshot->incarnation = incarnation_;
-  snapshot->local_sgd = LocalSgd();
-  if (mode_.mode == Mode::kFedAvg) {
-    snapshot->local_sgd = {ScheduledRate(), options_.optimizer.momentum,
-                           options_.optimizer.nesterov, options_.optimizer.weight_decay};
-  }
-  snapshot->participants.clear();
+  std::shared_ptr<WeightsSnapshot> snapshot = trainer_.Snapshot(incarnation_);
+  snapshot->local_sgd = policy_->WorkersSgd(trainer_.ScheduledRate());
   return snapshot;
 }
 
 void ParameterServer::Publish(std::shared_ptr<const WeightsSnapshot> snapshot) {
-  // The round of a sync version opens before anyone can see its weights, so
-  // no gradient of that version arrives before its round exists.
-  if (!snapshot->training_done && UsesRounds(snapshot->mode.mode)) round_.Open(version_);
+  // The version's round opens before anyone can see its weights, so no
+  // aggregate of that version arrives before its round exists.
+  std::vector<ContributorRef> superseded;  // (none: HQ's rounds close before it publishes)
+  policy_->Begin(trainer_.state(), nullptr, &superseded);
   board_.Publish(snapshot);
   if (on_publish_) on_publish_(std::move(snapshot));
 }
@@ -162,38 +95,23 @@ absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, ab
   return why;
 }
 
-double ParameterServer::UseSettingsOf(Mode mode) {
+RoundPolicyOptions ParameterServer::PolicyOptions(const ModeConfig& mode) const {
+  RoundPolicyOptions o;
+  o.tier = RoundPolicyOptions::Tier::kHq;
+  o.mode = mode;
+  o.num_floats = static_cast<size_t>(trainer_.layout().num_floats());
+  o.quorum = options_.quorum_aggregators == 0 ? options_.expected_aggregators
+                                              : options_.quorum_aggregators;
+  o.round_deadline = options_.round_deadline;
+  o.spares = const_cast<BufferPool*>(&round_spares_);
   const OptimizerOptions& base = options_.optimizer;
-  SgdSettings wanted{base.momentum, base.nesterov, base.weight_decay};
-  if (mode == Mode::kFedAvg) {
-    // The workers' local steps had the weight decay and the momentum; HQ's
-    // step is FedAvgM's.
-    wanted = {options_.server_momentum, false, 0.0};
-  } else if (mode != Mode::kSync && base.name == "sgd" && options_.async_momentum >= 0) {
-    wanted.momentum = std::min(base.momentum, options_.async_momentum);
-    wanted.nesterov = base.nesterov && wanted.momentum > 0;
-  }
-  if (base.name == "sgd" && !(wanted == sgd_)) {
-    if (absl::Status s = optimizer_->SetSgd(wanted); !s.ok()) {
-      LOG_FIRST_N(WARNING, 1) << "keeping momentum " << sgd_.momentum << ": " << s;
-    } else {
-      sgd_ = wanted;
-    }
-  }
-  if (mode == Mode::kFedAvg) return 1.0;
-  return base.momentum < 1 ? (1.0 - sgd_.momentum) / (1.0 - base.momentum) : 1.0;
-}
-
-double ParameterServer::RoundRate() {
-  const double factor = UseSettingsOf(mode_.mode);
-  return mode_.mode == Mode::kFedAvg ? options_.server_lr : ScheduledRate() * factor;
-}
-
-double ParameterServer::ScheduledRate() const {
-  if (options_.max_samples > 0) {
-    return ScheduledLearningRate(options_.optimizer, samples_applied_, options_.max_samples);
-  }
-  return ScheduledLearningRate(options_.optimizer, version_, options_.max_versions);
+  o.hq.base = SgdSettings{base.momentum, base.nesterov, base.weight_decay};
+  o.hq.lr_reference_samples = options_.lr_reference_samples;
+  o.hq.staleness_lr = options_.staleness_lr;
+  o.hq.async_momentum = options_.async_momentum;
+  o.hq.server_lr = options_.server_lr;
+  o.hq.server_momentum = options_.server_momentum;
+  return o;
 }
 
 absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush& a) {
@@ -207,7 +125,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   const AggregatePush* in = &a;
   const EncodedValues values = a.values();
   if ((values.encoding == Encoding::kFp16 || values.encoding == Encoding::kBf16) &&
-      a.contributors > 0 && values.num_floats == layout_.num_floats() &&
+      a.contributors > 0 && values.num_floats == trainer_.layout().num_floats() &&
       CheckEncodedValues(values).ok()) {
     decoded = decode_spares_.Take(static_cast<size_t>(values.num_floats));
     DecodeInto(values, decoded.data());
@@ -218,7 +136,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   }
   absl::StatusOr<PushResult> result = Accept(*in, wire_bytes);
   // Whatever buffer is left (its own, or the one a round's sum gave up).
-  if (decoded.size() == static_cast<size_t>(layout_.num_floats())) {
+  if (decoded.size() == static_cast<size_t>(trainer_.layout().num_floats())) {
     decode_spares_.Give(std::move(decoded));
   }
   return result;
@@ -248,7 +166,7 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
       ++status_.aggregates_applied;
     }
     SenderDone(a);
-    return PushResult{a.version, /*duplicate=*/false, version_};
+    return PushResult{a.version, /*duplicate=*/false, trainer_.version()};
   }
   // Each worker gradient is applied at most once, whichever aggregator it
   // came through (a retry after a failover may reach HQ twice).
@@ -275,14 +193,25 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   c.values = a.values();
   c.completes_sender = !a.single;
   for (const ContributorRef& ref : a.contributor_list) c.members.push_back(ref.worker);
-  if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
+  if (absl::Status s = ValidateContribution(c, trainer_.layout().num_floats()); !s.ok()) {
     return Drop(a, DropReason::kInvalid, s);
   }
-  if (std::optional<Refusal> r = CheckVersion(
-          VersionState{version_, mode_, mode_since_, training_done_}, a.version, "aggregate")) {
-    return Drop(a, r->reason, r->status);
+  c.versions = a.contributor_versions;
+  const absl::Time due = policy_->CloseAt();
+  const Verdict verdict = policy_->Admit(c, now, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) {
+    Taken(a);
+    return ContributorRef{};
+  });
+  if (policy_->CloseAt() < due && timer_ != nullptr) timer_->Poke();  // a deadline now runs
+  switch (verdict.kind) {
+    case Verdict::Kind::kRefused:
+      return Drop(a, verdict.refusal->reason, verdict.refusal->status);
+    case Verdict::Kind::kDuplicate:
+      return Duplicate(a);
+    case Verdict::Kind::kTaken:
+      break;
   }
-  return UsesRounds(mode_.mode) ? AcceptSync(a, c, now) : AcceptAsync(a, c);
+  return PushResult{a.version, /*duplicate=*/false, trainer_.version()};
 }
 
 void ParameterServer::CountArrival(const AggregatePush& a) {
@@ -296,7 +225,7 @@ PushResult ParameterServer::Duplicate(const AggregatePush& a) {
   CountArrival(a);
   ++status_.aggregates_duplicate;
   status_.gradients_duplicate += a.contributors;
-  return PushResult{a.version, /*duplicate=*/true, version_};
+  return PushResult{a.version, /*duplicate=*/true, trainer_.version()};
 }
 
 void ParameterServer::Taken(const AggregatePush& a) {
@@ -309,90 +238,6 @@ void ParameterServer::Taken(const AggregatePush& a) {
   status_.gradients_pending += a.contributors;
 }
 
-absl::StatusOr<PushResult> ParameterServer::AcceptSync(const AggregatePush& a,
-                                                       const Contribution& c, absl::Time now) {
-  // A round past its deadline is applied before a late aggregate is looked
-  // at (which then belongs to an older version).
-  if (round_.CloseIfDue(now)) ApplyRound();
-  const bool first = round_.received() == 0;
-  DropReason reason;
-  absl::StatusOr<SyncRound::AddOutcome> outcome = round_.Add(c, &reason, now);
-  if (!outcome.ok()) {
-    MaybeApplyRound();  // a refused aggregate may still end its sender's part
-    return Drop(a, reason, outcome.status());
-  }
-  if (*outcome == SyncRound::AddOutcome::kDuplicate) {
-    MaybeApplyRound();
-    return Duplicate(a);
-  }
-  Taken(a);
-  if (round_.state() == SyncRound::State::kClosed) {
-    ApplyRound();
-  } else {
-    MaybeApplyRound();
-    if (first && round_.state() == SyncRound::State::kOpen && timer_ != nullptr) {
-      timer_->Poke();  // the round's deadline now runs
-    }
-  }
-  return PushResult{a.version, /*duplicate=*/false, version_};
-}
-
-absl::StatusOr<PushResult> ParameterServer::AcceptAsync(const AggregatePush& a,
-                                                        const Contribution& c) {
-  // a.version is the oldest version of the aggregate's gradients.
-  if (std::optional<Refusal> r =
-          CheckStaleness(mode_, a.version, version_ - a.version, "aggregate")) {
-    return Drop(a, r->reason, r->status);
-  }
-  std::map<int64_t, int64_t> staleness_counts;
-  int64_t counted = 0;
-  for (const auto& [version, count] : a.contributor_versions) {
-    if (version < a.version || version > version_ || count <= 0) {
-      return Drop(a, DropReason::kInvalid,
-                  absl::InvalidArgumentError(absl::StrCat("contributor version ", version,
-                                                          " outside [", a.version, ", ", version_,
-                                                          "] or count ", count, " not positive")));
-    }
-    staleness_counts[version_ - version] += count;
-    counted += count;
-  }
-  if (a.contributor_versions.empty()) {
-    staleness_counts[version_ - a.version] = a.contributors;
-    counted = a.contributors;
-  }
-  if (counted != a.contributors) {
-    return Drop(a, DropReason::kInvalid,
-                absl::InvalidArgumentError(absl::StrCat("contributor versions count ", counted,
-                                                        " gradients of ", a.contributors)));
-  }
-  Taken(a);
-  const absl::Time started = clock_->Now();
-  // Validated above: mean_.size() floats, finite.
-  const float samples = static_cast<float>(a.total_samples);
-  float* mean = mean_.data();
-  const EncodedValues values = c.values;
-  if (values.encoding == Encoding::kFp32) {
-    values.bytes.ForEachRun([mean, samples](size_t first, const char* bytes, size_t n) {
-      for (size_t i = 0; i < n; ++i) mean[first + i] = LoadFloat(bytes + 4 * i) / samples;
-    });
-  } else {
-    DecodeInto(values, mean);
-    for (float& m : mean_) m /= samples;
-  }
-  double lr = ScheduledRate() * UseSettingsOf(mode_.mode);
-  if (options_.lr_reference_samples > 0) {
-    lr *= static_cast<double>(a.total_samples) / options_.lr_reference_samples;
-  }
-  // With coalescing, the mean of the gradients' factors.
-  double factor = 0;
-  for (const auto& [tau, count] : staleness_counts) {
-    factor += StalenessFactor(options_.staleness_lr, tau) * static_cast<double>(count);
-  }
-  lr *= factor / static_cast<double>(a.contributors);
-  ApplyUpdate(mean_, lr, a.total_samples, a.loss_sum, staleness_counts, started);
-  return PushResult{a.version, /*duplicate=*/false, version_};
-}
-
 void ParameterServer::RecordContributors(const AggregatePush& a) {
   for (const ContributorRef& c : a.contributor_list) {
     worker_ledger_.Record(c.worker, c.sequence);
@@ -402,41 +247,58 @@ void ParameterServer::RecordContributors(const AggregatePush& a) {
 }
 
 void ParameterServer::SenderDone(const AggregatePush& a) {
-  if (!UsesRounds(mode_.mode) || a.single || training_done_) return;
-  round_.MarkSenderDone(a.aggregator, a.version);
-  MaybeApplyRound();
+  // (A retried gradient sent alone does not end its aggregator's part.)
+  if (!a.single) policy_->MarkDone(a.aggregator, a.version, clock_->Now());
 }
 
-bool ParameterServer::RoundComplete() const {
-  if (round_.state() != SyncRound::State::kOpen || members_.forming()) return false;
+bool ParameterServer::forming() const {
+  apply_mu_.AssertHeld();
+  return members_.forming();
+}
+
+bool ParameterServer::IsLive(const std::string& id) const {
+  apply_mu_.AssertHeld();
+  return members_.IsLive(id);
+}
+
+std::vector<std::string> ParameterServer::Live() const {
+  apply_mu_.AssertHeld();
+  return members_.Live();
+}
+
+bool ParameterServer::AllIn(const absl::flat_hash_set<std::string>& done) const {
+  apply_mu_.AssertHeld();
+  // A round waits for every live aggregator that has workers (or has not
+  // said yet, or is still forming).
   for (const std::string& aggregator : members_.Live()) {
     auto it = reports_.find(aggregator);
     const bool has_workers =
         it == reports_.end() || it->second.forming || !it->second.live_workers.empty();
-    if (has_workers && !round_.HasSender(aggregator)) return false;
+    if (has_workers && !done.contains(aggregator)) return false;
   }
   return true;
 }
 
-void ParameterServer::MaybeApplyRound() {
-  if (!UsesRounds(mode_.mode) || training_done_ || !RoundComplete()) return;
-  if (round_.accumulator().contributors() == 0) {
-    if (mode_.mode == Mode::kFedAvg && !round_.senders().empty()) {
-      // Every aggregator is done with the round and none had a drawn worker
-      // left to take part: the version moves on, the weights as they are,
-      // and the next round draws again.
-      LOG(WARNING) << "fedavg round of version " << version_ << " had no participant left";
-      round_.Close();
-      ApplyUpdate(mean_, 0, 0, 0, {}, clock_->Now());
-      return;
-    }
-    // Everyone it waits for is done, but nothing arrived to apply (every
-    // aggregate was refused): the same version is trained again.
-    if (!round_.senders().empty()) round_.Open(version_);
-    return;
+int64_t ParameterServer::newest_version() const {
+  apply_mu_.AssertHeld();
+  return trainer_.version();
+}
+
+void ParameterServer::Emit(RoundOutput o) {
+  apply_mu_.AssertHeld();
+  const absl::Time started = clock_->Now();
+  if (o.kind == RoundOutput::Kind::kRound) {
+    absl::MutexLock status_lock(&mu_);
+    status_.max_round_contributors = std::max(status_.max_round_contributors, o.contributors);
   }
-  round_.Close();
-  ApplyRound();
+  double lr = 0;  // (a round with no samples takes no step)
+  if (o.total_samples > 0) {
+    RoundMeanInto(o, trainer_.mean());
+    const SgdSettings& in_use = trainer_.UseSgd(policy_->StepSettings(policy_->options().hq.base));
+    lr = policy_->StepRate(o, trainer_.ScheduledRate(), in_use);
+  }
+  ApplyUpdate(lr, o.total_samples, o.loss_sum, o.staleness, started);
+  if (!o.sum.empty()) round_spares_.Give(std::move(o.sum));
 }
 
 absl::Status ParameterServer::Full(const std::string& aggregator) const {
@@ -465,10 +327,10 @@ absl::StatusOr<HeartbeatAnswer> ParameterServer::Heartbeat(const HeartbeatReques
     reports_[hb.member] = Report{hb.live_workers, hb.forming, hb.address};
   }
   PublishMembership();
-  MaybeApplyRound();
+  policy_->MembersChanged();
   HeartbeatAnswer answer;
   answer.lease = options_.lease;
-  answer.version = version_;
+  answer.version = trainer_.version();
   for (const std::string& w : hb.live_workers) {
     if (auto it = data_positions_.find(w); it != data_positions_.end()) {
       answer.data_positions[w] = it->second;
@@ -477,63 +339,22 @@ absl::StatusOr<HeartbeatAnswer> ParameterServer::Heartbeat(const HeartbeatReques
   return answer;
 }
 
-void ParameterServer::ResetOptimizerState() {
-  absl::StatusOr<OptimizerState> state = optimizer_->ExportState();
-  if (!state.ok()) return;
-  OptimizerState fresh;
-  fresh.name = state->name;
-  if (absl::Status s = optimizer_->ImportState(fresh); !s.ok()) {
-    LOG(WARNING) << "keeping the optimizer state across the mode switch: " << s;
-  }
-}
-
-void ParameterServer::ApplyRound() {
-  const absl::Time started = clock_->Now();
-  const GradientAccumulator& acc = round_.accumulator();
-  acc.MeanInto(mean_);
-  {
-    absl::MutexLock status_lock(&mu_);
-    status_.max_round_contributors =
-        std::max<int64_t>(status_.max_round_contributors, acc.contributors());
-  }
-  ApplyUpdate(mean_, RoundRate(), acc.total_samples(), acc.loss_sum(), {{0, acc.contributors()}},
-              started);
-}
-
-void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64_t samples,
-                                  double loss_sum, const std::map<int64_t, int64_t>& staleness,
-                                  absl::Time started) {
+void ParameterServer::ApplyUpdate(double lr, int64_t samples, double loss_sum,
+                                  const std::map<int64_t, int64_t>& staleness, absl::Time started) {
   int64_t gradients = 0;
   for (const auto& [tau, count] : staleness) gradients += count;
-  // (An empty fedavg round takes no step.)
-  const absl::Status stepped = samples == 0 ? absl::OkStatus() : optimizer_->Step(mean, lr);
+  const absl::Status stepped = trainer_.Step(lr, samples);
   if (!stepped.ok()) {
-    // The version still advances (with the weights as they are) so that no
+    // The version still advanced (with the weights as they are) so that no
     // tier waits forever on a round that cannot be applied; the gradients
     // are counted as dropped.
-    LOG(ERROR) << "optimizer step of version " << version_ << " failed: " << stepped;
+    LOG(ERROR) << "optimizer step of version " << trainer_.version() - 1 << " failed: " << stepped;
     absl::MutexLock status_lock(&mu_);
     const std::string name(DropReasonName(DropReason::kOptimizerFailed));
     status_.gradients_dropped[name] += gradients;
     status_.gradients_pending -= gradients;
-  } else {
-    samples_applied_ += samples;
   }
-  ++version_;
-  training_done_ = (options_.max_versions > 0 && version_ >= options_.max_versions) ||
-                   (options_.max_samples > 0 && samples_applied_ >= options_.max_samples);
-  if (pending_mode_.has_value() && !training_done_) {
-    LOG(INFO) << "mode switched from " << DescribeMode(mode_) << " to "
-              << DescribeMode(*pending_mode_) << " at version " << version_;
-    if ((mode_.mode == Mode::kFedAvg) != (pending_mode_->mode == Mode::kFedAvg)) {
-      // The momentum of gradients and the server momentum of deltas are
-      // different quantities: neither carries over into the other.
-      ResetOptimizerState();
-    }
-    mode_ = *pending_mode_;
-    mode_since_ = version_;
-    pending_mode_.reset();
-  }
+  SwitchIfDue();
   // Weights first, then the status: whoever sees the status of a version
   // finds weights at least that new.
   Publish(Snapshot());
@@ -549,11 +370,24 @@ void ParameterServer::ApplyUpdate(absl::Span<const float> mean, double lr, int64
       for (const auto& [tau, count] : staleness) status_.staleness.Record(tau, count);
     }
   }
-  if (training_done_) {
-    LOG(INFO) << "training done at version " << version_ << " after " << samples_applied_
-              << " samples";
+  if (trainer_.training_done()) {
+    LOG(INFO) << "training done at version " << trainer_.version() << " after "
+              << trainer_.samples_applied() << " samples";
   }
   MaybeCheckpoint();
+}
+
+void ParameterServer::SwitchIfDue() {
+  const std::optional<ModeConfig>& next = trainer_.due_switch();
+  if (!next.has_value()) return;
+  std::unique_ptr<RoundPolicy> policy = MakeRoundPolicy(PolicyOptions(*next), this);
+  // The momentum of gradients and the server momentum of deltas are
+  // different quantities: neither carries over into the other.
+  trainer_.TakeSwitch(/*reset_optimizer=*/policy->StepsOnDeltas() != policy_->StepsOnDeltas());
+  // The old policy may be the caller (it emitted the round applied here):
+  // it lives until the next switch.
+  retired_policy_ = std::move(policy_);
+  policy_ = std::move(policy);
 }
 
 namespace {
@@ -567,35 +401,26 @@ absl::StatusOr<Checkpoint> ParameterServer::Capture() {
 }
 
 absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
-  Checkpoint c;
-  c.version = version_;
-  c.samples_applied = samples_applied_;
-  c.training_done = training_done_;
-  c.mode = mode_;
-  c.mode_since = mode_since_;
-  c.layout = layout_;
-  c.weights.resize(layout_.num_floats());
-  optimizer_->GetWeights(absl::MakeSpan(c.weights));
-  absl::StatusOr<OptimizerState> state = optimizer_->ExportState();
-  if (!state.ok()) return state.status();
-  c.optimizer = *std::move(state);
-  c.data_positions = data_positions_;
+  absl::StatusOr<Checkpoint> c = trainer_.Capture();
+  if (!c.ok()) return c.status();
+  c->data_positions = data_positions_;
   for (const auto& [worker, sequence] : worker_ledger_.newest()) {
-    c.sequences[absl::StrCat(kWorkerKey, worker)] = sequence;
+    c->sequences[absl::StrCat(kWorkerKey, worker)] = sequence;
   }
   for (const auto& [aggregator, sequence] : ledger_.newest()) {
-    c.sequences[absl::StrCat(kAggregatorKey, aggregator)] = sequence;
+    c->sequences[absl::StrCat(kAggregatorKey, aggregator)] = sequence;
   }
-  c.created_unix_micros = absl::ToUnixMicros(absl::Now());
+  c->created_unix_micros = absl::ToUnixMicros(clock_->Now());
   return c;
 }
 
 void ParameterServer::MaybeCheckpoint() {
-  if (!on_checkpoint_ || version_ == last_checkpoint_version_) return;
+  const int64_t version = trainer_.version();
+  if (!on_checkpoint_ || version == last_checkpoint_version_) return;
   const absl::Time now = clock_->Now();
-  const bool due = training_done_ ||
+  const bool due = trainer_.training_done() ||
                    (options_.checkpoint_every_versions > 0 &&
-                    version_ - std::max<int64_t>(0, last_checkpoint_version_) >=
+                    version - std::max<int64_t>(0, last_checkpoint_version_) >=
                         options_.checkpoint_every_versions) ||
                    (options_.checkpoint_every > absl::ZeroDuration() &&
                     now - last_checkpoint_time_ >= options_.checkpoint_every);
@@ -605,32 +430,18 @@ void ParameterServer::MaybeCheckpoint() {
     LOG_FIRST_N(ERROR, 1) << "cannot checkpoint: " << c.status();
     return;
   }
-  last_checkpoint_version_ = version_;
+  last_checkpoint_version_ = version;
   last_checkpoint_time_ = now;
   on_checkpoint_(*std::move(c));
   absl::MutexLock status_lock(&mu_);
   ++status_.checkpoints_taken;
-  status_.last_checkpoint_version = version_;
+  status_.last_checkpoint_version = version;
 }
 
 absl::Status ParameterServer::Restore(const Checkpoint& c) {
   absl::MutexLock lock(&apply_mu_);
-  if (c.layout != layout_ || static_cast<int64_t>(c.weights.size()) != layout_.num_floats()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the checkpoint holds another model: ", c.layout.DebugString()));
-  }
-  if (c.version < 0 || c.samples_applied < 0 || c.mode_since < 0 || c.mode_since > c.version) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("checkpoint of version ", c.version, " with inconsistent counters"));
-  }
-  if (absl::Status s = ValidateModeConfig(c.mode); !s.ok()) return s;
-  if (absl::Status s = optimizer_->ImportState(c.optimizer); !s.ok()) return s;
-  if (absl::Status s = optimizer_->SetWeights(c.weights); !s.ok()) return s;
-  version_ = c.version;
-  samples_applied_ = c.samples_applied;
-  training_done_ = c.training_done;
-  mode_ = c.mode;
-  mode_since_ = c.mode_since;
+  if (absl::Status s = trainer_.Restore(c); !s.ok()) return s;
+  policy_ = MakeRoundPolicy(PolicyOptions(trainer_.mode()), this);
   data_positions_ = c.data_positions;
   for (const auto& [key, sequence] : c.sequences) {
     if (absl::StartsWith(key, kWorkerKey)) {
@@ -642,15 +453,16 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
   // The aggregators that trained before are not waited for at start: any
   // of them may be gone.
   members_.EndForming();
-  last_checkpoint_version_ = version_;
+  last_checkpoint_version_ = trainer_.version();
   {
     absl::MutexLock status_lock(&mu_);
     CopyTrainingState();
-    status_.resumed_from = version_;
+    status_.resumed_from = trainer_.version();
     status_.forming = false;
   }
-  LOG(INFO) << "resumed from the checkpoint of version " << version_ << " (" << samples_applied_
-            << " samples applied, mode " << DescribeMode(mode_) << ")";
+  LOG(INFO) << "resumed from the checkpoint of version " << trainer_.version() << " ("
+            << trainer_.samples_applied() << " samples applied, mode "
+            << DescribeMode(trainer_.mode()) << ")";
   Publish(Snapshot());
   return absl::OkStatus();
 }
@@ -660,38 +472,19 @@ void ParameterServer::CloseDueRound(absl::Time now) {
   const std::vector<std::string> expired = members_.Expire(now);
   for (const std::string& aggregator : expired) reports_.erase(aggregator);
   if (!expired.empty()) PublishMembership();
-  if (!UsesRounds(mode_.mode) || training_done_) return;
-  // (The lambdas run here, with apply_mu_ held.)
-  CloseRoundIfDue(
-      &round_, now, "aggregates",
-      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) { MaybeApplyRound(); },
-      [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) { ApplyRound(); });
+  policy_->Poll(now);
 }
 
 absl::StatusOr<ModeSwitch> ParameterServer::SetMode(const ModeConfig& mode) {
   if (absl::Status s = ValidateModeConfig(mode); !s.ok()) return s;
-  if (absl::Status s = CheckModeFitsOptimizer(mode, options_.optimizer); !s.ok()) {
+  if (absl::Status s = CheckModeFitsOptimizer(mode, options_.optimizer.name); !s.ok()) {
     return absl::FailedPreconditionError(s.message());
   }
   absl::MutexLock lock(&apply_mu_);
-  if (training_done_) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("training ended at version ", version_, "; no mode to switch"));
-  }
-  ModeSwitch result{mode_, version_ + 1};
-  if (mode == mode_) {
-    pending_mode_.reset();  // cancels a pending switch, if any
-    result.effective_version = mode_since_;
-    LOG(INFO) << "mode " << DescribeMode(mode) << " requested; already in it since version "
-              << mode_since_;
-  } else {
-    pending_mode_ = mode;
-    LOG(INFO) << "mode switch from " << DescribeMode(mode_) << " to " << DescribeMode(mode)
-              << " requested at version " << version_ << "; takes effect at version "
-              << version_ + 1;
-  }
+  absl::StatusOr<ModeSwitch> result = trainer_.RequestMode(mode);
+  if (!result.ok()) return result;
   absl::MutexLock status_lock(&mu_);
-  status_.pending_mode = pending_mode_;
+  status_.pending_mode = trainer_.pending_mode();
   return result;
 }
 
@@ -702,12 +495,12 @@ void ParameterServer::RecordRefusal(DropReason reason) {
 }
 
 void ParameterServer::CopyTrainingState() {
-  status_.version = version_;
-  status_.training_done = training_done_;
-  status_.samples_applied = samples_applied_;
-  status_.mode = mode_;
-  status_.mode_since = mode_since_;
-  status_.pending_mode = pending_mode_;
+  status_.version = trainer_.version();
+  status_.training_done = trainer_.training_done();
+  status_.samples_applied = trainer_.samples_applied();
+  status_.mode = trainer_.mode();
+  status_.mode_since = trainer_.mode_since();
+  status_.pending_mode = trainer_.pending_mode();
 }
 
 void ParameterServer::PublishMembership() {

@@ -8,7 +8,6 @@
 #include "services/core/ids.h"
 #include "services/core/push_ledger.h"
 #include "services/core/retry.h"
-#include "services/core/sync_round.h"
 
 namespace hips {
 

@@ -12,6 +12,17 @@
 
 namespace hips {
 
+// What an SGD optimizer's steps use besides the learning rate.
+struct SgdSettings {
+  double momentum = 0;
+  bool nesterov = false;
+  double weight_decay = 0;
+
+  friend bool operator==(const SgdSettings& a, const SgdSettings& b) {
+    return a.momentum == b.momentum && a.nesterov == b.nesterov && a.weight_decay == b.weight_decay;
+  }
+};
+
 // The optimizer a worker runs for its local steps in fedavg mode (plain SGD
 // as torch::optim::SGD computes it, dampening 0). HQ sends it with each
 // version's weights: the learning rate its schedule gives that version, and

@@ -62,10 +62,9 @@ absl::Time Membership::LastSeen(const std::string& id) const {
   return it == live_.end() ? absl::InfinitePast() : it->second.last_seen;
 }
 
-bool Membership::Covers(const absl::flat_hash_set<std::string>& covered) const {
-  if (forming_ || covered.empty()) return false;
+bool Membership::AllLiveIn(const absl::flat_hash_set<std::string>& done) const {
   for (const auto& [id, lease] : live_) {
-    if (!covered.contains(id)) return false;
+    if (!done.contains(id)) return false;
   }
   return true;
 }

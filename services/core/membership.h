@@ -21,7 +21,8 @@ namespace hips {
 // equality tests rely on it). It is formed once that many distinct members
 // have joined, or at once when it joins a cluster that is already training
 // (EndForming). After that only live members count: a sync round needs a
-// contribution from every live member, never from one whose lease expired.
+// contribution from every live member, never from one whose lease expired
+// (services/rounds/sync_policy.h).
 //
 // At most `max_members` (0: no limit) are live at once: whoever would join
 // beyond them is refused (HasRoom) until a lease runs out or a member
@@ -56,9 +57,8 @@ class Membership {
   int live_count() const { return static_cast<int>(live_.size()); }
   absl::Duration lease() const { return lease_; }
 
-  // Whether a round that has contributions from `covered` needs nobody
-  // else: formed, something covered, and every live member in it.
-  bool Covers(const absl::flat_hash_set<std::string>& covered) const;
+  // Whether every live member is in `done`.
+  bool AllLiveIn(const absl::flat_hash_set<std::string>& done) const;
 
  private:
   struct Lease {

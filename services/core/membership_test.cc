@@ -5,7 +5,6 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/core/sync_round.h"
 
 namespace hips {
 namespace {
@@ -36,23 +35,26 @@ TEST(MembershipTest, FormingWaitsForTheExpectedMembersThenOnlyLiveOnesCount) {
   Membership m(absl::Seconds(2), /*expected=*/2);
   EXPECT_TRUE(m.forming());
   m.Touch("w0", t0);
-  EXPECT_FALSE(m.Covers({"w0"}));  // w1 has not joined yet
+  EXPECT_TRUE(m.forming());  // w1 has not joined yet
+  EXPECT_TRUE(m.AllLiveIn({"w0"}));
   m.Touch("w1", t0);
   EXPECT_FALSE(m.forming());
-  EXPECT_FALSE(m.Covers({"w0"}));
-  EXPECT_TRUE(m.Covers({"w0", "w1"}));
+  EXPECT_FALSE(m.AllLiveIn({"w0"}));
+  EXPECT_TRUE(m.AllLiveIn({"w0", "w1"}));
   m.Expire(t0 + absl::Seconds(2));
   m.Touch("w0", t0 + absl::Seconds(2));
-  EXPECT_TRUE(m.Covers({"w0"}));         // w1's lease ran out
-  EXPECT_FALSE(m.Covers({}));            // nothing to close a round with
+  EXPECT_TRUE(m.AllLiveIn({"w0"}));      // w1's lease ran out
   m.Touch("w2", t0 + absl::Seconds(2));  // a worker that failed over to here
-  EXPECT_FALSE(m.Covers({"w0"}));
-  EXPECT_TRUE(m.Covers({"w0", "w2"}));
+  EXPECT_FALSE(m.AllLiveIn({"w0"}));
+  EXPECT_TRUE(m.AllLiveIn({"w0", "w2"}));
+  m.Expire(t0 + absl::Seconds(10));
+  EXPECT_TRUE(m.AllLiveIn({}));  // nobody live (a round also needs someone in: SyncPolicy)
 
   Membership restarted(absl::Seconds(2), /*expected=*/3);
   restarted.EndForming();  // joined a cluster that already trains
   restarted.Touch("w0", t0);
-  EXPECT_TRUE(restarted.Covers({"w0"}));
+  EXPECT_FALSE(restarted.forming());
+  EXPECT_TRUE(restarted.AllLiveIn({"w0"}));
 }
 
 TEST(MembershipTest, HasRoomForAtMostMaxMembersAtOnce) {
@@ -74,49 +76,6 @@ TEST(MembershipTest, HasRoomForAtMostMaxMembersAtOnce) {
   Membership open(absl::Seconds(2), 1);
   for (int i = 0; i < 100; ++i) open.Touch(std::to_string(i), t0);
   EXPECT_TRUE(open.HasRoom("another"));
-}
-
-TEST(SyncRoundMembersTest, AnAggregateHoldsEachWorkerOnceAndMarksItsSenderDone) {
-  SyncRound round(1, /*expected_contributions=*/0, /*quorum=*/1);
-  round.Open(4);
-  const std::vector<float> one = {1};
-  Contribution a;
-  a.sender = "agg-0";
-  a.members = {"w0", "w2"};
-  a.version = 4;
-  a.samples = 2;
-  a.contributors = 2;
-  a.values = one;
-  DropReason reason;
-  ASSERT_EQ(*round.Add(a, &reason), SyncRound::AddOutcome::kAccepted);
-  EXPECT_TRUE(round.HasSender("agg-0"));
-  // A retried gradient of w2 sent on alone by agg-1: already in.
-  Contribution single = a;
-  single.sender = "agg-1";
-  single.members = {"w2"};
-  single.contributors = 1;
-  single.completes_sender = false;
-  EXPECT_EQ(*round.Add(single, &reason), SyncRound::AddOutcome::kDuplicate);
-  EXPECT_FALSE(round.HasSender("agg-1"));
-  // agg-1's own aggregate repeats w2 next to a new w1: refused whole.
-  Contribution partial = a;
-  partial.sender = "agg-1";
-  partial.members = {"w1", "w2"};
-  EXPECT_FALSE(round.Add(partial, &reason).ok());
-  EXPECT_EQ(reason, DropReason::kRepeatedContributor);
-  EXPECT_TRUE(round.HasSender("agg-1"));  // its part of the round is over
-  EXPECT_EQ(round.accumulator().contributors(), 2);
-  // An empty aggregate (its gradients all went alone) only says "done".
-  Contribution empty;
-  empty.sender = "agg-2";
-  empty.version = 4;
-  empty.contributors = 0;
-  ASSERT_TRUE(round.Add(empty, &reason).ok());
-  EXPECT_TRUE(round.HasSender("agg-2"));
-  EXPECT_THAT(round.covered().size(), 2u);
-  EXPECT_EQ(round.state(), SyncRound::State::kOpen);  // expected 0: the owner closes
-  round.Close();
-  EXPECT_EQ(round.state(), SyncRound::State::kClosed);
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "services/core/fedavg.h"
 #include "services/models/model.h"
 
 namespace hips {
@@ -29,17 +30,6 @@ struct OptimizerOptions {
 };
 
 absl::Status ValidateOptimizerOptions(const OptimizerOptions& options);
-
-// What an SGD optimizer's steps use besides the learning rate.
-struct SgdSettings {
-  double momentum = 0;
-  bool nesterov = false;
-  double weight_decay = 0;
-
-  friend bool operator==(const SgdSettings& a, const SgdSettings& b) {
-    return a.momentum == b.momentum && a.nesterov == b.nesterov && a.weight_decay == b.weight_decay;
-  }
-};
 
 // The learning rate of the step from version `version` to version+1 of a run
 // whose budget is `max_versions` (0: no budget).

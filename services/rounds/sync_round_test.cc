@@ -1,4 +1,4 @@
-#include "services/core/sync_round.h"
+#include "services/rounds/sync_round.h"
 
 #include <cmath>
 #include <cstring>
@@ -9,9 +9,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "services/core/chunk_codec.h"
-#include "services/core/coalescing_batch.h"
 #include "services/core/consistency.h"
 #include "services/core/gradient_accumulator.h"
+#include "services/rounds/coalescing_batch.h"
 
 namespace hips {
 namespace {
@@ -284,6 +284,49 @@ TEST(ConsistencyTest, StalenessHistogramKeepsTheExactMaximum) {
   EXPECT_EQ(h.counts().back(), 2);
   EXPECT_EQ(h.max(), 1000);
   EXPECT_EQ(h.total(), 6);
+}
+
+TEST(SyncRoundMembersTest, AnAggregateHoldsEachWorkerOnceAndMarksItsSenderDone) {
+  SyncRound round(1, /*expected_contributions=*/0, /*quorum=*/1);
+  round.Open(4);
+  const std::vector<float> one = {1};
+  Contribution a;
+  a.sender = "agg-0";
+  a.members = {"w0", "w2"};
+  a.version = 4;
+  a.samples = 2;
+  a.contributors = 2;
+  a.values = one;
+  DropReason reason;
+  ASSERT_EQ(*round.Add(a, &reason), SyncRound::AddOutcome::kAccepted);
+  EXPECT_TRUE(round.HasSender("agg-0"));
+  // A retried gradient of w2 sent on alone by agg-1: already in.
+  Contribution single = a;
+  single.sender = "agg-1";
+  single.members = {"w2"};
+  single.contributors = 1;
+  single.completes_sender = false;
+  EXPECT_EQ(*round.Add(single, &reason), SyncRound::AddOutcome::kDuplicate);
+  EXPECT_FALSE(round.HasSender("agg-1"));
+  // agg-1's own aggregate repeats w2 next to a new w1: refused whole.
+  Contribution partial = a;
+  partial.sender = "agg-1";
+  partial.members = {"w1", "w2"};
+  EXPECT_FALSE(round.Add(partial, &reason).ok());
+  EXPECT_EQ(reason, DropReason::kRepeatedContributor);
+  EXPECT_TRUE(round.HasSender("agg-1"));  // its part of the round is over
+  EXPECT_EQ(round.accumulator().contributors(), 2);
+  // An empty aggregate (its gradients all went alone) only says "done".
+  Contribution empty;
+  empty.sender = "agg-2";
+  empty.version = 4;
+  empty.contributors = 0;
+  ASSERT_TRUE(round.Add(empty, &reason).ok());
+  EXPECT_TRUE(round.HasSender("agg-2"));
+  EXPECT_THAT(round.covered().size(), 2u);
+  EXPECT_EQ(round.state(), SyncRound::State::kOpen);  // expected 0: the owner closes
+  round.Close();
+  EXPECT_EQ(round.state(), SyncRound::State::kClosed);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
-#ifndef HIPS_SERVICES_CORE_COALESCING_BATCH_H_
-#define HIPS_SERVICES_CORE_COALESCING_BATCH_H_
+#ifndef HIPS_SERVICES_ROUNDS_COALESCING_BATCH_H_
+#define HIPS_SERVICES_ROUNDS_COALESCING_BATCH_H_
 
 #include <cstdint>
 #include <map>
@@ -9,7 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "services/core/gradient_accumulator.h"
-#include "services/core/sync_round.h"
+#include "services/rounds/contribution.h"
 
 namespace hips {
 
@@ -53,4 +53,4 @@ class CoalescingBatch {
 
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_CORE_COALESCING_BATCH_H_
+#endif  // HIPS_SERVICES_ROUNDS_COALESCING_BATCH_H_

@@ -1,4 +1,4 @@
-#include "services/core/sync_round.h"
+#include "services/rounds/sync_round.h"
 
 #include <algorithm>
 #include <utility>
@@ -8,90 +8,6 @@
 #include "services/core/chunk_codec.h"
 
 namespace hips {
-
-absl::string_view DropReasonName(DropReason reason) {
-  switch (reason) {
-    case DropReason::kStaleVersion:
-      return "stale_version";
-    case DropReason::kFutureVersion:
-      return "future_version";
-    case DropReason::kRoundClosed:
-      return "round_closed";
-    case DropReason::kInvalid:
-      return "invalid";
-    case DropReason::kStalenessExceeded:
-      return "staleness_exceeded";
-    case DropReason::kModeChanged:
-      return "mode_changed";
-    case DropReason::kSuperseded:
-      return "superseded";
-    case DropReason::kTrainingDone:
-      return "training_done";
-    case DropReason::kUnfinished:
-      return "unfinished";
-    case DropReason::kOptimizerFailed:
-      return "optimizer_failed";
-    case DropReason::kShutdown:
-      return "shutdown";
-    case DropReason::kRepeatedContributor:
-      return "repeated_contributor";
-    case DropReason::kHqRestarted:
-      return "hq_restarted";
-    case DropReason::kForbidden:
-      return "forbidden";
-    case DropReason::kMembershipFull:
-      return "membership_full";
-    case DropReason::kNotDrawn:
-      return "not_drawn";
-    case DropReason::kEdgeRetry:
-      return "edge_retry";
-  }
-  return "unknown";
-}
-
-const std::vector<DropReason>& AllDropReasons() {
-  static const std::vector<DropReason>* const kAll =
-      new std::vector<DropReason>{DropReason::kStaleVersion,      DropReason::kFutureVersion,
-                                  DropReason::kRoundClosed,       DropReason::kInvalid,
-                                  DropReason::kStalenessExceeded, DropReason::kModeChanged,
-                                  DropReason::kSuperseded,        DropReason::kTrainingDone,
-                                  DropReason::kUnfinished,        DropReason::kOptimizerFailed,
-                                  DropReason::kShutdown,          DropReason::kRepeatedContributor,
-                                  DropReason::kHqRestarted,       DropReason::kForbidden,
-                                  DropReason::kMembershipFull,    DropReason::kNotDrawn,
-                                  DropReason::kEdgeRetry};
-  return *kAll;
-}
-
-std::vector<std::string> AllDropReasonNames() {
-  std::vector<std::string> names;
-  for (DropReason reason : AllDropReasons()) names.emplace_back(DropReasonName(reason));
-  return names;
-}
-
-absl::Status ValidateContribution(const Contribution& c, size_t num_floats, bool check_values) {
-  if (c.sender.empty()) return absl::InvalidArgumentError("contribution without a sender id");
-  if (c.contributors <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("contributor count must be positive, got ", c.contributors));
-  }
-  if (c.samples <= 0 || c.samples > GradientAccumulator::kMaxSamples) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("sample count must be in (0, 2^31], got ", c.samples));
-  }
-  if (c.values.num_floats != static_cast<int64_t>(num_floats)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("gradient has ", c.values.num_floats, " floats, the model has ", num_floats));
-  }
-  if (check_values) return CheckEncodedValues(c.values);
-  // The accumulator checks the values as it reads them; the size it needs.
-  const int64_t bytes = PayloadBytes(c.values.encoding, c.values.num_floats, c.values.nonzeros);
-  if (static_cast<int64_t>(c.values.bytes.bytes()) != bytes ||
-      (c.values.encoding == Encoding::kTopK && c.values.nonzeros > c.values.num_floats)) {
-    return CheckEncodedValues(c.values);  // says what is wrong
-  }
-  return absl::OkStatus();
-}
 
 SyncRound::SyncRound(size_t num_floats, int expected_contributions, int quorum,
                      absl::Duration grace)
@@ -201,15 +117,6 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
     CloseIfDue(now);
   }
   return AddOutcome::kAccepted;
-}
-
-void CloseRoundIfDue(SyncRound* round, absl::Time now, absl::string_view what,
-                     const std::function<void()>& complete, const std::function<void()>& closed) {
-  complete();
-  if (!round->CloseIfDue(now)) return;
-  VLOG(1) << "round " << round->version() << " closed at its deadline with " << round->received()
-          << " " << what;
-  closed();
 }
 
 }  // namespace hips

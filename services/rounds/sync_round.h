@@ -1,8 +1,7 @@
-#ifndef HIPS_SERVICES_CORE_SYNC_ROUND_H_
-#define HIPS_SERVICES_CORE_SYNC_ROUND_H_
+#ifndef HIPS_SERVICES_ROUNDS_SYNC_ROUND_H_
+#define HIPS_SERVICES_ROUNDS_SYNC_ROUND_H_
 
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,72 +10,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "services/core/compression.h"
-#include "services/core/float_pieces.h"
 #include "services/core/gradient_accumulator.h"
+#include "services/rounds/contribution.h"
 
 namespace hips {
-
-// One contribution to a round: a worker's gradient or an aggregator's sum.
-struct Contribution {
-  std::string sender;
-  // The worker gradients inside (an aggregate's contributors); empty means
-  // just the sender's own. A round holds each worker's gradient once.
-  std::vector<std::string> members;
-  // False for a retried worker gradient that an aggregator forwards alone:
-  // it covers its worker but does not end the aggregator's part of the
-  // round (its regular aggregate still comes).
-  bool completes_sender = true;
-  int64_t version = 0;
-  int64_t samples = 0;
-  double loss_sum = 0.0;
-  // 0: nothing to sum, the contribution only records that `members` are
-  // covered (their gradients went on alone) and, with completes_sender,
-  // that the sender is done.
-  int64_t contributors = 1;
-  // Factor applied to `values` before summing (n_i for a worker's mean
-  // gradient, 1 for an already weighted sum).
-  float scale = 1.0f;
-  // The values as they arrived (straight out of a stream's slices, in the
-  // sender's encoding).
-  EncodedValues values;
-};
-
-// Why a gradient was not applied; every tier counts each (docs/modes.md).
-enum class DropReason {
-  kStaleVersion,         // sync: computed on an older version than the open round
-  kFutureVersion,        // claims a version this tier has not seen yet
-  kRoundClosed,          // sync: its round already closed (complete or at its deadline)
-  kInvalid,              // wrong size, bad sample count, non-finite values
-  kStalenessExceeded,    // ssp: staleness above the bound
-  kModeChanged,          // computed under a mode that has since been switched
-  kSuperseded,           // sync: its round was left open when a newer version arrived
-  kTrainingDone,         // arrived after the training budget was reached
-  kUnfinished,           // accepted, but training ended before it was sent on
-  kOptimizerFailed,      // HQ's optimizer step failed
-  kShutdown,             // still waiting in a tier that shut down
-  kRepeatedContributor,  // an aggregate with a worker gradient already applied (the
-                         // gradient was retried through another aggregator)
-  kHqRestarted,          // computed on weights of HQ's previous incarnation
-  kForbidden,            // pushed under another member's id (mTLS: docs/security.md)
-  kMembershipFull,       // a new member beyond --max_workers / --max_aggregators
-  kNotDrawn,             // fedavg: from a worker not drawn for the round (--participation)
-  kEdgeRetry,            // fedavg with edge rounds: a retry new to this aggregator (its first
-                         // attempt may be in another copy already)
-};
-absl::string_view DropReasonName(DropReason reason);
-// Every DropReason, in declaration order (metrics report each, 0 included).
-const std::vector<DropReason>& AllDropReasons();
-// Their names.
-std::vector<std::string> AllDropReasonNames();
-
-// Checks what every tier checks before summing a contribution of a model of
-// `num_floats` floats: sender, counts, size, finite values.
-// `check_values` false skips the finiteness of the values, for a caller
-// that adds them to a GradientAccumulator next (its Add checks them in the
-// same read it needs anyway).
-absl::Status ValidateContribution(const Contribution& c, size_t num_floats,
-                                  bool check_values = true);
 
 // The round state machine of one tier for one version:
 //
@@ -157,14 +94,6 @@ class SyncRound {
   GradientAccumulator accumulator_;
 };
 
-// The deadline timer's pass over one tier's open round at `now` (both tiers
-// run it): `complete` first (it closes and sends on a round that has
-// everyone it waits for), then, if the round is still open and its deadline
-// passed with a quorum, the round is closed and `closed` sends it on.
-// `what` names the contributions in the log ("gradients", "aggregates").
-void CloseRoundIfDue(SyncRound* round, absl::Time now, absl::string_view what,
-                     const std::function<void()>& complete, const std::function<void()>& closed);
-
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_CORE_SYNC_ROUND_H_
+#endif  // HIPS_SERVICES_ROUNDS_SYNC_ROUND_H_

@@ -1,4 +1,4 @@
-#include "services/core/admission.h"
+#include "services/rounds/admission.h"
 
 #include "absl/strings/str_cat.h"
 

@@ -1,5 +1,5 @@
-#ifndef HIPS_SERVICES_CORE_ADMISSION_H_
-#define HIPS_SERVICES_CORE_ADMISSION_H_
+#ifndef HIPS_SERVICES_ROUNDS_ADMISSION_H_
+#define HIPS_SERVICES_ROUNDS_ADMISSION_H_
 
 #include <cstdint>
 #include <optional>
@@ -7,7 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
 #include "services/core/consistency.h"
-#include "services/core/sync_round.h"
+#include "services/core/drop_reason.h"
 
 // What both tiers check before a contribution joins a round or a batch: an
 // aggregator for a worker's gradient, HQ for an aggregate.
@@ -43,4 +43,4 @@ std::optional<Refusal> CheckStaleness(const ModeConfig& mode, int64_t version, i
 
 }  // namespace hips
 
-#endif  // HIPS_SERVICES_CORE_ADMISSION_H_
+#endif  // HIPS_SERVICES_ROUNDS_ADMISSION_H_

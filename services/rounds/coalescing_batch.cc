@@ -1,4 +1,4 @@
-#include "services/core/coalescing_batch.h"
+#include "services/rounds/coalescing_batch.h"
 
 namespace hips {
 

@@ -1,0 +1,42 @@
+#include "aggregator/aggregator_options.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/core/gradient_accumulator.h"
+#include "services/core/ids.h"
+
+namespace hips {
+
+absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
+  if (absl::Status s = ValidateMemberId(o.id, "the aggregator id (--id)"); !s.ok()) return s;
+  if (o.expected_workers < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("an aggregator needs at least 1 worker, got ", o.expected_workers));
+  }
+  if (o.max_workers != 0 && o.max_workers < o.expected_workers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max workers must be at least the ", o.expected_workers, " expected, got ", o.max_workers));
+  }
+  if (o.max_batch_samples < 1 || o.max_batch_samples > GradientAccumulator::kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max batch samples must be in [1, 2^31], got ", o.max_batch_samples));
+  }
+  if (o.quorum_workers < 0 || o.quorum_workers > o.expected_workers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "worker quorum must be in [0, ", o.expected_workers, "], got ", o.quorum_workers));
+  }
+  if (o.round_deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
+  }
+  if (absl::Status s = ValidateCompressionOptions(o.compression); !s.ok()) return s;
+  if (o.max_queued_aggregates < 1) {
+    return absl::InvalidArgumentError("at least 1 aggregate must be allowed to queue");
+  }
+  if (o.lease <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("the lease must be positive");
+  if (o.coalesce_window < absl::ZeroDuration() || o.coalesce_window > absl::Seconds(10)) {
+    return absl::InvalidArgumentError("the coalescing window must be in [0, 10s]");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace hips

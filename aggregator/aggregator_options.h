@@ -1,0 +1,61 @@
+#ifndef HIPS_AGGREGATOR_AGGREGATOR_OPTIONS_H_
+#define HIPS_AGGREGATOR_AGGREGATOR_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "services/core/clock.h"
+#include "services/core/compression.h"
+
+namespace hips {
+
+struct AggregatorOptions {
+  std::string id = "agg-0";
+  // Gradients per sync round: the number of workers assigned to this
+  // aggregator.
+  int expected_workers = 1;
+  // At most this many workers live here at once (0: twice
+  // expected_workers, room for the workers of a failed peer aggregator); a
+  // worker beyond them is refused with RESOURCE_EXHAUSTED and tries its next
+  // aggregator (docs/security.md).
+  int max_workers = 0;
+  // The most samples one worker gradient may stand for (its weight in the
+  // sum): a push claiming more is refused (INVALID_ARGUMENT).
+  int64_t max_batch_samples = 1 << 16;
+  // Sync rounds with a deadline (backup workers): once `round_deadline`
+  // passed since a round's first gradient, the round closes with at least
+  // `quorum_workers` (0: all of them, i.e. no early close).
+  int quorum_workers = 0;
+  absl::Duration round_deadline = absl::InfiniteDuration();
+  // Async and ssp: gradients that arrive within this window of the first
+  // are summed into one aggregate, whatever versions they were computed on
+  // (sent at once when every worker of this aggregator is in, or when one
+  // sends a second). Zero: each gradient is sent alone.
+  absl::Duration coalesce_window = absl::ZeroDuration();
+  // Backpressure: a push waits while this many aggregates are queued for HQ
+  // (and not yet being sent). Without it, workers that outpace HQ in async
+  // mode fill the queue with gradients that grow staler while they wait.
+  int max_queued_aggregates = 1;
+  // Workers hold a lease of this length, renewed by their heartbeats (and
+  // pushes). A sync round never waits for a worker whose lease expired.
+  absl::Duration lease = absl::Seconds(2);
+  // Acknowledge a push only once HQ answered the aggregate that carries it
+  // (end to end: what lets a worker that got no answer push again without
+  // losing or doubling a gradient). false acknowledges on acceptance; the
+  // unit tests of the round logic use it, playing HQ themselves.
+  bool ack_after_hq = true;
+  // How aggregates travel to HQ (docs/performance.md).
+  CompressionOptions compression;
+  // Where time comes from (leases, round deadlines, the coalescing window,
+  // long polls); must outlive the aggregator.
+  Clock* clock = SystemClock();
+};
+
+// INVALID_ARGUMENT for an option out of range.
+absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
+
+}  // namespace hips
+
+#endif  // HIPS_AGGREGATOR_AGGREGATOR_OPTIONS_H_

@@ -1,0 +1,52 @@
+#include "hq/parameter_server_options.h"
+
+#include "absl/strings/str_cat.h"
+#include "services/core/gradient_accumulator.h"
+#include "services/rounds/round_policy.h"
+
+namespace hips {
+
+absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
+  if (o.expected_aggregators < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HQ needs at least 1 aggregator, got ", o.expected_aggregators));
+  }
+  if (o.max_aggregators != 0 && o.max_aggregators < o.expected_aggregators) {
+    return absl::InvalidArgumentError(absl::StrCat("max aggregators must be at least the ",
+                                                   o.expected_aggregators, " expected, got ",
+                                                   o.max_aggregators));
+  }
+  if (o.max_workers < 0) return absl::InvalidArgumentError("max workers must be >= 0");
+  if (o.max_batch_samples < 1 || o.max_batch_samples > GradientAccumulator::kMaxSamples) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max batch samples must be in [1, 2^31], got ", o.max_batch_samples));
+  }
+  if (o.quorum_aggregators < 0 || o.quorum_aggregators > o.expected_aggregators) {
+    return absl::InvalidArgumentError(absl::StrCat("aggregator quorum must be in [0, ",
+                                                   o.expected_aggregators, "], got ",
+                                                   o.quorum_aggregators));
+  }
+  if (o.round_deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
+  }
+  if (o.lease <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("the lease must be positive");
+  if (o.max_versions < 0) return absl::InvalidArgumentError("max versions must be >= 0");
+  if (o.max_samples < 0) return absl::InvalidArgumentError("max samples must be >= 0");
+  if (o.async_momentum >= 1) return absl::InvalidArgumentError("async momentum must be < 1");
+  if (o.lr_reference_samples < 0) {
+    return absl::InvalidArgumentError("the learning-rate reference batch must be >= 0");
+  }
+  if (!(o.server_lr > 0 && o.server_lr <= 1000)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server learning rate must be in (0, 1000], got ", o.server_lr));
+  }
+  if (!(o.server_momentum >= 0 && o.server_momentum < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the server momentum must be in [0, 1), got ", o.server_momentum));
+  }
+  if (absl::Status s = ValidateModeConfig(o.mode); !s.ok()) return s;
+  return CheckModeFitsOptimizer(o.mode, o.optimizer.name);
+}
+
+}  // namespace hips

@@ -1,0 +1,62 @@
+#ifndef HIPS_SERVICES_ROUNDS_FEDAVG_POLICY_H_
+#define HIPS_SERVICES_ROUNDS_FEDAVG_POLICY_H_
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "services/rounds/sync_policy.h"
+
+namespace hips {
+
+// fedavg (local SGD, federated averaging; docs/modes.md, docs/wan.md):
+// rounds as in sync, of the workers' model deltas after `local_steps` SGD
+// steps each. With participation F < 1 an aggregator draws round(F·n) of
+// its n live workers for each round (seeded by the version and its id,
+// once the tier is formed) and serves the draw with the weights; a delta of
+// a worker not drawn is refused (not_drawn), and the round is complete once
+// every live drawn worker is in. At HQ a round in which nobody took part
+// (every drawn worker gone) moves the version on with the weights
+// unchanged, and HQ's step is FedAvgM's: w <- w - server_lr·v, v <-
+// server_momentum·v + mean delta; the workers' local SGD (the optimizer's
+// learning rate, schedule, momentum, Nesterov and weight decay) travels
+// with the weights.
+class FedAvgPolicy : public SyncPolicy {
+ public:
+  FedAvgPolicy(RoundPolicyOptions options, RoundHost* host)
+      : SyncPolicy(std::move(options), host) {}
+
+  std::shared_ptr<const WeightsSnapshot> Begin(const VersionState& tier,
+                                               std::shared_ptr<const WeightsSnapshot> weights,
+                                               std::vector<ContributorRef>* superseded) override;
+
+  SgdSettings StepSettings(const SgdSettings& base) const override;
+  double StepRate(const RoundOutput& out, double scheduled_lr,
+                  const SgdSettings& in_use) const override;
+  LocalSgd WorkersSgd(double scheduled_lr) const override;
+  bool StepsOnDeltas() const override { return true; }
+
+  // The workers drawn for the open round, sorted (empty: everyone).
+  const std::vector<std::string>& participants() const { return participants_; }
+
+ protected:
+  std::optional<Refusal> CheckRound(const Contribution& c) const override;
+  bool Complete() const override;
+  bool MovesOnWhenEmpty() const override { return true; }
+
+  // Draws the open round's workers (an aggregator, with F < 1, formed).
+  void Draw(const VersionState& tier);
+  // `weights` as served below: a copy that carries the draw and, when not
+  // 0, this aggregator's edge epoch (one copy at most).
+  std::shared_ptr<const WeightsSnapshot> Serve(std::shared_ptr<const WeightsSnapshot> weights,
+                                               int64_t edge_epoch) const;
+  // Whether every one of `members` that is live is done with the round.
+  bool LiveOnesDone(const std::vector<std::string>& members) const;
+
+  std::vector<std::string> participants_;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_ROUNDS_FEDAVG_POLICY_H_

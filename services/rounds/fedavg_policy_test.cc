@@ -1,0 +1,126 @@
+#include "services/rounds/fedavg_policy.h"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "services/core/clock.h"
+#include "services/core/fedavg.h"
+#include "services/rounds/testing/fake_round_host.h"
+
+namespace hips {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::IsEmpty;
+
+class FedAvgPolicyTest : public ::testing::Test {
+ protected:
+  std::shared_ptr<const WeightsSnapshot> Start(RoundPolicyOptions::Tier tier, double participation,
+                                               int64_t version = 5) {
+    RoundPolicyOptions o;
+    o.tier = tier;
+    o.mode.mode = Mode::kFedAvg;
+    o.mode.local_steps = 10;
+    o.mode.participation = participation;
+    o.num_floats = 2;
+    o.id = "agg-0";
+    o.hq.base = SgdSettings{0.9, true, 1e-4};
+    o.hq.server_lr = 0.7;
+    o.hq.server_momentum = 0.5;
+    policy_ = std::make_unique<FedAvgPolicy>(o, &host_);
+    return Begin(version);
+  }
+  std::shared_ptr<const WeightsSnapshot> Begin(int64_t version) {
+    VersionState v;
+    v.version = version;
+    auto weights = std::make_shared<WeightsSnapshot>();
+    weights->version = version;
+    weights->weights = {0, 0};
+    std::vector<ContributorRef> superseded;
+    return policy_->Begin(v, weights, &superseded);
+  }
+  Verdict Push(const Contribution& c) {
+    return policy_->Admit(c, clock_.Now(), taker_.For(c.sender));
+  }
+
+  SimulatedClock clock_;
+  FakeRoundHost host_;
+  Taker taker_;
+  Contributions c_;
+  std::unique_ptr<FedAvgPolicy> policy_;
+};
+
+TEST_F(FedAvgPolicyTest, AnAggregatorDrawsItsRoundsWorkersAndWaitsOnlyForThoseAlive) {
+  host_.set_live({"w0", "w1", "w2", "w3"});
+  std::shared_ptr<const WeightsSnapshot> served = Start(RoundPolicyOptions::Tier::kAggregator, 0.5);
+  const std::vector<std::string> drawn =
+      DrawParticipants({"w0", "w1", "w2", "w3"}, 0.5, /*version=*/5, "agg-0");
+  ASSERT_EQ(drawn.size(), 2u);
+  EXPECT_EQ(policy_->participants(), drawn);
+  EXPECT_EQ(served->participants, drawn);  // told to the workers with the weights
+  std::string other;
+  for (const char* id : {"w0", "w1", "w2", "w3"}) {
+    if (id != drawn[0] && id != drawn[1]) other = id;
+  }
+  Verdict not_drawn = Push(c_.Gradient(other, 5, {1, 1}));
+  EXPECT_EQ(not_drawn.refusal->reason, DropReason::kNotDrawn);
+  ASSERT_EQ(Push(c_.Gradient(drawn[0], 5, {1, 1})).kind, Verdict::Kind::kTaken);
+  EXPECT_THAT(host_.outputs(), IsEmpty());
+  // The other drawn worker dies: the round closes with the one that is in.
+  std::set<std::string> live = {"w0", "w1", "w2", "w3"};
+  live.erase(drawn[1]);
+  host_.set_live(live);
+  policy_->MembersChanged();
+  ASSERT_EQ(host_.outputs().size(), 1u);
+  EXPECT_THAT(RefWorkers(host_.outputs()[0]), ElementsAre(drawn[0]));
+}
+
+TEST_F(FedAvgPolicyTest, EveryoneTakesPartWhileTheTierFormsOrWithFullParticipation) {
+  host_.set_live({"w0", "w1"});
+  host_.set_forming(true);
+  std::shared_ptr<const WeightsSnapshot> served = Start(RoundPolicyOptions::Tier::kAggregator, 0.5);
+  EXPECT_THAT(policy_->participants(), IsEmpty());
+  EXPECT_THAT(served->participants, IsEmpty());
+  host_.set_forming(false);
+  Start(RoundPolicyOptions::Tier::kAggregator, 1.0);
+  EXPECT_THAT(policy_->participants(), IsEmpty());
+  ASSERT_EQ(Push(c_.Gradient("w0", 5, {1, 1})).kind, Verdict::Kind::kTaken);
+  ASSERT_EQ(Push(c_.Gradient("w1", 5, {1, 1})).kind, Verdict::Kind::kTaken);
+  EXPECT_EQ(host_.outputs().size(), 1u);
+}
+
+TEST_F(FedAvgPolicyTest, HqMovesOnFromARoundInWhichNobodyTookPart) {
+  host_.set_live({"agg-0", "agg-1"});
+  Start(RoundPolicyOptions::Tier::kHq, 0.5, 9);
+  EXPECT_THAT(policy_->participants(), IsEmpty());  // HQ draws nobody
+  policy_->MarkDone("agg-0", 9, clock_.Now());      // every drawn worker gone
+  policy_->MarkDone("agg-1", 9, clock_.Now());
+  ASSERT_EQ(host_.outputs().size(), 1u);
+  EXPECT_EQ(host_.outputs()[0].kind, RoundOutput::Kind::kRound);
+  EXPECT_EQ(host_.outputs()[0].contributors, 0);
+  EXPECT_EQ(host_.outputs()[0].total_samples, 0);  // no step: the weights stay
+}
+
+TEST_F(FedAvgPolicyTest, HqStepsWithServerMomentumAndSendsTheWorkersTheirLocalSgd) {
+  Start(RoundPolicyOptions::Tier::kHq, 1.0);
+  EXPECT_EQ(policy_->StepSettings(SgdSettings{0.9, true, 1e-4}), (SgdSettings{0.5, false, 0.0}));
+  RoundOutput out;
+  EXPECT_DOUBLE_EQ(policy_->StepRate(out, 0.05, SgdSettings{0.5, false, 0.0}), 0.7);
+  EXPECT_EQ(policy_->WorkersSgd(0.025), (LocalSgd{0.025, 0.9, true, 1e-4}));
+  EXPECT_TRUE(policy_->StepsOnDeltas());
+  EXPECT_EQ(MakeRoundPolicy(policy_->options(), &host_)->StepsOnDeltas(), true);
+}
+
+TEST(ModeFitsOptimizerTest, FedavgNeedsSgd) {
+  ModeConfig fedavg;
+  fedavg.mode = Mode::kFedAvg;
+  EXPECT_TRUE(CheckModeFitsOptimizer(fedavg, "sgd").ok());
+  EXPECT_EQ(CheckModeFitsOptimizer(fedavg, "adam").code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(CheckModeFitsOptimizer(ModeConfig(), "adam").ok());
+}
+
+}  // namespace
+}  // namespace hips

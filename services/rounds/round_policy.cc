@@ -1,0 +1,118 @@
+#include "services/rounds/round_policy.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "services/core/float_kernels.h"
+#include "services/core/float_pieces.h"
+#include "services/core/parallel.h"
+#include "services/rounds/async_policy.h"
+#include "services/rounds/edge_round_policy.h"
+#include "services/rounds/fedavg_policy.h"
+#include "services/rounds/sync_policy.h"
+
+namespace hips {
+
+Verdict RoundPolicy::Admit(const Contribution& c, absl::Time now, const Take& take) {
+  const char* what = options_.tier == RoundPolicyOptions::Tier::kHq ? "aggregate" : "gradient";
+  if (std::optional<Refusal> r = CheckVersion(tier_, c.version, what)) return Verdict::Refused(*r);
+  if (c.retry) return AdmitRetry(c, now, take);
+  return AdmitChecked(c, now, take);
+}
+
+Verdict RoundPolicy::AdmitRetry(const Contribution& c, absl::Time now, const Take& take) {
+  return Alone(c, take);
+}
+
+Verdict RoundPolicy::Alone(const Contribution& c, const Take& take) {
+  // (A temporary sum: it holds one contribution, no spare buffer for it.)
+  GradientAccumulator alone(options_.num_floats);
+  if (absl::Status s = alone.Add(c.values, c.scale, c.samples, c.loss_sum, 1); !s.ok()) {
+    return Verdict::Refused(DropReason::kInvalid, s);
+  }
+  RoundOutput o;
+  o.kind = RoundOutput::Kind::kAlone;
+  o.version = c.version;
+  o.versions = {{c.version, 1}};
+  TakeSum(&alone, &o, /*refill=*/false);
+  o.refs = {take()};
+  host_->Emit(std::move(o));
+  return Verdict::Taken();
+}
+
+void RoundPolicy::TakeSum(GradientAccumulator* acc, RoundOutput* o, bool refill) const {
+  o->contributors = acc->contributors();
+  o->total_samples = acc->total_samples();
+  o->loss_sum = acc->loss_sum();
+  for (const auto& [version, count] : o->versions) o->staleness[tier_.version - version] += count;
+  if (o->contributors == 0) return;
+  o->sum = acc->TakeSum();
+  if (refill && options_.spares != nullptr) {
+    if (std::vector<float> spare = options_.spares->TakeIfKept(options_.num_floats);
+        !spare.empty()) {
+      acc->GiveBuffer(std::move(spare));
+    }
+  }
+}
+
+double RoundPolicy::MomentumFactor(const SgdSettings& in_use) const {
+  const double base = options_.hq.base.momentum;
+  return base < 1 ? (1.0 - in_use.momentum) / (1.0 - base) : 1.0;
+}
+
+double RoundPolicy::StepRate(const RoundOutput& out, double scheduled_lr,
+                             const SgdSettings& in_use) const {
+  return scheduled_lr * MomentumFactor(in_use);
+}
+
+void RoundMeanInto(const RoundOutput& o, absl::Span<float> mean) {
+  if (!o.values.has_value()) {
+    // On HQ this is on every sync round's critical path: both cores.
+    const float inv = 1.0f / static_cast<float>(o.total_samples);
+    const char* sum = reinterpret_cast<const char*>(o.sum.data());
+    float* into = mean.data();
+    ParallelRanges(mean.size(), [sum, into, inv](size_t begin, size_t end) {
+      ScaleRun(into + begin, sum + begin * sizeof(float), end - begin, inv);
+    });
+    return;
+  }
+  // Validated by the tier: mean.size() floats, finite.
+  const float samples = static_cast<float>(o.total_samples);
+  const EncodedValues& values = *o.values;
+  float* out = mean.data();
+  if (values.encoding == Encoding::kFp32) {
+    values.bytes.ForEachRun([out, samples](size_t first, const char* bytes, size_t n) {
+      for (size_t i = 0; i < n; ++i) out[first + i] = LoadFloat(bytes + 4 * i) / samples;
+    });
+  } else {
+    DecodeInto(values, out);
+    for (float& m : mean) m /= samples;
+  }
+}
+
+absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, absl::string_view optimizer) {
+  // (The only mode with such a rule; a policy of its own would say so.)
+  if (mode.mode == Mode::kFedAvg && optimizer != "sgd") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fedavg runs SGD on the workers; HQ's optimizer is ", optimizer, " (use --optimizer=sgd)"));
+  }
+  return absl::OkStatus();
+}
+
+std::unique_ptr<RoundPolicy> MakeRoundPolicy(RoundPolicyOptions options, RoundHost* host) {
+  switch (options.mode.mode) {
+    case Mode::kSync:
+      return std::make_unique<SyncPolicy>(std::move(options), host);
+    case Mode::kAsync:
+    case Mode::kSsp:
+      return std::make_unique<AsyncPolicy>(std::move(options), host);
+    case Mode::kFedAvg:
+      if (options.mode.edge_rounds > 1 && options.tier == RoundPolicyOptions::Tier::kAggregator) {
+        return std::make_unique<EdgeRoundPolicy>(std::move(options), host);
+      }
+      return std::make_unique<FedAvgPolicy>(std::move(options), host);
+  }
+  return nullptr;
+}
+
+}  // namespace hips

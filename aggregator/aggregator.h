@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "aggregator/aggregate_queue.h"
 #include "aggregator/aggregator_options.h"
 #include "services/core/buffer_pool.h"
 #include "services/core/clock.h"
@@ -52,6 +53,8 @@ namespace hips {
 // through another aggregator is sent on alone, and HQ applies it only if it
 // has not seen it. The PushLedger answers repeats of a push as its first
 // attempt.
+//
+// aggregator.cc holds the workers' side, aggregator_upstream.cc HQ's.
 //
 // Thread-safe. Pushes are answered through callbacks, never with a thread
 // waiting: a server hands over a push and is called back. Summation runs
@@ -151,17 +154,12 @@ class Aggregator : private RoundHost {
   };
 
   // RoundHost: the policy's view of this tier (called under mu_).
-  bool forming() const override;
-  bool IsLive(const std::string& id) const override;
-  std::vector<std::string> Live() const override;
-  bool AllIn(const absl::flat_hash_set<std::string>& done) const override;
+  const Membership& members() const override;
   int64_t newest_version() const override;
   // A closed round: queued for HQ, or applied here (answers and weights
   // left for DeliverApplied).
   void Emit(RoundOutput output) override;
 
-  // The policy for the mode and model of the newest weights.
-  RoundPolicyOptions PolicyOptions() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Time NextDeadline() const;
   // The deadline timer: expires leases, closes rounds and batches whose
   // time is up.
@@ -169,10 +167,6 @@ class Aggregator : private RoundHost {
   // Takes a push in (the queue has room), answering it or leaving its
   // callback with the ledger.
   void Take(GradientPush& push, PushCallback done, Completions* completions)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Answers a repeat of a push taken in before as its first attempt; false
-  // for a new push.
-  bool AnswerRepeat(const GradientPush& push, PushCallback* done, Completions* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Takes in parked pushes while the queue has room.
   void TakeParked(Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -188,11 +182,11 @@ class Aggregator : private RoundHost {
   // Answers the pushes of rounds applied here and publishes the weights
   // they made: what Emit left for after the lock (call without mu_).
   void DeliverApplied() ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
+  // Answers and counts the pushes of an aggregate that never reached HQ.
+  void Undelivered(const AggregatePush& aggregate, const absl::Status& why,
+                   Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Numbers `out` and queues it for HQ.
   void Queue(AggregatePush out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Encodes `aggregate` for a compressed hop (not a retried gradient going
-  // on alone).
-  void Encode(AggregatePush* aggregate) ABSL_LOCKS_EXCLUDED(mu_);
   // Takes `snapshot` in under mu_: what the policy makes of it is to be
   // published (null: not newer than what is here).
   std::shared_ptr<const WeightsSnapshot> TakeWeights(
@@ -205,8 +199,6 @@ class Aggregator : private RoundHost {
   void DropHeld(std::vector<ContributorRef> refs, DropReason reason, Completions* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status Drop(DropReason reason, absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // The refusal of a worker that would join beyond max_workers.
-  absl::Status Full(const std::string& worker) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   VersionState Versions() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Completions completions);
 
@@ -222,11 +214,6 @@ class Aggregator : private RoundHost {
   // applied here), so that weights of HQ's previous incarnation are never
   // published after the new one's.
   absl::Mutex publish_mu_ ABSL_ACQUIRED_BEFORE(mu_);
-
-  // Encodes aggregates on a compressed hop, with its error-feedback state
-  // (null for fp32). Only the forwarding thread encodes.
-  absl::Mutex encode_mu_ ABSL_ACQUIRED_AFTER(mu_);
-  std::unique_ptr<Compressor> compressor_ ABSL_GUARDED_BY(encode_mu_);
 
   // Model-sized buffers for sums and pushes: enough for a round's sum, one
   // on its way to HQ and pushes in flight; beyond that a buffer is freed.
@@ -255,6 +242,11 @@ class Aggregator : private RoundHost {
   Completions applied_acks_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const WeightsSnapshot> applied_weights_ ABSL_GUARDED_BY(mu_);
   std::atomic<bool> applied_pending_{false};
+  // Closed aggregates on their way to HQ: under mu_, but for its Encode
+  // (thread-safe, run by the forwarding thread outside mu_).
+  AggregateQueue queue_;
+  // Workers' leases, and per worker its newest gradient's version,
+  // gradients and samples seen.
   Membership members_ ABSL_GUARDED_BY(mu_);
   // Every push taken in, the ones waiting for HQ's answer, and each
   // worker's newest answer.
@@ -262,10 +254,6 @@ class Aggregator : private RoundHost {
   // Pushes waiting for room in the queue towards HQ, oldest first.
   std::deque<std::pair<GradientPush, PushCallback>> parked_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(mu_);
-  // Per worker: its newest gradient's version, gradients and samples seen.
-  std::map<std::string, MemberInfo> worker_stats_ ABSL_GUARDED_BY(mu_);
-  int64_t next_sequence_ ABSL_GUARDED_BY(mu_);
-  std::deque<AggregatePush> outbox_ ABSL_GUARDED_BY(mu_);
   AggregatorCounters counters_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 

@@ -39,4 +39,20 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
   return absl::OkStatus();
 }
 
+RoundPolicyOptions PolicyOptionsOf(const AggregatorOptions& options, const ModeConfig& mode,
+                                   size_t num_floats, int64_t epoch, BufferPool* spares) {
+  RoundPolicyOptions o;
+  o.tier = RoundPolicyOptions::Tier::kAggregator;
+  o.mode = mode;
+  o.num_floats = num_floats;
+  o.quorum = options.quorum_workers == 0 ? options.expected_workers : options.quorum_workers;
+  o.round_deadline = options.round_deadline;
+  o.coalesce_capacity = options.expected_workers;
+  o.coalesce_window = options.coalesce_window;
+  o.id = options.id;
+  o.edge_epoch = epoch;
+  o.spares = spares;
+  return o;
+}
+
 }  // namespace hips

@@ -6,8 +6,10 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "services/core/buffer_pool.h"
 #include "services/core/clock.h"
 #include "services/core/compression.h"
+#include "services/rounds/round_policy.h"
 
 namespace hips {
 
@@ -55,6 +57,12 @@ struct AggregatorOptions {
 
 // INVALID_ARGUMENT for an option out of range.
 absl::Status ValidateAggregatorOptions(const AggregatorOptions& options);
+
+// What an aggregator's round policy needs for `mode` and a model of
+// `num_floats` floats; `epoch` is its line of edge rounds, `spares` its
+// pool of sum buffers.
+RoundPolicyOptions PolicyOptionsOf(const AggregatorOptions& options, const ModeConfig& mode,
+                                   size_t num_floats, int64_t epoch, BufferPool* spares);
 
 }  // namespace hips
 

@@ -38,9 +38,7 @@ ParameterServer::ParameterServer(
       clock_(options_.clock),
       board_(clock_),
       trainer_(TrainerOptionsOf(options_), std::move(layout), std::move(optimizer)),
-      members_(
-          options_.lease, options_.expected_aggregators,
-          options_.max_aggregators > 0 ? options_.max_aggregators : options_.expected_aggregators),
+      roster_(options_.lease, options_.expected_aggregators, options_.max_aggregators),
       incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
   last_checkpoint_time_ = clock_->Now();
@@ -51,7 +49,7 @@ ParameterServer::ParameterServer(
     status_.max_samples = options_.max_samples;
     status_.mode = trainer_.mode();
     status_.incarnation = incarnation_;
-    status_.forming = members_.forming();
+    status_.forming = roster_.members().forming();
   }
   Publish(Snapshot());
   timer_ = clock_->NewTimer([this] { return NextDeadline(); },
@@ -60,7 +58,7 @@ ParameterServer::ParameterServer(
 
 absl::Time ParameterServer::NextDeadline() {
   absl::MutexLock lock(&apply_mu_);
-  const absl::Time expiry = members_.NextExpiry();
+  const absl::Time expiry = roster_.members().NextExpiry();
   return std::min(policy_->CloseAt(), expiry);
 }
 
@@ -95,23 +93,9 @@ absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, ab
   return why;
 }
 
-RoundPolicyOptions ParameterServer::PolicyOptions(const ModeConfig& mode) const {
-  RoundPolicyOptions o;
-  o.tier = RoundPolicyOptions::Tier::kHq;
-  o.mode = mode;
-  o.num_floats = static_cast<size_t>(trainer_.layout().num_floats());
-  o.quorum = options_.quorum_aggregators == 0 ? options_.expected_aggregators
-                                              : options_.quorum_aggregators;
-  o.round_deadline = options_.round_deadline;
-  o.spares = const_cast<BufferPool*>(&round_spares_);
-  const OptimizerOptions& base = options_.optimizer;
-  o.hq.base = SgdSettings{base.momentum, base.nesterov, base.weight_decay};
-  o.hq.lr_reference_samples = options_.lr_reference_samples;
-  o.hq.staleness_lr = options_.staleness_lr;
-  o.hq.async_momentum = options_.async_momentum;
-  o.hq.server_lr = options_.server_lr;
-  o.hq.server_momentum = options_.server_momentum;
-  return o;
+RoundPolicyOptions ParameterServer::PolicyOptions(const ModeConfig& mode) {
+  return PolicyOptionsOf(options_, mode, static_cast<size_t>(trainer_.layout().num_floats()),
+                         &round_spares_);
 }
 
 absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush& a) {
@@ -148,10 +132,10 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   // Counted received together with its outcome (CountArrival), so that a
   // status read in between still adds up.
   arriving_bytes_ = wire_bytes;
-  if (!members_.HasRoom(a.aggregator)) {
-    return Drop(a, DropReason::kMembershipFull, Full(a.aggregator));
+  if (!roster_.members().HasRoom(a.aggregator)) {
+    return Drop(a, DropReason::kMembershipFull, roster_.members().Full(a.aggregator));
   }
-  if (members_.Touch(a.aggregator, now)) {
+  if (roster_.members().Touch(a.aggregator, now)) {
     LOG(INFO) << a.aggregator << " joined (first heard of through an aggregate)";
     if (timer_ != nullptr) timer_->Poke();
     PublishMembership();
@@ -183,20 +167,10 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
                     repeated, " of the ", a.contributor_list.size(), " gradients in aggregate ",
                     a.sequence, " from ", a.aggregator, " were already applied")));
   }
-  Contribution c;
-  c.sender = a.aggregator;
-  c.version = a.version;
-  c.samples = a.total_samples;
-  c.loss_sum = a.loss_sum;
-  c.contributors = a.contributors;
-  c.scale = 1.0f;  // already Σ n_i·g_i
-  c.values = a.values();
-  c.completes_sender = !a.single;
-  for (const ContributorRef& ref : a.contributor_list) c.members.push_back(ref.worker);
+  const Contribution c = ContributionOf(a);
   if (absl::Status s = ValidateContribution(c, trainer_.layout().num_floats()); !s.ok()) {
     return Drop(a, DropReason::kInvalid, s);
   }
-  c.versions = a.contributor_versions;
   const absl::Time due = policy_->CloseAt();
   const Verdict verdict = policy_->Admit(c, now, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) {
     Taken(a);
@@ -251,32 +225,14 @@ void ParameterServer::SenderDone(const AggregatePush& a) {
   if (!a.single) policy_->MarkDone(a.aggregator, a.version, clock_->Now());
 }
 
-bool ParameterServer::forming() const {
+const Membership& ParameterServer::members() const {
   apply_mu_.AssertHeld();
-  return members_.forming();
+  return roster_.members();
 }
 
-bool ParameterServer::IsLive(const std::string& id) const {
+bool ParameterServer::WaitsFor(const std::string& aggregator) const {
   apply_mu_.AssertHeld();
-  return members_.IsLive(id);
-}
-
-std::vector<std::string> ParameterServer::Live() const {
-  apply_mu_.AssertHeld();
-  return members_.Live();
-}
-
-bool ParameterServer::AllIn(const absl::flat_hash_set<std::string>& done) const {
-  apply_mu_.AssertHeld();
-  // A round waits for every live aggregator that has workers (or has not
-  // said yet, or is still forming).
-  for (const std::string& aggregator : members_.Live()) {
-    auto it = reports_.find(aggregator);
-    const bool has_workers =
-        it == reports_.end() || it->second.forming || !it->second.live_workers.empty();
-    if (has_workers && !done.contains(aggregator)) return false;
-  }
-  return true;
+  return roster_.HasWorkers(aggregator);
 }
 
 int64_t ParameterServer::newest_version() const {
@@ -301,31 +257,11 @@ void ParameterServer::Emit(RoundOutput o) {
   if (!o.sum.empty()) round_spares_.Give(std::move(o.sum));
 }
 
-absl::Status ParameterServer::Full(const std::string& aggregator) const {
-  return absl::ResourceExhaustedError(absl::StrCat(
-      "HQ is full: ", members_.live_count(), " live aggregators of at most ",
-      members_.max_members(), " (--max_aggregators); ", aggregator, " was not let in"));
-}
-
 absl::StatusOr<HeartbeatAnswer> ParameterServer::Heartbeat(const HeartbeatRequestData& hb) {
   absl::MutexLock lock(&apply_mu_);
-  const absl::Time now = clock_->Now();
-  if (!hb.leaving && !members_.HasRoom(hb.member)) {
-    LOG_EVERY_N(WARNING, 100) << Full(hb.member) << " (every 100th is logged)";
-    return Full(hb.member);
-  }
-  if (hb.leaving) {
-    if (members_.IsLive(hb.member)) LOG(INFO) << hb.member << " left";
-    members_.Leave(hb.member);
-    reports_.erase(hb.member);
-  } else {
-    if (members_.Touch(hb.member, now, hb.incarnation)) {
-      LOG(INFO) << hb.member << " joined (incarnation " << hb.incarnation << ") with "
-                << hb.live_workers.size() << " live workers";
-      if (timer_ != nullptr) timer_->Poke();
-    }
-    reports_[hb.member] = Report{hb.live_workers, hb.forming, hb.address};
-  }
+  absl::StatusOr<Membership::Change> change = roster_.Heartbeat(hb, clock_->Now());
+  if (!change.ok()) return change.status();
+  if (*change == Membership::Change::kJoined && timer_ != nullptr) timer_->Poke();
   PublishMembership();
   policy_->MembersChanged();
   HeartbeatAnswer answer;
@@ -452,7 +388,7 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
   }
   // The aggregators that trained before are not waited for at start: any
   // of them may be gone.
-  members_.EndForming();
+  roster_.members().EndForming();
   last_checkpoint_version_ = trainer_.version();
   {
     absl::MutexLock status_lock(&mu_);
@@ -469,9 +405,7 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
 
 void ParameterServer::CloseDueRound(absl::Time now) {
   absl::MutexLock lock(&apply_mu_);
-  const std::vector<std::string> expired = members_.Expire(now);
-  for (const std::string& aggregator : expired) reports_.erase(aggregator);
-  if (!expired.empty()) PublishMembership();
+  if (!roster_.Expire(now).empty()) PublishMembership();
   policy_->Poll(now);
 }
 
@@ -504,25 +438,8 @@ void ParameterServer::CopyTrainingState() {
 }
 
 void ParameterServer::PublishMembership() {
-  std::vector<std::string> aggregators = members_.Live();
-  std::set<std::string> workers;
-  std::vector<MemberInfo> infos;
-  for (const std::string& aggregator : aggregators) {
-    MemberInfo& info = infos.emplace_back();
-    info.id = aggregator;
-    info.last_seen = members_.LastSeen(aggregator);
-    if (auto it = reports_.find(aggregator); it != reports_.end()) {
-      workers.insert(it->second.live_workers.begin(), it->second.live_workers.end());
-      info.address = it->second.address;
-      info.live_workers = it->second.live_workers;
-      info.forming = it->second.forming;
-    }
-  }
   absl::MutexLock lock(&mu_);
-  status_.aggregators = std::move(infos);
-  status_.live_aggregators = std::move(aggregators);
-  status_.live_workers.assign(workers.begin(), workers.end());
-  status_.forming = members_.forming();
+  roster_.Describe(&status_);
 }
 
 ParameterServerStatus ParameterServer::status() const {

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "hq/aggregator_roster.h"
 #include "hq/parameter_server_options.h"
 #include "hq/trainer.h"
 #include "services/core/buffer_pool.h"
@@ -128,22 +129,18 @@ class ParameterServer : private RoundHost {
   // or whose deadline passed with a quorum (the deadline timer).
   void CloseDueRound(absl::Time now) ABSL_LOCKS_EXCLUDED(apply_mu_);
   // RoundHost: the policy's view of this tier (called under apply_mu_).
-  bool forming() const override;
-  bool IsLive(const std::string& id) const override;
-  std::vector<std::string> Live() const override;
-  bool AllIn(const absl::flat_hash_set<std::string>& done) const override;
+  const Membership& members() const override;
+  bool WaitsFor(const std::string& aggregator) const override;
   int64_t newest_version() const override;
   // A closed round (or an async aggregate): one optimizer step with its
   // mean, and the next version.
   void Emit(RoundOutput output) override;
-  RoundPolicyOptions PolicyOptions(const ModeConfig& mode) const;
+  RoundPolicyOptions PolicyOptions(const ModeConfig& mode) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   std::shared_ptr<const WeightsSnapshot> Snapshot() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   void Publish(std::shared_ptr<const WeightsSnapshot> snapshot)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   absl::Status Drop(const AggregatePush& a, DropReason reason, absl::Status why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) ABSL_LOCKS_EXCLUDED(mu_);
-  // The refusal of an aggregator that would join beyond max_aggregators.
-  absl::Status Full(const std::string& aggregator) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   // Counts the aggregate being accepted as received (with its outcome).
   void CountArrival(const AggregatePush& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_, mu_);
   int64_t arriving_bytes_ ABSL_GUARDED_BY(apply_mu_) = 0;
@@ -185,13 +182,7 @@ class ParameterServer : private RoundHost {
   // them, by worker: each applied at most once.
   PushLedger ledger_ ABSL_GUARDED_BY(apply_mu_);
   PushLedger worker_ledger_ ABSL_GUARDED_BY(apply_mu_);
-  Membership members_ ABSL_GUARDED_BY(apply_mu_);
-  struct Report {
-    std::vector<std::string> live_workers;
-    bool forming = false;
-    std::string address;
-  };
-  std::map<std::string, Report> reports_ ABSL_GUARDED_BY(apply_mu_);
+  AggregatorRoster roster_ ABSL_GUARDED_BY(apply_mu_);
   // Worker -> where its data order continues (newest step accepted + 1).
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(apply_mu_);
   const int64_t incarnation_;

@@ -49,4 +49,24 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   return CheckModeFitsOptimizer(o.mode, o.optimizer.name);
 }
 
+RoundPolicyOptions PolicyOptionsOf(const ParameterServerOptions& options, const ModeConfig& mode,
+                                   size_t num_floats, BufferPool* spares) {
+  RoundPolicyOptions o;
+  o.tier = RoundPolicyOptions::Tier::kHq;
+  o.mode = mode;
+  o.num_floats = num_floats;
+  o.quorum =
+      options.quorum_aggregators == 0 ? options.expected_aggregators : options.quorum_aggregators;
+  o.round_deadline = options.round_deadline;
+  o.spares = spares;
+  const OptimizerOptions& base = options.optimizer;
+  o.hq.base = SgdSettings{base.momentum, base.nesterov, base.weight_decay};
+  o.hq.lr_reference_samples = options.lr_reference_samples;
+  o.hq.staleness_lr = options.staleness_lr;
+  o.hq.async_momentum = options.async_momentum;
+  o.hq.server_lr = options.server_lr;
+  o.hq.server_momentum = options.server_momentum;
+  return o;
+}
+
 }  // namespace hips

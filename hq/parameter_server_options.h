@@ -5,9 +5,11 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "services/core/buffer_pool.h"
 #include "services/core/clock.h"
 #include "services/core/consistency.h"
 #include "services/models/optimizer.h"
+#include "services/rounds/round_policy.h"
 
 namespace hips {
 
@@ -77,6 +79,11 @@ struct ParameterServerOptions {
 // INVALID_ARGUMENT for an option out of range, or a mode the optimizer
 // cannot train in.
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
+
+// What HQ's round policy needs for `mode` and a model of `num_floats`
+// floats; `spares` is its pool of sum buffers.
+RoundPolicyOptions PolicyOptionsOf(const ParameterServerOptions& options, const ModeConfig& mode,
+                                   size_t num_floats, BufferPool* spares);
 
 }  // namespace hips
 

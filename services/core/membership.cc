@@ -1,13 +1,42 @@
 #include "services/core/membership.h"
 
 #include <algorithm>
+#include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 
 namespace hips {
 
-Membership::Membership(absl::Duration lease, int expected, int max_members)
-    : lease_(lease), expected_(expected), max_members_(max_members), forming_(expected > 0) {}
+Membership::Membership(absl::Duration lease, int expected, int max_members, MembershipNames names)
+    : lease_(lease),
+      names_(std::move(names)),
+      expected_(expected),
+      max_members_(max_members),
+      forming_(expected > 0) {}
+
+absl::Status Membership::Full(const std::string& id) const {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      names_.tier, " is full: ", live_count(), " live ", names_.members, " of at most ",
+      max_members_, " (", names_.limit_flag, "); ", id, " was not let in"));
+}
+
+absl::StatusOr<Membership::Change> Membership::Heartbeat(const std::string& id, absl::Time now,
+                                                         int64_t incarnation, bool leaving) {
+  if (leaving) {
+    if (!IsLive(id)) return Change::kNone;
+    LOG(INFO) << id << " left";
+    Leave(id);
+    return Change::kLeft;
+  }
+  if (!HasRoom(id)) {
+    LOG_EVERY_N(WARNING, 100) << Full(id) << " (every 100th is logged)";
+    return Full(id);
+  }
+  if (!Touch(id, now, incarnation)) return Change::kNone;
+  LOG(INFO) << id << " joined (incarnation " << incarnation << ")";
+  return Change::kJoined;
+}
 
 bool Membership::HasRoom(const std::string& id) const {
   return max_members_ <= 0 || live_.contains(id) || static_cast<int>(live_.size()) < max_members_;
@@ -57,14 +86,31 @@ std::vector<std::string> Membership::Live() const {
   return ids;
 }
 
+MemberInfo* Membership::Info(const std::string& id) {
+  auto it = live_.find(id);
+  return it == live_.end() ? nullptr : &it->second.info;
+}
+
+std::vector<MemberInfo> Membership::Describe() const {
+  std::vector<MemberInfo> infos;
+  for (const std::string& id : Live()) {
+    const Lease& lease = live_.at(id);
+    MemberInfo& info = infos.emplace_back(lease.info);
+    info.id = id;
+    info.last_seen = lease.last_seen;
+  }
+  return infos;
+}
+
 absl::Time Membership::LastSeen(const std::string& id) const {
   auto it = live_.find(id);
   return it == live_.end() ? absl::InfinitePast() : it->second.last_seen;
 }
 
-bool Membership::AllLiveIn(const absl::flat_hash_set<std::string>& done) const {
+bool Membership::AllLiveIn(const absl::flat_hash_set<std::string>& done,
+                           const std::function<bool(const std::string&)>& counts) const {
   for (const auto& [id, lease] : live_) {
-    if (!done.contains(id)) return false;
+    if (!done.contains(id) && (counts == nullptr || counts(id))) return false;
   }
   return true;
 }

@@ -2,14 +2,24 @@
 #define HIPS_SERVICES_CORE_MEMBERSHIP_H_
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "services/core/payloads.h"
 
 namespace hips {
+
+// How a Membership's refusals and logs name its tier and members.
+struct MembershipNames {
+  std::string tier = "this tier";    // "aggregator agg-0", "HQ"
+  std::string members = "members";   // "workers", "aggregators"
+  std::string limit_flag = "limit";  // "--max_workers"
+};
 
 // The members of one tier (an aggregator's workers, HQ's aggregators) and
 // their leases. A member joins with its first heartbeat (or push), renews its
@@ -31,7 +41,19 @@ namespace hips {
 // Not thread-safe: the owner serializes access.
 class Membership {
  public:
-  Membership(absl::Duration lease, int expected, int max_members = 0);
+  Membership(absl::Duration lease, int expected, int max_members = 0,
+             MembershipNames names = MembershipNames());
+
+  // What a member's heartbeat changed.
+  enum class Change { kNone, kJoined, kLeft };
+  // A heartbeat from `id` at `now`: `leaving` ends its lease at once;
+  // otherwise it renews or starts it. RESOURCE_EXHAUSTED (Full; every 100th
+  // logged) for one that would join beyond max_members. Joins and
+  // departures are logged.
+  absl::StatusOr<Change> Heartbeat(const std::string& id, absl::Time now, int64_t incarnation,
+                                   bool leaving);
+  // The refusal of `id`, which would join beyond max_members.
+  absl::Status Full(const std::string& id) const;
 
   // A heartbeat (or any traffic) from `id` at `now`. `incarnation` (0:
   // unknown) changing means the member restarted. True if it (re)joined.
@@ -54,19 +76,27 @@ class Membership {
   std::vector<std::string> Live() const;
   // When a live member was last heard from (InfinitePast if it is not live).
   absl::Time LastSeen(const std::string& id) const;
+  // What the tier keeps of a live member while its lease holds (null if it
+  // is not live).
+  MemberInfo* Info(const std::string& id);
+  // The live members' info, in id order, with their ids and last_seen.
+  std::vector<MemberInfo> Describe() const;
   int live_count() const { return static_cast<int>(live_.size()); }
   absl::Duration lease() const { return lease_; }
 
-  // Whether every live member is in `done`.
-  bool AllLiveIn(const absl::flat_hash_set<std::string>& done) const;
+  // Whether every live member (that `counts`, if given) is in `done`.
+  bool AllLiveIn(const absl::flat_hash_set<std::string>& done,
+                 const std::function<bool(const std::string&)>& counts = nullptr) const;
 
  private:
   struct Lease {
     absl::Time expires;
     absl::Time last_seen;
     int64_t incarnation = 0;
+    MemberInfo info;
   };
   const absl::Duration lease_;
+  const MembershipNames names_;
   const int expected_;
   const int max_members_;
   bool forming_;

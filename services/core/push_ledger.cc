@@ -1,12 +1,22 @@
 #include "services/core/push_ledger.h"
 
 #include <algorithm>
+#include <atomic>
 
 #include "absl/time/clock.h"
 
 namespace hips {
 
 int64_t FirstSequenceNumber() { return absl::ToUnixMicros(absl::Now()); }
+
+int64_t NewEpoch() {
+  static std::atomic<int64_t> last{0};
+  const int64_t now = FirstSequenceNumber();
+  int64_t prev = last.load();
+  while (!last.compare_exchange_weak(prev, std::max(now, prev + 1))) {
+  }
+  return std::max(now, prev + 1);
+}
 
 PushLedger::Seen PushLedger::Look(const std::string& sender, int64_t sequence) const {
   if (sequence <= 0) return Seen::kNew;  // unnumbered
@@ -24,6 +34,24 @@ PushLedger::Answer PushLedger::Answered(const std::string& sender) const {
   auto it = answered_.find(sender);
   if (it == answered_.end()) return absl::NotFoundError("no settled push of " + sender);
   return it->second.second;
+}
+
+std::optional<PushLedger::Answer> PushLedger::AnswerRepeat(const std::string& sender,
+                                                           int64_t sequence, bool wait,
+                                                           Callback& done,
+                                                           const PushResult& otherwise) {
+  const Seen seen = Look(sender, sequence);
+  if (seen == Seen::kAnswered) {
+    Answer first = Answered(sender);
+    if (first.ok()) first->duplicate = true;
+    return first;
+  }
+  if (seen != Seen::kPending || !wait) return otherwise;
+  Wait(TicketOf(sender, sequence), [done = std::move(done)](Answer a) {
+    if (a.ok()) a->duplicate = true;
+    done(std::move(a));
+  });
+  return std::nullopt;
 }
 
 void PushLedger::Record(const std::string& sender, int64_t sequence) {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -18,6 +19,10 @@ namespace hips {
 // microseconds, so a restarted sender continues above every number its
 // predecessor used (no sender pushes more than once per microsecond).
 int64_t FirstSequenceNumber();
+// A number distinct within the process (several tiers of one test) and
+// across its restarts: the current time in microseconds, moved past the
+// previous one this process made.
+int64_t NewEpoch();
 
 // The exactly-once bookkeeping of one tier (docs/faults.md). Every sender
 // numbers its pushes with increasing sequence numbers and a retry repeats
@@ -49,6 +54,13 @@ class PushLedger {
   Seen Look(const std::string& sender, int64_t sequence) const;
   // The answer of the sender's newest settled push (Look said kAnswered).
   Answer Answered(const std::string& sender) const;
+  // Answers a push taken in before (Look: kPending, kAnswered or
+  // kSuperseded) as its first attempt, marked a duplicate: now (returned),
+  // or, while the first attempt is pending and `wait`, through `done` once
+  // it settles (nullopt; `done` is taken). `otherwise` answers a superseded
+  // push, and a pending one without `wait`.
+  std::optional<Answer> AnswerRepeat(const std::string& sender, int64_t sequence, bool wait,
+                                     Callback& done, const PushResult& otherwise);
 
   // Takes in a push whose outcome comes later; returns its ticket (also for
   // an unnumbered push, which is then only known by its ticket).

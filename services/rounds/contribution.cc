@@ -29,4 +29,34 @@ absl::Status ValidateContribution(const Contribution& c, size_t num_floats, bool
   return absl::OkStatus();
 }
 
+Contribution ContributionOf(const GradientPush& push) {
+  Contribution c;
+  c.sender = push.sender;
+  c.version = push.version;
+  c.samples = push.samples;
+  c.loss_sum = push.loss_sum;
+  c.contributors = 1;
+  c.scale = push.received.scaled ? 1.0f : static_cast<float>(push.samples);
+  c.values = push.values();
+  c.retry = push.retry;
+  c.edge_round = push.edge_round;
+  return c;
+}
+
+Contribution ContributionOf(const AggregatePush& a) {
+  Contribution c;
+  c.sender = a.aggregator;
+  c.version = a.version;
+  c.samples = a.total_samples;
+  c.loss_sum = a.loss_sum;
+  c.contributors = a.contributors;
+  c.scale = 1.0f;  // already Σ n_i·g_i
+  c.values = a.values();
+  // A retried gradient sent alone covers its worker, not its aggregator.
+  c.completes_sender = !a.single;
+  for (const ContributorRef& ref : a.contributor_list) c.members.push_back(ref.worker);
+  c.versions = a.contributor_versions;
+  return c;
+}
+
 }  // namespace hips

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "services/core/compression.h"
 #include "services/core/drop_reason.h"
+#include "services/core/payloads.h"
 
 namespace hips {
 
@@ -52,6 +53,12 @@ struct Contribution {
 // same read it needs anyway).
 absl::Status ValidateContribution(const Contribution& c, size_t num_floats,
                                   bool check_values = true);
+
+// A worker's gradient as its aggregator's round takes it (its values, read
+// by a PushReceiver, may carry their sample count already).
+Contribution ContributionOf(const GradientPush& push);
+// An aggregator's sum as HQ's round takes it.
+Contribution ContributionOf(const AggregatePush& aggregate);
 
 }  // namespace hips
 

@@ -20,7 +20,7 @@ std::shared_ptr<const WeightsSnapshot> EdgeRoundPolicy::Begin(
   loss_ = 0;
   pushes_ = 0;
   version_members_.reset();
-  if (edge_ && !host_->forming()) version_members_ = host_->Live();
+  if (edge_ && !host_->members().forming()) version_members_ = host_->members().Live();
   start_ = weights;
   copy_ = Serve(std::move(weights), edge_ ? options_.edge_epoch : 0);
   return copy_;

@@ -20,9 +20,9 @@ void FedAvgPolicy::Draw(const VersionState& tier) {
   participants_.clear();
   // Until the tier is formed everyone takes part.
   if (options_.tier == RoundPolicyOptions::Tier::kAggregator && !tier.training_done &&
-      mode().participation < 1.0 && !host_->forming()) {
+      mode().participation < 1.0 && !host_->members().forming()) {
     participants_ =
-        DrawParticipants(host_->Live(), mode().participation, tier.version, options_.id);
+        DrawParticipants(host_->members().Live(), mode().participation, tier.version, options_.id);
   }
 }
 
@@ -51,7 +51,7 @@ bool FedAvgPolicy::LiveOnesDone(const std::vector<std::string>& members) const {
   // (With none left and none in, the round closes empty: the tier is done
   // with the version.)
   for (const std::string& id : members) {
-    if (host_->IsLive(id) && !round_.senders().contains(id)) return false;
+    if (host_->members().IsLive(id) && !round_.senders().contains(id)) return false;
   }
   return true;
 }

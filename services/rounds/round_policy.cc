@@ -65,6 +65,21 @@ double RoundPolicy::StepRate(const RoundOutput& out, double scheduled_lr,
   return scheduled_lr * MomentumFactor(in_use);
 }
 
+AggregatePush AggregateOf(RoundOutput o) {
+  AggregatePush out;
+  out.version = o.version;
+  out.total_samples = o.total_samples;
+  out.contributors = o.contributors;
+  out.loss_sum = o.loss_sum;
+  // One version: the plain form of an aggregate.
+  if (o.versions.size() > 1) out.contributor_versions = std::move(o.versions);
+  out.contributor_list = std::move(o.refs);
+  out.single = o.kind == RoundOutput::Kind::kAlone;
+  out.edge_pushes = o.edge_pushes;
+  out.sum = std::move(o.sum);
+  return out;
+}
+
 void RoundMeanInto(const RoundOutput& o, absl::Span<float> mean) {
   if (!o.values.has_value()) {
     // On HQ this is on every sync round's critical path: both cores.

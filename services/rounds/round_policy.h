@@ -15,6 +15,7 @@
 #include "services/core/consistency.h"
 #include "services/core/fedavg.h"
 #include "services/core/gradient_accumulator.h"
+#include "services/core/membership.h"
 #include "services/core/payloads.h"
 #include "services/rounds/admission.h"
 #include "services/rounds/contribution.h"
@@ -92,15 +93,13 @@ struct RoundOutput {
 class RoundHost {
  public:
   virtual ~RoundHost() = default;
-  // The tier still waits for the members its flags expect (a fresh
+  // Who holds a lease at the tier (its workers, its aggregators), and
+  // whether it still waits for the members its flags expect (a fresh
   // cluster's first rounds contain everyone).
-  virtual bool forming() const = 0;
-  virtual bool IsLive(const std::string& id) const = 0;
-  // Live members, sorted.
-  virtual std::vector<std::string> Live() const = 0;
-  // Whether every live member a round waits for is in `done` (HQ waits only
-  // for aggregators that have workers).
-  virtual bool AllIn(const absl::flat_hash_set<std::string>& done) const = 0;
+  virtual const Membership& members() const = 0;
+  // Whether a round waits for live member `id` (HQ: only for aggregators
+  // that have workers, or have not said).
+  virtual bool WaitsFor(const std::string& id) const { return true; }
   // HQ's newest version as far as the tier knows (HQ: its own; an
   // aggregator: from HQ's weights and answers).
   virtual int64_t newest_version() const = 0;
@@ -239,6 +238,11 @@ class RoundPolicy {
   // The tier's weights as of the newest Begin.
   VersionState tier_;
 };
+
+// The aggregate an aggregator sends HQ for a round's output (not an edge
+// round: that is applied at the aggregator); aggregator and sequence are the
+// sender's to fill in.
+AggregatePush AggregateOf(RoundOutput output);
 
 // The mean Σ n_i·g_i / Σ n_i of an output with samples, into `mean` (of
 // the model's size): from its sum, or (HQ's async aggregates) from its

@@ -102,7 +102,10 @@ void SyncPolicy::Poll(absl::Time now) {
 }
 
 bool SyncPolicy::Complete() const {
-  return !host_->forming() && !round_.senders().empty() && host_->AllIn(round_.senders());
+  const Membership& members = host_->members();
+  return !members.forming() && !round_.senders().empty() &&
+         members.AllLiveIn(round_.senders(),
+                           [this](const std::string& id) { return host_->WaitsFor(id); });
 }
 
 void SyncPolicy::EmitIfComplete() {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -13,39 +14,43 @@
 
 namespace hips {
 
-// A tier for the policies' tests: its members and newest version are set
-// by the test, and what the policy emits is kept (and handed to `on_emit`
-// first, where a test plays HQ publishing its next version). `waits_for`,
-// when set, narrows the members a round waits for (HQ's aggregators with
-// workers). Not thread-safe.
+// A tier for the policies' tests: its members (leases that never run out)
+// and newest version are set by the test, and what the policy emits is
+// kept (and handed to `on_emit` first, where a test plays HQ publishing its
+// next version). `waits_for`, when set, narrows the members a round waits
+// for (HQ's aggregators with workers). Not thread-safe.
 class FakeRoundHost : public RoundHost {
  public:
-  bool forming() const override { return forming_; }
-  bool IsLive(const std::string& id) const override { return live_.count(id) > 0; }
-  std::vector<std::string> Live() const override { return {live_.begin(), live_.end()}; }
-  bool AllIn(const absl::flat_hash_set<std::string>& done) const override {
-    for (const std::string& id : live_) {
-      if (waits_for_ && !waits_for_(id)) continue;
-      if (!done.contains(id)) return false;
-    }
-    return true;
-  }
+  const Membership& members() const override { return *members_; }
+  bool WaitsFor(const std::string& id) const override { return !waits_for_ || waits_for_(id); }
   int64_t newest_version() const override { return newest_; }
   void Emit(RoundOutput output) override {
     if (on_emit_) on_emit_(output);
     outputs_.push_back(std::move(output));
   }
 
-  void set_forming(bool forming) { forming_ = forming; }
-  void set_live(std::set<std::string> live) { live_ = std::move(live); }
+  // Forming: the tier waits for more members than will ever join, until
+  // set_forming(false).
+  void set_forming(bool forming) {
+    if (!forming) return members_->EndForming();
+    const std::vector<std::string> live = members_->Live();
+    members_ = std::make_unique<Membership>(absl::InfiniteDuration(), /*expected=*/1000);
+    for (const std::string& id : live) members_->Touch(id, absl::UnixEpoch());
+  }
+  void set_live(const std::set<std::string>& live) {
+    for (const std::string& id : members_->Live()) {
+      if (live.count(id) == 0) members_->Leave(id);
+    }
+    for (const std::string& id : live) members_->Touch(id, absl::UnixEpoch());
+  }
   void set_newest(int64_t version) { newest_ = version; }
   void set_on_emit(std::function<void(const RoundOutput&)> f) { on_emit_ = std::move(f); }
   void set_waits_for(std::function<bool(const std::string&)> f) { waits_for_ = std::move(f); }
   std::vector<RoundOutput>& outputs() { return outputs_; }
 
  private:
-  bool forming_ = false;
-  std::set<std::string> live_;
+  std::unique_ptr<Membership> members_ =
+      std::make_unique<Membership>(absl::InfiniteDuration(), /*expected=*/0);
   int64_t newest_ = 0;
   std::function<void(const RoundOutput&)> on_emit_;
   std::function<bool(const std::string&)> waits_for_;

@@ -15,29 +15,17 @@
 
 namespace hips {
 
-namespace {
-
-TrainerOptions TrainerOptionsOf(const ParameterServerOptions& o) {
-  TrainerOptions t;
-  t.optimizer = o.optimizer;
-  t.max_versions = o.max_versions;
-  t.max_samples = o.max_samples;
-  t.mode = o.mode;
-  return t;
-}
-
-}  // namespace
-
 ParameterServer::ParameterServer(
     ParameterServerOptions options, ModelLayout layout, std::unique_ptr<Optimizer> optimizer,
     std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish,
     std::function<void(Checkpoint)> on_checkpoint)
     : options_(std::move(options)),
+      layout_(std::move(layout)),
       on_publish_(std::move(on_publish)),
       on_checkpoint_(std::move(on_checkpoint)),
       clock_(options_.clock),
       board_(clock_),
-      trainer_(TrainerOptionsOf(options_), std::move(layout), std::move(optimizer)),
+      trainer_(TrainerOptionsOf(options_), layout_, std::move(optimizer)),
       roster_(options_.lease, options_.expected_aggregators, options_.max_aggregators),
       incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
@@ -94,8 +82,7 @@ absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, ab
 }
 
 RoundPolicyOptions ParameterServer::PolicyOptions(const ModeConfig& mode) {
-  return PolicyOptionsOf(options_, mode, static_cast<size_t>(trainer_.layout().num_floats()),
-                         &round_spares_);
+  return PolicyOptionsOf(options_, mode, static_cast<size_t>(layout_.num_floats()), &round_spares_);
 }
 
 absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush& a) {
@@ -109,7 +96,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   const AggregatePush* in = &a;
   const EncodedValues values = a.values();
   if ((values.encoding == Encoding::kFp16 || values.encoding == Encoding::kBf16) &&
-      a.contributors > 0 && values.num_floats == trainer_.layout().num_floats() &&
+      a.contributors > 0 && values.num_floats == layout_.num_floats() &&
       CheckEncodedValues(values).ok()) {
     decoded = decode_spares_.Take(static_cast<size_t>(values.num_floats));
     DecodeInto(values, decoded.data());
@@ -120,7 +107,7 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
   }
   absl::StatusOr<PushResult> result = Accept(*in, wire_bytes);
   // Whatever buffer is left (its own, or the one a round's sum gave up).
-  if (decoded.size() == static_cast<size_t>(trainer_.layout().num_floats())) {
+  if (decoded.size() == static_cast<size_t>(layout_.num_floats())) {
     decode_spares_.Give(std::move(decoded));
   }
   return result;
@@ -168,7 +155,7 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
                     a.sequence, " from ", a.aggregator, " were already applied")));
   }
   const Contribution c = ContributionOf(a);
-  if (absl::Status s = ValidateContribution(c, trainer_.layout().num_floats()); !s.ok()) {
+  if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
     return Drop(a, DropReason::kInvalid, s);
   }
   const absl::Time due = policy_->CloseAt();

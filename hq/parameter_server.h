@@ -100,7 +100,7 @@ class ParameterServer : private RoundHost {
   const WeightsBoard& weights() const { return board_; }
 
   ParameterServerStatus status() const;
-  const ModelLayout& layout() const { return trainer_.layout(); }
+  const ModelLayout& layout() const { return layout_; }
 
   // Ends every wait for weights and stops the deadline timer. Idempotent.
   void Shutdown();
@@ -161,6 +161,7 @@ class ParameterServer : private RoundHost {
 
   // Constant after construction.
   const ParameterServerOptions options_;
+  const ModelLayout layout_;
   const std::function<void(std::shared_ptr<const WeightsSnapshot>)> on_publish_;
   const std::function<void(Checkpoint)> on_checkpoint_;
   Clock* const clock_;

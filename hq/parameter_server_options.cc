@@ -49,6 +49,15 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   return CheckModeFitsOptimizer(o.mode, o.optimizer.name);
 }
 
+TrainerOptions TrainerOptionsOf(const ParameterServerOptions& o) {
+  TrainerOptions t;
+  t.optimizer = o.optimizer;
+  t.max_versions = o.max_versions;
+  t.max_samples = o.max_samples;
+  t.mode = o.mode;
+  return t;
+}
+
 RoundPolicyOptions PolicyOptionsOf(const ParameterServerOptions& options, const ModeConfig& mode,
                                    size_t num_floats, BufferPool* spares) {
   RoundPolicyOptions o;

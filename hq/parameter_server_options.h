@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
+#include "hq/trainer.h"
 #include "services/core/buffer_pool.h"
 #include "services/core/clock.h"
 #include "services/core/consistency.h"
@@ -79,6 +80,9 @@ struct ParameterServerOptions {
 // INVALID_ARGUMENT for an option out of range, or a mode the optimizer
 // cannot train in.
 absl::Status ValidateParameterServerOptions(const ParameterServerOptions& options);
+
+// The budget, optimizer and starting mode of HQ's Trainer.
+TrainerOptions TrainerOptionsOf(const ParameterServerOptions& options);
 
 // What HQ's round policy needs for `mode` and a model of `num_floats`
 // floats; `spares` is its pool of sum buffers.

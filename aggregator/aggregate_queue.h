@@ -9,9 +9,9 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "services/core/compression.h"
-#include "services/core/model_layout.h"
-#include "services/core/payloads.h"
+#include "services/numeric/compression.h"
+#include "services/types/model_layout.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

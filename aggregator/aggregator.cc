@@ -9,8 +9,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
-#include "services/core/gradient_accumulator.h"
-#include "services/core/ids.h"
+#include "services/numeric/gradient_accumulator.h"
+#include "services/types/ids.h"
 
 // The aggregator's workers' side: their pushes (taken in, answered once
 // through the ledger), their heartbeats, and the rounds the policy closes.

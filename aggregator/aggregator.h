@@ -18,16 +18,16 @@
 #include "absl/time/time.h"
 #include "aggregator/aggregate_queue.h"
 #include "aggregator/aggregator_options.h"
-#include "services/core/buffer_pool.h"
-#include "services/core/clock.h"
-#include "services/core/compression.h"
-#include "services/core/consistency.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/core/membership.h"
-#include "services/core/payloads.h"
 #include "services/core/push_ledger.h"
-#include "services/core/tier_status.h"
 #include "services/core/weights_board.h"
+#include "services/numeric/compression.h"
 #include "services/rounds/round_policy.h"
+#include "services/time/clock.h"
+#include "services/types/consistency.h"
+#include "services/types/payloads.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 

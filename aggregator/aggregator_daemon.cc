@@ -5,9 +5,9 @@
 #include "absl/strings/str_cat.h"
 #include "aggregator/grpc_hq_client.h"
 #include "glog/logging.h"
-#include "services/core/chunk_codec.h"
 #include "services/net/address.h"
 #include "services/net/grpc_util.h"
+#include "services/numeric/chunk_codec.h"
 
 namespace hips {
 

@@ -11,7 +11,7 @@
 #include "absl/synchronization/mutex.h"
 #include "aggregator/aggregator_daemon.h"
 #include "glog/logging.h"
-#include "services/core/parallel.h"
+#include "services/numeric/parallel.h"
 #include "services/runtime/compression_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/security_flags.h"

@@ -1,8 +1,8 @@
 #include "aggregator/aggregator_options.h"
 
 #include "absl/strings/str_cat.h"
-#include "services/core/gradient_accumulator.h"
-#include "services/core/ids.h"
+#include "services/numeric/gradient_accumulator.h"
+#include "services/types/ids.h"
 
 namespace hips {
 

@@ -6,10 +6,10 @@
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "services/core/buffer_pool.h"
-#include "services/core/clock.h"
-#include "services/core/compression.h"
+#include "services/numeric/buffer_pool.h"
+#include "services/numeric/compression.h"
 #include "services/rounds/round_policy.h"
+#include "services/time/clock.h"
 
 namespace hips {
 

@@ -10,8 +10,9 @@
 #include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/core/clock.h"
-#include "services/core/fedavg.h"
+#include "services/numeric/fedavg.h"
+#include "services/rounds/fedavg_policy.h"
+#include "services/time/clock.h"
 
 namespace hips {
 namespace {

@@ -5,6 +5,7 @@
 
 #include "aggregator/aggregator.h"
 #include "glog/logging.h"
+#include "services/rounds/round_policies.h"
 
 // The aggregator's side towards HQ, what its HqLink calls: HQ's weights in
 // (each opens its version's round and is served to the workers), closed

@@ -5,7 +5,7 @@
 
 #include "glog/logging.h"
 #include "services/core/push_ledger.h"
-#include "services/core/retry.h"
+#include "services/time/retry.h"
 
 namespace hips {
 

@@ -34,7 +34,7 @@
 #include "aggregator/testing/fake_hq_client.h"
 #include "bench/synthetic_worker.h"
 #include "bench/tcp_transfer.h"
-#include "services/core/parallel.h"
+#include "services/numeric/parallel.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/security_flags.h"
 #include "worker/grpc_aggregator_client.h"

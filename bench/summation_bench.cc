@@ -12,8 +12,8 @@
 #include "absl/flags/parse.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
-#include "services/core/gradient_accumulator.h"
-#include "services/core/parallel.h"
+#include "services/numeric/gradient_accumulator.h"
+#include "services/numeric/parallel.h"
 #include "services/rounds/sync_round.h"
 
 ABSL_FLAG(int64_t, floats, 10'000'000, "Floats per gradient (K).");

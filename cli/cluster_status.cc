@@ -12,8 +12,8 @@
 #include "absl/strings/str_join.h"
 #include "cli/status_client.h"
 #include "nlohmann/json.hpp"
-#include "services/core/eval_metrics.h"
-#include "services/core/tier_status.h"
+#include "services/types/eval_metrics.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 namespace {

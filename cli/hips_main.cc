@@ -31,7 +31,6 @@
 #include "cli/run_summary.h"
 #include "glog/logging.h"
 #include "hips/v1/hips.grpc.pb.h"
-#include "services/core/consistency.h"
 #include "services/net/address.h"
 #include "services/net/grpc_util.h"
 #include "services/net/health.h"
@@ -41,6 +40,7 @@
 #include "services/runtime/process_setup.h"
 #include "services/runtime/security_flags.h"
 #include "services/runtime/training_flags.h"
+#include "services/types/consistency.h"
 #ifdef HIPS_WITH_MONOLITH
 #include "cli/monolith.h"
 #include "services/models/checkpoint_codec.h"

@@ -5,11 +5,11 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "services/core/eval_metrics.h"
-#include "services/core/model_layout.h"
 #include "services/data/dataset.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
+#include "services/types/eval_metrics.h"
+#include "services/types/model_layout.h"
 
 namespace hips {
 

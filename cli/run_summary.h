@@ -9,7 +9,7 @@
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
-#include "services/core/eval_metrics.h"
+#include "services/types/eval_metrics.h"
 
 namespace hips {
 

@@ -7,8 +7,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "services/core/tier_status.h"
 #include "services/net/security.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "services/core/compression.h"
+#include "services/numeric/compression.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 5) return 0;

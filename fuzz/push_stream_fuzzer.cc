@@ -16,10 +16,10 @@
 
 #include "fuzz/fuzz_input.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/compression.h"
 #include "services/net/chunk_receiver.h"
 #include "services/net/proto_convert.h"
 #include "services/net/weights_stream.h"
+#include "services/numeric/compression.h"
 
 namespace {
 

@@ -14,8 +14,8 @@
 #include "absl/strings/str_cat.h"
 #include "fuzz/fuzz_input.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/compression.h"
 #include "services/net/proto_convert.h"
+#include "services/numeric/compression.h"
 #if HIPS_FUZZ_CHECKPOINT
 #include "services/models/checkpoint_codec.h"
 #endif

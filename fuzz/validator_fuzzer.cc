@@ -13,9 +13,9 @@
 #include "absl/time/clock.h"
 #include "fuzz/fuzz_input.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/gradient_accumulator.h"
-#include "services/core/ids.h"
 #include "services/net/proto_convert.h"
+#include "services/numeric/gradient_accumulator.h"
+#include "services/types/ids.h"
 
 namespace {
 

@@ -9,8 +9,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/core/membership.h"
-#include "services/core/payloads.h"
-#include "services/core/tier_status.h"
+#include "services/types/payloads.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 

@@ -13,9 +13,9 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "services/core/eval_metrics.h"
-#include "services/core/payloads.h"
-#include "services/core/tier_status.h"
+#include "services/types/eval_metrics.h"
+#include "services/types/payloads.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 

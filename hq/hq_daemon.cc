@@ -8,10 +8,10 @@
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "hq/hq_metrics.h"
-#include "services/core/chunk_codec.h"
 #include "services/models/checkpoint_codec.h"
 #include "services/net/address.h"
 #include "services/net/grpc_util.h"
+#include "services/numeric/chunk_codec.h"
 
 namespace hips {
 

@@ -9,7 +9,7 @@
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
 #include "hq/hq_daemon.h"
-#include "services/core/parallel.h"
+#include "services/numeric/parallel.h"
 #include "services/runtime/fedavg_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/security_flags.h"

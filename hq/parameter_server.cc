@@ -9,9 +9,10 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "services/core/buffer_pool.h"
-#include "services/core/float_pieces.h"
-#include "services/core/gradient_accumulator.h"
+#include "services/numeric/buffer_pool.h"
+#include "services/numeric/gradient_accumulator.h"
+#include "services/rounds/round_policies.h"
+#include "services/types/float_pieces.h"
 
 namespace hips {
 

@@ -1,7 +1,7 @@
 #include "hq/parameter_server_options.h"
 
 #include "absl/strings/str_cat.h"
-#include "services/core/gradient_accumulator.h"
+#include "services/numeric/gradient_accumulator.h"
 #include "services/rounds/round_policy.h"
 
 namespace hips {

@@ -6,11 +6,11 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "hq/trainer.h"
-#include "services/core/buffer_pool.h"
-#include "services/core/clock.h"
-#include "services/core/consistency.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/models/optimizer.h"
 #include "services/rounds/round_policy.h"
+#include "services/time/clock.h"
+#include "services/types/consistency.h"
 
 namespace hips {
 

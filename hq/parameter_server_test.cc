@@ -10,7 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hq/testing/fake_sgd.h"
-#include "services/core/clock.h"
+#include "services/time/clock.h"
 
 namespace hips {
 namespace {

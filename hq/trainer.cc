@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "services/core/buffer_pool.h"
+#include "services/numeric/buffer_pool.h"
 
 namespace hips {
 

@@ -8,12 +8,12 @@
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "services/core/consistency.h"
-#include "services/core/model_layout.h"
-#include "services/core/payloads.h"
 #include "services/models/checkpoint.h"
 #include "services/models/optimizer.h"
 #include "services/rounds/admission.h"
+#include "services/types/consistency.h"
+#include "services/types/model_layout.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

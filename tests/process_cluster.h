@@ -11,7 +11,7 @@
 #include "absl/time/time.h"
 #include "cli/child_process.h"
 #include "cli/status_client.h"
-#include "services/core/tier_status.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 

@@ -7,7 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "services/core/payloads.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

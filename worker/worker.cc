@@ -5,9 +5,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "services/core/ids.h"
 #include "services/core/push_ledger.h"
-#include "services/core/retry.h"
+#include "services/time/retry.h"
+#include "services/types/ids.h"
 
 namespace hips {
 

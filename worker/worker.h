@@ -12,12 +12,13 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
-#include "services/core/fedavg.h"
 #include "services/data/dataset.h"
 #include "services/data/shard_sampler.h"
 #include "services/metrics/metrics_server.h"
 #include "services/metrics/rpc_metrics.h"
 #include "services/models/model.h"
+#include "services/numeric/compression.h"
+#include "services/numeric/fedavg.h"
 #include "worker/aggregator_client.h"
 
 namespace hips {

@@ -6,8 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "services/core/chunk_codec.h"
 #include "services/net/address.h"
+#include "services/numeric/chunk_codec.h"
 #include "worker/grpc_aggregator_client.h"
 
 namespace hips {

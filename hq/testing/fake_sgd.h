@@ -10,8 +10,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "services/core/clock.h"
 #include "services/models/optimizer.h"
+#include "services/time/clock.h"
 
 namespace hips {
 

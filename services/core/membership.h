@@ -10,7 +10,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "services/core/payloads.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

@@ -11,7 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "services/core/payloads.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

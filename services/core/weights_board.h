@@ -10,8 +10,8 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
-#include "services/core/clock.h"
-#include "services/core/payloads.h"
+#include "services/time/clock.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

@@ -9,9 +9,9 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "services/core/consistency.h"
-#include "services/core/model_layout.h"
 #include "services/models/optimizer.h"
+#include "services/types/consistency.h"
+#include "services/types/model_layout.h"
 
 // What a checkpoint holds, and its checksum: the part of the checkpoint
 // format that is not LibTorch's (services/models/checkpoint_codec.h turns it

@@ -9,9 +9,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "services/core/eval_metrics.h"
-#include "services/core/model_layout.h"
 #include "services/data/dataset.h"
+#include "services/types/eval_metrics.h"
+#include "services/types/model_layout.h"
 
 namespace hips {
 

@@ -10,8 +10,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
-#include "services/core/fedavg.h"
 #include "services/models/model.h"
+#include "services/types/sgd.h"
 
 namespace hips {
 

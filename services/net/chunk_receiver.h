@@ -16,11 +16,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "services/core/buffer_pool.h"
-#include "services/core/chunk_codec.h"
-#include "services/core/float_kernels.h"
-#include "services/core/payloads.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/net/raw_chunks.h"
+#include "services/numeric/chunk_codec.h"
+#include "services/numeric/float_kernels.h"
+#include "services/types/payloads.h"
 
 // Receivers of the hips.v1 *Chunk streams (GradientChunk, AggregateChunk,
 // WeightsChunk) as raw grpc::ByteBuffers (raw_chunks.h), fed message by

@@ -5,8 +5,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
-#include "services/core/payloads.h"
 #include "services/net/call_registry.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

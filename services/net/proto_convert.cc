@@ -8,7 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
-#include "services/core/gradient_accumulator.h"
+#include "services/numeric/gradient_accumulator.h"
 
 namespace hips {
 namespace {

@@ -5,12 +5,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/compression.h"
-#include "services/core/consistency.h"
-#include "services/core/ids.h"
-#include "services/core/model_layout.h"
-#include "services/core/payloads.h"
-#include "services/core/tier_status.h"
+#include "services/numeric/compression.h"
+#include "services/types/consistency.h"
+#include "services/types/ids.h"
+#include "services/types/model_layout.h"
+#include "services/types/payloads.h"
+#include "services/types/tier_status.h"
 
 // Conversions between hips.v1 messages and domain types, with the checks that
 // anything a peer sends must pass (INVALID_ARGUMENT with a reason otherwise).

@@ -8,12 +8,12 @@
 
 #include "absl/status/statusor.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/payloads.h"
 #include "services/metrics/rpc_metrics.h"
 #include "services/net/chunk_receiver.h"
 #include "services/net/grpc_util.h"
 #include "services/net/raw_chunks.h"
 #include "services/net/stream_guard.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

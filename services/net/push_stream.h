@@ -10,12 +10,12 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/payloads.h"
 #include "services/net/blocking_call.h"
 #include "services/net/call_registry.h"
 #include "services/net/grpc_util.h"
 #include "services/net/raw_chunks.h"
 #include "services/net/security.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

@@ -6,13 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/buffer_pool.h"
-#include "services/core/ids.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/net/blocking_call.h"
 #include "services/net/chunk_receiver.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
 #include "services/net/security.h"
+#include "services/types/ids.h"
 
 namespace hips {
 

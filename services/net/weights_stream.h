@@ -14,15 +14,15 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "hips/v1/hips.pb.h"
-#include "services/core/chunk_codec.h"
-#include "services/core/payloads.h"
 #include "services/core/weights_board.h"
-#include "services/core/weights_chain.h"
 #include "services/metrics/rpc_metrics.h"
 #include "services/net/call_registry.h"
 #include "services/net/chunk_receiver.h"
 #include "services/net/raw_chunks.h"
 #include "services/net/stream_guard.h"
+#include "services/numeric/chunk_codec.h"
+#include "services/numeric/weights_chain.h"
+#include "services/types/payloads.h"
 
 // The PullWeights stream, shared by both tiers that serve it (HQ and
 // aggregator) and both that call it (aggregator and worker).

@@ -6,8 +6,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
-#include "services/core/consistency.h"
-#include "services/core/drop_reason.h"
+#include "services/types/consistency.h"
+#include "services/types/drop_reason.h"
 
 // What both tiers check before a contribution joins a round or a batch: an
 // aggregator for a worker's gradient, HQ for an aggregate.

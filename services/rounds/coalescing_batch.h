@@ -8,7 +8,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/time/time.h"
-#include "services/core/gradient_accumulator.h"
+#include "services/numeric/gradient_accumulator.h"
 #include "services/rounds/contribution.h"
 
 namespace hips {

@@ -1,7 +1,7 @@
 #include "services/rounds/contribution.h"
 
 #include "absl/strings/str_cat.h"
-#include "services/core/gradient_accumulator.h"
+#include "services/numeric/gradient_accumulator.h"
 
 namespace hips {
 

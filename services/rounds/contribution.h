@@ -7,9 +7,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "services/core/compression.h"
-#include "services/core/drop_reason.h"
-#include "services/core/payloads.h"
+#include "services/numeric/compression.h"
+#include "services/types/drop_reason.h"
+#include "services/types/payloads.h"
 
 namespace hips {
 

@@ -3,7 +3,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/core/fedavg.h"
+#include "services/numeric/fedavg.h"
 
 namespace hips {
 

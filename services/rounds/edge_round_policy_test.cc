@@ -6,8 +6,9 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/core/clock.h"
+#include "services/rounds/round_policies.h"
 #include "services/rounds/testing/fake_round_host.h"
+#include "services/time/clock.h"
 
 namespace hips {
 namespace {

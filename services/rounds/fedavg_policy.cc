@@ -1,12 +1,47 @@
 #include "services/rounds/fedavg_policy.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/core/fedavg.h"
+#include "services/numeric/fedavg.h"
 
 namespace hips {
+
+namespace {
+
+// SplitMix64: a small generator whose sequence is the same on every
+// platform (std:: distributions are not).
+uint64_t SplitMix(uint64_t* state) {
+  uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+  return z ^ (z >> 31);
+}
+
+}  // namespace
+
+std::vector<std::string> DrawParticipants(std::vector<std::string> live, double fraction,
+                                          int64_t version, absl::string_view salt) {
+  std::sort(live.begin(), live.end());
+  const size_t n = live.size();
+  if (fraction >= 1.0 || n <= 1) return live;
+  const size_t k = std::clamp<size_t>(
+      static_cast<size_t>(std::llround(fraction * static_cast<double>(n))), 1, n);
+  uint64_t state = 1469598103934665603ULL;  // FNV-1a of the salt, then the version
+  for (char c : salt) state = (state ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  state ^= static_cast<uint64_t>(version) * 0x9E3779B97F4A7C15ULL;
+  // The first k of a Fisher-Yates shuffle.
+  for (size_t i = 0; i < k; ++i) {
+    const size_t j = i + static_cast<size_t>(SplitMix(&state) % (n - i));
+    std::swap(live[i], live[j]);
+  }
+  live.resize(k);
+  std::sort(live.begin(), live.end());
+  return live;
+}
 
 std::shared_ptr<const WeightsSnapshot> FedAvgPolicy::Begin(
     const VersionState& tier, std::shared_ptr<const WeightsSnapshot> weights,

@@ -10,6 +10,14 @@
 
 namespace hips {
 
+// The workers an aggregator draws for the round of `version`: round(F·n),
+// at least 1, of the `live` ones (n of them), chosen by a generator seeded
+// with `version` and `salt` (the aggregator's id), so that every run of the
+// same cluster draws the same and aggregators draw independently. Sorted.
+// All of them when `fraction` >= 1.
+std::vector<std::string> DrawParticipants(std::vector<std::string> live, double fraction,
+                                          int64_t version, absl::string_view salt);
+
 // fedavg (local SGD, federated averaging; docs/modes.md, docs/wan.md):
 // rounds as in sync, of the workers' model deltas after `local_steps` SGD
 // steps each. With participation F < 1 an aggregator draws round(F·n) of

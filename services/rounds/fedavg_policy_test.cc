@@ -1,14 +1,18 @@
 #include "services/rounds/fedavg_policy.h"
 
+#include <algorithm>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/core/clock.h"
-#include "services/core/fedavg.h"
+#include "services/numeric/fedavg.h"
+#include "services/rounds/round_policies.h"
 #include "services/rounds/testing/fake_round_host.h"
+#include "services/time/clock.h"
 
 namespace hips {
 namespace {
@@ -112,6 +116,54 @@ TEST_F(FedAvgPolicyTest, HqStepsWithServerMomentumAndSendsTheWorkersTheirLocalSg
   EXPECT_EQ(policy_->WorkersSgd(0.025), (LocalSgd{0.025, 0.9, true, 1e-4}));
   EXPECT_TRUE(policy_->StepsOnDeltas());
   EXPECT_EQ(MakeRoundPolicy(policy_->options(), &host_)->StepsOnDeltas(), true);
+}
+
+std::vector<std::string> Workers(int n) {
+  std::vector<std::string> out;
+  for (int i = 0; i < n; ++i) out.push_back(absl::StrCat("worker-", i));
+  return out;
+}
+
+TEST(DrawParticipantsTest, DrawsRoundFOfTheLiveWorkersReproducibly) {
+  const std::vector<std::string> live = Workers(10);
+  const std::vector<std::string> drawn = DrawParticipants(live, 0.3, 7, "agg-0");
+  ASSERT_EQ(drawn.size(), 3u);
+  EXPECT_TRUE(std::is_sorted(drawn.begin(), drawn.end()));
+  EXPECT_EQ(std::set<std::string>(drawn.begin(), drawn.end()).size(), 3u);
+  for (const std::string& id : drawn)
+    EXPECT_NE(std::find(live.begin(), live.end(), id), live.end());
+  // The same round draws the same, in whatever order the live list comes.
+  std::vector<std::string> reversed(live.rbegin(), live.rend());
+  EXPECT_EQ(DrawParticipants(reversed, 0.3, 7, "agg-0"), drawn);
+
+  // Over many rounds every worker takes part about F of the time, and the
+  // draws differ between rounds and between aggregators.
+  std::map<std::string, int> times;
+  std::set<std::vector<std::string>> distinct;
+  int same_as_other_aggregator = 0;
+  const int kRounds = 1000;
+  for (int v = 0; v < kRounds; ++v) {
+    const std::vector<std::string> d = DrawParticipants(live, 0.3, v, "agg-0");
+    ASSERT_EQ(d.size(), 3u);
+    for (const std::string& id : d) ++times[id];
+    distinct.insert(d);
+    same_as_other_aggregator += d == DrawParticipants(live, 0.3, v, "agg-1");
+  }
+  for (const std::string& id : live) {
+    EXPECT_GT(times[id], 200) << id;  // 300 expected
+    EXPECT_LT(times[id], 400) << id;
+  }
+  EXPECT_GT(distinct.size(), 100u);         // of 120 possible draws
+  EXPECT_LT(same_as_other_aggregator, 50);  // 1000 / 120 expected
+}
+
+TEST(DrawParticipantsTest, EdgeCases) {
+  EXPECT_EQ(DrawParticipants(Workers(4), 1.0, 3, "a"), Workers(4));
+  EXPECT_EQ(DrawParticipants({}, 0.5, 3, "a"), std::vector<std::string>{});
+  EXPECT_EQ(DrawParticipants({"w"}, 0.1, 3, "a"), std::vector<std::string>{"w"});
+  EXPECT_EQ(DrawParticipants(Workers(10), 0.01, 3, "a").size(), 1u);  // at least one
+  EXPECT_EQ(DrawParticipants(Workers(2), 0.5, 3, "a").size(), 1u);
+  EXPECT_EQ(DrawParticipants(Workers(3), 0.5, 3, "a").size(), 2u);  // round(1.5)
 }
 
 TEST(ModeFitsOptimizerTest, FedavgNeedsSgd) {

@@ -3,13 +3,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "services/core/float_kernels.h"
-#include "services/core/float_pieces.h"
-#include "services/core/parallel.h"
-#include "services/rounds/async_policy.h"
-#include "services/rounds/edge_round_policy.h"
-#include "services/rounds/fedavg_policy.h"
-#include "services/rounds/sync_policy.h"
+#include "services/numeric/float_kernels.h"
+#include "services/numeric/parallel.h"
+#include "services/types/float_pieces.h"
 
 namespace hips {
 
@@ -112,22 +108,6 @@ absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, absl::string_view op
         "fedavg runs SGD on the workers; HQ's optimizer is ", optimizer, " (use --optimizer=sgd)"));
   }
   return absl::OkStatus();
-}
-
-std::unique_ptr<RoundPolicy> MakeRoundPolicy(RoundPolicyOptions options, RoundHost* host) {
-  switch (options.mode.mode) {
-    case Mode::kSync:
-      return std::make_unique<SyncPolicy>(std::move(options), host);
-    case Mode::kAsync:
-    case Mode::kSsp:
-      return std::make_unique<AsyncPolicy>(std::move(options), host);
-    case Mode::kFedAvg:
-      if (options.mode.edge_rounds > 1 && options.tier == RoundPolicyOptions::Tier::kAggregator) {
-        return std::make_unique<EdgeRoundPolicy>(std::move(options), host);
-      }
-      return std::make_unique<FedAvgPolicy>(std::move(options), host);
-  }
-  return nullptr;
 }
 
 }  // namespace hips

@@ -11,14 +11,14 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
-#include "services/core/buffer_pool.h"
-#include "services/core/consistency.h"
-#include "services/core/fedavg.h"
-#include "services/core/gradient_accumulator.h"
 #include "services/core/membership.h"
-#include "services/core/payloads.h"
+#include "services/numeric/buffer_pool.h"
+#include "services/numeric/gradient_accumulator.h"
 #include "services/rounds/admission.h"
 #include "services/rounds/contribution.h"
+#include "services/types/consistency.h"
+#include "services/types/payloads.h"
+#include "services/types/sgd.h"
 
 // How a tier turns contributions into rounds: one RoundPolicy per
 // consistency mode (docs/architecture.md, "Round policies"). A tier (an
@@ -252,11 +252,6 @@ void RoundMeanInto(const RoundOutput& output, absl::Span<float> mean);
 // INVALID_ARGUMENT for a mode HQ's optimizer (`optimizer`: "sgd", "adam")
 // cannot train in: fedavg runs SGD on the workers.
 absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, absl::string_view optimizer);
-
-// The policy of `options.mode` for `options.tier`: sync (SyncPolicy),
-// async and ssp (AsyncPolicy), fedavg (FedAvgPolicy), fedavg with edge
-// rounds at an aggregator (EdgeRoundPolicy).
-std::unique_ptr<RoundPolicy> MakeRoundPolicy(RoundPolicyOptions options, RoundHost* host);
 
 }  // namespace hips
 

@@ -5,7 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
-#include "services/core/chunk_codec.h"
+#include "services/numeric/chunk_codec.h"
 
 namespace hips {
 

@@ -10,7 +10,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
-#include "services/core/gradient_accumulator.h"
+#include "services/numeric/gradient_accumulator.h"
 #include "services/rounds/contribution.h"
 
 namespace hips {

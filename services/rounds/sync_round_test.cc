@@ -8,10 +8,10 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "services/core/chunk_codec.h"
-#include "services/core/consistency.h"
-#include "services/core/gradient_accumulator.h"
+#include "services/numeric/chunk_codec.h"
+#include "services/numeric/gradient_accumulator.h"
 #include "services/rounds/coalescing_batch.h"
+#include "services/types/consistency.h"
 
 namespace hips {
 namespace {

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "services/core/compression.h"
+#include "services/numeric/compression.h"
 
 // --compression, --topk_ratio and --error_feedback: how a sender (worker or
 // aggregator) encodes the gradients it pushes on its hop.

@@ -8,8 +8,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "services/core/consistency.h"
-#include "services/core/weights_chain.h"
+#include "services/numeric/weights_chain.h"
+#include "services/types/consistency.h"
 
 // --local_steps, --participation, --edge_rounds, --server_lr and
 // --server_momentum: the

@@ -1,0 +1,75 @@
+#include "services/numeric/float_kernels.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "services/types/float_pieces.h"
+
+namespace hips {
+namespace {
+
+constexpr uint32_t kMagnitudeMask = 0x7fffffffu;
+// Independent running maxima: one chain of max per lane would bound the
+// scan by the instruction latency, not by the loads.
+constexpr size_t kLanes = 16;
+
+inline uint32_t LoadBits(const char* p) {
+  uint32_t bits;
+  std::memcpy(&bits, p, sizeof(bits));
+  return bits;
+}
+
+}  // namespace
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HIPS_FLOAT_KERNEL __attribute__((target_clones("avx2", "default")))
+#else
+#define HIPS_FLOAT_KERNEL
+#endif
+
+HIPS_FLOAT_KERNEL uint32_t MaxAbsBitsOfRun(const char* in, size_t n) {
+  uint32_t lanes[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t l = 0; l < kLanes; ++l) {
+      lanes[l] = std::max(lanes[l], LoadBits(in + (i + l) * sizeof(float)) & kMagnitudeMask);
+    }
+  }
+  uint32_t max = 0;
+  for (size_t l = 0; l < kLanes; ++l) max = std::max(max, lanes[l]);
+  for (; i < n; ++i) max = std::max(max, LoadBits(in + i * sizeof(float)) & kMagnitudeMask);
+  return max;
+}
+
+HIPS_FLOAT_KERNEL void ScaleRun(float* __restrict out, const char* __restrict in, size_t n,
+                                float scale) {
+  for (size_t i = 0; i < n; ++i) out[i] = scale * LoadFloat(in + i * sizeof(float));
+}
+
+HIPS_FLOAT_KERNEL void AddScaledRun(float* __restrict out, const char* __restrict in, size_t n,
+                                    float scale) {
+  for (size_t i = 0; i < n; ++i) out[i] += scale * LoadFloat(in + i * sizeof(float));
+}
+
+HIPS_FLOAT_KERNEL uint32_t ScaleRunWithMaxBits(float* __restrict out, const char* __restrict in,
+                                               size_t n, float scale) {
+  uint32_t lanes[kLanes] = {};
+  size_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (size_t l = 0; l < kLanes; ++l) {
+      const float v = scale * LoadFloat(in + (i + l) * sizeof(float));
+      out[i + l] = v;
+      lanes[l] = std::max(lanes[l], FloatBits(v) & kMagnitudeMask);
+    }
+  }
+  uint32_t max = 0;
+  for (size_t l = 0; l < kLanes; ++l) max = std::max(max, lanes[l]);
+  for (; i < n; ++i) {
+    const float v = scale * LoadFloat(in + i * sizeof(float));
+    out[i] = v;
+    max = std::max(max, FloatBits(v) & kMagnitudeMask);
+  }
+  return max;
+}
+
+}  // namespace hips

@@ -1,0 +1,34 @@
+#ifndef HIPS_SERVICES_NUMERIC_FLOAT_KERNELS_H_
+#define HIPS_SERVICES_NUMERIC_FLOAT_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+// The loops every byte of a gradient goes through on its way into a sum,
+// over runs of unaligned little-endian float32 (FloatPieces::ForEachRun
+// hands out such runs). Each is compiled twice, for the x86-64 baseline and
+// for AVX2, and the loader picks the one the CPU runs (GCC's target_clones):
+// Debian builds for the baseline, and on the baseline the largest-magnitude
+// scan is a dependency chain of compare-and-blend (docs/performance.md,
+// step 9).
+
+namespace hips {
+
+// max over i of (bits of in[i]) & 0x7fffffff: the largest magnitude as an
+// ordered bit pattern (>= 0x7f800000 means a non-finite value). 0 when n = 0.
+uint32_t MaxAbsBitsOfRun(const char* in, size_t n);
+
+// out[i] = scale · in[i].
+void ScaleRun(float* out, const char* in, size_t n, float scale);
+
+// out[i] += scale · in[i].
+void AddScaledRun(float* out, const char* in, size_t n, float scale);
+
+// out[i] = scale · in[i], and returns the largest magnitude of what it wrote
+// (as MaxAbsBitsOfRun of `out`): one pass over a chunk that has just
+// arrived, while it is still in cache.
+uint32_t ScaleRunWithMaxBits(float* out, const char* in, size_t n, float scale);
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_NUMERIC_FLOAT_KERNELS_H_

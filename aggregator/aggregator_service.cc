@@ -105,7 +105,7 @@ grpc::ServerUnaryReactor* AggregatorService::GetStatus(grpc::CallbackServerConte
   }
   AggregatorStatus status = aggregator_->status();
   status.calls_refused = gate_.refusals();
-  AggregatorStatusToProto(status, absl::Now(), reply);
+  AggregatorStatusToProto(status, aggregator_->options().clock->Now(), reply);
   return Answer(ctx, grpc::Status::OK);
 }
 

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
+#include "services/testing/wait_for.h"
 
 namespace hips {
 namespace {
@@ -184,10 +185,8 @@ TEST_F(AggregatorServiceTest, APushIsReadIntoASpareThatBecomesTheSumOrGoesBack) 
   // A reactor hands its buffer back when gRPC destroys it, which may be just
   // after the client saw the status: wait (bounded) for the spare to return.
   std::vector<float> back;
-  const absl::Time give_up = absl::Now() + absl::Seconds(10);
-  while ((back = aggregator_.SpareBuffer()).empty() && absl::Now() < give_up) {
-    absl::SleepFor(absl::Milliseconds(1));
-  }
+  EXPECT_TRUE(
+      WaitFor([&] { return !(back = aggregator_.SpareBuffer()).empty(); }, absl::Seconds(10)));
   EXPECT_EQ(back.data(), spare_data);
 }
 

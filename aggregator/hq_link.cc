@@ -47,7 +47,7 @@ void HqLink::PullLoop() {
     if (latest != nullptr && latest->training_done) return;  // nothing newer will come
     const int64_t min_version = latest == nullptr ? 0 : latest->version + 1;
     absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next =
-        hq_->PullWeights(min_version, absl::Now() + options_.long_poll, latest);
+        hq_->PullWeights(min_version, options_.clock->Now() + options_.long_poll, latest);
     if (next.ok()) {
       backoff.Reset();
       VLOG(1) << "weights of version " << (*next)->version << " from HQ";
@@ -64,7 +64,7 @@ void HqLink::PullLoop() {
 
 bool HqLink::HqAnswering() const {
   const int64_t last = last_answer_us_.load();
-  return last > 0 && absl::ToUnixMicros(absl::Now()) - last <= 2 * lease_us_.load();
+  return last > 0 && absl::ToUnixMicros(options_.clock->Now()) - last <= 2 * lease_us_.load();
 }
 
 void HqLink::HeartbeatLoop() {
@@ -78,11 +78,11 @@ void HqLink::HeartbeatLoop() {
     hb.live_workers = c.live_workers;
     hb.forming = c.forming;
     hb.address = options_.address;
-    absl::StatusOr<HeartbeatAnswer> answer = hq_->Heartbeat(hb, absl::Now() + lease / 2);
+    absl::StatusOr<HeartbeatAnswer> answer = hq_->Heartbeat(hb, options_.clock->Now() + lease / 2);
     if (answer.ok()) {
       lease = answer->lease;
       lease_us_.store(absl::ToInt64Microseconds(lease));
-      last_answer_us_.store(absl::ToUnixMicros(absl::Now()));
+      last_answer_us_.store(absl::ToUnixMicros(options_.clock->Now()));
       // Joining a cluster that already trains (this aggregator restarted):
       // its workers may have moved elsewhere, so it does not wait for them.
       if (first_answer && answer->version > 0) aggregator_->EndForming();

@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "aggregator/aggregator.h"
 #include "aggregator/hq_client.h"
+#include "services/time/clock.h"
 
 namespace hips {
 
@@ -29,6 +30,9 @@ struct HqLinkOptions {
   // retry can succeed, so the daemon stops (docs/security.md). Empty: only
   // logged.
   std::function<void(const absl::Status&)> on_refused;
+  // Where time comes from (RPC deadlines, whether HQ answers in time); must
+  // outlive the link.
+  Clock* clock = SystemClock();
 };
 
 // Connects an Aggregator to HQ with three threads: one long-polls HQ for

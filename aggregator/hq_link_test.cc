@@ -14,6 +14,8 @@
 #include "absl/synchronization/notification.h"
 #include "aggregator/testing/fake_hq_client.h"
 #include "gtest/gtest.h"
+#include "services/testing/wait_for.h"
+#include "services/time/clock.h"
 
 namespace hips {
 namespace {
@@ -134,6 +136,34 @@ TEST(HqLinkTest, HeartbeatsReportTheLiveWorkersAndCarryHqsAnswerBack) {
   EXPECT_FALSE(hq.heartbeats()[2].forming);  // it stopped waiting after HQ's answer
   EXPECT_FALSE(agg.counters().forming);
   EXPECT_EQ(agg.Heartbeat("w0", 1, false)->data_positions.at("w0"), 12);
+}
+
+// Whether HQ answers in time is judged on the link's clock: a simulated one
+// that jumps two leases ahead makes HQ late at once (no real wait).
+TEST(HqLinkTest, HqAnsweringIsJudgedOnTheLinksClock) {
+  SimulatedClock clock;
+  FakeHqClient hq;
+  hq.Publish(ZeroWeights(3, 0));
+  std::atomic<bool> answering{true};
+  hq.SetHeartbeatHandler([&](const HeartbeatRequestData&) -> absl::StatusOr<HeartbeatAnswer> {
+    if (!answering.load()) return absl::UnavailableError("HQ is paused");
+    HeartbeatAnswer answer;
+    answer.lease = absl::Milliseconds(200);
+    return answer;
+  });
+  Aggregator agg(Options(1));
+  HqLinkOptions options = Fast();
+  options.clock = &clock;
+  HqLink link(&agg, &hq, options);
+  ASSERT_TRUE(hq.WaitForHeartbeats(1, kWait));
+  ASSERT_TRUE(WaitFor([&] { return link.HqAnswering(); }, kWait));
+  answering.store(false);
+  const size_t before = hq.heartbeats().size();
+  ASSERT_TRUE(hq.WaitForHeartbeats(before + 1, kWait));  // one refused at least
+  clock.AdvanceBy(absl::Milliseconds(401));              // two leases with no answer
+  EXPECT_FALSE(link.HqAnswering());
+  answering.store(true);
+  EXPECT_TRUE(WaitFor([&] { return link.HqAnswering(); }, kWait));
 }
 
 TEST(HqLinkTest, ShutdownEndsACallInFlightAndCountsWhatNeverReachedHq) {

@@ -123,10 +123,11 @@ absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions option
   }
   EvalLoop* eval = d->eval_.get();
   auto last = std::make_shared<absl::Time>(absl::InfinitePast());
+  Clock* clock = options.server.clock;
   d->server_ = std::make_unique<ParameterServer>(
       options.server, layout, *std::move(optimizer),
-      [eval, round_seconds, last](std::shared_ptr<const WeightsSnapshot> s) {
-        const absl::Time now = absl::Now();
+      [eval, round_seconds, last, clock](std::shared_ptr<const WeightsSnapshot> s) {
+        const absl::Time now = clock->Now();
         if (round_seconds != nullptr && *last != absl::InfinitePast()) {
           round_seconds->Observe(absl::ToDoubleSeconds(now - *last));
         }

@@ -136,7 +136,7 @@ grpc::ServerUnaryReactor* HqService::GetStatus(grpc::CallbackServerContext* ctx,
     status.final_eval_error = error.ToString();
   }
   status.calls_refused = gate_.refusals();
-  HqStatusToProto(status, absl::Now(), reply);
+  HqStatusToProto(status, server_->options().clock->Now(), reply);
   return Answer(ctx, grpc::Status::OK);
 }
 

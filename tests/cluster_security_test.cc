@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "cli/run_credentials.h"
 #include "gtest/gtest.h"
+#include "services/testing/wait_for.h"
 #include "tests/process_cluster.h"
 #include "tests/rpc_probe.h"
 
@@ -30,7 +31,7 @@ ProcessClusterOptions Options(const std::string& name, bool tls) {
 }
 
 void ReachVersion(ProcessCluster& c, int64_t version) {
-  ASSERT_TRUE(ProcessCluster::WaitFor([&] { return c.Version() >= version; }, absl::Seconds(90)))
+  ASSERT_TRUE(WaitFor([&] { return c.Version() >= version; }, absl::Seconds(90)))
       << "HQ stuck at version " << c.Version() << "; see " << c.run_dir();
 }
 
@@ -68,7 +69,7 @@ TEST(ClusterSecurityTest, TrainsOverMutualTlsAndRefusesAPlaintextClient) {
   // round waits only for the live ones), and status is read over mTLS, as
   // hips-cli.
   absl::StatusOr<HqStatus> hq;
-  EXPECT_TRUE(ProcessCluster::WaitFor(
+  EXPECT_TRUE(WaitFor(
       [&] {
         hq = c.QueryHq();
         return hq.ok() && hq->server.live_aggregators.size() == 2 &&

@@ -34,6 +34,8 @@ import time
 import urllib.parse
 import urllib.request
 
+import waiting
+
 failures = []
 VERSIONS = 3000
 
@@ -55,14 +57,10 @@ def run(argv, timeout=600, env=None, check_rc=True):
 
 
 def wait_for(what, condition, seconds, every=1.0):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if condition():
-                return True
-        except (subprocess.SubprocessError, RuntimeError, ValueError, KeyError, OSError):
-            pass
-        time.sleep(every)
+    if waiting.wait_for(condition, seconds, every=every,
+                        ignore=(subprocess.SubprocessError, RuntimeError, ValueError, KeyError,
+                                OSError)):
+        return True
     return check(False, "timed out after %d s waiting for %s" % (seconds, what))
 
 

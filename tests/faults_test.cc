@@ -27,6 +27,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
+#include "services/testing/wait_for.h"
 #include "tests/process_cluster.h"
 
 namespace hips {
@@ -81,7 +82,7 @@ class FaultsTest : public ::testing::Test {
   // carries what a stall needs to be understood after the run directory is
   // gone (a CI machine): every tier's counters and its log's last lines.
   static void ReachVersion(ProcessCluster& c, int64_t version) {
-    ASSERT_TRUE(ProcessCluster::WaitFor([&] { return c.Version() >= version; }, absl::Seconds(90)))
+    ASSERT_TRUE(WaitFor([&] { return c.Version() >= version; }, absl::Seconds(90)))
         << "HQ stuck at version " << c.Version() << "; see " << c.run_dir() << "\n"
         << Diagnose(c);
   }
@@ -132,7 +133,7 @@ TEST_F(FaultsTest, AKilledWorkerHoldsASyncRoundUpForAtMostALeaseAndRejoinsWhenRe
               absl::ToDoubleSeconds(stall), absl::ToDoubleSeconds(kLease));
   EXPECT_LE(stall, 2 * kLease);
   ReachVersion(c, at_kill + 20);  // training goes on with three workers
-  ASSERT_TRUE(ProcessCluster::WaitFor(
+  ASSERT_TRUE(WaitFor(
       [&] {
         absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && !Live(*s).count("worker-1");
@@ -142,7 +143,7 @@ TEST_F(FaultsTest, AKilledWorkerHoldsASyncRoundUpForAtMostALeaseAndRejoinsWhenRe
   // Restarted under the same id, it rejoins and gets the current weights:
   // every round has all four workers again.
   ASSERT_TRUE(c.Restart("worker-1").ok());
-  ASSERT_TRUE(ProcessCluster::WaitFor(
+  ASSERT_TRUE(WaitFor(
       [&] {
         absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && Live(*s).count("worker-1");
@@ -169,7 +170,7 @@ TEST_F(FaultsTest, WorkersOfAKilledAggregatorFailOverAndNoVersionCountsAWorkerTw
   const absl::Time killed = absl::Now();
   const int64_t at_kill = c.Version();
   // worker-0 and worker-2 belonged to aggregator-0.
-  ASSERT_TRUE(ProcessCluster::WaitFor(
+  ASSERT_TRUE(WaitFor(
       [&] {
         absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && Live(*s).count("worker-0") && Live(*s).count("worker-2");
@@ -283,7 +284,7 @@ TEST_P(PausedWorkerTest, APausedWorkerLosesItsLeaseAndItsStaleGradientsAreNeverM
   ReachVersion(c, 20);
   c.Stop("worker-1");
   const int64_t at_stop = c.Version();
-  ASSERT_TRUE(ProcessCluster::WaitFor(
+  ASSERT_TRUE(WaitFor(
       [&] {
         absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && !Live(*s).count("worker-1");
@@ -291,7 +292,7 @@ TEST_P(PausedWorkerTest, APausedWorkerLosesItsLeaseAndItsStaleGradientsAreNeverM
       3 * kLease));
   ReachVersion(c, at_stop + 20);  // the cluster goes on without it
   c.Continue("worker-1");
-  ASSERT_TRUE(ProcessCluster::WaitFor(
+  ASSERT_TRUE(WaitFor(
       [&] {
         absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(1);
         return s.ok() && Live(*s).count("worker-1");
@@ -349,7 +350,7 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
   ASSERT_TRUE(c.Start().ok());
   ReachVersion(c, 20);
   // Evaluations are asynchronous: wait for one after version 0.
-  ASSERT_TRUE(ProcessCluster::WaitFor(
+  ASSERT_TRUE(WaitFor(
       [&] {
         absl::StatusOr<HqStatus> s = c.QueryHq();
         return s.ok() && s->latest_eval.has_value() && s->latest_eval->version >= 10;
@@ -387,7 +388,7 @@ TEST_F(FaultsTest, HipsStatusShowsTheLiveTreeAndFollowsAFailover) {
   // After aggregator-0 dies, its workers are listed under agg-1, and agg-0
   // is gone once its lease at HQ expired.
   c.Kill("aggregator-0");
-  ASSERT_TRUE(ProcessCluster::WaitFor(
+  ASSERT_TRUE(WaitFor(
       [&] {
         absl::StatusOr<HqStatus> s = c.QueryHq();
         return s.ok() && s->server.live_aggregators.size() == 1 &&
@@ -444,7 +445,7 @@ TEST_F(FaultsTest, HealthFollowsWhatEachTierCanDo) {
   EXPECT_EQ(hq_rc, 1) << hq_out;
   EXPECT_EQ(Health(c.hq_address(), "--live").first, 1);
   for (int a = 0; a < 2; ++a) {
-    EXPECT_TRUE(ProcessCluster::WaitFor(
+    EXPECT_TRUE(WaitFor(
         [&] {
           const auto [rc, out] = Health(c.aggregator_address(a));
           return rc == 1 && absl::StrContains(out, ": NOT_SERVING");
@@ -459,8 +460,7 @@ TEST_F(FaultsTest, HealthFollowsWhatEachTierCanDo) {
   // HQ back: the aggregators serve again, and training goes on.
   c.Continue("hq");
   for (int a = 0; a < 2; ++a) {
-    EXPECT_TRUE(ProcessCluster::WaitFor([&] { return serving(c.aggregator_address(a)); },
-                                        absl::Seconds(15)))
+    EXPECT_TRUE(WaitFor([&] { return serving(c.aggregator_address(a)); }, absl::Seconds(15)))
         << Health(c.aggregator_address(a)).second;
   }
   ReachVersion(c, c.Version() + 5);
@@ -482,7 +482,7 @@ nlohmann::json RunHipsLocal(const std::string& run_dir, std::vector<std::string>
     return nullptr;
   }
   if (during) {
-    const bool training = ProcessCluster::WaitFor(
+    const bool training = WaitFor(
         [&] {
           std::ifstream in(out);
           std::stringstream text;
@@ -494,7 +494,7 @@ nlohmann::json RunHipsLocal(const std::string& run_dir, std::vector<std::string>
     if (!training) ADD_FAILURE() << "no progress; see " << out;
     during(run_dir);
   }
-  const bool done = ProcessCluster::WaitFor([&] { return (*hips)->Exited(); }, absl::Minutes(8));
+  const bool done = WaitFor([&] { return (*hips)->Exited(); }, absl::Minutes(8));
   if (!done || !(*hips)->ExitedCleanly()) {
     ADD_FAILURE() << "hips local did not finish cleanly; last lines of " << out << ":\n"
                   << TailOfFile(out, 30);
@@ -508,6 +508,22 @@ nlohmann::json RunHipsLocal(const std::string& run_dir, std::vector<std::string>
 
 // A process `hips local` started and still runs: its pid file names it and
 // its command line is the daemon's (never a recycled pid).
+// The newest version the progress lines of hips local's output report (-1:
+// none yet).
+int64_t ReportedVersion(const std::string& out) {
+  std::ifstream in(out);
+  std::stringstream text;
+  text << in.rdbuf();
+  const std::string s = text.str();
+  const std::regex version("version=([0-9]+) ");
+  int64_t newest = -1;
+  for (auto it = std::sregex_iterator(s.begin(), s.end(), version); it != std::sregex_iterator();
+       ++it) {
+    newest = std::max<int64_t>(newest, std::stoll((*it)[1].str()));
+  }
+  return newest;
+}
+
 pid_t DaemonPid(const std::string& run_dir, const std::string& name, const std::string& binary) {
   std::ifstream pid_file(absl::StrCat(run_dir, "/", name, ".pid"));
   pid_t pid = 0;
@@ -528,8 +544,12 @@ TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
   int kills = 0;
   const nlohmann::json chaos =
       RunHipsLocal(NewRunDir("chaos"), flags, [&](const std::string& run_dir) {
+        // A kill every 80 to 160 versions of training (1.5 to 3 s of a
+        // clean run), bounded: the run may end first.
+        const std::string out = absl::StrCat(run_dir, "/hips.out");
         for (int round = 0; round < 5; ++round) {
-          absl::SleepFor(absl::Milliseconds(1500 + rng() % 1500));
+          const int64_t at = ReportedVersion(out) + 80 + rng() % 80;
+          WaitFor([&] { return ReportedVersion(out) >= at; }, absl::Seconds(30));
           const bool aggregator = round == 2;
           const std::string name = aggregator ? absl::StrCat("aggregator-", rng() % 2)
                                               : absl::StrCat("worker-", rng() % 4);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
+#include "services/testing/wait_for.h"
 #include "tests/in_process_cluster.h"
 
 namespace hips {
@@ -109,9 +110,7 @@ class ModesTest : public ::testing::Test {
     const std::vector<absl::Status> results = cluster_->JoinWorkers();
     for (int k = 0; k < kWorkers; ++k) EXPECT_TRUE(results[k].ok()) << k << ": " << results[k];
     // Bounded wait for the last aggregates in flight to be answered.
-    for (int i = 0; i < 200 && Total().gradients_pending > 0; ++i) {
-      absl::SleepFor(absl::Milliseconds(50));
-    }
+    WaitFor([this] { return Total().gradients_pending == 0; }, absl::Seconds(10));
     const AggregatorCounters agg = Total();
     const ParameterServerStatus hq = this->hq().server().status();
     int64_t pushes = 0;
@@ -233,12 +232,8 @@ TEST_F(ModesTest, FedAvgWithParticipationSurvivesAWorkerKilledMidRound) {
   Start(o);
   ParameterServer& ps = hq().server();
   // Bounded wait for worker 1 to be in the middle of a round's local steps.
-  bool mid_round = false;
-  for (int i = 0; i < 20000 && !mid_round; ++i) {
-    const int64_t steps = Steps(1);
-    mid_round = ps.status().version >= 3 && steps % kH != 0;
-    if (!mid_round) absl::SleepFor(absl::Microseconds(500));
-  }
+  const bool mid_round =
+      WaitFor([&] { return ps.status().version >= 3 && Steps(1) % kH != 0; }, absl::Seconds(10));
   ASSERT_TRUE(mid_round) << "worker 1 never seen mid-round";
   const int64_t killed_at = ps.status().version;
   worker(1).Kill();
@@ -248,9 +243,7 @@ TEST_F(ModesTest, FedAvgWithParticipationSurvivesAWorkerKilledMidRound) {
       EXPECT_TRUE(results[k].ok()) << k << ": " << results[k];
     }
   }
-  for (int i = 0; i < 200 && Total().gradients_pending > 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitFor([this] { return Total().gradients_pending == 0; }, absl::Seconds(10));
   const ParameterServerStatus s = ps.status();
   EXPECT_TRUE(s.training_done);
   EXPECT_GT(s.version, killed_at + 10);
@@ -377,19 +370,15 @@ TEST_F(ModesTest, EdgeRoundsSurviveAWorkerKilledMidRoundAndAccountForEveryDelta)
   ClusterOptions o{{Mode::kFedAvg, 0, kH, 1.0, kE}, kBudget};
   Start(o);
   ParameterServer& ps = hq().server();
-  bool mid_round = false;
-  for (int i = 0; i < 20000 && !mid_round; ++i) {
-    mid_round = ps.status().version >= 2 && Counters(1).edge_rounds_closed % (kE - 1) != 0;
-    if (!mid_round) absl::SleepFor(absl::Microseconds(500));
-  }
+  const bool mid_round = WaitFor(
+      [&] { return ps.status().version >= 2 && Counters(1).edge_rounds_closed % (kE - 1) != 0; },
+      absl::Seconds(10));
   ASSERT_TRUE(mid_round) << "aggregator 1 never seen between edge rounds";
   const int64_t killed_at = ps.status().version;
   worker(1).Kill();
   const std::vector<absl::Status> results = cluster_->JoinWorkers();
   for (int k : {0, 2, 3}) EXPECT_TRUE(results[k].ok()) << k << ": " << results[k];
-  for (int i = 0; i < 200 && Total().gradients_pending > 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  WaitFor([this] { return Total().gradients_pending == 0; }, absl::Seconds(10));
   const ParameterServerStatus s = ps.status();
   EXPECT_TRUE(s.training_done);
   EXPECT_GT(s.version, killed_at + 3);
@@ -448,13 +437,18 @@ TEST_F(ModesTest, CompressedWeightsDownstreamTrainLikeWholeWeightsAndEndExactlyO
   Start(o);
   // While it trains: whenever aggregator 0 holds the version HQ is at, its
   // weights are within the drift HQ sent, and exactly HQ's at a resync.
+  // (Each version aggregator 0 publishes is looked at as it arrives.)
   int compared = 0, exact = 0;
-  for (int i = 0; i < 60000; ++i) {
+  const absl::Time give_up = absl::Now() + absl::Seconds(120);
+  for (int64_t next = 1; absl::Now() < give_up;) {
+    absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> arrived =
+        cluster_->aggregator(0).aggregator().WaitForWeights(next, absl::Now() + absl::Seconds(5));
+    if (!arrived.ok()) break;
+    const std::shared_ptr<const WeightsSnapshot>& held = *arrived;
     std::shared_ptr<const WeightsSnapshot> at_hq = hq().server().weights().Latest();
-    if (at_hq->training_done) break;
-    std::shared_ptr<const WeightsSnapshot> held =
-        cluster_->aggregator(0).aggregator().LatestWeights();
-    if (held != nullptr && held->version == at_hq->version && held->version > 0) {
+    if (held->training_done || at_hq->training_done) break;
+    next = held->version + 1;
+    if (held->version == at_hq->version && held->version > 0) {
       ++compared;
       for (size_t j = 0; j < held->weights.size(); ++j) {
         ASSERT_LE(std::fabs(held->weights[j] - at_hq->weights[j]), held->drift)
@@ -471,7 +465,6 @@ TEST_F(ModesTest, CompressedWeightsDownstreamTrainLikeWholeWeightsAndEndExactlyO
         EXPECT_GT(held->drift, 0.0f) << "version " << held->version;
       }
     }
-    absl::SleepFor(absl::Milliseconds(1));
   }
   EXPECT_GE(compared, 5);
   RecordProperty("versions_compared_while_training", compared);
@@ -482,11 +475,12 @@ TEST_F(ModesTest, CompressedWeightsDownstreamTrainLikeWholeWeightsAndEndExactlyO
   ASSERT_TRUE(final_weights->training_done);
   for (int a = 0; a < kAggregators; ++a) {
     std::shared_ptr<const WeightsSnapshot> held;
-    for (int i = 0; i < 200; ++i) {
-      held = cluster_->aggregator(a).aggregator().LatestWeights();
-      if (held != nullptr && held->training_done) break;
-      absl::SleepFor(absl::Milliseconds(50));
-    }
+    WaitFor(
+        [&] {
+          held = cluster_->aggregator(a).aggregator().LatestWeights();
+          return held != nullptr && held->training_done;
+        },
+        absl::Seconds(10));
     ASSERT_TRUE(held != nullptr && held->training_done) << "aggregator " << a;
     ASSERT_EQ(held->weights.size(), final_weights->weights.size());
     EXPECT_EQ(std::memcmp(held->weights.data(), final_weights->weights.data(),
@@ -539,18 +533,14 @@ TEST_F(ModesTest, SwitchingModesAtRuntimeKeepsTrainingAndAccountsForEveryGradien
   for (int p = 0; p < kPhases; ++p) {
     // Bounded wait for the next fifth of the budget.
     const int64_t target = kBudget * (p + 1) / (kPhases + 1);
-    for (int i = 0; i < 6000 && ps.status().samples_applied < target; ++i) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
+    WaitFor([&] { return ps.status().samples_applied >= target; }, absl::Seconds(60));
     ASSERT_GE(ps.status().samples_applied, target) << "training stalled in phase " << p;
     accuracy.push_back(TestAccuracy(*ps.LatestWeights(), *test));
     absl::StatusOr<ModeSwitch> sw = ps.SetMode(phases[p]);
     ASSERT_TRUE(sw.ok()) << sw.status();
     switched_at.push_back(sw->effective_version);
     // The switch happens at the next version, on every tier.
-    for (int i = 0; i < 3000 && ps.status().mode != phases[p]; ++i) {
-      absl::SleepFor(absl::Milliseconds(10));
-    }
+    WaitFor([&] { return ps.status().mode == phases[p]; }, absl::Seconds(30));
     const ParameterServerStatus s = ps.status();
     ASSERT_EQ(s.mode, phases[p]) << "phase " << p;
     EXPECT_EQ(s.mode_since, sw->effective_version);

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/run_credentials.h"
+#include "services/testing/wait_for.h"
 
 namespace hips {
 
@@ -43,20 +44,21 @@ absl::StatusOr<int> ProcessCluster::Launch(const std::string& name, bool wait_fo
   if (!child.ok()) return child.status();
   children_[name] = *std::move(child);
   if (!wait_for_port) return 0;
-  const absl::Time deadline = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < deadline) {
-    if (children_[name]->Exited()) {
-      return absl::AbortedError(absl::StrCat(name,
-                                             " died at start: ", children_[name]->DescribeExit(),
-                                             "\n", TailOfFile(LogOf(name), 10)));
-    }
-    std::ifstream in(port_file);
-    int port = 0;
-    if (in >> port && port > 0) {
-      spec.port = port;
-      return port;
-    }
-    absl::SleepFor(absl::Milliseconds(20));
+  int port = 0;
+  WaitFor(
+      [&] {
+        std::ifstream in(port_file);
+        return (in >> port && port > 0) || children_[name]->Exited();
+      },
+      absl::Seconds(60));
+  if (port > 0) {
+    spec.port = port;
+    return port;
+  }
+  if (children_[name]->Exited()) {
+    return absl::AbortedError(absl::StrCat(name,
+                                           " died at start: ", children_[name]->DescribeExit(),
+                                           "\n", TailOfFile(LogOf(name), 10)));
   }
   return absl::DeadlineExceededError(absl::StrCat(name, " did not start listening"));
 }
@@ -154,25 +156,18 @@ absl::Status ProcessCluster::Restart(const std::string& name) {
 absl::StatusOr<HqStatus> ProcessCluster::QueryHq() {
   // The first call after HQ restarted may still go to the dead connection
   // (UNAVAILABLE: broken pipe); a real client retries, so does this one.
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (true) {
-    absl::StatusOr<HqStatus> s = status_->Hq(absl::Seconds(2), /*wait_for_ready=*/true);
-    if (s.ok() || !absl::IsUnavailable(s.status()) || absl::Now() >= deadline) return s;
-    absl::SleepFor(absl::Milliseconds(50));
-  }
+  absl::StatusOr<HqStatus> s = absl::UnavailableError("not asked yet");
+  WaitFor(
+      [&] {
+        s = status_->Hq(absl::Seconds(2), /*wait_for_ready=*/true);
+        return s.ok() || !absl::IsUnavailable(s.status());
+      },
+      absl::Seconds(10));
+  return s;
 }
 
 absl::StatusOr<AggregatorStatus> ProcessCluster::QueryAggregator(int a) {
   return status_->Aggregator(aggregator_addresses_[a], absl::Seconds(2));
-}
-
-bool ProcessCluster::WaitFor(const std::function<bool()>& condition, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (true) {
-    if (condition()) return true;
-    if (absl::Now() >= deadline) return false;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
 }
 
 int64_t ProcessCluster::Version() {

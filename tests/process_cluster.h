@@ -57,9 +57,6 @@ class ProcessCluster {
   absl::StatusOr<HqStatus> QueryHq();
   absl::StatusOr<AggregatorStatus> QueryAggregator(int a);
 
-  // Polls `condition` every 20 ms until it holds (true) or `timeout` passed
-  // (false).
-  static bool WaitFor(const std::function<bool()>& condition, absl::Duration timeout);
   // HQ's version, or -1 when it does not answer.
   int64_t Version();
 

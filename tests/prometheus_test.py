@@ -22,9 +22,10 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
+
+import waiting
 
 failures = []
 
@@ -46,15 +47,9 @@ def get_json(url):
         return json.load(r)
 
 
-def wait_for(what, condition, seconds):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        try:
-            if condition():
-                return True
-        except (OSError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
+def wait_until(what, condition, seconds):
+    if waiting.wait_for(condition, seconds, every=0.2, ignore=(OSError, ValueError, KeyError)):
+        return True
     check(False, "timed out waiting for " + what)
     return False
 
@@ -129,20 +124,22 @@ def main():
              "--web.console.templates=" + os.path.join(args.deploy, "prometheus", "consoles"),
              "--web.console.libraries=/usr/share/prometheus/console_libraries"],
             stdout=open(os.path.join(tmp, "prometheus.out"), "w"), stderr=subprocess.STDOUT)
-        wait_for("Prometheus to be ready",
+        wait_until("Prometheus to be ready",
                  lambda: urllib.request.urlopen(base + "/-/ready", timeout=2).status == 200, 60)
 
         def all_up():
             active = get_json(base + "/api/v1/targets")["data"]["activeTargets"]
             return len(active) == 7 and all(t["health"] == "up" for t in active)
-        wait_for("7 targets (1 hq, 2 aggregators, 4 workers) up", all_up, 90)
+        wait_until("7 targets (1 hq, 2 aggregators, 4 workers) up", all_up, 90)
         active = get_json(base + "/api/v1/targets")["data"]["activeTargets"]
         tiers = sorted(t["labels"]["tier"] for t in active)
         check(tiers == ["aggregator"] * 2 + ["hq"] + ["worker"] * 4, "tiers: %s" % tiers)
 
         # Rates need two scrapes; the accuracy needs a first evaluation.
-        wait_for("a first evaluation", lambda: query(base, 'hips_eval_accuracy{tier="hq"}')["data"]["result"], 90)
-        time.sleep(5)
+        wait_until("a first evaluation", lambda: query(base, 'hips_eval_accuracy{tier="hq"}')["data"]["result"], 90)
+        wait_until("a second scrape of every target (rates need two)",
+                   lambda: len(query(base, 'count_over_time(up[10m]) >= 2')["data"]["result"]) == 7,
+                   60)
 
         board = json.load(open(dashboard))
         exprs = [(p["title"], t["expr"]) for p in board["panels"] for t in p["targets"]]

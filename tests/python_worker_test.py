@@ -34,6 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+import waiting
+
 failures = []
 
 
@@ -231,14 +233,14 @@ class Processes:
         self.procs.append(proc)
         if not port:
             return proc, None
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if os.path.exists(port_file) and open(port_file).read().strip():
-                return proc, int(open(port_file).read())
+        def listening():
             if proc.poll() is not None:
                 raise RuntimeError("%s exited: %s" % (name, self.log(name)))
-            time.sleep(0.05)
-        raise RuntimeError(name + " did not listen in 120 s")
+            return os.path.exists(port_file) and open(port_file).read().strip()
+        port = waiting.wait_for(listening, 120)
+        if not port:
+            raise RuntimeError(name + " did not listen in 120 s")
+        return proc, int(port)
 
     def log(self, name):
         with open(os.path.join(self.tmp, name + ".log")) as f:
@@ -311,14 +313,14 @@ class Cluster:
     def wait_until_done(self, workers, seconds=900):
         """HQ's status once training is done and evaluated (or a worker
         failed, or time ran out); each worker's exit checked."""
-        deadline, reply = time.time() + seconds, None
-        while time.time() < deadline:
+        reply = None
+
+        def finished():
+            nonlocal reply
             reply = self.hq_status()
-            if reply.training_done and reply.final_eval.examples > 0:
-                break
-            if any(p.poll() not in (None, 0) for p in workers.values()):
-                break
-            time.sleep(1)
+            return ((reply.training_done and reply.final_eval.examples > 0) or
+                    any(p.poll() not in (None, 0) for p in workers.values()))
+        waiting.wait_for(finished, seconds, every=0.2)
         for name, p in workers.items():
             try:
                 p.wait(timeout=60)
@@ -381,18 +383,14 @@ def failover_checks(args, tmp, pb, versions=150, kill_at=30):
     try:
         workers = {"worker-0": c.python_worker(0, 2, [c.aggs[0], c.aggs[1]]),
                    "worker-1": c.python_worker(1, 2, [c.aggs[1], c.aggs[0]])}
-        deadline = time.time() + 300
-        while c.hq_status().version < kill_at and time.time() < deadline:
-            time.sleep(0.1)
+        waiting.wait_for(lambda: c.hq_status().version >= kill_at, 300)
         c.agg_procs[0].kill()
         killed = time.time()
         moved = None
-        while time.time() < killed + 30:
-            live = c.status(c.aggs[1], "Aggregator", pb.AggregatorStatus).live_workers
-            if "py-worker-0" in live:
-                moved = time.time() - killed
-                break
-            time.sleep(0.1)
+        if waiting.wait_for(lambda: "py-worker-0" in c.status(c.aggs[1], "Aggregator",
+                                                              pb.AggregatorStatus).live_workers,
+                            30):
+            moved = time.time() - killed
         if not check(moved is not None, "py-worker-0 not at aggregator 1 30 s after the kill"):
             return
         print("failover: aggregator killed at version %d, its Python worker at the other "
@@ -400,8 +398,8 @@ def failover_checks(args, tmp, pb, versions=150, kill_at=30):
         check(moved <= 2 * 2.0, "the failover took %.2f s, more than two 2 s leases" % moved)
         # Once HQ stopped waiting for the dead aggregator, every round has
         # both gradients.
-        while time.time() < killed + 60 and list(c.hq_status().live_aggregators) != ["agg-1"]:
-            time.sleep(0.2)
+        waiting.wait_for(lambda: list(c.hq_status().live_aggregators) == ["agg-1"],
+                         max(0, killed + 60 - time.time()))
         before = c.hq_status()
         reply = c.wait_until_done(workers)
         print("failover run: %d versions, accuracy %.4f, %d gradients applied" %

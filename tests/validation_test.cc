@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
+#include "services/testing/wait_for.h"
 #include "tests/served_tiers.h"
 
 namespace hips {
@@ -417,9 +418,7 @@ TEST_F(LimitsTest, AFullServerRefusesAnotherStream) {
   std::unique_ptr<OpenPush> a = StartPush("worker-0", 1);
   std::unique_ptr<OpenPush> b = StartPush("worker-1", 1);
   // Both are open at the server before the third arrives.
-  for (int i = 0; i < 200 && tiers_.aggregator_streams().open() < 2; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  WaitFor([&] { return tiers_.aggregator_streams().open() >= 2; }, absl::Seconds(2));
   ASSERT_EQ(tiers_.aggregator_streams().open(), 2);
   std::unique_ptr<OpenPush> c = StartPush("worker-2", 1);
   const grpc::Status third = Complete(c.get());
@@ -431,9 +430,7 @@ TEST_F(LimitsTest, AFullServerRefusesAnotherStream) {
             (std::map<std::string, int64_t>{{"resource_exhausted", 1}}));
   // Room again once they are done (a slot is released when gRPC destroys the
   // call's reactor, which may be just after the client saw its status).
-  for (int i = 0; i < 1000 && tiers_.aggregator_streams().open() > 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  WaitFor([&] { return tiers_.aggregator_streams().open() == 0; }, absl::Seconds(10));
   ASSERT_EQ(tiers_.aggregator_streams().open(), 0);
   std::unique_ptr<OpenPush> d = StartPush("worker-2", 2);
   EXPECT_TRUE(Complete(d.get()).ok());
@@ -444,9 +441,7 @@ TEST_F(LimitsTest, AStalledPushIsCancelledAndItsPartialDataDropped) {
   std::unique_ptr<OpenPush> stalled = StartPush("worker-0", 1);
   // The client sends nothing more and keeps the stream open; the server
   // cancels the call after --stream_idle_ms (bounded wait: 10 s).
-  for (int i = 0; i < 1000 && tiers_.aggregator_streams().stalled() == 0; ++i) {
-    absl::SleepFor(absl::Milliseconds(10));
-  }
+  WaitFor([&] { return tiers_.aggregator_streams().stalled() > 0; }, absl::Seconds(10));
   ASSERT_EQ(tiers_.aggregator_streams().stalled(), 1);
   stalled->writer->WritesDone();
   const grpc::Status s = stalled->writer->Finish();

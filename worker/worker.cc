@@ -98,21 +98,21 @@ absl::StatusOr<HeartbeatAnswer> Worker::Join() {
   hb.member = options_.id;
   hb.incarnation = incarnation_;
   absl::StatusOr<HeartbeatAnswer> answer =
-      client()->Heartbeat(hb, absl::Now() + absl::Microseconds(lease_micros_.load()) / 2);
+      client()->Heartbeat(hb, options_.clock->Now() + absl::Microseconds(lease_micros_.load()) / 2);
   if (answer.ok()) lease_micros_.store(absl::ToInt64Microseconds(answer->lease));
   return answer;
 }
 
 void Worker::HeartbeatLoop() {
   int watched = active_.load();
-  absl::Time last_answer = absl::Now();
-  absl::Time next_probe = absl::Now();
+  absl::Time last_answer = options_.clock->Now();
+  absl::Time next_probe = options_.clock->Now();
   while (true) {
     const absl::Duration lease = absl::Microseconds(lease_micros_.load());
     if (heartbeat_stop_.WaitForNotificationWithTimeout(lease / options_.heartbeats_per_lease)) {
       return;
     }
-    const absl::Time now = absl::Now();
+    const absl::Time now = options_.clock->Now();
     if (active_.load() != watched) {  // Run moved to another aggregator
       watched = active_.load();
       last_answer = now;
@@ -151,7 +151,7 @@ void Worker::MaybeSwitch() {
     bye.member = options_.id;
     bye.incarnation = incarnation_;
     bye.leaving = true;
-    (void)clients_[from]->Heartbeat(bye, absl::Now() + absl::Milliseconds(500));
+    (void)clients_[from]->Heartbeat(bye, options_.clock->Now() + absl::Milliseconds(500));
   }
   failover_.store(false);
   move_back_.store(false);
@@ -163,7 +163,7 @@ void Worker::MaybeSwitch() {
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
-  const absl::Time deadline = absl::Now() + options_.long_poll;
+  const absl::Time deadline = options_.clock->Now() + options_.long_poll;
   if (current_ == nullptr) return client()->PullWeights(0, deadline, /*no_wait=*/false, 0);
   const int64_t incarnation = current_->incarnation;
   const int64_t next = current_->version + 1;
@@ -192,7 +192,7 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
         // on weights already known to be stale. Never a round's wait: the
         // bound is short and the worker goes on with what it has.
         absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> fresh =
-            client()->PullWeights(newest_known_, absl::Now() + options_.fresh_weights_wait,
+            client()->PullWeights(newest_known_, options_.clock->Now() + options_.fresh_weights_wait,
                                   /*no_wait=*/false, incarnation);
         if (!absl::IsDeadlineExceeded(fresh.status())) return fresh;
       }
@@ -230,7 +230,7 @@ absl::Status Worker::Run() {
   bye.member = options_.id;
   bye.incarnation = incarnation_;
   bye.leaving = true;
-  (void)client()->Heartbeat(bye, absl::Now() + absl::Milliseconds(500));
+  (void)client()->Heartbeat(bye, options_.clock->Now() + absl::Milliseconds(500));
   return status;
 }
 
@@ -285,9 +285,9 @@ absl::Status Worker::Loop() {
     } else {
       const int64_t step =
           w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1) : last_step_ + 1;
-      const absl::Time start = absl::Now();
+      const absl::Time start = options_.clock->Now();
       if (absl::Status s = ComputeStep(*w, step); !s.ok()) return s;
-      if (!Straggle(absl::Now() - start)) break;
+      if (!Straggle(options_.clock->Now() - start)) break;
       last_step_ = step;
       ++steps_;
     }
@@ -337,7 +337,7 @@ absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
     }
     const int64_t step = std::max(
         (w.version * w.mode.edge_rounds + w.edge_round) * w.mode.local_steps + j, last_step_ + 1);
-    const absl::Time start = absl::Now();
+    const absl::Time start = options_.clock->Now();
     int64_t n = 0;
     absl::StatusOr<double> loss = Gradient(step, absl::MakeSpan(push_.gradient), &n);
     if (!loss.ok()) return loss.status();
@@ -346,7 +346,7 @@ absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
     loss_sum += *loss;
     last_step_ = step;
     ++steps_;
-    if (!Straggle(absl::Now() - start)) return false;
+    if (!Straggle(options_.clock->Now() - start)) return false;
   }
   trainer_->DeltaInto(absl::MakeSpan(push_.gradient));
   last_loss_.store(loss_sum / static_cast<double>(samples));

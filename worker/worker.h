@@ -20,6 +20,7 @@
 #include "services/numeric/compression.h"
 #include "services/numeric/fedavg.h"
 #include "worker/aggregator_client.h"
+#include "services/time/clock.h"
 
 namespace hips {
 
@@ -50,6 +51,9 @@ struct WorkerOptions {
   bool return_to_preferred = true;
   // How gradients travel to the aggregator (docs/performance.md).
   CompressionOptions compression;
+  // Where time comes from (RPC deadlines, leases, failover, step times);
+  // must outlive the worker.
+  Clock* clock = SystemClock();
 };
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& options);

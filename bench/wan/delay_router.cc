@@ -75,53 +75,110 @@ int OpenTun(const std::string& name) {
   return fd;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+struct Args {
   std::vector<std::string> names;
   long delay_ms = -1;
   // A bound on what one device holds, so that a sender faster than the
   // link cannot grow the queue without end (the bottleneck's tbf drops
   // further on anyway): 64 MiB is 10 s of 50 Mbit/s.
   size_t max_queue_bytes = 64 << 20;
+};
+
+void ParseTunList(const std::string& list, std::vector<std::string>* names) {
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = list.find(',', start);
+    const std::string name =
+        list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (name.empty() || name.size() >= IFNAMSIZ) Usage("a --tun name is empty or too long");
+    names->push_back(name);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+}
+
+Args ParseArgs(int argc, char** argv) {
+  Args args;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg.rfind("--tun=", 0) == 0) {
-      std::string list = arg.substr(6);
-      size_t start = 0;
-      while (start <= list.size()) {
-        const size_t comma = list.find(',', start);
-        const std::string name =
-            list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-        if (name.empty() || name.size() >= IFNAMSIZ) Usage("a --tun name is empty or too long");
-        names.push_back(name);
-        if (comma == std::string::npos) break;
-        start = comma + 1;
-      }
+      ParseTunList(arg.substr(6), &args.names);
     } else if (arg.rfind("--delay_ms=", 0) == 0) {
       char* end = nullptr;
-      delay_ms = std::strtol(arg.c_str() + 11, &end, 10);
-      if (*end != '\0' || arg.size() == 11 || delay_ms < 0 || delay_ms > 10000) {
+      args.delay_ms = std::strtol(arg.c_str() + 11, &end, 10);
+      if (*end != '\0' || arg.size() == 11 || args.delay_ms < 0 || args.delay_ms > 10000) {
         Usage("--delay_ms must be an integer in [0, 10000]");
       }
     } else if (arg.rfind("--max_queue_bytes=", 0) == 0) {
       char* end = nullptr;
       const long long v = std::strtoll(arg.c_str() + 18, &end, 10);
       if (*end != '\0' || v < 65536) Usage("--max_queue_bytes must be an integer >= 65536");
-      max_queue_bytes = static_cast<size_t>(v);
+      args.max_queue_bytes = static_cast<size_t>(v);
     } else {
       Usage(("unknown argument " + arg).c_str());
     }
   }
-  if (names.empty() || delay_ms < 0) Usage("--tun and --delay_ms are required");
+  if (args.names.empty() || args.delay_ms < 0) Usage("--tun and --delay_ms are required");
+  return args;
+}
 
-  std::vector<Device> devices(names.size());
-  for (size_t i = 0; i < names.size(); ++i) {
-    devices[i].name = names[i];
-    devices[i].fd = OpenTun(names[i]);
+// Writes back every packet due by `now`; the next due time (max: none).
+Clock::time_point WriteDue(std::vector<Device>& devices, Clock::time_point now) {
+  Clock::time_point next = Clock::time_point::max();
+  for (Device& d : devices) {
+    while (!d.queue.empty() && d.queue.front().due <= now) {
+      Packet& p = d.queue.front();
+      // A full device queue (EAGAIN) drops the packet, as a router would.
+      if (write(d.fd, p.bytes.data(), p.bytes.size()) < 0 && errno != EAGAIN) {
+        std::fprintf(stderr, "hips-wan-delay: write to %s: %s\n", d.name.c_str(),
+                     std::strerror(errno));
+      }
+      d.queued_bytes -= p.bytes.size();
+      d.queue.pop_front();
+    }
+    if (!d.queue.empty() && d.queue.front().due < next) next = d.queue.front().due;
+  }
+  return next;
+}
+
+// Until `next` (at most 1 s: a signal is seen within it).
+timespec TimeoutUntil(Clock::time_point next) {
+  if (next == Clock::time_point::max()) return {1, 0};
+  const auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(next - Clock::now());
+  const int64_t ns = std::max<int64_t>(0, wait.count());
+  return {static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
+}
+
+// Drains what the device holds (at most 256 packets a turn); each packet is
+// due `delay` after it came.
+void QueueArrivals(Device& d, std::chrono::milliseconds delay, size_t max_queue_bytes,
+                   std::vector<char>& buffer) {
+  for (int n = 0; n < 256; ++n) {
+    const ssize_t got = read(d.fd, buffer.data(), buffer.size());
+    if (got <= 0) break;
+    if (d.queued_bytes + got > max_queue_bytes) {
+      ++d.dropped;
+      continue;
+    }
+    d.queue.push_back(
+        {Clock::now() + delay, std::vector<char>(buffer.begin(), buffer.begin() + got)});
+    d.queued_bytes += got;
+    ++d.packets;
+    d.bytes += got;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const Args args = ParseArgs(argc, argv);
+  std::vector<Device> devices(args.names.size());
+  for (size_t i = 0; i < args.names.size(); ++i) {
+    devices[i].name = args.names[i];
+    devices[i].fd = OpenTun(args.names[i]);
     if (devices[i].fd < 0) {
-      std::fprintf(stderr, "hips-wan-delay: cannot attach to TUN device %s: %s\n", names[i].c_str(),
-                   std::strerror(errno));
+      std::fprintf(stderr, "hips-wan-delay: cannot attach to TUN device %s: %s\n",
+                   args.names[i].c_str(), std::strerror(errno));
       return 1;
     }
   }
@@ -130,35 +187,14 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
 
-  const auto delay = std::chrono::milliseconds(delay_ms);
+  const auto delay = std::chrono::milliseconds(args.delay_ms);
   std::vector<pollfd> fds(devices.size());
   std::vector<char> buffer(65536);
-  std::printf("hips-wan-delay: delaying %zu devices by %ld ms\n", devices.size(), delay_ms);
+  std::printf("hips-wan-delay: delaying %zu devices by %ld ms\n", devices.size(), args.delay_ms);
   std::fflush(stdout);
   while (!stop) {
-    // Write back everything due.
-    Clock::time_point next = Clock::time_point::max();
-    const Clock::time_point now = Clock::now();
-    for (Device& d : devices) {
-      while (!d.queue.empty() && d.queue.front().due <= now) {
-        Packet& p = d.queue.front();
-        // A full device queue (EAGAIN) drops the packet, as a router would.
-        if (write(d.fd, p.bytes.data(), p.bytes.size()) < 0 && errno != EAGAIN) {
-          std::fprintf(stderr, "hips-wan-delay: write to %s: %s\n", d.name.c_str(),
-                       std::strerror(errno));
-        }
-        d.queued_bytes -= p.bytes.size();
-        d.queue.pop_front();
-      }
-      if (!d.queue.empty() && d.queue.front().due < next) next = d.queue.front().due;
-    }
+    const timespec timeout = TimeoutUntil(WriteDue(devices, Clock::now()));
     for (size_t i = 0; i < devices.size(); ++i) fds[i] = {devices[i].fd, POLLIN, 0};
-    timespec timeout{1, 0};
-    if (next != Clock::time_point::max()) {
-      const auto wait = std::chrono::duration_cast<std::chrono::nanoseconds>(next - Clock::now());
-      const int64_t ns = std::max<int64_t>(0, wait.count());
-      timeout = {static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-    }
     const int ready = ppoll(fds.data(), fds.size(), &timeout, nullptr);
     if (ready < 0 && errno != EINTR) {
       std::perror("hips-wan-delay: ppoll");
@@ -166,21 +202,8 @@ int main(int argc, char** argv) {
     }
     if (ready <= 0) continue;
     for (size_t i = 0; i < devices.size(); ++i) {
-      if ((fds[i].revents & POLLIN) == 0) continue;
-      Device& d = devices[i];
-      // Drain what is there; each packet is due `delay` after it came.
-      for (int n = 0; n < 256; ++n) {
-        const ssize_t got = read(d.fd, buffer.data(), buffer.size());
-        if (got <= 0) break;
-        if (d.queued_bytes + got > max_queue_bytes) {
-          ++d.dropped;
-          continue;
-        }
-        d.queue.push_back(
-            {Clock::now() + delay, std::vector<char>(buffer.begin(), buffer.begin() + got)});
-        d.queued_bytes += got;
-        ++d.packets;
-        d.bytes += got;
+      if ((fds[i].revents & POLLIN) != 0) {
+        QueueArrivals(devices[i], delay, args.max_queue_bytes, buffer);
       }
     }
   }

@@ -261,22 +261,27 @@ class NpzFile::MemberStream {
   uLong crc_ = crc32_z(0, nullptr, 0);
 };
 
-absl::StatusOr<NpzFile> NpzFile::Open(const std::string& path) {
-  File f(std::fopen(path.c_str(), "rb"));
-  if (f == nullptr) {
-    return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
-  }
-  const auto bad = [&](absl::string_view what) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, ": not a .npz file written by numpy.savez (", what, ")"));
-  };
-  if (fseeko(f.get(), 0, SEEK_END) != 0) return bad("cannot seek");
-  const uint64_t size = static_cast<uint64_t>(ftello(f.get()));
+namespace {
+
+absl::Status NotNpz(const std::string& path, absl::string_view what) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(path, ": not a .npz file written by numpy.savez (", what, ")"));
+}
+
+// Where a ZIP file's central directory is, and how many entries it holds.
+struct CentralDirectory {
+  uint64_t entries = 0;
+  uint64_t size = 0;
+  uint64_t offset = 0;
+};
+
+absl::StatusOr<CentralDirectory> FindCentralDirectory(std::FILE* f, uint64_t size,
+                                                      const std::string& path) {
   // The end-of-central-directory record: 22 bytes and a comment of up to
   // 65535, at the end.
   const uint64_t tail_size = std::min<uint64_t>(size, 22 + 65535);
   std::vector<unsigned char> tail(tail_size);
-  if (!ReadAt(f.get(), size - tail_size, tail.data(), tail.size())) return bad("unreadable");
+  if (!ReadAt(f, size - tail_size, tail.data(), tail.size())) return NotNpz(path, "unreadable");
   int64_t eocd = -1;
   for (int64_t i = static_cast<int64_t>(tail_size) - 22; i >= 0; --i) {
     if (Le(&tail[i], 4) == 0x06054b50) {
@@ -284,67 +289,90 @@ absl::StatusOr<NpzFile> NpzFile::Open(const std::string& path) {
       break;
     }
   }
-  if (eocd < 0) return bad("no ZIP end-of-central-directory record");
-  uint64_t entries = Le(&tail[eocd + 10], 2);
-  uint64_t cd_size = Le(&tail[eocd + 12], 4);
-  uint64_t cd_offset = Le(&tail[eocd + 16], 4);
-  if (entries == 0xffff || cd_size == 0xffffffff || cd_offset == 0xffffffff) {
+  if (eocd < 0) return NotNpz(path, "no ZIP end-of-central-directory record");
+  CentralDirectory cd{Le(&tail[eocd + 10], 2), Le(&tail[eocd + 12], 4), Le(&tail[eocd + 16], 4)};
+  if (cd.entries == 0xffff || cd.size == 0xffffffff || cd.offset == 0xffffffff) {
     // ZIP64: a locator just before the record points at the ZIP64 record.
     const uint64_t eocd_at = size - tail_size + static_cast<uint64_t>(eocd);
     unsigned char locator[20], record[56];
-    if (eocd_at < 20 || !ReadAt(f.get(), eocd_at - 20, locator, sizeof(locator)) ||
+    if (eocd_at < 20 || !ReadAt(f, eocd_at - 20, locator, sizeof(locator)) ||
         Le(locator, 4) != 0x07064b50) {
-      return bad("no ZIP64 locator");
+      return NotNpz(path, "no ZIP64 locator");
     }
-    if (!ReadAt(f.get(), Le(locator + 8, 8), record, sizeof(record)) ||
-        Le(record, 4) != 0x06064b50) {
-      return bad("no ZIP64 end-of-central-directory record");
+    if (!ReadAt(f, Le(locator + 8, 8), record, sizeof(record)) || Le(record, 4) != 0x06064b50) {
+      return NotNpz(path, "no ZIP64 end-of-central-directory record");
     }
-    entries = Le(record + 32, 8);
-    cd_size = Le(record + 40, 8);
-    cd_offset = Le(record + 48, 8);
+    cd = CentralDirectory{Le(record + 32, 8), Le(record + 40, 8), Le(record + 48, 8)};
   }
-  if (cd_offset > size || cd_size > size - cd_offset || cd_size > (uint64_t{1} << 30)) {
-    return bad("central directory out of the file");
+  if (cd.offset > size || cd.size > size - cd.offset || cd.size > (uint64_t{1} << 30)) {
+    return NotNpz(path, "central directory out of the file");
   }
-  std::vector<unsigned char> cd(cd_size);
-  if (!ReadAt(f.get(), cd_offset, cd.data(), cd.size())) return bad("unreadable directory");
+  return cd;
+}
+
+}  // namespace
+
+absl::StatusOr<NpzFile::Member> NpzFile::ParseMember(const std::vector<unsigned char>& cd,
+                                                     size_t* at, uint64_t file_size) const {
+  const size_t i = *at;
+  if (i + 46 > cd.size() || Le(&cd[i], 4) != 0x02014b50) return NotNpz(path_, "damaged directory");
+  Member m;
+  m.method = static_cast<uint16_t>(Le(&cd[i + 10], 2));
+  m.crc = static_cast<uint32_t>(Le(&cd[i + 16], 4));
+  m.compressed = Le(&cd[i + 20], 4);
+  m.uncompressed = Le(&cd[i + 24], 4);
+  const size_t name_len = Le(&cd[i + 28], 2), extra_len = Le(&cd[i + 30], 2),
+               comment_len = Le(&cd[i + 32], 2);
+  m.local_header = Le(&cd[i + 42], 4);
+  if (i + 46 + name_len + extra_len + comment_len > cd.size()) {
+    return NotNpz(path_, "damaged directory");
+  }
+  m.name.assign(reinterpret_cast<const char*>(&cd[i + 46]), name_len);
+  // The ZIP64 extra field holds, in this order, whichever of the three did
+  // not fit in 32 bits.
+  size_t x = i + 46 + name_len;
+  const size_t x_end = x + extra_len;
+  while (x + 4 <= x_end) {
+    const uint64_t id = Le(&cd[x], 2), len = Le(&cd[x + 2], 2);
+    if (x + 4 + len > x_end) return NotNpz(path_, "damaged extra field");
+    if (id == 1) {
+      size_t field = x + 4;
+      for (uint64_t* v : {&m.uncompressed, &m.compressed, &m.local_header}) {
+        if (*v != 0xffffffff) continue;
+        if (field + 8 > x + 4 + len) return NotNpz(path_, "short ZIP64 field");
+        *v = Le(&cd[field], 8);
+        field += 8;
+      }
+    }
+    x += 4 + len;
+  }
+  if (m.local_header >= file_size || m.compressed > file_size) {
+    return NotNpz(path_, "member out of the file");
+  }
+  *at = i + 46 + name_len + extra_len + comment_len;
+  return m;
+}
+
+absl::StatusOr<NpzFile> NpzFile::Open(const std::string& path) {
+  File f(std::fopen(path.c_str(), "rb"));
+  if (f == nullptr) {
+    return absl::NotFoundError(absl::StrCat(path, ": ", std::strerror(errno)));
+  }
+  if (fseeko(f.get(), 0, SEEK_END) != 0) return NotNpz(path, "cannot seek");
+  const uint64_t size = static_cast<uint64_t>(ftello(f.get()));
+  absl::StatusOr<CentralDirectory> where = FindCentralDirectory(f.get(), size, path);
+  if (!where.ok()) return where.status();
+  std::vector<unsigned char> cd(where->size);
+  if (!ReadAt(f.get(), where->offset, cd.data(), cd.size())) {
+    return NotNpz(path, "unreadable directory");
+  }
   NpzFile npz;
   npz.path_ = path;
   size_t at = 0;
-  for (uint64_t e = 0; e < entries; ++e) {
-    if (at + 46 > cd.size() || Le(&cd[at], 4) != 0x02014b50) return bad("damaged directory");
-    Member m;
-    m.method = static_cast<uint16_t>(Le(&cd[at + 10], 2));
-    m.crc = static_cast<uint32_t>(Le(&cd[at + 16], 4));
-    m.compressed = Le(&cd[at + 20], 4);
-    m.uncompressed = Le(&cd[at + 24], 4);
-    const size_t name_len = Le(&cd[at + 28], 2), extra_len = Le(&cd[at + 30], 2),
-                 comment_len = Le(&cd[at + 32], 2);
-    m.local_header = Le(&cd[at + 42], 4);
-    if (at + 46 + name_len + extra_len + comment_len > cd.size()) return bad("damaged directory");
-    m.name.assign(reinterpret_cast<const char*>(&cd[at + 46]), name_len);
-    // The ZIP64 extra field holds, in this order, whichever of the three
-    // did not fit in 32 bits.
-    size_t x = at + 46 + name_len;
-    const size_t x_end = x + extra_len;
-    while (x + 4 <= x_end) {
-      const uint64_t id = Le(&cd[x], 2), len = Le(&cd[x + 2], 2);
-      if (x + 4 + len > x_end) return bad("damaged extra field");
-      if (id == 1) {
-        size_t field = x + 4;
-        for (uint64_t* v : {&m.uncompressed, &m.compressed, &m.local_header}) {
-          if (*v != 0xffffffff) continue;
-          if (field + 8 > x + 4 + len) return bad("short ZIP64 field");
-          *v = Le(&cd[field], 8);
-          field += 8;
-        }
-      }
-      x += 4 + len;
-    }
-    if (m.local_header >= size || m.compressed > size) return bad("member out of the file");
-    at += 46 + name_len + extra_len + comment_len;
-    npz.members_.push_back(std::move(m));
+  for (uint64_t e = 0; e < where->entries; ++e) {
+    absl::StatusOr<Member> m = npz.ParseMember(cd, &at, size);
+    if (!m.ok()) return m.status();
+    npz.members_.push_back(*std::move(m));
   }
   return npz;
 }

@@ -69,6 +69,10 @@ class NpzFile {
   };
   class MemberStream;
 
+  // The central directory's entry at `*at` (moved past it); `file_size`
+  // bounds where a member may be.
+  absl::StatusOr<Member> ParseMember(const std::vector<unsigned char>& cd, size_t* at,
+                                     uint64_t file_size) const;
   absl::StatusOr<const Member*> Find(const std::string& name) const;
   absl::StatusOr<NpyHeader> ReadHeader(MemberStream* s, const std::string& name) const;
 

@@ -176,6 +176,41 @@ absl::Status AppendFloats(const c10::IValue& value, const std::string& name,
   return absl::OkStatus();
 }
 
+// The weights of a checkpoint's dict into `c` (weights, layout): every
+// tensor float32, the buffers among them named by the optional "buffers"
+// list (absent before buffers existed).
+absl::Status ReadWeights(const GenericDict& dict, const GenericDict& weights, Checkpoint* c) {
+  std::set<std::string> buffer_names;
+  if (const auto it = dict.find("buffers"); it != dict.end()) {
+    const c10::IValue& list = it->value();
+    if (!list.isList()) return absl::DataLossError("checkpoint field buffers is not a list");
+    for (const c10::IValue& name : list.toListRef()) {
+      if (!name.isString())
+        return absl::DataLossError("checkpoint field buffers holds a non-string");
+      buffer_names.insert(name.toStringRef());
+    }
+  }
+  std::vector<TensorSpec> specs;
+  for (const auto& entry : weights) {
+    if (!entry.key().isString()) return absl::DataLossError("a weight without a name");
+    TensorSpec spec{entry.key().toStringRef(), {}};
+    spec.buffer = buffer_names.erase(spec.name) > 0;
+    if (absl::Status s = AppendFloats(entry.value(), spec.name, &c->weights, &spec.shape);
+        !s.ok()) {
+      return s;
+    }
+    specs.push_back(std::move(spec));
+  }
+  if (!buffer_names.empty()) {
+    return absl::DataLossError(
+        absl::StrCat("checkpoint buffer '", *buffer_names.begin(), "' is not among its weights"));
+  }
+  absl::StatusOr<ModelLayout> layout = ModelLayout::Create(std::move(specs));
+  if (!layout.ok()) return absl::DataLossError(layout.status().message());
+  c->layout = *std::move(layout);
+  return absl::OkStatus();
+}
+
 absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
   DictReader reader(std::move(dict), "");
   if (const std::string format = reader.String("format");
@@ -215,35 +250,7 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
     return absl::DataLossError(s.message());
   }
 
-  // Optional (absent before buffers existed): the names of the weights that
-  // are buffers.
-  std::set<std::string> buffer_names;
-  if (const auto it = dict.find("buffers"); it != dict.end()) {
-    const c10::IValue& list = it->value();
-    if (!list.isList()) return absl::DataLossError("checkpoint field buffers is not a list");
-    for (const c10::IValue& name : list.toListRef()) {
-      if (!name.isString())
-        return absl::DataLossError("checkpoint field buffers holds a non-string");
-      buffer_names.insert(name.toStringRef());
-    }
-  }
-  std::vector<TensorSpec> specs;
-  for (const auto& entry : weights) {
-    if (!entry.key().isString()) return absl::DataLossError("a weight without a name");
-    TensorSpec spec{entry.key().toStringRef(), {}};
-    spec.buffer = buffer_names.erase(spec.name) > 0;
-    if (absl::Status s = AppendFloats(entry.value(), spec.name, &c.weights, &spec.shape); !s.ok()) {
-      return s;
-    }
-    specs.push_back(std::move(spec));
-  }
-  if (!buffer_names.empty()) {
-    return absl::DataLossError(
-        absl::StrCat("checkpoint buffer '", *buffer_names.begin(), "' is not among its weights"));
-  }
-  absl::StatusOr<ModelLayout> layout = ModelLayout::Create(std::move(specs));
-  if (!layout.ok()) return absl::DataLossError(layout.status().message());
-  c.layout = *std::move(layout);
+  if (absl::Status s = ReadWeights(dict, weights, &c); !s.ok()) return s;
 
   for (const auto& entry : buffers) {
     if (!entry.key().isString()) return absl::DataLossError("an optimizer buffer without a name");

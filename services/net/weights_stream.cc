@@ -6,12 +6,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "hips/v1/hips.pb.h"
-#include "services/numeric/buffer_pool.h"
 #include "services/net/blocking_call.h"
 #include "services/net/chunk_receiver.h"
 #include "services/net/grpc_util.h"
 #include "services/net/proto_convert.h"
 #include "services/net/security.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/types/ids.h"
 
 namespace hips {
@@ -259,7 +259,11 @@ grpc::ServerWriteReactor<grpc::ByteBuffer>* ServePullWeights(
 WeightsReceiver::WeightsReceiver(std::shared_ptr<const WeightsSnapshot> held, BufferPool* spares)
     : held_(std::move(held)), spares_(spares) {}
 
-absl::Status WeightsReceiver::Start(const v1::WeightsHeader& h) {
+namespace {
+
+// What a weights header claims about its version, mode and edge round, by
+// itself.
+absl::Status CheckWeightsHeader(const v1::WeightsHeader& h) {
   if (h.version() < 0) return absl::InvalidArgumentError("weights with a negative version");
   if (h.mode_since() < 0 || h.mode_since() > h.version()) {
     return absl::InvalidArgumentError(absl::StrCat("weights of version ", h.version(),
@@ -280,6 +284,13 @@ absl::Status WeightsReceiver::Start(const v1::WeightsHeader& h) {
     return absl::InvalidArgumentError(
         absl::StrCat("weights of edge round ", h.edge_round(), " outside fedavg or as a delta"));
   }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status WeightsReceiver::Start(const v1::WeightsHeader& h) {
+  if (absl::Status s = CheckWeightsHeader(h); !s.ok()) return s;
   // Its buffer comes from (and goes back to) the weights pool: a tier that
   // receives every version fills the same few buffers.
   snapshot_ = NewRecycledSnapshot();
@@ -298,17 +309,23 @@ absl::Status WeightsReceiver::Start(const v1::WeightsHeader& h) {
   absl::StatusOr<ModelLayout> layout = LayoutFromProto(h.layout());
   if (!layout.ok()) return layout.status();
   snapshot_->layout = *std::move(layout);
+  return h.has_delta() ? StartDelta(h) : StartWhole(h);
+}
+
+absl::Status WeightsReceiver::StartWhole(const v1::WeightsHeader& h) {
   const int64_t floats = snapshot_->layout.num_floats();
-  if (!h.has_delta()) {
-    absl::StatusOr<ChunkAssembler> assembler =
-        ChunkAssembler::Create(h.num_floats(), floats,
-                               spares_ == nullptr || h.num_floats() != floats
-                                   ? std::vector<float>()
-                                   : spares_->TakeIfKept(static_cast<size_t>(floats)));
-    if (!assembler.ok()) return assembler.status();
-    whole_ = *std::move(assembler);
-    return absl::OkStatus();
-  }
+  absl::StatusOr<ChunkAssembler> assembler =
+      ChunkAssembler::Create(h.num_floats(), floats,
+                             spares_ == nullptr || h.num_floats() != floats
+                                 ? std::vector<float>()
+                                 : spares_->TakeIfKept(static_cast<size_t>(floats)));
+  if (!assembler.ok()) return assembler.status();
+  whole_ = *std::move(assembler);
+  return absl::OkStatus();
+}
+
+absl::Status WeightsReceiver::StartDelta(const v1::WeightsHeader& h) {
+  const int64_t floats = snapshot_->layout.num_floats();
   const v1::WeightsDelta& d = h.delta();
   if (held_ == nullptr || held_->incarnation != h.incarnation() ||
       held_->version != d.base_version()) {

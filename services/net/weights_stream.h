@@ -121,6 +121,9 @@ class WeightsReceiver {
  private:
   absl::Status Accept(const grpc::ByteBuffer& message);
   absl::Status Start(const v1::WeightsHeader& h);
+  // Whole weights, or a delta against `held_`, follow the header.
+  absl::Status StartWhole(const v1::WeightsHeader& h);
+  absl::Status StartDelta(const v1::WeightsHeader& h);
 
   absl::Status failed_;
   const std::shared_ptr<const WeightsSnapshot> held_;

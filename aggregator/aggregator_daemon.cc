@@ -8,12 +8,14 @@
 #include "services/net/address.h"
 #include "services/net/grpc_util.h"
 #include "services/numeric/chunk_codec.h"
+#include "services/numeric/parallel.h"
 
 namespace hips {
 
 absl::Status AggregatorDaemon::CheckOptions(const AggregatorDaemonOptions& options) {
   if (absl::Status s = ValidateAggregatorOptions(options.aggregator); !s.ok()) return s;
   if (absl::Status s = ValidateChunkBytes(options.chunk_bytes); !s.ok()) return s;
+  if (absl::Status s = ValidateSummationThreads(options.sum_threads); !s.ok()) return s;
   if (options.make_hq_client == nullptr) {
     if (options.hq_address.empty()) return absl::InvalidArgumentError("no HQ address given");
     if (absl::Status s = CheckDialAddress("--hq", options.hq_address); !s.ok()) return s;
@@ -24,35 +26,54 @@ absl::Status AggregatorDaemon::CheckOptions(const AggregatorDaemonOptions& optio
       return s;
     }
   }
-  if (absl::Status s = CheckListenPort("--port", options.port, false); !s.ok()) return s;
-  if (absl::Status s = CheckListenPort("--metrics_port", options.metrics_port, true); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckClientTls(options.security.tls); !s.ok()) return s;
-  return CheckServerSecurity(options.host, options.security, /*needs_admin=*/false);
+  if (absl::Status s = CheckClientTls(options.serve.security.tls); !s.ok()) return s;
+  return CheckServeOptions(options.serve, /*needs_admin=*/false);
 }
 
 absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
     AggregatorDaemonOptions options) {
   if (absl::Status s = CheckOptions(options); !s.ok()) return s;
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> server_credentials =
-      ServingCredentials(options.host, options.security, /*needs_admin=*/false);
-  if (!server_credentials.ok()) return server_credentials.status();
   absl::StatusOr<ClientCredentials> hq_credentials =
-      MakeClientCredentials(ClusterClient(options.security));
+      MakeClientCredentials(ClusterClient(options.serve.security));
   if (!hq_credentials.ok()) return hq_credentials.status();
-
+  SetSummationThreads(options.sum_threads);
   std::unique_ptr<AggregatorDaemon> d(new AggregatorDaemon);
-  d->authorizer_ = std::make_unique<Authorizer>(options.security);
+  absl::StatusOr<std::unique_ptr<DaemonServer>> server =
+      DaemonServer::Create(options.serve, /*needs_admin=*/false);
+  if (!server.ok()) return server.status();
+  d->server_ = *std::move(server);
   d->aggregator_ = std::make_unique<Aggregator>(options.aggregator);
-  if (options.metrics_port >= 0) {
-    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-        MetricsServer::Start(options.metrics_address, options.metrics_port);
-    if (!metrics.ok()) return metrics.status();
-    d->metrics_ = *std::move(metrics);
-    d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
-    Aggregator* aggregator = d->aggregator_.get();
-    d->metrics_->AddCollector([aggregator](MetricFamilies* out) {
+  if (absl::Status s = d->Serve(options); !s.ok()) return s;
+  d->hq_ = options.make_hq_client != nullptr
+               ? options.make_hq_client()
+               : CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes,
+                                    *std::move(hq_credentials));
+  options.link.address = options.advertise_address.empty()
+                             ? absl::StrCat(options.serve.host, ":", d->port())
+                             : options.advertise_address;
+  // HQ refusing this aggregator's credentials ends its Run: no retry can
+  // get in.
+  AggregatorDaemon* daemon = d.get();
+  options.link.on_refused = [daemon, also = options.link.on_refused](const absl::Status& why) {
+    {
+      absl::MutexLock lock(&daemon->mu_);
+      daemon->refused_ = why;
+    }
+    daemon->server_->BeginShutdown();
+    if (also) also(why);
+  };
+  d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
+  d->live_link_.store(d->link_.get());
+  LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.serve.host
+            << ":" << d->port() << ", " << options.aggregator.expected_workers << " workers, HQ at "
+            << options.hq_address;
+  return d;
+}
+
+absl::Status AggregatorDaemon::Serve(const AggregatorDaemonOptions& options) {
+  Aggregator* aggregator = aggregator_.get();
+  if (MetricsServer* metrics = server_->metrics(); metrics != nullptr) {
+    metrics->AddCollector([aggregator](MetricFamilies* out) {
       std::shared_ptr<const WeightsSnapshot> latest = aggregator->LatestWeights();
       CollectAggregatorMetrics(aggregator->counters(), latest == nullptr ? -1 : latest->version,
                                out);
@@ -61,74 +82,42 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
                  "only with HQ's --weights_compression)",
                  latest == nullptr ? 0.0 : latest->drift);
     });
-    LOG(INFO) << "metrics on http://" << options.metrics_address << ":" << d->metrics_->port()
-              << "/metrics";
   }
-  ServeLimits limits = options.limits;
-  if (limits.max_streams == 0) {
-    const AggregatorOptions& a = options.aggregator;
-    limits.max_streams = 4 * (a.max_workers > 0 ? a.max_workers : 2 * a.expected_workers) + 8;
-  }
-  d->service_ = std::make_unique<AggregatorService>(d->aggregator_.get(), d->authorizer_.get(),
-                                                    options.chunk_bytes, options.link.long_poll * 4,
-                                                    d->rpc_metrics_.get(), limits);
-  if (d->metrics_ != nullptr) {
-    const AggregatorService* service = d->service_.get();
-    d->metrics_->AddCollector([service](MetricFamilies* out) {
+  const AggregatorOptions& a = options.aggregator;
+  service_ = std::make_unique<AggregatorService>(
+      aggregator, server_->authorizer(), options.chunk_bytes, options.link.long_poll * 4,
+      server_->rpc_metrics(),
+      server_->LimitsFor(a.max_workers > 0 ? a.max_workers : 2 * a.expected_workers));
+  if (MetricsServer* metrics = server_->metrics(); metrics != nullptr) {
+    const AggregatorService* service = service_.get();
+    metrics->AddCollector([service](MetricFamilies* out) {
       out->Counters("hips_calls_refused_total",
                     "Calls refused before they were served (credentials, identity), by reason",
                     "reason", AllRefusalReasons(), service->refusals());
     });
   }
-  grpc::ServerBuilder builder;
-  ConfigureHipsServer(&builder);
-  builder.AddListeningPort(absl::StrCat(options.host, ":", options.port), *server_credentials,
-                           &d->port_);
-  if (!options.unix_socket.empty()) {
-    if (absl::Status s = AddUnixListener(&builder, options.unix_socket, *server_credentials);
-        !s.ok()) {
-      return s;
-    }
-  }
-  builder.RegisterService(d->service_.get());
   // Serving once it has HQ's weights and HQ answers its heartbeats.
-  AggregatorDaemon* daemon = d.get();
-  d->health_ =
-      std::make_unique<HealthService>(std::vector<std::string>{"hips.v1.Aggregator"}, [daemon] {
-        const HqLink* link = daemon->live_link_.load();
-        return link != nullptr && link->HqAnswering() &&
-               daemon->aggregator_->LatestWeights() != nullptr;
-      });
-  builder.RegisterService(d->health_.get());
-  d->server_ = builder.BuildAndStart();
-  if (d->server_ == nullptr || d->port_ == 0) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", options.host, ":", options.port));
-  }
-  d->hq_ = options.make_hq_client != nullptr
-               ? options.make_hq_client()
-               : CreateGrpcHqClient(options.hq_address, options.aggregator.id, options.chunk_bytes,
-                                    *std::move(hq_credentials));
-  options.link.address = options.advertise_address.empty()
-                             ? absl::StrCat(options.host, ":", d->port_)
-                             : options.advertise_address;
-  d->link_ = std::make_unique<HqLink>(d->aggregator_.get(), d->hq_.get(), options.link);
-  d->live_link_.store(d->link_.get());
-  LOG(INFO) << "aggregator " << options.aggregator.id << " listening on " << options.host << ":"
-            << d->port_ << ", " << options.aggregator.expected_workers << " workers, HQ at "
-            << options.hq_address;
-  return d;
+  return server_->Serve({service_.get()}, {"hips.v1.Aggregator"}, [this] {
+    const HqLink* link = live_link_.load();
+    return link != nullptr && link->HqAnswering() && aggregator_->LatestWeights() != nullptr;
+  });
 }
 
 AggregatorDaemon::~AggregatorDaemon() { Shutdown(); }
 
+absl::Status AggregatorDaemon::Run() {
+  server_->WaitUntilShutdown();
+  absl::MutexLock lock(&mu_);
+  return refused_;
+}
+
 void AggregatorDaemon::Shutdown() {
+  if (server_ == nullptr) return;
   // Ending the aggregator's waits first lets in-flight long polls return, so
   // the server's shutdown does not wait on them.
-  if (health_ != nullptr) health_->Shutdown();
+  server_->BeginShutdown();
   if (aggregator_ != nullptr) aggregator_->Shutdown();
-  if (server_ != nullptr)
-    server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  server_->Shutdown();
   if (link_ != nullptr) link_->Shutdown();
 }
 

@@ -25,16 +25,18 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
         "worker quorum must be in [0, ", o.expected_workers, "], got ", o.quorum_workers));
   }
   if (o.round_deadline <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
+    return absl::InvalidArgumentError(
+        "the round deadline (--round_deadline_ms) must be positive, or 0 for none");
   }
   if (absl::Status s = ValidateCompressionOptions(o.compression); !s.ok()) return s;
   if (o.max_queued_aggregates < 1) {
     return absl::InvalidArgumentError("at least 1 aggregate must be allowed to queue");
   }
   if (o.lease <= absl::ZeroDuration())
-    return absl::InvalidArgumentError("the lease must be positive");
+    return absl::InvalidArgumentError("the lease (--lease_ms) must be positive");
   if (o.coalesce_window < absl::ZeroDuration() || o.coalesce_window > absl::Seconds(10)) {
-    return absl::InvalidArgumentError("the coalescing window must be in [0, 10s]");
+    return absl::InvalidArgumentError(
+        "the coalescing window (--coalesce_ms) must be in [0, 10000] ms");
   }
   return absl::OkStatus();
 }

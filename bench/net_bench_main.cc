@@ -34,6 +34,7 @@
 #include "aggregator/testing/fake_hq_client.h"
 #include "bench/synthetic_worker.h"
 #include "bench/tcp_transfer.h"
+#include "services/numeric/chunk_codec.h"
 #include "services/numeric/parallel.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/security_flags.h"
@@ -43,7 +44,8 @@ ABSL_FLAG(std::string, role, "", "tcp, push or workers.");
 ABSL_FLAG(int64_t, floats, 10'000'000, "Floats per transfer or gradient (K; tcp and push).");
 ABSL_FLAG(int, repeats, 10, "Timed transfers, pushes or rounds.");
 ABSL_FLAG(int, warmup, 2, "Untimed pushes or rounds first.");
-ABSL_FLAG(int, chunk_bytes, 1 << 20, "Payload bytes per streamed chunk.");
+ABSL_FLAG(int, chunk_bytes, static_cast<int>(hips::kDefaultChunkBytes),
+          "Payload bytes per streamed chunk.");
 ABSL_FLAG(std::string, aggregator, "", "workers: the aggregator's address.");
 ABSL_FLAG(int, workers, 1, "workers: how many (one thread and connection each).");
 ABSL_FLAG(std::string, id_prefix, "bench-worker-", "workers: ids are this plus an index.");
@@ -97,8 +99,8 @@ ClientCredentials ClientCredentialsOrDie(const SecurityOptions& security) {
     hq->Publish(ZeroWeights(floats, 0, {Mode::kAsync, 0}));
     return hq;
   };
-  options.unix_socket = absl::GetFlag(FLAGS_unix_socket);
-  options.security = SecurityOrDie(/*own_token=*/true);
+  options.serve.unix_socket = absl::GetFlag(FLAGS_unix_socket);
+  options.serve.security = SecurityOrDie(/*own_token=*/true);
   absl::StatusOr<std::unique_ptr<AggregatorDaemon>> daemon =
       AggregatorDaemon::Start(std::move(options));
   if (!daemon.ok()) Fail(daemon.status());

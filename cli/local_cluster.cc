@@ -99,6 +99,17 @@ class Cluster {
   absl::StatusOr<RunSummary> Run();
 
  private:
+  // Refuses an earlier run's checkpoints (without --resume) and writes this
+  // run's credentials.
+  absl::Status Prepare();
+  // Starts HQ (and, meanwhile, unpacks the workers' data), the
+  // aggregators, the workers.
+  absl::Status StartHq();
+  absl::Status StartAggregators();
+  absl::Status StartWorkers();
+  // Reports progress until HQ evaluated the final weights: the summary.
+  absl::StatusOr<RunSummary> Watch(absl::Time start);
+  RunSummary Summarize(const HqStatus& status, absl::Time start);
   // How to start a child again.
   struct Spec {
     std::string binary;
@@ -130,11 +141,32 @@ class Cluster {
   // Each aggregator's counters (what it could not answer is left out).
   void AddAggregatorAccounting(RunSummary* summary);
 
+  std::unique_ptr<ClientCredentials> credentials_;  // the run's own client's
   std::unique_ptr<StatusClient> status_;
-  std::vector<std::string> aggregator_addresses_;  // host:port, for their status
-  // Where the workers' data was unpacked (a directory of this run's own).
+  std::string hq_address_;                              // host:port
+  std::string hq_data_address_;                         // where aggregators reach it
+  std::vector<std::string> aggregator_addresses_;       // host:port, for their status
+  std::vector<std::string> aggregator_data_addresses_;  // where workers reach them
+  // The workers' data, being unpacked (a directory of this run's own).
+  std::future<absl::StatusOr<std::string>> unpacked_;
   std::string unpacked_dir_;
 };
+
+std::string SocketOf(const LocalClusterOptions& o, const std::string& name) {
+  return absl::StrCat(o.run_dir, "/", name, ".sock");
+}
+
+// How many of the workers are aggregator a's own (worker k's is k % A).
+int WorkersOf(const LocalClusterOptions& o, int a) {
+  int n = 0;
+  for (int k = 0; k < o.workers; ++k) n += (k % o.aggregators == a);
+  return n;
+}
+
+void Append(std::vector<std::string>* args, std::vector<std::string> more) {
+  args->insert(args->end(), std::make_move_iterator(more.begin()),
+               std::make_move_iterator(more.end()));
+}
 
 absl::Status Cluster::Spawn(const std::string& name, const std::vector<std::string>& argv) {
   absl::StatusOr<std::unique_ptr<ChildProcess>> child =
@@ -278,14 +310,10 @@ void Cluster::AddAggregatorAccounting(RunSummary* summary) {
   }
 }
 
-absl::StatusOr<RunSummary> Cluster::Run() {
-  const absl::Time start = absl::Now();
-  const std::string checkpoint_dir = options_.checkpoint_dir.empty()
-                                         ? absl::StrCat(options_.run_dir, "/checkpoints")
-                                         : options_.checkpoint_dir;
-  if (!options_.resume && HasCheckpoints(checkpoint_dir)) {
+absl::Status Cluster::Prepare() {
+  if (!options_.resume && HasCheckpoints(CheckpointDirOf(options_))) {
     return absl::FailedPreconditionError(
-        absl::StrCat(checkpoint_dir,
+        absl::StrCat(CheckpointDirOf(options_),
                      " holds checkpoints of an earlier run: pass --resume to continue it, "
                      "or use another --run_dir or --checkpoint_dir"));
   }
@@ -293,81 +321,51 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   absl::StatusOr<ClientCredentials> credentials =
       PrepareRunCredentials(options_.run_dir, options_.tls, options_.aggregators, options_.workers);
   if (!credentials.ok()) return credentials.status();
-  // --resume: the first HQ continues an earlier run only when asked (see
-  // above); a restarted one always continues this run.
-  std::vector<std::string> hq_args = {
-      absl::StrCat("--aggregators=", options_.aggregators),
-      absl::StrCat("--checkpoint_dir=", checkpoint_dir),
-      "--resume=true",
-      absl::StrCat("--lease_ms=", options_.lease_ms),
-      absl::StrCat("--max_versions=", options_.max_versions),
-      absl::StrCat("--max_samples=", options_.max_samples),
-      absl::StrCat("--eval_every=", options_.eval_every),
-      absl::StrCat("--max_workers=", options_.workers),
-      absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, options_.samples_per_push))};
-  for (std::string& arg : RunSecurityArgs(options_.run_dir, "hq", options_.tls, /*admin=*/true)) {
-    hq_args.push_back(std::move(arg));
-  }
-  hq_args.insert(hq_args.end(), options_.training_args.begin(), options_.training_args.end());
-  hq_args.insert(hq_args.end(), options_.hq_args.begin(), options_.hq_args.end());
-  // Where the data path reaches a daemon: its Unix socket, or its TCP port.
-  auto socket_of = [this](const std::string& name) {
-    return absl::StrCat(options_.run_dir, "/", name, ".sock");
-  };
-  if (options_.unix_sockets) hq_args.push_back(absl::StrCat("--unix_socket=", socket_of("hq")));
+  credentials_ = std::make_unique<ClientCredentials>(*std::move(credentials));
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::StartHq() {
   // The workers' data is unpacked while HQ starts (HQ reads only the small
   // test set).
-  std::future<absl::StatusOr<std::string>> unpacked;
   if (!options_.unpack_data_from.empty()) {
     std::string dir = absl::StrCat(options_.run_dir, "/unpacked-data-XXXXXX");
     if (mkdtemp(dir.data()) != nullptr) {
       unpacked_dir_ = dir;
-      unpacked = std::async(std::launch::async, UnpackFashionMnist, options_.unpack_data_from,
-                            unpacked_dir_);
+      unpacked_ = std::async(std::launch::async, UnpackFashionMnist, options_.unpack_data_from,
+                             unpacked_dir_);
     } else {
       std::fprintf(stderr, "hips local: workers read the gzipped data themselves: %s: %s\n",
                    dir.c_str(), std::strerror(errno));
     }
   }
-  absl::StatusOr<int> hq_port = Start("hq", "hips-hq", hq_args, true);
+  absl::StatusOr<int> hq_port = Start("hq", "hips-hq", HqArgs(options_), true);
   if (!hq_port.ok()) return hq_port.status();
-  const std::string hq_address = absl::StrCat("127.0.0.1:", *hq_port);
-  status_ = std::make_unique<StatusClient>(hq_address, *credentials);
-  const std::string hq_data_address =
-      options_.unix_sockets ? absl::StrCat("unix:", socket_of("hq")) : hq_address;
+  hq_address_ = absl::StrCat("127.0.0.1:", *hq_port);
+  status_ = std::make_unique<StatusClient>(hq_address_, *credentials_);
+  hq_data_address_ =
+      options_.unix_sockets ? absl::StrCat("unix:", SocketOf(options_, "hq")) : hq_address_;
+  return absl::OkStatus();
+}
 
-  std::vector<std::string> aggregator_addresses;
+absl::Status Cluster::StartAggregators() {
   for (int a = 0; a < options_.aggregators; ++a) {
-    int assigned = 0;
-    for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
-    std::vector<std::string> args = {
-        absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_data_address),
-        absl::StrCat("--workers=", assigned), absl::StrCat("--lease_ms=", options_.lease_ms),
-        // Failover may bring every worker of the run here.
-        absl::StrCat("--max_workers=", std::max(assigned, options_.workers)),
-        absl::StrCat("--max_batch_samples=",
-                     std::max<int64_t>(1 << 16, options_.samples_per_push))};
-    if (options_.backup_workers > 0) {
-      args.push_back(absl::StrCat("--quorum=", std::max(1, assigned - options_.backup_workers)));
-    }
-    for (std::string& arg : RunSecurityArgs(options_.run_dir, absl::StrCat("agg-", a), options_.tls,
-                                            /*admin=*/false)) {
-      args.push_back(std::move(arg));
-    }
-    args.insert(args.end(), options_.aggregator_args.begin(), options_.aggregator_args.end());
-    args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
     const std::string name = absl::StrCat("aggregator-", a);
-    if (options_.unix_sockets) args.push_back(absl::StrCat("--unix_socket=", socket_of(name)));
-    absl::StatusOr<int> port = Start(name, "hips-aggregator", args, true);
+    absl::StatusOr<int> port =
+        Start(name, "hips-aggregator", AggregatorArgs(options_, a, hq_data_address_), true);
     if (!port.ok()) return port.status();
     const std::string tcp_address = absl::StrCat("127.0.0.1:", *port);
-    aggregator_addresses.push_back(options_.unix_sockets ? absl::StrCat("unix:", socket_of(name))
-                                                         : tcp_address);
+    aggregator_data_addresses_.push_back(
+        options_.unix_sockets ? absl::StrCat("unix:", SocketOf(options_, name)) : tcp_address);
     aggregator_addresses_.push_back(tcp_address);
   }
+  return absl::OkStatus();
+}
+
+absl::Status Cluster::StartWorkers() {
   std::vector<std::string> data_args;
-  if (unpacked.valid()) {
-    absl::StatusOr<std::string> dir = unpacked.get();
+  if (unpacked_.valid()) {
+    absl::StatusOr<std::string> dir = unpacked_.get();
     if (dir.ok()) {
       data_args.push_back(absl::StrCat("--data_dir=", *dir));
     } else {
@@ -376,37 +374,32 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     }
   }
   for (int k = 0; k < options_.workers; ++k) {
-    // Its own aggregator first, then the others to fail over to.
-    std::vector<std::string> order;
-    for (int i = 0; i < options_.aggregators; ++i) {
-      order.push_back(aggregator_addresses[(k + i) % options_.aggregators]);
-    }
-    std::vector<std::string> args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
-                                     absl::StrCat("--index=", k),
-                                     absl::StrCat("--workers=", options_.workers),
-                                     absl::StrCat("--batch_size=", options_.batch_size)};
-    for (std::string& arg : RunSecurityArgs(options_.run_dir, absl::StrCat("worker-", k),
-                                            options_.tls, /*admin=*/false)) {
-      args.push_back(std::move(arg));
-    }
-    args.insert(args.end(), options_.training_args.begin(), options_.training_args.end());
+    std::vector<std::string> args = WorkerArgs(options_, k, aggregator_data_addresses_);
     args.insert(args.end(), data_args.begin(), data_args.end());  // (the last --data_dir wins)
-    args.insert(args.end(), options_.push_args.begin(), options_.push_args.end());
-    if (auto it = options_.worker_args.find(k); it != options_.worker_args.end()) {
-      args.insert(args.end(), it->second.begin(), it->second.end());
-    }
     absl::StatusOr<int> started = Start(absl::StrCat("worker-", k), "hips-worker", args, false);
     if (!started.ok()) return started.status();
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<RunSummary> Cluster::Run() {
+  const absl::Time start = absl::Now();
+  if (absl::Status s = Prepare(); !s.ok()) return s;
+  if (absl::Status s = StartHq(); !s.ok()) return s;
+  if (absl::Status s = StartAggregators(); !s.ok()) return s;
+  if (absl::Status s = StartWorkers(); !s.ok()) return s;
   std::printf(
       "cluster up: hq %s, %d aggregators, %d workers%s (logs and credentials in %s: "
       "hips status --hq=%s --run_dir=%s)\n",
-      hq_address.c_str(), options_.aggregators, options_.workers,
-      options_.tls ? ", mutual TLS" : "", options_.run_dir.c_str(), hq_address.c_str(),
+      hq_address_.c_str(), options_.aggregators, options_.workers,
+      options_.tls ? ", mutual TLS" : "", options_.run_dir.c_str(), hq_address_.c_str(),
       options_.run_dir.c_str());
   std::fflush(stdout);
   if (absl::Status s = WriteMetricsTargets(); !s.ok()) return s;
+  return Watch(start);
+}
 
+absl::StatusOr<RunSummary> Cluster::Watch(absl::Time start) {
   // HQ's status is cheap: read it often (to notice the end at once), print
   // it every progress_every.
   absl::Time next_query = absl::Now();
@@ -418,55 +411,119 @@ absl::StatusOr<RunSummary> Cluster::Run() {
     if (interrupted_->load()) return absl::CancelledError("interrupted");
     if (absl::Status s = CheckChildren(); !s.ok()) return s;
     const absl::Time now = absl::Now();
-    if (now >= next_query) {
-      next_query = now + kStatusEvery;
-      // Waits for a (re)connection: after HQ restarted, the channel's
-      // backoff would otherwise fail queries for a while.
-      absl::StatusOr<HqStatus> status = status_->Hq(absl::Seconds(2), /*wait_for_ready=*/true);
-      const bool finished =
-          status.ok() && status->server.training_done && status->final_eval.has_value();
-      if (now >= next_report || finished) {
-        next_report = now + options_.progress_every;
-        if (!status.ok()) {
-          std::printf("HQ status unavailable: %s\n", status.status().ToString().c_str());
-        } else {
-          PrintProgress(*status, absl::ToDoubleSeconds(now - start),
-                        (status->server.samples_applied - last_samples) /
-                            std::max(1e-9, absl::ToDoubleSeconds(now - last_time)));
-          last_samples = status->server.samples_applied;
-          last_time = now;
-        }
-        std::fflush(stdout);
-      }
-      if (status.ok() && !status->final_eval_error.empty()) {
-        return absl::InternalError(
-            absl::StrCat("HQ could not evaluate the final weights: ", status->final_eval_error));
-      }
-      if (status.ok() && status->server.training_done && done_at == absl::InfiniteFuture()) {
-        done_at = now;
-      }
-      if (!finished && now - done_at > kFinalEvalTimeout) {
-        return absl::DeadlineExceededError(
-            absl::StrCat("no final evaluation ", absl::FormatDuration(kFinalEvalTimeout),
-                         " after training ended; see ", options_.run_dir, "/hq.log"));
-      }
-      if (finished) {
-        RunSummary summary;
-        summary.version = status->final_eval->version;
-        summary.SetMetrics(status->final_eval->metrics);
-        summary.samples = status->server.samples_applied;
-        summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
-        FillAccounting(status->server, &summary);
-        AddAggregatorAccounting(&summary);
-        summary.restarts = restarts_;
-        return summary;
-      }
+    if (now < next_query) {
+      absl::SleepFor(kTick);
+      continue;
     }
-    absl::SleepFor(kTick);
+    next_query = now + kStatusEvery;
+    // Waits for a (re)connection: after HQ restarted, the channel's backoff
+    // would otherwise fail queries for a while.
+    absl::StatusOr<HqStatus> status = status_->Hq(absl::Seconds(2), /*wait_for_ready=*/true);
+    const bool finished =
+        status.ok() && status->server.training_done && status->final_eval.has_value();
+    if (now >= next_report || finished) {
+      next_report = now + options_.progress_every;
+      if (!status.ok()) {
+        std::printf("HQ status unavailable: %s\n", status.status().ToString().c_str());
+      } else {
+        PrintProgress(*status, absl::ToDoubleSeconds(now - start),
+                      (status->server.samples_applied - last_samples) /
+                          std::max(1e-9, absl::ToDoubleSeconds(now - last_time)));
+        last_samples = status->server.samples_applied;
+        last_time = now;
+      }
+      std::fflush(stdout);
+    }
+    if (status.ok() && !status->final_eval_error.empty()) {
+      return absl::InternalError(
+          absl::StrCat("HQ could not evaluate the final weights: ", status->final_eval_error));
+    }
+    if (status.ok() && status->server.training_done && done_at == absl::InfiniteFuture()) {
+      done_at = now;
+    }
+    if (!finished && now - done_at > kFinalEvalTimeout) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no final evaluation ", absl::FormatDuration(kFinalEvalTimeout),
+                       " after training ended; see ", options_.run_dir, "/hq.log"));
+    }
+    if (finished) return Summarize(*status, start);
   }
 }
 
+RunSummary Cluster::Summarize(const HqStatus& status, absl::Time start) {
+  RunSummary summary;
+  summary.version = status.final_eval->version;
+  summary.SetMetrics(status.final_eval->metrics);
+  summary.samples = status.server.samples_applied;
+  summary.seconds = absl::ToDoubleSeconds(absl::Now() - start);
+  FillAccounting(status.server, &summary);
+  AddAggregatorAccounting(&summary);
+  summary.restarts = restarts_;
+  return summary;
+}
+
 }  // namespace
+
+std::string CheckpointDirOf(const LocalClusterOptions& o) {
+  return o.checkpoint_dir.empty() ? absl::StrCat(o.run_dir, "/checkpoints") : o.checkpoint_dir;
+}
+
+std::vector<std::string> HqArgs(const LocalClusterOptions& o) {
+  // --resume: the first HQ continues an earlier run only when asked (the
+  // cluster refuses one otherwise); a restarted one always continues this.
+  std::vector<std::string> args = {
+      absl::StrCat("--aggregators=", o.aggregators),
+      absl::StrCat("--checkpoint_dir=", CheckpointDirOf(o)),
+      "--resume=true",
+      absl::StrCat("--max_versions=", o.max_versions),
+      absl::StrCat("--max_samples=", o.max_samples),
+      absl::StrCat("--max_workers=", o.workers),
+      absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, o.samples_per_push)),
+      absl::StrCat("--async_lr_batch=", o.lr_reference_samples)};
+  Append(&args, RunSecurityArgs(o.run_dir, "hq", o.tls, /*admin=*/true));
+  args.insert(args.end(), o.hq_flags.begin(), o.hq_flags.end());
+  if (o.unix_sockets) args.push_back(absl::StrCat("--unix_socket=", SocketOf(o, "hq")));
+  return args;
+}
+
+std::vector<std::string> AggregatorArgs(const LocalClusterOptions& o, int a,
+                                        const std::string& hq_address) {
+  const int assigned = WorkersOf(o, a);
+  std::vector<std::string> args = {
+      absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address),
+      absl::StrCat("--workers=", assigned),
+      // Failover may bring every worker of the run here.
+      absl::StrCat("--max_workers=", std::max(assigned, o.workers)),
+      absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, o.samples_per_push)),
+      absl::StrCat("--round_deadline_ms=", o.round_deadline_ms)};
+  if (o.backup_workers > 0) {
+    args.push_back(absl::StrCat("--quorum=", std::max(1, assigned - o.backup_workers)));
+  }
+  Append(&args, RunSecurityArgs(o.run_dir, absl::StrCat("agg-", a), o.tls, /*admin=*/false));
+  args.insert(args.end(), o.aggregator_flags.begin(), o.aggregator_flags.end());
+  const std::string name = absl::StrCat("aggregator-", a);
+  if (o.unix_sockets) args.push_back(absl::StrCat("--unix_socket=", SocketOf(o, name)));
+  return args;
+}
+
+std::vector<std::string> WorkerArgs(const LocalClusterOptions& o, int k,
+                                    const std::vector<std::string>& aggregator_addresses) {
+  // Its own aggregator first, then the others to fail over to.
+  std::vector<std::string> order;
+  for (size_t i = 0; i < aggregator_addresses.size(); ++i) {
+    order.push_back(aggregator_addresses[(k + i) % aggregator_addresses.size()]);
+  }
+  std::vector<std::string> args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
+                                   absl::StrCat("--index=", k),
+                                   absl::StrCat("--workers=", o.workers)};
+  Append(&args, RunSecurityArgs(o.run_dir, absl::StrCat("worker-", k), o.tls, /*admin=*/false));
+  args.insert(args.end(), o.worker_flags.begin(), o.worker_flags.end());
+  if (o.slow_workers.count(k) > 0) {
+    args.push_back(absl::StrCat("--slowdown=", o.slowdown));
+    args.push_back(absl::StrCat("--step_delay_ms=", o.step_delay_ms));
+  }
+  return args;
+}
 
 absl::StatusOr<RunSummary> RunLocalCluster(const LocalClusterOptions& options,
                                            const std::atomic<bool>* interrupted) {

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -24,14 +25,21 @@ struct LocalClusterOptions {
   // --max_samples.
   int64_t max_versions = 0;
   int64_t max_samples = 0;
-  int64_t eval_every = 100;
-  // Extra flags for HQ (mode, deadlines, learning-rate scaling) and for
-  // every aggregator (deadlines, coalescing).
-  std::vector<std::string> hq_args;
-  std::vector<std::string> aggregator_args;
-  // Flags for every sender of gradients, workers and aggregators (how
-  // their pushes travel: --compression ...).
-  std::vector<std::string> push_args;
+  // The daemons' flags handed on as they are, per tier (ChildFlagArgs).
+  std::vector<std::string> hq_flags;
+  std::vector<std::string> aggregator_flags;
+  std::vector<std::string> worker_flags;
+  // async/ssp: HQ's learning-rate reference batch (--async_lr_batch).
+  int64_t lr_reference_samples = 0;
+  // Sync rounds at the aggregators: each closes at its deadline (0: none)
+  // with all but `backup_workers` of its workers.
+  int64_t round_deadline_ms = 0;
+  int backup_workers = 0;
+  // Straggler injection: these workers take `slowdown` times as long per
+  // step, and `step_delay_ms` more.
+  std::set<int> slow_workers;
+  double slowdown = 10;
+  int64_t step_delay_ms = 0;
   // Tensors between the tiers over Unix sockets in run_dir instead of
   // loopback TCP (status and metrics stay on TCP).
   bool unix_sockets = false;
@@ -39,22 +47,15 @@ struct LocalClusterOptions {
   // process in <run_dir>/tls. Fresh cluster and admin tokens are made for
   // every run either way (docs/security.md).
   bool tls = false;
-  // Sync backup workers: each aggregator closes a round at its deadline with
-  // all but this many of its workers.
-  int backup_workers = 0;
-  // Extra flags for some workers, by index (straggler injection).
-  std::map<int, std::vector<std::string>> worker_args;
   // Where hips-hq, hips-aggregator and hips-worker are.
   std::string bin_dir;
   // Logs and port files of this run.
   std::string run_dir;
-  // Model, optimizer, data and seed flags handed to HQ and workers.
-  std::vector<std::string> training_args;
   // Fashion-MNIST's directory when the run trains on it: the cluster
   // unpacks it into a directory of its own in run_dir while HQ starts
   // (removed at the end) and points the workers there, so that each does
   // not inflate the gzipped files itself. Empty: the workers read what
-  // training_args say.
+  // their flags say.
   std::string unpack_data_from;
   absl::Duration progress_every = absl::Seconds(3);
   absl::Duration start_timeout = absl::Seconds(60);
@@ -70,9 +71,18 @@ struct LocalClusterOptions {
   // If set, the scrape targets of every process, as a Prometheus file_sd
   // JSON list with labels job, tier and name (rewritten atomically).
   std::string metrics_targets;
-  // Sync rounds stop waiting for a member not heard from for this long.
-  int64_t lease_ms = 2000;
 };
+
+// The children's flags, beyond the ports hips local assigns: HQ's
+// (`checkpoint_dir`: where it checkpoints), aggregator `a`'s (it reaches HQ
+// at `hq_address`), worker `k`'s (its aggregator first, then the others it
+// fails over to, from `aggregator_addresses`, aggregator i's at i).
+std::string CheckpointDirOf(const LocalClusterOptions& options);
+std::vector<std::string> HqArgs(const LocalClusterOptions& options);
+std::vector<std::string> AggregatorArgs(const LocalClusterOptions& options, int a,
+                                        const std::string& hq_address);
+std::vector<std::string> WorkerArgs(const LocalClusterOptions& options, int k,
+                                    const std::vector<std::string>& aggregator_addresses);
 
 // Runs a whole cluster as real processes on 127.0.0.1 with free ports: one
 // hips-hq, `aggregators` hips-aggregator, `workers` hips-worker (worker k

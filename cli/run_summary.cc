@@ -73,4 +73,24 @@ absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s) {
   return absl::OkStatus();
 }
 
+std::string DescribeAccounting(const RunSummary::Accounting& a) {
+  std::string dropped;
+  for (const auto& [reason, count] : a.dropped) absl::StrAppend(&dropped, " ", reason, "=", count);
+  std::string out = absl::StrCat("gradients: received=", a.received, " applied=", a.applied,
+                                 " duplicate=", a.duplicate, " pending=", a.pending, " dropped{",
+                                 dropped.empty() ? "" : dropped.substr(1),
+                                 "} max_staleness=", a.max_staleness, " mode=", a.mode);
+  for (const RunSummary::Accounting::Aggregator& g : a.aggregators) {
+    std::string agg_dropped;
+    for (const auto& [reason, count] : g.dropped) {
+      absl::StrAppend(&agg_dropped, " ", reason, "=", count);
+    }
+    absl::StrAppend(&out, "\n  ", g.id, ": received=", g.received, " duplicate=", g.duplicate,
+                    " forwarded=", g.forwarded, " pending=", g.pending, " dropped{",
+                    agg_dropped.empty() ? "" : agg_dropped.substr(1), "}");
+    if (g.edge_applied > 0) absl::StrAppend(&out, " edge_applied=", g.edge_applied);
+  }
+  return out;
+}
+
 }  // namespace hips

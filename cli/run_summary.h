@@ -67,6 +67,9 @@ struct RunSummary {
 
 // "final: version=V accuracy=A f1=F samples=S seconds=T"
 std::string FinalLine(const RunSummary& s);
+// The accounting lines hips local prints before it: every gradient by what
+// became of it at HQ, then per aggregator.
+std::string DescribeAccounting(const RunSummary::Accounting& a);
 
 // The same keys as a JSON object (WriteSummaryJson writes it to `path`); with
 // accounting also "mode", "gradients" {"received", "applied", "duplicate",

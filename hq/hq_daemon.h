@@ -18,9 +18,8 @@
 #include "services/metrics/rpc_metrics.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
-#include "services/net/health.h"
-#include "services/net/security.h"
-#include "services/net/server_gate.h"
+#include "services/net/daemon_server.h"
+#include "services/numeric/chunk_codec.h"
 
 namespace hips {
 
@@ -31,11 +30,12 @@ struct HqDaemonOptions {
   DataOptions data;
   uint64_t seed = 1;  // initial weights
   int64_t eval_every = 100;
-  std::string host = "127.0.0.1";
-  int port = 0;
-  // Also serve on this Unix socket when set (same-host peers).
-  std::string unix_socket;
-  size_t chunk_bytes = 1 << 20;
+  // Where and how it serves its aggregators and operators (metrics_port -1:
+  // no /metrics).
+  ServeOptions serve;
+  size_t chunk_bytes = kDefaultChunkBytes;
+  // Threads that sum a big tensor (SetSummationThreads; process-wide).
+  int sum_threads = 2;
   // Weights to aggregators as compressed deltas (docs/wan.md); none: whole.
   std::optional<WeightsChainOptions> weights_compression;
   absl::Duration max_long_poll = absl::Seconds(10);
@@ -44,24 +44,14 @@ struct HqDaemonOptions {
   std::string checkpoint_dir;
   int checkpoint_keep = 3;
   bool resume = true;
-  // TLS and tokens (docs/security.md). The default (none) only serves
-  // loopback, and only with `insecure`.
-  SecurityOptions security;
-  // Streams served at once (max_streams 0: four per member it may have,
-  // plus 8) and how long a push may deliver nothing before it is cancelled
-  // (docs/security.md, "Limits").
-  ServeLimits limits{0, absl::Seconds(30)};
-  // /metrics on `metrics_address` (unauthenticated: loopback by default):
-  // this port, 0 a free one (metrics_port()), -1 none.
-  std::string metrics_address = "127.0.0.1";
-  int metrics_port = -1;
 };
 
 // A whole hips-hq: master weights and optimizer (ParameterServer), test-set
-// evaluation (EvalLoop) and the gRPC server. Start() returns once the server
-// listens. Thread-safe: Shutdown may come from any thread (a signal); it
-// runs once (a last checkpoint, then the server stops) and is also run by
-// the destructor.
+// evaluation (EvalLoop), checkpoints (Checkpointer) and what it serves
+// (DaemonServer: HQ's gRPC service, health, /metrics). Start() returns once
+// the server listens; Run() serves until Shutdown. Thread-safe: Shutdown may
+// come from any thread (a signal); it runs once (a last checkpoint, then
+// the server stops) and is also run by the destructor.
 class HqDaemon {
  public:
   static absl::StatusOr<std::unique_ptr<HqDaemon>> Start(HqDaemonOptions options);
@@ -70,9 +60,10 @@ class HqDaemon {
   static absl::Status CheckOptions(const HqDaemonOptions& options);
   ~HqDaemon();
 
-  int port() const { return port_; }
-  int metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
-  ParameterServer& server() { return *server_; }
+  absl::Status Run();
+  int port() const { return server_->port(); }
+  int metrics_port() const { return server_->metrics_port(); }
+  ParameterServer& server() { return *parameter_server_; }
   EvalLoop& eval() { return *eval_; }
   // --weights_compression's counters (nullopt without it).
   std::optional<ChainWeightsEncoder::Counters> weights_chain_counters() const {
@@ -82,20 +73,26 @@ class HqDaemon {
 
  private:
   HqDaemon() = default;
+  // The master model and its optimizer, and the evaluation replica.
+  absl::StatusOr<std::unique_ptr<Optimizer>> LoadModel(HqDaemonOptions* options);
+  // The checkpoint to resume from (if any), and the writer of new ones.
+  absl::StatusOr<std::optional<Checkpoint>> OpenCheckpoints(const HqDaemonOptions& options);
+  // The parameter server, resumed from `resume_from`.
+  absl::Status StartTraining(const HqDaemonOptions& options, std::unique_ptr<Optimizer> optimizer,
+                             const std::optional<Checkpoint>& resume_from);
+  // Registers the metrics and serves HQ's service.
+  absl::Status Serve(const HqDaemonOptions& options);
 
-  std::unique_ptr<Authorizer> authorizer_;  // read by service_: outlives it
   std::shared_ptr<const Dataset> test_data_;
-  std::unique_ptr<Checkpointer> checkpointer_;  // outlives server_, which feeds it
+  ModelLayout layout_;
+  std::unique_ptr<Checkpointer> checkpointer_;  // outlives parameter_server_, which feeds it
   std::unique_ptr<EvalLoop> eval_;
-  std::unique_ptr<ParameterServer> server_;
-  // Read the members above at scrape time: destroyed before them.
-  std::unique_ptr<MetricsServer> metrics_;
-  std::unique_ptr<RpcMetrics> rpc_metrics_;
+  std::unique_ptr<ParameterServer> parameter_server_;
   std::unique_ptr<HqService> service_;
-  std::unique_ptr<HealthService> health_;
-  std::unique_ptr<grpc::Server> grpc_server_;
-  int port_ = 0;
   std::once_flag shutdown_once_;
+  // Last, destroyed first: its server calls into service_ and its metrics
+  // read the members above.
+  std::unique_ptr<DaemonServer> server_;
 };
 
 }  // namespace hips

@@ -6,8 +6,10 @@
 
 namespace hips {
 
-void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
-                      const Checkpointer* checkpointer, MetricFamilies* out) {
+namespace {
+
+// Versions, samples, loss, the mode and its shape.
+void CollectTraining(const ParameterServerStatus& s, MetricFamilies* out) {
   out->Gauge("hips_version", "Newest published version of the weights", s.version);
   out->Counter("hips_versions_total",
                "Versions published by this HQ process (optimizer updates; in sync, rounds)",
@@ -34,6 +36,10 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
   out->Gauge("hips_fedavg_edge_rounds",
              "fedavg: rounds each aggregator runs on its own copy per version (1 in other modes)",
              s.mode.edge_rounds);
+}
+
+// Every gradient and aggregate by what became of it, and their staleness.
+void CollectAccounting(const ParameterServerStatus& s, MetricFamilies* out) {
   out->Counter("hips_gradients_received_total", "Worker gradients received (inside aggregates)",
                s.gradients_received);
   out->Counter("hips_gradients_applied_total", "Worker gradients applied", s.gradients_applied);
@@ -49,9 +55,12 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
                s.aggregate_bytes_received);
   out->Counter("hips_aggregates_applied_total", "Aggregates accepted into an update",
                s.aggregates_applied);
-  // Staleness: bucket t holds gradients applied t versions after the version
-  // they were computed on; the last bucket also holds everything staler.
-  const std::vector<int64_t>& counts = s.staleness.counts();
+}
+
+// Staleness: bucket t holds gradients applied t versions after the version
+// they were computed on; the last bucket also holds everything staler.
+void CollectStaleness(const StalenessHistogram& staleness, MetricFamilies* out) {
+  const std::vector<int64_t>& counts = staleness.counts();
   std::vector<double> bounds;
   std::vector<int64_t> within;
   double sum = 0;
@@ -66,7 +75,12 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
                  "Staleness of applied gradients (versions between computed-on and applied-at)",
                  bounds, within, beyond, sum);
   out->Gauge("hips_max_staleness_versions", "Largest staleness of an applied gradient",
-             s.staleness.max());
+             staleness.max());
+}
+
+// Members, evaluations and checkpoints.
+void CollectState(const ParameterServerStatus& s, const EvalLoop& eval,
+                  const Checkpointer* checkpointer, MetricFamilies* out) {
   out->Gauge("hips_max_round_contributors", "Most worker gradients applied in one sync version",
              s.max_round_contributors);
   out->Gauge("hips_live_members", "Members holding a lease here, by kind",
@@ -98,6 +112,33 @@ void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
                  c.failed);
     out->Gauge("hips_last_checkpoint_version", "Version of the newest checkpoint on disk",
                c.last_version);
+  }
+}
+
+}  // namespace
+
+void CollectHqMetrics(const ParameterServerStatus& s, const EvalLoop& eval,
+                      const Checkpointer* checkpointer, MetricFamilies* out) {
+  CollectTraining(s, out);
+  CollectAccounting(s, out);
+  CollectStaleness(s.staleness, out);
+  CollectState(s, eval, checkpointer, out);
+}
+
+void CollectHqServiceMetrics(const HqService& service, MetricFamilies* out) {
+  out->Counters("hips_calls_refused_total",
+                "Calls refused before they were served (credentials, identity), by reason",
+                "reason", AllRefusalReasons(), service.refusals());
+  if (std::optional<ChainWeightsEncoder::Counters> chain = service.weights_chain_counters()) {
+    out->Counters(
+        "hips_weights_sent_total", "Weights streams to aggregators, as a compressed delta or whole",
+        "form", {"delta", "whole"}, {{"delta", chain->deltas_sent}, {"whole", chain->whole_sent}});
+    out->Counter("hips_weights_resyncs_total",
+                 "Versions sent whole to every aggregator, exactly HQ's weights",
+                 static_cast<double>(chain->resyncs));
+    out->Gauge("hips_weights_drift",
+               "Largest difference between HQ's newest weights and what aggregators hold",
+               chain->drift);
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include "hq/checkpointer.h"
 #include "hq/eval_loop.h"
+#include "hq/hq_service.h"
 #include "hq/parameter_server.h"
 #include "services/metrics/metrics_server.h"
 
@@ -12,6 +13,8 @@ namespace hips {
 // (docs/observability.md lists them). `checkpointer` may be null.
 void CollectHqMetrics(const ParameterServerStatus& status, const EvalLoop& eval,
                       const Checkpointer* checkpointer, MetricFamilies* out);
+// What HQ's service counts: calls refused, weights sent downstream.
+void CollectHqServiceMetrics(const HqService& service, MetricFamilies* out);
 
 }  // namespace hips
 

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/numeric/gradient_accumulator.h"
+#include "services/rounds/fedavg_policy.h"
 #include "services/rounds/round_policy.h"
 
 namespace hips {
@@ -16,7 +17,8 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
                                                    o.expected_aggregators, " expected, got ",
                                                    o.max_aggregators));
   }
-  if (o.max_workers < 0) return absl::InvalidArgumentError("max workers must be >= 0");
+  if (o.max_workers < 0)
+    return absl::InvalidArgumentError("max workers (--max_workers) must be >= 0");
   if (o.max_batch_samples < 1 || o.max_batch_samples > GradientAccumulator::kMaxSamples) {
     return absl::InvalidArgumentError(
         absl::StrCat("max batch samples must be in [1, 2^31], got ", o.max_batch_samples));
@@ -27,23 +29,25 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
                                                    o.quorum_aggregators));
   }
   if (o.round_deadline <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("the round deadline must be positive (or infinite)");
+    return absl::InvalidArgumentError(
+        "the round deadline (--round_deadline_ms) must be positive, or 0 for none");
   }
   if (o.lease <= absl::ZeroDuration())
-    return absl::InvalidArgumentError("the lease must be positive");
-  if (o.max_versions < 0) return absl::InvalidArgumentError("max versions must be >= 0");
-  if (o.max_samples < 0) return absl::InvalidArgumentError("max samples must be >= 0");
-  if (o.async_momentum >= 1) return absl::InvalidArgumentError("async momentum must be < 1");
+    return absl::InvalidArgumentError("the lease (--lease_ms) must be positive");
+  if (o.max_versions < 0)
+    return absl::InvalidArgumentError("max versions (--max_versions) must be >= 0");
+  if (o.max_samples < 0)
+    return absl::InvalidArgumentError("max samples (--max_samples) must be >= 0");
+  if (o.async_momentum >= 1)
+    return absl::InvalidArgumentError("async momentum (--async_momentum) must be < 1");
   if (o.lr_reference_samples < 0) {
-    return absl::InvalidArgumentError("the learning-rate reference batch must be >= 0");
-  }
-  if (!(o.server_lr > 0 && o.server_lr <= 1000)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the server learning rate must be in (0, 1000], got ", o.server_lr));
+        "the learning-rate reference batch (--async_lr_batch) must be >= 0");
   }
-  if (!(o.server_momentum >= 0 && o.server_momentum < 1)) {
+  if (absl::Status s = ValidateServerStep(o.server_lr, o.server_momentum); !s.ok()) return s;
+  if (o.checkpoint_every_versions < 0 || o.checkpoint_every < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the server momentum must be in [0, 1), got ", o.server_momentum));
+        "--checkpoint_every_versions and --checkpoint_every_s must be >= 0");
   }
   if (absl::Status s = ValidateModeConfig(o.mode); !s.ok()) return s;
   return CheckModeFitsOptimizer(o.mode, o.optimizer.name);

@@ -17,7 +17,7 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     InProcessClusterOptions o, std::shared_ptr<const Dataset> train) {
   std::unique_ptr<InProcessCluster> c(new InProcessCluster);
   o.hq.server.expected_aggregators = o.aggregators;
-  o.hq.security = o.security;
+  o.hq.serve.security = o.security;
   absl::StatusOr<std::unique_ptr<HqDaemon>> hq = HqDaemon::Start(o.hq);
   if (!hq.ok()) return hq.status();
   c->hq_ = *std::move(hq);
@@ -30,7 +30,7 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     for (int k = a; k < o.workers; k += o.aggregators) ++ao.aggregator.expected_workers;
     ao.hq_address = absl::StrCat("127.0.0.1:", c->hq_->port());
     ao.chunk_bytes = o.chunk_bytes;
-    ao.security = o.security;
+    ao.serve.security = o.security;
     absl::StatusOr<std::unique_ptr<AggregatorDaemon>> d = AggregatorDaemon::Start(ao);
     if (!d.ok()) return d.status();
     c->aggregators_.push_back(*std::move(d));
@@ -45,7 +45,7 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     if (o.customize_worker) o.customize_worker(k, &wo.worker);
     wo.aggregators = {absl::StrCat("127.0.0.1:", c->aggregators_[k % o.aggregators]->port())};
     wo.chunk_bytes = o.chunk_bytes;
-    wo.security = o.security;
+    wo.serve.security = o.security;
     wo.model = o.model;
     wo.model_seed = o.init_seed + k;
     wo.train = train;

@@ -10,6 +10,7 @@
 #include "aggregator/aggregator_daemon.h"
 #include "hq/hq_daemon.h"
 #include "services/data/dataset.h"
+#include "services/numeric/chunk_codec.h"
 #include "worker/worker_daemon.h"
 
 namespace hips {
@@ -33,7 +34,7 @@ struct InProcessClusterOptions {
   // weights use seed init_seed + k (HQ's weights replace them).
   ModelOptions model;
   uint64_t init_seed = 1000;
-  size_t chunk_bytes = 1 << 20;
+  size_t chunk_bytes = kDefaultChunkBytes;
   // Every process's security (docs/security.md): the tokens below by
   // default, as `hips local` hands out.
   SecurityOptions security = TestSecurity();

@@ -618,10 +618,17 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
   struct Bad {
     std::string command;
     std::string message;
+    int exit_code = 2;
   };
   const Bad cases[] = {
       {"/hips local --workers=0", "--workers"},
-      {"/hips local --no_such_flag", "no_such_flag"},
+      {"/hips local --no_such_flag", "unknown flag --no_such_flag"},
+      // The flag parser's errors exit 2 like every other usage error.
+      {"/hips-hq --lr=abc", "--lr=abc"},
+      {"/hips-aggregator --hq=127.0.0.1:1 --workers", "--workers needs a value"},
+      {"/hips-worker --aggregator=127.0.0.1:1 --nobatch_size", "unknown flag --nobatch_size"},
+      {"/hips-hq --insecure extra", "unexpected argument extra"},
+      {"/hips-hq --flagfile=/nonexistent/hq.flags", "--flagfile: cannot read /nonexistent/hq.flags"},
       {"/hips frobnicate",
        "unknown subcommand 'frobnicate'; the subcommands are local, train, export, mode, health, "
        "status"},
@@ -692,7 +699,9 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-worker --aggregator=127.0.0.1:1 --slowdown=0.5", "slowdown"},
       {"/hips local --compression=zip", "unknown compression"},
       // A child that cannot start fails the run at once, not after restarts.
-      {"/hips local --data_dir=/nonexistent --max_versions=5", "hq could not start (exit code 1)"},
+      // (A run that failed, not a usage error of hips local's own: 1.)
+      {"/hips local --data_dir=/nonexistent --max_versions=5", "hq could not start (exit code 1)",
+       1},
       {"/hips-worker --aggregator=127.0.0.1:1 --compression=topk --topk_ratio=2", "top-k ratio"},
       {"/hips-aggregator --hq=127.0.0.1:1 --compression=fp8", "unknown compression"},
       {"/hips-aggregator --hq=127.0.0.1:1 --insecure --unix_socket=/tmp/" + std::string(200, 'x'),
@@ -786,8 +795,9 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
   };
   for (const Bad& b : cases) {
     const CommandResult run = Shell(kBin + b.command);
-    // 2 for errors hips detects, 1 for those Abseil's flag parser detects.
-    EXPECT_TRUE(run.exit_code == 1 || run.exit_code == 2) << b.command << "\n" << run.output;
+    // 2 for a usage error, whoever finds it (the flag parser, a check, a
+    // daemon that cannot start as configured); 1 for a run that failed.
+    EXPECT_EQ(run.exit_code, b.exit_code) << b.command << "\n" << run.output;
     EXPECT_NE(run.output.find(b.message), std::string::npos) << b.command << "\n" << run.output;
   }
 }

@@ -25,19 +25,15 @@ absl::Status WorkerDaemon::CheckOptions(const WorkerDaemonOptions& options) {
     if (absl::Status s = CheckDataOptions(options.data, /*inspect_files=*/false); !s.ok()) return s;
   }
   if (absl::Status s = ValidateModelOptions(options.model); !s.ok()) return s;
-  if (absl::Status s = CheckListenPort("--metrics_port", options.metrics_port, true); !s.ok()) {
-    return s;
-  }
-  if (absl::Status s = CheckListenPort("--health_port", options.health_port, true); !s.ok()) {
-    return s;
-  }
-  return CheckClientTls(options.security.tls);
+  if (absl::Status s = CheckClientTls(options.serve.security.tls); !s.ok()) return s;
+  return CheckServeOptions(options.serve, /*needs_admin=*/false, /*grpc_optional=*/true);
 }
 
 absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOptions options) {
   if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   std::shared_ptr<const Dataset> train = options.train;
   if (train == nullptr) {
+    if (absl::Status s = CheckDataOptions(options.data, /*inspect_files=*/true); !s.ok()) return s;
     // Only this worker's shard is held in memory.
     absl::StatusOr<Dataset> loaded = LoadData(
         options.data, Split::kTrain, DataShard{options.worker.index, options.worker.num_workers});
@@ -50,7 +46,7 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
   if (!model.ok()) return model.status();
 
   absl::StatusOr<ClientCredentials> credentials =
-      MakeClientCredentials(ClusterClient(options.security));
+      MakeClientCredentials(ClusterClient(options.serve.security));
   if (!credentials.ok()) return credentials.status();
 
   std::unique_ptr<WorkerDaemon> d(new WorkerDaemon);
@@ -65,35 +61,20 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
   if (!worker.ok()) return worker.status();
   d->worker_ = *std::move(worker);
 
-  if (options.metrics_port >= 0) {
-    absl::StatusOr<std::unique_ptr<MetricsServer>> metrics =
-        MetricsServer::Start(options.metrics_address, options.metrics_port);
-    if (!metrics.ok()) return metrics.status();
-    d->metrics_ = *std::move(metrics);
-    d->rpc_metrics_ = std::make_unique<RpcMetrics>(&d->metrics_->registry());
-    d->worker_->set_rpc_metrics(d->rpc_metrics_.get());
-    Worker* w = d->worker_.get();
-    d->metrics_->AddCollector([w](MetricFamilies* out) { CollectWorkerMetrics(*w, out); });
-    LOG(INFO) << "metrics on http://" << options.metrics_address << ":" << d->metrics_->port()
-              << "/metrics";
+  absl::StatusOr<std::unique_ptr<DaemonServer>> server =
+      DaemonServer::Create(options.serve, /*needs_admin=*/false);
+  if (!server.ok()) return server.status();
+  d->server_ = *std::move(server);
+  Worker* w = d->worker_.get();
+  if (MetricsServer* metrics = d->server_->metrics(); metrics != nullptr) {
+    w->set_rpc_metrics(d->server_->rpc_metrics());
+    metrics->AddCollector([w](MetricFamilies* out) { CollectWorkerMetrics(*w, out); });
   }
-  if (options.health_port >= 0) {
-    absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> health_credentials =
-        ServingCredentials(options.metrics_address, options.security, /*needs_admin=*/false);
-    if (!health_credentials.ok()) return health_credentials.status();
-    const Worker* w = d->worker_.get();
-    d->health_ = std::make_unique<HealthService>(std::vector<std::string>{},
-                                                 [w] { return w->version() >= 0; });
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort(absl::StrCat(options.metrics_address, ":", options.health_port),
-                             *health_credentials, &d->health_port_);
-    builder.RegisterService(d->health_.get());
-    d->health_server_ = builder.BuildAndStart();
-    if (d->health_server_ == nullptr || d->health_port_ == 0) {
-      return absl::UnavailableError(absl::StrCat("cannot serve health on ", options.metrics_address,
-                                                 ":", options.health_port));
-    }
-    LOG(INFO) << "health (grpc.health.v1) on " << options.metrics_address << ":" << d->health_port_;
+  if (absl::Status s = d->server_->Serve({}, {}, [w] { return w->version() >= 0; }); !s.ok()) {
+    return s;
+  }
+  if (options.serve.port >= 0) {
+    LOG(INFO) << "health (grpc.health.v1) on " << options.serve.host << ":" << d->health_port();
   }
   LOG(INFO) << options.worker.id << " (shard " << options.worker.index << " of "
             << options.worker.num_workers << ") training with aggregator " << options.aggregators[0]
@@ -103,20 +84,14 @@ absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOp
   return d;
 }
 
-WorkerDaemon::~WorkerDaemon() {
-  Shutdown();
-  metrics_.reset();  // its collector reads the worker
-  health_server_.reset();
-}
+WorkerDaemon::~WorkerDaemon() { Shutdown(); }
 
 absl::Status WorkerDaemon::Run() { return worker_->Run(); }
 
 void WorkerDaemon::Shutdown() {
-  if (health_ != nullptr) health_->Shutdown();
+  if (server_ != nullptr) server_->BeginShutdown();
   if (worker_ != nullptr) worker_->Shutdown();
-  if (health_server_ != nullptr) {
-    health_server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
-  }
+  if (server_ != nullptr) server_->Shutdown(absl::Seconds(1));
 }
 
 }  // namespace hips

@@ -10,11 +10,9 @@
 
 #include "absl/status/statusor.h"
 #include "services/data/dataset.h"
-#include "services/metrics/metrics_server.h"
-#include "services/metrics/rpc_metrics.h"
 #include "services/models/model.h"
-#include "services/net/health.h"
-#include "services/net/security.h"
+#include "services/net/daemon_server.h"
+#include "services/numeric/chunk_codec.h"
 #include "worker/aggregator_client.h"
 #include "worker/worker.h"
 
@@ -25,31 +23,34 @@ struct WorkerDaemonOptions {
   // Aggregator addresses (host:port, or unix:PATH): its own first, then the
   // ones it fails over to.
   std::vector<std::string> aggregators;
-  size_t chunk_bytes = 1 << 20;
+  size_t chunk_bytes = kDefaultChunkBytes;
   ModelOptions model;       // input_shape and num_classes are taken from the data
   uint64_t model_seed = 1;  // initial weights (HQ's replace them)
   // The training data: `train` when set (processes that run several workers
   // share one copy), else loaded as `data` says.
   DataOptions data;
   std::shared_ptr<const Dataset> train;
-  // TLS and the cluster token it presents (docs/security.md).
-  SecurityOptions security;
-  // /metrics on `metrics_address` (unauthenticated: loopback by default):
-  // this port, 0 a free one (metrics_port()), -1 none.
-  std::string metrics_address = "127.0.0.1";
-  int metrics_port = -1;
-  // The gRPC health service (grpc.health.v1) on `metrics_address`: this
-  // port, 0 a free one (health_port()), -1 none. SERVING once the worker
-  // computes on weights; TLS as `security` says (docs/deploy.md).
-  int health_port = -1;
+  // What it serves: the gRPC health service (grpc.health.v1; SERVING once
+  // the worker computes on weights) on serve.host:serve.port (-1: none,
+  // the default here) and /metrics (metrics_port -1: none). serve.security
+  // is also the TLS and cluster token it presents to its aggregators
+  // (docs/security.md).
+  ServeOptions serve = HealthOnly();
+
+  static ServeOptions HealthOnly() {
+    ServeOptions o;
+    o.port = -1;
+    o.port_flag = "--health_port";
+    return o;
+  }
 };
 
 // A whole hips-worker: its shard of the training data, its model replica,
-// the clients of its aggregators, the Worker loop and its /metrics. Start()
-// loads and connects; Run() trains on the calling thread until the weights
-// say training is done (OK) or Shutdown (CANCELLED). Thread-safe: Shutdown
-// may come from any thread (a signal), is idempotent and is also run by the
-// destructor.
+// the clients of its aggregators, the Worker loop and what it serves
+// (DaemonServer: health, /metrics). Start() loads and connects; Run() trains
+// on the calling thread until the weights say training is done (OK) or
+// Shutdown (CANCELLED). Thread-safe: Shutdown may come from any thread (a
+// signal), is idempotent and is also run by the destructor.
 class WorkerDaemon {
  public:
   // INVALID_ARGUMENT for bad options (a configuration error), the loader's
@@ -64,8 +65,8 @@ class WorkerDaemon {
   absl::Status Run();
   void Shutdown();
 
-  int metrics_port() const { return metrics_ == nullptr ? -1 : metrics_->port(); }
-  int health_port() const { return health_server_ == nullptr ? -1 : health_port_; }
+  int metrics_port() const { return server_->metrics_port(); }
+  int health_port() const { return server_->port(); }
   Worker& worker() { return *worker_; }
 
  private:
@@ -73,13 +74,8 @@ class WorkerDaemon {
 
   std::vector<std::unique_ptr<AggregatorClient>> clients_;
   std::unique_ptr<Worker> worker_;
-  // Reads worker_ at scrape time: destroyed before it.
-  std::unique_ptr<MetricsServer> metrics_;
-  std::unique_ptr<RpcMetrics> rpc_metrics_;
-  // Reads worker_: shut down before it is destroyed.
-  std::unique_ptr<HealthService> health_;
-  std::unique_ptr<grpc::Server> health_server_;
-  int health_port_ = 0;
+  // Last, destroyed first: its metrics and health read worker_.
+  std::unique_ptr<DaemonServer> server_;
 };
 
 }  // namespace hips

@@ -77,6 +77,7 @@ absl::Status FromGrpcStatus(const grpc::Status& status) {
 }
 
 absl::Status WritePortFile(const std::string& path, int port) {
+  if (path.empty()) return absl::OkStatus();
   const std::string tmp = absl::StrCat(path, ".tmp");
   std::FILE* f = std::fopen(tmp.c_str(), "w");
   if (f == nullptr) {

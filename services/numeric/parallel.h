@@ -7,6 +7,8 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
+
 // Summation on several cores (docs/performance.md): a tensor-sized pass is
 // split into contiguous ranges, one per thread, the caller's included.
 
@@ -17,6 +19,8 @@ namespace hips {
 // caller's thread alone: starting a thread costs more than they take.
 void SetSummationThreads(int threads);
 int SummationThreads();
+// INVALID_ARGUMENT unless `threads` (--sum_threads) is in [1, 256].
+absl::Status ValidateSummationThreads(int threads);
 inline constexpr size_t kParallelFloats = size_t{1} << 22;
 
 // Calls fn(begin, end) for contiguous ranges covering [0, n), concurrently.

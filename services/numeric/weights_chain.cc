@@ -14,13 +14,13 @@ absl::Status ValidateWeightsChainOptions(const WeightsChainOptions& options) {
     return absl::InvalidArgumentError(
         "weights compression: fp32 deltas are no lighter than the weights (bf16, fp16 or topk)");
   }
-  CompressionOptions compression;
-  compression.encoding = options.encoding;
-  compression.topk_ratio = options.topk_ratio;
-  if (absl::Status s = ValidateCompressionOptions(compression); !s.ok()) return s;
+  if (!(options.topk_ratio > 0 && options.topk_ratio <= 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--weights_topk_ratio must be in (0, 1], got ", options.topk_ratio));
+  }
   if (options.resync_every < 1) {
     return absl::InvalidArgumentError(
-        absl::StrCat("weights resync: every ", options.resync_every, " versions (at least 1)"));
+        absl::StrCat("--weights_resync_every must be at least 1, got ", options.resync_every));
   }
   return absl::OkStatus();
 }

@@ -43,6 +43,17 @@ std::vector<std::string> DrawParticipants(std::vector<std::string> live, double 
   return live;
 }
 
+absl::Status ValidateServerStep(double lr, double momentum) {
+  if (!(lr > 0 && lr <= 1000)) {
+    return absl::InvalidArgumentError(absl::StrCat("--server_lr must be in (0, 1000], got ", lr));
+  }
+  if (!(momentum >= 0 && momentum < 1)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--server_momentum must be in [0, 1), got ", momentum));
+  }
+  return absl::OkStatus();
+}
+
 std::shared_ptr<const WeightsSnapshot> FedAvgPolicy::Begin(
     const VersionState& tier, std::shared_ptr<const WeightsSnapshot> weights,
     std::vector<ContributorRef>* superseded) {

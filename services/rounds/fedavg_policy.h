@@ -18,6 +18,10 @@ namespace hips {
 std::vector<std::string> DrawParticipants(std::vector<std::string> live, double fraction,
                                           int64_t version, absl::string_view salt);
 
+// INVALID_ARGUMENT unless FedAvgM's step at HQ is server_lr in (0, 1000]
+// (--server_lr) and server_momentum in [0, 1) (--server_momentum).
+absl::Status ValidateServerStep(double server_lr, double server_momentum);
+
 // fedavg (local SGD, federated averaging; docs/modes.md, docs/wan.md):
 // rounds as in sync, of the workers' model deltas after `local_steps` SGD
 // steps each. With participation F < 1 an aggregator draws round(F·n) of

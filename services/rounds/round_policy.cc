@@ -104,8 +104,9 @@ void RoundMeanInto(const RoundOutput& o, absl::Span<float> mean) {
 absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, absl::string_view optimizer) {
   // (The only mode with such a rule; a policy of its own would say so.)
   if (mode.mode == Mode::kFedAvg && optimizer != "sgd") {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fedavg runs SGD on the workers; HQ's optimizer is ", optimizer, " (use --optimizer=sgd)"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("fedavg runs SGD on the workers: it needs --optimizer=sgd (HQ's optimizer is ",
+                     optimizer, ")"));
   }
   return absl::OkStatus();
 }

@@ -1,7 +1,6 @@
 #include "services/runtime/compression_flags.h"
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_cat.h"
 
 ABSL_FLAG(std::string, compression, "none",
           "How pushed gradients travel on this hop: none (fp32), fp16, bf16 or topk.");
@@ -20,13 +19,6 @@ absl::StatusOr<CompressionOptions> CompressionOptionsFromFlags() {
   o.error_feedback = absl::GetFlag(FLAGS_error_feedback);
   if (absl::Status s = ValidateCompressionOptions(o); !s.ok()) return s;
   return o;
-}
-
-std::vector<std::string> CompressionFlagsAsArgs() {
-  return {
-      absl::StrCat("--compression=", absl::GetFlag(FLAGS_compression)),
-      absl::StrCat("--topk_ratio=", absl::GetFlag(FLAGS_topk_ratio)),
-      absl::StrCat("--error_feedback=", absl::GetFlag(FLAGS_error_feedback) ? "true" : "false")};
 }
 
 }  // namespace hips

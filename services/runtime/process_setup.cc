@@ -9,21 +9,23 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <map>
+#include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/flags/reflection.h"
-#include "absl/flags/usage.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "glog/logging.h"
-#include "services/net/grpc_util.h"
 
 ABSL_FLAG(bool, check_flags, false,
           "Check the flags and exit (0: they would start, 2: why not) without reading the "
@@ -93,6 +95,99 @@ bool IsHelpFlag(const char* arg) {
     if (std::strcmp(arg, help) == 0) return true;
   }
   return false;
+}
+
+// The flags parser of every hips binary: Abseil's exits with code 1 on a
+// flag it does not know or a value it cannot parse, and hips's usage errors
+// all exit with 2 (docs/architecture.md, "Flags").
+class FlagParser {
+ public:
+  // Sets the flags of `args` (argv without argv[0]); the positional ones
+  // are appended to `positional`. Exits 2 naming the flag on an error.
+  void Parse(const std::vector<std::string>& args, std::vector<std::string>* positional) {
+    for (size_t i = 0; i < args.size(); ++i) {
+      const std::string& arg = args[i];
+      if (arg == "--") {
+        positional->insert(positional->end(), args.begin() + i + 1, args.end());
+        return;
+      }
+      if (arg.size() < 2 || arg[0] != '-') {
+        positional->push_back(arg);
+        continue;
+      }
+      const std::string body = arg.substr(arg[1] == '-' ? 2 : 1);
+      const size_t eq = body.find('=');
+      std::string name = body.substr(0, eq);
+      std::optional<std::string> value;
+      if (eq != std::string::npos) value = body.substr(eq + 1);
+      if (name == "flagfile") {
+        if (!value.has_value()) value = i + 1 < args.size() ? args[++i] : "";
+        ReadFlagFiles(*value);
+        continue;
+      }
+      absl::CommandLineFlag* flag = absl::FindCommandLineFlag(name);
+      const bool negated = flag == nullptr && absl::StartsWith(name, "no") && !value.has_value();
+      if (negated) {
+        flag = absl::FindCommandLineFlag(name.substr(2));
+        if (flag != nullptr && flag->IsOfType<bool>()) {
+          name = name.substr(2);
+          value = "false";
+        } else {
+          flag = nullptr;
+        }
+      }
+      if (flag == nullptr) ExitWithUsageError(absl::StrCat("unknown flag --", name));
+      if (!value.has_value()) {
+        if (flag->IsOfType<bool>()) {
+          value = "true";
+        } else if (i + 1 < args.size()) {
+          value = args[++i];
+        } else {
+          ExitWithUsageError(absl::StrCat("--", name, " needs a value"));
+        }
+      }
+      std::string error;
+      if (!flag->ParseFrom(*value, &error)) {
+        ExitWithUsageError(absl::StrCat("--", name, "=", *value, ": ", error));
+      }
+      given_.insert(name);
+    }
+  }
+
+  const std::set<std::string>& given() const { return given_; }
+
+ private:
+  // --flagfile=PATH[,PATH...]: a flag per line ("# ..." lines and blank
+  // ones skipped), as if given here.
+  void ReadFlagFiles(const std::string& paths) {
+    for (absl::string_view path : absl::StrSplit(paths, ',', absl::SkipEmpty())) {
+      std::ifstream in{std::string(path)};
+      if (!in.is_open()) ExitWithUsageError(absl::StrCat("--flagfile: cannot read ", path));
+      std::vector<std::string> lines;
+      for (std::string line; std::getline(in, line);) {
+        absl::string_view trimmed = absl::StripAsciiWhitespace(line);
+        if (trimmed.empty() || trimmed[0] == '#') continue;
+        if (trimmed[0] != '-') {
+          ExitWithUsageError(absl::StrCat("--flagfile ", path, ": '", trimmed, "' is not a flag"));
+        }
+        lines.emplace_back(trimmed);
+      }
+      std::vector<std::string> positional;
+      Parse(lines, &positional);
+      if (!positional.empty()) {
+        ExitWithUsageError(
+            absl::StrCat("--flagfile ", path, ": '", positional[0], "' is not a flag"));
+      }
+    }
+  }
+
+  std::set<std::string> given_;
+};
+
+// The flags given on the command line (InitProcess).
+std::set<std::string>& GivenFlags() {
+  static std::set<std::string>* given = new std::set<std::string>();
+  return *given;
 }
 
 const CommandHelp* FindCommand(const ProgramHelp& help, const std::string& name) {
@@ -169,6 +264,19 @@ void ExitWithUnknownCommand(const ProgramHelp& help, const std::string& command)
   std::exit(2);
 }
 
+void InitDaemonProcess(int argc, char** argv, const ProgramHelp& help) {
+  const std::vector<char*> args = InitProcess(argc, argv, help);
+  if (args.size() > 1) ExitWithUsageError(absl::StrCat("unexpected argument ", args[1]));
+}
+
+std::vector<std::string> ParseFlagsOrExit(const std::vector<std::string>& args) {
+  FlagParser parser;
+  std::vector<std::string> positional;
+  parser.Parse(args, &positional);
+  GivenFlags().insert(parser.given().begin(), parser.given().end());
+  return positional;
+}
+
 std::vector<char*> InitProcess(int argc, char** argv, const ProgramHelp& help) {
   ProgramName() = argv[0];
   // Accept --summary-json as well as --summary_json: Abseil names flags with
@@ -195,9 +303,13 @@ std::vector<char*> InitProcess(int argc, char** argv, const ProgramHelp& help) {
     positional_only = positional_only || std::strcmp(argv[i], "--") == 0;
     args->push_back(argv[i]);
   }
-  absl::SetProgramUsageMessage(CommandList(help));
-  std::vector<char*> positional =
-      absl::ParseCommandLine(static_cast<int>(args->size()), args->data());
+  const std::vector<std::string> positional_args =
+      ParseFlagsOrExit(std::vector<std::string>(args->begin() + 1, args->end()));
+  std::vector<char*> positional = {argv[0]};
+  for (const std::string& a : positional_args) {
+    // (Kept for the life of the process, as argv is.)
+    positional.push_back(strdup(a.c_str()));
+  }
   if (wants_help) {
     const std::string command = help.commands.size() == 1 && help.commands[0].name.empty()
                                     ? ""
@@ -229,6 +341,8 @@ void ExitWithUsageError(const std::string& message) {
 
 bool CheckingFlagsOnly() { return absl::GetFlag(FLAGS_check_flags); }
 
+bool FlagGiven(const std::string& name) { return GivenFlags().count(name) > 0; }
+
 void ExitAfterFlagCheck(const absl::Status& status) {
   if (!status.ok()) ExitWithUsageError(std::string(status.message()));
   std::printf("%s: flags ok\n", ProgramName().c_str());
@@ -240,14 +354,6 @@ void ExitOnStartFailure(const absl::Status& status) {
   if (absl::IsInvalidArgument(status)) ExitWithUsageError(std::string(status.message()));
   LOG(ERROR) << status;
   std::exit(1);
-}
-
-void WritePortFileOrExit(const std::string& path, int port) {
-  if (path.empty()) return;
-  if (absl::Status s = WritePortFile(path, port); !s.ok()) {
-    LOG(ERROR) << s;
-    std::exit(1);
-  }
 }
 
 TerminationWatcher::TerminationWatcher(std::function<void(int)> on_signal)

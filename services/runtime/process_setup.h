@@ -34,8 +34,11 @@ struct ProgramHelp {
   std::vector<CommandHelp> commands;
 };
 
-// Parses absl flags (exiting with a message on unknown or malformed flags;
-// dashes in flag names count as underscores, so --summary-json works),
+// Parses the flags (--name=value, --name value, --name and --noname for a
+// boolean, --flagfile=PATH[,PATH] with a flag per line, "--" before
+// positional arguments; dashes in flag names count as underscores, so
+// --summary-json works; an unknown flag or a value that does not parse exits
+// with code 2, naming the flag),
 // sends glog to stderr, tunes glibc's allocator so that big freed buffers
 // are reused instead of returned to the kernel (raised trim and mmap
 // thresholds, no mmap: fresh pages fault on every first touch;
@@ -45,6 +48,14 @@ struct ProgramHelp {
 // named by the first positional argument (or of the program) to stdout and
 // exits 0. Call first thing in main.
 std::vector<char*> InitProcess(int argc, char** argv, const ProgramHelp& help);
+
+// InitProcess for a daemon, which takes no positional argument: one is a
+// usage error.
+void InitDaemonProcess(int argc, char** argv, const ProgramHelp& help);
+
+// InitProcess's flag parsing alone, of `args` (argv without argv[0]):
+// returns the positional arguments; a usage error exits with code 2.
+std::vector<std::string> ParseFlagsOrExit(const std::vector<std::string>& args);
 
 // The help text InitProcess prints for `command` (empty: the program's).
 std::string HelpText(const ProgramHelp& help, const std::string& command);
@@ -63,6 +74,10 @@ std::string HelpText(const ProgramHelp& help, const std::string& command);
 // manifests, whose files exist only where they run (deploy/k8s/check.sh).
 bool CheckingFlagsOnly();
 
+// Whether flag `name` was given (on the command line or in a flag file), not
+// left at its default.
+bool FlagGiven(const std::string& name);
+
 // Under --check_flags, the end of the check: exits 0 when `status` is OK,
 // else as ExitWithUsageError with its message.
 [[noreturn]] void ExitAfterFlagCheck(const absl::Status& status);
@@ -70,10 +85,6 @@ bool CheckingFlagsOnly();
 // For a daemon that failed to start: exits with code 2 (INVALID_ARGUMENT, a
 // configuration error) or 1 (anything else), printing the status.
 [[noreturn]] void ExitOnStartFailure(const absl::Status& status);
-
-// Writes the chosen port to `path` (if not empty), exiting with code 1 if it
-// cannot.
-void WritePortFileOrExit(const std::string& path, int port);
 
 // Blocks SIGINT and SIGTERM in the calling thread and every thread started
 // after it (call before starting any thread of its own), then waits for one

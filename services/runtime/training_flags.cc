@@ -1,8 +1,6 @@
 #include "services/runtime/training_flags.h"
 
 #include "absl/flags/flag.h"
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "services/runtime/process_setup.h"
 
 ABSL_FLAG(std::string, model, "mlp",
@@ -59,43 +57,24 @@ OptimizerOptions OptimizerOptionsFromFlags() {
   return o;
 }
 
-DataOptions DataOptionsFromFlagsOrExit() {
+DataOptions DataOptionsFromFlags() {
   DataOptions o;
   o.name = absl::GetFlag(FLAGS_data);
   o.dir = absl::GetFlag(FLAGS_data_dir);
   o.train_path = absl::GetFlag(FLAGS_train_data);
   o.test_path = absl::GetFlag(FLAGS_test_data);
   o.loss = absl::GetFlag(FLAGS_loss);
-  if (absl::Status s = CheckDataOptions(o, /*inspect_files=*/!CheckingFlagsOnly()); !s.ok()) {
-    ExitWithUsageError(std::string(s.message()));
-  }
   o.synthetic_train_examples = absl::GetFlag(FLAGS_synthetic_examples);
   o.synthetic_test_examples = absl::GetFlag(FLAGS_synthetic_test_examples);
   return o;
 }
 
-std::vector<std::string> TrainingFlagsAsArgs() {
-  return {
-      absl::StrCat("--model=", absl::GetFlag(FLAGS_model)),
-      absl::StrCat("--model_file=", absl::GetFlag(FLAGS_model_file)),
-      absl::StrCat("--loss=", absl::GetFlag(FLAGS_loss)),
-      absl::StrCat("--fullmlp_layers=", absl::GetFlag(FLAGS_fullmlp_layers)),
-      absl::StrCat("--fullmlp_width=", absl::GetFlag(FLAGS_fullmlp_width)),
-      absl::StrCat("--optimizer=", absl::GetFlag(FLAGS_optimizer)),
-      absl::StrFormat("--lr=%.10g", absl::GetFlag(FLAGS_lr)),
-      absl::StrFormat("--momentum=%.10g", absl::GetFlag(FLAGS_momentum)),
-      absl::StrCat("--lr_schedule=", absl::GetFlag(FLAGS_lr_schedule)),
-      absl::StrCat("--nesterov=", absl::GetFlag(FLAGS_nesterov) ? "true" : "false"),
-      absl::StrFormat("--weight_decay=%.10g", absl::GetFlag(FLAGS_weight_decay)),
-      absl::StrCat("--data=", absl::GetFlag(FLAGS_data)),
-      absl::StrCat("--data_dir=", absl::GetFlag(FLAGS_data_dir)),
-      absl::StrCat("--train_data=", absl::GetFlag(FLAGS_train_data)),
-      absl::StrCat("--test_data=", absl::GetFlag(FLAGS_test_data)),
-      absl::StrCat("--synthetic_examples=", absl::GetFlag(FLAGS_synthetic_examples)),
-      absl::StrCat("--synthetic_test_examples=", absl::GetFlag(FLAGS_synthetic_test_examples)),
-      absl::StrCat("--seed=", absl::GetFlag(FLAGS_seed)),
-      absl::StrCat("--torch_threads=", absl::GetFlag(FLAGS_torch_threads)),
-  };
+DataOptions DataOptionsFromFlagsOrExit() {
+  DataOptions o = DataOptionsFromFlags();
+  if (absl::Status s = CheckDataOptions(o, /*inspect_files=*/!CheckingFlagsOnly()); !s.ok()) {
+    ExitWithUsageError(std::string(s.message()));
+  }
+  return o;
 }
 
 }  // namespace hips

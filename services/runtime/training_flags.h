@@ -15,6 +15,7 @@
 
 ABSL_DECLARE_FLAG(std::string, model);
 ABSL_DECLARE_FLAG(std::string, model_file);
+ABSL_DECLARE_FLAG(std::string, loss);
 ABSL_DECLARE_FLAG(int, fullmlp_layers);
 ABSL_DECLARE_FLAG(int, fullmlp_width);
 ABSL_DECLARE_FLAG(std::string, optimizer);
@@ -36,13 +37,12 @@ namespace hips {
 
 ModelOptions ModelOptionsFromFlags();
 OptimizerOptions OptimizerOptionsFromFlags();
+// Unchecked: a daemon checks them as it starts (CheckDataOptions).
+DataOptions DataOptionsFromFlags();
 // Checked (CheckDataOptions: with --data=npz both files are read as far as
 // their headers and labels, except under --check_flags): a bad value exits
-// with a usage error (code 2).
+// with a usage error (code 2). For the CLI.
 DataOptions DataOptionsFromFlagsOrExit();
-
-// The shared flags as "--name=value" arguments, to hand to a child process.
-std::vector<std::string> TrainingFlagsAsArgs();
 
 }  // namespace hips
 

@@ -1,8 +1,23 @@
-#include "services/runtime/fedavg_flags.h"
+#include "services/runtime/hq_flags.h"
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "services/rounds/fedavg_policy.h"
 
+ABSL_FLAG(std::string, mode, "sync", "Consistency mode at start: sync, async, ssp or fedavg.");
+ABSL_FLAG(int64_t, staleness, 2, "ssp: largest staleness (in versions) of an applied gradient.");
+ABSL_FLAG(double, async_momentum, 0.5,
+          "async/ssp with SGD: momentum of their updates when below --momentum (asynchrony "
+          "adds momentum of its own); the rate is scaled to keep lr/(1-momentum). -1: off.");
+ABSL_FLAG(std::string, staleness_lr, "sqrt",
+          "async/ssp: shrink a stale gradient's learning rate: none, inverse (lr/(1+staleness)) "
+          "or sqrt (lr/sqrt(1+staleness)).");
+ABSL_FLAG(int64_t, eval_every, 100, "Evaluate on the test set every N versions (0: final only).");
+ABSL_FLAG(int64_t, max_versions, 0,
+          "Training budget in versions (0: none; hips local: overrides --epochs when > 0).");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "HQ's checkpoints: written here and, on start, resumed from the newest valid one "
+          "(empty: hips-hq writes none, hips local uses <run_dir>/checkpoints).");
 ABSL_FLAG(int64_t, local_steps, 20,
           "fedavg: SGD steps each worker takes on its replica per round before it pushes "
           "its model delta.");
@@ -29,20 +44,18 @@ ABSL_FLAG(int64_t, weights_resync_every, 100,
 
 namespace hips {
 
-absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode, int64_t staleness) {
-  return MakeModeConfig(mode, staleness, absl::GetFlag(FLAGS_local_steps),
+absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode) {
+  return MakeModeConfig(mode, absl::GetFlag(FLAGS_staleness), absl::GetFlag(FLAGS_local_steps),
                         absl::GetFlag(FLAGS_participation), absl::GetFlag(FLAGS_edge_rounds));
+}
+
+absl::StatusOr<ModeConfig> ModeConfigFromFlags() {
+  return ModeConfigFromFlags(absl::GetFlag(FLAGS_mode));
 }
 
 absl::StatusOr<ServerStepFlags> ServerStepFromFlags() {
   ServerStepFlags f{absl::GetFlag(FLAGS_server_lr), absl::GetFlag(FLAGS_server_momentum)};
-  if (!(f.lr > 0 && f.lr <= 1000)) {
-    return absl::InvalidArgumentError(absl::StrCat("--server_lr must be in (0, 1000], got ", f.lr));
-  }
-  if (!(f.momentum >= 0 && f.momentum < 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--server_momentum must be in [0, 1), got ", f.momentum));
-  }
+  if (absl::Status s = ValidateServerStep(f.lr, f.momentum); !s.ok()) return s;
   return f;
 }
 
@@ -57,27 +70,8 @@ absl::StatusOr<std::optional<WeightsChainOptions>> WeightsCompressionFromFlags()
   o.encoding = *encoding;
   o.topk_ratio = absl::GetFlag(FLAGS_weights_topk_ratio);
   o.resync_every = absl::GetFlag(FLAGS_weights_resync_every);
-  if (!(o.topk_ratio > 0 && o.topk_ratio <= 1)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--weights_topk_ratio must be in (0, 1], got ", o.topk_ratio));
-  }
-  if (o.resync_every < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--weights_resync_every must be at least 1, got ", o.resync_every));
-  }
   if (absl::Status s = ValidateWeightsChainOptions(o); !s.ok()) return s;
   return o;
-}
-
-std::vector<std::string> FedAvgFlagsAsArgs() {
-  return {absl::StrCat("--local_steps=", absl::GetFlag(FLAGS_local_steps)),
-          absl::StrCat("--participation=", absl::GetFlag(FLAGS_participation)),
-          absl::StrCat("--edge_rounds=", absl::GetFlag(FLAGS_edge_rounds)),
-          absl::StrCat("--server_lr=", absl::GetFlag(FLAGS_server_lr)),
-          absl::StrCat("--server_momentum=", absl::GetFlag(FLAGS_server_momentum)),
-          absl::StrCat("--weights_compression=", absl::GetFlag(FLAGS_weights_compression)),
-          absl::StrCat("--weights_topk_ratio=", absl::GetFlag(FLAGS_weights_topk_ratio)),
-          absl::StrCat("--weights_resync_every=", absl::GetFlag(FLAGS_weights_resync_every))};
 }
 
 }  // namespace hips

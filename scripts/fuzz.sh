@@ -15,13 +15,10 @@ ASAN_DIR=${ASAN_BUILD_DIR:-build-asan}
 SECONDS_EACH=${FUZZ_SECONDS:-30}
 FUZZERS="push_stream_fuzzer decoder_fuzzer validator_fuzzer metrics_request_fuzzer checkpoint_fuzzer"
 
-if [ ! -f "$ASAN_DIR/build.ninja" ]; then
-  bash scripts/setup.sh
-  cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 \
-    -DCMAKE_CXX_COMPILER=clang++-15 -DHIPS_THREAD_SAFETY=ON -DHIPS_SANITIZE=address,undefined \
-    -DHIPS_FUZZ=ON
-fi
-cmake -DHIPS_FUZZ=ON "$ASAN_DIR" >/dev/null
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
+[ -f "$ASAN_DIR/build.ninja" ] || bash scripts/setup.sh
+configure_asan_tree "$ASAN_DIR"
 # shellcheck disable=SC2086
 cmake --build "$ASAN_DIR" --target hips-fuzz-seeds $FUZZERS
 

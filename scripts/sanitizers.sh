@@ -10,10 +10,13 @@
 #                builds them uninstrumented) against Abseil 20220623.1 built
 #                from Debian's source package with -fsanitize=thread; its
 #                tests run, the concurrent ones three times.
-# Idempotent: a second run rebuilds only what changed.
+# Idempotent: a second run rebuilds only what changed. Each phase's time
+# goes to build/phases.txt (scripts/common.sh, docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+# shellcheck source=scripts/common.sh
+source scripts/common.sh
 bash scripts/setup.sh
 
 # Abseil as Debian ships it (the orig tarball of bookworm's abseil source
@@ -23,7 +26,7 @@ ABSL_SHA256=abfe2897f3a30edaa74bc34365afe3c2a3cd012091a97dc7e008f7016adcd5fe
 ABSL_URL=http://deb.debian.org/debian/pool/main/a/abseil/abseil_${ABSL_VERSION}.orig.tar.gz
 TSAN_DIR=${TSAN_BUILD_DIR:-build-tsan}
 ABSL_PREFIX=$ROOT/$TSAN_DIR/absl
-if [ ! -f "$ABSL_PREFIX/lib/cmake/absl/abslConfig.cmake" ]; then
+build_tsan_abseil() {
   mkdir -p "$TSAN_DIR/absl-src"
   tarball="$TSAN_DIR/abseil_${ABSL_VERSION}.orig.tar.gz"
   if [ ! -f "$tarball" ]; then
@@ -33,47 +36,56 @@ if [ ! -f "$ABSL_PREFIX/lib/cmake/absl/abslConfig.cmake" ]; then
   echo "$ABSL_SHA256  $tarball" | sha256sum -c --quiet
   tar -xzf "$tarball" -C "$TSAN_DIR/absl-src" --strip-components=1
   cmake -S "$TSAN_DIR/absl-src" -B "$TSAN_DIR/absl-build" -G Ninja \
-    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang-15 -DCMAKE_CXX_COMPILER=clang++-15 \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only" \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only" \
+    -DCMAKE_C_COMPILER=clang-15 -DCMAKE_CXX_COMPILER=clang++-15 \
     -DCMAKE_C_FLAGS=-fsanitize=thread -DCMAKE_CXX_FLAGS=-fsanitize=thread \
     -DCMAKE_CXX_STANDARD=17 -DABSL_PROPAGATE_CXX_STD=ON -DBUILD_TESTING=OFF \
     -DCMAKE_INSTALL_PREFIX="$ABSL_PREFIX" >/dev/null
   cmake --build "$TSAN_DIR/absl-build"
   cmake --install "$TSAN_DIR/absl-build" >/dev/null
+}
+if [ ! -f "$ABSL_PREFIX/lib/cmake/absl/abslConfig.cmake" ]; then
+  phase tsan-abseil build_tsan_abseil
 fi
 
 echo "== ThreadSanitizer: the logic and its tests"
 if [ ! -f "$TSAN_DIR/hips/build.ninja" ]; then
   cmake -S . -B "$TSAN_DIR/hips" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -gline-tables-only" \
     -DCMAKE_CXX_COMPILER=clang++-15 -DHIPS_LOGIC_ONLY=ON -DHIPS_SANITIZE=thread \
     -DCMAKE_PREFIX_PATH="$ABSL_PREFIX"
 fi
-cmake --build "$TSAN_DIR/hips"
+phase tsan-build cmake --build "$TSAN_DIR/hips"
 # The suppressions match function names: without clang-15's own symbolizer
 # (Debian's llvm-15) they would silently match nothing.
 SYMBOLIZER=/usr/lib/llvm-15/bin/llvm-symbolizer
 [ -x "$SYMBOLIZER" ] || { echo "sanitizers: $SYMBOLIZER missing (Debian's llvm-15)"; exit 1; }
 export TSAN_OPTIONS="suppressions=$ROOT/tests/tsan_suppressions.txt halt_on_error=1 second_deadlock_stack=1 external_symbolizer_path=$SYMBOLIZER"
-(cd "$TSAN_DIR/hips" && ctest --output-on-failure --timeout 600 -j2)
-for t in aggregator_test hq_test worker_test core_test checkpoint_test; do
-  "$TSAN_DIR/hips/tests/$t" --gtest_repeat=3 --gtest_brief=1 >/dev/null
-done
+tsan_tests() {
+  (cd "$TSAN_DIR/hips" && ctest --output-on-failure --timeout 600 -j2)
+  for t in time_test numeric_test core_test rounds_test aggregator_test hq_test worker_test \
+      checkpoint_test; do
+    "$TSAN_DIR/hips/tests/$t" --gtest_repeat=3 --gtest_brief=1 >/dev/null
+  done
+}
+phase tsan-test tsan_tests
 
 echo "== clang-15: -Werror=thread-safety, AddressSanitizer, UndefinedBehaviorSanitizer"
 ASAN_DIR=${ASAN_BUILD_DIR:-build-asan}
-if [ ! -f "$ASAN_DIR/build.ninja" ]; then
-  cmake -S . -B "$ASAN_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS=-O1 \
-    -DCMAKE_CXX_COMPILER=clang++-15 -DHIPS_THREAD_SAFETY=ON -DHIPS_SANITIZE=address,undefined \
-    -DHIPS_FUZZ=ON
-fi
-cmake -DHIPS_FUZZ=ON "$ASAN_DIR" >/dev/null
-cmake --build "$ASAN_DIR"
+configure_asan_tree "$ASAN_DIR"
+phase asan-build cmake --build "$ASAN_DIR"
 export ASAN_OPTIONS="detect_leaks=1 strict_string_checks=1 check_initialization_order=1 external_symbolizer_path=$SYMBOLIZER"
 export UBSAN_OPTIONS="print_stacktrace=1 external_symbolizer_path=$SYMBOLIZER"
 # The unit tests and the in-process clusters; not the clusters of separate
 # processes (local_e2e, faults, cluster_security, Prometheus, the Python
 # worker's, the Compose cluster), the deployment checks nor the benchmarks.
-(cd "$ASAN_DIR" && ctest --output-on-failure --timeout 900 -j2 -LE 'bench|docker|deploy' \
-  -E '^(local_e2e_test|faults_test|cluster_security_test|prometheus_test|python_worker_test)')
+# (The WAN testbed is a cluster of processes too.)
+asan_tests() {
+  (cd "$ASAN_DIR" && ctest --output-on-failure --timeout 900 -j2 -LE 'bench|docker|deploy|wan' \
+    -E '^(local_e2e_test|faults_test|cluster_security_test|prometheus_test|python_worker_test)')
+}
+phase asan-test asan_tests
 echo "== the fuzzers"
-ASAN_BUILD_DIR="$ASAN_DIR" bash scripts/fuzz.sh
+phase fuzz env ASAN_BUILD_DIR="$ASAN_DIR" bash scripts/fuzz.sh
 echo "sanitizers: all passed"

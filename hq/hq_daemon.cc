@@ -196,6 +196,9 @@ absl::Status HqDaemon::Run() {
 void HqDaemon::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     if (server_ != nullptr) server_->BeginShutdown();
+    // Intake stops (what is being applied finishes) before the last
+    // checkpoint: nothing HQ acknowledged is missing from it.
+    if (parameter_server_ != nullptr) parameter_server_->StopIntake();
     if (parameter_server_ != nullptr && checkpointer_ != nullptr) {
       // The state as it is now, so a restart loses nothing that was applied.
       if (absl::StatusOr<Checkpoint> last = parameter_server_->Capture(); last.ok()) {

@@ -53,6 +53,11 @@ absl::Time ParameterServer::NextDeadline() {
 
 ParameterServer::~ParameterServer() { Shutdown(); }
 
+void ParameterServer::StopIntake() {
+  absl::MutexLock lock(&apply_mu_);
+  intake_stopped_ = true;
+}
+
 void ParameterServer::Shutdown() {
   if (timer_ != nullptr) timer_->Stop();
   board_.Shutdown();
@@ -116,6 +121,9 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
 
 absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64_t wire_bytes) {
   absl::MutexLock lock(&apply_mu_);
+  if (intake_stopped_) {
+    return absl::UnavailableError("HQ is shutting down; send the aggregate again once it is back");
+  }
   const absl::Time now = clock_->Now();
   // Counted received together with its outcome (CountArrival), so that a
   // status read in between still adds up.

@@ -16,12 +16,12 @@
 #include "hq/aggregator_roster.h"
 #include "hq/parameter_server_options.h"
 #include "hq/trainer.h"
-#include "services/numeric/buffer_pool.h"
 #include "services/core/membership.h"
 #include "services/core/push_ledger.h"
 #include "services/core/weights_board.h"
 #include "services/models/checkpoint.h"
 #include "services/models/optimizer.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/rounds/round_policy.h"
 #include "services/time/clock.h"
 #include "services/types/consistency.h"
@@ -101,6 +101,13 @@ class ParameterServer : private RoundHost {
 
   ParameterServerStatus status() const;
   const ModelLayout& layout() const { return layout_; }
+
+  // The first step of a graceful stop: returns once every aggregate being
+  // applied is applied; from then on AcceptAggregate answers UNAVAILABLE
+  // (nothing recorded: the aggregator sends it again to the next HQ), so a
+  // Capture after it holds everything HQ ever acknowledged as applied.
+  // Idempotent.
+  void StopIntake();
 
   // Ends every wait for weights and stops the deadline timer. Idempotent.
   void Shutdown();
@@ -186,6 +193,7 @@ class ParameterServer : private RoundHost {
   AggregatorRoster roster_ ABSL_GUARDED_BY(apply_mu_);
   // Worker -> where its data order continues (newest step accepted + 1).
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(apply_mu_);
+  bool intake_stopped_ ABSL_GUARDED_BY(apply_mu_) = false;
   const int64_t incarnation_;
   // What status() reports; written under both locks, read under mu_.
   mutable absl::Mutex mu_;

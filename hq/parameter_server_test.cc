@@ -10,6 +10,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hq/testing/fake_sgd.h"
+#include "services/testing/wait_for.h"
 #include "services/time/clock.h"
 
 namespace hips {
@@ -201,6 +202,39 @@ TEST_F(ParameterServerTest, AStatusReadWhileAnUpdateIsPublishedAddsUp) {
     ExpectAccountingHolds(ps.status());
     EXPECT_EQ(ps.status().gradients_pending, 0);
   }
+}
+
+// A graceful stop (issue 25): once intake stopped, the state captured for
+// the last checkpoint holds every update HQ acknowledged, however many were
+// arriving; what comes after is refused as UNAVAILABLE, to be sent again.
+TEST_F(ParameterServerTest, AfterIntakeStopsTheLastCaptureHoldsEveryAcknowledgedUpdate) {
+  auto ps = MakeWith(AsyncOptions(Mode::kAsync));
+  std::atomic<int64_t> newest_acked{0};
+  std::atomic<bool> refused{false};
+  std::thread pusher([&] {
+    // Bounded: it ends at the first refusal, or after 100,000 pushes.
+    for (int64_t seq = 1; seq <= 100000 && !refused.load(); ++seq) {
+      AggregatePush a = Aggregate("a0", ps->LatestWeights()->version, {1, 1}, 1, 1);
+      a.sequence = seq;
+      absl::StatusOr<PushResult> r = ps->AcceptAggregate(a);
+      if (r.ok()) {
+        newest_acked.store(std::max(newest_acked.load(), r->newest_version));
+      } else if (absl::IsUnavailable(r.status())) {
+        refused.store(true);
+      } else {
+        ADD_FAILURE() << r.status();
+        return;
+      }
+    }
+  });
+  ASSERT_TRUE(WaitFor([&] { return newest_acked.load() >= 20; }, absl::Seconds(30)));
+  ps->StopIntake();
+  const absl::StatusOr<Checkpoint> last = ps->Capture();
+  pusher.join();
+  ASSERT_TRUE(last.ok()) << last.status();
+  EXPECT_TRUE(refused.load());
+  EXPECT_GE(last->version, newest_acked.load());
+  EXPECT_EQ(ps->status().version, last->version);  // nothing applied after the capture
 }
 
 TEST_F(ParameterServerTest, AsyncScalesTheLearningRateBySamplesAndStaleness) {

@@ -273,6 +273,39 @@ TEST_F(FaultsTest, HqResumesFromItsNewestCheckpointAndSkipsADamagedOne) {
   ExpectHqAccounting(*c.QueryHq());
 }
 
+// A graceful stop (SIGTERM: docker stop, kubectl delete) while async
+// aggregates keep arriving: intake stops, what is being applied finishes,
+// then the last checkpoint. Nothing HQ published (so nothing it
+// acknowledged) is missing from it: the aggregators never saw weights newer
+// than the version HQ resumes from.
+TEST_F(FaultsTest, ASigtermedHqResumesFromEveryUpdateItPublished) {
+  ProcessClusterOptions o = Options("hq-sigterm");
+  const std::string dir = absl::StrCat(o.run_dir, "/checkpoints");
+  // Only the checkpoint of the stop itself.
+  o.hq_args.insert(o.hq_args.end(),
+                   {"--mode=async", absl::StrCat("--checkpoint_dir=", dir),
+                    "--checkpoint_every_versions=1000000", "--checkpoint_every_s=0"});
+  ProcessCluster c(o);
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 60);
+  ChildProcess& hq = c.child("hq");
+  hq.Stop(absl::Seconds(60));  // SIGTERM, then wait (SIGKILL after 60 s)
+  ASSERT_TRUE(hq.ExitedCleanly()) << hq.DescribeExit() << "; see " << c.LogOf("hq");
+  int64_t seen = -1;
+  for (int a = 0; a < 2; ++a) {
+    absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(a);
+    ASSERT_TRUE(s.ok()) << s.status();
+    seen = std::max(seen, s->version);
+  }
+  ASSERT_TRUE(c.Restart("hq").ok());
+  absl::StatusOr<HqStatus> s = c.QueryHq();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_GE(s->server.resumed_from, seen);
+  EXPECT_GE(s->server.resumed_from, 60);
+  ReachVersion(c, s->server.resumed_from + 10);
+  ExpectHqAccounting(*c.QueryHq());
+}
+
 class PausedWorkerTest : public FaultsTest,
                          public ::testing::WithParamInterface<std::vector<std::string>> {};
 

@@ -1,8 +1,6 @@
 #ifndef HIPS_SERVICES_RUNTIME_DAEMON_RUNNER_H_
 #define HIPS_SERVICES_RUNTIME_DAEMON_RUNNER_H_
 
-#include <unistd.h>
-
 #include <functional>
 #include <memory>
 #include <utility>
@@ -24,8 +22,10 @@ namespace hips {
 //   run            Daemon::Run until it ends by itself or SIGTERM/SIGINT
 //                  calls Daemon::Shutdown. A signal while Start runs is
 //                  kept: the daemon shuts down as soon as it exists (a
-//                  daemon may say it listens before Start returns); a
-//                  second one ends the process at once, 128 + signal;
+//                  daemon may say it listens before Start returns). A
+//                  second signal, at any time until the daemon is gone,
+//                  cuts the shutdown short: exit 128 + signal
+//                  (TerminationWatcher);
 //   exit code      0 when Run returned OK or CANCELLED, 1 with its error.
 // A Daemon has static CheckOptions(const Options&) and
 // Start(Options) -> StatusOr<unique_ptr<Daemon>>, and Run(), Shutdown()
@@ -37,10 +37,8 @@ class DaemonRunner {
           absl::MutexLock lock(&mu_);
           if (stop_) {
             stop_();
-          } else if (early_signal_ == 0) {
-            early_signal_ = sig;
           } else {
-            _exit(128 + sig);
+            early_signal_ = sig;
           }
         }) {}
 
@@ -57,13 +55,15 @@ class DaemonRunner {
     }
     const absl::Status status = d->Run();
     if (on_stop) on_stop(*d);
-    watcher_.Stop();
     {
+      // (Waits for a shutdown a signal began.)
       absl::MutexLock lock(&mu_);
       stop_ = nullptr;
     }
     d->Shutdown();
     daemon->reset();
+    // Only now: a second signal can cut the shutdown short until here.
+    watcher_.Stop();
     if (status.ok() || absl::IsCancelled(status)) return 0;
     LOG(ERROR) << status;
     return 1;

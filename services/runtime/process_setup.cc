@@ -46,6 +46,16 @@ sigset_t WatchedSignals() {
   return set;
 }
 
+const char* SignalName(int sig) {
+  switch (sig) {
+    case SIGINT:
+      return "SIGINT";
+    case SIGTERM:
+      return "SIGTERM";
+  }
+  return "signal";
+}
+
 // The watcher thread that takes SIGINT and SIGTERM, for ForwardToWatcher.
 std::atomic<pthread_t> watcher_thread;
 std::atomic<bool> watcher_running{false};
@@ -362,9 +372,24 @@ TerminationWatcher::TerminationWatcher(std::function<void(int)> on_signal)
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   thread_ = std::thread([this] {
     sigset_t watched = WatchedSignals();
-    int sig = 0;
-    sigwait(&watched, &sig);
-    if (sig != kWakeSignal) on_signal_(sig);
+    bool first = true;
+    while (true) {
+      int sig = 0;
+      sigwait(&watched, &sig);
+      if (sig == kWakeSignal) return;
+      if (first) {
+        // The shutdown may take a while (a last checkpoint, an evaluation
+        // running): on a thread of its own, so that a second signal is seen.
+        first = false;
+        std::lock_guard<std::mutex> lock(handler_mu_);
+        handler_ = std::thread([this, sig] { on_signal_(sig); });
+        continue;
+      }
+      const std::string line = absl::StrCat(ProgramName(), ": second ", SignalName(sig),
+                                            ": the shutdown was cut short\n");
+      (void)!write(STDERR_FILENO, line.data(), line.size());
+      _exit(128 + sig);
+    }
   });
   watcher_thread.store(thread_.native_handle());
   watcher_running.store(true);
@@ -375,11 +400,24 @@ TerminationWatcher::~TerminationWatcher() { Stop(); }
 
 void TerminationWatcher::Stop() {
   std::call_once(stop_once_, [this] {
+    // A shutdown a signal began ends first; a second signal meanwhile still
+    // cuts it short.
+    JoinHandler();
     // No forwarding to a thread that is about to end.
     RemoveForwarding();
     pthread_kill(thread_.native_handle(), kWakeSignal);
     thread_.join();
+    JoinHandler();  // one a signal started while the watcher stopped
   });
+}
+
+void TerminationWatcher::JoinHandler() {
+  std::thread handler;
+  {
+    std::lock_guard<std::mutex> lock(handler_mu_);
+    handler = std::move(handler_);
+  }
+  if (handler.joinable()) handler.join();
 }
 
 }  // namespace hips

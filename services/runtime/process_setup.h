@@ -87,11 +87,16 @@ bool FlagGiven(const std::string& name);
 [[noreturn]] void ExitOnStartFailure(const absl::Status& status);
 
 // Blocks SIGINT and SIGTERM in the calling thread and every thread started
-// after it (call before starting any thread of its own), then waits for one
-// of them in a thread of its own and calls `on_signal` once. A signal that
-// reaches a thread started earlier (a library's, as it loaded) is handed to
-// that thread. Stop() (or the destructor) ends the wait and joins the
-// thread. One at a time per process. Thread-safe.
+// after it (call before starting any thread of its own), then waits for them
+// in a thread of its own. The first calls `on_signal`, on a thread of its
+// own (it may block: a daemon's shutdown); a second one cuts that short: a
+// line "<program>: second SIGTERM: the shutdown was cut short" on stderr and
+// _exit(128 + signal) (hips local's children die with it: they have
+// PR_SET_PDEATHSIG). A signal that reaches a thread started earlier (a
+// library's, as it loaded) is handed to the watcher. Stop() (or the
+// destructor) waits for `on_signal` to return, then ends the wait; until
+// then a second signal still forces the exit. One at a time per process.
+// Thread-safe.
 class TerminationWatcher {
  public:
   explicit TerminationWatcher(std::function<void(int signal)> on_signal);
@@ -104,6 +109,10 @@ class TerminationWatcher {
  private:
   std::function<void(int)> on_signal_;
   std::thread thread_;
+  void JoinHandler();
+
+  std::mutex handler_mu_;
+  std::thread handler_;  // runs on_signal_ (started by thread_, joined by Stop)
   std::once_flag stop_once_;
 };
 

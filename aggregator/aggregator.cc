@@ -38,8 +38,13 @@ void Aggregator::Run(Completions completions) {
   for (auto& [done, answer] : completions) done(std::move(answer));
 }
 
-absl::Status Aggregator::Drop(DropReason reason, absl::Status why) {
+absl::Status Aggregator::Drop(DropReason reason, absl::Status why, const std::string& sender,
+                              int64_t version) {
   ++counters_.gradients_dropped[std::string(DropReasonName(reason))];
+  if (!sender.empty() && members_.IsLive(sender)) {
+    if (reason == DropReason::kNonFinite) non_finite_unreported_.insert(sender);
+    if (policy_ != nullptr) policy_->Refused(sender, version, reason, clock_->Now());
+  }
   return why;
 }
 
@@ -140,7 +145,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
   // Every gradient goes into an accumulator (round, batch or alone), whose
   // Add checks the values in the read it makes anyway.
   if (absl::Status s = ValidateContribution(c, num_floats_, /*check_values=*/false); !s.ok()) {
-    return Drop(DropReason::kInvalid, s);
+    return Drop(RefusalReason(s), s, push.sender, push.version);
   }
   Admitted admitted;
   const absl::Time due = policy_->CloseAt();
@@ -152,7 +157,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
   if (policy_->CloseAt() < due) timer_->Poke();  // a round's deadline or a batch's window runs
   switch (verdict.kind) {
     case Verdict::Kind::kRefused:
-      return Drop(verdict.refusal->reason, verdict.refusal->status);
+      return Drop(verdict.refusal->reason, verdict.refusal->status, push.sender, push.version);
     case Verdict::Kind::kDuplicate:
       ++counters_.gradients_duplicate;
       return Admitted{0, PushResult{push.version, /*duplicate=*/true, known_version_}};
@@ -232,6 +237,8 @@ void Aggregator::Emit(RoundOutput o) {
 }
 
 void Aggregator::Queue(AggregatePush out) {
+  out.non_finite_workers.assign(non_finite_unreported_.begin(), non_finite_unreported_.end());
+  non_finite_unreported_.clear();
   queue_.Push(std::move(out));
   ++counters_.rounds_closed;
 }
@@ -274,10 +281,13 @@ void Aggregator::DropHeld(std::vector<ContributorRef> refs, DropReason reason,
   counters_.gradients_pending -= n;
 }
 
-void Aggregator::RecordRefusal(DropReason reason) {
-  absl::MutexLock lock(&mu_);
-  ++counters_.gradients_received;
-  ++counters_.gradients_dropped[std::string(DropReasonName(reason))];
+void Aggregator::RecordRefusal(DropReason reason, const std::string& worker, int64_t version) {
+  {
+    absl::MutexLock lock(&mu_);
+    ++counters_.gradients_received;
+    (void)Drop(reason, absl::OkStatus(), worker, version);
+  }
+  DeliverApplied();  // an edge round the refusal completed
 }
 
 absl::Time Aggregator::NextDeadline() const {

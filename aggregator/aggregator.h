@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -97,8 +98,11 @@ class Aggregator : private RoundHost {
   void SetDataPositions(std::map<std::string, int64_t> positions);
 
   // Counts a gradient that the adapter refused before it reached
-  // AcceptGradient (malformed stream or header).
-  void RecordRefusal(DropReason reason);
+  // AcceptGradient (malformed stream or header). `worker` (empty: not
+  // known, or not identified as the sender) computed it on `version`: if
+  // it is a live worker, a refusal of the content ends its part of that
+  // version's round, as its gradient would have (RoundPolicy::Refused).
+  void RecordRefusal(DropReason reason, const std::string& worker = "", int64_t version = -1);
 
   // Newer weights from HQ: the round of their version opens (sync) and then
   // they are published to workers. Older or equal versions are ignored.
@@ -198,7 +202,10 @@ class Aggregator : private RoundHost {
   // Answers and counts `refs` as dropped for `reason`.
   void DropHeld(std::vector<ContributorRef> refs, DropReason reason, Completions* completions)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status Drop(DropReason reason, absl::Status why) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a refused gradient; one of live worker `sender` (empty: none)
+  // computed on `version` goes to the policy too (RoundPolicy::Refused).
+  absl::Status Drop(DropReason reason, absl::Status why, const std::string& sender = "",
+                    int64_t version = -1) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   VersionState Versions() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   static void Run(Completions completions);
 
@@ -255,6 +262,9 @@ class Aggregator : private RoundHost {
   std::deque<std::pair<GradientPush, PushCallback>> parked_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(mu_);
   AggregatorCounters counters_ ABSL_GUARDED_BY(mu_);
+  // Workers whose gradients were refused as non-finite, not yet told to
+  // HQ: the next aggregate names them (AggregatePush::non_finite_workers).
+  std::set<std::string> non_finite_unreported_ ABSL_GUARDED_BY(mu_);
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
 
   // Last: it calls into the members above from its own thread.

@@ -35,14 +35,18 @@ class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
 
  private:
   absl::StatusOr<PayloadShape> Expected(const v1::GradientHeader& h) override {
+    // A worker pushes under its own id only (mTLS). Once it is known who
+    // sent it, a refusal ends the sender's part of its round (Refused).
+    if (absl::Status s = ValidateMemberId(h.sender_id(), "sender_id"); !s.ok()) return s;
+    if (absl::Status s = gate_->Identify(*context(), h.sender_id()); !s.ok()) return s;
+    sender_ = h.sender_id();
+    version_ = h.version();
     if (absl::Status s = ValidateGradientHeader(h); !s.ok()) return s;
     if (h.sample_count() > aggregator_->options().max_batch_samples) {
       return absl::InvalidArgumentError(absl::StrCat("sample_count ", h.sample_count(),
                                                      " exceeds --max_batch_samples ",
                                                      aggregator_->options().max_batch_samples));
     }
-    // A worker pushes under its own id only (mTLS).
-    if (absl::Status s = gate_->Identify(*context(), h.sender_id()); !s.ok()) return s;
     std::shared_ptr<const WeightsSnapshot> latest = aggregator_->LatestWeights();
     if (latest == nullptr) {
       return absl::UnavailableError("this aggregator has no weights from HQ yet");
@@ -64,11 +68,15 @@ class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
   void Refused(const absl::Status& why) override {
     aggregator_->RecordRefusal(absl::IsPermissionDenied(why) ? DropReason::kForbidden
                                : absl::IsUnavailable(why)    ? DropReason::kFutureVersion
-                                                             : DropReason::kInvalid);
+                                                             : RefusalReason(why),
+                               sender_, version_);
   }
 
   Aggregator* const aggregator_;
   ServerGate* const gate_;
+  // Who sent the push, once identified, and its version.
+  std::string sender_;
+  int64_t version_ = -1;
 };
 
 }  // namespace

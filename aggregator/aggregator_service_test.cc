@@ -117,7 +117,51 @@ TEST_F(AggregatorServiceTest, MalformedGradientsAreRefusedAndCounted) {
   const AggregatorCounters c = aggregator_.counters();
   EXPECT_EQ(c.gradients_received, static_cast<int64_t>(bad.size()) + 2);
   EXPECT_EQ(c.gradients_accepted, 2);
-  EXPECT_EQ(c.gradients_dropped.at("invalid"), static_cast<int64_t>(bad.size()));
+  // Cases 4 and 5 are non-finite (a counter of their own: a diverging
+  // run, not a broken client), the rest invalid.
+  EXPECT_EQ(c.gradients_dropped.at("non_finite"), 2);
+  EXPECT_EQ(c.gradients_dropped.at("invalid"), static_cast<int64_t>(bad.size()) - 2);
+}
+
+// A refusal in the adapter (the header, the stream) or in the round ends a
+// live worker's part of its round: the round closes with the others'.
+// --max_batch_samples smaller than a worker's batch is one of them.
+TEST_F(AggregatorServiceTest, EveryRefusedPushOfALiveWorkerSettlesItsRound) {
+  ASSERT_TRUE(aggregator_.Heartbeat("w0", 1, false).ok());
+  ASSERT_TRUE(aggregator_.Heartbeat("w1", 1, false).ok());
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  v1::GradientChunk nan_loss = Chunk("w0", 4, {1, 2, 3, 4});
+  nan_loss.mutable_header()->set_loss_sum(nan);
+  const std::vector<std::pair<std::string, v1::GradientChunk>> cases = {
+      {"a batch above --max_batch_samples", Chunk("w0", 4, {1, 2, 3, 4}, 1 << 20)},
+      {"another model's size", Chunk("w0", 5, {1, 2, 3, 4, 5})},
+      {"a stream that ends early", Chunk("w0", 4, {1, 2, 3})},
+      {"a NaN value", Chunk("w0", 4, {1, nan, 3, 4})},
+      {"a NaN loss", nan_loss},
+  };
+  int64_t version = 0;
+  for (auto [name, bad] : cases) {
+    SCOPED_TRACE(name);
+    v1::GradientChunk good = Chunk("w1", 4, {1, 1, 1, 1}, 1);
+    good.mutable_header()->set_version(version);
+    bad.mutable_header()->set_version(version);
+    ASSERT_TRUE(Send({good}).ok());
+    EXPECT_EQ(Send({bad}).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    std::optional<AggregatePush> out = aggregator_.NextAggregate();
+    ASSERT_TRUE(out.has_value());
+    EXPECT_EQ(out->version, version);
+    EXPECT_EQ(out->contributors, 1);
+    EXPECT_EQ(out->sum, (std::vector<float>{1, 1, 1, 1}));
+    aggregator_.ReportForwarded(*out, PushResult{version, false, version + 1});
+    auto next = std::make_shared<WeightsSnapshot>();
+    next->version = ++version;
+    next->layout = *ModelLayout::Create({{"w", {4}}});
+    next->weights.assign(4, 0.0f);
+    aggregator_.PublishWeights(next);
+  }
+  const AggregatorCounters c = aggregator_.counters();
+  EXPECT_EQ(c.gradients_dropped.at("invalid"), 3);
+  EXPECT_EQ(c.gradients_dropped.at("non_finite"), 2);
 }
 
 TEST_F(AggregatorServiceTest, CompressedGradientsAreSummedAsTheirDenseFloats) {

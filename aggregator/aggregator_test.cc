@@ -1,8 +1,11 @@
 #include "aggregator/aggregator.h"
 
 #include <algorithm>
+#include <functional>
+#include <limits>
 #include <map>
 #include <memory>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -121,6 +124,94 @@ TEST(AggregatorTest, CountsDuplicatesAndRefusalsByReason) {
   int64_t dropped = 0;
   for (const auto& [reason, n] : c.gradients_dropped) dropped += n;
   EXPECT_EQ(c.gradients_received, c.gradients_accepted + c.gradients_duplicate + dropped);
+}
+
+// Every refusal of a live worker's gradient ends its part of the round: the
+// round closes with the others', and the next aggregate names the workers
+// whose gradients were non-finite (HQ judges divergence by them).
+TEST(AggregatorTest, ARefusedGradientSettlesItsRoundAndANonFiniteOneIsNamedToHq) {
+  Aggregator agg(Local(2));
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  struct Case {
+    std::string name;
+    std::function<absl::Status(int64_t version)> refuse;  // w0's push
+    std::vector<std::string> named;
+  };
+  const std::vector<Case> cases = {
+      {"a NaN value",
+       [&](int64_t v) {
+         return agg.AcceptGradient(Push("w0", v, {nan, 1}, 1)).status();
+       },
+       {"w0"}},
+      {"a sum that would overflow",
+       [&](int64_t v) {
+         return agg.AcceptGradient(Push("w0", v, {3e38f, 0}, 1)).status();
+       },
+       {"w0"}},
+      {"a NaN loss",
+       [&](int64_t v) {
+         GradientPush p = Push("w0", v, {1, 1}, 1);
+         p.loss_sum = nan;
+         return agg.AcceptGradient(p).status();
+       },
+       {"w0"}},
+      {"a wrong number of floats",
+       [&](int64_t v) {
+         return agg.AcceptGradient(Push("w0", v, {1, 1, 1}, 1)).status();
+       },
+       {}},
+      {"a header the adapter refused",
+       [&](int64_t v) {
+         agg.RecordRefusal(DropReason::kInvalid, "w0", v);
+         return absl::InvalidArgumentError("refused by the adapter");
+       },
+       {}},
+  };
+  int64_t version = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    agg.PublishWeights(Weights(version, 2));
+    ASSERT_TRUE(agg.AcceptGradient(Push("w1", version, {3e38f, 0}, 1)).ok());
+    const absl::Status refused = c.refuse(version);
+    EXPECT_TRUE(absl::IsInvalidArgument(refused)) << refused;
+    EXPECT_EQ(IsNonFinite(refused), !c.named.empty()) << refused;
+    std::optional<AggregatePush> out = agg.NextAggregate();
+    ASSERT_TRUE(out.has_value());
+    EXPECT_EQ(out->version, version);
+    EXPECT_EQ(out->contributors, 1);
+    EXPECT_THAT(out->sum, ElementsAre(3e38f, 0));
+    EXPECT_EQ(out->non_finite_workers, c.named);
+    agg.ReportForwarded(*out, PushResult{version, false, version + 1});
+    ++version;
+  }
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_dropped.at("non_finite"), 3);
+  EXPECT_EQ(c.gradients_dropped.at("invalid"), 2);
+  ExpectAccountingHolds(c);
+  // A worker that is not a member (its first word was refused) ends
+  // nobody's part: w2 is no live worker of this aggregator.
+  agg.RecordRefusal(DropReason::kInvalid, "w2", version);
+  EXPECT_EQ(agg.counters().gradients_dropped.at("invalid"), 3);
+}
+
+TEST(AggregatorTest, AnAsyncAggregatorReportsANonFiniteGradientAtOnce) {
+  Aggregator agg(Local(2));
+  agg.PublishWeights(AsyncWeights(7, 2));
+  const float inf = std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(IsNonFinite(agg.AcceptGradient(Push("w0", 6, {inf, 1}, 1)).status()));
+  // Nothing else to carry it: an empty aggregate of its version says so.
+  std::optional<AggregatePush> report = agg.NextAggregate();
+  ASSERT_TRUE(report.has_value());
+  EXPECT_EQ(report->version, 6);
+  EXPECT_EQ(report->contributors, 0);
+  EXPECT_EQ(report->total_samples, 0);
+  EXPECT_EQ(report->non_finite_workers, std::vector<std::string>{"w0"});
+  // The next real aggregate names nobody again.
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 7, {1, 1}, 1)).ok());
+  std::optional<AggregatePush> next = agg.NextAggregate();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->contributors, 1);
+  EXPECT_TRUE(next->non_finite_workers.empty());
 }
 
 TEST(AggregatorTest, NewerWeightsOpenTheirRoundBeforeWorkersCanSeeThem) {

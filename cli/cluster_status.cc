@@ -12,6 +12,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/status_client.h"
 #include "nlohmann/json.hpp"
+#include "services/types/divergence.h"
 #include "services/types/eval_metrics.h"
 #include "services/types/tier_status.h"
 
@@ -59,6 +60,8 @@ struct Tree {
   Row hq;
   int64_t max_staleness = 0;
   bool training_done = false;
+  int64_t rollbacks = 0;
+  std::optional<Divergence> diverged;
   int64_t incarnation = 0;
   int live_aggregators = 0;
   int live_workers = 0;
@@ -92,6 +95,8 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
       static_cast<double>(hq.samples_applied - first->hq.server.samples_applied) / seconds;
   tree.max_staleness = hq.staleness.max();
   tree.training_done = hq.training_done;
+  tree.rollbacks = hq.rollbacks;
+  if (hq.diverged_version >= 0) tree.diverged = Divergence{hq.diverged_version, hq.diverged_reason};
   tree.incarnation = hq.incarnation;
   tree.latest_eval = second->hq.latest_eval;
   tree.final_eval = second->hq.final_eval;
@@ -195,6 +200,10 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
   }
   absl::StrAppend(&out, tree->training_done ? "training done; " : "", tree->live_aggregators,
                   " live aggregators, ", tree->live_workers, " live workers\n");
+  if (tree->diverged.has_value()) absl::StrAppend(&out, DescribeDivergence(*tree->diverged), "\n");
+  if (tree->rollbacks > 0) {
+    absl::StrAppend(&out, "rollbacks after a divergence: ", tree->rollbacks, "\n");
+  }
   if (tree->final_eval.has_value()) {
     absl::StrAppend(&out, "final evaluation: version=", tree->final_eval->version, " ",
                     DescribeMetrics(tree->final_eval->metrics), "\n");
@@ -212,6 +221,10 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
   absl::StatusOr<Tree> tree = Build(options);
   if (!tree.ok()) return tree.status();
   const Row& hq = tree->hq;
+  nlohmann::json diverged = nullptr;
+  if (tree->diverged.has_value()) {
+    diverged = {{"version", tree->diverged->version}, {"reason", tree->diverged->reason}};
+  }
   nlohmann::json aggregators = nlohmann::json::array();
   for (const Row& a : hq.children) {
     nlohmann::json workers = nlohmann::json::array();
@@ -241,6 +254,8 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                                 {"max_staleness", tree->max_staleness},
                                 {"samples_per_s", Rounded(hq.samples_per_s, 1)},
                                 {"training_done", tree->training_done},
+                                {"rollbacks", tree->rollbacks},
+                                {"diverged", std::move(diverged)},
                                 {"incarnation", tree->incarnation},
                                 {"live_aggregators", tree->live_aggregators},
                                 {"live_workers", tree->live_workers},

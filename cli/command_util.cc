@@ -53,7 +53,17 @@ int FinishRun(const RunSummary& summary) {
   if (summary.accounting.has_value()) {
     std::printf("%s\n", DescribeAccounting(*summary.accounting).c_str());
   }
+  if (summary.rollbacks > 0) {
+    std::printf("rollbacks: %lld (docs/faults.md, \"Divergence\")\n",
+                static_cast<long long>(summary.rollbacks));
+  }
   std::printf("%s\n", FinalLine(summary).c_str());
+  if (summary.diverged.has_value()) {
+    // The run ended, but not as asked: the last line says why.
+    std::printf("%s\n", DescribeDivergence(*summary.diverged).c_str());
+    std::fflush(stdout);
+    return kExitDiverged;
+  }
   std::fflush(stdout);
   return 0;
 }

@@ -31,8 +31,10 @@ int64_t GlobalBatchFromFlags();
 // --epochs over the training set, in samples (a usage error for a bad
 // budget or unreadable data).
 int64_t SampleBudgetFromFlags();
+// The exit code of a run HQ stopped because it diverged (docs/faults.md).
+inline constexpr int kExitDiverged = 3;
 // Prints the run's accounting and final line (and writes --summary_json):
-// the exit code.
+// the exit code (kExitDiverged, after a line saying where and why).
 int FinishRun(const RunSummary& summary);
 // The checkpoint `path` names: the file itself, or the newest
 // checkpoint-<version>.pt of a directory (their names sort by version).

@@ -459,6 +459,10 @@ RunSummary Cluster::Summarize(const HqStatus& status, absl::Time start) {
   FillAccounting(status.server, &summary);
   AddAggregatorAccounting(&summary);
   summary.restarts = restarts_;
+  summary.rollbacks = status.server.rollbacks;
+  if (status.server.diverged_version >= 0) {
+    summary.diverged = Divergence{status.server.diverged_version, status.server.diverged_reason};
+  }
   return summary;
 }
 

@@ -61,6 +61,7 @@ ModeConfig SetMode(LocalClusterOptions* o) {
   const ModeConfig mode = OrExit(ModeConfigFromFlags());
   OrExit(ServerStepFromFlags());
   OrExit(WeightsCompressionFromFlags());
+  OrExit(DivergenceOptionsFromFlags());
   OrExit(ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr)));
   OrExit(CompressionOptionsFromFlags());
   if (absl::Status s = CheckModeFitsOptimizer(mode, absl::GetFlag(FLAGS_optimizer)); !s.ok()) {

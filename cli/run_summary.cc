@@ -31,6 +31,11 @@ double Rounded(double v, int digits) {
 nlohmann::json SummaryJson(const RunSummary& s) {
   nlohmann::json out = {
       {"version", s.version}, {"samples", s.samples}, {"seconds", Rounded(s.seconds, 3)}};
+  out["rollbacks"] = s.rollbacks;
+  out["diverged"] = nullptr;
+  if (s.diverged.has_value()) {
+    out["diverged"] = {{"version", s.diverged->version}, {"reason", s.diverged->reason}};
+  }
   if (s.regression) {
     out["rmse"] = Rounded(s.rmse, 6);
     out["r2"] = Rounded(s.r2, 6);

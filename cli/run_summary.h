@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "nlohmann/json.hpp"
+#include "services/types/divergence.h"
 #include "services/types/eval_metrics.h"
 
 namespace hips {
@@ -63,6 +64,10 @@ struct RunSummary {
   // hips local: children restarted after they died, by name. Counters are
   // per process: a restarted child (HQ from its checkpoint) counts afresh.
   std::map<std::string, int64_t> restarts;
+  // Divergence (docs/faults.md): HQ's rollbacks, and where the run
+  // diverged if it stopped for it.
+  int64_t rollbacks = 0;
+  std::optional<Divergence> diverged;
 };
 
 // "final: version=V accuracy=A f1=F samples=S seconds=T"
@@ -78,7 +83,8 @@ std::string DescribeAccounting(const RunSummary::Accounting& a);
 // "gradients_forwarded", "gradients_pending", "gradients_edge_applied",
 // "gradients_dropped": {...}}],
 // "bytes" {"worker_to_aggregator", "aggregator_to_hq"} and "restarts":
-// {name: n}.
+// {name: n}. Always "rollbacks" and "diverged" ({"version", "reason"}, or
+// null).
 nlohmann::json SummaryJson(const RunSummary& s);
 absl::Status WriteSummaryJson(const std::string& path, const RunSummary& s);
 

@@ -33,6 +33,19 @@ bool AggregatorRoster::HasWorkers(const std::string& aggregator) const {
   return it == reports_.end() || it->second.forming || !it->second.live_workers.empty();
 }
 
+std::map<std::string, std::optional<std::vector<std::string>>> AggregatorRoster::LiveWorkers()
+    const {
+  std::map<std::string, std::optional<std::vector<std::string>>> live;
+  for (const std::string& aggregator : members_.Live()) {
+    std::optional<std::vector<std::string>>& workers = live[aggregator];
+    auto it = reports_.find(aggregator);
+    if (it != reports_.end() && !(it->second.forming && it->second.live_workers.empty())) {
+      workers = it->second.live_workers;
+    }
+  }
+  return live;
+}
+
 void AggregatorRoster::Describe(ParameterServerStatus* status) const {
   std::vector<std::string> aggregators = members_.Live();
   std::set<std::string> workers;

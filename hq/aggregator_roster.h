@@ -2,6 +2,7 @@
 #define HIPS_HQ_AGGREGATOR_ROSTER_H_
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,9 @@ class AggregatorRoster {
   // Whether a round waits for live `aggregator`: it has workers, still
   // forms, or has not reported yet.
   bool HasWorkers(const std::string& aggregator) const;
+  // Each live aggregator's live workers, as it reported them (nullopt: not
+  // yet, or it still forms and reported none).
+  std::map<std::string, std::optional<std::vector<std::string>>> LiveWorkers() const;
   // The live aggregators as the status shows them (in id order), the
   // workers they report, and whether HQ still forms.
   void Describe(ParameterServerStatus* status) const;

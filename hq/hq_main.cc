@@ -64,6 +64,7 @@ hips::ParameterServerOptions ServerOptionsFromFlags() {
   o.checkpoint_every = absl::Seconds(absl::GetFlag(FLAGS_checkpoint_every_s));
   o.staleness_lr = OrExit(hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr)));
   o.async_momentum = absl::GetFlag(FLAGS_async_momentum);
+  o.divergence = OrExit(hips::DivergenceOptionsFromFlags());
   return o;
 }
 

@@ -22,6 +22,14 @@ void CollectTraining(const ParameterServerStatus& s, MetricFamilies* out) {
                s.update_seconds);
   out->Gauge("hips_training_done", "1 once the training budget is reached", s.training_done);
   out->Gauge("hips_training_loss", "Mean training loss of the newest update", s.last_loss);
+  out->Gauge("hips_diverged",
+             "1 once training stopped because it diverged (--on_divergence=stop, or no "
+             "rollback left): see hips status",
+             s.diverged_version >= 0 ? 1 : 0);
+  out->Counter(
+      "hips_rollbacks_total",
+      "Rollbacks to the last healthy weights after a divergence (--on_divergence=rollback)",
+      s.rollbacks);
   for (const char* mode : {"sync", "async", "ssp", "fedavg"}) {
     out->Gauge("hips_mode", "1 for the consistency mode HQ trains in",
                ModeName(s.mode.mode) == mode ? 1 : 0, {{"mode", mode}});

@@ -40,6 +40,12 @@ class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
 
  private:
   absl::StatusOr<PayloadShape> Expected(const v1::AggregateHeader& h) override {
+    // An aggregator pushes under its own id only (mTLS). Once it is known
+    // who sent it, a refusal ends the sender's part of its round (Refused).
+    if (absl::Status s = ValidateMemberId(h.aggregator_id(), "aggregator_id"); !s.ok()) return s;
+    if (absl::Status s = gate_->Identify(*context(), h.aggregator_id()); !s.ok()) return s;
+    sender_ = h.aggregator_id();
+    version_ = h.version();
     if (absl::Status s = ValidateAggregateHeader(h); !s.ok()) return s;
     const ParameterServerOptions& limits = server_->options();
     if (limits.max_workers > 0 && h.contributor_count() > limits.max_workers) {
@@ -56,8 +62,6 @@ class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
                        " pushes (contributor_count + edge_pushes) times --max_batch_samples ",
                        limits.max_batch_samples));
     }
-    // An aggregator pushes under its own id only (mTLS).
-    if (absl::Status s = gate_->Identify(*context(), h.aggregator_id()); !s.ok()) return s;
     // An empty round has no sum.
     return AnnouncedPayload(h, h.contributor_count() == 0 ? 0 : server_->layout().num_floats());
   }
@@ -73,13 +77,17 @@ class AggregatePushReactor final : public PushReactor<v1::AggregateHeader> {
   }
 
   void Refused(const absl::Status& why) override {
-    server_->RecordRefusal(absl::IsPermissionDenied(why) ? DropReason::kForbidden
-                                                         : DropReason::kInvalid);
+    server_->RecordRefusal(
+        absl::IsPermissionDenied(why) ? DropReason::kForbidden : RefusalReason(why), sender_,
+        version_);
   }
 
   ParameterServer* const server_;
   BufferPool* const spares_;
   ServerGate* const gate_;
+  // Who sent the aggregate, once identified, and its version.
+  std::string sender_;
+  int64_t version_ = -1;
 };
 
 }  // namespace

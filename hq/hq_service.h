@@ -13,11 +13,11 @@
 #include "hips/v1/hips.grpc.pb.h"
 #include "hq/eval_loop.h"
 #include "hq/parameter_server.h"
-#include "services/numeric/buffer_pool.h"
 #include "services/metrics/rpc_metrics.h"
 #include "services/net/security.h"
 #include "services/net/server_gate.h"
 #include "services/net/weights_stream.h"
+#include "services/numeric/buffer_pool.h"
 
 namespace hips {
 

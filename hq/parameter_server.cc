@@ -1,12 +1,10 @@
 #include "hq/parameter_server.h"
 
 #include <algorithm>
-#include <cstring>
 #include <set>
 #include <utility>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/numeric/buffer_pool.h"
@@ -79,12 +77,27 @@ void ParameterServer::Publish(std::shared_ptr<const WeightsSnapshot> snapshot) {
 }
 
 absl::Status ParameterServer::Drop(const AggregatePush& a, DropReason reason, absl::Status why) {
-  absl::MutexLock lock(&mu_);
-  CountArrival(a);
-  const std::string name(DropReasonName(reason));
-  ++status_.aggregates_dropped[name];
-  status_.gradients_dropped[name] += a.contributors;
+  {
+    absl::MutexLock lock(&mu_);
+    CountArrival(a);
+    const std::string name(DropReasonName(reason));
+    ++status_.aggregates_dropped[name];
+    status_.gradients_dropped[name] += a.contributors;
+  }
+  Refused(a.aggregator, a.version, reason);
+  if (reason == DropReason::kNonFinite && roster_.members().IsLive(a.aggregator)) {
+    std::vector<std::string> workers;
+    for (const ContributorRef& c : a.contributor_list) workers.push_back(c.worker);
+    NonFinite(a.aggregator, workers);
+  }
   return why;
+}
+
+void ParameterServer::Refused(const std::string& aggregator, int64_t version, DropReason reason) {
+  // (A refused newcomer is no member: it ends nobody's part of a round.)
+  if (roster_.members().IsLive(aggregator)) {
+    policy_->Refused(aggregator, version, reason, clock_->Now());
+  }
 }
 
 RoundPolicyOptions ParameterServer::PolicyOptions(const ModeConfig& mode) {
@@ -137,6 +150,7 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
     PublishMembership();
   }
   if (ledger_.Look(a.aggregator, a.sequence) != PushLedger::Seen::kNew) return Duplicate(a);
+  NonFinite(a.aggregator, a.non_finite_workers);
   if (a.contributors == 0) {
     // An aggregator's sync round whose gradients all came on alone.
     ledger_.Record(a.aggregator, a.sequence);
@@ -165,7 +179,7 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   }
   const Contribution c = ContributionOf(a);
   if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
-    return Drop(a, DropReason::kInvalid, s);
+    return Drop(a, RefusalReason(s), s);
   }
   const absl::Time due = policy_->CloseAt();
   const Verdict verdict = policy_->Admit(c, now, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) {
@@ -275,6 +289,7 @@ void ParameterServer::ApplyUpdate(double lr, int64_t samples, double loss_sum,
                                   const std::map<int64_t, int64_t>& staleness, absl::Time started) {
   int64_t gradients = 0;
   for (const auto& [tau, count] : staleness) gradients += count;
+  std::shared_ptr<const WeightsSnapshot> applied_to = board_.Latest();
   const absl::Status stepped = trainer_.Step(lr, samples);
   if (!stepped.ok()) {
     // The version still advanced (with the weights as they are) so that no
@@ -287,9 +302,24 @@ void ParameterServer::ApplyUpdate(double lr, int64_t samples, double loss_sum,
     status_.gradients_pending -= gradients;
   }
   SwitchIfDue();
+  std::shared_ptr<const WeightsSnapshot> next = Snapshot();
+  if (samples > 0 && stepped.ok()) {
+    // Never published: weights a step made non-finite (docs/faults.md).
+    if (std::optional<std::string> bad = FirstNonFinite(next->weights, "a weight after the step")) {
+      {
+        absl::MutexLock status_lock(&mu_);
+        const std::string name(DropReasonName(DropReason::kNonFinite));
+        status_.gradients_dropped[name] += gradients;
+        status_.gradients_pending -= gradients;
+      }
+      Diverge(trainer_.version() - 1, *bad);
+      return;
+    }
+    guard_.Finite(std::move(applied_to), loss_sum / static_cast<double>(samples));
+  }
   // Weights first, then the status: whoever sees the status of a version
   // finds weights at least that new.
-  Publish(Snapshot());
+  Publish(std::move(next));
   {
     absl::MutexLock status_lock(&mu_);
     status_.update_seconds += absl::ToDoubleSeconds(clock_->Now() - started);
@@ -322,83 +352,6 @@ void ParameterServer::SwitchIfDue() {
   policy_ = std::move(policy);
 }
 
-namespace {
-constexpr char kWorkerKey[] = "worker:";
-constexpr char kAggregatorKey[] = "aggregator:";
-}  // namespace
-
-absl::StatusOr<Checkpoint> ParameterServer::Capture() {
-  absl::MutexLock lock(&apply_mu_);
-  return CaptureLocked();
-}
-
-absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
-  absl::StatusOr<Checkpoint> c = trainer_.Capture();
-  if (!c.ok()) return c.status();
-  c->data_positions = data_positions_;
-  for (const auto& [worker, sequence] : worker_ledger_.newest()) {
-    c->sequences[absl::StrCat(kWorkerKey, worker)] = sequence;
-  }
-  for (const auto& [aggregator, sequence] : ledger_.newest()) {
-    c->sequences[absl::StrCat(kAggregatorKey, aggregator)] = sequence;
-  }
-  c->created_unix_micros = absl::ToUnixMicros(clock_->Now());
-  return c;
-}
-
-void ParameterServer::MaybeCheckpoint() {
-  const int64_t version = trainer_.version();
-  if (!on_checkpoint_ || version == last_checkpoint_version_) return;
-  const absl::Time now = clock_->Now();
-  const bool due = trainer_.training_done() ||
-                   (options_.checkpoint_every_versions > 0 &&
-                    version - std::max<int64_t>(0, last_checkpoint_version_) >=
-                        options_.checkpoint_every_versions) ||
-                   (options_.checkpoint_every > absl::ZeroDuration() &&
-                    now - last_checkpoint_time_ >= options_.checkpoint_every);
-  if (!due) return;
-  absl::StatusOr<Checkpoint> c = CaptureLocked();
-  if (!c.ok()) {
-    LOG_FIRST_N(ERROR, 1) << "cannot checkpoint: " << c.status();
-    return;
-  }
-  last_checkpoint_version_ = version;
-  last_checkpoint_time_ = now;
-  on_checkpoint_(*std::move(c));
-  absl::MutexLock status_lock(&mu_);
-  ++status_.checkpoints_taken;
-  status_.last_checkpoint_version = version;
-}
-
-absl::Status ParameterServer::Restore(const Checkpoint& c) {
-  absl::MutexLock lock(&apply_mu_);
-  if (absl::Status s = trainer_.Restore(c); !s.ok()) return s;
-  policy_ = MakeRoundPolicy(PolicyOptions(trainer_.mode()), this);
-  data_positions_ = c.data_positions;
-  for (const auto& [key, sequence] : c.sequences) {
-    if (absl::StartsWith(key, kWorkerKey)) {
-      worker_ledger_.Record(key.substr(strlen(kWorkerKey)), sequence);
-    } else if (absl::StartsWith(key, kAggregatorKey)) {
-      ledger_.Record(key.substr(strlen(kAggregatorKey)), sequence);
-    }
-  }
-  // The aggregators that trained before are not waited for at start: any
-  // of them may be gone.
-  roster_.members().EndForming();
-  last_checkpoint_version_ = trainer_.version();
-  {
-    absl::MutexLock status_lock(&mu_);
-    CopyTrainingState();
-    status_.resumed_from = trainer_.version();
-    status_.forming = false;
-  }
-  LOG(INFO) << "resumed from the checkpoint of version " << trainer_.version() << " ("
-            << trainer_.samples_applied() << " samples applied, mode "
-            << DescribeMode(trainer_.mode()) << ")";
-  Publish(Snapshot());
-  return absl::OkStatus();
-}
-
 void ParameterServer::CloseDueRound(absl::Time now) {
   absl::MutexLock lock(&apply_mu_);
   if (!roster_.Expire(now).empty()) PublishMembership();
@@ -418,10 +371,15 @@ absl::StatusOr<ModeSwitch> ParameterServer::SetMode(const ModeConfig& mode) {
   return result;
 }
 
-void ParameterServer::RecordRefusal(DropReason reason) {
-  absl::MutexLock lock(&mu_);
-  ++status_.aggregates_received;
-  ++status_.aggregates_dropped[std::string(DropReasonName(reason))];
+void ParameterServer::RecordRefusal(DropReason reason, const std::string& aggregator,
+                                    int64_t version) {
+  absl::MutexLock lock(&apply_mu_);
+  {
+    absl::MutexLock status_lock(&mu_);
+    ++status_.aggregates_received;
+    ++status_.aggregates_dropped[std::string(DropReasonName(reason))];
+  }
+  if (!aggregator.empty()) Refused(aggregator, version, reason);
 }
 
 void ParameterServer::CopyTrainingState() {
@@ -431,6 +389,9 @@ void ParameterServer::CopyTrainingState() {
   status_.mode = trainer_.mode();
   status_.mode_since = trainer_.mode_since();
   status_.pending_mode = trainer_.pending_mode();
+  status_.rollbacks = trainer_.rollbacks();
+  status_.diverged_version = divergence_.version;
+  status_.diverged_reason = divergence_.reason;
 }
 
 void ParameterServer::PublishMembership() {

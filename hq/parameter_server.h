@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "hq/aggregator_roster.h"
+#include "hq/divergence_guard.h"
 #include "hq/parameter_server_options.h"
 #include "hq/trainer.h"
 #include "services/core/membership.h"
@@ -78,8 +79,10 @@ class ParameterServer : private RoundHost {
   absl::StatusOr<PushResult> AcceptAggregate(const AggregatePush& aggregate);
 
   // Counts an aggregate that the adapter refused before it reached
-  // AcceptAggregate (malformed stream or header).
-  void RecordRefusal(DropReason reason);
+  // AcceptAggregate (malformed stream or header). `aggregator` (empty: not
+  // known, or not identified as the sender) made it for `version`: if it is
+  // live, a refusal of the content ends its part of that version's round.
+  void RecordRefusal(DropReason reason, const std::string& aggregator = "", int64_t version = -1);
 
   // An aggregator's heartbeat: renews its lease and records the workers it
   // holds leases for. RESOURCE_EXHAUSTED for an aggregator that would join
@@ -148,6 +151,18 @@ class ParameterServer : private RoundHost {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   absl::Status Drop(const AggregatePush& a, DropReason reason, absl::Status why)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) ABSL_LOCKS_EXCLUDED(mu_);
+  // A refused aggregate of live `aggregator` goes to the policy (a refusal
+  // of its content settles the aggregator's part of the round).
+  void Refused(const std::string& aggregator, int64_t version, DropReason reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // `workers`' gradients through `aggregator` were non-finite: once every
+  // live worker's was since the last finite update, the run diverged.
+  void NonFinite(const std::string& aggregator, const std::vector<std::string>& workers)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // The run diverged at `version` for `reason`: roll back to the newest
+  // healthy weights (--on_divergence=rollback, while rollbacks are left), or
+  // stop with the last finite ones. Publishes the next version either way.
+  void Diverge(int64_t version, const std::string& reason) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   // Counts the aggregate being accepted as received (with its outcome).
   void CountArrival(const AggregatePush& a) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_, mu_);
   int64_t arriving_bytes_ ABSL_GUARDED_BY(apply_mu_) = 0;
@@ -194,6 +209,10 @@ class ParameterServer : private RoundHost {
   // Worker -> where its data order continues (newest step accepted + 1).
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(apply_mu_);
   bool intake_stopped_ ABSL_GUARDED_BY(apply_mu_) = false;
+  // Non-finite gradients and the weights to roll back to; where the run
+  // diverged, if it did.
+  DivergenceGuard guard_ ABSL_GUARDED_BY(apply_mu_);
+  Divergence divergence_ ABSL_GUARDED_BY(apply_mu_);
   const int64_t incarnation_;
   // What status() reports; written under both locks, read under mu_.
   mutable absl::Mutex mu_;

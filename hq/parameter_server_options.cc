@@ -49,6 +49,7 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
     return absl::InvalidArgumentError(
         "--checkpoint_every_versions and --checkpoint_every_s must be >= 0");
   }
+  if (absl::Status s = ValidateDivergenceOptions(o.divergence); !s.ok()) return s;
   if (absl::Status s = ValidateModeConfig(o.mode); !s.ok()) return s;
   return CheckModeFitsOptimizer(o.mode, o.optimizer.name);
 }

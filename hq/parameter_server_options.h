@@ -6,11 +6,12 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "hq/trainer.h"
-#include "services/numeric/buffer_pool.h"
 #include "services/models/optimizer.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/rounds/round_policy.h"
 #include "services/time/clock.h"
 #include "services/types/consistency.h"
+#include "services/types/divergence.h"
 
 namespace hips {
 
@@ -72,6 +73,8 @@ struct ParameterServerOptions {
   // last one (0: not on that account), and always with the final weights.
   int64_t checkpoint_every_versions = 0;
   absl::Duration checkpoint_every = absl::ZeroDuration();
+  // What HQ does when the run diverges (docs/faults.md, "Divergence").
+  DivergenceOptions divergence;
   // Where time comes from (leases, round deadlines, long polls, checkpoint
   // intervals); must outlive the server.
   Clock* clock = SystemClock();

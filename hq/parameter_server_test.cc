@@ -2,6 +2,8 @@
 
 #include <atomic>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -672,6 +674,165 @@ TEST_F(ParameterServerTest, ARestoredCheckpointContinuesTheRunAndRemembersWhatWa
   other.layout = *ModelLayout::Create({{"w", {3}}});
   other.weights = {1, 2, 3};
   EXPECT_TRUE(absl::IsInvalidArgument(MakeWith(o)->Restore(other)));
+}
+
+// An aggregate from `id` of `version` that carries no gradient, only the
+// workers whose gradients the aggregator refused as non-finite.
+AggregatePush NonFiniteReport(const std::string& id, int64_t version, int64_t sequence,
+                              std::vector<std::string> workers) {
+  AggregatePush a = Aggregate(id, version, {}, 0, 0);
+  a.loss_sum = 0;
+  a.sequence = sequence;
+  a.non_finite_workers = std::move(workers);
+  return a;
+}
+
+TEST_F(ParameterServerTest, AStepThatMakesAWeightNonFiniteIsNeverPublishedAndStopsTheRun) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 1;
+  o.optimizer.learning_rate = 4;
+  o.optimizer.lr_schedule = "constant";
+  auto ps = MakeWith(o);
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {0.25f, 0}, 1, 1)).ok());
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(1.0f)));
+  // A finite gradient, but 4 · 3e38 is not a float.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 1, {3e38f, 0}, 1, 1)).ok());
+  const ParameterServerStatus s = ps->status();
+  EXPECT_TRUE(s.training_done);
+  EXPECT_EQ(s.diverged_version, 1);
+  EXPECT_EQ(s.diverged_reason, "a weight after the step is -inf at float 0 of 2");
+  EXPECT_EQ(s.gradients_dropped.at("non_finite"), 1);
+  EXPECT_EQ(s.gradients_applied, 1);
+  ExpectAccountingHolds(s);
+  // The run ends with the weights of version 1, published as version 2;
+  // nothing non-finite was ever published.
+  EXPECT_EQ(published_, (std::vector<int64_t>{0, 1, 2}));
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(1.0f)));
+  EXPECT_TRUE(ps->LatestWeights()->training_done);
+  EXPECT_FALSE(ps->AcceptAggregate(Aggregate("a0", 2, {1, 1}, 1, 1)).ok());
+}
+
+TEST_F(ParameterServerTest, RollsBackToTheBestWeightsWithASmallerRateThenStops) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 1;
+  o.optimizer.learning_rate = 0.5;
+  o.optimizer.lr_schedule = "constant";
+  o.divergence = {OnDivergence::kRollback, /*lr_factor=*/0.5, /*max_rollbacks=*/1};
+  auto ps = MakeWith(o);
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0", "w1"})).ok());
+  // Version 0 (loss 0.5) takes w to [0.5, 1]; version 1's loss is 10.
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 1}, {"w1", 2}})).ok());
+  AggregatePush spiking = Listed("a0", 1, 2, {{"w0", 3}, {"w1", 4}});
+  spiking.loss_sum = 20;
+  spiking.sum = {2, 2};
+  ASSERT_TRUE(ps->AcceptAggregate(spiking).ok());
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.0f), FloatEq(0.5f)));
+  // One of the two workers non-finite, then both: not a divergence yet
+  // (once is bad luck). The rounds applied nothing.
+  ASSERT_TRUE(ps->AcceptAggregate(NonFiniteReport("a0", 2, 3, {"w0"})).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(NonFiniteReport("a0", 3, 4, {"w0", "w1"})).ok());
+  EXPECT_EQ(ps->status().rollbacks, 0);
+  EXPECT_EQ(ps->LatestWeights()->version, 4);
+  // Both twice since the last finite update: back to the weights of
+  // version 0 (the lowest running mean of the loss), at half the rate.
+  ASSERT_TRUE(ps->AcceptAggregate(NonFiniteReport("a0", 4, 5, {"w1"})).ok());
+  ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.rollbacks, 1);
+  EXPECT_EQ(s.diverged_version, -1);
+  EXPECT_FALSE(s.training_done);
+  EXPECT_EQ(ps->LatestWeights()->version, 5);
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(1.0f), FloatEq(1.0f)));
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 5, 6, {{"w0", 5}, {"w1", 6}})).ok());
+  EXPECT_DOUBLE_EQ(lrs_.back(), 0.25);
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.75f), FloatEq(1.0f)));
+  // A restarted HQ keeps the rate and the count.
+  absl::StatusOr<Checkpoint> c = ps->Capture();
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto resumed = MakeWith(o);
+  ASSERT_TRUE(resumed->Restore(*c).ok());
+  EXPECT_EQ(resumed->status().rollbacks, 1);
+  // No rollback left: the next divergence stops the run with the last
+  // weights published.
+  ASSERT_TRUE(ps->AcceptAggregate(NonFiniteReport("a0", 6, 7, {"w0", "w1"})).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(NonFiniteReport("a0", 7, 8, {"w0", "w1"})).ok());
+  s = ps->status();
+  EXPECT_TRUE(s.training_done);
+  EXPECT_EQ(s.diverged_version, 7);
+  EXPECT_THAT(s.diverged_reason, ::testing::HasSubstr("non-finite (2 workers"));
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.75f), FloatEq(1.0f)));
+  ExpectAccountingHolds(s);
+  c = ps->Capture();
+  ASSERT_TRUE(c.ok()) << c.status();
+  resumed = MakeWith(o);
+  ASSERT_TRUE(resumed->Restore(*c).ok());
+  EXPECT_EQ(resumed->status().diverged_version, 7);
+  EXPECT_EQ(resumed->status().diverged_reason, s.diverged_reason);
+  EXPECT_TRUE(resumed->status().training_done);
+}
+
+// Every class of refusal ends its aggregator's part of the round: the
+// version moves on without waiting for an aggregate that will not come.
+TEST_F(ParameterServerTest, EveryRefusalSettlesItsRound) {
+  auto ps = Make(2, 0);
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0"})).ok());
+  ASSERT_TRUE(ps->Heartbeat(Beat("a1", {"w1"})).ok());
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  int64_t sequence = 0;
+  auto from = [&](const std::string& id, int64_t version, std::vector<float> sum) {
+    AggregatePush a = Listed(id, version, ++sequence, {{id == "a0" ? "w0" : "w1", sequence}});
+    a.sum = std::move(sum);
+    return a;
+  };
+  struct Case {
+    std::string name;
+    std::function<absl::Status(int64_t version)> refuse;  // a1's part
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"a header refused by the adapter (e.g. --max_batch_samples smaller than the "
+       "aggregators')",
+       [&](int64_t version) {
+         ps->RecordRefusal(DropReason::kInvalid, "a1", version);
+         return absl::InvalidArgumentError("refused by the adapter");
+       },
+       "invalid"},
+      {"a NaN in the sum",
+       [&](int64_t v) {
+         return ps->AcceptAggregate(from("a1", v, {nan, 0})).status();
+       },
+       "non_finite"},
+      {"a wrong number of floats",
+       [&](int64_t v) {
+         return ps->AcceptAggregate(from("a1", v, {1, 1, 1})).status();
+       },
+       "invalid"},
+      {"a sum that would overflow",
+       [&](int64_t v) {
+         return ps->AcceptAggregate(from("a1", v, {3e38f, 0})).status();
+       },
+       "non_finite"},
+  };
+  int64_t version = 0;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    // (Large enough that a1's 3e38 would overflow the sum.)
+    ASSERT_TRUE(ps->AcceptAggregate(from("a0", version, {1e38f, 0})).ok());
+    EXPECT_FALSE(c.refuse(version).ok());
+    ASSERT_EQ(ps->LatestWeights()->version, version + 1);
+    EXPECT_GE(ps->status().aggregates_dropped.at(c.reason), 1);
+    ++version;
+    // Only a0's gradient was applied: w0 = 1 - 0.5 · 1e38 · version.
+    EXPECT_THAT(ps->LatestWeights()->weights,
+                ElementsAre(FloatEq(1 - 0.5e38f * static_cast<float>(version)), FloatEq(1.0f)));
+  }
+  // Every aggregate of a round refused: the version moves on unchanged.
+  const std::vector<float> before = ps->LatestWeights()->weights;
+  EXPECT_FALSE(ps->AcceptAggregate(from("a0", version, {1})).ok());
+  ps->RecordRefusal(DropReason::kInvalid, "a1", version);
+  EXPECT_EQ(ps->LatestWeights()->version, version + 1);
+  EXPECT_EQ(ps->LatestWeights()->weights, before);
+  ExpectAccountingHolds(ps->status());
+  EXPECT_EQ(ps->status().diverged_version, -1);
 }
 
 // Aggregators on threads of their own push at once while others read the

@@ -24,9 +24,37 @@ Trainer::Trainer(TrainerOptions options, ModelLayout layout, std::unique_ptr<Opt
 
 double Trainer::ScheduledRate() const {
   if (options_.max_samples > 0) {
-    return ScheduledLearningRate(options_.optimizer, samples_applied_, options_.max_samples);
+    return lr_scale_ *
+           ScheduledLearningRate(options_.optimizer, samples_applied_, options_.max_samples);
   }
-  return ScheduledLearningRate(options_.optimizer, version_, options_.max_versions);
+  return lr_scale_ * ScheduledLearningRate(options_.optimizer, version_, options_.max_versions);
+}
+
+void Trainer::ResetOptimizer(absl::string_view across) {
+  absl::StatusOr<OptimizerState> state = optimizer_->ExportState();
+  if (!state.ok()) return;
+  OptimizerState fresh;
+  fresh.name = state->name;
+  if (absl::Status s = optimizer_->ImportState(fresh); !s.ok()) {
+    LOG(WARNING) << "keeping the optimizer state across " << across << ": " << s;
+  }
+}
+
+absl::Status Trainer::RollBack(absl::Span<const float> weights, double lr_factor,
+                               int64_t published) {
+  if (absl::Status s = optimizer_->SetWeights(weights); !s.ok()) return s;
+  ResetOptimizer("the rollback");
+  lr_scale_ *= lr_factor;
+  ++rollbacks_;
+  version_ = published + 1;
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::Stop(absl::Span<const float> weights, int64_t published) {
+  const absl::Status set = optimizer_->SetWeights(weights);
+  version_ = published + 1;
+  training_done_ = true;
+  return set;
 }
 
 const SgdSettings& Trainer::UseSgd(const SgdSettings& wanted) {
@@ -58,15 +86,7 @@ void Trainer::TakeSwitch(bool reset_optimizer) {
   if (!due_switch().has_value()) return;
   LOG(INFO) << "mode switched from " << DescribeMode(mode_) << " to "
             << DescribeMode(*pending_mode_) << " at version " << version_;
-  if (reset_optimizer) {
-    if (absl::StatusOr<OptimizerState> state = optimizer_->ExportState(); state.ok()) {
-      OptimizerState fresh;
-      fresh.name = state->name;
-      if (absl::Status s = optimizer_->ImportState(fresh); !s.ok()) {
-        LOG(WARNING) << "keeping the optimizer state across the mode switch: " << s;
-      }
-    }
-  }
+  if (reset_optimizer) ResetOptimizer("the mode switch");
   mode_ = *pending_mode_;
   mode_since_ = version_;
   pending_mode_.reset();
@@ -113,6 +133,8 @@ absl::StatusOr<Checkpoint> Trainer::Capture() const {
   c.training_done = training_done_;
   c.mode = mode_;
   c.mode_since = mode_since_;
+  c.lr_scale = lr_scale_;
+  c.rollbacks = rollbacks_;
   c.layout = layout_;
   c.weights.resize(layout_.num_floats());
   optimizer_->GetWeights(absl::MakeSpan(c.weights));
@@ -132,6 +154,11 @@ absl::Status Trainer::Restore(const Checkpoint& c) {
         absl::StrCat("checkpoint of version ", c.version, " with inconsistent counters"));
   }
   if (absl::Status s = ValidateModeConfig(c.mode); !s.ok()) return s;
+  if (!(c.lr_scale > 0 && c.lr_scale <= 1) || c.rollbacks < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("checkpoint of version ", c.version,
+                                                   " with learning-rate scale ", c.lr_scale,
+                                                   " after ", c.rollbacks, " rollbacks"));
+  }
   if (absl::Status s = optimizer_->ImportState(c.optimizer); !s.ok()) return s;
   if (absl::Status s = optimizer_->SetWeights(c.weights); !s.ok()) return s;
   version_ = c.version;
@@ -139,6 +166,8 @@ absl::Status Trainer::Restore(const Checkpoint& c) {
   training_done_ = c.training_done;
   mode_ = c.mode;
   mode_since_ = c.mode_since;
+  lr_scale_ = c.lr_scale;
+  rollbacks_ = c.rollbacks;
   return absl::OkStatus();
 }
 

@@ -63,6 +63,20 @@ class Trainer {
   // stay, logged once) and returns those in use.
   const SgdSettings& UseSgd(const SgdSettings& wanted);
 
+  // The factor rollbacks left on the learning rate (1 before any; part of
+  // ScheduledRate), and how many there were.
+  double lr_scale() const { return lr_scale_; }
+  int64_t rollbacks() const { return rollbacks_; }
+  // Makes version `published` + 1 (`published`: the newest version anyone
+  // saw; a step that made the weights non-finite is not one) with
+  // `weights` (the best so far), the optimizer's state reset (its momentum
+  // carried the divergence) and the learning rate times `lr_factor` from
+  // now on.
+  absl::Status RollBack(absl::Span<const float> weights, double lr_factor, int64_t published);
+  // Makes version `published` + 1, the last: `weights` (the last finite
+  // ones), and training is done.
+  absl::Status Stop(absl::Span<const float> weights, int64_t published);
+
   // Steps with mean() at `lr` (no step without samples: an empty round) and
   // makes the next version. The version advances even when the step fails
   // (returned), so that no tier waits forever on a round that cannot be
@@ -89,6 +103,10 @@ class Trainer {
   absl::Status Restore(const Checkpoint& checkpoint);
 
  private:
+  // Drops the optimizer's state (its momentum buffers); `across` says for
+  // what, in the warning when the optimizer cannot.
+  void ResetOptimizer(absl::string_view across);
+
   const TrainerOptions options_;
   const ModelLayout layout_;
   std::unique_ptr<Optimizer> optimizer_;
@@ -103,6 +121,8 @@ class Trainer {
   absl::Span<float> mean_;
   std::vector<float> own_mean_;
   SgdSettings sgd_;  // what the optimizer uses now
+  double lr_scale_ = 1.0;
+  int64_t rollbacks_ = 0;
 };
 
 }  // namespace hips

@@ -145,6 +145,63 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   EXPECT_NE(run.output.find("version="), std::string::npos);  // progress lines
 }
 
+// A learning rate no run survives: HQ names the divergence and the run
+// ends at once with exit 3 (it hung at version 2 before).
+TEST(DivergenceTest, ALearningRateOf1e6EndsTheRunWithExit3AndSaysWhere) {
+  const std::string dir = NewRunDir("diverge");
+  const std::string json = absl::StrCat(dir, "/summary.json");
+  const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --lr=1e6 --max_versions=300",
+                                               " --summary_json=", json, " --run_dir=", dir));
+  ASSERT_EQ(run.exit_code, 3) << run.output;
+  const std::regex last_line("\ndiverged at version [0-9]+: [^\n]*non-finite[^\n]*\n$");
+  EXPECT_TRUE(std::regex_search(run.output, last_line)) << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  ASSERT_TRUE(s["diverged"].is_object()) << s.dump();
+  const int64_t version = s["diverged"]["version"].get<int64_t>();
+  EXPECT_LT(version, 20) << s.dump();
+  EXPECT_NE(run.output.find(absl::StrCat("diverged at version ", version, ": ",
+                                         s["diverged"]["reason"].get<std::string>())),
+            std::string::npos)
+      << run.output;
+  EXPECT_EQ(s["rollbacks"], 0);
+  // The run ended with the last finite weights, published once more.
+  EXPECT_EQ(s["version"], version + 1);
+  // HQ's log says it too.
+  EXPECT_NE(ReadFile(absl::StrCat(dir, "/hq.log")).find("diverged at version"), std::string::npos);
+  ExpectGradientsAccountedFor(s);
+}
+
+// lr=1 diverges around version 15; rolled back with half (then a quarter
+// of) the rate, the run finishes its budget and learns.
+TEST(DivergenceTest, RollbackFinishesTheBudgetAndCountsItsRollbacks) {
+  const std::string dir = NewRunDir("rollback");
+  const std::string json = absl::StrCat(dir, "/summary.json");
+  const CommandResult run =
+      Shell(absl::StrCat(kBin, "/hips local --lr=1 --on_divergence=rollback --max_versions=300",
+                         " --summary_json=", json, " --run_dir=", dir));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const nlohmann::json s = ReadSummary(json);
+  ASSERT_TRUE(s.is_object()) << run.output;
+  EXPECT_EQ(s["version"], 300);
+  EXPECT_TRUE(s["diverged"].is_null()) << s.dump();
+  const int64_t rollbacks = s["rollbacks"].get<int64_t>();
+  EXPECT_GE(rollbacks, 1) << s.dump();
+  EXPECT_LE(rollbacks, 3) << s.dump();
+  EXPECT_NE(run.output.find(absl::StrCat("rollbacks: ", rollbacks)), std::string::npos)
+      << run.output;
+  EXPECT_GE(s["accuracy"].get<double>(), 0.75) << run.output;
+  // Each rollback is logged.
+  const std::string log = ReadFile(absl::StrCat(dir, "/hq.log"));
+  int64_t logged = 0;
+  for (size_t at = log.find("rolled back to"); at != std::string::npos;
+       at = log.find("rolled back to", at + 1)) {
+    ++logged;
+  }
+  EXPECT_EQ(logged, rollbacks) << log;
+  ExpectGradientsAccountedFor(s);
+}
+
 TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   const std::string json = absl::StrCat(::testing::TempDir(), "/mono_summary.json");
   const CommandResult run =
@@ -628,7 +685,8 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-aggregator --hq=127.0.0.1:1 --workers", "--workers needs a value"},
       {"/hips-worker --aggregator=127.0.0.1:1 --nobatch_size", "unknown flag --nobatch_size"},
       {"/hips-hq --insecure extra", "unexpected argument extra"},
-      {"/hips-hq --flagfile=/nonexistent/hq.flags", "--flagfile: cannot read /nonexistent/hq.flags"},
+      {"/hips-hq --flagfile=/nonexistent/hq.flags",
+       "--flagfile: cannot read /nonexistent/hq.flags"},
       {"/hips frobnicate",
        "unknown subcommand 'frobnicate'; the subcommands are local, train, export, mode, health, "
        "status"},
@@ -698,6 +756,15 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-aggregator --hq=127.0.0.1:1 --workers=2 --quorum=3", "quorum"},
       {"/hips-worker --aggregator=127.0.0.1:1 --slowdown=0.5", "slowdown"},
       {"/hips local --compression=zip", "unknown compression"},
+      // Divergence (docs/faults.md).
+      {"/hips local --on_divergence=ignore", "--on_divergence=ignore: expected stop or rollback"},
+      {"/hips-hq --on_divergence=", "--on_divergence=: expected stop or rollback"},
+      {"/hips-hq --divergence_lr_factor=1", "--divergence_lr_factor must be in (0, 1)"},
+      {"/hips-hq --divergence_lr_factor=0", "--divergence_lr_factor must be in (0, 1)"},
+      {"/hips local --divergence_lr_factor=nan", "--divergence_lr_factor must be in (0, 1)"},
+      {"/hips-hq --max_rollbacks=-1", "--max_rollbacks must be in [0, 1000]"},
+      {"/hips local --max_rollbacks=1001", "--max_rollbacks must be in [0, 1000]"},
+      {"/hips-hq --max_rollbacks=many", "--max_rollbacks"},
       // A child that cannot start fails the run at once, not after restarts.
       // (A run that failed, not a usage error of hips local's own: 1.)
       {"/hips local --data_dir=/nonexistent --max_versions=5", "hq could not start (exit code 1)",

@@ -72,6 +72,13 @@ class ValidationTest : public ::testing::Test {
           hq->max_batch_samples = kMaxBatchSamples;
           agg->max_batch_samples = kMaxBatchSamples;
         }) {
+    // agg-0 serves two workers: one that sends non-finite values is not
+    // the whole run diverging (docs/faults.md).
+    HeartbeatRequestData hb;
+    hb.member = "agg-0";
+    hb.incarnation = 1;
+    hb.live_workers = {"worker-0", "worker-1"};
+    EXPECT_TRUE(tiers_.parameter_server().Heartbeat(hb).ok());
     hq_ = v1::Hq::NewStub(CreateHipsChannel(tiers_.hq_address()));
     aggregator_ = v1::Aggregator::NewStub(CreateHipsChannel(tiers_.aggregator_address()));
   }
@@ -266,7 +273,8 @@ TEST_F(ValidationTest, HqRefusesEveryMalformedAggregateAndKeepsItsWeights) {
   }
   // Every refusal counted, by reason; nothing of it applied.
   const ParameterServerStatus s = tiers_.parameter_server().status();
-  EXPECT_EQ(s.aggregates_dropped.at("invalid"), static_cast<int64_t>(cases.size()) - 1);
+  EXPECT_EQ(s.aggregates_dropped.at("invalid"), static_cast<int64_t>(cases.size()) - 4);
+  EXPECT_EQ(s.aggregates_dropped.at("non_finite"), 3);  // loss, NaN, fp16 infinity
   EXPECT_EQ(s.aggregates_dropped.at("future_version"), 1);
   EXPECT_EQ(s.aggregates_applied, 0);
   EXPECT_EQ(s.version, 0);
@@ -336,7 +344,8 @@ TEST_F(ValidationTest, AnAggregatorRefusesEveryMalformedGradient) {
         << expect.name << ": " << s.error_message();
   }
   const AggregatorCounters c = tiers_.aggregator().counters();
-  EXPECT_EQ(c.gradients_dropped.at("invalid"), static_cast<int64_t>(cases.size()));
+  EXPECT_EQ(c.gradients_dropped.at("invalid"), static_cast<int64_t>(cases.size()) - 2);
+  EXPECT_EQ(c.gradients_dropped.at("non_finite"), 2);  // the infinity, the bf16 NaN
   EXPECT_EQ(c.gradients_accepted, 0);
   // Heartbeats and pulls are checked too.
   {
@@ -455,6 +464,53 @@ TEST_F(LimitsTest, AStalledPushIsCancelledAndItsPartialDataDropped) {
   std::unique_ptr<OpenPush> next = StartPush("worker-0", 2);
   EXPECT_TRUE(Complete(next.get()).ok());
   EXPECT_EQ(tiers_.aggregator().counters().gradients_accepted, 1);
+}
+
+// An aggregator whose --max_batch_samples is larger than HQ's: HQ refuses
+// its aggregates, and each refusal ends its part of the round (HQ does not
+// wait for an aggregate that will not come): every version moves on,
+// nothing applied, each refusal counted.
+TEST(RefusalsSettleTest, HqsSmallerMaxBatchSamplesRefusesAndTheVersionStillMovesOn) {
+  ServedTiers tiers(Tokens(), Tokens(), [](ParameterServerOptions* hq, AggregatorOptions* agg) {
+    hq->mode = {Mode::kSync, 0};
+    hq->expected_aggregators = 1;
+    hq->max_batch_samples = 10;
+    agg->max_batch_samples = 100;
+  });
+  HeartbeatRequestData hb;
+  hb.member = "agg-0";
+  hb.incarnation = 1;
+  hb.live_workers = {"worker-0"};
+  ASSERT_TRUE(tiers.parameter_server().Heartbeat(hb).ok());
+  auto hq = v1::Hq::NewStub(CreateHipsChannel(tiers.hq_address()));
+  for (int64_t version = 0; version < 3; ++version) {
+    v1::AggregateChunk c;
+    v1::AggregateHeader* h = c.mutable_header();
+    h->set_aggregator_id("agg-0");
+    h->set_version(version);
+    h->set_total_samples(64);  // one worker's batch of 64 > 1 x 10
+    h->set_contributor_count(1);
+    h->set_num_floats(kFloats);
+    h->set_sequence(version + 1);
+    h->set_encoding(v1::ENCODING_FP32);
+    v1::Contributor* w = h->add_contributors();
+    w->set_worker_id("worker-0");
+    w->set_sequence(version + 1);
+    w->set_version(version);
+    c.set_data(Bytes({1, 1, 1, 1}));
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    v1::PushAck ack;
+    const grpc::Status s = Send(hq->PushAggregate(&ctx, &ack), std::vector{c});
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+    EXPECT_NE(s.error_message().find("--max_batch_samples 10"), std::string::npos)
+        << s.error_message();
+    EXPECT_EQ(tiers.parameter_server().status().version, version + 1);
+  }
+  const ParameterServerStatus status = tiers.parameter_server().status();
+  EXPECT_EQ(status.aggregates_dropped.at("invalid"), 3);
+  EXPECT_EQ(status.samples_applied, 0);
+  EXPECT_EQ(tiers.parameter_server().LatestWeights()->weights, std::vector<float>(kFloats, 1.0f));
 }
 
 }  // namespace

@@ -90,6 +90,12 @@ uint32_t ChecksumOf(const Checkpoint& c) {
   w.Ints(c.data_positions);
   w.Ints(c.sequences);
   w.Int(c.created_unix_micros);
+  if (c.rollbacks != 0 || c.lr_scale != 1.0 || c.diverged_version >= 0) {
+    w.Int(static_cast<int64_t>(std::llround(c.lr_scale * 1e9)));
+    w.Int(c.rollbacks);
+    w.Int(c.diverged_version);
+    w.String(c.diverged_reason);
+  }
   return w.value();
 }
 

@@ -34,6 +34,14 @@ struct Checkpoint {
   std::map<std::string, int64_t> data_positions;  // worker id -> next data step
   std::map<std::string, int64_t> sequences;       // sender id -> last applied push sequence
   int64_t created_unix_micros = 0;
+  // Divergence (docs/faults.md): the factor rollbacks left on the learning
+  // rate and how many there were; where the run diverged (-1: it did not)
+  // and why. (Written, and summed, only when set: older checkpoints keep
+  // their checksums.)
+  double lr_scale = 1.0;
+  int64_t rollbacks = 0;
+  int64_t diverged_version = -1;
+  std::string diverged_reason;
 };
 
 // CRC-32 (zlib's) of a canonical byte encoding of every field of `checkpoint`

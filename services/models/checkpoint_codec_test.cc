@@ -127,6 +127,10 @@ void ExpectSameCheckpoint(const Checkpoint& a, const Checkpoint& b) {
   EXPECT_EQ(a.data_positions, b.data_positions);
   EXPECT_EQ(a.sequences, b.sequences);
   EXPECT_EQ(a.created_unix_micros, b.created_unix_micros);
+  EXPECT_EQ(a.lr_scale, b.lr_scale);
+  EXPECT_EQ(a.rollbacks, b.rollbacks);
+  EXPECT_EQ(a.diverged_version, b.diverged_version);
+  EXPECT_EQ(a.diverged_reason, b.diverged_reason);
 }
 
 absl::StatusOr<Checkpoint> RoundTrip(const Checkpoint& c) {
@@ -290,6 +294,42 @@ TEST(CheckpointCodecTest, FedAvgModeRoundTripsWithItsEdgeRounds) {
   Checkpoint one = c;
   one.mode.edge_rounds = 1;
   EXPECT_NE(ChecksumOf(one), ChecksumOf(c));
+}
+
+TEST(CheckpointCodecTest, ADivergedRunRoundTripsItsRollbacksAndWhereItStopped) {
+  Checkpoint c;
+  c.layout = *ModelLayout::Create({{"0.weight", {2, 2}}});
+  c.weights = {1, 2, 3, 4};
+  c.version = 9;
+  const uint32_t healthy = ChecksumOf(c);
+  c.lr_scale = 0.25;
+  c.rollbacks = 2;
+  absl::StatusOr<Checkpoint> back = RoundTrip(c);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameCheckpoint(c, *back);
+  EXPECT_NE(ChecksumOf(c), healthy);
+  c.diverged_version = 8;
+  c.diverged_reason = "a weight after the step is nan at float 3 of 4";
+  c.training_done = true;
+  back = RoundTrip(c);
+  ASSERT_TRUE(back.ok()) << back.status();
+  ExpectSameCheckpoint(c, *back);
+  Checkpoint other_reason = c;
+  other_reason.diverged_reason = "another";
+  EXPECT_NE(ChecksumOf(other_reason), ChecksumOf(c));
+  // A run that never diverged writes none of it (and keeps the checksum
+  // its files had before).
+  Checkpoint plain;
+  plain.layout = c.layout;
+  plain.weights = c.weights;
+  plain.version = 9;
+  EXPECT_EQ(ChecksumOf(plain), healthy);
+  const std::string bytes = EncodeCheckpoint(plain).value();
+  EXPECT_EQ(bytes.find("rollbacks"), std::string::npos);
+  back = RoundTrip(plain);
+  ASSERT_TRUE(back.ok()) << back.status();
+  EXPECT_EQ(back->lr_scale, 1.0);
+  EXPECT_EQ(back->diverged_version, -1);
 }
 
 TEST(CheckpointCodecTest, FlippedTensorByteIsDataLoss) {

@@ -80,6 +80,9 @@ TEST(ChecksumTest, ChangesWhenAnyFieldChanges) {
       {"sequence", [](Checkpoint& c) { c.sequences["agg0"]++; }},
       {"new sequence", [](Checkpoint& c) { c.sequences["agg1"] = 0; }},
       {"created", [](Checkpoint& c) { c.created_unix_micros++; }},
+      {"lr_scale", [](Checkpoint& c) { c.lr_scale = 0.5; }},
+      {"rollbacks", [](Checkpoint& c) { c.rollbacks = 1; }},
+      {"diverged_version", [](Checkpoint& c) { c.diverged_version = 3; }},
       // Counts keep entries from moving between neighbouring maps.
       {"entry moved",
        [](Checkpoint& c) {

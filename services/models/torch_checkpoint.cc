@@ -228,6 +228,12 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
   c.created_unix_micros = reader.Int("created_unix_micros");
   reader.Ints("data_positions", &c.data_positions);
   reader.Ints("sequences", &c.sequences);
+  if (reader.Has("rollbacks")) {  // (a run that diverged)
+    c.lr_scale = reader.Double("lr_scale");
+    c.rollbacks = reader.Int("rollbacks");
+    c.diverged_version = reader.Int("diverged_version");
+    c.diverged_reason = reader.String("diverged_reason");
+  }
   const int64_t checksum = reader.Int("checksum");
   const GenericDict weights = reader.Dict("weights");
   DictReader optimizer(reader.Dict("optimizer"), "optimizer.");
@@ -328,6 +334,12 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
     dict.insert("data_positions", IntDict(c.data_positions));
     dict.insert("sequences", IntDict(c.sequences));
     dict.insert("created_unix_micros", c.created_unix_micros);
+    if (c.rollbacks != 0 || c.lr_scale != 1.0 || c.diverged_version >= 0) {
+      dict.insert("lr_scale", c.lr_scale);
+      dict.insert("rollbacks", c.rollbacks);
+      dict.insert("diverged_version", c.diverged_version);
+      dict.insert("diverged_reason", c.diverged_reason);
+    }
     dict.insert("checksum", static_cast<int64_t>(ChecksumOf(c)));
     return Seal(torch::pickle_save(dict));
   } catch (const c10::Error& e) {

@@ -9,6 +9,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "services/numeric/gradient_accumulator.h"
+#include "services/types/drop_reason.h"
 
 namespace hips {
 namespace {
@@ -24,7 +25,7 @@ absl::Status ValidateCommon(int64_t version, int64_t samples, const char* sample
     return absl::InvalidArgumentError(
         absl::StrCat(samples_field, " must be in (0, 2^31], got ", samples));
   }
-  if (!std::isfinite(loss_sum)) return absl::InvalidArgumentError("loss_sum is not finite");
+  if (!std::isfinite(loss_sum)) return NonFiniteError("loss_sum is not finite");
   if (num_floats < 0 || num_floats > ModelLayout::kMaxFloats) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_floats must be in [0, ", ModelLayout::kMaxFloats, "], got ", num_floats));
@@ -197,6 +198,17 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
                                                    kMaxContributors * kMaxEdgeRounds, "], got ",
                                                    h.edge_pushes()));
   }
+  if (h.non_finite_workers_size() > kMaxContributors) {
+    return absl::InvalidArgumentError(absl::StrCat("non_finite_workers lists more than ",
+                                                   kMaxContributors, " workers"));
+  }
+  absl::flat_hash_set<absl::string_view> non_finite;
+  for (const std::string& w : h.non_finite_workers()) {
+    if (absl::Status s = ValidateMemberId(w, "non_finite_workers"); !s.ok()) return s;
+    if (!non_finite.insert(w).second) {
+      return absl::InvalidArgumentError(absl::StrCat("non_finite_workers lists ", w, " twice"));
+    }
+  }
   if (h.contributor_count() == 0) {
     // An aggregator's empty sync round: no sum, no contributors.
     if (h.version() < 0 || h.total_samples() != 0 || h.num_floats() != 0 ||
@@ -307,6 +319,7 @@ v1::AggregateHeader AggregateHeaderOf(const AggregatePush& a) {
   }
   h.set_single(a.single);
   h.set_edge_pushes(a.edge_pushes);
+  for (const std::string& w : a.non_finite_workers) h.add_non_finite_workers(w);
   h.set_encoding(EncodingToProto(a.encoded.encoding));
   h.set_nonzeros(a.encoded.nonzeros);
   return h;
@@ -327,6 +340,7 @@ AggregatePush AggregatePushOf(const v1::AggregateHeader& h) {
     a.contributor_list.push_back({c.worker_id(), c.sequence(), c.version(), c.step()});
   }
   a.single = h.single();
+  a.non_finite_workers.assign(h.non_finite_workers().begin(), h.non_finite_workers().end());
   a.edge_pushes = h.edge_pushes();
   return a;
 }
@@ -453,6 +467,12 @@ void HqStatusToProto(const HqStatus& status, absl::Time now, v1::StatusReply* ou
   out->set_forming(s.forming);
   out->set_incarnation(s.incarnation);
   out->set_resumed_from(s.resumed_from);
+  out->set_rollbacks(s.rollbacks);
+  if (s.diverged_version >= 0) {
+    out->set_has_divergence(true);
+    out->set_diverged_version(s.diverged_version);
+    out->set_diverged_reason(s.diverged_reason);
+  }
   out->set_checkpoints_taken(s.checkpoints_taken);
   out->set_last_checkpoint_version(s.last_checkpoint_version);
   out->set_update_seconds(s.update_seconds);
@@ -504,6 +524,11 @@ absl::StatusOr<HqStatus> HqStatusFromProto(const v1::StatusReply& p, absl::Time 
   s.forming = p.forming();
   s.incarnation = p.incarnation();
   s.resumed_from = p.resumed_from();
+  s.rollbacks = p.rollbacks();
+  if (p.has_divergence()) {
+    s.diverged_version = p.diverged_version();
+    s.diverged_reason = p.diverged_reason();
+  }
   s.checkpoints_taken = p.checkpoints_taken();
   s.last_checkpoint_version = p.last_checkpoint_version();
   s.update_seconds = p.update_seconds();

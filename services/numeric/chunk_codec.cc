@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/numeric/float_kernels.h"
+#include "services/types/drop_reason.h"
 
 namespace hips {
 
@@ -107,8 +108,7 @@ absl::Status CheckFinite(const FloatPieces& values) {
     for (size_t i = 0; i < n && status.ok(); ++i) {
       const float v = LoadFloat(bytes + i * sizeof(float));
       if (!std::isfinite(v)) {
-        status = absl::InvalidArgumentError(
-            absl::StrCat("data: non-finite value ", v, " at float ", first + i));
+        status = NonFiniteError(absl::StrCat("data: non-finite value ", v, " at float ", first + i));
       }
     }
   });

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/numeric/chunk_codec.h"
+#include "services/types/drop_reason.h"
 
 namespace hips {
 namespace {
@@ -121,7 +122,7 @@ absl::Status CheckEncodedValues(const EncodedValues& v) {
       const uint16_t mask = v.encoding == Encoding::kFp16 ? 0x7c00 : 0x7f80;
       ForEachHalf(v.bytes, [&](size_t i, uint16_t h) {
         if ((h & mask) == mask && status.ok()) {
-          status = absl::InvalidArgumentError(absl::StrCat("data: non-finite value at float ", i));
+          status = NonFiniteError(absl::StrCat("data: non-finite value at float ", i));
         }
       });
       return status;
@@ -134,8 +135,7 @@ absl::Status CheckEncodedValues(const EncodedValues& v) {
           status = absl::InvalidArgumentError(absl::StrCat(
               "data: top-k index ", index, " out of order or range (", v.num_floats, " floats)"));
         } else if (!std::isfinite(value)) {
-          status =
-              absl::InvalidArgumentError(absl::StrCat("data: non-finite value at float ", index));
+          status = NonFiniteError(absl::StrCat("data: non-finite value at float ", index));
         }
         previous = index;
       });

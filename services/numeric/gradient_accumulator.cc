@@ -11,6 +11,7 @@
 #include "services/numeric/chunk_codec.h"
 #include "services/numeric/float_kernels.h"
 #include "services/numeric/parallel.h"
+#include "services/types/drop_reason.h"
 
 namespace hips {
 
@@ -58,7 +59,7 @@ absl::Status GradientAccumulator::Add(const EncodedValues& values, float scale, 
         absl::StrCat("sample count must be in (0, 2^31], got ", samples));
   }
   if (!std::isfinite(loss_sum_ + loss_sum)) {
-    return absl::InvalidArgumentError("loss total would not be finite");
+    return NonFiniteError("loss total would not be finite");
   }
   absl::Status added;
   switch (values.encoding) {
@@ -127,7 +128,7 @@ absl::Status GradientAccumulator::AddSparse(const EncodedValues& values, float s
   if (bound * (1 + 1e-6) >= static_cast<double>(std::numeric_limits<float>::max())) {
     bool finite = true;
     for_each([&](uint32_t i, float v) { finite &= std::isfinite(out[i] + scale * v); });
-    if (!finite) return absl::InvalidArgumentError("the sum would overflow to infinity");
+    if (!finite) return NonFiniteError("the sum would overflow to infinity");
   }
   for_each([&](uint32_t i, float v) { out[i] += scale * v; });
   bound_ = bound;
@@ -168,7 +169,7 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
       values.ForEachRun([&](size_t, const char* in, size_t n) {
         for (size_t i = 0; i < n; ++i) {
           if (!std::isfinite(scale * LoadFloat(in + i * sizeof(float)))) {
-            finite = absl::InvalidArgumentError("the sum would overflow to infinity");
+            finite = NonFiniteError("the sum would overflow to infinity");
           }
         }
       });
@@ -202,7 +203,7 @@ absl::Status GradientAccumulator::AddDense(const FloatPieces& values, float scal
         finite &= std::isfinite(o[i] + scale * LoadFloat(in + i * sizeof(float)));
       }
     });
-    if (!finite) return absl::InvalidArgumentError("the sum would overflow to infinity");
+    if (!finite) return NonFiniteError("the sum would overflow to infinity");
     values.ForEachRun([out, scale](size_t first, const char* in, size_t n) {
       AddScaledRun(out + first, in, n, scale);
     });

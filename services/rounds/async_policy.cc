@@ -30,9 +30,7 @@ Verdict AsyncPolicy::AdmitChecked(const Contribution& c, absl::Time now, const T
   if (hq) return AdmitAggregate(c, take);
   // A second gradient of a sender: send the batch so far, start another.
   if (batch_.HasSender(c.sender)) EmitBatch();
-  if (absl::Status s = batch_.Add(c, now); !s.ok()) {
-    return Verdict::Refused(DropReason::kInvalid, s);
-  }
+  if (absl::Status s = batch_.Add(c, now); !s.ok()) return Verdict::Refused(RefusalReason(s), s);
   refs_.push_back(take());
   if (batch_.full() || options_.coalesce_window == absl::ZeroDuration()) EmitBatch();
   return Verdict::Taken();
@@ -68,6 +66,18 @@ Verdict AsyncPolicy::AdmitAggregate(const Contribution& c, const Take& take) {
   o.refs = {take()};
   host_->Emit(std::move(o));
   return Verdict::Taken();
+}
+
+void AsyncPolicy::Refused(const std::string& sender, int64_t version, DropReason reason,
+                          absl::Time now) {
+  if (options_.tier != RoundPolicyOptions::Tier::kAggregator || reason != DropReason::kNonFinite ||
+      version < 0) {
+    return;
+  }
+  RoundOutput report;
+  report.kind = RoundOutput::Kind::kBatch;
+  report.version = version;
+  host_->Emit(std::move(report));
 }
 
 void AsyncPolicy::Poll(absl::Time now) {

@@ -28,6 +28,11 @@ class AsyncPolicy : public RoundPolicy {
                                                std::shared_ptr<const WeightsSnapshot> weights,
                                                std::vector<ContributorRef>* superseded) override;
   void Poll(absl::Time now) override;
+  // At an aggregator a non-finite gradient is reported upward at once, in
+  // an empty batch: there is no round whose aggregate would carry it, and
+  // HQ judges divergence by such reports (docs/faults.md).
+  void Refused(const std::string& sender, int64_t version, DropReason reason,
+               absl::Time now) override;
   absl::Time CloseAt() const override { return batch_.CloseAt(); }
   std::vector<ContributorRef> Release() override;
 

@@ -55,7 +55,6 @@ class FedAvgPolicy : public SyncPolicy {
  protected:
   std::optional<Refusal> CheckRound(const Contribution& c) const override;
   bool Complete() const override;
-  bool MovesOnWhenEmpty() const override { return true; }
 
   // Draws the open round's workers (an aggregator, with F < 1, formed).
   void Draw(const VersionState& tier);

@@ -16,6 +16,13 @@ Verdict RoundPolicy::Admit(const Contribution& c, absl::Time now, const Take& ta
   return AdmitChecked(c, now, take);
 }
 
+void RoundPolicy::Refused(const std::string& sender, int64_t version, DropReason reason,
+                          absl::Time now) {
+  if (reason == DropReason::kInvalid || reason == DropReason::kNonFinite) {
+    MarkDone(sender, version, now);
+  }
+}
+
 Verdict RoundPolicy::AdmitRetry(const Contribution& c, absl::Time now, const Take& take) {
   return Alone(c, take);
 }
@@ -24,7 +31,7 @@ Verdict RoundPolicy::Alone(const Contribution& c, const Take& take) {
   // (A temporary sum: it holds one contribution, no spare buffer for it.)
   GradientAccumulator alone(options_.num_floats);
   if (absl::Status s = alone.Add(c.values, c.scale, c.samples, c.loss_sum, 1); !s.ok()) {
-    return Verdict::Refused(DropReason::kInvalid, s);
+    return Verdict::Refused(RefusalReason(s), s);
   }
   RoundOutput o;
   o.kind = RoundOutput::Kind::kAlone;

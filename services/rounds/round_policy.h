@@ -187,6 +187,15 @@ class RoundPolicy {
   // aggregate was empty, a repeat, or refused).
   virtual void MarkDone(const std::string& sender, int64_t version, absl::Time now) {}
 
+  // A contribution of live member `sender` computed on `version` was
+  // refused for `reason`, by this policy (after Admit), by the tier or by
+  // its adapter; the tier calls this once it counted the refusal. A refusal
+  // of its content (kInvalid, kNonFinite) ends the sender's part of that
+  // version's round, as the contribution would have: no round waits for a
+  // sender that has nothing more to send.
+  virtual void Refused(const std::string& sender, int64_t version, DropReason reason,
+                       absl::Time now);
+
   // The members a round waits for changed (one left, a lease ran out, the
   // tier formed, an aggregator's workers changed): closes a round that is
   // complete now.

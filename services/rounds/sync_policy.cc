@@ -111,14 +111,12 @@ bool SyncPolicy::Complete() const {
 void SyncPolicy::EmitIfComplete() {
   if (round_.state() != SyncRound::State::kOpen || !Complete()) return;
   if (options_.tier == RoundPolicyOptions::Tier::kHq && round_.accumulator().contributors() == 0) {
-    if (!MovesOnWhenEmpty()) {
-      // Everyone it waits for is done, but nothing arrived to apply (every
-      // aggregate was refused): the same version is trained again.
-      round_.Open(round_.version());
-      return;
-    }
+    // Everyone it waits for is done and nothing is left to apply (every
+    // contribution was refused, or nobody was drawn): the version moves on
+    // with the weights unchanged. (Training it again would wait for
+    // members that have all moved on.)
     LOG(WARNING) << ModeName(mode().mode) << " round of version " << round_.version()
-                 << " had no participant left";
+                 << " applied nothing: every contribution was refused or empty";
   }
   round_.Close();
   Emit();

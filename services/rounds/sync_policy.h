@@ -21,9 +21,10 @@ namespace hips {
 // a late contribution of a closed round is refused (round_closed), never
 // applied to another version. A closed round emits its sum (kRound). An
 // aggregator sends a retry on alone (kAlone), which covers its worker in
-// the round. At HQ a complete round with no sum (every aggregate refused)
-// is trained again, and HQ's step is w - lr·mean with the optimizer's own
-// settings.
+// the round. A refused contribution ends its sender's part of the round
+// (Refused). At HQ a complete round with no sum (every aggregate refused or
+// empty) moves the version on with the weights unchanged, and HQ's step is
+// w - lr·mean with the optimizer's own settings.
 class SyncPolicy : public RoundPolicy {
  public:
   SyncPolicy(RoundPolicyOptions options, RoundHost* host);
@@ -50,9 +51,6 @@ class SyncPolicy : public RoundPolicy {
   virtual bool Complete() const;
   // The round closed: hand it to the host.
   virtual void Emit();
-  // At HQ, whether a complete round with no sum moves the version on (true)
-  // or is trained again.
-  virtual bool MovesOnWhenEmpty() const { return false; }
   // The edge round open at this tier (0 but in edge rounds): a delta of
   // another one is refused.
   virtual int64_t open_edge_round() const { return 0; }

@@ -85,7 +85,7 @@ TEST_F(SyncPolicyTest, RefusesOtherVersionsAndAnswersARepeatAsADuplicate) {
   EXPECT_EQ(Push(c_.Gradient("w0", 3, {7, 7})).kind, Verdict::Kind::kDuplicate);
   EXPECT_THAT(taker_.taken(), ElementsAre("w0"));
   Verdict bad = Push(c_.Gradient("w1", 3, {1, std::numeric_limits<float>::infinity()}));
-  EXPECT_EQ(bad.refusal->reason, DropReason::kInvalid);
+  EXPECT_EQ(bad.refusal->reason, DropReason::kNonFinite);
   EXPECT_THAT(host_.outputs(), IsEmpty());
   // The next version: w1's gradient of version 3 is stale, w0's a
   // duplicate of the previous round.
@@ -174,32 +174,38 @@ TEST_F(SyncPolicyTest, ARetryGoesOnAloneAndCountsForItsWorkersRound) {
   EXPECT_THAT(RefWorkers(host_.outputs()[1]), ElementsAre("w1"));
 }
 
-TEST_F(SyncPolicyTest, HqTrainsAVersionAgainWhenEveryAggregateWasRefused) {
+TEST_F(SyncPolicyTest, HqMovesOnWhenEveryAggregateWasRefused) {
   host_.set_live({"agg-0", "agg-1"});
   Start(SyncOptions(RoundPolicyOptions::Tier::kHq), 7);
-  policy_->MarkDone("agg-0", 7, clock_.Now());
-  policy_->MarkDone("agg-1", 7, clock_.Now());
-  EXPECT_THAT(host_.outputs(), IsEmpty());
-  EXPECT_EQ(policy_->round().state(), SyncRound::State::kOpen);
-  EXPECT_EQ(policy_->round().received(), 0);  // open again, for everyone
-  Contribution sum = c_.Gradient("agg-0", 7, {4, 4});
+  policy_->Refused("agg-0", 7, DropReason::kInvalid, clock_.Now());
+  EXPECT_THAT(host_.outputs(), IsEmpty());  // agg-1 may still send
+  policy_->Refused("agg-1", 7, DropReason::kNonFinite, clock_.Now());
+  // Nothing to apply and nobody left to wait for: the version moves on
+  // with nothing in it (training it again would wait for aggregators that
+  // have moved on).
+  ASSERT_EQ(host_.outputs().size(), 1u);
+  EXPECT_EQ(host_.outputs()[0].kind, RoundOutput::Kind::kRound);
+  EXPECT_EQ(host_.outputs()[0].version, 7);
+  EXPECT_EQ(host_.outputs()[0].contributors, 0);
+  // A refusal that is not about the content (a stale version) does not end
+  // the sender's part: the next round still waits for it.
+  std::vector<ContributorRef> superseded;
+  policy_->Begin(At(8), nullptr, &superseded);
+  policy_->Refused("agg-1", 8, DropReason::kStaleVersion, clock_.Now());
+  Contribution sum = c_.Gradient("agg-0", 8, {4, 4});
   sum.scale = 1;
   sum.samples = 4;
   sum.contributors = 2;
   sum.members = {"w0", "w2"};
   ASSERT_EQ(Push(sum).kind, Verdict::Kind::kTaken);
-  policy_->MarkDone("agg-1", 7, clock_.Now());
-  ASSERT_EQ(host_.outputs().size(), 1u);
-  EXPECT_THAT(host_.outputs()[0].sum, ElementsAre(4, 4));
-  EXPECT_EQ(host_.outputs()[0].contributors, 2);
+  EXPECT_EQ(host_.outputs().size(), 1u);
   // An aggregator without workers is not waited for (the host says).
-  std::vector<ContributorRef> superseded;
-  policy_->Begin(At(8), nullptr, &superseded);
   host_.set_waits_for([](const std::string& id) { return id != "agg-1"; });
-  sum.version = 8;
-  ASSERT_EQ(Push(sum).kind, Verdict::Kind::kTaken);
+  policy_->MembersChanged();
   ASSERT_EQ(host_.outputs().size(), 2u);
   EXPECT_EQ(host_.outputs()[1].version, 8);
+  EXPECT_THAT(host_.outputs()[1].sum, ElementsAre(4, 4));
+  EXPECT_EQ(host_.outputs()[1].contributors, 2);
 }
 
 TEST_F(SyncPolicyTest, HqStepsWithTheScheduleAndKeepsLrOverOneMinusMomentum) {

@@ -105,7 +105,7 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
   }
   if (absl::Status s = accumulator_.Add(c.values, c.scale, c.samples, c.loss_sum, c.contributors);
       !s.ok()) {
-    *reason = DropReason::kInvalid;
+    *reason = RefusalReason(s);
     return s;
   }
   if (c.completes_sender) senders_.insert(c.sender);

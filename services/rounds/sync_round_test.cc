@@ -191,7 +191,7 @@ TEST(SyncRoundTest, RefusesInvalidPayloadsWithoutSummingThem) {
   DropReason reason;
   const std::vector<float> nan = {1, std::numeric_limits<float>::quiet_NaN()};
   EXPECT_TRUE(absl::IsInvalidArgument(round.Add(From("w0", 0, nan, 1), &reason).status()));
-  EXPECT_EQ(reason, DropReason::kInvalid);
+  EXPECT_EQ(reason, DropReason::kNonFinite);
   const std::vector<float> short_one = {1};
   EXPECT_TRUE(absl::IsInvalidArgument(round.Add(From("w0", 0, short_one, 1), &reason).status()));
   const std::vector<float> ok = {1, 2};

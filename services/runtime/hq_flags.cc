@@ -41,6 +41,17 @@ ABSL_FLAG(double, weights_topk_ratio, 0.01,
 ABSL_FLAG(int64_t, weights_resync_every, 100,
           "--weights_compression: every this many versions the weights go whole, and every "
           "aggregator then holds exactly HQ's.");
+ABSL_FLAG(std::string, on_divergence, "stop",
+          "When the run diverges (a step made the weights non-finite, or every live worker's "
+          "gradients were non-finite twice since the last finite update): stop (end training "
+          "with the last weights published; hips local exits 3) or rollback (go on from the "
+          "best weights so far with a smaller learning rate; docs/faults.md).");
+ABSL_FLAG(double, divergence_lr_factor, 0.5,
+          "--on_divergence=rollback: the learning rate is multiplied by this at each rollback, "
+          "in (0, 1).");
+ABSL_FLAG(int32_t, max_rollbacks, 3,
+          "--on_divergence=rollback: at most this many rollbacks; the next divergence stops "
+          "the run.");
 
 namespace hips {
 
@@ -51,6 +62,15 @@ absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode) {
 
 absl::StatusOr<ModeConfig> ModeConfigFromFlags() {
   return ModeConfigFromFlags(absl::GetFlag(FLAGS_mode));
+}
+
+absl::StatusOr<DivergenceOptions> DivergenceOptionsFromFlags() {
+  absl::StatusOr<OnDivergence> on = OnDivergenceFromName(absl::GetFlag(FLAGS_on_divergence));
+  if (!on.ok()) return on.status();
+  DivergenceOptions o{*on, absl::GetFlag(FLAGS_divergence_lr_factor),
+                      absl::GetFlag(FLAGS_max_rollbacks)};
+  if (absl::Status s = ValidateDivergenceOptions(o); !s.ok()) return s;
+  return o;
 }
 
 absl::StatusOr<ServerStepFlags> ServerStepFromFlags() {

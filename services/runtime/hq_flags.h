@@ -11,6 +11,7 @@
 #include "absl/strings/string_view.h"
 #include "services/numeric/weights_chain.h"
 #include "services/types/consistency.h"
+#include "services/types/divergence.h"
 
 // The flags of HQ's training that hips-hq and the hips CLI share (hips local
 // hands them to its HQ; hips mode takes the mode's): --mode and what shapes
@@ -30,6 +31,9 @@ ABSL_DECLARE_FLAG(double, server_momentum);
 ABSL_DECLARE_FLAG(std::string, weights_compression);
 ABSL_DECLARE_FLAG(double, weights_topk_ratio);
 ABSL_DECLARE_FLAG(int64_t, weights_resync_every);
+ABSL_DECLARE_FLAG(std::string, on_divergence);
+ABSL_DECLARE_FLAG(double, divergence_lr_factor);
+ABSL_DECLARE_FLAG(int32_t, max_rollbacks);
 ABSL_DECLARE_FLAG(double, async_momentum);
 ABSL_DECLARE_FLAG(std::string, staleness_lr);
 ABSL_DECLARE_FLAG(int64_t, eval_every);
@@ -50,6 +54,9 @@ struct ServerStepFlags {
 // --server_lr and --server_momentum, checked: INVALID_ARGUMENT outside
 // (0, 1000] and [0, 1).
 absl::StatusOr<ServerStepFlags> ServerStepFromFlags();
+
+// --on_divergence, --divergence_lr_factor and --max_rollbacks, checked.
+absl::StatusOr<DivergenceOptions> DivergenceOptionsFromFlags();
 
 // --weights_compression and its two knobs, checked: nullopt for none.
 absl::StatusOr<std::optional<WeightsChainOptions>> WeightsCompressionFromFlags();

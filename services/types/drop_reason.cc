@@ -1,5 +1,7 @@
 #include "services/types/drop_reason.h"
 
+#include "absl/strings/cord.h"
+
 namespace hips {
 
 absl::string_view DropReasonName(DropReason reason) {
@@ -38,6 +40,8 @@ absl::string_view DropReasonName(DropReason reason) {
       return "not_drawn";
     case DropReason::kEdgeRetry:
       return "edge_retry";
+    case DropReason::kNonFinite:
+      return "non_finite";
   }
   return "unknown";
 }
@@ -52,8 +56,26 @@ const std::vector<DropReason>& AllDropReasons() {
                                   DropReason::kShutdown,          DropReason::kRepeatedContributor,
                                   DropReason::kHqRestarted,       DropReason::kForbidden,
                                   DropReason::kMembershipFull,    DropReason::kNotDrawn,
-                                  DropReason::kEdgeRetry};
+                                  DropReason::kEdgeRetry,         DropReason::kNonFinite};
   return *kAll;
+}
+
+namespace {
+constexpr char kNonFinitePayload[] = "type.hips.dev/non_finite";
+}  // namespace
+
+absl::Status NonFiniteError(absl::string_view message) {
+  absl::Status status = absl::InvalidArgumentError(message);
+  status.SetPayload(kNonFinitePayload, absl::Cord("1"));
+  return status;
+}
+
+bool IsNonFinite(const absl::Status& status) {
+  return status.GetPayload(kNonFinitePayload).has_value();
+}
+
+DropReason RefusalReason(const absl::Status& status, DropReason otherwise) {
+  return IsNonFinite(status) ? DropReason::kNonFinite : otherwise;
 }
 
 std::vector<std::string> AllDropReasonNames() {

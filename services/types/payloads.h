@@ -111,6 +111,11 @@ struct AggregatePush {
   // fedavg with edge rounds: the deltas of the version's earlier rounds,
   // applied at the aggregator (in total_samples, not in the list).
   int64_t edge_pushes = 0;
+  // The workers whose gradients the aggregator refused as non-finite (NaN,
+  // infinity, a sum that would overflow) since its previous aggregate, in
+  // id order: HQ tells a diverging run by them (docs/faults.md,
+  // "Divergence").
+  std::vector<std::string> non_finite_workers;
   // The sum: the sender's dense buffer (and, on a compressed hop, its
   // encoding), or on the receiving side (with `sum` empty) the stream's
   // pieces.

@@ -64,6 +64,11 @@ struct ParameterServerStatus {
   // Time spent in updates: the mean gradient, the optimizer step and
   // publishing the new weights (on a sync round's critical path).
   double update_seconds = 0.0;
+  // Divergence (docs/faults.md): rollbacks so far; where the run diverged
+  // and stopped (-1: it did not), and what was non-finite.
+  int64_t rollbacks = 0;
+  int64_t diverged_version = -1;
+  std::string diverged_reason;
 };
 
 // GetStatus of HQ: the parameter server's state and the evaluations.

@@ -1,0 +1,96 @@
+// ParameterServer's checkpoints: what it captures (the trainer's state, the
+// data positions and both ledgers' newest sequences), when one is due, and
+// how it continues from one.
+
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "glog/logging.h"
+#include "hq/parameter_server.h"
+#include "services/rounds/round_policies.h"
+
+namespace hips {
+
+namespace {
+constexpr char kWorkerKey[] = "worker:";
+constexpr char kAggregatorKey[] = "aggregator:";
+}  // namespace
+
+absl::StatusOr<Checkpoint> ParameterServer::Capture() {
+  absl::MutexLock lock(&apply_mu_);
+  return CaptureLocked();
+}
+
+absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
+  absl::StatusOr<Checkpoint> c = trainer_.Capture();
+  if (!c.ok()) return c.status();
+  c->data_positions = data_positions_;
+  for (const auto& [worker, sequence] : worker_ledger_.newest()) {
+    c->sequences[absl::StrCat(kWorkerKey, worker)] = sequence;
+  }
+  for (const auto& [aggregator, sequence] : ledger_.newest()) {
+    c->sequences[absl::StrCat(kAggregatorKey, aggregator)] = sequence;
+  }
+  c->created_unix_micros = absl::ToUnixMicros(clock_->Now());
+  c->diverged_version = divergence_.version;
+  c->diverged_reason = divergence_.reason;
+  return c;
+}
+
+void ParameterServer::MaybeCheckpoint() {
+  const int64_t version = trainer_.version();
+  if (!on_checkpoint_ || version == last_checkpoint_version_) return;
+  const absl::Time now = clock_->Now();
+  const bool due = trainer_.training_done() ||
+                   (options_.checkpoint_every_versions > 0 &&
+                    version - std::max<int64_t>(0, last_checkpoint_version_) >=
+                        options_.checkpoint_every_versions) ||
+                   (options_.checkpoint_every > absl::ZeroDuration() &&
+                    now - last_checkpoint_time_ >= options_.checkpoint_every);
+  if (!due) return;
+  absl::StatusOr<Checkpoint> c = CaptureLocked();
+  if (!c.ok()) {
+    LOG_FIRST_N(ERROR, 1) << "cannot checkpoint: " << c.status();
+    return;
+  }
+  last_checkpoint_version_ = version;
+  last_checkpoint_time_ = now;
+  on_checkpoint_(*std::move(c));
+  absl::MutexLock status_lock(&mu_);
+  ++status_.checkpoints_taken;
+  status_.last_checkpoint_version = version;
+}
+
+absl::Status ParameterServer::Restore(const Checkpoint& c) {
+  absl::MutexLock lock(&apply_mu_);
+  if (absl::Status s = trainer_.Restore(c); !s.ok()) return s;
+  policy_ = MakeRoundPolicy(PolicyOptions(trainer_.mode()), this);
+  data_positions_ = c.data_positions;
+  divergence_ = Divergence{c.diverged_version, c.diverged_reason};
+  for (const auto& [key, sequence] : c.sequences) {
+    if (absl::StartsWith(key, kWorkerKey)) {
+      worker_ledger_.Record(key.substr(strlen(kWorkerKey)), sequence);
+    } else if (absl::StartsWith(key, kAggregatorKey)) {
+      ledger_.Record(key.substr(strlen(kAggregatorKey)), sequence);
+    }
+  }
+  // The aggregators that trained before are not waited for at start: any
+  // of them may be gone.
+  roster_.members().EndForming();
+  last_checkpoint_version_ = trainer_.version();
+  {
+    absl::MutexLock status_lock(&mu_);
+    CopyTrainingState();
+    status_.resumed_from = trainer_.version();
+    status_.forming = false;
+  }
+  LOG(INFO) << "resumed from the checkpoint of version " << trainer_.version() << " ("
+            << trainer_.samples_applied() << " samples applied, mode "
+            << DescribeMode(trainer_.mode()) << ")";
+  Publish(Snapshot());
+  return absl::OkStatus();
+}
+
+}  // namespace hips

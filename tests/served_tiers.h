@@ -45,6 +45,8 @@ class ServedTiers {
   }
   const StreamGuard& aggregator_streams() const { return aggregator_service_->streams(); }
   ParameterServer& parameter_server() { return *server_; }
+  // The aggregator's HQ, in memory (its push handler may hold an answer).
+  FakeHqClient& upstream() { return upstream_; }
   Aggregator& aggregator() { return *aggregator_; }
 
  private:

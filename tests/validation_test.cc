@@ -10,9 +10,11 @@
 #include <functional>
 #include <limits>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "hips/v1/hips.grpc.pb.h"
 #include "services/net/grpc_util.h"
@@ -464,6 +466,52 @@ TEST_F(LimitsTest, AStalledPushIsCancelledAndItsPartialDataDropped) {
   std::unique_ptr<OpenPush> next = StartPush("worker-0", 2);
   EXPECT_TRUE(Complete(next.get()).ok());
   EXPECT_EQ(tiers_.aggregator().counters().gradients_accepted, 1);
+}
+
+// A push whose upload is whole but whose answer waits (an aggregator
+// acknowledges once HQ answered, after a round of a second) is not idle:
+// the watchdog of --stream_idle_ms=300 leaves it alone, and the worker
+// uploads it once.
+TEST(StreamIdleTest, WaitingForTheAcknowledgementIsNotIdleness) {
+  ServeLimits limits;
+  limits.stream_idle = absl::Milliseconds(300);
+  ServedTiers tiers(
+      Tokens(), Tokens(),
+      [](ParameterServerOptions*, AggregatorOptions* agg) { agg->ack_after_hq = true; }, limits);
+  absl::Notification round_closed;
+  tiers.upstream().SetPushHandler([&](const AggregatePush& a) -> absl::StatusOr<PushResult> {
+    // HQ's round takes a while (bounded: the test closes it).
+    round_closed.WaitForNotificationWithTimeout(absl::Seconds(20));
+    return PushResult{a.version, false, a.version + 1};
+  });
+  auto aggregator = v1::Aggregator::NewStub(CreateHipsChannel(tiers.aggregator_address()));
+  grpc::Status pushed;
+  std::thread worker([&] {
+    v1::GradientChunk c;
+    v1::GradientHeader* h = c.mutable_header();
+    h->set_sender_id("worker-0");
+    h->set_sample_count(1);
+    h->set_num_floats(kFloats);
+    h->set_sequence(1);
+    c.set_data(Bytes({1, 2, 3, 4}));
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    v1::PushAck ack;
+    pushed = Send(aggregator->PushGradient(&ctx, &ack), std::vector{c});
+  });
+  // The aggregate is at HQ; the push waits for its answer for a second,
+  // more than three idle periods.
+  ASSERT_TRUE(tiers.upstream().WaitForPushes(1, absl::Seconds(10)));
+  WaitFor([&] { return tiers.aggregator_streams().stalled() > 0; }, absl::Seconds(1));
+  EXPECT_EQ(tiers.aggregator_streams().stalled(), 0);
+  round_closed.Notify();
+  worker.join();
+  EXPECT_TRUE(pushed.ok()) << pushed.error_message();
+  // Uploaded once, forwarded once.
+  EXPECT_EQ(tiers.aggregator().counters().gradients_received, 1);
+  EXPECT_EQ(tiers.aggregator().counters().gradients_forwarded, 1);
+  EXPECT_EQ(tiers.upstream().push_count(), 1u);
+  EXPECT_TRUE(tiers.aggregator_refusals().empty());
 }
 
 // An aggregator whose --max_batch_samples is larger than HQ's: HQ refuses

@@ -94,6 +94,8 @@ class PushReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     }
     // The stream ended: whole, or cut off by its sender.
     if (ctx_->IsCancelled()) return Finish(grpc::Status(grpc::StatusCode::CANCELLED, "cancelled"));
+    // Waiting for the answer is not idleness (StreamGuard::Slot::Arrived).
+    slot_.Arrived();
     absl::StatusOr<ReceivedValues> values = receiver_.Finish();
     if (!values.ok()) return Refuse(values.status());
     timer_.Received(static_cast<int64_t>(values->values.bytes.bytes()));

@@ -31,6 +31,10 @@ void StreamGuard::Slot::Progress() {
   if (guard_ != nullptr) guard_->Progress(id_);
 }
 
+void StreamGuard::Slot::Arrived() {
+  if (guard_ != nullptr) guard_->Unwatch(id_);
+}
+
 StreamGuard::StreamGuard(int max_streams, absl::Duration idle, std::function<void()> on_stall)
     : max_streams_(max_streams), idle_(idle), on_stall_(std::move(on_stall)) {
   if (idle_ != absl::InfiniteDuration()) watcher_ = std::thread([this] { Watch(); });
@@ -64,6 +68,13 @@ void StreamGuard::Progress(int64_t id) {
   absl::MutexLock lock(&mu_);
   auto it = streams_.find(id);
   if (it != streams_.end()) it->second.last_progress = absl::Now();
+}
+
+void StreamGuard::Unwatch(int64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = streams_.find(id);
+  // (A cancel already under way goes on: the stream was idle first.)
+  if (it != streams_.end()) it->second.watched = false;
 }
 
 void StreamGuard::Close(int64_t id) {

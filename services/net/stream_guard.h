@@ -34,6 +34,11 @@ class StreamGuard {
     ~Slot();
     // The stream made progress (a chunk arrived).
     void Progress();
+    // The whole upload arrived: what is left is the server's answer, which
+    // may wait for a round to close or for the tier above (an aggregator
+    // acknowledges after HQ). That wait is not idleness: the stream is no
+    // longer watched (its caller's deadline bounds it).
+    void Arrived();
 
    private:
     friend class StreamGuard;
@@ -42,8 +47,9 @@ class StreamGuard {
     int64_t id_ = 0;
   };
 
-  // At most `max_streams` open at once (0: no limit); pushes idle for
-  // `idle` are cancelled (InfiniteDuration: never), each calling `on_stall`.
+  // At most `max_streams` open at once (0: no limit); pushes whose upload
+  // makes no progress for `idle` are cancelled (InfiniteDuration: never),
+  // each calling `on_stall`.
   StreamGuard(int max_streams, absl::Duration idle, std::function<void()> on_stall = nullptr);
   ~StreamGuard();
   StreamGuard(const StreamGuard&) = delete;
@@ -64,6 +70,7 @@ class StreamGuard {
     bool cancelling = false;  // TryCancel running outside the lock
   };
   void Progress(int64_t id);
+  void Unwatch(int64_t id);
   void Close(int64_t id);
   void Watch();
 

@@ -14,7 +14,7 @@ ABSL_FLAG(int, max_streams, 0,
           "RESOURCE_EXHAUSTED (0: four per member this server may have, plus 8).");
 ABSL_FLAG(int64_t, stream_idle_ms, 30000,
           "A push stream that delivers no chunk for this long is cancelled and its partial data "
-          "dropped (0: never).");
+          "dropped (0: never). Only the upload is watched, not the wait for its answer.");
 ABSL_FLAG(int, sum_threads, 2,
           "Threads that sum a tensor of 4M floats or more (docs/performance.md).");
 ABSL_FLAG(int, quorum, 0,

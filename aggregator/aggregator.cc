@@ -336,6 +336,11 @@ AggregatorCounters Aggregator::counters() const {
   c.live_workers = members_.Live();
   c.workers = members_.Describe();
   c.forming = members_.forming();
+  if (policy_ != nullptr) {
+    c.round.version = version_;
+    c.round.members = policy_->WaitingFor();
+    c.round.waited_s = absl::ToDoubleSeconds(clock_->Now() - round_opened_at_);
+  }
   return c;
 }
 

@@ -231,6 +231,8 @@ class Aggregator : private RoundHost {
   mutable absl::Mutex mu_;
   // The newest weights' version, mode and size (-1: none yet).
   int64_t version_ ABSL_GUARDED_BY(mu_) = -1;
+  // When the newest version's round opened (HQ's weights arrived).
+  absl::Time round_opened_at_ ABSL_GUARDED_BY(mu_);
   ModeConfig mode_ ABSL_GUARDED_BY(mu_);
   int64_t mode_since_ ABSL_GUARDED_BY(mu_) = 0;
   int64_t incarnation_ ABSL_GUARDED_BY(mu_) = 0;  // HQ's

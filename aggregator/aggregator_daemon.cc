@@ -8,6 +8,7 @@
 #include "services/net/address.h"
 #include "services/net/grpc_util.h"
 #include "services/numeric/chunk_codec.h"
+#include "services/metrics/round_metrics.h"
 #include "services/numeric/parallel.h"
 
 namespace hips {
@@ -154,6 +155,7 @@ void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version, Metr
   out->Gauge("hips_live_members", "Members holding a lease here, by kind",
              static_cast<double>(c.live_workers.size()), {{"kind", "worker"}});
   out->Gauge("hips_forming", "1 while waiting for its --workers to join at start", c.forming);
+  CollectRoundWait(c.round, out);
 }
 
 }  // namespace hips

@@ -194,6 +194,21 @@ TEST(AggregatorTest, ARefusedGradientSettlesItsRoundAndANonFiniteOneIsNamedToHq)
   EXPECT_EQ(agg.counters().gradients_dropped.at("invalid"), 3);
 }
 
+TEST(AggregatorTest, ItsCountersNameWhomTheOpenRoundWaitsForAndSinceWhen) {
+  SimulatedClock clock;
+  Aggregator agg(Local(3, &clock));
+  for (const char* w : {"w2", "w0", "w1"}) ASSERT_TRUE(agg.Heartbeat(w, 1, false).ok());
+  EXPECT_EQ(agg.counters().round.version, -1);  // no weights, no round
+  agg.PublishWeights(Weights(4, 1));
+  clock.AdvanceBy(absl::Seconds(1.5));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 4, {1}, 1)).ok());
+  const RoundWait round = agg.counters().round;
+  EXPECT_EQ(round.version, 4);
+  EXPECT_EQ(round.members, (std::vector<std::string>{"w0", "w2"}));
+  EXPECT_DOUBLE_EQ(round.waited_s, 1.5);
+  agg.Shutdown();
+}
+
 TEST(AggregatorTest, AnAsyncAggregatorReportsANonFiniteGradientAtOnce) {
   Aggregator agg(Local(2));
   agg.PublishWeights(AsyncWeights(7, 2));

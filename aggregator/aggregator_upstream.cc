@@ -101,6 +101,7 @@ std::shared_ptr<const WeightsSnapshot> Aggregator::TakeWeights(
   // HQ's deadline) is dropped.
   std::vector<ContributorRef> superseded;
   snapshot = policy_->Begin(Versions(), std::move(snapshot), &superseded);
+  round_opened_at_ = clock_->Now();
   DropHeld(std::move(superseded), DropReason::kSuperseded, completions);
   return snapshot;
 }

@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/child_flags.h"
 #include "cli/cli_flags.h"
+#include "cli/cluster_status.h"
 #include "cli/local_cluster.h"
 #include "cli/run_summary.h"
 #include "gmock/gmock.h"
@@ -217,6 +219,33 @@ TEST(RunSummaryTest, TheAccountingAndTheFinalLineSayWhatHappened) {
             "max_staleness=2 mode=ssp(2)\n"
             "  agg-0: received=26 duplicate=0 forwarded=25 pending=0 "
             "dropped{staleness_exceeded=1}");
+}
+
+TEST(RoundWaitTest, APastTwoLeasesProgressLineNamesWhomTheRoundsWaitFor) {
+  HqStatus status;
+  status.server.round = {12, {"agg-1"}, 0.9};
+  const std::map<std::string, RoundWait> below = {{"agg-1", {12, {"worker-3"}, 0.8}},
+                                                  {"agg-0", {12, {"worker-2"}, 0.8}}};
+  // Two leases of 0.5 s: not yet.
+  EXPECT_EQ(WaitingNote(status, absl::Milliseconds(500), below), "");
+  status.server.round.waited_s = 1.25;
+  EXPECT_EQ(WaitingNote(status, absl::Milliseconds(500), below),
+            " | hq's round of version 12 has waited 1.2s for agg-1; agg-1's round of version 12 "
+            "has waited 0.8s for worker-3");
+  // An aggregator that did not answer, or waits for nobody, adds nothing.
+  EXPECT_EQ(WaitingNote(status, absl::Milliseconds(500), {}),
+            " | hq's round of version 12 has waited 1.2s for agg-1");
+  EXPECT_EQ(WaitingNote(status, absl::Milliseconds(500), {{"agg-1", {12, {}, 0.8}}}),
+            " | hq's round of version 12 has waited 1.2s for agg-1");
+  // After training, or waiting for nobody: nothing.
+  status.server.training_done = true;
+  EXPECT_EQ(WaitingNote(status, absl::Milliseconds(500), below), "");
+  status.server.training_done = false;
+  status.server.round.members.clear();
+  EXPECT_EQ(WaitingNote(status, absl::Milliseconds(500), below), "");
+  EXPECT_EQ(DescribeRoundWait("agg-0", {3, {"w1", "w2"}, 2.0}),
+            "agg-0's round of version 3 has waited 2.0s for w1, w2");
+  EXPECT_EQ(DescribeRoundWait("agg-0", {-1, {"w1"}, 2.0}), "");
 }
 
 }  // namespace

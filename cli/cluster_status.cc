@@ -48,6 +48,7 @@ struct Row {
   double samples_per_s = 0;
   double last_seen_s = -1;  // -1: not applicable
   int64_t gradients = -1;
+  RoundWait round;
   bool forming = false;
   bool reachable = true;
   // Calls the process refused before serving them, by reason
@@ -102,6 +103,7 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
   tree.final_eval = second->hq.final_eval;
   tree.final_eval_error = second->hq.final_eval_error;
   tree.hq.calls_refused = second->hq.calls_refused;
+  tree.hq.round = hq.round;
   tree.live_aggregators = static_cast<int>(hq.live_aggregators.size());
   tree.live_workers = static_cast<int>(hq.live_workers.size());
   for (const MemberInfo& m : hq.aggregators) {
@@ -118,6 +120,7 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
     }
     const AggregatorStatus& a = it->second;
     agg.version = a.version;
+    agg.round = a.counters.round;
     agg.staleness = hq.version - a.version;
     agg.calls_refused = a.calls_refused;
     for (const MemberInfo& w : a.counters.workers) {
@@ -155,6 +158,11 @@ nlohmann::json EvalJson(const std::optional<EvalResult>& e) {
     out["f1"] = Rounded(e->metrics.macro_f1, 6);
   }
   return out;
+}
+
+nlohmann::json RoundJson(const RoundWait& r) {
+  if (r.version < 0) return nullptr;
+  return {{"version", r.version}, {"waiting_for", r.members}, {"waited_s", Rounded(r.waited_s, 3)}};
 }
 
 std::string Cell(int64_t v) { return v < 0 ? "-" : absl::StrCat(v); }
@@ -201,6 +209,13 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
   absl::StrAppend(&out, tree->training_done ? "training done; " : "", tree->live_aggregators,
                   " live aggregators, ", tree->live_workers, " live workers\n");
   if (tree->diverged.has_value()) absl::StrAppend(&out, DescribeDivergence(*tree->diverged), "\n");
+  // Rounds that wait, and for whom (in sync a round waits for everyone
+  // for a moment: this names who holds it up).
+  std::vector<std::string> waits = {DescribeRoundWait(hq.id, hq.round)};
+  for (const Row& a : hq.children) waits.push_back(DescribeRoundWait(a.id, a.round));
+  for (const std::string& line : waits) {
+    if (!line.empty()) absl::StrAppend(&out, line, "\n");
+  }
   if (tree->rollbacks > 0) {
     absl::StrAppend(&out, "rollbacks after a divergence: ", tree->rollbacks, "\n");
   }
@@ -244,6 +259,7 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                            {"last_seen_s", Rounded(a.last_seen_s, 3)},
                            {"forming", a.forming},
                            {"reachable", a.reachable},
+                           {"round", RoundJson(a.round)},
                            {"calls_refused", a.calls_refused},
                            {"workers", std::move(workers)}});
   }
@@ -259,12 +275,19 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                                 {"incarnation", tree->incarnation},
                                 {"live_aggregators", tree->live_aggregators},
                                 {"live_workers", tree->live_workers},
+                                {"round", RoundJson(hq.round)},
                                 {"calls_refused", hq.calls_refused},
                                 {"latest_eval", EvalJson(tree->latest_eval)},
                                 {"final_eval", EvalJson(tree->final_eval)}}},
                               {"aggregators", std::move(aggregators)}};
   // Ids come from peers: replace bytes that are not UTF-8 rather than fail.
   return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::string DescribeRoundWait(const std::string& who, const RoundWait& round) {
+  if (round.version < 0 || round.members.empty()) return "";
+  return absl::StrFormat("%s's round of version %d has waited %.1fs for %s", who, round.version,
+                         round.waited_s, absl::StrJoin(round.members, ", "));
 }
 
 }  // namespace hips

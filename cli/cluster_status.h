@@ -6,6 +6,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "services/net/security.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 
@@ -23,14 +24,21 @@ struct ClusterStatusOptions {
 
 // The tree as a terminal table, or as JSON:
 // {"hq": {"address", "version", "mode", "max_staleness", "samples_per_s",
-//  "training_done", "incarnation", "live_aggregators", "live_workers"},
+//  "training_done", "rollbacks", "diverged", "incarnation",
+//  "live_aggregators", "live_workers", "round"},
 //  "aggregators": [{"id", "address", "version", "staleness", "samples_per_s",
-//   "last_seen_s", "forming", "reachable", "workers": [{"id", "version",
-//   "staleness", "samples_per_s", "last_seen_s", "gradients"}]}]}
+//   "last_seen_s", "forming", "reachable", "round", "workers": [{"id",
+//   "version", "staleness", "samples_per_s", "last_seen_s", "gradients"}]}]}
+// where "round" is {"version", "waiting_for": [ids], "waited_s"} (null
+// before a round opened).
 // UNAVAILABLE (or HQ's error) when HQ does not answer; an aggregator that
 // does not answer is listed with "reachable": false.
 absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& options);
 absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& options);
+
+// "<who>'s round of version V has waited 4.2s for a, b" (empty when it waits
+// for nobody): hips status's and hips local's line about a waiting round.
+std::string DescribeRoundWait(const std::string& who, const RoundWait& round);
 
 }  // namespace hips
 

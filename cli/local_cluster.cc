@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -16,6 +17,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "cli/child_process.h"
+#include "cli/cluster_status.h"
 #include "cli/run_credentials.h"
 #include "cli/status_client.h"
 #include "nlohmann/json.hpp"
@@ -29,7 +31,8 @@ constexpr absl::Duration kStopGrace = absl::Seconds(5);
 constexpr absl::Duration kStatusEvery = absl::Milliseconds(250);
 constexpr absl::Duration kFinalEvalTimeout = absl::Minutes(5);
 
-void PrintProgress(const HqStatus& status, double seconds, double samples_per_second) {
+void PrintProgress(const HqStatus& status, double seconds, double samples_per_second,
+                   const std::string& note) {
   const ParameterServerStatus& s = status.server;
   std::string eval = "accuracy=n/a";
   if (status.latest_eval.has_value()) {
@@ -38,10 +41,10 @@ void PrintProgress(const HqStatus& status, double seconds, double samples_per_se
   }
   int64_t dropped = 0;
   for (const auto& [reason, count] : s.gradients_dropped) dropped += count;
-  std::printf("[%6.1fs] version=%lld %s loss=%.4f %s samples=%lld samples/s=%.0f dropped=%lld\n",
+  std::printf("[%6.1fs] version=%lld %s loss=%.4f %s samples=%lld samples/s=%.0f dropped=%lld%s\n",
               seconds, static_cast<long long>(s.version), DescribeMode(s.mode).c_str(), s.last_loss,
               eval.c_str(), static_cast<long long>(s.samples_applied), samples_per_second,
-              static_cast<long long>(dropped));
+              static_cast<long long>(dropped), note.c_str());
 }
 
 void FillAccounting(const ParameterServerStatus& s, RunSummary* summary) {
@@ -140,6 +143,9 @@ class Cluster {
   std::map<std::string, int64_t> restarts_;
   // Each aggregator's counters (what it could not answer is left out).
   void AddAggregatorAccounting(RunSummary* summary);
+  // The rounds of the aggregators HQ's round waits for, once it has waited
+  // two leases (an RPC each: only then).
+  std::map<std::string, RoundWait> WaitingAggregators(const HqStatus& status);
 
   std::unique_ptr<ClientCredentials> credentials_;  // the run's own client's
   std::unique_ptr<StatusClient> status_;
@@ -293,6 +299,21 @@ absl::Status Cluster::CheckChildren() {
   return absl::OkStatus();
 }
 
+std::map<std::string, RoundWait> Cluster::WaitingAggregators(const HqStatus& status) {
+  std::map<std::string, RoundWait> rounds;
+  const RoundWait& round = status.server.round;
+  if (round.waited_s <= 2 * absl::ToDoubleSeconds(options_.lease)) return rounds;
+  for (const MemberInfo& a : status.server.aggregators) {
+    if (a.address.empty() ||
+        std::find(round.members.begin(), round.members.end(), a.id) == round.members.end()) {
+      continue;
+    }
+    absl::StatusOr<AggregatorStatus> s = status_->Aggregator(a.address, absl::Seconds(1));
+    if (s.ok()) rounds[a.id] = s->counters.round;
+  }
+  return rounds;
+}
+
 void Cluster::AddAggregatorAccounting(RunSummary* summary) {
   for (const std::string& address : aggregator_addresses_) {
     absl::StatusOr<AggregatorStatus> s = status_->Aggregator(address, absl::Seconds(5));
@@ -428,7 +449,8 @@ absl::StatusOr<RunSummary> Cluster::Watch(absl::Time start) {
       } else {
         PrintProgress(*status, absl::ToDoubleSeconds(now - start),
                       (status->server.samples_applied - last_samples) /
-                          std::max(1e-9, absl::ToDoubleSeconds(now - last_time)));
+                          std::max(1e-9, absl::ToDoubleSeconds(now - last_time)),
+                      WaitingNote(*status, options_.lease, WaitingAggregators(*status)));
         last_samples = status->server.samples_applied;
         last_time = now;
       }
@@ -467,6 +489,23 @@ RunSummary Cluster::Summarize(const HqStatus& status, absl::Time start) {
 }
 
 }  // namespace
+
+std::string WaitingNote(const HqStatus& status, absl::Duration lease,
+                        const std::map<std::string, RoundWait>& aggregators) {
+  const RoundWait& round = status.server.round;
+  if (status.server.training_done || round.members.empty() ||
+      round.waited_s <= 2 * absl::ToDoubleSeconds(lease)) {
+    return "";
+  }
+  std::vector<std::string> parts = {DescribeRoundWait("hq", round)};
+  for (const std::string& id : round.members) {
+    auto it = aggregators.find(id);
+    if (it == aggregators.end()) continue;
+    const std::string below = DescribeRoundWait(id, it->second);
+    if (!below.empty()) parts.push_back(below);
+  }
+  return absl::StrCat(" | ", absl::StrJoin(parts, "; "));
+}
 
 std::string CheckpointDirOf(const LocalClusterOptions& o) {
   return o.checkpoint_dir.empty() ? absl::StrCat(o.run_dir, "/checkpoints") : o.checkpoint_dir;

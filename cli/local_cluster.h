@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cli/run_summary.h"
+#include "services/types/tier_status.h"
 
 namespace hips {
 
@@ -58,6 +59,9 @@ struct LocalClusterOptions {
   // their flags say.
   std::string unpack_data_from;
   absl::Duration progress_every = absl::Seconds(3);
+  // The members' lease (--lease_ms): a progress line says whom a round
+  // waits for once it has waited two.
+  absl::Duration lease = absl::Seconds(2);
   absl::Duration start_timeout = absl::Seconds(60);
   // Supervision: a child that dies is started again with the same flags and
   // port (HQ resumes from its newest checkpoint), at most this many times
@@ -72,6 +76,14 @@ struct LocalClusterOptions {
   // JSON list with labels job, tier and name (rewritten atomically).
   std::string metrics_targets;
 };
+
+// The end of hips local's progress line once HQ's round has waited more
+// than two leases: " | hq's round of version V has waited 5.2s for agg-1;
+// agg-1's round of version V has waited 5.1s for worker-3" (whom HQ waits
+// for, and whom those aggregators wait for in turn; `aggregators`: their
+// rounds, by id). Empty otherwise.
+std::string WaitingNote(const HqStatus& status, absl::Duration lease,
+                        const std::map<std::string, RoundWait>& aggregators);
 
 // The children's flags, beyond the ports hips local assigns: HQ's
 // (`checkpoint_dir`: where it checkpoints), aggregator `a`'s (it reaches HQ

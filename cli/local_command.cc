@@ -100,6 +100,7 @@ void SetRunning(LocalClusterOptions* o) {
     ExitWithUsageError("--max_restarts must be >= 0 and --lease_ms positive");
   }
   o->max_restarts = absl::GetFlag(FLAGS_supervise) ? absl::GetFlag(FLAGS_max_restarts) : 0;
+  o->lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
   o->checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   o->resume = absl::GetFlag(FLAGS_resume);
   o->metrics_targets = absl::GetFlag(FLAGS_metrics_targets);

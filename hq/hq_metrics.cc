@@ -4,6 +4,8 @@
 #include <optional>
 #include <vector>
 
+#include "services/metrics/round_metrics.h"
+
 namespace hips {
 
 namespace {
@@ -96,6 +98,7 @@ void CollectState(const ParameterServerStatus& s, const EvalLoop& eval,
   out->Gauge("hips_live_members", "Members holding a lease here, by kind",
              static_cast<double>(s.live_workers.size()), {{"kind", "worker"}});
   out->Gauge("hips_forming", "1 while HQ waits for its --aggregators to join at start", s.forming);
+  CollectRoundWait(s.round, out);
   if (std::optional<EvalResult> e = eval.latest(); e.has_value() && e->metrics.regression) {
     out->Gauge("hips_eval_rmse", "Test-set RMSE of the newest evaluated version (--loss=mse)",
                e->metrics.rmse);

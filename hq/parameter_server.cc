@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/numeric/buffer_pool.h"
@@ -72,6 +73,11 @@ void ParameterServer::Publish(std::shared_ptr<const WeightsSnapshot> snapshot) {
   // aggregate of that version arrives before its round exists.
   std::vector<ContributorRef> superseded;  // (none: HQ's rounds close before it publishes)
   policy_->Begin(trainer_.state(), nullptr, &superseded);
+  {
+    absl::MutexLock status_lock(&mu_);
+    round_opened_at_ = clock_->Now();
+  }
+  NoteRound();
   board_.Publish(snapshot);
   if (on_publish_) on_publish_(std::move(snapshot));
 }
@@ -134,6 +140,8 @@ absl::StatusOr<PushResult> ParameterServer::AcceptAggregate(const AggregatePush&
 
 absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64_t wire_bytes) {
   absl::MutexLock lock(&apply_mu_);
+  // Whatever became of it, the status then says whom the round waits for.
+  absl::Cleanup note = [this]() ABSL_NO_THREAD_SAFETY_ANALYSIS { NoteRound(); };
   if (intake_stopped_) {
     return absl::UnavailableError("HQ is shutting down; send the aggregate again once it is back");
   }
@@ -274,6 +282,7 @@ absl::StatusOr<HeartbeatAnswer> ParameterServer::Heartbeat(const HeartbeatReques
   if (*change == Membership::Change::kJoined && timer_ != nullptr) timer_->Poke();
   PublishMembership();
   policy_->MembersChanged();
+  NoteRound();
   HeartbeatAnswer answer;
   answer.lease = options_.lease;
   answer.version = trainer_.version();
@@ -356,6 +365,7 @@ void ParameterServer::CloseDueRound(absl::Time now) {
   absl::MutexLock lock(&apply_mu_);
   if (!roster_.Expire(now).empty()) PublishMembership();
   policy_->Poll(now);
+  NoteRound();
 }
 
 absl::StatusOr<ModeSwitch> ParameterServer::SetMode(const ModeConfig& mode) {
@@ -380,6 +390,7 @@ void ParameterServer::RecordRefusal(DropReason reason, const std::string& aggreg
     ++status_.aggregates_dropped[std::string(DropReasonName(reason))];
   }
   if (!aggregator.empty()) Refused(aggregator, version, reason);
+  NoteRound();
 }
 
 void ParameterServer::CopyTrainingState() {
@@ -399,9 +410,18 @@ void ParameterServer::PublishMembership() {
   roster_.Describe(&status_);
 }
 
+void ParameterServer::NoteRound() {
+  std::vector<std::string> waiting = policy_->WaitingFor();
+  absl::MutexLock status_lock(&mu_);
+  status_.round.version = trainer_.version();
+  status_.round.members = std::move(waiting);
+}
+
 ParameterServerStatus ParameterServer::status() const {
   absl::MutexLock lock(&mu_);
-  return status_;
+  ParameterServerStatus s = status_;
+  s.round.waited_s = absl::ToDoubleSeconds(clock_->Now() - round_opened_at_);
+  return s;
 }
 
 }  // namespace hips

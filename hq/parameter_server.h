@@ -102,7 +102,10 @@ class ParameterServer : private RoundHost {
   // The weights aggregators pull (WaitAsync: a long poll).
   const WeightsBoard& weights() const { return board_; }
 
-  ParameterServerStatus status() const;
+  // The counters, and the open round and whom it waits for.
+  // (Callable anywhere, the publish callback included: it takes only the
+  // status lock.)
+  ParameterServerStatus status() const ABSL_LOCKS_EXCLUDED(mu_);
   const ModelLayout& layout() const { return layout_; }
 
   // The first step of a graceful stop: returns once every aggregate being
@@ -180,6 +183,9 @@ class ParameterServer : private RoundHost {
   void CopyTrainingState() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_, mu_);
   // Copies the membership into what status() reports.
   void PublishMembership() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // Copies whom the open round waits for into what status() reports (after
+  // anything that may change it).
+  void NoteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Constant after construction.
   const ParameterServerOptions options_;
@@ -209,6 +215,7 @@ class ParameterServer : private RoundHost {
   // Worker -> where its data order continues (newest step accepted + 1).
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(apply_mu_);
   bool intake_stopped_ ABSL_GUARDED_BY(apply_mu_) = false;
+
   // Non-finite gradients and the weights to roll back to; where the run
   // diverged, if it did.
   DivergenceGuard guard_ ABSL_GUARDED_BY(apply_mu_);
@@ -217,6 +224,8 @@ class ParameterServer : private RoundHost {
   // What status() reports; written under both locks, read under mu_.
   mutable absl::Mutex mu_;
   ParameterServerStatus status_ ABSL_GUARDED_BY(mu_);
+  // When the newest version's round opened (it was published).
+  absl::Time round_opened_at_ ABSL_GUARDED_BY(mu_);
 
   // Last: it calls into the members above from its own thread.
   std::unique_ptr<Timer> timer_;

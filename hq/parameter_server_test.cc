@@ -603,6 +603,27 @@ TEST_F(ParameterServerTest, ASyncRoundWaitsOnlyForLiveAggregatorsThatHaveWorkers
   EXPECT_EQ(ps->status().live_workers, (std::vector<std::string>{"w0", "w1"}));
 }
 
+TEST_F(ParameterServerTest, TheStatusNamesWhomTheOpenRoundWaitsForAndSinceWhen) {
+  auto ps = Make(3, 0);
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0"})).ok());
+  ASSERT_TRUE(ps->Heartbeat(Beat("a1", {"w1"})).ok());
+  ASSERT_TRUE(ps->Heartbeat(Beat("a2", {})).ok());  // no workers: not waited for
+  clock_.AdvanceBy(absl::Seconds(0.25));
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 1}})).ok());
+  clock_.AdvanceBy(absl::Seconds(0.5));
+  RoundWait round = ps->status().round;
+  EXPECT_EQ(round.version, 0);
+  EXPECT_EQ(round.members, std::vector<std::string>{"a1"});
+  EXPECT_DOUBLE_EQ(round.waited_s, 0.75);
+  // The round closes; the next one opens now and waits for both again.
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a1", 0, 1, {{"w1", 1}})).ok());
+  clock_.AdvanceBy(absl::Seconds(0.125));
+  round = ps->status().round;
+  EXPECT_EQ(round.version, 1);
+  EXPECT_EQ(round.members, (std::vector<std::string>{"a0", "a1"}));
+  EXPECT_DOUBLE_EQ(round.waited_s, 0.125);
+}
+
 TEST_F(ParameterServerTest, AnAggregatorBeyondMaxAggregatorsIsNotTakenIntoRounds) {
   ParameterServerOptions limited;
   limited.expected_aggregators = 2;

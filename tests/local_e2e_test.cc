@@ -202,6 +202,22 @@ TEST(DivergenceTest, RollbackFinishesTheBudgetAndCountsItsRollbacks) {
   ExpectGradientsAccountedFor(s);
 }
 
+// A straggler holds every round up for 1.5 s, more than two leases of
+// 0.4 s: the progress line names whom HQ's round waits for (the aggregator)
+// and whom that aggregator waits for (the straggler).
+TEST(LocalClusterTest, AProgressLineSaysWhomAWaitingRoundWaitsFor) {
+  const std::string dir = NewRunDir("waiting");
+  const CommandResult run = Shell(absl::StrCat(
+      kBin, "/hips local --max_versions=5 --slow_workers=3 --step_delay_ms=1500 --lease_ms=400",
+      " --progress_seconds=0.5 --run_dir=", dir));
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  // Worker 3 is aggregator 1's (worker k's is k % 2).
+  const std::regex waiting(
+      "version=[0-9]+ [^\n]* \\| hq's round of version [0-9]+ has waited [0-9.]+s for agg-1; "
+      "agg-1's round of version [0-9]+ has waited [0-9.]+s for [a-z-]*3\n");
+  EXPECT_TRUE(std::regex_search(run.output, waiting)) << run.output;
+}
+
 TEST(LocalClusterTest, MonolithWithTheSameBudgetReachesTheSameAccuracy) {
   const std::string json = absl::StrCat(::testing::TempDir(), "/mono_summary.json");
   const CommandResult run =

@@ -427,8 +427,21 @@ std::map<std::string, int64_t> CountsOf(const Map& proto) {
   return std::map<std::string, int64_t>(proto.begin(), proto.end());
 }
 
-}  // namespace
+void RoundWaitToProto(const RoundWait& w, v1::RoundWait* out) {
+  out->set_version(w.version);
+  for (const std::string& m : w.members) out->add_members(m);
+  out->set_waited_s(w.waited_s);
+}
 
+RoundWait RoundWaitFromProto(const v1::RoundWait& p) {
+  RoundWait w;
+  w.version = p.version();
+  w.members.assign(p.members().begin(), p.members().end());
+  w.waited_s = p.waited_s();
+  return w;
+}
+
+}  // namespace
 void HqStatusToProto(const HqStatus& status, absl::Time now, v1::StatusReply* out) {
   const ParameterServerStatus& s = status.server;
   out->set_version(s.version);
@@ -468,6 +481,7 @@ void HqStatusToProto(const HqStatus& status, absl::Time now, v1::StatusReply* ou
   out->set_incarnation(s.incarnation);
   out->set_resumed_from(s.resumed_from);
   out->set_rollbacks(s.rollbacks);
+  RoundWaitToProto(s.round, out->mutable_round());
   if (s.diverged_version >= 0) {
     out->set_has_divergence(true);
     out->set_diverged_version(s.diverged_version);
@@ -525,6 +539,7 @@ absl::StatusOr<HqStatus> HqStatusFromProto(const v1::StatusReply& p, absl::Time 
   s.incarnation = p.incarnation();
   s.resumed_from = p.resumed_from();
   s.rollbacks = p.rollbacks();
+  s.round = RoundWaitFromProto(p.round());
   if (p.has_divergence()) {
     s.diverged_version = p.diverged_version();
     s.diverged_reason = p.diverged_reason();
@@ -562,6 +577,7 @@ void AggregatorStatusToProto(const AggregatorStatus& status, absl::Time now,
   for (const std::string& w : c.live_workers) out->add_live_workers(w);
   for (const MemberInfo& m : c.workers) MemberToProto(m, now, out->add_workers());
   out->set_forming(c.forming);
+  RoundWaitToProto(c.round, out->mutable_round());
   for (const auto& [reason, n] : status.calls_refused) (*out->mutable_calls_refused())[reason] = n;
 }
 
@@ -586,6 +602,7 @@ AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& p, absl::
   c.live_workers.assign(p.live_workers().begin(), p.live_workers().end());
   for (const v1::MemberStatus& m : p.workers()) c.workers.push_back(MemberFromProto(m, now));
   c.forming = p.forming();
+  c.round = RoundWaitFromProto(p.round());
   status.calls_refused = CountsOf(p.calls_refused());
   return status;
 }

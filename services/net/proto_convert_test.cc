@@ -71,6 +71,10 @@ TEST(ProtoConvertTest, HqStatusRoundTripsFieldByField) {
   s.checkpoints_taken = 3;
   s.last_checkpoint_version = 100;
   s.update_seconds = 1.5;
+  s.rollbacks = 2;
+  s.diverged_version = 118;
+  s.diverged_reason = "a weight after the step is nan at float 7 of 9";
+  s.round = {120, {"agg-1"}, 4.25};
   in.latest_eval = EvalResult{100, {0.875, 0.86, 10000}};
   in.final_eval = EvalResult{120, {0.8933, 0.8931, 10000}};
 
@@ -113,6 +117,12 @@ TEST(ProtoConvertTest, HqStatusRoundTripsFieldByField) {
   EXPECT_EQ(o.checkpoints_taken, s.checkpoints_taken);
   EXPECT_EQ(o.last_checkpoint_version, s.last_checkpoint_version);
   EXPECT_EQ(o.update_seconds, s.update_seconds);
+  EXPECT_EQ(o.rollbacks, s.rollbacks);
+  EXPECT_EQ(o.diverged_version, s.diverged_version);
+  EXPECT_EQ(o.diverged_reason, s.diverged_reason);
+  EXPECT_EQ(o.round.version, 120);
+  EXPECT_EQ(o.round.members, s.round.members);
+  EXPECT_EQ(o.round.waited_s, 4.25);
   ASSERT_TRUE(out->latest_eval.has_value());
   EXPECT_EQ(out->latest_eval->version, 100);
   EXPECT_EQ(out->latest_eval->metrics.accuracy, 0.875);
@@ -170,6 +180,7 @@ TEST(ProtoConvertTest, AggregatorStatusRoundTripsFieldByField) {
   c.live_workers = {"worker-1", "worker-3"};
   c.workers = {Member("worker-1", 10), Member("worker-3", 1999)};
   c.forming = true;
+  c.round = {7, {"worker-1", "worker-3"}, 0.5};
 
   v1::AggregatorStatus proto;
   AggregatorStatusToProto(in, kNow, &proto);
@@ -193,6 +204,9 @@ TEST(ProtoConvertTest, AggregatorStatusRoundTripsFieldByField) {
   ASSERT_EQ(o.workers.size(), 2u);
   for (size_t i = 0; i < 2; ++i) ExpectSameMember(o.workers[i], c.workers[i]);
   EXPECT_EQ(o.forming, c.forming);
+  EXPECT_EQ(o.round.version, 7);
+  EXPECT_EQ(o.round.members, c.round.members);
+  EXPECT_EQ(o.round.waited_s, 0.5);
 }
 
 TEST(ProtoConvertTest, ALastSeenInTheFutureIsReportedAsJustNow) {

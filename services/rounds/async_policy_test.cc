@@ -155,10 +155,13 @@ TEST_F(AsyncPolicyTest, HqScalesTheRateByStalenessSamplesAndMomentum) {
 }
 
 TEST_F(AsyncPolicyTest, ReleaseEmptiesTheBatch) {
+  host_.set_live({"w0", "w1"});
   options_.coalesce_capacity = 4;
   options_.coalesce_window = absl::Seconds(1);
   Start(RoundPolicyOptions::Tier::kAggregator);
   ASSERT_EQ(Push(c_.Gradient("w0", 10, {1, 1})).kind, Verdict::Kind::kTaken);
+  // A batch waits for its window, never for anyone.
+  EXPECT_TRUE(policy_->WaitingFor().empty());
   EXPECT_EQ(policy_->Release().size(), 1u);
   EXPECT_EQ(policy_->CloseAt(), absl::InfiniteFuture());
   clock_.AdvanceBy(absl::Seconds(2));

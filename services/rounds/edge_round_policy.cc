@@ -48,6 +48,11 @@ bool EdgeRoundPolicy::Complete() const {
   return LiveOnesDone(*version_members_);
 }
 
+std::vector<std::string> EdgeRoundPolicy::WaitingFor() const {
+  if (!participants_.empty() || !version_members_.has_value()) return FedAvgPolicy::WaitingFor();
+  return LiveOnesMissing(*version_members_);
+}
+
 void EdgeRoundPolicy::Emit() {
   if (!edge_ || round_.version() != tier_.version) return FedAvgPolicy::Emit();
   if (edge_round_ + 1 < mode().edge_rounds) return Advance();

@@ -32,6 +32,7 @@ class EdgeRoundPolicy : public FedAvgPolicy {
                                                std::vector<ContributorRef>* superseded) override;
 
   int64_t edge_round() const { return edge_round_; }
+  std::vector<std::string> WaitingFor() const override;
 
  protected:
   Verdict AdmitRetry(const Contribution& c, absl::Time now, const Take& take) override;

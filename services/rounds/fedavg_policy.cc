@@ -102,8 +102,23 @@ bool FedAvgPolicy::LiveOnesDone(const std::vector<std::string>& members) const {
   return true;
 }
 
+std::vector<std::string> FedAvgPolicy::LiveOnesMissing(
+    const std::vector<std::string>& members) const {
+  std::vector<std::string> missing;
+  if (tier_.training_done || round_.state() != SyncRound::State::kOpen) return missing;
+  for (const std::string& id : members) {
+    if (host_->members().IsLive(id) && !round_.senders().contains(id)) missing.push_back(id);
+  }
+  std::sort(missing.begin(), missing.end());
+  return missing;
+}
+
 bool FedAvgPolicy::Complete() const {
   return participants_.empty() ? SyncPolicy::Complete() : LiveOnesDone(participants_);
+}
+
+std::vector<std::string> FedAvgPolicy::WaitingFor() const {
+  return participants_.empty() ? SyncPolicy::WaitingFor() : LiveOnesMissing(participants_);
 }
 
 SgdSettings FedAvgPolicy::StepSettings(const SgdSettings& base) const {

@@ -51,6 +51,7 @@ class FedAvgPolicy : public SyncPolicy {
 
   // The workers drawn for the open round, sorted (empty: everyone).
   const std::vector<std::string>& participants() const { return participants_; }
+  std::vector<std::string> WaitingFor() const override;
 
  protected:
   std::optional<Refusal> CheckRound(const Contribution& c) const override;
@@ -64,6 +65,8 @@ class FedAvgPolicy : public SyncPolicy {
                                                int64_t edge_epoch) const;
   // Whether every one of `members` that is live is done with the round.
   bool LiveOnesDone(const std::vector<std::string>& members) const;
+  // The live ones of `members` not done with the round, in id order.
+  std::vector<std::string> LiveOnesMissing(const std::vector<std::string>& members) const;
 
   std::vector<std::string> participants_;
 };

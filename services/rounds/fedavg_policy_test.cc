@@ -71,8 +71,11 @@ TEST_F(FedAvgPolicyTest, AnAggregatorDrawsItsRoundsWorkersAndWaitsOnlyForThoseAl
   }
   Verdict not_drawn = Push(c_.Gradient(other, 5, {1, 1}));
   EXPECT_EQ(not_drawn.refusal->reason, DropReason::kNotDrawn);
+  // The round waits only for the workers drawn.
+  EXPECT_EQ(policy_->WaitingFor(), drawn);
   ASSERT_EQ(Push(c_.Gradient(drawn[0], 5, {1, 1})).kind, Verdict::Kind::kTaken);
   EXPECT_THAT(host_.outputs(), IsEmpty());
+  EXPECT_THAT(policy_->WaitingFor(), ElementsAre(drawn[1]));
   // The other drawn worker dies: the round closes with the one that is in.
   std::set<std::string> live = {"w0", "w1", "w2", "w3"};
   live.erase(drawn[1]);
@@ -80,6 +83,7 @@ TEST_F(FedAvgPolicyTest, AnAggregatorDrawsItsRoundsWorkersAndWaitsOnlyForThoseAl
   policy_->MembersChanged();
   ASSERT_EQ(host_.outputs().size(), 1u);
   EXPECT_THAT(RefWorkers(host_.outputs()[0]), ElementsAre(drawn[0]));
+  EXPECT_THAT(policy_->WaitingFor(), IsEmpty());  // closed
 }
 
 TEST_F(FedAvgPolicyTest, EveryoneTakesPartWhileTheTierFormsOrWithFullParticipation) {

@@ -212,6 +212,12 @@ class RoundPolicy {
   // switch, HQ restarted, shutdown: the tier drops them).
   virtual std::vector<ContributorRef> Release() = 0;
 
+  // The live members the open round still waits for, in id order (none:
+  // no round open, everyone in, or a mode without rounds). What hips status
+  // and the metrics show (docs/faults.md, "A round that waits says for
+  // whom").
+  virtual std::vector<std::string> WaitingFor() const { return {}; }
+
   // HQ: the SGD settings of this mode's steps, from the optimizer's own.
   virtual SgdSettings StepSettings(const SgdSettings& base) const { return base; }
   // HQ: the learning rate of the step with `out` (its mean), given the

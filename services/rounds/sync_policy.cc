@@ -101,6 +101,16 @@ void SyncPolicy::Poll(absl::Time now) {
   EmitIfDue(now);
 }
 
+std::vector<std::string> SyncPolicy::WaitingFor() const {
+  std::vector<std::string> missing;
+  if (tier_.training_done || round_.state() != SyncRound::State::kOpen) return missing;
+  for (const std::string& id : host_->members().Live()) {
+    if (!round_.senders().contains(id) && host_->WaitsFor(id)) missing.push_back(id);
+  }
+  std::sort(missing.begin(), missing.end());
+  return missing;
+}
+
 bool SyncPolicy::Complete() const {
   const Membership& members = host_->members();
   return !members.forming() && !round_.senders().empty() &&

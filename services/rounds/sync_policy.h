@@ -37,6 +37,7 @@ class SyncPolicy : public RoundPolicy {
   void Poll(absl::Time now) override;
   absl::Time CloseAt() const override { return round_.CloseAt(); }
   std::vector<ContributorRef> Release() override;
+  std::vector<std::string> WaitingFor() const override;
 
   const SyncRound& round() const { return round_; }
 

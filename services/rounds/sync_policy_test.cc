@@ -75,6 +75,25 @@ TEST_F(SyncPolicyTest, ARoundClosesWhenEveryLiveWorkerIsInWithTheSampleWeightedS
   EXPECT_EQ(late.refusal->reason, DropReason::kRoundClosed);
 }
 
+TEST_F(SyncPolicyTest, WaitingForNamesTheLiveMembersNotYetIn) {
+  host_.set_live({"w2", "w0", "w1"});
+  Start(SyncOptions());
+  EXPECT_THAT(policy_->WaitingFor(), ElementsAre("w0", "w1", "w2"));
+  ASSERT_EQ(Push(c_.Gradient("w1", 3, {1, 1})).kind, Verdict::Kind::kTaken);
+  EXPECT_THAT(policy_->WaitingFor(), ElementsAre("w0", "w2"));
+  // One the tier does not wait for (an aggregator without workers) is not
+  // named; one whose gradient was refused is done.
+  host_.set_waits_for([](const std::string& id) { return id != "w2"; });
+  EXPECT_THAT(policy_->WaitingFor(), ElementsAre("w0"));
+  policy_->Refused("w0", 3, DropReason::kNonFinite, clock_.Now());
+  EXPECT_THAT(policy_->WaitingFor(), IsEmpty());  // the round closed
+  ASSERT_EQ(host_.outputs().size(), 1u);
+  // After training, nobody is waited for.
+  std::vector<ContributorRef> superseded;
+  policy_->Begin(At(4, /*done=*/true), nullptr, &superseded);
+  EXPECT_THAT(policy_->WaitingFor(), IsEmpty());
+}
+
 TEST_F(SyncPolicyTest, RefusesOtherVersionsAndAnswersARepeatAsADuplicate) {
   host_.set_live({"w0", "w1"});
   Start(SyncOptions());

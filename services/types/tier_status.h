@@ -18,6 +18,14 @@
 
 namespace hips {
 
+// The open round of a tier and whom it waits for (docs/faults.md, "A round
+// that waits says for whom").
+struct RoundWait {
+  int64_t version = -1;              // the open round's (-1: none open)
+  std::vector<std::string> members;  // still awaited, in id order (none: async, or all in)
+  double waited_s = 0;               // since the round opened
+};
+
 // An evaluation of published weights on the test set.
 struct EvalResult {
   int64_t version = 0;
@@ -26,6 +34,7 @@ struct EvalResult {
 
 struct ParameterServerStatus {
   int64_t version = 0;
+  RoundWait round;  // filled in by status()
   int64_t max_versions = 0;
   int64_t max_samples = 0;
   bool training_done = false;
@@ -113,6 +122,7 @@ struct AggregatorCounters {
   std::vector<std::string> live_workers;
   std::vector<MemberInfo> workers;  // the live ones, in id order
   bool forming = false;
+  RoundWait round;
 };
 
 // GetStatus of an aggregator.

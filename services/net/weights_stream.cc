@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "glog/logging.h"
 #include "hips/v1/hips.pb.h"
 #include "services/net/blocking_call.h"
 #include "services/net/chunk_receiver.h"
@@ -53,6 +54,7 @@ ChunkedPayload EncodeWeightsDelta(std::shared_ptr<const ChainStep> step, size_t 
   delta->set_base_version(step->base_version);
   delta->set_encoding(EncodingToProto(step->encoding));
   delta->set_nonzeros(step->nonzeros);
+  delta->set_checksum(step->checksum);
   ChunkedPayload out;
   out.header = h.SerializeAsString();
   const absl::string_view bytes = step->delta;
@@ -398,6 +400,15 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> WeightsReceiver::Finish()
     if (absl::Status s = ApplyWeightsDelta(held_->weights, delta_, &snapshot_->weights); !s.ok()) {
       return absl::InvalidArgumentError(absl::StrCat("delta: ", s.message()));
     }
+    // The bits the sender's chain holds, or the held weights were not what
+    // the sender thinks (a damaged copy, a bug): they are asked for whole.
+    const uint64_t rebuilt = WeightsChecksum(snapshot_->weights);
+    if (rebuilt != h.delta().checksum()) {
+      return absl::DataLossError(absl::StrCat("delta: the weights of version ", h.version(),
+                                              " rebuilt from version ", held_->version,
+                                              " have checksum ", absl::Hex(rebuilt),
+                                              ", the sender's ", absl::Hex(h.delta().checksum())));
+    }
   }
   snapshot_->version = h.version();
   snapshot_->training_done = h.training_done();
@@ -450,6 +461,13 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> PullWeightsFrom(
   }
   if (!finish.ok()) return FromGrpcStatus(finish);
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> weights = receiver.Finish();
+  if (absl::IsDataLoss(weights.status())) {
+    // Rebuilt bits that differ from the sender's: the same call again,
+    // asking for the weights whole (every later delta would build on them).
+    LOG(WARNING) << "pulling weights: " << weights.status().message() << "; asking for them whole";
+    return PullWeightsFrom(stub, method, calls, token, requester, min_version, deadline, no_wait,
+                           incarnation, nullptr, edge);
+  }
   if (!weights.ok()) {
     return absl::InvalidArgumentError(
         absl::StrCat("malformed weights stream: ", weights.status().message()));

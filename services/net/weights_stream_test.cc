@@ -112,6 +112,9 @@ class WeightsStreamTest : public ::testing::Test {
     messages[0].mutable_header()->mutable_delta()->set_base_version(2);
     messages[0].mutable_header()->mutable_delta()->set_encoding(v1::ENCODING_BF16);
     messages[0].mutable_header()->set_drift(0.25f);
+    // What the caller holding Held() ends with.
+    messages[0].mutable_header()->mutable_delta()->set_checksum(
+        WeightsChecksum(std::vector<float>{1.5, 2.5, 3.5, 4.5, 5.5, 6.5, 7.5, 8.5}));
     const uint16_t half = FloatToBfloat16(0.5f);
     std::string bytes;
     for (int i = 0; i < 8; ++i) bytes.append(reinterpret_cast<const char*>(&half), 2);
@@ -454,6 +457,62 @@ TEST(ChainWeightsStreamTest, DeltasReachTheChainsWeightsAndResyncsHqsExactly) {
   EXPECT_EQ(c.deltas_sent, 3);         // versions 1, 2 and 4 to the caller holding the one before
   EXPECT_EQ(c.whole_sent, 1 + 4 + 1);  // version 0, the joining caller's four, the resync
   EXPECT_EQ(c.resyncs, 2);             // versions 0 and 3
+  hq.board.Shutdown();
+  server->Shutdown();
+}
+
+// A caller whose held weights are not the chain's (one float altered): the
+// delta's checksum does not match what it rebuilt, and it asks for the
+// weights whole, in the same call, instead of drifting until the next
+// resync.
+TEST(ChainWeightsStreamTest, RebuiltWeightsThatDoNotMatchAreAskedForWhole) {
+  ChainHq hq;
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<grpc::Server> server = Serve(&hq, &channel);
+  grpc::GenericStub stub(channel);
+  CallRegistry calls;
+  auto pull = [&](int64_t min_version, std::shared_ptr<const WeightsSnapshot> held) {
+    const int64_t incarnation = held == nullptr ? 0 : held->incarnation;
+    return PullWeightsFrom(&stub, method::kHqPullWeights, &calls, "", "test", min_version,
+                           absl::Now() + absl::Seconds(30), false, incarnation, std::move(held));
+  };
+  auto hq_weights = [](int64_t version) {
+    auto s = std::make_shared<WeightsSnapshot>();
+    s->version = version;
+    s->incarnation = 9;
+    s->layout = *ModelLayout::Create({{"w", {5}}});
+    for (int i = 0; i < 5; ++i) s->weights.push_back(1.0f + 0.0123f * version * (i + 1));
+    return std::shared_ptr<const WeightsSnapshot>(s);
+  };
+  hq.board.Publish(hq_weights(0));
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> held = pull(0, nullptr);
+  ASSERT_TRUE(held.ok()) << held.status();
+  hq.board.Publish(hq_weights(1));
+  held = pull(1, *held);  // a delta, rebuilt exactly
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(hq.encoder.counters().deltas_sent, 1);
+  // One held weight altered by one ulp.
+  auto altered = std::make_shared<WeightsSnapshot>(**held);
+  altered->weights[2] = std::nextafter(altered->weights[2], 10.0f);
+  hq.board.Publish(hq_weights(2));
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> next = pull(2, altered);
+  ASSERT_TRUE(next.ok()) << next.status();
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> joining = pull(2, nullptr);
+  ASSERT_TRUE(joining.ok()) << joining.status();
+  EXPECT_EQ((*next)->version, 2);
+  EXPECT_EQ(std::memcmp((*next)->weights.data(), (*joining)->weights.data(), 5 * sizeof(float)), 0);
+  const ChainWeightsEncoder::Counters c = hq.encoder.counters();
+  EXPECT_EQ(c.deltas_sent, 2);  // versions 1 and 2 (the one refused on arrival)
+  EXPECT_EQ(c.whole_sent, 3);   // version 0, the retry, the joining caller
+  // From the whole weights the chain goes on: version 3 is its resync,
+  // version 4 a delta again.
+  hq.board.Publish(hq_weights(3));
+  held = pull(3, *next);
+  ASSERT_TRUE(held.ok()) << held.status();
+  hq.board.Publish(hq_weights(4));
+  held = pull(4, *held);
+  ASSERT_TRUE(held.ok()) << held.status();
+  EXPECT_EQ(hq.encoder.counters().deltas_sent, 3);
   hq.board.Shutdown();
   server->Shutdown();
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +90,30 @@ std::shared_ptr<const ChainStep> WeightsChain::Latest() const {
   return latest_;
 }
 
+uint64_t WeightsChecksum(absl::Span<const float> weights) {
+  const size_t n = weights.size();
+  // 32-bit bits times a 32-bit odd factor, summed in 64 bits: one
+  // widening multiply per float, which the compiler vectorizes (n < 2^31,
+  // so 2i + 1 fits in 32 bits). Eight lanes, summed at the end.
+  auto bits = [&weights](size_t i) {
+    uint32_t b;
+    std::memcpy(&b, &weights[i], sizeof(b));
+    return static_cast<uint64_t>(b);
+  };
+  uint64_t lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (uint32_t k = 0; k < 8; ++k) {
+      const uint32_t factor = 2 * static_cast<uint32_t>(i) + 2 * k + 1;
+      lanes[k] += bits(i + k) * factor;
+    }
+  }
+  uint64_t sum = 0;
+  for (uint64_t lane : lanes) sum += lane;
+  for (; i < n; ++i) sum += bits(i) * (2 * static_cast<uint32_t>(i) + 1);
+  return sum ^ (static_cast<uint64_t>(n) * 0x9e3779b97f4a7c15ull);
+}
+
 std::shared_ptr<const ChainStep> WeightsChain::Resync(
     const std::shared_ptr<const WeightsSnapshot>& w) {
   auto step = std::make_shared<ChainStep>();
@@ -130,6 +155,7 @@ std::shared_ptr<const ChainStep> WeightsChain::StepTo(
   float drift = 0.0f;
   for (size_t i = 0; i < n; ++i) drift = std::max(drift, std::fabs(w->weights[i] - c->weights[i]));
   step->drift = drift;
+  step->checksum = WeightsChecksum(c->weights);
   c->drift = drift;
   step->weights = std::move(c);
   latest_ = step;

@@ -59,11 +59,20 @@ struct ChainStep {
   int64_t nonzeros = 0;  // kTopK only
   // max |w_v - c_v| over the coordinates (0 after a resync).
   float drift = 0.0f;
+  // WeightsChecksum(c_v) of a delta step: a receiver whose rebuilt weights
+  // do not match asks for them whole.
+  uint64_t checksum = 0;
 
   bool resync() const { return base_version < 0; }
   // The delta as values to decode (views `delta`).
   EncodedValues DeltaValues() const;
 };
+
+// A checksum of weights' bits: Σ bits(w_i) · (2i + 1) mod 2^64, with the
+// count. Any one float changed, or two swapped, changes it (each odd factor
+// is invertible mod 2^64); one vectorized pass. Not a defence against an
+// attacker (TLS is), a check that a receiver rebuilt the same bits.
+uint64_t WeightsChecksum(absl::Span<const float> weights);
 
 // c_base + decode(delta), the receiver's half of a step, written into
 // `*out` (resized). The sender computes its c_v with this same function,

@@ -184,6 +184,29 @@ TEST(WeightsChainTest, TheChainNeverGoesBackAndStartsOverForAnotherIncarnation) 
   EXPECT_TRUE(chain.StepTo(Weights(3, {1, 2, 3}, 8))->resync());
 }
 
+TEST(WeightsChecksumTest, ChangesWithAnyFloatAnOrderOrTheCount) {
+  std::vector<float> w(1003);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = 0.001f * static_cast<float>(i) - 0.3f;
+  const uint64_t base = WeightsChecksum(w);
+  EXPECT_EQ(WeightsChecksum(std::vector<float>(w)), base);  // the same bits, the same sum
+  for (size_t i : {size_t{0}, size_t{3}, size_t{500}, size_t{1002}}) {  // lanes and the tail
+    std::vector<float> one = w;
+    one[i] = std::nextafter(one[i], 1.0f);
+    EXPECT_NE(WeightsChecksum(one), base) << i;
+  }
+  std::vector<float> swapped = w;
+  std::swap(swapped[10], swapped[11]);
+  EXPECT_NE(WeightsChecksum(swapped), base);
+  std::vector<float> longer = w;
+  longer.push_back(0.0f);
+  EXPECT_NE(WeightsChecksum(longer), base);
+  // -0 and +0 are different bits.
+  EXPECT_NE(WeightsChecksum(std::vector<float>{0.0f}), WeightsChecksum(std::vector<float>{-0.0f}));
+  // The sum by hand for two floats: bits(1.0) · 1 + bits(2.0) · 3, then the count.
+  EXPECT_EQ(WeightsChecksum(std::vector<float>{1.0f, 2.0f}),
+            (0x3f800000ull + 0x40000000ull * 3) ^ (2 * 0x9e3779b97f4a7c15ull));
+}
+
 TEST(WeightsChainTest, StepsCarryEverythingButTheWeightsOfHqsSnapshot) {
   WeightsChain chain(Bf16());
   chain.StepTo(Weights(0, {1}));

@@ -296,6 +296,25 @@ TEST(ExamplesTest, CnnWithBatchNormOnNpzTrainsAndExportsWhatHqEvaluated) {
   ASSERT_TRUE(untrained.is_object()) << fresh.output;
   EXPECT_LT(untrained["accuracy"].get<double>(), accuracy - 0.05) << fresh.output;
 
+  // The same run again (two aggregators, sync): dropout draws from (--seed,
+  // worker, step), so it ends on the same weights, bit for bit.
+  const CommandResult again = Shell(
+      absl::StrCat(kBin, "/hips local --model=torchscript --model_file=", dir,
+                   "/cnn.pt --data=npz --train_data=", dir, "/data/train.npz --test_data=", dir,
+                   "/data/test.npz --max_versions=60 --run_dir=", dir, "/again"));
+  ASSERT_EQ(again.exit_code, 0) << again.output;
+  const CommandResult same = Shell(absl::StrCat(
+      "/usr/bin/python3 -c \"import glob, sys, torch\n"
+      "def final(d): return torch.load(sorted(glob.glob(d + '/checkpoints/checkpoint-*.pt'))[-1])\n"
+      "a, b = final(sys.argv[1]), final(sys.argv[2])\n"
+      "assert a['version'] == b['version'] == 60, (a['version'], b['version'])\n"
+      "print(sum(not torch.equal(a['weights'][k], b['weights'][k]) for k in a['weights']),"
+      " 'of', len(a['weights']), 'tensors differ')\" ",
+      dir, "/run ", dir, "/again"));
+  ASSERT_EQ(same.exit_code, 0) << same.output;
+  EXPECT_TRUE(std::regex_search(same.output, std::regex("^0 of [0-9]+ tensors differ")))
+      << same.output;
+
   // The exported module holds another model than mlp.pt: hips export says so.
   const CommandResult wrong = Shell(absl::StrCat(
       kBin, "/hips export --checkpoint=", dir, "/run/checkpoints --model_file=", HIPS_TEST_MODULES,

@@ -191,9 +191,9 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
         // aggregator: wait a moment for them rather than compute a gradient
         // on weights already known to be stale. Never a round's wait: the
         // bound is short and the worker goes on with what it has.
-        absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> fresh =
-            client()->PullWeights(newest_known_, options_.clock->Now() + options_.fresh_weights_wait,
-                                  /*no_wait=*/false, incarnation);
+        absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> fresh = client()->PullWeights(
+            newest_known_, options_.clock->Now() + options_.fresh_weights_wait,
+            /*no_wait=*/false, incarnation);
         if (!absl::IsDeadlineExceeded(fresh.status())) return fresh;
       }
       break;
@@ -306,6 +306,9 @@ absl::Status Worker::Loop() {
 absl::StatusOr<double> Worker::Gradient(int64_t step, absl::Span<float> out, int64_t* samples) {
   const std::vector<int64_t> batch = sampler_.Batch(step);
   data_->Gather(batch, &features_, &labels_, &targets_);
+  // Dropout and the module's other draws come from (--seed, id, step): a
+  // restarted worker recomputes the same gradient of a step.
+  model_->SeedNextGradient(StepSeed(options_.data_seed, options_.id, step));
   absl::StatusOr<double> loss_sum = model_->ComputeGradient(features_, labels_, targets_, out);
   if (!loss_sum.ok()) return loss_sum.status();
   *samples = static_cast<int64_t>(batch.size());

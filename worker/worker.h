@@ -29,7 +29,7 @@ struct WorkerOptions {
   int index = 0;        // this worker's shard
   int num_workers = 1;  // shards in the cluster
   int64_t batch_size = 64;
-  uint64_t data_seed = 1;
+  uint64_t data_seed = 1;  // --seed: the data order and the module's random draws
   // Straggler injection (tests and demos): after each gradient, sleep
   // (slowdown - 1) times the time it took, plus step_delay.
   double slowdown = 1.0;

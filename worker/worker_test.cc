@@ -53,8 +53,8 @@ class WorkerTest : public ::testing::Test {
   }
 
   void Start() {
-    absl::StatusOr<std::unique_ptr<Worker>> w =
-        Worker::Create(options_, std::make_unique<FakeModel>(kFloats), data_, {&first_, &second_});
+    absl::StatusOr<std::unique_ptr<Worker>> w = Worker::Create(
+        options_, std::make_unique<FakeModel>(kFloats, &seeds_), data_, {&first_, &second_});
     ASSERT_TRUE(w.ok()) << w.status();
     worker_ = *std::move(w);
     runner_ = std::thread([this] {
@@ -84,6 +84,7 @@ class WorkerTest : public ::testing::Test {
   WorkerOptions options_;
   FakeAggregatorClient first_;   // the worker's own aggregator
   FakeAggregatorClient second_;  // where it fails over to
+  FakeModel::Seeds seeds_;       // what the worker's model was seeded with
   std::unique_ptr<Worker> worker_;
   std::thread runner_;
   absl::Notification finished_;
@@ -229,6 +230,23 @@ TEST_F(WorkerTest, ARestartedWorkerContinuesItsDataWhereHqSaysItWas) {
   EXPECT_EQ(first_.pushes()[0].step, 5);
   EXPECT_EQ(first_.pushes()[1].step, 6);
   EXPECT_EQ(first_.pushes()[0].gradient[0], Expected(5, 0));
+}
+
+// Each gradient's random draws come from (--seed, id, step): the worker
+// restarted above, continuing at step 5, draws for step 5 as its
+// predecessor did.
+TEST_F(WorkerTest, EachGradientIsSeededFromTheRunTheWorkerAndTheStep) {
+  options_.data_seed = 17;
+  first_.Publish(Weights(0, {Mode::kAsync, 0}));
+  Start();
+  ASSERT_TRUE(first_.WaitForPushes(3, kWait));
+  const std::vector<GradientPush> pushes = first_.pushes();
+  absl::MutexLock lock(&seeds_.mu);
+  ASSERT_GE(seeds_.seeds.size(), 3u);
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_EQ(seeds_.seeds[i], StepSeed(17, "w0", pushes[i].step)) << i;
+  }
+  EXPECT_NE(seeds_.seeds[0], seeds_.seeds[1]);
 }
 
 TEST_F(WorkerTest, ARefusedGradientIsCountedAndTheWorkerGoesOn) {

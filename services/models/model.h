@@ -67,6 +67,11 @@ class Model {
                                                  absl::Span<const int64_t> labels,
                                                  absl::Span<const float> targets,
                                                  absl::Span<float> grad_out) = 0;
+  // The random draws of the next ComputeGradient (dropout, and any other
+  // randomness of the module) come from `seed`: the same seed, weights and
+  // batch give the same gradient bit for bit, in this process or another.
+  // Without it they come from LibTorch's generator as it stands.
+  virtual void SeedNextGradient(uint64_t seed) { (void)seed; }
   // A classifier's.
   absl::StatusOr<double> ComputeGradient(absl::Span<const float> features,
                                          absl::Span<const int64_t> labels,
@@ -87,6 +92,11 @@ class Model {
 // at `out` then).
 absl::Status ExportTorchScript(const ModelLayout& layout, absl::Span<const float> weights,
                                const std::string& model_file, const std::string& out);
+
+// The seed of `member`'s gradient of `step` in a run of `seed` (--seed):
+// a restarted member recomputes the same draws, two members draw apart
+// (splitmix64 over the seed, the step and an FNV-1a hash of the id).
+uint64_t StepSeed(uint64_t seed, absl::string_view member, int64_t step);
 
 // Sets LibTorch's intra-op thread count (a process-wide setting).
 void SetTorchThreads(int threads);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -29,6 +30,13 @@
 
 namespace hips {
 namespace {
+
+// Held by whoever seeds LibTorch's default generator and draws from it
+// (one generator per process).
+std::mutex& GeneratorMutex() {
+  static std::mutex* const mu = new std::mutex;
+  return *mu;
+}
 
 // LibTorch reports errors by throwing; hips speaks absl::Status.
 template <typename Fn>
@@ -227,6 +235,15 @@ class TorchModel final : public Model {
           p.mutable_grad().zero_();
         }
       }
+      // Seeded draws hold LibTorch's generator (one per process) for the
+      // whole pass: models of other threads (workers of a test cluster in
+      // one process) cannot draw in between.
+      std::unique_lock<std::mutex> seeded;
+      if (next_seed_.has_value()) {
+        seeded = std::unique_lock<std::mutex>(GeneratorMutex());
+        torch::manual_seed(*next_seed_);
+        next_seed_.reset();
+      }
       torch::Tensor out = net_->Forward(x);
       torch::Tensor loss;
       if (mse) {
@@ -288,6 +305,8 @@ class TorchModel final : public Model {
     });
   }
 
+  void SeedNextGradient(uint64_t seed) override { next_seed_ = seed; }
+
   // The parameters (the layout's first tensors) and all of its tensors.
   std::vector<torch::Tensor>& params() { return params_; }
   const std::vector<torch::Tensor>& params() const { return params_; }
@@ -299,6 +318,7 @@ class TorchModel final : public Model {
   const ModelLayout layout_;
   std::vector<torch::Tensor> tensors_;
   std::vector<torch::Tensor> params_;
+  std::optional<uint64_t> next_seed_;  // SeedNextGradient's, for one pass
 };
 
 // torch::optim keeps its per-parameter state under the address of the
@@ -679,8 +699,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Create(const ModelOptions& options
     net = *std::move(script);
   } else {
     // The initial weights come from LibTorch's global generator.
-    static std::mutex* const seed_mu = new std::mutex;
-    std::lock_guard<std::mutex> lock(*seed_mu);
+    std::lock_guard<std::mutex> lock(GeneratorMutex());
     torch::manual_seed(seed);
     net = std::make_unique<SequentialNet>(BuildNetwork(options));
   }

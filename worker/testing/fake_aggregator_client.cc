@@ -100,9 +100,16 @@ void FakeAggregatorClient::CancelCalls() {
   board_.Shutdown();
 }
 
-FakeModel::FakeModel(int64_t num_floats)
+FakeModel::FakeModel(int64_t num_floats, Seeds* seeds)
     : layout_(*ModelLayout::Create({TensorSpec{"w", {num_floats}}})),
-      weights_(static_cast<size_t>(num_floats), 0.0f) {}
+      weights_(static_cast<size_t>(num_floats), 0.0f),
+      seeds_(seeds) {}
+
+void FakeModel::SeedNextGradient(uint64_t seed) {
+  if (seeds_ == nullptr) return;
+  absl::MutexLock lock(&seeds_->mu);
+  seeds_->seeds.push_back(seed);
+}
 
 void FakeModel::GetWeights(absl::Span<float> out) const {
   std::copy(weights_.begin(), weights_.end(), out.begin());

@@ -75,7 +75,14 @@ class FakeAggregatorClient final : public AggregatorClient {
 // it was computed on. The loss of each example is 1. Not thread-safe.
 class FakeModel final : public Model {
  public:
-  explicit FakeModel(int64_t num_floats);
+  // `seeds` (may be null) records every SeedNextGradient, in order; it is
+  // read by the test while the worker's thread writes it.
+  struct Seeds {
+    absl::Mutex mu;
+    std::vector<uint64_t> seeds ABSL_GUARDED_BY(mu);
+  };
+  explicit FakeModel(int64_t num_floats, Seeds* seeds = nullptr);
+  void SeedNextGradient(uint64_t seed) override;
 
   const ModelLayout& layout() const override { return layout_; }
   void GetWeights(absl::Span<float> out) const override;
@@ -90,6 +97,7 @@ class FakeModel final : public Model {
  private:
   ModelLayout layout_;
   std::vector<float> weights_;
+  Seeds* const seeds_;
 };
 
 }  // namespace hips

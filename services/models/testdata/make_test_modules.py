@@ -5,6 +5,7 @@
   wrong_output.pt  5 logits where the data has 3 classes
   batchnorm.pt     Linear(4, 3) then BatchNorm1d(3): buffers
   frozen.pt        a frozen first layer (requires_grad False)
+  dropout.pt       Linear(4, 16), ReLU, Dropout(0.5), Linear(16, 3): random draws
   not_a_module.pt  bytes that are no TorchScript archive
 Usage: make_test_modules.py OUT_DIR"""
 import os
@@ -49,6 +50,8 @@ def main(out):
     torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.BatchNorm1d(3))).save(
         os.path.join(out, "batchnorm.pt"))
     torch.jit.script(Frozen()).save(os.path.join(out, "frozen.pt"))
+    torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(4, 16), nn.ReLU(), nn.Dropout(0.5),
+                                   nn.Linear(16, 3))).save(os.path.join(out, "dropout.pt"))
     with open(os.path.join(out, "not_a_module.pt"), "wb") as f:
         f.write(b"PK\x03\x04 these bytes are no TorchScript archive")
 

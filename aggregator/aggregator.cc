@@ -27,7 +27,8 @@ Aggregator::Aggregator(AggregatorOptions options)
       members_(
           options_.lease, options_.expected_workers,
           options_.max_workers > 0 ? options_.max_workers : 2 * options_.expected_workers,
-          MembershipNames{absl::StrCat("aggregator ", options_.id), "workers", "--max_workers"}) {
+          MembershipNames{absl::StrCat("aggregator ", options_.id), "workers", "--max_workers"}),
+      retention_(kRetentionLeases * options_.lease) {
   timer_ = clock_->NewTimer([this] { return NextDeadline(); },
                             [this](absl::Time now) { CloseDue(now); });
 }
@@ -113,6 +114,7 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
   stats->last_version = push.version;
   ++stats->gradients;
   stats->samples += push.samples;
+  retention_.Touch(push.sender, now);
   if (ledger_.Look(push.sender, push.sequence) != PushLedger::Seen::kNew) {
     // A repeat of a push taken in before gets the first attempt's answer.
     ++counters_.gradients_duplicate;
@@ -121,6 +123,18 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
                              PushResult{push.version, /*duplicate=*/true, known_version_});
     if (first.has_value()) answer(*std::move(first));
     return;
+  }
+  if (push.sequence > 0 && !ledger_.Knows(push.sender) &&
+      retention_.MayRepeatForgotten(push.version)) {
+    // (Its sender computes again on newer weights.)
+    return answer(Drop(DropReason::kStaleVersion,
+                       absl::FailedPreconditionError(absl::StrCat(
+                           "a gradient of version ", push.version, " from ", push.sender,
+                           ", a worker this aggregator no longer remembers: it may repeat one "
+                           "it forgot (workers gone longer than ",
+                           kRetentionLeases, " leases are forgotten; some were at version ",
+                           retention_.horizon(), ")")),
+                       push.sender, push.version));
   }
   if (joined) LOG(INFO) << push.sender << " joined (first heard of through a push)";
   absl::StatusOr<Admitted> admitted = Admit(push, now);
@@ -189,9 +203,12 @@ absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
   HeartbeatAnswer answer;
   {
     absl::MutexLock lock(&mu_);
+    const absl::Time now = clock_->Now();
     absl::StatusOr<Membership::Change> change =
-        members_.Heartbeat(worker, clock_->Now(), incarnation, leaving);
+        members_.Heartbeat(worker, now, incarnation, leaving);
     if (!change.ok()) return change.status();
+    retention_.Touch(worker, now);
+    ForgetLeftWorkers(now);
     if (leaving) {
       if (policy_ != nullptr) policy_->MembersChanged();
     } else if (*change == Membership::Change::kJoined) {
@@ -301,9 +318,25 @@ void Aggregator::CloseDue(absl::Time now) {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return;
     members_.Expire(now);
+    ForgetLeftWorkers(now);
     if (policy_ != nullptr) policy_->Poll(now);
   }
   DeliverApplied();
+}
+
+void Aggregator::ForgetLeftWorkers(absl::Time now) {
+  const std::vector<std::string> gone = retention_.Sweep(
+      now, version_,
+      [this](const std::string& id) ABSL_NO_THREAD_SAFETY_ANALYSIS { return members_.IsLive(id); });
+  for (const std::string& w : gone) {
+    // (One with a push still open is forgotten once it settled.)
+    if (!ledger_.Forget(w)) retention_.Touch(w, now);
+  }
+}
+
+Aggregator::Tables Aggregator::tables() const {
+  absl::MutexLock lock(&mu_);
+  return Tables{ledger_.senders(), retention_.size(), members_.Live().size()};
 }
 
 void Aggregator::Shutdown() {

@@ -19,10 +19,11 @@
 #include "absl/time/time.h"
 #include "aggregator/aggregate_queue.h"
 #include "aggregator/aggregator_options.h"
-#include "services/numeric/buffer_pool.h"
 #include "services/core/membership.h"
 #include "services/core/push_ledger.h"
+#include "services/core/retention.h"
 #include "services/core/weights_board.h"
+#include "services/numeric/buffer_pool.h"
 #include "services/numeric/compression.h"
 #include "services/rounds/round_policy.h"
 #include "services/time/clock.h"
@@ -144,6 +145,15 @@ class Aggregator : private RoundHost {
   AggregatorCounters counters() const;
   // Its id, newest weights' version and counters (GetStatus).
   AggregatorStatus status() const;
+
+  // How long it keeps a departed worker's ledger entry, in leases
+  // (docs/faults.md, "Bounded state").
+  static constexpr int kRetentionLeases = 5;
+  // The sizes of its per-worker tables (tests of bounded state).
+  struct Tables {
+    size_t ledger = 0, remembered = 0, live = 0;
+  };
+  Tables tables() const;
   const AggregatorOptions& options() const { return options_; }
 
  private:
@@ -260,6 +270,10 @@ class Aggregator : private RoundHost {
   // Every push taken in, the ones waiting for HQ's answer, and each
   // worker's newest answer.
   PushLedger ledger_ ABSL_GUARDED_BY(mu_);
+  // What it remembers of workers that left, and for how long (Retention:
+  // kRetentionLeases leases after they were last heard from).
+  Retention retention_ ABSL_GUARDED_BY(mu_);
+  void ForgetLeftWorkers(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Pushes waiting for room in the queue towards HQ, oldest first.
   std::deque<std::pair<GradientPush, PushCallback>> parked_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, int64_t> data_positions_ ABSL_GUARDED_BY(mu_);

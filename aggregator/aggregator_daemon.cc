@@ -5,10 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "aggregator/grpc_hq_client.h"
 #include "glog/logging.h"
+#include "services/metrics/round_metrics.h"
 #include "services/net/address.h"
 #include "services/net/grpc_util.h"
 #include "services/numeric/chunk_codec.h"
-#include "services/metrics/round_metrics.h"
 #include "services/numeric/parallel.h"
 
 namespace hips {

@@ -1,6 +1,10 @@
 #include "aggregator/aggregator.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -206,6 +210,74 @@ TEST(AggregatorTest, ItsCountersNameWhomTheOpenRoundWaitsForAndSinceWhen) {
   EXPECT_EQ(round.version, 4);
   EXPECT_EQ(round.members, (std::vector<std::string>{"w0", "w2"}));
   EXPECT_DOUBLE_EQ(round.waited_s, 1.5);
+  agg.Shutdown();
+}
+
+// Resident memory of this process, in MiB (for the soak's record).
+double ResidentMiB() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
+
+// Bounded state (docs/faults.md): 100,000 distinct workers, one a
+// millisecond on the test's clock, each joining, pushing one numbered
+// gradient and leaving. The ledger keeps the workers of the last
+// kRetentionLeases leases (10 s: 10,000), not everyone it saw; a forgotten
+// worker's late repeat is refused, not summed again.
+TEST(AggregatorTest, ASoakOf100000WorkersThatComeAndGoKeepsItsTablesBounded) {
+  SimulatedClock clock;
+  Aggregator agg(Local(2, &clock));
+  agg.PublishWeights(AsyncWeights(0, 1));
+  constexpr int kWorkers = 100000;
+  const double rss_before = ResidentMiB();
+  Aggregator::Tables most;
+  for (int i = 0; i < kWorkers; ++i) {
+    const std::string worker = absl::StrCat("w", i);
+    ASSERT_TRUE(agg.Heartbeat(worker, 1, false).ok());
+    GradientPush p = Push(worker, 0, {1}, 1);
+    p.sequence = 1;
+    ASSERT_TRUE(agg.AcceptGradient(p).ok());
+    std::optional<AggregatePush> out = agg.NextAggregate();
+    ASSERT_TRUE(out.has_value());
+    agg.ReportForwarded(*out, PushResult{0, false, 0});
+    ASSERT_TRUE(agg.Heartbeat(worker, 1, /*leaving=*/true).ok());
+    clock.AdvanceBy(absl::Milliseconds(1));
+    if (i % 1000 == 0) {
+      const Aggregator::Tables t = agg.tables();
+      most.ledger = std::max(most.ledger, t.ledger);
+      most.remembered = std::max(most.remembered, t.remembered);
+      most.live = std::max(most.live, t.live);
+    }
+  }
+  const double rss_after = ResidentMiB();
+  EXPECT_LE(most.ledger, 12600u);
+  EXPECT_GE(most.ledger, 10000u);
+  EXPECT_LE(most.remembered, 12600u);
+  EXPECT_LE(most.live, 1u);
+  const AggregatorCounters c = agg.counters();
+  EXPECT_EQ(c.gradients_forwarded, kWorkers);
+  // w0 again, its first push repeated late (after it was forgotten): it
+  // may repeat one this aggregator forgot, so it is refused as stale.
+  GradientPush late = Push("w0", 0, {1}, 1);
+  late.sequence = 1;
+  // (HQ's newest version moved on: the horizon is above version 0.)
+  agg.PublishWeights(AsyncWeights(5, 1));
+  clock.AdvanceBy(absl::Seconds(20));
+  ASSERT_TRUE(agg.Heartbeat("w-other", 1, false).ok());  // a sweep at version 5
+  ASSERT_TRUE(agg.Heartbeat("w-other", 1, true).ok());
+  clock.AdvanceBy(absl::Seconds(20));
+  ASSERT_TRUE(agg.Heartbeat("w-last", 1, false).ok());
+  const absl::Status refused = agg.AcceptGradient(late).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("no longer remembers"));
+  EXPECT_EQ(agg.counters().gradients_forwarded, kWorkers);
+  ExpectAccountingHolds(agg.counters());
+  std::printf(
+      "aggregator soak: %d workers, ledger at most %zu entries, resident %.1f MiB before, "
+      "%.1f after\n",
+      kWorkers, most.ledger, rss_before, rss_after);
   agg.Shutdown();
 }
 

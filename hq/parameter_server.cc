@@ -27,6 +27,8 @@ ParameterServer::ParameterServer(
       board_(clock_),
       trainer_(TrainerOptionsOf(options_), layout_, std::move(optimizer)),
       roster_(options_.lease, options_.expected_aggregators, options_.max_aggregators),
+      aggregator_retention_(kRetentionLeases * options_.lease),
+      worker_retention_(kRetentionLeases * options_.lease),
       incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
   absl::MutexLock lock(&apply_mu_);
   last_checkpoint_time_ = clock_->Now();
@@ -152,12 +154,16 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   if (!roster_.members().HasRoom(a.aggregator)) {
     return Drop(a, DropReason::kMembershipFull, roster_.members().Full(a.aggregator));
   }
+  aggregator_retention_.Touch(a.aggregator, now);
   if (roster_.members().Touch(a.aggregator, now)) {
     LOG(INFO) << a.aggregator << " joined (first heard of through an aggregate)";
     if (timer_ != nullptr) timer_->Poke();
     PublishMembership();
   }
   if (ledger_.Look(a.aggregator, a.sequence) != PushLedger::Seen::kNew) return Duplicate(a);
+  if (std::optional<std::string> why = MayRepeatForgotten(a)) {
+    return Drop(a, DropReason::kStaleVersion, absl::FailedPreconditionError(*why));
+  }
   NonFinite(a.aggregator, a.non_finite_workers);
   if (a.contributors == 0) {
     // An aggregator's sync round whose gradients all came on alone.
@@ -231,7 +237,9 @@ void ParameterServer::Taken(const AggregatePush& a) {
 }
 
 void ParameterServer::RecordContributors(const AggregatePush& a) {
+  const absl::Time now = clock_->Now();
   for (const ContributorRef& c : a.contributor_list) {
+    worker_retention_.Touch(c.worker, now);
     worker_ledger_.Record(c.worker, c.sequence);
     int64_t& position = data_positions_[c.worker];
     position = std::max(position, c.step + 1);
@@ -277,8 +285,12 @@ void ParameterServer::Emit(RoundOutput o) {
 
 absl::StatusOr<HeartbeatAnswer> ParameterServer::Heartbeat(const HeartbeatRequestData& hb) {
   absl::MutexLock lock(&apply_mu_);
-  absl::StatusOr<Membership::Change> change = roster_.Heartbeat(hb, clock_->Now());
+  const absl::Time now = clock_->Now();
+  absl::StatusOr<Membership::Change> change = roster_.Heartbeat(hb, now);
   if (!change.ok()) return change.status();
+  aggregator_retention_.Touch(hb.member, now);
+  for (const std::string& w : hb.live_workers) worker_retention_.Touch(w, now);
+  ForgetLeftMembers(now);
   if (*change == Membership::Change::kJoined && timer_ != nullptr) timer_->Poke();
   PublishMembership();
   policy_->MembersChanged();
@@ -364,6 +376,7 @@ void ParameterServer::SwitchIfDue() {
 void ParameterServer::CloseDueRound(absl::Time now) {
   absl::MutexLock lock(&apply_mu_);
   if (!roster_.Expire(now).empty()) PublishMembership();
+  ForgetLeftMembers(now);
   policy_->Poll(now);
   NoteRound();
 }
@@ -408,6 +421,57 @@ void ParameterServer::CopyTrainingState() {
 void ParameterServer::PublishMembership() {
   absl::MutexLock lock(&mu_);
   roster_.Describe(&status_);
+}
+
+void ParameterServer::ForgetLeftMembers(absl::Time now) {
+  const int64_t version = trainer_.version();
+  // (Live workers are touched by every heartbeat of their aggregator.)
+  for (const std::string& w :
+       worker_retention_.Sweep(now, version, [](const std::string&) { return false; })) {
+    if (!worker_ledger_.Forget(w)) {
+      worker_retention_.Touch(w, now);
+      continue;
+    }
+    data_positions_.erase(w);
+  }
+  for (const std::string& a : aggregator_retention_.Sweep(
+           now, version, [this](const std::string& id) ABSL_NO_THREAD_SAFETY_ANALYSIS {
+             return roster_.members().IsLive(id);
+           })) {
+    if (!ledger_.Forget(a)) aggregator_retention_.Touch(a, now);
+  }
+}
+
+std::optional<std::string> ParameterServer::MayRepeatForgotten(const AggregatePush& a) const {
+  if (!ledger_.Knows(a.aggregator) && aggregator_retention_.MayRepeatForgotten(a.version)) {
+    return absl::StrCat("aggregate of version ", a.version, " from ", a.aggregator,
+                        ", which HQ no longer remembers: it may repeat one HQ forgot (members "
+                        "gone longer than ",
+                        kRetentionLeases,
+                        " leases are forgotten; HQ "
+                        "forgot some at version ",
+                        aggregator_retention_.horizon(), ")");
+  }
+  for (const ContributorRef& c : a.contributor_list) {
+    if (!worker_ledger_.Knows(c.worker) && worker_retention_.MayRepeatForgotten(c.version)) {
+      return absl::StrCat("the gradient of ", c.worker, " computed on version ", c.version,
+                          ", a worker HQ no longer remembers: it may repeat one HQ forgot "
+                          "(workers gone longer than ",
+                          kRetentionLeases, " leases are forgotten; HQ forgot some at version ",
+                          worker_retention_.horizon(), ")");
+    }
+  }
+  return std::nullopt;
+}
+
+ParameterServer::Tables ParameterServer::tables() {
+  absl::MutexLock lock(&apply_mu_);
+  Tables t;
+  t.aggregator_ledger = ledger_.senders();
+  t.worker_ledger = worker_ledger_.senders();
+  t.data_positions = data_positions_.size();
+  t.remembered = aggregator_retention_.size() + worker_retention_.size();
+  return t;
 }
 
 void ParameterServer::NoteRound() {

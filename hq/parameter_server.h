@@ -19,6 +19,7 @@
 #include "hq/trainer.h"
 #include "services/core/membership.h"
 #include "services/core/push_ledger.h"
+#include "services/core/retention.h"
 #include "services/core/weights_board.h"
 #include "services/models/checkpoint.h"
 #include "services/models/optimizer.h"
@@ -106,6 +107,15 @@ class ParameterServer : private RoundHost {
   // (Callable anywhere, the publish callback included: it takes only the
   // status lock.)
   ParameterServerStatus status() const ABSL_LOCKS_EXCLUDED(mu_);
+
+  // How long HQ keeps a departed member's ledger entry and data position,
+  // in leases (docs/faults.md, "Bounded state").
+  static constexpr int kRetentionLeases = 5;
+  // The sizes of HQ's per-member tables (tests of bounded state).
+  struct Tables {
+    size_t aggregator_ledger = 0, worker_ledger = 0, data_positions = 0, remembered = 0;
+  };
+  Tables tables() ABSL_LOCKS_EXCLUDED(apply_mu_);
   const ModelLayout& layout() const { return layout_; }
 
   // The first step of a graceful stop: returns once every aggregate being
@@ -219,6 +229,15 @@ class ParameterServer : private RoundHost {
   // Non-finite gradients and the weights to roll back to; where the run
   // diverged, if it did.
   DivergenceGuard guard_ ABSL_GUARDED_BY(apply_mu_);
+  // What HQ remembers of members that left, and for how long (Retention:
+  // kRetentionLeases leases after they were last heard from).
+  Retention aggregator_retention_ ABSL_GUARDED_BY(apply_mu_);
+  Retention worker_retention_ ABSL_GUARDED_BY(apply_mu_);
+  void ForgetLeftMembers(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
+  // A contribution of `a` that may repeat one of a member HQ forgot (why),
+  // or nothing.
+  std::optional<std::string> MayRepeatForgotten(const AggregatePush& a) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_);
   Divergence divergence_ ABSL_GUARDED_BY(apply_mu_);
   const int64_t incarnation_;
   // What status() reports; written under both locks, read under mu_.

@@ -2,6 +2,7 @@
 // data positions and both ledgers' newest sequences), when one is due, and
 // how it continues from one.
 
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -36,6 +37,7 @@ absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
   c->created_unix_micros = absl::ToUnixMicros(clock_->Now());
   c->diverged_version = divergence_.version;
   c->diverged_reason = divergence_.reason;
+  c->forgotten_before = std::max(worker_retention_.horizon(), aggregator_retention_.horizon());
   return c;
 }
 
@@ -69,13 +71,21 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
   policy_ = MakeRoundPolicy(PolicyOptions(trainer_.mode()), this);
   data_positions_ = c.data_positions;
   divergence_ = Divergence{c.diverged_version, c.diverged_reason};
+  // The members it held are remembered from now on, for as long as any.
+  const absl::Time now = clock_->Now();
   for (const auto& [key, sequence] : c.sequences) {
     if (absl::StartsWith(key, kWorkerKey)) {
-      worker_ledger_.Record(key.substr(strlen(kWorkerKey)), sequence);
+      const std::string worker = key.substr(strlen(kWorkerKey));
+      worker_ledger_.Record(worker, sequence);
+      worker_retention_.Touch(worker, now);
     } else if (absl::StartsWith(key, kAggregatorKey)) {
-      ledger_.Record(key.substr(strlen(kAggregatorKey)), sequence);
+      const std::string aggregator = key.substr(strlen(kAggregatorKey));
+      ledger_.Record(aggregator, sequence);
+      aggregator_retention_.Touch(aggregator, now);
     }
   }
+  worker_retention_.Restore(c.forgotten_before);
+  aggregator_retention_.Restore(c.forgotten_before);
   // The aggregators that trained before are not waited for at start: any
   // of them may be gone.
   roster_.members().EndForming();

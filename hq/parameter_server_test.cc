@@ -1,7 +1,12 @@
 #include "hq/parameter_server.h"
 
+#include <unistd.h>
+
 #include <atomic>
 #include <cmath>
+#include <cstdio>
+#include <deque>
+#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -791,6 +796,32 @@ TEST_F(ParameterServerTest, RollsBackToTheBestWeightsWithASmallerRateThenStops) 
   EXPECT_TRUE(resumed->status().training_done);
 }
 
+// A rollback starts a new line of weights: a gradient computed on the old
+// line (a paused member's, arriving late) is refused, not applied to the
+// weights HQ went back to.
+TEST_F(ParameterServerTest, AfterARollbackWhatWasComputedOnTheOldLineIsRefused) {
+  ParameterServerOptions o = AsyncOptions(Mode::kAsync);
+  o.expected_aggregators = 1;
+  o.divergence = {OnDivergence::kRollback, 0.5, 3};
+  auto ps = MakeWith(o);
+  ASSERT_TRUE(ps->Heartbeat(Beat("a0", {"w0"})).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 0, 1, {{"w0", 1}})).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 1, 2, {{"w0", 2}})).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(NonFiniteReport("a0", 2, 3, {"w0"})).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(NonFiniteReport("a0", 2, 4, {"w0"})).ok());
+  ASSERT_EQ(ps->status().rollbacks, 1);
+  ASSERT_EQ(ps->LatestWeights()->version, 3);
+  EXPECT_EQ(ps->LatestWeights()->mode_since, 3);
+  const int64_t applied = ps->status().gradients_applied;
+  absl::StatusOr<PushResult> old_line = ps->AcceptAggregate(Listed("a0", 2, 5, {{"w0", 5}}));
+  EXPECT_TRUE(absl::IsFailedPrecondition(old_line.status())) << old_line.status();
+  EXPECT_THAT(std::string(old_line.status().message()), ::testing::HasSubstr("rolled back"));
+  EXPECT_EQ(ps->status().gradients_applied, applied);
+  EXPECT_EQ(ps->status().gradients_dropped.at("mode_changed"), 1);
+  ASSERT_TRUE(ps->AcceptAggregate(Listed("a0", 3, 6, {{"w0", 6}})).ok());
+  EXPECT_EQ(ps->status().gradients_applied, applied + 1);
+}
+
 // Every class of refusal ends its aggregator's part of the round: the
 // version moves on without waiting for an aggregate that will not come.
 TEST_F(ParameterServerTest, EveryRefusalSettlesItsRound) {
@@ -854,6 +885,78 @@ TEST_F(ParameterServerTest, EveryRefusalSettlesItsRound) {
   EXPECT_EQ(ps->LatestWeights()->weights, before);
   ExpectAccountingHolds(ps->status());
   EXPECT_EQ(ps->status().diverged_version, -1);
+}
+
+// Resident memory of this process, in MiB (for the soak's record).
+double ResidentMiB() {
+  std::ifstream statm("/proc/self/statm");
+  long pages = 0, resident = 0;
+  statm >> pages >> resident;
+  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
+}
+
+// Bounded state (docs/faults.md): 100,000 distinct workers, one a
+// millisecond on the test's clock, each reported live by its aggregator,
+// pushing one gradient and leaving. HQ's tables stay at the workers of the
+// last kRetentionLeases leases (10 s here: 10,000), not everyone it saw,
+// and so does what a checkpoint holds; a forgotten worker's late repeat is
+// refused, never applied twice.
+TEST_F(ParameterServerTest, ASoakOf100000WorkersThatComeAndGoKeepsItsTablesBounded) {
+  ParameterServerOptions o = AsyncOptions(Mode::kAsync);
+  o.expected_aggregators = 4;
+  auto ps = MakeWith(o);
+  constexpr int kWorkers = 100000;
+  const double rss_before = ResidentMiB();
+  std::vector<std::deque<std::string>> live(4);
+  std::vector<int64_t> sequence(4, 0);
+  ParameterServer::Tables most;
+  for (int i = 0; i < kWorkers; ++i) {
+    const int a = i % 4;
+    const std::string agg = absl::StrCat("a", a);
+    const std::string worker = absl::StrCat("w", i);
+    live[a].push_back(worker);
+    if (live[a].size() > 3) live[a].pop_front();  // each stays a few milliseconds
+    ASSERT_TRUE(ps->Heartbeat(Beat(agg, {live[a].begin(), live[a].end()})).ok());
+    const int64_t version = ps->LatestWeights()->version;
+    ASSERT_TRUE(ps->AcceptAggregate(Listed(agg, version, ++sequence[a], {{worker, 1}})).ok());
+    clock_.AdvanceBy(absl::Milliseconds(1));
+    if (i % 1000 == 0) {
+      const ParameterServer::Tables t = ps->tables();
+      most.worker_ledger = std::max(most.worker_ledger, t.worker_ledger);
+      most.data_positions = std::max(most.data_positions, t.data_positions);
+      most.remembered = std::max(most.remembered, t.remembered);
+    }
+  }
+  const double rss_after = ResidentMiB();
+  // 10 s of workers (10,000) plus a quarter of that between sweeps.
+  EXPECT_LE(most.worker_ledger, 12600u);
+  EXPECT_LE(most.data_positions, 12600u);
+  EXPECT_LE(most.remembered, 12600u + 4);
+  EXPECT_GE(most.worker_ledger, 10000u);  // it does remember the recent ones
+  EXPECT_EQ(ps->tables().aggregator_ledger, 4u);
+  absl::StatusOr<Checkpoint> c = ps->Capture();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_LE(c->sequences.size(), 12600u + 4);
+  EXPECT_GT(c->forgotten_before, 0);
+  const ParameterServerStatus s = ps->status();
+  EXPECT_EQ(s.gradients_applied, kWorkers);
+  // w0's gradient again (a retry that arrives late): HQ forgot w0 and
+  // cannot tell, so it refuses it, as stale.
+  absl::StatusOr<PushResult> late =
+      ps->AcceptAggregate(Listed("a0", 0, ++sequence[0], {{"w0", 1}}));
+  EXPECT_TRUE(absl::IsFailedPrecondition(late.status())) << late.status();
+  EXPECT_THAT(std::string(late.status().message()), ::testing::HasSubstr("no longer remembers"));
+  EXPECT_EQ(ps->status().gradients_applied, kWorkers);
+  // A new worker's gradient on recent weights goes in.
+  ASSERT_TRUE(ps->AcceptAggregate(
+                    Listed("a0", ps->LatestWeights()->version, ++sequence[0], {{"newcomer", 1}}))
+                  .ok());
+  EXPECT_EQ(ps->status().gradients_applied, kWorkers + 1);
+  ExpectAccountingHolds(ps->status());
+  std::printf(
+      "HQ soak: %d workers, tables at most %zu entries, resident %.1f MiB before, %.1f "
+      "after\n",
+      kWorkers, most.worker_ledger, rss_before, rss_after);
 }
 
 // Aggregators on threads of their own push at once while others read the

@@ -47,6 +47,10 @@ absl::Status Trainer::RollBack(absl::Span<const float> weights, double lr_factor
   lr_scale_ *= lr_factor;
   ++rollbacks_;
   version_ = published + 1;
+  // A new line of weights: what was computed on the old one (a paused
+  // member's gradient of the diverging weights) is refused, as after a
+  // mode switch (mode_changed).
+  mode_since_ = version_;
   return absl::OkStatus();
 }
 

@@ -71,7 +71,8 @@ class Trainer {
   // saw; a step that made the weights non-finite is not one) with
   // `weights` (the best so far), the optimizer's state reset (its momentum
   // carried the divergence) and the learning rate times `lr_factor` from
-  // now on.
+  // now on. A new line of weights starts there (mode_since): contributions
+  // computed before it are refused (mode_changed).
   absl::Status RollBack(absl::Span<const float> weights, double lr_factor, int64_t published);
   // Makes version `published` + 1, the last: `weights` (the last finite
   // ones), and training is done.

@@ -54,6 +54,15 @@ std::optional<PushLedger::Answer> PushLedger::AnswerRepeat(const std::string& se
   return std::nullopt;
 }
 
+bool PushLedger::Forget(const std::string& sender) {
+  for (const auto& [ticket, push] : open_) {
+    if (push.sender == sender) return false;
+  }
+  newest_.erase(sender);
+  answered_.erase(sender);
+  return true;
+}
+
 void PushLedger::Record(const std::string& sender, int64_t sequence) {
   if (sequence <= 0) return;
   int64_t& newest = newest_[sender];

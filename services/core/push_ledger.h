@@ -84,6 +84,13 @@ class PushLedger {
   void Record(const std::string& sender, int64_t sequence);
 
   int64_t open() const { return static_cast<int64_t>(open_.size()); }
+  // Whether it holds anything of `sender` (a sequence taken in).
+  bool Knows(const std::string& sender) const { return newest_.contains(sender); }
+  // Forgets `sender` (Retention), unless one of its pushes is still open
+  // (then false: it is forgotten at a later sweep, once settled).
+  bool Forget(const std::string& sender);
+  // Senders it holds something of.
+  size_t senders() const { return newest_.size(); }
   // Per sender, the newest sequence taken in (for checkpoints; Record
   // restores them).
   const absl::flat_hash_map<std::string, int64_t>& newest() const { return newest_; }

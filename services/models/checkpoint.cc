@@ -96,6 +96,7 @@ uint32_t ChecksumOf(const Checkpoint& c) {
     w.Int(c.diverged_version);
     w.String(c.diverged_reason);
   }
+  if (c.forgotten_before > 0) w.Int(c.forgotten_before);
   return w.value();
 }
 

@@ -42,6 +42,10 @@ struct Checkpoint {
   int64_t rollbacks = 0;
   int64_t diverged_version = -1;
   std::string diverged_reason;
+  // Bounded state (docs/faults.md): pushes computed before this version
+  // from members HQ holds nothing of may repeat ones it forgot (0: it forgot
+  // nobody). Written, and summed, only when set.
+  int64_t forgotten_before = 0;
 };
 
 // CRC-32 (zlib's) of a canonical byte encoding of every field of `checkpoint`

@@ -131,6 +131,7 @@ void ExpectSameCheckpoint(const Checkpoint& a, const Checkpoint& b) {
   EXPECT_EQ(a.rollbacks, b.rollbacks);
   EXPECT_EQ(a.diverged_version, b.diverged_version);
   EXPECT_EQ(a.diverged_reason, b.diverged_reason);
+  EXPECT_EQ(a.forgotten_before, b.forgotten_before);
 }
 
 absl::StatusOr<Checkpoint> RoundTrip(const Checkpoint& c) {
@@ -310,6 +311,7 @@ TEST(CheckpointCodecTest, ADivergedRunRoundTripsItsRollbacksAndWhereItStopped) {
   EXPECT_NE(ChecksumOf(c), healthy);
   c.diverged_version = 8;
   c.diverged_reason = "a weight after the step is nan at float 3 of 4";
+  c.forgotten_before = 7;  // (bounded state: a horizon)
   c.training_done = true;
   back = RoundTrip(c);
   ASSERT_TRUE(back.ok()) << back.status();

@@ -83,6 +83,7 @@ TEST(ChecksumTest, ChangesWhenAnyFieldChanges) {
       {"lr_scale", [](Checkpoint& c) { c.lr_scale = 0.5; }},
       {"rollbacks", [](Checkpoint& c) { c.rollbacks = 1; }},
       {"diverged_version", [](Checkpoint& c) { c.diverged_version = 3; }},
+      {"forgotten_before", [](Checkpoint& c) { c.forgotten_before = 5; }},
       // Counts keep entries from moving between neighbouring maps.
       {"entry moved",
        [](Checkpoint& c) {

@@ -234,6 +234,7 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
     c.diverged_version = reader.Int("diverged_version");
     c.diverged_reason = reader.String("diverged_reason");
   }
+  if (reader.Has("forgotten_before")) c.forgotten_before = reader.Int("forgotten_before");
   const int64_t checksum = reader.Int("checksum");
   const GenericDict weights = reader.Dict("weights");
   DictReader optimizer(reader.Dict("optimizer"), "optimizer.");
@@ -340,6 +341,7 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
       dict.insert("diverged_version", c.diverged_version);
       dict.insert("diverged_reason", c.diverged_reason);
     }
+    if (c.forgotten_before > 0) dict.insert("forgotten_before", c.forgotten_before);
     dict.insert("checksum", static_cast<int64_t>(ChecksumOf(c)));
     return Seal(torch::pickle_save(dict));
   } catch (const c10::Error& e) {

@@ -16,10 +16,11 @@ std::optional<Refusal> CheckVersion(const VersionState& tier, int64_t version,
                        what, " of version ", version, " but the newest here is ", tier.version))};
   }
   if (version < tier.mode_since) {
-    return Refusal{DropReason::kModeChanged,
-                   absl::FailedPreconditionError(
-                       absl::StrCat(what, " of version ", version, " predates the switch to ",
-                                    DescribeMode(tier.mode), " at version ", tier.mode_since))};
+    return Refusal{
+        DropReason::kModeChanged,
+        absl::FailedPreconditionError(absl::StrCat(
+            what, " of version ", version, " predates version ", tier.mode_since,
+            ", where the run switched to ", DescribeMode(tier.mode), " or rolled back"))};
   }
   return std::nullopt;
 }

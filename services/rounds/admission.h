@@ -25,6 +25,8 @@ struct Refusal {
 struct VersionState {
   int64_t version = 0;
   ModeConfig mode;
+  // The newest mode switch, or rollback after a divergence: contributions
+  // computed before it belong to another line of weights.
   int64_t mode_since = 0;
   bool training_done = false;
 };

@@ -9,6 +9,7 @@ Needs only Debian's python3-torch, python3-grpcio and python3-protobuf
 (docs/python.md). hips_pb2 is generated from proto/hips/v1/hips.proto
 (scripts/gen_python_proto.sh; a test checks it is current).
 """
-from .worker import HipsError, Weights, Worker, layout_of, save_module
+from .errors import HipsError, HipsRpcError
+from .worker import Weights, Worker, layout_of, save_module
 
-__all__ = ["HipsError", "Weights", "Worker", "layout_of", "save_module"]
+__all__ = ["HipsError", "HipsRpcError", "Weights", "Worker", "layout_of", "save_module"]

@@ -4,9 +4,12 @@ The same protocol as the C++ worker (docs/protocol.md): heartbeats hold a
 lease at the aggregator, weights arrive by long poll, a gradient travels as
 a client stream of chunks (raw little-endian float32, in layout order), and
 a push whose outcome is unknown is retried, marked as a retry, on the same
-or (failing over) the next aggregator.
+or (failing over) the next aggregator; a worker that failed over moves back
+to its own aggregator once that one answers again. Retries, deadlines,
+failover and argument checks follow the C++ worker (worker/worker.cc);
+retry.py, route.py and checks.py hold its rules.
 """
-import random
+import logging
 import threading
 import time
 
@@ -14,29 +17,49 @@ import grpc
 import numpy as np
 import torch
 
+from . import checks
 from . import hips_pb2 as pb
+from .errors import HipsError, HipsRpcError
+from .retry import Retries, is_retryable
+from .route import Route
 
-_RETRYABLE = {
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL,
-    grpc.StatusCode.UNKNOWN,
-}
+__all__ = ["HipsError", "HipsRpcError", "Weights", "Worker", "layout_of", "save_module"]
+
+_log = logging.getLogger("hips")
+
 _MODES = {pb.MODE_SYNC: "sync", pb.MODE_ASYNC: "async", pb.MODE_SSP: "ssp",
           pb.MODE_FEDAVG: "fedavg"}
-
-
-class HipsError(Exception):
-    """A refusal that retrying does not cure (another model, a bad token...)."""
+# The C++ daemons' channel settings (CreateHipsChannel in
+# services/net/grpc_util.cc): messages up to a 64 MiB chunk and its header;
+# reconnecting within a second after a peer restarts (gRPC's default backoff
+# grows to two minutes, and a call that does not wait for ready, such as the
+# probe of the preferred aggregator, fails at once until then); a connection
+# of each channel's own.
+_CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", (64 << 20) + (1 << 20)),
+    ("grpc.max_send_message_length", (64 << 20) + (1 << 20)),
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.use_local_subchannel_pool", 1),
+]
+# A goodbye (`leaving`) is worth this long at most: it only spares the
+# aggregator's rounds a lease of waiting (the C++ worker's 500 ms).
+_GOODBYE_TIMEOUT_S = 0.5
 
 
 class _Cancelled(grpc.RpcError):
-    """A push this worker cancelled itself (failing over): retried."""
+    """A pull or push this worker cancelled itself, saying why (gRPC's own
+    "Locally cancelled by application!" would not): retried."""
+
+    def __init__(self, why):
+        super().__init__(why)
+        self._why = why
 
     def code(self):
         return grpc.StatusCode.CANCELLED
 
     def details(self):
-        return "cancelled to fail over"
+        return self._why
 
 
 def layout_of(model):
@@ -70,30 +93,85 @@ class Weights:
                 f"training_done={self.training_done})")
 
 
+def _check_options(model, aggregator, worker_id, failover, chunk_bytes, seconds,
+                   heartbeats_per_lease, max_attempts, return_to_preferred):
+    """Refuses a bad argument before anything is dialled: TypeError or
+    ValueError naming it (checks.py). Returns the failover list."""
+    checks.check_type("model", model, (torch.nn.Module,), "a torch.nn.Module")
+    checks.check_address("aggregator", aggregator)
+    failover = checks.check_addresses("failover", failover)
+    checks.check_member_id("worker_id", worker_id)
+    checks.check_chunk_bytes("chunk_bytes", chunk_bytes)
+    for name, value in seconds.items():
+        checks.check_seconds(name, value)
+    if seconds["min_backoff_s"] > seconds["max_backoff_s"]:
+        raise ValueError(f"min_backoff_s ({seconds['min_backoff_s']}) must not exceed "
+                         f"max_backoff_s ({seconds['max_backoff_s']})")
+    # Fewer than two heartbeats per lease and one late heartbeat loses it.
+    checks.check_int_at_least("heartbeats_per_lease", heartbeats_per_lease, 2)
+    if max_attempts is not None:
+        checks.check_int_at_least("max_attempts", max_attempts, 1)
+    checks.check_bool("return_to_preferred", return_to_preferred)
+    return failover
+
+
+def _cluster_token(token, token_file):
+    """The token the worker presents, from `token` or `token_file` (never
+    both: which one would win is a guess), checked as the daemons check
+    theirs; None for none."""
+    if token is not None and token_file is not None:
+        raise ValueError("give token or token_file, not both")
+    if token_file is not None:
+        return checks.read_token_file(token_file)
+    if token is not None:
+        checks.check_token("token", token)
+    return token
+
+
 class Worker:
     """A worker of a hips cluster training `model` (a torch.nn.Module with
     the layout of HQ's --model_file).
 
-    aggregator: "host:port" of its aggregator; failover: more addresses to
-    move to when it stops answering. worker_id: unique in the cluster
-    ([A-Za-z0-9._-]). token / token_file: the cluster token. tls_ca (and
-    tls_cert, tls_key for mutual TLS): PEM files, as the daemons' flags.
+    aggregator: "host:port" (or "unix:PATH") of its own aggregator;
+    failover: more addresses to move to when it stops answering (it moves
+    back once its own answers again, unless return_to_preferred=False).
+    worker_id: unique in the cluster (1 to 128 of [A-Za-z0-9._-]). token /
+    token_file: the cluster token (a token file must be readable by its
+    owner only, as for the daemons' --token_file). tls_ca (and tls_cert,
+    tls_key for mutual TLS): PEM files, as the daemons' flags.
+
+    Deadlines and retries, the C++ worker's defaults (WorkerOptions):
+    long_poll_s: how long a pull waits for new weights before asking again;
+    push_timeout_s: a push's deadline, waiting for a connection included;
+    lease_s: the lease assumed until the aggregator states its own (a
+    heartbeat waits half a lease for its answer); heartbeats_per_lease;
+    min_backoff_s, max_backoff_s: the jittered exponential backoff between
+    attempts; max_attempts: failed attempts in a row of one pull or push
+    before run() raises HipsRpcError (None: retry as long as the worker
+    runs, as the C++ worker does).
+
+    Bad arguments raise TypeError or ValueError naming them. Thread-safety:
+    run(), pull() and push() from one thread; close() from any.
     """
 
     def __init__(self, model, aggregator, worker_id, *, failover=(), token=None, token_file=None,
                  tls_ca=None, tls_cert=None, tls_key=None, chunk_bytes=256 << 10,
-                 long_poll_s=10.0, max_backoff_s=2.0):
-        if not worker_id:
-            raise ValueError("a worker needs a worker_id")
-        if chunk_bytes <= 0 or chunk_bytes % 4:
-            raise ValueError("chunk_bytes must be a positive multiple of 4")
-        if token_file is not None:
-            with open(token_file) as f:
-                token = f.read().strip()
+                 long_poll_s=2.0, push_timeout_s=300.0, lease_s=2.0, heartbeats_per_lease=4,
+                 min_backoff_s=0.05, max_backoff_s=2.0, max_attempts=None,
+                 return_to_preferred=True):
+        failover = _check_options(
+            model, aggregator, worker_id, failover, chunk_bytes,
+            {"long_poll_s": long_poll_s, "push_timeout_s": push_timeout_s, "lease_s": lease_s,
+             "min_backoff_s": min_backoff_s, "max_backoff_s": max_backoff_s},
+            heartbeats_per_lease, max_attempts, return_to_preferred)
+        token = _cluster_token(token, token_file)
+        tls = checks.read_tls_files(tls_ca, tls_cert, tls_key)
         self.model = model
         self.worker_id = worker_id
         self._layout = layout_of(model)
         self._num_floats = sum(t.numel() for _, t, _ in self._layout)
+        if self._num_floats == 0:
+            raise ValueError("model has no parameters or float32 buffers: nothing to train")
         # Reused by every push and pull: no allocation (and no page faults)
         # of a model-sized buffer per step.
         self._flat = np.empty(self._num_floats, dtype="<f4")
@@ -101,35 +179,48 @@ class Worker:
         self._incoming = bytearray(self._num_floats * 4)
         self._chunk_bytes = chunk_bytes
         self._long_poll_s = long_poll_s
+        self._push_timeout_s = push_timeout_s
+        self._heartbeats_per_lease = heartbeats_per_lease
+        self._min_backoff_s = min_backoff_s
         self._max_backoff_s = max_backoff_s
+        self._max_attempts = max_attempts
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
         credentials = None
-        if tls_ca is not None:
-            read = lambda p: open(p, "rb").read() if p else None
-            credentials = grpc.ssl_channel_credentials(read(tls_ca), read(tls_key),
-                                                       read(tls_cert))
+        if tls[0] is not None:
+            credentials = grpc.ssl_channel_credentials(tls[0], tls[2], tls[1])
         self._addresses = [aggregator, *failover]
         self._stubs = [self._stub(a, credentials) for a in self._addresses]
-        self._active = 0
+        self._route = Route(len(self._stubs), return_to_preferred)
         self._incarnation = int(time.time() * 1e6)
         self._sequence = self._incarnation - 1
-        self._lease_s = 2.0
+        self._lease_s = lease_s  # the aggregator's, once it said
         self._weights = None  # Weights of the newest pull
         self._newest_known = -1
         self._last_step = -1
-        self._stop = threading.Event()
-        self._heartbeats = None
-        self._failover = threading.Event()
+        self._lock = threading.Lock()  # guards _running against close()
+        self._running = False
+        self._closed = threading.Event()
         self._in_flight = None  # the pull or push under way, cancelled on failover
+        self._cancelled = (None, "")  # the call _cancel_in_flight cancelled, and why
         self.steps = 0
         self.refused = 0
+
+    @property
+    def switches(self):
+        """Times this worker moved to another aggregator (failing over or
+        moving back)."""
+        return self._route.switches
+
+    @property
+    def aggregator(self):
+        """The address of the aggregator the worker talks to now."""
+        return self._addresses[self._route.active]
 
     # --- the RPCs --------------------------------------------------------
 
     def _stub(self, address, credentials):
-        options = [("grpc.max_receive_message_length", 64 << 20)]
-        channel = (grpc.secure_channel(address, credentials, options) if credentials
-                   else grpc.insecure_channel(address, options))
+        channel = (grpc.secure_channel(address, credentials, _CHANNEL_OPTIONS) if credentials
+                   else grpc.insecure_channel(address, _CHANNEL_OPTIONS))
         prefix = "/hips.v1.Aggregator/"
         return {
             "channel": channel,
@@ -145,52 +236,85 @@ class Worker:
         }
 
     def _heartbeat(self, leaving=False, index=None, timeout=None):
-        stub = self._stubs[self._active if index is None else index]
+        """One heartbeat to aggregator `index` (the active one by default),
+        waiting half a lease for the answer, as the C++ worker's do. One that
+        joins adopts the lease the aggregator states; a `leaving` one (a
+        goodbye, or a probe of the preferred aggregator) does not join."""
+        stub = self._stubs[self._route.active if index is None else index]
         reply = stub["heartbeat"](
             pb.HeartbeatRequest(member_id=self.worker_id, incarnation=self._incarnation,
                                 leaving=leaving),
             timeout=timeout or self._lease_s / 2, metadata=self._metadata)
-        if reply.lease_ms > 0:
+        if reply.lease_ms > 0 and not leaving:
             self._lease_s = reply.lease_ms / 1000
         return reply
 
-    def _heartbeat_loop(self):
-        last_answer = time.monotonic()
-        while not self._stop.wait(self._lease_s / 3):
-            try:
-                self._heartbeat()
-                last_answer = time.monotonic()
-            except grpc.RpcError:
-                if (time.monotonic() - last_answer > self._lease_s and len(self._stubs) > 1
-                        and not self._failover.is_set()):
-                    # A hung aggregator would hold a long poll or a push
-                    # until its deadline: give up on it now.
-                    self._failover.set()
-                    call = self._in_flight
-                    if call is not None:
-                        call.cancel()
-
-    def _maybe_fail_over(self):
-        if not self._failover.is_set():
-            return
-        self._failover.clear()
-        self._active = (self._active + 1) % len(self._stubs)
+    def _answers(self, index, leaving=False, timeout=None):
+        """Whether aggregator `index` answers a heartbeat (see _heartbeat)."""
         try:
-            self._heartbeat()
-        except grpc.RpcError:
-            pass
+            self._heartbeat(leaving=leaving, index=index, timeout=timeout)
+            return True
+        except (grpc.RpcError, ValueError):  # ValueError: its channel was closed
+            return False
+
+    def _heartbeat_loop(self, stop):
+        """Holds the lease at the aggregator the worker is on, gives that
+        one up after a lease of silence (cancelling the call in flight, so
+        that a hung aggregator does not hold a long poll or a push until its
+        deadline), and probes the preferred one while away (route.py)."""
+        route = self._route
+        route.begin(time.monotonic())
+        while not stop.wait(self._lease_s / self._heartbeats_per_lease):
+            now, lease_s = time.monotonic(), self._lease_s
+            index = route.watch(now, lease_s)
+            if route.heartbeat_result(index, self._answers(index), now, lease_s):
+                self._cancel_in_flight(f"given up: the aggregator has not answered a heartbeat "
+                                       f"for a lease ({lease_s:g} s)")
+            if route.probe_due(now, lease_s):
+                route.probe_result(self._answers(0, leaving=True, timeout=lease_s / 2))
+
+    def _cancel_in_flight(self, why):
+        call = self._in_flight
+        if call is not None:
+            self._cancelled = (call, why)
+            call.cancel()
+
+    def _raise_if_cancelled(self, call):
+        """Raises _Cancelled saying why, if this worker cancelled `call`."""
+        cancelled, why = self._cancelled
+        if cancelled is call:
+            raise _Cancelled(why) from None
+
+    def _maybe_switch(self):
+        """Makes the move the heartbeat thread asked for, between steps or
+        between the attempts of a push: to the next aggregator (failing
+        over) or back to the preferred one, first saying `leaving` to the
+        one it leaves so that its rounds stop waiting for this worker. Joins
+        the new one at once."""
+        move = self._route.next_move()
+        if move is None:
+            return
+        _log.warning("%s: moving from aggregator %s to %s (%s)", self.worker_id,
+                     self._addresses[move.source], self._addresses[move.target],
+                     "back to its own" if move.leave else "failing over")
+        if move.leave:
+            self._answers(move.source, leaving=True, timeout=_GOODBYE_TIMEOUT_S)
+        self._answers(move.target)
 
     def pull(self, min_version=0, timeout=None, no_wait=False):
         """Waits (long poll, up to `timeout` seconds) for weights of at least
         `min_version` and loads them into the model (parameters and float
         buffers). Returns their Weights; raises grpc.RpcError with
         DEADLINE_EXCEEDED when none came in time, HipsError when the cluster
-        trains another model."""
+        trains another model. `timeout` defaults to long_poll_s; as the C++
+        worker's, the pull waits for a connection within it (wait for ready)
+        rather than fail at once while the aggregator (re)starts."""
         request = pb.PullWeightsRequest(
             requester_id=self.worker_id, min_version=min_version, no_wait=no_wait,
             incarnation=self._weights.incarnation if self._weights else 0)
-        stream = self._stubs[self._active]["pull"](
-            request, timeout=timeout or self._long_poll_s, metadata=self._metadata)
+        stream = self._stubs[self._route.active]["pull"](
+            request, timeout=timeout or self._long_poll_s, metadata=self._metadata,
+            wait_for_ready=True)
         self._in_flight = stream
         header, received = None, 0
         incoming = memoryview(self._incoming)
@@ -204,6 +328,9 @@ class Worker:
                                     f"{self._num_floats}")
                 incoming[received:received + len(chunk.data)] = chunk.data
                 received += len(chunk.data)
+        except grpc.RpcError:
+            self._raise_if_cancelled(stream)
+            raise
         finally:
             self._in_flight = None
         if header is None:
@@ -258,7 +385,9 @@ class Worker:
         """Sends the model's gradient (the mean over `num_samples` examples,
         as loss.backward() of a mean loss leaves it) computed on the weights
         of the newest pull; `loss_sum` is the batch's summed loss. Returns
-        the PushAck; raises grpc.RpcError if the aggregator refused it."""
+        the PushAck; raises grpc.RpcError if the aggregator refused it or
+        no acknowledgement came within push_timeout_s (waiting for a
+        connection included, as the C++ worker's push)."""
         if self._weights is None:
             raise HipsError("push before the first pull: no version to compute on")
         if not retry:
@@ -276,22 +405,23 @@ class Worker:
             for at in range(step_bytes, len(data), step_bytes):
                 yield pb.GradientChunk(data=data[at:at + step_bytes].tobytes())
 
-        call = self._stubs[self._active]["push"].future(
-            chunks(), timeout=max(30.0, 4 * self._lease_s), metadata=self._metadata)
+        call = self._stubs[self._route.active]["push"].future(
+            chunks(), timeout=self._push_timeout_s, metadata=self._metadata, wait_for_ready=True)
         self._in_flight = call
         try:
             ack = call.result()
         except grpc.FutureCancelledError:
-            raise _Cancelled() from None
+            self._raise_if_cancelled(call)
+            raise _Cancelled("cancelled") from None
+        except grpc.RpcError:
+            self._raise_if_cancelled(call)
+            raise
         finally:
             self._in_flight = None
         self._newest_known = max(self._newest_known, ack.newest_version)
         return ack
 
     # --- the whole loop --------------------------------------------------
-
-    def _backoff(self, attempt):
-        return random.uniform(0, min(self._max_backoff_s, 0.05 * 2 ** attempt))
 
     def _next_weights(self):
         """The weights the next gradient is computed on, as the C++ worker
@@ -313,86 +443,149 @@ class Worker:
         return self.pull(max(w.version + 1, freshest_useful))
 
     def run(self, loader, loss_fn, max_steps=None):
-        """Trains until HQ says training is done (or `max_steps`): pulls
-        weights as the mode asks, computes loss_fn(model(x), y) in train
-        mode on the next (x, y) of `loader` (cycled), pushes the gradient,
-        retrying and failing over as the C++ worker does. `loss_fn` returns
-        the batch's MEAN loss. Returns the number of gradients pushed."""
+        """Trains until HQ says training is done (or `max_steps`, or
+        close()): pulls weights as the mode asks, computes
+        loss_fn(model(x), y) in train mode on the next (x, y) of `loader`
+        (cycled), pushes the gradient, retrying, failing over and moving
+        back as the C++ worker does. `loss_fn` returns the batch's MEAN
+        loss. Returns the number of gradients computed (pushed or refused).
+
+        Raises HipsRpcError for a pull refused for good (a wrong token...)
+        or a pull or push that failed max_attempts times in a row, HipsError
+        for weights of another model or a mode this worker lacks."""
+        if not callable(loss_fn):
+            raise TypeError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        if max_steps is not None:
+            checks.check_int_at_least("max_steps", max_steps, 0)
+        with self._lock:
+            if self._closed.is_set():
+                raise HipsError("run() on a closed worker")
+            self._running = True
+        stop_heartbeats = threading.Event()
+        heartbeats = threading.Thread(target=self._heartbeat_loop, args=(stop_heartbeats,),
+                                      daemon=True)
         try:
-            joined = self._heartbeat()
-            if self.worker_id in joined.data_positions:
-                # A restarted worker: its step numbers go on where HQ saw them.
-                self._last_step = max(self._last_step, joined.data_positions[self.worker_id] - 1)
-        except grpc.RpcError:
-            pass
-        self._heartbeats = threading.Thread(target=self._heartbeat_loop, daemon=True)
-        self._heartbeats.start()
-        batches = iter(loader)
-        attempt = 0
-        try:
-            while max_steps is None or self.steps < max_steps:
-                self._maybe_fail_over()
-                try:
-                    w = self._next_weights()
-                except grpc.RpcError as e:
-                    if e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                        continue
-                    if e.code() not in _RETRYABLE:
-                        raise HipsError(f"pulling weights: {e.code().name}: {e.details()}")
-                    time.sleep(self._backoff(attempt))
-                    attempt += 1
-                    continue
-                attempt = 0
-                if w.training_done:
-                    break
-                if w.mode not in ("sync", "async", "ssp"):
-                    # fedavg's local steps and delta pushes are the C++
-                    # worker's (docs/wan.md); a gradient here would be
-                    # applied as a delta.
-                    raise HipsError(f"the cluster trains in mode {w.mode}, which this Python "
-                                    "worker does not implement (use hips-worker, or sync, "
-                                    "async or ssp)")
-                try:
-                    x, y = next(batches)
-                except StopIteration:
-                    batches = iter(loader)
-                    x, y = next(batches)
-                step = (max(w.version, self._last_step + 1) if w.mode == "sync"
-                        else self._last_step + 1)
-                self.model.train()
-                for p in self.model.parameters():
-                    p.grad = None
-                loss = loss_fn(self.model(x), y)
-                loss.backward()
-                self._push_with_retry(len(x), float(loss) * len(x), step)
-                self._last_step = step
-                self.steps += 1
+            self._join()
+            heartbeats.start()
+            self._loop(iter(loader), loader, loss_fn, max_steps)
         finally:
-            self._stop.set()
-            self._heartbeats.join()
-            try:
-                self._heartbeat(leaving=True, timeout=0.5)
-            except grpc.RpcError:
-                pass
+            # No heartbeat after the goodbye: it would join the aggregator again.
+            stop_heartbeats.set()
+            if heartbeats.is_alive():
+                heartbeats.join()
+            # Leave at once rather than hold up the aggregator's rounds for a lease.
+            self._answers(self._route.active, leaving=True, timeout=_GOODBYE_TIMEOUT_S)
+            self._finish_running()
         return self.steps
 
+    def _join(self):
+        """Joins the aggregator; a restarted worker's step numbers go on
+        where HQ last saw them. Not answering is no error here: the pulls
+        that follow wait for the aggregator, and retry."""
+        try:
+            joined = self._heartbeat()
+        except (grpc.RpcError, ValueError):
+            return
+        if self.worker_id in joined.data_positions:
+            self._last_step = max(self._last_step, joined.data_positions[self.worker_id] - 1)
+
+    def _loop(self, batches, loader, loss_fn, max_steps):
+        """run()'s steps, each between two chances to move (_maybe_switch)."""
+        pulls = self._retries()
+        while (max_steps is None or self.steps < max_steps) and not self._closed.is_set():
+            self._maybe_switch()
+            w = self._weights_or_none(pulls)
+            if w is None:
+                continue
+            if w.training_done:
+                return
+            if w.mode not in ("sync", "async", "ssp"):
+                # fedavg's local steps and delta pushes are the C++
+                # worker's (docs/wan.md); a gradient here would be
+                # applied as a delta.
+                raise HipsError(f"the cluster trains in mode {w.mode}, which this Python "
+                                "worker does not implement (use hips-worker, or sync, "
+                                "async or ssp)")
+            try:
+                x, y = next(batches)
+            except StopIteration:
+                batches = iter(loader)
+                x, y = next(batches)
+            step = (max(w.version, self._last_step + 1) if w.mode == "sync"
+                    else self._last_step + 1)
+            self.model.train()
+            for p in self.model.parameters():
+                p.grad = None
+            loss = loss_fn(self.model(x), y)
+            loss.backward()
+            if not self._push_with_retry(len(x), float(loss) * len(x), step):
+                return  # closed meanwhile
+            self._last_step = step
+            self.steps += 1
+
+    def _retries(self):
+        return Retries(self._min_backoff_s, self._max_backoff_s, self._max_attempts)
+
+    def _weights_or_none(self, pulls):
+        """The next weights to compute on, or None to go round again: the
+        long poll ran out (no failure: a round can take longer), or a
+        retryable failure, after its backoff. Raises HipsRpcError when the
+        failure is final or max_attempts pulls failed in a row."""
+        try:
+            w = self._next_weights()
+        except grpc.RpcError as e:
+            if self._closed.is_set() or e.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return None
+            self._closed.wait(pulls.failed("PullWeights", e, self.aggregator))
+            return None
+        pulls.succeeded()
+        return w
+
     def _push_with_retry(self, num_samples, loss_sum, step):
-        retry, attempt = False, 0
-        while True:
+        """Pushes the gradient until an aggregator answers. A refusal is
+        final: the aggregator counted it, the worker counts it in
+        `refused` and moves on. An unknown outcome (a broken stream, a
+        deadline, a failover) is retried with backoff, marked as a retry
+        (HQ applies it at most once), wherever the worker is by then; with
+        a failover pending, at once. False if the worker was closed."""
+        pushes = self._retries()
+        retry = False
+        while not self._closed.is_set():
             try:
                 self.push(num_samples, loss_sum, step=step, retry=retry)
-                return
+                return True
             except grpc.RpcError as e:
-                if e.code() not in _RETRYABLE:
-                    self.refused += 1  # counted by the aggregator; move on
-                    return
+                if self._closed.is_set():
+                    break
+                if not is_retryable(e.code()):
+                    self.refused += 1
+                    return True
+                wait = pushes.failed("PushGradient", e, self.aggregator)
                 # The outcome is unknown: every further attempt says so.
                 retry = True
-                time.sleep(self._backoff(attempt))
-                attempt += 1
-                self._maybe_fail_over()
+                if not self._route.failing_over and self._closed.wait(wait):
+                    break
+                self._maybe_switch()
+        return False
 
     def close(self):
-        self._stop.set()
+        """Closes the worker's channels. From another thread while run()
+        runs, it also stops run(): the call in flight is cancelled, run()
+        says goodbye to the aggregator and returns, and closes them."""
+        with self._lock:
+            self._closed.set()
+            running = self._running
+        self._cancel_in_flight("the worker was closed")
+        if not running:
+            self._close_channels()
+
+    def _finish_running(self):
+        with self._lock:
+            self._running = False
+            closed = self._closed.is_set()
+        if closed:
+            self._close_channels()
+
+    def _close_channels(self):
         for stub in self._stubs:
             stub["channel"].close()

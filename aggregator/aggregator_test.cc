@@ -1,10 +1,7 @@
 #include "aggregator/aggregator.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
@@ -19,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "services/numeric/fedavg.h"
 #include "services/rounds/fedavg_policy.h"
+#include "services/testing/resident_memory.h"
 #include "services/time/clock.h"
 
 namespace hips {
@@ -211,14 +209,6 @@ TEST(AggregatorTest, ItsCountersNameWhomTheOpenRoundWaitsForAndSinceWhen) {
   EXPECT_EQ(round.members, (std::vector<std::string>{"w0", "w2"}));
   EXPECT_DOUBLE_EQ(round.waited_s, 1.5);
   agg.Shutdown();
-}
-
-// Resident memory of this process, in MiB (for the soak's record).
-double ResidentMiB() {
-  std::ifstream statm("/proc/self/statm");
-  long pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
 }
 
 // Bounded state (docs/faults.md): 100,000 distinct workers, one a

@@ -1,12 +1,9 @@
 #include "hq/parameter_server.h"
 
-#include <unistd.h>
-
 #include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <deque>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -17,6 +14,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "hq/testing/fake_sgd.h"
+#include "services/testing/resident_memory.h"
 #include "services/testing/wait_for.h"
 #include "services/time/clock.h"
 
@@ -885,14 +883,6 @@ TEST_F(ParameterServerTest, EveryRefusalSettlesItsRound) {
   EXPECT_EQ(ps->LatestWeights()->weights, before);
   ExpectAccountingHolds(ps->status());
   EXPECT_EQ(ps->status().diverged_version, -1);
-}
-
-// Resident memory of this process, in MiB (for the soak's record).
-double ResidentMiB() {
-  std::ifstream statm("/proc/self/statm");
-  long pages = 0, resident = 0;
-  statm >> pages >> resident;
-  return static_cast<double>(resident) * static_cast<double>(sysconf(_SC_PAGESIZE)) / (1 << 20);
 }
 
 // Bounded state (docs/faults.md): 100,000 distinct workers, one a

@@ -7,17 +7,13 @@
 #include "absl/strings/str_cat.h"
 
 namespace hips {
-namespace {
 
-// SplitMix64 finalizer: spreads nearby seeds far apart.
-uint64_t Mix(uint64_t x) {
+uint64_t SplitMix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
   x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
   x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
   return x ^ (x >> 31);
 }
-
-}  // namespace
 
 absl::StatusOr<ShardSampler> ShardSampler::Create(int64_t num_examples, int worker_index,
                                                   int num_workers, int64_t batch_size,
@@ -45,8 +41,8 @@ std::vector<int64_t> ShardSampler::Batch(int64_t step) {
     order_ = shard_;
     // Fisher-Yates with an explicit draw, so the order is the same with every
     // standard library.
-    std::mt19937_64 rng(
-        Mix(seed_ ^ Mix(static_cast<uint64_t>(worker_index_) ^ Mix(static_cast<uint64_t>(epoch)))));
+    std::mt19937_64 rng(SplitMix64(seed_ ^ SplitMix64(static_cast<uint64_t>(worker_index_) ^
+                                                      SplitMix64(static_cast<uint64_t>(epoch)))));
     for (size_t i = order_.size() - 1; i > 0; --i) {
       std::swap(order_[i], order_[rng() % (i + 1)]);
     }

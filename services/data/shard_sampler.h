@@ -15,6 +15,10 @@ namespace hips {
 // depends only on the constructor arguments and s, so a restarted worker or the
 // single-process reference can recompute any worker's batch of any step.
 // Not thread-safe (it caches the current epoch's order).
+// The SplitMix64 finalizer: spreads nearby seeds far apart (the data
+// order's, and each step's random draws: StepSeed).
+uint64_t SplitMix64(uint64_t x);
+
 class ShardSampler {
  public:
   // INVALID_ARGUMENT unless 0 <= worker_index < num_workers and

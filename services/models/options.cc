@@ -5,21 +5,11 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "services/data/shard_sampler.h"
 #include "services/models/model.h"
 #include "services/models/optimizer.h"
 
 namespace hips {
-
-namespace {
-
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
-
-}  // namespace
 
 uint64_t StepSeed(uint64_t seed, absl::string_view member, int64_t step) {
   uint64_t id = 0xcbf29ce484222325ull;  // FNV-1a, stable across builds

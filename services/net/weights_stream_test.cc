@@ -403,28 +403,46 @@ TEST_F(ServePullWeightsTest, ACallerThatGivesUpEndsItsLongPoll) {
   EXPECT_TRUE(absl::IsCancelled(got.status())) << got.status();
 }
 
-// Over the wire: a caller holding the previous version gets the delta, and
-// ends with the chain's weights bit for bit; any other gets them whole; at
-// a resync everyone holds exactly HQ's weights.
-TEST(ChainWeightsStreamTest, DeltasReachTheChainsWeightsAndResyncsHqsExactly) {
-  ChainHq hq;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<grpc::Server> server = Serve(&hq, &channel);
-  grpc::GenericStub stub(channel);
-  CallRegistry calls;
-  auto pull = [&](int64_t min_version, std::shared_ptr<const WeightsSnapshot> held) {
+// HQ's chain served over gRPC, and a caller of its PullWeights.
+class ChainWeightsStreamTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::shared_ptr<grpc::Channel> channel;
+    server_ = Serve(&hq, &channel);
+    stub_ = std::make_unique<grpc::GenericStub>(channel);
+  }
+  void TearDown() override {
+    hq.board.Shutdown();
+    server_->Shutdown();
+  }
+  absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> pull(
+      int64_t min_version, std::shared_ptr<const WeightsSnapshot> held) {
     const int64_t incarnation = held == nullptr ? 0 : held->incarnation;
-    return PullWeightsFrom(&stub, method::kHqPullWeights, &calls, "", "test", min_version,
+    return PullWeightsFrom(stub_.get(), method::kHqPullWeights, &calls_, "", "test", min_version,
                            absl::Now() + absl::Seconds(30), false, incarnation, std::move(held));
-  };
-  auto hq_weights = [](int64_t version) {
+  }
+  // HQ's weights of `version` (of incarnation 9).
+  static std::shared_ptr<const WeightsSnapshot> hq_weights(int64_t version) {
     auto s = std::make_shared<WeightsSnapshot>();
     s->version = version;
     s->incarnation = 9;
     s->layout = *ModelLayout::Create({{"w", {5}}});
     for (int i = 0; i < 5; ++i) s->weights.push_back(1.0f + 0.0123f * version * (i + 1));
-    return std::shared_ptr<const WeightsSnapshot>(s);
-  };
+    return s;
+  }
+
+  ChainHq hq;
+
+ private:
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::GenericStub> stub_;
+  CallRegistry calls_;
+};
+
+// Over the wire: a caller holding the previous version gets the delta, and
+// ends with the chain's weights bit for bit; any other gets them whole; at
+// a resync everyone holds exactly HQ's weights.
+TEST_F(ChainWeightsStreamTest, DeltasReachTheChainsWeightsAndResyncsHqsExactly) {
   hq.board.Publish(hq_weights(0));
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> held = pull(0, nullptr);
   ASSERT_TRUE(held.ok()) << held.status();
@@ -457,33 +475,13 @@ TEST(ChainWeightsStreamTest, DeltasReachTheChainsWeightsAndResyncsHqsExactly) {
   EXPECT_EQ(c.deltas_sent, 3);         // versions 1, 2 and 4 to the caller holding the one before
   EXPECT_EQ(c.whole_sent, 1 + 4 + 1);  // version 0, the joining caller's four, the resync
   EXPECT_EQ(c.resyncs, 2);             // versions 0 and 3
-  hq.board.Shutdown();
-  server->Shutdown();
 }
 
 // A caller whose held weights are not the chain's (one float altered): the
 // delta's checksum does not match what it rebuilt, and it asks for the
 // weights whole, in the same call, instead of drifting until the next
 // resync.
-TEST(ChainWeightsStreamTest, RebuiltWeightsThatDoNotMatchAreAskedForWhole) {
-  ChainHq hq;
-  std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<grpc::Server> server = Serve(&hq, &channel);
-  grpc::GenericStub stub(channel);
-  CallRegistry calls;
-  auto pull = [&](int64_t min_version, std::shared_ptr<const WeightsSnapshot> held) {
-    const int64_t incarnation = held == nullptr ? 0 : held->incarnation;
-    return PullWeightsFrom(&stub, method::kHqPullWeights, &calls, "", "test", min_version,
-                           absl::Now() + absl::Seconds(30), false, incarnation, std::move(held));
-  };
-  auto hq_weights = [](int64_t version) {
-    auto s = std::make_shared<WeightsSnapshot>();
-    s->version = version;
-    s->incarnation = 9;
-    s->layout = *ModelLayout::Create({{"w", {5}}});
-    for (int i = 0; i < 5; ++i) s->weights.push_back(1.0f + 0.0123f * version * (i + 1));
-    return std::shared_ptr<const WeightsSnapshot>(s);
-  };
+TEST_F(ChainWeightsStreamTest, RebuiltWeightsThatDoNotMatchAreAskedForWhole) {
   hq.board.Publish(hq_weights(0));
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> held = pull(0, nullptr);
   ASSERT_TRUE(held.ok()) << held.status();
@@ -513,8 +511,6 @@ TEST(ChainWeightsStreamTest, RebuiltWeightsThatDoNotMatchAreAskedForWhole) {
   held = pull(4, *held);
   ASSERT_TRUE(held.ok()) << held.status();
   EXPECT_EQ(hq.encoder.counters().deltas_sent, 3);
-  hq.board.Shutdown();
-  server->Shutdown();
 }
 
 }  // namespace

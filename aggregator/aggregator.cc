@@ -155,6 +155,16 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
 }
 
 absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push, absl::Time now) {
+  if (push.hq_incarnation != 0 && incarnation_ != 0 && push.hq_incarnation != incarnation_) {
+    // HQ restarted since: its versions after the checkpoint it resumed from
+    // are another line of weights than those the gradient was computed on.
+    return Drop(DropReason::kHqRestarted,
+                absl::FailedPreconditionError(
+                    absl::StrCat("computed on weights of HQ incarnation ", push.hq_incarnation,
+                                 "; HQ restarted since (incarnation ", incarnation_,
+                                 "): compute it again on the new weights")),
+                push.sender, push.version);
+  }
   const Contribution c = ContributionOf(push);
   // Every gradient goes into an accumulator (round, batch or alone), whose
   // Add checks the values in the read it makes anyway.
@@ -254,6 +264,7 @@ void Aggregator::Emit(RoundOutput o) {
 }
 
 void Aggregator::Queue(AggregatePush out) {
+  out.hq_incarnation = incarnation_;
   out.non_finite_workers.assign(non_finite_unreported_.begin(), non_finite_unreported_.end());
   non_finite_unreported_.clear();
   queue_.Push(std::move(out));

@@ -271,6 +271,39 @@ TEST(AggregatorTest, ASoakOf100000WorkersThatComeAndGoKeepsItsTablesBounded) {
   agg.Shutdown();
 }
 
+// A gradient computed on weights of another HQ incarnation (HQ restarted
+// since: its versions after the checkpoint are another line) is refused,
+// never summed; aggregates say which incarnation they were computed for.
+TEST(AggregatorTest, AGradientOfAnotherHqIncarnationIsRefused) {
+  Aggregator agg(Local(1));
+  auto weights = std::make_shared<WeightsSnapshot>(*AsyncWeights(7, 1));
+  weights->incarnation = 42;
+  agg.PublishWeights(weights);
+  GradientPush old_line = Push("w0", 7, {1}, 1);
+  old_line.hq_incarnation = 41;
+  const absl::Status refused = agg.AcceptGradient(old_line).status();
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused)) << refused;
+  EXPECT_THAT(std::string(refused.message()), ::testing::HasSubstr("HQ restarted since"));
+  EXPECT_EQ(agg.counters().gradients_dropped.at("hq_restarted"), 1);
+  GradientPush current = Push("w0", 7, {2}, 1);
+  current.hq_incarnation = 42;
+  ASSERT_TRUE(agg.AcceptGradient(current).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(2));
+  EXPECT_EQ(out->hq_incarnation, 42);
+  agg.ReportForwarded(*out, PushResult{7, false, 8});
+  GradientPush unsaid = Push("w0", 7, {3}, 1);  // (0: not said, as older workers)
+  unsaid.sequence = 0;
+  ASSERT_TRUE(agg.AcceptGradient(unsaid).ok());
+  out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(3));
+  agg.ReportForwarded(*out, PushResult{7, false, 8});
+  ExpectAccountingHolds(agg.counters());
+  agg.Shutdown();
+}
+
 TEST(AggregatorTest, AnAsyncAggregatorReportsANonFiniteGradientAtOnce) {
   Aggregator agg(Local(2));
   agg.PublishWeights(AsyncWeights(7, 2));

@@ -161,6 +161,12 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
     PublishMembership();
   }
   if (ledger_.Look(a.aggregator, a.sequence) != PushLedger::Seen::kNew) return Duplicate(a);
+  if (a.hq_incarnation != 0 && a.hq_incarnation != incarnation_) {
+    return Drop(a, DropReason::kHqRestarted,
+                absl::FailedPreconditionError(absl::StrCat(
+                    "aggregate of weights of HQ incarnation ", a.hq_incarnation,
+                    "; this HQ is incarnation ", incarnation_, " (it restarted since)")));
+  }
   if (std::optional<std::string> why = MayRepeatForgotten(a)) {
     return Drop(a, DropReason::kStaleVersion, absl::FailedPreconditionError(*why));
   }

@@ -820,6 +820,25 @@ TEST_F(ParameterServerTest, AfterARollbackWhatWasComputedOnTheOldLineIsRefused) 
   EXPECT_EQ(ps->status().gradients_applied, applied + 1);
 }
 
+// An aggregate of another HQ incarnation's weights (sent before HQ
+// restarted) is refused: the versions after the checkpoint HQ resumed from
+// are another line.
+TEST_F(ParameterServerTest, AnAggregateOfAnotherHqIncarnationIsRefused) {
+  ParameterServerOptions o = AsyncOptions(Mode::kAsync);
+  o.incarnation = 500;
+  auto ps = MakeWith(o);
+  AggregatePush old_line = Listed("a0", 0, 1, {{"w0", 1}});
+  old_line.hq_incarnation = 499;
+  absl::StatusOr<PushResult> refused = ps->AcceptAggregate(old_line);
+  EXPECT_TRUE(absl::IsFailedPrecondition(refused.status())) << refused.status();
+  EXPECT_EQ(ps->status().aggregates_dropped.at("hq_restarted"), 1);
+  EXPECT_EQ(ps->LatestWeights()->version, 0);
+  AggregatePush current = Listed("a0", 0, 2, {{"w0", 2}});
+  current.hq_incarnation = 500;
+  ASSERT_TRUE(ps->AcceptAggregate(current).ok());
+  EXPECT_EQ(ps->LatestWeights()->version, 1);
+}
+
 // Every class of refusal ends its aggregator's part of the round: the
 // version moves on without waiting for an aggregate that will not come.
 TEST_F(ParameterServerTest, EveryRefusalSettlesItsRound) {

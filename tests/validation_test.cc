@@ -245,6 +245,8 @@ TEST_F(ValidationTest, HqRefusesEveryMalformedAggregateAndKeepsItsWeights) {
        }},
       {{"a negative sequence", grpc::INVALID_ARGUMENT, "sequence"},
        [&](auto* c) { header(c)->set_sequence(-1); }},
+      {{"a negative HQ incarnation", grpc::INVALID_ARGUMENT, "hq_incarnation"},
+       [&](auto* c) { header(c)->set_hq_incarnation(-1); }},
       {{"a non-finite loss", grpc::INVALID_ARGUMENT, "loss_sum"},
        [&](auto* c) { header(c)->set_loss_sum(std::numeric_limits<double>::infinity()); }},
       {{"a NaN value", grpc::INVALID_ARGUMENT, "data: non-finite"},
@@ -320,6 +322,8 @@ TEST_F(ValidationTest, AnAggregatorRefusesEveryMalformedGradient) {
        [&](auto* c) { header(c)->set_edge_round(1000); }},
       {{"a negative version", grpc::INVALID_ARGUMENT, "version"},
        [&](auto* c) { header(c)->set_version(-1); }},
+      {{"a negative HQ incarnation", grpc::INVALID_ARGUMENT, "hq_incarnation"},
+       [&](auto* c) { header(c)->set_hq_incarnation(-1); }},
       {{"an infinite value", grpc::INVALID_ARGUMENT, "data: non-finite"},
        [&](auto* c) {
          (*c)[0].set_data(Bytes({1, INFINITY, 1, 1}));

@@ -321,6 +321,7 @@ absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
   absl::StatusOr<double> loss_sum = Gradient(step, absl::MakeSpan(push_.gradient), &samples);
   if (!loss_sum.ok()) return loss_sum.status();
   Seal(w.version, samples, *loss_sum, step);
+  push_.hq_incarnation = w.incarnation;
   return absl::OkStatus();
 }
 
@@ -354,6 +355,7 @@ absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
   trainer_->DeltaInto(absl::MakeSpan(push_.gradient));
   last_loss_.store(loss_sum / static_cast<double>(samples));
   Seal(w.version, samples, loss_sum, last_step_);
+  push_.hq_incarnation = w.incarnation;
   push_.edge_round = w.edge_round;
   return true;
 }

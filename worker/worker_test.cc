@@ -228,6 +228,7 @@ TEST_F(WorkerTest, ARestartedWorkerContinuesItsDataWhereHqSaysItWas) {
   Start();
   ASSERT_TRUE(first_.WaitForPushes(2, kWait));
   EXPECT_EQ(first_.pushes()[0].step, 5);
+  EXPECT_EQ(first_.pushes()[0].hq_incarnation, 1);  // the weights' (Weights())
   EXPECT_EQ(first_.pushes()[1].step, 6);
   EXPECT_EQ(first_.pushes()[0].gradient[0], Expected(5, 0));
 }

@@ -178,6 +178,7 @@ absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
   }
   if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
   if (h.step() < 0) return absl::InvalidArgumentError("step must be >= 0");
+  if (h.hq_incarnation() < 0) return absl::InvalidArgumentError("hq_incarnation must be >= 0");
   if (h.edge_round() < 0 || h.edge_round() >= kMaxEdgeRounds) {
     return absl::InvalidArgumentError(
         absl::StrCat("edge_round must be in [0, ", kMaxEdgeRounds, "), got ", h.edge_round()));
@@ -193,14 +194,15 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
     return e.status();
   }
   if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
+  if (h.hq_incarnation() < 0) return absl::InvalidArgumentError("hq_incarnation must be >= 0");
   if (h.edge_pushes() < 0 || h.edge_pushes() > kMaxContributors * kMaxEdgeRounds) {
     return absl::InvalidArgumentError(absl::StrCat("edge_pushes must be in [0, ",
                                                    kMaxContributors * kMaxEdgeRounds, "], got ",
                                                    h.edge_pushes()));
   }
   if (h.non_finite_workers_size() > kMaxContributors) {
-    return absl::InvalidArgumentError(absl::StrCat("non_finite_workers lists more than ",
-                                                   kMaxContributors, " workers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("non_finite_workers lists more than ", kMaxContributors, " workers"));
   }
   absl::flat_hash_set<absl::string_view> non_finite;
   for (const std::string& w : h.non_finite_workers()) {
@@ -278,6 +280,7 @@ v1::GradientHeader GradientHeaderOf(const GradientPush& g) {
   h.set_retry(g.retry);
   h.set_step(g.step);
   h.set_edge_round(g.edge_round);
+  h.set_hq_incarnation(g.hq_incarnation);
   h.set_encoding(EncodingToProto(g.encoded.encoding));
   h.set_nonzeros(g.encoded.nonzeros);
   return h;
@@ -293,6 +296,7 @@ GradientPush GradientPushOf(const v1::GradientHeader& h) {
   push.retry = h.retry();
   push.step = h.step();
   push.edge_round = h.edge_round();
+  push.hq_incarnation = h.hq_incarnation();
   return push;
 }
 
@@ -319,6 +323,7 @@ v1::AggregateHeader AggregateHeaderOf(const AggregatePush& a) {
   }
   h.set_single(a.single);
   h.set_edge_pushes(a.edge_pushes);
+  h.set_hq_incarnation(a.hq_incarnation);
   for (const std::string& w : a.non_finite_workers) h.add_non_finite_workers(w);
   h.set_encoding(EncodingToProto(a.encoded.encoding));
   h.set_nonzeros(a.encoded.nonzeros);
@@ -342,6 +347,7 @@ AggregatePush AggregatePushOf(const v1::AggregateHeader& h) {
   a.single = h.single();
   a.non_finite_workers.assign(h.non_finite_workers().begin(), h.non_finite_workers().end());
   a.edge_pushes = h.edge_pushes();
+  a.hq_incarnation = h.hq_incarnation();
   return a;
 }
 

@@ -70,6 +70,9 @@ struct GradientPush {
   // fedavg with edge rounds: the edge round of the weights it was computed
   // on (WeightsSnapshot::edge_round).
   int64_t edge_round = 0;
+  // HQ's incarnation of those weights (0: not said): one of another
+  // incarnation belongs to another line of weights and is refused.
+  int64_t hq_incarnation = 0;
   // The gradient: the sender's dense buffer (and, on a compressed hop, its
   // encoding), or on the receiving side (with `gradient` empty) the
   // stream's pieces.
@@ -97,7 +100,8 @@ struct AggregatePush {
   int64_t total_samples = 0;
   int64_t contributors = 0;
   double loss_sum = 0.0;
-  int64_t sequence = 0;  // as GradientPush::sequence
+  int64_t hq_incarnation = 0;  // as GradientPush::hq_incarnation
+  int64_t sequence = 0;        // as GradientPush::sequence
   // Coalesced gradients of several versions: contributors per version
   // (`version` is the oldest). Empty: all computed on `version`.
   std::map<int64_t, int64_t> contributor_versions;

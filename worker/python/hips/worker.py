@@ -397,7 +397,8 @@ class Worker:
         header = pb.GradientHeader(
             sender_id=self.worker_id, version=self._weights.version, sample_count=num_samples,
             loss_sum=loss_sum, num_floats=self._num_floats, sequence=self._sequence, retry=retry,
-            step=self._last_step + 1 if step is None else step)
+            step=self._last_step + 1 if step is None else step,
+            hq_incarnation=self._weights.incarnation)
 
         def chunks():
             step_bytes = self._chunk_bytes

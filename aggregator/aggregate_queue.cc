@@ -11,7 +11,7 @@ AggregateQueue::AggregateQueue(std::string aggregator, int max_queued,
     : aggregator_(std::move(aggregator)),
       max_queued_(max_queued),
       compression_(compression),
-      next_sequence_(FirstSequenceNumber()) {}
+      incarnation_(NewIncarnation()) {}
 
 void AggregateQueue::Reset(size_t num_floats, std::vector<FloatRange> values_ranges) {
   absl::MutexLock lock(&encode_mu_);
@@ -23,6 +23,7 @@ void AggregateQueue::Reset(size_t num_floats, std::vector<FloatRange> values_ran
 
 void AggregateQueue::Push(AggregatePush aggregate) {
   aggregate.aggregator = aggregator_;
+  aggregate.incarnation = incarnation_;
   aggregate.sequence = next_sequence_++;
   queued_.push_back(std::move(aggregate));
 }

@@ -16,8 +16,8 @@
 namespace hips {
 
 // The aggregates an aggregator has closed and not yet handed to its link to
-// HQ, oldest first: each numbered as it is queued (the aggregator's own
-// sequence, from its start time, so that HQ's ledger tells a repeat), at
+// HQ, oldest first: each numbered as it is queued (1, 2, 3... of the
+// aggregator's own incarnation, so that HQ's ledger tells a repeat), at
 // most `max_queued` before new pushes wait (backpressure). On a compressed
 // hop each is encoded as it leaves, with the hop's error-feedback state.
 // Not thread-safe, but for Reset and Encode (their own lock): the owner
@@ -50,7 +50,8 @@ class AggregateQueue {
   const int max_queued_;
   const CompressionOptions compression_;
   std::deque<AggregatePush> queued_;
-  int64_t next_sequence_;
+  const int64_t incarnation_;
+  int64_t next_sequence_ = 1;
 
   absl::Mutex encode_mu_;
   std::unique_ptr<Compressor> compressor_ ABSL_GUARDED_BY(encode_mu_);  // null for fp32

@@ -21,7 +21,7 @@ namespace hips {
 Aggregator::Aggregator(AggregatorOptions options)
     : options_(std::move(options)),
       clock_(options_.clock),
-      edge_epoch_(NewEpoch()),
+      edge_epoch_(NewIncarnation()),
       board_(clock_),
       queue_(options_.id, options_.max_queued_aggregates, options_.compression),
       members_(
@@ -115,12 +115,12 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
   ++stats->gradients;
   stats->samples += push.samples;
   retention_.Touch(push.sender, now);
-  if (ledger_.Look(push.sender, push.sequence) != PushLedger::Seen::kNew) {
+  if (ledger_.Look(push.sender, push.incarnation, push.sequence) != PushLedger::Seen::kNew) {
     // A repeat of a push taken in before gets the first attempt's answer.
     ++counters_.gradients_duplicate;
     std::optional<absl::StatusOr<PushResult>> first =
-        ledger_.AnswerRepeat(push.sender, push.sequence, options_.ack_after_hq, done,
-                             PushResult{push.version, /*duplicate=*/true, known_version_});
+        ledger_.AnswerRepeat(push.sender, push.incarnation, push.sequence, options_.ack_after_hq,
+                             done, PushResult{push.version, /*duplicate=*/true, known_version_});
     if (first.has_value()) answer(*std::move(first));
     return;
   }
@@ -194,8 +194,8 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
 ContributorRef Aggregator::Open(const GradientPush& push) {
   ++counters_.gradients_accepted;
   ++counters_.gradients_pending;
-  ContributorRef ref{push.sender, push.sequence, push.version, push.step};
-  ref.ticket = ledger_.Open(push.sender, push.sequence);
+  ContributorRef ref{push.sender, push.sequence, push.version, push.step, push.incarnation};
+  ref.ticket = ledger_.Open(push.sender, push.incarnation, push.sequence);
   return ref;
 }
 

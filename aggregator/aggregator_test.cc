@@ -383,6 +383,41 @@ TEST(AggregatorTest, AsyncForwardsEachGradientAloneWithoutAWindow) {
   ExpectAccountingHolds(c);
 }
 
+// A worker restarted "in the past" numbers its pushes from 1 again, far
+// below its predecessor's: taken as new, since its incarnation is another;
+// what the dead process sends late is a repeat. The aggregates name the
+// aggregator's own incarnation and count 1, 2... within it.
+TEST(AggregatorTest, AWorkerRestartedInThePastIsNotTakenForARepeat) {
+  Aggregator agg(Local(1));
+  agg.PublishWeights(AsyncWeights(0, 1));
+  GradientPush dead = Push("w0", 0, {1}, 1);
+  dead.incarnation = 10;
+  dead.sequence = 1'700'000'000'000'000;
+  ASSERT_TRUE(agg.AcceptGradient(dead).ok());
+  std::optional<AggregatePush> first = agg.NextAggregate();  // (room in the queue)
+  GradientPush restarted = Push("w0", 0, {2}, 1);
+  restarted.incarnation = 20;
+  restarted.sequence = 1;
+  absl::StatusOr<PushResult> r = agg.AcceptGradient(restarted);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->duplicate);
+  std::optional<AggregatePush> second = agg.NextAggregate();
+  dead.retry = true;
+  r = agg.AcceptGradient(dead);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->duplicate);
+  ASSERT_TRUE(first.has_value() && second.has_value());
+  ASSERT_EQ(second->contributor_list.size(), 1u);
+  EXPECT_EQ(first->contributor_list[0].incarnation, 10);
+  EXPECT_EQ(second->contributor_list[0].incarnation, 20);
+  EXPECT_EQ(second->contributor_list[0].sequence, 1);
+  EXPECT_GT(first->incarnation, 0);
+  EXPECT_EQ(second->incarnation, first->incarnation);
+  EXPECT_EQ(first->sequence, 1);
+  EXPECT_EQ(second->sequence, 2);
+  EXPECT_EQ(agg.counters().gradients_duplicate, 1);
+}
+
 TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {
   SimulatedClock clock;
   AggregatorOptions o = Local(3, &clock);

@@ -10,7 +10,7 @@
 namespace hips {
 
 HqLink::HqLink(Aggregator* aggregator, HqClient* hq, HqLinkOptions options)
-    : aggregator_(aggregator), hq_(hq), options_(options), incarnation_(FirstSequenceNumber()) {
+    : aggregator_(aggregator), hq_(hq), options_(options), incarnation_(NewIncarnation()) {
   puller_ = std::thread([this] { PullLoop(); });
   forwarder_ = std::thread([this] { ForwardLoop(); });
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "services/core/push_ledger.h"
 
 namespace hips::bench {
 
@@ -13,7 +14,7 @@ absl::StatusOr<SyntheticWorkerResult> RunSyntheticWorker(AggregatorClient* clien
   GradientPush push;
   push.sender = options.id;
   push.samples = 1;
-  push.sequence = absl::ToUnixMicros(absl::Now());
+  push.incarnation = NewIncarnation();
   int64_t min_version = 0;
   int64_t incarnation = 0;
   absl::Time last_arrival;

@@ -29,7 +29,7 @@ ParameterServer::ParameterServer(
       roster_(options_.lease, options_.expected_aggregators, options_.max_aggregators),
       aggregator_retention_(kRetentionLeases * options_.lease),
       worker_retention_(kRetentionLeases * options_.lease),
-      incarnation_(options_.incarnation != 0 ? options_.incarnation : FirstSequenceNumber()) {
+      incarnation_(options_.incarnation != 0 ? options_.incarnation : NewIncarnation()) {
   absl::MutexLock lock(&apply_mu_);
   last_checkpoint_time_ = clock_->Now();
   policy_ = MakeRoundPolicy(PolicyOptions(trainer_.mode()), this);
@@ -160,7 +160,9 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
     if (timer_ != nullptr) timer_->Poke();
     PublishMembership();
   }
-  if (ledger_.Look(a.aggregator, a.sequence) != PushLedger::Seen::kNew) return Duplicate(a);
+  if (ledger_.Look(a.aggregator, a.incarnation, a.sequence) != PushLedger::Seen::kNew) {
+    return Duplicate(a);
+  }
   if (a.hq_incarnation != 0 && a.hq_incarnation != incarnation_) {
     return Drop(a, DropReason::kHqRestarted,
                 absl::FailedPreconditionError(absl::StrCat(
@@ -173,7 +175,7 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   NonFinite(a.aggregator, a.non_finite_workers);
   if (a.contributors == 0) {
     // An aggregator's sync round whose gradients all came on alone.
-    ledger_.Record(a.aggregator, a.sequence);
+    ledger_.Record(a.aggregator, a.incarnation, a.sequence);
     {
       absl::MutexLock status_lock(&mu_);
       CountArrival(a);
@@ -186,10 +188,10 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
   // came through (a retry after a failover may reach HQ twice).
   size_t repeated = 0;
   for (const ContributorRef& c : a.contributor_list) {
-    repeated += worker_ledger_.Look(c.worker, c.sequence) != PushLedger::Seen::kNew;
+    repeated += worker_ledger_.Look(c.worker, c.incarnation, c.sequence) != PushLedger::Seen::kNew;
   }
   if (repeated > 0) {
-    ledger_.Record(a.aggregator, a.sequence);
+    ledger_.Record(a.aggregator, a.incarnation, a.sequence);
     SenderDone(a);
     if (repeated == a.contributor_list.size()) return Duplicate(a);
     return Drop(a, DropReason::kRepeatedContributor,
@@ -233,7 +235,7 @@ PushResult ParameterServer::Duplicate(const AggregatePush& a) {
 }
 
 void ParameterServer::Taken(const AggregatePush& a) {
-  ledger_.Record(a.aggregator, a.sequence);
+  ledger_.Record(a.aggregator, a.incarnation, a.sequence);
   RecordContributors(a);
   absl::MutexLock status_lock(&mu_);
   CountArrival(a);
@@ -246,7 +248,7 @@ void ParameterServer::RecordContributors(const AggregatePush& a) {
   const absl::Time now = clock_->Now();
   for (const ContributorRef& c : a.contributor_list) {
     worker_retention_.Touch(c.worker, now);
-    worker_ledger_.Record(c.worker, c.sequence);
+    worker_ledger_.Record(c.worker, c.incarnation, c.sequence);
     int64_t& position = data_positions_[c.worker];
     position = std::max(position, c.step + 1);
   }

@@ -1,5 +1,5 @@
 // ParameterServer's checkpoints: what it captures (the trainer's state, the
-// data positions and both ledgers' newest sequences), when one is due, and
+// data positions and both ledgers' numbers), when one is due, and
 // how it continues from one.
 
 #include <algorithm>
@@ -17,6 +17,18 @@ namespace hips {
 namespace {
 constexpr char kWorkerKey[] = "worker:";
 constexpr char kAggregatorKey[] = "aggregator:";
+
+// A ledger's numbers into the checkpoint, each sender under `prefix`.
+void PutNumbers(const PushLedger& ledger, const char* prefix, Checkpoint* c) {
+  for (const auto& [sender, n] : ledger.numbers()) {
+    const std::string key = absl::StrCat(prefix, sender);
+    c->sequences[key] = n.sequence;
+    if (n.incarnation == 0 && n.retired.empty()) continue;
+    std::vector<int64_t>& incarnations = c->incarnations[key];
+    incarnations.push_back(n.incarnation);
+    incarnations.insert(incarnations.end(), n.retired.begin(), n.retired.end());
+  }
+}
 }  // namespace
 
 absl::StatusOr<Checkpoint> ParameterServer::Capture() {
@@ -28,12 +40,8 @@ absl::StatusOr<Checkpoint> ParameterServer::CaptureLocked() {
   absl::StatusOr<Checkpoint> c = trainer_.Capture();
   if (!c.ok()) return c.status();
   c->data_positions = data_positions_;
-  for (const auto& [worker, sequence] : worker_ledger_.newest()) {
-    c->sequences[absl::StrCat(kWorkerKey, worker)] = sequence;
-  }
-  for (const auto& [aggregator, sequence] : ledger_.newest()) {
-    c->sequences[absl::StrCat(kAggregatorKey, aggregator)] = sequence;
-  }
+  PutNumbers(worker_ledger_, kWorkerKey, &*c);
+  PutNumbers(ledger_, kAggregatorKey, &*c);
   c->created_unix_micros = absl::ToUnixMicros(clock_->Now());
   c->diverged_version = divergence_.version;
   c->diverged_reason = divergence_.reason;
@@ -74,13 +82,19 @@ absl::Status ParameterServer::Restore(const Checkpoint& c) {
   // The members it held are remembered from now on, for as long as any.
   const absl::Time now = clock_->Now();
   for (const auto& [key, sequence] : c.sequences) {
+    PushLedger::Numbers numbers;
+    numbers.sequence = sequence;
+    if (auto it = c.incarnations.find(key); it != c.incarnations.end() && !it->second.empty()) {
+      numbers.incarnation = it->second.front();
+      numbers.retired.assign(it->second.begin() + 1, it->second.end());
+    }
     if (absl::StartsWith(key, kWorkerKey)) {
       const std::string worker = key.substr(strlen(kWorkerKey));
-      worker_ledger_.Record(worker, sequence);
+      worker_ledger_.Restore(worker, std::move(numbers));
       worker_retention_.Touch(worker, now);
     } else if (absl::StartsWith(key, kAggregatorKey)) {
       const std::string aggregator = key.substr(strlen(kAggregatorKey));
-      ledger_.Record(aggregator, sequence);
+      ledger_.Restore(aggregator, std::move(numbers));
       aggregator_retention_.Touch(aggregator, now);
     }
   }

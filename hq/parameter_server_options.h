@@ -66,7 +66,7 @@ struct ParameterServerOptions {
   // pushes; a sync round never waits for one whose lease expired, nor for
   // one that reports no live workers.
   absl::Duration lease = absl::Seconds(2);
-  // Identifies this run of HQ in its weights (0: the start time in µs).
+  // Identifies this run of HQ in its weights (0: NewIncarnation()).
   int64_t incarnation = 0;
   // Checkpoints (when the owner takes them, see ParameterServer's
   // on_checkpoint): every this many versions and/or this long since the

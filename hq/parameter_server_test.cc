@@ -557,6 +557,60 @@ TEST_F(ParameterServerTest, AWorkerGradientIsAppliedOnceWhicheverAggregatorItCam
             s.gradients_applied + s.gradients_duplicate + 2 + s.gradients_pending);
 }
 
+// Pushes are named (incarnation, sequence) without a clock: an aggregator
+// and a worker restarted "in the past" (their new processes number from 1,
+// far below their predecessors' numbers) are applied, what the dead
+// processes send late is a repeat, and a checkpoint keeps both.
+TEST_F(ParameterServerTest, MembersRestartedInThePastAreNotTakenForRepeats) {
+  auto ps = MakeWith(AsyncOptions(Mode::kAsync));
+  const int64_t big = 1'700'000'000'000'000;  // (a wall-clock sequence of before)
+  auto of = [](AggregatePush a, int64_t aggregator_inc, int64_t worker_inc) {
+    a.incarnation = aggregator_inc;
+    for (ContributorRef& c : a.contributor_list) c.incarnation = worker_inc;
+    return a;
+  };
+  const AggregatePush dead = of(Listed("a0", 0, big, {{"w0", big}}), 100, 10);
+  ASSERT_TRUE(ps->AcceptAggregate(dead).ok());
+  absl::StatusOr<PushResult> r = ps->AcceptAggregate(of(Listed("a0", 1, 1, {{"w0", 1}}), 200, 20));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->duplicate);
+  EXPECT_EQ(lrs_.size(), 2u);  // both applied
+  r = ps->AcceptAggregate(dead);  // the dead aggregator's late retry
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->duplicate);
+  // The dead worker's gradient, retried through another aggregator.
+  AggregatePush single = of(Listed("a1", 0, 1, {{"w0", big}}), 300, 10);
+  single.single = true;
+  r = ps->AcceptAggregate(single);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->duplicate);
+  EXPECT_EQ(lrs_.size(), 2u);
+
+  absl::StatusOr<Checkpoint> c = ps->Capture();
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->incarnations.at("aggregator:a0"), (std::vector<int64_t>{200, 100}));
+  EXPECT_EQ(c->incarnations.at("worker:w0"), (std::vector<int64_t>{20, 10}));
+  EXPECT_EQ(c->sequences.at("worker:w0"), 1);
+  auto resumed = MakeWith(AsyncOptions(Mode::kAsync));
+  ASSERT_TRUE(resumed->Restore(*c).ok());
+  EXPECT_TRUE(resumed->AcceptAggregate(dead)->duplicate);
+  EXPECT_TRUE(resumed->AcceptAggregate(of(Listed("a0", 1, 1, {{"w0", 1}}), 200, 20))->duplicate);
+  r = resumed->AcceptAggregate(of(Listed("a0", 2, 2, {{"w0", 2}}), 200, 20));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->duplicate);
+  // A checkpoint written before incarnations: its senders are incarnation 0.
+  Checkpoint older = *c;
+  older.incarnations.clear();
+  auto from_older = MakeWith(AsyncOptions(Mode::kAsync));
+  ASSERT_TRUE(from_older->Restore(older).ok());
+  r = from_older->AcceptAggregate(of(Listed("a0", 2, 1, {{"w0", 1}}), 0, 0));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->duplicate);
+  r = from_older->AcceptAggregate(of(Listed("a0", 2, 2, {{"w0", 2}}), 400, 40));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_FALSE(r->duplicate);
+}
+
 TEST_F(ParameterServerTest, TheMeanGoesStraightIntoTheOptimizersBufferAndUpdatesAreTimed) {
   for (Mode mode : {Mode::kSync, Mode::kAsync}) {
     for (bool own : {false, true}) {

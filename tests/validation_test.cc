@@ -247,6 +247,10 @@ TEST_F(ValidationTest, HqRefusesEveryMalformedAggregateAndKeepsItsWeights) {
        [&](auto* c) { header(c)->set_sequence(-1); }},
       {{"a negative HQ incarnation", grpc::INVALID_ARGUMENT, "hq_incarnation"},
        [&](auto* c) { header(c)->set_hq_incarnation(-1); }},
+      {{"a negative sender incarnation", grpc::INVALID_ARGUMENT, "sender_incarnation"},
+       [&](auto* c) { header(c)->set_sender_incarnation(-1); }},
+      {{"a contributor of a negative incarnation", grpc::INVALID_ARGUMENT, "incarnation"},
+       [&](auto* c) { header(c)->mutable_contributors(0)->set_incarnation(-2); }},
       {{"a non-finite loss", grpc::INVALID_ARGUMENT, "loss_sum"},
        [&](auto* c) { header(c)->set_loss_sum(std::numeric_limits<double>::infinity()); }},
       {{"a NaN value", grpc::INVALID_ARGUMENT, "data: non-finite"},
@@ -324,6 +328,8 @@ TEST_F(ValidationTest, AnAggregatorRefusesEveryMalformedGradient) {
        [&](auto* c) { header(c)->set_version(-1); }},
       {{"a negative HQ incarnation", grpc::INVALID_ARGUMENT, "hq_incarnation"},
        [&](auto* c) { header(c)->set_hq_incarnation(-1); }},
+      {{"a negative sender incarnation", grpc::INVALID_ARGUMENT, "sender_incarnation"},
+       [&](auto* c) { header(c)->set_sender_incarnation(-1); }},
       {{"an infinite value", grpc::INVALID_ARGUMENT, "data: non-finite"},
        [&](auto* c) {
          (*c)[0].set_data(Bytes({1, INFINITY, 1, 1}));

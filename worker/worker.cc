@@ -60,10 +60,11 @@ Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
       data_(std::move(data)),
       sampler_(std::move(sampler)),
       clients_(std::move(clients)),
-      incarnation_(FirstSequenceNumber()),
+      incarnation_(NewIncarnation()),
       lease_micros_(absl::ToInt64Microseconds(options_.lease)) {
   push_.sender = options_.id;
-  push_.sequence = incarnation_ - 1;
+  push_.incarnation = incarnation_;
+  push_.sequence = 0;  // (the first push is 1)
   push_.gradient.resize(model_->layout().num_floats());
   if (options_.compression.encoding != Encoding::kFp32) {
     compressor_ = std::make_unique<Compressor>(options_.compression, push_.gradient.size(),

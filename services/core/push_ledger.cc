@@ -1,53 +1,53 @@
 #include "services/core/push_ledger.h"
 
 #include <algorithm>
-#include <atomic>
-
-#include "absl/time/clock.h"
+#include <random>
 
 namespace hips {
 
-int64_t FirstSequenceNumber() { return absl::ToUnixMicros(absl::Now()); }
-
-int64_t NewEpoch() {
-  static std::atomic<int64_t> last{0};
-  const int64_t now = FirstSequenceNumber();
-  int64_t prev = last.load();
-  while (!last.compare_exchange_weak(prev, std::max(now, prev + 1))) {
-  }
-  return std::max(now, prev + 1);
+int64_t NewIncarnation() {
+  std::random_device entropy;
+  const uint64_t bits = (uint64_t{entropy()} << 32) ^ uint64_t{entropy()};
+  const int64_t drawn = static_cast<int64_t>(bits >> 1);  // 63 bits, >= 0
+  return drawn == 0 ? 1 : drawn;
 }
 
-PushLedger::Seen PushLedger::Look(const std::string& sender, int64_t sequence) const {
+PushLedger::Seen PushLedger::Look(const std::string& sender, int64_t incarnation,
+                                  int64_t sequence) const {
   if (sequence <= 0) return Seen::kNew;  // unnumbered
-  if (ticket_of_.count({sender, sequence}) > 0) return Seen::kPending;
-  if (auto it = answered_.find(sender); it != answered_.end() && it->second.first == sequence) {
+  if (ticket_of_.count({sender, incarnation, sequence}) > 0) return Seen::kPending;
+  if (auto it = answered_.find(sender); it != answered_.end() &&
+                                        it->second.incarnation == incarnation &&
+                                        it->second.sequence == sequence) {
     return Seen::kAnswered;
   }
-  if (auto it = newest_.find(sender); it != newest_.end() && sequence <= it->second) {
-    return Seen::kSuperseded;
-  }
-  return Seen::kNew;
+  auto it = numbers_.find(sender);
+  if (it == numbers_.end()) return Seen::kNew;
+  const Numbers& n = it->second;
+  if (incarnation == n.incarnation) return sequence <= n.sequence ? Seen::kSuperseded : Seen::kNew;
+  const bool retired =
+      std::find(n.retired.begin(), n.retired.end(), incarnation) != n.retired.end();
+  return retired ? Seen::kSuperseded : Seen::kNew;
 }
 
 PushLedger::Answer PushLedger::Answered(const std::string& sender) const {
   auto it = answered_.find(sender);
   if (it == answered_.end()) return absl::NotFoundError("no settled push of " + sender);
-  return it->second.second;
+  return it->second.answer;
 }
 
 std::optional<PushLedger::Answer> PushLedger::AnswerRepeat(const std::string& sender,
-                                                           int64_t sequence, bool wait,
-                                                           Callback& done,
+                                                           int64_t incarnation, int64_t sequence,
+                                                           bool wait, Callback& done,
                                                            const PushResult& otherwise) {
-  const Seen seen = Look(sender, sequence);
+  const Seen seen = Look(sender, incarnation, sequence);
   if (seen == Seen::kAnswered) {
     Answer first = Answered(sender);
     if (first.ok()) first->duplicate = true;
     return first;
   }
   if (seen != Seen::kPending || !wait) return otherwise;
-  Wait(TicketOf(sender, sequence), [done = std::move(done)](Answer a) {
+  Wait(TicketOf(sender, incarnation, sequence), [done = std::move(done)](Answer a) {
     if (a.ok()) a->duplicate = true;
     done(std::move(a));
   });
@@ -56,29 +56,50 @@ std::optional<PushLedger::Answer> PushLedger::AnswerRepeat(const std::string& se
 
 bool PushLedger::Forget(const std::string& sender) {
   for (const auto& [ticket, push] : open_) {
-    if (push.sender == sender) return false;
+    if (std::get<0>(push.name) == sender) return false;
   }
-  newest_.erase(sender);
+  numbers_.erase(sender);
   answered_.erase(sender);
   return true;
 }
 
-void PushLedger::Record(const std::string& sender, int64_t sequence) {
+void PushLedger::Record(const std::string& sender, int64_t incarnation, int64_t sequence) {
   if (sequence <= 0) return;
-  int64_t& newest = newest_[sender];
-  newest = std::max(newest, sequence);
+  auto [it, fresh] = numbers_.try_emplace(sender);
+  Numbers& n = it->second;
+  if (fresh || incarnation == n.incarnation) {
+    n.incarnation = incarnation;
+    n.sequence = std::max(n.sequence, sequence);
+    return;
+  }
+  if (std::find(n.retired.begin(), n.retired.end(), incarnation) != n.retired.end()) return;
+  // A new process of the sender: the one before is retired.
+  n.retired.push_back(n.incarnation);
+  if (n.retired.size() > kRetiredIncarnations) n.retired.erase(n.retired.begin());
+  n.incarnation = incarnation;
+  n.sequence = sequence;
 }
 
-int64_t PushLedger::Open(const std::string& sender, int64_t sequence) {
-  Record(sender, sequence);
+void PushLedger::Restore(const std::string& sender, Numbers numbers) {
+  if (numbers.sequence <= 0) return;
+  if (numbers.retired.size() > kRetiredIncarnations) {
+    numbers.retired.erase(numbers.retired.begin(),
+                          numbers.retired.end() - kRetiredIncarnations);
+  }
+  numbers_[sender] = std::move(numbers);
+}
+
+int64_t PushLedger::Open(const std::string& sender, int64_t incarnation, int64_t sequence) {
+  Record(sender, incarnation, sequence);
   const int64_t ticket = next_ticket_++;
-  open_[ticket] = OpenPush{sender, sequence, {}};
-  if (sequence > 0) ticket_of_[{sender, sequence}] = ticket;
+  open_[ticket] = OpenPush{{sender, incarnation, sequence}, {}};
+  if (sequence > 0) ticket_of_[{sender, incarnation, sequence}] = ticket;
   return ticket;
 }
 
-int64_t PushLedger::TicketOf(const std::string& sender, int64_t sequence) const {
-  auto it = ticket_of_.find({sender, sequence});
+int64_t PushLedger::TicketOf(const std::string& sender, int64_t incarnation,
+                             int64_t sequence) const {
+  auto it = ticket_of_.find({sender, incarnation, sequence});
   return it == ticket_of_.end() ? 0 : it->second;
 }
 
@@ -92,13 +113,16 @@ std::vector<PushLedger::Callback> PushLedger::Settle(int64_t ticket, const Answe
   if (it == open_.end()) return {};
   OpenPush push = std::move(it->second);
   open_.erase(it);
-  if (push.sequence > 0) {
-    ticket_of_.erase({push.sender, push.sequence});
-    answered_[push.sender] = {push.sequence, answer};
+  const auto& [sender, incarnation, sequence] = push.name;
+  if (sequence > 0) {
+    ticket_of_.erase(push.name);
+    // (A retired process's push settling late is not its sender's newest.)
+    if (auto n = numbers_.find(sender); n != numbers_.end() && n->second.incarnation == incarnation) {
+      answered_[sender] = Settled{incarnation, sequence, answer};
+    }
   }
   return std::move(push.waiting);
 }
-
 std::vector<PushLedger::Callback> PushLedger::SettleAll(const Answer& answer) {
   std::vector<Callback> all;
   while (!open_.empty()) {

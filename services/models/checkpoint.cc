@@ -48,6 +48,14 @@ class ChecksumWriter {
       Int(value);
     }
   }
+  void IntLists(const std::map<std::string, std::vector<int64_t>>& values) {
+    Int(static_cast<int64_t>(values.size()));
+    for (const auto& [key, list] : values) {
+      String(key);
+      Int(static_cast<int64_t>(list.size()));
+      for (int64_t v : list) Int(v);
+    }
+  }
   uint32_t value() const { return static_cast<uint32_t>(crc_); }
 
  private:
@@ -97,6 +105,7 @@ uint32_t ChecksumOf(const Checkpoint& c) {
     w.String(c.diverged_reason);
   }
   if (c.forgotten_before > 0) w.Int(c.forgotten_before);
+  if (!c.incarnations.empty()) w.IntLists(c.incarnations);
   return w.value();
 }
 

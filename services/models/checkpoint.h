@@ -46,6 +46,11 @@ struct Checkpoint {
   // from members HQ holds nothing of may repeat ones it forgot (0: it forgot
   // nobody). Written, and summed, only when set.
   int64_t forgotten_before = 0;
+  // Per key of `sequences`: the sender incarnation its sequence is of, then
+  // the incarnations the sender had before, oldest first (PushLedger's
+  // Numbers; a key without one is incarnation 0, as in checkpoints written
+  // before incarnations). Written, and summed, only when set.
+  std::map<std::string, std::vector<int64_t>> incarnations;
 };
 
 // CRC-32 (zlib's) of a canonical byte encoding of every field of `checkpoint`

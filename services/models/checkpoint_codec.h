@@ -28,6 +28,9 @@ namespace hips {
 //                        of the tensor's shape}, "steps": {tensor: int}}
 //   data_positions       {worker id: int}
 //   sequences            {sender id: int}
+//   incarnations         {sender id: [int]}: the incarnation of its
+//                        sequence, then its earlier ones; absent when empty
+//                        (and in files written before incarnations)
 //   checksum             ChecksumOf(checkpoint)
 // The zip archive's comment is "hips-crc32 <8 hex digits>", the CRC-32 of
 // the file's bytes before it: damaged bytes are refused before LibTorch's

@@ -132,6 +132,7 @@ void ExpectSameCheckpoint(const Checkpoint& a, const Checkpoint& b) {
   EXPECT_EQ(a.diverged_version, b.diverged_version);
   EXPECT_EQ(a.diverged_reason, b.diverged_reason);
   EXPECT_EQ(a.forgotten_before, b.forgotten_before);
+  EXPECT_EQ(a.incarnations, b.incarnations);
 }
 
 absl::StatusOr<Checkpoint> RoundTrip(const Checkpoint& c) {
@@ -312,6 +313,7 @@ TEST(CheckpointCodecTest, ADivergedRunRoundTripsItsRollbacksAndWhereItStopped) {
   c.diverged_version = 8;
   c.diverged_reason = "a weight after the step is nan at float 3 of 4";
   c.forgotten_before = 7;  // (bounded state: a horizon)
+  c.incarnations = {{"aggregator-0", {5'000'000'000'000'000'001, 42}}, {"aggregator-1", {7}}};
   c.training_done = true;
   back = RoundTrip(c);
   ASSERT_TRUE(back.ok()) << back.status();

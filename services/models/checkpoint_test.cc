@@ -84,6 +84,14 @@ TEST(ChecksumTest, ChangesWhenAnyFieldChanges) {
       {"rollbacks", [](Checkpoint& c) { c.rollbacks = 1; }},
       {"diverged_version", [](Checkpoint& c) { c.diverged_version = 3; }},
       {"forgotten_before", [](Checkpoint& c) { c.forgotten_before = 5; }},
+      {"incarnations", [](Checkpoint& c) { c.incarnations["agg0"] = {9}; }},
+      {"a retired incarnation",
+       [](Checkpoint& c) {
+         c.incarnations["agg0"] = {9};
+         const uint32_t one = ChecksumOf(c);
+         c.incarnations["agg0"].push_back(8);
+         EXPECT_NE(ChecksumOf(c), one);
+       }},
       // Counts keep entries from moving between neighbouring maps.
       {"entry moved",
        [](Checkpoint& c) {

@@ -96,6 +96,13 @@ c10::Dict<std::string, int64_t> IntDict(const std::map<std::string, int64_t>& va
   return dict;
 }
 
+c10::Dict<std::string, c10::List<int64_t>> IntListDict(
+    const std::map<std::string, std::vector<int64_t>>& values) {
+  c10::Dict<std::string, c10::List<int64_t>> dict;
+  for (const auto& [key, list] : values) dict.insert(key, c10::List<int64_t>(list));
+  return dict;
+}
+
 // Reads typed fields of a decoded dict. The first missing or mistyped field
 // is remembered in status(); later reads return empty values.
 class DictReader {
@@ -131,6 +138,16 @@ class DictReader {
         return;
       }
       (*out)[entry.key().toStringRef()] = entry.value().toInt();
+    }
+  }
+  // {str: [int]} into `out`.
+  void IntLists(const char* key, std::map<std::string, std::vector<int64_t>>* out) {
+    for (const auto& entry : Dict(key)) {
+      if (!entry.key().isString() || !entry.value().isIntList()) {
+        Fail(absl::StrCat(where_, key, " is not a {str: [int]} dict"));
+        return;
+      }
+      (*out)[entry.key().toStringRef()] = entry.value().toIntVector();
     }
   }
   // An optional field is there.
@@ -235,6 +252,7 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
     c.diverged_reason = reader.String("diverged_reason");
   }
   if (reader.Has("forgotten_before")) c.forgotten_before = reader.Int("forgotten_before");
+  if (reader.Has("incarnations")) reader.IntLists("incarnations", &c.incarnations);
   const int64_t checksum = reader.Int("checksum");
   const GenericDict weights = reader.Dict("weights");
   DictReader optimizer(reader.Dict("optimizer"), "optimizer.");
@@ -342,6 +360,7 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
       dict.insert("diverged_reason", c.diverged_reason);
     }
     if (c.forgotten_before > 0) dict.insert("forgotten_before", c.forgotten_before);
+    if (!c.incarnations.empty()) dict.insert("incarnations", IntListDict(c.incarnations));
     dict.insert("checksum", static_cast<int64_t>(ChecksumOf(c)));
     return Seal(torch::pickle_save(dict));
   } catch (const c10::Error& e) {

@@ -177,6 +177,9 @@ absl::Status ValidateGradientHeader(const v1::GradientHeader& h) {
     return e.status();
   }
   if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
+  if (h.sender_incarnation() < 0) {
+    return absl::InvalidArgumentError("sender_incarnation must be >= 0");
+  }
   if (h.step() < 0) return absl::InvalidArgumentError("step must be >= 0");
   if (h.hq_incarnation() < 0) return absl::InvalidArgumentError("hq_incarnation must be >= 0");
   if (h.edge_round() < 0 || h.edge_round() >= kMaxEdgeRounds) {
@@ -194,6 +197,9 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
     return e.status();
   }
   if (h.sequence() < 0) return absl::InvalidArgumentError("sequence must be >= 0");
+  if (h.sender_incarnation() < 0) {
+    return absl::InvalidArgumentError("sender_incarnation must be >= 0");
+  }
   if (h.hq_incarnation() < 0) return absl::InvalidArgumentError("hq_incarnation must be >= 0");
   if (h.edge_pushes() < 0 || h.edge_pushes() > kMaxContributors * kMaxEdgeRounds) {
     return absl::InvalidArgumentError(absl::StrCat("edge_pushes must be in [0, ",
@@ -244,10 +250,10 @@ absl::Status ValidateAggregateHeader(const v1::AggregateHeader& h) {
       return absl::InvalidArgumentError(absl::StrCat(
           "contributors lists ", c.worker_id(), " twice (one gradient per worker per aggregate)"));
     }
-    if (c.sequence() < 0 || c.step() < 0 || c.version() < h.version()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("contributor ", c.worker_id(),
-                       " has a negative sequence or step, or a version below ", h.version()));
+    if (c.sequence() < 0 || c.incarnation() < 0 || c.step() < 0 || c.version() < h.version()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "contributor ", c.worker_id(),
+          " has a negative sequence, incarnation or step, or a version below ", h.version()));
     }
   }
   if (h.contributor_versions_size() > 0) {
@@ -277,6 +283,7 @@ v1::GradientHeader GradientHeaderOf(const GradientPush& g) {
   h.set_loss_sum(g.loss_sum);
   h.set_num_floats(static_cast<int64_t>(g.gradient.size()));
   h.set_sequence(g.sequence);
+  h.set_sender_incarnation(g.incarnation);
   h.set_retry(g.retry);
   h.set_step(g.step);
   h.set_edge_round(g.edge_round);
@@ -293,6 +300,7 @@ GradientPush GradientPushOf(const v1::GradientHeader& h) {
   push.samples = h.sample_count();
   push.loss_sum = h.loss_sum();
   push.sequence = h.sequence();
+  push.incarnation = h.sender_incarnation();
   push.retry = h.retry();
   push.step = h.step();
   push.edge_round = h.edge_round();
@@ -309,6 +317,7 @@ v1::AggregateHeader AggregateHeaderOf(const AggregatePush& a) {
   h.set_loss_sum(a.loss_sum);
   h.set_num_floats(static_cast<int64_t>(a.sum.size()));
   h.set_sequence(a.sequence);
+  h.set_sender_incarnation(a.incarnation);
   for (const auto& [version, count] : a.contributor_versions) {
     v1::VersionCount* vc = h.add_contributor_versions();
     vc->set_version(version);
@@ -320,6 +329,7 @@ v1::AggregateHeader AggregateHeaderOf(const AggregatePush& a) {
     c->set_sequence(ref.sequence);
     c->set_version(ref.version);
     c->set_step(ref.step);
+    c->set_incarnation(ref.incarnation);
   }
   h.set_single(a.single);
   h.set_edge_pushes(a.edge_pushes);
@@ -338,11 +348,13 @@ AggregatePush AggregatePushOf(const v1::AggregateHeader& h) {
   a.contributors = h.contributor_count();
   a.loss_sum = h.loss_sum();
   a.sequence = h.sequence();
+  a.incarnation = h.sender_incarnation();
   for (const v1::VersionCount& vc : h.contributor_versions()) {
     a.contributor_versions[vc.version()] += vc.count();
   }
   for (const v1::Contributor& c : h.contributors()) {
-    a.contributor_list.push_back({c.worker_id(), c.sequence(), c.version(), c.step()});
+    a.contributor_list.push_back(
+        {c.worker_id(), c.sequence(), c.version(), c.step(), c.incarnation()});
   }
   a.single = h.single();
   a.non_finite_workers.assign(h.non_finite_workers().begin(), h.non_finite_workers().end());

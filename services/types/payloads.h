@@ -60,7 +60,10 @@ struct GradientPush {
   int64_t version = 0;
   int64_t samples = 0;
   double loss_sum = 0.0;
-  // Increases with every new push of this sender; a retry repeats it.
+  // The sender process's incarnation (NewIncarnation; 0: not said) and,
+  // within it, a number that increases with every new push; a retry
+  // repeats both.
+  int64_t incarnation = 0;
   int64_t sequence = 0;
   // A repeat whose first attempt's outcome is unknown (it may have been
   // applied through another aggregator): forwarded alone, deduplicated at HQ.
@@ -89,6 +92,7 @@ struct ContributorRef {
   int64_t sequence = 0;
   int64_t version = 0;
   int64_t step = 0;
+  int64_t incarnation = 0;  // the worker's (GradientPush::incarnation)
   // The receiving aggregator's own handle for the push (not sent on).
   int64_t ticket = 0;
 };
@@ -101,6 +105,7 @@ struct AggregatePush {
   int64_t contributors = 0;
   double loss_sum = 0.0;
   int64_t hq_incarnation = 0;  // as GradientPush::hq_incarnation
+  int64_t incarnation = 0;     // as GradientPush::incarnation
   int64_t sequence = 0;        // as GradientPush::sequence
   // Coalesced gradients of several versions: contributors per version
   // (`version` is the oldest). Empty: all computed on `version`.
@@ -139,7 +144,7 @@ struct PushResult {
 // A member's heartbeat: worker -> aggregator, aggregator -> HQ.
 struct HeartbeatRequestData {
   std::string member;
-  int64_t incarnation = 0;  // the member's start time (µs)
+  int64_t incarnation = 0;  // the member process's (NewIncarnation)
   bool leaving = false;     // leave at once (also a probe that does not join)
   // Aggregator -> HQ: its live workers, and whether it is still forming.
   std::vector<std::string> live_workers;
@@ -177,7 +182,7 @@ struct WeightsSnapshot {
   // The mode these weights are trained in, and the version it started at.
   ModeConfig mode;
   int64_t mode_since = 0;
-  // HQ's run (its start time, µs): versions compare within one incarnation.
+  // HQ's run (NewIncarnation): versions compare within one incarnation.
   int64_t incarnation = 0;
   // fedavg: the local optimizer for this version's round (set by HQ).
   LocalSgd local_sgd;

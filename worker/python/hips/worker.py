@@ -10,6 +10,7 @@ failover and argument checks follow the C++ worker (worker/worker.cc);
 retry.py, route.py and checks.py hold its rules.
 """
 import logging
+import secrets
 import threading
 import time
 
@@ -191,8 +192,10 @@ class Worker:
         self._addresses = [aggregator, *failover]
         self._stubs = [self._stub(a, credentials) for a in self._addresses]
         self._route = Route(len(self._stubs), return_to_preferred)
-        self._incarnation = int(time.time() * 1e6)
-        self._sequence = self._incarnation - 1
+        # This process's incarnation: random, never the clock (a restart
+        # with its clock behind is still told from its predecessor).
+        self._incarnation = secrets.randbits(63) or 1
+        self._sequence = 0  # (the first push is 1)
         self._lease_s = lease_s  # the aggregator's, once it said
         self._weights = None  # Weights of the newest pull
         self._newest_known = -1
@@ -396,7 +399,8 @@ class Worker:
         data = self._flat_bytes
         header = pb.GradientHeader(
             sender_id=self.worker_id, version=self._weights.version, sample_count=num_samples,
-            loss_sum=loss_sum, num_floats=self._num_floats, sequence=self._sequence, retry=retry,
+            loss_sum=loss_sum, num_floats=self._num_floats, sequence=self._sequence,
+            sender_incarnation=self._incarnation, retry=retry,
             step=self._last_step + 1 if step is None else step,
             hq_incarnation=self._weights.incarnation)
 

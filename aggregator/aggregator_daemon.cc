@@ -28,6 +28,12 @@ absl::Status AggregatorDaemon::CheckOptions(const AggregatorDaemonOptions& optio
     }
   }
   if (absl::Status s = CheckClientTls(options.serve.security.tls); !s.ok()) return s;
+  if (options.make_hq_client == nullptr) {
+    if (absl::Status s = CheckPlaintextDial("--hq", options.hq_address, options.serve.security);
+        !s.ok()) {
+      return s;
+    }
+  }
   return CheckServeOptions(options.serve, /*needs_admin=*/false);
 }
 
@@ -37,6 +43,7 @@ absl::StatusOr<std::unique_ptr<AggregatorDaemon>> AggregatorDaemon::Start(
   absl::StatusOr<ClientCredentials> hq_credentials =
       MakeClientCredentials(ClusterClient(options.serve.security));
   if (!hq_credentials.ok()) return hq_credentials.status();
+  options.serve.security.serves = MemberRole::kWorker;  // (member tokens)
   SetSummationThreads(options.sum_threads);
   std::unique_ptr<AggregatorDaemon> d(new AggregatorDaemon);
   absl::StatusOr<std::unique_ptr<DaemonServer>> server =

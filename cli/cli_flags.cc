@@ -13,7 +13,16 @@ ABSL_FLAG(double, progress_seconds, 3.0, "hips local: seconds between progress l
 ABSL_FLAG(bool, monolith, false, "hips train: run the single-process reference.");
 ABSL_FLAG(std::string, checkpoint, "",
           "hips export: a checkpoint file of HQ's, or a checkpoint directory (its newest).");
-ABSL_FLAG(std::string, out, "", "hips export: where to write the trained TorchScript module.");
+ABSL_FLAG(std::string, out, "",
+          "hips export: where to write the trained TorchScript module. hips token: write the "
+          "token to this file (readable by its owner only) instead of printing it.");
+ABSL_FLAG(std::string, member, "", "hips token: the member id the token is for.");
+ABSL_FLAG(std::string, role, "", "hips token: the member's role, worker or aggregator.");
+ABSL_FLAG(std::string, key_file, "",
+          "hips token: the cluster's secret member key (default: member.key of --run_dir).");
+ABSL_FLAG(std::string, new_key_file, "",
+          "hips token: make a new member key: the secret half here (owner-only), the public "
+          "half (servers' --member_key_file) beside it as FILE.pub.");
 ABSL_FLAG(std::string, export, "",
           "hips local: at the end, write the trained module here (as hips export; needs "
           "--model=torchscript).");

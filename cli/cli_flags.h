@@ -39,6 +39,11 @@ ABSL_DECLARE_FLAG(std::string, summary_json);
 ABSL_DECLARE_FLAG(bool, monolith);
 ABSL_DECLARE_FLAG(std::string, checkpoint);
 ABSL_DECLARE_FLAG(std::string, out);
+// hips token
+ABSL_DECLARE_FLAG(std::string, member);
+ABSL_DECLARE_FLAG(std::string, role);
+ABSL_DECLARE_FLAG(std::string, key_file);
+ABSL_DECLARE_FLAG(std::string, new_key_file);
 // hips status, hips health
 ABSL_DECLARE_FLAG(bool, json);
 ABSL_DECLARE_FLAG(std::string, service);

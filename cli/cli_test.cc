@@ -155,6 +155,8 @@ TEST(LocalClusterArgsTest, HqGetsTheTreeTheBudgetAndItsCheckpoints) {
                           "--max_batch_samples=131072", "--async_lr_batch=320", "--mode=fedavg"}));
   EXPECT_FALSE(HasPrefix(args, "--unix_socket="));
   EXPECT_TRUE(HasPrefix(args, "--admin_token_file="));  // HQ's admin calls
+  EXPECT_THAT(args, Contains("--member_key_file=/run/member.key.pub"));  // aggregators' tokens
+  EXPECT_FALSE(HasPrefix(args, "--member_token_file="));
   o.unix_sockets = true;
   o.checkpoint_dir = "/elsewhere";
   EXPECT_THAT(HqArgs(o),
@@ -172,6 +174,11 @@ TEST(LocalClusterArgsTest, EachAggregatorGetsItsShareOfWorkersAndRoomForTheRest)
   const std::vector<std::string> second = AggregatorArgs(o, 1, "unix:/run/hq.sock");
   EXPECT_THAT(second, IsSupersetOf({"--id=agg-1", "--workers=2", "--quorum=1"}));
   EXPECT_FALSE(HasPrefix(second, "--admin_token_file="));
+  // Its own member token (towards HQ), the cluster token (its status) and
+  // the public member key (its homes' tokens).
+  EXPECT_THAT(second, IsSupersetOf({"--member_token_file=/run/agg-1.token",
+                                    "--token_file=/run/cluster.token",
+                                    "--member_key_file=/run/member.key.pub"}));
   o.backup_workers = 0;
   EXPECT_FALSE(HasPrefix(AggregatorArgs(o, 0, "h:1"), "--quorum="));
 }
@@ -188,7 +195,10 @@ TEST(LocalClusterArgsTest, AWorkerDialsItsOwnAggregatorFirstAndOnlyStragglersSlo
   const std::vector<std::string> w2 = WorkerArgs(o, 2, aggregators);
   EXPECT_THAT(w2, Contains("--aggregator=a0:1,a1:1"));
   EXPECT_FALSE(HasPrefix(w2, "--slowdown="));
-  EXPECT_TRUE(HasPrefix(w2, "--token_file="));
+  // A home holds its own member token, not the cluster's.
+  EXPECT_THAT(w2, Contains("--member_token_file=/run/worker-2.token"));
+  EXPECT_FALSE(HasPrefix(w2, "--token_file="));
+  EXPECT_FALSE(HasPrefix(w2, "--member_key_file="));
 }
 
 TEST(RunSummaryTest, TheAccountingAndTheFinalLineSayWhatHappened) {

@@ -68,9 +68,9 @@ int FinishRun(const RunSummary& summary) {
   return 0;
 }
 
-ClientCredentials OperatorCredentialsOrExit(bool admin) {
-  absl::StatusOr<ClientCredentials> credentials =
-      OperatorCredentials(SecurityOptionsFromFlagsOrExit(), absl::GetFlag(FLAGS_run_dir), admin);
+ClientCredentials OperatorCredentialsOrExit(bool admin, const std::string& hq) {
+  absl::StatusOr<ClientCredentials> credentials = OperatorCredentials(
+      SecurityOptionsFromFlagsOrExit(), absl::GetFlag(FLAGS_run_dir), admin, hq);
   if (!credentials.ok()) ExitWithUsageError(std::string(credentials.status().message()));
   return *std::move(credentials);
 }

@@ -18,6 +18,7 @@ int RunLocalCommand();                             // local_command.cc
 int RunStatusCommand();                            // status_command.cc
 int RunModeCommand(const std::string& mode);       // mode_command.cc
 int RunHealthCommand(const std::string& address);  // health_command.cc
+int RunTokenCommand();                             // token_command.cc
 // hips train --monolith and hips export link LibTorch: they run in
 // hips-train (train_command.cc); hips runs hips-train for them.
 int RunTrainCommand();
@@ -39,10 +40,11 @@ int FinishRun(const RunSummary& summary);
 // The checkpoint `path` names: the file itself, or the newest
 // checkpoint-<version>.pt of a directory (their names sort by version).
 absl::StatusOr<std::string> CheckpointFile(const std::string& path);
-// What hips status and hips mode present: the security flags, or the files
-// of the hips local run in --run_dir. A usage error if neither names a
-// token.
-ClientCredentials OperatorCredentialsOrExit(bool admin);
+// What hips status and hips mode present to HQ at `hq`: the security
+// flags, or the files of the hips local run in --run_dir. A usage error if
+// neither names a token, or for plaintext to another machine without
+// --insecure.
+ClientCredentials OperatorCredentialsOrExit(bool admin, const std::string& hq);
 
 }  // namespace hips
 

@@ -5,6 +5,7 @@
 //   hips mode MODE --hq ADDR       switch a running cluster's consistency mode
 //   hips status --hq ADDR [--json] the live tree: versions, staleness, samples/s, last seen
 //   hips health ADDR               a daemon's grpc.health.v1 answer
+//   hips token --member=ID --role=R  a member's own credential (member tokens)
 
 #include <unistd.h>
 
@@ -76,7 +77,17 @@ hips::ProgramHelp Help() {
         "Prints the live tree: versions, staleness, samples/s and last seen of every member.\n"
         "It presents the cluster token of the hips local run in --run_dir, or the flags'.",
         {"hq", "json", "run_dir"},
-        {"services/runtime/security_flags.cc"}}}};
+        {"services/runtime/security_flags.cc"}},
+       {"token",
+        "hips token --member=ID --role=worker|aggregator (--key_file=KEY | --run_dir=DIR) "
+        "[--out=FILE]\n"
+        "       hips token --new_key_file=KEY",
+        "Issues a member's own token, signed with the cluster's secret member key: a home\n"
+        "(worker) or an aggregator presents it as --member_token_file, and servers given the\n"
+        "public key (--member_key_file=KEY.pub) take its data calls for that id and role only.\n"
+        "--new_key_file makes a new key pair (docs/security.md, \"Member tokens\").",
+        {"member", "role", "key_file", "new_key_file", "out", "run_dir"},
+        {}}}};
 }
 
 #ifndef HIPS_WITH_MONOLITH
@@ -121,6 +132,7 @@ int main(int argc, char** argv) {
   }
   if (command == "local") return hips::RunLocalCommand();
   if (command == "status") return hips::RunStatusCommand();
+  if (command == "token") return hips::RunTokenCommand();
   if (command == "train") {
     if (!absl::GetFlag(FLAGS_monolith)) {
       hips::ExitWithUsageError(

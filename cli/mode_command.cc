@@ -27,7 +27,7 @@ int RunModeCommand(const std::string& name) {
   if (!mode.ok()) ExitWithUsageError(std::string(mode.status().message()));
   const std::string hq = absl::GetFlag(FLAGS_hq);
   if (hq.empty()) ExitWithUsageError("hips mode needs --hq=HOST:PORT");
-  const ClientCredentials credentials = OperatorCredentialsOrExit(/*admin=*/true);
+  const ClientCredentials credentials = OperatorCredentialsOrExit(/*admin=*/true, hq);
   std::unique_ptr<v1::Hq::Stub> stub = v1::Hq::NewStub(CreateHipsChannel(hq, credentials));
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));

@@ -10,32 +10,21 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
+#include "absl/strings/match.h"
 #include "cli/child_process.h"
+#include "services/net/member_token.h"
 
 namespace hips {
 namespace {
 
 std::string TlsPath(const std::string& run_dir, const std::string& file) {
   return absl::StrCat(run_dir, "/", kTlsDir, "/", file);
-}
-
-// `contents` into a new file `path` that only this user may read (an
-// earlier file there is replaced, whatever its permissions were).
-absl::Status WritePrivateFile(const std::string& path, const std::string& contents) {
-  unlink(path.c_str());
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
-  }
-  const ssize_t n = write(fd, contents.data(), contents.size());
-  const bool ok = n == static_cast<ssize_t>(contents.size()) && close(fd) == 0;
-  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path));
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::string> RandomToken() {
@@ -101,8 +90,13 @@ absl::Status WriteCertificates(const std::string& run_dir, const std::vector<std
   for (size_t i = 0; s.ok() && i < names.size(); ++i) {
     const std::string& name = names[i];
     const std::string key = TlsPath(run_dir, name + ".key"), csr = TlsPath(run_dir, name + ".csr");
+    // A member's role in its organizational unit (docs/security.md).
+    const std::optional<MemberRole> role = RunIdentityRole(name);
+    const std::string subject = role.has_value()
+                                    ? absl::StrCat("/OU=", RoleName(*role), "/CN=", name)
+                                    : absl::StrCat("/CN=", name);
     s = OpenSsl({"req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj",
-                 absl::StrCat("/CN=", name), "-keyout", key, "-out", csr},
+                 subject, "-keyout", key, "-out", csr},
                 log);
     if (s.ok()) {
       s = OpenSsl({"x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
@@ -124,12 +118,35 @@ std::vector<std::string> RunIdentities(int aggregators, int workers) {
   return ids;
 }
 
+std::optional<MemberRole> RunIdentityRole(absl::string_view name) {
+  if (absl::StartsWith(name, "agg-")) return MemberRole::kAggregator;
+  if (absl::StartsWith(name, "worker-")) return MemberRole::kWorker;
+  return std::nullopt;
+}
+
 absl::Status WriteRunCredentials(const std::string& run_dir, bool tls,
                                  const std::vector<std::string>& names) {
   for (const char* file : {kClusterTokenFile, kAdminTokenFile}) {
     absl::StatusOr<std::string> token = RandomToken();
     if (!token.ok()) return token.status();
     if (absl::Status s = WritePrivateFile(absl::StrCat(run_dir, "/", file), *token + "\n");
+        !s.ok()) {
+      return s;
+    }
+  }
+  // A member key for the run, and each member's own token.
+  absl::StatusOr<MemberKeyPair> keys = NewMemberKeyPair();
+  if (!keys.ok()) return keys.status();
+  if (absl::Status s = WriteMemberKeyFiles(absl::StrCat(run_dir, "/", kMemberKeyFile), *keys);
+      !s.ok()) {
+    return s;
+  }
+  for (const std::string& name : names) {
+    const std::optional<MemberRole> role = RunIdentityRole(name);
+    if (!role.has_value()) continue;
+    absl::StatusOr<std::string> token = IssueMemberToken(keys->secret_key, name, *role);
+    if (!token.ok()) return token.status();
+    if (absl::Status s = WritePrivateFile(MemberTokenPath(run_dir, name), *token + "\n");
         !s.ok()) {
       return s;
     }
@@ -149,10 +166,26 @@ absl::StatusOr<ClientCredentials> PrepareRunCredentials(const std::string& run_d
   return OperatorCredentials(SecurityOptions(), run_dir, /*admin=*/false);
 }
 
+std::string MemberTokenPath(const std::string& run_dir, const std::string& name) {
+  return absl::StrCat(run_dir, "/", name, ".token");
+}
+
 std::vector<std::string> RunSecurityArgs(const std::string& run_dir, const std::string& name,
                                          bool tls, bool admin) {
-  std::vector<std::string> args = {absl::StrCat("--token_file=", run_dir, "/", kClusterTokenFile)};
+  const std::optional<MemberRole> role = RunIdentityRole(name);
+  std::vector<std::string> args;
+  // A home holds its own token only: not the cluster's, which reads every
+  // member's status.
+  if (role != MemberRole::kWorker) {
+    args.push_back(absl::StrCat("--token_file=", run_dir, "/", kClusterTokenFile));
+  }
   if (admin) args.push_back(absl::StrCat("--admin_token_file=", run_dir, "/", kAdminTokenFile));
+  if (role.has_value()) {
+    args.push_back(absl::StrCat("--member_token_file=", MemberTokenPath(run_dir, name)));
+  }
+  if (role != MemberRole::kWorker) {  // (HQ checks aggregators, aggregators their homes)
+    args.push_back(absl::StrCat("--member_key_file=", run_dir, "/", kMemberKeyFile, ".pub"));
+  }
   if (tls) {
     args.push_back(absl::StrCat("--tls_cert=", TlsPath(run_dir, name + ".pem")));
     args.push_back(absl::StrCat("--tls_key=", TlsPath(run_dir, name + ".key")));
@@ -162,7 +195,8 @@ std::vector<std::string> RunSecurityArgs(const std::string& run_dir, const std::
 }
 
 absl::StatusOr<ClientCredentials> OperatorCredentials(const SecurityOptions& flags,
-                                                      const std::string& run_dir, bool admin) {
+                                                      const std::string& run_dir, bool admin,
+                                                      absl::string_view target) {
   ClientSecurity security;
   security.token = admin ? flags.admin_token
                          : (flags.cluster_token.empty() ? flags.admin_token : flags.cluster_token);
@@ -183,6 +217,11 @@ absl::StatusOr<ClientCredentials> OperatorCredentials(const SecurityOptions& fla
     security.tls = {TlsPath(run_dir, absl::StrCat(kCliIdentity, ".pem")),
                     TlsPath(run_dir, absl::StrCat(kCliIdentity, ".key")),
                     TlsPath(run_dir, "ca.pem")};
+  }
+  if (!target.empty()) {
+    SecurityOptions dialing = flags;
+    dialing.tls = security.tls;
+    if (absl::Status s = CheckPlaintextDial("--hq", target, dialing); !s.ok()) return s;
   }
   return MakeClientCredentials(security);
 }

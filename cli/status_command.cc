@@ -27,7 +27,7 @@ int RunStatusCommand() {
   if (hq.empty()) ExitWithUsageError("hips status needs --hq=HOST:PORT");
   ClusterStatusOptions options;
   options.hq = hq;
-  options.credentials = OperatorCredentialsOrExit(/*admin=*/false);
+  options.credentials = OperatorCredentialsOrExit(/*admin=*/false, hq);
   absl::StatusOr<std::string> out =
       absl::GetFlag(FLAGS_json) ? ClusterStatusJson(options) : ClusterStatusTable(options);
   if (!out.ok()) {

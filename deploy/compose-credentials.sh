@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the credentials of the Docker Compose cluster (deploy/docker-compose.yml)
 # in deploy/secrets/, once: a cluster token, an admin token, and a private
-# CA with one certificate per member (its id as common name, the compose
+# CA with one certificate per member (its id as common name, its role as
+# organizational unit, the compose
 # service names and 127.0.0.1 as subject alternative names) plus one for
 # operators (cli). Every file belongs to the containers' user (uid 10001)
 # and only it may read it: the daemons refuse token files others can read.
@@ -27,7 +28,8 @@ fi
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo=sudo
 
-members=(hq agg-0 agg-1 worker-0 worker-1 worker-2 worker-3 cli)
+members=(hq aggregator:agg-0 aggregator:agg-1 worker:worker-0 worker:worker-1 worker:worker-2
+  worker:worker-3 cli)
 names="DNS:hq,DNS:aggregator-0,DNS:aggregator-1,DNS:worker-0,DNS:worker-1,DNS:worker-2"
 names="$names,DNS:worker-3,DNS:localhost,IP:127.0.0.1"
 
@@ -35,4 +37,4 @@ $sudo rm -rf "$dir"
 bash "$(dirname "$0")/make-pki.sh" "$dir" "hips compose CA" "$names" "${members[@]}"
 $sudo chown -R 10001:10001 "$dir"
 chmod 700 "$dir" 2>/dev/null || $sudo chmod 700 "$dir"
-echo "deploy/secrets: tokens, ca.pem and certificates of ${members[*]}"
+echo "deploy/secrets: tokens, ca.pem and certificates of ${members[*]#*:}"

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The credentials of one hips cluster, in DIR: a cluster token, an admin
 # token, and a private CA with one certificate per member (the member's id as
-# common name; every certificate carries all of SANS, comma-separated
+# common name and, for a MEMBER written ROLE:ID, its role, worker or
+# aggregator, as organizational unit: servers take a member's data calls
+# only in its role; every certificate carries all of SANS, comma-separated
 # openssl subjectAltName entries). The CA's key is not kept: nobody can add
 # a member without making new credentials. Files are owner-only (umask 077).
 #
-#   deploy/make-pki.sh DIR "CA NAME" SANS MEMBER...
+#   deploy/make-pki.sh DIR "CA NAME" SANS [ROLE:]MEMBER...
 #
 # Used by deploy/compose-credentials.sh and deploy/k8s/credentials.sh. Needs
 # openssl.
@@ -19,7 +21,8 @@ dir=$1 ca_name=$2 sans=$3
 shift 3
 command -v openssl >/dev/null || { echo "make-pki.sh: needs openssl" >&2; exit 1; }
 for m in "$@"; do
-  [[ "$m" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "make-pki.sh: bad member id '$m'" >&2; exit 2; }
+  [[ "$m" =~ ^((worker|aggregator):)?[A-Za-z0-9._-]+$ ]] ||
+    { echo "make-pki.sh: bad member '$m' (ID or ROLE:ID, ROLE worker or aggregator)" >&2; exit 2; }
 done
 
 mkdir -p "$dir"
@@ -33,8 +36,10 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 365 \
   -subj "/CN=$ca_name" -keyout "$work/ca.key" -out "$dir/ca.pem" 2>/dev/null
 printf '%s\n' "basicConstraints=CA:FALSE" "keyUsage=digitalSignature,keyEncipherment" \
   "extendedKeyUsage=serverAuth,clientAuth" "subjectAltName=$sans" >"$work/ext.cnf"
-for m in "$@"; do
-  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=$m" \
+for member in "$@"; do
+  m=${member#*:} subject="/CN=${member#*:}"
+  if [[ "$member" == *:* ]]; then subject="/OU=${member%%:*}$subject"; fi
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "$subject" \
     -keyout "$dir/$m.key" -out "$work/$m.csr" 2>/dev/null
   openssl x509 -req -in "$work/$m.csr" -CA "$dir/ca.pem" -CAkey "$work/ca.key" \
     -CAserial "$work/ca.srl" -CAcreateserial -days 365 -extfile "$work/ext.cnf" -out "$dir/$m.pem" 2>/dev/null

@@ -2,8 +2,12 @@
 """A worker of a hips cluster in Python: hips.Worker trains HQ's model.
 
     PYTHONPATH=worker/python python3 examples/python_worker.py \\
-        --aggregator 127.0.0.1:7001 --token_file run/cluster.token \\
+        --aggregator 127.0.0.1:7001 --token_file run/worker-2.token \\
         --model_file model.pt --train_data train.npz --index 2 --workers 4
+
+--token_file is the home's own member token (hips token --member=ID
+--role=worker; hips local writes worker-K.token for its workers), or the
+cluster token in a cluster without member keys (docs/security.md).
 
 Loads the TorchScript file HQ trains (--model_file; any torch.nn.Module with
 the same parameter names and shapes would do), takes shard --index of

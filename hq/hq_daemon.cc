@@ -47,6 +47,7 @@ absl::Status HqDaemon::CheckOptions(const HqDaemonOptions& options) {
 absl::StatusOr<std::unique_ptr<HqDaemon>> HqDaemon::Start(HqDaemonOptions options) {
   if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   options.server.optimizer = options.optimizer;
+  options.serve.security.serves = MemberRole::kAggregator;  // (member tokens)
   SetSummationThreads(options.sum_threads);
   std::unique_ptr<HqDaemon> d(new HqDaemon);
   absl::StatusOr<std::unique_ptr<DaemonServer>> server =

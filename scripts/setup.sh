@@ -11,7 +11,7 @@ packages=(
   python3-torch python3-matplotlib python3-grpcio python3-protobuf
   prometheus-cpp-dev prometheus chromium fonts-dejavu-core
   dataset-fashion-mnist
-  zlib1g-dev nlohmann-json3-dev
+  zlib1g-dev nlohmann-json3-dev libsodium-dev
   clang-15 llvm-15 curl openssl
   docker.io docker-compose debootstrap
   iproute2 iputils-ping

@@ -5,6 +5,7 @@
 
 #include <stdlib.h>
 
+#include <map>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -51,6 +52,43 @@ TEST(ClusterSecurityTest, ADefaultClusterRefusesAClientWithoutATokenOnEveryRpc) 
   // Nothing of it reached training, which goes on.
   EXPECT_EQ(hq->server.aggregates_dropped.count("forbidden"), 0u);
   ReachVersion(c, hq->server.version + 5);
+}
+
+// Each member holds its own token (member tokens): a home's token pushes,
+// pulls, heartbeats and leaves for that home only, never at HQ; the cluster
+// token reads the status and nothing else.
+TEST(ClusterSecurityTest, AHomesTokenSpeaksOnlyForThatHome) {
+  ProcessCluster c(Options("member-tokens", /*tls=*/false));
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 5);
+  absl::StatusOr<std::string> home = ReadTokenFile(MemberTokenPath(c.run_dir(), "worker-0"));
+  absl::StatusOr<std::string> cluster =
+      ReadTokenFile(absl::StrCat(c.run_dir(), "/", kClusterTokenFile));
+  ASSERT_TRUE(home.ok() && cluster.ok()) << home.status() << cluster.status();
+  ClientCredentials as_home, as_cluster;
+  as_home.token = *home;
+  as_cluster.token = *cluster;
+  EXPECT_EQ(CallEveryRpc(c.hq_address(), c.aggregator_address(0), as_home, "agg-0", "worker-1",
+                         4),
+            Every(grpc::StatusCode::PERMISSION_DENIED))
+      << "worker-0's token as worker-1 (and as agg-0 at HQ)";
+  EXPECT_EQ(CallEveryRpc(c.hq_address(), c.aggregator_address(0), as_cluster, "agg-0",
+                         "worker-0", 4),
+            Every(grpc::StatusCode::PERMISSION_DENIED,
+                  {{"Hq.GetStatus", grpc::StatusCode::OK},
+                   {"Aggregator.GetStatus", grpc::StatusCode::OK}}))
+      << "the cluster token";
+  absl::StatusOr<HqStatus> hq = c.QueryHq();
+  ASSERT_TRUE(hq.ok()) << hq.status();
+  EXPECT_EQ(hq->calls_refused, (std::map<std::string, int64_t>{{"permission_denied", 9}}));
+  absl::StatusOr<AggregatorStatus> agg = c.QueryAggregator(0);
+  ASSERT_TRUE(agg.ok()) << agg.status();
+  EXPECT_EQ(agg->calls_refused, (std::map<std::string, int64_t>{{"permission_denied", 7}}));
+  // worker-1 was not made to leave: training goes on with all four.
+  ReachVersion(c, hq->server.version + 5);
+  hq = c.QueryHq();
+  ASSERT_TRUE(hq.ok()) << hq.status();
+  EXPECT_EQ(hq->server.live_workers.size(), 4u);
 }
 
 TEST(ClusterSecurityTest, TrainsOverMutualTlsAndRefusesAPlaintextClient) {

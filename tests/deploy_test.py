@@ -9,8 +9,9 @@
   overlay breaks them: a misspelt field, a wrong type, a bad flag value in
   the ConfigMap, tiers that disagree on counts, a missing certificate, an
   address no Service answers, a binary the image lacks, a probe with $(VAR);
-- credentials.sh makes certificates whose common names are the members' ids
-  and whose names are the pods' DNS names;
+- credentials.sh makes certificates whose common names are the members' ids,
+  whose organizational units are their roles and whose names are the pods'
+  DNS names;
 - hips running as uid 10001 reads a token file mounted the way the kubelet
   mounts a Secret (root:fsGroup, 0440) and refuses one others may read;
 - every command line and healthcheck of deploy/docker-compose.yml is
@@ -183,12 +184,14 @@ class KubernetesCheckTest(unittest.TestCase):
 
     def test_credentials_name_members_and_their_pods(self):
         secrets = os.path.join(self.k8s, "secrets")
-        for member, name in (("worker-3", "DNS:hips-aggregator-1.hips-aggregator"),
-                             ("hips-aggregator-1", "DNS:hips-hq-0.hips-hq"),
-                             ("hq", "IP Address:127.0.0.1")):
+        for member, name, role in (
+                ("worker-3", "DNS:hips-aggregator-1.hips-aggregator", "OU = worker, "),
+                ("hips-aggregator-1", "DNS:hips-hq-0.hips-hq", "OU = aggregator, "),
+                ("hq", "IP Address:127.0.0.1", "subject=")):
             text = run(["openssl", "x509", "-noout", "-subject", "-ext", "subjectAltName",
                         "-in", os.path.join(secrets, member + ".pem")]).stdout
-            self.assertIn("CN = " + member, text)
+            # Each member's role in its organizational unit (none for HQ).
+            self.assertIn(role + "CN = " + member, text)
             self.assertIn(name, text)
             verify = run(["openssl", "verify", "-CAfile", os.path.join(secrets, "ca.pem"),
                           os.path.join(secrets, member + ".pem")])
@@ -268,7 +271,9 @@ class ScriptArgumentsTest(unittest.TestCase):
             (["k8s/credentials.sh", "--aggregators=two"], "count in [1, 999]"),
             (["k8s/check.sh", "--frobnicate"], "unknown option"),
             (["make-pki.sh", "/tmp/x"], "usage"),
-            (["make-pki.sh", "/tmp/hips-never", "CA", "DNS:x", "bad/id"], "bad member id"),
+            (["make-pki.sh", "/tmp/hips-never", "CA", "DNS:x", "bad/id"], "bad member 'bad/id'"),
+            (["make-pki.sh", "/tmp/hips-never", "CA", "DNS:x", "boss:agg-0"],
+             "bad member 'boss:agg-0' (ID or ROLE:ID, ROLE worker or aggregator)"),
         ]
         for argv, message in cases:
             result = run(["bash", os.path.join(deploy, argv[0])] + argv[1:])

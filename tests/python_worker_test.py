@@ -217,6 +217,10 @@ def argument_checks():
         ({"max_attempts": 0}, ValueError, ["max_attempts", "at least 1"]),
         ({"max_attempts": "3"}, TypeError, ["max_attempts"]),
         ({"return_to_preferred": "yes"}, TypeError, ["return_to_preferred"]),
+        ({"aggregator": "10.0.0.1:7001"}, ValueError, ["refusing to dial 10.0.0.1:7001",
+                                                       "without TLS", "insecure=True"]),
+        ({"failover": ["hq.example:7002"]}, ValueError, ["hq.example:7002", "without TLS"]),
+        ({"aggregator": "10.0.0.1:7001", "insecure": 1}, TypeError, ["insecure"]),
     ]
     for change, error, words in cases:
         kwargs = {"model": model, "aggregator": "127.0.0.1:7001", "worker_id": "py-0"}
@@ -234,6 +238,8 @@ def argument_checks():
     check(worker.aggregator == "localhost:7001" and worker.switches == 0,
           "a new worker is on %s after %d moves" % (worker.aggregator, worker.switches))
     worker.close()
+    # Plaintext to another machine only when asked for.
+    hips.Worker(model, "10.0.0.1:7001", "py-1", insecure=True).close()
     try:
         worker.run([], F.cross_entropy)
         check(False, "run() on a closed worker ran")

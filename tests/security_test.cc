@@ -104,6 +104,69 @@ TEST(RefusalMatrixTest, TokensOnLoopback) {
             (std::map<std::string, int64_t>{{"unauthenticated", 8}}));
 }
 
+// Member tokens (docs/security.md): HQ takes the data calls of aggregators'
+// tokens, the aggregator those of workers' tokens, each for its own id only;
+// the cluster token reads the status and does nothing else.
+TEST(RefusalMatrixTest, MemberTokens) {
+  absl::StatusOr<MemberKeyPair> keys = NewMemberKeyPair();
+  absl::StatusOr<MemberKeyPair> other = NewMemberKeyPair();
+  ASSERT_TRUE(keys.ok() && other.ok());
+  SecurityOptions hq = Tokens(), agg = Tokens();
+  hq.member_key = agg.member_key = keys->public_key;
+  ServedTiers servers(hq, agg);
+  auto token = [&](const MemberKeyPair& k, const std::string& id, MemberRole role) {
+    return Client(*IssueMemberToken(k.secret_key, id, role));
+  };
+  const ClientCredentials agg0 = token(*keys, "agg-0", MemberRole::kAggregator);
+  const ClientCredentials worker0 = token(*keys, "worker-0", MemberRole::kWorker);
+  const grpc::StatusCode kDenied = grpc::StatusCode::PERMISSION_DENIED;
+  const grpc::StatusCode kOk = grpc::StatusCode::OK;
+  const Codes kAggregatorRefuses = {{"Aggregator.PushGradient", kDenied},
+                                    {"Aggregator.PullWeights", kDenied},
+                                    {"Aggregator.Heartbeat", kDenied},
+                                    {"Aggregator.GetStatus", kDenied}};
+  const Codes kHqRefuses = {{"Hq.PushAggregate", kDenied},
+                            {"Hq.PullWeights", kDenied},
+                            {"Hq.Heartbeat", kDenied},
+                            {"Hq.GetStatus", kDenied},
+                            {"Hq.SetMode", kDenied}};
+  Codes as_agg0 = Every(kOk, kAggregatorRefuses);
+  as_agg0["Hq.GetStatus"] = as_agg0["Hq.SetMode"] = kDenied;
+  EXPECT_EQ(Probe(servers, agg0, "agg-0", "agg-0"), as_agg0)
+      << "agg-0's token: HQ's data calls as agg-0; not the aggregator's (a home's), nor status";
+  Codes as_worker0 = Every(kOk, kHqRefuses);
+  as_worker0["Aggregator.GetStatus"] = kDenied;
+  EXPECT_EQ(Probe(servers, worker0, "agg-0", "worker-0"), as_worker0)
+      << "worker-0's token: the aggregator's data calls as worker-0; nothing at HQ";
+  EXPECT_EQ(Probe(servers, worker0, "agg-0", "worker-1"), Every(kDenied))
+      << "worker-0's token speaking for worker-1 (push, pull, heartbeat and leave)";
+  EXPECT_EQ(Probe(servers, agg0, "agg-1", "worker-0"), Every(kDenied))
+      << "agg-0's token speaking for agg-1, and acting as a home";
+  EXPECT_EQ(Probe(servers, Client(kClusterToken), "agg-0", "worker-0"),
+            Every(kDenied, {{"Hq.GetStatus", kOk}, {"Aggregator.GetStatus", kOk}}))
+      << "the cluster token: the status only";
+  EXPECT_EQ(Probe(servers, Client(kAdminToken), "agg-0", "worker-0"),
+            Every(kDenied, {{"Hq.GetStatus", kOk},
+                            {"Aggregator.GetStatus", kOk},
+                            {"Hq.SetMode", kOk}}))
+      << "the admin token: status and the admin call only";
+  EXPECT_EQ(Probe(servers, token(*other, "agg-0", MemberRole::kAggregator), "agg-0", "agg-0"),
+            Every(grpc::StatusCode::UNAUTHENTICATED))
+      << "another cluster's key";
+  std::string forged = *IssueMemberToken(keys->secret_key, "worker-0", MemberRole::kWorker);
+  forged.replace(forged.find("worker-0"), 8, "worker-1");
+  EXPECT_EQ(Probe(servers, Client(forged), "agg-0", "worker-1"),
+            Every(grpc::StatusCode::UNAUTHENTICATED))
+      << "worker-0's signature under worker-1's id";
+  // Every refusal counted once, by reason.
+  EXPECT_EQ(servers.hq_refusals(),
+            (std::map<std::string, int64_t>{{"permission_denied", 2 + 5 + 5 + 5 + 4 + 3},
+                                            {"unauthenticated", 10}}));
+  EXPECT_EQ(servers.aggregator_refusals(),
+            (std::map<std::string, int64_t>{{"permission_denied", 4 + 1 + 4 + 4 + 3 + 3},
+                                            {"unauthenticated", 8}}));
+}
+
 class MutualTlsTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -112,6 +175,7 @@ class MutualTlsTest : public ::testing::Test {
     // As hips local --tls makes them; a second CA for the stranger.
     ASSERT_TRUE(
         WriteRunCredentials(*run_, true, {"hq", "agg-0", "agg-1", "worker-0", "worker-1"}).ok());
+    // (WriteRunCredentials makes the CLI's too.)
     ASSERT_TRUE(WriteRunCredentials(*other_, true, {"agg-0", "worker-0"}).ok());
   }
   static void TearDownTestSuite() {
@@ -158,15 +222,32 @@ TEST_F(MutualTlsTest, RefusesWhatTheHandshakeOrTheIdentityDoesNotAllow) {
       Every(grpc::StatusCode::PERMISSION_DENIED, {{"Hq.GetStatus", grpc::StatusCode::OK},
                                                   {"Aggregator.GetStatus", grpc::StatusCode::OK}}))
       << "worker-1's certificate as agg-0 and as worker-0";
-  // Its own certificate is credential enough for data and status, not for
-  // the admin call; with the admin token that too.
-  EXPECT_EQ(Probe(servers, TlsClient(*run_, "agg-0", ""), "agg-0", "agg-0"),
-            Every(grpc::StatusCode::OK, {{"Hq.SetMode", grpc::StatusCode::PERMISSION_DENIED}}));
-  EXPECT_EQ(Probe(servers, TlsClient(*run_, "agg-0", kAdminToken), "agg-0", "agg-0"),
-            Every(grpc::StatusCode::OK));
-  EXPECT_EQ(servers.hq_refusals(), (std::map<std::string, int64_t>{{"permission_denied", 9}}));
+  // Its own certificate is credential enough for the data calls of its
+  // role (its OU) and for status, not for the admin call; with the admin
+  // token that too. A certificate of no role (the CLI's) makes no data call.
+  const grpc::StatusCode kDenied = grpc::StatusCode::PERMISSION_DENIED;
+  const Codes kNotAsAHome = {{"Aggregator.PushGradient", kDenied},
+                             {"Aggregator.PullWeights", kDenied},
+                             {"Aggregator.Heartbeat", kDenied}};
+  Codes agg0 = Every(grpc::StatusCode::OK, kNotAsAHome);
+  EXPECT_EQ(Probe(servers, TlsClient(*run_, "agg-0", kAdminToken), "agg-0", "agg-0"), agg0)
+      << "agg-0's certificate: HQ's data calls, not a home's";
+  agg0["Hq.SetMode"] = kDenied;
+  EXPECT_EQ(Probe(servers, TlsClient(*run_, "agg-0", ""), "agg-0", "agg-0"), agg0);
+  EXPECT_EQ(Probe(servers, TlsClient(*run_, "worker-0", ""), "worker-0", "worker-0"),
+            Every(grpc::StatusCode::OK, {{"Hq.PushAggregate", kDenied},
+                                         {"Hq.PullWeights", kDenied},
+                                         {"Hq.Heartbeat", kDenied},
+                                         {"Hq.SetMode", kDenied}}))
+      << "worker-0's certificate: a home's data calls, not HQ's";
+  Codes cli = Every(kDenied, {{"Hq.GetStatus", grpc::StatusCode::OK},
+                              {"Aggregator.GetStatus", grpc::StatusCode::OK}});
+  EXPECT_EQ(Probe(servers, TlsClient(*run_, kCliIdentity, ""), "hips-cli", "hips-cli"), cli)
+      << "the CLI's certificate";
+  EXPECT_EQ(servers.hq_refusals(),
+            (std::map<std::string, int64_t>{{"permission_denied", 4 + 4 + 1 + 4 + 4}}));
   EXPECT_EQ(servers.aggregator_refusals(),
-            (std::map<std::string, int64_t>{{"permission_denied", 6}}));
+            (std::map<std::string, int64_t>{{"permission_denied", 3 + 3 + 3 + 3 + 3}}));
 }
 
 }  // namespace

@@ -9,12 +9,23 @@
 #include "services/net/grpc_util.h"
 
 namespace hips {
+namespace {
+
+// As the daemons set it: HQ takes aggregators' data calls, an aggregator
+// its homes'.
+SecurityOptions Serving(SecurityOptions security, MemberRole role) {
+  security.serves = role;
+  return security;
+}
+
+}  // namespace
 
 ServedTiers::ServedTiers(
     const SecurityOptions& hq, const SecurityOptions& aggregator,
     const std::function<void(ParameterServerOptions*, AggregatorOptions*)>& customize,
     const ServeLimits& limits)
-    : hq_authorizer_(hq), aggregator_authorizer_(aggregator) {
+    : hq_authorizer_(Serving(hq, MemberRole::kAggregator)),
+      aggregator_authorizer_(Serving(aggregator, MemberRole::kWorker)) {
   ParameterServerOptions o;
   o.expected_aggregators = 2;
   o.mode = {Mode::kAsync, 0};

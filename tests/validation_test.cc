@@ -36,8 +36,8 @@ SecurityOptions Tokens() {
   return s;
 }
 
-void Prepare(grpc::ClientContext* ctx) {
-  Authenticate(ctx, kToken);
+void Prepare(grpc::ClientContext* ctx, const std::string& token = kToken) {
+  Authenticate(ctx, token);
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
 }
 
@@ -399,7 +399,9 @@ class LimitsTest : public ::testing::Test {
     l.stream_idle = absl::Milliseconds(300);
     return l;
   }
-  LimitsTest() : tiers_(Tokens(), Tokens(), nullptr, Limits()) {
+  explicit LimitsTest(const SecurityOptions& aggregator = Tokens(),
+                      const ServeLimits& limits = Limits())
+      : tiers_(Tokens(), aggregator, nullptr, limits) {
     aggregator_ = v1::Aggregator::NewStub(CreateHipsChannel(tiers_.aggregator_address()));
   }
 
@@ -409,9 +411,10 @@ class LimitsTest : public ::testing::Test {
     v1::PushAck ack;
     std::unique_ptr<grpc::ClientWriter<v1::GradientChunk>> writer;
   };
-  std::unique_ptr<OpenPush> StartPush(const std::string& sender, int64_t sequence) {
+  std::unique_ptr<OpenPush> StartPush(const std::string& sender, int64_t sequence,
+                                      const std::string& token = kToken) {
     auto p = std::make_unique<OpenPush>();
-    Prepare(&p->ctx);
+    Prepare(&p->ctx, token);
     p->writer = aggregator_->PushGradient(&p->ctx, &p->ack);
     v1::GradientChunk c;
     v1::GradientHeader* h = c.mutable_header();
@@ -456,6 +459,56 @@ TEST_F(LimitsTest, AFullServerRefusesAnotherStream) {
   std::unique_ptr<OpenPush> d = StartPush("worker-2", 2);
   EXPECT_TRUE(Complete(d.get()).ok());
   EXPECT_EQ(tiers_.aggregator().counters().gradients_accepted, 3);
+}
+
+// One member may hold --max_streams_per_member streams open: a home cannot
+// fill a server alone, and the others are still served.
+class MemberLimitsTest : public LimitsTest {
+ protected:
+  static MemberKeyPair Keys() {
+    static const MemberKeyPair* keys = new MemberKeyPair(*NewMemberKeyPair());
+    return *keys;
+  }
+  static SecurityOptions Members() {
+    SecurityOptions s = Tokens();
+    s.member_key = Keys().public_key;
+    return s;
+  }
+  static ServeLimits PerMember() {
+    ServeLimits l;
+    l.max_streams = 8;
+    l.max_streams_per_member = 2;
+    return l;
+  }
+  static std::string TokenOf(const std::string& id) {
+    return *IssueMemberToken(Keys().secret_key, id, MemberRole::kWorker);
+  }
+  MemberLimitsTest() : LimitsTest(Members(), PerMember()) {}
+};
+
+TEST_F(MemberLimitsTest, AMemberHoldsAtMostItsShareOfStreams) {
+  const std::string home = TokenOf("worker-0");
+  std::unique_ptr<OpenPush> a = StartPush("worker-0", 1, home);
+  std::unique_ptr<OpenPush> b = StartPush("worker-0", 2, home);
+  WaitFor([&] { return tiers_.aggregator_streams().open() >= 2; }, absl::Seconds(2));
+  ASSERT_EQ(tiers_.aggregator_streams().open(), 2);
+  std::unique_ptr<OpenPush> c = StartPush("worker-0", 3, home);
+  const grpc::Status third = Complete(c.get());
+  EXPECT_EQ(third.error_code(), grpc::RESOURCE_EXHAUSTED) << third.error_message();
+  EXPECT_NE(third.error_message().find("--max_streams_per_member"), std::string::npos)
+      << third.error_message();
+  // Another home is served meanwhile.
+  std::unique_ptr<OpenPush> other = StartPush("worker-1", 1, TokenOf("worker-1"));
+  EXPECT_TRUE(Complete(other.get()).ok());
+  EXPECT_TRUE(Complete(a.get()).ok());
+  EXPECT_TRUE(Complete(b.get()).ok());
+  EXPECT_EQ(tiers_.aggregator_refusals(),
+            (std::map<std::string, int64_t>{{"resource_exhausted", 1}}));
+  // Its streams done, the home may open new ones.
+  WaitFor([&] { return tiers_.aggregator_streams().open() == 0; }, absl::Seconds(10));
+  std::unique_ptr<OpenPush> d = StartPush("worker-0", 4, home);
+  EXPECT_TRUE(Complete(d.get()).ok());
+  EXPECT_EQ(tiers_.aggregator().counters().gradients_accepted, 4);
 }
 
 TEST_F(LimitsTest, AStalledPushIsCancelledAndItsPartialDataDropped) {

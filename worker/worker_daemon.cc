@@ -26,6 +26,11 @@ absl::Status WorkerDaemon::CheckOptions(const WorkerDaemonOptions& options) {
   }
   if (absl::Status s = ValidateModelOptions(options.model); !s.ok()) return s;
   if (absl::Status s = CheckClientTls(options.serve.security.tls); !s.ok()) return s;
+  for (const std::string& a : options.aggregators) {
+    if (absl::Status s = CheckPlaintextDial("--aggregator", a, options.serve.security); !s.ok()) {
+      return s;
+    }
+  }
   return CheckServeOptions(options.serve, /*needs_admin=*/false, /*grpc_optional=*/true);
 }
 

@@ -67,6 +67,7 @@ hips::WorkerDaemonOptions OptionsFromFlags() {
   // Health on the metrics address (for container probes).
   o.serve.host = o.serve.metrics_address;
   o.serve.port = absl::GetFlag(FLAGS_health_port);
+  o.serve.health_only = true;
   o.serve.port_file = absl::GetFlag(FLAGS_health_port_file);
   return o;
 }

@@ -45,12 +45,12 @@ members=(hq probe cli)
 names="DNS:hips-hq,DNS:hips-hq-0.hips-hq,DNS:localhost,IP:127.0.0.1"
 aggregator_files=() worker_files=()
 for ((k = 0; k < aggregators; k++)); do
-  members+=("hips-aggregator-$k")
+  members+=("aggregator:hips-aggregator-$k")
   names="$names,DNS:hips-aggregator-$k.hips-aggregator"
   aggregator_files+=("hips-aggregator-$k.pem" "hips-aggregator-$k.key")
 done
 for ((k = 0; k < workers; k++)); do
-  members+=("worker-$k")
+  members+=("worker:worker-$k")
   worker_files+=("worker-$k.pem" "worker-$k.key")
 done
 
@@ -73,4 +73,4 @@ secret() {
   secret hips-worker-credentials ca.pem cluster.token "${worker_files[@]}" probe.pem probe.key
   secret hips-operator-credentials ca.pem cluster.token admin.token cli.pem cli.key
 } >"$dir/kustomization.yaml"
-echo "deploy/k8s/secrets: tokens, ca.pem and certificates of ${members[*]}"
+echo "deploy/k8s/secrets: tokens, ca.pem and certificates of ${members[*]#*:}"

@@ -17,11 +17,15 @@ absl::Status CheckServeOptions(const ServeOptions& o, bool needs_admin, bool grp
     return absl::InvalidArgumentError(
         absl::StrCat("--max_streams must be >= 0, got ", o.limits.max_streams));
   }
+  if (o.limits.max_streams_per_member < 0 || o.limits.max_streams_per_member > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_streams_per_member must be in [0, 1000], got ", o.limits.max_streams_per_member));
+  }
   if (o.limits.stream_idle <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("--stream_idle_ms must be >= 0");
   }
   if (o.port < 0) return absl::OkStatus();
-  return CheckServerSecurity(o.host, o.security, needs_admin);
+  return CheckServerSecurity(o.host, o.security, needs_admin, o.health_only);
 }
 
 absl::StatusOr<std::unique_ptr<DaemonServer>> DaemonServer::Create(ServeOptions options,
@@ -29,7 +33,7 @@ absl::StatusOr<std::unique_ptr<DaemonServer>> DaemonServer::Create(ServeOptions 
   std::shared_ptr<grpc::ServerCredentials> credentials;
   if (options.port >= 0) {
     absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> served =
-        ServingCredentials(options.host, options.security, needs_admin);
+        ServingCredentials(options.host, options.security, needs_admin, options.health_only);
     if (!served.ok()) return served.status();
     credentials = *std::move(served);
   }

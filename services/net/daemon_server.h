@@ -32,6 +32,8 @@ struct ServeOptions {
   // The flag that sets `port`, for messages ("--port", "--health_port").
   std::string port_flag = "--port";
   std::string unix_socket;
+  // Serves the health service only (a worker): no credentials needed.
+  bool health_only = false;
   // TLS and the tokens its callers present (docs/security.md), and how much
   // it serves at once.
   SecurityOptions security;

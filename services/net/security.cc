@@ -1,9 +1,14 @@
 #include "services/net/security.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <utility>
 #include <vector>
@@ -68,6 +73,26 @@ bool IsLoopbackV4(absl::string_view text) {
   return parts[0] == "127";
 }
 
+// The member role a verified client certificate names in its subject's
+// organizational unit (OU=worker or OU=aggregator), if any. The subject
+// comes as RFC 2253 text ("CN=worker-0,OU=worker"); an escaped comma is
+// part of a value.
+std::optional<MemberRole> CertificateRole(const grpc::AuthContext& auth) {
+  for (const grpc::string_ref& subject : auth.FindPropertyValues("x509_subject")) {
+    const absl::string_view text(subject.data(), subject.size());
+    size_t start = 0;
+    for (size_t i = 0; i <= text.size(); ++i) {
+      if (i < text.size() && (text[i] != ',' || (i > 0 && text[i - 1] == '\\'))) continue;
+      absl::string_view part = absl::StripAsciiWhitespace(text.substr(start, i - start));
+      start = i + 1;
+      if (absl::ConsumePrefix(&part, "OU=")) {
+        if (absl::StatusOr<MemberRole> role = ParseRole(part); role.ok()) return *role;
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 absl::Status CheckTlsPair(const TlsFiles& tls) {
   if (tls.cert.empty() != tls.key.empty()) {
     return absl::InvalidArgumentError("--tls_cert and --tls_key go together");
@@ -76,6 +101,18 @@ absl::Status CheckTlsPair(const TlsFiles& tls) {
 }
 
 }  // namespace
+
+absl::Status WritePrivateFile(const std::string& path, const std::string& contents) {
+  unlink(path.c_str());
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::InternalError(absl::StrCat("cannot create ", path, ": ", std::strerror(errno)));
+  }
+  const ssize_t n = write(fd, contents.data(), contents.size());
+  const bool ok = n == static_cast<ssize_t>(contents.size()) && close(fd) == 0;
+  if (!ok) return absl::InternalError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
 
 std::string TokenFileModeProblem(uid_t owner, mode_t mode, uid_t euid) {
   if (owner == euid || owner != 0) {
@@ -155,6 +192,47 @@ absl::StatusOr<SecurityOptions> LoadSecurity(const TlsFiles& tls, const std::str
   return s;
 }
 
+absl::Status LoadMemberCredentials(const std::string& member_token_file,
+                                   const std::string& member_key_file, SecurityOptions* s) {
+  if (!member_token_file.empty()) {
+    absl::StatusOr<std::string> token = ReadTokenFile(member_token_file);
+    if (!token.ok()) return token.status();
+    if (!IsMemberToken(*token)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          member_token_file,
+          " does not hold a member token (hips token --member=ID --role=ROLE issues one)"));
+    }
+    s->member_token = *std::move(token);
+  }
+  if (!member_key_file.empty()) {
+    absl::StatusOr<std::string> key = ReadMemberPublicKeyFile(member_key_file);
+    if (!key.ok()) return key.status();
+    s->member_key = *std::move(key);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DeclareMemberCredentials(const std::string& member_token_file,
+                                      const std::string& member_key_file, SecurityOptions* s) {
+  if (!member_token_file.empty()) s->member_token = "<member token of " + member_token_file + ">";
+  if (!member_key_file.empty()) s->member_key = "<member key of " + member_key_file + ">";
+  return absl::OkStatus();
+}
+
+absl::Status CheckPlaintextDial(absl::string_view flag, absl::string_view target,
+                                const SecurityOptions& s) {
+  if (s.insecure || !s.tls.ca.empty() || absl::StartsWith(target, "unix:")) {
+    return absl::OkStatus();
+  }
+  const size_t colon = target.rfind(':');
+  const absl::string_view host = colon == absl::string_view::npos ? target : target.substr(0, colon);
+  if (IsLoopback(host)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "refusing to dial ", flag, "=", target,
+      " without TLS: tokens, gradients and weights would cross that network in the clear. "
+      "Give --tls_ca (the CA of its certificate), or --insecure on a network you trust"));
+}
+
 bool IsLoopback(absl::string_view host) {
   if (absl::StartsWith(host, "unix:")) return true;
   absl::ConsumePrefix(&host, "[");
@@ -163,7 +241,7 @@ bool IsLoopback(absl::string_view host) {
 }
 
 absl::Status CheckServerSecurity(absl::string_view host, const SecurityOptions& s,
-                                 bool needs_admin) {
+                                 bool needs_admin, bool health_only) {
   if (s.insecure) return absl::OkStatus();
   if (s.tls.cert.empty() && !IsLoopback(host)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -173,7 +251,7 @@ absl::Status CheckServerSecurity(absl::string_view host, const SecurityOptions& 
         "network you trust"));
   }
   const bool mtls = !s.tls.cert.empty() && !s.tls.ca.empty();
-  if (s.cluster_token.empty() && !mtls) {
+  if (!health_only && s.cluster_token.empty() && s.member_key.empty() && !mtls) {
     return absl::InvalidArgumentError(
         "no credentials: anyone who reaches this port could push, pull and join. Give "
         "--token_file (or mutual TLS: --tls_cert, --tls_key and --tls_ca), or --insecure to "
@@ -207,16 +285,37 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServingCredentials(
-    absl::string_view host, const SecurityOptions& security, bool needs_admin) {
-  if (absl::Status s = CheckServerSecurity(host, security, needs_admin); !s.ok()) return s;
+    absl::string_view host, const SecurityOptions& security, bool needs_admin, bool health_only) {
+  if (absl::Status s = CheckServerSecurity(host, security, needs_admin, health_only); !s.ok()) {
+    return s;
+  }
   return ServerCredentials(security);
 }
 
 Authorizer::Authorizer(const SecurityOptions& s)
     : cluster_token_(s.cluster_token),
       admin_token_(s.admin_token),
+      member_key_(s.member_key),
+      serves_(s.serves),
       mtls_(!s.tls.cert.empty() && !s.tls.ca.empty()),
-      open_(s.cluster_token.empty() && s.admin_token.empty() && !mtls_) {}
+      open_(s.cluster_token.empty() && s.admin_token.empty() && s.member_key.empty() && !mtls_) {}
+
+absl::StatusOr<MemberIdentity> Authorizer::Member(absl::string_view token) const {
+  if (member_key_.empty() || !IsMemberToken(token)) {
+    return absl::UnauthenticatedError("not a member token");
+  }
+  {
+    absl::MutexLock lock(&verified_mu_);
+    if (auto it = verified_.find(token); it != verified_.end()) return it->second;
+  }
+  absl::StatusOr<MemberIdentity> member = VerifyMemberToken(member_key_, token);
+  if (member.ok()) {
+    absl::MutexLock lock(&verified_mu_);
+    if (verified_.size() >= kVerifiedTokens) verified_.clear();  // (only valid ones get in)
+    verified_.emplace(token, *member);
+  }
+  return member;
+}
 
 absl::Status Authorizer::Check(const grpc::ServerContextBase& ctx, Access access) const {
   if (open_) return absl::OkStatus();
@@ -226,20 +325,54 @@ absl::Status Authorizer::Check(const grpc::ServerContextBase& ctx, Access access
   // With mTLS the server only completes handshakes with verified clients.
   const bool certificate =
       mtls_ && ctx.auth_context() != nullptr && ctx.auth_context()->IsPeerAuthenticated();
+  const bool member_form = !member_key_.empty() && IsMemberToken(token);
+  const absl::StatusOr<MemberIdentity> member =
+      member_form ? Member(token) : absl::UnauthenticatedError("");
   switch (access) {
     case Access::kAdmin:
       if (admin) return absl::OkStatus();
-      if (cluster || certificate) {
+      if (cluster || certificate || member.ok()) {
         return absl::PermissionDeniedError("an admin call needs the admin token");
       }
       return absl::UnauthenticatedError("an admin call needs the admin token");
     case Access::kStatus:
       if (admin || cluster || certificate) return absl::OkStatus();
+      if (member.ok()) {
+        return absl::PermissionDeniedError(
+            "a member token does not read the status: the cluster token does");
+      }
       break;
     case Access::kData:
-      if (admin || cluster || certificate) return absl::OkStatus();
+      if (member_key_.empty() && !certificate) {
+        if (admin || cluster) return absl::OkStatus();
+        break;
+      }
+      if (certificate) {  // (CheckIdentity: its common name)
+        const std::optional<MemberRole> role = CertificateRole(*ctx.auth_context());
+        if (role == serves_) return absl::OkStatus();
+        return absl::PermissionDeniedError(
+            role.has_value()
+                ? absl::StrCat("the certificate is a ", RoleName(*role),
+                               "'s: this server takes the ", RoleName(serves_), "s' data calls")
+                : absl::StrCat("the certificate names no member role (OU=worker or "
+                               "OU=aggregator): make the cluster's credentials again "
+                               "(docs/security.md)"));
+      }
+      if (member.ok()) {
+        if (member->role == serves_) return absl::OkStatus();
+        return absl::PermissionDeniedError(absl::StrCat(
+            member->member, "'s token is ", RoleName(member->role), "'s: this server takes the ",
+            RoleName(serves_), "s' data calls"));
+      }
+      if (member_form) return member.status();
+      if (admin || cluster) {
+        return absl::PermissionDeniedError(
+            "with member tokens (--member_key_file), a data call needs the caller's own member "
+            "token (hips token), not the cluster's");
+      }
       break;
   }
+  if (member_form) return member.status();
   return absl::UnauthenticatedError(
       token.empty() ? "no credentials: this call needs the cluster token (authorization: Bearer "
                       "<token>) or a client certificate"
@@ -248,19 +381,44 @@ absl::Status Authorizer::Check(const grpc::ServerContextBase& ctx, Access access
 
 absl::Status Authorizer::CheckIdentity(const grpc::ServerContextBase& ctx,
                                        absl::string_view member) const {
-  if (!mtls_) return absl::OkStatus();
+  if (mtls_) {
+    std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
+    std::vector<std::string> names;
+    if (auth != nullptr) {
+      // The common name: the subject alternative names also hold host names
+      // (localhost, addresses) that are no member's.
+      for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
+        if (absl::string_view(name.data(), name.size()) == member) return absl::OkStatus();
+        names.emplace_back(name.data(), name.size());
+      }
+    }
+    return absl::PermissionDeniedError(absl::StrCat(
+        "the peer's certificate is ", absl::StrJoin(names, ", "), "'s, not ", member, "'s"));
+  }
+  if (member_key_.empty()) return absl::OkStatus();
+  absl::StatusOr<MemberIdentity> caller = Member(PresentedToken(ctx));
+  if (!caller.ok()) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("only ", member, "'s own member token speaks for ", member));
+  }
+  if (caller->member != member) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("the caller's member token is ", caller->member, "'s, not ", member, "'s"));
+  }
+  return absl::OkStatus();
+}
+
+std::string Authorizer::Caller(const grpc::ServerContextBase& ctx) const {
   std::shared_ptr<const grpc::AuthContext> auth = ctx.auth_context();
-  std::vector<std::string> names;
-  if (auth != nullptr) {
-    // The common name: the subject alternative names also hold host names
-    // (localhost, addresses) that are no member's.
+  if (mtls_ && auth != nullptr && auth->IsPeerAuthenticated()) {
     for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
-      if (absl::string_view(name.data(), name.size()) == member) return absl::OkStatus();
-      names.emplace_back(name.data(), name.size());
+      return absl::StrCat("certificate ", absl::string_view(name.data(), name.size()));
     }
   }
-  return absl::PermissionDeniedError(absl::StrCat(
-      "the peer's certificate is ", absl::StrJoin(names, ", "), "'s, not ", member, "'s"));
+  if (absl::StatusOr<MemberIdentity> member = Member(PresentedToken(ctx)); member.ok()) {
+    return member->member;
+  }
+  return "";
 }
 
 std::string RefusalReason(absl::StatusCode code) {
@@ -315,7 +473,9 @@ absl::Status CheckClientTls(const TlsFiles& tls) {
   return absl::OkStatus();
 }
 
-ClientSecurity ClusterClient(const SecurityOptions& s) { return {s.tls, s.cluster_token}; }
+ClientSecurity ClusterClient(const SecurityOptions& s) {
+  return {s.tls, s.member_token.empty() ? s.cluster_token : s.member_token};
+}
 
 void Authenticate(grpc::ClientContext* ctx, const std::string& token) {
   if (!token.empty()) ctx->AddMetadata(kAuthorizationKey, absl::StrCat("Bearer ", token));

@@ -87,6 +87,38 @@ TEST(LoadSecurityTest, ChecksTheFilesGoTogether) {
   EXPECT_TRUE(absl::IsInvalidArgument(LoadSecurity({}, TempPath("none"), "", false).status()));
 }
 
+TEST(LoadMemberCredentialsTest, ReadsAMemberTokenAndThePublicKeyAndRefusesWhatIsNot) {
+  absl::StatusOr<MemberKeyPair> keys = NewMemberKeyPair();
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  const std::string key = TempPath("member.key");
+  ASSERT_TRUE(WriteMemberKeyFiles(key, *keys).ok());
+  const std::string token = *IssueMemberToken(keys->secret_key, "home-1", MemberRole::kWorker);
+  SecurityOptions s;
+  ASSERT_TRUE(LoadMemberCredentials(WriteFile("member-token", token + "\n"), key + ".pub", &s).ok());
+  EXPECT_EQ(s.member_token, token);
+  EXPECT_EQ(s.member_key, keys->public_key);
+  EXPECT_EQ(ClusterClient(s).token, token);  // presented instead of the cluster token
+  s.member_token.clear();
+  s.cluster_token = kToken;
+  EXPECT_EQ(ClusterClient(s).token, kToken);
+  // The cluster token where a member token belongs, the secret key where
+  // the public one belongs, a readable token file: each named.
+  SecurityOptions t;
+  absl::Status bad = LoadMemberCredentials(WriteFile("not-member", kToken), "", &t);
+  EXPECT_TRUE(absl::IsInvalidArgument(bad));
+  EXPECT_NE(bad.message().find("does not hold a member token"), std::string::npos) << bad;
+  EXPECT_EQ(bad.message().find(kToken), std::string::npos) << bad;
+  EXPECT_TRUE(absl::IsInvalidArgument(LoadMemberCredentials("", key, &t)));
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      LoadMemberCredentials(WriteFile("member-token-644", token, 0644), "", &t)));
+  EXPECT_TRUE(t.member_token.empty() && t.member_key.empty());
+  // --check_flags reads nothing.
+  ASSERT_TRUE(DeclareMemberCredentials("/nonexistent/t", "/nonexistent/k", &t).ok());
+  EXPECT_EQ(t.member_key, "<member key of /nonexistent/k>");
+  unlink(key.c_str());
+  unlink((key + ".pub").c_str());
+}
+
 TEST(TokenFileModeProblemTest, OwnerOnlyOrRootsGroupReadForAKubernetesSecret) {
   // The process's own file: 0600 or less, whoever the process is.
   EXPECT_EQ(TokenFileModeProblem(10001, S_IFREG | 0600, 10001), "");
@@ -147,6 +179,25 @@ TEST(IsLoopbackTest, OnlyThisMachine) {
   }
 }
 
+TEST(CheckPlaintextDialTest, PlaintextOnlyToThisMachineUnlessInsecure) {
+  SecurityOptions plain;
+  for (const char* target : {"127.0.0.1:7000", "localhost:1", "[::1]:7000", "unix:/tmp/s"}) {
+    EXPECT_TRUE(CheckPlaintextDial("--hq", target, plain).ok()) << target;
+  }
+  for (const char* target : {"10.0.0.1:7000", "hq:7000", "[2001:db8::1]:7000", "0.0.0.0:1"}) {
+    absl::Status s = CheckPlaintextDial("--hq", target, plain);
+    EXPECT_TRUE(absl::IsInvalidArgument(s)) << target;
+    EXPECT_NE(s.message().find(absl::StrCat("--hq=", target)), std::string::npos) << s;
+    EXPECT_NE(s.message().find("--tls_ca"), std::string::npos) << s;
+  }
+  SecurityOptions tls;
+  tls.tls.ca = "/some/ca.pem";
+  EXPECT_TRUE(CheckPlaintextDial("--hq", "hq:7000", tls).ok());
+  SecurityOptions insecure;
+  insecure.insecure = true;
+  EXPECT_TRUE(CheckPlaintextDial("--hq", "hq:7000", insecure).ok());
+}
+
 TEST(CheckServerSecurityTest, RefusesWhatWouldBeOpen) {
   SecurityOptions tokens;
   tokens.cluster_token = kToken;
@@ -166,6 +217,17 @@ TEST(CheckServerSecurityTest, RefusesWhatWouldBeOpen) {
   SecurityOptions mtls;
   mtls.tls = {"c.pem", "k.pem", "ca.pem"};
   EXPECT_TRUE(CheckServerSecurity("0.0.0.0", mtls, false).ok());
+  // A member key is a credential (members' tokens); a member's own token is
+  // not (it is what the process presents, not what its server checks) but
+  // for a worker's health-only server, which needs none.
+  SecurityOptions members;
+  members.member_key = std::string(32, 'k');
+  EXPECT_TRUE(CheckServerSecurity("127.0.0.1", members, false).ok());
+  SecurityOptions home;
+  home.member_token = "hips-member-1:worker:w:sig";
+  EXPECT_FALSE(CheckServerSecurity("127.0.0.1", home, false).ok());
+  EXPECT_TRUE(CheckServerSecurity("127.0.0.1", home, false, /*health_only=*/true).ok());
+  EXPECT_FALSE(CheckServerSecurity("0.0.0.0", home, false, /*health_only=*/true).ok());
   // HQ needs an admin token (mTLS identities are not admins).
   const absl::Status no_admin = CheckServerSecurity("127.0.0.1", mtls, true);
   EXPECT_NE(no_admin.message().find("--admin_token_file"), std::string::npos) << no_admin;

@@ -19,6 +19,8 @@ namespace hips {
 struct ServeLimits {
   // Streaming calls (pushes, weight pulls) open at once; 0: no limit.
   int max_streams = 0;
+  // Of them, open at once by one member (Authorizer::Caller); 0: no limit.
+  int max_streams_per_member = 0;
   // A push that delivers no chunk for this long is cancelled.
   absl::Duration stream_idle = absl::InfiniteDuration();
 };
@@ -30,20 +32,23 @@ struct ServeLimits {
 class ServerGate {
  public:
   ServerGate(const Authorizer* authorizer, const ServeLimits& limits)
-      : authorizer_(authorizer), streams_(limits.max_streams, limits.stream_idle, [this] {
-          refusals_.Count(absl::DeadlineExceededError("a push stream stalled"));
-        }) {}
+      : authorizer_(authorizer),
+        streams_(
+            limits.max_streams, limits.stream_idle,
+            [this] { refusals_.Count(absl::DeadlineExceededError("a push stream stalled")); },
+            limits.max_streams_per_member) {}
 
   // OK, or the refusal of the caller's credentials (counted).
   absl::Status Admit(const grpc::ServerContextBase& ctx, Access access) {
     return Counted(authorizer_->Check(ctx, access));
   }
   // Admit, then a slot for the stream of `ctx` (a `push` is watched for
-  // stalls); RESOURCE_EXHAUSTED (counted) when the server is full.
+  // stalls); RESOURCE_EXHAUSTED (counted) when the server is full, or its
+  // caller holds as many streams as one member may.
   absl::Status AdmitStream(grpc::ServerContextBase* ctx, Access access, bool push,
                            StreamGuard::Slot* slot) {
     if (absl::Status s = Admit(*ctx, access); !s.ok()) return s;
-    absl::StatusOr<StreamGuard::Slot> opened = streams_.Open(ctx, push);
+    absl::StatusOr<StreamGuard::Slot> opened = streams_.Open(ctx, push, authorizer_->Caller(*ctx));
     if (!opened.ok()) return Counted(opened.status());
     *slot = *std::move(opened);
     return absl::OkStatus();

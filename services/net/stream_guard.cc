@@ -35,8 +35,12 @@ void StreamGuard::Slot::Arrived() {
   if (guard_ != nullptr) guard_->Unwatch(id_);
 }
 
-StreamGuard::StreamGuard(int max_streams, absl::Duration idle, std::function<void()> on_stall)
-    : max_streams_(max_streams), idle_(idle), on_stall_(std::move(on_stall)) {
+StreamGuard::StreamGuard(int max_streams, absl::Duration idle, std::function<void()> on_stall,
+                         int max_per_caller)
+    : max_streams_(max_streams),
+      max_per_caller_(max_per_caller),
+      idle_(idle),
+      on_stall_(std::move(on_stall)) {
   if (idle_ != absl::InfiniteDuration()) watcher_ = std::thread([this] { Watch(); });
 }
 
@@ -49,15 +53,26 @@ StreamGuard::~StreamGuard() {
   if (watcher_.joinable()) watcher_.join();
 }
 
-absl::StatusOr<StreamGuard::Slot> StreamGuard::Open(grpc::ServerContextBase* ctx, bool watch_idle) {
+absl::StatusOr<StreamGuard::Slot> StreamGuard::Open(grpc::ServerContextBase* ctx, bool watch_idle,
+                                                    const std::string& caller) {
   absl::MutexLock lock(&mu_);
   if (max_streams_ > 0 && static_cast<int>(streams_.size()) >= max_streams_) {
     return absl::ResourceExhaustedError(absl::StrCat("this server already serves ", streams_.size(),
                                                      " streams, its most (--max_streams)"));
   }
+  if (!caller.empty() && max_per_caller_ > 0) {
+    int& of_caller = per_caller_[caller];
+    if (of_caller >= max_per_caller_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(caller, " already holds ", of_caller,
+                       " streams open here, one member's most (--max_streams_per_member)"));
+    }
+    ++of_caller;
+  }
   const int64_t id = next_id_++;
   Stream& s = streams_[id];
   s.ctx = ctx;
+  s.caller = caller;
   s.watched = watch_idle && idle_ != absl::InfiniteDuration();
   s.last_progress = absl::Now();
   if (s.watched) changed_.SignalAll();
@@ -86,7 +101,12 @@ void StreamGuard::Close(int64_t id) {
     changed_.Wait(&mu_);
     it = streams_.find(id);
   }
-  if (it != streams_.end()) streams_.erase(it);
+  if (it == streams_.end()) return;
+  if (!it->second.caller.empty() && max_per_caller_ > 0) {
+    auto of_caller = per_caller_.find(it->second.caller);
+    if (of_caller != per_caller_.end() && --of_caller->second <= 0) per_caller_.erase(of_caller);
+  }
+  streams_.erase(it);
 }
 
 int StreamGuard::open() const {

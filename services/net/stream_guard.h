@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
@@ -47,17 +48,21 @@ class StreamGuard {
     int64_t id_ = 0;
   };
 
-  // At most `max_streams` open at once (0: no limit); pushes whose upload
-  // makes no progress for `idle` are cancelled (InfiniteDuration: never),
-  // each calling `on_stall`.
-  StreamGuard(int max_streams, absl::Duration idle, std::function<void()> on_stall = nullptr);
+  // At most `max_streams` open at once (0: no limit), of them at most
+  // `max_per_caller` by one caller (0: no limit); pushes whose upload makes
+  // no progress for `idle` are cancelled (InfiniteDuration: never), each
+  // calling `on_stall`.
+  StreamGuard(int max_streams, absl::Duration idle, std::function<void()> on_stall = nullptr,
+              int max_per_caller = 0);
   ~StreamGuard();
   StreamGuard(const StreamGuard&) = delete;
   StreamGuard& operator=(const StreamGuard&) = delete;
 
-  // A slot for the call of `ctx` (watched for stalls if `watch_idle`), or
-  // RESOURCE_EXHAUSTED when max_streams are open.
-  absl::StatusOr<Slot> Open(grpc::ServerContextBase* ctx, bool watch_idle);
+  // A slot for the call of `ctx` (watched for stalls if `watch_idle`) from
+  // `caller` ("": not known), or RESOURCE_EXHAUSTED when max_streams are
+  // open, or max_per_caller of `caller`'s.
+  absl::StatusOr<Slot> Open(grpc::ServerContextBase* ctx, bool watch_idle,
+                            const std::string& caller = "");
 
   int open() const;
   int64_t stalled() const;
@@ -68,6 +73,7 @@ class StreamGuard {
     bool watched = false;
     absl::Time last_progress;
     bool cancelling = false;  // TryCancel running outside the lock
+    std::string caller;
   };
   void Progress(int64_t id);
   void Unwatch(int64_t id);
@@ -75,11 +81,13 @@ class StreamGuard {
   void Watch();
 
   const int max_streams_;
+  const int max_per_caller_;
   const absl::Duration idle_;
   const std::function<void()> on_stall_;
   mutable absl::Mutex mu_;
   absl::CondVar changed_;  // a stream watched, a cancel done, or stop_
   absl::flat_hash_map<int64_t, Stream> streams_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, int> per_caller_ ABSL_GUARDED_BY(mu_);  // open, by caller
   int64_t next_id_ ABSL_GUARDED_BY(mu_) = 1;
   int64_t stalled_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

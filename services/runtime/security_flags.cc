@@ -19,6 +19,13 @@ ABSL_FLAG(std::string, token_file, "",
 ABSL_FLAG(std::string, admin_token_file, "",
           "The admin token (a file readable by its owner only): admin calls (hips mode) "
           "present it, HQ accepts it.");
+ABSL_FLAG(std::string, member_token_file, "",
+          "This member's own token (hips token --member=ID --role=ROLE; a file readable by its "
+          "owner only): its data calls present it instead of the cluster token.");
+ABSL_FLAG(std::string, member_key_file, "",
+          "The cluster's public member key (KEY.pub of hips token --new_key_file=KEY): this "
+          "server then takes data calls only with a member token of the role it serves (or an "
+          "mTLS certificate), each member speaking for itself only.");
 ABSL_FLAG(bool, insecure, false,
           "Serve without TLS off loopback and without credentials (a network you trust "
           "completely; docs/security.md).");
@@ -35,6 +42,14 @@ SecurityOptions SecurityOptionsFromFlagsOrExit() {
                                                               absl::GetFlag(FLAGS_admin_token_file),
                                                               absl::GetFlag(FLAGS_insecure));
   if (!security.ok()) ExitWithUsageError(std::string(security.status().message()));
+  absl::Status members = CheckingFlagsOnly()
+                             ? DeclareMemberCredentials(absl::GetFlag(FLAGS_member_token_file),
+                                                        absl::GetFlag(FLAGS_member_key_file),
+                                                        &*security)
+                             : LoadMemberCredentials(absl::GetFlag(FLAGS_member_token_file),
+                                                     absl::GetFlag(FLAGS_member_key_file),
+                                                     &*security);
+  if (!members.ok()) ExitWithUsageError(std::string(members.message()));
   return *std::move(security);
 }
 

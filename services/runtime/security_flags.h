@@ -7,8 +7,8 @@
 #include "absl/status/statusor.h"
 #include "services/net/security.h"
 
-// --tls_cert, --tls_key, --tls_ca, --token_file, --admin_token_file and
-// --insecure: how a hips process proves who it is and whom it lets in
+// --tls_cert, --tls_key, --tls_ca, --token_file, --admin_token_file,
+// --member_token_file, --member_key_file and --insecure: how a hips process proves who it is and whom it lets in
 // (docs/security.md). Every daemon and the hips CLI take them.
 
 namespace hips {

@@ -12,6 +12,10 @@ ABSL_FLAG(std::string, unix_socket, "",
 ABSL_FLAG(int, max_streams, 0,
           "Streaming calls (pushes, weight pulls) served at once; more are refused with "
           "RESOURCE_EXHAUSTED (0: four per member this server may have, plus 8).");
+ABSL_FLAG(int, max_streams_per_member, 4,
+          "Streaming calls one member (its member token's id, or its certificate's name) may "
+          "hold open here at once; more are refused with RESOURCE_EXHAUSTED (0: no limit of "
+          "its own).");
 ABSL_FLAG(int64_t, stream_idle_ms, 30000,
           "A push stream that delivers no chunk for this long is cancelled and its partial data "
           "dropped (0: never). Only the upload is watched, not the wait for its answer.");
@@ -38,6 +42,7 @@ ServeOptions ServeOptionsFromFlags() {
   o.unix_socket = absl::GetFlag(FLAGS_unix_socket);
   o.security = SecurityOptionsFromFlagsOrExit();
   o.limits.max_streams = absl::GetFlag(FLAGS_max_streams);
+  o.limits.max_streams_per_member = absl::GetFlag(FLAGS_max_streams_per_member);
   const int64_t idle_ms = absl::GetFlag(FLAGS_stream_idle_ms);
   o.limits.stream_idle = idle_ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(idle_ms);
   SetMetricsFromFlags(&o);

@@ -93,6 +93,35 @@ def check_addresses(name, value):
     return addresses
 
 
+def is_loopback(host):
+    """Whether `host` (of HOST:PORT, or a unix: target) only reaches this
+    machine: 127.0.0.0/8, ::1, localhost, or a Unix socket (as the daemons'
+    IsLoopback)."""
+    if host.startswith("unix:"):
+        return True
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if host in ("localhost", "::1"):
+        return True
+    parts = host.split(".")
+    return (len(parts) == 4 and all(p.isascii() and p.isdigit() and int(p) <= 255 for p in parts)
+            and parts[0] == "127")
+
+
+def check_plaintext(addresses, tls_ca, insecure):
+    """Plaintext (no tls_ca) only to this machine, unless `insecure`: the
+    token, gradients and weights would cross the network in the clear."""
+    check_bool("insecure", insecure)
+    if tls_ca is not None or insecure:
+        return
+    for address in addresses:
+        host = address if address.startswith("unix:") else address.rpartition(":")[0]
+        if not is_loopback(host):
+            raise ValueError(f"refusing to dial {address} without TLS: tokens, gradients and "
+                             "weights would cross that network in the clear. Give tls_ca (the "
+                             "CA of its certificate), or insecure=True on a network you trust")
+
+
 def check_chunk_bytes(name, value):
     check_type(name, value, (numbers.Integral,), "an int")
     if not (0 < value <= MAX_CHUNK_BYTES and value % 4 == 0):

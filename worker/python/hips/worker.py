@@ -137,9 +137,12 @@ class Worker:
     failover: more addresses to move to when it stops answering (it moves
     back once its own answers again, unless return_to_preferred=False).
     worker_id: unique in the cluster (1 to 128 of [A-Za-z0-9._-]). token /
-    token_file: the cluster token (a token file must be readable by its
-    owner only, as for the daemons' --token_file). tls_ca (and tls_cert,
-    tls_key for mutual TLS): PEM files, as the daemons' flags.
+    token_file: the home's own member token (hips token --member=ID
+    --role=worker), or in a cluster without member keys the cluster token
+    (a token file must be readable by its owner only, as for the daemons'
+    --token_file). tls_ca (and tls_cert, tls_key for mutual TLS): PEM
+    files, as the daemons' flags. Without tls_ca it dials only this
+    machine, unless insecure=True (as the daemons' --insecure).
 
     Deadlines and retries, the C++ worker's defaults (WorkerOptions):
     long_poll_s: how long a pull waits for new weights before asking again;
@@ -159,13 +162,14 @@ class Worker:
                  tls_ca=None, tls_cert=None, tls_key=None, chunk_bytes=256 << 10,
                  long_poll_s=2.0, push_timeout_s=300.0, lease_s=2.0, heartbeats_per_lease=4,
                  min_backoff_s=0.05, max_backoff_s=2.0, max_attempts=None,
-                 return_to_preferred=True):
+                 return_to_preferred=True, insecure=False):
         failover = _check_options(
             model, aggregator, worker_id, failover, chunk_bytes,
             {"long_poll_s": long_poll_s, "push_timeout_s": push_timeout_s, "lease_s": lease_s,
              "min_backoff_s": min_backoff_s, "max_backoff_s": max_backoff_s},
             heartbeats_per_lease, max_attempts, return_to_preferred)
         token = _cluster_token(token, token_file)
+        checks.check_plaintext([aggregator, *failover], tls_ca, insecure)
         tls = checks.read_tls_files(tls_ca, tls_cert, tls_key)
         self.model = model
         self.worker_id = worker_id

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
+#include "services/numeric/compression.h"
 #include "services/numeric/gradient_accumulator.h"
 #include "services/types/ids.h"
 
@@ -165,12 +167,13 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
                                  "): compute it again on the new weights")),
                 push.sender, push.version);
   }
-  const Contribution c = ContributionOf(push);
+  Contribution c = ContributionOf(push);
   // Every gradient goes into an accumulator (round, batch or alone), whose
   // Add checks the values in the read it makes anyway.
   if (absl::Status s = ValidateContribution(c, num_floats_, /*check_values=*/false); !s.ok()) {
     return Drop(RefusalReason(s), s, push.sender, push.version);
   }
+  Clip(&c);
   Admitted admitted;
   const absl::Time due = policy_->CloseAt();
   const Verdict verdict = policy_->Admit(c, now, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -189,6 +192,23 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
       break;
   }
   return admitted;
+}
+
+void Aggregator::Clip(Contribution* c) {
+  if (clipper_.clip().kind == ClipNorm::Kind::kOff) return;  // (no pass over the values)
+  // What is summed is scale x values = samples x the mean gradient (the
+  // receiver may have scaled the values already): per sample, its norm
+  // over the samples.
+  const double norm =
+      std::abs(c->scale) * std::sqrt(SquaredNorm(c->values)) / static_cast<double>(c->samples);
+  const double factor = clipper_.Factor(norm);
+  if (factor >= 1.0) return;
+  c->scale = static_cast<float>(c->scale * factor);
+  ++counters_.gradients_clipped;
+  LOG_EVERY_N(WARNING, 100) << c->sender << "'s gradient of norm " << norm
+                            << " was scaled down to the bound " << clipper_.bound()
+                            << " (--clip_norm=" << ClipNormName(clipper_.clip())
+                            << "; every 100th is logged)";
 }
 
 ContributorRef Aggregator::Open(const GradientPush& push) {

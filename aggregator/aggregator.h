@@ -193,6 +193,9 @@ class Aggregator : private RoundHost {
               Completions* completions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Counts an accepted push and opens it in the ledger.
   ContributorRef Open(const GradientPush& push) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Scales `c` down to --clip_norm's bound if its norm is above it
+  // (counted: gradients_clipped).
+  void Clip(Contribution* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Answers the pushes of rounds applied here and publishes the weights
   // they made: what Emit left for after the lock (call without mu_).
   void DeliverApplied() ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
@@ -252,6 +255,7 @@ class Aggregator : private RoundHost {
   int64_t known_version_ ABSL_GUARDED_BY(mu_) = -1;
   // The mode's rules for the newest weights (null before any).
   std::unique_ptr<RoundPolicy> policy_ ABSL_GUARDED_BY(mu_);
+  NormClipper clipper_ ABSL_GUARDED_BY(mu_){options_.clip_norm};
   // HQ's newest weights.
   std::shared_ptr<const WeightsSnapshot> hq_weights_ ABSL_GUARDED_BY(mu_);
   // Left by Emit for DeliverApplied, from rounds applied here (fedavg edge

@@ -136,6 +136,9 @@ void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version, Metr
                c.gradients_accepted);
   out->Counter("hips_gradients_duplicate_total", "Worker gradients received again",
                c.gradients_duplicate);
+  out->Counter("hips_contributions_clipped_total",
+               "Worker gradients scaled down to the --clip_norm bound before they were summed",
+               c.gradients_clipped);
   out->Counters("hips_gradients_dropped_total", "Worker gradients dropped, by reason", "reason",
                 AllDropReasonNames(), c.gradients_dropped);
   out->Counter("hips_gradients_forwarded_total", "Worker gradients inside aggregates HQ answered",

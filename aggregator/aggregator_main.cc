@@ -35,6 +35,9 @@ hips::AggregatorDaemonOptions OptionsFromFlags() {
   const int64_t deadline_ms = absl::GetFlag(FLAGS_round_deadline_ms);
   a.round_deadline = deadline_ms == 0 ? absl::InfiniteDuration() : absl::Milliseconds(deadline_ms);
   a.coalesce_window = absl::Milliseconds(absl::GetFlag(FLAGS_coalesce_ms));
+  absl::StatusOr<hips::ClipNorm> clip = hips::ParseClipNorm(absl::GetFlag(FLAGS_clip_norm));
+  if (!clip.ok()) hips::ExitWithUsageError(std::string(clip.status().message()));
+  a.clip_norm = *clip;
   a.lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
   absl::StatusOr<hips::CompressionOptions> compression = hips::CompressionOptionsFromFlags();
   if (!compression.ok()) hips::ExitWithUsageError(std::string(compression.status().message()));

@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "services/numeric/buffer_pool.h"
 #include "services/numeric/compression.h"
+#include "services/rounds/norm_clipper.h"
 #include "services/rounds/round_policy.h"
 #include "services/time/clock.h"
 
@@ -26,6 +27,11 @@ struct AggregatorOptions {
   // The most samples one worker gradient may stand for (its weight in the
   // sum): a push claiming more is refused (INVALID_ARGUMENT).
   int64_t max_batch_samples = 1 << 16;
+  // Bounded influence (docs/security.md): a gradient whose L2 norm is
+  // above this bound is scaled down to it before it is summed (auto: three
+  // times the median of the recent ones). Off by default: with a learning
+  // rate that diverges, clipping kept the run from being caught (docs).
+  ClipNorm clip_norm{ClipNorm::Kind::kOff};
   // Sync rounds with a deadline (backup workers): once `round_deadline`
   // passed since a round's first gradient, the round closes with at least
   // `quorum_workers` (0: all of them, i.e. no early close).

@@ -1,6 +1,7 @@
 #include "aggregator/aggregator.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <functional>
 #include <limits>
@@ -48,6 +49,8 @@ struct Answer {
 };
 
 using ::testing::ElementsAre;
+using ::testing::FloatEq;
+using ::testing::FloatNear;
 
 std::shared_ptr<const WeightsSnapshot> Weights(int64_t version, size_t n, bool done = false,
                                                ModeConfig mode = {}, int64_t mode_since = 0) {
@@ -416,6 +419,46 @@ TEST(AggregatorTest, AWorkerRestartedInThePastIsNotTakenForARepeat) {
   EXPECT_EQ(first->sequence, 1);
   EXPECT_EQ(second->sequence, 2);
   EXPECT_EQ(agg.counters().gradients_duplicate, 1);
+}
+
+// Bounded influence: a gradient whose norm is above --clip_norm's bound is
+// scaled down to it before it is summed, and counted.
+TEST(AggregatorTest, AGradientAboveTheClipNormIsScaledDownToItAndCounted) {
+  AggregatorOptions o = Local(2);
+  o.clip_norm = *ParseClipNorm("1");
+  Aggregator agg(o);
+  agg.PublishWeights(AsyncWeights(0, 2));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {3, 4}, 2)).ok());  // norm 5: x 1/5
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(FloatEq(2 * 0.6f), FloatEq(2 * 0.8f)));
+  EXPECT_EQ(out->total_samples, 2);  // its weight stays its samples'
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {0.6f, 0}, 3)).ok());  // within the bound
+  out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(FloatEq(3 * 0.6f), FloatEq(0)));
+  EXPECT_EQ(agg.counters().gradients_clipped, 1);
+  ExpectAccountingHolds(agg.counters());
+}
+
+// The automatic bound follows the honest gradients: a push of 1e30 values
+// from a member holding valid credentials moves the sum by at most three
+// times their median norm.
+TEST(AggregatorTest, TheAutomaticClipNormStopsAHugePush) {
+  AggregatorOptions o = Local(2);
+  o.clip_norm = *ParseClipNorm("auto");
+  Aggregator agg(o);
+  agg.PublishWeights(AsyncWeights(0, 2));
+  for (int i = 0; i < NormClipper::kWarmup; ++i) {
+    ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {0, 1}, 1)).ok());
+    ASSERT_TRUE(agg.NextAggregate().has_value());
+  }
+  ASSERT_TRUE(agg.AcceptGradient(Push("intruder", 0, {1e30f, 1e30f}, 1)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  const float each = 3.0f / std::sqrt(2.0f);  // norm 3 = 3 x the median 1
+  EXPECT_THAT(out->sum, ElementsAre(FloatNear(each, 1e-5f), FloatNear(each, 1e-5f)));
+  EXPECT_EQ(agg.counters().gradients_clipped, 1);
 }
 
 TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {

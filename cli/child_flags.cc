@@ -63,6 +63,7 @@ const std::vector<ChildFlag>& ChildFlags() {
       {Handle(FLAGS_max_rollbacks), true, false, false},
       {Handle(FLAGS_lease_ms), true, true, false},
       {Handle(FLAGS_coalesce_ms), false, true, false},
+      {Handle(FLAGS_clip_norm), false, true, false},
       {Handle(FLAGS_compression), false, true, true},
       {Handle(FLAGS_topk_ratio), false, true, true},
       {Handle(FLAGS_error_feedback), false, true, true},

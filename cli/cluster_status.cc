@@ -54,6 +54,10 @@ struct Row {
   // Calls the process refused before serving them, by reason
   // (docs/security.md).
   std::map<std::string, int64_t> calls_refused;
+  // An aggregator's gradients: scaled down to --clip_norm (bounded
+  // influence), and dropped by reason.
+  int64_t clipped = 0;
+  std::map<std::string, int64_t> dropped;
   std::vector<Row> children;
 };
 
@@ -123,6 +127,8 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
     agg.round = a.counters.round;
     agg.staleness = hq.version - a.version;
     agg.calls_refused = a.calls_refused;
+    agg.clipped = a.counters.gradients_clipped;
+    agg.dropped = a.counters.gradients_dropped;
     for (const MemberInfo& w : a.counters.workers) {
       Row& worker = agg.children.emplace_back();
       worker.tier = "worker";
@@ -261,6 +267,8 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                            {"reachable", a.reachable},
                            {"round", RoundJson(a.round)},
                            {"calls_refused", a.calls_refused},
+                           {"gradients_clipped", a.clipped},
+                           {"gradients_dropped", a.dropped},
                            {"workers", std::move(workers)}});
   }
   const nlohmann::json out = {{"hq",

@@ -326,6 +326,7 @@ void Cluster::AddAggregatorAccounting(RunSummary* summary) {
     a.forwarded = c.gradients_forwarded;
     a.pending = c.gradients_pending;
     a.edge_applied = c.gradients_edge_applied;
+    a.clipped = c.gradients_clipped;
     a.dropped = c.gradients_dropped;
     summary->accounting->worker_to_aggregator_bytes += c.gradient_bytes_received;
   }

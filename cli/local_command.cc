@@ -21,6 +21,7 @@
 #include "cli/cli_flags.h"
 #include "cli/commands.h"
 #include "cli/local_cluster.h"
+#include "services/rounds/norm_clipper.h"
 #include "services/rounds/round_policy.h"
 #include "services/runtime/aggregator_flags.h"
 #include "services/runtime/compression_flags.h"
@@ -79,6 +80,9 @@ ModeConfig SetMode(LocalClusterOptions* o) {
 void SetRounds(LocalClusterOptions* o) {
   o->round_deadline_ms = absl::GetFlag(FLAGS_round_deadline_ms);
   o->backup_workers = absl::GetFlag(FLAGS_backup_workers);
+  if (absl::StatusOr<ClipNorm> clip = ParseClipNorm(absl::GetFlag(FLAGS_clip_norm)); !clip.ok()) {
+    ExitWithUsageError(std::string(clip.status().message()));
+  }
   if (o->backup_workers < 0 || o->round_deadline_ms < 0 || absl::GetFlag(FLAGS_coalesce_ms) < 0) {
     ExitWithUsageError("--backup_workers, --round_deadline_ms and --coalesce_ms must be >= 0");
   }

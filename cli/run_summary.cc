@@ -61,6 +61,7 @@ nlohmann::json SummaryJson(const RunSummary& s) {
                            {"gradients_forwarded", g.forwarded},
                            {"gradients_pending", g.pending},
                            {"gradients_edge_applied", g.edge_applied},
+                           {"gradients_clipped", g.clipped},
                            {"gradients_dropped", g.dropped}});
   }
   out["aggregators"] = std::move(aggregators);
@@ -94,6 +95,7 @@ std::string DescribeAccounting(const RunSummary::Accounting& a) {
                     " forwarded=", g.forwarded, " pending=", g.pending, " dropped{",
                     agg_dropped.empty() ? "" : agg_dropped.substr(1), "}");
     if (g.edge_applied > 0) absl::StrAppend(&out, " edge_applied=", g.edge_applied);
+    if (g.clipped > 0) absl::StrAppend(&out, " clipped=", g.clipped);
   }
   return out;
 }

@@ -56,6 +56,9 @@ struct RunSummary {
       int64_t forwarded = 0;
       int64_t pending = 0;
       int64_t edge_applied = 0;
+      // Accepted and scaled down to --clip_norm's bound (not a part of the
+      // sum above: a clipped gradient is forwarded or pending).
+      int64_t clipped = 0;
       std::map<std::string, int64_t> dropped;
     };
     std::vector<Aggregator> aggregators;
@@ -81,7 +84,7 @@ std::string DescribeAccounting(const RunSummary::Accounting& a);
 // "pending", "dropped": {reason: n}}, "staleness_counts", "max_staleness",
 // "aggregators": [{"id", "gradients_received", "gradients_duplicate",
 // "gradients_forwarded", "gradients_pending", "gradients_edge_applied",
-// "gradients_dropped": {...}}],
+// "gradients_clipped", "gradients_dropped": {...}}],
 // "bytes" {"worker_to_aggregator", "aggregator_to_hq"} and "restarts":
 // {name: n}. Always "rollbacks" and "diverged" ({"version", "reason"}, or
 // null).

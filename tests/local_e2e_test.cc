@@ -838,6 +838,10 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       // Limits and ids.
       {"/hips-hq --max_streams=-1", "--max_streams must be >= 0"},
       {"/hips-hq --max_streams_per_member=-1", "--max_streams_per_member must be in [0, 1000]"},
+      {"/hips local --clip_norm=-1", "--clip_norm must be auto, auto:K, off, or a bound >= 0"},
+      {"/hips-aggregator --hq=127.0.0.1:1 --clip_norm=auto:0",
+       "--clip_norm=auto:K takes a multiple K in (0, 100], got \"0\""},
+      {"/hips-aggregator --hq=127.0.0.1:1 --clip_norm=nan", "--clip_norm must be auto"},
       {"/hips-aggregator --hq=127.0.0.1:1 --max_streams_per_member=1001",
        "--max_streams_per_member must be in [0, 1000], got 1001"},
       {"/hips-aggregator --hq=127.0.0.1:1 --stream_idle_ms=-5", "--stream_idle_ms must be >= 0"},

@@ -140,6 +140,9 @@ class PushReceiver {
     for (absl::string_view piece : chunk.data) pieces.Append(piece);
     pieces.ForEachRun([&](size_t first, const char* bytes, size_t n) {
       max_bits_ = std::max(max_bits_, ScaleRunWithMaxBits(into + first, bytes, n, factor_));
+      // While the run is in cache: the sum of squares the norm clipping
+      // needs (bounded influence), off the admission path.
+      squares_ += SquaredNormOfRun(reinterpret_cast<const char*>(into + first), n);
     });
     return absl::OkStatus();
   }
@@ -154,6 +157,7 @@ class PushReceiver {
     }
     out.values = EncodedValues(absl::MakeConstSpan(*dense_));
     out.values.max_abs_bits = max_bits_;
+    out.values.squared_norm = squares_;
     out.scaled = true;
     return out;
   }
@@ -170,6 +174,7 @@ class PushReceiver {
   bool in_place_ = false;
   float factor_ = 1.0f;
   uint32_t max_bits_ = 0;
+  double squares_ = 0;
   std::shared_ptr<std::deque<ReceivedChunk>> kept_;
   EncodedValues values_;
 };

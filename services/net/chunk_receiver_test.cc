@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "hips/v1/hips.pb.h"
 #include "services/net/raw_chunks.h"
+#include "services/numeric/compression.h"
 
 namespace hips {
 namespace {
@@ -186,6 +187,12 @@ TEST(PushReceiverTest, WritesScaledValuesIntoTheGivenBufferAndKeepsNoSlices) {
   float max;
   std::memcpy(&max, &in->values.max_abs_bits, sizeof(max));
   EXPECT_EQ(max, 3.0f * 12345.5f);
+  // And the sum of the squares (the norm clipping needs), as a pass over the
+  // values afterwards would find it.
+  double squares = 0;
+  for (float v : buffer) squares += static_cast<double>(v) * v;
+  EXPECT_NEAR(in->values.squared_norm, squares, 1e-6 * squares);
+  EXPECT_EQ(SquaredNorm(in->values), in->values.squared_norm);
 
   // A NaN anywhere is known before anyone sums the values.
   data[777] = std::nanf("");
@@ -194,6 +201,7 @@ TEST(PushReceiverTest, WritesScaledValuesIntoTheGivenBufferAndKeepsNoSlices) {
   absl::StatusOr<ReceivedValues> with_nan = nan.Finish();
   ASSERT_TRUE(with_nan.ok());
   EXPECT_GE(with_nan->values.max_abs_bits, kNonFiniteBits);
+  EXPECT_TRUE(std::isnan(SquaredNorm(with_nan->values)));
 }
 
 TEST(PushReceiverTest, AStreamCutShortIsRefused) {

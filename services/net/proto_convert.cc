@@ -580,6 +580,7 @@ void AggregatorStatusToProto(const AggregatorStatus& status, absl::Time now,
   out->set_gradients_received(c.gradients_received);
   out->set_gradients_accepted(c.gradients_accepted);
   out->set_gradients_duplicate(c.gradients_duplicate);
+  out->set_gradients_clipped(c.gradients_clipped);
   for (const auto& [reason, n] : c.gradients_dropped) {
     (*out->mutable_gradients_dropped())[reason] = n;
   }
@@ -607,6 +608,7 @@ AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& p, absl::
   c.gradients_received = p.gradients_received();
   c.gradients_accepted = p.gradients_accepted();
   c.gradients_duplicate = p.gradients_duplicate();
+  c.gradients_clipped = p.gradients_clipped();
   c.gradients_dropped = CountsOf(p.gradients_dropped());
   c.gradients_forwarded = p.gradients_forwarded();
   c.gradients_pending = p.gradients_pending();

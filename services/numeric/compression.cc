@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "services/numeric/chunk_codec.h"
+#include "services/numeric/float_kernels.h"
 #include "services/types/drop_reason.h"
 
 namespace hips {
@@ -99,6 +100,30 @@ uint16_t FloatToBfloat16(float f) {
 }
 
 float Bfloat16ToFloat(uint16_t h) { return FromBits(static_cast<uint32_t>(h) << 16); }
+
+double SquaredNorm(const EncodedValues& v) {
+  if (v.encoding == Encoding::kFp32 && v.squared_norm >= 0) return v.squared_norm;
+  // Eight partial sums: independent chains the CPU overlaps (a single
+  // double accumulator would wait on each add).
+  double sums[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  auto add = [&sums](size_t i, double x) { sums[i & 7] += x * x; };
+  switch (v.encoding) {
+    case Encoding::kFp32:  // (the common case: the vectorized kernel)
+      v.bytes.ForEachRun(
+          [&](size_t, const char* bytes, size_t n) { sums[0] += SquaredNormOfRun(bytes, n); });
+      break;
+    case Encoding::kFp16:
+      ForEachHalf(v.bytes, [&](size_t i, uint16_t h) { add(i, HalfToFloat(h)); });
+      break;
+    case Encoding::kBf16:
+      ForEachHalf(v.bytes, [&](size_t i, uint16_t h) { add(i, Bfloat16ToFloat(h)); });
+      break;
+    case Encoding::kTopK:
+      ForEachEntry(v.bytes, [&](size_t i, uint32_t, float value) { add(i, value); });
+      break;
+  }
+  return ((sums[0] + sums[1]) + (sums[2] + sums[3])) + ((sums[4] + sums[5]) + (sums[6] + sums[7]));
+}
 
 absl::Status CheckEncodedValues(const EncodedValues& v) {
   if (v.num_floats < 0 || v.nonzeros < 0 ||

@@ -24,6 +24,12 @@ namespace hips {
 // say, every value is finite, and top-k indices increase and are in range.
 absl::Status CheckEncodedValues(const EncodedValues& values);
 
+// The sum of the squares of the dense floats, in double (the L2 norm's
+// square): +inf or NaN when a value is not finite. The receiver's
+// EncodedValues::squared_norm when it computed it. Same size precondition as
+// DecodeInto (the payload's size checked; values need not be finite).
+double SquaredNorm(const EncodedValues& values);
+
 // Writes the dense floats (num_floats of them) into `out`. Precondition:
 // CheckEncodedValues passed.
 void DecodeInto(const EncodedValues& values, float* out);

@@ -83,6 +83,31 @@ TEST(CompressorTest, TopKSendsTheLargestMagnitudesInIndexOrder) {
   EXPECT_EQ(dense, (std::vector<float>{0, -5, 0, 3, 0, 0, -4, 0, 0, 0}));
 }
 
+// The norm clipping's measure, in every encoding: exact in double even for
+// values whose squares overflow a float.
+TEST(SquaredNormTest, EveryEncodingAndValuesBeyondAFloatsSquares) {
+  const std::vector<float> g = {3, -4, 0, 12};  // 9 + 16 + 144 = 169
+  EXPECT_EQ(SquaredNorm(EncodedValues(g)), 169.0);
+  for (Encoding e : {Encoding::kFp16, Encoding::kBf16, Encoding::kTopK}) {
+    CompressionOptions o;
+    o.encoding = e;
+    o.topk_ratio = 0.75;  // 3 of 4: the zero stays home
+    o.error_feedback = false;
+    Compressor c(o, g.size());
+    std::string bytes;
+    const int64_t nonzeros = c.Encode(g, &bytes);
+    EXPECT_EQ(SquaredNorm(Encoded(e, bytes, 4, nonzeros)), 169.0) << EncodingName(e);
+  }
+  std::vector<float> huge(3000, 1e30f);  // squares of 1e60: beyond a float
+  const double square = static_cast<double>(1e30f) * 1e30f;
+  EXPECT_NEAR(SquaredNorm(EncodedValues(huge)), 3000 * square, 1e-12 * 3000 * square);
+  huge[2999] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(std::isfinite(SquaredNorm(EncodedValues(huge))));
+  EncodedValues known(g);
+  known.squared_norm = 5.0;  // what a receiver computed is taken
+  EXPECT_EQ(SquaredNorm(known), 5.0);
+}
+
 TEST(CompressorTest, ValuesRangesAlwaysTravelAndLeaveNoResidual) {
   // Floats 2-3 and 8 are a model's buffers: values, however small.
   CompressionOptions o;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "services/types/float_pieces.h"
 
@@ -39,6 +40,43 @@ HIPS_FLOAT_KERNEL uint32_t MaxAbsBitsOfRun(const char* in, size_t n) {
   for (size_t l = 0; l < kLanes; ++l) max = std::max(max, lanes[l]);
   for (; i < n; ++i) max = std::max(max, LoadBits(in + i * sizeof(float)) & kMagnitudeMask);
   return max;
+}
+
+HIPS_FLOAT_KERNEL double SquaredNormOfRun(const char* in, size_t n) {
+  // Blocks of kBlock floats in float lanes (the shape GCC vectorizes), each
+  // block's sum added in double; a block whose float sum overflows is summed
+  // again in double.
+  constexpr size_t kBlock = 4096;
+  double total = 0;
+  for (size_t begin = 0; begin < n; begin += kBlock) {
+    const char* block = in + begin * sizeof(float);
+    const size_t count = std::min(kBlock, n - begin);
+    float lanes[kLanes] = {};
+    size_t i = 0;
+    for (; i + kLanes <= count; i += kLanes) {
+      for (size_t l = 0; l < kLanes; ++l) {
+        const float v = LoadFloat(block + (i + l) * sizeof(float));
+        lanes[l] += v * v;
+      }
+    }
+    float sum = 0;
+    for (size_t l = 0; l < kLanes; ++l) sum += lanes[l];
+    for (; i < count; ++i) {
+      const float v = LoadFloat(block + i * sizeof(float));
+      sum += v * v;
+    }
+    if (sum <= std::numeric_limits<float>::max()) {
+      total += sum;
+      continue;
+    }
+    double exact = 0;  // overflowed, or not finite: in double
+    for (size_t j = 0; j < count; ++j) {
+      const double v = LoadFloat(block + j * sizeof(float));
+      exact += v * v;
+    }
+    total += exact;
+  }
+  return total;
 }
 
 HIPS_FLOAT_KERNEL void ScaleRun(float* __restrict out, const char* __restrict in, size_t n,

@@ -18,6 +18,11 @@ namespace hips {
 // ordered bit pattern (>= 0x7f800000 means a non-finite value). 0 when n = 0.
 uint32_t MaxAbsBitsOfRun(const char* in, size_t n);
 
+// Σ in[i]², in double: float lanes per block of 4096 (vectorized), each
+// block's sum added in double; a block whose float sum overflows (|x| above
+// ~1.8e19) is summed again in double. +inf or NaN for a non-finite value.
+double SquaredNormOfRun(const char* in, size_t n);
+
 // out[i] = scale · in[i].
 void ScaleRun(float* out, const char* in, size_t n, float scale);
 

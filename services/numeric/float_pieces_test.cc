@@ -171,6 +171,12 @@ TEST(FloatKernelsTest, AgreeWithTheScalarLoopBitForBit) {
     std::vector<float> fused(n);
     EXPECT_EQ(ScaleRunWithMaxBits(fused.data(), bytes, n, scale), scaled_max) << n;
     EXPECT_EQ(fused, expect_scaled) << n;
+    // The squares, exact in double though (3e30)^2 overflows a float.
+    double expect_squares = 0;
+    for (float v : expect_scaled) expect_squares += static_cast<double>(v) * v;
+    EXPECT_NEAR(SquaredNormOfRun(reinterpret_cast<const char*>(expect_scaled.data()), n),
+                expect_squares, 1e-6 * expect_squares)
+        << n;
   }
   // Non-finite values rank above every finite one, so sums can tell.
   std::vector<float> odd = {1.0f, -std::numeric_limits<float>::infinity(), 2.0f};

@@ -64,6 +64,9 @@ struct EncodedValues {
   // computed it while the chunks arrived, overlapped with the transfer;
   // kUnknownMaxBits otherwise.
   uint32_t max_abs_bits = kUnknownMaxBits;
+  // kFp32: the sum of the squares of the values (SquaredNorm) if the
+  // receiver already computed it while the chunks arrived; < 0: unknown.
+  double squared_norm = -1.0;
   // kFp32 only: the buffer that holds exactly these floats, when its owner
   // lets a GradientAccumulator take it over instead of copying out of it
   // (the first Add to a sum swaps it with the sum's own buffer, so the

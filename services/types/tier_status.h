@@ -100,6 +100,8 @@ struct AggregatorCounters {
   int64_t gradients_accepted = 0;  // summed into a round or batch
   int64_t gradients_duplicate = 0;
   std::map<std::string, int64_t> gradients_dropped;  // by DropReasonName
+  // Accepted, scaled down to --clip_norm's bound (bounded influence).
+  int64_t gradients_clipped = 0;
   // Inside aggregates HQ answered (HQ accounts for them from there on).
   int64_t gradients_forwarded = 0;
   // Accepted, not yet answered by HQ.

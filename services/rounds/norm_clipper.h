@@ -1,0 +1,63 @@
+#ifndef HIPS_SERVICES_ROUNDS_NORM_CLIPPER_H_
+#define HIPS_SERVICES_ROUNDS_NORM_CLIPPER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+// Bounded influence (docs/security.md, "Bounded influence"): a contribution
+// whose L2 norm per sample is above a bound is scaled down to it before it
+// is summed, so one member holding valid credentials cannot move the model
+// further than the bound lets any member, whatever it sends.
+
+namespace hips {
+
+// --clip_norm: "auto" (the default: kDefaultMultiple times the median of the
+// recent norms), "auto:K" (K times it, K in (0, 100]), "off" (or 0), or a
+// fixed positive bound.
+struct ClipNorm {
+  static constexpr double kDefaultMultiple = 3.0;
+  enum class Kind { kOff, kFixed, kAuto };
+  Kind kind = Kind::kAuto;
+  double bound = 0.0;                     // kFixed only
+  double multiple = kDefaultMultiple;     // kAuto only
+};
+
+// INVALID_ARGUMENT naming --clip_norm for anything else (negative, NaN,
+// infinite, a word that is not auto or off).
+absl::StatusOr<ClipNorm> ParseClipNorm(absl::string_view text);
+std::string ClipNormName(const ClipNorm& clip);
+
+// The bound of one tier. kAuto: `multiple` times the median of the last
+// kWindow finite norms it saw (clipped ones included: the median stays put
+// while fewer than half of them are an attacker's), no bound before
+// kWarmup norms were seen, nor while that median is 0. Not thread-safe (the
+// tier's lock).
+class NormClipper {
+ public:
+  static constexpr int kWindow = 64;
+  static constexpr int kWarmup = 4;
+
+  explicit NormClipper(ClipNorm clip) : clip_(clip) {}
+
+  // The factor in (0, 1] to scale a contribution of L2 norm `norm` per
+  // sample by: 1 within the bound (or without one), else bound / norm. A
+  // norm that is not finite is neither clipped nor remembered (the values
+  // are refused as non-finite where they are summed).
+  double Factor(double norm);
+  // The bound now (0: none).
+  double bound() const;
+  const ClipNorm& clip() const { return clip_; }
+
+ private:
+  const ClipNorm clip_;
+  std::vector<double> recent_;  // a ring of up to kWindow norms
+  size_t next_ = 0;
+};
+
+}  // namespace hips
+
+#endif  // HIPS_SERVICES_ROUNDS_NORM_CLIPPER_H_

@@ -20,7 +20,8 @@ class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
  public:
   GradientPushReactor(grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response,
                       Aggregator* aggregator, ServerGate* gate, RpcMetrics* metrics)
-      : PushReactor(ctx, response, metrics, "PushGradient", aggregator->SpareBuffer()),
+      : PushReactor(ctx, response, metrics, "PushGradient", aggregator->SpareBuffer(),
+                    /*squares=*/aggregator->options().clip_norm.kind != ClipNorm::Kind::kOff),
         aggregator_(aggregator),
         gate_(gate) {
     StreamGuard::Slot slot;

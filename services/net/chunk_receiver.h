@@ -107,9 +107,14 @@ class PushReceiver {
   using ShapeFn = std::function<absl::StatusOr<PayloadShape>(const Header&)>;
   using ScaleFn = std::function<float(const Header&)>;
 
-  // `dense` must outlive the receiver and the values it returns.
-  PushReceiver(ShapeFn expected, ScaleFn scale, std::vector<float>* dense)
-      : expected_(std::move(expected)), scale_(std::move(scale)), dense_(dense) {}
+  // `dense` must outlive the receiver and the values it returns. With
+  // `squares`, float32 values also carry the sum of their squares
+  // (EncodedValues::squared_norm: an aggregator that clips norms).
+  PushReceiver(ShapeFn expected, ScaleFn scale, std::vector<float>* dense, bool squares = false)
+      : expected_(std::move(expected)),
+        scale_(std::move(scale)),
+        dense_(dense),
+        squares_wanted_(squares) {}
 
   absl::Status Add(const grpc::ByteBuffer& message) {
     ReceivedChunk chunk;
@@ -142,7 +147,9 @@ class PushReceiver {
       max_bits_ = std::max(max_bits_, ScaleRunWithMaxBits(into + first, bytes, n, factor_));
       // While the run is in cache: the sum of squares the norm clipping
       // needs (bounded influence), off the admission path.
-      squares_ += SquaredNormOfRun(reinterpret_cast<const char*>(into + first), n);
+      if (squares_wanted_) {
+        squares_ += SquaredNormOfRun(reinterpret_cast<const char*>(into + first), n);
+      }
     });
     return absl::OkStatus();
   }
@@ -157,7 +164,7 @@ class PushReceiver {
     }
     out.values = EncodedValues(absl::MakeConstSpan(*dense_));
     out.values.max_abs_bits = max_bits_;
-    out.values.squared_norm = squares_;
+    if (squares_wanted_) out.values.squared_norm = squares_;
     out.scaled = true;
     return out;
   }
@@ -169,6 +176,7 @@ class PushReceiver {
   const ShapeFn expected_;
   const ScaleFn scale_;
   std::vector<float>* const dense_;
+  const bool squares_wanted_;
   chunked_internal::ChunkStream<Header> stream_;
   std::optional<PayloadShape> shape_;
   bool in_place_ = false;

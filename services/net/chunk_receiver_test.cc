@@ -173,7 +173,7 @@ TEST(PushReceiverTest, WritesScaledValuesIntoTheGivenBufferAndKeepsNoSlices) {
   const std::vector<std::string> messages = Stream(data, 4096 * 4);
   std::vector<float> buffer(data.size(), 7.0f);  // a spare: reused, not reallocated
   const float* spare = buffer.data();
-  PushReceiver<v1::GradientHeader> receiver(Floats(), Three, &buffer);
+  PushReceiver<v1::GradientHeader> receiver(Floats(), Three, &buffer, /*squares=*/true);
   ASSERT_TRUE(Feed(&receiver, messages, 1001).ok());  // slices cut inside floats
   absl::StatusOr<ReceivedValues> in = receiver.Finish();
   ASSERT_TRUE(in.ok()) << in.status();

@@ -31,14 +31,15 @@ namespace hips {
 template <typename Header>
 class PushReactor : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
+  // `squares`: the values carry the sum of their squares (PushReceiver).
   PushReactor(grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response, RpcMetrics* metrics,
-              const char* rpc, std::vector<float> buffer)
+              const char* rpc, std::vector<float> buffer, bool squares = false)
       : ctx_(ctx),
         response_(response),
         timer_(metrics, rpc),
         buffer_(std::move(buffer)),
         receiver_([this](const Header& h) { return Expected(h); },
-                  [this](const Header& h) { return Scale(h); }, &buffer_) {}
+                  [this](const Header& h) { return Scale(h); }, &buffer_, squares) {}
 
   // Starts reading, or with `admitted` not OK (the caller's credentials
   // were refused, or the server is full) answers with it without reading.

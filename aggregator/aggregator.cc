@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "glog/logging.h"
 #include "services/numeric/compression.h"
@@ -48,6 +49,9 @@ absl::Status Aggregator::Drop(DropReason reason, absl::Status why, const std::st
     if (reason == DropReason::kNonFinite) non_finite_unreported_.insert(sender);
     if (policy_ != nullptr) policy_->Refused(sender, version, reason, clock_->Now());
   }
+  // A malformed push (or one claiming more than --max_batch_samples) is a
+  // strike; its sender is the caller's own id (the security layer checked).
+  if (reason == DropReason::kInvalid && !sender.empty()) Strike(sender, /*now_out=*/true);
   return why;
 }
 
@@ -107,10 +111,13 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
     return answer(Drop(DropReason::kFutureVersion,
                        absl::UnavailableError("this aggregator has no weights from HQ yet")));
   }
+  const absl::Time now = clock_->Now();
+  if (absl::Status out = CheckQuarantine(push.sender, now); !out.ok()) {
+    return answer(Drop(DropReason::kQuarantined, std::move(out)));
+  }
   if (!members_.HasRoom(push.sender)) {
     return answer(Drop(DropReason::kMembershipFull, members_.Full(push.sender)));
   }
-  const absl::Time now = clock_->Now();
   const bool joined = members_.Touch(push.sender, now);
   MemberInfo* stats = members_.Info(push.sender);
   stats->last_version = push.version;
@@ -173,6 +180,7 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
   if (absl::Status s = ValidateContribution(c, num_floats_, /*check_values=*/false); !s.ok()) {
     return Drop(RefusalReason(s), s, push.sender, push.version);
   }
+  CapSamples(&c);
   Clip(&c);
   Admitted admitted;
   const absl::Time due = policy_->CloseAt();
@@ -211,6 +219,41 @@ void Aggregator::Clip(Contribution* c) {
                             << "; every 100th is logged)";
 }
 
+void Aggregator::CapSamples(Contribution* c) {
+  if (sample_cap_.clip().kind == ClipNorm::Kind::kOff) return;
+  const double factor = sample_cap_.Factor(static_cast<double>(c->samples));
+  if (factor >= 1.0) return;
+  // What is summed is scale x values = samples x the mean gradient: the
+  // same mean, over fewer samples.
+  const int64_t capped =
+      std::max<int64_t>(1, static_cast<int64_t>(static_cast<double>(c->samples) * factor));
+  LOG_EVERY_N(WARNING, 100) << c->sender << "'s gradient claiming " << c->samples
+                            << " samples counts as " << capped << " (--max_samples_per_push="
+                            << ClipNormName(sample_cap_.clip(), kSampleCapMultiple)
+                            << "; every 100th is logged)";
+  c->scale = static_cast<float>(static_cast<double>(c->scale) * static_cast<double>(capped) /
+                                static_cast<double>(c->samples));
+  c->samples = capped;
+  ++counters_.gradients_capped;
+}
+
+void Aggregator::Strike(const std::string& worker, bool now_out) {
+  if (!quarantine_.Strike(worker, clock_->Now())) return;
+  ++counters_.members_quarantined;
+  if (!now_out || !members_.IsLive(worker)) return;
+  members_.Leave(worker);
+  if (policy_ != nullptr) policy_->MembersChanged();
+}
+
+absl::Status Aggregator::CheckQuarantine(const std::string& worker, absl::Time now) {
+  absl::Status out = quarantine_.Check(worker, now);
+  if (!out.ok() && members_.IsLive(worker)) {
+    members_.Leave(worker);
+    if (policy_ != nullptr) policy_->MembersChanged();
+  }
+  return out;
+}
+
 ContributorRef Aggregator::Open(const GradientPush& push) {
   ++counters_.gradients_accepted;
   ++counters_.gradients_pending;
@@ -234,6 +277,7 @@ absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
+    if (absl::Status out = CheckQuarantine(worker, now); !out.ok()) return out;
     absl::StatusOr<Membership::Change> change =
         members_.Heartbeat(worker, now, incarnation, leaving);
     if (!change.ok()) return change.status();
@@ -266,6 +310,22 @@ int64_t Aggregator::newest_version() const {
 
 void Aggregator::Emit(RoundOutput o) {
   mu_.AssertHeld();
+  // Members left out as outliers get a strike (they leave the membership
+  // at their next push or heartbeat: this is the policy's call); the
+  // others' strikes start again.
+  for (const ContributorRef& ref : o.refs) {
+    if (std::find(o.trimmed.begin(), o.trimmed.end(), ref.worker) == o.trimmed.end()) {
+      quarantine_.Clear(ref.worker);
+    }
+  }
+  for (const std::string& worker : o.trimmed) Strike(worker, /*now_out=*/false);
+  if (!o.trimmed.empty()) {
+    counters_.gradients_trimmed += static_cast<int64_t>(o.trimmed.size());
+    LOG_EVERY_N(WARNING, 20) << "--robust=" << RobustName(options_.robust.kind)
+                             << " left out the outliers " << absl::StrJoin(o.trimmed, ", ")
+                             << " in the round of version " << o.version
+                             << " (every 20th such round is logged)";
+  }
   if (o.kind == RoundOutput::Kind::kEdgeRound) {
     // Applied here: its pushes are answered, its weights served.
     const int64_t k = static_cast<int64_t>(o.refs.size());

@@ -21,6 +21,7 @@
 #include "aggregator/aggregator_options.h"
 #include "services/core/membership.h"
 #include "services/core/push_ledger.h"
+#include "services/core/quarantine.h"
 #include "services/core/retention.h"
 #include "services/core/weights_board.h"
 #include "services/numeric/buffer_pool.h"
@@ -196,6 +197,17 @@ class Aggregator : private RoundHost {
   // Scales `c` down to --clip_norm's bound if its norm is above it
   // (counted: gradients_clipped).
   void Clip(Contribution* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Counts a gradient that claims more samples than --max_samples_per_push
+  // allows as if it had the bound (counted: gradients_capped).
+  void CapSamples(Contribution* c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A strike against `worker` (--quarantine_ms); `now_out` puts it out of
+  // the membership at once when the strike ends it (outside the policy's
+  // calls; otherwise that waits for its next push or heartbeat).
+  void Strike(const std::string& worker, bool now_out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // OK, or the refusal of a worker that is put out (which leaves the
+  // membership then, if it had not).
+  absl::Status CheckQuarantine(const std::string& worker, absl::Time now)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Answers the pushes of rounds applied here and publishes the weights
   // they made: what Emit left for after the lock (call without mu_).
   void DeliverApplied() ABSL_LOCKS_EXCLUDED(mu_, publish_mu_);
@@ -256,6 +268,8 @@ class Aggregator : private RoundHost {
   // The mode's rules for the newest weights (null before any).
   std::unique_ptr<RoundPolicy> policy_ ABSL_GUARDED_BY(mu_);
   NormClipper clipper_ ABSL_GUARDED_BY(mu_){options_.clip_norm};
+  NormClipper sample_cap_ ABSL_GUARDED_BY(mu_){options_.max_samples_per_push};
+  Quarantine quarantine_ ABSL_GUARDED_BY(mu_){options_.quarantine};
   // HQ's newest weights.
   std::shared_ptr<const WeightsSnapshot> hq_weights_ ABSL_GUARDED_BY(mu_);
   // Left by Emit for DeliverApplied, from rounds applied here (fedavg edge

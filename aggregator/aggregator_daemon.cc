@@ -139,6 +139,17 @@ void CollectAggregatorMetrics(const AggregatorCounters& c, int64_t version, Metr
   out->Counter("hips_contributions_clipped_total",
                "Worker gradients scaled down to the --clip_norm bound before they were summed",
                c.gradients_clipped);
+  out->Counter("hips_contributions_capped_total",
+               "Worker gradients counted with the --max_samples_per_push bound instead of the "
+               "samples they claimed",
+               c.gradients_capped);
+  out->Counter("hips_contributions_trimmed_total",
+               "Worker gradients the robust combination (--robust) left out as outliers",
+               c.gradients_trimmed);
+  out->Counter("hips_members_quarantined_total",
+               "Times a worker was put out for a while after its gradients were refused or left "
+               "out again and again (--quarantine_ms)",
+               c.members_quarantined);
   out->Counters("hips_gradients_dropped_total", "Worker gradients dropped, by reason", "reason",
                 AllDropReasonNames(), c.gradients_dropped);
   out->Counter("hips_gradients_forwarded_total", "Worker gradients inside aggregates HQ answered",

@@ -38,6 +38,21 @@ hips::AggregatorDaemonOptions OptionsFromFlags() {
   absl::StatusOr<hips::ClipNorm> clip = hips::ParseClipNorm(absl::GetFlag(FLAGS_clip_norm));
   if (!clip.ok()) hips::ExitWithUsageError(std::string(clip.status().message()));
   a.clip_norm = *clip;
+  absl::StatusOr<hips::ClipNorm> cap =
+      hips::ParseRunningBound(absl::GetFlag(FLAGS_max_samples_per_push), "--max_samples_per_push",
+                              hips::kSampleCapMultiple);
+  if (!cap.ok()) hips::ExitWithUsageError(std::string(cap.status().message()));
+  a.max_samples_per_push = *cap;
+  absl::StatusOr<hips::RobustMean::Kind> robust = hips::ParseRobust(absl::GetFlag(FLAGS_robust));
+  if (!robust.ok()) hips::ExitWithUsageError(std::string(robust.status().message()));
+  a.robust = {*robust, absl::GetFlag(FLAGS_trim_fraction)};
+  if (absl::Status s = hips::ValidateQuarantineMs(absl::GetFlag(FLAGS_quarantine_ms)); !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
+  a.quarantine = absl::Milliseconds(absl::GetFlag(FLAGS_quarantine_ms));
+  if (absl::Status s = hips::ValidateTrimFraction(a.robust.trim_fraction); !s.ok()) {
+    hips::ExitWithUsageError(std::string(s.message()));
+  }
   a.lease = absl::Milliseconds(absl::GetFlag(FLAGS_lease_ms));
   absl::StatusOr<hips::CompressionOptions> compression = hips::CompressionOptionsFromFlags();
   if (!compression.ok()) hips::ExitWithUsageError(std::string(compression.status().message()));

@@ -1,6 +1,7 @@
 #include "aggregator/aggregator_options.h"
 
 #include "absl/strings/str_cat.h"
+#include "services/core/quarantine.h"
 #include "services/numeric/gradient_accumulator.h"
 #include "services/types/ids.h"
 
@@ -29,6 +30,10 @@ absl::Status ValidateAggregatorOptions(const AggregatorOptions& o) {
         "the round deadline (--round_deadline_ms) must be positive, or 0 for none");
   }
   if (absl::Status s = ValidateCompressionOptions(o.compression); !s.ok()) return s;
+  if (absl::Status s = ValidateTrimFraction(o.robust.trim_fraction); !s.ok()) return s;
+  if (absl::Status s = ValidateQuarantineMs(absl::ToInt64Milliseconds(o.quarantine)); !s.ok()) {
+    return s;
+  }
   if (o.max_queued_aggregates < 1) {
     return absl::InvalidArgumentError("at least 1 aggregate must be allowed to queue");
   }
@@ -54,6 +59,7 @@ RoundPolicyOptions PolicyOptionsOf(const AggregatorOptions& options, const ModeC
   o.id = options.id;
   o.edge_epoch = epoch;
   o.spares = spares;
+  o.robust = options.robust;
   return o;
 }
 

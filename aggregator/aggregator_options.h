@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "services/numeric/buffer_pool.h"
 #include "services/numeric/compression.h"
+#include "services/numeric/robust_mean.h"
 #include "services/rounds/norm_clipper.h"
 #include "services/rounds/round_policy.h"
 #include "services/time/clock.h"
@@ -32,6 +33,19 @@ struct AggregatorOptions {
   // times the median of the recent ones). Off by default: with a learning
   // rate that diverges, clipping kept the run from being caught (docs).
   ClipNorm clip_norm{ClipNorm::Kind::kOff};
+  // A gradient that claims more samples than this bound counts as if it
+  // had the bound (its mean is kept, its weight capped; counted:
+  // gradients_capped). auto: kSampleCapMultiple (norm_clipper.h) times the median of the
+  // recent claims. Off here; the daemon's --max_samples_per_push is auto.
+  ClipNorm max_samples_per_push{ClipNorm::Kind::kOff};
+  // A worker whose gradients are refused for their content or left out of
+  // robust rounds Quarantine::kStrikes times in a row is put out for this
+  // long (zero: never; the daemon's --quarantine_ms is 60 s).
+  absl::Duration quarantine = absl::ZeroDuration();
+  // How sync and fedavg rounds combine their gradients (--robust,
+  // --trim_fraction; none: the sample-weighted mean). None here; the
+  // daemon's --robust is trimmed_mean.
+  RobustMean robust;
   // Sync rounds with a deadline (backup workers): once `round_deadline`
   // passed since a round's first gradient, the round closes with at least
   // `quorum_workers` (0: all of them, i.e. no early close).

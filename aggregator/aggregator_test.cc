@@ -461,6 +461,108 @@ TEST(AggregatorTest, TheAutomaticClipNormStopsAHugePush) {
   EXPECT_EQ(agg.counters().gradients_clipped, 1);
 }
 
+// --robust=median in a sync round of three: the liar far from the others
+// is left out (counted as trimmed), the rest counted once each whatever
+// samples they claim.
+TEST(AggregatorTest, ARobustRoundLeavesTheLiarOutAndCountsEachHomeOnce) {
+  AggregatorOptions o = Local(3);
+  o.robust = {RobustMean::Kind::kMedian, 0.1};
+  Aggregator agg(o);
+  agg.PublishWeights(Weights(0, 2));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1, 2}, 2)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {3, 4}, 6)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("liar", 0, {1e30f, -1e30f}, 1000)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->total_samples, 8);  // the liar's samples do not count
+  EXPECT_EQ(out->contributors, 3);
+  // The mean {2, 3} of the two (not weighted by 2 and 6), times 8: HQ's
+  // mean is {2, 3}.
+  EXPECT_THAT(out->sum, ElementsAre(FloatEq(2 * 8), FloatEq(3 * 8)));
+  EXPECT_EQ(agg.counters().gradients_trimmed, 1);
+  ExpectAccountingHolds(agg.counters());
+  // Three honest ones: their coordinate-wise median.
+  agg.PublishWeights(Weights(1, 2));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 1, {1, 5}, 1)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 1, {3, 4}, 1)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("liar", 1, {2, 6}, 1)).ok());
+  out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_THAT(out->sum, ElementsAre(FloatEq(2 * 3), FloatEq(5 * 3)));
+  EXPECT_EQ(agg.counters().gradients_trimmed, 1);
+}
+
+// --quarantine_ms: a liar left out of Quarantine::kStrikes robust rounds
+// in a row is put out (pushes and heartbeats refused, no round waits for
+// it) until its time is up; a malformed push is a strike too.
+TEST(AggregatorTest, ALiarLeftOutAgainAndAgainIsPutOutForAWhile) {
+  SimulatedClock clock;
+  AggregatorOptions o = Local(3, &clock);
+  o.robust = {RobustMean::Kind::kTrimmedMean, 0.1};
+  o.quarantine = absl::Seconds(30);
+  o.lease = absl::Hours(1);
+  Aggregator agg(o);
+  int64_t version = 0;
+  for (; version < Quarantine::kStrikes; ++version) {
+    agg.PublishWeights(Weights(version, 2));
+    ASSERT_TRUE(agg.AcceptGradient(Push("w0", version, {1, 2}, 4)).ok());
+    ASSERT_TRUE(agg.AcceptGradient(Push("w1", version, {3, 4}, 4)).ok());
+    ASSERT_TRUE(agg.AcceptGradient(Push("liar", version, {1e30f, 1e30f}, 4)).ok());
+    ASSERT_TRUE(agg.NextAggregate().has_value());
+  }
+  EXPECT_EQ(agg.counters().gradients_trimmed, Quarantine::kStrikes);
+  EXPECT_EQ(agg.counters().members_quarantined, 1);
+  // Its next push is refused, and it leaves: the round is the honest two's.
+  agg.PublishWeights(Weights(version, 2));
+  absl::StatusOr<PushResult> refused = agg.AcceptGradient(Push("liar", version, {1e30f, 0}, 4));
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), ::testing::HasSubstr("liar is put out for another 30s"));
+  EXPECT_EQ(agg.Heartbeat("liar", 0, false).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", version, {1, 2}, 4)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", version, {3, 4}, 4)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->contributors, 2);
+  EXPECT_EQ(agg.counters().gradients_dropped.at("quarantined"), 1);
+  ExpectAccountingHolds(agg.counters());
+  // Once its time is up it may push again (and is judged afresh).
+  clock.AdvanceBy(absl::Seconds(31));
+  ++version;
+  agg.PublishWeights(Weights(version, 2));
+  EXPECT_TRUE(agg.Heartbeat("liar", 0, false).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("liar", version, {2, 3}, 4)).ok());
+  // Malformed pushes (the wrong size) are strikes too.
+  for (int i = 0; i < Quarantine::kStrikes; ++i) {
+    EXPECT_FALSE(agg.AcceptGradient(Push("bad", version, {1, 2, 3}, 4)).ok());
+  }
+  EXPECT_EQ(agg.counters().members_quarantined, 2);
+  EXPECT_EQ(agg.AcceptGradient(Push("bad", version, {1, 2}, 4)).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+}
+
+// --max_samples_per_push: a claim above the bound counts with the bound,
+// its mean gradient kept; the automatic bound follows the honest claims.
+TEST(AggregatorTest, AClaimAboveMaxSamplesPerPushCountsWithTheBound) {
+  AggregatorOptions o = Local(1);
+  o.max_samples_per_push = *ParseRunningBound("auto", "--max_samples_per_push", kSampleCapMultiple);
+  Aggregator agg(o);
+  int64_t version = 0;
+  for (int i = 0; i < NormClipper::kWarmup; ++i, ++version) {
+    agg.PublishWeights(Weights(version, 1));
+    ASSERT_TRUE(agg.AcceptGradient(Push("w0", version, {1}, 32)).ok());
+    ASSERT_TRUE(agg.NextAggregate().has_value());
+  }
+  agg.PublishWeights(Weights(version, 1));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", version, {0.5f}, 1 << 20)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->total_samples, 4 * 32);  // four times the median claim
+  EXPECT_THAT(out->sum, ElementsAre(FloatEq(0.5f * 4 * 32)));
+  EXPECT_EQ(agg.counters().gradients_capped, 1);
+  ExpectAccountingHolds(agg.counters());
+}
+
 TEST(AggregatorTest, CoalescesGradientsOfAnyVersionWithinTheWindow) {
   SimulatedClock clock;
   AggregatorOptions o = Local(3, &clock);

@@ -54,9 +54,13 @@ struct Row {
   // Calls the process refused before serving them, by reason
   // (docs/security.md).
   std::map<std::string, int64_t> calls_refused;
-  // An aggregator's gradients: scaled down to --clip_norm (bounded
-  // influence), and dropped by reason.
+  // An aggregator's gradients: scaled down to --clip_norm, capped to
+  // --max_samples_per_push, left out by --robust (bounded influence),
+  // and dropped by reason.
   int64_t clipped = 0;
+  int64_t capped = 0;
+  int64_t trimmed = 0;
+  int64_t quarantined = 0;
   std::map<std::string, int64_t> dropped;
   std::vector<Row> children;
 };
@@ -128,6 +132,9 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
     agg.staleness = hq.version - a.version;
     agg.calls_refused = a.calls_refused;
     agg.clipped = a.counters.gradients_clipped;
+    agg.capped = a.counters.gradients_capped;
+    agg.trimmed = a.counters.gradients_trimmed;
+    agg.quarantined = a.counters.members_quarantined;
     agg.dropped = a.counters.gradients_dropped;
     for (const MemberInfo& w : a.counters.workers) {
       Row& worker = agg.children.emplace_back();
@@ -174,6 +181,31 @@ nlohmann::json RoundJson(const RoundWait& r) {
 std::string Cell(int64_t v) { return v < 0 ? "-" : absl::StrCat(v); }
 std::string Seconds(double s) { return s < 0 ? "-" : absl::StrFormat("%.1fs", s); }
 
+// "agg-0: clipped=3 trimmed=12; dropped non_finite=2; calls refused
+// forbidden=5": what an aggregator bounded, dropped and refused (empty when
+// nothing).
+std::string DescribeDefenses(const Row& a) {
+  std::vector<std::string> parts;
+  std::vector<std::string> bounded;
+  for (const auto& [name, n] :
+       {std::pair<const char*, int64_t>{"clipped", a.clipped}, {"capped", a.capped},
+        {"trimmed", a.trimmed}, {"quarantined", a.quarantined}}) {
+    if (n > 0) bounded.push_back(absl::StrCat(name, "=", n));
+  }
+  if (!bounded.empty()) parts.push_back(absl::StrJoin(bounded, " "));
+  auto counts = [](const char* title, const std::map<std::string, int64_t>& by_reason) {
+    std::string out;
+    for (const auto& [reason, n] : by_reason) {
+      if (n > 0) absl::StrAppend(&out, " ", reason, "=", n);
+    }
+    return out.empty() ? out : absl::StrCat(title, out);
+  };
+  for (std::string part : {counts("dropped", a.dropped), counts("calls refused", a.calls_refused)}) {
+    if (!part.empty()) parts.push_back(std::move(part));
+  }
+  return parts.empty() ? "" : absl::StrCat(a.id, ": ", absl::StrJoin(parts, "; "));
+}
+
 }  // namespace
 
 absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& options) {
@@ -219,6 +251,8 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
   // for a moment: this names who holds it up).
   std::vector<std::string> waits = {DescribeRoundWait(hq.id, hq.round)};
   for (const Row& a : hq.children) waits.push_back(DescribeRoundWait(a.id, a.round));
+  // What each aggregator bounded, dropped and refused, by reason.
+  for (const Row& a : hq.children) waits.push_back(DescribeDefenses(a));
   for (const std::string& line : waits) {
     if (!line.empty()) absl::StrAppend(&out, line, "\n");
   }
@@ -268,6 +302,9 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                            {"round", RoundJson(a.round)},
                            {"calls_refused", a.calls_refused},
                            {"gradients_clipped", a.clipped},
+                           {"gradients_capped", a.capped},
+                           {"gradients_trimmed", a.trimmed},
+                           {"members_quarantined", a.quarantined},
                            {"gradients_dropped", a.dropped},
                            {"workers", std::move(workers)}});
   }

@@ -39,7 +39,9 @@ hips::ProgramHelp Help() {
         "Starts a whole cluster (HQ, aggregators, workers) as processes on 127.0.0.1, trains\n"
         "to the budget and prints the final accuracy.",
         {"aggregators", "workers", "epochs", "summary_json", "run_dir", "bin_dir",
-         "progress_seconds", "async_lr_batch", "coalesce_ms", "clip_norm", "backup_workers", "slow_workers",
+         "progress_seconds", "async_lr_batch", "coalesce_ms", "clip_norm", "max_samples_per_push", "robust", "trim_fraction",
+         "quarantine_ms",
+         "backup_workers", "slow_workers",
          "slowdown", "supervise", "max_restarts", "unix_sockets", "tls", "metrics_targets",
          "resume", "export"},
         local_files},

@@ -327,6 +327,10 @@ void Cluster::AddAggregatorAccounting(RunSummary* summary) {
     a.pending = c.gradients_pending;
     a.edge_applied = c.gradients_edge_applied;
     a.clipped = c.gradients_clipped;
+    a.capped = c.gradients_capped;
+    a.trimmed = c.gradients_trimmed;
+    a.quarantined = c.members_quarantined;
+    a.calls_refused = s->calls_refused;
     a.dropped = c.gradients_dropped;
     summary->accounting->worker_to_aggregator_bytes += c.gradient_bytes_received;
   }

@@ -21,6 +21,8 @@
 #include "cli/cli_flags.h"
 #include "cli/commands.h"
 #include "cli/local_cluster.h"
+#include "services/core/quarantine.h"
+#include "services/numeric/robust_mean.h"
 #include "services/rounds/norm_clipper.h"
 #include "services/rounds/round_policy.h"
 #include "services/runtime/aggregator_flags.h"
@@ -80,8 +82,24 @@ ModeConfig SetMode(LocalClusterOptions* o) {
 void SetRounds(LocalClusterOptions* o) {
   o->round_deadline_ms = absl::GetFlag(FLAGS_round_deadline_ms);
   o->backup_workers = absl::GetFlag(FLAGS_backup_workers);
+  // (The aggregators take them as they are: checked here, before anything starts.)
   if (absl::StatusOr<ClipNorm> clip = ParseClipNorm(absl::GetFlag(FLAGS_clip_norm)); !clip.ok()) {
     ExitWithUsageError(std::string(clip.status().message()));
+  }
+  if (absl::StatusOr<ClipNorm> cap = ParseRunningBound(
+          absl::GetFlag(FLAGS_max_samples_per_push), "--max_samples_per_push", kSampleCapMultiple);
+      !cap.ok()) {
+    ExitWithUsageError(std::string(cap.status().message()));
+  }
+  if (absl::StatusOr<RobustMean::Kind> robust = ParseRobust(absl::GetFlag(FLAGS_robust));
+      !robust.ok()) {
+    ExitWithUsageError(std::string(robust.status().message()));
+  }
+  if (absl::Status s = ValidateTrimFraction(absl::GetFlag(FLAGS_trim_fraction)); !s.ok()) {
+    ExitWithUsageError(std::string(s.message()));
+  }
+  if (absl::Status s = ValidateQuarantineMs(absl::GetFlag(FLAGS_quarantine_ms)); !s.ok()) {
+    ExitWithUsageError(std::string(s.message()));
   }
   if (o->backup_workers < 0 || o->round_deadline_ms < 0 || absl::GetFlag(FLAGS_coalesce_ms) < 0) {
     ExitWithUsageError("--backup_workers, --round_deadline_ms and --coalesce_ms must be >= 0");

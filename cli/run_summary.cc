@@ -62,7 +62,11 @@ nlohmann::json SummaryJson(const RunSummary& s) {
                            {"gradients_pending", g.pending},
                            {"gradients_edge_applied", g.edge_applied},
                            {"gradients_clipped", g.clipped},
-                           {"gradients_dropped", g.dropped}});
+                           {"gradients_capped", g.capped},
+                           {"gradients_trimmed", g.trimmed},
+                           {"members_quarantined", g.quarantined},
+                           {"gradients_dropped", g.dropped},
+                           {"calls_refused", g.calls_refused}});
   }
   out["aggregators"] = std::move(aggregators);
   out["bytes"] = {{"worker_to_aggregator", a.worker_to_aggregator_bytes},
@@ -96,6 +100,9 @@ std::string DescribeAccounting(const RunSummary::Accounting& a) {
                     agg_dropped.empty() ? "" : agg_dropped.substr(1), "}");
     if (g.edge_applied > 0) absl::StrAppend(&out, " edge_applied=", g.edge_applied);
     if (g.clipped > 0) absl::StrAppend(&out, " clipped=", g.clipped);
+    if (g.capped > 0) absl::StrAppend(&out, " capped=", g.capped);
+    if (g.trimmed > 0) absl::StrAppend(&out, " trimmed=", g.trimmed);
+    if (g.quarantined > 0) absl::StrAppend(&out, " quarantined=", g.quarantined);
   }
   return out;
 }

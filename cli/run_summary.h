@@ -59,7 +59,15 @@ struct RunSummary {
       // Accepted and scaled down to --clip_norm's bound (not a part of the
       // sum above: a clipped gradient is forwarded or pending).
       int64_t clipped = 0;
+      // Counted with --max_samples_per_push's bound; left out of a robust
+      // combination as outliers (both also forwarded or pending).
+      int64_t capped = 0;
+      int64_t trimmed = 0;
+      // Times a worker was put out for a while (--quarantine_ms).
+      int64_t quarantined = 0;
       std::map<std::string, int64_t> dropped;
+      // Calls it refused before serving them, by reason (docs/security.md).
+      std::map<std::string, int64_t> calls_refused;
     };
     std::vector<Aggregator> aggregators;
   };
@@ -84,7 +92,8 @@ std::string DescribeAccounting(const RunSummary::Accounting& a);
 // "pending", "dropped": {reason: n}}, "staleness_counts", "max_staleness",
 // "aggregators": [{"id", "gradients_received", "gradients_duplicate",
 // "gradients_forwarded", "gradients_pending", "gradients_edge_applied",
-// "gradients_clipped", "gradients_dropped": {...}}],
+// "gradients_clipped", "gradients_capped", "gradients_trimmed", "members_quarantined",
+// "gradients_dropped": {...}, "calls_refused": {...}}],
 // "bytes" {"worker_to_aggregator", "aggregator_to_hq"} and "restarts":
 // {name: n}. Always "rollbacks" and "diverged" ({"version", "reason"}, or
 // null).

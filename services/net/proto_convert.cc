@@ -581,6 +581,9 @@ void AggregatorStatusToProto(const AggregatorStatus& status, absl::Time now,
   out->set_gradients_accepted(c.gradients_accepted);
   out->set_gradients_duplicate(c.gradients_duplicate);
   out->set_gradients_clipped(c.gradients_clipped);
+  out->set_gradients_capped(c.gradients_capped);
+  out->set_gradients_trimmed(c.gradients_trimmed);
+  out->set_members_quarantined(c.members_quarantined);
   for (const auto& [reason, n] : c.gradients_dropped) {
     (*out->mutable_gradients_dropped())[reason] = n;
   }
@@ -609,6 +612,9 @@ AggregatorStatus AggregatorStatusFromProto(const v1::AggregatorStatus& p, absl::
   c.gradients_accepted = p.gradients_accepted();
   c.gradients_duplicate = p.gradients_duplicate();
   c.gradients_clipped = p.gradients_clipped();
+  c.gradients_capped = p.gradients_capped();
+  c.gradients_trimmed = p.gradients_trimmed();
+  c.members_quarantined = p.members_quarantined();
   c.gradients_dropped = CountsOf(p.gradients_dropped());
   c.gradients_forwarded = p.gradients_forwarded();
   c.gradients_pending = p.gradients_pending();

@@ -110,4 +110,54 @@ HIPS_FLOAT_KERNEL uint32_t ScaleRunWithMaxBits(float* __restrict out, const char
   return max;
 }
 
+HIPS_FLOAT_KERNEL void ScaleInPlace(float* x, size_t n, float scale) {
+  for (size_t i = 0; i < n; ++i) x[i] *= scale;
+}
+
+HIPS_FLOAT_KERNEL void AddRun(float* __restrict out, const float* __restrict in, size_t n) {
+  for (size_t i = 0; i < n; ++i) out[i] += in[i];
+}
+
+HIPS_FLOAT_KERNEL void MinMaxRuns(float* __restrict lo, float* __restrict hi, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    const float a = lo[i];
+    const float b = hi[i];
+    lo[i] = b < a ? b : a;
+    hi[i] = b < a ? a : b;
+  }
+}
+
+HIPS_FLOAT_KERNEL double SquaredDistanceOfRuns(const float* __restrict a, float fa,
+                                                const float* __restrict b, size_t n) {
+  constexpr size_t kBlock = 4096;
+  double total = 0;
+  for (size_t begin = 0; begin < n; begin += kBlock) {
+    const size_t count = std::min(kBlock, n - begin);
+    const float* x = a + begin;
+    const float* y = b + begin;
+    float lanes[kLanes] = {};
+    size_t i = 0;
+    for (; i + kLanes <= count; i += kLanes) {
+      for (size_t l = 0; l < kLanes; ++l) {
+        const float d = fa * x[i + l] - y[i + l];
+        lanes[l] += d * d;
+      }
+    }
+    float sum = 0;
+    for (size_t l = 0; l < kLanes; ++l) sum += lanes[l];
+    for (; i < count; ++i) sum += (fa * x[i] - y[i]) * (fa * x[i] - y[i]);
+    if (sum <= std::numeric_limits<float>::max()) {
+      total += sum;
+      continue;
+    }
+    double exact = 0;
+    for (size_t j = 0; j < count; ++j) {
+      const double d = static_cast<double>(fa) * x[j] - static_cast<double>(y[j]);
+      exact += d * d;
+    }
+    total += exact;
+  }
+  return total;
+}
+
 }  // namespace hips

@@ -34,6 +34,21 @@ void AddScaledRun(float* out, const char* in, size_t n, float scale);
 // arrived, while it is still in cache.
 uint32_t ScaleRunWithMaxBits(float* out, const char* in, size_t n, float scale);
 
+// x[i] *= scale, in place.
+void ScaleInPlace(float* x, size_t n, float scale);
+
+// out[i] += in[i].
+void AddRun(float* out, const float* in, size_t n);
+
+// lo[i], hi[i] = min(lo[i], hi[i]), max(lo[i], hi[i]): one comparator of a
+// sorting network, for n coordinates at once (robust_mean.cc).
+void MinMaxRuns(float* lo, float* hi, size_t n);
+
+// Σ (fa·a[i] - b[i])², in double (float lanes per block of 4096, as
+// SquaredNormOfRun; a block whose float sum overflows is summed again in
+// double).
+double SquaredDistanceOfRuns(const float* a, float fa, const float* b, size_t n);
+
 }  // namespace hips
 
 #endif  // HIPS_SERVICES_NUMERIC_FLOAT_KERNELS_H_

@@ -42,6 +42,23 @@ std::vector<float> GradientAccumulator::TakeSum() {
   return out;
 }
 
+std::vector<float> GradientAccumulator::TakeBuffer() {
+  std::vector<float> out = std::move(sum_);
+  sum_ = std::vector<float>();
+  Reset();
+  return out;
+}
+
+void GradientAccumulator::Assign(std::vector<float> sum, double bound, int64_t total_samples,
+                                 double loss_sum, int64_t contributors) {
+  sum_ = std::move(sum);
+  empty_ = false;
+  bound_ = bound;
+  total_samples_ = total_samples;
+  loss_sum_ = loss_sum;
+  contributors_ = contributors;
+}
+
 void GradientAccumulator::GiveBuffer(std::vector<float> buffer) {
   if (empty_ && sum_.size() != num_floats_ && buffer.size() == num_floats_) {
     sum_ = std::move(buffer);

@@ -43,6 +43,15 @@ class GradientAccumulator {
   // A buffer of num_floats() floats for the next sum (after TakeSum), so
   // that it need not be allocated and zero-filled; ignored otherwise.
   void GiveBuffer(std::vector<float> buffer);
+  // The buffer of the sum, as it is (empty if it has none), for a caller
+  // that writes a whole sum itself; the accumulator is then Reset.
+  std::vector<float> TakeBuffer();
+  // Makes `sum` (num_floats() floats, each of magnitude at most `bound`)
+  // the sum, with these totals, as if it had been added.
+  void Assign(std::vector<float> sum, double bound, int64_t total_samples, double loss_sum,
+              int64_t contributors);
+  // An upper bound on the largest magnitude in the sum (0 when empty).
+  double bound() const { return bound_; }
   int64_t total_samples() const { return total_samples_; }
   double loss_sum() const { return loss_sum_; }
   int64_t contributors() const { return contributors_; }

@@ -74,6 +74,7 @@ void EdgeRoundPolicy::Advance() {
   o.refs = std::move(refs_);
   refs_.clear();
   o.weights = next;
+  o.trimmed = round_.TakeTrimmed();
   samples_ += n;
   loss_ += acc.loss_sum();
   pushes_ += static_cast<int64_t>(o.refs.size());
@@ -108,6 +109,7 @@ void EdgeRoundPolicy::EmitAggregate() {
   o.edge_pushes = pushes_;
   o.refs = std::move(refs_);
   refs_.clear();
+  o.trimmed = round_.TakeTrimmed();
   std::vector<float> copy = copy_->weights;
   ApplyEdgeRound(o.sum, n, buffers, absl::MakeSpan(copy));
   EdgeAggregateInto(start_->weights, copy, o.total_samples, buffers, absl::MakeSpan(o.sum));

@@ -10,15 +10,17 @@
 
 namespace hips {
 
-absl::StatusOr<ClipNorm> ParseClipNorm(absl::string_view text) {
+absl::StatusOr<ClipNorm> ParseRunningBound(absl::string_view text, absl::string_view flag,
+                                           double default_multiple) {
   ClipNorm clip;
+  clip.multiple = default_multiple;
   if (text == "auto") return clip;
   if (absl::ConsumePrefix(&text, "auto:")) {
     double multiple = 0;
     if (!absl::SimpleAtod(text, &multiple) || !(multiple > 0 && multiple <= 100)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--clip_norm=auto:K takes a multiple K in (0, 100], got \"", absl::CHexEscape(text),
-          "\""));
+      return absl::InvalidArgumentError(absl::StrCat(flag,
+                                                     "=auto:K takes a multiple K in (0, 100], got \"",
+                                                     absl::CHexEscape(text), "\""));
     }
     clip.multiple = multiple;
     return clip;
@@ -30,7 +32,7 @@ absl::StatusOr<ClipNorm> ParseClipNorm(absl::string_view text) {
   double bound = 0;
   if (!absl::SimpleAtod(text, &bound) || !std::isfinite(bound) || bound < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--clip_norm must be auto, auto:K, off, or a bound >= 0 (0: off), got \"",
+        absl::StrCat(flag, " must be auto, auto:K, off, or a bound >= 0 (0: off), got \"",
                      absl::CHexEscape(text), "\""));
   }
   clip.kind = bound == 0 ? ClipNorm::Kind::kOff : ClipNorm::Kind::kFixed;
@@ -38,7 +40,11 @@ absl::StatusOr<ClipNorm> ParseClipNorm(absl::string_view text) {
   return clip;
 }
 
-std::string ClipNormName(const ClipNorm& clip) {
+absl::StatusOr<ClipNorm> ParseClipNorm(absl::string_view text) {
+  return ParseRunningBound(text, "--clip_norm", ClipNorm::kDefaultMultiple);
+}
+
+std::string ClipNormName(const ClipNorm& clip, double default_multiple) {
   switch (clip.kind) {
     case ClipNorm::Kind::kOff:
       return "off";
@@ -47,7 +53,7 @@ std::string ClipNormName(const ClipNorm& clip) {
     case ClipNorm::Kind::kAuto:
       break;
   }
-  if (clip.multiple == ClipNorm::kDefaultMultiple) return "auto";
+  if (clip.multiple == default_multiple) return "auto";
   return absl::StrCat("auto:", clip.multiple);
 }
 

@@ -26,10 +26,18 @@ struct ClipNorm {
   double multiple = kDefaultMultiple;     // kAuto only
 };
 
+// --max_samples_per_push=auto: this many times the median of the recent
+// sample counts.
+inline constexpr double kSampleCapMultiple = 4.0;
+
 // INVALID_ARGUMENT naming --clip_norm for anything else (negative, NaN,
 // infinite, a word that is not auto or off).
 absl::StatusOr<ClipNorm> ParseClipNorm(absl::string_view text);
-std::string ClipNormName(const ClipNorm& clip);
+// The same syntax for another running bound (--max_samples_per_push):
+// `flag` names it in errors, `default_multiple` is what "auto" means.
+absl::StatusOr<ClipNorm> ParseRunningBound(absl::string_view text, absl::string_view flag,
+                                           double default_multiple);
+std::string ClipNormName(const ClipNorm& clip, double default_multiple = ClipNorm::kDefaultMultiple);
 
 // The bound of one tier. kAuto: `multiple` times the median of the last
 // kWindow finite norms it saw (clipped ones included: the median stays put

@@ -14,6 +14,7 @@
 #include "services/core/membership.h"
 #include "services/numeric/buffer_pool.h"
 #include "services/numeric/gradient_accumulator.h"
+#include "services/numeric/robust_mean.h"
 #include "services/rounds/admission.h"
 #include "services/rounds/contribution.h"
 #include "services/types/consistency.h"
@@ -83,6 +84,9 @@ struct RoundOutput {
   int64_t edge_pushes = 0;
   // kEdgeRound: the aggregator's copy after the round, to serve.
   std::shared_ptr<const WeightsSnapshot> weights;
+  // A robust combination (--robust): the senders it left out as outliers
+  // (counted as trimmed).
+  std::vector<std::string> trimmed;
 };
 
 // The tier a policy runs in (an aggregator over its workers, HQ over its
@@ -129,6 +133,9 @@ struct RoundPolicyOptions {
   // its line of edge rounds (WeightsSnapshot::edge_epoch).
   std::string id;
   int64_t edge_epoch = 0;
+  // An aggregator's sync and fedavg rounds: how they combine their
+  // contributions (--robust, --trim_fraction; none: the weighted sum).
+  RobustMean robust;
   // Where a round's next sum buffer comes from once one left in an output
   // (null: allocated). Must outlive the policy.
   BufferPool* spares = nullptr;

@@ -11,7 +11,7 @@ SyncPolicy::SyncPolicy(RoundPolicyOptions options, RoundHost* host)
     : RoundPolicy(std::move(options), host),
       // Complete when every member the host waits for is in (Complete).
       round_(options_.num_floats, /*expected_contributions=*/0, options_.quorum,
-             options_.round_deadline) {}
+             options_.round_deadline, options_.robust) {}
 
 std::shared_ptr<const WeightsSnapshot> SyncPolicy::Begin(
     const VersionState& tier, std::shared_ptr<const WeightsSnapshot> weights,
@@ -149,6 +149,7 @@ RoundOutput SyncPolicy::TakeRound() {
   TakeSum(acc, &o);
   o.refs = std::move(refs_);
   refs_.clear();
+  o.trimmed = round_.TakeTrimmed();
   return o;
 }
 

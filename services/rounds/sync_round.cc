@@ -10,12 +10,16 @@
 namespace hips {
 
 SyncRound::SyncRound(size_t num_floats, int expected_contributions, int quorum,
-                     absl::Duration grace)
+                     absl::Duration grace, RobustMean robust)
     : expected_(expected_contributions),
       quorum_(expected_contributions > 0 ? std::clamp(quorum, 1, expected_contributions)
                                          : std::max(1, quorum)),
       grace_(grace),
-      accumulator_(num_floats) {}
+      accumulator_(num_floats) {
+  if (robust.kind != RobustMean::Kind::kNone) {
+    combiner_ = std::make_unique<RobustCombiner>(num_floats, robust);
+  }
+}
 
 void SyncRound::Open(int64_t version) {
   if (version != version_) {
@@ -28,6 +32,16 @@ void SyncRound::Open(int64_t version) {
   state_ = State::kOpen;
   first_arrival_ = absl::InfiniteFuture();
   accumulator_.Reset();
+  if (combiner_ != nullptr) combiner_->Reset();
+  held_.clear();
+  trimmed_.clear();
+}
+
+void SyncRound::Seal() {
+  state_ = State::kClosed;
+  if (combiner_ == nullptr) return;
+  for (size_t row : combiner_->CombineInto(&accumulator_)) trimmed_.push_back(held_[row]);
+  held_.clear();
 }
 
 absl::Time SyncRound::CloseAt() const {
@@ -39,7 +53,7 @@ absl::Time SyncRound::CloseAt() const {
 }
 
 void SyncRound::Close() {
-  if (state_ == State::kOpen) state_ = State::kClosed;
+  if (state_ == State::kOpen) Seal();
 }
 
 void SyncRound::MarkSenderDone(const std::string& sender, int64_t version) {
@@ -49,7 +63,7 @@ void SyncRound::MarkSenderDone(const std::string& sender, int64_t version) {
 bool SyncRound::CloseIfDue(absl::Time now) {
   const absl::Time close_at = CloseAt();  // infinite unless open with a quorum
   if (close_at == absl::InfiniteFuture() || now < close_at) return false;
-  state_ = State::kClosed;
+  Seal();
   return true;
 }
 
@@ -103,16 +117,20 @@ absl::StatusOr<SyncRound::AddOutcome> SyncRound::Add(const Contribution& c, Drop
     *reason = DropReason::kInvalid;
     return s;
   }
-  if (absl::Status s = accumulator_.Add(c.values, c.scale, c.samples, c.loss_sum, c.contributors);
+  if (absl::Status s =
+          combiner_ != nullptr
+              ? combiner_->Add(c.values, c.scale, c.samples, c.loss_sum, c.contributors)
+              : accumulator_.Add(c.values, c.scale, c.samples, c.loss_sum, c.contributors);
       !s.ok()) {
     *reason = RefusalReason(s);
     return s;
   }
+  if (combiner_ != nullptr) held_.push_back(c.sender);
   if (c.completes_sender) senders_.insert(c.sender);
   covered_.insert(members.begin(), members.end());
   if (first_arrival_ == absl::InfiniteFuture()) first_arrival_ = now;
   if (expected_ > 0 && received() >= expected_) {
-    state_ = State::kClosed;
+    Seal();
   } else {
     CloseIfDue(now);
   }

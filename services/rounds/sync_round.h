@@ -10,7 +10,10 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include <memory>
+
 #include "services/numeric/gradient_accumulator.h"
+#include "services/numeric/robust_mean.h"
 #include "services/rounds/contribution.h"
 
 namespace hips {
@@ -26,7 +29,10 @@ namespace hips {
 // least `quorum` arrived (a backup-worker round). A round holds each worker's
 // gradient once; a repeat for the same version is acknowledged as a
 // duplicate and not summed, also when it arrives after the next round opened
-// (a retry whose ack was lost). Not thread-safe: the owner serializes access.
+// (a retry whose ack was lost). With a robust combination (--robust) it
+// holds each contribution until it closes and the accumulator then holds
+// their combination (robust_mean.h), not their sum. Not thread-safe: the
+// owner serializes access.
 class SyncRound {
  public:
   enum class State { kIdle, kOpen, kClosed };
@@ -35,7 +41,7 @@ class SyncRound {
   // `quorum` >= 1 (and <= expected if expected > 0); an infinite `grace`
   // waits for the round to be complete.
   SyncRound(size_t num_floats, int expected_contributions, int quorum,
-            absl::Duration grace = absl::InfiniteDuration());
+            absl::Duration grace = absl::InfiniteDuration(), RobustMean robust = RobustMean());
   SyncRound(size_t num_floats, int expected_contributions)
       : SyncRound(num_floats, expected_contributions, expected_contributions) {}
 
@@ -77,8 +83,12 @@ class SyncRound {
   int expected() const { return expected_; }
   // Senders done with the round (what `expected` and `quorum` count).
   int received() const { return static_cast<int>(senders_.size()); }
+  // The round's sum (with a robust combination: once it closed).
   const GradientAccumulator& accumulator() const { return accumulator_; }
   GradientAccumulator* mutable_accumulator() { return &accumulator_; }
+  // With a robust combination, the senders the closed round's combination
+  // left out as outliers (robust_mean.h), once.
+  std::vector<std::string> TakeTrimmed() { return std::move(trimmed_); }
 
  private:
   const int expected_;
@@ -92,6 +102,13 @@ class SyncRound {
   int64_t previous_version_ = -1;
   absl::flat_hash_set<std::string> previous_covered_;
   GradientAccumulator accumulator_;
+  // --robust: the contributions held until the round closes, by sender.
+  std::unique_ptr<RobustCombiner> combiner_;
+  std::vector<std::string> held_;
+  std::vector<std::string> trimmed_;
+
+  // Open -> Closed (combining what a robust round held).
+  void Seal();
 };
 
 }  // namespace hips

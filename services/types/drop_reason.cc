@@ -42,6 +42,8 @@ absl::string_view DropReasonName(DropReason reason) {
       return "edge_retry";
     case DropReason::kNonFinite:
       return "non_finite";
+    case DropReason::kQuarantined:
+      return "quarantined";
   }
   return "unknown";
 }
@@ -56,7 +58,8 @@ const std::vector<DropReason>& AllDropReasons() {
                                   DropReason::kShutdown,          DropReason::kRepeatedContributor,
                                   DropReason::kHqRestarted,       DropReason::kForbidden,
                                   DropReason::kMembershipFull,    DropReason::kNotDrawn,
-                                  DropReason::kEdgeRetry,         DropReason::kNonFinite};
+                                  DropReason::kEdgeRetry,         DropReason::kNonFinite,
+                                  DropReason::kQuarantined};
   return *kAll;
 }
 

@@ -32,6 +32,8 @@ enum class DropReason {
                          // attempt may be in another copy already)
   kNonFinite,            // a NaN or infinite value or loss, or a sum that would overflow: the
                          // sign of a diverging run (docs/faults.md, "Divergence")
+  kQuarantined,          // from a member put out for a while (--quarantine_ms: refused or left
+                         // out again and again; docs/security.md)
 };
 absl::string_view DropReasonName(DropReason reason);
 // Every DropReason, in declaration order (metrics report each, 0 included).

@@ -102,6 +102,14 @@ struct AggregatorCounters {
   std::map<std::string, int64_t> gradients_dropped;  // by DropReasonName
   // Accepted, scaled down to --clip_norm's bound (bounded influence).
   int64_t gradients_clipped = 0;
+  // Accepted, counted with --max_samples_per_push's bound instead of the
+  // samples they claimed.
+  int64_t gradients_capped = 0;
+  // Left out of a robust combination (--robust) as outliers: far from the
+  // coordinate-wise median of their round (robust_mean.h).
+  int64_t gradients_trimmed = 0;
+  // Times a worker was put out for a while (--quarantine_ms).
+  int64_t members_quarantined = 0;
   // Inside aggregates HQ answered (HQ accounts for them from there on).
   int64_t gradients_forwarded = 0;
   // Accepted, not yet answered by HQ.

@@ -203,17 +203,10 @@ absl::StatusOr<Aggregator::Admitted> Aggregator::Admit(const GradientPush& push,
 }
 
 void Aggregator::Clip(Contribution* c) {
-  if (clipper_.clip().kind == ClipNorm::Kind::kOff) return;  // (no pass over the values)
-  // What is summed is scale x values = samples x the mean gradient (the
-  // receiver may have scaled the values already): per sample, its norm
-  // over the samples.
-  const double norm =
-      std::abs(c->scale) * std::sqrt(SquaredNorm(c->values)) / static_cast<double>(c->samples);
-  const double factor = clipper_.Factor(norm);
-  if (factor >= 1.0) return;
-  c->scale = static_cast<float>(c->scale * factor);
+  const std::optional<double> norm = ClipContribution(&clipper_, c);
+  if (!norm.has_value()) return;
   ++counters_.gradients_clipped;
-  LOG_EVERY_N(WARNING, 100) << c->sender << "'s gradient of norm " << norm
+  LOG_EVERY_N(WARNING, 100) << c->sender << "'s gradient of norm " << *norm
                             << " was scaled down to the bound " << clipper_.bound()
                             << " (--clip_norm=" << ClipNormName(clipper_.clip())
                             << "; every 100th is logged)";

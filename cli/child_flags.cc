@@ -63,7 +63,7 @@ const std::vector<ChildFlag>& ChildFlags() {
       {Handle(FLAGS_max_rollbacks), true, false, false},
       {Handle(FLAGS_lease_ms), true, true, false},
       {Handle(FLAGS_coalesce_ms), false, true, false},
-      {Handle(FLAGS_clip_norm), false, true, false},
+      {Handle(FLAGS_clip_norm), true, true, false},
       {Handle(FLAGS_max_samples_per_push), false, true, false},
       {Handle(FLAGS_robust), false, true, false},
       {Handle(FLAGS_trim_fraction), false, true, false},

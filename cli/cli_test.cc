@@ -16,6 +16,7 @@
 #include "cli/child_flags.h"
 #include "cli/cli_flags.h"
 #include "cli/cluster_status.h"
+#include "cli/listen_ports.h"
 #include "cli/local_cluster.h"
 #include "cli/run_summary.h"
 #include "gmock/gmock.h"
@@ -256,6 +257,26 @@ TEST(RoundWaitTest, APastTwoLeasesProgressLineNamesWhomTheRoundsWaitFor) {
   EXPECT_EQ(DescribeRoundWait("agg-0", {3, {"w1", "w2"}, 2.0}),
             "agg-0's round of version 3 has waited 2.0s for w1, w2");
   EXPECT_EQ(DescribeRoundWait("agg-0", {-1, {"w1"}, 2.0}), "");
+}
+
+// hips local's servers listen below the ephemeral range, each on a port of
+// its own that could be bound when it was handed out.
+TEST(ListenPortsTest, PortsAreBelowTheEphemeralRangeDistinctAndFree) {
+  const auto [low, high] = EphemeralPortRange();
+  EXPECT_GE(low, 1024);
+  EXPECT_LE(low, high);
+  ListenPorts ports(7);
+  std::set<int> seen;
+  for (int i = 0; i < 20; ++i) {
+    const int port = ports.Next();
+    if (low <= ListenPorts::kLowest + 100) {
+      EXPECT_EQ(port, 0);  // no room below the range: the kernel picks
+      continue;
+    }
+    ASSERT_GE(port, ListenPorts::kLowest);
+    EXPECT_LT(port, low);
+    EXPECT_TRUE(seen.insert(port).second) << port;
+  }
 }
 
 }  // namespace

@@ -111,6 +111,8 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
   tree.final_eval = second->hq.final_eval;
   tree.final_eval_error = second->hq.final_eval_error;
   tree.hq.calls_refused = second->hq.calls_refused;
+  tree.hq.clipped = hq.aggregates_clipped;
+  tree.hq.dropped = hq.aggregates_dropped;
   tree.hq.round = hq.round;
   tree.live_aggregators = static_cast<int>(hq.live_aggregators.size());
   tree.live_workers = static_cast<int>(hq.live_workers.size());
@@ -251,7 +253,8 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
   // for a moment: this names who holds it up).
   std::vector<std::string> waits = {DescribeRoundWait(hq.id, hq.round)};
   for (const Row& a : hq.children) waits.push_back(DescribeRoundWait(a.id, a.round));
-  // What each aggregator bounded, dropped and refused, by reason.
+  // What each tier bounded, dropped and refused, by reason.
+  waits.push_back(DescribeDefenses(hq));
   for (const Row& a : hq.children) waits.push_back(DescribeDefenses(a));
   for (const std::string& line : waits) {
     if (!line.empty()) absl::StrAppend(&out, line, "\n");
@@ -322,6 +325,8 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                                 {"live_workers", tree->live_workers},
                                 {"round", RoundJson(hq.round)},
                                 {"calls_refused", hq.calls_refused},
+                                {"aggregates_clipped", hq.clipped},
+                                {"aggregates_dropped", hq.dropped},
                                 {"latest_eval", EvalJson(tree->latest_eval)},
                                 {"final_eval", EvalJson(tree->final_eval)}}},
                               {"aggregators", std::move(aggregators)}};

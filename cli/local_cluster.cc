@@ -1,6 +1,7 @@
 #include "cli/local_cluster.h"
 
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "cli/child_process.h"
 #include "cli/cluster_status.h"
+#include "cli/listen_ports.h"
 #include "cli/run_credentials.h"
 #include "cli/status_client.h"
 #include "nlohmann/json.hpp"
@@ -141,6 +143,9 @@ class Cluster {
   std::vector<std::unique_ptr<ChildProcess>> children_;
   std::map<std::string, Spec> specs_;
   std::map<std::string, int64_t> restarts_;
+  // Where the servers listen (kept across their restarts).
+  ListenPorts ports_{static_cast<uint64_t>(getpid()) * 0x9E3779B97F4A7C15ULL ^
+                     static_cast<uint64_t>(absl::ToUnixNanos(absl::Now()))};
   // Each aggregator's counters (what it could not answer is left out).
   void AddAggregatorAccounting(RunSummary* summary);
   // The rounds of the aggregators HQ's round waits for, once it has waited
@@ -188,8 +193,16 @@ absl::StatusOr<int> Cluster::Start(const std::string& name, const std::string& b
   const std::string port_file = absl::StrCat(options_.run_dir, "/", name, ".port");
   std::remove(port_file.c_str());
   std::vector<std::string> argv = {absl::StrCat(options_.bin_dir, "/", binary)};
-  if (wait_for_port) argv.push_back(absl::StrCat("--port_file=", port_file));
+  if (wait_for_port) {
+    argv.push_back(absl::StrCat("--port_file=", port_file));
+    // Below the ephemeral range, so that it is still free when the server
+    // is restarted there (0: the server picks one).
+    if (const int port = ports_.Next(); port > 0) argv.push_back(absl::StrCat("--port=", port));
+  }
   args.push_back(absl::StrCat("--metrics_port_file=", MetricsPortFile(name)));
+  if (const int port = ports_.Next(); port > 0) {
+    args.push_back(absl::StrCat("--metrics_port=", port));  // (last: it wins)
+  }
   std::remove(MetricsPortFile(name).c_str());
   argv.insert(argv.end(), args.begin(), args.end());
   specs_[name] = Spec{binary, args};

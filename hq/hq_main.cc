@@ -65,6 +65,7 @@ hips::ParameterServerOptions ServerOptionsFromFlags() {
   o.staleness_lr = OrExit(hips::ParseStalenessScaling(absl::GetFlag(FLAGS_staleness_lr)));
   o.async_momentum = absl::GetFlag(FLAGS_async_momentum);
   o.divergence = OrExit(hips::DivergenceOptionsFromFlags());
+  o.clip_norm = OrExit(hips::ParseClipNorm(absl::GetFlag(FLAGS_clip_norm)));
   return o;
 }
 

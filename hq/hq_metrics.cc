@@ -65,6 +65,9 @@ void CollectAccounting(const ParameterServerStatus& s, MetricFamilies* out) {
                s.aggregate_bytes_received);
   out->Counter("hips_aggregates_applied_total", "Aggregates accepted into an update",
                s.aggregates_applied);
+  out->Counter("hips_contributions_clipped_total",
+               "Aggregates scaled down to HQ's --clip_norm bound before they were applied",
+               s.aggregates_clipped);
 }
 
 // Staleness: bucket t holds gradients applied t versions after the version

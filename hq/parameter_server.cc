@@ -199,9 +199,19 @@ absl::StatusOr<PushResult> ParameterServer::Accept(const AggregatePush& a, int64
                     repeated, " of the ", a.contributor_list.size(), " gradients in aggregate ",
                     a.sequence, " from ", a.aggregator, " were already applied")));
   }
-  const Contribution c = ContributionOf(a);
+  Contribution c = ContributionOf(a);
   if (absl::Status s = ValidateContribution(c, layout_.num_floats()); !s.ok()) {
     return Drop(a, RefusalReason(s), s);
+  }
+  if (const std::optional<double> norm = ClipContribution(&clipper_, &c); norm.has_value()) {
+    {
+      absl::MutexLock status_lock(&mu_);
+      ++status_.aggregates_clipped;
+    }
+    LOG_EVERY_N(WARNING, 100) << a.aggregator << "'s aggregate of norm " << *norm
+                              << " per sample was scaled down to the bound " << clipper_.bound()
+                              << " (--clip_norm=" << ClipNormName(clipper_.clip())
+                              << "; every 100th is logged)";
   }
   const absl::Time due = policy_->CloseAt();
   const Verdict verdict = policy_->Admit(c, now, [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(apply_mu_) {

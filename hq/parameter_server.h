@@ -229,6 +229,8 @@ class ParameterServer : private RoundHost {
   // Non-finite gradients and the weights to roll back to; where the run
   // diverged, if it did.
   DivergenceGuard guard_ ABSL_GUARDED_BY(apply_mu_);
+  // --clip_norm over the aggregates.
+  NormClipper clipper_ ABSL_GUARDED_BY(apply_mu_){options_.clip_norm};
   // What HQ remembers of members that left, and for how long (Retention:
   // kRetentionLeases leases after they were last heard from).
   Retention aggregator_retention_ ABSL_GUARDED_BY(apply_mu_);

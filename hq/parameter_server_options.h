@@ -8,6 +8,7 @@
 #include "hq/trainer.h"
 #include "services/models/optimizer.h"
 #include "services/numeric/buffer_pool.h"
+#include "services/rounds/norm_clipper.h"
 #include "services/rounds/round_policy.h"
 #include "services/time/clock.h"
 #include "services/types/consistency.h"
@@ -75,6 +76,9 @@ struct ParameterServerOptions {
   absl::Duration checkpoint_every = absl::ZeroDuration();
   // What HQ does when the run diverges (docs/faults.md, "Divergence").
   DivergenceOptions divergence;
+  // Bounded influence (docs/security.md): an aggregate whose L2 norm per
+  // sample is above this bound is scaled down to it (--clip_norm; off).
+  ClipNorm clip_norm{ClipNorm::Kind::kOff};
   // Where time comes from (leases, round deadlines, long polls, checkpoint
   // intervals); must outlive the server.
   Clock* clock = SystemClock();

@@ -102,6 +102,24 @@ TEST_F(ParameterServerTest, AppliesTheMeanGradientOfARoundOnceEveryAggregatorCon
   EXPECT_EQ(published_, (std::vector<int64_t>{0, 1}));
 }
 
+// HQ's --clip_norm bounds an aggregate's norm per sample (its sum over its
+// samples) before it is applied, its weight unchanged, and counts it.
+TEST_F(ParameterServerTest, AnAggregateAboveTheClipNormIsScaledDownToItAndCounted) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 2;
+  o.optimizer.learning_rate = 0.5;
+  o.clip_norm = *ParseClipNorm("1");
+  auto ps = MakeWith(o);
+  // a0: [6, 8] over 2 samples, norm 5 per sample: x 1/5 -> [1.2, 1.6].
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {6, 8}, 2, 1)).ok());
+  // a1: [0.5, 0] over 2 samples, norm 0.25: as it is.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {0.5f, 0}, 2, 1)).ok());
+  // Mean ([1.2, 1.6] + [0.5, 0]) / 4 = [0.425, 0.4]; w = [1, 1] - 0.5 x that.
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(FloatEq(0.7875f), FloatEq(0.8f)));
+  EXPECT_EQ(ps->status().aggregates_clipped, 1);
+  EXPECT_EQ(ps->status().samples_applied, 4);
+}
+
 TEST_F(ParameterServerTest, DuplicatesAndOtherVersionsAreCountedNeverApplied) {
   auto ps = Make(2, 0);
   ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {2, 4}, 2, 1)).ok());

@@ -482,6 +482,7 @@ void HqStatusToProto(const HqStatus& status, absl::Time now, v1::StatusReply* ou
   out->set_aggregate_bytes_received(s.aggregate_bytes_received);
   out->set_aggregates_applied(s.aggregates_applied);
   out->set_aggregates_duplicate(s.aggregates_duplicate);
+  out->set_aggregates_clipped(s.aggregates_clipped);
   out->set_gradients_received(s.gradients_received);
   out->set_gradients_applied(s.gradients_applied);
   out->set_gradients_duplicate(s.gradients_duplicate);
@@ -537,6 +538,7 @@ absl::StatusOr<HqStatus> HqStatusFromProto(const v1::StatusReply& p, absl::Time 
   s.aggregate_bytes_received = p.aggregate_bytes_received();
   s.aggregates_applied = p.aggregates_applied();
   s.aggregates_duplicate = p.aggregates_duplicate();
+  s.aggregates_clipped = p.aggregates_clipped();
   s.gradients_received = p.gradients_received();
   s.gradients_applied = p.gradients_applied();
   s.gradients_duplicate = p.gradients_duplicate();

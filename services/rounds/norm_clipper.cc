@@ -7,6 +7,7 @@
 #include "absl/strings/strip.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/numeric/compression.h"
 
 namespace hips {
 
@@ -86,6 +87,16 @@ double NormClipper::Factor(double norm) {
   }
   if (limit <= 0 || norm <= limit) return 1.0;
   return limit / norm;
+}
+
+std::optional<double> ClipContribution(NormClipper* clipper, Contribution* c) {
+  if (clipper->clip().kind == ClipNorm::Kind::kOff || c->samples <= 0) return std::nullopt;
+  const double norm =
+      std::abs(c->scale) * std::sqrt(SquaredNorm(c->values)) / static_cast<double>(c->samples);
+  const double factor = clipper->Factor(norm);
+  if (factor >= 1.0) return std::nullopt;
+  c->scale = static_cast<float>(c->scale * factor);
+  return norm;
 }
 
 }  // namespace hips

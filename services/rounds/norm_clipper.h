@@ -2,11 +2,13 @@
 #define HIPS_SERVICES_ROUNDS_NORM_CLIPPER_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "services/rounds/contribution.h"
 
 // Bounded influence (docs/security.md, "Bounded influence"): a contribution
 // whose L2 norm per sample is above a bound is scaled down to it before it
@@ -65,6 +67,12 @@ class NormClipper {
   std::vector<double> recent_;  // a ring of up to kWindow norms
   size_t next_ = 0;
 };
+
+// Scales `c` down to `clipper`'s bound when its L2 norm per sample (the
+// norm of scale x values over its samples: the mean gradient it stands
+// for) is above it, and returns that norm then (nothing if it was within
+// the bound, or clipping is off: then no pass over the values).
+std::optional<double> ClipContribution(NormClipper* clipper, Contribution* c);
 
 }  // namespace hips
 

@@ -7,13 +7,12 @@
 #include "absl/flags/declare.h"
 
 // The aggregator's flags that the hips CLI takes too: --coalesce_ms and
-// the bounded influence ones (--clip_norm, --max_samples_per_push,
+// the bounded influence ones (--max_samples_per_push,
 // --robust, --trim_fraction, --quarantine_ms; hips local hands them on) and --hq (hips mode
 // and hips status ask that HQ).
 // Only main()s link this.
 ABSL_DECLARE_FLAG(int64_t, coalesce_ms);
 ABSL_DECLARE_FLAG(std::string, hq);
-ABSL_DECLARE_FLAG(std::string, clip_norm);
 ABSL_DECLARE_FLAG(std::string, max_samples_per_push);
 ABSL_DECLARE_FLAG(std::string, robust);
 ABSL_DECLARE_FLAG(double, trim_fraction);

@@ -315,11 +315,12 @@ std::vector<char*> InitProcess(int argc, char** argv, const ProgramHelp& help) {
   }
   const std::vector<std::string> positional_args =
       ParseFlagsOrExit(std::vector<std::string>(args->begin() + 1, args->end()));
+  // Kept for the life of the process, as argv is (and reachable from here,
+  // so that a leak checker does not count them).
+  static std::vector<std::string>* kept = new std::vector<std::string>();
+  kept->assign(positional_args.begin(), positional_args.end());
   std::vector<char*> positional = {argv[0]};
-  for (const std::string& a : positional_args) {
-    // (Kept for the life of the process, as argv is.)
-    positional.push_back(strdup(a.c_str()));
-  }
+  for (std::string& a : *kept) positional.push_back(a.data());
   if (wants_help) {
     const std::string command = help.commands.size() == 1 && help.commands[0].name.empty()
                                     ? ""

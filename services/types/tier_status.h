@@ -49,6 +49,8 @@ struct ParameterServerStatus {
   int64_t aggregates_applied = 0;        // accepted into an update
   int64_t aggregates_duplicate = 0;
   std::map<std::string, int64_t> aggregates_dropped;  // by DropReasonName
+  // Accepted, scaled down to HQ's --clip_norm bound.
+  int64_t aggregates_clipped = 0;
   // Worker gradients inside those aggregates:
   // received = applied + duplicate + Σ dropped + pending (in an open round).
   int64_t gradients_received = 0;

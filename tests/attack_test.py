@@ -2,9 +2,10 @@
 """Homes that hold valid credentials and attack the model (docs/security.md,
 "Tested as an attacker would").
 
-Starts `hips local` with its defaults (plus --mode and --epochs), and beside
-its four honest homes four intruders, each with its own member token
-(`hips token --run_dir`), that act at every version they see:
+Starts `hips local` with its defaults (plus --mode and --epochs), and once it
+is under way (version 20) beside its four honest homes four intruders, each
+with its own member token (`hips token --run_dir`), that act at every
+version they see:
   huge      (at agg-0) pushes a gradient whose values are all 1e30;
   flip      (at agg-1) pushes its honest gradient on real data, sign-flipped
             and 100 times too large;
@@ -151,6 +152,14 @@ class Intruder:
             self.mask.close()
 
 
+def hq_version(hips_bin, run_dir):
+    with open(os.path.join(run_dir, "hq.port")) as f:
+        hq = "127.0.0.1:" + f.read().strip()
+    out = subprocess.run([hips_bin, "status", "--json", "--hq=" + hq, "--run_dir=" + run_dir],
+                         capture_output=True, text=True, timeout=60)
+    return json.loads(out.stdout)["hq"]["version"]
+
+
 def status_table(hips_bin, run_dir):
     with open(os.path.join(run_dir, "hq.port")) as f:
         hq = "127.0.0.1:" + f.read().strip()
@@ -188,6 +197,13 @@ def main():
         check(bool(ports) and all(ports), "hips local started its aggregators")
         if not ports or not all(ports):
             return
+        # The intruders join a run that is under way: in a round of fewer
+        # than 3 gradients there is no majority to leave a liar out (an
+        # aggregator's first rounds, while its 2 homes join: docs/security.md,
+        # "Not defended").
+        started = waiting.wait_for(lambda: hq_version(hips_bin, run_dir) >= 20, 300, every=0.5,
+                                   ignore=(OSError, ValueError, KeyError))
+        check(bool(started), "the run reached version 20 before the intruders came")
         data = training_data()
         for seed, (name, agg) in enumerate(
                 [("huge", 0), ("flip", 1), ("heavy", 0), ("impostor", 1)]):

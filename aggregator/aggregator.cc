@@ -13,6 +13,7 @@
 #include "glog/logging.h"
 #include "services/numeric/compression.h"
 #include "services/numeric/gradient_accumulator.h"
+#include "services/numeric/robust_mean.h"
 #include "services/types/ids.h"
 
 // The aggregator's workers' side: their pushes (taken in, answered once
@@ -318,6 +319,14 @@ void Aggregator::Emit(RoundOutput o) {
                              << " left out the outliers " << absl::StrJoin(o.trimmed, ", ")
                              << " in the round of version " << o.version
                              << " (every 20th such round is logged)";
+  }
+  if (!o.held_down.empty()) {
+    // Not a strike: in a round of 2 either may be the liar (one sending
+    // zeros holds the honest one down).
+    counters_.gradients_clipped += static_cast<int64_t>(o.held_down.size());
+    LOG_EVERY_N(WARNING, 20) << "the round of version " << o.version << " held only 2 gradients and "
+                             << o.held_down[0] << "'s was more than " << kOutlierFactor
+                             << " times the other's norm: held down to it (every 20th is logged)";
   }
   if (o.kind == RoundOutput::Kind::kEdgeRound) {
     // Applied here: its pushes are answered, its weights served.

@@ -139,6 +139,13 @@ class Aggregator : private RoundHost {
   // A buffer of the model's size to read a push into (PushReceiver), if one
   // is spare; else an empty vector.
   std::vector<float> SpareBuffer();
+  // Whether a push's receiver should sum its squares as chunks arrive:
+  // --clip_norm reads the norm of every push, a robust round of 2 the
+  // norms of both (robust_mean.h, rule 3).
+  bool WantsSquaredNorms() const {
+    return options_.clip_norm.kind != ClipNorm::Kind::kOff ||
+           options_.robust.kind != RobustMean::Kind::kNone;
+  }
 
   // Ends every wait and answers every push still here. Idempotent.
   void Shutdown();

@@ -21,7 +21,7 @@ class GradientPushReactor final : public PushReactor<v1::GradientHeader> {
   GradientPushReactor(grpc::CallbackServerContext* ctx, grpc::ByteBuffer* response,
                       Aggregator* aggregator, ServerGate* gate, RpcMetrics* metrics)
       : PushReactor(ctx, response, metrics, "PushGradient", aggregator->SpareBuffer(),
-                    /*squares=*/aggregator->options().clip_norm.kind != ClipNorm::Kind::kOff),
+                    /*squares=*/aggregator->WantsSquaredNorms()),
         aggregator_(aggregator),
         gate_(gate) {
     StreamGuard::Slot slot;

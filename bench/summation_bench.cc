@@ -16,6 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "services/numeric/float_kernels.h"
 #include "services/numeric/gradient_accumulator.h"
 #include "services/numeric/parallel.h"
 #include "services/numeric/robust_mean.h"
@@ -55,6 +56,13 @@ double BestRoundSeconds(int64_t floats, int k, int repeats, hips::RobustMean rob
     }
   }
   const std::vector<std::vector<float>> originals = gradients;
+  // What a receiver sums per chunk as it arrives (robust_mean.h, rule 3
+  // reads it), on the receive path, not the round's: sync_round measures it.
+  std::vector<double> squares(k);
+  for (int c = 0; c < k; ++c) {
+    squares[c] = hips::SquaredNormOfRun(reinterpret_cast<const char*>(gradients[c].data()),
+                                        gradients[c].size());
+  }
   hips::SyncRound round(floats, k, k, absl::InfiniteDuration(), robust);
   absl::Duration best = absl::InfiniteDuration();
   for (int r = 0; r < repeats; ++r) {
@@ -69,6 +77,7 @@ double BestRoundSeconds(int64_t floats, int k, int repeats, hips::RobustMean rob
       contribution.values = gradients[c];
       // As a receiver hands them over: their buffers may be taken.
       contribution.values.adoptable = &gradients[c];
+      contribution.values.squared_norm = squares[c];
       hips::DropReason reason;
       if (!round.Add(contribution, &reason).ok()) ++*failures;
     }

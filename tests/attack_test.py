@@ -2,10 +2,10 @@
 """Homes that hold valid credentials and attack the model (docs/security.md,
 "Tested as an attacker would").
 
-Starts `hips local` with its defaults (plus --mode and --epochs), and once it
-is under way (version 20) beside its four honest homes four intruders, each
-with its own member token (`hips token --run_dir`), that act at every
-version they see:
+Starts `hips local` with its defaults (plus --mode and --epochs), and as
+soon as its aggregators listen, racing its four honest homes to join them,
+four intruders, each with its own member token (`hips token --run_dir`),
+that act at every version they see:
   huge      (at agg-0) pushes a gradient whose values are all 1e30;
   flip      (at agg-1) pushes its honest gradient on real data, sign-flipped
             and 100 times too large;
@@ -152,14 +152,6 @@ class Intruder:
             self.mask.close()
 
 
-def hq_version(hips_bin, run_dir):
-    with open(os.path.join(run_dir, "hq.port")) as f:
-        hq = "127.0.0.1:" + f.read().strip()
-    out = subprocess.run([hips_bin, "status", "--json", "--hq=" + hq, "--run_dir=" + run_dir],
-                         capture_output=True, text=True, timeout=60)
-    return json.loads(out.stdout)["hq"]["version"]
-
-
 def status_table(hips_bin, run_dir):
     with open(os.path.join(run_dir, "hq.port")) as f:
         hq = "127.0.0.1:" + f.read().strip()
@@ -186,6 +178,7 @@ def main():
             "--summary_json=" + summary_path, *args.local_flags]
     if args.epochs:
         argv.append("--epochs=%d" % args.epochs)
+    data = training_data()
     print("running:", " ".join(argv), flush=True)
     log = open(os.path.join(tmp, "local.log"), "w")
     local = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -197,14 +190,10 @@ def main():
         check(bool(ports) and all(ports), "hips local started its aggregators")
         if not ports or not all(ports):
             return
-        # The intruders join a run that is under way: in a round of fewer
-        # than 3 gradients there is no majority to leave a liar out (an
-        # aggregator's first rounds, while its 2 homes join: docs/security.md,
-        # "Not defended").
-        started = waiting.wait_for(lambda: hq_version(hips_bin, run_dir) >= 20, 300, every=0.5,
-                                   ignore=(OSError, ValueError, KeyError))
-        check(bool(started), "the run reached version 20 before the intruders came")
-        data = training_data()
+        # The intruders come at once: one that joins an aggregator before
+        # its second honest home is in rounds of 2 with one honest gradient,
+        # where there is no majority (held to the honest norm: "Robust
+        # combination" in docs/security.md).
         for seed, (name, agg) in enumerate(
                 [("huge", 0), ("flip", 1), ("heavy", 0), ("impostor", 1)]):
             token = os.path.join(tmp, name + ".token")
@@ -248,14 +237,16 @@ def main():
     check(summary["accuracy"] >= args.min_accuracy,
           f"accuracy {summary['accuracy']:.4f} >= {args.min_accuracy}")
     huge, flip, heavy, impostor = intruders
-    check(huge.taken > 0 and by_id["agg-0"]["gradients_trimmed"] >= huge.taken // 2,
-          f"huge's pushes were taken ({huge.taken}) and trimmed at agg-0 "
-          f"({by_id['agg-0']['gradients_trimmed']})")
+    agg0 = by_id["agg-0"]
+    # (Left out of rounds of 3 or more, held down in rounds of 2.)
+    bounded = agg0["gradients_trimmed"] + agg0["gradients_clipped"]
+    check(huge.taken > 0 and bounded >= huge.taken // 2,
+          f"huge's pushes were taken ({huge.taken}) and trimmed or clipped at agg-0 "
+          f"(trimmed {agg0['gradients_trimmed']}, clipped {agg0['gradients_clipped']})")
     agg1 = by_id["agg-1"]
     check(flip.taken > 0 and agg1["gradients_trimmed"] + agg1["gradients_clipped"] > 0,
           f"flip's pushes were taken ({flip.taken}) and trimmed or clipped at agg-1 "
           f"(trimmed {agg1['gradients_trimmed']}, clipped {agg1['gradients_clipped']})")
-    agg0 = by_id["agg-0"]
     heavy_counted = agg0["gradients_dropped"].get("invalid", 0) + agg0["gradients_capped"]
     check(heavy.taken + heavy.refused > 0 and heavy_counted >= heavy.taken + heavy.refused - 1,
           f"heavy's claims were refused or capped at agg-0 ({heavy_counted} of "

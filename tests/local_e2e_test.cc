@@ -842,6 +842,8 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-aggregator --hq=127.0.0.1:1 --clip_norm=auto:0",
        "--clip_norm=auto:K takes a multiple K in (0, 100], got \"0\""},
       {"/hips-aggregator --hq=127.0.0.1:1 --clip_norm=nan", "--clip_norm must be auto"},
+      {"/hips-hq --insecure --clip_norm=bad", "--clip_norm must be auto, auto:K, off"},
+      {"/hips-hq --insecure --clip_norm=auto:101", "--clip_norm=auto:K takes a multiple K"},
       {"/hips local --max_samples_per_push=lots",
        "--max_samples_per_push must be auto, auto:K, off, or a bound >= 0"},
       {"/hips-aggregator --hq=127.0.0.1:1 --max_samples_per_push=auto:-2",

@@ -145,12 +145,11 @@ class PushReceiver {
     for (absl::string_view piece : chunk.data) pieces.Append(piece);
     pieces.ForEachRun([&](size_t first, const char* bytes, size_t n) {
       max_bits_ = std::max(max_bits_, ScaleRunWithMaxBits(into + first, bytes, n, factor_));
-      // While the run is in cache: the sum of squares the norm clipping
-      // needs (bounded influence), off the admission path.
-      if (squares_wanted_) {
-        squares_ += SquaredNormOfRun(reinterpret_cast<const char*>(into + first), n);
-      }
     });
+    // While the chunk is in cache: the sum of squares bounded influence
+    // needs, off the admission path, over whole blocks of the buffer (not
+    // the transport's slices), so the same values give the same sum.
+    if (squares_wanted_) SumSquaresTo((*offset + chunk.data_bytes) / sizeof(float));
     return absl::OkStatus();
   }
 
@@ -164,7 +163,14 @@ class PushReceiver {
     }
     out.values = EncodedValues(absl::MakeConstSpan(*dense_));
     out.values.max_abs_bits = max_bits_;
-    if (squares_wanted_) out.values.squared_norm = squares_;
+    if (squares_wanted_) {
+      SumSquaresTo(dense_->size());
+      if (squared_to_ < dense_->size()) {
+        squares_ += SquaredNormOfRun(reinterpret_cast<const char*>(dense_->data() + squared_to_),
+                                     dense_->size() - squared_to_);
+      }
+      out.values.squared_norm = squares_;
+    }
     out.scaled = true;
     return out;
   }
@@ -173,6 +179,16 @@ class PushReceiver {
   const Header& header() const { return stream_.header(); }
 
  private:
+  // Adds the squares of every whole kSquaresBlock of *dense_ below `end`
+  // not yet in squares_: SquaredNormOfRun over the whole buffer, in parts.
+  void SumSquaresTo(size_t end) {
+    while (squared_to_ + kSquaresBlock <= end) {
+      squares_ += SquaredNormOfRun(reinterpret_cast<const char*>(dense_->data() + squared_to_),
+                                   kSquaresBlock);
+      squared_to_ += kSquaresBlock;
+    }
+  }
+
   const ShapeFn expected_;
   const ScaleFn scale_;
   std::vector<float>* const dense_;
@@ -183,6 +199,7 @@ class PushReceiver {
   float factor_ = 1.0f;
   uint32_t max_bits_ = 0;
   double squares_ = 0;
+  size_t squared_to_ = 0;  // floats of *dense_ in squares_ (whole blocks)
   std::shared_ptr<std::deque<ReceivedChunk>> kept_;
   EncodedValues values_;
 };

@@ -46,7 +46,7 @@ HIPS_FLOAT_KERNEL double SquaredNormOfRun(const char* in, size_t n) {
   // Blocks of kBlock floats in float lanes (the shape GCC vectorizes), each
   // block's sum added in double; a block whose float sum overflows is summed
   // again in double.
-  constexpr size_t kBlock = 4096;
+  constexpr size_t kBlock = kSquaresBlock;
   double total = 0;
   for (size_t begin = 0; begin < n; begin += kBlock) {
     const char* block = in + begin * sizeof(float);

@@ -18,9 +18,12 @@ namespace hips {
 // ordered bit pattern (>= 0x7f800000 means a non-finite value). 0 when n = 0.
 uint32_t MaxAbsBitsOfRun(const char* in, size_t n);
 
-// Σ in[i]², in double: float lanes per block of 4096 (vectorized), each
-// block's sum added in double; a block whose float sum overflows (|x| above
-// ~1.8e19) is summed again in double. +inf or NaN for a non-finite value.
+// Σ in[i]², in double: float lanes per block of kSquaresBlock (vectorized),
+// each block's sum added in double in order; a block whose float sum
+// overflows (|x| above ~1.8e19) is summed again in double. +inf or NaN for a
+// non-finite value. Adding the results of consecutive calls over whole
+// blocks, in order, gives the one call's result bit for bit.
+inline constexpr size_t kSquaresBlock = 4096;
 double SquaredNormOfRun(const char* in, size_t n);
 
 // out[i] = scale · in[i].

@@ -185,6 +185,7 @@ absl::Status RobustCombiner::Add(const EncodedValues& values, float scale, int64
     rows_.emplace_back();
     totals_.emplace_back();
     factors_.emplace_back();
+    norms_.emplace_back();
   }
   const float per_sample = static_cast<float>(static_cast<double>(scale) / samples);
   const bool take = values.encoding == Encoding::kFp32 && values.adoptable != nullptr &&
@@ -217,6 +218,9 @@ absl::Status RobustCombiner::Add(const EncodedValues& values, float scale, int64
   }
   if (take) std::swap(rows_[used_], *values.adoptable);  // (the owner's gets the spare)
   factors_[used_] = take ? per_sample : 1.0f;
+  // The receiver's sum of squares of the values as they are kept, when it
+  // took one (the same number SquaredNormOfRun gives: float_kernels.h).
+  norms_[used_] = take && values.squared_norm >= 0 ? values.squared_norm : -1.0;
   totals_[used_] = Totals{samples, loss_sum};
   ++used_;
   max_abs_ = max_abs;
@@ -226,9 +230,16 @@ absl::Status RobustCombiner::Add(const EncodedValues& values, float scale, int64
   return absl::OkStatus();
 }
 
-std::vector<size_t> RobustCombiner::CombineInto(GradientAccumulator* acc) {
+double RobustCombiner::NormOfRow(size_t r, const ScaledRow& row) const {
+  double squares = norms_[r];
+  if (squares < 0) squares = SquaredNormOfRun(Bytes(row.values), num_floats_);
+  return std::sqrt(squares) * std::abs(static_cast<double>(row.factor));
+}
+
+Combined RobustCombiner::CombineInto(GradientAccumulator* acc) {
   acc->Reset();
   if (used_ == 0) return {};
+  Combined combined;
   std::vector<ScaledRow> rows(used_);
   for (size_t r = 0; r < used_; ++r) rows[r] = ScaledRow{rows_[r].data(), factors_[r]};
   // The combination is written over the first row (each block or
@@ -237,30 +248,44 @@ std::vector<size_t> RobustCombiner::CombineInto(GradientAccumulator* acc) {
   // place (it goes to the next contribution's owner as a spare).
   std::vector<float> sum = std::move(rows_[0]);
   rows_[0] = acc->TakeBuffer();
-  std::vector<size_t> outliers;
   if (used_ >= 3) {
     median_.resize(num_floats_);
     TrimmedMeanInto(rows, (used_ - 1) / 2, 1.0f, absl::MakeSpan(median_));
-    outliers = OutlierRows(rows, median_);
+    combined.outliers = OutlierRows(rows, median_);
   }
   std::vector<ScaledRow> kept;
+  std::vector<size_t> kept_index;
   int64_t samples = 0;
   double loss = 0.0;
   for (size_t r = 0, next = 0; r < used_; ++r) {
-    if (next < outliers.size() && outliers[next] == r) {
+    if (next < combined.outliers.size() && combined.outliers[next] == r) {
       ++next;
       continue;
     }
     kept.push_back(rows[r]);
+    kept_index.push_back(r);
     samples += totals_[r].samples;
     loss += totals_[r].loss_sum;
+  }
+  if (used_ == 2) {
+    // Rule 3 (a round of 2, not 2 left of a round with a majority): the
+    // larger held to the smaller's norm.
+    const double n0 = NormOfRow(kept_index[0], kept[0]);
+    const double n1 = NormOfRow(kept_index[1], kept[1]);
+    const size_t larger = n0 > n1 ? 0 : 1;
+    const double big = std::max(n0, n1);
+    const double small = std::min(n0, n1);
+    if (big > small) {
+      kept[larger].factor = static_cast<float>(kept[larger].factor * (small / big));
+      if (big > kOutlierFactor * small) combined.held_down.push_back(kept_index[larger]);
+    }
   }
   TrimmedMeanInto(kept, TrimPerEnd(robust_, kept.size()), static_cast<float>(samples),
                   absl::MakeSpan(sum));
   acc->Assign(std::move(sum), max_abs_ * static_cast<double>(samples), samples, loss,
               contributors_);
   Reset();
-  return outliers;
+  return combined;
 }
 
 }  // namespace hips

@@ -21,7 +21,11 @@
 //      wise rule alone is biased: one liar always at the top of every
 //      coordinate makes the median of three the larger honest value);
 //   2. each coordinate is the mean of what is left of the rest's k values
-//      after the `trim` smallest and the `trim` largest are dropped.
+//      after the `trim` smallest and the `trim` largest are dropped;
+//   3. a round of only 2 (no majority: either may be the liar) counts the larger
+//      of the two held to the smaller's L2 norm, so the round moves the
+//      model no further than an honest member alone would, and never
+//      against both: (g + h)/2 with |h| <= |g| has g·(g + h) >= 0.
 // Every contribution counts once, whatever sample count it claims; a few
 // members that send anything at all move no coordinate beyond the range of
 // the others'.
@@ -69,6 +73,17 @@ inline constexpr double kOutlierFactor = 4.0;
 std::vector<size_t> OutlierRows(absl::Span<const ScaledRow> rows,
                                 absl::Span<const float> median);
 
+// What CombineInto did beyond the mean, as indexes in the order the
+// contributions were added.
+struct Combined {
+  std::vector<size_t> outliers;  // left out whole (rule 1)
+  // Held to the other one's norm in a round of 2 (rule 3) by more than
+  // kOutlierFactor: a gradient that much larger than its round's other is
+  // named (counted as clipped). Not a strike: with a liar sending zeros,
+  // it is the honest member's.
+  std::vector<size_t> held_down;
+};
+
 // A round's contributions held one by one for a robust combination: each
 // is kept as its mean per sample (dense, decoded), then combined into a
 // GradientAccumulator as if summed: the combination times the round's total
@@ -92,14 +107,17 @@ class RobustCombiner {
   // Writes the combination into `acc` (Reset first): its sum is the
   // combination times the samples of the contributions kept (outliers'
   // samples and loss do not count; every contribution is in its
-  // contributors). Nothing held: `acc` is left reset. Returns the outliers
-  // left out, as indexes in the order they were added.
-  std::vector<size_t> CombineInto(GradientAccumulator* acc);
+  // contributors). Nothing held: `acc` is left reset.
+  Combined CombineInto(GradientAccumulator* acc);
 
   size_t size() const { return used_; }
   const RobustMean& robust() const { return robust_; }
 
  private:
+  // Row r's L2 norm (its values times its factor), from the receiver's
+  // sum of squares if it kept one, else measured.
+  double NormOfRow(size_t r, const ScaledRow& row) const;
+
   const size_t num_floats_;
   const RobustMean robust_;
   std::vector<std::vector<float>> rows_;  // the first used_ hold this round's
@@ -110,6 +128,7 @@ class RobustCombiner {
   };
   std::vector<Totals> totals_;   // per row held
   std::vector<float> factors_;   // per row held: what its values stand for
+  std::vector<double> norms_;    // per row held: its values' sum of squares (-1: not known)
   GradientAccumulator decoder_;  // decodes and checks one contribution
   std::vector<float> median_;    // the coordinate-wise median, with 3 or more
   double max_abs_ = 0;           // over the rows held

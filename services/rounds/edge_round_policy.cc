@@ -75,6 +75,7 @@ void EdgeRoundPolicy::Advance() {
   refs_.clear();
   o.weights = next;
   o.trimmed = round_.TakeTrimmed();
+  o.held_down = round_.TakeHeldDown();
   samples_ += n;
   loss_ += acc.loss_sum();
   pushes_ += static_cast<int64_t>(o.refs.size());
@@ -110,6 +111,7 @@ void EdgeRoundPolicy::EmitAggregate() {
   o.refs = std::move(refs_);
   refs_.clear();
   o.trimmed = round_.TakeTrimmed();
+  o.held_down = round_.TakeHeldDown();
   std::vector<float> copy = copy_->weights;
   ApplyEdgeRound(o.sum, n, buffers, absl::MakeSpan(copy));
   EdgeAggregateInto(start_->weights, copy, o.total_samples, buffers, absl::MakeSpan(o.sum));

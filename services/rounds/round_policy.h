@@ -85,8 +85,11 @@ struct RoundOutput {
   // kEdgeRound: the aggregator's copy after the round, to serve.
   std::shared_ptr<const WeightsSnapshot> weights;
   // A robust combination (--robust): the senders it left out as outliers
-  // (counted as trimmed).
+  // (counted as trimmed), and the one a round of 2 held down to the
+  // other's norm by more than robust_mean.h's kOutlierFactor (counted as
+  // clipped).
   std::vector<std::string> trimmed;
+  std::vector<std::string> held_down;
 };
 
 // The tier a policy runs in (an aggregator over its workers, HQ over its

@@ -150,6 +150,7 @@ RoundOutput SyncPolicy::TakeRound() {
   o.refs = std::move(refs_);
   refs_.clear();
   o.trimmed = round_.TakeTrimmed();
+  o.held_down = round_.TakeHeldDown();
   return o;
 }
 

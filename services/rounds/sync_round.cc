@@ -35,12 +35,15 @@ void SyncRound::Open(int64_t version) {
   if (combiner_ != nullptr) combiner_->Reset();
   held_.clear();
   trimmed_.clear();
+  held_down_.clear();
 }
 
 void SyncRound::Seal() {
   state_ = State::kClosed;
   if (combiner_ == nullptr) return;
-  for (size_t row : combiner_->CombineInto(&accumulator_)) trimmed_.push_back(held_[row]);
+  const Combined combined = combiner_->CombineInto(&accumulator_);
+  for (size_t row : combined.outliers) trimmed_.push_back(held_[row]);
+  for (size_t row : combined.held_down) held_down_.push_back(held_[row]);
   held_.clear();
 }
 

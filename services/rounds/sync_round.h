@@ -87,8 +87,10 @@ class SyncRound {
   const GradientAccumulator& accumulator() const { return accumulator_; }
   GradientAccumulator* mutable_accumulator() { return &accumulator_; }
   // With a robust combination, the senders the closed round's combination
-  // left out as outliers (robust_mean.h), once.
+  // left out as outliers, and the one it held down to the other's norm by
+  // far in a round of 2 (robust_mean.h), once.
   std::vector<std::string> TakeTrimmed() { return std::move(trimmed_); }
+  std::vector<std::string> TakeHeldDown() { return std::move(held_down_); }
 
  private:
   const int expected_;
@@ -106,6 +108,7 @@ class SyncRound {
   std::unique_ptr<RobustCombiner> combiner_;
   std::vector<std::string> held_;
   std::vector<std::string> trimmed_;
+  std::vector<std::string> held_down_;
 
   // Open -> Closed (combining what a robust round held).
   void Seal();

@@ -72,6 +72,9 @@ const std::vector<ChildFlag>& ChildFlags() {
       {Handle(FLAGS_topk_ratio), false, true, true},
       {Handle(FLAGS_error_feedback), false, true, true},
       {Handle(FLAGS_batch_size), false, false, true},
+      {Handle(FLAGS_partition), false, false, true},
+      {Handle(FLAGS_dirichlet_alpha), false, false, true},
+      {Handle(FLAGS_shards_per_home), false, false, true},
   };
   return *kFlags;
 }

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
@@ -21,6 +22,8 @@
 #include "cli/cli_flags.h"
 #include "cli/commands.h"
 #include "cli/local_cluster.h"
+#include "services/data/dataset.h"
+#include "services/data/partition.h"
 #include "services/core/quarantine.h"
 #include "services/numeric/robust_mean.h"
 #include "services/rounds/norm_clipper.h"
@@ -209,6 +212,30 @@ int ExportRun(const LocalClusterOptions& o) {
   return 0;
 }
 
+// How the homes' data is split, checked as the workers will split it, and
+// its spread, in one line (empty for regression targets under iid). Exits 2
+// for a split the data cannot give (a home short of a batch).
+std::string PartitionLine(const LocalClusterOptions& o) {
+  const Partition partition = OrExit(PartitionFromFlags());
+  absl::StatusOr<std::vector<int64_t>> labels = LoadTrainingLabels(DataOptionsFromFlags());
+  if (!labels.ok()) {
+    if (partition.kind == Partition::Kind::kIid) return "";
+    ExitWithUsageError(absl::StrCat("--partition=", DescribePartition(partition), ": ",
+                                    labels.status().message()));
+  }
+  const std::vector<std::vector<int64_t>> homes = OrExit(PartitionExamples(
+      *labels, o.workers, partition, absl::GetFlag(FLAGS_seed), o.batch_size));
+  for (size_t h = 0; h < homes.size(); ++h) {
+    if (static_cast<int64_t>(homes[h].size()) < o.batch_size) {
+      ExitWithUsageError(absl::StrCat("--partition=", DescribePartition(partition),
+                                      " gives home ", h, " only ", homes[h].size(),
+                                      " examples, fewer than --batch_size=", o.batch_size));
+    }
+  }
+  return absl::StrCat("hips local: data ", DescribePartition(partition), ", ",
+                      DescribeLabelSpread(*labels, homes), "\n");
+}
+
 }  // namespace
 
 int RunLocalCommand() {
@@ -227,11 +254,14 @@ int RunLocalCommand() {
   options.hq_flags = ChildFlagArgs(Tier::kHq);
   options.aggregator_flags = ChildFlagArgs(Tier::kAggregator);
   options.worker_flags = ChildFlagArgs(Tier::kWorker);
+  const std::string partition = PartitionLine(options);
   if (absl::Status s = MakeRunDir(&options); !s.ok()) {
     std::fprintf(stderr, "hips: %s\n", std::string(s.message()).c_str());
     return 1;
   }
   PrintHeader(options, mode);
+  std::printf("%s", partition.c_str());
+  std::fflush(stdout);
   absl::StatusOr<RunSummary> summary = RunLocalCluster(options, &interrupted);
   if (!summary.ok()) {
     std::fprintf(stderr, "hips local: %s\n", std::string(summary.status().message()).c_str());

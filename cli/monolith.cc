@@ -24,10 +24,15 @@ absl::StatusOr<MonolithResult> RunMonolith(const MonolithOptions& o, const Datas
       CreateTorchOptimizer(o.optimizer, *std::move(master));
   if (!optimizer.ok()) return optimizer.status();
 
+  absl::StatusOr<std::vector<std::vector<int64_t>>> parts =
+      PartitionExamples(train.labels, o.num_workers, o.partition, o.seed, o.batch_size);
+  if (!parts.ok()) return parts.status();
   std::vector<ShardSampler> samplers;
   for (int k = 0; k < o.num_workers; ++k) {
     absl::StatusOr<ShardSampler> s =
-        ShardSampler::Create(train.num_examples(), k, o.num_workers, o.batch_size, o.seed);
+        o.partition.kind == Partition::Kind::kIid
+            ? ShardSampler::Create(train.num_examples(), k, o.num_workers, o.batch_size, o.seed)
+            : ShardSampler::FromExamples(std::move((*parts)[k]), k, o.batch_size, o.seed);
     if (!s.ok()) return s.status();
     samplers.push_back(*std::move(s));
   }

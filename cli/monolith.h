@@ -7,6 +7,7 @@
 #include "absl/status/statusor.h"
 #include "services/data/dataset.h"
 #include "services/models/model.h"
+#include "services/data/partition.h"
 #include "services/models/optimizer.h"
 #include "services/types/eval_metrics.h"
 #include "services/types/model_layout.h"
@@ -22,6 +23,9 @@ struct MonolithOptions {
   int num_workers = 4;
   int64_t batch_size = 64;
   int64_t steps = 0;
+  // How the workers' examples are split (their parts, as each worker
+  // computes its own from the training labels: partition.h).
+  Partition partition;
 };
 
 struct MonolithResult {

@@ -69,6 +69,9 @@ int RunTrainCommand() {
   options.num_workers = absl::GetFlag(FLAGS_workers);
   options.batch_size = absl::GetFlag(FLAGS_batch_size);
   options.steps = VersionBudget();
+  absl::StatusOr<Partition> partition = PartitionFromFlags();
+  if (!partition.ok()) ExitWithUsageError(std::string(partition.status().message()));
+  options.partition = *partition;
   const DataOptions data = DataOptionsFromFlagsOrExit();
   absl::StatusOr<Dataset> train = LoadData(data, Split::kTrain);
   absl::StatusOr<Dataset> test = LoadData(data, Split::kTest);

@@ -49,6 +49,7 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     wo.model = o.model;
     wo.model_seed = o.init_seed + k;
     wo.train = train;
+    wo.partition = o.partition;
     absl::StatusOr<std::unique_ptr<WorkerDaemon>> w = WorkerDaemon::Start(std::move(wo));
     if (!w.ok()) return w.status();
     c->workers_.push_back(*std::move(w));

@@ -10,6 +10,7 @@
 #include "aggregator/aggregator_daemon.h"
 #include "hq/hq_daemon.h"
 #include "services/data/dataset.h"
+#include "services/data/partition.h"
 #include "services/numeric/chunk_codec.h"
 #include "worker/worker_daemon.h"
 
@@ -30,6 +31,9 @@ struct InProcessClusterOptions {
   // `customize_worker` (if set) may change worker k's.
   WorkerOptions worker;
   std::function<void(int k, WorkerOptions*)> customize_worker;
+  // How the workers split the training examples (they read the labels from
+  // the default DataOptions': the set `train` must be).
+  Partition partition;
   // The workers' model (input shape from the data); worker k's initial
   // weights use seed init_seed + k (HQ's weights replace them).
   ModelOptions model;

@@ -111,6 +111,13 @@ TEST(LocalClusterTest, TrainsFashionMnistToAccuracyAndReportsExactCounts) {
   const CommandResult run = Shell(absl::StrCat(kBin, "/hips local --epochs=2 --progress_seconds=1",
                                                " --summary-json ", json, " --run_dir=", dir));
   ASSERT_EQ(run.exit_code, 0) << run.output;
+  // The split in one line: 60,000 examples, i mod 4, each class's 6,000
+  // dealt evenly (1,500 a home: 10% of its examples).
+  EXPECT_NE(run.output.find("hips local: data iid, 4 homes: examples min/median/max "
+                            "15000/15000/15000, classes holding 5% or more of a home's examples "
+                            "min/median/max 10/10/10\n"),
+            std::string::npos)
+      << run.output;
   const nlohmann::json s = ReadSummary(json);
   ASSERT_TRUE(s.is_object()) << run.output;
   for (const char* key :
@@ -844,6 +851,17 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-aggregator --hq=127.0.0.1:1 --clip_norm=nan", "--clip_norm must be auto"},
       {"/hips-hq --insecure --clip_norm=bad", "--clip_norm must be auto, auto:K, off"},
       {"/hips-hq --insecure --clip_norm=auto:101", "--clip_norm=auto:K takes a multiple K"},
+      {"/hips local --partition=noniid", "--partition must be iid, dirichlet or shards"},
+      {"/hips local --partition=dirichlet --dirichlet_alpha=0",
+       "--dirichlet_alpha must be in (0, 1000], got 0"},
+      {"/hips local --partition=shards --shards_per_home=0",
+       "--shards_per_home must be in [1, 1000], got 0"},
+      {"/hips local --partition=dirichlet --dirichlet_alpha=0.001 --workers=64 --aggregators=4",
+       "homes fewer than 64 examples (a batch)"},
+      {"/hips-worker --aggregator=127.0.0.1:1 --partition=dirichlet --dirichlet_alpha=nan",
+       "--dirichlet_alpha must be in (0, 1000]"},
+      {"/hips train --monolith --partition=shards --shards_per_home=1001",
+       "--shards_per_home must be in [1, 1000]"},
       {"/hips local --max_samples_per_push=lots",
        "--max_samples_per_push must be auto, auto:K, off, or a bound >= 0"},
       {"/hips-aggregator --hq=127.0.0.1:1 --max_samples_per_push=auto:-2",

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/monolith.h"
+#include "services/data/partition.h"
 #include "gtest/gtest.h"
 #include "tests/in_process_cluster.h"
 
@@ -107,8 +108,10 @@ class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
   // kRounds sync rounds of `model` on the in-process cluster, its accounting
   // checked.
   static Run TrainOnTheCluster(const ModelOptions& model, const OptimizerOptions& optimizer,
-                               ModeConfig mode = {}, double server_momentum = 0) {
+                               ModeConfig mode = {}, double server_momentum = 0,
+                               Partition partition = {}) {
     InProcessClusterOptions o;
+    o.partition = partition;
     o.hq.server.mode = mode;
     o.hq.server.server_momentum = server_momentum;
     o.aggregators = kAggregators;
@@ -165,9 +168,11 @@ std::shared_ptr<const Dataset>* SyncEqualsMonolithTest::train_ = nullptr;
 // `optimizer` on the same batches: within 1e-5 relative, tensor by tensor,
 // and each tensor moved far more than that.
 void ExpectEqualsTheMonolith(const SyncEqualsMonolithTest::Run& run, const ModelOptions& model,
-                             const OptimizerOptions& optimizer, const Dataset& train) {
+                             const OptimizerOptions& optimizer, const Dataset& train,
+                             Partition partition = {}) {
   ASSERT_NE(run.final_weights, nullptr);
   MonolithOptions mono;
+  mono.partition = partition;
   mono.model = model;
   mono.optimizer = optimizer;
   mono.seed = kSeed;
@@ -234,6 +239,27 @@ TEST_F(SyncEqualsMonolithTest, FedAvgWithOneLocalStepEqualsSingleProcessSgd) {
   ASSERT_NE(run.final_weights, nullptr);
   EXPECT_EQ(run.final_weights->mode, (ModeConfig{Mode::kFedAvg, 0, 1, 1.0}));
   ExpectEqualsTheMonolith(run, ModelOptions(), sgd, **train_);
+}
+
+// Non-IID homes (--partition): each worker computes its own part from the
+// training labels and the seed, the monolith the same parts from its copy
+// of the set; the runs agree only if the parts do.
+TEST_F(SyncEqualsMonolithTest, PartitionedHomesTrainOnTheMonolithsParts) {
+  for (const char* kind : {"dirichlet", "shards"}) {
+    const Partition partition = *ParsePartition(kind, 0.5, 2);
+    const Run run = TrainOnTheCluster(ModelOptions(), Sgd(), {}, 0, partition);
+    ExpectEqualsTheMonolith(run, ModelOptions(), Sgd(), **train_, partition);
+    // And not the iid parts: the reference moves with the partition.
+    MonolithOptions iid;
+    iid.optimizer = Sgd();
+    iid.seed = kSeed;
+    iid.num_workers = kWorkers;
+    iid.batch_size = kBatch;
+    iid.steps = kRounds;
+    absl::StatusOr<MonolithResult> other = RunMonolith(iid, **train_, nullptr);
+    ASSERT_TRUE(other.ok() && run.final_weights != nullptr);
+    EXPECT_GT(RelativeError(run.final_weights->weights, other->weights), 1e-3) << kind;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, SyncEqualsMonolithTest,

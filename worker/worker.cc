@@ -45,8 +45,11 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
   if (absl::Status s = ValidateWorkerOptions(options); !s.ok()) return s;
   if (clients.empty()) return absl::InvalidArgumentError("a worker needs an aggregator");
   absl::StatusOr<ShardSampler> sampler =
-      ShardSampler::Create(data->num_whole_examples(), options.index, options.num_workers,
-                           options.batch_size, options.data_seed);
+      options.examples.empty()
+          ? ShardSampler::Create(data->num_whole_examples(), options.index, options.num_workers,
+                                 options.batch_size, options.data_seed)
+          : ShardSampler::FromExamples(options.examples, options.index, options.batch_size,
+                                       options.data_seed);
   if (!sampler.ok()) return sampler.status();
   return std::unique_ptr<Worker>(new Worker(std::move(options), std::move(model), std::move(data),
                                             *std::move(sampler), std::move(clients)));

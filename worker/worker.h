@@ -28,6 +28,10 @@ struct WorkerOptions {
   std::string id = "worker-0";
   int index = 0;        // this worker's shard
   int num_workers = 1;  // shards in the cluster
+  // If not empty: the examples of the whole set this home draws its batches
+  // from (its part under --partition, partition.h), instead of shard index
+  // of num_workers.
+  std::vector<int64_t> examples;
   int64_t batch_size = 64;
   uint64_t data_seed = 1;  // --seed: the data order and the module's random draws
   // Straggler injection (tests and demos): after each gradient, sleep

@@ -37,11 +37,17 @@ absl::Status WorkerDaemon::CheckOptions(const WorkerDaemonOptions& options) {
 absl::StatusOr<std::unique_ptr<WorkerDaemon>> WorkerDaemon::Start(WorkerDaemonOptions options) {
   if (absl::Status s = CheckOptions(options); !s.ok()) return s;
   std::shared_ptr<const Dataset> train = options.train;
-  if (train == nullptr) {
+  if (train == nullptr || options.partition.kind != Partition::Kind::kIid) {
     if (absl::Status s = CheckDataOptions(options.data, /*inspect_files=*/true); !s.ok()) return s;
-    // Only this worker's shard is held in memory.
-    absl::StatusOr<Dataset> loaded = LoadData(
-        options.data, Split::kTrain, DataShard{options.worker.index, options.worker.num_workers});
+  }
+  absl::StatusOr<DataShard> shard =
+      HomeShard(options.data, options.partition, options.worker.index,
+                options.worker.num_workers, options.worker.data_seed, options.worker.batch_size);
+  if (!shard.ok()) return shard.status();
+  if (shard->explicit_list()) options.worker.examples = shard->examples;
+  if (train == nullptr) {
+    // Only this home's examples are held in memory.
+    absl::StatusOr<Dataset> loaded = LoadData(options.data, Split::kTrain, *std::move(shard));
     if (!loaded.ok()) return loaded.status();
     train = std::make_shared<const Dataset>(*std::move(loaded));
   }

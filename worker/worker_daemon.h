@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "services/data/dataset.h"
+#include "services/data/partition.h"
 #include "services/models/model.h"
 #include "services/net/daemon_server.h"
 #include "services/numeric/chunk_codec.h"
@@ -30,6 +31,9 @@ struct WorkerDaemonOptions {
   // share one copy), else loaded as `data` says.
   DataOptions data;
   std::shared_ptr<const Dataset> train;
+  // How the run's examples are split among its worker.num_workers homes
+  // (--partition): this home holds (and keeps in memory) its part only.
+  Partition partition;
   // What it serves: the gRPC health service (grpc.health.v1; SERVING once
   // the worker computes on weights) on serve.host:serve.port (-1: none,
   // the default here) and /metrics (metrics_port -1: none). serve.security

@@ -60,6 +60,9 @@ hips::WorkerDaemonOptions OptionsFromFlags() {
   if (!compression.ok()) hips::ExitWithUsageError(std::string(compression.status().message()));
   worker.compression = *compression;
   o.data = hips::DataOptionsFromFlags();
+  absl::StatusOr<hips::Partition> partition = hips::PartitionFromFlags();
+  if (!partition.ok()) hips::ExitWithUsageError(std::string(partition.status().message()));
+  o.partition = *partition;
   o.model = hips::ModelOptionsFromFlags();
   o.model_seed = absl::GetFlag(FLAGS_seed);
   o.serve.security = hips::SecurityOptionsFromFlagsOrExit();

@@ -35,6 +35,12 @@ absl::StatusOr<std::string> ReadMaybeGzipped(const std::string& path) {
   return out;
 }
 
+// The whole set's index of the shard's example stored at `position`.
+int64_t WholeIndex(const DataShard& shard, int64_t position) {
+  if (shard.explicit_list()) return shard.examples[position];
+  return position * shard.count + shard.index;
+}
+
 constexpr const char* kFashionMnistFiles[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
 
@@ -82,6 +88,33 @@ int64_t Dataset::example_size() const {
   return n;
 }
 
+bool DataShard::Holds(int64_t i) const {
+  if (explicit_list()) return std::binary_search(examples.begin(), examples.end(), i);
+  return i % count == index;
+}
+
+int64_t DataShard::Position(int64_t i) const {
+  if (explicit_list()) return std::lower_bound(examples.begin(), examples.end(), i) - examples.begin();
+  return i / count;
+}
+
+absl::Status DataShard::Check(int64_t whole) const {
+  if (!explicit_list()) {
+    if (count < 1 || index < 0 || index >= count) {
+      return absl::InvalidArgumentError(absl::StrCat("shard ", index, " of ", count, " does not exist"));
+    }
+    return absl::OkStatus();
+  }
+  for (size_t k = 0; k < examples.size(); ++k) {
+    if (examples[k] < 0 || examples[k] >= whole || (k > 0 && examples[k] <= examples[k - 1])) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "a shard's examples must be ascending, distinct and below ", whole, ": example ", k,
+          " is ", examples[k]));
+    }
+  }
+  return absl::OkStatus();
+}
+
 void Dataset::Gather(absl::Span<const int64_t> indices, std::vector<float>* out_features,
                      std::vector<int64_t>* out_labels, std::vector<float>* out_targets) const {
   const int64_t size = example_size();
@@ -89,7 +122,7 @@ void Dataset::Gather(absl::Span<const int64_t> indices, std::vector<float>* out_
   out_labels->resize(regression() ? 0 : indices.size());
   if (out_targets != nullptr) out_targets->resize(indices.size() * target_size);
   for (size_t i = 0; i < indices.size(); ++i) {
-    const int64_t at = indices[i] / shard_count;
+    const int64_t at = shard.Position(indices[i]);
     std::memcpy(out_features->data() + i * size, features.data() + at * size, size * sizeof(float));
     if (!regression()) {
       (*out_labels)[i] = labels[at];
@@ -100,11 +133,13 @@ void Dataset::Gather(absl::Span<const int64_t> indices, std::vector<float>* out_
   }
 }
 
-void Dataset::KeepShard(int index, int count) {
-  if (count <= 1) return;
+absl::Status Dataset::KeepShard(DataShard keep) {
+  if (keep.whole()) return absl::OkStatus();
   const int64_t whole = num_examples(), size = example_size();
+  if (absl::Status s = keep.Check(whole); !s.ok()) return s;
   int64_t kept = 0;
-  for (int64_t i = index; i < whole; i += count, ++kept) {
+  for (int64_t i = 0; i < whole; ++i) {
+    if (!keep.Holds(i)) continue;
     std::memmove(features.data() + kept * size, features.data() + i * size, size * sizeof(float));
     if (regression()) {
       std::memmove(targets.data() + kept * target_size, targets.data() + i * target_size,
@@ -112,6 +147,7 @@ void Dataset::KeepShard(int index, int count) {
     } else {
       labels[kept] = labels[i];
     }
+    ++kept;
   }
   features.resize(kept * size);
   features.shrink_to_fit();
@@ -122,17 +158,17 @@ void Dataset::KeepShard(int index, int count) {
   }
   labels.shrink_to_fit();
   targets.shrink_to_fit();
-  shard_index = index;
-  shard_count = count;
+  shard = std::move(keep);
   whole_examples = whole;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
                                        const std::string& labels_path, float mean, float stddev,
                                        DataShard shard) {
-  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("shard ", shard.index, " of ", shard.count, " does not exist"));
+  // (A list of examples is checked once the set's size is known.)
+  if (absl::Status s = shard.explicit_list() ? absl::OkStatus() : shard.Check(0); !s.ok()) {
+    return s;
   }
   absl::StatusOr<std::string> images = ReadMaybeGzipped(images_path);
   if (!images.ok()) return images.status();
@@ -156,7 +192,10 @@ absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
   const auto* pixels = reinterpret_cast<const unsigned char*>(images->data() + 16);
   const float scale = 1.0f / (255.0f * stddev);
   const float shift = mean / stddev;
-  const int64_t kept = (whole - shard.index + shard.count - 1) / shard.count;
+  if (absl::Status s = shard.Check(whole); !s.ok()) return s;
+  const int64_t kept = shard.explicit_list()
+                           ? static_cast<int64_t>(shard.examples.size())
+                           : (whole - shard.index + shard.count - 1) / shard.count;
   ds.features.reserve(kept * size);
   ds.labels.reserve(kept);
   for (int64_t i = 0; i < whole; ++i) {
@@ -165,14 +204,13 @@ absl::StatusOr<Dataset> LoadIdxDataset(const std::string& images_path,
       return absl::InvalidArgumentError(
           absl::StrCat(labels_path, ": label ", int{label}, " at ", i, " is out of range"));
     }
-    if (i % shard.count != shard.index) continue;
+    if (!shard.Holds(i)) continue;
     ds.labels.push_back(label);
     const unsigned char* example = pixels + i * size;
     for (int64_t k = 0; k < size; ++k) ds.features.push_back(example[k] * scale - shift);
   }
-  if (shard.count > 1) {
-    ds.shard_index = shard.index;
-    ds.shard_count = shard.count;
+  if (!shard.whole()) {
+    ds.shard = std::move(shard);
     ds.whole_examples = whole;
   }
   return ds;
@@ -314,7 +352,7 @@ absl::Status ReadLabels(const NpzArrays& a, const std::string& path, const std::
       bad_label = label;
     }
     largest = std::max(largest, label);
-    if (labels != nullptr && row % shard.count == shard.index) labels->push_back(label);
+    if (labels != nullptr && shard.Holds(row)) labels->push_back(label);
   });
   if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, "=", read.message()));
   if (bad_row >= 0) {
@@ -331,7 +369,7 @@ absl::Status ReadTargets(const NpzArrays& a, const std::string& path, const std:
   const int64_t size = a.y.row_bytes() / static_cast<int64_t>(sizeof(float));
   int64_t bad_row = -1;
   absl::Status read = a.file.ReadRows("y", [&](int64_t row, const char* bytes) {
-    if (row % shard.count != shard.index) return;
+    if (!shard.Holds(row)) return;
     const size_t at = targets->size();
     targets->resize(at + size);
     std::memcpy(targets->data() + at, bytes, size * sizeof(float));
@@ -368,12 +406,15 @@ absl::StatusOr<NpzSummary> InspectNpzDataset(const std::string& path, const std:
 
 absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::string& flag,
                                        DataShard shard) {
-  if (shard.count < 1 || shard.index < 0 || shard.index >= shard.count) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("shard ", shard.index, " of ", shard.count, " does not exist"));
+  // (A list of examples is checked once the set's size is known.)
+  if (absl::Status s = shard.explicit_list() ? absl::OkStatus() : shard.Check(0); !s.ok()) {
+    return s;
   }
   absl::StatusOr<NpzArrays> a = OpenNpzArrays(path, flag);
   if (!a.ok()) return a.status();
+  if (absl::Status s = shard.Check(a->x.rows()); !s.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": ", s.message()));
+  }
   Dataset d;
   d.example_shape.assign(a->x.shape.begin() + 1, a->x.shape.end());
   if (a->y.dtype == "<f4") {
@@ -387,21 +428,20 @@ absl::StatusOr<Dataset> LoadNpzDataset(const std::string& path, const std::strin
   const int64_t size = d.example_size();
   d.features.resize(d.num_examples() * size);
   absl::Status read = a->file.ReadRows("x", [&](int64_t row, const char* bytes) {
-    if (row % shard.count != shard.index) return;
-    std::memcpy(d.features.data() + (row / shard.count) * size, bytes, size * sizeof(float));
+    if (!shard.Holds(row)) return;
+    std::memcpy(d.features.data() + shard.Position(row) * size, bytes, size * sizeof(float));
   });
   if (!read.ok()) return absl::InvalidArgumentError(absl::StrCat(flag, "=", read.message()));
   for (size_t i = 0; i < d.features.size(); ++i) {
     if (!std::isfinite(d.features[i])) {
       return absl::InvalidArgumentError(
           absl::StrCat(flag, "=", path, ": x holds ", d.features[i], " in example ",
-                       static_cast<int64_t>(i / size) * shard.count + shard.index));
+                       WholeIndex(shard, static_cast<int64_t>(i / size))));
     }
   }
-  if (shard.count > 1) {
-    d.shard_index = shard.index;
-    d.shard_count = shard.count;
+  if (!shard.whole()) {
     d.whole_examples = a->x.rows();
+    d.shard = std::move(shard);
   }
   return d;
 }
@@ -475,7 +515,8 @@ absl::StatusOr<Dataset> LoadData(const DataOptions& o, Split split, DataShard sh
   }
   if (o.name == "fashion-mnist") return LoadFashionMnist(o.dir, split, shard);
   absl::StatusOr<Dataset> d = LoadWholeData(o, split);
-  if (d.ok()) d->KeepShard(shard.index, shard.count);
+  if (!d.ok()) return d;
+  if (absl::Status s = d->KeepShard(std::move(shard)); !s.ok()) return s;
   return d;
 }
 
@@ -512,6 +553,39 @@ absl::StatusOr<int64_t> CountTrainingExamples(const DataOptions& o) {
   absl::StatusOr<std::vector<int64_t>> dims = IdxDims(*labels, 1, path);
   if (!dims.ok()) return dims.status();
   return (*dims)[0];
+}
+
+absl::StatusOr<std::vector<int64_t>> LoadTrainingLabels(const DataOptions& o) {
+  if (o.name == "npz") {
+    absl::StatusOr<NpzArrays> a = OpenNpzArrays(o.train_path, "--train_data");
+    if (!a.ok()) return a.status();
+    if (a->y.dtype == "<f4") {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--train_data=", o.train_path, " holds regression targets, not class labels"));
+    }
+    std::vector<int64_t> labels;
+    int64_t classes = 0;
+    if (absl::Status s = ReadLabels(*a, o.train_path, "--train_data", {}, &labels, &classes);
+        !s.ok()) {
+      return s;
+    }
+    return labels;
+  }
+  if (o.name != "fashion-mnist") {
+    absl::StatusOr<Dataset> whole = LoadWholeData(o, Split::kTrain);
+    if (!whole.ok()) return whole.status();
+    return std::move(whole->labels);
+  }
+  const std::string path = FashionMnistFile(o.dir, "train-labels-idx1-ubyte");
+  absl::StatusOr<std::string> bytes = ReadMaybeGzipped(path);
+  if (!bytes.ok()) return bytes.status();
+  absl::StatusOr<std::vector<int64_t>> dims = IdxDims(*bytes, 1, path);
+  if (!dims.ok()) return dims.status();
+  std::vector<int64_t> labels((*dims)[0]);
+  for (int64_t i = 0; i < (*dims)[0]; ++i) {
+    labels[i] = static_cast<unsigned char>((*bytes)[8 + i]);
+  }
+  return labels;
 }
 
 }  // namespace hips

@@ -3,12 +3,37 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 
 namespace hips {
+
+// The examples of a whole set one process holds: shard `index` of `count`,
+// the examples i with i % count == index (a worker's, as ShardSampler draws
+// them), or, when `examples` is not empty, exactly those (ascending and
+// distinct: a home's part under --partition, partition.h).
+struct DataShard {
+  DataShard() = default;
+  DataShard(int index, int count, std::vector<int64_t> examples = {})
+      : index(index), count(count), examples(std::move(examples)) {}
+
+  int index = 0;
+  int count = 1;
+  std::vector<int64_t> examples;
+
+  bool explicit_list() const { return !examples.empty(); }
+  bool whole() const { return !explicit_list() && count <= 1; }
+  // Whether example i of the whole set is in the shard.
+  bool Holds(int64_t i) const;
+  // Where example i (held) is stored among the shard's.
+  int64_t Position(int64_t i) const;
+  // INVALID_ARGUMENT unless a shard of a set of `whole` examples: index in
+  // [0, count), or examples ascending, distinct and below `whole`.
+  absl::Status Check(int64_t whole) const;
+};
 
 // A data set in memory: float features, row-major, one example after
 // another, and per example an integer class label (classification) or
@@ -24,10 +49,9 @@ struct Dataset {
   std::vector<float> targets;   // regression: target_size per example
   int64_t target_size = 0;      // 0: a classification
   // A worker's shard of a larger set (LoadData with a DataShard): example i
-  // of the whole set, i % shard_count == shard_index, is stored at
-  // i / shard_count; `whole_examples` counts the whole set.
-  int shard_index = 0;
-  int shard_count = 1;
+  // of the whole set is stored at shard.Position(i); `whole_examples`
+  // counts the whole set.
+  DataShard shard;
   int64_t whole_examples = 0;
 
   bool regression() const { return target_size > 0; }
@@ -36,7 +60,7 @@ struct Dataset {
     return static_cast<int64_t>(regression() ? targets.size() / target_size : labels.size());
   }
   // The examples of the whole set (the indices Gather takes).
-  int64_t num_whole_examples() const { return shard_count == 1 ? num_examples() : whole_examples; }
+  int64_t num_whole_examples() const { return shard.whole() ? num_examples() : whole_examples; }
   int64_t example_size() const;
 
   // Copies the examples at `indices` (of the whole set; for a shard, each in
@@ -45,19 +69,13 @@ struct Dataset {
   void Gather(absl::Span<const int64_t> indices, std::vector<float>* features,
               std::vector<int64_t>* labels, std::vector<float>* targets = nullptr) const;
 
-  // Drops every example outside shard `index` of `count` (the examples i
-  // with i % count == index) and frees their memory.
-  void KeepShard(int index, int count);
+  // Drops every example outside `shard` (of the whole set held) and frees
+  // their memory; INVALID_ARGUMENT (nothing dropped) for a shard that is
+  // not one of this set.
+  absl::Status KeepShard(DataShard shard);
 };
 
 enum class Split { kTrain, kTest };
-
-// Shard `index` of `count`: the examples i with i % count == index (a
-// worker's, as ShardSampler draws them).
-struct DataShard {
-  int index = 0;
-  int count = 1;
-};
 
 // Where Debian's dataset-fashion-mnist package puts the files.
 inline constexpr char kDefaultFashionMnistDir[] = "/usr/share/datasets/fashion-mnist";
@@ -138,6 +156,10 @@ absl::Status CheckDataOptions(const DataOptions& options, bool inspect_files = t
 // Number of training examples LoadData(options, kTrain) would load, without
 // loading them.
 absl::StatusOr<int64_t> CountTrainingExamples(const DataOptions& options);
+
+// The class label of every training example, without loading the examples
+// (what --partition splits by); INVALID_ARGUMENT for regression targets.
+absl::StatusOr<std::vector<int64_t>> LoadTrainingLabels(const DataOptions& options);
 
 }  // namespace hips
 

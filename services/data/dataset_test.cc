@@ -57,11 +57,21 @@ TEST(FashionMnistTest, AnUnpackedCopyLoadsTheSameExamples) {
   ASSERT_TRUE(whole.ok() && shard.ok());
   EXPECT_EQ(shard->num_examples(), 15000);
   EXPECT_EQ(shard->num_whole_examples(), 60000);
-  whole->KeepShard(3, 4);
-  EXPECT_TRUE(shard->features == whole->features);
-  EXPECT_EQ(shard->labels, whole->labels);
   DataOptions o;
   o.dir = into;
+  // Every label, without the images: what --partition splits by.
+  absl::StatusOr<std::vector<int64_t>> labels = LoadTrainingLabels(o);
+  ASSERT_TRUE(labels.ok()) << labels.status();
+  EXPECT_EQ(*labels, whole->labels);
+  // A part given as its examples: those, and the same as keeping them.
+  absl::StatusOr<Dataset> part = LoadFashionMnist(into, Split::kTrain, DataShard{0, 2, {7, 59999}});
+  ASSERT_TRUE(part.ok()) << part.status();
+  EXPECT_EQ(part->labels, (std::vector<int64_t>{(*labels)[7], (*labels)[59999]}));
+  EXPECT_EQ(part->num_whole_examples(), 60000);
+  EXPECT_FALSE(LoadFashionMnist(into, Split::kTrain, DataShard{0, 2, {7, 60000}}).ok());
+  ASSERT_TRUE(whole->KeepShard(DataShard{3, 4}).ok());
+  EXPECT_TRUE(shard->features == whole->features);
+  EXPECT_EQ(shard->labels, whole->labels);
   EXPECT_EQ(CountTrainingExamples(o).value(), 60000);
   // Nothing to unpack from: NOT_FOUND naming the file.
   absl::StatusOr<std::string> missing = UnpackFashionMnist("/nonexistent", into);

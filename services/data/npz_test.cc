@@ -65,11 +65,41 @@ TEST(NpzTest, AShardHoldsOnlyItsRowsAndGathersByWholeIndex) {
   // The same rows as keeping the shard of the whole set.
   absl::StatusOr<Dataset> whole = LoadNpzDataset(File("small.npz"), "--train_data");
   ASSERT_TRUE(whole.ok());
-  whole->KeepShard(1, 3);
+  ASSERT_TRUE(whole->KeepShard(DataShard{1, 3}).ok());
   EXPECT_EQ(whole->features, shard->features);
   EXPECT_EQ(whole->labels, shard->labels);
   EXPECT_EQ(whole->num_whole_examples(), 10);
   EXPECT_FALSE(LoadNpzDataset(File("small.npz"), "--train_data", DataShard{3, 3}).ok());
+}
+
+// A home's part under --partition: exactly the examples listed.
+TEST(NpzTest, AShardGivenAsItsExamplesHoldsThoseAndGathersByWholeIndex) {
+  absl::StatusOr<Dataset> part =
+      LoadNpzDataset(File("small_compressed.npz"), "--train_data", DataShard{0, 4, {2, 5, 9}});
+  ASSERT_TRUE(part.ok()) << part.status();
+  ExpectSmallRows(*part, {2, 5, 9});
+  EXPECT_EQ(part->num_whole_examples(), 10);
+  std::vector<float> features;
+  std::vector<int64_t> labels;
+  part->Gather({9, 2}, &features, &labels);
+  EXPECT_FLOAT_EQ(features[0], 9.0f);
+  EXPECT_FLOAT_EQ(features[6], 2.0f);
+  absl::StatusOr<Dataset> whole = LoadNpzDataset(File("small.npz"), "--train_data");
+  ASSERT_TRUE(whole.ok());
+  ASSERT_TRUE(whole->KeepShard(DataShard{0, 4, {2, 5, 9}}).ok());
+  EXPECT_EQ(whole->features, part->features);
+  EXPECT_EQ(whole->labels, part->labels);
+  // Lists that are not a part of these 10 rows: refused, naming the fault.
+  for (const std::vector<int64_t>& bad :
+       std::vector<std::vector<int64_t>>{{5, 2}, {2, 2}, {3, 10}, {-1, 4}}) {
+    absl::StatusOr<Dataset> d =
+        LoadNpzDataset(File("small.npz"), "--train_data", DataShard{0, 4, bad});
+    ASSERT_FALSE(d.ok()) << bad[0] << "," << bad[1];
+    EXPECT_NE(d.status().message().find("ascending, distinct and below 10"), std::string::npos)
+        << d.status();
+    Dataset copy = *whole;
+    EXPECT_FALSE(copy.KeepShard(DataShard{0, 4, bad}).ok());
+  }
 }
 
 TEST(NpzTest, BadFilesAreRefusedInOneLineNamingTheFileAndTheFault) {

@@ -24,11 +24,17 @@ absl::StatusOr<ShardSampler> ShardSampler::Create(int64_t num_examples, int work
   }
   std::vector<int64_t> shard;
   for (int64_t i = worker_index; i < num_examples; i += num_workers) shard.push_back(i);
-  if (batch_size <= 0 || batch_size > static_cast<int64_t>(shard.size())) {
+  return FromExamples(std::move(shard), worker_index, batch_size, seed);
+}
+
+absl::StatusOr<ShardSampler> ShardSampler::FromExamples(std::vector<int64_t> examples,
+                                                        int worker_index, int64_t batch_size,
+                                                        uint64_t seed) {
+  if (batch_size <= 0 || batch_size > static_cast<int64_t>(examples.size())) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "batch size ", batch_size, " does not fit a shard of ", shard.size(), " examples"));
+        "batch size ", batch_size, " does not fit a shard of ", examples.size(), " examples"));
   }
-  return ShardSampler(std::move(shard), worker_index, batch_size, seed);
+  return ShardSampler(std::move(examples), worker_index, batch_size, seed);
 }
 
 ShardSampler::ShardSampler(std::vector<int64_t> shard, int worker_index, int64_t batch_size,

@@ -25,6 +25,11 @@ class ShardSampler {
   // 0 < batch_size <= the shard's size.
   static absl::StatusOr<ShardSampler> Create(int64_t num_examples, int worker_index,
                                              int num_workers, int64_t batch_size, uint64_t seed);
+  // The same over a shard given as its examples (a home's part under
+  // --partition: partition.h), drawn as worker `worker_index`'s.
+  static absl::StatusOr<ShardSampler> FromExamples(std::vector<int64_t> examples,
+                                                   int worker_index, int64_t batch_size,
+                                                   uint64_t seed);
 
   // Example indices of the batch for step `step` >= 0.
   std::vector<int64_t> Batch(int64_t step);

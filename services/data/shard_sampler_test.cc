@@ -68,6 +68,20 @@ TEST(ShardSamplerTest, RefusesBadArguments) {
   EXPECT_FALSE(ShardSampler::Create(10, 0, 0, 1, 0).ok());
   EXPECT_FALSE(ShardSampler::Create(10, 0, 2, 6, 0).ok());
   EXPECT_FALSE(ShardSampler::Create(10, 0, 2, 0, 0).ok());
+  EXPECT_FALSE(ShardSampler::FromExamples({1, 4}, 0, 3, 0).ok());  // a batch beyond the part
+  EXPECT_FALSE(ShardSampler::FromExamples({}, 0, 1, 0).ok());
+}
+
+// A shard given as its examples draws as the same shard given by index:
+// iid under --partition is what hips always did.
+TEST(ShardSamplerTest, AShardGivenAsItsExamplesDrawsAsTheSameShardByIndex) {
+  std::vector<int64_t> examples;
+  for (int64_t i = 2; i < 1000; i += 4) examples.push_back(i);
+  absl::StatusOr<ShardSampler> by_index = ShardSampler::Create(1000, 2, 4, 16, 9);
+  absl::StatusOr<ShardSampler> listed = ShardSampler::FromExamples(examples, 2, 16, 9);
+  ASSERT_TRUE(by_index.ok() && listed.ok());
+  EXPECT_EQ(listed->shard_size(), 250);
+  for (int64_t step : {0, 1, 15, 16, 47}) EXPECT_EQ(listed->Batch(step), by_index->Batch(step));
 }
 
 }  // namespace

@@ -1,0 +1,243 @@
+#include "services/data/partition.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <utility>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "services/data/shard_sampler.h"
+
+namespace hips {
+
+namespace {
+
+// The draws of a split, from SplitMix64 over a counter: the same numbers
+// with any compiler and standard library (std::gamma_distribution's are
+// not), and easy to repeat in another language.
+class Draws {
+ public:
+  explicit Draws(uint64_t seed) : state_(seed) {}
+  uint64_t Next() { return SplitMix64(state_++); }
+  // Uniform in (0, 1): never 0, so its logarithm is finite.
+  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
+  // Box-Muller (each draw in its own statement: the order of two calls in
+  // one expression is the compiler's choice).
+  double Normal() {
+    constexpr double kTwoPi = 6.283185307179586;
+    const double radius = std::sqrt(-2.0 * std::log(Uniform()));
+    return radius * std::cos(kTwoPi * Uniform());
+  }
+  // Gamma(shape, 1), Marsaglia and Tsang (2000); below shape 1 from
+  // Gamma(shape + 1) times U^(1/shape).
+  double Gamma(double shape) {
+    if (shape < 1.0) {
+      const double boosted = Gamma(shape + 1.0);
+      return boosted * std::pow(Uniform(), 1.0 / shape);
+    }
+    const double d = shape - 1.0 / 3.0;
+    const double c = 1.0 / std::sqrt(9.0 * d);
+    for (;;) {
+      double x, v;
+      do {
+        x = Normal();
+        v = 1.0 + c * x;
+      } while (v <= 0);
+      v = v * v * v;
+      const double u = Uniform();
+      if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
+    }
+  }
+  // Fisher-Yates.
+  template <typename T>
+  void Shuffle(std::vector<T>* v) {
+    for (size_t i = v->size(); i > 1; --i) std::swap((*v)[i - 1], (*v)[Next() % i]);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+std::vector<std::vector<int64_t>> Iid(size_t n, int homes) {
+  std::vector<std::vector<int64_t>> out(homes);
+  for (size_t i = 0; i < n; ++i) out[i % homes].push_back(static_cast<int64_t>(i));
+  return out;
+}
+
+// One draw of the Dirichlet split.
+std::vector<std::vector<int64_t>> Dirichlet(absl::Span<const int64_t> labels, int homes,
+                                            double alpha, uint64_t seed) {
+  std::map<int64_t, std::vector<int64_t>> by_class;
+  for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(static_cast<int64_t>(i));
+  Draws draws(seed);
+  std::vector<std::vector<int64_t>> out(homes);
+  std::vector<double> share(homes);
+  for (auto& [label, examples] : by_class) {
+    draws.Shuffle(&examples);
+    double total = 0;
+    for (double& s : share) total += (s = draws.Gamma(alpha));
+    if (!(total > 0)) {  // (every draw underflowed: the class goes to one home)
+      std::fill(share.begin(), share.end(), 0.0);
+      share[draws.Next() % homes] = total = 1.0;
+    }
+    // Home h gets the examples between the rounded cumulative shares.
+    double cumulative = 0;
+    size_t begin = 0;
+    for (int h = 0; h < homes; ++h) {
+      cumulative += share[h];
+      const size_t end = h + 1 == homes ? examples.size()
+                                        : static_cast<size_t>(std::llround(
+                                              cumulative / total * examples.size()));
+      for (size_t i = begin; i < std::max(begin, end); ++i) out[h].push_back(examples[i]);
+      begin = std::max(begin, end);
+    }
+  }
+  for (auto& home : out) std::sort(home.begin(), home.end());
+  return out;
+}
+
+absl::StatusOr<std::vector<std::vector<int64_t>>> Shards(absl::Span<const int64_t> labels,
+                                                         int homes, int per_home, uint64_t seed) {
+  const size_t count = static_cast<size_t>(homes) * static_cast<size_t>(per_home);
+  const size_t size = labels.size() / count;
+  if (size == 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        labels.size(), " examples cannot be cut into ", homes, " homes x ", per_home,
+        " shards (--shards_per_home)"));
+  }
+  std::vector<int64_t> sorted(labels.size());
+  std::iota(sorted.begin(), sorted.end(), int64_t{0});
+  std::stable_sort(sorted.begin(), sorted.end(),
+                   [&](int64_t a, int64_t b) { return labels[a] < labels[b]; });
+  std::vector<size_t> shard(count);
+  std::iota(shard.begin(), shard.end(), size_t{0});
+  Draws(seed).Shuffle(&shard);
+  std::vector<std::vector<int64_t>> out(homes);
+  for (size_t k = 0; k < count; ++k) {
+    std::vector<int64_t>& home = out[k / per_home];
+    home.insert(home.end(), sorted.begin() + shard[k] * size,
+                sorted.begin() + (shard[k] + 1) * size);
+  }
+  for (auto& home : out) std::sort(home.begin(), home.end());
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Partition> ParsePartition(absl::string_view kind, double alpha,
+                                         int shards_per_home) {
+  Partition p;
+  if (kind == "iid") {
+    p.kind = Partition::Kind::kIid;
+  } else if (kind == "dirichlet") {
+    p.kind = Partition::Kind::kDirichlet;
+  } else if (kind == "shards") {
+    p.kind = Partition::Kind::kShards;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--partition must be iid, dirichlet or shards, got \"", absl::CHexEscape(kind), "\""));
+  }
+  if (!(alpha > 0 && alpha <= 1000)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dirichlet_alpha must be in (0, 1000], got ", alpha));
+  }
+  if (shards_per_home < 1 || shards_per_home > 1000) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--shards_per_home must be in [1, 1000], got ", shards_per_home));
+  }
+  p.dirichlet_alpha = alpha;
+  p.shards_per_home = shards_per_home;
+  return p;
+}
+
+std::string DescribePartition(const Partition& p) {
+  switch (p.kind) {
+    case Partition::Kind::kIid:
+      return "iid";
+    case Partition::Kind::kDirichlet:
+      return absl::StrCat("dirichlet(", p.dirichlet_alpha, ")");
+    case Partition::Kind::kShards:
+      return absl::StrCat("shards(", p.shards_per_home, ")");
+  }
+  return "iid";
+}
+
+absl::StatusOr<std::vector<std::vector<int64_t>>> PartitionExamples(
+    absl::Span<const int64_t> labels, int homes, const Partition& p, uint64_t seed,
+    int64_t min_examples) {
+  if (homes < 1) return absl::InvalidArgumentError(absl::StrCat("no homes to split among"));
+  switch (p.kind) {
+    case Partition::Kind::kIid:
+      return Iid(labels.size(), homes);
+    case Partition::Kind::kShards:
+      return Shards(labels, homes, p.shards_per_home, SplitMix64(seed));
+    case Partition::Kind::kDirichlet:
+      break;
+  }
+  constexpr int kDraws = 100;
+  for (int draw = 0; draw < kDraws; ++draw) {
+    std::vector<std::vector<int64_t>> out =
+        Dirichlet(labels, homes, p.dirichlet_alpha,
+                  SplitMix64(seed ^ SplitMix64(static_cast<uint64_t>(draw) + 1)));
+    if (std::all_of(out.begin(), out.end(), [&](const std::vector<int64_t>& home) {
+          return static_cast<int64_t>(home.size()) >= min_examples;
+        })) {
+      return out;
+    }
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--partition=dirichlet with --dirichlet_alpha=", p.dirichlet_alpha, " left some of ",
+      homes, " homes fewer than ", min_examples, " examples (a batch) in each of ", kDraws,
+      " draws: use fewer homes, a larger alpha or a smaller batch"));
+}
+
+std::string DescribeLabelSpread(absl::Span<const int64_t> labels,
+                                const std::vector<std::vector<int64_t>>& homes) {
+  std::vector<int64_t> sizes;
+  std::vector<int64_t> classes;
+  for (const std::vector<int64_t>& home : homes) {
+    std::map<int64_t, int64_t> counts;
+    for (int64_t i : home) ++counts[labels[i]];
+    int64_t major = 0;
+    for (const auto& [label, n] : counts) major += 20 * n >= static_cast<int64_t>(home.size());
+    sizes.push_back(static_cast<int64_t>(home.size()));
+    classes.push_back(major);
+  }
+  auto spread = [](std::vector<int64_t> v) {
+    if (v.empty()) return std::string("-");
+    std::sort(v.begin(), v.end());
+    return absl::StrCat(v.front(), "/", v[v.size() / 2], "/", v.back());
+  };
+  return absl::StrCat(homes.size(), " homes: examples min/median/max ", spread(sizes),
+                      ", classes holding 5% or more of a home's examples min/median/max ",
+                      spread(classes));
+}
+
+absl::StatusOr<DataShard> HomeShard(const DataOptions& data, const Partition& p, int index,
+                                    int homes, uint64_t seed, int64_t min_examples) {
+  if (homes < 1 || index < 0 || index >= homes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("home ", index, " of ", homes, " does not exist"));
+  }
+  if (p.kind == Partition::Kind::kIid) return DataShard{index, homes, {}};
+  absl::StatusOr<std::vector<int64_t>> labels = LoadTrainingLabels(data);
+  if (!labels.ok()) {
+    return absl::Status(labels.status().code(),
+                        absl::StrCat("--partition=", DescribePartition(p), ": ",
+                                     labels.status().message()));
+  }
+  absl::StatusOr<std::vector<std::vector<int64_t>>> parts =
+      PartitionExamples(*labels, homes, p, seed, min_examples);
+  if (!parts.ok()) return parts.status();
+  std::vector<int64_t>& mine = (*parts)[index];
+  if (static_cast<int64_t>(mine.size()) < min_examples) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--partition=", DescribePartition(p), " gives home ", index, " of ", homes, " only ",
+        mine.size(), " examples, fewer than a batch of ", min_examples));
+  }
+  return DataShard{index, homes, std::move(mine)};
+}
+
+}  // namespace hips

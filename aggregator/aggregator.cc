@@ -325,9 +325,8 @@ void Aggregator::Emit(RoundOutput o) {
     // zeros holds the honest one down).
     counters_.gradients_clipped += static_cast<int64_t>(o.held_down.size());
     LOG_EVERY_N(WARNING, 20) << "the round of version " << o.version << " held only 2 gradients and "
-                             << o.held_down[0] << "'s was more than " << kPairNormFactor
-                             << " times the other's norm: held down to that (every 20th is "
-                                "logged)";
+                             << o.held_down[0] << "'s was more than " << kOutlierFactor
+                             << " times the other's norm: held down to it (every 20th is logged)";
   }
   if (o.kind == RoundOutput::Kind::kEdgeRound) {
     // Applied here: its pushes are answered, its weights served.

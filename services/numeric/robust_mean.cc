@@ -269,16 +269,15 @@ Combined RobustCombiner::CombineInto(GradientAccumulator* acc) {
   }
   if (used_ == 2) {
     // Rule 3 (a round of 2, not 2 left of a round with a majority): the
-    // larger held to kPairNormFactor times the smaller's norm.
+    // larger held to the smaller's norm.
     const double n0 = NormOfRow(kept_index[0], kept[0]);
     const double n1 = NormOfRow(kept_index[1], kept[1]);
     const size_t larger = n0 > n1 ? 0 : 1;
     const double big = std::max(n0, n1);
     const double small = std::min(n0, n1);
-    const double bound = kPairNormFactor * small;
-    if (big > bound) {
-      kept[larger].factor = static_cast<float>(kept[larger].factor * (bound / big));
-      combined.held_down.push_back(kept_index[larger]);
+    if (big > small) {
+      kept[larger].factor = static_cast<float>(kept[larger].factor * (small / big));
+      if (big > kOutlierFactor * small) combined.held_down.push_back(kept_index[larger]);
     }
   }
   TrimmedMeanInto(kept, TrimPerEnd(robust_, kept.size()), static_cast<float>(samples),

@@ -159,35 +159,37 @@ TEST(RobustCombinerTest, TakesAdoptableBuffersWithTheirFactor) {
   EXPECT_TRUE(IsNonFinite(combiner.Add(bad, 1, 1, 0.0, 1)));
   EXPECT_EQ(inf[1], std::numeric_limits<float>::infinity());  // not taken
   EXPECT_THAT(combiner.CombineInto(&acc).outliers, ElementsAre());
-  // The mean {1.5, 1} of the two, times their 8 samples (norms within 4x
-  // of each other: rule 3 leaves them).
-  EXPECT_THAT(acc.sum(), ElementsAre(12, 8));
+  // A round of 2: {1, 2} (norm sqrt(5)) is held to the norm 2 of {2, 0};
+  // their mean times their 8 samples.
+  const double held = 2 / std::sqrt(5.0);
+  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-5), std::vector<float>{
+                                                        static_cast<float>(4 * (held + 2)),
+                                                        static_cast<float>(4 * (2 * held))}));
 }
 
-// A round of only 2 has no majority: the larger is held to 4 times the
-// smaller's norm, so whichever is the liar the round moves at most 2.5
-// times as far as the honest one alone; honest pairs of different norms
-// are left as they are.
-TEST(RobustCombinerTest, RoundOfTwoHoldsTheLargerToFourTimesTheSmallersNorm) {
+// A round of only 2 has no majority: the larger is held to the smaller's
+// norm, so whichever is the liar the round moves no further than the
+// honest one alone, and never against it.
+TEST(RobustCombinerTest, RoundOfTwoHoldsTheLargerToTheSmallersNorm) {
   RobustCombiner combiner(2, RobustMean{RobustMean::Kind::kTrimmedMean, 0.1});
   GradientAccumulator acc(2);
   const std::vector<float> honest = {3, 4};  // norm 5
-  // Sign-flipped 100 times over: held to norm 20, {-12, -16}.
+  // Sign-flipped 100 times over: held to {-3, -4}; the round cancels out.
   ASSERT_TRUE(combiner.Add(honest, 1, 1, 0.0, 1).ok());
   ASSERT_TRUE(combiner.Add(std::vector<float>{-300, -400}, 1, 1, 0.0, 1).ok());
   Combined combined = combiner.CombineInto(&acc);
   EXPECT_THAT(combined.outliers, ElementsAre());
   EXPECT_THAT(combined.held_down, ElementsAre(1));
-  // ({3, 4} + {-12, -16}) / 2 times the 2 samples.
-  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-4), std::vector<float>{-9, -12}));
+  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-5), std::vector<float>{0, 0}));
   EXPECT_EQ(acc.total_samples(), 2);
 
-  // 1e30 on one coordinate, first: held to {20, 0}.
+  // 1e30 on one coordinate, first: held to {5, 0}; ({3, 4} + {5, 0}) / 2
+  // times 2 samples, still downhill for the honest gradient.
   ASSERT_TRUE(combiner.Add(std::vector<float>{1e30f, 0}, 1, 1, 0.0, 1).ok());
   ASSERT_TRUE(combiner.Add(honest, 1, 1, 0.0, 1).ok());
   combined = combiner.CombineInto(&acc);
   EXPECT_THAT(combined.held_down, ElementsAre(0));
-  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-4), std::vector<float>{23, 4}));
+  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-4), std::vector<float>{8, 4}));
 
   // A liar sending zeros holds the honest one to nothing (the honest one
   // is the one named: it is not a strike).
@@ -196,23 +198,25 @@ TEST(RobustCombinerTest, RoundOfTwoHoldsTheLargerToFourTimesTheSmallersNorm) {
   EXPECT_THAT(combiner.CombineInto(&acc).held_down, ElementsAre(0));
   EXPECT_THAT(acc.sum(), ElementsAre(0, 0));
 
-  // Two of norms 2 and 5 (per sample): within 4x, combined as they are.
-  ASSERT_TRUE(combiner.Add(std::vector<float>{4, 0}, 1, 2, 0.0, 1).ok());  // {2, 0}
+  // Two honest ones of similar norms (4.5 and 5, per sample): the larger
+  // is held to 4.5, not named.
+  ASSERT_TRUE(combiner.Add(std::vector<float>{9, 0}, 1, 2, 0.0, 1).ok());  // {4.5, 0}
   ASSERT_TRUE(combiner.Add(honest, 1, 1, 0.0, 1).ok());
   EXPECT_THAT(combiner.CombineInto(&acc).held_down, ElementsAre());
-  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-4), std::vector<float>{7.5f, 6}));
+  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-4), std::vector<float>{
+                                                       static_cast<float>(3 * (4.5 + 2.7) / 2),
+                                                       static_cast<float>(3 * 3.6 / 2)}));
 
-  // A receiver's sum of squares of the values is read when it took one:
-  // {6, 8} over 2 samples is norm 5 per sample; {0, 30} is 6 times it.
+  // A receiver's sum of squares of the values is read when it took one.
   std::vector<float> taken = {6, 8};
   EncodedValues values(taken);
   values.adoptable = &taken;
-  values.squared_norm = 100;
+  values.squared_norm = 100;  // {6, 8} over 2 samples: norm 5 per sample
   ASSERT_TRUE(combiner.Add(values, 1, 2, 0.0, 1).ok());
-  ASSERT_TRUE(combiner.Add(std::vector<float>{0, 30}, 1, 1, 0.0, 1).ok());
-  EXPECT_THAT(combiner.CombineInto(&acc).held_down, ElementsAre(1));
-  // {3, 4} and {0, 20}: their mean times 3 samples.
-  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-4), std::vector<float>{4.5f, 36}));
+  ASSERT_TRUE(combiner.Add(std::vector<float>{0, 10}, 1, 1, 0.0, 1).ok());
+  EXPECT_THAT(combiner.CombineInto(&acc).held_down, ElementsAre());
+  // {3, 4} and {0, 10} held to 5: ({3, 4} + {0, 5}) / 2 x 3 samples.
+  EXPECT_THAT(acc.sum(), Pointwise(FloatNear(1e-4), std::vector<float>{4.5f, 13.5f}));
 }
 
 TEST(RobustCombinerTest, RefusesWhatCannotBeCombinedAndKeepsNothingOfIt) {

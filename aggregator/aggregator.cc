@@ -267,26 +267,43 @@ void Aggregator::Settle(const ContributorRef& ref, const absl::StatusOr<PushResu
 
 absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(const std::string& worker,
                                                       int64_t incarnation, bool leaving) {
+  return Heartbeat(absl::MakeConstSpan(&worker, 1), incarnation, leaving);
+}
+
+absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(absl::Span<const std::string> homes,
+                                                      int64_t incarnation, bool leaving) {
   HeartbeatAnswer answer;
   {
     absl::MutexLock lock(&mu_);
     const absl::Time now = clock_->Now();
-    if (absl::Status out = CheckQuarantine(worker, now); !out.ok()) return out;
-    absl::StatusOr<Membership::Change> change =
-        members_.Heartbeat(worker, now, incarnation, leaving);
-    if (!change.ok()) return change.status();
-    retention_.Touch(worker, now);
+    absl::Status first_refusal;
+    bool joined = false;
+    bool taken = false;
+    for (const std::string& worker : homes) {
+      absl::Status out = CheckQuarantine(worker, now);
+      absl::StatusOr<Membership::Change> change =
+          out.ok() ? members_.Heartbeat(worker, now, incarnation, leaving)
+                   : absl::StatusOr<Membership::Change>(out);
+      if (!change.ok()) {
+        if (first_refusal.ok()) first_refusal = change.status();
+        continue;
+      }
+      taken = true;
+      joined = joined || *change == Membership::Change::kJoined;
+      retention_.Touch(worker, now);
+      if (auto it = data_positions_.find(worker); it != data_positions_.end()) {
+        answer.data_positions[worker] = it->second;
+      }
+    }
+    if (!taken) return first_refusal;
     ForgetLeftWorkers(now);
     if (leaving) {
       if (policy_ != nullptr) policy_->MembersChanged();
-    } else if (*change == Membership::Change::kJoined) {
+    } else if (joined) {
       timer_->Poke();  // its lease may be the next to run out
     }
     answer.lease = options_.lease;
     answer.version = known_version_;
-    if (auto it = data_positions_.find(worker); it != data_positions_.end()) {
-      answer.data_positions[worker] = it->second;
-    }
   }
   if (leaving) DeliverApplied();  // (its leaving may have completed a round)
   return answer;

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "absl/types/span.h"
 #include "aggregator/aggregate_queue.h"
 #include "aggregator/aggregator_options.h"
 #include "services/core/membership.h"
@@ -92,6 +93,13 @@ class Aggregator : private RoundHost {
   // RESOURCE_EXHAUSTED for a worker that would join beyond max_workers.
   absl::StatusOr<HeartbeatAnswer> Heartbeat(const std::string& worker, int64_t incarnation,
                                             bool leaving);
+  // The heartbeat of a process's homes (hips-worker --homes): each as
+  // Heartbeat above. A home that is refused (quarantined, or beyond
+  // max_workers) is skipped, and its pushes are refused as such; the first
+  // refusal is returned only when every home was refused, so that one
+  // quarantined home does not make its process fail over.
+  absl::StatusOr<HeartbeatAnswer> Heartbeat(absl::Span<const std::string> homes,
+                                            int64_t incarnation, bool leaving);
   // The cluster was already training when this aggregator first reached HQ
   // (it restarted): its rounds need only the workers that are live, not the
   // --workers it expects at start.

@@ -126,11 +126,13 @@ grpc::ServerUnaryReactor* AggregatorService::Heartbeat(grpc::CallbackServerConte
   }
   absl::StatusOr<HeartbeatRequestData> hb = HeartbeatFromProto(*req);
   if (!hb.ok()) return Answer(ctx, ToGrpcStatus(hb.status()));
-  if (absl::Status s = gate_.Identify(*ctx, hb->member); !s.ok()) {
-    return Answer(ctx, ToGrpcStatus(s));
+  // A process hosting several homes speaks for each of them.
+  std::vector<std::string> homes = std::move(hb->homes);
+  homes.insert(homes.begin(), hb->member);
+  for (const std::string& home : homes) {
+    if (absl::Status s = gate_.Identify(*ctx, home); !s.ok()) return Answer(ctx, ToGrpcStatus(s));
   }
-  absl::StatusOr<HeartbeatAnswer> answer =
-      aggregator_->Heartbeat(hb->member, hb->incarnation, hb->leaving);
+  absl::StatusOr<HeartbeatAnswer> answer = aggregator_->Heartbeat(homes, hb->incarnation, hb->leaving);
   if (!answer.ok()) {  // a full aggregator
     return Answer(ctx, ToGrpcStatus(gate_.Counted(answer.status())));
   }

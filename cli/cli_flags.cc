@@ -5,6 +5,10 @@
 ABSL_FLAG(int, aggregators, 2, "hips local: aggregators to start.");
 ABSL_FLAG(int, workers, 4,
           "hips local: workers to start; hips train: workers whose union batch each step takes.");
+ABSL_FLAG(int, homes, 0,
+          "hips local: homes of the run, spread over the --workers processes (default then: "
+          "one per core, at least one per aggregator), each process hosting a range of them "
+          "(hips-worker --homes). 0: one home per worker process.");
 ABSL_FLAG(double, epochs, 10.0, "Training budget in epochs over the training set.");
 ABSL_FLAG(std::string, summary_json, "", "Also write the final summary as JSON here.");
 ABSL_FLAG(std::string, run_dir, "", "hips local: directory for logs (default: a new /tmp dir).");
@@ -16,7 +20,9 @@ ABSL_FLAG(std::string, checkpoint, "",
 ABSL_FLAG(std::string, out, "",
           "hips export: where to write the trained TorchScript module. hips token: write the "
           "token to this file (readable by its owner only) instead of printing it.");
-ABSL_FLAG(std::string, member, "", "hips token: the member id the token is for.");
+ABSL_FLAG(std::string, member, "",
+          "hips token: the member id the token is for, or for a worker process hosting "
+          "several homes their range, e.g. 'worker-[0..249]' (hips-worker --homes).");
 ABSL_FLAG(std::string, role, "", "hips token: the member's role, worker or aggregator.");
 ABSL_FLAG(std::string, key_file, "",
           "hips token: the cluster's secret member key (default: member.key of --run_dir).");

@@ -33,6 +33,7 @@ ABSL_DECLARE_FLAG(std::string, metrics_targets);
 ABSL_DECLARE_FLAG(bool, resume);
 // hips local and hips train
 ABSL_DECLARE_FLAG(int, workers);
+ABSL_DECLARE_FLAG(int, homes);
 ABSL_DECLARE_FLAG(double, epochs);
 ABSL_DECLARE_FLAG(std::string, summary_json);
 // hips train, hips export

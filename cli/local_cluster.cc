@@ -112,6 +112,11 @@ class Cluster {
   absl::Status StartHq();
   absl::Status StartAggregators();
   absl::Status StartWorkers();
+  std::vector<std::string> WorkerIdentities() const {
+    std::vector<std::string> ids;
+    for (int k = 0; k < options_.workers; ++k) ids.push_back(WorkerIdentity(options_, k));
+    return ids;
+  }
   // Reports progress until HQ evaluated the final weights: the summary.
   absl::StatusOr<RunSummary> Watch(absl::Time start);
   RunSummary Summarize(const HqStatus& status, absl::Time start);
@@ -167,10 +172,13 @@ std::string SocketOf(const LocalClusterOptions& o, const std::string& name) {
   return absl::StrCat(o.run_dir, "/", name, ".sock");
 }
 
-// How many of the workers are aggregator a's own (worker k's is k % A).
+// How many of the homes are aggregator a's own (worker process k's is
+// k % A).
 int WorkersOf(const LocalClusterOptions& o, int a) {
   int n = 0;
-  for (int k = 0; k < o.workers; ++k) n += (k % o.aggregators == a);
+  for (int k = 0; k < o.workers; ++k) {
+    if (k % o.aggregators == a) n += static_cast<int>(ProcessHomes(o, k).count());
+  }
   return n;
 }
 
@@ -358,7 +366,7 @@ absl::Status Cluster::Prepare() {
   }
   // Fresh credentials for this run: tokens always, certificates with --tls.
   absl::StatusOr<ClientCredentials> credentials =
-      PrepareRunCredentials(options_.run_dir, options_.tls, options_.aggregators, options_.workers);
+      PrepareRunCredentials(options_.run_dir, options_.tls, options_.aggregators, WorkerIdentities());
   if (!credentials.ok()) return credentials.status();
   credentials_ = std::make_unique<ClientCredentials>(*std::move(credentials));
   return absl::OkStatus();
@@ -415,7 +423,7 @@ absl::Status Cluster::StartWorkers() {
   for (int k = 0; k < options_.workers; ++k) {
     std::vector<std::string> args = WorkerArgs(options_, k, aggregator_data_addresses_);
     args.insert(args.end(), data_args.begin(), data_args.end());  // (the last --data_dir wins)
-    absl::StatusOr<int> started = Start(absl::StrCat("worker-", k), "hips-worker", args, false);
+    absl::StatusOr<int> started = Start(WorkerProcessName(options_, k), "hips-worker", args, false);
     if (!started.ok()) return started.status();
   }
   return absl::OkStatus();
@@ -427,10 +435,12 @@ absl::StatusOr<RunSummary> Cluster::Run() {
   if (absl::Status s = StartHq(); !s.ok()) return s;
   if (absl::Status s = StartAggregators(); !s.ok()) return s;
   if (absl::Status s = StartWorkers(); !s.ok()) return s;
+  const std::string homes =
+      options_.homes > 0 ? absl::StrCat(" hosting ", options_.homes, " homes") : "";
   std::printf(
-      "cluster up: hq %s, %d aggregators, %d workers%s (logs and credentials in %s: "
+      "cluster up: hq %s, %d aggregators, %d workers%s%s (logs and credentials in %s: "
       "hips status --hq=%s --run_dir=%s)\n",
-      hq_address_.c_str(), options_.aggregators, options_.workers,
+      hq_address_.c_str(), options_.aggregators, options_.workers, homes.c_str(),
       options_.tls ? ", mutual TLS" : "", options_.run_dir.c_str(), hq_address_.c_str(),
       options_.run_dir.c_str());
   std::fflush(stdout);
@@ -538,7 +548,7 @@ std::vector<std::string> HqArgs(const LocalClusterOptions& o) {
       "--resume=true",
       absl::StrCat("--max_versions=", o.max_versions),
       absl::StrCat("--max_samples=", o.max_samples),
-      absl::StrCat("--max_workers=", o.workers),
+      absl::StrCat("--max_workers=", HomesOfRun(o)),
       absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, o.samples_per_push)),
       absl::StrCat("--async_lr_batch=", o.lr_reference_samples)};
   Append(&args, RunSecurityArgs(o.run_dir, "hq", o.tls, /*admin=*/true));
@@ -553,8 +563,8 @@ std::vector<std::string> AggregatorArgs(const LocalClusterOptions& o, int a,
   std::vector<std::string> args = {
       absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address),
       absl::StrCat("--workers=", assigned),
-      // Failover may bring every worker of the run here.
-      absl::StrCat("--max_workers=", std::max(assigned, o.workers)),
+      // Failover may bring every home of the run here.
+      absl::StrCat("--max_workers=", std::max(assigned, HomesOfRun(o))),
       absl::StrCat("--max_batch_samples=", std::max<int64_t>(1 << 16, o.samples_per_push)),
       absl::StrCat("--round_deadline_ms=", o.round_deadline_ms)};
   if (o.backup_workers > 0) {
@@ -574,16 +584,38 @@ std::vector<std::string> WorkerArgs(const LocalClusterOptions& o, int k,
   for (size_t i = 0; i < aggregator_addresses.size(); ++i) {
     order.push_back(aggregator_addresses[(k + i) % aggregator_addresses.size()]);
   }
-  std::vector<std::string> args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
-                                   absl::StrCat("--index=", k),
-                                   absl::StrCat("--workers=", o.workers)};
-  Append(&args, RunSecurityArgs(o.run_dir, absl::StrCat("worker-", k), o.tls, /*admin=*/false));
+  std::vector<std::string> args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ","))};
+  if (o.homes > 0) {
+    const HomeRange homes = ProcessHomes(o, k);
+    args.push_back(absl::StrCat("--first_home=", homes.first));
+    args.push_back(absl::StrCat("--homes=", homes.count()));
+  } else {
+    args.push_back(absl::StrCat("--index=", k));
+  }
+  args.push_back(absl::StrCat("--workers=", HomesOfRun(o)));
+  Append(&args, RunSecurityArgs(o.run_dir, WorkerIdentity(o, k), o.tls, /*admin=*/false));
   args.insert(args.end(), o.worker_flags.begin(), o.worker_flags.end());
   if (o.slow_workers.count(k) > 0) {
     args.push_back(absl::StrCat("--slowdown=", o.slowdown));
     args.push_back(absl::StrCat("--step_delay_ms=", o.step_delay_ms));
   }
   return args;
+}
+
+int HomesOfRun(const LocalClusterOptions& o) { return o.homes > 0 ? o.homes : o.workers; }
+
+HomeRange ProcessHomes(const LocalClusterOptions& o, int k) {
+  if (o.homes <= 0) return HomeRange{"worker-", k, k};
+  const int64_t n = o.homes;
+  return HomeRange{"worker-", k * n / o.workers, (k + 1) * n / o.workers - 1};
+}
+
+std::string WorkerProcessName(const LocalClusterOptions& o, int k) {
+  return absl::StrCat(o.homes > 0 ? "worker-host-" : "worker-", k);
+}
+
+std::string WorkerIdentity(const LocalClusterOptions& o, int k) {
+  return o.homes > 0 ? ProcessHomes(o, k).Name() : absl::StrCat("worker-", k);
 }
 
 absl::StatusOr<RunSummary> RunLocalCluster(const LocalClusterOptions& options,

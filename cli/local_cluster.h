@@ -11,13 +11,18 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "cli/run_summary.h"
+#include "services/types/ids.h"
 #include "services/types/tier_status.h"
 
 namespace hips {
 
 struct LocalClusterOptions {
   int aggregators = 2;
+  // Worker processes. With `homes` > 0 they host the run's `homes` homes
+  // between them (hips-worker --homes), process k homes
+  // [k·homes/workers, (k+1)·homes/workers); with 0, one home each.
   int workers = 4;
+  int homes = 0;
   int64_t batch_size = 64;
   // The most samples one worker push stands for (fedavg: batch_size times
   // the local steps); the tiers' --max_batch_samples are at least this.
@@ -95,6 +100,16 @@ std::vector<std::string> AggregatorArgs(const LocalClusterOptions& options, int 
                                         const std::string& hq_address);
 std::vector<std::string> WorkerArgs(const LocalClusterOptions& options, int k,
                                     const std::vector<std::string>& aggregator_addresses);
+
+// The homes of the run: `homes`, or one per worker process.
+int HomesOfRun(const LocalClusterOptions& options);
+// The homes worker process k hosts.
+HomeRange ProcessHomes(const LocalClusterOptions& options, int k);
+// Worker process k's name (its log, pid file) and identity (its token and
+// certificate): worker-<k> for a process of one home; worker-host-<k> and the
+// range of its homes (HomeRange) with `homes`.
+std::string WorkerProcessName(const LocalClusterOptions& options, int k);
+std::string WorkerIdentity(const LocalClusterOptions& options, int k);
 
 // Runs a whole cluster as real processes on 127.0.0.1 with free ports: one
 // hips-hq, `aggregators` hips-aggregator, `workers` hips-worker (worker k

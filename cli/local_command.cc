@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -10,9 +11,11 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/flags/reflection.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -40,6 +43,9 @@
 namespace hips {
 namespace {
 
+// The most homes hips local runs (each costs a lease, a shard and a few KB).
+constexpr int kMaxLocalHomes = 100000;
+
 template <typename T>
 T OrExit(absl::StatusOr<T> value) {
   if (!value.ok()) ExitWithUsageError(std::string(value.status().message()));
@@ -50,8 +56,25 @@ T OrExit(absl::StatusOr<T> value) {
 void SetShapeAndBudget(LocalClusterOptions* o) {
   o->aggregators = absl::GetFlag(FLAGS_aggregators);
   o->workers = absl::GetFlag(FLAGS_workers);
+  o->homes = absl::GetFlag(FLAGS_homes);
+  if (o->homes < 0 || o->homes > kMaxLocalHomes) {
+    ExitWithUsageError(absl::StrCat("--homes must be in [0, ", kMaxLocalHomes, "], got ", o->homes));
+  }
+  const absl::CommandLineFlag* workers = absl::FindCommandLineFlag("workers");
+  if (o->homes > 0 && workers->CurrentValue() == workers->DefaultValue()) {
+    // Processes to compute on every core, and at least one per aggregator
+    // (--workers at its default counts as not given).
+    const int cores = std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    o->workers = std::max(o->aggregators, std::min(o->homes, cores));
+  }
   if (o->aggregators < 1 || o->workers < o->aggregators) {
     ExitWithUsageError("need --aggregators >= 1 and --workers >= --aggregators");
+  }
+  if (o->homes > 0 && (o->homes < o->workers ||
+                       (o->homes + o->workers - 1) / o->workers > kMaxHostedHomes)) {
+    ExitWithUsageError(absl::StrCat("--homes=", o->homes, " over --workers=", o->workers,
+                                    " processes: each must host 1 to ", kMaxHostedHomes,
+                                    " homes"));
   }
   o->batch_size = absl::GetFlag(FLAGS_batch_size);
   if (absl::GetFlag(FLAGS_max_versions) > 0) {
@@ -75,9 +98,9 @@ ModeConfig SetMode(LocalClusterOptions* o) {
   }
   // A fedavg push stands for all of a round's local batches.
   o->samples_per_push = o->batch_size * mode.local_steps;
-  o->lr_reference_samples = absl::GetFlag(FLAGS_async_lr_batch) < 0
-                                ? GlobalBatchFromFlags()
-                                : absl::GetFlag(FLAGS_async_lr_batch);
+  o->lr_reference_samples = absl::GetFlag(FLAGS_async_lr_batch) >= 0 ? absl::GetFlag(FLAGS_async_lr_batch)
+                            : o->homes > 0 ? o->homes * o->batch_size
+                                           : GlobalBatchFromFlags();
   return mode;
 }
 
@@ -172,10 +195,11 @@ void PrintHeader(const LocalClusterOptions& o, const ModeConfig& mode) {
   if (!o.slow_workers.empty()) {
     absl::StrAppend(&extras, ", stragglers ", absl::StrJoin(o.slow_workers, ","));
   }
+  const std::string homes = o.homes > 0 ? absl::StrCat(" hosting ", o.homes, " homes") : "";
   std::printf(
-      "hips local: %d workers x %lld examples, %d aggregators, model %s, mode %s, "
+      "hips local: %d workers%s x %lld examples, %d aggregators, model %s, mode %s, "
       "budget %s%s\n",
-      o.workers, static_cast<long long>(o.batch_size), o.aggregators,
+      o.workers, homes.c_str(), static_cast<long long>(o.batch_size), o.aggregators,
       absl::GetFlag(FLAGS_model).c_str(), DescribeMode(mode).c_str(), budget.c_str(),
       extras.c_str());
   std::fflush(stdout);
@@ -224,7 +248,7 @@ std::string PartitionLine(const LocalClusterOptions& o) {
                                     labels.status().message()));
   }
   const std::vector<std::vector<int64_t>> homes = OrExit(PartitionExamples(
-      *labels, o.workers, partition, absl::GetFlag(FLAGS_seed), o.batch_size));
+      *labels, HomesOfRun(o), partition, absl::GetFlag(FLAGS_seed), o.batch_size));
   for (size_t h = 0; h < homes.size(); ++h) {
     if (static_cast<int64_t>(homes[h].size()) < o.batch_size) {
       ExitWithUsageError(absl::StrCat("--partition=", DescribePartition(partition),

@@ -111,10 +111,25 @@ absl::Status WriteCertificates(const std::string& run_dir, const std::vector<std
 
 }  // namespace
 
+namespace {
+
+// worker-0 .. worker-<workers - 1>: processes of one home each.
+std::vector<std::string> OneHomeWorkers(int workers) {
+  std::vector<std::string> names;
+  for (int k = 0; k < workers; ++k) names.push_back(absl::StrCat("worker-", k));
+  return names;
+}
+
+}  // namespace
+
 std::vector<std::string> RunIdentities(int aggregators, int workers) {
+  return RunIdentities(aggregators, OneHomeWorkers(workers));
+}
+
+std::vector<std::string> RunIdentities(int aggregators, const std::vector<std::string>& workers) {
   std::vector<std::string> ids = {"hq"};
   for (int a = 0; a < aggregators; ++a) ids.push_back(absl::StrCat("agg-", a));
-  for (int k = 0; k < workers; ++k) ids.push_back(absl::StrCat("worker-", k));
+  ids.insert(ids.end(), workers.begin(), workers.end());
   return ids;
 }
 
@@ -159,6 +174,12 @@ absl::Status WriteRunCredentials(const std::string& run_dir, bool tls,
 
 absl::StatusOr<ClientCredentials> PrepareRunCredentials(const std::string& run_dir, bool tls,
                                                         int aggregators, int workers) {
+  return PrepareRunCredentials(run_dir, tls, aggregators, OneHomeWorkers(workers));
+}
+
+absl::StatusOr<ClientCredentials> PrepareRunCredentials(const std::string& run_dir, bool tls,
+                                                        int aggregators,
+                                                        const std::vector<std::string>& workers) {
   if (absl::Status s = WriteRunCredentials(run_dir, tls, RunIdentities(aggregators, workers));
       !s.ok()) {
     return s;

@@ -45,6 +45,9 @@ std::string MemberTokenPath(const std::string& run_dir, const std::string& name)
 // The ids of the processes of a run of `aggregators` and `workers`: hq,
 // agg-<a>, worker-<k> (each one's certificate bears its id).
 std::vector<std::string> RunIdentities(int aggregators, int workers);
+// The same with the worker processes' identities given (a process hosting
+// several homes is named by their range, HomeRange).
+std::vector<std::string> RunIdentities(int aggregators, const std::vector<std::string>& workers);
 
 // Writes fresh tokens into `run_dir` (replacing earlier ones) and, with
 // `tls`, a CA and a certificate for each of `names` (openssl from Debian,
@@ -57,6 +60,9 @@ absl::Status WriteRunCredentials(const std::string& run_dir, bool tls,
 // (OperatorCredentials from `run_dir`).
 absl::StatusOr<ClientCredentials> PrepareRunCredentials(const std::string& run_dir, bool tls,
                                                         int aggregators, int workers);
+absl::StatusOr<ClientCredentials> PrepareRunCredentials(const std::string& run_dir, bool tls,
+                                                        int aggregators,
+                                                        const std::vector<std::string>& workers);
 
 // The flags a process of the run named `name` is started with: the token
 // files (the admin one too with `admin`: HQ; a worker gets its member token

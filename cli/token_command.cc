@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/run_credentials.h"
 #include "services/net/member_token.h"
+#include "services/types/ids.h"
 #include "services/net/security.h"
 #include "services/runtime/process_setup.h"
 
@@ -40,6 +41,10 @@ int RunTokenCommand() {
   }
   const std::string member = absl::GetFlag(FLAGS_member);
   if (member.empty()) ExitWithUsageError("hips token needs --member=ID");
+  // An id, or the range of homes one worker process hosts (worker-[0..249]).
+  if (absl::Status s = ValidateMemberOrRange(member, "--member"); !s.ok()) {
+    ExitWithUsageError(std::string(s.message()));
+  }
   absl::StatusOr<MemberRole> role = ParseRole(absl::GetFlag(FLAGS_role));
   if (!role.ok()) ExitWithUsageError(absl::StrCat("--role: ", role.status().message()));
   std::string key_file = absl::GetFlag(FLAGS_key_file);

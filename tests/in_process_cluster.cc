@@ -27,7 +27,9 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     ao.aggregator = o.aggregator;
     ao.aggregator.id = absl::StrCat("agg-", a);
     ao.aggregator.expected_workers = 0;
-    for (int k = a; k < o.workers; k += o.aggregators) ++ao.aggregator.expected_workers;
+    for (int k = a; k < o.workers; k += o.aggregators) {
+      ao.aggregator.expected_workers += o.homes_per_worker;
+    }
     ao.hq_address = absl::StrCat("127.0.0.1:", c->hq_->port());
     ao.chunk_bytes = o.chunk_bytes;
     ao.serve.security = o.security;
@@ -40,8 +42,9 @@ absl::StatusOr<std::unique_ptr<InProcessCluster>> InProcessCluster::Start(
     WorkerDaemonOptions wo;
     wo.worker = o.worker;
     wo.worker.id = absl::StrCat("worker-", k);
-    wo.worker.index = k;
-    wo.worker.num_workers = o.workers;
+    wo.worker.index = k * o.homes_per_worker;
+    wo.worker.num_workers = o.workers * o.homes_per_worker;
+    wo.homes = o.homes_per_worker;
     if (o.customize_worker) o.customize_worker(k, &wo.worker);
     wo.aggregators = {absl::StrCat("127.0.0.1:", c->aggregators_[k % o.aggregators]->port())};
     wo.chunk_bytes = o.chunk_bytes;

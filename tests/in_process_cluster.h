@@ -23,6 +23,9 @@ SecurityOptions TestSecurity();
 struct InProcessClusterOptions {
   int aggregators = 2;
   int workers = 4;  // worker k talks to aggregator k % aggregators
+  // Homes each worker process hosts (hips-worker --homes): worker k hosts
+  // homes k·H .. k·H + H - 1 of the run's workers·H.
+  int homes_per_worker = 1;
   // HQ's options; expected_aggregators and security are filled in.
   HqDaemonOptions hq;
   // Every aggregator's options; id and expected_workers are filled in.

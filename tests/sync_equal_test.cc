@@ -109,13 +109,14 @@ class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
   // checked.
   static Run TrainOnTheCluster(const ModelOptions& model, const OptimizerOptions& optimizer,
                                ModeConfig mode = {}, double server_momentum = 0,
-                               Partition partition = {}) {
+                               Partition partition = {}, int homes_per_worker = 1) {
     InProcessClusterOptions o;
+    o.homes_per_worker = homes_per_worker;
     o.partition = partition;
     o.hq.server.mode = mode;
     o.hq.server.server_momentum = server_momentum;
     o.aggregators = kAggregators;
-    o.workers = kWorkers;
+    o.workers = kWorkers / homes_per_worker;
     o.hq.server.max_versions = kRounds;
     o.hq.model = model;
     o.hq.optimizer = optimizer;
@@ -135,9 +136,10 @@ class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
     run.initial = c.hq().server().LatestWeights()->weights;
     c.RunWorkers();
     const std::vector<absl::Status> results = c.JoinWorkers();
-    for (int k = 0; k < kWorkers; ++k) {
+    for (int k = 0; k < kWorkers / homes_per_worker; ++k) {
       EXPECT_TRUE(results[k].ok()) << "worker " << k << ": " << results[k];
-      EXPECT_EQ(c.worker(k).steps(), kRounds);
+      EXPECT_EQ(c.worker(k).steps(), kRounds * homes_per_worker);
+      EXPECT_EQ(c.worker(k).pushes(), kRounds * homes_per_worker);
     }
     run.final_weights = c.hq().server().LatestWeights();
     EXPECT_EQ(run.final_weights->version, kRounds);
@@ -260,6 +262,21 @@ TEST_F(SyncEqualsMonolithTest, PartitionedHomesTrainOnTheMonolithsParts) {
     ASSERT_TRUE(other.ok() && run.final_weights != nullptr);
     EXPECT_GT(RelativeError(run.final_weights->weights, other->weights), 1e-3) << kind;
   }
+}
+
+// Homes hosted two per process (hips-worker --homes) share a model and the
+// channels, yet each computes on its own part and pushes under its own id:
+// the run is the monolith's, in sync and in fedavg of one local step, on
+// iid and on dirichlet parts.
+TEST_F(SyncEqualsMonolithTest, HomesHostedTwoPerProcessTrainAsTheMonolith) {
+  const Run sync = TrainOnTheCluster(ModelOptions(), Sgd(), {}, 0, {}, /*homes_per_worker=*/2);
+  ExpectEqualsTheMonolith(sync, ModelOptions(), Sgd(), **train_);
+  OptimizerOptions sgd = Sgd();
+  sgd.lr_schedule = "constant";
+  const Partition dirichlet = *ParsePartition("dirichlet", 0.5, 2);
+  const Run fedavg = TrainOnTheCluster(ModelOptions(), sgd, ModeConfig{Mode::kFedAvg, 0, 1, 1.0},
+                                       sgd.momentum, dirichlet, /*homes_per_worker=*/2);
+  ExpectEqualsTheMonolith(fedavg, ModelOptions(), sgd, **train_, dirichlet);
 }
 
 INSTANTIATE_TEST_SUITE_P(Optimizers, SyncEqualsMonolithTest,

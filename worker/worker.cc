@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/core/push_ledger.h"
@@ -19,11 +20,28 @@ std::vector<std::string> AggregatorsByIndex(const std::vector<std::string>& aggr
   return out;
 }
 
+std::vector<HomeOptions> HostedHomes(const WorkerOptions& o) {
+  if (!o.homes.empty()) return o.homes;
+  return {HomeOptions{o.id, o.index, o.examples}};
+}
+
 absl::Status ValidateWorkerOptions(const WorkerOptions& o) {
-  if (absl::Status s = ValidateMemberId(o.id, "the worker id (--id)"); !s.ok()) return s;
-  if (o.num_workers < 1 || o.index < 0 || o.index >= o.num_workers) {
-    return absl::InvalidArgumentError(absl::StrCat("worker index ", o.index, " is not in [0, ",
-                                                   o.num_workers, ") (--index, --workers)"));
+  const std::vector<HomeOptions> homes = HostedHomes(o);
+  if (static_cast<int64_t>(homes.size()) > kMaxHostedHomes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a worker process hosts at most ", kMaxHostedHomes, " homes (--homes)"));
+  }
+  absl::flat_hash_set<std::string> ids;
+  for (const HomeOptions& h : homes) {
+    if (absl::Status s = ValidateMemberId(h.id, "the worker id (--id)"); !s.ok()) return s;
+    if (!ids.insert(h.id).second) {
+      return absl::InvalidArgumentError(absl::StrCat("two homes are called ", h.id));
+    }
+    if (o.num_workers < 1 || h.index < 0 || h.index >= o.num_workers) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("worker index ", h.index, " is not in [0, ", o.num_workers,
+                       ") (--index or --first_home, --homes, --workers)"));
+    }
   }
   if (!(o.slowdown >= 1.0 && o.slowdown <= 1000.0)) {
     return absl::InvalidArgumentError(
@@ -44,39 +62,43 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
                                                        std::vector<AggregatorClient*> clients) {
   if (absl::Status s = ValidateWorkerOptions(options); !s.ok()) return s;
   if (clients.empty()) return absl::InvalidArgumentError("a worker needs an aggregator");
-  absl::StatusOr<ShardSampler> sampler =
-      options.examples.empty()
-          ? ShardSampler::Create(data->num_whole_examples(), options.index, options.num_workers,
-                                 options.batch_size, options.data_seed)
-          : ShardSampler::FromExamples(options.examples, options.index, options.batch_size,
-                                       options.data_seed);
-  if (!sampler.ok()) return sampler.status();
+  std::vector<Home> homes;
+  for (HomeOptions& h : HostedHomes(options)) {
+    absl::StatusOr<ShardSampler> sampler =
+        h.examples.empty()
+            ? ShardSampler::Create(data->num_whole_examples(), h.index, options.num_workers,
+                                   options.batch_size, options.data_seed)
+            : ShardSampler::FromExamples(h.examples, h.index, options.batch_size,
+                                         options.data_seed);
+    if (!sampler.ok()) {
+      return absl::Status(sampler.status().code(),
+                          absl::StrCat(h.id, ": ", sampler.status().message()));
+    }
+    h.examples.clear();  // (the sampler holds them)
+    homes.push_back(Home{std::move(h), *std::move(sampler), 0, -1, nullptr, std::thread()});
+    if (options.compression.encoding != Encoding::kFp32) {
+      homes.back().compressor = std::make_unique<Compressor>(
+          options.compression, model->layout().num_floats(), model->layout().buffer_ranges());
+    }
+  }
   return std::unique_ptr<Worker>(new Worker(std::move(options), std::move(model), std::move(data),
-                                            *std::move(sampler), std::move(clients)));
+                                            std::move(homes), std::move(clients)));
 }
 
 Worker::Worker(WorkerOptions options, std::unique_ptr<Model> model,
-               std::shared_ptr<const Dataset> data, ShardSampler sampler,
+               std::shared_ptr<const Dataset> data, std::vector<Home> homes,
                std::vector<AggregatorClient*> clients)
     : options_(std::move(options)),
       model_(std::move(model)),
       data_(std::move(data)),
-      sampler_(std::move(sampler)),
+      homes_(std::move(homes)),
       clients_(std::move(clients)),
       incarnation_(NewIncarnation()),
-      lease_micros_(absl::ToInt64Microseconds(options_.lease)) {
-  push_.sender = options_.id;
-  push_.incarnation = incarnation_;
-  push_.sequence = 0;  // (the first push is 1)
-  push_.gradient.resize(model_->layout().num_floats());
-  if (options_.compression.encoding != Encoding::kFp32) {
-    compressor_ = std::make_unique<Compressor>(options_.compression, push_.gradient.size(),
-                                               model_->layout().buffer_ranges());
-  }
-}
+      lease_micros_(absl::ToInt64Microseconds(options_.lease)) {}
 
 Worker::~Worker() {
   Shutdown();
+  for (Home& h : homes_) AwaitPush(h);
   if (heartbeat_.joinable()) heartbeat_.join();
 }
 
@@ -97,17 +119,25 @@ void Worker::StopHeartbeats() {
   std::call_once(heartbeat_stop_once_, [this] { heartbeat_stop_.Notify(); });
 }
 
-absl::StatusOr<HeartbeatAnswer> Worker::Join() {
+HeartbeatRequestData Worker::HomesHeartbeat(bool leaving) const {
   HeartbeatRequestData hb;
-  hb.member = options_.id;
+  hb.member = homes_[0].options.id;
   hb.incarnation = incarnation_;
+  hb.leaving = leaving;
+  for (size_t i = 1; i < homes_.size(); ++i) hb.homes.push_back(homes_[i].options.id);
+  return hb;
+}
+
+absl::StatusOr<HeartbeatAnswer> Worker::Join() {
   absl::StatusOr<HeartbeatAnswer> answer =
-      client()->Heartbeat(hb, options_.clock->Now() + absl::Microseconds(lease_micros_.load()) / 2);
+      client()->Heartbeat(HomesHeartbeat(/*leaving=*/false),
+                          options_.clock->Now() + absl::Microseconds(lease_micros_.load()) / 2);
   if (answer.ok()) lease_micros_.store(absl::ToInt64Microseconds(answer->lease));
   return answer;
 }
 
 void Worker::HeartbeatLoop() {
+  const std::string& me = homes_[0].options.id;
   int watched = active_.load();
   absl::Time last_answer = options_.clock->Now();
   absl::Time next_probe = options_.clock->Now();
@@ -125,7 +155,7 @@ void Worker::HeartbeatLoop() {
     if (Join().ok()) {
       last_answer = now;
     } else if (now - last_answer > lease && !failover_.load()) {
-      LOG(WARNING) << options_.id << ": aggregator " << watched << " has not answered for "
+      LOG(WARNING) << me << ": aggregator " << watched << " has not answered for "
                    << absl::FormatDuration(now - last_answer) << "; failing over";
       failover_.store(true);
       clients_[watched]->CancelInFlight();
@@ -133,16 +163,15 @@ void Worker::HeartbeatLoop() {
     if (options_.return_to_preferred && watched != 0 && now >= next_probe && !move_back_.load()) {
       next_probe = now + 2 * lease;
       // A probe that does not join: `leaving` is a no-op for a non-member.
-      HeartbeatRequestData probe;
-      probe.member = options_.id;
-      probe.incarnation = incarnation_;
-      probe.leaving = true;
-      if (clients_[0]->Heartbeat(probe, now + lease / 2).ok()) move_back_.store(true);
+      if (clients_[0]->Heartbeat(HomesHeartbeat(/*leaving=*/true), now + lease / 2).ok()) {
+        move_back_.store(true);
+      }
     }
   }
 }
 
 void Worker::MaybeSwitch() {
+  std::lock_guard<std::mutex> lock(switch_mu_);
   const int from = active_.load();
   int to = from;
   if (failover_.load()) {
@@ -150,20 +179,24 @@ void Worker::MaybeSwitch() {
   } else if (move_back_.load()) {
     to = 0;
     // Leave at once, so that the old aggregator's rounds do not wait a
-    // lease for this worker.
-    HeartbeatRequestData bye;
-    bye.member = options_.id;
-    bye.incarnation = incarnation_;
-    bye.leaving = true;
-    (void)clients_[from]->Heartbeat(bye, options_.clock->Now() + absl::Milliseconds(500));
+    // lease for these homes.
+    (void)clients_[from]->Heartbeat(HomesHeartbeat(/*leaving=*/true),
+                                    options_.clock->Now() + absl::Milliseconds(500));
   }
   failover_.store(false);
   move_back_.store(false);
   if (to == from) return;
-  LOG(WARNING) << options_.id << ": moving from aggregator " << from << " to aggregator " << to;
+  LOG(WARNING) << homes_[0].options.id << ": moving from aggregator " << from << " to aggregator "
+               << to;
   active_.store(to);
   switches_.fetch_add(1);
   (void)Join();
+}
+
+void Worker::NoteNewest(int64_t version) {
+  int64_t known = newest_known_.load();
+  while (version > known && !newest_known_.compare_exchange_weak(known, version)) {
+  }
 }
 
 absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
@@ -190,20 +223,20 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
       break;
     case Mode::kAsync:
       may_reuse = true;
-      if (newest_known_ > current_->version) {
+      if (const int64_t newest = newest_known_.load(); newest > current_->version) {
         // Newer weights exist (an ack said so) and are on their way to the
         // aggregator: wait a moment for them rather than compute a gradient
         // on weights already known to be stale. Never a round's wait: the
         // bound is short and the worker goes on with what it has.
         absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> fresh = client()->PullWeights(
-            newest_known_, options_.clock->Now() + options_.fresh_weights_wait,
+            newest, options_.clock->Now() + options_.fresh_weights_wait,
             /*no_wait=*/false, incarnation);
         if (!absl::IsDeadlineExceeded(fresh.status())) return fresh;
       }
       break;
     case Mode::kSsp: {
       // A gradient on weights older than this is refused for sure.
-      const int64_t freshest_useful = newest_known_ - current_->mode.staleness;
+      const int64_t freshest_useful = newest_known_.load() - current_->mode.staleness;
       may_reuse = current_->version >= freshest_useful;
       min_version = std::max(next, freshest_useful);
       break;
@@ -217,28 +250,30 @@ absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> Worker::NextWeights() {
 
 absl::Status Worker::Run() {
   if (absl::StatusOr<HeartbeatAnswer> joined = Join(); joined.ok()) {
-    if (auto it = joined->data_positions.find(options_.id); it != joined->data_positions.end()) {
-      // A restarted worker: its data order continues where HQ last saw it.
-      last_step_ = std::max(last_step_, it->second - 1);
-      LOG(INFO) << options_.id << ": continuing at data step " << it->second;
+    for (Home& h : homes_) {
+      auto it = joined->data_positions.find(h.options.id);
+      if (it == joined->data_positions.end()) continue;
+      // A restarted home: its data order continues where HQ last saw it.
+      h.last_step = std::max(h.last_step, it->second - 1);
+      LOG_IF(INFO, homes_.size() == 1)
+          << h.options.id << ": continuing at data step " << it->second;
     }
   }
   heartbeat_ = std::thread([this] { HeartbeatLoop(); });
   absl::Status status = Loop();
+  for (Home& h : homes_) AwaitPush(h);
   // No heartbeat after the goodbye: it would join the aggregator again.
   StopHeartbeats();
   heartbeat_.join();
   if (killed_.load()) return status;
   // Leave at once rather than hold up rounds for a lease.
-  HeartbeatRequestData bye;
-  bye.member = options_.id;
-  bye.incarnation = incarnation_;
-  bye.leaving = true;
-  (void)client()->Heartbeat(bye, options_.clock->Now() + absl::Milliseconds(500));
+  (void)client()->Heartbeat(HomesHeartbeat(/*leaving=*/true),
+                            options_.clock->Now() + absl::Milliseconds(500));
   return status;
 }
 
 absl::Status Worker::Loop() {
+  const std::string& me = homes_[0].options.id;
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (!stop_.HasBeenNotified()) {
     MaybeSwitch();
@@ -246,7 +281,7 @@ absl::Status Worker::Loop() {
     if (!weights.ok()) {
       if (absl::IsDeadlineExceeded(weights.status())) continue;  // the long poll ran out
       if (!IsRetryable(weights.status())) return weights.status();
-      LOG_EVERY_N(WARNING, 20) << options_.id << ": pulling weights: " << weights.status();
+      LOG_EVERY_N(WARNING, 20) << me << ": pulling weights: " << weights.status();
       if (stop_.WaitForNotificationWithTimeout(backoff.Next())) break;
       continue;
     }
@@ -260,59 +295,120 @@ absl::Status Worker::Loop() {
                                                       "in this worker's")));
       }
       if (w->training_done) {
-        LOG(INFO) << options_.id << ": training done at version " << w->version << " after "
+        LOG(INFO) << me << ": training done at version " << w->version << " after "
                   << steps_.load() << " steps (" << refused_.load() << " gradients refused)";
         return absl::OkStatus();
       }
       if (absl::Status s = model_->SetWeights(w->weights); !s.ok()) return s;
+      model_moved_ = false;
       if (current_ != nullptr && current_->incarnation != w->incarnation) {
-        LOG(WARNING) << options_.id << ": HQ restarted; continuing from version " << w->version;
-        newest_known_ = -1;
+        LOG(WARNING) << me << ": HQ restarted; continuing from version " << w->version;
+        newest_known_.store(-1);
       }
       if (current_ == nullptr || current_->mode != w->mode) {
-        LOG(INFO) << options_.id << ": mode " << DescribeMode(w->mode) << " at version "
-                  << w->version;
+        LOG(INFO) << me << ": mode " << DescribeMode(w->mode) << " at version " << w->version;
       }
       current_ = w;
       version_.store(w->version);
-      newest_known_ = std::max(newest_known_, w->version);
+      NoteNewest(w->version);
     }
-    if (w->mode.mode == Mode::kFedAvg) {
-      if (!w->participants.empty() &&
-          !std::binary_search(w->participants.begin(), w->participants.end(), options_.id)) {
+    if (w->mode.mode == Mode::kAsync || w->mode.mode == Mode::kSsp) {
+      // One home's gradient per weights: the next home takes the newest.
+      Home& h = homes_[next_home_];
+      next_home_ = (next_home_ + 1) % homes_.size();
+      absl::StatusOr<bool> went = Turn(h, w);
+      if (!went.ok()) return went.status();
+      if (!*went) break;
+      continue;
+    }
+    bool stopped = false;
+    for (Home& h : homes_) {
+      if (w->mode.mode == Mode::kFedAvg && !w->participants.empty() &&
+          !std::binary_search(w->participants.begin(), w->participants.end(), h.options.id)) {
         ++rounds_sat_out_;
-        continue;  // not drawn for this round: wait for the next version
+        continue;  // not drawn for this round: waits for the next version
       }
-      absl::StatusOr<bool> trained = LocalRound(*w);
-      if (!trained.ok()) return trained.status();
-      if (!*trained) break;
-    } else {
-      const int64_t step =
-          w->mode.mode == Mode::kSync ? std::max(w->version, last_step_ + 1) : last_step_ + 1;
-      const absl::Time start = options_.clock->Now();
-      if (absl::Status s = ComputeStep(*w, step); !s.ok()) return s;
-      if (!Straggle(options_.clock->Now() - start)) break;
-      last_step_ = step;
-      ++steps_;
+      absl::StatusOr<bool> went = Turn(h, w);
+      if (!went.ok()) return went.status();
+      if (!*went) {
+        stopped = true;
+        break;
+      }
     }
-    if (absl::Status s = PushWithRetry(); !s.ok()) {
-      if (absl::IsCancelled(s)) break;
-      // The aggregator counted the refusal (e.g. a late gradient of a closed
-      // round, or one too stale for ssp); this worker moves on.
-      ++refused_;
-      LOG_EVERY_N(WARNING, 100) << options_.id << ": gradient of version " << w->version
-                                << " refused: " << s << " (every 100th refusal is logged)";
-    }
+    if (stopped) break;
   }
   return absl::CancelledError("worker shut down");
 }
 
-absl::StatusOr<double> Worker::Gradient(int64_t step, absl::Span<float> out, int64_t* samples) {
-  const std::vector<int64_t> batch = sampler_.Batch(step);
+absl::StatusOr<bool> Worker::Turn(Home& h, const std::shared_ptr<const WeightsSnapshot>& w) {
+  AwaitPush(h);  // a home's pushes go one after the other
+  if (stop_.HasBeenNotified()) return false;
+  if (model_moved_) {
+    if (absl::Status s = model_->SetWeights(w->weights); !s.ok()) return s;
+  }
+  std::unique_ptr<GradientPush> push = TakeBuffer();
+  if (w->mode.mode == Mode::kFedAvg) {
+    model_moved_ = true;
+    absl::StatusOr<bool> trained = LocalRound(h, *w, push.get());
+    if (!trained.ok() || !*trained) return trained;
+  } else {
+    const int64_t step =
+        w->mode.mode == Mode::kSync ? std::max(w->version, h.last_step + 1) : h.last_step + 1;
+    const absl::Time start = options_.clock->Now();
+    if (absl::Status s = ComputeStep(h, *w, step, push.get()); !s.ok()) return s;
+    // A forward pass may move buffers (BatchNorm's running statistics).
+    model_moved_ = !w->layout.buffer_ranges().empty();
+    if (!Straggle(options_.clock->Now() - start)) return false;
+    h.last_step = step;
+    ++steps_;
+  }
+  ++pushes_;
+  if (homes_.size() == 1) {
+    Send(h, std::move(push));  // one home: nothing to overlap with
+  } else {
+    GradientPush* raw = push.release();
+    h.sending = std::thread([this, &h, raw] { Send(h, std::unique_ptr<GradientPush>(raw)); });
+  }
+  return !stop_.HasBeenNotified();
+}
+
+void Worker::AwaitPush(Home& h) {
+  if (h.sending.joinable()) h.sending.join();
+}
+
+std::unique_ptr<GradientPush> Worker::TakeBuffer() {
+  {
+    std::lock_guard<std::mutex> lock(buffers_mu_);
+    if (!buffers_.empty()) {
+      std::unique_ptr<GradientPush> push = std::move(buffers_.back());
+      buffers_.pop_back();
+      return push;
+    }
+  }
+  auto push = std::make_unique<GradientPush>();
+  push->gradient.resize(model_->layout().num_floats());
+  return push;
+}
+
+void Worker::Send(Home& h, std::unique_ptr<GradientPush> push) {
+  if (absl::Status s = PushWithRetry(*push); !s.ok() && !absl::IsCancelled(s)) {
+    // The aggregator counted the refusal (e.g. a late gradient of a closed
+    // round, or one too stale for ssp); the home moves on.
+    ++refused_;
+    LOG_EVERY_N(WARNING, 100) << h.options.id << ": gradient of version " << push->version
+                              << " refused: " << s << " (every 100th refusal is logged)";
+  }
+  std::lock_guard<std::mutex> lock(buffers_mu_);
+  buffers_.push_back(std::move(push));
+}
+
+absl::StatusOr<double> Worker::Gradient(Home& h, int64_t step, absl::Span<float> out,
+                                        int64_t* samples) {
+  const std::vector<int64_t> batch = h.sampler.Batch(step);
   data_->Gather(batch, &features_, &labels_, &targets_);
   // Dropout and the module's other draws come from (--seed, id, step): a
-  // restarted worker recomputes the same gradient of a step.
-  model_->SeedNextGradient(StepSeed(options_.data_seed, options_.id, step));
+  // restarted home recomputes the same gradient of a step.
+  model_->SeedNextGradient(StepSeed(options_.data_seed, h.options.id, step));
   absl::StatusOr<double> loss_sum = model_->ComputeGradient(features_, labels_, targets_, out);
   if (!loss_sum.ok()) return loss_sum.status();
   *samples = static_cast<int64_t>(batch.size());
@@ -320,23 +416,24 @@ absl::StatusOr<double> Worker::Gradient(int64_t step, absl::Span<float> out, int
   return loss_sum;
 }
 
-absl::Status Worker::ComputeStep(const WeightsSnapshot& w, int64_t step) {
+absl::Status Worker::ComputeStep(Home& h, const WeightsSnapshot& w, int64_t step,
+                                 GradientPush* push) {
   int64_t samples = 0;
-  absl::StatusOr<double> loss_sum = Gradient(step, absl::MakeSpan(push_.gradient), &samples);
+  absl::StatusOr<double> loss_sum = Gradient(h, step, absl::MakeSpan(push->gradient), &samples);
   if (!loss_sum.ok()) return loss_sum.status();
-  Seal(w.version, samples, *loss_sum, step);
-  push_.hq_incarnation = w.incarnation;
+  Seal(h, w.version, samples, *loss_sum, step, push);
+  push->hq_incarnation = w.incarnation;
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
+absl::StatusOr<bool> Worker::LocalRound(Home& h, const WeightsSnapshot& w, GradientPush* push) {
   if (trainer_ == nullptr) {
-    trainer_ = std::make_unique<LocalTrainer>(push_.gradient.size(), w.layout.buffer_ranges());
+    trainer_ = std::make_unique<LocalTrainer>(push->gradient.size(), w.layout.buffer_ranges());
   }
   trainer_->Begin(w.weights);
   // Local step j of round (v, e) reads batch (v·E + e)·H + j of this
-  // worker's order, so a round of one step reads what sync would (and a
-  // restarted worker goes on from its data position).
+  // home's order, so a round of one step reads what sync would (and a
+  // restarted home goes on from its data position).
   int64_t samples = 0;
   double loss_sum = 0;
   for (int64_t j = 0; j < w.mode.local_steps; ++j) {
@@ -344,39 +441,42 @@ absl::StatusOr<bool> Worker::LocalRound(const WeightsSnapshot& w) {
       if (absl::Status s = model_->SetWeights(trainer_->weights()); !s.ok()) return s;
     }
     const int64_t step = std::max(
-        (w.version * w.mode.edge_rounds + w.edge_round) * w.mode.local_steps + j, last_step_ + 1);
+        (w.version * w.mode.edge_rounds + w.edge_round) * w.mode.local_steps + j, h.last_step + 1);
     const absl::Time start = options_.clock->Now();
     int64_t n = 0;
-    absl::StatusOr<double> loss = Gradient(step, absl::MakeSpan(push_.gradient), &n);
+    absl::StatusOr<double> loss = Gradient(h, step, absl::MakeSpan(push->gradient), &n);
     if (!loss.ok()) return loss.status();
-    trainer_->Step(push_.gradient, w.local_sgd);
+    trainer_->Step(push->gradient, w.local_sgd);
     samples += n;
     loss_sum += *loss;
-    last_step_ = step;
+    h.last_step = step;
     ++steps_;
     if (!Straggle(options_.clock->Now() - start)) return false;
   }
-  trainer_->DeltaInto(absl::MakeSpan(push_.gradient));
+  trainer_->DeltaInto(absl::MakeSpan(push->gradient));
   last_loss_.store(loss_sum / static_cast<double>(samples));
-  Seal(w.version, samples, loss_sum, last_step_);
-  push_.hq_incarnation = w.incarnation;
-  push_.edge_round = w.edge_round;
+  Seal(h, w.version, samples, loss_sum, h.last_step, push);
+  push->hq_incarnation = w.incarnation;
+  push->edge_round = w.edge_round;
   return true;
 }
 
-void Worker::Seal(int64_t version, int64_t samples, double loss_sum, int64_t step) {
-  push_.version = version;
-  push_.samples = samples;
-  push_.loss_sum = loss_sum;
-  push_.step = step;
-  push_.edge_round = 0;
-  push_.retry = false;
-  ++push_.sequence;
-  if (compressor_ != nullptr) {
+void Worker::Seal(Home& h, int64_t version, int64_t samples, double loss_sum, int64_t step,
+                  GradientPush* push) {
+  push->sender = h.options.id;
+  push->incarnation = incarnation_;
+  push->version = version;
+  push->samples = samples;
+  push->loss_sum = loss_sum;
+  push->step = step;
+  push->edge_round = 0;
+  push->retry = false;
+  push->sequence = ++h.sequence;
+  if (h.compressor != nullptr) {
     // Once per gradient (its retries resend the same bytes): the error
     // feedback carries what this one does not send into the next.
-    push_.encoded.encoding = compressor_->options().encoding;
-    push_.encoded.nonzeros = compressor_->Encode(push_.gradient, &push_.encoded.bytes);
+    push->encoded.encoding = h.compressor->options().encoding;
+    push->encoded.nonzeros = h.compressor->Encode(push->gradient, &push->encoded.bytes);
   }
 }
 
@@ -386,28 +486,27 @@ bool Worker::Straggle(absl::Duration compute_time) {
   return !stop_.WaitForNotificationWithTimeout(pause);
 }
 
-absl::Status Worker::PushWithRetry() {
-  ++pushes_;
+absl::Status Worker::PushWithRetry(GradientPush& push) {
   RpcTimer timer(rpc_metrics_, "PushGradient");
   Backoff backoff(options_.min_backoff, options_.max_backoff);
   while (true) {
-    absl::StatusOr<PushResult> result = client()->PushGradient(push_);
-    timer.Sent(push_.encoded.encoding == Encoding::kFp32
-                   ? static_cast<int64_t>(push_.gradient.size() * sizeof(float))
-                   : static_cast<int64_t>(push_.encoded.bytes.size()));
+    absl::StatusOr<PushResult> result = client()->PushGradient(push);
+    timer.Sent(push.encoded.encoding == Encoding::kFp32
+                   ? static_cast<int64_t>(push.gradient.size() * sizeof(float))
+                   : static_cast<int64_t>(push.encoded.bytes.size()));
     if (stop_.HasBeenNotified()) return absl::CancelledError("worker shut down");
     if (result.ok()) {
       LOG_IF(WARNING, result->duplicate)
-          << options_.id << ": the aggregator already had push " << push_.sequence << " of version "
-          << push_.version << " (is this worker's id unique?)";
-      newest_known_ = std::max(newest_known_, result->newest_version);
+          << push.sender << ": the aggregator already had push " << push.sequence
+          << " of version " << push.version << " (is this worker's id unique?)";
+      NoteNewest(result->newest_version);
       return absl::OkStatus();
     }
     if (!IsRetryable(result.status())) return result.status();
     // The outcome is unknown: the gradient may have reached HQ. Every
     // further attempt says so, and goes wherever the worker is now.
-    push_.retry = true;
-    LOG_EVERY_N(WARNING, 20) << options_.id << ": pushing version " << push_.version << ": "
+    push.retry = true;
+    LOG_EVERY_N(WARNING, 20) << push.sender << ": pushing version " << push.version << ": "
                              << result.status();
     if (!failover_.load() && stop_.WaitForNotificationWithTimeout(backoff.Next())) {
       return absl::CancelledError("worker shut down");
@@ -423,6 +522,7 @@ void CollectWorkerMetrics(const Worker& w, MetricFamilies* out) {
   out->Counter("hips_worker_rounds_sat_out_total",
                "fedavg: rounds this worker was not drawn for (--participation)",
                w.rounds_sat_out());
+  out->Gauge("hips_worker_homes", "Homes this worker process hosts (--homes)", w.homes());
   out->Gauge("hips_version", "Version of the weights the worker computes on", w.version());
   out->Gauge("hips_training_loss", "Mean loss of the worker's newest batch", w.last_loss());
 }

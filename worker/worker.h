@@ -24,14 +24,25 @@
 
 namespace hips {
 
-struct WorkerOptions {
+// One home (member) of a worker process: its id, its index among the run's
+// homes and its examples.
+struct HomeOptions {
   std::string id = "worker-0";
-  int index = 0;        // this worker's shard
-  int num_workers = 1;  // shards in the cluster
+  int index = 0;  // this home's shard
   // If not empty: the examples of the whole set this home draws its batches
   // from (its part under --partition, partition.h), instead of shard index
   // of num_workers.
   std::vector<int64_t> examples;
+};
+
+struct WorkerOptions {
+  // The process's one home (the default), or, when `homes` is not empty,
+  // none of these: `homes` are the homes it hosts (hips-worker --homes).
+  std::string id = "worker-0";
+  int index = 0;
+  std::vector<int64_t> examples;
+  std::vector<HomeOptions> homes;
+  int num_workers = 1;  // homes (shards) in the cluster
   int64_t batch_size = 64;
   uint64_t data_seed = 1;  // --seed: the data order and the module's random draws
   // Straggler injection (tests and demos): after each gradient, sleep
@@ -61,6 +72,10 @@ struct WorkerOptions {
 };
 
 absl::Status ValidateWorkerOptions(const WorkerOptions& options);
+
+// The homes a worker process hosts: options.homes, or the one home of id,
+// index and examples.
+std::vector<HomeOptions> HostedHomes(const WorkerOptions& options);
 
 // The aggregators of worker `index` when every worker is given the same
 // list (a Kubernetes Job's pods): entry index mod N is its own, the entries
@@ -96,10 +111,23 @@ std::vector<std::string> AggregatorsByIndex(const std::vector<std::string>& aggr
 // monolith rely on it); in async and ssp s counts this worker's gradients
 // (a restarted worker continues where HQ says its data order was).
 //
-// Faults (docs/faults.md): a heartbeat thread holds the worker's lease at its
-// aggregator. An aggregator that has not answered for a lease is given up:
-// the push in flight is cancelled and sent again, marked as a retry, to the
-// next aggregator of the list (HQ applies a retried gradient at most once).
+// Many homes (hips-worker --homes, docs/modes.md "Many homes"): a worker
+// process may host several homes. Each is a member of its own (id, data
+// shard and order, sequence numbers, lease, compression residual); they
+// share the process's incarnation, its model (the weights are set once per
+// version and again before each home computes), its channels and one
+// heartbeat that names them all. Per weights the homes compute in turn:
+// every home in sync, the drawn ones in fedavg, the next one in turn in
+// async and ssp. A push travels on a thread of its own while the next home
+// computes (a sync or fedavg push is answered only once its round is over,
+// which needs the other homes' pushes); a home computes again only once its
+// push was answered. With one home this is the loop above, push for push.
+//
+// Faults (docs/faults.md): a heartbeat thread holds the homes' leases at
+// their aggregator. An aggregator that has not answered for a lease is
+// given up: the pushes in flight are cancelled and sent again, marked as
+// retries, to the next aggregator of the list (HQ applies a retried
+// gradient at most once).
 //
 // Run() is called from one thread; Shutdown() from any.
 class Worker {
@@ -134,54 +162,84 @@ class Worker {
   // be null.
   void set_rpc_metrics(RpcMetrics* metrics) { rpc_metrics_ = metrics; }
 
-  // Counters, readable from any thread while Run runs.
+  // Counters over all its homes, readable from any thread while Run runs.
   // Gradients computed so far (pushed or refused; in fedavg every local
   // step counts).
   int64_t steps() const { return steps_.load(); }
   int64_t refused() const { return refused_.load(); }
   // Gradients (fedavg: deltas) it pushed, retries not counted again.
   int64_t pushes() const { return pushes_.load(); }
-  // Times this worker moved to another aggregator.
+  // Times this process moved to another aggregator.
   int64_t switches() const { return switches_.load(); }
-  // fedavg: rounds this worker was not drawn for.
+  // fedavg: rounds a home was not drawn for, summed over the homes.
   int64_t rounds_sat_out() const { return rounds_sat_out_.load(); }
   // The version of the weights it computes on (-1 before the first).
   int64_t version() const { return version_.load(); }
   // Mean loss of its newest batch.
   double last_loss() const { return last_loss_.load(); }
+  int homes() const { return static_cast<int>(homes_.size()); }
 
  private:
+  // A hosted home's own state. Only Run's thread touches it, but for
+  // `sending`, the thread of its push in flight (joined before the home
+  // computes again).
+  struct Home {
+    HomeOptions options;
+    ShardSampler sampler;
+    int64_t sequence = 0;  // of its newest push (the first is 1)
+    int64_t last_step = -1;
+    // Encodes its pushes on a compressed hop (its error feedback); null for
+    // fp32.
+    std::unique_ptr<Compressor> compressor;
+    std::thread sending;
+  };
+
   Worker(WorkerOptions options, std::unique_ptr<Model> model, std::shared_ptr<const Dataset> data,
-         ShardSampler sampler, std::vector<AggregatorClient*> clients);
+         std::vector<Home> homes, std::vector<AggregatorClient*> clients);
 
   // The next weights to compute on: newer ones, or `current_` again when the
   // mode allows it and nothing newer is there. Null after Shutdown.
   absl::StatusOr<std::shared_ptr<const WeightsSnapshot>> NextWeights();
   absl::Status Loop();
-  absl::Status ComputeStep(const WeightsSnapshot& weights, int64_t step);
-  // The gradient of step `step`'s batch into `out`; its sample count into
-  // `samples`. Returns the batch's loss sum.
-  absl::StatusOr<double> Gradient(int64_t step, absl::Span<float> out, int64_t* samples);
-  // fedavg: the round's local steps on `weights`, leaving the delta in
-  // push_. False if the worker was shut down meanwhile.
-  absl::StatusOr<bool> LocalRound(const WeightsSnapshot& weights);
-  // Fills push_'s header for what push_.gradient now holds (and encodes it
-  // on a compressed hop).
-  void Seal(int64_t version, int64_t samples, double loss_sum, int64_t step);
+  // Home `h`'s turn on `w`: its gradient (or fedavg round), then its push on
+  // its way. False if the worker was shut down meanwhile.
+  absl::StatusOr<bool> Turn(Home& h, const std::shared_ptr<const WeightsSnapshot>& w);
+  absl::Status ComputeStep(Home& h, const WeightsSnapshot& weights, int64_t step,
+                           GradientPush* push);
+  // The gradient of step `step`'s batch of home `h` into `out`; its sample
+  // count into `samples`. Returns the batch's loss sum.
+  absl::StatusOr<double> Gradient(Home& h, int64_t step, absl::Span<float> out, int64_t* samples);
+  // fedavg: the round's local steps of home `h` on `weights`, leaving the
+  // delta in `push`. False if the worker was shut down meanwhile.
+  absl::StatusOr<bool> LocalRound(Home& h, const WeightsSnapshot& weights, GradientPush* push);
+  // Fills the header of home `h`'s push for what push->gradient now holds
+  // (and encodes it on a compressed hop).
+  void Seal(Home& h, int64_t version, int64_t samples, double loss_sum, int64_t step,
+            GradientPush* push);
   // Sleeps as a straggler would; false if the worker was shut down meanwhile.
   bool Straggle(absl::Duration compute_time);
-  absl::Status PushWithRetry();
+  // Sends `push` (on home `h`'s own thread), then gives its buffer back.
+  void Send(Home& h, std::unique_ptr<GradientPush> push);
+  absl::Status PushWithRetry(GradientPush& push);
+  // Waits for home `h`'s push in flight, if any.
+  static void AwaitPush(Home& h);
+  // A buffer for a push (from those whose pushes were answered).
+  std::unique_ptr<GradientPush> TakeBuffer();
   AggregatorClient* client() const { return clients_[active_.load()]; }
+  // The heartbeat of all the homes.
+  HeartbeatRequestData HomesHeartbeat(bool leaving) const;
   // Joins the current aggregator; returns its answer.
   absl::StatusOr<HeartbeatAnswer> Join();
-  // Moves to another aggregator when the heartbeat thread asked for it.
+  // Moves to another aggregator when the heartbeat thread asked for it
+  // (from Run's thread or a push's).
   void MaybeSwitch();
   void HeartbeatLoop();
+  void NoteNewest(int64_t version);
 
   const WorkerOptions options_;
   std::unique_ptr<Model> model_;
   const std::shared_ptr<const Dataset> data_;
-  ShardSampler sampler_;
+  std::vector<Home> homes_;
   const std::vector<AggregatorClient*> clients_;
   const int64_t incarnation_;
   absl::Notification stop_;
@@ -190,31 +248,36 @@ class Worker {
   std::once_flag heartbeat_stop_once_;
   void StopHeartbeats();
   std::once_flag shutdown_once_;
-  // Shared with the heartbeat thread.
+  // Shared with the heartbeat thread and the pushes' threads.
   std::atomic<int> active_{0};          // index into clients_
   std::atomic<bool> failover_{false};   // the current one stopped answering
   std::atomic<bool> move_back_{false};  // the preferred one answers again
   std::atomic<int64_t> lease_micros_;
   std::atomic<int64_t> switches_{0};
+  std::atomic<int64_t> newest_known_{-1};  // newest version heard of
+  std::mutex switch_mu_;                    // one MaybeSwitch at a time
   std::thread heartbeat_;
 
   // Only Run's thread touches the members below.
   std::shared_ptr<const WeightsSnapshot> current_;  // what the model holds
-  int64_t newest_known_ = -1;                       // newest version heard of
-  int64_t last_step_ = -1;
-  GradientPush push_;
-  // Encodes push_ on a compressed hop; null for fp32.
-  std::unique_ptr<Compressor> compressor_;
+  // The model's weights are no longer current_'s (a fedavg round, or a
+  // forward pass that moved buffers) and must be set again.
+  bool model_moved_ = false;
+  size_t next_home_ = 0;  // async, ssp: whose turn it is
   std::vector<float> features_;
   std::vector<int64_t> labels_;
   std::vector<float> targets_;
+  // fedavg: the replica's local steps (made at the first fedavg round).
+  std::unique_ptr<LocalTrainer> trainer_;
+
+  std::mutex buffers_mu_;
+  std::vector<std::unique_ptr<GradientPush>> buffers_;  // free ones
+
   std::atomic<int64_t> steps_{0};
   std::atomic<int64_t> refused_{0};
   std::atomic<int64_t> pushes_{0};
   std::atomic<bool> killed_{false};
   std::atomic<int64_t> rounds_sat_out_{0};
-  // fedavg: the replica's local steps (made at the first fedavg round).
-  std::unique_ptr<LocalTrainer> trainer_;
   std::atomic<int64_t> version_{-1};
   std::atomic<double> last_loss_{0};
   RpcMetrics* rpc_metrics_ = nullptr;

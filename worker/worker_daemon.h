@@ -21,6 +21,13 @@ namespace hips {
 
 struct WorkerDaemonOptions {
   WorkerOptions worker;
+  // More than one: the process hosts homes worker.index ..
+  // worker.index + homes - 1 of the run's worker.num_workers (hips-worker
+  // --homes, --first_home), called home_prefix + their index; worker.id is
+  // not used then. Their credentials (serve.security) must speak for them
+  // all: a member token or certificate of the range (HomeRange).
+  int homes = 1;
+  std::string home_prefix = "worker-";
   // Aggregator addresses (host:port, or unix:PATH): its own first, then the
   // ones it fails over to.
   std::vector<std::string> aggregators;

@@ -20,7 +20,9 @@
 #include "services/runtime/worker_flags.h"
 #include "worker/worker_daemon.h"
 
-ABSL_FLAG(std::string, id, "", "This worker's id (default worker-<index>).");
+ABSL_FLAG(std::string, id, "",
+          "This worker's id (default worker-<index>); with --homes > 1, the prefix of its "
+          "homes' ids (default worker-: homes worker-<first_home> onwards).");
 ABSL_FLAG(std::vector<std::string>, aggregator, {},
           "Aggregator addresses, host:port, comma-separated (required): the first is this "
           "worker's own, the others are where it fails over to (docs/faults.md).");
@@ -28,7 +30,14 @@ ABSL_FLAG(bool, aggregator_by_index, false,
           "Every worker has the same --aggregator list (a Kubernetes Job): this worker's own "
           "is entry --index mod N, the ones after it (wrapping) are where it fails over to.");
 ABSL_FLAG(int, index, 0, "This worker's shard index in [0, --workers).");
-ABSL_FLAG(int, workers, 1, "Number of workers (shards) in the cluster.");
+ABSL_FLAG(int, workers, 1,
+          "Number of homes (shards) in the run, over all worker processes.");
+ABSL_FLAG(int, homes, 1,
+          "Homes this process hosts, [1, 16384]: homes --first_home .. --first_home + K - 1 of "
+          "the run's --workers, each a member with its own id, data and lease, sharing one "
+          "model and the channels (docs/modes.md, \"Many homes\"). Its token or certificate "
+          "must name the range, e.g. hips token --member='worker-[0..249]'.");
+ABSL_FLAG(int, first_home, -1, "The first home this process hosts (default: --index).");
 ABSL_FLAG(double, slowdown, 1.0,
           "Straggler injection: make each step take this many times as long (>= 1).");
 ABSL_FLAG(int, health_port, -1,
@@ -43,12 +52,20 @@ hips::WorkerDaemonOptions OptionsFromFlags() {
   hips::WorkerDaemonOptions o;
   const std::vector<std::string> aggregators = absl::GetFlag(FLAGS_aggregator);
   o.aggregators = aggregators;
-  if (absl::GetFlag(FLAGS_aggregator_by_index) && absl::GetFlag(FLAGS_index) >= 0) {
-    o.aggregators = hips::AggregatorsByIndex(aggregators, absl::GetFlag(FLAGS_index));
+  if (absl::GetFlag(FLAGS_first_home) < -1) {
+    hips::ExitWithUsageError(
+        absl::StrCat("--first_home must be >= 0, got ", absl::GetFlag(FLAGS_first_home)));
+  }
+  const int first = absl::GetFlag(FLAGS_first_home) >= 0 ? absl::GetFlag(FLAGS_first_home)
+                                                          : absl::GetFlag(FLAGS_index);
+  if (absl::GetFlag(FLAGS_aggregator_by_index) && first >= 0) {
+    o.aggregators = hips::AggregatorsByIndex(aggregators, first);
   }
   o.chunk_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_chunk_bytes));
   hips::WorkerOptions& worker = o.worker;
-  worker.index = absl::GetFlag(FLAGS_index);
+  worker.index = first;
+  o.homes = absl::GetFlag(FLAGS_homes);
+  if (o.homes > 1 && !absl::GetFlag(FLAGS_id).empty()) o.home_prefix = absl::GetFlag(FLAGS_id);
   worker.num_workers = absl::GetFlag(FLAGS_workers);
   worker.id = absl::GetFlag(FLAGS_id).empty() ? absl::StrCat("worker-", worker.index)
                                               : absl::GetFlag(FLAGS_id);
@@ -83,9 +100,10 @@ int main(int argc, char** argv) {
       {"hips-worker",
        "the worker tier of hips",
        {{"",
-         "hips-worker --aggregator=HOST:PORT[,HOST:PORT...] --index=K --workers=W [model flags]",
+         "hips-worker --aggregator=HOST:PORT[,HOST:PORT...] --index=K --workers=W [model flags]\n"
+         "  hips-worker --aggregator=... --homes=K --first_home=I --workers=N [model flags]",
          "Computes gradients of its shard of the training data on the weights its aggregator\n"
-         "relays, and pushes them back.",
+         "relays, and pushes them back; with --homes, for K homes in one process.",
          {},
          {"*"}}}});
   if (absl::GetFlag(FLAGS_aggregator).empty()) hips::ExitWithUsageError("--aggregator is required");

@@ -7,7 +7,10 @@
 
 #include "worker/worker.h"
 
+#include <map>
 #include <memory>
+#include <set>
+#include <string>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -72,8 +75,9 @@ class WorkerTest : public ::testing::Test {
 
   // The value every entry of the gradient of `step` on weights of `version`
   // has (FakeModel).
-  float Expected(int64_t step, int64_t version) {
-    ShardSampler sampler = *ShardSampler::Create(data_->num_examples(), options_.index,
+  float Expected(int64_t step, int64_t version) { return Expected(step, version, options_.index); }
+  float Expected(int64_t step, int64_t version, int index) {
+    ShardSampler sampler = *ShardSampler::Create(data_->num_examples(), index,
                                                  options_.num_workers, kBatch, options_.data_seed);
     float labels = 0;
     for (int64_t i : sampler.Batch(step)) labels += static_cast<float>(data_->labels[i]);
@@ -277,6 +281,135 @@ TEST_F(WorkerTest, WeightsOfAnotherModelStopTheWorker) {
   const absl::Status s = Result();
   EXPECT_TRUE(absl::IsFailedPrecondition(s)) << s;
   EXPECT_TRUE(first_.pushes().empty());
+}
+
+// Three homes in one process, in sync. The fake answers a push only once
+// all three of its version are in, as a sync round does: the homes' pushes
+// must be in flight together, each under its own id, data and sequence.
+TEST_F(WorkerTest, HostedHomesEachPushTheirOwnGradientAndOneHeartbeatNamesThemAll) {
+  options_.num_workers = 3;
+  options_.homes = {{"w0", 0, {}}, {"w1", 1, {}}, {"w2", 2, {}}};
+  absl::Mutex mu;
+  std::map<int64_t, int> arrived;  // pushes per version
+  first_.SetPushHandler([&](const GradientPush& g) -> absl::StatusOr<PushResult> {
+    absl::MutexLock lock(&mu);
+    ++arrived[g.version];
+    const auto round_complete = [&] { return arrived[g.version] == 3; };
+    if (!mu.AwaitWithTimeout(absl::Condition(&round_complete), kWait)) {
+      return absl::DeadlineExceededError("the round never completed");
+    }
+    return PushResult{g.version, false, g.version};
+  });
+  first_.Publish(Weights(0));
+  Start();
+  ASSERT_TRUE(first_.WaitForPushes(3, kWait));
+  EXPECT_FALSE(first_.WaitForPushes(4, absl::Milliseconds(50)));  // one each per version
+  first_.Publish(Weights(1));
+  ASSERT_TRUE(first_.WaitForPushes(6, kWait));
+  first_.Publish(Weights(2, {}, /*done=*/true));
+  EXPECT_TRUE(Result().ok()) << result_;
+  std::map<std::string, std::vector<GradientPush>> by_home;
+  for (const GradientPush& p : first_.pushes()) by_home[p.sender].push_back(p);
+  ASSERT_EQ(by_home.size(), 3u);
+  int index = 0;
+  for (const auto& [id, pushes] : by_home) {
+    ASSERT_EQ(pushes.size(), 2u) << id;
+    for (int64_t v = 0; v < 2; ++v) {
+      EXPECT_EQ(pushes[v].version, v) << id;
+      EXPECT_EQ(pushes[v].step, v) << id;
+      EXPECT_EQ(pushes[v].sequence, v + 1) << id;  // each home numbers its own
+      EXPECT_EQ(pushes[v].incarnation, first_.pushes()[0].incarnation) << id;  // the process's
+      EXPECT_EQ(pushes[v].gradient[0], Expected(v, v, index)) << id;
+    }
+    ++index;
+  }
+  EXPECT_EQ(worker_->steps(), 6);
+  EXPECT_EQ(worker_->pushes(), 6);
+  EXPECT_EQ(worker_->refused(), 0);
+  // Every heartbeat, the goodbye too, speaks for all three.
+  for (const HeartbeatRequestData& hb : first_.heartbeats()) {
+    EXPECT_EQ(hb.member, "w0");
+    EXPECT_EQ(hb.homes, (std::vector<std::string>{"w1", "w2"}));
+  }
+  EXPECT_TRUE(first_.heartbeats().back().leaving);
+}
+
+TEST_F(WorkerTest, InFedAvgOnlyTheDrawnHomesComputeAndEachStartsFromTheRoundsWeights) {
+  options_.num_workers = 3;
+  options_.homes = {{"w0", 0, {}}, {"w1", 1, {}}, {"w2", 2, {}}};
+  ModeConfig fedavg{Mode::kFedAvg, 0};
+  fedavg.local_steps = 2;
+  auto round = [&](int64_t v, std::vector<std::string> drawn, bool done = false) {
+    auto w = std::make_shared<WeightsSnapshot>(*Weights(v, fedavg, done));
+    w->participants = std::move(drawn);
+    w->local_sgd.lr = 0.5;  // (sums of halves of integers: exact in float)
+    return w;
+  };
+  first_.Publish(round(0, {"w0", "w2"}));
+  Start();
+  ASSERT_TRUE(first_.WaitForPushes(2, kWait));
+  EXPECT_FALSE(first_.WaitForPushes(3, absl::Milliseconds(50)));
+  first_.Publish(round(1, {"w1"}));
+  ASSERT_TRUE(first_.WaitForPushes(3, kWait));
+  first_.Publish(round(2, {}, /*done=*/true));
+  EXPECT_TRUE(Result().ok()) << result_;
+  const std::vector<GradientPush> pushes = first_.pushes();
+  std::set<std::string> round0 = {pushes[0].sender, pushes[1].sender};
+  EXPECT_EQ(round0, (std::set<std::string>{"w0", "w2"}));
+  EXPECT_EQ(pushes[2].sender, "w1");
+  EXPECT_EQ(pushes[2].version, 1);
+  // Each home's two steps start from the round's weights, not from where the
+  // previous home's steps left the shared model: delta = lr (g0 + g1) with
+  // g0 = L0 + v and g1 = L1 + (v - lr g0), L the batch's label sum.
+  const auto delta = [&](int home, int64_t v) {
+    const float g0 = Expected(2 * v, v, home);
+    const float g1 = Expected(2 * v + 1, 0, home) + (static_cast<float>(v) - 0.5f * g0);
+    return 0.5f * (g0 + g1);
+  };
+  for (const GradientPush& p : pushes) {
+    EXPECT_EQ(p.samples, 2 * kBatch) << p.sender;
+    const int home = p.sender[1] - '0';
+    EXPECT_EQ(p.gradient[0], delta(home, p.version)) << p.sender;
+  }
+  EXPECT_EQ(worker_->steps(), 6);           // 2 local steps for each of 3 drawn homes
+  EXPECT_EQ(worker_->rounds_sat_out(), 3);  // w1 in round 0, w0 and w2 in round 1
+}
+
+TEST_F(WorkerTest, InAsyncTheHostedHomesTakeTurnsEachOnItsOwnDataOrder) {
+  options_.num_workers = 2;
+  options_.homes = {{"w0", 0, {}}, {"w1", 1, {}}};
+  first_.Publish(Weights(0, {Mode::kAsync, 0}));
+  Start();
+  ASSERT_TRUE(first_.WaitForPushes(4, kWait));
+  first_.Publish(Weights(1, {Mode::kAsync, 0}, /*done=*/true));
+  EXPECT_TRUE(Result().ok()) << result_;
+  // Their pushes travel side by side (in any order); each home's follow its
+  // own data order, step by step.
+  std::map<std::string, std::vector<GradientPush>> by_home;
+  for (const GradientPush& p : first_.pushes()) by_home[p.sender].push_back(p);
+  ASSERT_EQ(by_home.size(), 2u);
+  int home = 0;
+  for (const auto& [id, pushes] : by_home) {
+    ASSERT_GE(pushes.size(), 2u) << id;
+    for (size_t i = 0; i < pushes.size(); ++i) {
+      EXPECT_EQ(pushes[i].step, static_cast<int64_t>(i)) << id;
+      EXPECT_EQ(pushes[i].sequence, static_cast<int64_t>(i) + 1) << id;
+      EXPECT_EQ(pushes[i].gradient[0], Expected(static_cast<int64_t>(i), 0, home)) << id;
+    }
+    ++home;
+  }
+}
+
+TEST_F(WorkerTest, HostedHomesAreCheckedAsAWhole) {
+  options_.num_workers = 2;
+  options_.homes = {{"w0", 0, {}}, {"w0", 1, {}}};
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateWorkerOptions(options_)));
+  options_.homes = {{"w0", 0, {}}, {"w1", 2, {}}};
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateWorkerOptions(options_)));
+  options_.homes = {{"w0", 0, {}}, {"w 1", 1, {}}};
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateWorkerOptions(options_)));
+  options_.homes = {{"w0", 0, {}}, {"w1", 1, {}}};
+  EXPECT_TRUE(ValidateWorkerOptions(options_).ok());
 }
 
 TEST_F(WorkerTest, ShutdownEndsRunWhileItWaitsForWeights) {

@@ -217,11 +217,24 @@ std::string DescribeLabelSpread(absl::Span<const int64_t> labels,
 
 absl::StatusOr<DataShard> HomeShard(const DataOptions& data, const Partition& p, int index,
                                     int homes, uint64_t seed, int64_t min_examples) {
-  if (homes < 1 || index < 0 || index >= homes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("home ", index, " of ", homes, " does not exist"));
+  absl::StatusOr<std::vector<DataShard>> one =
+      HomeShards(data, p, index, 1, homes, seed, min_examples);
+  if (!one.ok()) return one.status();
+  return std::move(one->front());
+}
+
+absl::StatusOr<std::vector<DataShard>> HomeShards(const DataOptions& data, const Partition& p,
+                                                  int first, int count, int homes, uint64_t seed,
+                                                  int64_t min_examples) {
+  if (homes < 1 || count < 1 || first < 0 || first > homes - count) {
+    return absl::InvalidArgumentError(absl::StrCat("homes ", first, " to ", first + count - 1,
+                                                   " of ", homes, " do not exist"));
   }
-  if (p.kind == Partition::Kind::kIid) return DataShard{index, homes, {}};
+  std::vector<DataShard> out;
+  if (p.kind == Partition::Kind::kIid) {
+    for (int i = first; i < first + count; ++i) out.emplace_back(i, homes);
+    return out;
+  }
   absl::StatusOr<std::vector<int64_t>> labels = LoadTrainingLabels(data);
   if (!labels.ok()) {
     return absl::Status(labels.status().code(),
@@ -231,13 +244,31 @@ absl::StatusOr<DataShard> HomeShard(const DataOptions& data, const Partition& p,
   absl::StatusOr<std::vector<std::vector<int64_t>>> parts =
       PartitionExamples(*labels, homes, p, seed, min_examples);
   if (!parts.ok()) return parts.status();
-  std::vector<int64_t>& mine = (*parts)[index];
-  if (static_cast<int64_t>(mine.size()) < min_examples) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--partition=", DescribePartition(p), " gives home ", index, " of ", homes, " only ",
-        mine.size(), " examples, fewer than a batch of ", min_examples));
+  for (int i = first; i < first + count; ++i) {
+    std::vector<int64_t>& mine = (*parts)[i];
+    if (static_cast<int64_t>(mine.size()) < min_examples) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--partition=", DescribePartition(p), " gives home ", i, " of ", homes, " only ",
+          mine.size(), " examples, fewer than a batch of ", min_examples));
+    }
+    out.emplace_back(i, homes, std::move(mine));
   }
-  return DataShard{index, homes, std::move(mine)};
+  return out;
+}
+
+DataShard UnionOfShards(const std::vector<DataShard>& homes, int64_t whole) {
+  if (homes.size() == 1) return homes.front();
+  std::vector<int64_t> all;
+  for (const DataShard& h : homes) {
+    if (h.explicit_list()) {
+      all.insert(all.end(), h.examples.begin(), h.examples.end());
+    } else {
+      for (int64_t i = h.index; i < whole; i += h.count) all.push_back(i);
+    }
+  }
+  std::sort(all.begin(), all.end());
+  all.erase(std::unique(all.begin(), all.end()), all.end());
+  return DataShard(0, 1, std::move(all));
 }
 
 }  // namespace hips

@@ -64,6 +64,16 @@ std::string DescribeLabelSpread(absl::Span<const int64_t> labels,
 // at least `min_examples` (a batch). Errors name the flag at fault.
 absl::StatusOr<DataShard> HomeShard(const DataOptions& data, const Partition& p, int index,
                                     int homes, uint64_t seed, int64_t min_examples);
+// The same for homes first..first+count-1 (one process's, hips-worker
+// --homes), the split computed once.
+absl::StatusOr<std::vector<DataShard>> HomeShards(const DataOptions& data, const Partition& p,
+                                                  int first, int count, int homes, uint64_t seed,
+                                                  int64_t min_examples);
+
+// What a process hosting `homes` (HomeShards) keeps in memory: the union of
+// their examples as an explicit list (a set of `whole` examples), or the one
+// home's shard as it is.
+DataShard UnionOfShards(const std::vector<DataShard>& homes, int64_t whole);
 
 }  // namespace hips
 

@@ -103,7 +103,10 @@ absl::StatusOr<std::string> ReadMemberPublicKeyFile(const std::string& path) {
 
 absl::StatusOr<std::string> IssueMemberToken(absl::string_view secret_key,
                                              absl::string_view member, MemberRole role) {
-  if (absl::Status s = ValidateMemberId(member, "--member"); !s.ok()) return s;
+  if (absl::Status s = ValidateMemberOrRange(member, "--member"); !s.ok()) return s;
+  if (role != MemberRole::kWorker && member.find('[') != absl::string_view::npos) {
+    return absl::InvalidArgumentError("only a worker's token may name a range of homes");
+  }
   if (secret_key.size() != crypto_sign_SECRETKEYBYTES) {
     return absl::InvalidArgumentError("a secret member key has 64 bytes");
   }
@@ -129,7 +132,8 @@ absl::StatusOr<MemberIdentity> VerifyMemberToken(absl::string_view public_key,
       fields.size() == 4 ? ParseRole(fields[1]) : absl::InvalidArgumentError("fields");
   std::string signature;
   if (fields.size() != 4 || fields[0] != kTokenPrefix || !role.ok() ||
-      !ValidateMemberId(fields[2], "member").ok() ||
+      !ValidateMemberOrRange(fields[2], "member").ok() ||
+      (*role != MemberRole::kWorker && fields[2].find('[') != absl::string_view::npos) ||
       !absl::WebSafeBase64Unescape(fields[3], &signature) ||
       signature.size() != crypto_sign_BYTES) {
     return absl::UnauthenticatedError("a malformed member token");

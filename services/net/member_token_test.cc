@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "gtest/gtest.h"
+#include "services/types/ids.h"
 
 namespace hips {
 namespace {
@@ -40,6 +41,52 @@ TEST(MemberTokenTest, ATokenProvesItsMemberAndRoleUnderItsKeyOnly) {
 
   // Another cluster's key does not verify it.
   EXPECT_TRUE(absl::IsUnauthenticated(VerifyMemberToken(Keys().public_key, *token).status()));
+}
+
+TEST(MemberTokenTest, AWorkersTokenMayNameTheRangeOfHomesItsProcessHosts) {
+  const MemberKeyPair keys = Keys();
+  absl::StatusOr<std::string> token =
+      IssueMemberToken(keys.secret_key, "worker-[10..19]", MemberRole::kWorker);
+  ASSERT_TRUE(token.ok()) << token.status();
+  absl::StatusOr<MemberIdentity> id = VerifyMemberToken(keys.public_key, *token);
+  ASSERT_TRUE(id.ok()) << id.status();
+  EXPECT_EQ(id->member, "worker-[10..19]");
+  for (const char* home : {"worker-10", "worker-15", "worker-19"}) {
+    EXPECT_TRUE(SpeaksFor(id->member, home)) << home;
+  }
+  for (const char* other : {"worker-9", "worker-20", "worker-010", "worker-1", "worker-",
+                            "worker-1x", "agg-10", "worker-[10..19]x", ""}) {
+    EXPECT_FALSE(SpeaksFor(id->member, other)) << other;
+  }
+  EXPECT_TRUE(SpeaksFor("worker-3", "worker-3"));
+  EXPECT_FALSE(SpeaksFor("worker-3", "worker-30"));
+  // Only workers host homes.
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      IssueMemberToken(keys.secret_key, "agg-[0..3]", MemberRole::kAggregator).status()));
+  const std::string forged = absl::StrReplaceAll(*token, {{":worker:", ":aggregator:"}});
+  EXPECT_TRUE(absl::IsUnauthenticated(VerifyMemberToken(keys.public_key, forged).status()));
+}
+
+TEST(HomeRangeTest, ParsesRangesAndRefusesBadOnesByName) {
+  absl::StatusOr<HomeRange> r = ParseHomeRange("home.[0..0]", "--member");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->prefix, "home.");
+  EXPECT_EQ(r->count(), 1);
+  EXPECT_EQ(r->Home(0), "home.0");
+  EXPECT_EQ((HomeRange{"worker-", 250, 499}.Name()), "worker-[250..499]");
+  EXPECT_EQ(ParseHomeRange("worker-[250..499]", "x")->count(), 250);
+  for (const char* bad : {"worker-[3..2]", "worker-[01..2]", "worker-[1..]", "worker-[..2]",
+                          "worker-[1.2]", "worker-[1..2", "worker-1..2]", "wor ker-[1..2]",
+                          "worker-[-1..2]", "worker-[0..16384]", "w[1..2]x", "[1..99999999999999999999]"}) {
+    absl::StatusOr<HomeRange> parsed = ParseHomeRange(bad, "--member");
+    EXPECT_TRUE(absl::IsInvalidArgument(parsed.status())) << bad;
+    EXPECT_TRUE(absl::StrContains(parsed.status().message(), "--member")) << bad;
+    EXPECT_FALSE(SpeaksFor(bad, "worker-1")) << bad;
+  }
+  EXPECT_TRUE(ParseHomeRange("[0..16383]", "x").ok());  // an empty prefix: ids "0".."16383"
+  EXPECT_TRUE(ValidateMemberOrRange("worker-1", "x").ok());
+  EXPECT_TRUE(ValidateMemberOrRange("worker-[1..2]", "x").ok());
+  EXPECT_FALSE(ValidateMemberOrRange("worker-[2..1]", "x").ok());
 }
 
 TEST(MemberTokenTest, AnAlteredOrMalformedTokenIsRefusedWithoutEchoingIt) {

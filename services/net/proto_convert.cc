@@ -380,6 +380,14 @@ absl::StatusOr<HeartbeatRequestData> HeartbeatFromProto(const v1::HeartbeatReque
     if (absl::Status s = ValidateMemberId(w, "live_workers"); !s.ok()) return s;
     hb.live_workers.push_back(w);
   }
+  if (req.homes_size() > kMaxHostedHomes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("more than ", kMaxHostedHomes, " homes in one heartbeat"));
+  }
+  for (const std::string& h : req.homes()) {
+    if (absl::Status s = ValidateMemberId(h, "homes"); !s.ok()) return s;
+    hb.homes.push_back(h);
+  }
   return hb;
 }
 
@@ -390,6 +398,7 @@ void HeartbeatToProto(const HeartbeatRequestData& hb, v1::HeartbeatRequest* out)
   out->set_forming(hb.forming);
   out->set_address(hb.address);
   for (const std::string& w : hb.live_workers) out->add_live_workers(w);
+  for (const std::string& h : hb.homes) out->add_homes(h);
 }
 
 void MemberToProto(const MemberInfo& m, absl::Time now, v1::MemberStatus* out) {

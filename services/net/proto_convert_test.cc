@@ -225,6 +225,7 @@ TEST(ProtoConvertTest, HeartbeatsRoundTripAndBadOnesAreRefused) {
   in.live_workers = {"worker-0", "worker-2"};
   in.forming = true;
   in.address = "127.0.0.1:7001";
+  in.homes = {"worker-7", "worker-8"};
   v1::HeartbeatRequest proto;
   HeartbeatToProto(in, &proto);
   absl::StatusOr<HeartbeatRequestData> out = HeartbeatFromProto(proto);
@@ -235,7 +236,14 @@ TEST(ProtoConvertTest, HeartbeatsRoundTripAndBadOnesAreRefused) {
   EXPECT_EQ(out->live_workers, in.live_workers);
   EXPECT_EQ(out->forming, in.forming);
   EXPECT_EQ(out->address, in.address);
+  EXPECT_EQ(out->homes, in.homes);
 
+  v1::HeartbeatRequest bad_home = proto;
+  bad_home.add_homes("worker-[1..2]");  // a range is no home
+  EXPECT_TRUE(absl::IsInvalidArgument(HeartbeatFromProto(bad_home).status()));
+  v1::HeartbeatRequest too_many_homes = proto;
+  for (int i = 0; i < kMaxHostedHomes; ++i) too_many_homes.add_homes("w");
+  EXPECT_TRUE(absl::IsInvalidArgument(HeartbeatFromProto(too_many_homes).status()));
   v1::HeartbeatRequest no_id = proto;
   no_id.clear_member_id();
   EXPECT_TRUE(absl::IsInvalidArgument(HeartbeatFromProto(no_id).status()));

@@ -20,6 +20,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "services/types/ids.h"
 
 namespace hips {
 namespace {
@@ -388,7 +389,9 @@ absl::Status Authorizer::CheckIdentity(const grpc::ServerContextBase& ctx,
       // The common name: the subject alternative names also hold host names
       // (localhost, addresses) that are no member's.
       for (const grpc::string_ref& name : auth->FindPropertyValues("x509_common_name")) {
-        if (absl::string_view(name.data(), name.size()) == member) return absl::OkStatus();
+        if (SpeaksFor(absl::string_view(name.data(), name.size()), member)) {
+          return absl::OkStatus();
+        }
         names.emplace_back(name.data(), name.size());
       }
     }
@@ -401,7 +404,7 @@ absl::Status Authorizer::CheckIdentity(const grpc::ServerContextBase& ctx,
     return absl::PermissionDeniedError(
         absl::StrCat("only ", member, "'s own member token speaks for ", member));
   }
-  if (caller->member != member) {
+  if (!SpeaksFor(caller->member, member)) {
     return absl::PermissionDeniedError(
         absl::StrCat("the caller's member token is ", caller->member, "'s, not ", member, "'s"));
   }

@@ -5,7 +5,9 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "glog/logging.h"
+#include "services/types/ids.h"
 
 namespace hips {
 
@@ -53,6 +55,14 @@ StreamGuard::~StreamGuard() {
   if (watcher_.joinable()) watcher_.join();
 }
 
+int64_t StreamGuard::HomesOfCaller(absl::string_view caller) {
+  // A process hosting a range of homes may hold a member's streams for each.
+  absl::ConsumePrefix(&caller, "certificate ");
+  if (caller.empty() || caller.back() != ']') return 1;
+  absl::StatusOr<HomeRange> range = ParseHomeRange(caller, "");
+  return range.ok() ? range->count() : 1;
+}
+
 absl::StatusOr<StreamGuard::Slot> StreamGuard::Open(grpc::ServerContextBase* ctx, bool watch_idle,
                                                     const std::string& caller) {
   absl::MutexLock lock(&mu_);
@@ -62,7 +72,7 @@ absl::StatusOr<StreamGuard::Slot> StreamGuard::Open(grpc::ServerContextBase* ctx
   }
   if (!caller.empty() && max_per_caller_ > 0) {
     int& of_caller = per_caller_[caller];
-    if (of_caller >= max_per_caller_) {
+    if (of_caller >= max_per_caller_ * HomesOfCaller(caller)) {
       return absl::ResourceExhaustedError(
           absl::StrCat(caller, " already holds ", of_caller,
                        " streams open here, one member's most (--max_streams_per_member)"));

@@ -12,6 +12,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace hips {
@@ -79,6 +80,10 @@ class StreamGuard {
   void Unwatch(int64_t id);
   void Close(int64_t id);
   void Watch();
+
+  // How many members `caller` speaks for: the homes of a range
+  // (HomeRange), else 1.
+  static int64_t HomesOfCaller(absl::string_view caller);
 
   const int max_streams_;
   const int max_per_caller_;

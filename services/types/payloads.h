@@ -150,6 +150,9 @@ struct HeartbeatRequestData {
   std::vector<std::string> live_workers;
   bool forming = false;
   std::string address;  // aggregator -> HQ: where it serves its workers
+  // Worker -> aggregator: the other homes of `member`'s process (hips-worker
+  // --homes), each heartbeating as `member` does.
+  std::vector<std::string> homes;
 };
 
 // A member as the server it holds its lease at sees it (hips status).

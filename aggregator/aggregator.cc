@@ -120,6 +120,7 @@ void Aggregator::Take(GradientPush& push, PushCallback done, Completions* comple
     return answer(Drop(DropReason::kMembershipFull, members_.Full(push.sender)));
   }
   const bool joined = members_.Touch(push.sender, now);
+  if (joined) ServeIfFormed();
   MemberInfo* stats = members_.Info(push.sender);
   stats->last_version = push.version;
   ++stats->gradients;
@@ -297,6 +298,7 @@ absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(absl::Span<const std::stri
     }
     if (!taken) return first_refusal;
     ForgetLeftWorkers(now);
+    ServeIfFormed();
     if (leaving) {
       if (policy_ != nullptr) policy_->MembersChanged();
     } else if (joined) {
@@ -305,7 +307,8 @@ absl::StatusOr<HeartbeatAnswer> Aggregator::Heartbeat(absl::Span<const std::stri
     answer.lease = options_.lease;
     answer.version = known_version_;
   }
-  if (leaving) DeliverApplied();  // (its leaving may have completed a round)
+  // (Its leaving may have completed a round; its joining formed the tier.)
+  DeliverApplied();
   return answer;
 }
 

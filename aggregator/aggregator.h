@@ -293,6 +293,13 @@ class Aggregator : private RoundHost {
   // publish skips DeliverApplied's locks.
   Completions applied_acks_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<const WeightsSnapshot> applied_weights_ ABSL_GUARDED_BY(mu_);
+  // HQ's weights of the open round, held back until the tier has formed
+  // (RoundPolicy::AwaitsForming: a fedavg draw), then served as
+  // applied_weights_ are.
+  std::shared_ptr<const WeightsSnapshot> held_for_forming_ ABSL_GUARDED_BY(mu_);
+  // Serves held_for_forming_ once the tier has formed (then
+  // DeliverApplied publishes it).
+  void ServeIfFormed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::atomic<bool> applied_pending_{false};
   // Closed aggregates on their way to HQ: under mu_, but for its Encode
   // (thread-safe, run by the forwarding thread outside mu_).

@@ -816,6 +816,31 @@ TEST(AggregatorTest, FedAvgDrawsItsRoundsWorkersAndSumsOnlyTheirDeltas) {
   ExpectAccountingHolds(c);
 }
 
+// Weights that arrive while the tier forms are held back until it has: a
+// draw among homes that have not joined cannot be made, and everyone taking
+// part would bring every home of the tier at once. The homes of one process
+// join in one heartbeat.
+TEST(AggregatorTest, AFedAvgDrawWaitsForTheTierToFormAndThenServesTheWeights) {
+  SimulatedClock clock;
+  Aggregator agg(Local(4, &clock));
+  const ModeConfig fedavg{Mode::kFedAvg, 0, 5, 0.5};
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
+  agg.PublishWeights(Weights(0, 2, false, fedavg));
+  EXPECT_EQ(agg.LatestWeights(), nullptr);  // held
+  const std::vector<std::string> homes = {"w1", "w2", "w3"};
+  absl::StatusOr<HeartbeatAnswer> joined = agg.Heartbeat(homes, 2, false);
+  ASSERT_TRUE(joined.ok()) << joined.status();
+  ASSERT_NE(agg.LatestWeights(), nullptr);
+  EXPECT_EQ(agg.LatestWeights()->version, 0);
+  EXPECT_EQ(agg.LatestWeights()->participants,
+            DrawParticipants({"w0", "w1", "w2", "w3"}, 0.5, 0, "agg-0"));
+  EXPECT_EQ(agg.counters().live_workers.size(), 4u);
+  EXPECT_FALSE(agg.counters().forming);
+  // A process's homes leave together.
+  EXPECT_TRUE(agg.Heartbeat(std::vector<std::string>{"w1", "w2"}, 2, /*leaving=*/true).ok());
+  EXPECT_EQ(agg.counters().live_workers, (std::vector<std::string>{"w0", "w3"}));
+}
+
 // A drawn worker that dies holds its round up for one lease; when every
 // drawn worker is gone and none pushed, the round closes empty (this
 // aggregator is done with the version; HQ moves on).

@@ -21,8 +21,18 @@ void Aggregator::EndForming() {
     LOG(INFO) << "joining a cluster that is already training: rounds need only live workers";
     members_.EndForming();
     if (policy_ != nullptr) policy_->MembersChanged();
+    ServeIfFormed();
   }
   DeliverApplied();
+}
+
+void Aggregator::ServeIfFormed() {
+  if (held_for_forming_ == nullptr || members_.forming()) return;
+  LOG(INFO) << "formed: " << members_.Live().size() << " workers live; serving version "
+            << held_for_forming_->version << " with its draw";
+  applied_weights_ = policy_->Formed(Versions(), std::move(held_for_forming_));
+  held_for_forming_ = nullptr;
+  applied_pending_.store(true);
 }
 
 std::shared_ptr<const WeightsSnapshot> Aggregator::HqWeights() const {
@@ -41,9 +51,13 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
   {
     absl::MutexLock lock(&mu_);
     snapshot = TakeWeights(std::move(snapshot), &completions);
+    if (snapshot != nullptr && policy_->AwaitsForming()) {
+      held_for_forming_ = std::move(snapshot);  // (served by ServeIfFormed)
+      snapshot = nullptr;
+      ServeIfFormed();
+    }
   }
-  if (snapshot == nullptr) return;  // not newer
-  board_.Publish(std::move(snapshot));
+  if (snapshot != nullptr) board_.Publish(std::move(snapshot));
   publish_lock.Release();
   Run(std::move(completions));
   DeliverApplied();
@@ -68,6 +82,7 @@ std::shared_ptr<const WeightsSnapshot> Aggregator::TakeWeights(
   }
   incarnation_ = snapshot->incarnation;
   hq_weights_ = snapshot;
+  held_for_forming_ = nullptr;  // (superseded)
   const size_t num_floats = snapshot->weights.size();
   const bool resized = policy_ == nullptr || num_floats != num_floats_;
   if (resized) {

@@ -257,6 +257,11 @@ TEST(RoundWaitTest, APastTwoLeasesProgressLineNamesWhomTheRoundsWaitFor) {
   EXPECT_EQ(DescribeRoundWait("agg-0", {3, {"w1", "w2"}, 2.0}),
             "agg-0's round of version 3 has waited 2.0s for w1, w2");
   EXPECT_EQ(DescribeRoundWait("agg-0", {-1, {"w1"}, 2.0}), "");
+  // Many homes: five named, the rest counted (six are all named).
+  EXPECT_EQ(DescribeRoundWait("agg-0", {3, {"a", "b", "c", "d", "e", "f"}, 2.0}),
+            "agg-0's round of version 3 has waited 2.0s for a, b, c, d, e, f");
+  EXPECT_EQ(DescribeRoundWait("agg-0", {3, {"a", "b", "c", "d", "e", "f", "g", "h"}, 2.0}),
+            "agg-0's round of version 3 has waited 2.0s for a, b, c, d, e and 3 more");
 }
 
 // hips local's servers listen below the ephemeral range, each on a port of

@@ -336,8 +336,15 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
 
 std::string DescribeRoundWait(const std::string& who, const RoundWait& round) {
   if (round.version < 0 || round.members.empty()) return "";
+  // Thousands of homes may be waited for: the first few name the rest.
+  constexpr size_t kNamed = 5;
+  const size_t named = round.members.size() <= kNamed + 1 ? round.members.size() : kNamed;
+  std::string whom = absl::StrJoin(round.members.begin(), round.members.begin() + named, ", ");
+  if (named < round.members.size()) {
+    absl::StrAppend(&whom, " and ", round.members.size() - named, " more");
+  }
   return absl::StrFormat("%s's round of version %d has waited %.1fs for %s", who, round.version,
-                         round.waited_s, absl::StrJoin(round.members, ", "));
+                         round.waited_s, whom);
 }
 
 }  // namespace hips

@@ -64,12 +64,25 @@ std::shared_ptr<const WeightsSnapshot> FedAvgPolicy::Begin(
 
 void FedAvgPolicy::Draw(const VersionState& tier) {
   participants_.clear();
-  // Until the tier is formed everyone takes part.
-  if (options_.tier == RoundPolicyOptions::Tier::kAggregator && !tier.training_done &&
-      mode().participation < 1.0 && !host_->members().forming()) {
-    participants_ =
-        DrawParticipants(host_->members().Live(), mode().participation, tier.version, options_.id);
+  awaits_forming_ = false;
+  if (options_.tier != RoundPolicyOptions::Tier::kAggregator || tier.training_done ||
+      mode().participation >= 1.0) {
+    return;
   }
+  if (host_->members().forming()) {
+    // Drawn once the tier has formed (its round cannot close before); with
+    // edge rounds everyone takes part in the first version instead.
+    awaits_forming_ = mode().edge_rounds <= 1;
+    return;
+  }
+  participants_ =
+      DrawParticipants(host_->members().Live(), mode().participation, tier.version, options_.id);
+}
+
+std::shared_ptr<const WeightsSnapshot> FedAvgPolicy::Formed(
+    const VersionState& tier, std::shared_ptr<const WeightsSnapshot> held) {
+  Draw(tier);
+  return Serve(std::move(held), /*edge_epoch=*/0);
 }
 
 std::shared_ptr<const WeightsSnapshot> FedAvgPolicy::Serve(

@@ -49,6 +49,13 @@ class FedAvgPolicy : public SyncPolicy {
   LocalSgd WorkersSgd(double scheduled_lr) const override;
   bool StepsOnDeltas() const override { return true; }
 
+  // An aggregator drawing F < 1 of its workers serves a version's weights
+  // only once it has formed: while forming, everyone would take part (with
+  // thousands of homes, every home of the tier at once).
+  bool AwaitsForming() const override { return awaits_forming_; }
+  std::shared_ptr<const WeightsSnapshot> Formed(
+      const VersionState& tier, std::shared_ptr<const WeightsSnapshot> held) override;
+
   // The workers drawn for the open round, sorted (empty: everyone).
   const std::vector<std::string>& participants() const { return participants_; }
   std::vector<std::string> WaitingFor() const override;
@@ -69,6 +76,7 @@ class FedAvgPolicy : public SyncPolicy {
   std::vector<std::string> LiveOnesMissing(const std::vector<std::string>& members) const;
 
   std::vector<std::string> participants_;
+  bool awaits_forming_ = false;
 };
 
 }  // namespace hips

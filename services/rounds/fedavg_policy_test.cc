@@ -86,13 +86,29 @@ TEST_F(FedAvgPolicyTest, AnAggregatorDrawsItsRoundsWorkersAndWaitsOnlyForThoseAl
   EXPECT_THAT(policy_->WaitingFor(), IsEmpty());  // closed
 }
 
-TEST_F(FedAvgPolicyTest, EveryoneTakesPartWhileTheTierFormsOrWithFullParticipation) {
+// While the tier forms, the draw waits for it (the tier holds the weights
+// back: with thousands of homes, everyone at once would flood it); then F
+// of the members are drawn. With F = 1 everyone takes part.
+TEST_F(FedAvgPolicyTest, TheDrawWaitsForTheTierToFormAndFullParticipationTakesEveryone) {
   host_.set_live({"w0", "w1"});
   host_.set_forming(true);
   std::shared_ptr<const WeightsSnapshot> served = Start(RoundPolicyOptions::Tier::kAggregator, 0.5);
+  EXPECT_TRUE(policy_->AwaitsForming());
   EXPECT_THAT(policy_->participants(), IsEmpty());
   EXPECT_THAT(served->participants, IsEmpty());
+  host_.set_live({"w0", "w1", "w2", "w3"});
   host_.set_forming(false);
+  served = policy_->Formed(VersionState{5, policy_->mode(), 0, false}, served);
+  EXPECT_FALSE(policy_->AwaitsForming());
+  EXPECT_EQ(served->participants.size(), 2u);
+  EXPECT_EQ(served->participants, policy_->participants());
+  EXPECT_EQ(served->version, 5);
+  // HQ never holds its weights back.
+  host_.set_forming(true);
+  Start(RoundPolicyOptions::Tier::kHq, 0.5);
+  EXPECT_FALSE(policy_->AwaitsForming());
+  host_.set_forming(false);
+  host_.set_live({"w0", "w1"});
   Start(RoundPolicyOptions::Tier::kAggregator, 1.0);
   EXPECT_THAT(policy_->participants(), IsEmpty());
   ASSERT_EQ(Push(c_.Gradient("w0", 5, {1, 1})).kind, Verdict::Kind::kTaken);

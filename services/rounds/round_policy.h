@@ -188,6 +188,15 @@ class RoundPolicy {
       const VersionState& tier, std::shared_ptr<const WeightsSnapshot> weights,
       std::vector<ContributorRef>* superseded) = 0;
 
+  // Whether the weights Begin returned must wait until the tier has formed
+  // before anyone sees them (a draw among members that have not joined yet
+  // cannot be made); the tier then serves Formed(tier, them) instead.
+  virtual bool AwaitsForming() const { return false; }
+  virtual std::shared_ptr<const WeightsSnapshot> Formed(
+      const VersionState& tier, std::shared_ptr<const WeightsSnapshot> held) {
+    return held;
+  }
+
   // A contribution the tier found well-formed: refused (computed on
   // versions the mode does not allow, after training, ...), a duplicate of
   // one held, or taken (`take` was called).

@@ -12,6 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/child_flags.h"
 #include "cli/cli_flags.h"
@@ -200,6 +201,56 @@ TEST(LocalClusterArgsTest, AWorkerDialsItsOwnAggregatorFirstAndOnlyStragglersSlo
   EXPECT_THAT(w2, Contains("--member_token_file=/run/worker-2.token"));
   EXPECT_FALSE(HasPrefix(w2, "--token_file="));
   EXPECT_FALSE(HasPrefix(w2, "--member_key_file="));
+}
+
+// hips local --homes=1000 over 3 worker processes and 2 aggregators:
+// process k hosts homes [k·1000/3, (k+1)·1000/3), names them by their
+// range in its credentials, and each aggregator expects its processes'
+// homes.
+TEST(LocalClusterArgsTest, HomesAreSpreadOverTheWorkerProcessesByRange) {
+  LocalClusterOptions o = FiveWorkersTwoAggregators();
+  o.workers = 3;
+  o.homes = 1000;
+  EXPECT_EQ(HomesOfRun(o), 1000);
+  EXPECT_EQ(ProcessHomes(o, 0).Name(), "worker-[0..332]");
+  EXPECT_EQ(ProcessHomes(o, 1).Name(), "worker-[333..665]");
+  EXPECT_EQ(ProcessHomes(o, 2).Name(), "worker-[666..999]");
+  EXPECT_EQ(WorkerProcessName(o, 2), "worker-host-2");
+  EXPECT_EQ(WorkerIdentity(o, 2), "worker-[666..999]");
+  const std::vector<std::string> w1 = WorkerArgs(o, 1, {"a0:1", "a1:1"});
+  EXPECT_THAT(w1, IsSupersetOf({"--aggregator=a1:1,a0:1", "--first_home=333", "--homes=333",
+                                "--workers=1000",
+                                "--member_token_file=/run/worker-[333..665].token"}));
+  EXPECT_FALSE(HasPrefix(w1, "--index="));
+  // agg-0 serves processes 0 and 2 (333 + 334 homes), agg-1 process 1.
+  EXPECT_THAT(AggregatorArgs(o, 0, "h:1"), IsSupersetOf({"--workers=667", "--max_workers=1000"}));
+  EXPECT_THAT(AggregatorArgs(o, 1, "h:1"), IsSupersetOf({"--workers=333", "--max_workers=1000"}));
+  EXPECT_THAT(HqArgs(o), Contains("--max_workers=1000"));
+  // Without --homes, one home per process, as before.
+  o.homes = 0;
+  EXPECT_EQ(WorkerIdentity(o, 2), "worker-2");
+  EXPECT_EQ(WorkerProcessName(o, 2), "worker-2");
+}
+
+// An aggregator of thousands of homes is one line of counts in hips status.
+TEST(HomeCountsTest, LiveHomesAreCountedByState) {
+  std::vector<MemberInfo> homes(6);
+  for (int i = 0; i < 6; ++i) homes[i].id = absl::StrCat("w", i);
+  homes[0].gradients = 3, homes[0].last_version = 100;  // waited for (below)
+  homes[1].gradients = 3, homes[1].last_version = 95;   // recent
+  homes[2].gradients = 1, homes[2].last_version = 90;   // recent: 10 versions
+  homes[3].gradients = 1, homes[3].last_version = 89;   // older
+  homes[4].gradients = 0, homes[4].last_version = -1;   // none yet
+  homes[5].gradients = 0, homes[5].last_version = -1;
+  const HomeCounts c = CountHomes(homes, RoundWait{100, {"w0", "w9"}, 1.0}, 100);
+  EXPECT_EQ(c.live, 6);
+  EXPECT_EQ(c.waited_for, 1);
+  EXPECT_EQ(c.recent, 2);
+  EXPECT_EQ(c.older, 1);
+  EXPECT_EQ(c.never, 2);
+  EXPECT_EQ(DescribeHomeCounts("agg-0", c),
+            "agg-0: 6 live homes: 1 waited for, 2 recent (a gradient within 10 versions), 1 "
+            "older, 2 none yet");
 }
 
 TEST(RunSummaryTest, TheAccountingAndTheFinalLineSayWhatHappened) {

@@ -4,6 +4,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,6 +63,7 @@ struct Row {
   int64_t trimmed = 0;
   int64_t quarantined = 0;
   std::map<std::string, int64_t> dropped;
+  HomeCounts homes;  // an aggregator's
   std::vector<Row> children;
 };
 
@@ -138,6 +140,7 @@ absl::StatusOr<Tree> Build(const ClusterStatusOptions& options) {
     agg.trimmed = a.counters.gradients_trimmed;
     agg.quarantined = a.counters.members_quarantined;
     agg.dropped = a.counters.gradients_dropped;
+    agg.homes = CountHomes(a.counters.workers, a.counters.round, hq.version);
     for (const MemberInfo& w : a.counters.workers) {
       Row& worker = agg.children.emplace_back();
       worker.tier = "worker";
@@ -224,11 +227,26 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
                     Cell(a.staleness),
                     a.reachable ? absl::StrFormat("%.0f", a.samples_per_s) : "unreachable",
                     Seconds(a.last_seen_s)});
-    for (const Row& w : a.children) {
-      rows.push_back({absl::StrCat("    ", w.id), w.tier, "", Cell(w.version), "",
-                      Cell(w.staleness), absl::StrFormat("%.0f", w.samples_per_s),
-                      Seconds(w.last_seen_s)});
+    if (options.list_homes || a.children.size() <= ClusterStatusOptions::kListedHomes) {
+      for (const Row& w : a.children) {
+        rows.push_back({absl::StrCat("    ", w.id), w.tier, "", Cell(w.version), "",
+                        Cell(w.staleness), absl::StrFormat("%.0f", w.samples_per_s),
+                        Seconds(w.last_seen_s)});
+      }
+      continue;
     }
+    // Thousands of homes: one row for them all (--homes lists them).
+    Row all;
+    all.last_seen_s = 0;
+    for (const Row& w : a.children) {
+      all.version = std::max(all.version, w.version);
+      all.staleness = std::max(all.staleness, w.staleness);
+      all.samples_per_s += w.samples_per_s;
+      all.last_seen_s = std::max(all.last_seen_s, w.last_seen_s);
+    }
+    rows.push_back({absl::StrCat("    ", a.children.size(), " homes"), "workers", "",
+                    Cell(all.version), "", Cell(all.staleness),
+                    absl::StrFormat("%.0f", all.samples_per_s), Seconds(all.last_seen_s)});
   }
   std::vector<size_t> widths(rows[0].size(), 0);
   for (const auto& row : rows) {
@@ -253,6 +271,11 @@ absl::StatusOr<std::string> ClusterStatusTable(const ClusterStatusOptions& optio
   // for a moment: this names who holds it up).
   std::vector<std::string> waits = {DescribeRoundWait(hq.id, hq.round)};
   for (const Row& a : hq.children) waits.push_back(DescribeRoundWait(a.id, a.round));
+  for (const Row& a : hq.children) {
+    if (!options.list_homes && a.children.size() > ClusterStatusOptions::kListedHomes) {
+      waits.push_back(DescribeHomeCounts(a.id, a.homes));
+    }
+  }
   // What each tier bounded, dropped and refused, by reason.
   waits.push_back(DescribeDefenses(hq));
   for (const Row& a : hq.children) waits.push_back(DescribeDefenses(a));
@@ -303,6 +326,12 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                            {"forming", a.forming},
                            {"reachable", a.reachable},
                            {"round", RoundJson(a.round)},
+                           {"home_counts",
+                            {{"live", a.homes.live},
+                             {"waited_for", a.homes.waited_for},
+                             {"recent", a.homes.recent},
+                             {"older", a.homes.older},
+                             {"never", a.homes.never}}},
                            {"calls_refused", a.calls_refused},
                            {"gradients_clipped", a.clipped},
                            {"gradients_capped", a.capped},
@@ -332,6 +361,31 @@ absl::StatusOr<std::string> ClusterStatusJson(const ClusterStatusOptions& option
                               {"aggregators", std::move(aggregators)}};
   // Ids come from peers: replace bytes that are not UTF-8 rather than fail.
   return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+HomeCounts CountHomes(const std::vector<MemberInfo>& homes, const RoundWait& round,
+                      int64_t hq_version) {
+  HomeCounts c;
+  const std::set<std::string> waited(round.members.begin(), round.members.end());
+  for (const MemberInfo& h : homes) {
+    ++c.live;
+    if (waited.count(h.id) > 0) {
+      ++c.waited_for;
+    } else if (h.gradients == 0 || h.last_version < 0) {
+      ++c.never;
+    } else if (hq_version - h.last_version <= HomeCounts::kRecentVersions) {
+      ++c.recent;
+    } else {
+      ++c.older;
+    }
+  }
+  return c;
+}
+
+std::string DescribeHomeCounts(const std::string& who, const HomeCounts& c) {
+  return absl::StrCat(who, ": ", c.live, " live homes: ", c.waited_for, " waited for, ",
+                      c.recent, " recent (a gradient within ", HomeCounts::kRecentVersions,
+                      " versions), ", c.older, " older, ", c.never, " none yet");
 }
 
 std::string DescribeRoundWait(const std::string& who, const RoundWait& round) {

@@ -75,10 +75,12 @@ hips::ProgramHelp Help() {
         {"service", "timeout_ms", "live", "check_flags"},
         {"services/runtime/security_flags.cc"}},
        {"status",
-        "hips status --hq=HOST:PORT (--run_dir=DIR | --token_file=F) [--json]",
+        "hips status --hq=HOST:PORT (--run_dir=DIR | --token_file=F) [--json] [--homes]",
         "Prints the live tree: versions, staleness, samples/s and last seen of every member.\n"
+        "An aggregator of more than 16 homes gets one line of counts by state instead of a\n"
+        "row per home (--homes lists them all; --json always does).\n"
         "It presents the cluster token of the hips local run in --run_dir, or the flags'.",
-        {"hq", "json", "run_dir"},
+        {"hq", "json", "run_dir", "homes"},
         {"services/runtime/security_flags.cc"}},
        {"token",
         "hips token --member=ID --role=worker|aggregator (--key_file=KEY | --run_dir=DIR) "
@@ -109,6 +111,14 @@ int RunWithTorch(char** argv) {
 
 int main(int argc, char** argv) {
   const hips::ProgramHelp help = Help();
+  // `hips status --homes` lists every home: the flag is hips local's count
+  // of homes, so the bare form stands for --homes=-1 here.
+  static char list_homes[] = "--homes=-1";
+  if (argc > 1 && std::strcmp(argv[1], "status") == 0) {
+    for (int i = 2; i < argc; ++i) {
+      if (std::strcmp(argv[i], "--homes") == 0) argv[i] = list_homes;
+    }
+  }
   std::vector<char*> args = hips::InitProcess(argc, argv, help);
   if (args.size() < 2) {
     hips::ExitWithUsageError(absl::StrCat("no subcommand\n", hips::HelpText(help, "")));

@@ -28,6 +28,7 @@ int RunStatusCommand() {
   ClusterStatusOptions options;
   options.hq = hq;
   options.credentials = OperatorCredentialsOrExit(/*admin=*/false, hq);
+  options.list_homes = absl::GetFlag(FLAGS_homes) != 0;
   absl::StatusOr<std::string> out =
       absl::GetFlag(FLAGS_json) ? ClusterStatusJson(options) : ClusterStatusTable(options);
   if (!out.ok()) {

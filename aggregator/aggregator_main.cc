@@ -2,9 +2,11 @@
 // or per coalescing window in async and ssp), forwards the sums to HQ,
 // relays HQ's weights to its workers.
 
+#include <algorithm>
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "aggregator/aggregator_daemon.h"
 #include "services/runtime/aggregator_flags.h"
 #include "services/runtime/compression_flags.h"
@@ -18,18 +20,31 @@ ABSL_FLAG(std::string, id, "agg-0", "This aggregator's id (unique in the cluster
 ABSL_FLAG(std::string, advertise_address, "",
           "Where workers and operators reach this aggregator, host:port, told to HQ for hips "
           "status (default --host:port; set it when listening on 0.0.0.0).");
-ABSL_FLAG(int, workers, 1,
-          "Workers of this aggregator: its first rounds wait for this many to join (then only "
-          "for the live ones).");
+ABSL_FLAG(int, min_homes, 0,
+          "The quorum of homes that opens this aggregator's first round: it waits for this many "
+          "to join; after it, a round is over the homes live when it opens (and drawn), and one "
+          "that joins takes part from the next (docs/modes.md, \"Elastic membership\"). 0: "
+          "--workers.");
+ABSL_FLAG(int, workers, 1, "The old name of --min_homes (used when --min_homes is 0).");
 
 namespace {
+
+// The default room for homes beyond the quorum (--max_workers 0).
+constexpr int kElasticHomes = 1024;
 
 hips::AggregatorDaemonOptions OptionsFromFlags() {
   hips::AggregatorDaemonOptions o;
   hips::AggregatorOptions& a = o.aggregator;
   a.id = absl::GetFlag(FLAGS_id);
-  a.expected_workers = absl::GetFlag(FLAGS_workers);
+  if (absl::GetFlag(FLAGS_min_homes) < 0) {
+    hips::ExitWithUsageError(
+        absl::StrCat("--min_homes must be >= 0, got ", absl::GetFlag(FLAGS_min_homes)));
+  }
+  a.expected_workers = absl::GetFlag(FLAGS_min_homes) > 0 ? absl::GetFlag(FLAGS_min_homes)
+                                                          : absl::GetFlag(FLAGS_workers);
   a.max_workers = absl::GetFlag(FLAGS_max_workers);
+  // Homes may join at any time: room for more than the quorum.
+  if (a.max_workers == 0) a.max_workers = std::max(2 * a.expected_workers, kElasticHomes);
   a.max_batch_samples = absl::GetFlag(FLAGS_max_batch_samples);
   a.quorum_workers = absl::GetFlag(FLAGS_quorum);
   const int64_t deadline_ms = absl::GetFlag(FLAGS_round_deadline_ms);

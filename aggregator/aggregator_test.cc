@@ -770,14 +770,42 @@ TEST(AggregatorTest, ARoundStopsWaitingForAWorkerWhoseLeaseExpired) {
   EXPECT_EQ(out->contributors, 1);
   EXPECT_EQ(agg.counters().live_workers, std::vector<std::string>{"w0"});
   // w1 rejoins: the next round waits for it again, until it leaves.
-  agg.PublishWeights(Weights(1, 1));
   clock.AdvanceBy(absl::Seconds(0.5));
   ASSERT_TRUE(agg.Heartbeat("w1", 3, false).ok());
+  agg.PublishWeights(Weights(1, 1));
   ASSERT_TRUE(agg.AcceptGradient(Push("w0", 1, {1}, 1)).ok());
   EXPECT_EQ(agg.counters().rounds_closed, 1);
   clock.AdvanceBy(absl::Seconds(0.1));
   ASSERT_TRUE(agg.Heartbeat("w1", 3, /*leaving=*/true).ok());
   EXPECT_EQ(agg.counters().rounds_closed, 2);
+}
+
+// Elastic membership: a round is over the workers live when it opens. One
+// that joins mid-round is not waited for (it takes part from the next
+// round), though its gradient is taken if it comes before the round closes.
+TEST(AggregatorTest, AWorkerThatJoinsMidRoundTakesPartFromTheNext) {
+  SimulatedClock clock;
+  AggregatorOptions o = Local(1, &clock);  // a quorum of 1
+  o.max_workers = 8;
+  Aggregator agg(o);
+  ASSERT_TRUE(agg.Heartbeat("w0", 1, false).ok());
+  agg.PublishWeights(Weights(0, 1));
+  ASSERT_TRUE(agg.Heartbeat("w1", 2, false).ok());  // joins round 0 late
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {5}, 1)).ok());  // taken, not waited for
+  EXPECT_EQ(agg.counters().rounds_closed, 0);  // w0 is
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1}, 1)).ok());
+  EXPECT_EQ(agg.counters().rounds_closed, 1);
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->contributors, 2);
+  // Round 1 opened with both: it waits for w1 too.
+  agg.PublishWeights(Weights(1, 1));
+  ASSERT_TRUE(agg.Heartbeat("w2", 3, false).ok());  // joins round 1 late: not waited for
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 1, {1}, 1)).ok());
+  EXPECT_EQ(agg.counters().rounds_closed, 1);
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 1, {1}, 1)).ok());
+  EXPECT_EQ(agg.counters().rounds_closed, 2);
+  ExpectAccountingHolds(agg.counters());
 }
 
 // fedavg with participation 0.5 over 4 live workers: each round draws 2

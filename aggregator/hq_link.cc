@@ -22,10 +22,19 @@ void HqLink::Shutdown() {
   std::call_once(shutdown_once_, [this] {
     stop_.Notify();
     aggregator_->Shutdown();
+    heartbeat_.join();
+    // Leave at once: HQ's rounds stop waiting for this aggregator now, not
+    // a lease from now (an aggregator stopped for good).
+    if (HqAnswering()) {
+      HeartbeatRequestData bye;
+      bye.member = aggregator_->options().id;
+      bye.incarnation = incarnation_;
+      bye.leaving = true;
+      (void)hq_->Heartbeat(bye, options_.clock->Now() + absl::Milliseconds(500));
+    }
     hq_->CancelCalls();
     puller_.join();
     forwarder_.join();
-    heartbeat_.join();
   });
 }
 

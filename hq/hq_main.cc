@@ -2,6 +2,7 @@
 // aggregates into versions (sync, async or ssp), broadcasts weights,
 // evaluates on the test set, serves the admin API (SetMode).
 
+#include <algorithm>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -16,11 +17,12 @@
 #include "services/runtime/training_flags.h"
 
 ABSL_FLAG(int, aggregators, 1,
-          "Aggregators of the cluster: HQ's first rounds wait for this many to join (then only "
-          "for the live ones).");
+          "The quorum of aggregators that opens HQ's first round: it waits for this many to "
+          "join; after it, a round is over the aggregators live when it opens, and one that "
+          "registers joins from the next (docs/modes.md, \"Elastic membership\").");
 ABSL_FLAG(int, max_aggregators, 0,
           "At most this many aggregators live at once; more are refused with "
-          "RESOURCE_EXHAUSTED (0: --aggregators).");
+          "RESOURCE_EXHAUSTED (0: --aggregators, but at least 64, room for MDCs that join).");
 ABSL_FLAG(int64_t, max_samples, 0,
           "Training budget in applied samples (0: none). The learning-rate schedule runs over "
           "it when set, else over --max_versions.");
@@ -47,6 +49,8 @@ hips::ParameterServerOptions ServerOptionsFromFlags() {
   hips::ParameterServerOptions o;
   o.expected_aggregators = absl::GetFlag(FLAGS_aggregators);
   o.max_aggregators = absl::GetFlag(FLAGS_max_aggregators);
+  // MDCs may join a running cluster: room for more than the quorum.
+  if (o.max_aggregators == 0) o.max_aggregators = std::max(o.expected_aggregators, 64);
   o.max_workers = absl::GetFlag(FLAGS_max_workers);
   o.max_batch_samples = absl::GetFlag(FLAGS_max_batch_samples);
   o.max_versions = absl::GetFlag(FLAGS_max_versions);

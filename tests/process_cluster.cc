@@ -74,64 +74,79 @@ std::string ProcessCluster::LogOf(const std::string& name) const {
 }
 
 absl::Status ProcessCluster::Start() {
-  absl::StatusOr<ClientCredentials> credentials =
-      PrepareRunCredentials(options_.run_dir, options_.tls, options_.aggregators, options_.workers);
+  absl::StatusOr<ClientCredentials> credentials = PrepareRunCredentials(
+      options_.run_dir, options_.tls, options_.aggregators + options_.later_aggregators,
+      options_.workers + options_.later_workers);
   if (!credentials.ok()) return credentials.status();
-  auto security = [this](const std::string& id, bool admin) {
-    return RunSecurityArgs(options_.run_dir, id, options_.tls, admin);
-  };
-  const std::string lease = absl::StrCat("--lease_ms=", options_.lease_ms);
   specs_["hq"].binary = "hips-hq";
-  specs_["hq"].args = {absl::StrCat("--aggregators=", options_.aggregators), lease};
-  for (std::string& arg : security("hq", true)) specs_["hq"].args.push_back(std::move(arg));
+  specs_["hq"].args = {absl::StrCat("--aggregators=", options_.aggregators),
+                       absl::StrCat("--lease_ms=", options_.lease_ms)};
+  for (std::string& arg : RunSecurityArgs(options_.run_dir, "hq", options_.tls, true)) {
+    specs_["hq"].args.push_back(std::move(arg));
+  }
   specs_["hq"].args.insert(specs_["hq"].args.end(), options_.hq_args.begin(),
                            options_.hq_args.end());
   absl::StatusOr<int> hq_port = Launch("hq", true);
   if (!hq_port.ok()) return hq_port.status();
   hq_address_ = absl::StrCat("127.0.0.1:", *hq_port);
   status_ = std::make_unique<StatusClient>(hq_address_, *credentials);
-  std::vector<std::string> addresses;
   for (int a = 0; a < options_.aggregators; ++a) {
     int assigned = 0;
     for (int k = 0; k < options_.workers; ++k) assigned += (k % options_.aggregators == a);
-    const std::string name = absl::StrCat("aggregator-", a);
-    specs_[name].binary = "hips-aggregator";
-    specs_[name].args = {absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address_),
-                         absl::StrCat("--workers=", assigned), lease};
-    for (std::string& arg : security(absl::StrCat("agg-", a), false)) {
-      specs_[name].args.push_back(std::move(arg));
-    }
-    specs_[name].args.insert(specs_[name].args.end(), options_.aggregator_args.begin(),
-                             options_.aggregator_args.end());
-    absl::StatusOr<int> port = Launch(name, true);
-    if (!port.ok()) return port.status();
-    addresses.push_back(absl::StrCat("127.0.0.1:", *port));
-    aggregator_addresses_.push_back(addresses.back());
+    if (absl::Status s = StartAggregator(a, assigned); !s.ok()) return s;
   }
   for (int k = 0; k < options_.workers; ++k) {
-    std::vector<std::string> order;
-    for (int i = 0; i < options_.aggregators; ++i) {
-      order.push_back(addresses[(k + i) % options_.aggregators]);
-    }
-    const std::string name = absl::StrCat("worker-", k);
-    specs_[name].binary = "hips-worker";
-    specs_[name].args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
-                         absl::StrCat("--index=", k), absl::StrCat("--workers=", options_.workers)};
-    for (std::string& arg : security(absl::StrCat("worker-", k), false)) {
-      specs_[name].args.push_back(std::move(arg));
-    }
-    if (options_.worker_health) {
-      specs_[name].args.push_back("--health_port=0");
-      specs_[name].args.push_back(
-          absl::StrCat("--health_port_file=", options_.run_dir, "/", name, ".health_port"));
-    }
-    specs_[name].args.insert(specs_[name].args.end(), options_.worker_args.begin(),
-                             options_.worker_args.end());
-    if (absl::StatusOr<int> started = Launch(name, false); !started.ok()) {
-      return started.status();
-    }
+    std::vector<int> order;
+    for (int i = 0; i < options_.aggregators; ++i) order.push_back((k + i) % options_.aggregators);
+    if (absl::Status s = StartWorker(k, order); !s.ok()) return s;
   }
   return absl::OkStatus();
+}
+
+absl::Status ProcessCluster::StartAggregator(int a, int min_homes) {
+  const std::string name = absl::StrCat("aggregator-", a);
+  specs_[name].binary = "hips-aggregator";
+  specs_[name].args = {absl::StrCat("--id=agg-", a), absl::StrCat("--hq=", hq_address_),
+                       absl::StrCat("--workers=", min_homes),
+                       absl::StrCat("--lease_ms=", options_.lease_ms)};
+  for (std::string& arg :
+       RunSecurityArgs(options_.run_dir, absl::StrCat("agg-", a), options_.tls, false)) {
+    specs_[name].args.push_back(std::move(arg));
+  }
+  specs_[name].args.insert(specs_[name].args.end(), options_.aggregator_args.begin(),
+                           options_.aggregator_args.end());
+  absl::StatusOr<int> port = Launch(name, true);
+  if (!port.ok()) return port.status();
+  aggregator_addresses_[a] = absl::StrCat("127.0.0.1:", *port);
+  return absl::OkStatus();
+}
+
+absl::Status ProcessCluster::StartWorker(int k, const std::vector<int>& aggregators) {
+  std::vector<std::string> order;
+  for (int a : aggregators) order.push_back(aggregator_addresses_.at(a));
+  const std::string name = absl::StrCat("worker-", k);
+  specs_[name].binary = "hips-worker";
+  specs_[name].args = {absl::StrCat("--aggregator=", absl::StrJoin(order, ",")),
+                       absl::StrCat("--index=", k),
+                       absl::StrCat("--workers=", options_.workers + options_.later_workers)};
+  for (std::string& arg :
+       RunSecurityArgs(options_.run_dir, absl::StrCat("worker-", k), options_.tls, false)) {
+    specs_[name].args.push_back(std::move(arg));
+  }
+  if (options_.worker_health) {
+    specs_[name].args.push_back("--health_port=0");
+    specs_[name].args.push_back(
+        absl::StrCat("--health_port_file=", options_.run_dir, "/", name, ".health_port"));
+  }
+  specs_[name].args.insert(specs_[name].args.end(), options_.worker_args.begin(),
+                           options_.worker_args.end());
+  return Launch(name, false).status();
+}
+
+void ProcessCluster::Terminate(const std::string& name) {
+  ChildProcess& c = child(name);
+  kill(c.pid(), SIGCONT);  // a stopped child cannot handle SIGTERM
+  c.Stop(absl::Seconds(10));
 }
 
 void ProcessCluster::Kill(const std::string& name) {

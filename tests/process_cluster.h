@@ -34,6 +34,12 @@ struct ProcessClusterOptions {
   std::vector<std::string> worker_args;
   // Each worker serves grpc.health.v1 on a free port (WorkerHealthPort).
   bool worker_health = false;
+  // Members that join later (elastic membership): credentials are made for
+  // aggregators `aggregators` .. + later_aggregators - 1 and workers
+  // `workers` .. + later_workers - 1 (shards of workers + later_workers),
+  // started by StartAggregator and StartWorker.
+  int later_aggregators = 0;
+  int later_workers = 0;
 };
 
 class ProcessCluster {
@@ -44,6 +50,17 @@ class ProcessCluster {
   // Starts HQ, the aggregators and the workers; returns once every server
   // listens (workers are started, not waited for).
   absl::Status Start();
+
+  // Starts aggregator `a` (agg-<a>, waiting for `min_homes`) and returns
+  // once it listens; starts worker k with the aggregators `aggregators`
+  // (indices; the first its own). Either may be started again after it
+  // ended (Restart).
+  absl::Status StartAggregator(int a, int min_homes);
+  absl::Status StartWorker(int k, const std::vector<int>& aggregators);
+  void Terminate(const std::string& name);  // SIGTERM (a goodbye), reaped
+  bool Running(const std::string& name) {
+    return children_.count(name) > 0 && !children_.at(name)->Exited();
+  }
 
   // Children by name: "hq", "aggregator-<a>", "worker-<k>".
   ChildProcess& child(const std::string& name) { return *children_.at(name); }
@@ -80,7 +97,7 @@ class ProcessCluster {
   std::map<std::string, std::unique_ptr<ChildProcess>> children_;
   std::string hq_address_;
   std::unique_ptr<StatusClient> status_;
-  std::vector<std::string> aggregator_addresses_;
+  std::map<int, std::string> aggregator_addresses_;
 };
 
 }  // namespace hips

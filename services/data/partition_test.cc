@@ -154,7 +154,7 @@ TEST(PartitionTest, AHomesShardIsItsPartOfTheTrainingLabels) {
     EXPECT_EQ(shard->examples, (*parts)[h]) << h;
   }
   EXPECT_THAT(HomeShard(synthetic, p, 4, 4, 7, 16).status().message(),
-              HasSubstr("home 4 of 4 does not exist"));
+              HasSubstr("homes 4 to 4 of 4 do not exist"));
   // No labels to split by: the error names the flag.
   absl::StatusOr<DataShard> missing = HomeShard(nowhere, p, 0, 4, 7, 16);
   EXPECT_FALSE(missing.ok());

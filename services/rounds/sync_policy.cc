@@ -1,6 +1,7 @@
 #include "services/rounds/sync_policy.h"
 
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
@@ -25,7 +26,18 @@ std::shared_ptr<const WeightsSnapshot> SyncPolicy::Begin(
   // contribution of that version arrives before its round exists. After
   // training nothing can join (versions are >= 0).
   round_.Open(tier.training_done ? -1 : tier.version);
+  round_members_.reset();
+  (void)RoundMembers();  // (the live ones now, unless the tier still forms)
   return weights;
+}
+
+const absl::flat_hash_set<std::string>* SyncPolicy::RoundMembers() const {
+  if (!round_members_.has_value()) {
+    if (host_->members().forming()) return nullptr;
+    const std::vector<std::string> live = host_->members().Live();
+    round_members_.emplace(live.begin(), live.end());
+  }
+  return &*round_members_;
 }
 
 Verdict SyncPolicy::AdmitChecked(const Contribution& c, absl::Time now, const Take& take) {
@@ -104,8 +116,12 @@ void SyncPolicy::Poll(absl::Time now) {
 std::vector<std::string> SyncPolicy::WaitingFor() const {
   std::vector<std::string> missing;
   if (tier_.training_done || round_.state() != SyncRound::State::kOpen) return missing;
+  const absl::flat_hash_set<std::string>* waited = RoundMembers();
   for (const std::string& id : host_->members().Live()) {
-    if (!round_.senders().contains(id) && host_->WaitsFor(id)) missing.push_back(id);
+    if ((waited == nullptr || waited->contains(id)) && !round_.senders().contains(id) &&
+        host_->WaitsFor(id)) {
+      missing.push_back(id);
+    }
   }
   std::sort(missing.begin(), missing.end());
   return missing;
@@ -113,9 +129,11 @@ std::vector<std::string> SyncPolicy::WaitingFor() const {
 
 bool SyncPolicy::Complete() const {
   const Membership& members = host_->members();
-  return !members.forming() && !round_.senders().empty() &&
-         members.AllLiveIn(round_.senders(),
-                           [this](const std::string& id) { return host_->WaitsFor(id); });
+  const absl::flat_hash_set<std::string>* waited = RoundMembers();
+  return waited != nullptr && !round_.senders().empty() &&
+         members.AllLiveIn(round_.senders(), [&](const std::string& id) {
+           return waited->contains(id) && host_->WaitsFor(id);
+         });
 }
 
 void SyncPolicy::EmitIfComplete() {

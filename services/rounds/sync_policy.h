@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "services/rounds/round_policy.h"
 #include "services/rounds/sync_round.h"
 
@@ -65,9 +66,19 @@ class SyncPolicy : public RoundPolicy {
   // The round's output: its sum, totals and refs.
   RoundOutput TakeRound();
 
+  // The members the open round waits for (those of them still live): the
+  // live ones when it opened, or when the tier formed for a round opened
+  // while it formed. A member that joins later takes part from the next
+  // round (its contribution to this one is still taken if it comes in
+  // time). Null until known.
+  const absl::flat_hash_set<std::string>* RoundMembers() const;
+
   SyncRound round_;
   // The tier's handles of the contributions summed in round_.
   std::vector<ContributorRef> refs_;
+
+ private:
+  mutable std::optional<absl::flat_hash_set<std::string>> round_members_;
 };
 
 }  // namespace hips

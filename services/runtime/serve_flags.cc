@@ -29,7 +29,8 @@ ABSL_FLAG(int64_t, max_batch_samples, 1 << 16,
           "claiming more, HQ an aggregate of n gradients claiming more than n times this.");
 ABSL_FLAG(int, max_workers, 0,
           "The most workers: an aggregator lets at most this many live at once, refusing more "
-          "with RESOURCE_EXHAUSTED (0: twice --workers, room for a failed peer's); HQ refuses "
+          "with RESOURCE_EXHAUSTED (0: twice --min_homes, at least 1024: room for a failed "
+          "peer's and for homes that join); HQ refuses "
           "an aggregate listing more contributors (0: the protocol's bound, 65536).");
 
 namespace hips {

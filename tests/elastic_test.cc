@@ -53,8 +53,9 @@ ProcessClusterOptions Options(const std::string& name, int64_t lease_ms) {
 
 // HQ starts with a quorum of one MDC. A second one, started by hand with
 // homes of its own, joins: its aggregates are applied in HQ's rounds. Then
-// it is stopped for good (SIGTERM): it says goodbye, and HQ's rounds go on
-// without it at once, not a lease (5 s here) later.
+// it is stopped for good (SIGTERM) while its homes still train: it says
+// goodbye, and HQ's rounds go on without it at once, not a lease (5 s
+// here) later.
 TEST(ElasticTest, AnMdcStartedByHandTakesPartAndIsNotWaitedForOnceItSaidGoodbye) {
   ProcessClusterOptions o = Options("elastic-mdc", 5000);
   o.aggregators = 1;
@@ -83,20 +84,28 @@ TEST(ElasticTest, AnMdcStartedByHandTakesPartAndIsNotWaitedForOnceItSaidGoodbye)
   for (const auto& [reason, n] : before->server.aggregates_dropped) {
     EXPECT_TRUE(reason == "round_closed" || reason == "stale_version") << reason << ": " << n;
   }
+  EXPECT_GT(before->server.gradients_applied, 0);
 
-  // Its homes go first (they would fail over nowhere), then it.
-  c.Terminate("worker-2");
-  c.Terminate("worker-3");
+  // It stops while its homes still train (they know no other MDC, and
+  // retry it): without its goodbye, HQ's rounds would wait for it, a
+  // member with live homes, until its 5 s lease ran out.
   const absl::Time stopped = absl::Now();
   c.Terminate("aggregator-1");
   EXPECT_FALSE(HqHolds(c, "agg-1"));
   const int64_t version = c.Version();
   ASSERT_TRUE(WaitFor([&] { return c.Version() >= version + 5; }, absl::Seconds(4)))
       << "HQ's rounds waited for the MDC that left";
-  EXPECT_LT(absl::Now() - stopped, absl::Seconds(5));  // less than its lease
+  // What the homes' leaving cut short may arrive late, and is refused as
+  // such: nothing else is dropped.
   absl::StatusOr<HqStatus> hq = c.QueryHq();
   ASSERT_TRUE(hq.ok());
-  EXPECT_EQ(Sum(hq->server.aggregates_dropped), Sum(before->server.aggregates_dropped));
+  for (const auto& [reason, n] : hq->server.aggregates_dropped) {
+    EXPECT_TRUE(reason == "round_closed" || reason == "stale_version") << reason << ": " << n;
+  }
+  std::printf("measured: HQ went on without agg-1 %.2f s after its SIGTERM (lease 5 s); "
+              "aggregates dropped as late: %lld\n",
+              absl::ToDoubleSeconds(absl::Now() - stopped),
+              static_cast<long long>(Sum(hq->server.aggregates_dropped)));
 }
 
 // One MDC, two steady homes, and four more that come and go: every second

@@ -379,16 +379,22 @@ void Aggregator::DeliverApplied() {
   {
     absl::MutexLock publish_lock(&publish_mu_);
     std::shared_ptr<const WeightsSnapshot> weights;
+    std::shared_ptr<const WeightsSnapshot> next;
     {
       absl::MutexLock lock(&mu_);
       acks.swap(applied_acks_);
       weights = std::move(applied_weights_);
       applied_weights_ = nullptr;
       applied_pending_.store(false);
+      // HQ's newer weights, held while the round was open (--hq_buffer).
+      next = TakeHeldForRound(&acks);
+      if (applied_weights_ != nullptr) next = std::move(applied_weights_);  // (formed since)
+      applied_weights_ = nullptr;
     }
     // (Under publish_mu_: HQ's next weights, or another incarnation's, are
     // published after these, never before.)
     if (weights != nullptr) board_.Publish(std::move(weights));
+    if (next != nullptr) board_.Publish(std::move(next));
   }
   Run(std::move(acks));
 }

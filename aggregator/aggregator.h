@@ -300,6 +300,23 @@ class Aggregator : private RoundHost {
   // Serves held_for_forming_ once the tier has formed (then
   // DeliverApplied publishes it).
   void ServeIfFormed() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // HQ's newer weights under --hq_buffer, held while the open round still
+  // waits for members computing on its version (RoundPolicy::
+  // HoldsNewerWeights); DeliverApplied takes them once it closed.
+  std::shared_ptr<const WeightsSnapshot> held_for_round_ ABSL_GUARDED_BY(mu_);
+  // Holds `snapshot` in held_for_round_ if it is to wait; false if it is
+  // to be taken now.
+  bool HoldForRound(const std::shared_ptr<const WeightsSnapshot>& snapshot)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The held weights, taken (what to publish), once the round they waited
+  // for closed; null while it is open or nothing is held.
+  std::shared_ptr<const WeightsSnapshot> TakeHeldForRound(Completions* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // TakeWeights, then held until the tier formed if the policy says so:
+  // what to publish now (null: nothing).
+  std::shared_ptr<const WeightsSnapshot> Adopt(std::shared_ptr<const WeightsSnapshot> snapshot,
+                                               Completions* completions)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::atomic<bool> applied_pending_{false};
   // Closed aggregates on their way to HQ: under mu_, but for its Encode
   // (thread-safe, run by the forwarding thread outside mu_).

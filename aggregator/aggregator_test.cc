@@ -107,6 +107,58 @@ TEST(AggregatorTest, ForwardsTheSampleWeightedSumOnceEveryWorkerContributed) {
   EXPECT_EQ(c.rounds_closed, 1);
 }
 
+// --hq_buffer: HQ moves on without this MDC, whose round of version 0
+// still waits for w1. Its newer weights wait until that round closes (its
+// work counts), then the aggregator serves the newest it holds.
+TEST(AggregatorTest, UnderAnHqBufferNewerWeightsWaitUntilTheOpenRoundCloses) {
+  ModeConfig buffered{Mode::kSync};
+  buffered.hq_buffer = 2;
+  Aggregator agg(Local(2));
+  agg.PublishWeights(Weights(0, 2, false, buffered));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1, 2}, 1)).ok());
+  ASSERT_TRUE(agg.Heartbeat("w1", 0, false).ok());
+  agg.PublishWeights(Weights(1, 2, false, buffered));
+  agg.PublishWeights(Weights(2, 2, false, buffered));
+  EXPECT_EQ(agg.LatestWeights()->version, 0);  // w1 still computes on 0
+  EXPECT_EQ(agg.HqWeights()->version, 2);      // (the next pull asks for 3)
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {3, 4}, 1)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 0);
+  EXPECT_EQ(out->contributors, 2);
+  EXPECT_THAT(out->sum, ElementsAre(4, 6));
+  EXPECT_EQ(agg.LatestWeights()->version, 2);  // the newest, after the round
+  EXPECT_EQ(agg.counters().gradients_dropped.count("superseded"), 0u);
+
+  // With the round's workers gone, nothing is held.
+  ASSERT_TRUE(agg.Heartbeat("w0", 0, /*leaving=*/true).ok());
+  ASSERT_TRUE(agg.Heartbeat("w1", 0, /*leaving=*/true).ok());
+  agg.PublishWeights(Weights(3, 2, false, buffered));
+  EXPECT_EQ(agg.LatestWeights()->version, 3);
+
+  // Without a buffer a new version supersedes the open round, as before.
+  Aggregator plain(Local(2));
+  plain.PublishWeights(Weights(0, 2));
+  ASSERT_TRUE(plain.AcceptGradient(Push("w0", 0, {1, 2}, 1)).ok());
+  ASSERT_TRUE(plain.Heartbeat("w1", 0, false).ok());
+  plain.PublishWeights(Weights(1, 2));
+  EXPECT_EQ(plain.LatestWeights()->version, 1);
+  EXPECT_EQ(plain.counters().gradients_dropped.at("superseded"), 1);
+}
+
+// A mode switch, or HQ's restart, is never held: it supersedes the round.
+TEST(AggregatorTest, UnderAnHqBufferAModeSwitchIsTakenAtOnce) {
+  ModeConfig buffered{Mode::kSync};
+  buffered.hq_buffer = 2;
+  Aggregator agg(Local(2));
+  agg.PublishWeights(Weights(0, 2, false, buffered));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1, 2}, 1)).ok());
+  ASSERT_TRUE(agg.Heartbeat("w1", 0, false).ok());
+  agg.PublishWeights(Weights(1, 2, false, ModeConfig{Mode::kSync}, /*mode_since=*/1));
+  EXPECT_EQ(agg.LatestWeights()->version, 1);
+  EXPECT_EQ(agg.counters().gradients_dropped.at("mode_changed"), 1);
+}
+
 TEST(AggregatorTest, CountsDuplicatesAndRefusalsByReason) {
   Aggregator agg(Local(2));
   EXPECT_TRUE(absl::IsUnavailable(agg.AcceptGradient(Push("w0", 0, {1}, 1)).status()));

@@ -50,17 +50,61 @@ void Aggregator::PublishWeights(std::shared_ptr<const WeightsSnapshot> snapshot)
   absl::ReleasableMutexLock publish_lock(&publish_mu_);
   {
     absl::MutexLock lock(&mu_);
-    snapshot = TakeWeights(std::move(snapshot), &completions);
-    if (snapshot != nullptr && policy_->AwaitsForming()) {
-      held_for_forming_ = std::move(snapshot);  // (served by ServeIfFormed)
+    if (HoldForRound(snapshot)) {
       snapshot = nullptr;
-      ServeIfFormed();
+    } else {
+      snapshot = Adopt(std::move(snapshot), &completions);
     }
   }
   if (snapshot != nullptr) board_.Publish(std::move(snapshot));
   publish_lock.Release();
   Run(std::move(completions));
   DeliverApplied();
+}
+
+std::shared_ptr<const WeightsSnapshot> Aggregator::Adopt(
+    std::shared_ptr<const WeightsSnapshot> snapshot, Completions* completions) {
+  snapshot = TakeWeights(std::move(snapshot), completions);
+  if (snapshot != nullptr && policy_->AwaitsForming()) {
+    held_for_forming_ = std::move(snapshot);  // (served by ServeIfFormed)
+    snapshot = nullptr;
+    ServeIfFormed();
+  }
+  return snapshot;
+}
+
+bool Aggregator::HoldForRound(const std::shared_ptr<const WeightsSnapshot>& s) {
+  // Only the next versions of the same line, mode and model: anything else
+  // (HQ restarted, a mode switch, the end of training) supersedes the open
+  // round at once, as without a buffer.
+  if (policy_ == nullptr || version_ < 0 || s->incarnation != incarnation_ || s->mode != mode_ ||
+      s->mode_since != mode_since_ || s->training_done || s->weights.size() != num_floats_ ||
+      s->version <= version_ ||
+      (held_for_round_ != nullptr && s->version <= held_for_round_->version) ||
+      !policy_->HoldsNewerWeights()) {
+    return false;
+  }
+  if (held_for_round_ == nullptr) {
+    VLOG(1) << "holding HQ's version " << s->version << " until the round of version " << version_
+            << " closes (--hq_buffer)";
+  }
+  held_for_round_ = s;
+  hq_weights_ = s;  // (what the next pull and delta start from)
+  known_version_ = std::max(known_version_, s->version);
+  // DeliverApplied looks again after each call that may close the round.
+  applied_pending_.store(true);
+  return true;
+}
+
+std::shared_ptr<const WeightsSnapshot> Aggregator::TakeHeldForRound(Completions* completions) {
+  if (held_for_round_ == nullptr) return nullptr;
+  if (policy_ != nullptr && policy_->HoldsNewerWeights()) {
+    applied_pending_.store(true);  // (still held: look again next time)
+    return nullptr;
+  }
+  std::shared_ptr<const WeightsSnapshot> held = std::move(held_for_round_);
+  held_for_round_ = nullptr;
+  return Adopt(std::move(held), completions);
 }
 
 std::shared_ptr<const WeightsSnapshot> Aggregator::TakeWeights(
@@ -83,6 +127,9 @@ std::shared_ptr<const WeightsSnapshot> Aggregator::TakeWeights(
   incarnation_ = snapshot->incarnation;
   hq_weights_ = snapshot;
   held_for_forming_ = nullptr;  // (superseded)
+  if (held_for_round_ != nullptr && held_for_round_->version <= snapshot->version) {
+    held_for_round_ = nullptr;
+  }
   const size_t num_floats = snapshot->weights.size();
   const bool resized = policy_ == nullptr || num_floats != num_floats_;
   if (resized) {

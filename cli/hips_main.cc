@@ -60,11 +60,13 @@ hips::ProgramHelp Help() {
         {}},
        {"mode",
         "hips mode sync|async|ssp|fedavg [--staleness=S] [--local_steps=H --participation=F "
-        "--edge_rounds=E] "
+        "--edge_rounds=E --proximal_mu=MU] [--hq_buffer=K --staleness_weighting=W "
+        "--staleness_exponent=A] "
         "--hq=HOST:PORT (--run_dir=DIR | --admin_token_file=F)",
         "Switches a running cluster's consistency mode at its next version. An admin call:\n"
         "it presents the admin token of the hips local run in --run_dir, or the flags'.",
-        {"hq", "staleness", "local_steps", "participation", "edge_rounds", "run_dir"},
+        {"hq", "staleness", "local_steps", "participation", "edge_rounds", "proximal_mu",
+         "hq_buffer", "staleness_weighting", "staleness_exponent", "run_dir"},
         {"services/runtime/security_flags.cc"}},
        {"health",
         "hips health HOST:PORT [--service=NAME] [--live] [--timeout_ms=2000] [--tls_ca=F ...]",

@@ -46,6 +46,12 @@ void CollectTraining(const ParameterServerStatus& s, MetricFamilies* out) {
   out->Gauge("hips_fedavg_edge_rounds",
              "fedavg: rounds each aggregator runs on its own copy per version (1 in other modes)",
              s.mode.edge_rounds);
+  out->Gauge("hips_fedavg_proximal_mu", "fedavg: FedProx's mu (0: plain fedavg, other modes)",
+             s.mode.proximal_mu);
+  out->Gauge("hips_hq_buffer",
+             "sync/fedavg: MDC aggregates HQ steps on once in (--hq_buffer; 0: HQ's rounds wait "
+             "for every live MDC)",
+             static_cast<double>(s.mode.hq_buffer));
 }
 
 // Every gradient and aggregate by what became of it, and their staleness.

@@ -5,7 +5,6 @@
 // gradient a tier accepted is applied once.
 
 #include <signal.h>
-#include <stdlib.h>
 
 #include <map>
 #include <string>
@@ -21,18 +20,6 @@ namespace {
 
 const std::string kBin = HIPS_BIN_DIR;
 
-std::string NewRunDir(const std::string& name) {
-  std::string tmpl = absl::StrCat(::testing::TempDir(), "/hips-", name, "-XXXXXX");
-  if (mkdtemp(tmpl.data()) == nullptr) return ::testing::TempDir();
-  return tmpl;
-}
-
-int64_t Sum(const std::map<std::string, int64_t>& m) {
-  int64_t total = 0;
-  for (const auto& [reason, n] : m) total += n;
-  return total;
-}
-
 bool HqHolds(ProcessCluster& c, const std::string& aggregator) {
   absl::StatusOr<HqStatus> s = c.QueryHq();
   if (!s.ok()) return false;
@@ -45,7 +32,7 @@ bool HqHolds(ProcessCluster& c, const std::string& aggregator) {
 ProcessClusterOptions Options(const std::string& name, int64_t lease_ms) {
   ProcessClusterOptions o;
   o.bin_dir = kBin;
-  o.run_dir = NewRunDir(name);
+  o.run_dir = NewRunDir(::testing::TempDir(), name);
   o.lease_ms = lease_ms;
   o.hq_args = {"--max_versions=100000", "--eval_every=0"};
   return o;
@@ -105,7 +92,7 @@ TEST(ElasticTest, AnMdcStartedByHandTakesPartAndIsNotWaitedForOnceItSaidGoodbye)
   std::printf("measured: HQ went on without agg-1 %.2f s after its SIGTERM (lease 5 s); "
               "aggregates dropped as late: %lld\n",
               absl::ToDoubleSeconds(absl::Now() - stopped),
-              static_cast<long long>(Sum(hq->server.aggregates_dropped)));
+              static_cast<long long>(SumCounts(hq->server.aggregates_dropped)));
 }
 
 // One MDC, two steady homes, and four more that come and go: every second
@@ -164,11 +151,11 @@ TEST_P(ChurnTest, HomesJoiningAndLeavingEverySecondLoseNothing) {
   const AggregatorCounters& a = agg->counters;
   const ParameterServerStatus& h = hq->server;
   // Every push the aggregator received ended in one place.
-  EXPECT_EQ(a.gradients_received, a.gradients_duplicate + Sum(a.gradients_dropped) +
+  EXPECT_EQ(a.gradients_received, a.gradients_duplicate + SumCounts(a.gradients_dropped) +
                                       a.gradients_forwarded + a.gradients_pending);
   // HQ took every gradient the aggregator forwarded, and applied each once.
   EXPECT_EQ(h.gradients_received, h.gradients_applied + h.gradients_duplicate +
-                                      Sum(h.gradients_dropped) + h.gradients_pending);
+                                      SumCounts(h.gradients_dropped) + h.gradients_pending);
   EXPECT_EQ(h.gradients_applied, a.gradients_forwarded);
   EXPECT_EQ(h.gradients_duplicate, 0);
   std::printf("measured: %d membership changes (%d kills) in 60 s, versions %lld -> %lld, "
@@ -176,7 +163,7 @@ TEST_P(ChurnTest, HomesJoiningAndLeavingEverySecondLoseNothing) {
               changes, kills, static_cast<long long>(start_version),
               static_cast<long long>(churned_version),
               static_cast<long long>(h.gradients_applied),
-              static_cast<long long>(Sum(a.gradients_dropped)));
+              static_cast<long long>(SumCounts(a.gradients_dropped)));
 }
 
 std::string ModeName(const ::testing::TestParamInfo<std::vector<std::string>>& info) {

@@ -37,31 +37,19 @@ const std::string kBin = HIPS_BIN_DIR;
 constexpr int64_t kLeaseMs = 1000;
 const absl::Duration kLease = absl::Milliseconds(kLeaseMs);
 
-std::string NewRunDir(const std::string& name) {
-  std::string tmpl = absl::StrCat(::testing::TempDir(), "/hips-", name, "-XXXXXX");
-  if (mkdtemp(tmpl.data()) == nullptr) return ::testing::TempDir();
-  return tmpl;
-}
-
 std::set<std::string> Live(const AggregatorStatus& s) {
   return {s.counters.live_workers.begin(), s.counters.live_workers.end()};
-}
-
-int64_t Sum(const std::map<std::string, int64_t>& m) {
-  int64_t total = 0;
-  for (const auto& [reason, n] : m) total += n;
-  return total;
 }
 
 void ExpectHqAccounting(const HqStatus& status) {
   const ParameterServerStatus& s = status.server;
   EXPECT_EQ(s.gradients_received, s.gradients_applied + s.gradients_duplicate +
-                                      Sum(s.gradients_dropped) + s.gradients_pending);
+                                      SumCounts(s.gradients_dropped) + s.gradients_pending);
 }
 
 void ExpectAggregatorAccounting(const AggregatorStatus& status) {
   const AggregatorCounters& s = status.counters;
-  EXPECT_EQ(s.gradients_received, s.gradients_duplicate + Sum(s.gradients_dropped) +
+  EXPECT_EQ(s.gradients_received, s.gradients_duplicate + SumCounts(s.gradients_dropped) +
                                       s.gradients_forwarded + s.gradients_pending)
       << status.id;
 }
@@ -71,7 +59,7 @@ class FaultsTest : public ::testing::Test {
   ProcessClusterOptions Options(const std::string& name) {
     ProcessClusterOptions o;
     o.bin_dir = kBin;
-    o.run_dir = NewRunDir(name);
+    o.run_dir = NewRunDir(::testing::TempDir(), name);
     o.lease_ms = kLeaseMs;
     // Long enough to outlast the test, which stops the cluster itself.
     o.hq_args = {"--max_versions=100000", "--eval_every=0"};
@@ -93,7 +81,7 @@ class FaultsTest : public ::testing::Test {
       const ParameterServerStatus& p = s->server;
       out << "hq: received " << p.gradients_received << " applied " << p.gradients_applied
           << " duplicate " << p.gradients_duplicate << " pending " << p.gradients_pending
-          << " dropped " << Sum(p.gradients_dropped) << " live aggregators "
+          << " dropped " << SumCounts(p.gradients_dropped) << " live aggregators "
           << p.live_aggregators.size() << " live workers " << p.live_workers.size() << "\n";
     }
     for (int a = 0; a < 2; ++a) {
@@ -101,7 +89,7 @@ class FaultsTest : public ::testing::Test {
         const AggregatorCounters& k = s->counters;
         out << s->id << ": version " << s->version << " received " << k.gradients_received
             << " forwarded " << k.gradients_forwarded << " pending " << k.gradients_pending
-            << " dropped " << Sum(k.gradients_dropped) << " live workers " << k.live_workers.size()
+            << " dropped " << SumCounts(k.gradients_dropped) << " live workers " << k.live_workers.size()
             << "\n";
       }
     }
@@ -568,7 +556,7 @@ pid_t DaemonPid(const std::string& run_dir, const std::string& name, const std::
 
 TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
   const std::vector<std::string> flags = {"--epochs=4"};
-  const nlohmann::json clean = RunHipsLocal(NewRunDir("clean"), flags, nullptr);
+  const nlohmann::json clean = RunHipsLocal(NewRunDir(::testing::TempDir(), "clean"), flags, nullptr);
   ASSERT_FALSE(clean.is_null());
   const double clean_accuracy = clean["accuracy"].get<double>();
 
@@ -576,7 +564,7 @@ TEST(ChaosTest, HipsLocalSurvivesRandomKillsWithinOnePointOfACleanRun) {
   std::mt19937 rng(20261121);
   int kills = 0;
   const nlohmann::json chaos =
-      RunHipsLocal(NewRunDir("chaos"), flags, [&](const std::string& run_dir) {
+      RunHipsLocal(NewRunDir(::testing::TempDir(), "chaos"), flags, [&](const std::string& run_dir) {
         // A kill every 80 to 160 versions of training (1.5 to 3 s of a
         // clean run), bounded: the run may end first.
         const std::string out = absl::StrCat(run_dir, "/hips.out");

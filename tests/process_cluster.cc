@@ -1,6 +1,7 @@
 #include "tests/process_cluster.h"
 
 #include <signal.h>
+#include <stdlib.h>
 
 #include <cstdio>
 #include <fstream>
@@ -12,6 +13,18 @@
 #include "services/testing/wait_for.h"
 
 namespace hips {
+
+std::string NewRunDir(const std::string& base, const std::string& name) {
+  std::string tmpl = absl::StrCat(base, "/hips-", name, "-XXXXXX");
+  if (mkdtemp(tmpl.data()) == nullptr) return base;
+  return tmpl;
+}
+
+int64_t SumCounts(const std::map<std::string, int64_t>& counts) {
+  int64_t total = 0;
+  for (const auto& [reason, n] : counts) total += n;
+  return total;
+}
 
 ProcessCluster::ProcessCluster(ProcessClusterOptions options) : options_(std::move(options)) {}
 
@@ -140,6 +153,9 @@ absl::Status ProcessCluster::StartWorker(int k, const std::vector<int>& aggregat
   }
   specs_[name].args.insert(specs_[name].args.end(), options_.worker_args.begin(),
                            options_.worker_args.end());
+  if (auto it = options_.worker_extra_args.find(k); it != options_.worker_extra_args.end()) {
+    specs_[name].args.insert(specs_[name].args.end(), it->second.begin(), it->second.end());
+  }
   return Launch(name, false).status();
 }
 

@@ -32,6 +32,9 @@ struct ProcessClusterOptions {
   std::vector<std::string> hq_args;
   std::vector<std::string> aggregator_args;
   std::vector<std::string> worker_args;
+  // More flags for single workers, by index (after worker_args): a slow
+  // site's homes (--slowdown).
+  std::map<int, std::vector<std::string>> worker_extra_args;
   // Each worker serves grpc.health.v1 on a free port (WorkerHealthPort).
   bool worker_health = false;
   // Members that join later (elastic membership): credentials are made for
@@ -41,6 +44,13 @@ struct ProcessClusterOptions {
   int later_aggregators = 0;
   int later_workers = 0;
 };
+
+// A fresh directory for a run's files under `base` (a test's
+// ::testing::TempDir()), named hips-NAME-XXXXXX; `base` itself if none can
+// be made.
+std::string NewRunDir(const std::string& base, const std::string& name);
+// The total of counts by reason (drops, refusals).
+int64_t SumCounts(const std::map<std::string, int64_t>& counts);
 
 class ProcessCluster {
  public:

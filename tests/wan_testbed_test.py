@@ -15,6 +15,8 @@ Root only: as another user it prints why and exits 77 (ctest: skipped).
   versions over the shaped links and HQ's final evaluation;
 - nothing is left: after a run, after Ctrl-C (SIGINT) of `hold`, and after
   `clean` once a `hold` was SIGKILLed;
+- a site of its own (--site): one MDC at 10 Mbit/s and 150 ms holds its
+  rate and delay while the other keeps the testbed's;
 - bad values: testbed.py and hips-wan-delay exit 2 with a message.
 """
 import argparse
@@ -53,6 +55,25 @@ class WanTestbedTest(unittest.TestCase):
         for direction in ("up_mbit", "down_mbit"):
             self.assertGreaterEqual(c[direction], 40.0, c)
             self.assertLessEqual(c[direction], 50.0, c)
+        self.assertEqual(namespaces(), [])
+
+    def test_a_site_of_its_own_holds_its_own_rate_and_delay(self):
+        # One slow, far MDC (issue 28): 10 Mbit/s and 150 ms; the other as
+        # the testbed's default (50 Mbit/s, 40 ms).
+        run = self.testbed("check", "--rate_mbit=50", "--delay_ms=40", "--megabytes=8",
+                           "--site=mdc-b:rate_mbit=10,delay_ms=150,slowdown=4")
+        self.assertEqual(run.returncode, 0, run.stderr)
+        c = json.loads(run.stdout.strip().splitlines()[-1])
+        self.assertGreaterEqual(c["rtt_ms"]["mdc-a"]["min"], 80.0, c)
+        self.assertLessEqual(c["rtt_ms"]["mdc-a"]["avg"], 105.0, c)
+        self.assertGreaterEqual(c["rtt_ms"]["mdc-b"]["min"], 300.0, c)
+        self.assertLessEqual(c["rtt_ms"]["mdc-b"]["avg"], 325.0, c)
+        self.assertGreaterEqual(c["rtt_ms_between_mdcs"]["min"], 380.0, c)
+        self.assertGreaterEqual(c["up_mbit_by_site"]["mdc-a"], 40.0, c)
+        self.assertLessEqual(c["up_mbit_by_site"]["mdc-a"], 50.0, c)
+        self.assertGreaterEqual(c["up_mbit_by_site"]["mdc-b"], 8.0, c)
+        self.assertLessEqual(c["up_mbit_by_site"]["mdc-b"], 10.0, c)
+        self.assertEqual(c["sites"]["mdc-b"]["slowdown"], 4.0, c)
         self.assertEqual(namespaces(), [])
 
     def test_the_lan_is_unshaped(self):
@@ -120,7 +141,11 @@ class WanTestbedTest(unittest.TestCase):
 
     def test_bad_values_exit_2(self):
         for args in (["check", "--rate_mbit=0"], ["check", "--delay_ms=-1"],
-                     ["sideways"]):
+                     ["sideways"], ["check", "--site=hq:rate_mbit=5"],
+                     ["check", "--site=mdc-b"], ["check", "--site=mdc-b:rate_mbit=0"],
+                     ["check", "--site=mdc-b:delay_ms=-5"], ["check", "--site=mdc-b:slowdown=0.5"],
+                     ["check", "--site=mdc-b:jitter_ms=5"], ["check", "--site=mdc-b:rate_mbit=x"],
+                     ["check", "--site=mdc-z:rate_mbit=5"]):
             run = self.testbed(*args)
             self.assertEqual(run.returncode, 2, args)
             self.assertIn("usage", run.stderr, args)

@@ -446,7 +446,7 @@ absl::StatusOr<bool> Worker::LocalRound(Home& h, const WeightsSnapshot& w, Gradi
     int64_t n = 0;
     absl::StatusOr<double> loss = Gradient(h, step, absl::MakeSpan(push->gradient), &n);
     if (!loss.ok()) return loss.status();
-    trainer_->Step(push->gradient, w.local_sgd);
+    trainer_->Step(push->gradient, w.local_sgd, w.mode.proximal_mu);
     samples += n;
     loss_sum += *loss;
     h.last_step = step;

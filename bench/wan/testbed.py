@@ -2,6 +2,7 @@
 """The WAN testbed (issue 17, docs/wan.md): one network namespace per site.
 
   bench/wan/testbed.py check [--rate_mbit=50] [--delay_ms=40] [--lan]
+                             [--site=mdc-b:rate_mbit=10,delay_ms=150,slowdown=4]
   bench/wan/testbed.py hold  [...]        bring it up and wait for Ctrl-C
   bench/wan/testbed.py clean              remove what a killed run left
 
@@ -17,6 +18,13 @@ HQ site's own link is unshaped: the MDC links are the long distances, and
 MDC to MDC crosses both (twice the delay).
 --lan (or Testbed(shaped=False)) builds the same namespaces with neither
 rate nor delay.
+
+Sites may differ (issue 28): --site=SITE:rate_mbit=R,delay_ms=D,slowdown=S
+(or Testbed(sites={SITE: {...}})) gives one MDC site its own link rate and
+one-way delay, and a compute slowdown that the processes started in it are
+told of (Testbed.slowdown(site): WanCluster passes it to its workers as
+--slowdown). A site not named has the testbed's rate and delay and no
+slowdown; a site's delay stage is a hips-wan-delay of its own.
 
 Root only (it says so and stops otherwise). Everything it makes is named
 hipswan<pid>-*, removed on exit, on Ctrl-C, on SIGTERM and on a failure;
@@ -59,15 +67,27 @@ class Testbed:
     """The namespaces, links and delay stage; a context manager that removes
     them (and every process started in them) on exit."""
 
-    def __init__(self, rate_mbit=50.0, delay_ms=40, shaped=True, build=None):
+    def __init__(self, rate_mbit=50.0, delay_ms=40, shaped=True, build=None, sites=None):
         if shaped and (not rate_mbit > 0 or delay_ms < 0):
             raise ValueError("rate_mbit must be > 0 and delay_ms >= 0")
         self.rate_mbit, self.delay_ms, self.shaped = rate_mbit, delay_ms, shaped
+        self.sites = check_sites(sites or {})
         self.build = build or os.path.join(ROOT, "build")
         self.tag = "%s%d" % (PREFIX, os.getpid())
         self.processes = []
-        self.delay = None
+        self.delays = []
         self.made = []
+
+    # Per site: its link's rate and one-way delay (when shaped), and the
+    # compute slowdown of what runs in it.
+    def site_rate_mbit(self, site):
+        return self.sites.get(site, {}).get("rate_mbit", self.rate_mbit)
+
+    def site_delay_ms(self, site):
+        return self.sites.get(site, {}).get("delay_ms", self.delay_ms)
+
+    def slowdown(self, site):
+        return self.sites.get(site, {}).get("slowdown", 1.0)
 
     # Names and addresses.
     def ns(self, site):
@@ -106,12 +126,13 @@ class Testbed:
             # The rate: tbf on both ends' egress. Its queue holds about two
             # one-way delays of the link (a bottleneck's buffer near its
             # bandwidth-delay product).
-            rate_bytes = self.rate_mbit * 1e6 / 8
+            rate, delay = self.site_rate_mbit(site), self.site_delay_ms(site)
+            rate_bytes = rate * 1e6 / 8
             burst = max(32 * 1024, int(rate_bytes / 100))
-            latency = max(50, 2 * self.delay_ms)
+            latency = max(50, 2 * delay)
             for where, dev in ((ns, "wan0"), (router, port)):
                 sh(["ip", "netns", "exec", where, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
-                    "rate", "%gmbit" % self.rate_mbit, "burst", str(burst), "latency",
+                    "rate", "%gmbit" % rate, "burst", str(burst), "latency",
                     "%dms" % latency])
             # The delay: both directions of this link through tun-K.
             tun, table = "tun-%d" % k, str(100 + k)
@@ -120,7 +141,7 @@ class Testbed:
             sh(["ip", "netns", "exec", router, "sysctl", "-qw",
                 "net.ipv4.conf.%s.rp_filter=0" % tun])
             sh(["ip", "-n", router, "route", "add", "default", "dev", tun, "table", table])
-            tuns.append(tun)
+            tuns.append((tun, self.site_delay_ms(site)))
         # A packet leaving MDC k crosses its link (tun-k); one for MDC k, from
         # HQ's site or out of another MDC's link, crosses it too: MDC to MDC
         # is both links, as it would be through the HQ region.
@@ -135,13 +156,19 @@ class Testbed:
             binary = os.path.join(self.build, "bench", "hips-wan-delay")
             if not os.access(binary, os.X_OK):
                 raise RuntimeError("no %s: build it (scripts/build.sh)" % binary)
-            self.delay = subprocess.Popen(
-                ["ip", "netns", "exec", router, binary, "--tun=" + ",".join(tuns),
-                 "--delay_ms=%d" % self.delay_ms],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-            first = self.delay.stdout.readline()
-            if "delaying" not in first:
-                raise RuntimeError("hips-wan-delay did not start: " + first)
+            # One delay stage per delay: the links of equal delay share one.
+            by_delay = {}
+            for tun, delay in tuns:
+                by_delay.setdefault(delay, []).append(tun)
+            for delay, names in sorted(by_delay.items()):
+                stage = subprocess.Popen(
+                    ["ip", "netns", "exec", router, binary, "--tun=" + ",".join(names),
+                     "--delay_ms=%d" % delay],
+                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                self.delays.append(stage)
+                first = stage.stdout.readline()
+                if "delaying" not in first:
+                    raise RuntimeError("hips-wan-delay did not start: " + first)
         return self
 
     def popen(self, site, argv, **kwargs):
@@ -171,7 +198,8 @@ class Testbed:
         self.processes = []
 
     def down(self):
-        self.down_processes([self.delay] if self.delay else [])
+        self.down_processes(self.delays)
+        self.delays = []
         for ns in reversed(self.made):
             remove_namespace(ns)
         self.made = []
@@ -182,6 +210,48 @@ class Testbed:
     def __exit__(self, *exc):
         self.down()
         return False
+
+
+SITE_KEYS = {"rate_mbit": float, "delay_ms": int, "slowdown": float}
+
+
+def check_sites(sites):
+    """`sites` ({site: {rate_mbit, delay_ms, slowdown}}) checked: MDC sites
+    only, known keys, rate > 0, delay in [0, 10000], slowdown >= 1."""
+    for site, values in sites.items():
+        if site not in SITES or site == "hq":
+            raise ValueError("per-site settings are for the MDC sites (%s), not %r" %
+                             (", ".join(s for s in SITES if s != "hq"), site))
+        for key, value in values.items():
+            if key not in SITE_KEYS:
+                raise ValueError("unknown site setting %r (want %s)" %
+                                 (key, ", ".join(sorted(SITE_KEYS))))
+            if key == "rate_mbit" and not value > 0:
+                raise ValueError("%s: rate_mbit must be > 0" % site)
+            if key == "delay_ms" and not 0 <= value <= 10000:
+                raise ValueError("%s: delay_ms must be in [0, 10000]" % site)
+            if key == "slowdown" and not value >= 1:
+                raise ValueError("%s: slowdown must be >= 1" % site)
+    return sites
+
+
+def parse_site(text):
+    """'mdc-b:rate_mbit=10,delay_ms=150,slowdown=4' -> ('mdc-b', {...})."""
+    site, sep, rest = text.partition(":")
+    if not sep or not rest:
+        raise ValueError("--site wants SITE:KEY=VALUE[,KEY=VALUE...], got %r" % text)
+    values = {}
+    for item in rest.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or key not in SITE_KEYS:
+            raise ValueError("--site %r: unknown or malformed setting %r (want %s)" %
+                             (text, item, ", ".join(sorted(SITE_KEYS))))
+        try:
+            values[key] = SITE_KEYS[key](value)
+        except ValueError:
+            raise ValueError("--site %r: %s=%r is not a number" % (text, key, value)) from None
+    check_sites({site: values})
+    return site, values
 
 
 def remove_namespace(ns):
@@ -235,10 +305,16 @@ def bulk_mbit(bed, sender, receiver, megabytes):
 def check(bed, megabytes):
     out = {"rate_mbit": bed.rate_mbit if bed.shaped else None,
            "delay_ms": bed.delay_ms if bed.shaped else 0}
+    if bed.sites:
+        out["sites"] = bed.sites
     out["rtt_ms"] = {site: ping_ms(bed, site, bed.address("hq")) for site in ("mdc-a", "mdc-b")}
     out["rtt_ms_between_mdcs"] = ping_ms(bed, "mdc-a", bed.address("mdc-b"))
     out["up_mbit"] = round(bulk_mbit(bed, "mdc-a", "hq", megabytes), 1)
     out["down_mbit"] = round(bulk_mbit(bed, "hq", "mdc-b", megabytes), 1)
+    if bed.sites:
+        # Each MDC's own link, up: a site of its own rate holds it.
+        out["up_mbit_by_site"] = {site: round(bulk_mbit(bed, site, "hq", megabytes), 1)
+                                  for site in ("mdc-a", "mdc-b")}
     return out
 
 
@@ -250,16 +326,25 @@ def main():
     parser.add_argument("--lan", action="store_true", help="no rate, no delay")
     parser.add_argument("--megabytes", type=int, default=24, help="check: bytes per transfer")
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--site", action="append", default=[],
+                        help="SITE:rate_mbit=R,delay_ms=D,slowdown=S (an MDC site of its own)")
     args = parser.parse_args()
     if args.rate_mbit <= 0 or args.delay_ms < 0 or args.megabytes <= 0:
         parser.error("--rate_mbit and --megabytes must be positive, --delay_ms >= 0")
+    sites = {}
+    for text in args.site:
+        try:
+            site, values = parse_site(text)
+        except ValueError as e:
+            parser.error(str(e))
+        sites.setdefault(site, {}).update(values)
     require_root()
     if args.command == "clean":
         clean_stale()
         return 0
     # SIGTERM ends the run like Ctrl-C: through the cleanup below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with Testbed(args.rate_mbit, args.delay_ms, not args.lan, args.build) as bed:
+    with Testbed(args.rate_mbit, args.delay_ms, not args.lan, args.build, sites) as bed:
         if args.command == "check":
             print(json.dumps(check(bed, args.megabytes)), flush=True)
         else:

@@ -84,11 +84,13 @@ class WanCluster:
                 binary("hips-aggregator"), "--id=agg-%d" % a, "--hq=" + hq,
                 "--host=" + self.bed.address(site), "--port=%d" % port,
                 "--workers=%d" % self.per_mdc] + common + self.aggregator_flags)
+            # A slow site's homes compute slower (Testbed.slowdown).
+            slow = ["--slowdown=%g" % self.bed.slowdown(mdc)] if self.bed.slowdown(mdc) > 1 else []
             for k in range(self.per_mdc):
                 index = a * self.per_mdc + k
                 self.workers.append(self._start(mdc, "worker-%d" % index, [
                     binary("hips-worker"), "--aggregator=" + address, "--index=%d" % index,
-                    "--workers=%d" % workers] + common + self.worker_flags))
+                    "--workers=%d" % workers] + common + self.worker_flags + slow))
         return self
 
     def evaluations(self):

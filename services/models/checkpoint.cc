@@ -75,6 +75,13 @@ uint32_t ChecksumOf(const Checkpoint& c) {
     w.Int(c.mode.local_steps);
     w.Int(static_cast<int64_t>(std::llround(c.mode.participation * 1e9)));
     if (c.mode.edge_rounds > 1) w.Int(c.mode.edge_rounds);  // (older sums stay)
+    if (c.mode.proximal_mu > 0) w.Int(static_cast<int64_t>(std::llround(c.mode.proximal_mu * 1e9)));
+  }
+  if (c.mode.hq_buffer > 0) {  // (older sums stay)
+    w.Int(c.mode.hq_buffer);
+    if (c.mode.staleness_weighting == StalenessWeighting::kPolynomial) {
+      w.Int(static_cast<int64_t>(std::llround(c.mode.staleness_exponent * 1e9)));
+    }
   }
   w.Int(c.mode_since);
   w.Int(static_cast<int64_t>(c.layout.tensors().size()));

@@ -298,6 +298,38 @@ TEST(CheckpointCodecTest, FedAvgModeRoundTripsWithItsEdgeRounds) {
   EXPECT_NE(ChecksumOf(one), ChecksumOf(c));
 }
 
+TEST(CheckpointCodecTest, FedProxAndHqBufferRoundTripAndAreSummed) {
+  Checkpoint c;
+  c.layout = *ModelLayout::Create({{"0.weight", {2, 2}}});
+  c.weights = {1, 2, 3, 4};
+  c.version = 5;
+  ModeKnobs k;
+  k.local_steps = 20;
+  k.proximal_mu = 0.01;
+  k.hq_buffer = 3;
+  k.staleness_weighting = StalenessWeighting::kPolynomial;
+  k.staleness_exponent = 0.75;
+  for (const char* name : {"fedavg", "sync"}) {
+    absl::StatusOr<ModeConfig> mode = MakeModeConfig(name, k);
+    ASSERT_TRUE(mode.ok()) << mode.status();
+    c.mode = *mode;
+    absl::StatusOr<Checkpoint> back = RoundTrip(c);
+    ASSERT_TRUE(back.ok()) << back.status();
+    EXPECT_EQ(back->mode, c.mode) << name;
+  }
+  // Each is in the checksum (unset, a checkpoint keeps its old sum).
+  Checkpoint other = c;
+  other.mode.staleness_exponent = 0.5;
+  EXPECT_NE(ChecksumOf(other), ChecksumOf(c));
+  other = c;
+  other.mode.hq_buffer = 4;
+  EXPECT_NE(ChecksumOf(other), ChecksumOf(c));
+  c.mode = *MakeModeConfig("fedavg", k);
+  other = c;
+  other.mode.proximal_mu = 0.02;
+  EXPECT_NE(ChecksumOf(other), ChecksumOf(c));
+}
+
 TEST(CheckpointCodecTest, ADivergedRunRoundTripsItsRollbacksAndWhereItStopped) {
   Checkpoint c;
   c.layout = *ModelLayout::Create({{"0.weight", {2, 2}}});

@@ -269,6 +269,15 @@ absl::StatusOr<Checkpoint> FromDict(GenericDict dict) {
     c.mode.local_steps = reader.Int("local_steps");
     c.mode.participation = reader.Double("participation");
     if (reader.Has("edge_rounds")) c.mode.edge_rounds = reader.Int("edge_rounds");
+    if (reader.Has("proximal_mu")) c.mode.proximal_mu = reader.Double("proximal_mu");
+    if (!reader.status().ok()) return reader.status();
+  }
+  if (reader.Has("hq_buffer")) {  // (only a run with HQ's buffer has them)
+    c.mode.hq_buffer = reader.Int("hq_buffer");
+    if (reader.Has("staleness_exponent")) {
+      c.mode.staleness_weighting = StalenessWeighting::kPolynomial;
+      c.mode.staleness_exponent = reader.Double("staleness_exponent");
+    }
     if (!reader.status().ok()) return reader.status();
   }
   if (absl::Status s = ValidateModeConfig(c.mode); !s.ok()) {
@@ -345,6 +354,13 @@ absl::StatusOr<std::string> EncodeCheckpoint(const Checkpoint& c) {
       dict.insert("local_steps", c.mode.local_steps);
       dict.insert("participation", c.mode.participation);
       if (c.mode.edge_rounds > 1) dict.insert("edge_rounds", c.mode.edge_rounds);
+      if (c.mode.proximal_mu > 0) dict.insert("proximal_mu", c.mode.proximal_mu);
+    }
+    if (c.mode.hq_buffer > 0) {
+      dict.insert("hq_buffer", c.mode.hq_buffer);
+      if (c.mode.staleness_weighting == StalenessWeighting::kPolynomial) {
+        dict.insert("staleness_exponent", c.mode.staleness_exponent);
+      }
     }
     dict.insert("mode_since", c.mode_since);
     dict.insert("weights", weights);

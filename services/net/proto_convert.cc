@@ -69,9 +69,17 @@ void ModeToProto(const ModeConfig& mode, v1::ModeConfig* out) {
       out->set_local_steps(mode.local_steps);
       out->set_participation(mode.participation);
       out->set_edge_rounds(mode.edge_rounds);
+      out->set_proximal_mu(mode.proximal_mu);
       break;
   }
   out->set_staleness(mode.staleness);
+  if (mode.hq_buffer > 0) {
+    out->set_hq_buffer(mode.hq_buffer);
+    if (mode.staleness_weighting == StalenessWeighting::kPolynomial) {
+      out->set_staleness_weighting(v1::STALENESS_WEIGHTING_POLYNOMIAL);
+      out->set_staleness_exponent(mode.staleness_exponent);
+    }
+  }
 }
 
 absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto) {
@@ -97,6 +105,19 @@ absl::StatusOr<ModeConfig> ModeFromProto(const v1::ModeConfig& proto) {
   if (proto.local_steps() != 0) mode.local_steps = proto.local_steps();
   if (proto.participation() != 0) mode.participation = proto.participation();
   if (proto.edge_rounds() != 0) mode.edge_rounds = proto.edge_rounds();
+  mode.proximal_mu = proto.proximal_mu();
+  mode.hq_buffer = proto.hq_buffer();
+  switch (proto.staleness_weighting()) {
+    case v1::STALENESS_WEIGHTING_CONSTANT:
+      break;
+    case v1::STALENESS_WEIGHTING_POLYNOMIAL:
+      mode.staleness_weighting = StalenessWeighting::kPolynomial;
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown staleness weighting ", proto.staleness_weighting()));
+  }
+  if (proto.staleness_exponent() != 0) mode.staleness_exponent = proto.staleness_exponent();
   if (absl::Status s = ValidateModeConfig(mode); !s.ok()) return s;
   return mode;
 }

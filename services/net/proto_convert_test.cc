@@ -290,6 +290,35 @@ TEST(ProtoConvertTest, ModesRoundTripAndUnknownOrOutOfRangeAreRefused) {
     ASSERT_TRUE(out.ok()) << DescribeMode(mode) << ": " << out.status();
     EXPECT_EQ(*out, mode);
   }
+  // FedProx and HQ's buffer (docs/noniid.md).
+  ModeConfig prox{Mode::kFedAvg, 0, 10, 1.0};
+  prox.proximal_mu = 0.01;
+  prox.hq_buffer = 3;
+  prox.staleness_weighting = StalenessWeighting::kPolynomial;
+  prox.staleness_exponent = 0.75;
+  ModeConfig buffered{Mode::kSync};
+  buffered.hq_buffer = 2;
+  for (const ModeConfig& mode : {prox, buffered}) {
+    v1::ModeConfig proto;
+    ModeToProto(mode, &proto);
+    absl::StatusOr<ModeConfig> out = ModeFromProto(proto);
+    ASSERT_TRUE(out.ok()) << DescribeMode(mode) << ": " << out.status();
+    EXPECT_EQ(*out, mode);
+  }
+  v1::ModeConfig lies;
+  lies.set_mode(v1::MODE_SYNC);
+  lies.set_hq_buffer(2);
+  lies.set_staleness_weighting(static_cast<v1::StalenessWeighting>(9));
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(lies).status()));
+  lies.set_staleness_weighting(v1::STALENESS_WEIGHTING_POLYNOMIAL);
+  lies.set_staleness_exponent(-1);
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(lies).status()));
+  lies.set_staleness_exponent(0.5);
+  lies.set_proximal_mu(0.1);  // FedProx in sync
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(lies).status()));
+  lies.set_proximal_mu(0);
+  lies.set_mode(v1::MODE_ASYNC);  // a buffer in async
+  EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(lies).status()));
   v1::ModeConfig bad;
   bad.set_mode(static_cast<v1::Mode>(7));
   EXPECT_TRUE(absl::IsInvalidArgument(ModeFromProto(bad).status()));

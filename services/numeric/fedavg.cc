@@ -20,7 +20,8 @@ void LocalTrainer::Begin(absl::Span<const float> weights) {
   steps_ = 0;
 }
 
-void LocalTrainer::Step(absl::Span<const float> grad, const LocalSgd& sgd) {
+void LocalTrainer::Step(absl::Span<const float> grad, const LocalSgd& sgd, double proximal_mu) {
+  const float prox = static_cast<float>(proximal_mu);
   const float lr = static_cast<float>(sgd.lr);
   const float mu = static_cast<float>(sgd.momentum);
   const float wd = static_cast<float>(sgd.weight_decay);
@@ -31,6 +32,7 @@ void LocalTrainer::Step(absl::Span<const float> grad, const LocalSgd& sgd) {
   auto train = [&](size_t end) {
     for (size_t i = begin; i < end; ++i) {
       float d = grad[i];
+      if (prox != 0) d += prox * (weights_[i] - start_[i]);
       if (wd != 0) d += wd * weights_[i];
       float step = d;
       if (mu != 0) {

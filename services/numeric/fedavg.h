@@ -27,8 +27,10 @@ class LocalTrainer {
   LocalTrainer(size_t num_floats, std::vector<FloatRange> buffers);
 
   void Begin(absl::Span<const float> weights);
-  // One step; `grad` as Model::ComputeGradient writes it.
-  void Step(absl::Span<const float> grad, const LocalSgd& sgd);
+  // One step; `grad` as Model::ComputeGradient writes it. `proximal_mu`
+  // (FedProx) adds mu·(w - w_round) to each parameter's gradient, before
+  // weight decay and momentum; 0 leaves the step exactly plain SGD's.
+  void Step(absl::Span<const float> grad, const LocalSgd& sgd, double proximal_mu = 0);
   // The weights after the steps so far (what the model computes on next).
   absl::Span<const float> weights() const { return weights_; }
   int64_t steps() const { return steps_; }

@@ -1,6 +1,7 @@
 #include "services/numeric/fedavg.h"
 
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <set>
@@ -73,6 +74,66 @@ TEST(LocalTrainerTest, OneStepPushesTheLearningRateTimesTheGradient) {
                                                                            0.2f * (-1 + 0.03f)}))
         << momentum;
   }
+}
+
+// FedProx by hand: d = g + mu·(w - w_round) + wd·w, then torch's SGD rule.
+// The first step sits on the round's weights, so its proximal term is 0;
+// the buffer (float 1) is not trained and keeps its value.
+TEST(LocalTrainerTest, FedProxAddsMuTimesTheDistanceToTheRoundsWeights) {
+  LocalTrainer t(3, {FloatRange{1, 1}});
+  const LocalSgd sgd{/*lr=*/0.1, /*momentum=*/0.5, /*nesterov=*/false, /*weight_decay=*/0.1};
+  t.Begin(std::vector<float>{1, 5, -2});
+  t.Step(std::vector<float>{2, 9, 1}, sgd, /*proximal_mu=*/0.5);
+  // d = (2 + 0 + 0.1, 1 + 0 - 0.2) = (2.1, 0.8); w = (0.79, -2.08).
+  EXPECT_THAT(t.weights(), Pointwise(FloatNear(1e-6), std::vector<float>{0.79f, 9, -2.08f}));
+  t.Step(std::vector<float>{1, 7, -1}, sgd, 0.5);
+  // d = 1 + 0.5·(0.79 - 1) + 0.1·0.79 = 0.974, buf = 0.5·2.1 + 0.974 = 2.024;
+  // d = -1 + 0.5·(-2.08 + 2) - 0.208 = -1.248, buf = 0.4 - 1.248 = -0.848.
+  EXPECT_THAT(t.weights(),
+              Pointwise(FloatNear(1e-6), std::vector<float>{0.79f - 0.2024f, 7, -2.08f + 0.0848f}));
+}
+
+// FedProx with mu = 0 is fedavg, bit for bit, over several steps with
+// momentum and weight decay.
+TEST(LocalTrainerTest, FedProxWithMuZeroIsFedAvgBitForBit) {
+  const LocalSgd sgd{0.05, 0.9, /*nesterov=*/true, 1e-3};
+  LocalTrainer plain(5, {FloatRange{3, 1}});
+  LocalTrainer prox(5, {FloatRange{3, 1}});
+  const std::vector<float> w0 = {0.3f, -1.7f, 2.25f, 4, 1e-3f};
+  plain.Begin(w0);
+  prox.Begin(w0);
+  for (int step = 0; step < 6; ++step) {
+    std::vector<float> g(5);
+    for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(0.7f * step + 1.3f * i) * 3;
+    plain.Step(g, sgd);
+    prox.Step(g, sgd, /*proximal_mu=*/0.0);
+  }
+  const std::vector<float> a = Delta(plain, 5);
+  const std::vector<float> b = Delta(prox, 5);
+  for (size_t i = 0; i < a.size(); ++i) {
+    uint32_t x, y;
+    std::memcpy(&x, &a[i], 4);
+    std::memcpy(&y, &b[i], 4);
+    EXPECT_EQ(x, y) << i;
+  }
+}
+
+// A large mu holds the replica near the round's weights: the delta shrinks
+// as mu grows (the same gradients every step).
+TEST(LocalTrainerTest, FedProxShrinksTheDeltaAsMuGrows) {
+  const LocalSgd sgd{0.1, 0, false, 0};
+  double previous = 1e9;
+  for (double mu : {0.0, 0.5, 2.0, 8.0}) {
+    LocalTrainer t(1, {});
+    t.Begin(std::vector<float>{0});
+    for (int step = 0; step < 10; ++step) t.Step(std::vector<float>{1}, sgd, mu);
+    const double delta = Delta(t, 1)[0];
+    EXPECT_LT(delta, previous) << mu;
+    EXPECT_GT(delta, 0) << mu;
+    previous = delta;
+  }
+  // mu = 8, lr = 0.1: w_{k+1} = 0.2·w_k - 0.1 tends to -0.125.
+  EXPECT_NEAR(previous, 0.125, 1e-6);
 }
 
 TEST(LocalSgdTest, BadSettingsAreRefused) {
@@ -154,6 +215,72 @@ TEST(FedAvgModeTest, ParsesValidatesAndDescribes) {
   EXPECT_TRUE(UsesRounds(Mode::kFedAvg));
   EXPECT_TRUE(UsesRounds(Mode::kSync));
   EXPECT_FALSE(UsesRounds(Mode::kAsync));
+}
+
+TEST(ModeConfigTest, FedProxAndHqBufferShapeOnlyTheirModes) {
+  ModeKnobs k;
+  k.proximal_mu = 0.01;
+  k.hq_buffer = 3;
+  k.staleness_weighting = StalenessWeighting::kPolynomial;
+  k.staleness_exponent = 0.5;
+  k.local_steps = 10;
+  absl::StatusOr<ModeConfig> fedavg = MakeModeConfig("fedavg", k);
+  ASSERT_TRUE(fedavg.ok()) << fedavg.status();
+  EXPECT_EQ(fedavg->proximal_mu, 0.01);
+  EXPECT_EQ(fedavg->hq_buffer, 3);
+  EXPECT_EQ(DescribeMode(*fedavg), "fedavg(H=10,mu=0.01,B=3,poly=0.5)");
+  // sync takes the buffer, not the proximal term; async and ssp neither.
+  absl::StatusOr<ModeConfig> sync = MakeModeConfig("sync", k);
+  ASSERT_TRUE(sync.ok()) << sync.status();
+  EXPECT_EQ(sync->proximal_mu, 0);
+  EXPECT_EQ(DescribeMode(*sync), "sync(B=3,poly=0.5)");
+  EXPECT_EQ(*MakeModeConfig("async", k), (ModeConfig{Mode::kAsync}));
+  // A constant weighting leaves the exponent at its default, whatever given.
+  k.staleness_weighting = StalenessWeighting::kConstant;
+  k.staleness_exponent = -7;
+  EXPECT_EQ(DescribeMode(*MakeModeConfig("sync", k)), "sync(B=3)");
+
+  ModeConfig bad{Mode::kSync};
+  bad.proximal_mu = 0.1;  // not fedavg
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateModeConfig(bad)));
+  bad = ModeConfig{Mode::kAsync};
+  bad.hq_buffer = 2;  // not a mode of rounds
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateModeConfig(bad)));
+  bad = ModeConfig{Mode::kSync};
+  bad.staleness_weighting = StalenessWeighting::kPolynomial;  // without a buffer
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateModeConfig(bad)));
+  for (double e : {0.0, -1.0, 10.5, std::numeric_limits<double>::quiet_NaN()}) {
+    ModeKnobs b;
+    b.hq_buffer = 2;
+    b.staleness_weighting = StalenessWeighting::kPolynomial;
+    b.staleness_exponent = e;
+    EXPECT_TRUE(absl::IsInvalidArgument(MakeModeConfig("sync", b).status())) << e;
+  }
+  for (double mu : {-0.1, 1001.0, std::numeric_limits<double>::infinity(),
+                    std::numeric_limits<double>::quiet_NaN()}) {
+    ModeKnobs b;
+    b.proximal_mu = mu;
+    EXPECT_TRUE(absl::IsInvalidArgument(MakeModeConfig("fedavg", b).status())) << mu;
+  }
+  for (int64_t buffer : {int64_t{-1}, kMaxHqBuffer + 1}) {
+    ModeKnobs b;
+    b.hq_buffer = buffer;
+    EXPECT_TRUE(absl::IsInvalidArgument(MakeModeConfig("fedavg", b).status())) << buffer;
+  }
+}
+
+TEST(ModeConfigTest, StalenessWeightsByHand) {
+  ModeConfig m{Mode::kSync};
+  m.hq_buffer = 2;
+  EXPECT_EQ(StalenessWeight(m, 0), 1.0);
+  EXPECT_EQ(StalenessWeight(m, 9), 1.0);
+  m.staleness_weighting = StalenessWeighting::kPolynomial;
+  EXPECT_DOUBLE_EQ(StalenessWeight(m, 0), 1.0);
+  EXPECT_DOUBLE_EQ(StalenessWeight(m, 3), 0.5);  // (1 + 3)^-0.5
+  m.staleness_exponent = 2;
+  EXPECT_DOUBLE_EQ(StalenessWeight(m, 4), 1.0 / 25);
+  EXPECT_TRUE(ParseStalenessWeighting("polynomial").ok());
+  EXPECT_TRUE(absl::IsInvalidArgument(ParseStalenessWeighting("hinge").status()));
 }
 
 }  // namespace

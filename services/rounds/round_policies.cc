@@ -3,6 +3,7 @@
 #include <utility>
 
 #include "services/rounds/async_policy.h"
+#include "services/rounds/buffered_policy.h"
 #include "services/rounds/edge_round_policy.h"
 #include "services/rounds/fedavg_policy.h"
 #include "services/rounds/sync_policy.h"
@@ -10,6 +11,9 @@
 namespace hips {
 
 std::unique_ptr<RoundPolicy> MakeRoundPolicy(RoundPolicyOptions options, RoundHost* host) {
+  if (options.tier == RoundPolicyOptions::Tier::kHq && options.mode.hq_buffer > 0) {
+    return std::make_unique<BufferedPolicy>(std::move(options), host);
+  }
   switch (options.mode.mode) {
     case Mode::kSync:
       return std::make_unique<SyncPolicy>(std::move(options), host);

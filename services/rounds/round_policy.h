@@ -231,6 +231,12 @@ class RoundPolicy {
   // switch, HQ restarted, shutdown: the tier drops them).
   virtual std::vector<ContributorRef> Release() = 0;
 
+  // An aggregator under HQ's buffered rounds (ModeConfig::hq_buffer):
+  // whether the open round still waits for live members computing on its
+  // version, so that newer weights from HQ wait until it closes (its work
+  // then counts, however slow; docs/noniid.md).
+  virtual bool HoldsNewerWeights() const { return false; }
+
   // The live members the open round still waits for, in id order (none:
   // no round open, everyone in, or a mode without rounds). What hips status
   // and the metrics show (docs/faults.md, "A round that waits says for

@@ -127,6 +127,12 @@ std::vector<std::string> SyncPolicy::WaitingFor() const {
   return missing;
 }
 
+bool SyncPolicy::HoldsNewerWeights() const {
+  // (WaitingFor is empty after training, and when no round is open.)
+  return options_.tier == RoundPolicyOptions::Tier::kAggregator && mode().hq_buffer > 0 &&
+         !WaitingFor().empty();
+}
+
 bool SyncPolicy::Complete() const {
   const Membership& members = host_->members();
   const absl::flat_hash_set<std::string>* waited = RoundMembers();

@@ -39,6 +39,7 @@ class SyncPolicy : public RoundPolicy {
   absl::Time CloseAt() const override { return round_.CloseAt(); }
   std::vector<ContributorRef> Release() override;
   std::vector<std::string> WaitingFor() const override;
+  bool HoldsNewerWeights() const override;
 
   const SyncRound& round() const { return round_; }
 

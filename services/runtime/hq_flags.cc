@@ -28,6 +28,21 @@ ABSL_FLAG(int64_t, edge_rounds, 1,
           "fedavg: rounds each aggregator runs on its own copy of the model per HQ version "
           "(HierFAVG): it applies its workers' mean delta and sends the copy back to them this "
           "many times before one aggregate goes to HQ (docs/wan.md). 1: every round goes to HQ.");
+ABSL_FLAG(double, proximal_mu, 0,
+          "fedavg: FedProx's mu, in [0, 1000]: each local step adds mu*(w - w_round) to a "
+          "parameter's gradient, pulling a home's replica back toward the round's weights on "
+          "non-IID data (0: plain fedavg; docs/noniid.md).");
+ABSL_FLAG(int64_t, hq_buffer, 0,
+          "sync and fedavg: HQ's consistency across MDCs. 0: HQ's rounds wait for every live "
+          "MDC. K > 0: buffered asynchronous (FedBuff): HQ applies once K MDC aggregates are "
+          "in, whatever version each was computed on, and an MDC finishes its round before "
+          "it takes newer weights, so a slow MDC never holds back the others "
+          "(docs/noniid.md).");
+ABSL_FLAG(std::string, staleness_weighting, "constant",
+          "--hq_buffer: how an aggregate computed t versions back is weighted: constant (1) "
+          "or polynomial ((1+t)^-a, a = --staleness_exponent).");
+ABSL_FLAG(double, staleness_exponent, 0.5,
+          "--staleness_weighting=polynomial: the exponent a, in (0, 10].");
 ABSL_FLAG(double, server_lr, 1.0, "fedavg: HQ's learning rate on the mean delta.");
 ABSL_FLAG(double, server_momentum, 0.5,
           "fedavg: HQ's momentum on the mean delta, in [0, 1) (FedAvgM; 0 with --server_lr=1 "
@@ -56,8 +71,24 @@ ABSL_FLAG(int32_t, max_rollbacks, 3,
 namespace hips {
 
 absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode) {
-  return MakeModeConfig(mode, absl::GetFlag(FLAGS_staleness), absl::GetFlag(FLAGS_local_steps),
-                        absl::GetFlag(FLAGS_participation), absl::GetFlag(FLAGS_edge_rounds));
+  ModeKnobs k;
+  k.staleness = absl::GetFlag(FLAGS_staleness);
+  k.local_steps = absl::GetFlag(FLAGS_local_steps);
+  k.participation = absl::GetFlag(FLAGS_participation);
+  k.edge_rounds = absl::GetFlag(FLAGS_edge_rounds);
+  k.proximal_mu = absl::GetFlag(FLAGS_proximal_mu);
+  k.hq_buffer = absl::GetFlag(FLAGS_hq_buffer);
+  absl::StatusOr<StalenessWeighting> weighting =
+      ParseStalenessWeighting(absl::GetFlag(FLAGS_staleness_weighting));
+  if (!weighting.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--staleness_weighting: ", weighting.status().message()));
+  }
+  k.staleness_weighting = *weighting;
+  k.staleness_exponent = absl::GetFlag(FLAGS_staleness_exponent);
+  // A knob given for a mode it does not shape is ignored (as --staleness
+  // is outside ssp), but a bad value of one that counts is an error.
+  return MakeModeConfig(mode, k);
 }
 
 absl::StatusOr<ModeConfig> ModeConfigFromFlags() {

@@ -16,7 +16,8 @@
 // The flags of HQ's training that hips-hq and the hips CLI share (hips local
 // hands them to its HQ; hips mode takes the mode's): --mode and what shapes
 // it (--staleness; fedavg's --local_steps, --participation, --edge_rounds,
-// --server_lr, --server_momentum), async's --async_momentum and
+// --proximal_mu, --server_lr, --server_momentum; HQ's buffer across MDCs,
+// --hq_buffer, --staleness_weighting, --staleness_exponent), async's --async_momentum and
 // --staleness_lr, the budget --max_versions, --eval_every,
 // --checkpoint_dir, and HQ's weights downstream (--weights_compression,
 // --weights_topk_ratio, --weights_resync_every: docs/wan.md). Only main()s
@@ -26,6 +27,10 @@ ABSL_DECLARE_FLAG(int64_t, staleness);
 ABSL_DECLARE_FLAG(int64_t, local_steps);
 ABSL_DECLARE_FLAG(double, participation);
 ABSL_DECLARE_FLAG(int64_t, edge_rounds);
+ABSL_DECLARE_FLAG(double, proximal_mu);
+ABSL_DECLARE_FLAG(int64_t, hq_buffer);
+ABSL_DECLARE_FLAG(std::string, staleness_weighting);
+ABSL_DECLARE_FLAG(double, staleness_exponent);
 ABSL_DECLARE_FLAG(double, server_lr);
 ABSL_DECLARE_FLAG(double, server_momentum);
 ABSL_DECLARE_FLAG(std::string, weights_compression);
@@ -43,7 +48,9 @@ ABSL_DECLARE_FLAG(std::string, checkpoint_dir);
 namespace hips {
 
 // The mode named `mode` (or --mode) with --staleness, --local_steps,
-// --participation and --edge_rounds (each counted only by its mode).
+// --participation, --edge_rounds, --proximal_mu, --hq_buffer,
+// --staleness_weighting and --staleness_exponent (each counted only by the
+// modes it shapes).
 absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode);
 absl::StatusOr<ModeConfig> ModeConfigFromFlags();
 

@@ -3,8 +3,11 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace hips {
 
@@ -30,15 +33,40 @@ absl::StatusOr<Mode> ParseMode(absl::string_view name) {
       absl::StrCat("unknown mode '", name, "' (want sync, async, ssp or fedavg)"));
 }
 
+absl::string_view StalenessWeightingName(StalenessWeighting w) {
+  return w == StalenessWeighting::kPolynomial ? "polynomial" : "constant";
+}
+
+absl::StatusOr<StalenessWeighting> ParseStalenessWeighting(absl::string_view name) {
+  for (StalenessWeighting w : {StalenessWeighting::kConstant, StalenessWeighting::kPolynomial}) {
+    if (name == StalenessWeightingName(w)) return w;
+  }
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown staleness weighting '", name, "' (want constant or polynomial)"));
+}
+
+double StalenessWeight(const ModeConfig& mode, int64_t tau) {
+  if (mode.staleness_weighting == StalenessWeighting::kConstant) return 1.0;
+  return std::pow(1.0 + static_cast<double>(std::max<int64_t>(tau, 0)), -mode.staleness_exponent);
+}
+
 std::string DescribeMode(const ModeConfig& c) {
   if (c.mode == Mode::kSsp) return absl::StrCat("ssp(", c.staleness, ")");
+  std::vector<std::string> parts;
   if (c.mode == Mode::kFedAvg) {
-    std::string out = absl::StrCat("fedavg(H=", c.local_steps);
-    if (c.participation < 1.0) absl::StrAppend(&out, ",F=", c.participation);
-    if (c.edge_rounds > 1) absl::StrAppend(&out, ",E=", c.edge_rounds);
-    return absl::StrCat(out, ")");
+    parts.push_back(absl::StrCat("H=", c.local_steps));
+    if (c.participation < 1.0) parts.push_back(absl::StrCat("F=", c.participation));
+    if (c.edge_rounds > 1) parts.push_back(absl::StrCat("E=", c.edge_rounds));
+    if (c.proximal_mu > 0) parts.push_back(absl::StrCat("mu=", c.proximal_mu));
   }
-  return std::string(ModeName(c.mode));
+  if (c.hq_buffer > 0) {
+    parts.push_back(absl::StrCat("B=", c.hq_buffer));
+    if (c.staleness_weighting == StalenessWeighting::kPolynomial) {
+      parts.push_back(absl::StrCat("poly=", c.staleness_exponent));
+    }
+  }
+  if (parts.empty()) return std::string(ModeName(c.mode));
+  return absl::StrCat(ModeName(c.mode), "(", absl::StrJoin(parts, ","), ")");
 }
 
 absl::Status ValidateModeConfig(const ModeConfig& c) {
@@ -67,24 +95,73 @@ absl::Status ValidateModeConfig(const ModeConfig& c) {
     return absl::InvalidArgumentError(
         absl::StrCat("edge rounds must be in [1, ", kMaxEdgeRounds, "], got ", c.edge_rounds));
   }
+  if (c.mode != Mode::kFedAvg && c.proximal_mu != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("a proximal term only applies to fedavg, not ", ModeName(c.mode)));
+  }
+  if (!(c.proximal_mu >= 0 && c.proximal_mu <= kMaxProximalMu)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("proximal mu must be in [0, ", kMaxProximalMu, "], got ", c.proximal_mu));
+  }
+  if (!UsesRounds(c.mode) && c.hq_buffer != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "an HQ buffer only applies to sync and fedavg (async and ssp apply every aggregate as "
+        "it arrives), not ",
+        ModeName(c.mode)));
+  }
+  if (c.hq_buffer < 0 || c.hq_buffer > kMaxHqBuffer) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("HQ buffer must be in [0, ", kMaxHqBuffer, "], got ", c.hq_buffer));
+  }
+  const bool polynomial = c.staleness_weighting == StalenessWeighting::kPolynomial;
+  if (polynomial && c.hq_buffer == 0) {
+    return absl::InvalidArgumentError(
+        "a staleness weighting only applies to HQ's buffered rounds (an HQ buffer > 0)");
+  }
+  if (polynomial ? !(c.staleness_exponent > 0 && c.staleness_exponent <= kMaxStalenessExponent)
+                 : c.staleness_exponent != 0.5) {
+    return absl::InvalidArgumentError(
+        polynomial ? absl::StrCat("staleness exponent must be in (0, ", kMaxStalenessExponent,
+                                  "], got ", c.staleness_exponent)
+                   : std::string("a staleness exponent only applies to the polynomial weighting"));
+  }
   return absl::OkStatus();
+}
+
+absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, const ModeKnobs& k) {
+  absl::StatusOr<Mode> m = ParseMode(mode);
+  if (!m.ok()) return m.status();
+  ModeConfig c;
+  c.mode = *m;
+  c.staleness = *m == Mode::kSsp ? k.staleness : 0;
+  if (*m == Mode::kFedAvg) {
+    c.local_steps = k.local_steps;
+    c.participation = k.participation;
+    c.edge_rounds = k.edge_rounds;
+    c.proximal_mu = k.proximal_mu;
+  }
+  if (UsesRounds(*m)) {
+    c.hq_buffer = k.hq_buffer;
+    if (k.hq_buffer > 0) {
+      c.staleness_weighting = k.staleness_weighting;
+      if (k.staleness_weighting == StalenessWeighting::kPolynomial) {
+        c.staleness_exponent = k.staleness_exponent;
+      }
+    }
+  }
+  if (absl::Status s = ValidateModeConfig(c); !s.ok()) return s;
+  return c;
 }
 
 absl::StatusOr<ModeConfig> MakeModeConfig(absl::string_view mode, int64_t staleness,
                                           int64_t local_steps, double participation,
                                           int64_t edge_rounds) {
-  absl::StatusOr<Mode> m = ParseMode(mode);
-  if (!m.ok()) return m.status();
-  ModeConfig c;
-  c.mode = *m;
-  c.staleness = *m == Mode::kSsp ? staleness : 0;
-  if (*m == Mode::kFedAvg) {
-    c.local_steps = local_steps;
-    c.participation = participation;
-    c.edge_rounds = edge_rounds;
-  }
-  if (absl::Status s = ValidateModeConfig(c); !s.ok()) return s;
-  return c;
+  ModeKnobs k;
+  k.staleness = staleness;
+  k.local_steps = local_steps;
+  k.participation = participation;
+  k.edge_rounds = edge_rounds;
+  return MakeModeConfig(mode, k);
 }
 
 absl::string_view StalenessScalingName(StalenessScaling s) {

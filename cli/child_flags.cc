@@ -78,6 +78,7 @@ const std::vector<ChildFlag>& ChildFlags() {
       {Handle(FLAGS_batch_size), false, false, true},
       {Handle(FLAGS_partition), false, false, true},
       {Handle(FLAGS_dirichlet_alpha), false, false, true},
+      {Handle(FLAGS_dirichlet_draw), false, false, true},
       {Handle(FLAGS_shards_per_home), false, false, true},
   };
   return *kFlags;

@@ -777,6 +777,10 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-hq --mode=fedavg --edge_rounds=two", "edge_rounds"},
       {"/hips local --mode=fedavg --edge_rounds=-1", "edge rounds must be in [1, 1000]"},
       {"/hips mode fedavg --edge_rounds=0 --hq=127.0.0.1:1", "edge rounds must be in [1, 1000]"},
+      {"/hips local --partition=dirichlet --dirichlet_draw=per_site",
+       "--dirichlet_draw must be per_class or per_home"},
+      {"/hips-worker --aggregator=127.0.0.1:1 --partition=dirichlet --dirichlet_draw=home",
+       "--dirichlet_draw must be per_class or per_home"},
       // FedProx and HQ's buffer across MDCs (docs/noniid.md).
       {"/hips-hq --mode=fedavg --proximal_mu=-0.1", "proximal mu must be in [0, 1000]"},
       {"/hips-hq --mode=fedavg --proximal_mu=nan", "proximal mu must be in [0, 1000]"},

@@ -98,6 +98,66 @@ std::vector<std::vector<int64_t>> Dirichlet(absl::Span<const int64_t> labels, in
   return out;
 }
 
+// The Dirichlet split drawn per home: each home, in an order drawn first,
+// draws its class mix q ~ Dir(alpha, ..., alpha) and takes `size` examples
+// (the class counts q·size rounded by largest remainder), each class's from
+// its examples in a drawn order; what a class no longer has is taken from
+// the home's other classes in the order of its q (then of the label).
+std::vector<std::vector<int64_t>> DirichletPerHome(absl::Span<const int64_t> labels, int homes,
+                                                   double alpha, uint64_t seed) {
+  std::map<int64_t, std::vector<int64_t>> by_class;
+  for (size_t i = 0; i < labels.size(); ++i) by_class[labels[i]].push_back(static_cast<int64_t>(i));
+  Draws draws(seed);
+  std::vector<std::vector<int64_t>*> classes;
+  for (auto& [label, examples] : by_class) {
+    draws.Shuffle(&examples);
+    classes.push_back(&examples);
+  }
+  const size_t c = classes.size();
+  std::vector<size_t> taken(c, 0);  // from the front of each class's order
+  const size_t size = labels.size() / static_cast<size_t>(homes);
+  std::vector<int> order(homes);
+  std::iota(order.begin(), order.end(), 0);
+  draws.Shuffle(&order);
+  std::vector<std::vector<int64_t>> out(homes);
+  std::vector<double> q(c);
+  std::vector<size_t> want(c);
+  std::vector<size_t> by_q(c);
+  for (int h : order) {
+    double total = 0;
+    for (double& x : q) total += (x = draws.Gamma(alpha));
+    if (!(total > 0)) {  // (every draw underflowed: the home is of one class)
+      std::fill(q.begin(), q.end(), 0.0);
+      q[draws.Next() % c] = total = 1.0;
+    }
+    size_t assigned = 0;
+    std::vector<std::pair<double, size_t>> remainders;
+    for (size_t k = 0; k < c; ++k) {
+      const double exact = q[k] / total * static_cast<double>(size);
+      want[k] = static_cast<size_t>(std::floor(exact));
+      assigned += want[k];
+      remainders.push_back({-(exact - static_cast<double>(want[k])), k});
+    }
+    std::sort(remainders.begin(), remainders.end());
+    for (size_t i = 0; assigned < size; ++i, ++assigned) ++want[remainders[i % c].second];
+    std::iota(by_q.begin(), by_q.end(), size_t{0});
+    std::stable_sort(by_q.begin(), by_q.end(), [&](size_t a, size_t b) { return q[a] > q[b]; });
+    std::vector<int64_t>& home = out[h];
+    auto take = [&](size_t k, size_t n) {
+      const size_t got = std::min(n, classes[k]->size() - taken[k]);
+      home.insert(home.end(), classes[k]->begin() + taken[k],
+                  classes[k]->begin() + taken[k] + got);
+      taken[k] += got;
+      return got;
+    };
+    size_t short_by = 0;
+    for (size_t k = 0; k < c; ++k) short_by += want[k] - take(k, want[k]);
+    for (size_t i = 0; i < c && short_by > 0; ++i) short_by -= take(by_q[i], short_by);
+  }
+  for (auto& home : out) std::sort(home.begin(), home.end());
+  return out;
+}
+
 absl::StatusOr<std::vector<std::vector<int64_t>>> Shards(absl::Span<const int64_t> labels,
                                                          int homes, int per_home, uint64_t seed) {
   const size_t count = static_cast<size_t>(homes) * static_cast<size_t>(per_home);
@@ -127,7 +187,7 @@ absl::StatusOr<std::vector<std::vector<int64_t>>> Shards(absl::Span<const int64_
 }  // namespace
 
 absl::StatusOr<Partition> ParsePartition(absl::string_view kind, double alpha,
-                                         int shards_per_home) {
+                                         int shards_per_home, absl::string_view dirichlet_draw) {
   Partition p;
   if (kind == "iid") {
     p.kind = Partition::Kind::kIid;
@@ -147,6 +207,15 @@ absl::StatusOr<Partition> ParsePartition(absl::string_view kind, double alpha,
     return absl::InvalidArgumentError(
         absl::StrCat("--shards_per_home must be in [1, 1000], got ", shards_per_home));
   }
+  if (dirichlet_draw == "per_class") {
+    p.dirichlet_draw = Partition::Draw::kPerClass;
+  } else if (dirichlet_draw == "per_home") {
+    p.dirichlet_draw = Partition::Draw::kPerHome;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--dirichlet_draw must be per_class or per_home, got \"",
+                     absl::CHexEscape(dirichlet_draw), "\""));
+  }
   p.dirichlet_alpha = alpha;
   p.shards_per_home = shards_per_home;
   return p;
@@ -157,7 +226,8 @@ std::string DescribePartition(const Partition& p) {
     case Partition::Kind::kIid:
       return "iid";
     case Partition::Kind::kDirichlet:
-      return absl::StrCat("dirichlet(", p.dirichlet_alpha, ")");
+      return absl::StrCat("dirichlet(", p.dirichlet_alpha,
+                          p.dirichlet_draw == Partition::Draw::kPerHome ? ",per_home" : "", ")");
     case Partition::Kind::kShards:
       return absl::StrCat("shards(", p.shards_per_home, ")");
   }
@@ -176,6 +246,15 @@ absl::StatusOr<std::vector<std::vector<int64_t>>> PartitionExamples(
     case Partition::Kind::kDirichlet:
       break;
   }
+  if (p.dirichlet_draw == Partition::Draw::kPerHome) {
+    if (static_cast<int64_t>(labels.size()) / homes < std::max<int64_t>(min_examples, 1)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          labels.size(), " examples give each of ", homes, " homes ",
+          static_cast<int64_t>(labels.size()) / homes, ", fewer than ", min_examples,
+          " (a batch): use fewer homes or a smaller batch"));
+    }
+    return DirichletPerHome(labels, homes, p.dirichlet_alpha, SplitMix64(seed));
+  }
   constexpr int kDraws = 100;
   for (int draw = 0; draw < kDraws; ++draw) {
     std::vector<std::vector<int64_t>> out =
@@ -190,7 +269,8 @@ absl::StatusOr<std::vector<std::vector<int64_t>>> PartitionExamples(
   return absl::InvalidArgumentError(absl::StrCat(
       "--partition=dirichlet with --dirichlet_alpha=", p.dirichlet_alpha, " left some of ",
       homes, " homes fewer than ", min_examples, " examples (a batch) in each of ", kDraws,
-      " draws: use fewer homes, a larger alpha or a smaller batch"));
+      " draws: use fewer homes, a larger alpha, a smaller batch or --dirichlet_draw=per_home "
+      "(homes of equal size)"));
 }
 
 std::string DescribeLabelSpread(absl::Span<const int64_t> labels,

@@ -19,7 +19,12 @@
 //   dirichlet  per class, the class's examples are dealt to the homes in
 //              proportions drawn from Dir(alpha, ..., alpha) (Hsu et al.
 //              2019): small alpha gives each home few classes, large alpha
-//              nears iid;
+//              nears iid; homes' sizes differ as much as their classes.
+//              With --dirichlet_draw=per_home instead each home draws its
+//              mix of classes from Dir(alpha, ..., alpha) and takes an equal
+//              share of the examples in that mix (as far as the classes
+//              last): skew of labels alone, for many homes or a small
+//              alpha, where dealing per class leaves homes empty;
 //   shards     the examples sorted by label are cut into N x shards_per_home
 //              equal shards, and each home gets shards_per_home of them at
 //              random (McMahan et al. 2017): about that many classes each.
@@ -28,26 +33,34 @@ namespace hips {
 
 struct Partition {
   enum class Kind { kIid, kDirichlet, kShards };
+  // What the Dirichlet draws are of: each class's shares of the homes, or
+  // each home's shares of the classes (equal sizes).
+  enum class Draw { kPerClass, kPerHome };
   static constexpr double kDefaultAlpha = 0.5;
   static constexpr int kDefaultShardsPerHome = 2;
   Kind kind = Kind::kIid;
   double dirichlet_alpha = kDefaultAlpha;      // kDirichlet: in (0, 1000]
+  Draw dirichlet_draw = Draw::kPerClass;        // kDirichlet
   int shards_per_home = kDefaultShardsPerHome;  // kShards: in [1, 1000]
 };
 
-// From --partition, --dirichlet_alpha, --shards_per_home: INVALID_ARGUMENT
-// naming the flag for a value out of range.
+// From --partition, --dirichlet_alpha, --shards_per_home and
+// --dirichlet_draw (per_class, per_home): INVALID_ARGUMENT naming the flag
+// for a value out of range.
 absl::StatusOr<Partition> ParsePartition(absl::string_view kind, double alpha,
-                                         int shards_per_home);
-// "iid", "dirichlet(0.5)", "shards(2)".
+                                         int shards_per_home,
+                                         absl::string_view dirichlet_draw = "per_class");
+// "iid", "dirichlet(0.5)", "dirichlet(0.5,per_home)", "shards(2)".
 std::string DescribePartition(const Partition& p);
 
 // The example indices (ascending) of each of `homes` homes under `p`, from
-// the examples' class labels (one per example) and `seed`. dirichlet draws
-// again (up to 100 times, each draw seeded) until every home holds at least
-// `min_examples`; INVALID_ARGUMENT if none does (too many homes, or too
-// small an alpha, for the data) or if shards leave a home none. iid and
-// shards need no labels beyond their count.
+// the examples' class labels (one per example) and `seed`. dirichlet per
+// class draws again (up to 100 times, each draw seeded) until every home
+// holds at least `min_examples`; INVALID_ARGUMENT if none does (too many
+// homes, or too small an alpha, for the data) or if shards leave a home
+// none. dirichlet per home gives every home floor(n / homes) examples
+// (INVALID_ARGUMENT if that is below `min_examples`). iid and shards need
+// no labels beyond their count.
 absl::StatusOr<std::vector<std::vector<int64_t>>> PartitionExamples(
     absl::Span<const int64_t> labels, int homes, const Partition& p, uint64_t seed,
     int64_t min_examples = 1);

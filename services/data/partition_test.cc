@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <set>
+#include <string>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -88,10 +89,59 @@ TEST(PartitionTest, DirichletsAlphaSetsHowFewClassesAHomeHolds) {
   EXPECT_EQ(even, 10.0);  // nearly iid: every class holds ~10% of every home
 }
 
+// Per home: every home the same size, disjoint, its classes as few as
+// alpha says; 100 homes at alpha 0.1 over data that per-class dealing
+// cannot split (some home gets nothing).
+TEST(PartitionTest, DirichletPerHomeGivesEqualHomesSkewedByAlpha) {
+  const std::vector<int64_t> labels = Labels(1000);  // 10,000 examples
+  const Partition per_class = *ParsePartition("dirichlet", 0.1, 2);
+  EXPECT_FALSE(PartitionExamples(labels, 100, per_class, 3, 32).ok());
+  auto major_classes = [&](double alpha, int homes) {
+    const Partition p = *ParsePartition("dirichlet", alpha, 2, "per_home");
+    auto parts = PartitionExamples(labels, homes, p, 3, 10);
+    EXPECT_TRUE(parts.ok()) << parts.status();
+    ExpectDisjointCover(*parts, labels.size(), labels.size() % homes);
+    std::vector<double> major;
+    for (const auto& home : *parts) {
+      EXPECT_EQ(home.size(), labels.size() / homes);
+      std::vector<int64_t> counts(10, 0);
+      for (int64_t i : home) ++counts[labels[i]];
+      major.push_back(0);
+      for (int64_t c : counts) major.back() += 20 * c >= static_cast<int64_t>(home.size());
+    }
+    std::sort(major.begin(), major.end());
+    return major[major.size() / 2];  // the median home's
+  };
+  const double skewed = major_classes(0.1, 100);
+  EXPECT_LE(skewed, 3.0);
+  EXPECT_GT(major_classes(0.5, 100), skewed);
+  EXPECT_EQ(major_classes(1000, 10), 10.0);  // nearly iid
+  // 10,000 examples over 3 homes: 3,333 each, 1 left out.
+  EXPECT_EQ(major_classes(0.5, 3) > 0, true);
+  // Too many homes for a batch each: refused, saying what to change.
+  auto crowded = PartitionExamples(labels, 2500, *ParsePartition("dirichlet", 0.5, 2, "per_home"),
+                                   3, 10);
+  EXPECT_THAT(crowded.status().message(), HasSubstr("give each of 2500 homes 4, fewer than 10"));
+}
+
+// A class that runs out is made up from the home's other classes: one
+// class of 5 examples and one of 95, 10 homes of 10 each.
+TEST(PartitionTest, DirichletPerHomeMakesUpForAClassThatRanOut) {
+  std::vector<int64_t> labels(100, 1);
+  for (int i = 0; i < 5; ++i) labels[i * 20] = 0;
+  auto parts =
+      PartitionExamples(labels, 10, *ParsePartition("dirichlet", 0.5, 2, "per_home"), 5, 1);
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  ExpectDisjointCover(*parts, labels.size());
+  for (const auto& home : *parts) EXPECT_EQ(home.size(), 10u);
+}
+
 TEST(PartitionTest, TheSameSeedGivesTheSamePartsAndAnotherOtherParts) {
   const std::vector<int64_t> labels = Labels(50);
-  for (const char* kind : {"dirichlet", "shards"}) {
-    const Partition p = *ParsePartition(kind, 0.5, 2);
+  for (const char* kind : {"dirichlet", "shards", "per_home"}) {
+    const Partition p = std::string(kind) == "per_home"
+                            ? *ParsePartition("dirichlet", 0.5, 2, "per_home")
+                            : *ParsePartition(kind, 0.5, 2);
     auto a = PartitionExamples(labels, 5, p, 11);
     auto b = PartitionExamples(labels, 5, p, 11);
     auto c = PartitionExamples(labels, 5, p, 12);
@@ -119,6 +169,10 @@ TEST(PartitionTest, ParsesItsFlagsAndDescribesThem) {
   EXPECT_FALSE(ParsePartition("dirichlet", -1, 2).ok());
   EXPECT_THAT(ParsePartition("shards", 0.5, 0).status().message(),
               HasSubstr("--shards_per_home must be in [1, 1000]"));
+  EXPECT_EQ(DescribePartition(*ParsePartition("dirichlet", 0.1, 2, "per_home")),
+            "dirichlet(0.1,per_home)");
+  EXPECT_THAT(ParsePartition("dirichlet", 0.5, 2, "per_site").status().message(),
+              HasSubstr("--dirichlet_draw must be per_class or per_home"));
 }
 
 TEST(PartitionTest, TheSpreadLineCountsExamplesAndMajorClasses) {

@@ -43,7 +43,7 @@ Verdict BufferedPolicy::AdmitChecked(const Contribution& c, absl::Time now, cons
     Arrived(c.sender);
   }
   if (aggregates_ >= mode().hq_buffer) {
-    Emit();
+    Emit(/*everyone=*/false);
   } else {
     EmitIfEveryoneIn();
   }
@@ -83,12 +83,25 @@ void BufferedPolicy::EmitIfEveryoneIn() {
   for (const std::string& id : members.Live()) {
     if (!arrived_.contains(id) && host_->WaitsFor(id)) return;
   }
-  Emit();
+  Emit(/*everyone=*/true);
 }
 
-void BufferedPolicy::Emit() {
+int64_t BufferedPolicy::WaitedFor() const {
+  int64_t m = 0;
+  for (const std::string& id : host_->members().Live()) m += host_->WaitsFor(id);
+  return m;
+}
+
+void BufferedPolicy::Emit(bool everyone) {
   RoundOutput o;
   o.kind = RoundOutput::Kind::kRound;
+  // Every live MDC had its turn: a whole round (as sync's, which averages
+  // over whoever sent). Else K of M (those that sent and left since
+  // count: a round would have had them).
+  const int64_t mdcs = std::max(aggregates_, WaitedFor());
+  o.round_share = everyone || mdcs == 0
+                      ? 1.0
+                      : static_cast<double>(aggregates_) / static_cast<double>(mdcs);
   o.version = versions_.empty() ? tier_.version : versions_.begin()->first;
   o.versions = std::move(versions_);
   versions_.clear();

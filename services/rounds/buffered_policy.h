@@ -20,7 +20,14 @@ namespace hips {
 //   sum += s(τ)·Σ n_i·g_i,   samples += Σ n_i,
 // and once K aggregates are in HQ steps on sum / samples (a stale one pulls
 // less; with s = 1 and every MDC in, it is the sync round's mean) with the
-// mode's own step (sync: the optimizer's; fedavg: FedAvgM's). An MDC
+// mode's own step (sync: the optimizer's; fedavg: FedAvgM's), its rate
+// scaled by the buffer's share of a round: its aggregates over the live
+// MDCs HQ waits for (M), or 1 when every one of them had its turn. A round
+// of M MDCs is one step; the same
+// aggregates in buffers of K < M are M/K steps, each K/M of it, so the
+// weights move as far per aggregate whatever K (unscaled, K = 1 of 2 MDCs
+// moved them twice as far per aggregate and diverged on the WAN testbed:
+// docs/noniid.md). An MDC
 // finishes its round before it takes HQ's newer weights
 // (RoundPolicy::HoldsNewerWeights), so it sends one aggregate per version it
 // trained on: a buffer also closes short of K once every live MDC HQ waits
@@ -50,7 +57,7 @@ class BufferedPolicy : public RoundPolicy {
   }
   double StepRate(const RoundOutput& out, double scheduled_lr,
                   const SgdSettings& in_use) const override {
-    return step_->StepRate(out, scheduled_lr, in_use);
+    return step_->StepRate(out, scheduled_lr, in_use) * out.round_share;
   }
   LocalSgd WorkersSgd(double scheduled_lr) const override {
     return step_->WorkersSgd(scheduled_lr);
@@ -72,7 +79,10 @@ class BufferedPolicy : public RoundPolicy {
   // Marks `sender`'s turn since the last step.
   void Arrived(const std::string& sender);
   void EmitIfEveryoneIn();
-  void Emit();
+  // `everyone`: every live MDC HQ waits for had its turn (a whole round).
+  void Emit(bool everyone);
+  // The live MDCs HQ waits for (M).
+  int64_t WaitedFor() const;
 
   // The mode's own policy, for its step (sync's or fedavg's).
   std::unique_ptr<RoundPolicy> step_;

@@ -84,8 +84,10 @@ TEST_F(BufferedPolicyTest, AppliesOnceKAggregatesAreInWithoutWaitingForTheOthers
   EXPECT_EQ(o.contributors, 4);
   EXPECT_THAT(o.staleness, ElementsAre(Pair(0, 4)));
   EXPECT_THAT(RefWorkers(o), ElementsAre("agg-0", "agg-2"));
-  // The step is sync's: the optimizer's settings and rate.
-  EXPECT_DOUBLE_EQ(policy_->StepRate(o, 0.1, SgdSettings{}), 0.1);
+  // The step is sync's (the optimizer's settings and rate), scaled by the
+  // buffer's share of a round: 2 of the 4 live MDCs.
+  EXPECT_DOUBLE_EQ(o.round_share, 0.5);
+  EXPECT_DOUBLE_EQ(policy_->StepRate(o, 0.1, SgdSettings{}), 0.05);
   EXPECT_FALSE(policy_->StepsOnDeltas());
   EXPECT_EQ(version_, 1);
 }
@@ -142,6 +144,8 @@ TEST_F(BufferedPolicyTest, WithEveryMdcFreshItIsTheSyncRound) {
   ASSERT_EQ(sync_host.outputs().size(), 1u);
   EXPECT_EQ(host_.outputs()[0].sum, sync_host.outputs()[0].sum);
   EXPECT_EQ(host_.outputs()[0].total_samples, sync_host.outputs()[0].total_samples);
+  EXPECT_DOUBLE_EQ(policy_->StepRate(host_.outputs()[0], 0.1, SgdSettings{}),
+                   sync.StepRate(sync_host.outputs()[0], 0.1, SgdSettings{}));
 }
 
 // No MDC can send twice on one version: once every live one HQ waits for
@@ -155,6 +159,7 @@ TEST_F(BufferedPolicyTest, ClosesShortOfKOnceEveryLiveMdcHasSent) {
   policy_->MarkDone("agg-1", 0, clock_.Now());  // its round had nothing
   ASSERT_EQ(host_.outputs().size(), 1u);
   EXPECT_THAT(host_.outputs()[0].sum, ElementsAre(1, 1));
+  EXPECT_DOUBLE_EQ(host_.outputs()[0].round_share, 1.0);  // everyone's turn: a whole round
 
   policy_->Refused("agg-0", 1, DropReason::kInvalid, clock_.Now());
   policy_->MarkDone("agg-1", 1, clock_.Now());
@@ -195,7 +200,8 @@ TEST_F(BufferedPolicyTest, FedAvgStepsOnDeltasWithTheServerRate) {
   ASSERT_EQ(Aggregate("agg-0", 0, {3, 3}, 3).kind, Verdict::Kind::kTaken);
   ASSERT_EQ(host_.outputs().size(), 1u);
   EXPECT_TRUE(policy_->StepsOnDeltas());
-  EXPECT_DOUBLE_EQ(policy_->StepRate(host_.outputs()[0], 0.1, SgdSettings{}), 0.7);
+  // FedAvgM's server rate, for 1 of the 4 live MDCs.
+  EXPECT_DOUBLE_EQ(policy_->StepRate(host_.outputs()[0], 0.1, SgdSettings{}), 0.7 / 4);
 }
 
 TEST_F(BufferedPolicyTest, RefusesFutureVersionsAndBadValuesAndReleasesWhatItHolds) {

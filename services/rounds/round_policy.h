@@ -90,6 +90,10 @@ struct RoundOutput {
   // clipped).
   std::vector<std::string> trimmed;
   std::vector<std::string> held_down;
+  // HQ's buffered rounds: the share of a full round this step stands for
+  // (its MDC aggregates over the live MDCs HQ waits for); StepRate scales
+  // by it. 1 otherwise.
+  double round_share = 1.0;
 };
 
 // The tier a policy runs in (an aggregator over its workers, HQ over its

@@ -207,13 +207,16 @@ def configurations(quick):
         # One slow, far MDC (SLOW_SITES): fedavg with HQ's rounds across the
         # MDCs against HQ's buffer (FedBuff), which applies each MDC's
         # aggregate as it comes.
-        ("fedavg_h20_sync_mdcs", "slow", "hips", "hierarchical",
+        ("slow_fedavg_h20_sync", "slow", "hips", "hierarchical",
          FEDAVG_EDGE + ["--local_steps=20", "--eval_every=2"], [], []),
-        ("fedavg_h20_hq_buffer1", "slow", "hips", "hierarchical",
+        ("slow_fedavg_h20_buffer1", "slow", "hips", "hierarchical",
          FEDAVG_EDGE + ["--local_steps=20", "--hq_buffer=1", "--eval_every=4"], [], []),
-        ("fedavg_h20_hq_buffer1_poly", "slow", "hips", "hierarchical",
+        ("slow_fedavg_h20_buffer1_poly", "slow", "hips", "hierarchical",
          FEDAVG_EDGE + ["--local_steps=20", "--hq_buffer=1", "--staleness_weighting=polynomial",
                         "--staleness_exponent=0.5", "--eval_every=4"], [], []),
+        ("slow_fedavg_h20_buffer1_poly1", "slow", "hips", "hierarchical",
+         FEDAVG_EDGE + ["--local_steps=20", "--hq_buffer=1", "--staleness_weighting=polynomial",
+                        "--staleness_exponent=1", "--eval_every=4"], [], []),
     ]
 
 
@@ -265,7 +268,7 @@ def summarize(rows):
     lan = by.get(("sync", "lan"))
     lan_s = lan["seconds_to_target"] if lan else None
     out = []
-    slow_sync = by.get(("fedavg_h20_sync_mdcs", "slow"))
+    slow_sync = by.get(("slow_fedavg_h20_sync", "slow"))
     for r in rows:
         value = r["seconds_to_target"]
         # (A slow site's rows against fedavg with HQ's rounds on that site.)
@@ -303,9 +306,9 @@ def summarize_slow(by):
     """wan_slow_buffer_vs_sync: the best HQ buffer's seconds to 0.85 against
     fedavg with HQ's rounds across the MDCs, with one slow, far MDC (goal:
     1.5 times sooner, final accuracy within a point)."""
-    sync = by.get(("fedavg_h20_sync_mdcs", "slow"))
+    sync = by.get(("slow_fedavg_h20_sync", "slow"))
     buffered = [r for (config, link), r in by.items()
-                if link == "slow" and "hq_buffer" in config]
+                if link == "slow" and "buffer" in config]
     if sync is None or not buffered:
         return []
     reached = [r for r in buffered if r["seconds_to_target"] is not None]

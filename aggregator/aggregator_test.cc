@@ -146,6 +146,35 @@ TEST(AggregatorTest, UnderAnHqBufferNewerWeightsWaitUntilTheOpenRoundCloses) {
   EXPECT_EQ(plain.counters().gradients_dropped.at("superseded"), 1);
 }
 
+// HQ restarted from an older checkpoint while newer weights were held:
+// the new line is taken at once, and the held weights of the old line are
+// never served after it.
+TEST(AggregatorTest, UnderAnHqBufferARestartedHqDropsTheHeldWeights) {
+  ModeConfig buffered{Mode::kSync};
+  buffered.hq_buffer = 2;
+  auto of_line = [&](int64_t version, int64_t incarnation) {
+    auto s = std::make_shared<WeightsSnapshot>(*Weights(version, 2, false, buffered));
+    s->incarnation = incarnation;
+    return s;
+  };
+  Aggregator agg(Local(2));
+  agg.PublishWeights(of_line(5, 1));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 5, {1, 2}, 1)).ok());
+  ASSERT_TRUE(agg.Heartbeat("w1", 0, false).ok());
+  agg.PublishWeights(of_line(7, 1));  // held: w1 computes on 5
+  EXPECT_EQ(agg.LatestWeights()->version, 5);
+  agg.PublishWeights(of_line(3, 2));  // HQ restarted at version 3
+  EXPECT_EQ(agg.LatestWeights()->version, 3);
+  EXPECT_EQ(agg.LatestWeights()->incarnation, 2);
+  // w1's gradient of the old line is refused; rounds of the new line go on
+  // and nothing of the old one comes back.
+  EXPECT_FALSE(agg.AcceptGradient(Push("w1", 5, {3, 4}, 1)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 3, {1, 1}, 1)).ok());
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 3, {1, 1}, 1)).ok());
+  EXPECT_EQ(agg.LatestWeights()->incarnation, 2);
+  EXPECT_EQ(agg.LatestWeights()->version, 3);
+}
+
 // A mode switch, or HQ's restart, is never held: it supersedes the round.
 TEST(AggregatorTest, UnderAnHqBufferAModeSwitchIsTakenAtOnce) {
   ModeConfig buffered{Mode::kSync};

@@ -127,7 +127,10 @@ std::shared_ptr<const WeightsSnapshot> Aggregator::TakeWeights(
   incarnation_ = snapshot->incarnation;
   hq_weights_ = snapshot;
   held_for_forming_ = nullptr;  // (superseded)
-  if (held_for_round_ != nullptr && held_for_round_->version <= snapshot->version) {
+  // (Held weights of another line, or not newer, are superseded: an HQ
+  // restarted from an older checkpoint has lower versions.)
+  if (held_for_round_ != nullptr && (held_for_round_->incarnation != snapshot->incarnation ||
+                                     held_for_round_->version <= snapshot->version)) {
     held_for_round_ = nullptr;
   }
   const size_t num_floats = snapshot->weights.size();

@@ -95,9 +95,10 @@ TEST(ElasticTest, AnMdcStartedByHandTakesPartAndIsNotWaitedForOnceItSaidGoodbye)
               static_cast<long long>(SumCounts(hq->server.aggregates_dropped)));
 }
 
-// One MDC, two steady homes, and four more that come and go: every second
-// one of them starts or stops (SIGTERM: a goodbye; every third stop is a
-// kill -9: its lease runs out) for a minute. Training goes on throughout,
+// One MDC, two steady homes, and four more that come and go: 60 times one
+// of them starts or stops (SIGTERM: a goodbye; every third stop is a kill
+// -9: its lease of 1 s runs out), each once the aggregator saw the one
+// before (about a second each). Training goes on throughout,
 // and at the end every gradient is accounted for: each accepted one
 // applied once at HQ, none pending, none duplicated.
 class ChurnTest : public ::testing::TestWithParam<std::vector<std::string>> {};
@@ -126,7 +127,11 @@ TEST_P(ChurnTest, HomesJoiningAndLeavingEverySecondLoseNothing) {
       c.Terminate(name);
     }
     ++changes;
-    absl::SleepFor(absl::Seconds(1));
+    // The next change once this one took effect at the aggregator (a
+    // start joined; a goodbye said, or a killed home's 1 s lease run out).
+    const bool running = c.Running(name);
+    ASSERT_TRUE(WaitFor([&] { return c.HoldsLease(0, name) == running; }, absl::Seconds(30)))
+        << name << (running ? " never joined" : " never left");
   }
   for (int k = 2; k < 6; ++k) {
     const std::string name = absl::StrCat("worker-", k);

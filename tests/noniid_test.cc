@@ -46,34 +46,33 @@ int64_t Forwarded(ProcessCluster& c, int a) {
   return s.ok() ? s->counters.gradients_forwarded : -1;
 }
 
-bool Live(ProcessCluster& c, int a, const std::string& worker) {
-  absl::StatusOr<AggregatorStatus> s = c.QueryAggregator(a);
-  if (!s.ok()) return false;
-  for (const std::string& w : s->counters.live_workers) {
-    if (w == worker) return true;
-  }
-  return false;
-}
-
-// Stops intake by waiting until nothing is in flight, then checks that what
-// each tier forwarded was applied once: HQ's books balance, nothing is
-// pending, and HQ applied exactly what the aggregators forwarded and it did
-// not drop.
-void ExpectEveryForwardedGradientAppliedOnce(ProcessCluster& c, int aggregators, bool buffered) {
+// Stops the homes still running, waits (bounded) until nothing is pending
+// at HQ, then checks that what each tier forwarded was applied once: every
+// tier's books balance and HQ saw no duplicate; under the buffer no MDC's
+// round was superseded.
+void StopHomesAndExpectEveryForwardedGradientAppliedOnce(ProcessCluster& c,
+                                                         const std::vector<std::string>& homes,
+                                                         bool buffered) {
+  for (const std::string& w : homes) c.Terminate(w);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        absl::StatusOr<HqStatus> h = c.QueryHq();
+        return h.ok() && h->server.gradients_pending == 0;
+      },
+      absl::Seconds(30)));
   absl::StatusOr<HqStatus> hq = c.QueryHq();
   ASSERT_TRUE(hq.ok()) << hq.status();
   const ParameterServerStatus& s = hq->server;
   EXPECT_EQ(s.gradients_received, s.gradients_applied + s.gradients_duplicate +
                                       SumCounts(s.gradients_dropped) + s.gradients_pending);
   EXPECT_EQ(s.gradients_duplicate, 0);
-  for (int a = 0; a < aggregators; ++a) {
+  for (int a = 0; a < 2; ++a) {
     absl::StatusOr<AggregatorStatus> agg = c.QueryAggregator(a);
     ASSERT_TRUE(agg.ok()) << agg.status();
     const AggregatorCounters& k = agg->counters;
     EXPECT_EQ(k.gradients_received, k.gradients_duplicate + SumCounts(k.gradients_dropped) +
                                         k.gradients_forwarded + k.gradients_pending)
         << agg->id;
-    // Under HQ's buffer an MDC's round is never superseded by HQ moving on.
     if (buffered) {
       EXPECT_EQ(k.gradients_dropped.count("superseded"), 0u) << agg->id;
     }
@@ -109,7 +108,7 @@ TEST(NonIidTest, BufferedHqCountsASlowMdcsWorkWithoutWaitingForIt) {
   const int64_t fast_before = Forwarded(c, 0);
   const int64_t version_before = c.Version();
   c.Kill("worker-1");
-  ASSERT_TRUE(WaitFor([&] { return !Live(c, 1, "worker-1"); }, absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return !c.HoldsLease(1, "worker-1"); }, absl::Seconds(10)));
   EXPECT_GT(Forwarded(c, 0), fast_before);
   EXPECT_GT(c.Version(), version_before);
   std::printf(
@@ -124,17 +123,10 @@ TEST(NonIidTest, BufferedHqCountsASlowMdcsWorkWithoutWaitingForIt) {
 
   // Restarted, it rejoins agg-1's rounds.
   ASSERT_TRUE(c.Restart("worker-1").ok());
-  ASSERT_TRUE(WaitFor([&] { return Live(c, 1, "worker-1"); }, absl::Seconds(30)));
+  ASSERT_TRUE(WaitFor([&] { return c.HoldsLease(1, "worker-1"); }, absl::Seconds(30)));
   ReachVersion(c, c.Version() + 5);
-  // Quiesce: stop the homes, let what is in flight land.
-  for (const char* w : {"worker-0", "worker-1", "worker-2", "worker-3"}) c.Terminate(w);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        absl::StatusOr<HqStatus> h = c.QueryHq();
-        return h.ok() && h->server.gradients_pending == 0 && Forwarded(c, 0) >= 0;
-      },
-      absl::Seconds(30)));
-  ExpectEveryForwardedGradientAppliedOnce(c, 2, /*buffered=*/true);
+  StopHomesAndExpectEveryForwardedGradientAppliedOnce(
+      c, {"worker-0", "worker-1", "worker-2", "worker-3"}, /*buffered=*/true);
 }
 
 // K = 2 with a polynomial weighting: every buffer holds both MDCs' turns
@@ -148,19 +140,13 @@ TEST(NonIidTest, BufferedHqOfTwoWithPolynomialWeightsSurvivesAKilledHome) {
   c.Kill("worker-2");
   const int64_t at_kill = c.Version();
   ReachVersion(c, at_kill + 5);
-  ASSERT_TRUE(WaitFor([&] { return !Live(c, 0, "worker-2"); }, absl::Seconds(10)));
+  ASSERT_TRUE(WaitFor([&] { return !c.HoldsLease(0, "worker-2"); }, absl::Seconds(10)));
   absl::StatusOr<HqStatus> s = c.QueryHq();
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(DescribeMode(s->server.mode), "fedavg(H=2,B=2,poly=0.5)");
   EXPECT_GT(Forwarded(c, 1), 0);
-  for (const char* w : {"worker-0", "worker-1", "worker-3"}) c.Terminate(w);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        absl::StatusOr<HqStatus> h = c.QueryHq();
-        return h.ok() && h->server.gradients_pending == 0;
-      },
-      absl::Seconds(30)));
-  ExpectEveryForwardedGradientAppliedOnce(c, 2, /*buffered=*/true);
+  StopHomesAndExpectEveryForwardedGradientAppliedOnce(c, {"worker-0", "worker-1", "worker-3"},
+                                                      /*buffered=*/true);
 }
 
 // FedProx across MDCs in sync: a home killed mid-round holds its round up
@@ -178,14 +164,8 @@ TEST(NonIidTest, FedProxTrainsOnAfterAHomeIsKilledMidRound) {
   ASSERT_TRUE(s.ok());
   EXPECT_EQ(DescribeMode(s->server.mode), "fedavg(H=2,mu=0.1)");
   EXPECT_TRUE(std::isfinite(s->server.last_loss));
-  for (const char* w : {"worker-0", "worker-1", "worker-2"}) c.Terminate(w);
-  ASSERT_TRUE(WaitFor(
-      [&] {
-        absl::StatusOr<HqStatus> h = c.QueryHq();
-        return h.ok() && h->server.gradients_pending == 0;
-      },
-      absl::Seconds(30)));
-  ExpectEveryForwardedGradientAppliedOnce(c, 2, /*buffered=*/false);
+  StopHomesAndExpectEveryForwardedGradientAppliedOnce(c, {"worker-0", "worker-1", "worker-2"},
+                                                      /*buffered=*/false);
 }
 
 }  // namespace

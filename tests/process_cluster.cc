@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -199,6 +200,13 @@ absl::StatusOr<HqStatus> ProcessCluster::QueryHq() {
 
 absl::StatusOr<AggregatorStatus> ProcessCluster::QueryAggregator(int a) {
   return status_->Aggregator(aggregator_addresses_[a], absl::Seconds(2));
+}
+
+bool ProcessCluster::HoldsLease(int a, const std::string& worker) {
+  absl::StatusOr<AggregatorStatus> s = QueryAggregator(a);
+  if (!s.ok()) return false;
+  const std::vector<std::string>& live = s->counters.live_workers;
+  return std::find(live.begin(), live.end(), worker) != live.end();
 }
 
 int64_t ProcessCluster::Version() {

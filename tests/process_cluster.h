@@ -86,6 +86,9 @@ class ProcessCluster {
 
   // HQ's version, or -1 when it does not answer.
   int64_t Version();
+  // Whether aggregator `a` holds a lease of `worker` (false when it does
+  // not answer).
+  bool HoldsLease(int a, const std::string& worker);
 
   const std::string& run_dir() const { return options_.run_dir; }
   const std::string& hq_address() const { return hq_address_; }

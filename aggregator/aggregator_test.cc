@@ -146,6 +146,32 @@ TEST(AggregatorTest, UnderAnHqBufferNewerWeightsWaitUntilTheOpenRoundCloses) {
   EXPECT_EQ(plain.counters().gradients_dropped.at("superseded"), 1);
 }
 
+// While the tier forms, the homes live so far may all have sent and the
+// round still waits for the ones its flags expect: HQ's newer weights
+// (another MDC's aggregate moved it on) wait too, and nothing sent is
+// superseded. (A CI run caught this: a fast MDC's first round dropped.)
+TEST(AggregatorTest, UnderAnHqBufferAFormingRoundKeepsWhatIsInIt) {
+  ModeConfig buffered{Mode::kFedAvg};
+  buffered.local_steps = 2;
+  buffered.hq_buffer = 1;
+  Aggregator agg(Local(2));
+  agg.PublishWeights(Weights(0, 2, false, buffered));
+  ASSERT_TRUE(agg.AcceptGradient(Push("w0", 0, {1, 2}, 1)).ok());  // w1 not here yet
+  agg.PublishWeights(Weights(1, 2, false, buffered));
+  EXPECT_EQ(agg.LatestWeights()->version, 0);
+  EXPECT_EQ(agg.counters().gradients_dropped.count("superseded"), 0u);
+  ASSERT_TRUE(agg.Heartbeat("w1", 0, false).ok());  // formed: the round waits for w1
+  EXPECT_EQ(agg.LatestWeights()->version, 0);
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {3, 4}, 1)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 0);
+  EXPECT_EQ(out->contributors, 2);
+  EXPECT_THAT(out->sum, ElementsAre(4, 6));
+  EXPECT_EQ(agg.LatestWeights()->version, 1);
+  ExpectAccountingHolds(agg.counters());
+}
+
 // HQ restarted from an older checkpoint while newer weights were held:
 // the new line is taken at once, and the held weights of the old line are
 // never served after it.

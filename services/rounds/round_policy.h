@@ -237,8 +237,9 @@ class RoundPolicy {
 
   // An aggregator under HQ's buffered rounds (ModeConfig::hq_buffer):
   // whether the open round still waits for live members computing on its
-  // version, so that newer weights from HQ wait until it closes (its work
-  // then counts, however slow; docs/noniid.md).
+  // version, or holds contributions it cannot close yet (the tier forms),
+  // so that newer weights from HQ wait until it closes (its work then
+  // counts, however slow; docs/noniid.md).
   virtual bool HoldsNewerWeights() const { return false; }
 
   // The live members the open round still waits for, in id order (none:

@@ -128,9 +128,15 @@ std::vector<std::string> SyncPolicy::WaitingFor() const {
 }
 
 bool SyncPolicy::HoldsNewerWeights() const {
-  // (WaitingFor is empty after training, and when no round is open.)
-  return options_.tier == RoundPolicyOptions::Tier::kAggregator && mode().hq_buffer > 0 &&
-         !WaitingFor().empty();
+  if (options_.tier != RoundPolicyOptions::Tier::kAggregator || mode().hq_buffer == 0 ||
+      tier_.training_done || round_.state() != SyncRound::State::kOpen) {
+    return false;
+  }
+  // Someone live still computes on the round's version, or contributions
+  // are in a round that cannot close yet: while the tier forms, everyone
+  // live may have sent (WaitingFor is empty) and the round still waits for
+  // the members its flags expect. Newer weights now would supersede them.
+  return !refs_.empty() || !WaitingFor().empty();
 }
 
 bool SyncPolicy::Complete() const {

@@ -28,6 +28,8 @@ std::shared_ptr<const WeightsSnapshot> BufferedPolicy::Begin(
 }
 
 Verdict BufferedPolicy::AdmitChecked(const Contribution& c, absl::Time now, const Take& take) {
+  // A buffer past its deadline closes before a late aggregate is added.
+  Poll(now);
   // (Admit refused versions ahead of HQ's and before the mode's switch.)
   const int64_t tau = tier_.version - c.version;
   const double weight = StalenessWeight(mode(), tau);
@@ -39,6 +41,7 @@ Verdict BufferedPolicy::AdmitChecked(const Contribution& c, absl::Time now, cons
   versions_[c.version] += c.contributors;
   refs_.push_back(take());
   if (c.completes_sender) {
+    if (aggregates_ == 0) first_arrival_ = now;
     ++aggregates_;
     Arrived(c.sender);
   }
@@ -64,6 +67,26 @@ void BufferedPolicy::Refused(const std::string& sender, int64_t version, DropRea
 }
 
 void BufferedPolicy::Arrived(const std::string& sender) { arrived_.insert(sender); }
+
+absl::Time BufferedPolicy::CloseAt() const {
+  const int64_t quorum = std::min<int64_t>(std::max(1, options_.quorum), mode().hq_buffer);
+  if (tier_.training_done || aggregates_ < quorum ||
+      options_.round_deadline == absl::InfiniteDuration()) {
+    return absl::InfiniteFuture();
+  }
+  return first_arrival_ + options_.round_deadline;
+}
+
+void BufferedPolicy::Poll(absl::Time now) {
+  if (tier_.training_done) return;
+  if (now >= CloseAt()) {
+    VLOG(1) << "buffer closed at its deadline with " << aggregates_ << " of "
+            << mode().hq_buffer << " aggregates";
+    Emit(/*everyone=*/false);
+    return;
+  }
+  EmitIfEveryoneIn();
+}
 
 std::vector<std::string> BufferedPolicy::WaitingFor() const {
   std::vector<std::string> missing;
@@ -114,6 +137,7 @@ void BufferedPolicy::Emit(bool everyone) {
             << arrived_.size() << " MDCs sent empty or refused aggregates)";
   }
   aggregates_ = 0;
+  first_arrival_ = absl::InfiniteFuture();
   arrived_.clear();
   host_->Emit(std::move(o));
 }
@@ -124,6 +148,7 @@ std::vector<ContributorRef> BufferedPolicy::Release() {
   buffer_.Reset();
   versions_.clear();
   aggregates_ = 0;
+  first_arrival_ = absl::InfiniteFuture();
   arrived_.clear();
   return refs;
 }

@@ -34,7 +34,10 @@ namespace hips {
 // for has sent since the last step (none of them could send again before
 // HQ moves on). An empty aggregate or a refused one counts as its sender's
 // turn, not toward K; a buffer of only those moves the version on with the
-// weights unchanged.
+// weights unchanged. With HQ's --round_deadline_ms a buffer also closes
+// that long after its first aggregate once it holds min(quorum, K) of
+// them, as a sync round does at its deadline: a live MDC that never sends
+// (K >= the live MDCs) does not hold HQ for good.
 class BufferedPolicy : public RoundPolicy {
  public:
   BufferedPolicy(RoundPolicyOptions options, RoundHost* host);
@@ -46,8 +49,8 @@ class BufferedPolicy : public RoundPolicy {
   void Refused(const std::string& sender, int64_t version, DropReason reason,
                absl::Time now) override;
   void MembersChanged() override { EmitIfEveryoneIn(); }
-  void Poll(absl::Time now) override { EmitIfEveryoneIn(); }
-  absl::Time CloseAt() const override { return absl::InfiniteFuture(); }
+  void Poll(absl::Time now) override;
+  absl::Time CloseAt() const override;
   std::vector<ContributorRef> Release() override;
   // The live MDCs HQ waits for that have not sent since the last step.
   std::vector<std::string> WaitingFor() const override;
@@ -88,6 +91,8 @@ class BufferedPolicy : public RoundPolicy {
   std::unique_ptr<RoundPolicy> step_;
   GradientAccumulator buffer_;
   int64_t aggregates_ = 0;
+  // When the buffer's first aggregate came (InfiniteFuture: none yet).
+  absl::Time first_arrival_ = absl::InfiniteFuture();
   // Contributions per version they were computed on.
   std::map<int64_t, int64_t> versions_;
   std::vector<ContributorRef> refs_;

@@ -113,7 +113,7 @@ def homes_memory(build, quick):
     """RSS of one worker process hosting 1,000 homes against one hosting 10,
     both drawing 10 homes a round (fedavg, the mlp), per extra home. Both
     hold the whole training set (iid parts of 10 or 1,000 homes)."""
-    versions = 10 if quick else 30
+    versions = 5 if quick else 30
     peaks = {}
     for homes, participation in ((10, 1.0), (1000, 0.01)):
         sampler, _ = run_local(build, [
@@ -133,11 +133,11 @@ def homes_round_cost(build, quick):
     and 10,000 homes (4 MDCs, 4 worker processes), 100 drawn a round (fedavg,
     one local step, batches of 4: 10,000 homes hold 6 examples each). The
     cost per version is the difference of a long and a short run over the
-    versions between them, so that start-up cancels."""
+    versions between them, so that start-up cancels. (Quick: 100 homes.)"""
     short, long = (5, 15) if quick else (10, 40)
     rows = []
     base = None
-    for homes in ((100, 1000) if quick else (100, 1000, 10000)):
+    for homes in ((100,) if quick else (100, 1000, 10000)):
         cpu = {}
         for versions in (short, long):
             sampler, _ = run_local(build, [
@@ -161,7 +161,7 @@ def homes_round_cost(build, quick):
 def homes_end_to_end(build, quick, homes=10000, aggregators=10, partition="iid",
                      participation=0.01):
     """Homes of Fashion-MNIST over MDCs in fedavg, 5 local steps of batches
-    of 6: accuracy after 600 versions (quick: 1,000 homes over 4 MDCs, 50
+    of 6: accuracy after 600 versions (quick: 1,000 homes over 4 MDCs, 20
     versions), seconds and the tree's peak RSS; each row also says when the
     run first reached 0.80 (from its evaluations every 50 versions)."""
     if quick:
@@ -170,8 +170,8 @@ def homes_end_to_end(build, quick, homes=10000, aggregators=10, partition="iid",
     sampler, output = run_local(build, [
         "--homes=%d" % homes, "--aggregators=%d" % aggregators, "--mode=fedavg",
         "--participation=%g" % participation, "--local_steps=5", "--batch_size=6",
-        "--partition=" + partition, "--max_versions=%d" % (50 if quick else 600),
-        "--eval_every=50"], timeout=3600)
+        "--partition=" + partition, "--max_versions=%d" % (20 if quick else 600),
+        "--eval_every=%d" % (20 if quick else 50)], timeout=3600)
     seconds = time.time() - start
     accuracy = final_accuracy(output)
     return [{"name": "homes_e2e_%d_%s" % (homes, partition), "value": accuracy,

@@ -204,6 +204,44 @@ TEST_F(BufferedPolicyTest, FedAvgStepsOnDeltasWithTheServerRate) {
   EXPECT_DOUBLE_EQ(policy_->StepRate(host_.outputs()[0], 0.1, SgdSettings{}), 0.7 / 4);
 }
 
+// --round_deadline_ms at HQ: with K = 4 of 4 MDCs and agg-3 live but never
+// sending, a buffer closes 500 ms after its first aggregate once it holds
+// the quorum (2), as a share of a round; without a quorum it waits on.
+TEST_F(BufferedPolicyTest, ClosesAtHqsDeadlineWithAQuorum) {
+  options_.round_deadline = absl::Milliseconds(500);
+  options_.quorum = 2;
+  Start(/*k=*/4);
+  ASSERT_EQ(Aggregate("agg-0", 0, {4, 4}, 4).kind, Verdict::Kind::kTaken);
+  EXPECT_EQ(policy_->CloseAt(), absl::InfiniteFuture());  // 1 < quorum
+  clock_.AdvanceBy(absl::Seconds(5));
+  policy_->Poll(clock_.Now());
+  EXPECT_THAT(host_.outputs(), IsEmpty());
+  ASSERT_EQ(Aggregate("agg-1", 0, {2, 0}, 2).kind, Verdict::Kind::kTaken);
+  // Past the deadline (from agg-0's aggregate) with a quorum: the next
+  // poll closes it.
+  EXPECT_EQ(policy_->CloseAt(), clock_.Now() - absl::Seconds(5) + absl::Milliseconds(500));
+  policy_->Poll(clock_.Now());
+  ASSERT_EQ(host_.outputs().size(), 1u);
+  EXPECT_THAT(host_.outputs()[0].sum, ElementsAre(6, 4));
+  EXPECT_DOUBLE_EQ(host_.outputs()[0].round_share, 0.5);  // 2 of 4
+  EXPECT_EQ(version_, 1);
+
+  // The next buffer's deadline counts from its own first aggregate, and an
+  // aggregate that comes after it first closes the buffer it missed.
+  EXPECT_EQ(policy_->CloseAt(), absl::InfiniteFuture());
+  ASSERT_EQ(Aggregate("agg-0", 1, {1, 1}, 1).kind, Verdict::Kind::kTaken);
+  clock_.AdvanceBy(absl::Milliseconds(400));
+  ASSERT_EQ(Aggregate("agg-1", 1, {1, 1}, 1).kind, Verdict::Kind::kTaken);
+  policy_->Poll(clock_.Now());
+  EXPECT_EQ(host_.outputs().size(), 1u);  // 400 ms < 500 ms
+  clock_.AdvanceBy(absl::Milliseconds(100));
+  ASSERT_EQ(Aggregate("agg-2", 1, {5, 5}, 1).kind, Verdict::Kind::kTaken);
+  ASSERT_EQ(host_.outputs().size(), 2u);
+  EXPECT_THAT(host_.outputs()[1].sum, ElementsAre(2, 2));  // without agg-2's
+  EXPECT_EQ(version_, 2);
+  EXPECT_EQ(dynamic_cast<BufferedPolicy&>(*policy_).buffered(), 1);  // agg-2's, next
+}
+
 TEST_F(BufferedPolicyTest, RefusesFutureVersionsAndBadValuesAndReleasesWhatItHolds) {
   Start(/*k=*/3);
   EXPECT_EQ(Aggregate("agg-0", 1, {1, 1}, 1).refusal->reason, DropReason::kFutureVersion);

@@ -51,6 +51,7 @@ const std::vector<ChildFlag>& ChildFlags() {
       {Handle(FLAGS_participation), true, false, false},
       {Handle(FLAGS_edge_rounds), true, false, false},
       {Handle(FLAGS_proximal_mu), true, false, false},
+      {Handle(FLAGS_fedavg_algorithm), true, false, false},
       {Handle(FLAGS_hq_buffer), true, false, false},
       {Handle(FLAGS_staleness_weighting), true, false, false},
       {Handle(FLAGS_staleness_exponent), true, false, false},

@@ -96,6 +96,10 @@ ModeConfig SetMode(LocalClusterOptions* o) {
   if (absl::Status s = CheckModeFitsOptimizer(mode, absl::GetFlag(FLAGS_optimizer)); !s.ok()) {
     ExitWithUsageError(std::string(s.message()));
   }
+  if (absl::Status s = CheckModeFitsControlVariates(mode, OrExit(ControlVariatesFromFlags()));
+      !s.ok()) {
+    ExitWithUsageError(std::string(s.message()));
+  }
   // A fedavg push stands for all of a round's local batches.
   o->samples_per_push = o->batch_size * mode.local_steps;
   o->lr_reference_samples = absl::GetFlag(FLAGS_async_lr_batch) >= 0 ? absl::GetFlag(FLAGS_async_lr_batch)

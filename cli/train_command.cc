@@ -1,5 +1,6 @@
 // hips train --monolith and hips export: in hips-train, which links LibTorch.
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -14,6 +15,7 @@
 #include "cli/commands.h"
 #include "cli/monolith.h"
 #include "services/models/checkpoint_codec.h"
+#include "services/numeric/scaffold.h"
 #include "services/runtime/hq_flags.h"
 #include "services/runtime/process_setup.h"
 #include "services/runtime/training_flags.h"
@@ -47,8 +49,12 @@ int RunExportCommand() {
   if (!checkpoint.ok()) {
     ExitWithUsageError(absl::StrCat("--checkpoint ", *path, ": ", checkpoint.status().message()));
   }
-  const absl::Status s =
-      ExportTorchScript(checkpoint->layout, checkpoint->weights, model_file, out);
+  // (A SCAFFOLD run's checkpoint holds the server's control variates after
+  // the model's floats: not part of the module.)
+  const ModelLayout model = WithoutControlVariates(checkpoint->layout);
+  checkpoint->weights.resize(
+      std::min(checkpoint->weights.size(), static_cast<size_t>(model.num_floats())));
+  const absl::Status s = ExportTorchScript(model, checkpoint->weights, model_file, out);
   if (absl::IsInvalidArgument(s)) ExitWithUsageError(std::string(s.message()));
   if (!s.ok()) {
     std::fprintf(stderr, "hips export: %s\n", std::string(s.message()).c_str());

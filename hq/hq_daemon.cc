@@ -1,5 +1,6 @@
 #include "hq/hq_daemon.h"
 
+#include <algorithm>
 #include <functional>
 #include <optional>
 #include <utility>
@@ -7,12 +8,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
+#include "hq/control_variates.h"
 #include "hq/hq_metrics.h"
 #include "services/models/checkpoint_codec.h"
 #include "services/net/address.h"
 #include "services/net/grpc_util.h"
 #include "services/numeric/chunk_codec.h"
 #include "services/numeric/parallel.h"
+#include "services/numeric/scaffold.h"
 
 namespace hips {
 
@@ -81,18 +84,35 @@ absl::StatusOr<std::unique_ptr<Optimizer>> HqDaemon::LoadModel(HqDaemonOptions* 
   options->model.num_classes = test_data_->num_classes;
   absl::StatusOr<std::unique_ptr<Model>> master = Model::Create(options->model, options->seed);
   if (!master.ok()) return master.status();
-  layout_ = (*master)->layout();
+  const ModelLayout model_layout = (*master)->layout();
+  layout_ = model_layout;
   absl::StatusOr<std::unique_ptr<Optimizer>> optimizer =
       CreateTorchOptimizer(options->optimizer, *std::move(master));
   if (!optimizer.ok()) return optimizer.status();
+  if (options->server.control_variates) {
+    // SCAFFOLD: the server variate travels, and is checkpointed, after the
+    // weights (services/numeric/scaffold.h).
+    absl::StatusOr<ModelLayout> served = WithControlVariates(model_layout);
+    if (!served.ok()) return served.status();
+    layout_ = *std::move(served);
+    optimizer = std::unique_ptr<Optimizer>(std::make_unique<ControlVariateOptimizer>(
+        *std::move(optimizer), ParameterFloats(model_layout)));
+  }
+  const size_t model_floats = static_cast<size_t>(model_layout.num_floats());
   // The evaluation replica belongs to the eval thread alone.
   absl::StatusOr<std::unique_ptr<Model>> replica = Model::Create(options->model, options->seed);
   if (!replica.ok()) return replica.status();
   std::shared_ptr<Model> eval_model = *std::move(replica);
   std::shared_ptr<const Dataset> test_data = test_data_;
   eval_ = std::make_unique<EvalLoop>(
-      [eval_model, test_data](absl::Span<const float> weights) -> absl::StatusOr<EvalMetrics> {
-        if (absl::Status s = eval_model->SetWeights(weights); !s.ok()) return s;
+      [eval_model, test_data,
+       model_floats](absl::Span<const float> weights) -> absl::StatusOr<EvalMetrics> {
+        // (Without the control variates that may follow the model's floats.)
+        if (absl::Status s =
+                eval_model->SetWeights(weights.first(std::min(weights.size(), model_floats)));
+            !s.ok()) {
+          return s;
+        }
         return eval_model->Evaluate(*test_data);
       },
       options->eval_every);

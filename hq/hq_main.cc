@@ -56,6 +56,7 @@ hips::ParameterServerOptions ServerOptionsFromFlags() {
   o.max_versions = absl::GetFlag(FLAGS_max_versions);
   o.max_samples = absl::GetFlag(FLAGS_max_samples);
   o.mode = OrExit(hips::ModeConfigFromFlags());
+  o.control_variates = OrExit(hips::ControlVariatesFromFlags());
   const hips::ServerStepFlags step = OrExit(hips::ServerStepFromFlags());
   o.server_lr = step.lr;
   o.server_momentum = step.momentum;

@@ -404,6 +404,9 @@ absl::StatusOr<ModeSwitch> ParameterServer::SetMode(const ModeConfig& mode) {
   if (absl::Status s = CheckModeFitsOptimizer(mode, options_.optimizer.name); !s.ok()) {
     return absl::FailedPreconditionError(s.message());
   }
+  if (absl::Status s = CheckModeFitsControlVariates(mode, options_.control_variates); !s.ok()) {
+    return absl::FailedPreconditionError(s.message());
+  }
   absl::MutexLock lock(&apply_mu_);
   absl::StatusOr<ModeSwitch> result = trainer_.RequestMode(mode);
   if (!result.ok()) return result;

@@ -51,6 +51,9 @@ absl::Status ValidateParameterServerOptions(const ParameterServerOptions& o) {
   }
   if (absl::Status s = ValidateDivergenceOptions(o.divergence); !s.ok()) return s;
   if (absl::Status s = ValidateModeConfig(o.mode); !s.ok()) return s;
+  if (absl::Status s = CheckModeFitsControlVariates(o.mode, o.control_variates); !s.ok()) {
+    return s;
+  }
   return CheckModeFitsOptimizer(o.mode, o.optimizer.name);
 }
 

@@ -42,6 +42,11 @@ struct ParameterServerOptions {
   int64_t max_samples = 0;
   // The mode at start (SetMode switches it later).
   ModeConfig mode;
+  // --fedavg_algorithm=scaffold: HQ serves SCAFFOLD's control variate with
+  // its weights (their layout is WithControlVariates of the model's;
+  // services/numeric/scaffold.h), so the run trains in fedavg throughout:
+  // another mode is refused at start and by SetMode.
+  bool control_variates = false;
   // Async and ssp apply each update of n samples with lr·n/N, N being this
   // (the global batch of a sync round: the learning rate keeps its meaning
   // per sample across modes). 0: no scaling.

@@ -13,7 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "hq/control_variates.h"
 #include "hq/testing/fake_sgd.h"
+#include "services/numeric/scaffold.h"
 #include "services/testing/resident_memory.h"
 #include "services/testing/wait_for.h"
 #include "services/time/clock.h"
@@ -23,6 +25,7 @@ namespace {
 
 using ::testing::ElementsAre;
 using ::testing::FloatEq;
+using ::testing::HasSubstr;
 
 AggregatePush Aggregate(const std::string& id, int64_t version, std::vector<float> sum,
                         int64_t samples, int64_t contributors) {
@@ -770,6 +773,57 @@ TEST_F(ParameterServerTest, ARestoredCheckpointContinuesTheRunAndRemembersWhatWa
   other.layout = *ModelLayout::Create({{"w", {3}}});
   other.weights = {1, 2, 3};
   EXPECT_TRUE(absl::IsInvalidArgument(MakeWith(o)->Restore(other)));
+}
+
+// --fedavg_algorithm=scaffold: HQ serves [w; c] under the layout with
+// control variates. A round's parameters step as in fedavg; c becomes the
+// sample-weighted mean of the variates the homes sent (buffer slots). The
+// run stays in fedavg, and a checkpoint holds c (and is refused by an HQ
+// without variates, saying why).
+TEST_F(ParameterServerTest, ScaffoldServesTheMeanVariateAfterTheWeightsAndKeepsIt) {
+  ParameterServerOptions o;
+  o.expected_aggregators = 2;
+  o.max_aggregators = 8;
+  o.mode = ModeConfig{Mode::kFedAvg, 0, 1, 1.0};
+  o.server_lr = 1.0;
+  o.server_momentum = 0;
+  o.control_variates = true;
+  ASSERT_TRUE(ValidateParameterServerOptions(o).ok());
+  o.clock = &clock_;
+  const ModelLayout model = *ModelLayout::Create({{"w", {2}}});
+  auto make = [&] {
+    return std::make_unique<ParameterServer>(
+        o, *WithControlVariates(model),
+        std::make_unique<ControlVariateOptimizer>(
+            std::make_unique<FakeSgd>(std::vector<float>{1, 1}), ParameterFloats(model)),
+        nullptr);
+  };
+  auto ps = make();
+  EXPECT_THAT(ps->LatestWeights()->weights, ElementsAre(1, 1, 0, 0));  // c starts at 0
+  // Sums Σ n_i·[delta_i; c_i] of 1 and 3 samples.
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a0", 0, {0.4f, 0, 2, 4}, 1, 1)).ok());
+  ASSERT_TRUE(ps->AcceptAggregate(Aggregate("a1", 0, {0, 0.8f, 6, 0}, 3, 2)).ok());
+  // Mean delta [0.1, 0.2]; mean variate [8/4, 4/4].
+  EXPECT_THAT(ps->LatestWeights()->weights,
+              ElementsAre(FloatEq(0.9f), FloatEq(0.8f), FloatEq(2), FloatEq(1)));
+  // Another mode would serve the variates to homes that cannot use them.
+  EXPECT_TRUE(absl::IsFailedPrecondition(ps->SetMode(ModeConfig{Mode::kSync}).status()));
+  ParameterServerOptions sync = o;
+  sync.mode = ModeConfig{Mode::kSync};
+  EXPECT_TRUE(absl::IsInvalidArgument(ValidateParameterServerOptions(sync)));
+
+  absl::StatusOr<Checkpoint> c = ps->Capture();
+  ASSERT_TRUE(c.ok()) << c.status();
+  auto resumed = make();
+  ASSERT_TRUE(resumed->Restore(*c).ok());
+  EXPECT_EQ(resumed->LatestWeights()->weights, ps->LatestWeights()->weights);
+  // An HQ without variates (plain fedavg) refuses it and says why.
+  o.control_variates = false;
+  auto plain = std::make_unique<ParameterServer>(
+      o, model, std::make_unique<FakeSgd>(std::vector<float>{1, 1}), nullptr);
+  const absl::Status refused = plain->Restore(*c);
+  EXPECT_TRUE(absl::IsInvalidArgument(refused));
+  EXPECT_THAT(std::string(refused.message()), HasSubstr("--fedavg_algorithm"));
 }
 
 // An aggregate from `id` of `version` that carries no gradient, only the

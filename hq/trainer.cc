@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "glog/logging.h"
 #include "services/numeric/buffer_pool.h"
@@ -150,8 +151,21 @@ absl::StatusOr<Checkpoint> Trainer::Capture() const {
 
 absl::Status Trainer::Restore(const Checkpoint& c) {
   if (c.layout != layout_ || static_cast<int64_t>(c.weights.size()) != layout_.num_floats()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the checkpoint holds another model: ", c.layout.DebugString()));
+    // (A run of --fedavg_algorithm=scaffold checkpoints its control
+    // variates as tensors "scaffold.c/<name>" after the model's.)
+    auto variates = [](const ModelLayout& l) {
+      for (const TensorSpec& t : l.tensors()) {
+        if (absl::StartsWith(t.name, "scaffold.c/")) return true;
+      }
+      return false;
+    };
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the checkpoint holds another model: ",
+        ModelLayout::FirstDifference(c.layout, layout_, "in the checkpoint", "here"),
+        variates(c.layout) != variates(layout_)
+            ? " (a run of --fedavg_algorithm=scaffold checkpoints its control variates as "
+              "tensors 'scaffold.c/...': resume with the --fedavg_algorithm it ran with)"
+            : ""));
   }
   if (c.version < 0 || c.samples_applied < 0 || c.mode_since < 0 || c.mode_since > c.version) {
     return absl::InvalidArgumentError(

@@ -786,6 +786,13 @@ TEST(CommandLineTest, BadFlagsExitNonZeroWithAMessage) {
       {"/hips-hq --mode=fedavg --proximal_mu=nan", "proximal mu must be in [0, 1000]"},
       {"/hips-hq --mode=fedavg --proximal_mu=1e4", "proximal mu must be in [0, 1000]"},
       {"/hips local --mode=fedavg --proximal_mu=inf", "proximal mu must be in [0, 1000]"},
+      // SCAFFOLD: fedavg only, by name.
+      {"/hips-hq --mode=fedavg --fedavg_algorithm=scafold",
+       "--fedavg_algorithm: unknown algorithm 'scafold' (fedavg or scaffold)"},
+      {"/hips local --mode=fedavg --fedavg_algorithm=", "--fedavg_algorithm: unknown algorithm"},
+      {"/hips-hq --fedavg_algorithm=scaffold", "--fedavg_algorithm=scaffold trains in fedavg only"},
+      {"/hips local --mode=ssp --fedavg_algorithm=scaffold",
+       "--fedavg_algorithm=scaffold trains in fedavg only"},
       {"/hips-hq --hq_buffer=-1", "HQ buffer must be in [0, 4096]"},
       {"/hips-hq --mode=fedavg --hq_buffer=4097", "HQ buffer must be in [0, 4096]"},
       {"/hips-hq --hq_buffer=two", "hq_buffer"},

@@ -168,5 +168,37 @@ TEST(NonIidTest, FedProxTrainsOnAfterAHomeIsKilledMidRound) {
                                                       /*buffered=*/false);
 }
 
+// SCAFFOLD (--fedavg_algorithm=scaffold) across two MDCs: a home killed
+// mid-round, then HQ killed and restarted from its checkpoint, which holds
+// the server variate after the weights (a checkpoint without it would not
+// restore into this layout). Training goes on from it, and every delta
+// forwarded since is applied once.
+TEST(NonIidTest, ScaffoldSurvivesAKilledHomeAndHqRestartedFromItsCheckpoint) {
+  ProcessClusterOptions o = Options("scaffold", {"--fedavg_algorithm=scaffold"});
+  o.worker_extra_args.clear();
+  o.hq_args.insert(o.hq_args.end(), {absl::StrCat("--checkpoint_dir=", o.run_dir, "/checkpoints"),
+                                     "--checkpoint_every_versions=5", "--checkpoint_every_s=0"});
+  ProcessCluster c(o);
+  ASSERT_TRUE(c.Start().ok());
+  ReachVersion(c, 10);
+  c.Kill("worker-3");
+  ReachVersion(c, c.Version() + 10);
+  c.Kill("hq");
+  ASSERT_TRUE(c.Restart("hq").ok());
+  absl::StatusOr<HqStatus> s = c.QueryHq();
+  ASSERT_TRUE(s.ok()) << s.status();
+  EXPECT_GE(s->server.resumed_from, 15);
+  ReachVersion(c, s->server.resumed_from + 10);
+  s = c.QueryHq();
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(DescribeMode(s->server.mode), "fedavg(H=2)");
+  EXPECT_TRUE(std::isfinite(s->server.last_loss));
+  std::printf("measured: HQ resumed from version %lld and trained on to %lld\n",
+              static_cast<long long>(s->server.resumed_from),
+              static_cast<long long>(s->server.version));
+  StopHomesAndExpectEveryForwardedGradientAppliedOnce(c, {"worker-0", "worker-1", "worker-2"},
+                                                      /*buffered=*/false);
+}
+
 }  // namespace
 }  // namespace hips

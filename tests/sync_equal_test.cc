@@ -8,10 +8,12 @@
 #include <memory>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "cli/monolith.h"
 #include "services/data/partition.h"
+#include "services/numeric/scaffold.h"
 #include "gtest/gtest.h"
 #include "tests/in_process_cluster.h"
 
@@ -109,8 +111,10 @@ class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
   // checked.
   static Run TrainOnTheCluster(const ModelOptions& model, const OptimizerOptions& optimizer,
                                ModeConfig mode = {}, double server_momentum = 0,
-                               Partition partition = {}, int homes_per_worker = 1) {
+                               Partition partition = {}, int homes_per_worker = 1,
+                               bool control_variates = false) {
     InProcessClusterOptions o;
+    o.hq.server.control_variates = control_variates;
     o.homes_per_worker = homes_per_worker;
     o.partition = partition;
     o.hq.server.mode = mode;
@@ -138,7 +142,7 @@ class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
     const std::vector<absl::Status> results = c.JoinWorkers();
     for (int k = 0; k < kWorkers / homes_per_worker; ++k) {
       EXPECT_TRUE(results[k].ok()) << "worker " << k << ": " << results[k];
-      EXPECT_EQ(c.worker(k).steps(), kRounds * homes_per_worker);
+      EXPECT_EQ(c.worker(k).steps(), kRounds * homes_per_worker * mode.local_steps);
       EXPECT_EQ(c.worker(k).pushes(), kRounds * homes_per_worker);
     }
     run.final_weights = c.hq().server().LatestWeights();
@@ -147,7 +151,7 @@ class SyncEqualsMonolithTest : public ::testing::TestWithParam<Case> {
 
     // Exact accounting at every tier.
     const ParameterServerStatus status = c.hq().server().status();
-    EXPECT_EQ(status.samples_applied, kRounds * kWorkers * kBatch);
+    EXPECT_EQ(status.samples_applied, kRounds * kWorkers * kBatch * mode.local_steps);
     EXPECT_EQ(status.gradients_applied, kRounds * kWorkers);
     EXPECT_EQ(status.aggregates_applied, kRounds * kAggregators);
     EXPECT_EQ(status.aggregates_received, kRounds * kAggregators);
@@ -241,6 +245,48 @@ TEST_F(SyncEqualsMonolithTest, FedAvgWithOneLocalStepEqualsSingleProcessSgd) {
   ASSERT_NE(run.final_weights, nullptr);
   EXPECT_EQ(run.final_weights->mode, (ModeConfig{Mode::kFedAvg, 0, 1, 1.0}));
   ExpectEqualsTheMonolith(run, ModelOptions(), sgd, **train_);
+}
+
+// SCAFFOLD (--fedavg_algorithm=scaffold) with one local step and every
+// home in every round is sync SGD too: HQ's variate c is the homes' mean
+// variate, so their corrections c − c_i add up to nothing in the round's
+// mean delta. The variate itself travels after the weights and moves.
+TEST_F(SyncEqualsMonolithTest, ScaffoldWithOneLocalStepEqualsSingleProcessSgd) {
+  OptimizerOptions sgd = Sgd();
+  sgd.lr_schedule = "constant";
+  Run run = TrainOnTheCluster(ModelOptions(), sgd, ModeConfig{Mode::kFedAvg, 0, 1, 1.0},
+                              sgd.momentum, {}, 1, /*control_variates=*/true);
+  ASSERT_NE(run.final_weights, nullptr);
+  std::vector<TensorSpec> model_tensors;
+  for (const TensorSpec& t : run.final_weights->layout.tensors()) {
+    if (!absl::StartsWith(t.name, "scaffold.c/")) model_tensors.push_back(t);
+  }
+  const ModelLayout model = *ModelLayout::Create(model_tensors);
+  ASSERT_TRUE(HasControlVariates(run.final_weights->layout, model));
+  const size_t n = static_cast<size_t>(model.num_floats());
+  const absl::Span<const float> c = absl::MakeConstSpan(run.final_weights->weights).subspan(n);
+  ASSERT_EQ(c.size(), static_cast<size_t>(ParameterFloats(model)));
+  double c_norm = 0;
+  for (float x : c) c_norm += static_cast<double>(x) * x;
+  EXPECT_GT(c_norm, 1e-6);  // (0 before the first round)
+  EXPECT_TRUE(std::isfinite(c_norm));
+  // The model's part against the monolith.
+  auto weights = std::make_shared<WeightsSnapshot>(*run.final_weights);
+  weights->layout = model;
+  weights->weights.resize(n);
+  run.final_weights = weights;
+  run.initial.resize(n);
+  ExpectEqualsTheMonolith(run, ModelOptions(), sgd, **train_);
+
+  // With two local steps the corrections do count: the second step is
+  // taken from where the corrected first one led.
+  const ModeConfig two{Mode::kFedAvg, 0, 2, 1.0};
+  const Run fedavg = TrainOnTheCluster(ModelOptions(), sgd, two, sgd.momentum);
+  const Run scaffold = TrainOnTheCluster(ModelOptions(), sgd, two, sgd.momentum, {}, 1, true);
+  ASSERT_TRUE(fedavg.final_weights != nullptr && scaffold.final_weights != nullptr);
+  EXPECT_GT(RelativeError(absl::MakeConstSpan(scaffold.final_weights->weights).first(n),
+                          fedavg.final_weights->weights),
+            1e-4);
 }
 
 // Non-IID homes (--partition): each worker computes its own part from the

@@ -75,7 +75,8 @@ absl::StatusOr<std::unique_ptr<Worker>> Worker::Create(WorkerOptions options,
                           absl::StrCat(h.id, ": ", sampler.status().message()));
     }
     h.examples.clear();  // (the sampler holds them)
-    homes.push_back(Home{std::move(h), *std::move(sampler), 0, -1, nullptr, std::thread()});
+    homes.push_back(
+        Home{std::move(h), *std::move(sampler), 0, -1, nullptr, nullptr, std::thread()});
     if (options.compression.encoding != Encoding::kFp32) {
       homes.back().compressor = std::make_unique<Compressor>(
           options.compression, model->layout().num_floats(), model->layout().buffer_ranges());
@@ -288,18 +289,28 @@ absl::Status Worker::Loop() {
     backoff.Reset();
     const std::shared_ptr<const WeightsSnapshot> w = *std::move(weights);
     if (w != current_) {
-      if (w->layout != model_->layout()) {
+      const bool variates =
+          w->layout != model_->layout() && HasControlVariates(w->layout, model_->layout());
+      if (w->layout != model_->layout() && !variates) {
         return absl::FailedPreconditionError(
             absl::StrCat("the cluster trains a different model: ",
                          ModelLayout::FirstDifference(w->layout, model_->layout(), "at HQ",
                                                       "in this worker's")));
       }
+      if (variates && w->mode.mode != Mode::kFedAvg) {
+        // (HQ refuses such a switch; a home cannot train SCAFFOLD outside
+        // fedavg's rounds.)
+        return absl::FailedPreconditionError(
+            absl::StrCat("HQ serves SCAFFOLD's control variates in mode ", DescribeMode(w->mode),
+                         "; they are for fedavg only"));
+      }
+      variates_ = variates;
       if (w->training_done) {
         LOG(INFO) << me << ": training done at version " << w->version << " after "
                   << steps_.load() << " steps (" << refused_.load() << " gradients refused)";
         return absl::OkStatus();
       }
-      if (absl::Status s = model_->SetWeights(w->weights); !s.ok()) return s;
+      if (absl::Status s = model_->SetWeights(ModelPart(*w)); !s.ok()) return s;
       model_moved_ = false;
       if (current_ != nullptr && current_->incarnation != w->incarnation) {
         LOG(WARNING) << me << ": HQ restarted; continuing from version " << w->version;
@@ -344,9 +355,10 @@ absl::StatusOr<bool> Worker::Turn(Home& h, const std::shared_ptr<const WeightsSn
   AwaitPush(h);  // a home's pushes go one after the other
   if (stop_.HasBeenNotified()) return false;
   if (model_moved_) {
-    if (absl::Status s = model_->SetWeights(w->weights); !s.ok()) return s;
+    if (absl::Status s = model_->SetWeights(ModelPart(*w)); !s.ok()) return s;
   }
   std::unique_ptr<GradientPush> push = TakeBuffer();
+  push->gradient.resize(w->weights.size());  // (the model's floats, and c's)
   if (w->mode.mode == Mode::kFedAvg) {
     model_moved_ = true;
     absl::StatusOr<bool> trained = LocalRound(h, *w, push.get());
@@ -426,11 +438,22 @@ absl::Status Worker::ComputeStep(Home& h, const WeightsSnapshot& w, int64_t step
   return absl::OkStatus();
 }
 
+absl::Span<const float> Worker::ModelPart(const WeightsSnapshot& w) const {
+  return absl::MakeConstSpan(w.weights).first(static_cast<size_t>(model_->layout().num_floats()));
+}
+
 absl::StatusOr<bool> Worker::LocalRound(Home& h, const WeightsSnapshot& w, GradientPush* push) {
+  const ModelLayout& model = model_->layout();
+  const size_t n = static_cast<size_t>(model.num_floats());
   if (trainer_ == nullptr) {
-    trainer_ = std::make_unique<LocalTrainer>(push->gradient.size(), w.layout.buffer_ranges());
+    trainer_ = std::make_unique<LocalTrainer>(n, model.buffer_ranges());
   }
-  trainer_->Begin(w.weights);
+  trainer_->Begin(ModelPart(w));
+  const absl::Span<float> grad = absl::MakeSpan(push->gradient).first(n);
+  if (variates_) {
+    if (h.variate == nullptr) h.variate = std::make_unique<HomeVariate>(model);
+    h.variate->Begin(absl::MakeConstSpan(w.weights).subspan(n));
+  }
   // Local step j of round (v, e) reads batch (v·E + e)·H + j of this
   // home's order, so a round of one step reads what sync would (and a
   // restarted home goes on from its data position).
@@ -443,17 +466,26 @@ absl::StatusOr<bool> Worker::LocalRound(Home& h, const WeightsSnapshot& w, Gradi
     const int64_t step = std::max(
         (w.version * w.mode.edge_rounds + w.edge_round) * w.mode.local_steps + j, h.last_step + 1);
     const absl::Time start = options_.clock->Now();
-    int64_t n = 0;
-    absl::StatusOr<double> loss = Gradient(h, step, absl::MakeSpan(push->gradient), &n);
+    int64_t batch = 0;
+    absl::StatusOr<double> loss = Gradient(h, step, grad, &batch);
     if (!loss.ok()) return loss.status();
-    trainer_->Step(push->gradient, w.local_sgd, w.mode.proximal_mu);
-    samples += n;
+    if (variates_) h.variate->Correct(grad);  // + c - c_i
+    trainer_->Step(grad, w.local_sgd, w.mode.proximal_mu);
+    samples += batch;
     loss_sum += *loss;
     h.last_step = step;
     ++steps_;
     if (!Straggle(options_.clock->Now() - start)) return false;
   }
-  trainer_->DeltaInto(absl::MakeSpan(push->gradient));
+  trainer_->DeltaInto(grad);
+  if (variates_) {
+    // The home's new variate, a value in the buffer slots after the delta.
+    h.variate->Finish(absl::MakeSpan(push->gradient).subspan(n));
+    if (h.compressor != nullptr && h.compressor->num_floats() != push->gradient.size()) {
+      h.compressor = std::make_unique<Compressor>(h.compressor->options(), push->gradient.size(),
+                                                  w.layout.buffer_ranges());
+    }
+  }
   last_loss_.store(loss_sum / static_cast<double>(samples));
   Seal(h, w.version, samples, loss_sum, h.last_step, push);
   push->hq_incarnation = w.incarnation;

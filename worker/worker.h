@@ -19,6 +19,7 @@
 #include "services/models/model.h"
 #include "services/numeric/compression.h"
 #include "services/numeric/fedavg.h"
+#include "services/numeric/scaffold.h"
 #include "worker/aggregator_client.h"
 #include "services/time/clock.h"
 
@@ -191,6 +192,9 @@ class Worker {
     // Encodes its pushes on a compressed hop (its error feedback); null for
     // fp32.
     std::unique_ptr<Compressor> compressor;
+    // SCAFFOLD: its control variate c_i, from its first round on (lives as
+    // long as this process; a restarted home starts again at 0).
+    std::unique_ptr<HomeVariate> variate;
     std::thread sending;
   };
 
@@ -212,6 +216,9 @@ class Worker {
   // fedavg: the round's local steps of home `h` on `weights`, leaving the
   // delta in `push`. False if the worker was shut down meanwhile.
   absl::StatusOr<bool> LocalRound(Home& h, const WeightsSnapshot& weights, GradientPush* push);
+  // The model's floats of `w` (without the control variates that may
+  // follow them).
+  absl::Span<const float> ModelPart(const WeightsSnapshot& w) const;
   // Fills the header of home `h`'s push for what push->gradient now holds
   // (and encodes it on a compressed hop).
   void Seal(Home& h, int64_t version, int64_t samples, double loss_sum, int64_t step,
@@ -260,6 +267,9 @@ class Worker {
 
   // Only Run's thread touches the members below.
   std::shared_ptr<const WeightsSnapshot> current_;  // what the model holds
+  // Whether current_ carries SCAFFOLD's control variate after the model's
+  // floats (services/numeric/scaffold.h).
+  bool variates_ = false;
   // The model's weights are no longer current_'s (a fedavg round, or a
   // forward pass that moved buffers) and must be set again.
   bool model_moved_ = false;

@@ -118,4 +118,12 @@ absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, absl::string_view op
   return absl::OkStatus();
 }
 
+absl::Status CheckModeFitsControlVariates(const ModeConfig& mode, bool control_variates) {
+  if (!control_variates || mode.mode == Mode::kFedAvg) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("--fedavg_algorithm=scaffold trains in fedavg only (HQ serves its control "
+                   "variates with the weights); the mode is ",
+                   DescribeMode(mode)));
+}
+
 }  // namespace hips

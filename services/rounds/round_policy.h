@@ -297,6 +297,9 @@ void RoundMeanInto(const RoundOutput& output, absl::Span<float> mean);
 // INVALID_ARGUMENT for a mode HQ's optimizer (`optimizer`: "sgd", "adam")
 // cannot train in: fedavg runs SGD on the workers.
 absl::Status CheckModeFitsOptimizer(const ModeConfig& mode, absl::string_view optimizer);
+// INVALID_ARGUMENT for a mode other than fedavg while HQ serves SCAFFOLD's
+// control variates with its weights (--fedavg_algorithm=scaffold).
+absl::Status CheckModeFitsControlVariates(const ModeConfig& mode, bool control_variates);
 
 }  // namespace hips
 

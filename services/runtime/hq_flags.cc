@@ -32,6 +32,10 @@ ABSL_FLAG(double, proximal_mu, 0,
           "fedavg: FedProx's mu, in [0, 1000]: each local step adds mu*(w - w_round) to a "
           "parameter's gradient, pulling a home's replica back toward the round's weights on "
           "non-IID data (0: plain fedavg; docs/noniid.md).");
+ABSL_FLAG(std::string, fedavg_algorithm, "fedavg",
+          "fedavg: fedavg, or scaffold (SCAFFOLD: HQ serves a control variate with the "
+          "weights and each home corrects its local gradients by it; the run stays in fedavg; "
+          "docs/modes.md).");
 ABSL_FLAG(int64_t, hq_buffer, 0,
           "sync and fedavg: HQ's consistency across MDCs. 0: HQ's rounds wait for every live "
           "MDC. K > 0: buffered asynchronous (FedBuff): HQ applies once K MDC aggregates are "
@@ -93,6 +97,14 @@ absl::StatusOr<ModeConfig> ModeConfigFromFlags(absl::string_view mode) {
 
 absl::StatusOr<ModeConfig> ModeConfigFromFlags() {
   return ModeConfigFromFlags(absl::GetFlag(FLAGS_mode));
+}
+
+absl::StatusOr<bool> ControlVariatesFromFlags() {
+  const std::string algorithm = absl::GetFlag(FLAGS_fedavg_algorithm);
+  if (algorithm == "fedavg") return false;
+  if (algorithm == "scaffold") return true;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--fedavg_algorithm: unknown algorithm '", algorithm, "' (fedavg or scaffold)"));
 }
 
 absl::StatusOr<DivergenceOptions> DivergenceOptionsFromFlags() {

@@ -28,6 +28,7 @@ ABSL_DECLARE_FLAG(int64_t, local_steps);
 ABSL_DECLARE_FLAG(double, participation);
 ABSL_DECLARE_FLAG(int64_t, edge_rounds);
 ABSL_DECLARE_FLAG(double, proximal_mu);
+ABSL_DECLARE_FLAG(std::string, fedavg_algorithm);
 ABSL_DECLARE_FLAG(int64_t, hq_buffer);
 ABSL_DECLARE_FLAG(std::string, staleness_weighting);
 ABSL_DECLARE_FLAG(double, staleness_exponent);
@@ -64,6 +65,9 @@ absl::StatusOr<ServerStepFlags> ServerStepFromFlags();
 
 // --on_divergence, --divergence_lr_factor and --max_rollbacks, checked.
 absl::StatusOr<DivergenceOptions> DivergenceOptionsFromFlags();
+// --fedavg_algorithm: whether HQ serves SCAFFOLD's control variates
+// (ParameterServerOptions::control_variates).
+absl::StatusOr<bool> ControlVariatesFromFlags();
 
 // --weights_compression and its two knobs, checked: nullopt for none.
 absl::StatusOr<std::optional<WeightsChainOptions>> WeightsCompressionFromFlags();

@@ -479,8 +479,8 @@ absl::StatusOr<bool> Worker::LocalRound(Home& h, const WeightsSnapshot& w, Gradi
   }
   trainer_->DeltaInto(grad);
   if (variates_) {
-    // The home's new variate, a value in the buffer slots after the delta.
-    h.variate->Finish(absl::MakeSpan(push->gradient).subspan(n));
+    // The home's update of c, a value in the buffer slots after the delta.
+    h.variate->Finish(w.mode.participation, absl::MakeSpan(push->gradient).subspan(n));
     if (h.compressor != nullptr && h.compressor->num_floats() != push->gradient.size()) {
       h.compressor = std::make_unique<Compressor>(h.compressor->options(), push->gradient.size(),
                                                   w.layout.buffer_ranges());

@@ -90,12 +90,13 @@ void HomeVariate::Correct(absl::Span<float> grad) {
   ++steps_;
 }
 
-void HomeVariate::Finish(absl::Span<float> out) {
-  if (steps_ > 0) {
-    const double n = static_cast<double>(steps_);
-    for (size_t k = 0; k < c_i_.size(); ++k) c_i_[k] = static_cast<float>(sum_[k] / n);
+void HomeVariate::Finish(double participation, absl::Span<float> out) {
+  const double n = static_cast<double>(steps_);
+  for (size_t k = 0; k < c_i_.size(); ++k) {
+    const float old = c_i_[k];
+    if (steps_ > 0) c_i_[k] = static_cast<float>(sum_[k] / n);
+    out[k] = static_cast<float>(c_[k] + participation * (c_i_[k] - old));
   }
-  std::copy(c_i_.begin(), c_i_.end(), out.begin());
 }
 
 }  // namespace hips

@@ -17,14 +17,16 @@ namespace hips {
 // "scaffold.c/<name>" of the same shape per parameter tensor, marked as a
 // buffer. A buffer's value travels and every tier keeps the sample-weighted
 // mean of the values it receives, so c needs no rule of its own anywhere
-// between a home and HQ's step: each home pushes its new variate c_i in
-// those slots, and HQ's c becomes the mean variate of the homes it heard
-// from (with every home drawn, SCAFFOLD's c + mean Δc_i exactly).
+// between a home and HQ's step: each home pushes the value its update
+// makes of c in those slots (Finish), and HQ's c becomes their mean.
 //
 // A home corrects each local gradient g by c − c_i and, after its H local
 // steps, takes as its new c_i the mean of the raw gradients of those steps:
 // SCAFFOLD's option II, (x − y)/(H·lr) + c_i − c, is that mean for plain SGD,
-// and the mean is defined whatever the local momentum.
+// and the mean is defined whatever the local momentum. What it pushes in
+// the variate slots is c + F·Δc_i (F the participation), so that the mean
+// the tiers keep is SCAFFOLD's c + (|S|/N)·mean Δc_i: the variates of the
+// homes not drawn stay in c.
 
 // The served layout under SCAFFOLD: INVALID_ARGUMENT for a model without
 // parameters or one already holding variates.
@@ -54,8 +56,11 @@ class HomeVariate {
   // Buffers' slots are left alone.
   void Correct(absl::Span<float> grad);
   // Ends the round: c_i becomes the mean raw gradient of its steps (kept
-  // as it was after a round of none), written to `out` (ParameterFloats).
-  void Finish(absl::Span<float> out);
+  // as it was after a round of none), and `out` (ParameterFloats) gets
+  // what the home pushes in the variate slots, c + F·(c_i new − c_i old)
+  // with F the round's `participation`: the round's mean of those is
+  // SCAFFOLD's server update c + (|S|/N)·mean Δc_i, |S|/N being F.
+  void Finish(double participation, absl::Span<float> out);
 
   absl::Span<const float> variate() const { return c_i_; }
 

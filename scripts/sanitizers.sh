@@ -78,13 +78,13 @@ phase asan-build cmake --build "$ASAN_DIR"
 export ASAN_OPTIONS="detect_leaks=1 strict_string_checks=1 check_initialization_order=1 external_symbolizer_path=$SYMBOLIZER"
 export UBSAN_OPTIONS="print_stacktrace=1 external_symbolizer_path=$SYMBOLIZER"
 # The unit tests and the in-process clusters; not the clusters of separate
-# processes (local_e2e, faults, cluster_security, Prometheus, the Python
-# worker's, the attackers', the Compose cluster), the deployment checks nor
-# the benchmarks.
+# processes (local_e2e, faults, cluster_security, elastic, noniid,
+# Prometheus, the Python worker's, the attackers', the Compose cluster), the
+# deployment checks nor the benchmarks.
 # (The WAN testbed is a cluster of processes too.)
 asan_tests() {
   (cd "$ASAN_DIR" && ctest --output-on-failure --timeout 900 -j2 -LE 'bench|docker|deploy|wan' \
-    -E '^(local_e2e_test|faults_test|cluster_security_test|prometheus_test|python_worker_test|attack_test)')
+    -E '^(local_e2e_test|faults_test|cluster_security_test|elastic_test|noniid_test|prometheus_test|python_worker_test|attack_test)')
 }
 phase asan-test asan_tests
 echo "== the fuzzers"

@@ -107,6 +107,17 @@ TEST(AggregatorTest, ForwardsTheSampleWeightedSumOnceEveryWorkerContributed) {
   EXPECT_EQ(c.rounds_closed, 1);
 }
 
+// Under an HQ buffer: w1's gradient {3, 4} completes the round of version
+// 0 that w0's {1, 2} opened, and the aggregate goes to HQ whole.
+void ExpectW1ClosesTheRoundOfVersion0(Aggregator& agg) {
+  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {3, 4}, 1)).ok());
+  std::optional<AggregatePush> out = agg.NextAggregate();
+  ASSERT_TRUE(out.has_value());
+  EXPECT_EQ(out->version, 0);
+  EXPECT_EQ(out->contributors, 2);
+  EXPECT_THAT(out->sum, ElementsAre(4, 6));
+}
+
 // --hq_buffer: HQ moves on without this MDC, whose round of version 0
 // still waits for w1. Its newer weights wait until that round closes (its
 // work counts), then the aggregator serves the newest it holds.
@@ -121,12 +132,7 @@ TEST(AggregatorTest, UnderAnHqBufferNewerWeightsWaitUntilTheOpenRoundCloses) {
   agg.PublishWeights(Weights(2, 2, false, buffered));
   EXPECT_EQ(agg.LatestWeights()->version, 0);  // w1 still computes on 0
   EXPECT_EQ(agg.HqWeights()->version, 2);      // (the next pull asks for 3)
-  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {3, 4}, 1)).ok());
-  std::optional<AggregatePush> out = agg.NextAggregate();
-  ASSERT_TRUE(out.has_value());
-  EXPECT_EQ(out->version, 0);
-  EXPECT_EQ(out->contributors, 2);
-  EXPECT_THAT(out->sum, ElementsAre(4, 6));
+  ExpectW1ClosesTheRoundOfVersion0(agg);
   EXPECT_EQ(agg.LatestWeights()->version, 2);  // the newest, after the round
   EXPECT_EQ(agg.counters().gradients_dropped.count("superseded"), 0u);
 
@@ -162,12 +168,7 @@ TEST(AggregatorTest, UnderAnHqBufferAFormingRoundKeepsWhatIsInIt) {
   EXPECT_EQ(agg.counters().gradients_dropped.count("superseded"), 0u);
   ASSERT_TRUE(agg.Heartbeat("w1", 0, false).ok());  // formed: the round waits for w1
   EXPECT_EQ(agg.LatestWeights()->version, 0);
-  ASSERT_TRUE(agg.AcceptGradient(Push("w1", 0, {3, 4}, 1)).ok());
-  std::optional<AggregatePush> out = agg.NextAggregate();
-  ASSERT_TRUE(out.has_value());
-  EXPECT_EQ(out->version, 0);
-  EXPECT_EQ(out->contributors, 2);
-  EXPECT_THAT(out->sum, ElementsAre(4, 6));
+  ExpectW1ClosesTheRoundOfVersion0(agg);
   EXPECT_EQ(agg.LatestWeights()->version, 1);
   ExpectAccountingHolds(agg.counters());
 }
